@@ -1,0 +1,287 @@
+/*
+ * vigil.h: the whole public API of vigil, a completion-based event loop.
+ *
+ * Conventions
+ * - Every call that can fail returns a negative errno (-EINVAL, -EBADF, ...);
+ *   0 or a positive value means success. No call sets errno.
+ * - Handles (vigil_conn, vigil_listener, vigil_op) are small values, not
+ *   pointers: a slot and a generation. A handle that was closed, finished or
+ *   never valid is rejected with -EBADF; it can never reach freed memory.
+ * - Threads: a loop belongs to one thread, the first one that runs it or
+ *   calls into it after create. Only vigil_loop_post(), vigil_loop_wake(),
+ *   vigil_loop_stop() and vigil_loop_stats() may be called from other
+ *   threads; any other call from another thread returns -EPERM.
+ * - Callbacks run on the loop thread, inside vigil_loop_run() or
+ *   vigil_loop_destroy(). Each operation gets exactly one final callback.
+ * - fork(): a loop does not survive fork(). The child must not use or
+ *   destroy a loop inherited from the parent; it may create new ones.
+ */
+#ifndef VIGIL_H
+#define VIGIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VIGIL_VERSION_MAJOR 0
+#define VIGIL_VERSION_MINOR 1
+#define VIGIL_VERSION_PATCH 0
+#define VIGIL_VERSION_STRING "0.1.0"
+
+/* Returns VIGIL_VERSION_STRING of the library actually linked. */
+const char *vigil_version(void);
+
+/* An operating-system socket: an fd on POSIX, a SOCKET on Windows. */
+#ifdef _WIN32
+typedef uintptr_t vigil_socket;
+#else
+typedef int vigil_socket;
+#endif
+
+typedef struct vigil_loop vigil_loop;
+typedef struct vigil_conn { uint64_t id; } vigil_conn;         /* a TCP connection */
+typedef struct vigil_listener { uint64_t id; } vigil_listener; /* a listening socket */
+typedef struct vigil_op { uint64_t id; } vigil_op;             /* one operation */
+
+/* ------------------------------------------------------------------ loop */
+
+typedef enum vigil_backend {
+    VIGIL_BACKEND_AUTO = 0, /* the best available; VIGIL_BACKEND env var may force one */
+    VIGIL_BACKEND_URING,    /* io_uring, or fail */
+} vigil_backend;
+
+/* Loop options. Zero-initialise and set what you need; 0 means the default. */
+typedef struct vigil_loop_options {
+    vigil_backend backend;
+    uint32_t ring_entries; /* submission queue entries; default 1024 */
+    uint32_t buf_size;     /* bytes per receive buffer; default 16384 */
+    uint32_t buf_count;    /* receive buffers (a power of two); default 1024 */
+    uint32_t flags;        /* VIGIL_LOOP_* below */
+} vigil_loop_options;
+
+/* Turn off kernel features, to exercise the degraded paths (tests, diagnosis). */
+#define VIGIL_LOOP_NO_MULTISHOT_ACCEPT (1u << 0)
+#define VIGIL_LOOP_NO_MULTISHOT_RECV   (1u << 1)
+#define VIGIL_LOOP_NO_DEFER_TASKRUN    (1u << 2) /* also drops SINGLE_ISSUER */
+
+/* What the loop chose, and why. Strings are static or live as long as the loop. */
+typedef struct vigil_loop_info {
+    const char *backend;  /* "io_uring" */
+    const char *reason;   /* why this backend, e.g. "auto: io_uring available" */
+    uint32_t ring_flags;  /* setup flags that were accepted by the kernel */
+    uint32_t features;    /* VIGIL_FEATURE_* in use */
+    uint32_t ring_entries, cq_entries, buf_size, buf_count;
+} vigil_loop_info;
+
+#define VIGIL_FEATURE_MULTISHOT_ACCEPT (1u << 0)
+#define VIGIL_FEATURE_MULTISHOT_RECV   (1u << 1)
+#define VIGIL_FEATURE_BUF_RING         (1u << 2)
+#define VIGIL_FEATURE_NODROP           (1u << 3)
+#define VIGIL_FEATURE_CANCEL_FD        (1u << 4)
+#define VIGIL_FEATURE_DEFER_TASKRUN    (1u << 5)
+#define VIGIL_FEATURE_SINGLE_ISSUER    (1u << 6)
+#define VIGIL_FEATURE_EXT_ARG          (1u << 7)
+
+/* Creates a loop. opts may be NULL. Returns 0 and sets *out, or -errno:
+ * -ENOSYS/-EPERM when io_uring is unavailable or denied, -ENOMEM, -EMFILE. */
+int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts);
+
+typedef enum vigil_run_mode {
+    VIGIL_RUN_DEFAULT = 0, /* until vigil_loop_stop() or no work is left */
+    VIGIL_RUN_ONCE,        /* wait for at least one event (or the timeout), handle it */
+    VIGIL_RUN_NOWAIT,      /* handle what is ready now, never wait */
+} vigil_run_mode;
+
+/* Runs the loop. timeout_ms < 0 means no limit; otherwise run returns after
+ * about that long even if nothing happened. Returns 1 if the loop still has
+ * work (ops, timers, connections), 0 if it has none, or -errno; -EBUSY when
+ * called from inside a callback. */
+int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms);
+
+/* Makes vigil_loop_run() return soon. Safe from any thread and from signal
+ * handlers that do not interrupt the loop thread itself. */
+int vigil_loop_stop(vigil_loop *loop);
+
+/* Wakes a sleeping loop without posting anything. Safe from any thread. */
+int vigil_loop_wake(vigil_loop *loop);
+
+/* Destroys the loop, which must not be running. Everything still open gets
+ * its final callback, in this order:
+ *   1. timers (status -ECANCELED), in deadline order;
+ *   2. listeners (accept callback, status -ECANCELED);
+ *   3. each connection: its connect, then its sends in queue order, then its
+ *      receive, each with -ECANCELED; then its close callback;
+ *   4. posted callbacks not yet run (status -ECANCELED), in post order.
+ * The kernel is then given time to finish every op before memory is freed.
+ * Returns 0 or -errno (-EBUSY when called from a callback or while running). */
+int vigil_loop_destroy(vigil_loop *loop);
+
+int vigil_loop_info_get(const vigil_loop *loop, vigil_loop_info *out);
+
+/* Progress counters, written by the loop thread, readable from any thread
+ * without locks (each field is read atomically; the set is not a snapshot). */
+typedef struct vigil_loop_stats {
+    uint64_t iterations;       /* passes through the loop */
+    uint64_t completions;      /* kernel completions handled */
+    uint64_t ops_in_flight;    /* kernel ops submitted and not yet finished */
+    uint64_t last_progress_ns; /* CLOCK_MONOTONIC time of the last pass */
+    uint64_t stale_completions;/* completions for ops that no longer exist: dropped */
+    uint64_t cq_overflows;     /* times the completion queue overflowed (nothing lost) */
+    uint64_t enobufs_rearms;   /* receives re-armed after the buffer ring ran dry */
+    uint64_t accept_emfile;    /* accepts paused because the process ran out of fds */
+    uint64_t connections;      /* open connections */
+} vigil_loop_stats;
+
+int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out);
+
+/* A monotonic clock in nanoseconds (the one timers and deadlines use). */
+uint64_t vigil_now_ns(void);
+
+/* Runs fn(loop, 0, arg) on the loop thread soon. Safe from any thread; wakes
+ * the loop. If the loop is destroyed first, fn(loop, -ECANCELED, arg) runs. */
+typedef void (*vigil_post_cb)(vigil_loop *loop, int status, void *arg);
+int vigil_loop_post(vigil_loop *loop, vigil_post_cb fn, void *arg);
+
+/* ---------------------------------------------------------------- timers */
+
+/* status: 0 when the timer fires; -ECANCELED when cancelled or on destroy
+ * (final). A one-shot timer's firing is its final callback; a repeating
+ * timer's final callback is always the -ECANCELED one. */
+typedef void (*vigil_timer_cb)(vigil_loop *loop, vigil_op timer, int status, void *ud);
+
+/* Fires after delay_ms, then every repeat_ms if repeat_ms > 0. Timers due at
+ * the same millisecond fire in the order they were started. */
+int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t repeat_ms,
+                      vigil_timer_cb cb, void *ud, vigil_op *out);
+
+/* Cancels any operation: a timer (callback -ECANCELED), a connect (its
+ * callback -ECANCELED, the connection is closed), a receive (final callback
+ * -ECANCELED), a queued send that has not started (-ECANCELED). A send whose
+ * bytes have partly gone out cannot be cut from the stream: -EBUSY (abort
+ * the connection instead). -EBADF if op is not live. The callback runs later,
+ * never inside vigil_cancel(). */
+int vigil_cancel(vigil_loop *loop, vigil_op op);
+
+/* ------------------------------------------------------------------- TCP */
+
+/* Socket addresses are passed as text, "127.0.0.1" or "::1", and a port. */
+typedef struct vigil_listen_options {
+    const char *host; /* numeric IPv4 or IPv6 address; NULL = "127.0.0.1" */
+    uint16_t port;    /* 0 = any free port; see vigil_listener_port() */
+    int backlog;      /* 0 = SOMAXCONN */
+    int reuseport;    /* nonzero: SO_REUSEPORT, for one listener per loop/thread */
+} vigil_listen_options;
+
+/* conn is valid when status == 0. status < 0 is final: -ECANCELED after
+ * vigil_listener_close() or on destroy, or a fatal accept error. Running out
+ * of file descriptors (EMFILE/ENFILE) is not reported here: accepting pauses
+ * and retries (see vigil_loop_stats.accept_emfile). */
+typedef void (*vigil_accept_cb)(vigil_loop *loop, vigil_listener l, int status,
+                                vigil_conn conn, void *ud);
+
+int vigil_listen(vigil_loop *loop, const vigil_listen_options *opts,
+                 vigil_accept_cb cb, void *ud, vigil_listener *out);
+/* Returns the bound port (> 0) or -errno. */
+int vigil_listener_port(vigil_loop *loop, vigil_listener l);
+/* Stops accepting and closes the socket; the accept callback ends -ECANCELED. */
+int vigil_listener_close(vigil_loop *loop, vigil_listener l);
+
+/* status 0: connected, and conn can be used. < 0 (final; the connection is
+ * gone, its close callback does not run): -ECONNREFUSED, -ETIMEDOUT (the
+ * deadline), -ECANCELED, ... */
+typedef void (*vigil_connect_cb)(vigil_loop *loop, vigil_conn conn, int status, void *ud);
+
+/* Connects to host:port (numeric address). deadline_ms 0 = none. *out is
+ * valid at once (for vigil_cancel on *op, or closing), usable after the
+ * callback says 0. op may be NULL. */
+int vigil_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t deadline_ms,
+                  vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *op);
+
+/* A received buffer, valid during the receive callback. */
+typedef struct vigil_buf {
+    const uint8_t *data;
+    size_t len;
+    uint32_t id; /* for vigil_buf_keep() */
+} vigil_buf;
+
+/* status > 0: buf holds status bytes. 0: the peer closed (EOF). < 0: an error
+ * (-ECONNRESET, -ETIMEDOUT after the receive deadline, -ECANCELED after
+ * vigil_cancel or close). 0 and < 0 are final; buf is NULL then. The buffer
+ * goes back to the pool when the callback returns, unless it was kept. */
+typedef void (*vigil_recv_cb)(vigil_loop *loop, vigil_conn conn, int status,
+                              const vigil_buf *buf, void *ud);
+
+/* Starts receiving (multishot where the kernel has it). idle_deadline_ms > 0
+ * ends the receive with -ETIMEDOUT when no byte arrived for that long. op may
+ * be NULL. -EALREADY if a receive is running. */
+int vigil_recv_start(vigil_loop *loop, vigil_conn conn, uint32_t idle_deadline_ms,
+                     vigil_recv_cb cb, void *ud, vigil_op *op);
+/* Backpressure: stop taking bytes from the socket (they wait in the kernel)
+ * and resume. No callback for either; bytes already received are delivered
+ * after resume, in order. */
+int vigil_recv_pause(vigil_loop *loop, vigil_conn conn);
+int vigil_recv_resume(vigil_loop *loop, vigil_conn conn);
+
+/* Keeps the buffer of the current receive callback past its return; give it
+ * back with vigil_buf_release(). Kept buffers are not available to receive
+ * into: keep few, or the loop runs out (it then waits, losing nothing). */
+int vigil_buf_keep(vigil_loop *loop, const vigil_buf *buf);
+int vigil_buf_release(vigil_loop *loop, uint32_t buf_id);
+
+/* status: bytes sent (the whole message) or -errno (-ECANCELED, -ETIMEDOUT,
+ * -EPIPE, -ECONNRESET). Final. */
+typedef void (*vigil_send_cb)(vigil_loop *loop, vigil_conn conn, int status, void *ud);
+
+/* Queues len bytes (copied) behind earlier sends on this connection; they go
+ * out in order, partial sends continue internally. cb may be NULL.
+ * deadline_ms > 0: if the message has not fully gone out by then, the
+ * connection is aborted and every unsent message ends with -ETIMEDOUT (a
+ * stream cannot skip bytes). op may be NULL. */
+int vigil_send(vigil_loop *loop, vigil_conn conn, const void *data, size_t len,
+               uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *op);
+
+/* Bytes queued and not yet confirmed sent on conn, or -errno. */
+int64_t vigil_send_queued(vigil_loop *loop, vigil_conn conn);
+
+/* When the queue grows past high_bytes, vigil_send still queues (nothing is
+ * refused) and returns 1 instead of 0; when it then drains to low_bytes or
+ * less, cb runs once. high_bytes 0 turns this off. */
+typedef void (*vigil_drain_cb)(vigil_loop *loop, vigil_conn conn, void *ud);
+int vigil_send_watermark(vigil_loop *loop, vigil_conn conn, size_t high_bytes,
+                         size_t low_bytes, vigil_drain_cb cb, void *ud);
+
+/* how: VIGIL_SHUT_WR sends FIN after the queued sends; VIGIL_SHUT_RD stops
+ * the receive (final callback 0). */
+#define VIGIL_SHUT_RD 1
+#define VIGIL_SHUT_WR 2
+int vigil_shutdown(vigil_loop *loop, vigil_conn conn, int how);
+
+/* Final callback of a connection, after every op on it ended. status: 0 for a
+ * graceful close that flushed everything; -ETIMEDOUT if the flush deadline
+ * passed and the rest was discarded; -ECONNABORTED after an abort. */
+typedef void (*vigil_close_cb)(vigil_loop *loop, vigil_conn conn, int status, void *ud);
+
+/* Graceful: stops receiving (receive ends -ECANCELED), sends what is queued
+ * (bounded by flush_deadline_ms; 0 = 30000), then FIN and close. */
+int vigil_close(vigil_loop *loop, vigil_conn conn, uint32_t flush_deadline_ms,
+                vigil_close_cb cb, void *ud);
+/* Abort: discards queued sends (-ECANCELED), closes with RST. */
+int vigil_abort(vigil_loop *loop, vigil_conn conn, vigil_close_cb cb, void *ud);
+
+/* The connection's socket (for setsockopt and the like; do not close it). */
+vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn conn);
+
+/* Attaches user data to a connection, returned by vigil_conn_data(). */
+int vigil_conn_set_data(vigil_loop *loop, vigil_conn conn, void *data);
+void *vigil_conn_data(vigil_loop *loop, vigil_conn conn);
+
+/* A short, static description of a negative errno value from vigil. */
+const char *vigil_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VIGIL_H */

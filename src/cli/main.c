@@ -1,0 +1,243 @@
+/*
+ * vigil: the command-line tool. Subcommands: serve (an echo server), version.
+ */
+#include "vigil.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static void usage_main(FILE *f) {
+    fprintf(f, "usage: vigil <command> [options]\n"
+               "commands:\n"
+               "  serve     run an echo server (vigil serve --help)\n"
+               "  version   print the library version\n");
+}
+
+static void usage_serve(FILE *f) {
+    fprintf(f, "usage: vigil serve [--port P] [--host H] [--backend auto|uring]\n"
+               "  --port P      TCP port to listen on (default 7000; 0 = any free port)\n"
+               "  --host H      numeric IPv4/IPv6 address (default 127.0.0.1)\n"
+               "  --backend B   auto (default) or uring\n"
+               "Echoes every byte back. Runs until SIGINT or SIGTERM, then closes every\n"
+               "connection cleanly (queued bytes are flushed, then FIN).\n");
+}
+
+/* ------------------------------------------------------------ serve */
+
+typedef struct server {
+    vigil_loop *loop;
+    vigil_listener listener;
+    vigil_conn *conns; /* live connections; conn data holds index + 1 */
+    size_t n, cap;
+    uint64_t accepted, bytes;
+} server;
+
+static server srv;
+
+static void conn_forget(vigil_loop *loop, vigil_conn c) {
+    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
+    if (!i1 || i1 > srv.n)
+        return;
+    size_t i = i1 - 1;
+    srv.conns[i] = srv.conns[--srv.n];
+    if (i < srv.n)
+        vigil_conn_set_data(loop, srv.conns[i], (void *)(i + 1));
+    vigil_conn_set_data(loop, c, NULL);
+}
+
+static void on_closed(vigil_loop *loop, vigil_conn c, int status, void *ud) {}
+
+static void on_drain(vigil_loop *loop, vigil_conn c, void *ud) { vigil_recv_resume(loop, c); }
+
+static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
+    if (status > 0) {
+        srv.bytes += (uint64_t)status;
+        int rc = vigil_send(loop, c, buf->data, buf->len, 0, NULL, NULL, NULL);
+        if (rc == 1)
+            vigil_recv_pause(loop, c); /* the peer reads slower than it writes */
+        else if (rc < 0) {
+            conn_forget(loop, c);
+            vigil_abort(loop, c, on_closed, NULL);
+        }
+        return;
+    }
+    /* EOF or error: flush what is queued, then close. */
+    conn_forget(loop, c);
+    vigil_close(loop, c, 5000, on_closed, NULL);
+}
+
+static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
+    if (status < 0) {
+        if (status != -ECANCELED)
+            fprintf(stderr, "vigil serve: accept failed: %s\n", vigil_strerror(status));
+        return;
+    }
+    if (srv.n == srv.cap) {
+        size_t cap = srv.cap ? srv.cap * 2 : 1024;
+        vigil_conn *p = realloc(srv.conns, cap * sizeof(*p));
+        if (!p) {
+            vigil_abort(loop, c, on_closed, NULL);
+            return;
+        }
+        srv.conns = p;
+        srv.cap = cap;
+    }
+    srv.conns[srv.n++] = c;
+    vigil_conn_set_data(loop, c, (void *)(uintptr_t)srv.n);
+    srv.accepted++;
+    vigil_send_watermark(loop, c, 1 << 20, 256 << 10, on_drain, NULL);
+    if (vigil_recv_start(loop, c, 0, on_recv, NULL, NULL) < 0) {
+        conn_forget(loop, c);
+        vigil_abort(loop, c, on_closed, NULL);
+    }
+}
+
+/* Signals are taken by a dedicated thread, so they never interrupt the loop. */
+static void *signal_thread(void *arg) {
+    sigset_t *set = arg;
+    int sig;
+    if (sigwait(set, &sig) == 0)
+        vigil_loop_stop(srv.loop);
+    return NULL;
+}
+
+static int parse_port(const char *s, uint16_t *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < 0 || v > 65535)
+        return -1;
+    *out = (uint16_t)v;
+    return 0;
+}
+
+static void raise_nofile(void) {
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &r);
+    }
+}
+
+static int cmd_serve(int argc, char **argv) {
+    uint16_t port = 7000;
+    const char *host = "127.0.0.1";
+    vigil_loop_options opts = {0};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage_serve(stdout);
+            return 0;
+        } else if (!strcmp(a, "--port") && v) {
+            if (parse_port(v, &port) < 0) {
+                fprintf(stderr, "vigil serve: bad port '%s'\n", v);
+                usage_serve(stderr);
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--host") && v) {
+            host = v;
+            i++;
+        } else if (!strcmp(a, "--backend") && v) {
+            if (!strcmp(v, "auto"))
+                opts.backend = VIGIL_BACKEND_AUTO;
+            else if (!strcmp(v, "uring") || !strcmp(v, "io_uring"))
+                opts.backend = VIGIL_BACKEND_URING;
+            else {
+                fprintf(stderr, "vigil serve: unknown backend '%s' (auto or uring)\n", v);
+                usage_serve(stderr);
+                return 2;
+            }
+            i++;
+        } else {
+            fprintf(stderr, "vigil serve: unknown or incomplete option '%s'\n", a);
+            usage_serve(stderr);
+            return 2;
+        }
+    }
+    raise_nofile();
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    int rc = vigil_loop_create(&srv.loop, &opts);
+    if (rc < 0) {
+        fprintf(stderr, "vigil serve: cannot create a loop: %s (%d)\n", vigil_strerror(rc), rc);
+        return 1;
+    }
+    vigil_listen_options lo = {.host = host, .port = port};
+    rc = vigil_listen(srv.loop, &lo, on_accept, NULL, &srv.listener);
+    if (rc < 0) {
+        fprintf(stderr, "vigil serve: cannot listen on %s:%u: %s\n", host, port, vigil_strerror(rc));
+        vigil_loop_destroy(srv.loop);
+        return 1;
+    }
+    vigil_loop_info info;
+    vigil_loop_info_get(srv.loop, &info);
+    int bound = vigil_listener_port(srv.loop, srv.listener);
+    const char *fmt = strchr(host, ':') ? "[%s]:%d" : "%s:%d";
+    char where[80];
+    snprintf(where, sizeof(where), fmt, host, bound);
+    printf("vigil serve: backend %s (%s), echo on %s port %d\n", info.backend, info.reason, where, bound);
+    fflush(stdout);
+
+    pthread_t sig_tid;
+    pthread_create(&sig_tid, NULL, signal_thread, &set);
+
+    rc = vigil_loop_run(srv.loop, VIGIL_RUN_DEFAULT, -1);
+    if (rc < 0)
+        fprintf(stderr, "vigil serve: loop failed: %s\n", vigil_strerror(rc));
+
+    /* Clean shutdown: stop accepting, flush and close every connection. */
+    size_t open_at_stop = srv.n;
+    vigil_listener_close(srv.loop, srv.listener);
+    while (srv.n) {
+        vigil_conn c = srv.conns[srv.n - 1];
+        conn_forget(srv.loop, c);
+        vigil_close(srv.loop, c, 2000, on_closed, NULL);
+    }
+    vigil_loop_run(srv.loop, VIGIL_RUN_DEFAULT, 3000);
+    vigil_loop_stats st;
+    vigil_loop_stats_get(srv.loop, &st);
+    fprintf(stderr,
+            "vigil serve: stopped; %llu connections served, %zu closed at stop, %llu bytes echoed, "
+            "%llu stale completions dropped\n",
+            (unsigned long long)srv.accepted, open_at_stop, (unsigned long long)srv.bytes,
+            (unsigned long long)st.stale_completions);
+    pthread_kill(sig_tid, SIGTERM); /* release the signal thread if the loop ended by itself */
+    pthread_join(sig_tid, NULL);
+    vigil_loop_destroy(srv.loop);
+    free(srv.conns);
+    return rc < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage_main(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 2, argv + 2);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("vigil %s\n", vigil_version());
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage_main(stdout);
+        return 0;
+    }
+    fprintf(stderr, "vigil: unknown command '%s'\n", cmd);
+    usage_main(stderr);
+    return 2;
+}

@@ -1,0 +1,793 @@
+/*
+ * loop.c: the loop core, independent of the backend: the op and connection
+ * tables, timers and deadlines, the later list, cross-thread posts, the run
+ * loop, destroy, and the receive-buffer pool.
+ *
+ * Ordering contract of one pass through the loop:
+ *   1. expired timers and deadlines, in (due time, start order);
+ *   2. the later list: final callbacks that need no kernel completion;
+ *   3. posted callbacks, in post order;
+ *   4. the backend waits (not at all if 1-3 left work) and dispatches
+ *      completions in the order the kernel posted them.
+ */
+#include "io/loop.h"
+#include "platform/platform.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *vigil_version(void) { return VIGIL_VERSION_STRING; }
+uint64_t vigil_now_ns(void) { return vigil__clock_ns(); }
+
+/* ------------------------------------------------------------ op table */
+
+static int grow_ops(vigil_loop *loop) {
+    uint32_t chunk = loop->ops_cap >> VIGIL__CHUNK_SHIFT;
+    if (chunk >= VIGIL__MAX_CHUNKS)
+        return -ENOMEM;
+    vigil__op *c = calloc(VIGIL__CHUNK, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    loop->ops[chunk] = c;
+    /* push in reverse so low slots are used first */
+    for (uint32_t i = VIGIL__CHUNK; i-- > 0;) {
+        c[i].self = loop->ops_cap + i;
+        c[i].heap = -1;
+        c[i].next = loop->ops_free;
+        loop->ops_free = loop->ops_cap + i + 1;
+    }
+    loop->ops_cap += VIGIL__CHUNK;
+    return 0;
+}
+
+vigil__op *vigil__op_at(vigil_loop *loop, uint32_t slot) {
+    if (slot >= loop->ops_cap)
+        return NULL;
+    return &loop->ops[slot >> VIGIL__CHUNK_SHIFT][slot & (VIGIL__CHUNK - 1)];
+}
+
+vigil__op *vigil__op_new(vigil_loop *loop, int kind) {
+    if (!loop->ops_free && grow_ops(loop) < 0)
+        return NULL;
+    vigil__op *op = vigil__op_at(loop, loop->ops_free - 1);
+    loop->ops_free = op->next;
+    uint32_t gen = op->gen, self = op->self;
+    memset(op, 0, sizeof(*op));
+    op->gen = gen;
+    op->self = self;
+    op->heap = -1;
+    op->kind = (uint8_t)kind;
+    return op;
+}
+
+vigil_op vigil__op_handle(vigil_loop *loop, vigil__op *op) {
+    (void)loop;
+    return (vigil_op){((uint64_t)op->gen << 32) | (op->self + 1)};
+}
+
+vigil__op *vigil__op_from_handle(vigil_loop *loop, vigil_op h) {
+    uint32_t slot1 = (uint32_t)h.id;
+    if (!slot1)
+        return NULL;
+    vigil__op *op = vigil__op_at(loop, slot1 - 1);
+    if (!op || op->kind == VIGIL__OP_FREE || op->gen != (uint32_t)(h.id >> 32))
+        return NULL;
+    return op;
+}
+
+uint64_t vigil__op_tag(vigil_loop *loop, vigil__op *op) {
+    return ((uint64_t)loop->epoch << 56) | ((uint64_t)(op->gen & VIGIL__TAG_GEN_MASK) << 32) | op->self;
+}
+
+void vigil__op_kernel_started(vigil_loop *loop, vigil__op *op) {
+    if (!(op->flags & VIGIL__OPF_KERNEL)) {
+        op->flags |= VIGIL__OPF_KERNEL;
+        vigil__stat_add(&loop->stats.ops_in_flight, 1);
+    }
+}
+
+void vigil__op_release(vigil_loop *loop, vigil__op *op) {
+    if (op->kind == VIGIL__OP_FREE || (op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_LATER)) ||
+        !(op->flags & VIGIL__OPF_USER_DONE))
+        return;
+    if (op->heap >= 0)
+        vigil__heap_remove(loop, op);
+    if (op->kind == VIGIL__OP_SEND) {
+        free(op->u.send.data);
+        free(op->u.send.flight);
+    } else if (op->kind == VIGIL__OP_CONNECT) {
+        free(op->u.connect.addr);
+    }
+    op->kind = VIGIL__OP_FREE;
+    op->gen = (op->gen + 1) & VIGIL__TAG_GEN_MASK;
+    op->next = loop->ops_free;
+    loop->ops_free = op->self + 1;
+}
+
+/* Queues op's final callback (status) for the next pass: callbacks never run
+ * inside the API call that caused them. */
+void vigil__later(vigil_loop *loop, vigil__op *op, int status) {
+    if (op->flags & VIGIL__OPF_LATER)
+        return;
+    op->flags |= VIGIL__OPF_LATER;
+    op->status = status;
+    op->next = 0;
+    if (loop->later_tail)
+        vigil__op_at(loop, loop->later_tail - 1)->next = op->self + 1;
+    else
+        loop->later_head = op->self + 1;
+    loop->later_tail = op->self + 1;
+}
+
+int vigil__op_cancel_kernel(vigil_loop *loop, vigil__op *op) {
+    if (!(op->flags & VIGIL__OPF_KERNEL) || (op->flags & VIGIL__OPF_CANCELING))
+        return 0;
+    op->flags |= VIGIL__OPF_CANCELING;
+    return loop->be->cancel(loop, op);
+}
+
+/* ---------------------------------------------------- connection table */
+
+static int grow_conns(vigil_loop *loop) {
+    uint32_t chunk = loop->conns_cap >> VIGIL__CHUNK_SHIFT;
+    if (chunk >= VIGIL__MAX_CHUNKS)
+        return -ENOMEM;
+    vigil__conn *c = calloc(VIGIL__CHUNK, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    loop->conns[chunk] = c;
+    for (uint32_t i = VIGIL__CHUNK; i-- > 0;) {
+        c[i].self = loop->conns_cap + i;
+        c[i].fd = -1;
+        c[i].next = loop->conns_free;
+        loop->conns_free = loop->conns_cap + i + 1;
+    }
+    loop->conns_cap += VIGIL__CHUNK;
+    return 0;
+}
+
+vigil__conn *vigil__conn_at(vigil_loop *loop, uint32_t slot1) {
+    if (!slot1 || slot1 > loop->conns_cap)
+        return NULL;
+    uint32_t s = slot1 - 1;
+    return &loop->conns[s >> VIGIL__CHUNK_SHIFT][s & (VIGIL__CHUNK - 1)];
+}
+
+vigil__conn *vigil__conn_new(vigil_loop *loop, int kind, vigil_socket fd) {
+    if (!loop->conns_free && grow_conns(loop) < 0)
+        return NULL;
+    vigil__conn *c = vigil__conn_at(loop, loop->conns_free);
+    loop->conns_free = c->next;
+    uint32_t gen = c->gen, self = c->self;
+    memset(c, 0, sizeof(*c));
+    c->gen = gen;
+    c->self = self;
+    c->kind = (uint8_t)kind;
+    c->fd = fd;
+    if (kind == VIGIL__CONN_LISTENER)
+        loop->live_listeners++;
+    else {
+        loop->live_conns++;
+        vigil__stat_add(&loop->stats.connections, 1);
+    }
+    return c;
+}
+
+uint32_t vigil__conn_slot1(vigil_loop *loop, vigil__conn *c) {
+    (void)loop;
+    return c->self + 1;
+}
+
+uint64_t vigil__conn_id(vigil_loop *loop, vigil__conn *c) {
+    (void)loop;
+    return ((uint64_t)c->gen << 32) | (c->self + 1);
+}
+
+vigil__conn *vigil__conn_from_id(vigil_loop *loop, uint64_t id) {
+    vigil__conn *c = vigil__conn_at(loop, (uint32_t)id);
+    if (!c || c->kind == VIGIL__CONN_FREE || c->gen != (uint32_t)(id >> 32))
+        return NULL;
+    return c;
+}
+
+void vigil__conn_free(vigil_loop *loop, vigil__conn *c) {
+    if (c->kind == VIGIL__CONN_LISTENER)
+        loop->live_listeners--;
+    else {
+        loop->live_conns--;
+        vigil__stat_add(&loop->stats.connections, -1);
+    }
+    free(c->parked);
+    c->parked = NULL;
+    c->kind = VIGIL__CONN_FREE;
+    c->fd = -1;
+    c->gen++;
+    c->next = loop->conns_free;
+    loop->conns_free = c->self + 1;
+}
+
+/* ------------------------------------------------------- timer heap */
+
+static bool heap_less(vigil_loop *loop, uint32_t a, uint32_t b) {
+    vigil__op *x = vigil__op_at(loop, a), *y = vigil__op_at(loop, b);
+    return x->due_ns < y->due_ns || (x->due_ns == y->due_ns && x->seq < y->seq);
+}
+
+static void heap_set(vigil_loop *loop, uint32_t pos, uint32_t slot) {
+    loop->heap[pos] = slot;
+    vigil__op_at(loop, slot)->heap = (int32_t)pos;
+}
+
+static void heap_up(vigil_loop *loop, uint32_t pos) {
+    uint32_t slot = loop->heap[pos];
+    while (pos > 0) {
+        uint32_t parent = (pos - 1) / 2;
+        if (!heap_less(loop, slot, loop->heap[parent]))
+            break;
+        heap_set(loop, pos, loop->heap[parent]);
+        pos = parent;
+    }
+    heap_set(loop, pos, slot);
+}
+
+static void heap_down(vigil_loop *loop, uint32_t pos) {
+    uint32_t slot = loop->heap[pos];
+    for (;;) {
+        uint32_t l = 2 * pos + 1, best = pos;
+        uint32_t best_slot = slot;
+        if (l < loop->heap_len && heap_less(loop, loop->heap[l], best_slot))
+            best = l, best_slot = loop->heap[l];
+        if (l + 1 < loop->heap_len && heap_less(loop, loop->heap[l + 1], best_slot))
+            best = l + 1, best_slot = loop->heap[l + 1];
+        if (best == pos)
+            break;
+        heap_set(loop, pos, best_slot);
+        pos = best;
+    }
+    heap_set(loop, pos, slot);
+}
+
+void vigil__heap_push(vigil_loop *loop, vigil__op *op) {
+    if (op->heap >= 0)
+        vigil__heap_remove(loop, op);
+    if (loop->heap_len == loop->heap_cap) {
+        uint32_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+        uint32_t *h = realloc(loop->heap, cap * sizeof(*h));
+        if (!h)
+            abort(); /* a deadline silently dropped would be worse than dying */
+        loop->heap = h;
+        loop->heap_cap = cap;
+    }
+    op->seq = ++loop->seq;
+    loop->heap[loop->heap_len++] = op->self;
+    heap_up(loop, loop->heap_len - 1);
+}
+
+void vigil__heap_remove(vigil_loop *loop, vigil__op *op) {
+    if (op->heap < 0)
+        return;
+    uint32_t pos = (uint32_t)op->heap;
+    op->heap = -1;
+    uint32_t last = loop->heap[--loop->heap_len];
+    if (pos == loop->heap_len)
+        return;
+    heap_set(loop, pos, last);
+    heap_up(loop, pos);
+    heap_down(loop, (uint32_t)vigil__op_at(loop, last)->heap);
+}
+
+/* ------------------------------------------------------------ timers */
+
+int vigil__enter(vigil_loop *loop) {
+    if (!loop)
+        return -EINVAL;
+    if (!atomic_load_explicit(&loop->attached, memory_order_acquire)) {
+        int rc = loop->be->attach(loop);
+        if (rc < 0)
+            return rc;
+        loop->owner = pthread_self();
+        atomic_store_explicit(&loop->attached, 1, memory_order_release);
+        return 0;
+    }
+    return pthread_equal(loop->owner, pthread_self()) ? 0 : -EPERM;
+}
+
+int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t repeat_ms,
+                      vigil_timer_cb cb, void *ud, vigil_op *out) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    if (!cb || delay_ms > UINT64_MAX / 2000000 || repeat_ms > UINT64_MAX / 2000000)
+        return -EINVAL;
+    if (loop->destroying)
+        return -ESHUTDOWN;
+    vigil__op *op = vigil__op_new(loop, VIGIL__OP_TIMER);
+    if (!op)
+        return -ENOMEM;
+    op->cb = (void *)cb;
+    op->ud = ud;
+    op->due_ns = vigil__clock_ns() + delay_ms * 1000000ull;
+    op->u.timer.repeat_ns = repeat_ms * 1000000ull;
+    vigil__heap_push(loop, op);
+    loop->live_timers++;
+    if (out)
+        *out = vigil__op_handle(loop, op);
+    return 0;
+}
+
+static void timer_finish(vigil_loop *loop, vigil__op *op, int status) {
+    vigil__heap_remove(loop, op);
+    op->flags |= VIGIL__OPF_USER_DONE;
+    loop->live_timers--;
+    vigil_timer_cb cb = (vigil_timer_cb)op->cb;
+    vigil_op h = vigil__op_handle(loop, op);
+    VIGIL__CALLBACK(loop, cb(loop, h, status, op->ud));
+    vigil__op_release(loop, op);
+}
+
+int vigil_cancel(vigil_loop *loop, vigil_op h) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__op *op = vigil__op_from_handle(loop, h);
+    if (!op || (op->flags & (VIGIL__OPF_USER_DONE | VIGIL__OPF_LATER | VIGIL__OPF_STOPPED)))
+        return -EBADF;
+    switch (op->kind) {
+    case VIGIL__OP_TIMER:
+        vigil__heap_remove(loop, op);
+        op->flags |= VIGIL__OPF_STOPPED;
+        vigil__later(loop, op, -ECANCELED);
+        return 0;
+    case VIGIL__OP_RECV:
+    case VIGIL__OP_SEND:
+    case VIGIL__OP_CONNECT:
+        return vigil__tcp_cancel(loop, op);
+    default:
+        return -EBADF; /* internal ops have no public handle */
+    }
+}
+
+/* A deadline or timer came due. */
+static void run_due(vigil_loop *loop, uint64_t now) {
+    /* Bound the work per pass: timers re-armed with a past due time must not
+     * starve I/O. */
+    uint32_t budget = loop->heap_len + 1;
+    while (loop->heap_len && budget--) {
+        vigil__op *op = vigil__op_at(loop, loop->heap[0]);
+        if (op->due_ns > now)
+            break;
+        vigil__heap_remove(loop, op);
+        if (op->kind == VIGIL__OP_TIMER) {
+            if (op->u.timer.repeat_ns) {
+                op->due_ns += op->u.timer.repeat_ns;
+                if (op->due_ns <= now) /* we fell behind: do not fire a burst */
+                    op->due_ns = now + op->u.timer.repeat_ns;
+                vigil__heap_push(loop, op);
+                vigil_timer_cb cb = (vigil_timer_cb)op->cb;
+                VIGIL__CALLBACK(loop, cb(loop, vigil__op_handle(loop, op), 0, op->ud));
+            } else {
+                timer_finish(loop, op, 0);
+            }
+        } else {
+            op->due_ns = 0;
+            vigil__tcp_deadline(loop, op);
+        }
+    }
+}
+
+static void run_later(vigil_loop *loop) {
+    /* Take the list as it is now: callbacks may append to the live one. */
+    uint32_t head = loop->later_head;
+    loop->later_head = loop->later_tail = 0;
+    while (head) {
+        vigil__op *op = vigil__op_at(loop, head - 1);
+        head = op->next;
+        op->next = 0;
+        op->flags &= (uint16_t)~VIGIL__OPF_LATER;
+        if (op->kind == VIGIL__OP_TIMER)
+            timer_finish(loop, op, op->status);
+        else
+            vigil__tcp_finish(loop, op, op->status);
+    }
+}
+
+/* ------------------------------------------------------ cross-thread */
+
+int vigil_loop_post(vigil_loop *loop, vigil_post_cb fn, void *arg) {
+    if (!loop || !fn)
+        return -EINVAL;
+    vigil__post *p = malloc(sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->next = NULL;
+    p->fn = fn;
+    p->arg = arg;
+    pthread_mutex_lock(&loop->post_lock);
+    if (loop->destroying && loop->running < 0) { /* gone past the last drain */
+        pthread_mutex_unlock(&loop->post_lock);
+        free(p);
+        return -ESHUTDOWN;
+    }
+    if (loop->post_tail)
+        loop->post_tail->next = p;
+    else
+        loop->post_head = p;
+    loop->post_tail = p;
+    pthread_mutex_unlock(&loop->post_lock);
+    return vigil_loop_wake(loop);
+}
+
+int vigil_loop_wake(vigil_loop *loop) {
+    if (!loop)
+        return -EINVAL;
+    /* One wake in flight is enough: the loop clears the flag before it drains
+     * posts, so a post after the clear wakes it again. */
+    if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel))
+        return 0;
+    return loop->be->wake(loop);
+}
+
+int vigil_loop_stop(vigil_loop *loop) {
+    if (!loop)
+        return -EINVAL;
+    atomic_store_explicit(&loop->stop_requested, 1, memory_order_release);
+    return vigil_loop_wake(loop);
+}
+
+static bool run_posts(vigil_loop *loop, int status) {
+    pthread_mutex_lock(&loop->post_lock);
+    vigil__post *p = loop->post_head;
+    loop->post_head = loop->post_tail = NULL;
+    pthread_mutex_unlock(&loop->post_lock);
+    bool any = p != NULL;
+    while (p) {
+        vigil__post *next = p->next;
+        VIGIL__CALLBACK(loop, p->fn(loop, status, p->arg));
+        free(p);
+        p = next;
+    }
+    return any;
+}
+
+static bool posts_waiting(vigil_loop *loop) {
+    pthread_mutex_lock(&loop->post_lock);
+    bool any = loop->post_head != NULL;
+    pthread_mutex_unlock(&loop->post_lock);
+    return any;
+}
+
+/* ---------------------------------------------------------- dispatch */
+
+void vigil__note_progress(vigil_loop *loop) {
+    vigil__stat_add(&loop->stats.iterations, 1);
+    atomic_store_explicit(&loop->stats.last_progress_ns, vigil__clock_ns(), memory_order_relaxed);
+}
+
+void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) {
+    vigil__stat_add(&loop->stats.completions, 1);
+    if (c->tag == VIGIL__TAG_IGNORE)
+        return;
+    uint32_t slot = (uint32_t)c->tag;
+    uint32_t gen = (uint32_t)(c->tag >> 32) & VIGIL__TAG_GEN_MASK;
+    uint8_t epoch = (uint8_t)(c->tag >> 56);
+    vigil__op *op = vigil__op_at(loop, slot);
+    if (!op || op->kind == VIGIL__OP_FREE || op->gen != gen || epoch != loop->epoch ||
+        !(op->flags & VIGIL__OPF_KERNEL)) {
+        /* A completion for an op that no longer exists. Its buffer, if it
+         * carries one, still goes back to the pool. */
+        vigil__stat_add(&loop->stats.stale_completions, 1);
+        if (c->flags & VIGIL__CQE_BUF)
+            vigil__buf_recycle(loop, c->flags >> 16);
+        return;
+    }
+    if (!(c->flags & VIGIL__CQE_MORE)) {
+        op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING);
+        vigil__stat_add(&loop->stats.ops_in_flight, -1);
+    }
+    if (op->kind == VIGIL__OP_WAKE) {
+        atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
+        if (!loop->destroying)
+            loop->be->recv(loop, op, -1); /* re-arm the wake read */
+        else {
+            op->flags |= VIGIL__OPF_USER_DONE;
+            vigil__op_release(loop, op);
+        }
+        return;
+    }
+    if (op->kind == VIGIL__OP_NOP) {
+        op->flags |= VIGIL__OPF_USER_DONE;
+        vigil__op_release(loop, op);
+        return;
+    }
+    vigil__tcp_complete(loop, op, c);
+}
+
+/* Test hook: queue a no-op whose tag names a slot generation that is gone. */
+int vigil__debug_stale_completion(vigil_loop *loop) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__op *op = vigil__op_new(loop, VIGIL__OP_NOP);
+    if (!op)
+        return -ENOMEM;
+    uint64_t tag = vigil__op_tag(loop, op);
+    op->flags |= VIGIL__OPF_USER_DONE;
+    vigil__op_release(loop, op); /* generation moves on: tag is now stale */
+    return loop->be->nop(loop, tag);
+}
+
+/* ------------------------------------------------------ buffer pool */
+
+void vigil__buf_recycle(vigil_loop *loop, uint32_t id) {
+    if (id >= loop->opts.buf_count)
+        return;
+    loop->buf_state[id] = VIGIL__BUF_KERNEL;
+    loop->bufs_free++;
+    loop->be->buf_recycle(loop, id);
+    if (loop->buf_wait_head)
+        vigil__tcp_buffers_freed(loop);
+}
+
+int vigil_buf_keep(vigil_loop *loop, const vigil_buf *buf) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    if (!buf || buf->id >= loop->opts.buf_count || buf->id != loop->buf_current ||
+        loop->buf_state[buf->id] != VIGIL__BUF_USER)
+        return -EINVAL;
+    loop->buf_state[buf->id] = VIGIL__BUF_KEPT;
+    return 0;
+}
+
+int vigil_buf_release(vigil_loop *loop, uint32_t id) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    if (id >= loop->opts.buf_count || loop->buf_state[id] != VIGIL__BUF_KEPT)
+        return -EINVAL;
+    vigil__buf_recycle(loop, id);
+    return 0;
+}
+
+/* --------------------------------------------------------- lifecycle */
+
+static uint32_t round_pow2(uint32_t v) {
+    uint32_t p = 1;
+    while (p < v && p < (1u << 15))
+        p <<= 1;
+    return p;
+}
+
+int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    vigil_loop_options o = {0};
+    if (opts)
+        o = *opts;
+    if (o.backend != VIGIL_BACKEND_AUTO && o.backend != VIGIL_BACKEND_URING)
+        return -EINVAL;
+    if (o.buf_count && (o.buf_count & (o.buf_count - 1)))
+        return -EINVAL; /* the kernel's buffer ring wants a power of two */
+    if (o.buf_count > 32768 || o.ring_entries > 32768 || (o.buf_size && o.buf_size < 64) ||
+        o.buf_size > (1u << 24))
+        return -EINVAL;
+    if (!o.ring_entries)
+        o.ring_entries = 1024;
+    o.ring_entries = round_pow2(o.ring_entries);
+    if (!o.buf_size)
+        o.buf_size = 16384;
+    if (!o.buf_count)
+        o.buf_count = 1024;
+
+    vigil_loop *loop = calloc(1, sizeof(*loop));
+    if (!loop)
+        return -ENOMEM;
+    loop->opts = o;
+    loop->buf_current = UINT32_MAX;
+    pthread_mutex_init(&loop->post_lock, NULL);
+
+    int rc = -ENOMEM;
+    loop->buf_map_len = (size_t)o.buf_count * o.buf_size;
+    loop->buf_base = vigil__mem_map(loop->buf_map_len);
+    loop->buf_state = calloc(o.buf_count, 1);
+    if (!loop->buf_base || !loop->buf_state)
+        goto fail;
+    loop->bufs_free = o.buf_count;
+
+    const char *env = getenv("VIGIL_BACKEND");
+    if (o.backend == VIGIL_BACKEND_AUTO && env && *env && strcmp(env, "auto") != 0 &&
+        strcmp(env, "uring") != 0 && strcmp(env, "io_uring") != 0) {
+        rc = -ENOTSUP; /* a backend this build does not have */
+        goto fail;
+    }
+    loop->be = &vigil__uring_backend;
+    snprintf(loop->reason, sizeof(loop->reason), "%s",
+             o.backend == VIGIL_BACKEND_URING ? "forced by option"
+             : env && *env && strcmp(env, "auto") != 0 ? "forced by VIGIL_BACKEND"
+                                                       : "auto: io_uring available");
+    rc = loop->be->init(loop);
+    if (rc < 0)
+        goto fail;
+    loop->info.backend = loop->be->name;
+    loop->info.reason = loop->reason;
+    loop->info.buf_size = o.buf_size;
+    loop->info.buf_count = o.buf_count;
+    atomic_store(&loop->stats.last_progress_ns, vigil__clock_ns());
+    *out = loop;
+    return 0;
+fail:
+    vigil__mem_unmap(loop->buf_base, loop->buf_map_len);
+    free(loop->buf_state);
+    pthread_mutex_destroy(&loop->post_lock);
+    free(loop);
+    return rc;
+}
+
+int vigil_loop_info_get(const vigil_loop *loop, vigil_loop_info *out) {
+    if (!loop || !out)
+        return -EINVAL;
+    *out = loop->info;
+    return 0;
+}
+
+int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out) {
+    if (!loop || !out)
+        return -EINVAL;
+    vigil_loop *l = (vigil_loop *)loop;
+#define LD(f) out->f = atomic_load_explicit(&l->stats.f, memory_order_relaxed)
+    LD(iterations);
+    LD(completions);
+    LD(ops_in_flight);
+    LD(last_progress_ns);
+    LD(stale_completions);
+    LD(cq_overflows);
+    LD(enobufs_rearms);
+    LD(accept_emfile);
+    LD(connections);
+#undef LD
+    return 0;
+}
+
+/* Work that keeps VIGIL_RUN_DEFAULT going. The wake read does not count. */
+static bool has_work(vigil_loop *loop) {
+    uint64_t inflight = atomic_load_explicit(&loop->stats.ops_in_flight, memory_order_relaxed);
+    return loop->live_conns || loop->live_listeners || loop->live_timers || loop->later_head ||
+           inflight > 1;
+}
+
+static int64_t wait_timeout_ns(vigil_loop *loop, uint64_t now, uint64_t until) {
+    uint64_t due = until;
+    if (loop->heap_len) {
+        uint64_t t = vigil__op_at(loop, loop->heap[0])->due_ns;
+        if (t < due)
+            due = t;
+    }
+    if (due == UINT64_MAX)
+        return -1;
+    return due > now ? (int64_t)(due - now) : 0;
+}
+
+int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    if (loop->in_callback || loop->running)
+        return -EBUSY;
+    if (mode != VIGIL_RUN_DEFAULT && mode != VIGIL_RUN_ONCE && mode != VIGIL_RUN_NOWAIT)
+        return -EINVAL;
+    loop->running = 1;
+    uint64_t start = vigil__clock_ns();
+    uint64_t until = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000ull;
+    rc = 0;
+    for (;;) {
+        uint64_t now = vigil__clock_ns();
+        run_due(loop, now);
+        run_later(loop);
+        run_posts(loop, 0);
+        if (atomic_exchange_explicit(&loop->stop_requested, 0, memory_order_acq_rel))
+            break;
+        if (mode == VIGIL_RUN_DEFAULT && !has_work(loop) && !posts_waiting(loop))
+            break;
+        int64_t t = 0;
+        if (mode != VIGIL_RUN_NOWAIT && !loop->later_head && !posts_waiting(loop))
+            t = wait_timeout_ns(loop, vigil__clock_ns(), until);
+        rc = loop->be->wait(loop, t);
+        vigil__note_progress(loop);
+        if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN && rc != -EBUSY)
+            break;
+        rc = 0;
+        if (mode != VIGIL_RUN_DEFAULT) {
+            now = vigil__clock_ns();
+            run_due(loop, now);
+            run_later(loop);
+            break;
+        }
+        if (vigil__clock_ns() >= until)
+            break;
+    }
+    loop->running = 0;
+    if (rc < 0)
+        return rc;
+    return has_work(loop) ? 1 : 0;
+}
+
+int vigil_loop_destroy(vigil_loop *loop) {
+    if (!loop)
+        return -EINVAL;
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    if (loop->in_callback || loop->running)
+        return -EBUSY;
+    loop->destroying = true;
+
+    /* 1. timers, in deadline order */
+    for (;;) {
+        vigil__op *next = NULL;
+        for (uint32_t i = 0; i < loop->heap_len; i++) {
+            vigil__op *op = vigil__op_at(loop, loop->heap[i]);
+            if (op->kind == VIGIL__OP_TIMER && (!next || heap_less(loop, op->self, next->self)))
+                next = op;
+        }
+        if (!next)
+            break;
+        timer_finish(loop, next, -ECANCELED);
+    }
+    /* timers already cancelled and waiting on the later list */
+    run_later(loop);
+    /* 2, 3: listeners, then connections, each op's final callback now */
+    vigil__tcp_destroy_all(loop);
+    run_later(loop);
+    /* 4. posts */
+    run_posts(loop, -ECANCELED);
+
+    /* Let the kernel finish every op before any memory goes: completions
+     * that still arrive find user-done ops and only free their slots. */
+    uint64_t give_up = vigil__clock_ns() + 5000000000ull;
+    for (uint32_t i = 0; i < loop->ops_cap; i++) {
+        vigil__op *op = vigil__op_at(loop, i);
+        if (op->kind == VIGIL__OP_WAKE)
+            vigil__op_cancel_kernel(loop, op);
+    }
+    while (atomic_load(&loop->stats.ops_in_flight) > 0 && vigil__clock_ns() < give_up) {
+        loop->be->wait(loop, 10000000);
+        run_later(loop);
+    }
+    pthread_mutex_lock(&loop->post_lock);
+    loop->running = -1; /* later posts are refused */
+    pthread_mutex_unlock(&loop->post_lock);
+    run_posts(loop, -ECANCELED);
+
+    loop->be->fini(loop);
+#ifdef VIGIL_GUARD_BUFFERS
+    /* Debug: never reuse retired buffer memory; a late kernel write faults. */
+    vigil__mem_guard(loop->buf_base, loop->buf_map_len);
+#else
+    vigil__mem_unmap(loop->buf_base, loop->buf_map_len);
+#endif
+    free(loop->buf_state);
+    for (uint32_t i = 0; i < (loop->ops_cap >> VIGIL__CHUNK_SHIFT); i++) {
+        vigil__op *chunk = loop->ops[i];
+        for (uint32_t j = 0; j < VIGIL__CHUNK; j++) {
+            if (chunk[j].kind == VIGIL__OP_SEND) {
+                free(chunk[j].u.send.data);
+                free(chunk[j].u.send.flight);
+            } else if (chunk[j].kind == VIGIL__OP_CONNECT) {
+                free(chunk[j].u.connect.addr);
+            }
+        }
+        free(chunk);
+    }
+    for (uint32_t i = 0; i < (loop->conns_cap >> VIGIL__CHUNK_SHIFT); i++) {
+        for (uint32_t j = 0; j < VIGIL__CHUNK; j++)
+            free(loop->conns[i][j].parked);
+        free(loop->conns[i]);
+    }
+    free(loop->heap);
+    pthread_mutex_destroy(&loop->post_lock);
+    free(loop);
+    return 0;
+}

@@ -1,0 +1,288 @@
+/*
+ * loop.h: the loop's internal state, the op table and the backend interface.
+ *
+ * Lifetime contract (read this before touching ops):
+ * - Every unit of work is an op in the op table: timers, accepts, receives,
+ *   sends, connects, closes, and the internal wake read. An op lives in a
+ *   slot; the kernel sees only its tag (slot, generation, loop epoch), never
+ *   a pointer, so a late or duplicated completion can at worst name a slot
+ *   whose generation moved on: it is counted as stale and dropped.
+ * - An op is "in the kernel" from the moment its request is queued until its
+ *   final completion (for multishot ops, the one without "more"). It is
+ *   "user-done" once its final user callback ran. Its slot is freed only when
+ *   both are true, and only then does the generation change.
+ * - Slots live in fixed-size chunks that never move, so a pointer to an op
+ *   stays valid while callbacks start new ops; pointers are never stored in
+ *   anything the kernel or another thread can see.
+ * - Connections and listeners live in a second table with the same rules.
+ *   They own plain fds, never registered ones, so they can outlive a ring.
+ */
+#ifndef VIGIL_IO_LOOP_H
+#define VIGIL_IO_LOOP_H
+
+#include "vigil.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define VIGIL__CHUNK_SHIFT 10
+#define VIGIL__CHUNK (1u << VIGIL__CHUNK_SHIFT)
+#define VIGIL__MAX_CHUNKS 4096 /* 4M slots per table */
+
+/* A completion tag: slot index in bits 0-31, generation in 32-55, loop epoch in 56-63. */
+#define VIGIL__TAG_GEN_BITS 24
+#define VIGIL__TAG_GEN_MASK ((1u << VIGIL__TAG_GEN_BITS) - 1)
+#define VIGIL__TAG_IGNORE UINT64_MAX /* requests whose completion carries no news (cancels) */
+#define VIGIL__STATUS_RESUME INT32_MIN /* later-list marker: deliver parked bytes, re-arm */
+
+enum vigil__op_kind {
+    VIGIL__OP_FREE = 0,
+    VIGIL__OP_TIMER,
+    VIGIL__OP_ACCEPT,
+    VIGIL__OP_RECV,
+    VIGIL__OP_SEND,
+    VIGIL__OP_CONNECT,
+    VIGIL__OP_CLOSE,   /* closes a connection's fd; its deadline is the flush deadline */
+    VIGIL__OP_WAKE,    /* the cross-thread wake read */
+    VIGIL__OP_NOP,     /* test hook */
+    VIGIL__OP_KINDS
+};
+
+/* op->flags */
+#define VIGIL__OPF_KERNEL    (1u << 0) /* a request is queued or in the kernel */
+#define VIGIL__OPF_USER_DONE (1u << 1) /* final user callback delivered */
+#define VIGIL__OPF_CANCELING (1u << 2) /* a cancel was sent for it */
+#define VIGIL__OPF_TIMED_OUT (1u << 3) /* its deadline passed: report -ETIMEDOUT */
+#define VIGIL__OPF_PAUSED    (1u << 4) /* receive paused by the user */
+#define VIGIL__OPF_LATER     (1u << 5) /* on the loop's later list */
+#define VIGIL__OPF_STOPPED   (1u << 6) /* user asked it to end (cancel/close) */
+#define VIGIL__OPF_STARTED   (1u << 7) /* send: some bytes went out */
+
+typedef struct vigil__op {
+    uint32_t gen;
+    uint8_t kind;
+    uint8_t pad8;
+    uint16_t flags;
+    uint32_t conn;       /* connection slot + 1, or 0 */
+    uint32_t next;       /* free list, send queue, later list: slot + 1 */
+    int32_t heap;        /* position in the timer heap, or -1 */
+    int32_t status;      /* final status once known (later list) */
+    uint32_t self;       /* own slot index */
+    uint64_t due_ns;     /* timer due time or deadline; 0 = none */
+    uint64_t seq;        /* timer heap tie-break: start order */
+    void *cb;
+    void *ud;
+    union {
+        struct { uint64_t repeat_ns; } timer;
+        struct { uint64_t idle_ns; uint64_t last_ns; } recv;
+        struct { uint8_t *data; uint32_t len; uint32_t done; void *flight; } send;
+        struct { void *addr; uint32_t addrlen; } connect;
+        struct { uint32_t retry_pending; } accept;
+    } u;
+} vigil__op;
+
+enum vigil__conn_kind { VIGIL__CONN_FREE = 0, VIGIL__CONN_STREAM, VIGIL__CONN_LISTENER };
+
+/* conn->flags */
+#define VIGIL__CF_CONNECTING (1u << 0)
+#define VIGIL__CF_CLOSING    (1u << 1) /* vigil_close/abort called */
+#define VIGIL__CF_ABORT      (1u << 2) /* discard and RST */
+#define VIGIL__CF_BROKEN     (1u << 3) /* a send failed: later sends fail too */
+#define VIGIL__CF_SHUT_WR    (1u << 4) /* FIN requested after the queue */
+#define VIGIL__CF_FIN_SENT   (1u << 5)
+#define VIGIL__CF_OVER_HWM   (1u << 6) /* queue went past the high-water mark */
+#define VIGIL__CF_BUF_WAIT   (1u << 7) /* receive waits for free buffers */
+#define VIGIL__CF_CLOSE_SENT (1u << 8) /* the fd close is under way */
+#define VIGIL__CF_EOF_PARKED (1u << 9) /* a final receive status waits behind parked data */
+
+typedef struct vigil__parked { uint32_t buf; uint32_t len; } vigil__parked;
+
+typedef struct vigil__conn {
+    uint32_t gen;
+    uint8_t kind;
+    uint8_t pad8;
+    uint16_t flags;
+    vigil_socket fd;
+    uint32_t recv_op;   /* op slot + 1, or 0 */
+    uint32_t send_head; /* send queue: op slot + 1 */
+    uint32_t send_tail;
+    uint32_t io_op;     /* connect or accept op: slot + 1 */
+    uint32_t close_op;  /* close op (holds the flush deadline): slot + 1 */
+    uint32_t next;      /* free list / buffer wait list */
+    uint32_t self;      /* own slot index */
+    int32_t close_status;
+    uint64_t queued;    /* bytes queued and not yet confirmed sent */
+    uint64_t hwm, lwm;
+    vigil_drain_cb drain_cb;
+    void *drain_ud;
+    vigil_close_cb close_cb;
+    void *close_ud;
+    void *data;
+    vigil__parked *parked; /* receives that arrived while paused, in order */
+    uint32_t parked_n, parked_cap;
+    int32_t parked_final;  /* final status behind the parked data */
+} vigil__conn;
+
+/* A completion as the core sees it, copied out of the kernel's queue so that
+ * reaped-but-not-yet-handled completions stay reachable in loop memory. */
+typedef struct vigil__cqe {
+    uint64_t tag;
+    int32_t res;
+    uint32_t flags; /* VIGIL__CQE_* */
+} vigil__cqe;
+#define VIGIL__CQE_MORE (1u << 0)  /* a multishot op goes on */
+#define VIGIL__CQE_BUF  (1u << 1)  /* bits 16-31 hold a buffer id */
+
+/* One piece of a send, in the backend's terms. */
+typedef struct vigil__slice { const void *base; size_t len; } vigil__slice;
+
+/* The backend interface: completion-based and free of OS types. Each start
+ * function queues one request tagged with the op; its completions come back
+ * through vigil__dispatch() from inside wait(). */
+typedef struct vigil__backend {
+    const char *name;
+    /* creates kernel objects; may run on any thread (rings are created disabled) */
+    int (*init)(vigil_loop *loop);
+    /* first call on the loop thread: bind the kernel objects to it */
+    int (*attach)(vigil_loop *loop);
+    /* tears down; every op must have had its final completion (or be abandoned) */
+    void (*fini)(vigil_loop *loop);
+    int (*accept)(vigil_loop *loop, vigil__op *op, vigil_socket fd);
+    int (*recv)(vigil_loop *loop, vigil__op *op, vigil_socket fd);
+    int (*send)(vigil_loop *loop, vigil__op *op, vigil_socket fd, const vigil__slice *s, int n);
+    int (*connect)(vigil_loop *loop, vigil__op *op, vigil_socket fd, const void *addr, uint32_t len);
+    int (*close)(vigil_loop *loop, vigil__op *op, vigil_socket fd);
+    int (*cancel)(vigil_loop *loop, vigil__op *op);
+    int (*nop)(vigil_loop *loop, uint64_t tag);
+    /* submits what is queued, waits up to timeout_ns (0 = poll, < 0 = forever),
+     * hands completions to vigil__dispatch; returns completions handled or -errno */
+    int (*wait)(vigil_loop *loop, int64_t timeout_ns);
+    /* any thread */
+    int (*wake)(vigil_loop *loop);
+    /* a receive buffer goes back to the kernel */
+    void (*buf_recycle)(vigil_loop *loop, uint32_t buf_id);
+} vigil__backend;
+
+extern const vigil__backend vigil__uring_backend;
+
+typedef struct vigil__post {
+    struct vigil__post *next;
+    vigil_post_cb fn;
+    void *arg;
+} vigil__post;
+
+struct vigil_loop {
+    const vigil__backend *be;
+    void *be_state;
+    vigil_loop_options opts;
+    vigil_loop_info info;
+    char reason[96];
+    uint8_t epoch;
+
+    /* the loop thread: set by the first call on it */
+    atomic_int attached;
+    pthread_t owner;
+    int in_callback;   /* depth of user callbacks */
+    int running;
+    bool destroying;
+
+    /* op table */
+    vigil__op *ops[VIGIL__MAX_CHUNKS];
+    uint32_t ops_cap, ops_free; /* free list head: slot + 1 */
+    /* connection table */
+    vigil__conn *conns[VIGIL__MAX_CHUNKS];
+    uint32_t conns_cap, conns_free;
+    uint32_t live_conns, live_listeners, live_timers;
+
+    /* timers and deadlines: a binary min-heap of op slots by (due_ns, seq) */
+    uint32_t *heap;
+    uint32_t heap_len, heap_cap;
+    uint64_t seq;
+
+    /* ops whose final callback is due without a kernel completion */
+    uint32_t later_head, later_tail;
+    /* connections waiting for receive buffers */
+    uint32_t buf_wait_head, buf_wait_tail;
+
+    /* receive buffers: one mapping of buf_count * buf_size bytes */
+    uint8_t *buf_base;
+    size_t buf_map_len;
+    uint8_t *buf_state;  /* VIGIL__BUF_* per buffer */
+    uint32_t bufs_free;  /* buffers the kernel can receive into */
+    uint32_t buf_current;/* buffer in the current receive callback, or UINT32_MAX */
+
+    /* the batch being dispatched, reachable from loop memory */
+    vigil__cqe batch[256];
+    uint32_t batch_len, batch_pos;
+
+    /* cross-thread */
+    pthread_mutex_t post_lock;
+    vigil__post *post_head, *post_tail;
+    atomic_int wake_pending;
+    atomic_int stop_requested;
+
+    /* progress counters, read lock-free by other threads */
+    struct {
+        _Atomic uint64_t iterations, completions, ops_in_flight, last_progress_ns,
+            stale_completions, cq_overflows, enobufs_rearms, accept_emfile, connections;
+    } stats;
+};
+
+#define VIGIL__BUF_KERNEL 0 /* in the kernel's ring */
+#define VIGIL__BUF_USER   1 /* in a receive callback */
+#define VIGIL__BUF_KEPT   2 /* kept by the user */
+#define VIGIL__BUF_PARKED 3 /* holds bytes received while paused */
+
+/* op table */
+vigil__op *vigil__op_new(vigil_loop *loop, int kind);
+vigil__op *vigil__op_at(vigil_loop *loop, uint32_t slot);
+vigil__op *vigil__op_from_handle(vigil_loop *loop, vigil_op h);
+vigil_op vigil__op_handle(vigil_loop *loop, vigil__op *op);
+uint64_t vigil__op_tag(vigil_loop *loop, vigil__op *op);
+void vigil__op_release(vigil_loop *loop, vigil__op *op); /* frees if kernel- and user-done */
+void vigil__op_kernel_started(vigil_loop *loop, vigil__op *op);
+void vigil__later(vigil_loop *loop, vigil__op *op, int status);
+int vigil__op_cancel_kernel(vigil_loop *loop, vigil__op *op);
+
+/* connection table */
+vigil__conn *vigil__conn_new(vigil_loop *loop, int kind, vigil_socket fd);
+vigil__conn *vigil__conn_at(vigil_loop *loop, uint32_t slot1);
+vigil__conn *vigil__conn_from_id(vigil_loop *loop, uint64_t id);
+uint64_t vigil__conn_id(vigil_loop *loop, vigil__conn *c);
+uint32_t vigil__conn_slot1(vigil_loop *loop, vigil__conn *c);
+void vigil__conn_free(vigil_loop *loop, vigil__conn *c);
+
+/* timers and deadlines */
+void vigil__heap_push(vigil_loop *loop, vigil__op *op);
+void vigil__heap_remove(vigil_loop *loop, vigil__op *op);
+
+/* calls into user code */
+#define VIGIL__CALLBACK(loop, call) do { (loop)->in_callback++; call; (loop)->in_callback--; } while (0)
+
+/* the loop thread check every single-thread entry point makes */
+int vigil__enter(vigil_loop *loop);
+
+/* completion dispatch, called by backends */
+void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c);
+void vigil__note_progress(vigil_loop *loop);
+
+/* tcp.c: handlers per op kind */
+int vigil__tcp_cancel(vigil_loop *loop, vigil__op *op);
+void vigil__tcp_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
+void vigil__tcp_deadline(vigil_loop *loop, vigil__op *op);
+void vigil__tcp_finish(vigil_loop *loop, vigil__op *op, int status); /* from the later list */
+void vigil__tcp_destroy_all(vigil_loop *loop);
+void vigil__tcp_buffers_freed(vigil_loop *loop);
+void vigil__buf_recycle(vigil_loop *loop, uint32_t id);
+
+static inline void vigil__stat_add(_Atomic uint64_t *c, int64_t d) {
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
+                          memory_order_relaxed);
+}
+
+/* test hooks (not in the public header) */
+int vigil__debug_stale_completion(vigil_loop *loop);
+
+#endif

@@ -1,0 +1,1123 @@
+/*
+ * tcp.c: listeners and connections on top of the op table.
+ *
+ * A connection owns a plain fd and at most: one receive op, one connect op,
+ * one close op, and a queue of send ops of which at most one kernel send is
+ * in flight (it may carry several queued messages as one vectored send).
+ * Bytes confirmed by a send completion are applied to the queue in order, so
+ * a partial send continues from the exact offset and nothing is reordered.
+ *
+ * Closing: the receive is stopped and, for a graceful close, the queue is
+ * flushed (bounded by the flush deadline on the close op), then FIN (or RST
+ * for abort) and the fd close. The close callback runs after every other op
+ * of the connection has had its final callback.
+ */
+#include "io/loop.h"
+#include "platform/platform.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SEND_BATCH 16 /* messages per vectored send */
+
+static void conn_maybe_close(vigil_loop *loop, vigil__conn *c);
+static void send_pump(vigil_loop *loop, vigil__conn *c);
+static void recv_arm(vigil_loop *loop, vigil__op *op, vigil__conn *c);
+
+static vigil__conn *stream_from(vigil_loop *loop, vigil_conn h) {
+    vigil__conn *c = vigil__conn_from_id(loop, h.id);
+    return c && c->kind == VIGIL__CONN_STREAM ? c : NULL;
+}
+
+static vigil__op *op_of(vigil_loop *loop, uint32_t slot1) {
+    return slot1 ? vigil__op_at(loop, slot1 - 1) : NULL;
+}
+
+static vigil_conn conn_handle(vigil_loop *loop, vigil__conn *c) {
+    return (vigil_conn){vigil__conn_id(loop, c)};
+}
+
+/* Marks op user-done and frees it if the kernel is done with it too. */
+static void op_done(vigil_loop *loop, vigil__op *op) {
+    op->flags |= VIGIL__OPF_USER_DONE;
+    if (op->heap >= 0)
+        vigil__heap_remove(loop, op);
+    vigil__op_release(loop, op);
+}
+
+/* ---------------------------------------------------------- listeners */
+
+static void accept_arm(vigil_loop *loop, vigil__op *op, vigil__conn *l) {
+    int rc = loop->be->accept(loop, op, l->fd);
+    if (rc < 0) { /* no room to queue it: retry shortly rather than lose the listener */
+        op->due_ns = vigil__clock_ns() + 10000000ull;
+        vigil__heap_push(loop, op);
+    }
+}
+
+int vigil_listen(vigil_loop *loop, const vigil_listen_options *opts, vigil_accept_cb cb,
+                 void *ud, vigil_listener *out) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    if (!opts || !cb || !out || opts->backlog < 0)
+        return -EINVAL;
+    if (loop->destroying)
+        return -ESHUTDOWN;
+    vigil__addr addr;
+    rc = vigil__addr_parse(opts->host ? opts->host : "127.0.0.1", opts->port, &addr);
+    if (rc < 0)
+        return rc;
+    vigil_socket fd;
+    rc = vigil__tcp_socket(&addr, &fd);
+    if (rc < 0)
+        return rc;
+    rc = vigil__tcp_bind_listen(fd, &addr, opts->backlog, opts->reuseport);
+    vigil__conn *l = rc < 0 ? NULL : vigil__conn_new(loop, VIGIL__CONN_LISTENER, fd);
+    vigil__op *op = l ? vigil__op_new(loop, VIGIL__OP_ACCEPT) : NULL;
+    if (!op) {
+        if (l)
+            vigil__conn_free(loop, l);
+        vigil__socket_close_now(fd);
+        return rc < 0 ? rc : -ENOMEM;
+    }
+    op->cb = (void *)cb;
+    op->ud = ud;
+    op->conn = vigil__conn_slot1(loop, l);
+    l->io_op = op->self + 1;
+    accept_arm(loop, op, l);
+    out->id = vigil__conn_id(loop, l);
+    return 0;
+}
+
+int vigil_listener_port(vigil_loop *loop, vigil_listener h) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__conn *l = vigil__conn_from_id(loop, h.id);
+    if (!l || l->kind != VIGIL__CONN_LISTENER)
+        return -EBADF;
+    return vigil__socket_port(l->fd);
+}
+
+/* Starts the fd close of a connection or listener whose ops have all ended. */
+static void close_fd(vigil_loop *loop, vigil__conn *c) {
+    vigil__op *op = op_of(loop, c->close_op);
+    if (!op) {
+        op = vigil__op_new(loop, VIGIL__OP_CLOSE);
+        if (!op) { /* cannot track it: close synchronously, it does not block */
+            vigil__socket_close_now(c->fd);
+            vigil__conn_free(loop, c);
+            return;
+        }
+        op->conn = vigil__conn_slot1(loop, c);
+        c->close_op = op->self + 1;
+    }
+    if (op->heap >= 0)
+        vigil__heap_remove(loop, op);
+    c->flags |= VIGIL__CF_CLOSE_SENT;
+    if (loop->be->close(loop, op, c->fd) < 0) {
+        vigil__socket_close_now(c->fd);
+        vigil__later(loop, op, 0);
+    }
+}
+
+int vigil_listener_close(vigil_loop *loop, vigil_listener h) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__conn *l = vigil__conn_from_id(loop, h.id);
+    if (!l || l->kind != VIGIL__CONN_LISTENER || (l->flags & VIGIL__CF_CLOSING))
+        return -EBADF;
+    l->flags |= VIGIL__CF_CLOSING;
+    vigil__op *op = op_of(loop, l->io_op);
+    if (op && (op->flags & VIGIL__OPF_KERNEL))
+        vigil__op_cancel_kernel(loop, op);
+    else if (op && !(op->flags & VIGIL__OPF_USER_DONE))
+        vigil__later(loop, op, -ECANCELED);
+    else
+        close_fd(loop, l);
+    return 0;
+}
+
+static void accept_final(vigil_loop *loop, vigil__op *op, vigil__conn *l, int status) {
+    vigil_accept_cb cb = (vigil_accept_cb)op->cb;
+    vigil_listener lh = {vigil__conn_id(loop, l)};
+    l->io_op = 0;
+    op_done(loop, op);
+    VIGIL__CALLBACK(loop, cb(loop, lh, status, (vigil_conn){0}, op->ud));
+    if (l->flags & VIGIL__CF_CLOSING)
+        close_fd(loop, l);
+}
+
+static void accept_complete(vigil_loop *loop, vigil__op *op, vigil__conn *l, const vigil__cqe *e) {
+    bool more = e->flags & VIGIL__CQE_MORE;
+    if (e->res >= 0) {
+        vigil_socket fd = e->res;
+        if (l->flags & VIGIL__CF_CLOSING || (op->flags & VIGIL__OPF_USER_DONE)) {
+            vigil__socket_close_now(fd);
+        } else {
+            vigil__socket_prepare_accepted(fd);
+            vigil__conn *c = vigil__conn_new(loop, VIGIL__CONN_STREAM, fd);
+            if (!c) {
+                vigil__socket_close_now(fd);
+            } else {
+                vigil_accept_cb cb = (vigil_accept_cb)op->cb;
+                VIGIL__CALLBACK(loop, cb(loop, (vigil_listener){vigil__conn_id(loop, l)}, 0,
+                                         conn_handle(loop, c), op->ud));
+            }
+        }
+    }
+    if (more)
+        return;
+    /* The accept op ended. */
+    if (op->flags & VIGIL__OPF_USER_DONE) {
+        vigil__op_release(loop, op);
+        return;
+    }
+    if (l->flags & VIGIL__CF_CLOSING) {
+        accept_final(loop, op, l, -ECANCELED);
+        return;
+    }
+    switch (e->res) {
+    case -EMFILE:
+    case -ENFILE:
+    case -ENOBUFS:
+    case -ENOMEM:
+        /* Out of fds or memory: pause and retry later instead of spinning;
+         * pending connections wait in the backlog. */
+        if (e->res == -EMFILE || e->res == -ENFILE)
+            vigil__stat_add(&loop->stats.accept_emfile, 1);
+        op->due_ns = vigil__clock_ns() + 20000000ull;
+        vigil__heap_push(loop, op);
+        return;
+    case -ECANCELED:
+    case -EINTR:
+    case -EAGAIN:
+    case -ECONNABORTED:
+    case -EPROTO:
+    case -EPERM:
+    default:
+        if (e->res >= 0 || e->res == -ECANCELED || e->res == -EINTR || e->res == -EAGAIN ||
+            e->res == -ECONNABORTED || e->res == -EPROTO || e->res == -EPERM) {
+            accept_arm(loop, op, l); /* transient, or a one-shot accept that succeeded */
+            return;
+        }
+        accept_final(loop, op, l, e->res);
+    }
+}
+
+/* ------------------------------------------------------------ connect */
+
+int vigil_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t deadline_ms,
+                  vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *oph) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    if (!host || !cb || !out || port == 0)
+        return -EINVAL;
+    if (loop->destroying)
+        return -ESHUTDOWN;
+    vigil__addr addr;
+    rc = vigil__addr_parse(host, port, &addr);
+    if (rc < 0)
+        return rc;
+    vigil_socket fd;
+    rc = vigil__tcp_socket(&addr, &fd);
+    if (rc < 0)
+        return rc;
+    vigil__conn *c = vigil__conn_new(loop, VIGIL__CONN_STREAM, fd);
+    vigil__op *op = c ? vigil__op_new(loop, VIGIL__OP_CONNECT) : NULL;
+    void *a = op ? malloc(addr.len) : NULL;
+    if (!a) {
+        if (op) {
+            op->flags |= VIGIL__OPF_USER_DONE;
+            vigil__op_release(loop, op);
+        }
+        if (c)
+            vigil__conn_free(loop, c);
+        vigil__socket_close_now(fd);
+        return -ENOMEM;
+    }
+    memcpy(a, addr.bytes, addr.len);
+    op->u.connect.addr = a;
+    op->u.connect.addrlen = addr.len;
+    op->cb = (void *)cb;
+    op->ud = ud;
+    op->conn = vigil__conn_slot1(loop, c);
+    c->flags |= VIGIL__CF_CONNECTING;
+    c->io_op = op->self + 1;
+    if (deadline_ms) {
+        op->due_ns = vigil__clock_ns() + deadline_ms * 1000000ull;
+        vigil__heap_push(loop, op);
+    }
+    rc = loop->be->connect(loop, op, fd, a, addr.len);
+    if (rc < 0)
+        vigil__later(loop, op, rc);
+    *out = conn_handle(loop, c);
+    if (oph)
+        *oph = vigil__op_handle(loop, op);
+    return 0;
+}
+
+static void connect_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int status) {
+    if (op->flags & VIGIL__OPF_TIMED_OUT && status < 0)
+        status = -ETIMEDOUT;
+    else if (op->flags & VIGIL__OPF_STOPPED && status < 0)
+        status = -ECANCELED;
+    c->io_op = 0;
+    c->flags &= (uint16_t)~VIGIL__CF_CONNECTING;
+    vigil_connect_cb cb = (vigil_connect_cb)op->cb;
+    void *ud = op->ud;
+    op_done(loop, op);
+    if (status < 0)
+        c->flags |= VIGIL__CF_BROKEN;
+    VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), status, ud));
+    if (c->flags & VIGIL__CF_CLOSING) {
+        conn_maybe_close(loop, c);
+    } else if (status < 0) {
+        /* A failed connection is gone: nobody gets a close callback for it. */
+        c->flags |= VIGIL__CF_CLOSING | VIGIL__CF_ABORT;
+        conn_maybe_close(loop, c);
+    } else {
+        send_pump(loop, c); /* sends queued while connecting */
+    }
+}
+
+/* ------------------------------------------------------------- receive */
+
+int vigil_recv_start(vigil_loop *loop, vigil_conn h, uint32_t idle_deadline_ms, vigil_recv_cb cb,
+                     void *ud, vigil_op *oph) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__conn *c = stream_from(loop, h);
+    if (!c)
+        return -EBADF;
+    if (!cb)
+        return -EINVAL;
+    if (c->flags & (VIGIL__CF_CLOSING | VIGIL__CF_BROKEN))
+        return -ESHUTDOWN;
+    if (c->flags & VIGIL__CF_CONNECTING)
+        return -ENOTCONN;
+    if (c->recv_op)
+        return -EALREADY;
+    vigil__op *op = vigil__op_new(loop, VIGIL__OP_RECV);
+    if (!op)
+        return -ENOMEM;
+    op->cb = (void *)cb;
+    op->ud = ud;
+    op->conn = vigil__conn_slot1(loop, c);
+    op->u.recv.idle_ns = idle_deadline_ms * 1000000ull;
+    op->u.recv.last_ns = vigil__clock_ns();
+    if (idle_deadline_ms) {
+        op->due_ns = op->u.recv.last_ns + op->u.recv.idle_ns;
+        vigil__heap_push(loop, op);
+    }
+    c->recv_op = op->self + 1;
+    recv_arm(loop, op, c);
+    if (oph)
+        *oph = vigil__op_handle(loop, op);
+    return 0;
+}
+
+static void recv_arm(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
+    if (!loop->bufs_free) {
+        /* Every buffer is with the user or parked: wait for one to come back. */
+        if (!(c->flags & VIGIL__CF_BUF_WAIT)) {
+            c->flags |= VIGIL__CF_BUF_WAIT;
+            c->next = 0;
+            if (loop->buf_wait_tail)
+                vigil__conn_at(loop, loop->buf_wait_tail)->next = c->self + 1;
+            else
+                loop->buf_wait_head = c->self + 1;
+            loop->buf_wait_tail = c->self + 1;
+        }
+        return;
+    }
+    if (loop->be->recv(loop, op, c->fd) < 0) {
+        op->status = -ENOMEM;
+        op->flags |= VIGIL__OPF_STOPPED;
+        vigil__later(loop, op, -ENOMEM);
+    }
+}
+
+void vigil__tcp_buffers_freed(vigil_loop *loop) {
+    while (loop->buf_wait_head && loop->bufs_free) {
+        vigil__conn *c = vigil__conn_at(loop, loop->buf_wait_head);
+        loop->buf_wait_head = c->next;
+        if (!loop->buf_wait_head)
+            loop->buf_wait_tail = 0;
+        c->next = 0;
+        c->flags &= (uint16_t)~VIGIL__CF_BUF_WAIT;
+        vigil__op *op = op_of(loop, c->recv_op);
+        if (c->kind == VIGIL__CONN_STREAM && op && !(op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_PAUSED |
+                                                                   VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE)))
+            recv_arm(loop, op, c);
+    }
+}
+
+static void buf_wait_remove(vigil_loop *loop, vigil__conn *c) {
+    if (!(c->flags & VIGIL__CF_BUF_WAIT))
+        return;
+    uint32_t prev = 0, cur = loop->buf_wait_head;
+    while (cur && cur != c->self + 1) {
+        prev = cur;
+        cur = vigil__conn_at(loop, cur)->next;
+    }
+    if (!cur)
+        return;
+    if (prev)
+        vigil__conn_at(loop, prev)->next = c->next;
+    else
+        loop->buf_wait_head = c->next;
+    if (loop->buf_wait_tail == c->self + 1)
+        loop->buf_wait_tail = prev;
+    c->flags &= (uint16_t)~VIGIL__CF_BUF_WAIT;
+}
+
+static void recv_deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, uint32_t id, uint32_t len) {
+    vigil_buf b = {loop->buf_base + (size_t)id * loop->opts.buf_size, len, id};
+    loop->buf_state[id] = VIGIL__BUF_USER;
+    loop->buf_current = id;
+    vigil_recv_cb cb = (vigil_recv_cb)op->cb;
+    VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), (int)len, &b, op->ud));
+    loop->buf_current = UINT32_MAX;
+    if (loop->buf_state[id] == VIGIL__BUF_USER)
+        vigil__buf_recycle(loop, id);
+}
+
+static int park(vigil__conn *c, uint32_t id, uint32_t len) {
+    if (c->parked_n == c->parked_cap) {
+        uint32_t cap = c->parked_cap ? c->parked_cap * 2 : 4;
+        vigil__parked *p = realloc(c->parked, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        c->parked = p;
+        c->parked_cap = cap;
+    }
+    c->parked[c->parked_n++] = (vigil__parked){id, len};
+    return 0;
+}
+
+/* Delivers parked bytes in order; stops early if the user pauses again. */
+static void flush_parked(vigil_loop *loop, vigil__op *op, vigil__conn *c, bool even_if_paused) {
+    uint32_t i = 0;
+    uint32_t gen = op->gen;
+    while (i < c->parked_n) {
+        if (!even_if_paused && (op->flags & VIGIL__OPF_PAUSED))
+            break;
+        vigil__parked p = c->parked[i++];
+        recv_deliver(loop, op, c, p.buf, p.len);
+        if (op->gen != gen || op->kind != VIGIL__OP_RECV)
+            break;
+    }
+    memmove(c->parked, c->parked + i, (c->parked_n - i) * sizeof(*c->parked));
+    c->parked_n -= i;
+}
+
+static void recv_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int status) {
+    if (op->flags & VIGIL__OPF_TIMED_OUT)
+        status = -ETIMEDOUT;
+    else if (op->flags & VIGIL__OPF_STOPPED)
+        status = op->status;
+    if (op->flags & VIGIL__OPF_PAUSED && !(op->flags & VIGIL__OPF_STOPPED) && c->parked_n) {
+        /* The end of the stream waits behind bytes the user has not taken yet. */
+        c->flags |= VIGIL__CF_EOF_PARKED;
+        c->parked_final = status;
+        return;
+    }
+    flush_parked(loop, op, c, true);
+    buf_wait_remove(loop, c);
+    c->recv_op = 0;
+    vigil_recv_cb cb = (vigil_recv_cb)op->cb;
+    void *ud = op->ud;
+    op_done(loop, op);
+    VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), status, NULL, ud));
+    if (c->flags & VIGIL__CF_CLOSING)
+        conn_maybe_close(loop, c);
+}
+
+static void recv_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c, const vigil__cqe *e) {
+    bool more = e->flags & VIGIL__CQE_MORE;
+    if (e->flags & VIGIL__CQE_BUF) {
+        uint32_t id = e->flags >> 16;
+        loop->bufs_free--;
+        if (e->res <= 0 || (op->flags & VIGIL__OPF_USER_DONE)) {
+            vigil__buf_recycle(loop, id);
+        } else {
+            op->u.recv.last_ns = vigil__clock_ns();
+            if (op->flags & VIGIL__OPF_PAUSED || c->parked_n) {
+                loop->buf_state[id] = VIGIL__BUF_PARKED;
+                if (park(c, id, (uint32_t)e->res) < 0)
+                    abort(); /* cannot keep the bytes and must not drop them */
+            } else {
+                uint32_t gen = op->gen;
+                recv_deliver(loop, op, c, id, (uint32_t)e->res);
+                if (op->gen != gen || op->kind != VIGIL__OP_RECV)
+                    return; /* cannot happen while in the kernel, but be safe */
+            }
+        }
+    }
+    if (more)
+        return;
+    if (op->flags & VIGIL__OPF_USER_DONE) {
+        vigil__op_release(loop, op);
+        return;
+    }
+    int res = e->res;
+    if (res > 0 || res == -ENOBUFS || res == -EAGAIN || ((res == -ECANCELED || res == -EINTR) &&
+                                       !(op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_TIMED_OUT)))) {
+        /* Not the end of the stream: a one-shot receive, a dry buffer ring, or
+         * a cancel we sent to pause. */
+        if (res == -ENOBUFS)
+            vigil__stat_add(&loop->stats.enobufs_rearms, 1);
+        if (op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_TIMED_OUT))
+            recv_final(loop, op, c, -ECANCELED);
+        else if (!(op->flags & VIGIL__OPF_PAUSED))
+            recv_arm(loop, op, c);
+        return;
+    }
+    recv_final(loop, op, c, res);
+}
+
+int vigil_recv_pause(vigil_loop *loop, vigil_conn h) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__conn *c = stream_from(loop, h);
+    if (!c)
+        return -EBADF;
+    vigil__op *op = op_of(loop, c->recv_op);
+    if (!op || (op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE)))
+        return -ENOTCONN;
+    if (op->flags & VIGIL__OPF_PAUSED)
+        return 0;
+    op->flags |= VIGIL__OPF_PAUSED;
+    if (op->heap >= 0)
+        vigil__heap_remove(loop, op); /* the idle deadline does not run while paused */
+    buf_wait_remove(loop, c);
+    return vigil__op_cancel_kernel(loop, op);
+}
+
+int vigil_recv_resume(vigil_loop *loop, vigil_conn h) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__conn *c = stream_from(loop, h);
+    if (!c)
+        return -EBADF;
+    vigil__op *op = op_of(loop, c->recv_op);
+    if (!op || (op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE)))
+        return -ENOTCONN;
+    if (!(op->flags & VIGIL__OPF_PAUSED))
+        return 0;
+    op->flags &= (uint16_t)~VIGIL__OPF_PAUSED;
+    op->u.recv.last_ns = vigil__clock_ns();
+    if (op->u.recv.idle_ns) {
+        op->due_ns = op->u.recv.last_ns + op->u.recv.idle_ns;
+        vigil__heap_push(loop, op);
+    }
+    if (c->parked_n || (c->flags & VIGIL__CF_EOF_PARKED))
+        vigil__later(loop, op, VIGIL__STATUS_RESUME); /* deliver on the next pass */
+    else if (!(op->flags & VIGIL__OPF_KERNEL))
+        recv_arm(loop, op, c);
+    /* else: the pause's cancel is still under way; its completion re-arms */
+    return 0;
+}
+
+/* Ends the receive with status (0 for a read shutdown, -ECANCELED otherwise). */
+static void recv_stop(vigil_loop *loop, vigil__conn *c, int status) {
+    vigil__op *op = op_of(loop, c->recv_op);
+    if (!op || (op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE | VIGIL__OPF_LATER)))
+        return;
+    op->flags |= VIGIL__OPF_STOPPED;
+    op->status = status;
+    if (op->heap >= 0)
+        vigil__heap_remove(loop, op);
+    buf_wait_remove(loop, c);
+    if (op->flags & VIGIL__OPF_KERNEL)
+        vigil__op_cancel_kernel(loop, op);
+    else
+        vigil__later(loop, op, status);
+}
+
+/* ---------------------------------------------------------------- send */
+
+static void send_unlink_head(vigil_loop *loop, vigil__conn *c, vigil__op *op) {
+    c->send_head = op->next;
+    if (!c->send_head)
+        c->send_tail = 0;
+    op->next = 0;
+    c->queued -= op->u.send.len - op->u.send.done;
+}
+
+static void send_final(vigil_loop *loop, vigil__conn *c, vigil__op *op, int status) {
+    vigil_send_cb cb = (vigil_send_cb)op->cb;
+    void *ud = op->ud;
+    op_done(loop, op);
+    if (cb)
+        VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), status, ud));
+}
+
+static void check_drain(vigil_loop *loop, vigil__conn *c) {
+    if ((c->flags & VIGIL__CF_OVER_HWM) && c->queued <= c->lwm) {
+        c->flags &= (uint16_t)~VIGIL__CF_OVER_HWM;
+        if (c->drain_cb)
+            VIGIL__CALLBACK(loop, c->drain_cb(loop, conn_handle(loop, c), c->drain_ud));
+    }
+}
+
+/* Fails every queued send, in order, with status. The in-flight one (if any)
+ * is cancelled and fails when its completion arrives, before the rest. */
+static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status) {
+    vigil__op *head = op_of(loop, c->send_head);
+    if (head && (head->flags & VIGIL__OPF_KERNEL)) {
+        head->flags |= VIGIL__OPF_STOPPED;
+        head->status = status;
+        vigil__op_cancel_kernel(loop, head);
+        return;
+    }
+    while (c->send_head) {
+        vigil__op *op = op_of(loop, c->send_head);
+        send_unlink_head(loop, c, op);
+        send_final(loop, c, op, status);
+        if (!vigil__conn_from_id(loop, vigil__conn_id(loop, c)))
+            return;
+    }
+}
+
+static void send_pump(vigil_loop *loop, vigil__conn *c) {
+    vigil__op *head = op_of(loop, c->send_head);
+    if (c->flags & (VIGIL__CF_CONNECTING | VIGIL__CF_CLOSE_SENT))
+        return;
+    if (!head) {
+        if ((c->flags & VIGIL__CF_SHUT_WR) && !(c->flags & VIGIL__CF_FIN_SENT)) {
+            c->flags |= VIGIL__CF_FIN_SENT;
+            vigil__socket_shutdown(c->fd, VIGIL_SHUT_WR);
+        }
+        if (c->flags & VIGIL__CF_CLOSING)
+            conn_maybe_close(loop, c);
+        return;
+    }
+    if (head->flags & VIGIL__OPF_KERNEL)
+        return; /* one send in flight per connection */
+    vigil__slice s[SEND_BATCH];
+    int n = 0;
+    for (vigil__op *op = head; op && n < SEND_BATCH; op = op_of(loop, op->next)) {
+        s[n].base = op->u.send.data + op->u.send.done;
+        s[n].len = op->u.send.len - op->u.send.done;
+        op->flags |= VIGIL__OPF_STARTED; /* part of a send the kernel may carry out */
+        n++;
+    }
+    int rc = loop->be->send(loop, head, c->fd, s, n);
+    if (rc < 0) {
+        /* Could not even queue it (out of memory): the stream cannot go on. */
+        c->flags |= VIGIL__CF_BROKEN;
+        send_fail_all(loop, c, rc);
+    }
+}
+
+static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, const vigil__cqe *e) {
+    free(head->u.send.flight);
+    head->u.send.flight = NULL;
+    int64_t n = e->res;
+    if (n > 0) {
+        /* Apply confirmed bytes to the queue in order. */
+        while (n > 0 && c->send_head) {
+            vigil__op *op = op_of(loop, c->send_head);
+            uint32_t left = op->u.send.len - op->u.send.done;
+            uint32_t take = n < left ? (uint32_t)n : left;
+            op->u.send.done += take;
+            c->queued -= take;
+            n -= take;
+            if (op->u.send.done == op->u.send.len) {
+                c->send_head = op->next;
+                if (!c->send_head)
+                    c->send_tail = 0;
+                op->next = 0;
+                send_final(loop, c, op, (int)op->u.send.len);
+            }
+        }
+        check_drain(loop, c);
+        if (head->flags & VIGIL__OPF_STOPPED && vigil__conn_from_id(loop, vigil__conn_id(loop, c)) &&
+            c->send_head) {
+            /* aborted while in flight: the rest fails now, in order */
+            send_fail_all(loop, c, head->status ? head->status : -ECANCELED);
+        }
+    } else if (e->res == 0 || e->res == -EAGAIN || e->res == -EINTR ||
+               (e->res == -ECANCELED && !(head->flags & VIGIL__OPF_STOPPED))) {
+        /* nothing moved; try again */
+    } else {
+        int status = (head->flags & VIGIL__OPF_STOPPED) ? head->status : e->res;
+        if (!(head->flags & VIGIL__OPF_STOPPED))
+            c->flags |= VIGIL__CF_BROKEN;
+        head->flags &= (uint16_t)~VIGIL__OPF_STOPPED;
+        send_fail_all(loop, c, status);
+    }
+    if (!vigil__conn_from_id(loop, vigil__conn_id(loop, c)))
+        return;
+    if (!(c->flags & (VIGIL__CF_BROKEN | VIGIL__CF_ABORT)))
+        send_pump(loop, c);
+    else if (c->flags & VIGIL__CF_CLOSING)
+        conn_maybe_close(loop, c);
+    vigil__op_release(loop, head);
+}
+
+int vigil_send(vigil_loop *loop, vigil_conn h, const void *data, size_t len, uint32_t deadline_ms,
+               vigil_send_cb cb, void *ud, vigil_op *oph) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__conn *c = stream_from(loop, h);
+    if (!c)
+        return -EBADF;
+    if (!data || !len)
+        return -EINVAL;
+    if (len > INT32_MAX)
+        return -EMSGSIZE;
+    if (c->flags & (VIGIL__CF_CLOSING | VIGIL__CF_SHUT_WR | VIGIL__CF_BROKEN))
+        return -EPIPE;
+    vigil__op *op = vigil__op_new(loop, VIGIL__OP_SEND);
+    uint8_t *copy = op ? malloc(len) : NULL;
+    if (!copy) {
+        if (op) {
+            op->flags |= VIGIL__OPF_USER_DONE;
+            vigil__op_release(loop, op);
+        }
+        return -ENOMEM;
+    }
+    memcpy(copy, data, len);
+    op->u.send.data = copy;
+    op->u.send.len = (uint32_t)len;
+    op->cb = (void *)cb;
+    op->ud = ud;
+    op->conn = vigil__conn_slot1(loop, c);
+    if (deadline_ms) {
+        op->due_ns = vigil__clock_ns() + deadline_ms * 1000000ull;
+        vigil__heap_push(loop, op);
+    }
+    if (c->send_tail)
+        op_of(loop, c->send_tail)->next = op->self + 1;
+    else
+        c->send_head = op->self + 1;
+    c->send_tail = op->self + 1;
+    c->queued += len;
+    if (oph)
+        *oph = vigil__op_handle(loop, op);
+    send_pump(loop, c);
+    if (c->hwm && c->queued > c->hwm) {
+        c->flags |= VIGIL__CF_OVER_HWM;
+        return 1;
+    }
+    return 0;
+}
+
+int64_t vigil_send_queued(vigil_loop *loop, vigil_conn h) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__conn *c = stream_from(loop, h);
+    return c ? (int64_t)c->queued : -EBADF;
+}
+
+int vigil_send_watermark(vigil_loop *loop, vigil_conn h, size_t high, size_t low,
+                         vigil_drain_cb cb, void *ud) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__conn *c = stream_from(loop, h);
+    if (!c)
+        return -EBADF;
+    if (high && (low > high || !cb))
+        return -EINVAL;
+    c->hwm = high;
+    c->lwm = low;
+    c->drain_cb = cb;
+    c->drain_ud = ud;
+    if (!high)
+        c->flags &= (uint16_t)~VIGIL__CF_OVER_HWM;
+    return 0;
+}
+
+/* ------------------------------------------------------ shutdown/close */
+
+int vigil_shutdown(vigil_loop *loop, vigil_conn h, int how) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__conn *c = stream_from(loop, h);
+    if (!c)
+        return -EBADF;
+    if (how < VIGIL_SHUT_RD || how > (VIGIL_SHUT_RD | VIGIL_SHUT_WR))
+        return -EINVAL;
+    if (c->flags & (VIGIL__CF_CLOSING | VIGIL__CF_CONNECTING))
+        return -ENOTCONN;
+    if (how & VIGIL_SHUT_RD) {
+        recv_stop(loop, c, 0);
+        vigil__socket_shutdown(c->fd, VIGIL_SHUT_RD);
+    }
+    if (how & VIGIL_SHUT_WR) {
+        c->flags |= VIGIL__CF_SHUT_WR;
+        send_pump(loop, c);
+    }
+    return 0;
+}
+
+static int close_common(vigil_loop *loop, vigil_conn h, bool abortive, uint32_t flush_ms,
+                        vigil_close_cb cb, void *ud) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__conn *c = stream_from(loop, h);
+    if (!c || (c->flags & VIGIL__CF_CLOSING))
+        return -EBADF;
+    vigil__op *op = vigil__op_new(loop, VIGIL__OP_CLOSE);
+    if (!op)
+        return -ENOMEM;
+    op->conn = vigil__conn_slot1(loop, c);
+    c->close_op = op->self + 1;
+    c->flags |= VIGIL__CF_CLOSING;
+    c->close_cb = cb;
+    c->close_ud = ud;
+    c->close_status = 0;
+    recv_stop(loop, c, -ECANCELED);
+    vigil__op *conn_op = op_of(loop, c->io_op);
+    if (conn_op && !(conn_op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_LATER))) {
+        conn_op->flags |= VIGIL__OPF_STOPPED;
+        vigil__op_cancel_kernel(loop, conn_op);
+    }
+    if (abortive || (c->flags & VIGIL__CF_BROKEN)) {
+        c->flags |= VIGIL__CF_ABORT;
+        c->close_status = abortive ? -ECONNABORTED : 0;
+        send_fail_all(loop, c, -ECANCELED);
+    } else {
+        op->due_ns = vigil__clock_ns() + (flush_ms ? flush_ms : 30000) * 1000000ull;
+        vigil__heap_push(loop, op);
+        /* the flush continues in send_pump; the deadline is the close op's */
+    }
+    if (vigil__conn_from_id(loop, h.id))
+        conn_maybe_close(loop, c);
+    return 0;
+}
+
+int vigil_close(vigil_loop *loop, vigil_conn h, uint32_t flush_deadline_ms, vigil_close_cb cb,
+                void *ud) {
+    return close_common(loop, h, false, flush_deadline_ms, cb, ud);
+}
+
+int vigil_abort(vigil_loop *loop, vigil_conn h, vigil_close_cb cb, void *ud) {
+    return close_common(loop, h, true, 0, cb, ud);
+}
+
+/* Proceeds with a close once the connection's other ops have ended. */
+static void conn_maybe_close(vigil_loop *loop, vigil__conn *c) {
+    if (!(c->flags & VIGIL__CF_CLOSING) || (c->flags & VIGIL__CF_CLOSE_SENT))
+        return;
+    if (c->recv_op || c->io_op)
+        return;
+    if (c->send_head && !(c->flags & (VIGIL__CF_ABORT | VIGIL__CF_BROKEN)))
+        return; /* still flushing */
+    if (c->send_head)
+        return; /* failing sends: waiting for the in-flight one */
+    if (c->flags & (VIGIL__CF_ABORT | VIGIL__CF_BROKEN))
+        vigil__socket_set_abortive(c->fd);
+    else if (!(c->flags & VIGIL__CF_FIN_SENT)) {
+        c->flags |= VIGIL__CF_FIN_SENT;
+        /* FIN even if another ring still holds a reference to this fd */
+        vigil__socket_shutdown(c->fd, VIGIL_SHUT_WR);
+    }
+    close_fd(loop, c);
+}
+
+static void close_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
+    c->close_op = 0;
+    vigil_close_cb cb = c->close_cb;
+    void *ud = c->close_ud;
+    int status = c->close_status;
+    bool listener = c->kind == VIGIL__CONN_LISTENER;
+    bool user_done = op->flags & VIGIL__OPF_USER_DONE;
+    vigil_conn h = conn_handle(loop, c);
+    vigil__conn_free(loop, c);
+    op_done(loop, op);
+    if (cb && !listener && !user_done)
+        VIGIL__CALLBACK(loop, cb(loop, h, status, ud));
+}
+
+/* ------------------------------------------------------- dispatching */
+
+void vigil__tcp_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
+    vigil__conn *c = vigil__conn_at(loop, op->conn);
+    switch (op->kind) {
+    case VIGIL__OP_ACCEPT:
+        accept_complete(loop, op, c, e);
+        break;
+    case VIGIL__OP_RECV:
+        recv_complete(loop, op, c, e);
+        break;
+    case VIGIL__OP_SEND:
+        if (op->flags & VIGIL__OPF_USER_DONE) { /* destroy already reported it */
+            vigil__op_release(loop, op);
+            break;
+        }
+        send_complete(loop, op, c, e);
+        break;
+    case VIGIL__OP_CONNECT:
+        if (op->flags & VIGIL__OPF_USER_DONE)
+            vigil__op_release(loop, op);
+        else
+            connect_final(loop, op, c, e->res);
+        break;
+    case VIGIL__OP_CLOSE:
+        close_complete(loop, op, c);
+        break;
+    default:
+        vigil__stat_add(&loop->stats.stale_completions, 1);
+    }
+}
+
+/* A final status queued on the later list. */
+void vigil__tcp_finish(vigil_loop *loop, vigil__op *op, int status) {
+    if (op->flags & VIGIL__OPF_USER_DONE) {
+        vigil__op_release(loop, op);
+        return;
+    }
+    vigil__conn *c = vigil__conn_at(loop, op->conn);
+    switch (op->kind) {
+    case VIGIL__OP_ACCEPT:
+        accept_final(loop, op, c, status);
+        break;
+    case VIGIL__OP_RECV:
+        if (status == VIGIL__STATUS_RESUME) {
+            flush_parked(loop, op, c, false);
+            if (op->kind != VIGIL__OP_RECV || (op->flags & VIGIL__OPF_PAUSED))
+                break;
+            if (c->flags & VIGIL__CF_EOF_PARKED) {
+                c->flags &= (uint16_t)~VIGIL__CF_EOF_PARKED;
+                recv_final(loop, op, c, c->parked_final);
+            } else if (!(op->flags & VIGIL__OPF_KERNEL)) {
+                recv_arm(loop, op, c);
+            }
+            break;
+        }
+        recv_final(loop, op, c, status);
+        break;
+    case VIGIL__OP_SEND:
+        send_final(loop, c, op, status);
+        break;
+    case VIGIL__OP_CONNECT:
+        connect_final(loop, op, c, status);
+        break;
+    case VIGIL__OP_CLOSE:
+        close_complete(loop, op, c);
+        break;
+    default:
+        break;
+    }
+}
+
+int vigil__tcp_cancel(vigil_loop *loop, vigil__op *op) {
+    vigil__conn *c = vigil__conn_at(loop, op->conn);
+    switch (op->kind) {
+    case VIGIL__OP_RECV:
+        recv_stop(loop, c, -ECANCELED);
+        return 0;
+    case VIGIL__OP_CONNECT:
+        op->flags |= VIGIL__OPF_STOPPED;
+        return vigil__op_cancel_kernel(loop, op);
+    case VIGIL__OP_SEND: {
+        if (op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_STARTED))
+            return -EBUSY;
+        /* unlink from the middle of the queue */
+        uint32_t prev = 0, cur = c->send_head;
+        while (cur && cur != op->self + 1) {
+            prev = cur;
+            cur = op_of(loop, cur)->next;
+        }
+        if (!cur)
+            return -EBADF;
+        if (prev)
+            op_of(loop, prev)->next = op->next;
+        else
+            c->send_head = op->next;
+        if (c->send_tail == op->self + 1)
+            c->send_tail = prev;
+        op->next = 0;
+        c->queued -= op->u.send.len;
+        op->flags |= VIGIL__OPF_STOPPED;
+        vigil__later(loop, op, -ECANCELED);
+        check_drain(loop, c);
+        return 0;
+    }
+    default:
+        return -EBADF;
+    }
+}
+
+/* A deadline on a connection op passed. */
+void vigil__tcp_deadline(vigil_loop *loop, vigil__op *op) {
+    vigil__conn *c = vigil__conn_at(loop, op->conn);
+    switch (op->kind) {
+    case VIGIL__OP_ACCEPT: /* retry after running out of fds */
+        if (!(c->flags & VIGIL__CF_CLOSING))
+            accept_arm(loop, op, c);
+        break;
+    case VIGIL__OP_RECV: {
+        uint64_t due = op->u.recv.last_ns + op->u.recv.idle_ns;
+        if (due > vigil__clock_ns()) { /* bytes came meanwhile: push it back */
+            op->due_ns = due;
+            vigil__heap_push(loop, op);
+            break;
+        }
+        op->flags |= VIGIL__OPF_TIMED_OUT;
+        if (op->flags & VIGIL__OPF_KERNEL)
+            vigil__op_cancel_kernel(loop, op);
+        else
+            vigil__later(loop, op, -ETIMEDOUT);
+        break;
+    }
+    case VIGIL__OP_CONNECT:
+        op->flags |= VIGIL__OPF_TIMED_OUT;
+        vigil__op_cancel_kernel(loop, op);
+        break;
+    case VIGIL__OP_SEND:
+        /* A stream cannot skip bytes: the connection is broken, every unsent
+         * message fails with -ETIMEDOUT and both directions are shut down. */
+        c->flags |= VIGIL__CF_BROKEN;
+        send_fail_all(loop, c, -ETIMEDOUT);
+        vigil__socket_shutdown(c->fd, VIGIL_SHUT_RD | VIGIL_SHUT_WR);
+        break;
+    case VIGIL__OP_CLOSE:
+        /* The flush deadline passed: discard the rest and reset. */
+        if (!(c->flags & VIGIL__CF_CLOSE_SENT)) {
+            c->flags |= VIGIL__CF_ABORT;
+            c->close_status = -ETIMEDOUT;
+            send_fail_all(loop, c, -ETIMEDOUT);
+            if (vigil__conn_from_id(loop, vigil__conn_id(loop, c)))
+                conn_maybe_close(loop, c);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* Destroy: every live op's final callback now, in the documented order;
+ * kernel completions that arrive later only free slots. */
+void vigil__tcp_destroy_all(vigil_loop *loop) {
+    for (int pass = 0; pass < 2; pass++) {
+        int want = pass == 0 ? VIGIL__CONN_LISTENER : VIGIL__CONN_STREAM;
+        for (uint32_t s = 1; s <= loop->conns_cap; s++) {
+            vigil__conn *c = vigil__conn_at(loop, s);
+            if (c->kind != want)
+                continue;
+            vigil_conn h = conn_handle(loop, c);
+            vigil__op *op;
+            if ((op = op_of(loop, c->io_op)) && !(op->flags & VIGIL__OPF_USER_DONE)) {
+                op->flags |= VIGIL__OPF_USER_DONE;
+                vigil__op_cancel_kernel(loop, op);
+                if (op->heap >= 0)
+                    vigil__heap_remove(loop, op);
+                if (op->kind == VIGIL__OP_ACCEPT)
+                    VIGIL__CALLBACK(loop, ((vigil_accept_cb)op->cb)(loop, (vigil_listener){h.id}, -ECANCELED,
+                                                                     (vigil_conn){0}, op->ud));
+                else
+                    VIGIL__CALLBACK(loop, ((vigil_connect_cb)op->cb)(loop, h, -ECANCELED, op->ud));
+                vigil__op_release(loop, op);
+            }
+            c->io_op = 0;
+            for (uint32_t s1 = c->send_head; s1;) {
+                op = op_of(loop, s1);
+                s1 = op->next;
+                op->next = 0;
+                op->flags |= VIGIL__OPF_USER_DONE;
+                vigil__op_cancel_kernel(loop, op);
+                if (op->heap >= 0)
+                    vigil__heap_remove(loop, op);
+                if (op->cb)
+                    VIGIL__CALLBACK(loop, ((vigil_send_cb)op->cb)(loop, h, -ECANCELED, op->ud));
+                vigil__op_release(loop, op);
+            }
+            c->send_head = c->send_tail = 0;
+            if ((op = op_of(loop, c->recv_op)) && !(op->flags & VIGIL__OPF_USER_DONE)) {
+                op->flags |= VIGIL__OPF_USER_DONE;
+                vigil__op_cancel_kernel(loop, op);
+                if (op->heap >= 0)
+                    vigil__heap_remove(loop, op);
+                for (uint32_t i = 0; i < c->parked_n; i++)
+                    vigil__buf_recycle(loop, c->parked[i].buf);
+                c->parked_n = 0;
+                VIGIL__CALLBACK(loop, ((vigil_recv_cb)op->cb)(loop, h, -ECANCELED, NULL, op->ud));
+                vigil__op_release(loop, op);
+            }
+            c->recv_op = 0;
+            if ((op = op_of(loop, c->close_op))) {
+                op->flags |= VIGIL__OPF_USER_DONE;
+                if (op->heap >= 0)
+                    vigil__heap_remove(loop, op);
+                vigil__op_release(loop, op);
+            }
+            c->close_op = 0;
+            if (c->close_cb && c->kind == VIGIL__CONN_STREAM && !(c->flags & VIGIL__CF_CLOSE_SENT))
+                VIGIL__CALLBACK(loop, c->close_cb(loop, h, -ECANCELED, c->close_ud));
+            if (!(c->flags & VIGIL__CF_CLOSE_SENT))
+                vigil__socket_close_now(c->fd);
+            if (c->flags & VIGIL__CF_CLOSE_SENT)
+                continue; /* its close op frees it */
+            vigil__conn_free(loop, c);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ accessors */
+
+vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn h) {
+    if (vigil__enter(loop) < 0)
+        return (vigil_socket)-1;
+    vigil__conn *c = stream_from(loop, h);
+    return c ? c->fd : (vigil_socket)-1;
+}
+
+int vigil_conn_set_data(vigil_loop *loop, vigil_conn h, void *data) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__conn *c = stream_from(loop, h);
+    if (!c)
+        return -EBADF;
+    c->data = data;
+    return 0;
+}
+
+void *vigil_conn_data(vigil_loop *loop, vigil_conn h) {
+    if (vigil__enter(loop) < 0)
+        return NULL;
+    vigil__conn *c = stream_from(loop, h);
+    return c ? c->data : NULL;
+}
+
+const char *vigil_strerror(int err) {
+    switch (err) {
+    case 0: return "success";
+    case -EINVAL: return "invalid argument";
+    case -EBADF: return "not a live handle";
+    case -EPERM: return "called from a thread other than the loop's";
+    case -EBUSY: return "busy (called from a callback, or the op is in flight)";
+    case -ECANCELED: return "cancelled";
+    case -ETIMEDOUT: return "deadline passed";
+    case -ECONNRESET: return "connection reset by peer";
+    case -ECONNREFUSED: return "connection refused";
+    case -ECONNABORTED: return "connection aborted";
+    case -EPIPE: return "connection can no longer send";
+    case -ENOMEM: return "out of memory";
+    case -EMFILE: return "too many open files";
+    case -ENOSYS: return "io_uring not available in this kernel";
+    case -ENOTSUP: return "not supported";
+    case -ESHUTDOWN: return "loop is being destroyed";
+    case -EALREADY: return "already running";
+    case -ENOTCONN: return "not connected";
+    case -EADDRINUSE: return "address in use";
+    default: return "error";
+    }
+}

@@ -1,0 +1,427 @@
+/*
+ * uring.c: the io_uring backend.
+ *
+ * Quirks this file works around (see ../shared/notes/kernel-facts.md):
+ *  a. A ring must be driven by the thread that will own it: it is created
+ *     R_DISABLED (any thread) and enabled by the loop thread (attach), which
+ *     makes that thread the single issuer.
+ *  b. SINGLE_ISSUER|DEFER_TASKRUN (6.1+) are faster, and a stuck owner then
+ *     moves no bytes; on EINVAL we retry with fewer flags.
+ *  c. Multishot ops end when a completion lacks IORING_CQE_F_MORE (error,
+ *     cancel, EOF, -ENOBUFS, CQ overflow): the core re-arms them. A kernel
+ *     that rejects a multishot opcode variant with -EINVAL makes us fall back
+ *     to one-shot ops for the rest of the loop's life.
+ *  d. Never MSG_WAITALL on sends: a partly done send could then have no
+ *     completion, and the byte offset would be lost.
+ *  e. CQ overflow: with IORING_FEAT_NODROP the kernel keeps overflowed
+ *     completions; peeking flushes them. We require NODROP (5.5+).
+ *  f. liburing returns -errno and never sets errno.
+ *  g. liburing 2.3 lacks io_uring_setup_buf_ring: the buffer ring is mapped
+ *     and registered here.
+ */
+#include "io/loop.h"
+#include "platform/platform.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef IORING_SETUP_SINGLE_ISSUER
+#define IORING_SETUP_SINGLE_ISSUER (1U << 12)
+#endif
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#define IORING_SETUP_DEFER_TASKRUN (1U << 13)
+#endif
+#ifndef IORING_FEAT_NODROP
+#define IORING_FEAT_NODROP (1U << 1)
+#endif
+
+#define BGID 0
+
+typedef struct uring_state {
+    struct io_uring ring;
+    struct io_uring_buf_ring *br;
+    size_t br_len;
+    unsigned br_mask;
+    unsigned br_pending; /* buffers added but not yet published */
+    int wake_fd;
+    uint64_t wake_buf;
+    uint32_t setup_flags;
+    bool multishot_accept, multishot_recv;
+    struct io_uring_cqe *cqes[256];
+} uring_state;
+
+static uring_state *st(vigil_loop *loop) { return loop->be_state; }
+
+static void publish_buffers(uring_state *s) {
+    if (s->br_pending) {
+        io_uring_buf_ring_advance(s->br, (int)s->br_pending);
+        s->br_pending = 0;
+    }
+}
+
+static struct io_uring_sqe *get_sqe(uring_state *s) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (!sqe) {
+        /* SQ full: hand what is queued to the kernel and take a fresh slot. */
+        publish_buffers(s);
+        io_uring_submit(&s->ring);
+        sqe = io_uring_get_sqe(&s->ring);
+    }
+    return sqe;
+}
+
+static int setup_ring(vigil_loop *loop, uring_state *s) {
+    const vigil_loop_options *o = &loop->opts;
+    uint32_t cq = o->ring_entries * 16;
+    if (cq > 65536)
+        cq = 65536;
+    uint32_t base = IORING_SETUP_CQSIZE | IORING_SETUP_R_DISABLED;
+    uint32_t tries[] = {
+        base | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        base | IORING_SETUP_SINGLE_ISSUER,
+        base | IORING_SETUP_COOP_TASKRUN,
+        base,
+        IORING_SETUP_CQSIZE,
+    };
+    int rc = -EINVAL;
+    for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+        uint32_t flags = tries[i];
+        if ((o->flags & VIGIL_LOOP_NO_DEFER_TASKRUN) &&
+            (flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER)))
+            continue;
+        struct io_uring_params p;
+        memset(&p, 0, sizeof(p));
+        p.flags = flags;
+        p.cq_entries = cq;
+        rc = io_uring_queue_init_params(o->ring_entries, &s->ring, &p);
+        if (rc == 0) {
+            s->setup_flags = flags;
+            loop->info.ring_entries = p.sq_entries;
+            loop->info.cq_entries = p.cq_entries;
+            if (p.features & IORING_FEAT_NODROP)
+                loop->info.features |= VIGIL_FEATURE_NODROP;
+            if (p.features & IORING_FEAT_EXT_ARG)
+                loop->info.features |= VIGIL_FEATURE_EXT_ARG;
+            return 0;
+        }
+        if (rc != -EINVAL)
+            return rc; /* ENOSYS, EPERM, ENOMEM, EMFILE: not a flag problem */
+    }
+    return rc;
+}
+
+static int setup_buffers(vigil_loop *loop, uring_state *s) {
+    uint32_t n = loop->opts.buf_count;
+    s->br_len = (size_t)n * sizeof(struct io_uring_buf);
+    s->br = vigil__mem_map(s->br_len);
+    if (!s->br)
+        return -ENOMEM;
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)s->br;
+    reg.ring_entries = n;
+    reg.bgid = BGID;
+    int rc = io_uring_register_buf_ring(&s->ring, &reg, 0);
+    if (rc < 0)
+        return rc == -EINVAL ? -ENOTSUP : rc; /* kernel before 5.19 */
+    io_uring_buf_ring_init(s->br);
+    s->br_mask = (unsigned)io_uring_buf_ring_mask(n);
+    for (uint32_t i = 0; i < n; i++)
+        io_uring_buf_ring_add(s->br, loop->buf_base + (size_t)i * loop->opts.buf_size,
+                              loop->opts.buf_size, (unsigned short)i, (int)s->br_mask, (int)i);
+    io_uring_buf_ring_advance(s->br, (int)n);
+    loop->info.features |= VIGIL_FEATURE_BUF_RING;
+    return 0;
+}
+
+static void uring_fini(vigil_loop *loop);
+
+static int uring_init(vigil_loop *loop) {
+    uring_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->wake_fd = -1;
+    loop->be_state = s;
+    int rc = setup_ring(loop, s);
+    if (rc < 0) {
+        free(s);
+        loop->be_state = NULL;
+        return rc;
+    }
+    if (!(loop->info.features & VIGIL_FEATURE_NODROP)) {
+        rc = -ENOTSUP; /* kernel before 5.5: completions could be lost */
+        goto fail;
+    }
+    if ((rc = setup_buffers(loop, s)) < 0 || (rc = vigil__wakefd_open(&s->wake_fd)) < 0)
+        goto fail;
+    loop->info.ring_flags = s->setup_flags;
+    if (s->setup_flags & IORING_SETUP_DEFER_TASKRUN)
+        loop->info.features |= VIGIL_FEATURE_DEFER_TASKRUN;
+    if (s->setup_flags & IORING_SETUP_SINGLE_ISSUER)
+        loop->info.features |= VIGIL_FEATURE_SINGLE_ISSUER;
+    /* Opcodes are probed; multishot variants have no probe bit, so they are
+     * tried and dropped on -EINVAL (quirk c). Cancel-by-fd came with 5.19, as
+     * did buffer rings, which we already have. */
+    s->multishot_accept = !(loop->opts.flags & VIGIL_LOOP_NO_MULTISHOT_ACCEPT);
+    s->multishot_recv = !(loop->opts.flags & VIGIL_LOOP_NO_MULTISHOT_RECV);
+    loop->info.features |= VIGIL_FEATURE_CANCEL_FD;
+    if (s->multishot_accept)
+        loop->info.features |= VIGIL_FEATURE_MULTISHOT_ACCEPT;
+    if (s->multishot_recv)
+        loop->info.features |= VIGIL_FEATURE_MULTISHOT_RECV;
+    return 0;
+fail:
+    uring_fini(loop);
+    return rc;
+}
+
+static int arm_wake(vigil_loop *loop, vigil__op *op) {
+    uring_state *s = st(loop);
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_read(sqe, s->wake_fd, &s->wake_buf, sizeof(s->wake_buf), 0);
+    io_uring_sqe_set_data64(sqe, vigil__op_tag(loop, op));
+    vigil__op_kernel_started(loop, op);
+    return 0;
+}
+
+static int uring_attach(vigil_loop *loop) {
+    uring_state *s = st(loop);
+    if (s->setup_flags & IORING_SETUP_R_DISABLED) {
+        /* Debian's liburing 2.3 declares io_uring_enable_rings but does not
+         * export it: register directly. */
+        if (syscall(__NR_io_uring_register, s->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+            return -errno;
+    }
+    vigil__op *op = vigil__op_new(loop, VIGIL__OP_WAKE);
+    if (!op)
+        return -ENOMEM;
+    return arm_wake(loop, op);
+}
+
+static void uring_fini(vigil_loop *loop) {
+    uring_state *s = st(loop);
+    if (!s)
+        return;
+    if (s->ring.ring_fd > 0 || s->ring.sq.ring_ptr)
+        io_uring_queue_exit(&s->ring);
+    /* The ring's teardown may finish asynchronously; the core only gets here
+     * once every op had its final completion, so no kernel write is pending. */
+#ifdef VIGIL_GUARD_BUFFERS
+    vigil__mem_guard(s->br, s->br_len);
+#else
+    vigil__mem_unmap(s->br, s->br_len);
+#endif
+    vigil__wakefd_close(s->wake_fd);
+    free(s);
+    loop->be_state = NULL;
+}
+
+static int queue(vigil_loop *loop, vigil__op *op, struct io_uring_sqe *sqe) {
+    io_uring_sqe_set_data64(sqe, vigil__op_tag(loop, op));
+    vigil__op_kernel_started(loop, op);
+    return 0;
+}
+
+static int uring_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
+    uring_state *s = st(loop);
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return -EBUSY;
+    if (s->multishot_accept)
+        io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    else
+        io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    return queue(loop, op, sqe);
+}
+
+static int uring_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
+    uring_state *s = st(loop);
+    if (op->kind == VIGIL__OP_WAKE)
+        return arm_wake(loop, op);
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return -EBUSY;
+    if (s->multishot_recv)
+        io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    else
+        io_uring_prep_recv(sqe, fd, NULL, loop->opts.buf_size, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+    return queue(loop, op, sqe);
+}
+
+typedef struct send_flight {
+    struct msghdr msg;
+    struct iovec iov[];
+} send_flight;
+
+static int uring_send(vigil_loop *loop, vigil__op *op, vigil_socket fd, const vigil__slice *sl, int n) {
+    uring_state *s = st(loop);
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return -EBUSY;
+    if (n == 1) {
+        io_uring_prep_send(sqe, fd, sl[0].base, sl[0].len, MSG_NOSIGNAL);
+    } else {
+        /* The msghdr must live until the completion: the core frees it then. */
+        send_flight *f = malloc(sizeof(*f) + (size_t)n * sizeof(struct iovec));
+        if (!f) {
+            io_uring_prep_nop(sqe);
+            io_uring_sqe_set_data64(sqe, VIGIL__TAG_IGNORE);
+            return -ENOMEM;
+        }
+        memset(&f->msg, 0, sizeof(f->msg));
+        for (int i = 0; i < n; i++) {
+            f->iov[i].iov_base = (void *)sl[i].base;
+            f->iov[i].iov_len = sl[i].len;
+        }
+        f->msg.msg_iov = f->iov;
+        f->msg.msg_iovlen = (size_t)n;
+        free(op->u.send.flight);
+        op->u.send.flight = f;
+        io_uring_prep_sendmsg(sqe, fd, &f->msg, MSG_NOSIGNAL);
+    }
+    return queue(loop, op, sqe);
+}
+
+static int uring_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd, const void *addr,
+                         uint32_t len) {
+    struct io_uring_sqe *sqe = get_sqe(st(loop));
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_connect(sqe, fd, (const struct sockaddr *)addr, len);
+    return queue(loop, op, sqe);
+}
+
+static int uring_close(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
+    struct io_uring_sqe *sqe = get_sqe(st(loop));
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_close(sqe, fd);
+    return queue(loop, op, sqe);
+}
+
+static int uring_cancel(vigil_loop *loop, vigil__op *op) {
+    struct io_uring_sqe *sqe = get_sqe(st(loop));
+    if (!sqe)
+        return -EBUSY;
+    /* The target gets its own final completion (-ECANCELED, or its result if
+     * it won the race); this request's completion carries no news. */
+    io_uring_prep_cancel64(sqe, vigil__op_tag(loop, op), 0);
+    io_uring_sqe_set_data64(sqe, VIGIL__TAG_IGNORE);
+    return 0;
+}
+
+static int uring_nop(vigil_loop *loop, uint64_t tag) {
+    struct io_uring_sqe *sqe = get_sqe(st(loop));
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, tag);
+    return 0;
+}
+
+/* A multishot variant the kernel does not know fails with -EINVAL at once:
+ * drop to one-shot and let the core re-arm (quirk c). */
+static bool multishot_rejected(vigil_loop *loop, uring_state *s, vigil__op *op, int res, unsigned flags) {
+    if (res != -EINVAL || (flags & IORING_CQE_F_MORE))
+        return false;
+    if (op && op->kind == VIGIL__OP_ACCEPT && s->multishot_accept) {
+        s->multishot_accept = false;
+        loop->info.features &= ~VIGIL_FEATURE_MULTISHOT_ACCEPT;
+        return true;
+    }
+    if (op && op->kind == VIGIL__OP_RECV && s->multishot_recv) {
+        s->multishot_recv = false;
+        loop->info.features &= ~VIGIL_FEATURE_MULTISHOT_RECV;
+        return true;
+    }
+    return false;
+}
+
+static int uring_wait(vigil_loop *loop, int64_t timeout_ns) {
+    uring_state *s = st(loop);
+    publish_buffers(s);
+    int rc;
+    if (timeout_ns == 0) {
+        rc = io_uring_submit_and_get_events(&s->ring);
+    } else {
+        struct io_uring_cqe *cqe;
+        struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
+                                       .tv_nsec = timeout_ns % 1000000000};
+        rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, timeout_ns < 0 ? NULL : &ts, NULL);
+    }
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+        return rc;
+    int handled = 0;
+    for (int round = 0; round < 8; round++) {
+        if (IO_URING_READ_ONCE(*s->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
+            vigil__stat_add(&loop->stats.cq_overflows, 1); /* peek flushes it (quirk e) */
+        unsigned n = io_uring_peek_batch_cqe(&s->ring, s->cqes, 256);
+        if (!n)
+            break;
+        /* Copy out and release the CQ slots first: the batch stays reachable
+         * in loop memory while callbacks run. */
+        for (unsigned i = 0; i < n; i++) {
+            struct io_uring_cqe *c = s->cqes[i];
+            vigil__cqe *e = &loop->batch[i];
+            e->tag = c->user_data;
+            e->res = c->res;
+            e->flags = 0;
+            if (c->flags & IORING_CQE_F_MORE)
+                e->flags |= VIGIL__CQE_MORE;
+            if (c->flags & IORING_CQE_F_BUFFER)
+                e->flags |= VIGIL__CQE_BUF | ((c->flags >> IORING_CQE_BUFFER_SHIFT) << 16);
+        }
+        io_uring_cq_advance(&s->ring, n);
+        loop->batch_len = n;
+        for (loop->batch_pos = 0; loop->batch_pos < n; loop->batch_pos++) {
+            vigil__cqe *e = &loop->batch[loop->batch_pos];
+            if (e->tag != VIGIL__TAG_IGNORE && e->res == -EINVAL) {
+                vigil__op *op = vigil__op_at(loop, (uint32_t)e->tag);
+                if (multishot_rejected(loop, s, op, e->res, e->flags))
+                    e->res = -EAGAIN; /* the core re-arms it as one-shot */
+            }
+            vigil__dispatch(loop, e);
+        }
+        loop->batch_len = 0;
+        handled += (int)n;
+        publish_buffers(s);
+        if (n < 256)
+            break;
+    }
+    return handled;
+}
+
+static int uring_wake(vigil_loop *loop) { return vigil__wakefd_signal(st(loop)->wake_fd); }
+
+static void uring_buf_recycle(vigil_loop *loop, uint32_t id) {
+    uring_state *s = st(loop);
+    io_uring_buf_ring_add(s->br, loop->buf_base + (size_t)id * loop->opts.buf_size, loop->opts.buf_size,
+                          (unsigned short)id, (int)s->br_mask, (int)s->br_pending);
+    s->br_pending++;
+}
+
+const vigil__backend vigil__uring_backend = {
+    .name = "io_uring",
+    .init = uring_init,
+    .attach = uring_attach,
+    .fini = uring_fini,
+    .accept = uring_accept,
+    .recv = uring_recv,
+    .send = uring_send,
+    .connect = uring_connect,
+    .close = uring_close,
+    .cancel = uring_cancel,
+    .nop = uring_nop,
+    .wait = uring_wait,
+    .wake = uring_wake,
+    .buf_recycle = uring_buf_recycle,
+};

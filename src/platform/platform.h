@@ -1,0 +1,42 @@
+/*
+ * platform.h: the operating-system calls the loop needs besides its backend:
+ * clocks, sockets, addresses, memory. One implementation per OS
+ * (posix.c here); every function returns 0/positive or a negative errno.
+ */
+#ifndef VIGIL_PLATFORM_H
+#define VIGIL_PLATFORM_H
+
+#include "vigil.h"
+#include <stddef.h>
+#include <stdint.h>
+
+uint64_t vigil__clock_ns(void);
+
+/* An address in a form the kernel takes; big enough for IPv6. */
+typedef struct vigil__addr { uint8_t bytes[128]; uint32_t len; } vigil__addr;
+
+/* Parses a numeric IPv4/IPv6 address. -EINVAL if it is not one. */
+int vigil__addr_parse(const char *host, uint16_t port, vigil__addr *out);
+
+/* A non-blocking, close-on-exec TCP socket for the address's family. */
+int vigil__tcp_socket(const vigil__addr *a, vigil_socket *out);
+/* Binds and listens; returns 0 or -errno. */
+int vigil__tcp_bind_listen(vigil_socket fd, const vigil__addr *a, int backlog, int reuseport);
+int vigil__socket_port(vigil_socket fd);
+/* Makes the sockets non-blocking and close-on-exec (accepted sockets). */
+int vigil__socket_prepare_accepted(vigil_socket fd);
+int vigil__socket_shutdown(vigil_socket fd, int how); /* VIGIL_SHUT_* */
+int vigil__socket_set_abortive(vigil_socket fd);      /* close sends RST */
+void vigil__socket_close_now(vigil_socket fd);        /* last resort, never blocks */
+
+/* Receive-buffer memory: page-aligned, zeroed. */
+void *vigil__mem_map(size_t len);
+void vigil__mem_unmap(void *p, size_t len);
+void vigil__mem_guard(void *p, size_t len); /* make inaccessible */
+
+/* Cross-thread wake primitive (eventfd): */
+int vigil__wakefd_open(int *out);
+int vigil__wakefd_signal(int fd);
+void vigil__wakefd_close(int fd);
+
+#endif

@@ -1,0 +1,147 @@
+/*
+ * posix.c: clocks, sockets and memory on Linux/POSIX. None of these calls
+ * blocks: sockets are non-blocking, close never lingers (an abortive close
+ * sets a zero linger, which resets at once).
+ */
+#include "platform/platform.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t vigil__clock_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+_Static_assert(sizeof(struct sockaddr_storage) <= sizeof(((vigil__addr *)0)->bytes),
+               "vigil__addr must hold any socket address");
+
+int vigil__addr_parse(const char *host, uint16_t port, vigil__addr *out) {
+    if (!host || !out)
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out->bytes;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out->bytes;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        out->len = sizeof(*v4);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        out->len = sizeof(*v6);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int vigil__tcp_socket(const vigil__addr *a, vigil_socket *out) {
+    int family = ((const struct sockaddr *)a->bytes)->sa_family;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    /* Small messages are the common case for an event loop: no Nagle delay. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    *out = fd;
+    return 0;
+}
+
+int vigil__tcp_bind_listen(vigil_socket fd, const vigil__addr *a, int backlog, int reuseport) {
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+        return -errno;
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        return -errno;
+    if (bind(fd, (const struct sockaddr *)a->bytes, a->len) < 0)
+        return -errno;
+    if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
+        return -errno;
+    return 0;
+}
+
+int vigil__socket_port(vigil_socket fd) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EAFNOSUPPORT;
+}
+
+int vigil__socket_prepare_accepted(vigil_socket fd) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return 0;
+}
+
+int vigil__socket_shutdown(vigil_socket fd, int how) {
+    int h = how == (VIGIL_SHUT_RD | VIGIL_SHUT_WR) ? SHUT_RDWR : how == VIGIL_SHUT_RD ? SHUT_RD : SHUT_WR;
+    return shutdown(fd, h) < 0 ? -errno : 0;
+}
+
+int vigil__socket_set_abortive(vigil_socket fd) {
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    return setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0 ? -errno : 0;
+}
+
+void vigil__socket_close_now(vigil_socket fd) {
+    if (fd >= 0)
+        close(fd);
+}
+
+void *vigil__mem_map(size_t len) {
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void vigil__mem_unmap(void *p, size_t len) {
+    if (p)
+        munmap(p, len);
+}
+
+void vigil__mem_guard(void *p, size_t len) {
+    if (p)
+        mprotect(p, len, PROT_NONE);
+}
+
+int vigil__wakefd_open(int *out) {
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    *out = fd;
+    return 0;
+}
+
+int vigil__wakefd_signal(int fd) {
+    uint64_t one = 1;
+    /* EAGAIN means the counter is saturated: the loop is awake anyway. */
+    if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        return -errno;
+    return 0;
+}
+
+void vigil__wakefd_close(int fd) {
+    if (fd >= 0)
+        close(fd);
+}
