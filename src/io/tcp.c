@@ -143,10 +143,11 @@ int vigil_listener_close(vigil_loop *loop, vigil_listener h) {
 
 static void accept_final(vigil_loop *loop, vigil__op *op, vigil__conn *l, int status) {
     vigil_accept_cb cb = (vigil_accept_cb)op->cb;
+    void *ud = op->ud;
     vigil_listener lh = {vigil__conn_id(loop, l)};
     l->io_op = 0;
     op_done(loop, op);
-    VIGIL__CALLBACK(loop, cb(loop, lh, status, (vigil_conn){0}, op->ud));
+    VIGIL__CALLBACK(loop, cb(loop, lh, status, (vigil_conn){0}, ud));
     if (l->flags & VIGIL__CF_CLOSING)
         close_fd(loop, l);
 }
@@ -530,16 +531,16 @@ int vigil_recv_resume(vigil_loop *loop, vigil_conn h) {
 /* Ends the receive with status (0 for a read shutdown, -ECANCELED otherwise). */
 static void recv_stop(vigil_loop *loop, vigil__conn *c, int status) {
     vigil__op *op = op_of(loop, c->recv_op);
-    if (!op || (op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE | VIGIL__OPF_LATER)))
+    if (!op || (op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE)))
         return;
     op->flags |= VIGIL__OPF_STOPPED;
-    op->status = status;
+    op->status = status; /* also replaces a pending resume on the later list */
     if (op->heap >= 0)
         vigil__heap_remove(loop, op);
     buf_wait_remove(loop, c);
     if (op->flags & VIGIL__OPF_KERNEL)
         vigil__op_cancel_kernel(loop, op);
-    else
+    else if (!(op->flags & VIGIL__OPF_LATER))
         vigil__later(loop, op, status);
 }
 
@@ -619,12 +620,20 @@ static void send_pump(vigil_loop *loop, vigil__conn *c) {
     }
 }
 
+static bool conn_alive(vigil_loop *loop, vigil__conn *c, uint64_t id) {
+    return vigil__conn_from_id(loop, id) == c;
+}
+
 static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, const vigil__cqe *e) {
+    uint64_t cid = vigil__conn_id(loop, c);
+    bool stopped = head->flags & VIGIL__OPF_STOPPED;
+    int stop_status = head->status ? head->status : -ECANCELED;
+    head->flags &= (uint16_t)~VIGIL__OPF_STOPPED;
     free(head->u.send.flight);
     head->u.send.flight = NULL;
     int64_t n = e->res;
     if (n > 0) {
-        /* Apply confirmed bytes to the queue in order. */
+        /* Apply confirmed bytes to the queue in order; callbacks may run. */
         while (n > 0 && c->send_head) {
             vigil__op *op = op_of(loop, c->send_head);
             uint32_t left = op->u.send.len - op->u.send.done;
@@ -638,31 +647,30 @@ static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, con
                     c->send_tail = 0;
                 op->next = 0;
                 send_final(loop, c, op, (int)op->u.send.len);
+                if (!conn_alive(loop, c, cid))
+                    return;
             }
         }
         check_drain(loop, c);
-        if (head->flags & VIGIL__OPF_STOPPED && vigil__conn_from_id(loop, vigil__conn_id(loop, c)) &&
-            c->send_head) {
-            /* aborted while in flight: the rest fails now, in order */
-            send_fail_all(loop, c, head->status ? head->status : -ECANCELED);
-        }
-    } else if (e->res == 0 || e->res == -EAGAIN || e->res == -EINTR ||
-               (e->res == -ECANCELED && !(head->flags & VIGIL__OPF_STOPPED))) {
-        /* nothing moved; try again */
+        if (!conn_alive(loop, c, cid))
+            return;
+    } else if (!stopped && (n == 0 || n == -EAGAIN || n == -EINTR || n == -ECANCELED)) {
+        /* nothing moved; the pump tries again */
     } else {
-        int status = (head->flags & VIGIL__OPF_STOPPED) ? head->status : e->res;
-        if (!(head->flags & VIGIL__OPF_STOPPED))
-            c->flags |= VIGIL__CF_BROKEN;
-        head->flags &= (uint16_t)~VIGIL__OPF_STOPPED;
-        send_fail_all(loop, c, status);
+        if (!stopped) {
+            c->flags |= VIGIL__CF_BROKEN; /* the stream cannot go on */
+            stop_status = (int)n;
+        }
+        stopped = true;
     }
-    if (!vigil__conn_from_id(loop, vigil__conn_id(loop, c)))
+    if (stopped) /* aborted, timed out or failed: the rest fails now, in order */
+        send_fail_all(loop, c, stop_status);
+    if (!conn_alive(loop, c, cid))
         return;
     if (!(c->flags & (VIGIL__CF_BROKEN | VIGIL__CF_ABORT)))
         send_pump(loop, c);
     else if (c->flags & VIGIL__CF_CLOSING)
         conn_maybe_close(loop, c);
-    vigil__op_release(loop, head);
 }
 
 int vigil_send(vigil_loop *loop, vigil_conn h, const void *data, size_t len, uint32_t deadline_ms,
@@ -889,7 +897,7 @@ void vigil__tcp_finish(vigil_loop *loop, vigil__op *op, int status) {
         accept_final(loop, op, c, status);
         break;
     case VIGIL__OP_RECV:
-        if (status == VIGIL__STATUS_RESUME) {
+        if (status == VIGIL__STATUS_RESUME && !(op->flags & VIGIL__OPF_STOPPED)) {
             flush_parked(loop, op, c, false);
             if (op->kind != VIGIL__OP_RECV || (op->flags & VIGIL__OPF_PAUSED))
                 break;

@@ -1,0 +1,168 @@
+/* util.c: see util.h. */
+#include "util.h"
+#include "vt.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+vigil_loop *vt_loop(const vigil_loop_options *extra) {
+    vigil_loop_options o = {0};
+    if (extra)
+        o = *extra;
+    const char *b = getenv("VIGIL_TEST_BACKEND");
+    if (b && (!strcmp(b, "uring") || !strcmp(b, "io_uring")))
+        o.backend = VIGIL_BACKEND_URING;
+    vigil_loop *loop = NULL;
+    int rc = vigil_loop_create(&loop, &o);
+    cr_assert(rc == 0, "vigil_loop_create: %d (%s)", rc, vigil_strerror(rc));
+    return loop;
+}
+
+bool vt_run_until(vigil_loop *loop, const volatile int *flag, int timeout_ms) {
+    uint64_t until = vigil_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    while (!*flag) {
+        uint64_t now = vigil_now_ns();
+        if (now >= until)
+            return false;
+        int left = (int)((until - now) / 1000000ull) + 1;
+        int rc = vigil_loop_run(loop, VIGIL_RUN_ONCE, left < 50 ? left : 50);
+        cr_assert(rc >= 0, "vigil_loop_run: %d", rc);
+    }
+    return true;
+}
+
+bool vt_run_until_count(vigil_loop *loop, const volatile uint64_t *count, uint64_t want, int timeout_ms) {
+    uint64_t until = vigil_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    while (*count < want) {
+        if (vigil_now_ns() >= until)
+            return false;
+        int rc = vigil_loop_run(loop, VIGIL_RUN_ONCE, 50);
+        cr_assert(rc >= 0, "vigil_loop_run: %d", rc);
+    }
+    return true;
+}
+
+void vt_fill(uint8_t *p, size_t n, uint32_t seed, uint64_t offset) {
+    for (size_t i = 0; i < n; i++)
+        p[i] = vt_pattern(seed, offset + i);
+}
+
+size_t vt_check(const uint8_t *p, size_t n, uint32_t seed, uint64_t offset) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != vt_pattern(seed, offset + i))
+            return i;
+    return n;
+}
+
+vigil_listener vt_listen(vigil_loop *loop, vigil_accept_cb cb, void *ud, int *port) {
+    vigil_listen_options lo = {.host = "127.0.0.1", .port = 0, .backlog = 4096};
+    vigil_listener l;
+    int rc = vigil_listen(loop, &lo, cb, ud, &l);
+    cr_assert(rc == 0, "vigil_listen: %d", rc);
+    int p = vigil_listener_port(loop, l);
+    cr_assert(p > 0, "vigil_listener_port: %d", p);
+    if (port)
+        *port = p;
+    return l;
+}
+
+int vt_sock_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0, "socket: %s", strerror(errno));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+    cr_assert(rc == 0, "connect: %s", strerror(errno));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+int vt_sock_listen(int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    cr_assert(listen(fd, 128) == 0);
+    socklen_t len = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+int vt_sock_accept(int lfd, int timeout_ms) {
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) <= 0)
+        return -1;
+    return accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+int vt_sock_write_all(int fd, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+size_t vt_sock_read_n(int fd, void *p, size_t n, int timeout_ms) {
+    uint8_t *b = p;
+    size_t got = 0;
+    uint64_t until = vigil_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    while (got < n) {
+        uint64_t now = vigil_now_ns();
+        if (now >= until)
+            break;
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, (int)((until - now) / 1000000ull) + 1) <= 0)
+            continue;
+        ssize_t r = recv(fd, b + got, n - got, 0);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            break;
+        }
+        got += (size_t)r;
+    }
+    return got;
+}
+
+void vt_sock_reset(int fd) {
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
+void vt_sock_close(int fd) { close(fd); }
+
+long vt_raise_nofile(long want) {
+    struct rlimit r;
+    getrlimit(RLIMIT_NOFILE, &r);
+    rlim_t target = (rlim_t)want;
+    if (target > r.rlim_max)
+        target = r.rlim_max;
+    if (r.rlim_cur < target) {
+        r.rlim_cur = target;
+        setrlimit(RLIMIT_NOFILE, &r);
+        getrlimit(RLIMIT_NOFILE, &r);
+    }
+    return (long)r.rlim_cur;
+}

@@ -1,0 +1,54 @@
+/*
+ * util.h: helpers shared by the suites: loops for the backend under test,
+ * running a loop until a condition holds, deterministic byte patterns, and a
+ * plain blocking peer (a thread with ordinary sockets) for tests that need a
+ * peer vigil does not control.
+ */
+#ifndef VIGIL_TEST_UTIL_H
+#define VIGIL_TEST_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vigil.h"
+
+/* A loop on the backend under test (VIGIL_TEST_BACKEND, default auto), with
+ * extra options (may be NULL). Asserts on failure. */
+vigil_loop *vt_loop(const vigil_loop_options *extra);
+
+/* Runs the loop until *flag becomes nonzero or timeout_ms passes. Returns
+ * true if the flag was set. */
+bool vt_run_until(vigil_loop *loop, const volatile int *flag, int timeout_ms);
+/* Runs until *count >= want. */
+bool vt_run_until_count(vigil_loop *loop, const volatile uint64_t *count, uint64_t want, int timeout_ms);
+
+/* Byte i of stream `seed`: a deterministic pattern to check order and content. */
+static inline uint8_t vt_pattern(uint32_t seed, uint64_t i) {
+    uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)seed << 32 | seed);
+    x ^= x >> 29;
+    x *= 0xBF58476D1CE4E5B9ull;
+    return (uint8_t)(x >> 56);
+}
+void vt_fill(uint8_t *p, size_t n, uint32_t seed, uint64_t offset);
+/* Index of the first byte that does not match the pattern, or n. */
+size_t vt_check(const uint8_t *p, size_t n, uint32_t seed, uint64_t offset);
+
+/* A listener on 127.0.0.1, any port. */
+vigil_listener vt_listen(vigil_loop *loop, vigil_accept_cb cb, void *ud, int *port);
+
+/* Plain blocking sockets for a peer outside the loop. */
+int vt_sock_connect(int port);            /* returns fd; asserts */
+int vt_sock_listen(int *port);            /* returns listening fd on 127.0.0.1 */
+int vt_sock_accept(int lfd, int timeout_ms); /* -1 on timeout */
+int vt_sock_write_all(int fd, const void *p, size_t n);  /* 0 or -errno */
+/* Reads exactly n bytes within timeout_ms; returns bytes read (< n on EOF/timeout). */
+size_t vt_sock_read_n(int fd, void *p, size_t n, int timeout_ms);
+void vt_sock_reset(int fd);               /* close with RST */
+void vt_sock_close(int fd);
+
+/* Raises the soft RLIMIT_NOFILE to at least want (up to the hard limit);
+ * returns the new soft limit. */
+long vt_raise_nofile(long want);
+
+#endif
