@@ -265,7 +265,10 @@ int vigil_shutdown(vigil_loop *loop, vigil_conn conn, int how);
 typedef void (*vigil_close_cb)(vigil_loop *loop, vigil_conn conn, int status, void *ud);
 
 /* Graceful: stops receiving (receive ends -ECANCELED), sends what is queued
- * (bounded by flush_deadline_ms; 0 = 30000), then FIN and close. */
+ * (bounded by flush_deadline_ms; 0 = 30000), then FIN. It then reads and
+ * discards until the peer's FIN, for at most 2 s (within the deadline), and
+ * closes: closing with unread bytes would send RST, which can destroy the
+ * last bytes before the peer reads them. */
 int vigil_close(vigil_loop *loop, vigil_conn conn, uint32_t flush_deadline_ms,
                 vigil_close_cb cb, void *ud);
 /* Abort: discards queued sends (-ECANCELED), closes with RST. */

@@ -17,9 +17,16 @@ vigil_loop *vt_loop(const vigil_loop_options *extra) {
     vigil_loop_options o = {0};
     if (extra)
         o = *extra;
+    /* uring: io_uring with everything the kernel has; uring-compat: io_uring
+     * as on an older kernel (one-shot accept and receive, no DEFER_TASKRUN). */
     const char *b = getenv("VIGIL_TEST_BACKEND");
     if (b && (!strcmp(b, "uring") || !strcmp(b, "io_uring")))
         o.backend = VIGIL_BACKEND_URING;
+    if (b && !strcmp(b, "uring-compat")) {
+        o.backend = VIGIL_BACKEND_URING;
+        o.flags |= VIGIL_LOOP_NO_MULTISHOT_ACCEPT | VIGIL_LOOP_NO_MULTISHOT_RECV |
+                   VIGIL_LOOP_NO_DEFER_TASKRUN;
+    }
     vigil_loop *loop = NULL;
     int rc = vigil_loop_create(&loop, &o);
     cr_assert(rc == 0, "vigil_loop_create: %d (%s)", rc, vigil_strerror(rc));

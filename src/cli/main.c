@@ -189,6 +189,14 @@ static int cmd_serve(int argc, char **argv) {
     char where[80];
     snprintf(where, sizeof(where), fmt, host, bound);
     printf("vigil serve: backend %s (%s), echo on %s port %d\n", info.backend, info.reason, where, bound);
+    static const char *names[] = {"multishot-accept", "multishot-recv", "buf-ring", "nodrop",
+                                  "cancel-fd", "defer-taskrun", "single-issuer", "ext-arg"};
+    printf("vigil serve: features");
+    for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (info.features & (1u << i))
+            printf(" %s", names[i]);
+    printf("; ring %u/%u entries, %u buffers of %u bytes\n", info.ring_entries, info.cq_entries,
+           info.buf_count, info.buf_size);
     fflush(stdout);
 
     pthread_t sig_tid;

@@ -96,6 +96,8 @@ enum vigil__conn_kind { VIGIL__CONN_FREE = 0, VIGIL__CONN_STREAM, VIGIL__CONN_LI
 #define VIGIL__CF_BUF_WAIT   (1u << 7) /* receive waits for free buffers */
 #define VIGIL__CF_CLOSE_SENT (1u << 8) /* the fd close is under way */
 #define VIGIL__CF_EOF_PARKED (1u << 9) /* a final receive status waits behind parked data */
+#define VIGIL__CF_DRAINING   (1u << 10) /* graceful close: FIN sent, reading until the peer's */
+#define VIGIL__CF_DRAINED    (1u << 11)
 
 typedef struct vigil__parked { uint32_t buf; uint32_t len; } vigil__parked;
 

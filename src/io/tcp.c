@@ -23,6 +23,8 @@
 
 static void conn_maybe_close(vigil_loop *loop, vigil__conn *c);
 static void send_pump(vigil_loop *loop, vigil__conn *c);
+static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status);
+static int conn_drain(vigil_loop *loop, vigil__conn *c);
 static void recv_arm(vigil_loop *loop, vigil__op *op, vigil__conn *c);
 
 static vigil__conn *stream_from(vigil_loop *loop, vigil_conn h) {
@@ -36,6 +38,10 @@ static vigil__op *op_of(vigil_loop *loop, uint32_t slot1) {
 
 static vigil_conn conn_handle(vigil_loop *loop, vigil__conn *c) {
     return (vigil_conn){vigil__conn_id(loop, c)};
+}
+
+static bool conn_alive(vigil_loop *loop, vigil__conn *c, uint64_t id) {
+    return vigil__conn_from_id(loop, id) == c;
 }
 
 /* Marks op user-done and frees it if the kernel is done with it too. */
@@ -272,15 +278,27 @@ static void connect_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int s
     vigil_connect_cb cb = (vigil_connect_cb)op->cb;
     void *ud = op->ud;
     op_done(loop, op);
-    if (status < 0)
-        c->flags |= VIGIL__CF_BROKEN;
+    bool user_closing = c->flags & VIGIL__CF_CLOSING;
+    if (status < 0) /* the stream never existed: every call on it fails from now on */
+        c->flags |= VIGIL__CF_BROKEN | (user_closing ? 0 : VIGIL__CF_CLOSING | VIGIL__CF_ABORT);
+    uint64_t cid = vigil__conn_id(loop, c);
     VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), status, ud));
-    if (c->flags & VIGIL__CF_CLOSING) {
-        conn_maybe_close(loop, c);
+    if (status < 0 && conn_alive(loop, c, cid)) /* sends queued while connecting: never sent */
+        send_fail_all(loop, c, user_closing ? -ECANCELED : status);
+    if (!conn_alive(loop, c, cid))
+        return;
+    if (user_closing) {
+        /* connected after all: flush what was queued, then close (send_pump
+         * closes when the queue is empty); failed: close at once */
+        if (status == 0)
+            send_pump(loop, c);
+        else
+            conn_maybe_close(loop, c);
     } else if (status < 0) {
-        /* A failed connection is gone: nobody gets a close callback for it. */
-        c->flags |= VIGIL__CF_CLOSING | VIGIL__CF_ABORT;
-        conn_maybe_close(loop, c);
+        /* A failed connection is gone at once: no ops ever ran on its fd, so
+         * closing it here does not block and the handle dies with it. */
+        vigil__socket_close_now(c->fd);
+        vigil__conn_free(loop, c);
     } else {
         send_pump(loop, c); /* sends queued while connecting */
     }
@@ -379,6 +397,10 @@ static void buf_wait_remove(vigil_loop *loop, vigil__conn *c) {
 }
 
 static void recv_deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, uint32_t id, uint32_t len) {
+    if (!op->cb) { /* the close's drain: the bytes are not wanted */
+        vigil__buf_recycle(loop, id);
+        return;
+    }
     vigil_buf b = {loop->buf_base + (size_t)id * loop->opts.buf_size, len, id};
     loop->buf_state[id] = VIGIL__BUF_USER;
     loop->buf_current = id;
@@ -414,7 +436,8 @@ static void flush_parked(vigil_loop *loop, vigil__op *op, vigil__conn *c, bool e
         if (op->gen != gen || op->kind != VIGIL__OP_RECV)
             break;
     }
-    memmove(c->parked, c->parked + i, (c->parked_n - i) * sizeof(*c->parked));
+    if (i && c->parked_n > i)
+        memmove(c->parked, c->parked + i, (c->parked_n - i) * sizeof(*c->parked));
     c->parked_n -= i;
 }
 
@@ -435,7 +458,10 @@ static void recv_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int stat
     vigil_recv_cb cb = (vigil_recv_cb)op->cb;
     void *ud = op->ud;
     op_done(loop, op);
-    VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), status, NULL, ud));
+    if (cb)
+        VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), status, NULL, ud));
+    else
+        c->flags |= VIGIL__CF_DRAINED;
     if (c->flags & VIGIL__CF_CLOSING)
         conn_maybe_close(loop, c);
 }
@@ -618,10 +644,6 @@ static void send_pump(vigil_loop *loop, vigil__conn *c) {
         c->flags |= VIGIL__CF_BROKEN;
         send_fail_all(loop, c, rc);
     }
-}
-
-static bool conn_alive(vigil_loop *loop, vigil__conn *c, uint64_t id) {
-    return vigil__conn_from_id(loop, id) == c;
 }
 
 static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, const vigil__cqe *e) {
@@ -819,6 +841,28 @@ int vigil_abort(vigil_loop *loop, vigil_conn h, vigil_close_cb cb, void *ud) {
     return close_common(loop, h, true, 0, cb, ud);
 }
 
+/* Lingering close: after our FIN, read and discard until the peer's FIN (or
+ * an error, or the close deadline, at most DRAIN_MS from now). Closing a
+ * socket that still has unread bytes makes the kernel send RST, and an RST
+ * can destroy our own last bytes before the peer reads them. */
+#define DRAIN_MS 2000
+static int conn_drain(vigil_loop *loop, vigil__conn *c) {
+    vigil__op *op = vigil__op_new(loop, VIGIL__OP_RECV);
+    if (!op)
+        return -ENOMEM;
+    op->conn = vigil__conn_slot1(loop, c);
+    c->recv_op = op->self + 1;
+    c->flags |= VIGIL__CF_DRAINING;
+    vigil__op *cl = op_of(loop, c->close_op);
+    uint64_t limit = vigil__clock_ns() + DRAIN_MS * 1000000ull;
+    if (cl && (!cl->due_ns || cl->due_ns > limit)) {
+        cl->due_ns = limit;
+        vigil__heap_push(loop, cl);
+    }
+    recv_arm(loop, op, c);
+    return 0;
+}
+
 /* Proceeds with a close once the connection's other ops have ended. */
 static void conn_maybe_close(vigil_loop *loop, vigil__conn *c) {
     if (!(c->flags & VIGIL__CF_CLOSING) || (c->flags & VIGIL__CF_CLOSE_SENT))
@@ -829,12 +873,16 @@ static void conn_maybe_close(vigil_loop *loop, vigil__conn *c) {
         return; /* still flushing */
     if (c->send_head)
         return; /* failing sends: waiting for the in-flight one */
-    if (c->flags & (VIGIL__CF_ABORT | VIGIL__CF_BROKEN))
+    if (c->flags & (VIGIL__CF_ABORT | VIGIL__CF_BROKEN)) {
         vigil__socket_set_abortive(c->fd);
-    else if (!(c->flags & VIGIL__CF_FIN_SENT)) {
-        c->flags |= VIGIL__CF_FIN_SENT;
-        /* FIN even if another ring still holds a reference to this fd */
-        vigil__socket_shutdown(c->fd, VIGIL_SHUT_WR);
+    } else {
+        if (!(c->flags & VIGIL__CF_FIN_SENT)) {
+            c->flags |= VIGIL__CF_FIN_SENT;
+            /* FIN even if another ring still holds a reference to this fd */
+            vigil__socket_shutdown(c->fd, VIGIL_SHUT_WR);
+        }
+        if (!(c->flags & (VIGIL__CF_DRAINING | VIGIL__CF_DRAINED)) && conn_drain(loop, c) == 0)
+            return; /* closing now, with unread bytes, would reset instead of FIN */
     }
     close_fd(loop, c);
 }
@@ -997,6 +1045,11 @@ void vigil__tcp_deadline(vigil_loop *loop, vigil__op *op) {
         vigil__socket_shutdown(c->fd, VIGIL_SHUT_RD | VIGIL_SHUT_WR);
         break;
     case VIGIL__OP_CLOSE:
+        if (c->flags & VIGIL__CF_DRAINING) {
+            /* Everything was sent; the peer just has not closed. Stop reading. */
+            recv_stop(loop, c, 0);
+            break;
+        }
         /* The flush deadline passed: discard the rest and reset. */
         if (!(c->flags & VIGIL__CF_CLOSE_SENT)) {
             c->flags |= VIGIL__CF_ABORT;
@@ -1056,7 +1109,8 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
                 for (uint32_t i = 0; i < c->parked_n; i++)
                     vigil__buf_recycle(loop, c->parked[i].buf);
                 c->parked_n = 0;
-                VIGIL__CALLBACK(loop, ((vigil_recv_cb)op->cb)(loop, h, -ECANCELED, NULL, op->ud));
+                if (op->cb) /* no callback: the close's own drain */
+                    VIGIL__CALLBACK(loop, ((vigil_recv_cb)op->cb)(loop, h, -ECANCELED, NULL, op->ud));
                 vigil__op_release(loop, op);
             }
             c->recv_op = 0;
@@ -1067,8 +1121,14 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
                 vigil__op_release(loop, op);
             }
             c->close_op = 0;
-            if (c->close_cb && c->kind == VIGIL__CONN_STREAM && !(c->flags & VIGIL__CF_CLOSE_SENT))
-                VIGIL__CALLBACK(loop, c->close_cb(loop, h, -ECANCELED, c->close_ud));
+            if (c->close_cb && c->kind == VIGIL__CONN_STREAM) {
+                /* a close already under way reports its own status; one still
+                 * flushing is cut short */
+                int st = (c->flags & VIGIL__CF_CLOSE_SENT) ? c->close_status : -ECANCELED;
+                vigil_close_cb ccb = c->close_cb;
+                c->close_cb = NULL;
+                VIGIL__CALLBACK(loop, ccb(loop, h, st, c->close_ud));
+            }
             if (!(c->flags & VIGIL__CF_CLOSE_SENT))
                 vigil__socket_close_now(c->fd);
             if (c->flags & VIGIL__CF_CLOSE_SENT)
