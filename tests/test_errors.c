@@ -203,7 +203,7 @@ VT_TEST(errors, zero_and_made_up_handles_are_ebadf, 5) {
         vigil_op op = {ids[i]};
         vigil_conn c = {ids[i]};
         vigil_listener l = {ids[i]};
-        cr_log_info("handle %#llx", (unsigned long long)ids[i]);
+        VT_LOG("handle %#llx", (unsigned long long)ids[i]);
         VT_EQ(vigil_cancel(loop, op), -EBADF);
         VT_EQ(vigil_listener_port(loop, l), -EBADF);
         VT_EQ(vigil_listener_close(loop, l), -EBADF);
@@ -319,7 +319,7 @@ VT_TEST(errors, bad_addresses_and_port_0_are_einval, 5) {
         vigil_listen_options lo = {.host = bad[i]};
         vigil_listener l;
         vigil_conn c;
-        cr_log_info("address \"%s\"", bad[i]);
+        VT_LOG("address \"%s\"", bad[i]);
         VT_EQ(vigil_listen(loop, &lo, cb_accept_ignore, NULL, &l), -EINVAL);
         VT_EQ(vigil_connect(loop, bad[i], 80, 0, cb_connect_ignore, NULL, &c, NULL), -EINVAL);
     }
@@ -339,7 +339,7 @@ VT_TEST(errors, bad_loop_options_are_einval, 5) {
     for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
         vigil_loop_options o = {.buf_count = counts[i]};
         vigil_loop *loop = (vigil_loop *)1;
-        cr_log_info("buf_count %u", counts[i]);
+        VT_LOG("buf_count %u", counts[i]);
         VT_EQ(vigil_loop_create(&loop, &o), -EINVAL);
         VT_ASSERT(loop == NULL, "*out set on failure");
     }
@@ -618,7 +618,7 @@ VT_TEST(errors, connect_refused_no_close_callback_even_if_closed_in_callback, 5)
     VT_EQ(vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 2000), 0);
     VT_OK(vigil_loop_destroy(loop));
     VT_EQ(fc_calls, 1);
-    cr_log_info("in callback: send %d, close %d; close callbacks %d", fc_send_in_cb, fc_close_in_cb,
+    VT_LOG("in callback: send %d, close %d; close callbacks %d", fc_send_in_cb, fc_close_in_cb,
                 fc_close_calls);
     VT_EQ(fc_close_calls, 0);
     VT_ASSERT(fc_send_in_cb == -EBADF || fc_send_in_cb == -EPIPE, "send in callback: %d", fc_send_in_cb);

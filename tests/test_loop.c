@@ -587,7 +587,7 @@ VT_TEST(loop, destroy_final_callbacks_in_documented_order, 10) {
     VT_OK(vigil_loop_destroy(loop));
     logging = 0;
     for (int i = 0; i < nev; i++)
-        cr_log_info("destroy event %d: %s %d", i, evs[i].who, evs[i].status);
+        VT_LOG("destroy event %d: %s %d", i, evs[i].who, evs[i].status);
     VT_EQ(nev, 13);
     int t2 = ev_index("T2"), t1 = ev_index("T1"), l = ev_index("L.accept");
     int as1 = ev_index("A.send1"), as2 = ev_index("A.send2"), ar = ev_index("A.recv");

@@ -29,30 +29,31 @@ vigil_loop *vt_loop(const vigil_loop_options *extra) {
     }
     vigil_loop *loop = NULL;
     int rc = vigil_loop_create(&loop, &o);
-    cr_assert(rc == 0, "vigil_loop_create: %d (%s)", rc, vigil_strerror(rc));
+    VT_ASSERT(rc == 0, "vigil_loop_create: %d (%s)", rc, vigil_strerror(rc));
     return loop;
 }
 
 bool vt_run_until(vigil_loop *loop, const volatile int *flag, int timeout_ms) {
     uint64_t until = vigil_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-    while (!*flag) {
+    /* flags may be set by peer threads: read them atomically */
+    while (!__atomic_load_n((const int *)flag, __ATOMIC_ACQUIRE)) {
         uint64_t now = vigil_now_ns();
         if (now >= until)
             return false;
         int left = (int)((until - now) / 1000000ull) + 1;
         int rc = vigil_loop_run(loop, VIGIL_RUN_ONCE, left < 50 ? left : 50);
-        cr_assert(rc >= 0, "vigil_loop_run: %d", rc);
+        VT_ASSERT(rc >= 0, "vigil_loop_run: %d", rc);
     }
     return true;
 }
 
 bool vt_run_until_count(vigil_loop *loop, const volatile uint64_t *count, uint64_t want, int timeout_ms) {
     uint64_t until = vigil_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-    while (*count < want) {
+    while (__atomic_load_n((const uint64_t *)count, __ATOMIC_ACQUIRE) < want) {
         if (vigil_now_ns() >= until)
             return false;
         int rc = vigil_loop_run(loop, VIGIL_RUN_ONCE, 50);
-        cr_assert(rc >= 0, "vigil_loop_run: %d", rc);
+        VT_ASSERT(rc >= 0, "vigil_loop_run: %d", rc);
     }
     return true;
 }
@@ -73,9 +74,9 @@ vigil_listener vt_listen(vigil_loop *loop, vigil_accept_cb cb, void *ud, int *po
     vigil_listen_options lo = {.host = "127.0.0.1", .port = 0, .backlog = 4096};
     vigil_listener l;
     int rc = vigil_listen(loop, &lo, cb, ud, &l);
-    cr_assert(rc == 0, "vigil_listen: %d", rc);
+    VT_ASSERT(rc == 0, "vigil_listen: %d", rc);
     int p = vigil_listener_port(loop, l);
-    cr_assert(p > 0, "vigil_listener_port: %d", p);
+    VT_ASSERT(p > 0, "vigil_listener_port: %d", p);
     if (port)
         *port = p;
     return l;
@@ -83,11 +84,11 @@ vigil_listener vt_listen(vigil_loop *loop, vigil_accept_cb cb, void *ud, int *po
 
 int vt_sock_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert(fd >= 0, "socket: %s", strerror(errno));
+    VT_ASSERT(fd >= 0, "socket: %s", strerror(errno));
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
-    cr_assert(rc == 0, "connect: %s", strerror(errno));
+    VT_ASSERT(rc == 0, "connect: %s", strerror(errno));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
@@ -95,11 +96,11 @@ int vt_sock_connect(int port) {
 
 int vt_sock_listen(int *port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert(fd >= 0);
+    VT_ASSERT(fd >= 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-    cr_assert(listen(fd, 128) == 0);
+    VT_ASSERT(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    VT_ASSERT(listen(fd, 128) == 0);
     socklen_t len = sizeof(a);
     getsockname(fd, (struct sockaddr *)&a, &len);
     *port = ntohs(a.sin_port);
