@@ -36,6 +36,21 @@ static vigil__op *op_of(vigil_loop *loop, uint32_t slot1) {
     return slot1 ? vigil__op_at(loop, slot1 - 1) : NULL;
 }
 
+/* The entry check of calls on a connection: the loop thread, a live stream. */
+static int enter_stream(vigil_loop *loop, vigil_conn h, vigil__conn **out) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    *out = stream_from(loop, h);
+    return *out ? 0 : -EBADF;
+}
+
+/* The connection's receive, unless it is ending. */
+static vigil__op *live_recv(vigil_loop *loop, vigil__conn *c) {
+    vigil__op *op = op_of(loop, c->recv_op);
+    return op && !(op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE)) ? op : NULL;
+}
+
 static vigil_conn conn_handle(vigil_loop *loop, vigil__conn *c) {
     return (vigil_conn){vigil__conn_id(loop, c)};
 }
@@ -308,12 +323,10 @@ static void connect_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int s
 
 int vigil_recv_start(vigil_loop *loop, vigil_conn h, uint32_t idle_deadline_ms, vigil_recv_cb cb,
                      void *ud, vigil_op *oph) {
-    int rc = vigil__enter(loop);
+    vigil__conn *c;
+    int rc = enter_stream(loop, h, &c);
     if (rc < 0)
         return rc;
-    vigil__conn *c = stream_from(loop, h);
-    if (!c)
-        return -EBADF;
     if (!cb)
         return -EINVAL;
     if (c->flags & (VIGIL__CF_CLOSING | VIGIL__CF_BROKEN))
@@ -510,14 +523,12 @@ static void recv_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c, const
 }
 
 int vigil_recv_pause(vigil_loop *loop, vigil_conn h) {
-    int rc = vigil__enter(loop);
+    vigil__conn *c;
+    int rc = enter_stream(loop, h, &c);
     if (rc < 0)
         return rc;
-    vigil__conn *c = stream_from(loop, h);
-    if (!c)
-        return -EBADF;
-    vigil__op *op = op_of(loop, c->recv_op);
-    if (!op || (op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE)))
+    vigil__op *op = live_recv(loop, c);
+    if (!op)
         return -ENOTCONN;
     if (op->flags & VIGIL__OPF_PAUSED)
         return 0;
@@ -529,14 +540,12 @@ int vigil_recv_pause(vigil_loop *loop, vigil_conn h) {
 }
 
 int vigil_recv_resume(vigil_loop *loop, vigil_conn h) {
-    int rc = vigil__enter(loop);
+    vigil__conn *c;
+    int rc = enter_stream(loop, h, &c);
     if (rc < 0)
         return rc;
-    vigil__conn *c = stream_from(loop, h);
-    if (!c)
-        return -EBADF;
-    vigil__op *op = op_of(loop, c->recv_op);
-    if (!op || (op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE)))
+    vigil__op *op = live_recv(loop, c);
+    if (!op)
         return -ENOTCONN;
     if (!(op->flags & VIGIL__OPF_PAUSED))
         return 0;
@@ -697,12 +706,10 @@ static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, con
 
 int vigil_send(vigil_loop *loop, vigil_conn h, const void *data, size_t len, uint32_t deadline_ms,
                vigil_send_cb cb, void *ud, vigil_op *oph) {
-    int rc = vigil__enter(loop);
+    vigil__conn *c;
+    int rc = enter_stream(loop, h, &c);
     if (rc < 0)
         return rc;
-    vigil__conn *c = stream_from(loop, h);
-    if (!c)
-        return -EBADF;
     if (!data || !len)
         return -EINVAL;
     if (len > INT32_MAX)
@@ -754,12 +761,10 @@ int64_t vigil_send_queued(vigil_loop *loop, vigil_conn h) {
 
 int vigil_send_watermark(vigil_loop *loop, vigil_conn h, size_t high, size_t low,
                          vigil_drain_cb cb, void *ud) {
-    int rc = vigil__enter(loop);
+    vigil__conn *c;
+    int rc = enter_stream(loop, h, &c);
     if (rc < 0)
         return rc;
-    vigil__conn *c = stream_from(loop, h);
-    if (!c)
-        return -EBADF;
     if (high && (low > high || !cb))
         return -EINVAL;
     c->hwm = high;
@@ -774,12 +779,10 @@ int vigil_send_watermark(vigil_loop *loop, vigil_conn h, size_t high, size_t low
 /* ------------------------------------------------------ shutdown/close */
 
 int vigil_shutdown(vigil_loop *loop, vigil_conn h, int how) {
-    int rc = vigil__enter(loop);
+    vigil__conn *c;
+    int rc = enter_stream(loop, h, &c);
     if (rc < 0)
         return rc;
-    vigil__conn *c = stream_from(loop, h);
-    if (!c)
-        return -EBADF;
     if (how < VIGIL_SHUT_RD || how > (VIGIL_SHUT_RD | VIGIL_SHUT_WR))
         return -EINVAL;
     if (c->flags & (VIGIL__CF_CLOSING | VIGIL__CF_CONNECTING))
@@ -1148,12 +1151,10 @@ vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn h) {
 }
 
 int vigil_conn_set_data(vigil_loop *loop, vigil_conn h, void *data) {
-    int rc = vigil__enter(loop);
+    vigil__conn *c;
+    int rc = enter_stream(loop, h, &c);
     if (rc < 0)
         return rc;
-    vigil__conn *c = stream_from(loop, h);
-    if (!c)
-        return -EBADF;
     c->data = data;
     return 0;
 }
