@@ -232,6 +232,21 @@ for s in $SERVERS; do
 		"$(ratio "${MCPU[$s]}" "$BASE_EPOLL")" \
 		"${MISM[$s]}" "${LOST[$s]}" "${FAILS[$s]}" "${RUNS[$s]}"
 done
+# Paired ratios: each round's servers ran back to back, so the ratio within a
+# round cancels much of the machine's drift; the median of those is steadier
+# than a ratio of medians.
+paired() { # server baseline
+	paste -d' ' <(tr ' ' '\n' <<<"${CPU[$1]}" | awk 'NF') <(tr ' ' '\n' <<<"${CPU[$2]}" | awk 'NF') |
+		awk 'NF == 2 && $2 > 0 { print $1 / $2 }' | median
+}
+echo
+for s in "${ACTIVE[@]}"; do
+	for b in uring epoll; do
+		[ "$s" != "$b" ] && [ -n "${CPU[$b]:-}" ] && [ -n "${CPU[$s]:-}" ] || continue
+		printf 'paired median of per-round cpu_us/req ratios: %s/%s = %s\n' "$s" "$b" \
+			"$(fmt "$(paired "$s" "$b")" '%.3fx')"
+	done
+done
 echo
 echo "raw results: $RESULTS"
 
