@@ -701,3 +701,47 @@ VT_TEST(errors, cancel_of_connect_right_after_start_gives_ecanceled_once, 10) {
         close(fills[i]);
     close(lfd);
 }
+
+#ifdef VIGIL_GUARD_BUFFERS
+/* With -Dguard_buffers=true, receive-buffer memory the library gave up is
+ * made inaccessible instead of unmapped: a late kernel write into it fails
+ * (EFAULT) instead of corrupting whatever reused the address. */
+typedef struct guard_rx {
+    const uint8_t *seen; /* a buffer the loop owned */
+    int got;
+} guard_rx;
+
+static void guard_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
+    guard_rx *g = ud;
+    if (status > 0 && !g->seen) {
+        g->seen = b->data;
+        g->got = 1;
+    }
+}
+
+static void guard_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
+    if (status == 0)
+        VT_OK(vigil_recv_start(loop, c, 0, guard_recv, ud, NULL));
+}
+
+VT_TEST(errors, retired_buffers_fault_kernel_writes, 10) {
+    vigil_loop *loop = vt_loop(NULL);
+    guard_rx g = {0};
+    int port;
+    vt_listen(loop, guard_accept, &g, &port);
+    int fd = vt_sock_connect(port);
+    VT_EQ(vt_sock_write_all(fd, "hello", 5), 0);
+    VT_ASSERT(vt_run_until(loop, &g.got, 5000), "nothing received");
+    /* While the loop lives, the kernel may write into its buffers. */
+    int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    VT_ASSERT(zero >= 0);
+    VT_EQ(read(zero, (void *)g.seen, 16), 16);
+    vt_sock_close(fd);
+    VT_OK(vigil_loop_destroy(loop));
+    /* Retired: a kernel write there now fails instead of landing. */
+    errno = 0;
+    VT_EQ(read(zero, (void *)g.seen, 16), -1);
+    VT_EQ(errno, EFAULT);
+    close(zero);
+}
+#endif

@@ -141,6 +141,23 @@ static int setup_buffers(vigil_loop *loop, uring_state *s) {
 
 static void uring_fini(vigil_loop *loop);
 
+/* Every opcode the loop issues must be known to the kernel (5.6+ has them
+ * all); otherwise io_uring is "unavailable" and the caller may fall back. */
+static int probe_opcodes(uring_state *s) {
+    static const int needed[] = {IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_RECV,
+                                 IORING_OP_SEND,   IORING_OP_SENDMSG, IORING_OP_CLOSE,
+                                 IORING_OP_READ,   IORING_OP_ASYNC_CANCEL, IORING_OP_NOP};
+    struct io_uring_probe *p = io_uring_get_probe_ring(&s->ring);
+    if (!p)
+        return -ENOTSUP; /* no probe: kernel before 5.6 */
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++)
+        if (!io_uring_opcode_supported(p, needed[i]))
+            rc = -ENOTSUP;
+    io_uring_free_probe(p);
+    return rc;
+}
+
 static int uring_init(vigil_loop *loop) {
     uring_state *s = calloc(1, sizeof(*s));
     if (!s)
@@ -157,7 +174,8 @@ static int uring_init(vigil_loop *loop) {
         rc = -ENOTSUP; /* kernel before 5.5: completions could be lost */
         goto fail;
     }
-    if ((rc = setup_buffers(loop, s)) < 0 || (rc = vigil__wakefd_open(&s->wake_fd)) < 0)
+    if ((rc = probe_opcodes(s)) < 0 || (rc = setup_buffers(loop, s)) < 0 ||
+        (rc = vigil__wakefd_open(&s->wake_fd)) < 0)
         goto fail;
     loop->info.ring_flags = s->setup_flags;
     if (s->setup_flags & IORING_SETUP_DEFER_TASKRUN)
