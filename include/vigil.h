@@ -48,9 +48,16 @@ typedef struct vigil_op { uint64_t id; } vigil_op;             /* one operation 
 
 /* ------------------------------------------------------------------ loop */
 
+/* AUTO uses io_uring, and falls back to epoll when io_uring is missing or
+ * denied (ENOSYS, EPERM, EINVAL, or a required feature missing), never on
+ * ENOMEM or EMFILE. With AUTO, the environment variable VIGIL_BACKEND=uring|
+ * epoll|auto forces one (any other value: -EINVAL). Forcing io_uring where it
+ * is unavailable fails with its error. vigil_loop_info says what was chosen
+ * and why. */
 typedef enum vigil_backend {
-    VIGIL_BACKEND_AUTO = 0, /* the best available; VIGIL_BACKEND env var may force one */
-    VIGIL_BACKEND_URING,    /* io_uring, or fail */
+    VIGIL_BACKEND_AUTO = 0,
+    VIGIL_BACKEND_URING, /* io_uring, or fail */
+    VIGIL_BACKEND_EPOLL, /* epoll (Linux) */
 } vigil_backend;
 
 /* Loop options. Zero-initialise and set what you need; 0 means the default. */
@@ -69,8 +76,8 @@ typedef struct vigil_loop_options {
 
 /* What the loop chose, and why. Strings are static or live as long as the loop. */
 typedef struct vigil_loop_info {
-    const char *backend;  /* "io_uring" */
-    const char *reason;   /* why this backend, e.g. "auto: io_uring available" */
+    const char *backend;  /* "io_uring" or "epoll" */
+    const char *reason;   /* why this backend, e.g. "auto: io_uring unavailable (EPERM: ...)" */
     uint32_t ring_flags;  /* setup flags that were accepted by the kernel */
     uint32_t features;    /* VIGIL_FEATURE_* in use */
     uint32_t ring_entries, cq_entries, buf_size, buf_count;
@@ -86,7 +93,8 @@ typedef struct vigil_loop_info {
 #define VIGIL_FEATURE_EXT_ARG          (1u << 7)
 
 /* Creates a loop. opts may be NULL. Returns 0 and sets *out, or -errno:
- * -ENOSYS/-EPERM when io_uring is unavailable or denied, -ENOMEM, -EMFILE. */
+ * -ENOSYS/-EPERM/-ENOTSUP when io_uring was forced and is unavailable,
+ * -EINVAL for bad options, -ENOMEM, -EMFILE. */
 int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts);
 
 typedef enum vigil_run_mode {

@@ -1317,6 +1317,12 @@ VT_TEST(tcp, emfile_pauses_accept, 20) {
     VT_OK(vigil_loop_destroy(loop));
 }
 
+static bool on_uring(vigil_loop *loop) {
+    vigil_loop_info info;
+    VT_OK(vigil_loop_info_get(loop, &info));
+    return strcmp(info.backend, "io_uring") == 0;
+}
+
 /* 17. Eight 4 KiB buffers shared by 32 streaming receivers: nothing lost. */
 VT_TEST(tcp, buffer_ring_exhaustion, 30) {
     vigil_loop_options o = {.buf_count = 8, .buf_size = 4096};
@@ -1346,7 +1352,10 @@ VT_TEST(tcp, buffer_ring_exhaustion, 30) {
     VT_EQ(s.bytes, N * 4 * MIB);
     vigil_loop_stats st;
     VT_OK(vigil_loop_stats_get(loop, &st));
-    VT_ASSERT(st.enobufs_rearms > 0, "buffer ring never ran dry (enobufs_rearms == 0)");
+    /* io_uring's buffer ring runs dry under this load; epoll reads one buffer
+     * at a time and hands it back before the next read, so it need not. */
+    if (on_uring(loop))
+        VT_ASSERT(st.enobufs_rearms > 0, "buffer ring never ran dry (enobufs_rearms == 0)");
     VT_OK(vigil_loop_destroy(loop));
 }
 
@@ -1453,7 +1462,8 @@ VT_TEST(tcp, cq_overflow, 30) {
     vigil_loop *loop = vt_loop(&o);
     vigil_loop_info info;
     VT_OK(vigil_loop_info_get(loop, &info));
-    VT_EQ(info.cq_entries, 32);
+    if (on_uring(loop)) /* epoll has no completion queue: only the bytes are checked */
+        VT_EQ(info.cq_entries, 32);
     echo_srv s = {0};
     echo_start(loop, &s);
     enum { N = 64 };
@@ -1482,7 +1492,8 @@ VT_TEST(tcp, cq_overflow, 30) {
     VT_ASSERT(vt_run_until_count(loop, &s.closed, N, 10000));
     vigil_loop_stats st;
     VT_OK(vigil_loop_stats_get(loop, &st));
-    VT_ASSERT(st.cq_overflows > 0, "the completion queue never overflowed");
+    if (on_uring(loop))
+        VT_ASSERT(st.cq_overflows > 0, "the completion queue never overflowed");
     VT_EQ(st.connections, 0);
     VT_OK(vigil_loop_destroy(loop));
 }

@@ -22,6 +22,8 @@ vigil_loop *vt_loop(const vigil_loop_options *extra) {
     const char *b = getenv("VIGIL_TEST_BACKEND");
     if (b && (!strcmp(b, "uring") || !strcmp(b, "io_uring")))
         o.backend = VIGIL_BACKEND_URING;
+    if (b && !strcmp(b, "epoll"))
+        o.backend = VIGIL_BACKEND_EPOLL;
     if (b && !strcmp(b, "uring-compat")) {
         o.backend = VIGIL_BACKEND_URING;
         o.flags |= VIGIL_LOOP_NO_MULTISHOT_ACCEPT | VIGIL_LOOP_NO_MULTISHOT_RECV |

@@ -13,7 +13,7 @@
 
 #include "vigil.h"
 
-/* A loop on the backend under test (VIGIL_TEST_BACKEND: uring, uring-compat;
+/* A loop on the backend under test (VIGIL_TEST_BACKEND: uring, uring-compat, epoll;
  * default auto), with
  * extra options (may be NULL). Asserts on failure. */
 vigil_loop *vt_loop(const vigil_loop_options *extra);

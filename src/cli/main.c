@@ -20,10 +20,10 @@ static void usage_main(FILE *f) {
 }
 
 static void usage_serve(FILE *f) {
-    fprintf(f, "usage: vigil serve [--port P] [--host H] [--backend auto|uring]\n"
+    fprintf(f, "usage: vigil serve [--port P] [--host H] [--backend auto|uring|epoll]\n"
                "  --port P      TCP port to listen on (default 7000; 0 = any free port)\n"
                "  --host H      numeric IPv4/IPv6 address (default 127.0.0.1)\n"
-               "  --backend B   auto (default) or uring\n"
+               "  --backend B   auto (default: io_uring, else epoll), uring or epoll\n"
                "Echoes every byte back. Runs until SIGINT or SIGTERM, then closes every\n"
                "connection cleanly (queued bytes are flushed, then FIN).\n");
 }
@@ -150,8 +150,10 @@ static int cmd_serve(int argc, char **argv) {
                 opts.backend = VIGIL_BACKEND_AUTO;
             else if (!strcmp(v, "uring") || !strcmp(v, "io_uring"))
                 opts.backend = VIGIL_BACKEND_URING;
+            else if (!strcmp(v, "epoll"))
+                opts.backend = VIGIL_BACKEND_EPOLL;
             else {
-                fprintf(stderr, "vigil serve: unknown backend '%s' (auto or uring)\n", v);
+                fprintf(stderr, "vigil serve: unknown backend '%s' (auto, uring or epoll)\n", v);
                 usage_serve(stderr);
                 return 2;
             }
@@ -172,7 +174,11 @@ static int cmd_serve(int argc, char **argv) {
 
     int rc = vigil_loop_create(&srv.loop, &opts);
     if (rc < 0) {
-        fprintf(stderr, "vigil serve: cannot create a loop: %s (%d)\n", vigil_strerror(rc), rc);
+        if (opts.backend == VIGIL_BACKEND_URING && (rc == -EPERM || rc == -ENOSYS || rc == -ENOTSUP))
+            fprintf(stderr, "vigil serve: io_uring is unavailable here: %s (%d); "
+                            "use --backend auto or epoll\n", vigil_strerror(rc), rc);
+        else
+            fprintf(stderr, "vigil serve: cannot create a loop: %s (%d)\n", vigil_strerror(rc), rc);
         return 1;
     }
     vigil_listen_options lo = {.host = host, .port = port};

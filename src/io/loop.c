@@ -560,6 +560,52 @@ static uint32_t round_pow2(uint32_t v) {
     return p;
 }
 
+static const char *uring_unavailable(int rc) {
+    switch (rc) {
+    case -ENOSYS: return "ENOSYS: the kernel has no io_uring";
+    case -EPERM: return "EPERM: denied by a seccomp profile or kernel.io_uring_disabled";
+    case -EACCES: return "EACCES: denied by a security module";
+    case -EINVAL: return "EINVAL: the kernel rejected every ring setup tried";
+    case -ENOTSUP: return "ENOTSUP: a required feature is missing (buffer rings, NODROP, opcodes)";
+    default: return NULL; /* a real error (ENOMEM, EMFILE): no fallback */
+    }
+}
+
+/* Picks and initialises the backend (see vigil_backend in vigil.h). */
+static int choose_backend(vigil_loop *loop) {
+    vigil_backend want = loop->opts.backend;
+    const char *how = "forced by option";
+    const char *env = getenv("VIGIL_BACKEND");
+    if (want == VIGIL_BACKEND_AUTO && env && *env) {
+        if (!strcmp(env, "uring") || !strcmp(env, "io_uring"))
+            want = VIGIL_BACKEND_URING;
+        else if (!strcmp(env, "epoll"))
+            want = VIGIL_BACKEND_EPOLL;
+        else if (strcmp(env, "auto") != 0)
+            return -EINVAL;
+        how = "forced by VIGIL_BACKEND";
+    }
+    if (want == VIGIL_BACKEND_EPOLL) {
+        loop->be = &vigil__epoll_backend;
+        snprintf(loop->reason, sizeof(loop->reason), "%s", how);
+        return loop->be->init(loop);
+    }
+    loop->be = &vigil__uring_backend;
+    int rc = loop->be->init(loop);
+    if (rc == 0) {
+        snprintf(loop->reason, sizeof(loop->reason), "%s",
+                 want == VIGIL_BACKEND_URING ? how : "auto: io_uring available");
+        return 0;
+    }
+    const char *why = uring_unavailable(rc);
+    if (want == VIGIL_BACKEND_URING || !why)
+        return rc;
+    memset(&loop->info, 0, sizeof(loop->info));
+    loop->be = &vigil__epoll_backend;
+    snprintf(loop->reason, sizeof(loop->reason), "auto: io_uring unavailable (%s)", why);
+    return loop->be->init(loop);
+}
+
 int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     if (!out)
         return -EINVAL;
@@ -567,7 +613,8 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     vigil_loop_options o = {0};
     if (opts)
         o = *opts;
-    if (o.backend != VIGIL_BACKEND_AUTO && o.backend != VIGIL_BACKEND_URING)
+    if (o.backend != VIGIL_BACKEND_AUTO && o.backend != VIGIL_BACKEND_URING &&
+        o.backend != VIGIL_BACKEND_EPOLL)
         return -EINVAL;
     if (o.buf_count && (o.buf_count & (o.buf_count - 1)))
         return -EINVAL; /* the kernel's buffer ring wants a power of two */
@@ -597,18 +644,7 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
         goto fail;
     loop->bufs_free = o.buf_count;
 
-    const char *env = getenv("VIGIL_BACKEND");
-    if (o.backend == VIGIL_BACKEND_AUTO && env && *env && strcmp(env, "auto") != 0 &&
-        strcmp(env, "uring") != 0 && strcmp(env, "io_uring") != 0) {
-        rc = -ENOTSUP; /* a backend this build does not have */
-        goto fail;
-    }
-    loop->be = &vigil__uring_backend;
-    snprintf(loop->reason, sizeof(loop->reason), "%s",
-             o.backend == VIGIL_BACKEND_URING ? "forced by option"
-             : env && *env && strcmp(env, "auto") != 0 ? "forced by VIGIL_BACKEND"
-                                                       : "auto: io_uring available");
-    rc = loop->be->init(loop);
+    rc = choose_backend(loop);
     if (rc < 0)
         goto fail;
     loop->info.backend = loop->be->name;

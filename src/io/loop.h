@@ -168,6 +168,7 @@ typedef struct vigil__backend {
 } vigil__backend;
 
 extern const vigil__backend vigil__uring_backend;
+extern const vigil__backend vigil__epoll_backend;
 
 typedef struct vigil__post {
     struct vigil__post *next;
@@ -180,7 +181,7 @@ struct vigil_loop {
     void *be_state;
     vigil_loop_options opts;
     vigil_loop_info info;
-    char reason[96];
+    char reason[128];
     uint8_t epoch;
 
     /* the loop thread: set by the first call on it */

@@ -1171,7 +1171,7 @@ const char *vigil_strerror(int err) {
     case 0: return "success";
     case -EINVAL: return "invalid argument";
     case -EBADF: return "not a live handle";
-    case -EPERM: return "called from a thread other than the loop's";
+    case -EPERM: return "not permitted (a loop call from another thread, or io_uring denied)";
     case -EBUSY: return "busy (called from a callback, or the op is in flight)";
     case -ECANCELED: return "cancelled";
     case -ETIMEDOUT: return "deadline passed";

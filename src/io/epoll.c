@@ -1,0 +1,498 @@
+/*
+ * epoll.c: the epoll backend, for hosts where io_uring is missing or denied.
+ *
+ * It turns readiness into the completions the core expects, with the same
+ * semantics as io_uring:
+ *  a. Requests never complete inside the call that made them: sends,
+ *     connects, closes, cancels and no-ops are queued and carried out at the
+ *     start of the next wait(), like an io_uring submit.
+ *  b. Accept and receive are "multishot": they stay armed (level-triggered
+ *     EPOLLIN) and post completions with MORE until an error, EOF, a cancel,
+ *     or no free buffer (-ENOBUFS, final: the core re-arms when one is back).
+ *  c. Receives read into the core's buffer pool; the free list lives here.
+ *  d. A send is tried at once in wait(); only when it would block does the
+ *     fd get EPOLLOUT interest. At most one send per fd is in flight (core).
+ *  e. Level-triggered, because the core pauses and resumes receives and the
+ *     interest set follows the ops: no event is ever owed to a later re-arm.
+ *  f. epoll data carries fd | registration generation << 32, never a
+ *     pointer: an event for an fd that was closed and reused is dropped.
+ *  g. Reads per ready fd per pass are bounded, so one fast sender cannot
+ *     starve the rest.
+ */
+#include "io/loop.h"
+#include "platform/platform.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define READS_PER_EVENT 4
+#define ACCEPTS_PER_EVENT 64
+#define MAX_EVENTS 256
+
+/* fd_slot holds tag + 1, so that 0 means "no op" (tag 0 is a real tag). */
+typedef struct fd_slot {
+    uint64_t rd_tag;  /* accept, receive or wake op waiting for EPOLLIN, + 1; 0 = none */
+    uint64_t wr_tag;  /* send or connect op waiting for EPOLLOUT, + 1 */
+    uint32_t gen;     /* bumped when the fd is closed */
+    uint32_t events;  /* interest currently registered; 0 = not in the set */
+    uint8_t in_set;
+} fd_slot;
+
+typedef struct pending {
+    uint64_t tag;
+    int kind; /* what to carry out: below */
+    int fd;
+    int32_t res; /* for PEND_DONE */
+} pending;
+enum { PEND_SEND = 1, PEND_CONNECT, PEND_CLOSE, PEND_DONE };
+
+typedef struct send_flight {
+    int n;
+    struct iovec iov[];
+} send_flight;
+
+typedef struct epoll_state {
+    int epfd, wake_fd;
+    uint64_t wake_buf;
+    fd_slot *fds;
+    uint32_t fds_cap;
+    uint32_t *free_bufs; /* stack of buffer ids the loop can read into */
+    uint32_t nfree;
+    pending *pend;
+    uint32_t npend, cap_pend;
+    struct epoll_event events[MAX_EVENTS];
+} epoll_state;
+
+static epoll_state *st(vigil_loop *loop) { return loop->be_state; }
+
+static fd_slot *slot_of(epoll_state *s, int fd) {
+    if (fd < 0)
+        return NULL;
+    if ((uint32_t)fd >= s->fds_cap) {
+        uint32_t cap = s->fds_cap ? s->fds_cap : 1024;
+        while (cap <= (uint32_t)fd)
+            cap *= 2;
+        fd_slot *n = realloc(s->fds, cap * sizeof(*n));
+        if (!n)
+            return NULL;
+        memset(n + s->fds_cap, 0, (cap - s->fds_cap) * sizeof(*n));
+        s->fds = n;
+        s->fds_cap = cap;
+    }
+    return &s->fds[fd];
+}
+
+/* Makes the registered interest match the ops waiting on fd. With no op
+ * waiting the fd leaves the set: epoll reports EPOLLHUP/EPOLLERR even for an
+ * empty interest mask, which would spin a loop whose receive is paused. The
+ * core may close an fd directly (the kernel then drops it from the set), so
+ * ENOENT and EEXIST are repaired rather than reported. */
+static int sync_interest(epoll_state *s, int fd, fd_slot *f) {
+    uint32_t want = (f->rd_tag ? EPOLLIN : 0) | (f->wr_tag ? EPOLLOUT : 0);
+    if (want == f->events && (f->in_set == (want != 0)))
+        return 0;
+    struct epoll_event ev = {.events = want, .data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)f->gen << 32)};
+    if (!want) {
+        if (f->in_set)
+            epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+        f->in_set = 0;
+        f->events = 0;
+        return 0;
+    }
+    int rc = epoll_ctl(s->epfd, f->in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+    if (rc < 0 && errno == ENOENT)
+        rc = epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+    else if (rc < 0 && errno == EEXIST)
+        rc = epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev);
+    if (rc < 0)
+        return -errno;
+    f->in_set = 1;
+    f->events = want;
+    return 0;
+}
+
+static int push_pending(epoll_state *s, uint64_t tag, int kind, int fd, int32_t res) {
+    if (s->npend == s->cap_pend) {
+        uint32_t cap = s->cap_pend ? s->cap_pend * 2 : 256;
+        pending *p = realloc(s->pend, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        s->pend = p;
+        s->cap_pend = cap;
+    }
+    s->pend[s->npend++] = (pending){tag, kind, fd, res};
+    return 0;
+}
+
+static void complete(vigil_loop *loop, uint64_t tag, int32_t res, uint32_t flags) {
+    vigil__cqe e = {tag, res, flags};
+    vigil__dispatch(loop, &e);
+}
+
+/* The op a tag names, if it still waits in the kernel's stead (here). */
+static vigil__op *live_op(vigil_loop *loop, uint64_t tag) {
+    vigil__op *op = vigil__op_at(loop, (uint32_t)tag);
+    if (!op || op->kind == VIGIL__OP_FREE || !(op->flags & VIGIL__OPF_KERNEL) ||
+        vigil__op_tag(loop, op) != tag)
+        return NULL;
+    return op;
+}
+
+static void epoll_fini(vigil_loop *loop);
+
+static int epoll_init(vigil_loop *loop) {
+    epoll_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->epfd = s->wake_fd = -1;
+    loop->be_state = s;
+    int rc = -ENOMEM;
+    s->free_bufs = malloc(loop->opts.buf_count * sizeof(uint32_t));
+    if (!s->free_bufs)
+        goto fail;
+    for (uint32_t i = 0; i < loop->opts.buf_count; i++)
+        s->free_bufs[s->nfree++] = loop->opts.buf_count - 1 - i; /* low ids first */
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if ((rc = vigil__wakefd_open(&s->wake_fd)) < 0)
+        goto fail;
+    loop->info.features = 0;
+    loop->info.ring_entries = loop->info.cq_entries = 0;
+    return 0;
+fail:
+    epoll_fini(loop);
+    return rc;
+}
+
+static int epoll_attach(vigil_loop *loop) {
+    vigil__op *op = vigil__op_new(loop, VIGIL__OP_WAKE);
+    if (!op)
+        return -ENOMEM;
+    return loop->be->recv(loop, op, -1);
+}
+
+static void epoll_fini(vigil_loop *loop) {
+    epoll_state *s = st(loop);
+    if (!s)
+        return;
+    if (s->epfd >= 0)
+        close(s->epfd);
+    vigil__wakefd_close(s->wake_fd);
+    free(s->fds);
+    free(s->free_bufs);
+    free(s->pend);
+    free(s);
+    loop->be_state = NULL;
+}
+
+static int arm_read(vigil_loop *loop, vigil__op *op, int fd) {
+    epoll_state *s = st(loop);
+    fd_slot *f = slot_of(s, fd);
+    if (!f)
+        return -ENOMEM;
+    f->rd_tag = vigil__op_tag(loop, op) + 1;
+    int rc = sync_interest(s, fd, f);
+    if (rc < 0) {
+        f->rd_tag = 0;
+        return rc;
+    }
+    vigil__op_kernel_started(loop, op);
+    return 0;
+}
+
+static int epoll_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) { return arm_read(loop, op, fd); }
+
+static int epoll_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
+    if (op->kind == VIGIL__OP_WAKE)
+        fd = st(loop)->wake_fd;
+    return arm_read(loop, op, fd);
+}
+
+static int queue_op(vigil_loop *loop, vigil__op *op, int kind, int fd) {
+    int rc = push_pending(st(loop), vigil__op_tag(loop, op), kind, fd, 0);
+    if (rc == 0)
+        vigil__op_kernel_started(loop, op);
+    return rc;
+}
+
+static int epoll_send(vigil_loop *loop, vigil__op *op, vigil_socket fd, const vigil__slice *sl, int n) {
+    /* The slices live on the caller's stack: keep a copy until completion. */
+    send_flight *fl = malloc(sizeof(*fl) + (size_t)n * sizeof(struct iovec));
+    if (!fl)
+        return -ENOMEM;
+    fl->n = n;
+    for (int i = 0; i < n; i++) {
+        fl->iov[i].iov_base = (void *)sl[i].base;
+        fl->iov[i].iov_len = sl[i].len;
+    }
+    free(op->u.send.flight);
+    op->u.send.flight = fl;
+    return queue_op(loop, op, PEND_SEND, fd);
+}
+
+static int epoll_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd, const void *addr, uint32_t len) {
+    (void)addr; /* op->u.connect holds it */
+    (void)len;
+    return queue_op(loop, op, PEND_CONNECT, fd);
+}
+
+static int epoll_close(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
+    return queue_op(loop, op, PEND_CLOSE, fd);
+}
+
+static int epoll_nop(vigil_loop *loop, uint64_t tag) { return push_pending(st(loop), tag, PEND_DONE, -1, 0); }
+
+/* Cancel: take the op off whatever it waits on and post its final -ECANCELED
+ * at the next wait. An op that already completed is not found: nothing to do
+ * (its completion is on its way or delivered). */
+static int epoll_cancel(vigil_loop *loop, vigil__op *op) {
+    epoll_state *s = st(loop);
+    uint64_t tag = vigil__op_tag(loop, op);
+    for (uint32_t i = 0; i < s->npend; i++) {
+        if (s->pend[i].tag == tag && s->pend[i].kind != PEND_DONE) {
+            if (s->pend[i].kind == PEND_CLOSE)
+                return 0; /* a close is not cancelled */
+            s->pend[i].kind = PEND_DONE;
+            s->pend[i].res = -ECANCELED;
+            return 0;
+        }
+    }
+    vigil__conn *c = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
+    int fd = op->kind == VIGIL__OP_WAKE ? s->wake_fd : c ? c->fd : -1;
+    fd_slot *f = fd >= 0 && (uint32_t)fd < s->fds_cap ? &s->fds[fd] : NULL;
+    if (f && (f->rd_tag == tag + 1 || f->wr_tag == tag + 1)) {
+        if (f->rd_tag == tag + 1)
+            f->rd_tag = 0;
+        else
+            f->wr_tag = 0;
+        sync_interest(s, fd, f);
+        return push_pending(s, tag, PEND_DONE, -1, -ECANCELED);
+    }
+    return 0;
+}
+
+/* Tries a send; returns 1 if it completed, 0 if it would block. */
+static int try_send(vigil_loop *loop, vigil__op *op, int fd) {
+    send_flight *fl = op->u.send.flight;
+    ssize_t n;
+    if (fl->n == 1) {
+        n = send(fd, fl->iov[0].iov_base, fl->iov[0].iov_len, MSG_NOSIGNAL);
+    } else {
+        struct msghdr m = {.msg_iov = fl->iov, .msg_iovlen = (size_t)fl->n};
+        n = sendmsg(fd, &m, MSG_NOSIGNAL);
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    complete(loop, vigil__op_tag(loop, op), n < 0 ? -errno : (int32_t)n, 0);
+    return 1;
+}
+
+static void wait_write(vigil_loop *loop, uint64_t tag, int fd) {
+    epoll_state *s = st(loop);
+    fd_slot *f = slot_of(s, fd);
+    int rc = f ? 0 : -ENOMEM;
+    if (f) {
+        f->wr_tag = tag + 1;
+        rc = sync_interest(s, fd, f);
+        if (rc < 0)
+            f->wr_tag = 0;
+    }
+    if (rc < 0)
+        complete(loop, tag, rc, 0);
+}
+
+static void run_pending(vigil_loop *loop, pending p) {
+    vigil__op *op = p.kind == PEND_DONE ? NULL : live_op(loop, p.tag);
+    if (p.kind == PEND_DONE) {
+        complete(loop, p.tag, p.res, 0);
+        return;
+    }
+    if (!op)
+        return;
+    switch (p.kind) {
+    case PEND_SEND:
+        if (!try_send(loop, op, p.fd))
+            wait_write(loop, p.tag, p.fd);
+        break;
+    case PEND_CONNECT:
+        if (connect(p.fd, op->u.connect.addr, op->u.connect.addrlen) == 0)
+            complete(loop, p.tag, 0, 0);
+        else if (errno == EINPROGRESS || errno == EINTR)
+            wait_write(loop, p.tag, p.fd);
+        else
+            complete(loop, p.tag, -errno, 0);
+        break;
+    case PEND_CLOSE: {
+        epoll_state *s = st(loop);
+        fd_slot *f = slot_of(s, p.fd);
+        if (f) {
+            if (f->in_set)
+                epoll_ctl(s->epfd, EPOLL_CTL_DEL, p.fd, NULL);
+            uint32_t gen = f->gen + 1;
+            memset(f, 0, sizeof(*f));
+            f->gen = gen; /* events still queued for the old fd are dropped */
+        }
+        complete(loop, p.tag, close(p.fd) < 0 && errno != EINTR ? -errno : 0, 0);
+        break;
+    }
+    }
+}
+
+/* Carries out queued requests; callbacks may queue more, which run too. */
+static int drain_pending(vigil_loop *loop) {
+    epoll_state *s = st(loop);
+    int done = 0;
+    for (int round = 0; s->npend && round < 16; round++) {
+        uint32_t n = s->npend;
+        pending *batch = malloc(n * sizeof(*batch));
+        if (!batch)
+            return done;
+        memcpy(batch, s->pend, n * sizeof(*batch));
+        s->npend = 0;
+        for (uint32_t i = 0; i < n; i++)
+            run_pending(loop, batch[i]);
+        free(batch);
+        done += (int)n;
+    }
+    return done;
+}
+
+static void on_readable(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f) {
+    uint64_t tag = f->rd_tag - 1;
+    vigil__op *op = live_op(loop, tag);
+    if (!op)
+        return;
+    if (op->kind == VIGIL__OP_WAKE) {
+        ssize_t r = read(fd, &s->wake_buf, sizeof(s->wake_buf));
+        if (r < 0 && errno == EAGAIN)
+            return;
+        f->rd_tag = 0; /* one-shot, like the io_uring read; the core re-arms */
+        complete(loop, tag, r < 0 ? -errno : (int32_t)r, 0);
+        return;
+    }
+    if (op->kind == VIGIL__OP_ACCEPT) {
+        for (int i = 0; i < ACCEPTS_PER_EVENT && f->rd_tag == tag + 1; i++) {
+            int nfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (nfd >= 0) {
+                complete(loop, tag, nfd, VIGIL__CQE_MORE);
+                f = slot_of(s, fd); /* the table may have grown */
+                continue;
+            }
+            if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                return;
+            f->rd_tag = 0; /* final: the core decides (EMFILE pauses, retries) */
+            sync_interest(s, fd, f);
+            complete(loop, tag, -errno, 0);
+            return;
+        }
+        return;
+    }
+    /* a receive */
+    for (int i = 0; i < READS_PER_EVENT; i++) {
+        if (!s->nfree) {
+            f->rd_tag = 0;
+            sync_interest(s, fd, f);
+            complete(loop, tag, -ENOBUFS, 0);
+            return;
+        }
+        uint32_t id = s->free_bufs[--s->nfree];
+        uint8_t *buf = loop->buf_base + (size_t)id * loop->opts.buf_size;
+        ssize_t n = recv(fd, buf, loop->opts.buf_size, 0);
+        if (n > 0) {
+            complete(loop, tag, (int32_t)n, VIGIL__CQE_MORE | VIGIL__CQE_BUF | (id << 16));
+            f = slot_of(s, fd);
+            if (f->rd_tag != tag + 1 || (size_t)n < loop->opts.buf_size)
+                return; /* stopped meanwhile, or the socket is drained */
+            continue;
+        }
+        s->free_bufs[s->nfree++] = id;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        f->rd_tag = 0;
+        sync_interest(s, fd, f);
+        complete(loop, tag, n == 0 ? 0 : -errno, 0);
+        return;
+    }
+}
+
+static void on_writable(vigil_loop *loop, int fd, fd_slot *f) {
+    uint64_t tag = f->wr_tag - 1;
+    vigil__op *op = live_op(loop, tag);
+    if (!op)
+        return;
+    if (op->kind == VIGIL__OP_CONNECT) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        f->wr_tag = 0;
+        sync_interest(st(loop), fd, f);
+        complete(loop, tag, -err, 0);
+        return;
+    }
+    f->wr_tag = 0; /* the send completes now (or fails); the core sends the rest */
+    sync_interest(st(loop), fd, f);
+    if (!try_send(loop, op, fd))
+        wait_write(loop, tag, fd);
+}
+
+static int epoll_wait_be(vigil_loop *loop, int64_t timeout_ns) {
+    epoll_state *s = st(loop);
+    int handled = drain_pending(loop);
+    int timeout_ms;
+    if (handled || s->npend || timeout_ns == 0)
+        timeout_ms = 0;
+    else if (timeout_ns < 0)
+        timeout_ms = -1;
+    else /* round up: waking early would spin until the deadline */
+        timeout_ms = (int)((timeout_ns + 999999) / 1000000);
+    int n = epoll_wait(s->epfd, s->events, MAX_EVENTS, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? handled : -errno;
+    for (int i = 0; i < n; i++) {
+        uint64_t d = s->events[i].data.u64;
+        int fd = (int)(uint32_t)d;
+        fd_slot *f = slot_of(s, fd);
+        if (!f || f->gen != (uint32_t)(d >> 32))
+            continue; /* the fd was closed since: drop the event (quirk f) */
+        uint32_t ev = s->events[i].events;
+        if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) && f->rd_tag)
+            on_readable(loop, s, fd, f);
+        f = slot_of(s, fd);
+        if (f && f->gen == (uint32_t)(d >> 32) && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && f->wr_tag)
+            on_writable(loop, fd, f);
+    }
+    return handled + n;
+}
+
+static int epoll_wake(vigil_loop *loop) { return vigil__wakefd_signal(st(loop)->wake_fd); }
+
+static void epoll_buf_recycle(vigil_loop *loop, uint32_t id) {
+    epoll_state *s = st(loop);
+    s->free_bufs[s->nfree++] = id;
+}
+
+const vigil__backend vigil__epoll_backend = {
+    .name = "epoll",
+    .init = epoll_init,
+    .attach = epoll_attach,
+    .fini = epoll_fini,
+    .accept = epoll_accept,
+    .recv = epoll_recv,
+    .send = epoll_send,
+    .connect = epoll_connect,
+    .close = epoll_close,
+    .cancel = epoll_cancel,
+    .nop = epoll_nop,
+    .wait = epoll_wait_be,
+    .wake = epoll_wake,
+    .buf_recycle = epoll_buf_recycle,
+};
