@@ -3,7 +3,7 @@
 #
 # usage: bench/run.sh [--build DIR] [--rounds R] [--conns N] [--size B]
 #                     [--mode pingpong|stream] [--duration S]
-#                     [--servers "vigil uring epoll"]
+#                     [--servers "vigil vigil-epoll uring epoll"]
 #
 # Each server is pinned to CPU 0 (taskset -c 0), loadgen to CPU 1 (--cpu 1).
 # Rounds are interleaved (round 1 runs every server once, then round 2, ...).
@@ -18,7 +18,7 @@ CONNS=1000
 SIZE=64
 MODE=pingpong
 DURATION=5
-SERVERS="vigil uring epoll"
+SERVERS="vigil vigil-epoll uring epoll"
 WARMUP=1
 SERVER_CPU=0
 CLIENT_CPU=1
@@ -28,7 +28,7 @@ usage() {
 usage: bench/run.sh [--build DIR (default build)] [--rounds R (default 5)]
                     [--conns N (default 1000)] [--size B (default 64)]
                     [--mode pingpong|stream (default pingpong)]
-                    [--duration S (default 5)] [--servers "vigil uring epoll"]
+                    [--duration S (default 5)] [--servers "vigil vigil-epoll uring epoll"]
 EOF
 	exit 2
 }
@@ -64,7 +64,8 @@ fi
 # server name -> command line (port 0 = ephemeral)
 server_cmd() {
 	case "$1" in
-	vigil) echo "$BUILD/src/cli/vigil serve --port 0" ;;
+	vigil) echo "$BUILD/src/cli/vigil serve --port 0 --backend uring" ;;
+	vigil-epoll) echo "$BUILD/src/cli/vigil serve --port 0 --backend epoll" ;;
 	uring) echo "$BUILD/bench/echo_uring --port 0" ;;
 	epoll) echo "$BUILD/bench/echo_epoll --port 0" ;;
 	*) return 1 ;;
@@ -133,7 +134,7 @@ declare -A RPS P50 P99 CPU MISM LOST FAILS RUNS SKIPPED
 ACTIVE=()
 for s in $SERVERS; do
 	if ! cmd=$(server_cmd "$s"); then
-		echo "run.sh: unknown server '$s' (known: vigil uring epoll)" >&2
+		echo "run.sh: unknown server '$s' (known: vigil vigil-epoll uring epoll)" >&2
 		exit 2
 	fi
 	bin=${cmd%% *}

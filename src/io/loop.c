@@ -95,7 +95,7 @@ void vigil__op_release(vigil_loop *loop, vigil__op *op) {
     if (op->heap >= 0)
         vigil__heap_remove(loop, op);
     if (op->kind == VIGIL__OP_SEND) {
-        free(op->u.send.data);
+        vigil__send_free(loop, op->u.send.data, op->u.send.len);
         free(op->u.send.flight);
     } else if (op->kind == VIGIL__OP_CONNECT) {
         free(op->u.connect.addr);
@@ -126,6 +126,51 @@ int vigil__op_cancel_kernel(vigil_loop *loop, vigil__op *op) {
         return 0;
     op->flags |= VIGIL__OPF_CANCELING;
     return loop->be->cancel(loop, op);
+}
+
+/* ------------------------------------------------- send copy memory */
+
+#define SEND_CACHE_MIN_SHIFT 6
+#define SEND_CACHE_MAX_SHIFT 16
+#define SEND_CACHE_BYTES (8u << 20) /* at most this much kept for reuse */
+
+static int send_class(size_t len) {
+    int shift = SEND_CACHE_MIN_SHIFT;
+    while (((size_t)1 << shift) < len)
+        shift++;
+    return shift;
+}
+
+void *vigil__send_alloc(vigil_loop *loop, size_t len) {
+    if (len > ((size_t)1 << SEND_CACHE_MAX_SHIFT))
+        return malloc(len);
+    int shift = send_class(len);
+    void **head = &loop->send_cache[shift - SEND_CACHE_MIN_SHIFT];
+    if (*head) {
+        void *p = *head;
+        *head = *(void **)p;
+        loop->send_cached -= (size_t)1 << shift;
+        return p;
+    }
+    return malloc((size_t)1 << shift);
+}
+
+void vigil__send_free(vigil_loop *loop, void *p, size_t len) {
+    if (!p)
+        return;
+    if (len > ((size_t)1 << SEND_CACHE_MAX_SHIFT)) {
+        free(p);
+        return;
+    }
+    int shift = send_class(len);
+    if (loop->send_cached + ((size_t)1 << shift) > SEND_CACHE_BYTES) {
+        free(p);
+        return;
+    }
+    void **head = &loop->send_cache[shift - SEND_CACHE_MIN_SHIFT];
+    *(void **)p = *head;
+    *head = p;
+    loop->send_cached += (size_t)1 << shift;
 }
 
 /* ---------------------------------------------------- connection table */
@@ -809,7 +854,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
         vigil__op *chunk = loop->ops[i];
         for (uint32_t j = 0; j < VIGIL__CHUNK; j++) {
             if (chunk[j].kind == VIGIL__OP_SEND) {
-                free(chunk[j].u.send.data);
+                vigil__send_free(loop, chunk[j].u.send.data, chunk[j].u.send.len);
                 free(chunk[j].u.send.flight);
             } else if (chunk[j].kind == VIGIL__OP_CONNECT) {
                 free(chunk[j].u.connect.addr);
@@ -821,6 +866,13 @@ int vigil_loop_destroy(vigil_loop *loop) {
         for (uint32_t j = 0; j < VIGIL__CHUNK; j++)
             free(loop->conns[i][j].parked);
         free(loop->conns[i]);
+    }
+    for (int i = 0; i < 11; i++) {
+        while (loop->send_cache[i]) {
+            void *next = *(void **)loop->send_cache[i];
+            free(loop->send_cache[i]);
+            loop->send_cache[i] = next;
+        }
     }
     free(loop->heap);
     pthread_mutex_destroy(&loop->post_lock);

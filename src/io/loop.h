@@ -216,6 +216,11 @@ struct vigil_loop {
     uint32_t bufs_free;  /* buffers the kernel can receive into */
     uint32_t buf_current;/* buffer in the current receive callback, or UINT32_MAX */
 
+    /* freed send copies, by power-of-two size class (64 B .. 64 KiB), so a
+     * busy stream does not malloc/free (and page-fault) every message */
+    void *send_cache[11];
+    size_t send_cached;
+
     /* the batch being dispatched, reachable from loop memory */
     vigil__cqe batch[256];
     uint32_t batch_len, batch_pos;
@@ -249,6 +254,10 @@ void vigil__op_kernel_started(vigil_loop *loop, vigil__op *op);
 void vigil__later(vigil_loop *loop, vigil__op *op, int status);
 int vigil__op_cancel_kernel(vigil_loop *loop, vigil__op *op);
 
+/* memory for send copies */
+void *vigil__send_alloc(vigil_loop *loop, size_t len);
+void vigil__send_free(vigil_loop *loop, void *p, size_t len);
+
 /* connection table */
 vigil__conn *vigil__conn_new(vigil_loop *loop, int kind, vigil_socket fd);
 vigil__conn *vigil__conn_at(vigil_loop *loop, uint32_t slot1);
@@ -256,6 +265,10 @@ vigil__conn *vigil__conn_from_id(vigil_loop *loop, uint64_t id);
 uint64_t vigil__conn_id(vigil_loop *loop, vigil__conn *c);
 uint32_t vigil__conn_slot1(vigil_loop *loop, vigil__conn *c);
 void vigil__conn_free(vigil_loop *loop, vigil__conn *c);
+
+/* memory for send copies */
+void *vigil__send_alloc(vigil_loop *loop, size_t len);
+void vigil__send_free(vigil_loop *loop, void *p, size_t len);
 
 /* timers and deadlines */
 void vigil__heap_push(vigil_loop *loop, vigil__op *op);

@@ -717,7 +717,7 @@ int vigil_send(vigil_loop *loop, vigil_conn h, const void *data, size_t len, uin
     if (c->flags & (VIGIL__CF_CLOSING | VIGIL__CF_SHUT_WR | VIGIL__CF_BROKEN))
         return -EPIPE;
     vigil__op *op = vigil__op_new(loop, VIGIL__OP_SEND);
-    uint8_t *copy = op ? malloc(len) : NULL;
+    uint8_t *copy = op ? vigil__send_alloc(loop, len) : NULL;
     if (!copy) {
         if (op) {
             op->flags |= VIGIL__OPF_USER_DONE;
