@@ -289,6 +289,71 @@ vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn conn);
 int vigil_conn_set_data(vigil_loop *loop, vigil_conn conn, void *data);
 void *vigil_conn_data(vigil_loop *loop, vigil_conn conn);
 
+/* ------------------------------------------------------------ supervisor */
+
+/* One supervisor thread watches any number of loops. A loop is stalled when
+ * its thread has been away from the kernel wait for longer than stall_ms (in
+ * a callback, or in library code), or waits there while work is ready that
+ * it has not taken up. An idle loop is never stalled; long cooperative work
+ * calls vigil_loop_progress() and is not stalled either.
+ *
+ * On a stall the supervisor, on its own thread: reports it (a backtrace of
+ * the loop thread, taken with a signal and a bounded wait; the syscall it is
+ * in, from /proc; the op and connection it is handling; counters) to
+ * on_stall and to the log hook (default: one line on stderr containing
+ * "stall"), at most once per report_interval_ms per loop; then, if the
+ * thread is blocked in a syscall, unblocks it after unblock_ms with a signal
+ * whose handler is installed without SA_RESTART (the syscall fails with
+ * EINTR). It installs handlers only for its two signal numbers and refuses
+ * (-EBUSY) if the application already handles them. */
+typedef struct vigil_supervisor vigil_supervisor;
+
+typedef struct vigil_stall_report {
+    uint32_t loop_id;          /* vigil_loop_id() */
+    uint64_t stalled_ms;       /* since the loop last made progress */
+    const char *where;         /* "callback", "library" or "kernel wait" */
+    const char *op;            /* kind of op being handled: "recv", "timer", ... or "" */
+    vigil_conn conn;           /* its connection, or {0} */
+    char syscall[96];          /* "running", or the syscall and its first argument */
+    char backtrace[2048];      /* one frame per line, innermost first ("" if none) */
+    uint64_t ops_in_flight, completions, iterations, cq_overflows;
+} vigil_stall_report;
+
+typedef struct vigil_supervisor_options {
+    uint32_t stall_ms;           /* default 100 */
+    uint32_t tick_ms;            /* how often loops are checked; default stall_ms / 4 */
+    uint32_t unblock_ms;         /* after the report; default stall_ms; UINT32_MAX = never */
+    uint32_t report_interval_ms; /* per loop; default 1000 */
+    int backtrace_signal;        /* default SIGRTMIN + 1 */
+    int unblock_signal;          /* default SIGRTMIN + 2 */
+    /* Both run on the supervisor thread. */
+    void (*on_stall)(const vigil_stall_report *r, void *ud);
+    void (*log)(const char *line, void *ud); /* NULL: stderr */
+    void *ud;
+} vigil_supervisor_options;
+
+typedef struct vigil_supervisor_stats {
+    uint64_t ticks, stalls, reports, reports_suppressed, threads_unblocked, recoveries;
+    uint64_t detect_ms_max, detect_ms_sum; /* detection latency: stall start to report */
+    uint64_t detect_hist[8]; /* detection latency in units of stall_ms/4: <=4, 5, 6, 8, 12, 16, 32, more */
+    uint64_t cpu_ns;         /* the supervisor thread's own CPU time */
+} vigil_supervisor_stats;
+
+/* Starts the supervisor thread. opts may be NULL. */
+int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_options *opts);
+/* Watch or stop watching a loop. Any thread. remove returns once the
+ * supervisor no longer touches the loop; destroy a loop only after that. */
+int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop);
+int vigil_supervisor_remove(vigil_supervisor *s, vigil_loop *loop);
+int vigil_supervisor_stats_get(vigil_supervisor *s, vigil_supervisor_stats *out);
+/* Stops and joins the thread, frees it. Loops must have been removed. */
+int vigil_supervisor_stop(vigil_supervisor *s);
+
+/* Marks progress from long cooperative work on the loop thread. */
+int vigil_loop_progress(vigil_loop *loop);
+/* A small number naming the loop in reports and logs. */
+uint32_t vigil_loop_id(const vigil_loop *loop);
+
 /* A short, static description of a negative errno value from vigil. */
 const char *vigil_strerror(int err);
 

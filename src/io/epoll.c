@@ -475,6 +475,8 @@ static int epoll_wait_be(vigil_loop *loop, int64_t timeout_ns) {
 
 static int epoll_wake(vigil_loop *loop) { return vigil__wakefd_signal(st(loop)->wake_fd); }
 
+static int epoll_poll_fd(vigil_loop *loop) { return st(loop)->epfd; }
+
 static void epoll_buf_recycle(vigil_loop *loop, uint32_t id) {
     epoll_state *s = st(loop);
     s->free_bufs[s->nfree++] = id;
@@ -494,5 +496,6 @@ const vigil__backend vigil__epoll_backend = {
     .nop = epoll_nop,
     .wait = epoll_wait_be,
     .wake = epoll_wake,
+    .poll_fd = epoll_poll_fd,
     .buf_recycle = epoll_buf_recycle,
 };

@@ -19,6 +19,17 @@
 #include <string.h>
 
 const char *vigil_version(void) { return VIGIL_VERSION_STRING; }
+
+_Thread_local vigil_loop *vigil__tls_loop;
+static atomic_uint next_loop_id = 1;
+
+const char *vigil__op_kind_name(int kind) {
+    static const char *names[] = {"", "timer", "accept", "recv", "send", "connect",
+                                  "close", "wake", "nop", "post"};
+    return kind >= 0 && kind <= VIGIL__OP_KINDS ? names[kind] : "";
+}
+
+uint32_t vigil_loop_id(const vigil_loop *loop) { return loop ? loop->id : 0; }
 uint64_t vigil_now_ns(void) { return vigil__clock_ns(); }
 
 /* ------------------------------------------------------------ op table */
@@ -333,6 +344,7 @@ int vigil__enter(vigil_loop *loop) {
         if (rc < 0)
             return rc;
         loop->owner = pthread_self();
+        loop->tid = vigil__thread_id();
         atomic_store_explicit(&loop->attached, 1, memory_order_release);
         return 0;
     }
@@ -404,6 +416,8 @@ static void run_due(vigil_loop *loop, uint64_t now) {
         if (op->due_ns > now)
             break;
         vigil__heap_remove(loop, op);
+        atomic_store_explicit(&loop->sv_op_kind, op->kind, memory_order_relaxed);
+        atomic_store_explicit(&loop->sv_conn, 0, memory_order_relaxed);
         if (op->kind == VIGIL__OP_TIMER) {
             if (op->u.timer.repeat_ns) {
                 op->due_ns += op->u.timer.repeat_ns;
@@ -460,6 +474,7 @@ int vigil_loop_post(vigil_loop *loop, vigil_post_cb fn, void *arg) {
     else
         loop->post_head = p;
     loop->post_tail = p;
+    atomic_store_explicit(&loop->sv_posts, 1, memory_order_relaxed);
     pthread_mutex_unlock(&loop->post_lock);
     return vigil_loop_wake(loop);
 }
@@ -485,8 +500,13 @@ static bool run_posts(vigil_loop *loop, int status) {
     pthread_mutex_lock(&loop->post_lock);
     vigil__post *p = loop->post_head;
     loop->post_head = loop->post_tail = NULL;
+    atomic_store_explicit(&loop->sv_posts, 0, memory_order_relaxed);
     pthread_mutex_unlock(&loop->post_lock);
     bool any = p != NULL;
+    if (any) {
+        atomic_store_explicit(&loop->sv_op_kind, VIGIL__OP_KINDS, memory_order_relaxed);
+        atomic_store_explicit(&loop->sv_conn, 0, memory_order_relaxed);
+    }
     while (p) {
         vigil__post *next = p->next;
         VIGIL__CALLBACK(loop, p->fn(loop, status, p->arg));
@@ -505,9 +525,21 @@ static bool posts_waiting(vigil_loop *loop) {
 
 /* ---------------------------------------------------------- dispatch */
 
+void vigil__stamp(vigil_loop *loop) {
+    atomic_store_explicit(&loop->stats.last_progress_ns, vigil__clock_ns(), memory_order_relaxed);
+}
+
 void vigil__note_progress(vigil_loop *loop) {
     vigil__stat_add(&loop->stats.iterations, 1);
-    atomic_store_explicit(&loop->stats.last_progress_ns, vigil__clock_ns(), memory_order_relaxed);
+    vigil__stamp(loop);
+}
+
+int vigil_loop_progress(vigil_loop *loop) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    vigil__stamp(loop);
+    return 0;
 }
 
 void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) {
@@ -527,6 +559,9 @@ void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) {
             vigil__buf_recycle(loop, c->flags >> 16);
         return;
     }
+    atomic_store_explicit(&loop->sv_op_kind, op->kind, memory_order_relaxed);
+    atomic_store_explicit(&loop->sv_conn, op->conn ? vigil__conn_id(loop, vigil__conn_at(loop, op->conn)) : 0,
+                          memory_order_relaxed);
     if (!(c->flags & VIGIL__CQE_MORE)) {
         op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING);
         vigil__stat_add(&loop->stats.ops_in_flight, -1);
@@ -678,6 +713,9 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     if (!loop)
         return -ENOMEM;
     loop->opts = o;
+    loop->id = atomic_fetch_add(&next_loop_id, 1);
+    atomic_store(&loop->sv_next_due_ns, UINT64_MAX);
+    atomic_store(&loop->sv_where, VIGIL__AT_OUTSIDE);
     loop->buf_current = UINT32_MAX;
     pthread_mutex_init(&loop->post_lock, NULL);
 
@@ -760,6 +798,10 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
     if (mode != VIGIL_RUN_DEFAULT && mode != VIGIL_RUN_ONCE && mode != VIGIL_RUN_NOWAIT)
         return -EINVAL;
     loop->running = 1;
+    vigil_loop *outer = vigil__tls_loop;
+    vigil__tls_loop = loop;
+    vigil__stamp(loop);
+    atomic_store_explicit(&loop->sv_where, VIGIL__AT_LIBRARY, memory_order_relaxed);
     uint64_t start = vigil__clock_ns();
     uint64_t until = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000ull;
     rc = 0;
@@ -775,7 +817,13 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
         int64_t t = 0;
         if (mode != VIGIL_RUN_NOWAIT && !loop->later_head && !posts_waiting(loop))
             t = wait_timeout_ns(loop, vigil__clock_ns(), until);
+        atomic_store_explicit(&loop->sv_next_due_ns,
+                              loop->heap_len ? vigil__op_at(loop, loop->heap[0])->due_ns : UINT64_MAX,
+                              memory_order_relaxed);
+        vigil__stamp(loop);
+        atomic_store_explicit(&loop->sv_where, VIGIL__AT_WAIT, memory_order_relaxed);
         rc = loop->be->wait(loop, t);
+        atomic_store_explicit(&loop->sv_where, VIGIL__AT_LIBRARY, memory_order_relaxed);
         vigil__note_progress(loop);
         if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN && rc != -EBUSY)
             break;
@@ -790,6 +838,8 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
             break;
     }
     loop->running = 0;
+    vigil__tls_loop = outer;
+    atomic_store_explicit(&loop->sv_where, VIGIL__AT_OUTSIDE, memory_order_relaxed);
     if (rc < 0)
         return rc;
     return has_work(loop) ? 1 : 0;

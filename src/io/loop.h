@@ -163,6 +163,8 @@ typedef struct vigil__backend {
     int (*wait)(vigil_loop *loop, int64_t timeout_ns);
     /* any thread */
     int (*wake)(vigil_loop *loop);
+    /* an fd that polls readable when completions or events wait (supervisor) */
+    int (*poll_fd)(vigil_loop *loop);
     /* a receive buffer goes back to the kernel */
     void (*buf_recycle)(vigil_loop *loop, uint32_t buf_id);
 } vigil__backend;
@@ -231,6 +233,17 @@ struct vigil_loop {
     atomic_int wake_pending;
     atomic_int stop_requested;
 
+    /* where the loop thread is, for the supervisor thread (relaxed atomics) */
+    uint32_t id;
+    int tid;
+    _Atomic int sv_where;           /* VIGIL__AT_* */
+    _Atomic int sv_op_kind;         /* kind of op being handled (VIGIL__OP_KINDS = a post) */
+    _Atomic uint64_t sv_conn;       /* its connection id, or 0 */
+    _Atomic uint64_t sv_next_due_ns;/* earliest timer or deadline; UINT64_MAX = none */
+    _Atomic int sv_posts;           /* posts waiting */
+    void *bt_frames[48];            /* written by the backtrace signal handler */
+    _Atomic int bt_n;               /* frames written; -1 while a backtrace is requested */
+
     /* progress counters, read lock-free by other threads */
     struct {
         _Atomic uint64_t iterations, completions, ops_in_flight, last_progress_ns,
@@ -275,7 +288,22 @@ void vigil__heap_push(vigil_loop *loop, vigil__op *op);
 void vigil__heap_remove(vigil_loop *loop, vigil__op *op);
 
 /* calls into user code */
-#define VIGIL__CALLBACK(loop, call) do { (loop)->in_callback++; call; (loop)->in_callback--; } while (0)
+#define VIGIL__AT_LIBRARY 0
+#define VIGIL__AT_CALLBACK 1
+#define VIGIL__AT_WAIT 2
+#define VIGIL__AT_OUTSIDE 3 /* not inside vigil_loop_run: nothing to watch */
+#define VIGIL__CALLBACK(loop, call)                                                         \
+    do {                                                                                    \
+        (loop)->in_callback++;                                                              \
+        atomic_store_explicit(&(loop)->sv_where, VIGIL__AT_CALLBACK, memory_order_relaxed);   \
+        call;                                                                               \
+        if (!--(loop)->in_callback)                                                         \
+            atomic_store_explicit(&(loop)->sv_where, VIGIL__AT_LIBRARY, memory_order_relaxed);\
+    } while (0)
+
+/* the loop the current thread is running (for the backtrace signal handler) */
+extern _Thread_local vigil_loop *vigil__tls_loop;
+const char *vigil__op_kind_name(int kind);
 
 /* the loop thread check every single-thread entry point makes */
 int vigil__enter(vigil_loop *loop);
@@ -283,6 +311,7 @@ int vigil__enter(vigil_loop *loop);
 /* completion dispatch, called by backends */
 void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c);
 void vigil__note_progress(vigil_loop *loop);
+void vigil__stamp(vigil_loop *loop);
 
 /* tcp.c: handlers per op kind */
 int vigil__tcp_cancel(vigil_loop *loop, vigil__op *op);

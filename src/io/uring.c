@@ -420,6 +420,10 @@ static int uring_wait(vigil_loop *loop, int64_t timeout_ns) {
 
 static int uring_wake(vigil_loop *loop) { return vigil__wakefd_signal(st(loop)->wake_fd); }
 
+/* The ring fd polls readable when completions wait for the owner (with
+ * DEFER_TASKRUN: when task work waits), and not when the loop is idle. */
+static int uring_poll_fd(vigil_loop *loop) { return st(loop)->ring.ring_fd; }
+
 static void uring_buf_recycle(vigil_loop *loop, uint32_t id) {
     uring_state *s = st(loop);
     io_uring_buf_ring_add(s->br, loop->buf_base + (size_t)id * loop->opts.buf_size, loop->opts.buf_size,
@@ -441,5 +445,6 @@ const vigil__backend vigil__uring_backend = {
     .nop = uring_nop,
     .wait = uring_wait,
     .wake = uring_wake,
+    .poll_fd = uring_poll_fd,
     .buf_recycle = uring_buf_recycle,
 };

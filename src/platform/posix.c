@@ -15,6 +15,9 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 uint64_t vigil__clock_ns(void) {
@@ -144,4 +147,57 @@ int vigil__wakefd_signal(int fd) {
 void vigil__wakefd_close(int fd) {
     if (fd >= 0)
         close(fd);
+}
+
+int vigil__thread_id(void) { return (int)syscall(SYS_gettid); }
+
+int vigil__thread_syscall(int tid, char *buf, size_t len) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    char line[256];
+    if (!fgets(line, sizeof(line), f)) {
+        fclose(f);
+        return -EIO;
+    }
+    fclose(f);
+    long nr;
+    unsigned long a0;
+    if (sscanf(line, "%ld %lx", &nr, &a0) == 2)
+        snprintf(buf, len, "syscall %ld (%s) arg0 %lu", nr,
+                 nr == SYS_read ? "read" : nr == SYS_write ? "write" : nr == SYS_nanosleep ? "nanosleep"
+                 : nr == SYS_clock_nanosleep ? "clock_nanosleep" : nr == SYS_recvfrom ? "recvfrom"
+                 : nr == SYS_sendto ? "sendto" : nr == SYS_poll ? "poll" : nr == SYS_ppoll ? "ppoll"
+                 : nr == SYS_epoll_wait ? "epoll_wait" : nr == SYS_io_uring_enter ? "io_uring_enter"
+                 : nr == SYS_futex ? "futex" : nr == SYS_accept4 ? "accept4" : nr == SYS_connect ? "connect"
+                 : "?", a0);
+    else
+        snprintf(buf, len, "%s", strtok(line, "\n") ? line : "?");
+    return 0;
+}
+
+uint64_t vigil__thread_cpu_ns(int tid) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    char line[1024];
+    uint64_t ns = 0;
+    if (fgets(line, sizeof(line), f)) {
+        char *p = strrchr(line, ')'); /* the name may hold spaces */
+        unsigned long ut, st;
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+            ns = (uint64_t)(ut + st) * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
+    }
+    fclose(f);
+    return ns;
+}
+
+int vigil__fd_readable(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n = poll(&p, 1, 0);
+    return n < 0 ? -errno : n > 0 && (p.revents & POLLIN);
 }

@@ -1,0 +1,372 @@
+/*
+ * supervisor.c: one thread that watches loops, reports stalls and unblocks a
+ * loop thread stuck in a syscall. docs/supervisor.md has the state machine
+ * and why each step is safe.
+ *
+ * The supervisor only reads what the loop publishes for it (relaxed atomics:
+ * where the thread is, the op and connection it handles, the time of its
+ * last progress, the next deadline, posts waiting) and polls the backend's fd.
+ * Its only actions on the loop thread are two signals: one whose handler
+ * (SA_RESTART) records a backtrace into loop memory, one whose handler (no
+ * SA_RESTART) does nothing, so that a blocked syscall fails with EINTR.
+ * It never touches the loop's tables, ring or connections.
+ */
+#include "io/loop.h"
+#include "platform/platform.h"
+
+#include <errno.h>
+#include <execinfo.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct watched {
+    vigil_loop *loop;
+    bool stalled;          /* in a stall we have counted */
+    uint64_t stall_since;  /* last progress when the stall was found */
+    uint64_t reported_ns;  /* last report (rate limit) */
+    uint64_t unblocked_ns; /* last unblock signal */
+} watched;
+
+struct vigil_supervisor {
+    vigil_supervisor_options o;
+    pthread_t thread;
+    int tid;
+    pthread_mutex_t lock; /* guards the list; held while a tick looks at loops */
+    pthread_cond_t cond;
+    watched *w;
+    uint32_t n, cap;
+    bool stop;
+    struct {
+        _Atomic uint64_t ticks, stalls, reports, reports_suppressed, threads_unblocked, recoveries,
+            detect_ms_max, detect_ms_sum, detect_hist[8];
+    } st;
+};
+
+static void on_backtrace_signal(int sig) {
+    (void)sig;
+    vigil_loop *loop = vigil__tls_loop;
+    if (!loop || atomic_load_explicit(&loop->bt_n, memory_order_acquire) != -1)
+        return;
+    int n = backtrace(loop->bt_frames, (int)(sizeof(loop->bt_frames) / sizeof(loop->bt_frames[0])));
+    atomic_store_explicit(&loop->bt_n, n, memory_order_release);
+}
+
+static void on_unblock_signal(int sig) { (void)sig; /* its only job: EINTR */ }
+
+/* Installs a handler for sig unless the application has one. */
+static int install(int sig, void (*fn)(int), int flags) {
+    struct sigaction old, sa;
+    if (sigaction(sig, NULL, &old) < 0)
+        return -errno;
+    if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN && old.sa_handler != fn)
+        return -EBUSY; /* the application's own handler: leave it alone */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = fn;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(sig, &sa, NULL) < 0 ? -errno : 0;
+}
+
+static void log_line(vigil_supervisor *s, const char *line) {
+    if (s->o.log)
+        s->o.log(line, s->o.ud);
+    else
+        fprintf(stderr, "%s\n", line);
+}
+
+static void stat_add(_Atomic uint64_t *c, uint64_t d) { atomic_fetch_add_explicit(c, d, memory_order_relaxed); }
+
+/* Asks the loop thread for its backtrace; waits at most 50 ms. */
+static void take_backtrace(vigil_supervisor *s, vigil_loop *loop, char *out, size_t len) {
+    out[0] = 0;
+    atomic_store_explicit(&loop->bt_n, -1, memory_order_release);
+    if (pthread_kill(loop->owner, s->o.backtrace_signal) != 0)
+        return;
+    uint64_t until = vigil__clock_ns() + 50000000ull;
+    int n;
+    while ((n = atomic_load_explicit(&loop->bt_n, memory_order_acquire)) < 0 && vigil__clock_ns() < until) {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    if (n <= 0) {
+        atomic_store_explicit(&loop->bt_n, 0, memory_order_release);
+        snprintf(out, len, "(no backtrace within 50 ms)");
+        return;
+    }
+    char **sym = backtrace_symbols(loop->bt_frames, n);
+    size_t used = 0;
+    /* frame 0-1 are the handler and the signal trampoline */
+    for (int i = 2; i < n && sym && used + 2 < len; i++) {
+        int w = snprintf(out + used, len - used, "%s\n", sym[i]);
+        if (w < 0)
+            break;
+        used += (size_t)w < len - used ? (size_t)w : len - used - 1;
+    }
+    free(sym);
+}
+
+static const char *where_name(int where) {
+    return where == VIGIL__AT_CALLBACK ? "callback" : where == VIGIL__AT_WAIT ? "kernel wait" : "library";
+}
+
+static void report(vigil_supervisor *s, watched *w, uint64_t now, uint64_t age_ns) {
+    vigil_loop *loop = w->loop;
+    vigil_stall_report r;
+    memset(&r, 0, sizeof(r));
+    r.loop_id = loop->id;
+    r.stalled_ms = age_ns / 1000000;
+    r.where = where_name(atomic_load_explicit(&loop->sv_where, memory_order_relaxed));
+    r.op = vigil__op_kind_name(atomic_load_explicit(&loop->sv_op_kind, memory_order_relaxed));
+    r.conn.id = atomic_load_explicit(&loop->sv_conn, memory_order_relaxed);
+    if (vigil__thread_syscall(loop->tid, r.syscall, sizeof(r.syscall)) < 0)
+        snprintf(r.syscall, sizeof(r.syscall), "?");
+    take_backtrace(s, loop, r.backtrace, sizeof(r.backtrace));
+    vigil_loop_stats ls;
+    vigil_loop_stats_get(loop, &ls);
+    r.ops_in_flight = ls.ops_in_flight;
+    r.completions = ls.completions;
+    r.iterations = ls.iterations;
+    r.cq_overflows = ls.cq_overflows;
+    w->reported_ns = now;
+    stat_add(&s->st.reports, 1);
+    char first[160] = "";
+    const char *nl = strchr(r.backtrace, '\n');
+    snprintf(first, sizeof(first), "%.*s", nl ? (int)(nl - r.backtrace) : (int)strlen(r.backtrace),
+             r.backtrace);
+    char line[512];
+    snprintf(line, sizeof(line),
+             "vigil: stall: loop %u stalled %llu ms in %s (op %s, conn %#llx), thread %s, %llu ops in "
+             "flight; at %s",
+             r.loop_id, (unsigned long long)r.stalled_ms, r.where, *r.op ? r.op : "-",
+             (unsigned long long)r.conn.id, r.syscall, (unsigned long long)r.ops_in_flight, first);
+    log_line(s, line);
+    if (s->o.on_stall)
+        s->o.on_stall(&r, s->o.ud);
+}
+
+static void check(vigil_supervisor *s, watched *w, uint64_t now) {
+    vigil_loop *loop = w->loop;
+    if (!atomic_load_explicit(&loop->attached, memory_order_acquire))
+        return;
+    uint64_t last = atomic_load_explicit(&loop->stats.last_progress_ns, memory_order_relaxed);
+    uint64_t age = now > last ? now - last : 0;
+    uint64_t stall_ns = (uint64_t)s->o.stall_ms * 1000000ull;
+    bool stuck = false;
+    if (age >= stall_ns) {
+        int where = atomic_load_explicit(&loop->sv_where, memory_order_relaxed);
+        if (where == VIGIL__AT_OUTSIDE) {
+            stuck = false; /* the application is not running the loop right now */
+        } else if (where != VIGIL__AT_WAIT) {
+            stuck = true; /* away from the kernel wait for too long */
+        } else {
+            /* In the wait: stuck only if work is ready that it has not taken up. */
+            uint64_t due = atomic_load_explicit(&loop->sv_next_due_ns, memory_order_relaxed);
+            stuck = (due != UINT64_MAX && due + stall_ns <= now) ||
+                    atomic_load_explicit(&loop->sv_posts, memory_order_relaxed) ||
+                    vigil__fd_readable(loop->be->poll_fd(loop)) > 0;
+        }
+    }
+    if (!stuck) {
+        if (w->stalled) {
+            char line[128];
+            snprintf(line, sizeof(line), "vigil: loop %u made progress again after a %llu ms stall",
+                     loop->id, (unsigned long long)((last - w->stall_since) / 1000000));
+            log_line(s, line);
+            stat_add(&s->st.recoveries, 1);
+            w->stalled = false;
+        }
+        return;
+    }
+    if (!w->stalled || w->stall_since != last) {
+        /* a new stall: count it and its detection latency */
+        w->stalled = true;
+        w->stall_since = last;
+        w->unblocked_ns = 0;
+        stat_add(&s->st.stalls, 1);
+        uint64_t ms = age / 1000000;
+        stat_add(&s->st.detect_ms_sum, ms);
+        uint64_t max = atomic_load(&s->st.detect_ms_max);
+        if (ms > max)
+            atomic_store(&s->st.detect_ms_max, ms);
+        uint64_t quarter = s->o.stall_ms / 4 ? s->o.stall_ms / 4 : 1;
+        uint64_t q = ms / quarter;
+        static const uint64_t edges[7] = {4, 5, 6, 8, 12, 16, 32};
+        int b = 0;
+        while (b < 7 && q > edges[b])
+            b++;
+        stat_add(&s->st.detect_hist[b], 1);
+        if (w->reported_ns && now - w->reported_ns < (uint64_t)s->o.report_interval_ms * 1000000ull)
+            stat_add(&s->st.reports_suppressed, 1);
+        else
+            report(s, w, now, age);
+        return;
+    }
+    /* Still stalled: a thread blocked in a syscall is interrupted, once per unblock_ms. */
+    if (s->o.unblock_ms == UINT32_MAX || age < stall_ns + (uint64_t)s->o.unblock_ms * 1000000ull)
+        return;
+    if (w->unblocked_ns && now - w->unblocked_ns < (uint64_t)s->o.unblock_ms * 1000000ull)
+        return;
+    char sc[96];
+    if (vigil__thread_syscall(loop->tid, sc, sizeof(sc)) < 0 || !strncmp(sc, "running", 7))
+        return; /* spinning in user code: a signal would not help (a rebuild will) */
+    w->unblocked_ns = now;
+    if (pthread_kill(loop->owner, s->o.unblock_signal) == 0) {
+        stat_add(&s->st.threads_unblocked, 1);
+        char line[200];
+        snprintf(line, sizeof(line), "vigil: loop %u stalled %llu ms in %s: interrupting it (signal %d)",
+                 loop->id, (unsigned long long)(age / 1000000), sc, s->o.unblock_signal);
+        log_line(s, line);
+    }
+}
+
+static void *supervisor_main(void *arg) {
+    vigil_supervisor *s = arg;
+    s->tid = vigil__thread_id();
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop) {
+        uint64_t now = vigil__clock_ns();
+        stat_add(&s->st.ticks, 1);
+        for (uint32_t i = 0; i < s->n; i++)
+            check(s, &s->w[i], now);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)s->o.tick_ms * 1000000ull;
+        until.tv_sec += (time_t)(ns / 1000000000ull);
+        until.tv_nsec = (long)(ns % 1000000000ull);
+        if (!s->stop)
+            pthread_cond_timedwait(&s->cond, &s->lock, &until);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_options *opts) {
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    vigil_supervisor_options o = {0};
+    if (opts)
+        o = *opts;
+    if (!o.stall_ms)
+        o.stall_ms = 100;
+    if (!o.tick_ms)
+        o.tick_ms = o.stall_ms / 4 ? o.stall_ms / 4 : 1;
+    if (!o.unblock_ms)
+        o.unblock_ms = o.stall_ms;
+    if (!o.report_interval_ms)
+        o.report_interval_ms = 1000;
+    if (!o.backtrace_signal)
+        o.backtrace_signal = SIGRTMIN + 1;
+    if (!o.unblock_signal)
+        o.unblock_signal = SIGRTMIN + 2;
+    if (o.backtrace_signal == o.unblock_signal || o.backtrace_signal <= 0 || o.unblock_signal <= 0 ||
+        o.backtrace_signal >= NSIG || o.unblock_signal >= NSIG)
+        return -EINVAL;
+    /* backtrace() may load libgcc on first use: never let that happen in the handler */
+    void *warm[2];
+    backtrace(warm, 2);
+    int rc = install(o.backtrace_signal, on_backtrace_signal, SA_RESTART);
+    if (rc == 0)
+        rc = install(o.unblock_signal, on_unblock_signal, 0); /* no SA_RESTART: EINTR */
+    if (rc < 0)
+        return rc;
+    vigil_supervisor *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->o = o;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&s->thread, NULL, supervisor_main, s) != 0) {
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->cond);
+        free(s);
+        return -EAGAIN;
+    }
+    *out = s;
+    return 0;
+}
+
+int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop) {
+    if (!s || !loop)
+        return -EINVAL;
+    pthread_mutex_lock(&s->lock);
+    int rc = 0;
+    for (uint32_t i = 0; i < s->n; i++)
+        if (s->w[i].loop == loop)
+            rc = -EEXIST;
+    if (!rc && s->n == s->cap) {
+        uint32_t cap = s->cap ? s->cap * 2 : 8;
+        watched *w = realloc(s->w, cap * sizeof(*w));
+        if (!w)
+            rc = -ENOMEM;
+        else {
+            s->w = w;
+            s->cap = cap;
+        }
+    }
+    if (!rc)
+        s->w[s->n++] = (watched){.loop = loop};
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int vigil_supervisor_remove(vigil_supervisor *s, vigil_loop *loop) {
+    if (!s || !loop)
+        return -EINVAL;
+    /* The lock is held for a whole tick, so once we have it the supervisor is
+     * not looking at the loop, and will not again. */
+    pthread_mutex_lock(&s->lock);
+    int rc = -ENOENT;
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (s->w[i].loop == loop) {
+            s->w[i] = s->w[--s->n];
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int vigil_supervisor_stats_get(vigil_supervisor *s, vigil_supervisor_stats *out) {
+    if (!s || !out)
+        return -EINVAL;
+#define LD(f) out->f = atomic_load_explicit(&s->st.f, memory_order_relaxed)
+    LD(ticks);
+    LD(stalls);
+    LD(reports);
+    LD(reports_suppressed);
+    LD(threads_unblocked);
+    LD(recoveries);
+    LD(detect_ms_max);
+    LD(detect_ms_sum);
+#undef LD
+    for (int i = 0; i < 8; i++)
+        out->detect_hist[i] = atomic_load_explicit(&s->st.detect_hist[i], memory_order_relaxed);
+    out->cpu_ns = s->tid ? vigil__thread_cpu_ns(s->tid) : 0;
+    return 0;
+}
+
+int vigil_supervisor_stop(vigil_supervisor *s) {
+    if (!s)
+        return -EINVAL;
+    pthread_mutex_lock(&s->lock);
+    if (s->n) {
+        pthread_mutex_unlock(&s->lock);
+        return -EBUSY;
+    }
+    s->stop = true;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s->w);
+    free(s);
+    return 0;
+}

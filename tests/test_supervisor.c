@@ -1,0 +1,243 @@
+/* test_supervisor.c: stall detection, reports, unblocking, no false positives. */
+#include "util.h"
+#include "vt.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* What the supervisor told us (written on its thread). */
+typedef struct seen {
+    pthread_mutex_t lock;
+    int reports;
+    vigil_stall_report first;
+    int stall_lines;
+} seen;
+
+static void on_stall(const vigil_stall_report *r, void *ud) {
+    seen *s = ud;
+    pthread_mutex_lock(&s->lock);
+    if (!s->reports++)
+        s->first = *r;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_log(const char *line, void *ud) {
+    seen *s = ud;
+    pthread_mutex_lock(&s->lock);
+    if (strstr(line, "stall"))
+        s->stall_lines++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static vigil_supervisor *start_sv(seen *s, uint32_t stall_ms) {
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
+    vigil_supervisor_options o = {.stall_ms = stall_ms, .on_stall = on_stall, .log = on_log, .ud = s};
+    vigil_supervisor *sv;
+    VT_OK(vigil_supervisor_start(&sv, &o));
+    return sv;
+}
+
+static void finish(vigil_supervisor *sv, vigil_loop *loop) {
+    VT_OK(vigil_supervisor_remove(sv, loop));
+    VT_OK(vigil_supervisor_stop(sv));
+    VT_OK(vigil_loop_destroy(loop));
+}
+
+/* Exported (not static) so the backtrace can name them. */
+void vigil_test_spin_here(uint64_t ms);
+__attribute__((noinline)) void vigil_test_spin_here(uint64_t ms) {
+    uint64_t until = vigil_now_ns() + ms * 1000000ull;
+    while (vigil_now_ns() < until)
+        ;
+}
+
+int vigil_test_block_here(int fd);
+__attribute__((noinline)) int vigil_test_block_here(int fd) {
+    char c;
+    /* one read, not retried: an interrupted read ends the block */
+    return (int)read(fd, &c, 1);
+}
+
+typedef struct job {
+    int done;
+    int fd;
+    int rc, err;
+    uint64_t took_ms;
+} job;
+
+static void spin_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    job *j = ud;
+    if (status)
+        return;
+    vigil_test_spin_here(400);
+    j->done = 1;
+}
+
+VT_TEST(supervisor, spin_in_callback_is_reported_with_backtrace, 15) {
+    seen s;
+    vigil_supervisor *sv = start_sv(&s, 100);
+    vigil_loop *loop = vt_loop(NULL);
+    VT_OK(vigil_supervisor_add(sv, loop));
+    job j = {0};
+    VT_OK(vigil_timer_start(loop, 10, 0, spin_timer, &j, NULL));
+    VT_ASSERT(vt_run_until(loop, &j.done, 5000));
+    vt_run_until(loop, &(int){0}, 100); /* let the supervisor see the recovery */
+    pthread_mutex_lock(&s.lock);
+    VT_EQ(s.reports, 1);
+    VT_ASSERT(s.stall_lines >= 1, "no log line containing 'stall'");
+    VT_ASSERT(!strcmp(s.first.where, "callback"), "where = %s", s.first.where);
+    VT_ASSERT(!strcmp(s.first.op, "timer"), "op = %s", s.first.op);
+    VT_EQ(s.first.loop_id, vigil_loop_id(loop));
+    /* detected within stall_ms plus a tick (25 ms), with room for a loaded machine */
+    VT_ASSERT(s.first.stalled_ms >= 100 && s.first.stalled_ms <= 100 + 25 + 100, "stalled_ms %llu",
+              (unsigned long long)s.first.stalled_ms);
+    VT_ASSERT(!strncmp(s.first.syscall, "running", 7), "syscall: %s", s.first.syscall);
+    VT_ASSERT(strstr(s.first.backtrace, "vigil_test_spin_here") != NULL, "backtrace:\n%s", s.first.backtrace);
+    pthread_mutex_unlock(&s.lock);
+    vigil_supervisor_stats st;
+    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_EQ(st.stalls, 1);
+    VT_EQ(st.threads_unblocked, 0); /* spinning in user code: a signal would not help */
+    VT_ASSERT(st.detect_ms_max >= 100 && st.detect_ms_max <= 225, "detect_ms_max %llu",
+              (unsigned long long)st.detect_ms_max);
+    finish(sv, loop);
+}
+
+static void block_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    job *j = ud;
+    if (status)
+        return;
+    uint64_t t0 = vigil_now_ns();
+    j->rc = vigil_test_block_here(j->fd);
+    j->err = errno;
+    j->took_ms = (vigil_now_ns() - t0) / 1000000;
+    j->done = 1;
+}
+
+VT_TEST(supervisor, blocked_syscall_is_interrupted, 15) {
+    seen s;
+    vigil_supervisor *sv = start_sv(&s, 100);
+    vigil_loop *loop = vt_loop(NULL);
+    VT_OK(vigil_supervisor_add(sv, loop));
+    int p[2];
+    VT_EQ(pipe(p), 0);
+    job j = {.fd = p[0]};
+    VT_OK(vigil_timer_start(loop, 10, 0, block_timer, &j, NULL));
+    VT_ASSERT(vt_run_until(loop, &j.done, 5000), "the blocked read was never interrupted");
+    VT_EQ(j.rc, -1);
+    VT_EQ(j.err, EINTR);
+    /* reported after ~100 ms, interrupted unblock_ms (100) later */
+    VT_ASSERT(j.took_ms >= 150 && j.took_ms < 1500, "blocked for %llu ms", (unsigned long long)j.took_ms);
+    pthread_mutex_lock(&s.lock);
+    VT_EQ(s.reports, 1);
+    VT_ASSERT(strstr(s.first.syscall, "read") != NULL, "syscall: %s", s.first.syscall);
+#ifndef __SANITIZE_THREAD__ /* TSan holds signals back while a syscall blocks */
+    VT_ASSERT(strstr(s.first.backtrace, "vigil_test_block_here") != NULL, "backtrace:\n%s",
+              s.first.backtrace);
+#endif
+    pthread_mutex_unlock(&s.lock);
+    vigil_supervisor_stats st;
+    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_EQ(st.threads_unblocked, 1);
+    close(p[0]);
+    close(p[1]);
+    finish(sv, loop);
+}
+
+static void idle_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {}
+static void idle_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) { *(int *)ud = 1; }
+
+VT_TEST(supervisor, idle_loop_is_never_stalled, 10) {
+    seen s;
+    vigil_supervisor *sv = start_sv(&s, 50);
+    vigil_loop *loop = vt_loop(NULL);
+    VT_OK(vigil_supervisor_add(sv, loop));
+    int port, connected = 0;
+    vt_listen(loop, idle_accept, NULL, &port);
+    vigil_conn c;
+    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)port, 0, idle_connected, &connected, &c, NULL));
+    VT_ASSERT(vt_run_until(loop, &connected, 2000));
+    VT_OK(vigil_timer_start(loop, 60000, 0, spin_timer, &(job){0}, NULL));
+    int never = 0;
+    vt_run_until(loop, &never, 600); /* 12 stall periods with nothing to do */
+    vigil_supervisor_stats st;
+    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_EQ(st.stalls, 0);
+    VT_ASSERT(st.ticks >= 10, "supervisor ticked %llu times", (unsigned long long)st.ticks);
+    finish(sv, loop);
+}
+
+typedef struct busy {
+    int n;
+    int cooperative;
+    int done;
+} busy;
+
+static void busy_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    busy *b = ud;
+    if (status)
+        return;
+    if (b->cooperative) {
+        /* 400 ms of work in one callback, marking progress as it goes */
+        for (int i = 0; i < 40; i++) {
+            vigil_test_spin_here(10);
+            vigil_loop_progress(loop);
+        }
+        b->done = 1;
+        return;
+    }
+    vigil_test_spin_here(5); /* busy, but back in the loop every 5 ms */
+    if (++b->n == 100)
+        b->done = 1;
+}
+
+VT_TEST(supervisor, busy_but_progressing_loop_is_not_stalled, 15) {
+    seen s;
+    vigil_supervisor *sv = start_sv(&s, 50);
+    vigil_loop *loop = vt_loop(NULL);
+    VT_OK(vigil_supervisor_add(sv, loop));
+    busy b = {0};
+    vigil_op t;
+    VT_OK(vigil_timer_start(loop, 1, 1, busy_timer, &b, &t));
+    VT_ASSERT(vt_run_until(loop, &b.done, 8000));
+    VT_OK(vigil_cancel(loop, t));
+    busy c = {.cooperative = 1};
+    VT_OK(vigil_timer_start(loop, 1, 0, busy_timer, &c, NULL));
+    VT_ASSERT(vt_run_until(loop, &c.done, 8000));
+    vigil_supervisor_stats st;
+    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_EQ(st.stalls, 0);
+    finish(sv, loop);
+}
+
+static void app_handler(int sig) { (void)sig; }
+
+VT_TEST(supervisor, lifecycle_and_foreign_handlers, 10) {
+    vigil_supervisor *sv;
+    vigil_loop *loop = vt_loop(NULL);
+    VT_OK(vigil_supervisor_start(&sv, NULL));
+    VT_OK(vigil_supervisor_add(sv, loop));
+    VT_EQ(vigil_supervisor_add(sv, loop), -EEXIST);
+    VT_EQ(vigil_supervisor_stop(sv), -EBUSY); /* loops first */
+    VT_OK(vigil_supervisor_remove(sv, loop));
+    VT_EQ(vigil_supervisor_remove(sv, loop), -ENOENT);
+    VT_OK(vigil_supervisor_stop(sv));
+    VT_EQ(vigil_supervisor_start(NULL, NULL), -EINVAL);
+    vigil_supervisor_options same = {.backtrace_signal = SIGRTMIN + 3, .unblock_signal = SIGRTMIN + 3};
+    VT_EQ(vigil_supervisor_start(&sv, &same), -EINVAL);
+    /* the application's own handler on one of the signals is left alone */
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = app_handler;
+    VT_EQ(sigaction(SIGRTMIN + 4, &sa, &old), 0);
+    vigil_supervisor_options theirs = {.backtrace_signal = SIGRTMIN + 4, .unblock_signal = SIGRTMIN + 5};
+    VT_EQ(vigil_supervisor_start(&sv, &theirs), -EBUSY);
+    struct sigaction now;
+    VT_EQ(sigaction(SIGRTMIN + 4, NULL, &now), 0);
+    VT_ASSERT(now.sa_handler == app_handler, "the application's handler was replaced");
+    VT_OK(vigil_loop_destroy(loop));
+}
