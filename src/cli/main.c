@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 static void usage_main(FILE *f) {
     fprintf(f, "usage: vigil <command> [options]\n"
@@ -21,17 +23,33 @@ static void usage_main(FILE *f) {
 
 static void usage_serve(FILE *f) {
     fprintf(f, "usage: vigil serve [--port P] [--host H] [--backend auto|uring|epoll]\n"
+               "                   [--stall-ms N] [--idle-ms N] [--inject KIND:DURATION_MS:PERIOD_MS]\n"
                "  --port P      TCP port to listen on (default 7000; 0 = any free port)\n"
                "  --host H      numeric IPv4/IPv6 address (default 127.0.0.1)\n"
                "  --backend B   auto (default: io_uring, else epoll), uring or epoll\n"
+               "  --stall-ms N  supervise the loop: report a stall after N ms, then interrupt\n"
+               "                a thread blocked in a syscall (each action: one line on stderr)\n"
+               "  --idle-ms N   reset connections that send nothing for N ms\n"
+               "  --inject K:D:P  stall the loop on purpose, first after P ms, then every P ms,\n"
+               "                in the receive callback of the next connection with data:\n"
+               "                spin (busy-loop D ms), block (sleep D ms in one syscall, not\n"
+               "                retried when interrupted), hang (a read that never returns by\n"
+               "                itself; until loop rebuilds exist, only SIGKILL ends the server)\n"
                "Echoes every byte back. Runs until SIGINT or SIGTERM, then closes every\n"
                "connection cleanly (queued bytes are flushed, then FIN).\n");
 }
 
 /* ------------------------------------------------------------ serve */
 
+enum { INJECT_NONE, INJECT_SPIN, INJECT_BLOCK, INJECT_HANG };
+
 typedef struct server {
     vigil_loop *loop;
+    uint32_t idle_ms;
+    int inject_kind;
+    uint32_t inject_ms, inject_period_ms;
+    int inject_due; /* the next receive callback stalls */
+    uint64_t injected, idle_closed;
     vigil_listener listener;
     vigil_conn *conns; /* live connections; conn data holds index + 1 */
     size_t n, cap;
@@ -55,7 +73,61 @@ static void on_closed(vigil_loop *loop, vigil_conn c, int status, void *ud) {}
 
 static void on_drain(vigil_loop *loop, vigil_conn c, void *ud) { vigil_recv_resume(loop, c); }
 
+/* Deliberate stalls, for profiling recovery (--inject). Not static: a stall
+ * report's backtrace names them. */
+__attribute__((noinline)) void vigil_inject_spin(uint32_t ms);
+__attribute__((noinline)) void vigil_inject_spin(uint32_t ms) {
+    uint64_t until = vigil_now_ns() + (uint64_t)ms * 1000000ull;
+    while (vigil_now_ns() < until)
+        ;
+}
+
+__attribute__((noinline)) void vigil_inject_block(uint32_t ms);
+__attribute__((noinline)) void vigil_inject_block(uint32_t ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* one syscall; interrupted means done */
+}
+
+__attribute__((noinline)) void vigil_inject_hang(void);
+__attribute__((noinline)) void vigil_inject_hang(void) {
+    int p[2];
+    if (pipe(p) < 0)
+        return;
+    char c;
+    while (read(p[0], &c, 1) < 0 && errno == EINTR)
+        ; /* retried when interrupted: only a rebuild frees the loop */
+}
+
+static void inject_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    if (status == 0)
+        srv.inject_due = 1;
+}
+
+static void inject_now(void) {
+    srv.inject_due = 0;
+    srv.injected++;
+    fprintf(stderr, "vigil serve: injecting %s for %u ms\n",
+            srv.inject_kind == INJECT_SPIN ? "spin" : srv.inject_kind == INJECT_BLOCK ? "block" : "hang",
+            srv.inject_ms);
+    if (srv.inject_kind == INJECT_SPIN)
+        vigil_inject_spin(srv.inject_ms);
+    else if (srv.inject_kind == INJECT_BLOCK)
+        vigil_inject_block(srv.inject_ms);
+    else
+        vigil_inject_hang();
+}
+
 static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
+    if (status > 0 && srv.inject_due)
+        inject_now();
+    if (status == -ETIMEDOUT) { /* --idle-ms: the peer went quiet */
+        srv.idle_closed++;
+        fprintf(stderr, "vigil serve: conn %#llx idle for %u ms: reset\n", (unsigned long long)c.id,
+                srv.idle_ms);
+        conn_forget(loop, c);
+        vigil_abort(loop, c, on_closed, NULL);
+        return;
+    }
     if (status > 0) {
         srv.bytes += (uint64_t)status;
         int rc = vigil_send(loop, c, buf->data, buf->len, 0, NULL, NULL, NULL);
@@ -92,7 +164,7 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
     vigil_conn_set_data(loop, c, (void *)(uintptr_t)srv.n);
     srv.accepted++;
     vigil_send_watermark(loop, c, 1 << 20, 256 << 10, on_drain, NULL);
-    if (vigil_recv_start(loop, c, 0, on_recv, NULL, NULL) < 0) {
+    if (vigil_recv_start(loop, c, srv.idle_ms, on_recv, NULL, NULL) < 0) {
         conn_forget(loop, c);
         vigil_abort(loop, c, on_closed, NULL);
     }
@@ -117,6 +189,16 @@ static int parse_port(const char *s, uint16_t *out) {
     return 0;
 }
 
+static int parse_u32(const char *s, uint32_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || !*s || v > UINT32_MAX)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
 static void raise_nofile(void) {
     struct rlimit r;
     if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
@@ -127,6 +209,7 @@ static void raise_nofile(void) {
 
 static int cmd_serve(int argc, char **argv) {
     uint16_t port = 7000;
+    uint32_t stall_ms = 0;
     const char *host = "127.0.0.1";
     vigil_loop_options opts = {0};
     for (int i = 0; i < argc; i++) {
@@ -141,6 +224,35 @@ static int cmd_serve(int argc, char **argv) {
                 usage_serve(stderr);
                 return 2;
             }
+            i++;
+        } else if (!strcmp(a, "--stall-ms") && v) {
+            if (parse_u32(v, &stall_ms) < 0 || !stall_ms) {
+                fprintf(stderr, "vigil serve: bad --stall-ms '%s'\n", v);
+                usage_serve(stderr);
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--idle-ms") && v) {
+            if (parse_u32(v, &srv.idle_ms) < 0 || !srv.idle_ms) {
+                fprintf(stderr, "vigil serve: bad --idle-ms '%s'\n", v);
+                usage_serve(stderr);
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--inject") && v) {
+            char kind[16];
+            unsigned d, p;
+            if (sscanf(v, "%15[a-z]:%u:%u", kind, &d, &p) != 3 || !d || !p ||
+                !(srv.inject_kind = !strcmp(kind, "spin")    ? INJECT_SPIN
+                                    : !strcmp(kind, "block") ? INJECT_BLOCK
+                                    : !strcmp(kind, "hang")  ? INJECT_HANG
+                                                             : INJECT_NONE)) {
+                fprintf(stderr, "vigil serve: bad --inject '%s' (KIND:DURATION_MS:PERIOD_MS, KIND spin|block|hang)\n", v);
+                usage_serve(stderr);
+                return 2;
+            }
+            srv.inject_ms = d;
+            srv.inject_period_ms = p;
             i++;
         } else if (!strcmp(a, "--host") && v) {
             host = v;
@@ -208,12 +320,30 @@ static int cmd_serve(int argc, char **argv) {
     pthread_t sig_tid;
     pthread_create(&sig_tid, NULL, signal_thread, &set);
 
+    vigil_supervisor *sv = NULL;
+    if (stall_ms) {
+        vigil_supervisor_options so = {.stall_ms = stall_ms};
+        rc = vigil_supervisor_start(&sv, &so);
+        if (rc == 0)
+            rc = vigil_supervisor_add(sv, srv.loop);
+        if (rc < 0)
+            fprintf(stderr, "vigil serve: cannot supervise the loop: %s\n", vigil_strerror(rc));
+        else
+            fprintf(stderr, "vigil serve: supervised, stall after %u ms\n", stall_ms);
+    }
+    vigil_op inject_op = {0};
+    if (srv.inject_kind)
+        vigil_timer_start(srv.loop, srv.inject_period_ms, srv.inject_period_ms, inject_timer, NULL,
+                          &inject_op);
+
     rc = vigil_loop_run(srv.loop, VIGIL_RUN_DEFAULT, -1);
     if (rc < 0)
         fprintf(stderr, "vigil serve: loop failed: %s\n", vigil_strerror(rc));
 
     /* Clean shutdown: stop accepting, flush and close every connection. */
     size_t open_at_stop = srv.n;
+    if (inject_op.id)
+        vigil_cancel(srv.loop, inject_op);
     vigil_listener_close(srv.loop, srv.listener);
     while (srv.n) {
         vigil_conn c = srv.conns[srv.n - 1];
@@ -221,6 +351,17 @@ static int cmd_serve(int argc, char **argv) {
         vigil_close(srv.loop, c, 2000, on_closed, NULL);
     }
     vigil_loop_run(srv.loop, VIGIL_RUN_DEFAULT, 3000);
+    if (sv) {
+        vigil_supervisor_stats ss;
+        vigil_supervisor_stats_get(sv, &ss);
+        vigil_supervisor_remove(sv, srv.loop);
+        vigil_supervisor_stop(sv);
+        fprintf(stderr,
+                "vigil serve: supervisor: %llu stalls, %llu threads interrupted, detection max %llu ms, "
+                "%llu injected, supervisor CPU %.1f ms\n",
+                (unsigned long long)ss.stalls, (unsigned long long)ss.threads_unblocked,
+                (unsigned long long)ss.detect_ms_max, (unsigned long long)srv.injected, ss.cpu_ns / 1e6);
+    }
     vigil_loop_stats st;
     vigil_loop_stats_get(srv.loop, &st);
     fprintf(stderr,
