@@ -241,3 +241,156 @@ VT_TEST(supervisor, lifecycle_and_foreign_handlers, 10) {
     VT_ASSERT(now.sa_handler == app_handler, "the application's handler was replaced");
     VT_OK(vigil_loop_destroy(loop));
 }
+
+/* A read that is retried when interrupted: only outside help ends it. */
+__attribute__((noinline)) int vigil_test_hang_here(int fd);
+__attribute__((noinline)) int vigil_test_hang_here(int fd) {
+    char c;
+    ssize_t r;
+    while ((r = read(fd, &c, 1)) < 0 && errno == EINTR)
+        ;
+    return (int)r;
+}
+
+typedef struct hang {
+    int fd_r, fd_w;
+    int done;
+    seen *s;
+} hang;
+
+static void hang_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    hang *h = ud;
+    if (status == 0 && vigil_test_hang_here(h->fd_r) == 1)
+        h->done = 1;
+}
+
+/* Releases the hung loop once the supervisor has reported and tried to unblock it. */
+static void *hang_release(void *arg) {
+    hang *h = arg;
+    for (int i = 0; i < 500; i++) {
+        pthread_mutex_lock(&h->s->lock);
+        int reports = h->s->reports;
+        pthread_mutex_unlock(&h->s->lock);
+        if (reports)
+            break;
+        usleep(10000);
+    }
+    usleep(400000); /* long enough for at least one unblock attempt */
+    if (write(h->fd_w, "x", 1) != 1)
+        abort();
+    return NULL;
+}
+
+VT_TEST(supervisor, hang_is_reported_and_unblocking_does_not_free_it, 15) {
+    seen s;
+    vigil_supervisor *sv = start_sv(&s, 100);
+    vigil_loop *loop = vt_loop(NULL);
+    VT_OK(vigil_supervisor_add(sv, loop));
+    int p[2];
+    VT_EQ(pipe(p), 0);
+    hang h = {.fd_r = p[0], .fd_w = p[1], .s = &s};
+    pthread_t th;
+    VT_EQ(pthread_create(&th, NULL, hang_release, &h), 0);
+    uint64_t t0 = vigil_now_ns();
+    VT_OK(vigil_timer_start(loop, 10, 0, hang_timer, &h, NULL));
+    VT_ASSERT(vt_run_until(loop, &h.done, 8000));
+    uint64_t took = (vigil_now_ns() - t0) / 1000000;
+    pthread_join(th, NULL);
+    VT_ASSERT(took >= 450, "the hang ended after %llu ms, before it was released",
+              (unsigned long long)took);
+    pthread_mutex_lock(&s.lock);
+    VT_EQ(s.reports, 1);
+    VT_ASSERT(!strcmp(s.first.where, "callback"), "where = %s", s.first.where);
+    VT_ASSERT(strstr(s.first.syscall, "read") != NULL, "syscall: %s", s.first.syscall);
+    pthread_mutex_unlock(&s.lock);
+    vigil_supervisor_stats st;
+    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_ASSERT(st.threads_unblocked >= 1, "no unblock attempt");
+    close(p[0]);
+    close(p[1]);
+    finish(sv, loop);
+}
+
+/* 100 connections stream through an echo server in the loop while a
+ * callback blocks in a read: the supervisor frees it, no byte is lost. */
+enum { NSTREAM = 100, STREAM_BYTES = 256 * 1024, CHUNK = 16 * 1024 };
+
+typedef struct sclient {
+    vigil_conn c;
+    uint32_t seed;
+    uint64_t sent, got;
+    size_t bad_at;
+    int done;
+    uint64_t *ndone;
+} sclient;
+
+static void s_echo_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
+    if (status > 0)
+        VT_OK(vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL));
+    else
+        vigil_close(loop, c, 1000, NULL, NULL);
+}
+
+static void s_echo_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
+    if (status == 0)
+        VT_OK(vigil_recv_start(loop, c, 0, s_echo_recv, NULL, NULL));
+}
+
+static void s_client_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
+    sclient *k = ud;
+    if (status <= 0)
+        return;
+    size_t at = vt_check(b->data, b->len, k->seed, k->got);
+    if (at != b->len && k->bad_at == (size_t)-1)
+        k->bad_at = k->got + at;
+    k->got += b->len;
+    if (k->got == STREAM_BYTES && !k->done) {
+        k->done = 1;
+        (*k->ndone)++;
+    }
+}
+
+static void s_client_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) {
+    sclient *k = ud;
+    VT_EQ(status, 0);
+    VT_OK(vigil_recv_start(loop, c, 0, s_client_recv, k, NULL));
+    uint8_t chunk[CHUNK];
+    while (k->sent < STREAM_BYTES) {
+        vt_fill(chunk, CHUNK, k->seed, k->sent);
+        VT_ASSERT(vigil_send(loop, c, chunk, CHUNK, 0, NULL, NULL, NULL) >= 0);
+        k->sent += CHUNK;
+    }
+}
+
+VT_TEST(supervisor, block_is_cured_while_100_streams_stay_exact, 30) {
+    seen s;
+    vigil_supervisor *sv = start_sv(&s, 100);
+    vigil_loop *loop = vt_loop(NULL);
+    VT_OK(vigil_supervisor_add(sv, loop));
+    int port;
+    vt_listen(loop, s_echo_accept, NULL, &port);
+    static sclient k[NSTREAM];
+    uint64_t ndone = 0;
+    for (int i = 0; i < NSTREAM; i++) {
+        k[i] = (sclient){.seed = 500 + (uint32_t)i, .bad_at = (size_t)-1, .ndone = &ndone};
+        VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)port, 0, s_client_connected, &k[i], &k[i].c, NULL));
+    }
+    int p[2];
+    VT_EQ(pipe(p), 0);
+    job j = {.fd = p[0]};
+    VT_OK(vigil_timer_start(loop, 30, 0, block_timer, &j, NULL));
+    VT_ASSERT(vt_run_until_count(loop, &ndone, NSTREAM, 20000), "only %llu of %d streams done",
+              (unsigned long long)ndone, NSTREAM);
+    VT_ASSERT(j.done, "the block never ended");
+    VT_EQ(j.err, EINTR);
+    for (int i = 0; i < NSTREAM; i++) {
+        VT_EQ(k[i].got, STREAM_BYTES);
+        VT_EQ(k[i].bad_at, (size_t)-1);
+    }
+    vigil_supervisor_stats st;
+    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_ASSERT(st.threads_unblocked >= 1, "the block was not cured by the supervisor");
+    close(p[0]);
+    close(p[1]);
+    finish(sv, loop);
+}
