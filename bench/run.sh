@@ -66,6 +66,7 @@ server_cmd() {
 	case "$1" in
 	vigil) echo "$BUILD/src/cli/vigil serve --port 0 --backend uring" ;;
 	vigil-epoll) echo "$BUILD/src/cli/vigil serve --port 0 --backend epoll" ;;
+	vigil-sv) echo "$BUILD/src/cli/vigil serve --port 0 --backend uring --stall-ms 100" ;;
 	uring) echo "$BUILD/bench/echo_uring --port 0" ;;
 	epoll) echo "$BUILD/bench/echo_epoll --port 0" ;;
 	*) return 1 ;;
@@ -134,7 +135,7 @@ declare -A RPS P50 P99 CPU MISM LOST FAILS RUNS SKIPPED
 ACTIVE=()
 for s in $SERVERS; do
 	if ! cmd=$(server_cmd "$s"); then
-		echo "run.sh: unknown server '$s' (known: vigil vigil-epoll uring epoll)" >&2
+		echo "run.sh: unknown server '$s' (known: vigil vigil-epoll vigil-sv uring epoll)" >&2
 		exit 2
 	fi
 	bin=${cmd%% *}

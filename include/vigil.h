@@ -282,6 +282,16 @@ int vigil_close(vigil_loop *loop, vigil_conn conn, uint32_t flush_deadline_ms,
 /* Abort: discards queued sends (-ECANCELED), closes with RST. */
 int vigil_abort(vigil_loop *loop, vigil_conn conn, vigil_close_cb cb, void *ud);
 
+/* Half-open ("zombie") connections. Keepalive probes a silent peer after
+ * idle_s, every interval_s, count times (0, 0, 0 turns it off). A user timeout
+ * bounds how long sent data may stay unacknowledged (TCP_USER_TIMEOUT; 0 =
+ * the kernel's default): a vanished host then fails the connection with
+ * -ETIMEDOUT. A live but stuck peer keeps acknowledging: only an idle
+ * deadline catches it (vigil_recv_start's idle_deadline_ms). */
+int vigil_conn_keepalive(vigil_loop *loop, vigil_conn conn, uint32_t idle_s, uint32_t interval_s,
+                         uint32_t count);
+int vigil_conn_user_timeout(vigil_loop *loop, vigil_conn conn, uint32_t ms);
+
 /* The connection's socket (for setsockopt and the like; do not close it). */
 vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn conn);
 

@@ -1190,3 +1190,31 @@ const char *vigil_strerror(int err) {
     default: return "error";
     }
 }
+
+/* ------------------------------------------------- half-open connections */
+
+/* The socket of a connection whose fd is still ours: once its close has been
+ * handed to the kernel the number may already name another file. */
+static int zombie_enter(vigil_loop *loop, vigil_conn h, vigil__conn **out) {
+    int rc = enter_stream(loop, h, out);
+    if (rc < 0)
+        return rc;
+    return ((*out)->flags & VIGIL__CF_CLOSE_SENT) ? -EBADF : 0;
+}
+
+int vigil_conn_keepalive(vigil_loop *loop, vigil_conn h, uint32_t idle_s, uint32_t interval_s,
+                         uint32_t count) {
+    vigil__conn *c;
+    int rc = zombie_enter(loop, h, &c);
+    if (rc < 0)
+        return rc;
+    return vigil__socket_keepalive(c->fd, idle_s, interval_s, count);
+}
+
+int vigil_conn_user_timeout(vigil_loop *loop, vigil_conn h, uint32_t ms) {
+    vigil__conn *c;
+    int rc = zombie_enter(loop, h, &c);
+    if (rc < 0)
+        return rc;
+    return vigil__socket_user_timeout(c->fd, ms);
+}

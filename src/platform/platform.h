@@ -49,4 +49,11 @@ uint64_t vigil__thread_cpu_ns(int tid);
 /* 1 if fd polls readable now, 0 if not, -errno. */
 int vigil__fd_readable(int fd);
 
+/* Half-open connections. Keepalive: idle_s, interval_s, count all nonzero
+ * turn SO_KEEPALIVE on with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT; all zero turn it
+ * off; a mix, or values the kernel rejects, give -EINVAL and leave the socket
+ * as it was. User timeout: TCP_USER_TIMEOUT in ms, 0 = the kernel's default. */
+int vigil__socket_keepalive(vigil_socket fd, uint32_t idle_s, uint32_t interval_s, uint32_t count);
+int vigil__socket_user_timeout(vigil_socket fd, uint32_t ms);
+
 #endif

@@ -201,3 +201,44 @@ int vigil__fd_readable(int fd) {
     int n = poll(&p, 1, 0);
     return n < 0 ? -errno : n > 0 && (p.revents & POLLIN);
 }
+
+int vigil__socket_keepalive(vigil_socket fd, uint32_t idle_s, uint32_t interval_s, uint32_t count) {
+    if (!idle_s && !interval_s && !count) {
+        int off = 0;
+        return setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &off, sizeof(off)) < 0 ? -errno : 0;
+    }
+    if (!idle_s || !interval_s || !count || idle_s > INT32_MAX || interval_s > INT32_MAX ||
+        count > INT32_MAX)
+        return -EINVAL;
+    /* Set the three values first and SO_KEEPALIVE last; on a value the kernel
+     * rejects, put back the ones already changed, so nothing half applies. */
+    static const int names[3] = {TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT};
+    int want[3] = {(int)idle_s, (int)interval_s, (int)count}, old[3];
+    for (int i = 0; i < 3; i++) {
+        socklen_t len = sizeof(old[i]);
+        if (getsockopt(fd, IPPROTO_TCP, names[i], &old[i], &len) < 0)
+            return -errno;
+    }
+    int rc = 0, i = 0;
+    for (; i < 3; i++)
+        if (setsockopt(fd, IPPROTO_TCP, names[i], &want[i], sizeof(want[i])) < 0) {
+            rc = -errno;
+            break;
+        }
+    if (rc == 0) {
+        int on = 1;
+        if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) < 0)
+            rc = -errno;
+    }
+    if (rc < 0)
+        while (i-- > 0)
+            setsockopt(fd, IPPROTO_TCP, names[i], &old[i], sizeof(old[i]));
+    return rc;
+}
+
+int vigil__socket_user_timeout(vigil_socket fd, uint32_t ms) {
+    if (ms > INT32_MAX)
+        return -EINVAL;
+    int v = (int)ms;
+    return setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof(v)) < 0 ? -errno : 0;
+}
