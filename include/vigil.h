@@ -141,6 +141,8 @@ typedef struct vigil_loop_stats {
     uint64_t enobufs_rearms;   /* receives re-armed after the buffer ring ran dry */
     uint64_t accept_emfile;    /* accepts paused because the process ran out of fds */
     uint64_t connections;      /* open connections */
+    uint64_t deadlines_expired;/* connect, send and receive-idle deadlines that ended an op */
+    uint64_t deadline_shutdowns;/* hung sockets shut down (FIN) because a deadline passed */
 } vigil_loop_stats;
 
 int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out);
@@ -223,8 +225,11 @@ typedef void (*vigil_recv_cb)(vigil_loop *loop, vigil_conn conn, int status,
                               const vigil_buf *buf, void *ud);
 
 /* Starts receiving (multishot where the kernel has it). idle_deadline_ms > 0
- * ends the receive with -ETIMEDOUT when no byte arrived for that long. op may
- * be NULL. -EALREADY if a receive is running. */
+ * ends the receive with -ETIMEDOUT when no byte arrived for that long, and
+ * treats the socket as hung: unsent messages fail with -ETIMEDOUT and both
+ * directions are shut down (the peer sees FIN); close or abort the
+ * connection to release it. op may be NULL. -EALREADY if a receive is
+ * running. */
 int vigil_recv_start(vigil_loop *loop, vigil_conn conn, uint32_t idle_deadline_ms,
                      vigil_recv_cb cb, void *ud, vigil_op *op);
 /* Backpressure: stop taking bytes from the socket (they wait in the kernel)

@@ -1178,6 +1178,16 @@ VT_TEST(tcp, recv_idle_deadline_silent_peer, 10) {
     VT_EQ(g.recv_finals, 1);
     VT_EQ(g.recv_status, -ETIMEDOUT);
     VT_ASSERT(took >= 150 && took < 1500, "timed out after %llu ms (deadline 200)", (unsigned long long)took);
+    /* the hung socket was shut down: the peer reads EOF, and sends now fail */
+    char byte;
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    VT_EQ(poll(&pf, 1, 2000), 1);
+    VT_EQ(read(fd, &byte, 1), 0);
+    VT_EQ(vigil_send(loop, s.c, "x", 1, 0, NULL, NULL, NULL), -EPIPE);
+    vigil_loop_stats ls;
+    VT_OK(vigil_loop_stats_get(loop, &ls));
+    VT_EQ(ls.deadlines_expired, 1);
+    VT_EQ(ls.deadline_shutdowns, 1);
     VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     vt_sock_close(fd);

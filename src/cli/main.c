@@ -24,12 +24,17 @@ static void usage_main(FILE *f) {
 static void usage_serve(FILE *f) {
     fprintf(f, "usage: vigil serve [--port P] [--host H] [--backend auto|uring|epoll]\n"
                "                   [--stall-ms N] [--idle-ms N] [--inject KIND:DURATION_MS:PERIOD_MS]\n"
+               "                   [--user-timeout-ms N] [--keepalive IDLE_S/INTERVAL_S/COUNT]\n"
                "  --port P      TCP port to listen on (default 7000; 0 = any free port)\n"
                "  --host H      numeric IPv4/IPv6 address (default 127.0.0.1)\n"
                "  --backend B   auto (default: io_uring, else epoll), uring or epoll\n"
                "  --stall-ms N  supervise the loop: report a stall after N ms, then interrupt\n"
                "                a thread blocked in a syscall (each action: one line on stderr)\n"
                "  --idle-ms N   reset connections that send nothing for N ms\n"
+               "  --user-timeout-ms N  drop connections whose sent data stays unacknowledged\n"
+               "                for N ms (TCP_USER_TIMEOUT; 1..2147483647): a vanished peer\n"
+               "  --keepalive I/V/C  probe a silent peer after I s, every V s, C times, then\n"
+               "                drop it (I and V 1..32767, C 1..127)\n"
                "  --inject K:D:P  stall the loop on purpose, first after P ms, then every P ms,\n"
                "                in the receive callback of the next connection with data:\n"
                "                spin (busy-loop D ms), block (sleep D ms in one syscall, not\n"
@@ -46,6 +51,8 @@ enum { INJECT_NONE, INJECT_SPIN, INJECT_BLOCK, INJECT_HANG };
 typedef struct server {
     vigil_loop *loop;
     uint32_t idle_ms;
+    uint32_t user_timeout_ms;          /* --user-timeout-ms; 0 = kernel default */
+    uint32_t ka_idle, ka_intvl, ka_cnt; /* --keepalive; 0 = off */
     int inject_kind;
     uint32_t inject_ms, inject_period_ms;
     int inject_due; /* the next receive callback stalls */
@@ -120,10 +127,15 @@ static void inject_now(void) {
 static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
     if (status > 0 && srv.inject_due)
         inject_now();
-    if (status == -ETIMEDOUT) { /* --idle-ms: the peer went quiet */
+    if (status == -ETIMEDOUT) { /* --idle-ms: the peer went quiet (or, from the kernel,
+                                 * --user-timeout-ms / --keepalive: it vanished) */
         srv.idle_closed++;
-        fprintf(stderr, "vigil serve: conn %#llx idle for %u ms: reset\n", (unsigned long long)c.id,
-                srv.idle_ms);
+        if (srv.idle_ms && !srv.user_timeout_ms && !srv.ka_idle)
+            fprintf(stderr, "vigil serve: conn %#llx idle for %u ms: reset\n",
+                    (unsigned long long)c.id, srv.idle_ms);
+        else
+            fprintf(stderr, "vigil serve: conn %#llx timed out (idle deadline, user timeout or "
+                            "keepalive): reset\n", (unsigned long long)c.id);
         conn_forget(loop, c);
         vigil_abort(loop, c, on_closed, NULL);
         return;
@@ -164,6 +176,16 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
     vigil_conn_set_data(loop, c, (void *)(uintptr_t)srv.n);
     srv.accepted++;
     vigil_send_watermark(loop, c, 1 << 20, 256 << 10, on_drain, NULL);
+    int zrc = srv.user_timeout_ms ? vigil_conn_user_timeout(loop, c, srv.user_timeout_ms) : 0;
+    if (zrc == 0 && srv.ka_idle)
+        zrc = vigil_conn_keepalive(loop, c, srv.ka_idle, srv.ka_intvl, srv.ka_cnt);
+    if (zrc < 0) {
+        fprintf(stderr, "vigil serve: cannot set --user-timeout-ms/--keepalive: %s\n",
+                vigil_strerror(zrc));
+        conn_forget(loop, c);
+        vigil_abort(loop, c, on_closed, NULL);
+        return;
+    }
     if (vigil_recv_start(loop, c, srv.idle_ms, on_recv, NULL, NULL) < 0) {
         conn_forget(loop, c);
         vigil_abort(loop, c, on_closed, NULL);
@@ -235,6 +257,26 @@ static int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--idle-ms") && v) {
             if (parse_u32(v, &srv.idle_ms) < 0 || !srv.idle_ms) {
                 fprintf(stderr, "vigil serve: bad --idle-ms '%s'\n", v);
+                usage_serve(stderr);
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--user-timeout-ms") && v) {
+            if (parse_u32(v, &srv.user_timeout_ms) < 0 || !srv.user_timeout_ms ||
+                srv.user_timeout_ms > INT_MAX) {
+                fprintf(stderr, "vigil serve: bad --user-timeout-ms '%s'\n", v);
+                usage_serve(stderr);
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--keepalive") && v) {
+            char idle[16], intvl[16], cnt[16], extra;
+            if (sscanf(v, "%15[0-9]/%15[0-9]/%15[0-9]%c", idle, intvl, cnt, &extra) != 3 ||
+                parse_u32(idle, &srv.ka_idle) < 0 || parse_u32(intvl, &srv.ka_intvl) < 0 ||
+                parse_u32(cnt, &srv.ka_cnt) < 0 || !srv.ka_idle || srv.ka_idle > 32767 ||
+                !srv.ka_intvl || srv.ka_intvl > 32767 || !srv.ka_cnt || srv.ka_cnt > 127) {
+                fprintf(stderr, "vigil serve: bad --keepalive '%s' (IDLE_S/INTERVAL_S/COUNT: "
+                                "1..32767/1..32767/1..127)\n", v);
                 usage_serve(stderr);
                 return 2;
             }

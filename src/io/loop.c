@@ -766,6 +766,8 @@ int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out) {
     LD(enobufs_rearms);
     LD(accept_emfile);
     LD(connections);
+    LD(deadlines_expired);
+    LD(deadline_shutdowns);
 #undef LD
     return 0;
 }

@@ -247,7 +247,8 @@ struct vigil_loop {
     /* progress counters, read lock-free by other threads */
     struct {
         _Atomic uint64_t iterations, completions, ops_in_flight, last_progress_ns,
-            stale_completions, cq_overflows, enobufs_rearms, accept_emfile, connections;
+            stale_completions, cq_overflows, enobufs_rearms, accept_emfile, connections,
+            deadlines_expired, deadline_shutdowns;
     } stats;
 };
 

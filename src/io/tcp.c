@@ -1014,6 +1014,22 @@ int vigil__tcp_cancel(vigil_loop *loop, vigil__op *op) {
     }
 }
 
+/* A deadline passed on a live stream: a stream cannot skip bytes, so the
+ * connection is broken, every unsent message fails with -ETIMEDOUT, and both
+ * directions are shut down (the peer sees FIN; the owner's close or abort
+ * then releases the fd). */
+static void deadline_break(vigil_loop *loop, vigil__conn *c) {
+    if (c->flags & (VIGIL__CF_BROKEN | VIGIL__CF_CLOSE_SENT))
+        return;
+    uint64_t cid = vigil__conn_id(loop, c);
+    c->flags |= VIGIL__CF_BROKEN;
+    send_fail_all(loop, c, -ETIMEDOUT);
+    if (!conn_alive(loop, c, cid) || (c->flags & VIGIL__CF_CLOSE_SENT))
+        return;
+    vigil__socket_shutdown(c->fd, VIGIL_SHUT_RD | VIGIL_SHUT_WR);
+    vigil__stat_add(&loop->stats.deadline_shutdowns, 1);
+}
+
 /* A deadline on a connection op passed. */
 void vigil__tcp_deadline(vigil_loop *loop, vigil__op *op) {
     vigil__conn *c = vigil__conn_at(loop, op->conn);
@@ -1029,23 +1045,26 @@ void vigil__tcp_deadline(vigil_loop *loop, vigil__op *op) {
             vigil__heap_push(loop, op);
             break;
         }
+        /* The peer went quiet: end the receive with -ETIMEDOUT and break the
+         * connection as a send deadline does, so the hung socket is shut down
+         * (the peer sees FIN) even before the owner closes it. */
         op->flags |= VIGIL__OPF_TIMED_OUT;
+        vigil__stat_add(&loop->stats.deadlines_expired, 1);
         if (op->flags & VIGIL__OPF_KERNEL)
             vigil__op_cancel_kernel(loop, op);
         else
             vigil__later(loop, op, -ETIMEDOUT);
+        deadline_break(loop, c);
         break;
     }
     case VIGIL__OP_CONNECT:
         op->flags |= VIGIL__OPF_TIMED_OUT;
-        vigil__op_cancel_kernel(loop, op);
+        vigil__stat_add(&loop->stats.deadlines_expired, 1);
+        vigil__op_cancel_kernel(loop, op); /* the failed connection is closed at once */
         break;
     case VIGIL__OP_SEND:
-        /* A stream cannot skip bytes: the connection is broken, every unsent
-         * message fails with -ETIMEDOUT and both directions are shut down. */
-        c->flags |= VIGIL__CF_BROKEN;
-        send_fail_all(loop, c, -ETIMEDOUT);
-        vigil__socket_shutdown(c->fd, VIGIL_SHUT_RD | VIGIL_SHUT_WR);
+        vigil__stat_add(&loop->stats.deadlines_expired, 1);
+        deadline_break(loop, c);
         break;
     case VIGIL__OP_CLOSE:
         if (c->flags & VIGIL__CF_DRAINING) {
