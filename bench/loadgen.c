@@ -24,6 +24,11 @@
  * count for requests/req_per_s/latency.  bytes_sent and bytes_verified are
  * totals over the whole run (warmup + measurement + drain).
  *
+ * Gaps: for each connection, the longest time it waited with bytes
+ * outstanding and nothing coming back (warmup and measurement, not the
+ * drain); gap_p50/p90/p99/max_ms are percentiles of that over connections,
+ * so gap_p90_ms <= 300 means 90 % of connections never waited over 300 ms.
+ *
  * Latency histogram: log-linear, 2^SUB_BITS linear sub-buckets per power of
  * two of nanoseconds (< 1.6% bucket width); percentiles report the bucket
  * midpoint.
@@ -96,6 +101,8 @@ struct conn {
 	uint64_t msg_end;   /* pingpong: end offset of the current message */
 	uint64_t t_send;    /* pingpong: start time of the current message */
 	uint64_t *chunk_ts; /* stream: completion time of written chunks */
+	uint64_t last_rx;   /* last read with bytes, or when bytes became outstanding */
+	uint64_t max_gap;   /* longest wait with bytes outstanding and none coming back */
 };
 
 struct hist {
@@ -326,6 +333,8 @@ static void pump_send(struct worker *w, struct conn *c, bool stopping)
 			return;
 		}
 		uint64_t before = c->send_off;
+		if (before == c->recv_off) /* nothing was outstanding: the wait starts now */
+			c->last_rx = now_ns();
 		c->send_off += (uint64_t)n;
 		w->st.bytes_sent += (uint64_t)n;
 		if (opt.mode == MODE_STREAM && c->send_off / S != before / S) {
@@ -389,6 +398,12 @@ static void on_readable(struct worker *w, struct conn *c, bool stopping)
 		}
 		uint64_t before = c->recv_off;
 		c->recv_off += len;
+		if (!stopping) {
+			uint64_t t = now_ns();
+			if (t - c->last_rx > c->max_gap)
+				c->max_gap = t - c->last_rx;
+			c->last_rx = t;
+		}
 
 		if (opt.mode == MODE_PINGPONG) {
 			if (c->recv_off >= c->msg_end && before < c->msg_end) {
@@ -576,8 +591,12 @@ static void *worker_main(void *arg)
 		if (!stopping && t >= t_measure_end) {
 			stopping = true;
 			drain_deadline = t + DRAIN_NS;
-			for (long i = 0; i < w->nconns; i++)
-				set_out(w, &w->conns[i], false);
+			for (long i = 0; i < w->nconns; i++) {
+				struct conn *c = &w->conns[i];
+				set_out(w, c, false);
+				if (!c->dead && c->recv_off < c->send_off && t - c->last_rx > c->max_gap)
+					c->max_gap = t - c->last_rx; /* a wait still open at the end */
+			}
 		}
 		if (stopping) {
 			bool drained = true;
@@ -631,6 +650,21 @@ static void *worker_main(void *arg)
 }
 
 /* ---- server CPU via /proc ---------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Percentile p of the sorted v[0..n-1], in ms. */
+static double pct_ms(const uint64_t *v, size_t n, double p)
+{
+	if (!n)
+		return 0.0;
+	size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+	return (double)v[i] / 1e6;
+}
 
 static long long proc_cpu_ticks(long pid)
 {
@@ -857,6 +891,18 @@ int main(int argc, char **argv)
 			tot.hist.b[b] += w->st.hist.b[b];
 	}
 
+	/* the longest wait each connection saw, across connections */
+	uint64_t *gaps = calloc((size_t)opt.conns + 1, sizeof(uint64_t));
+	size_t ngaps = 0;
+	for (int i = 0; gaps && i < opt.threads; i++)
+		for (long j = 0; j < ws[i].nconns; j++)
+			gaps[ngaps++] = ws[i].conns[j].max_gap;
+	if (gaps)
+		qsort(gaps, ngaps, sizeof(*gaps), cmp_u64);
+	double gap50 = gaps ? pct_ms(gaps, ngaps, 0.50) : 0, gap90 = gaps ? pct_ms(gaps, ngaps, 0.90) : 0;
+	double gap99 = gaps ? pct_ms(gaps, ngaps, 0.99) : 0, gapmax = gaps ? pct_ms(gaps, ngaps, 1.0) : 0;
+	free(gaps);
+
 	double rps = (double)tot.requests / opt.duration;
 	double p50 = hist_pct(&tot.hist, tot.requests, 0.50) / 1000.0;
 	double p99 = hist_pct(&tot.hist, tot.requests, 0.99) / 1000.0;
@@ -880,6 +926,8 @@ int main(int argc, char **argv)
 		       mode, opt.conns, opt.size, opt.duration, tot.requests, rps, p50, p99,
 		       tot.bytes_sent, tot.bytes_verified, tot.mismatches, tot.lost, tot.errors,
 		       tot.connect_failures);
+		printf(",\"gap_p50_ms\":%.1f,\"gap_p90_ms\":%.1f,\"gap_p99_ms\":%.1f,\"gap_max_ms\":%.1f",
+		       gap50, gap90, gap99, gapmax);
 		if (have_cpu)
 			printf(",\"server_cpu_us\":%.0f,\"server_cpu_us_per_req\":%.4f", cpu_us, cpu_per_req);
 		printf("}\n");
@@ -891,6 +939,8 @@ int main(int argc, char **argv)
 		       mode, opt.conns, opt.size, opt.duration, tot.requests, rps, p50, p99,
 		       tot.bytes_sent, tot.bytes_verified, tot.mismatches, tot.lost, tot.errors,
 		       tot.connect_failures);
+		printf(" gap_p50_ms=%.1f gap_p90_ms=%.1f gap_p99_ms=%.1f gap_max_ms=%.1f", gap50, gap90,
+		       gap99, gapmax);
 		if (have_cpu)
 			printf(" server_cpu_us=%.0f server_cpu_us_per_req=%.4f", cpu_us, cpu_per_req);
 		printf("\n");
