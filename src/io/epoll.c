@@ -454,7 +454,9 @@ static int epoll_wait_be(vigil_loop *loop, int64_t timeout_ns) {
         timeout_ms = -1;
     else /* round up: waking early would spin until the deadline */
         timeout_ms = (int)((timeout_ns + 999999) / 1000000);
+    vigil__wait_enter(loop);
     int n = epoll_wait(s->epfd, s->events, MAX_EVENTS, timeout_ms);
+    vigil__wait_leave(loop); /* out of the kernel: a fenced thread leaves here */
     if (n < 0)
         return errno == EINTR ? handled : -errno;
     for (int i = 0; i < n; i++) {

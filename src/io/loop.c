@@ -336,26 +336,9 @@ void vigil__heap_remove(vigil_loop *loop, vigil__op *op) {
 
 /* ------------------------------------------------------------ timers */
 
-int vigil__enter(vigil_loop *loop) {
-    if (!loop)
-        return -EINVAL;
-    if (!atomic_load_explicit(&loop->attached, memory_order_acquire)) {
-        int rc = loop->be->attach(loop);
-        if (rc < 0)
-            return rc;
-        loop->owner = pthread_self();
-        loop->tid = vigil__thread_id();
-        atomic_store_explicit(&loop->attached, 1, memory_order_release);
-        return 0;
-    }
-    return pthread_equal(loop->owner, pthread_self()) ? 0 : -EPERM;
-}
-
 int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t repeat_ms,
                       vigil_timer_cb cb, void *ud, vigil_op *out) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
+    VIGIL__API(loop, 0);
     if (!cb || delay_ms > UINT64_MAX / 2000000 || repeat_ms > UINT64_MAX / 2000000)
         return -EINVAL;
     if (loop->destroying)
@@ -374,20 +357,21 @@ int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t repeat_ms,
     return 0;
 }
 
+/* The final callback of a timer. The slot is freed first, so that nothing is
+ * left to do after the callback (a fence in it leaves nothing half done). */
 static void timer_finish(vigil_loop *loop, vigil__op *op, int status) {
     vigil__heap_remove(loop, op);
     op->flags |= VIGIL__OPF_USER_DONE;
     loop->live_timers--;
     vigil_timer_cb cb = (vigil_timer_cb)op->cb;
+    void *ud = op->ud;
     vigil_op h = vigil__op_handle(loop, op);
-    VIGIL__CALLBACK(loop, cb(loop, h, status, op->ud));
     vigil__op_release(loop, op);
+    VIGIL__CALLBACK(loop, cb(loop, h, status, ud));
 }
 
 int vigil_cancel(vigil_loop *loop, vigil_op h) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
+    VIGIL__API(loop, 0);
     vigil__op *op = vigil__op_from_handle(loop, h);
     if (!op || (op->flags & (VIGIL__OPF_USER_DONE | VIGIL__OPF_LATER | VIGIL__OPF_STOPPED)))
         return -EBADF;
@@ -437,12 +421,15 @@ static void run_due(vigil_loop *loop, uint64_t now) {
 }
 
 static void run_later(vigil_loop *loop) {
-    /* Take the list as it is now: callbacks may append to the live one. */
-    uint32_t head = loop->later_head;
-    loop->later_head = loop->later_tail = 0;
-    while (head) {
-        vigil__op *op = vigil__op_at(loop, head - 1);
-        head = op->next;
+    /* Take the list as it is now (callbacks may append to the live one), but
+     * keep it in loop memory: after a fence the rebuild runs the rest. */
+    if (!loop->later_run) {
+        loop->later_run = loop->later_head;
+        loop->later_head = loop->later_tail = 0;
+    }
+    while (loop->later_run) {
+        vigil__op *op = vigil__op_at(loop, loop->later_run - 1);
+        loop->later_run = op->next;
         op->next = 0;
         op->flags &= (uint16_t)~VIGIL__OPF_LATER;
         if (op->kind == VIGIL__OP_TIMER)
@@ -496,22 +483,29 @@ int vigil_loop_stop(vigil_loop *loop) {
     return vigil_loop_wake(loop);
 }
 
+/* Runs the posts taken now, in order. They stay in loop memory (posts_run)
+ * until each one's turn, and each is freed before its callback, so a fence
+ * in one leaves the rest for the rebuilt loop and nothing to clean up. */
 static bool run_posts(vigil_loop *loop, int status) {
-    pthread_mutex_lock(&loop->post_lock);
-    vigil__post *p = loop->post_head;
-    loop->post_head = loop->post_tail = NULL;
-    atomic_store_explicit(&loop->sv_posts, 0, memory_order_relaxed);
-    pthread_mutex_unlock(&loop->post_lock);
-    bool any = p != NULL;
+    if (!loop->posts_run) {
+        pthread_mutex_lock(&loop->post_lock);
+        loop->posts_run = loop->post_head;
+        loop->post_head = loop->post_tail = NULL;
+        atomic_store_explicit(&loop->sv_posts, 0, memory_order_relaxed);
+        pthread_mutex_unlock(&loop->post_lock);
+    }
+    bool any = loop->posts_run != NULL;
     if (any) {
         atomic_store_explicit(&loop->sv_op_kind, VIGIL__OP_KINDS, memory_order_relaxed);
         atomic_store_explicit(&loop->sv_conn, 0, memory_order_relaxed);
     }
-    while (p) {
-        vigil__post *next = p->next;
-        VIGIL__CALLBACK(loop, p->fn(loop, status, p->arg));
+    while (loop->posts_run) {
+        vigil__post *p = loop->posts_run;
+        loop->posts_run = p->next;
+        vigil_post_cb fn = p->fn;
+        void *arg = p->arg;
         free(p);
-        p = next;
+        VIGIL__CALLBACK(loop, fn(loop, status, arg));
     }
     return any;
 }
@@ -535,9 +529,7 @@ void vigil__note_progress(vigil_loop *loop) {
 }
 
 int vigil_loop_progress(vigil_loop *loop) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
+    VIGIL__API(loop, 0);
     vigil__stamp(loop);
     return 0;
 }
@@ -586,9 +578,7 @@ void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) {
 
 /* Test hook: queue a no-op whose tag names a slot generation that is gone. */
 int vigil__debug_stale_completion(vigil_loop *loop) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
+    VIGIL__API(loop, 0);
     vigil__op *op = vigil__op_new(loop, VIGIL__OP_NOP);
     if (!op)
         return -ENOMEM;
@@ -611,9 +601,7 @@ void vigil__buf_recycle(vigil_loop *loop, uint32_t id) {
 }
 
 int vigil_buf_keep(vigil_loop *loop, const vigil_buf *buf) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
+    VIGIL__API(loop, 0);
     if (!buf || buf->id >= loop->opts.buf_count || buf->id != loop->buf_current ||
         loop->buf_state[buf->id] != VIGIL__BUF_USER)
         return -EINVAL;
@@ -622,9 +610,7 @@ int vigil_buf_keep(vigil_loop *loop, const vigil_buf *buf) {
 }
 
 int vigil_buf_release(vigil_loop *loop, uint32_t id) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
+    VIGIL__API(loop, 0);
     if (id >= loop->opts.buf_count || loop->buf_state[id] != VIGIL__BUF_KEPT)
         return -EINVAL;
     vigil__buf_recycle(loop, id);
@@ -715,7 +701,6 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     loop->opts = o;
     loop->id = atomic_fetch_add(&next_loop_id, 1);
     atomic_store(&loop->sv_next_due_ns, UINT64_MAX);
-    atomic_store(&loop->sv_where, VIGIL__AT_OUTSIDE);
     loop->buf_current = UINT32_MAX;
     pthread_mutex_init(&loop->post_lock, NULL);
 
@@ -799,11 +784,26 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
         return -EBUSY;
     if (mode != VIGIL_RUN_DEFAULT && mode != VIGIL_RUN_ONCE && mode != VIGIL_RUN_NOWAIT)
         return -EINVAL;
-    loop->running = 1;
+    /* A fenced thread comes back here (vigil__bail) and leaves touching
+     * nothing of the loop: only its runner, which it holds a reference to. */
+    vigil__runner *r = atomic_load_explicit(&loop->runner, memory_order_acquire);
     vigil_loop *outer = vigil__tls_loop;
+    jmp_buf bail;
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+    r->outer = vigil__tls_runner;
+    r->bail = &bail;
+    vigil__tls_runner = r;
     vigil__tls_loop = loop;
+    if (setjmp(bail)) {
+        vigil__tls_runner = r->outer;
+        vigil__tls_loop = outer;
+        vigil__runner_unref(r);
+        return -EOWNERDEAD;
+    }
+    loop->running = 1;
+    loop->cur_runner = r;
     vigil__stamp(loop);
-    atomic_store_explicit(&loop->sv_where, VIGIL__AT_LIBRARY, memory_order_relaxed);
+    atomic_store_explicit(&r->state, VIGIL__AT_LIBRARY, memory_order_release);
     uint64_t start = vigil__clock_ns();
     uint64_t until = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000ull;
     rc = 0;
@@ -823,9 +823,8 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
                               loop->heap_len ? vigil__op_at(loop, loop->heap[0])->due_ns : UINT64_MAX,
                               memory_order_relaxed);
         vigil__stamp(loop);
-        atomic_store_explicit(&loop->sv_where, VIGIL__AT_WAIT, memory_order_relaxed);
+        /* the backend marks its kernel wait (vigil__wait_enter/leave) */
         rc = loop->be->wait(loop, t);
-        atomic_store_explicit(&loop->sv_where, VIGIL__AT_LIBRARY, memory_order_relaxed);
         vigil__note_progress(loop);
         if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN && rc != -EBUSY)
             break;
@@ -840,8 +839,11 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
             break;
     }
     loop->running = 0;
+    loop->cur_runner = NULL;
+    atomic_store_explicit(&r->state, VIGIL__AT_OUTSIDE, memory_order_release);
+    vigil__tls_runner = r->outer;
     vigil__tls_loop = outer;
-    atomic_store_explicit(&loop->sv_where, VIGIL__AT_OUTSIDE, memory_order_relaxed);
+    vigil__runner_unref(r);
     if (rc < 0)
         return rc;
     return has_work(loop) ? 1 : 0;
@@ -928,6 +930,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
     }
     free(loop->heap);
     pthread_mutex_destroy(&loop->post_lock);
+    vigil__runner_unref(atomic_load(&loop->runner));
     free(loop);
     return 0;
 }

@@ -23,6 +23,7 @@
 #include "vigil.h"
 
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -172,6 +173,36 @@ typedef struct vigil__backend {
 extern const vigil__backend vigil__uring_backend;
 extern const vigil__backend vigil__epoll_backend;
 
+/* The thread that runs a loop, as the supervisor sees it (docs/supervisor.md,
+ * "State machine"). state is one word, changed only by compare-and-swap:
+ * the loop thread moves it between LIBRARY, CALLBACK, WAIT and OUTSIDE; the
+ * supervisor may only turn CALLBACK into FENCED. A fenced thread never
+ * touches its loop again: it leaves through bail (a longjmp to its
+ * vigil_loop_run) the moment it returns from the callback, and any vigil
+ * call it makes first fails with -EOWNERDEAD. The runner is reference
+ * counted so that a fenced thread that comes back late, after its loop was
+ * rebuilt or destroyed, still finds it. */
+#define VIGIL__AT_LIBRARY 0  /* in vigil's own code: holds the tables and the ring */
+#define VIGIL__AT_CALLBACK 1 /* in user code called by the loop */
+#define VIGIL__AT_WAIT 2     /* in the backend's kernel wait */
+#define VIGIL__AT_OUTSIDE 3  /* not inside vigil_loop_run: nothing to watch */
+#define VIGIL__AT_FENCED 4   /* cut off by the supervisor; the loop lives on elsewhere */
+
+#define VIGIL__REFUSED_MAX 8
+typedef struct vigil__runner {
+    _Atomic int state;
+    _Atomic int refs;       /* the loop's, and the thread's while inside vigil_loop_run */
+    _Atomic int returned;   /* a fenced thread came back from its callback */
+    _Atomic int acked;      /* a fenced thread ran the fence signal: its writes are visible */
+    const vigil_loop *loop; /* identity only: a fenced thread never dereferences it */
+    pthread_t thread;
+    int tid;
+    jmp_buf *bail;                 /* in this thread's vigil_loop_run frame */
+    struct vigil__runner *outer;   /* an enclosing vigil_loop_run's runner on this thread */
+    _Atomic uint32_t refused_n;    /* calls refused after the fence, and the connections */
+    _Atomic uint64_t refused[VIGIL__REFUSED_MAX]; /* they named (0: none) */
+} vigil__runner;
+
 typedef struct vigil__post {
     struct vigil__post *next;
     vigil_post_cb fn;
@@ -186,9 +217,10 @@ struct vigil_loop {
     char reason[128];
     uint8_t epoch;
 
-    /* the loop thread: set by the first call on it */
+    /* the loop thread: set by the first call on it, replaced by a rebuild */
     atomic_int attached;
-    pthread_t owner;
+    _Atomic(vigil__runner *) runner;
+    vigil__runner *cur_runner; /* runner while inside vigil_loop_run, else NULL */
     int in_callback;   /* depth of user callbacks */
     int running;
     bool destroying;
@@ -226,6 +258,10 @@ struct vigil_loop {
     /* the batch being dispatched, reachable from loop memory */
     vigil__cqe batch[256];
     uint32_t batch_len, batch_pos;
+    /* later-list entries and posts taken for this pass and not yet run, so
+     * that a fence in one of their callbacks leaves the rest in loop memory */
+    uint32_t later_run;
+    struct vigil__post *posts_run;
 
     /* cross-thread */
     pthread_mutex_t post_lock;
@@ -235,8 +271,6 @@ struct vigil_loop {
 
     /* where the loop thread is, for the supervisor thread (relaxed atomics) */
     uint32_t id;
-    int tid;
-    _Atomic int sv_where;           /* VIGIL__AT_* */
     _Atomic int sv_op_kind;         /* kind of op being handled (VIGIL__OP_KINDS = a post) */
     _Atomic uint64_t sv_conn;       /* its connection id, or 0 */
     _Atomic uint64_t sv_next_due_ns;/* earliest timer or deadline; UINT64_MAX = none */
@@ -288,26 +322,57 @@ void vigil__send_free(vigil_loop *loop, void *p, size_t len);
 void vigil__heap_push(vigil_loop *loop, vigil__op *op);
 void vigil__heap_remove(vigil_loop *loop, vigil__op *op);
 
-/* calls into user code */
-#define VIGIL__AT_LIBRARY 0
-#define VIGIL__AT_CALLBACK 1
-#define VIGIL__AT_WAIT 2
-#define VIGIL__AT_OUTSIDE 3 /* not inside vigil_loop_run: nothing to watch */
+/* Calls into user code. Outside vigil_loop_run (in destroy) there is no
+ * runner and nothing to fence. After the call only the local runner pointer
+ * is used: if the supervisor fenced the thread meanwhile, vigil__cb_return
+ * leaves at once, before anything of the loop is touched. */
 #define VIGIL__CALLBACK(loop, call)                                                         \
     do {                                                                                    \
+        vigil__runner *cb_runner_ = (loop)->cur_runner;                                     \
         (loop)->in_callback++;                                                              \
-        atomic_store_explicit(&(loop)->sv_where, VIGIL__AT_CALLBACK, memory_order_relaxed);   \
+        if (cb_runner_)                                                                     \
+            atomic_store_explicit(&cb_runner_->state, VIGIL__AT_CALLBACK, memory_order_release); \
         call;                                                                               \
-        if (!--(loop)->in_callback)                                                         \
-            atomic_store_explicit(&(loop)->sv_where, VIGIL__AT_LIBRARY, memory_order_relaxed);\
+        if (cb_runner_)                                                                     \
+            vigil__cb_return(cb_runner_);                                                   \
+        (loop)->in_callback--;                                                              \
     } while (0)
 
-/* the loop the current thread is running (for the backtrace signal handler) */
+/* fence.c: the runner state machine */
+void vigil__cb_return(vigil__runner *r);     /* CALLBACK -> LIBRARY, or leave if fenced */
+_Noreturn void vigil__bail(vigil__runner *r); /* a fenced thread leaves for vigil_loop_run */
+void vigil__wait_enter(vigil_loop *loop);    /* LIBRARY -> WAIT before the kernel wait */
+void vigil__wait_leave(vigil_loop *loop);    /* WAIT -> LIBRARY after it, or leave */
+vigil__runner *vigil__runner_new(vigil_loop *loop);
+void vigil__runner_unref(vigil__runner *r);
+int vigil__runner_state(const vigil_loop *loop); /* any thread */
+
+/* the innermost vigil_loop_run on this thread: its loop (for the backtrace
+ * signal handler) and its runner */
 extern _Thread_local vigil_loop *vigil__tls_loop;
+extern _Thread_local vigil__runner *vigil__tls_runner;
 const char *vigil__op_kind_name(int kind);
 
-/* the loop thread check every single-thread entry point makes */
+/* The loop-thread check of internal entry points: attaches the loop to the
+ * first thread that calls, then -EPERM for other threads, -EOWNERDEAD for a
+ * thread the supervisor fenced. */
 int vigil__enter(vigil_loop *loop);
+
+/* The entry check of public calls that touch loop state, with its exit: a
+ * call from inside a callback moves the thread to LIBRARY for the call (so
+ * the supervisor never fences it half-way through a change) and back to
+ * CALLBACK when the function returns, by a cleanup handler. A fenced thread
+ * is refused with -EOWNERDEAD (conn_id: the connection the call names, or
+ * 0), and its refused calls are remembered for the rebuild. */
+typedef struct vigil__api_scope { vigil__runner *restore; } vigil__api_scope;
+int vigil__api_enter(vigil_loop *loop, uint64_t conn_id, vigil__api_scope *scope);
+void vigil__api_leave(vigil__api_scope *scope);
+#define VIGIL__API_OR(loop, conn_id, fail)                                                  \
+    vigil__api_scope api_scope_ __attribute__((cleanup(vigil__api_leave))) = {0};          \
+    int api_rc_ = vigil__api_enter((loop), (conn_id), &api_scope_);                        \
+    if (api_rc_ < 0)                                                                        \
+        return fail
+#define VIGIL__API(loop, conn_id) VIGIL__API_OR(loop, conn_id, api_rc_)
 
 /* completion dispatch, called by backends */
 void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c);

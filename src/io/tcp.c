@@ -36,14 +36,13 @@ static vigil__op *op_of(vigil_loop *loop, uint32_t slot1) {
     return slot1 ? vigil__op_at(loop, slot1 - 1) : NULL;
 }
 
-/* The entry check of calls on a connection: the loop thread, a live stream. */
-static int enter_stream(vigil_loop *loop, vigil_conn h, vigil__conn **out) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
-    *out = stream_from(loop, h);
-    return *out ? 0 : -EBADF;
-}
+/* The entry check of calls on a connection: the loop thread (VIGIL__API,
+ * whose scope is the calling function), then a live stream. */
+#define ENTER_STREAM(loop, h, c)                                                            \
+    VIGIL__API(loop, (h).id);                                                               \
+    vigil__conn *c = stream_from(loop, h);                                                  \
+    if (!c)                                                                                 \
+    return -EBADF
 
 /* The connection's receive, unless it is ending. */
 static vigil__op *live_recv(vigil_loop *loop, vigil__conn *c) {
@@ -79,9 +78,8 @@ static void accept_arm(vigil_loop *loop, vigil__op *op, vigil__conn *l) {
 
 int vigil_listen(vigil_loop *loop, const vigil_listen_options *opts, vigil_accept_cb cb,
                  void *ud, vigil_listener *out) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
+    VIGIL__API(loop, 0);
+    int rc;
     if (!opts || !cb || !out || opts->backlog < 0)
         return -EINVAL;
     if (loop->destroying)
@@ -113,9 +111,7 @@ int vigil_listen(vigil_loop *loop, const vigil_listen_options *opts, vigil_accep
 }
 
 int vigil_listener_port(vigil_loop *loop, vigil_listener h) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
+    VIGIL__API(loop, h.id);
     vigil__conn *l = vigil__conn_from_id(loop, h.id);
     if (!l || l->kind != VIGIL__CONN_LISTENER)
         return -EBADF;
@@ -145,9 +141,7 @@ static void close_fd(vigil_loop *loop, vigil__conn *c) {
 }
 
 int vigil_listener_close(vigil_loop *loop, vigil_listener h) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
+    VIGIL__API(loop, h.id);
     vigil__conn *l = vigil__conn_from_id(loop, h.id);
     if (!l || l->kind != VIGIL__CONN_LISTENER || (l->flags & VIGIL__CF_CLOSING))
         return -EBADF;
@@ -234,9 +228,8 @@ static void accept_complete(vigil_loop *loop, vigil__op *op, vigil__conn *l, con
 
 int vigil_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t deadline_ms,
                   vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *oph) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
+    VIGIL__API(loop, 0);
+    int rc;
     if (!host || !cb || !out || port == 0)
         return -EINVAL;
     if (loop->destroying)
@@ -323,10 +316,7 @@ static void connect_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int s
 
 int vigil_recv_start(vigil_loop *loop, vigil_conn h, uint32_t idle_deadline_ms, vigil_recv_cb cb,
                      void *ud, vigil_op *oph) {
-    vigil__conn *c;
-    int rc = enter_stream(loop, h, &c);
-    if (rc < 0)
-        return rc;
+    ENTER_STREAM(loop, h, c);
     if (!cb)
         return -EINVAL;
     if (c->flags & (VIGIL__CF_CLOSING | VIGIL__CF_BROKEN))
@@ -523,10 +513,7 @@ static void recv_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c, const
 }
 
 int vigil_recv_pause(vigil_loop *loop, vigil_conn h) {
-    vigil__conn *c;
-    int rc = enter_stream(loop, h, &c);
-    if (rc < 0)
-        return rc;
+    ENTER_STREAM(loop, h, c);
     vigil__op *op = live_recv(loop, c);
     if (!op)
         return -ENOTCONN;
@@ -540,10 +527,7 @@ int vigil_recv_pause(vigil_loop *loop, vigil_conn h) {
 }
 
 int vigil_recv_resume(vigil_loop *loop, vigil_conn h) {
-    vigil__conn *c;
-    int rc = enter_stream(loop, h, &c);
-    if (rc < 0)
-        return rc;
+    ENTER_STREAM(loop, h, c);
     vigil__op *op = live_recv(loop, c);
     if (!op)
         return -ENOTCONN;
@@ -706,10 +690,7 @@ static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, con
 
 int vigil_send(vigil_loop *loop, vigil_conn h, const void *data, size_t len, uint32_t deadline_ms,
                vigil_send_cb cb, void *ud, vigil_op *oph) {
-    vigil__conn *c;
-    int rc = enter_stream(loop, h, &c);
-    if (rc < 0)
-        return rc;
+    ENTER_STREAM(loop, h, c);
     if (!data || !len)
         return -EINVAL;
     if (len > INT32_MAX)
@@ -752,19 +733,14 @@ int vigil_send(vigil_loop *loop, vigil_conn h, const void *data, size_t len, uin
 }
 
 int64_t vigil_send_queued(vigil_loop *loop, vigil_conn h) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
+    VIGIL__API(loop, h.id);
     vigil__conn *c = stream_from(loop, h);
     return c ? (int64_t)c->queued : -EBADF;
 }
 
 int vigil_send_watermark(vigil_loop *loop, vigil_conn h, size_t high, size_t low,
                          vigil_drain_cb cb, void *ud) {
-    vigil__conn *c;
-    int rc = enter_stream(loop, h, &c);
-    if (rc < 0)
-        return rc;
+    ENTER_STREAM(loop, h, c);
     if (high && (low > high || !cb))
         return -EINVAL;
     c->hwm = high;
@@ -779,10 +755,7 @@ int vigil_send_watermark(vigil_loop *loop, vigil_conn h, size_t high, size_t low
 /* ------------------------------------------------------ shutdown/close */
 
 int vigil_shutdown(vigil_loop *loop, vigil_conn h, int how) {
-    vigil__conn *c;
-    int rc = enter_stream(loop, h, &c);
-    if (rc < 0)
-        return rc;
+    ENTER_STREAM(loop, h, c);
     if (how < VIGIL_SHUT_RD || how > (VIGIL_SHUT_RD | VIGIL_SHUT_WR))
         return -EINVAL;
     if (c->flags & (VIGIL__CF_CLOSING | VIGIL__CF_CONNECTING))
@@ -800,9 +773,7 @@ int vigil_shutdown(vigil_loop *loop, vigil_conn h, int how) {
 
 static int close_common(vigil_loop *loop, vigil_conn h, bool abortive, uint32_t flush_ms,
                         vigil_close_cb cb, void *ud) {
-    int rc = vigil__enter(loop);
-    if (rc < 0)
-        return rc;
+    VIGIL__API(loop, h.id);
     vigil__conn *c = stream_from(loop, h);
     if (!c || (c->flags & VIGIL__CF_CLOSING))
         return -EBADF;
@@ -1163,24 +1134,19 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
 /* ------------------------------------------------------------ accessors */
 
 vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn h) {
-    if (vigil__enter(loop) < 0)
-        return (vigil_socket)-1;
+    VIGIL__API_OR(loop, h.id, (vigil_socket)-1);
     vigil__conn *c = stream_from(loop, h);
     return c ? c->fd : (vigil_socket)-1;
 }
 
 int vigil_conn_set_data(vigil_loop *loop, vigil_conn h, void *data) {
-    vigil__conn *c;
-    int rc = enter_stream(loop, h, &c);
-    if (rc < 0)
-        return rc;
+    ENTER_STREAM(loop, h, c);
     c->data = data;
     return 0;
 }
 
 void *vigil_conn_data(vigil_loop *loop, vigil_conn h) {
-    if (vigil__enter(loop) < 0)
-        return NULL;
+    VIGIL__API_OR(loop, h.id, NULL);
     vigil__conn *c = stream_from(loop, h);
     return c ? c->data : NULL;
 }
@@ -1214,26 +1180,18 @@ const char *vigil_strerror(int err) {
 
 /* The socket of a connection whose fd is still ours: once its close has been
  * handed to the kernel the number may already name another file. */
-static int zombie_enter(vigil_loop *loop, vigil_conn h, vigil__conn **out) {
-    int rc = enter_stream(loop, h, out);
-    if (rc < 0)
-        return rc;
-    return ((*out)->flags & VIGIL__CF_CLOSE_SENT) ? -EBADF : 0;
-}
+#define ENTER_ZOMBIE(loop, h, c)                                                            \
+    ENTER_STREAM(loop, h, c);                                                               \
+    if (c->flags & VIGIL__CF_CLOSE_SENT)                                                    \
+    return -EBADF
 
 int vigil_conn_keepalive(vigil_loop *loop, vigil_conn h, uint32_t idle_s, uint32_t interval_s,
                          uint32_t count) {
-    vigil__conn *c;
-    int rc = zombie_enter(loop, h, &c);
-    if (rc < 0)
-        return rc;
+    ENTER_ZOMBIE(loop, h, c);
     return vigil__socket_keepalive(c->fd, idle_s, interval_s, count);
 }
 
 int vigil_conn_user_timeout(vigil_loop *loop, vigil_conn h, uint32_t ms) {
-    vigil__conn *c;
-    int rc = zombie_enter(loop, h, &c);
-    if (rc < 0)
-        return rc;
+    ENTER_ZOMBIE(loop, h, c);
     return vigil__socket_user_timeout(c->fd, ms);
 }

@@ -368,6 +368,7 @@ static int uring_wait(vigil_loop *loop, int64_t timeout_ns) {
     uring_state *s = st(loop);
     publish_buffers(s);
     int rc;
+    vigil__wait_enter(loop);
     if (timeout_ns == 0) {
         rc = io_uring_submit_and_get_events(&s->ring);
     } else {
@@ -376,6 +377,7 @@ static int uring_wait(vigil_loop *loop, int64_t timeout_ns) {
                                        .tv_nsec = timeout_ns % 1000000000};
         rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, timeout_ns < 0 ? NULL : &ts, NULL);
     }
+    vigil__wait_leave(loop); /* out of the kernel: a fenced thread leaves here */
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
         return rc;
     int handled = 0;

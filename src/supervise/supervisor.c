@@ -46,6 +46,13 @@ struct vigil_supervisor {
 
 static void on_backtrace_signal(int sig) {
     (void)sig;
+    vigil__runner *r = vigil__tls_runner;
+    if (r && atomic_load_explicit(&r->state, memory_order_acquire) == VIGIL__AT_FENCED) {
+        /* A fenced thread: what it wrote before now is visible to whoever
+         * reads acked; its loop may already be elsewhere, so touch nothing. */
+        atomic_store_explicit(&r->acked, 1, memory_order_release);
+        return;
+    }
     vigil_loop *loop = vigil__tls_loop;
     if (!loop || atomic_load_explicit(&loop->bt_n, memory_order_acquire) != -1)
         return;
@@ -79,10 +86,11 @@ static void log_line(vigil_supervisor *s, const char *line) {
 static void stat_add(_Atomic uint64_t *c, uint64_t d) { atomic_fetch_add_explicit(c, d, memory_order_relaxed); }
 
 /* Asks the loop thread for its backtrace; waits at most 50 ms. */
-static void take_backtrace(vigil_supervisor *s, vigil_loop *loop, char *out, size_t len) {
+static void take_backtrace(vigil_supervisor *s, vigil_loop *loop, vigil__runner *runner, char *out,
+                           size_t len) {
     out[0] = 0;
     atomic_store_explicit(&loop->bt_n, -1, memory_order_release);
-    if (pthread_kill(loop->owner, s->o.backtrace_signal) != 0)
+    if (pthread_kill(runner->thread, s->o.backtrace_signal) != 0)
         return;
     uint64_t until = vigil__clock_ns() + 50000000ull;
     int n;
@@ -111,18 +119,19 @@ static const char *where_name(int where) {
     return where == VIGIL__AT_CALLBACK ? "callback" : where == VIGIL__AT_WAIT ? "kernel wait" : "library";
 }
 
-static void report(vigil_supervisor *s, watched *w, uint64_t now, uint64_t age_ns) {
+static void report(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64_t now,
+                   uint64_t age_ns) {
     vigil_loop *loop = w->loop;
     vigil_stall_report r;
     memset(&r, 0, sizeof(r));
     r.loop_id = loop->id;
     r.stalled_ms = age_ns / 1000000;
-    r.where = where_name(atomic_load_explicit(&loop->sv_where, memory_order_relaxed));
+    r.where = where_name(atomic_load_explicit(&runner->state, memory_order_acquire));
     r.op = vigil__op_kind_name(atomic_load_explicit(&loop->sv_op_kind, memory_order_relaxed));
     r.conn.id = atomic_load_explicit(&loop->sv_conn, memory_order_relaxed);
-    if (vigil__thread_syscall(loop->tid, r.syscall, sizeof(r.syscall)) < 0)
+    if (vigil__thread_syscall(runner->tid, r.syscall, sizeof(r.syscall)) < 0)
         snprintf(r.syscall, sizeof(r.syscall), "?");
-    take_backtrace(s, loop, r.backtrace, sizeof(r.backtrace));
+    take_backtrace(s, loop, runner, r.backtrace, sizeof(r.backtrace));
     vigil_loop_stats ls;
     vigil_loop_stats_get(loop, &ls);
     r.ops_in_flight = ls.ops_in_flight;
@@ -148,14 +157,15 @@ static void report(vigil_supervisor *s, watched *w, uint64_t now, uint64_t age_n
 
 static void check(vigil_supervisor *s, watched *w, uint64_t now) {
     vigil_loop *loop = w->loop;
-    if (!atomic_load_explicit(&loop->attached, memory_order_acquire))
+    vigil__runner *runner = atomic_load_explicit(&loop->runner, memory_order_acquire);
+    if (!runner || !atomic_load_explicit(&loop->attached, memory_order_acquire))
         return;
     uint64_t last = atomic_load_explicit(&loop->stats.last_progress_ns, memory_order_relaxed);
     uint64_t age = now > last ? now - last : 0;
     uint64_t stall_ns = (uint64_t)s->o.stall_ms * 1000000ull;
     bool stuck = false;
     if (age >= stall_ns) {
-        int where = atomic_load_explicit(&loop->sv_where, memory_order_relaxed);
+        int where = atomic_load_explicit(&runner->state, memory_order_acquire);
         if (where == VIGIL__AT_OUTSIDE) {
             stuck = false; /* the application is not running the loop right now */
         } else if (where != VIGIL__AT_WAIT) {
@@ -200,7 +210,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
         if (w->reported_ns && now - w->reported_ns < (uint64_t)s->o.report_interval_ms * 1000000ull)
             stat_add(&s->st.reports_suppressed, 1);
         else
-            report(s, w, now, age);
+            report(s, w, runner, now, age);
         return;
     }
     /* Still stalled: a thread blocked in a syscall is interrupted, once per unblock_ms. */
@@ -209,10 +219,10 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
     if (w->unblocked_ns && now - w->unblocked_ns < (uint64_t)s->o.unblock_ms * 1000000ull)
         return;
     char sc[96];
-    if (vigil__thread_syscall(loop->tid, sc, sizeof(sc)) < 0 || !strncmp(sc, "running", 7))
+    if (vigil__thread_syscall(runner->tid, sc, sizeof(sc)) < 0 || !strncmp(sc, "running", 7))
         return; /* spinning in user code: a signal would not help (a rebuild will) */
     w->unblocked_ns = now;
-    if (pthread_kill(loop->owner, s->o.unblock_signal) == 0) {
+    if (pthread_kill(runner->thread, s->o.unblock_signal) == 0) {
         stat_add(&s->st.threads_unblocked, 1);
         char line[200];
         snprintf(line, sizeof(line), "vigil: loop %u stalled %llu ms in %s: interrupting it (signal %d)",
