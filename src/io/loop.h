@@ -124,8 +124,9 @@ typedef struct vigil__conn {
     void *close_ud;
     void *data;
     vigil__parked *parked; /* receives that arrived while paused, in order */
-    uint32_t parked_n, parked_cap;
+    uint32_t parked_pos, parked_n, parked_cap; /* [pos, n) still to deliver */
     int32_t parked_final;  /* final status behind the parked data */
+    int32_t fail_status;   /* what the queued sends fail with once the stream broke */
 } vigil__conn;
 
 /* A completion as the core sees it, copied out of the kernel's queue so that
@@ -386,6 +387,8 @@ void vigil__tcp_deadline(vigil_loop *loop, vigil__op *op);
 void vigil__tcp_finish(vigil_loop *loop, vigil__op *op, int status); /* from the later list */
 void vigil__tcp_destroy_all(vigil_loop *loop);
 void vigil__tcp_buffers_freed(vigil_loop *loop);
+void vigil__tcp_repair(vigil_loop *loop, vigil__conn *c); /* after a fence */
+void vigil__tcp_break(vigil_loop *loop, vigil__conn *c, int status);
 void vigil__buf_recycle(vigil_loop *loop, uint32_t id);
 
 static inline void vigil__stat_add(_Atomic uint64_t *c, int64_t d) {

@@ -162,9 +162,9 @@ static void accept_final(vigil_loop *loop, vigil__op *op, vigil__conn *l, int st
     vigil_listener lh = {vigil__conn_id(loop, l)};
     l->io_op = 0;
     op_done(loop, op);
-    VIGIL__CALLBACK(loop, cb(loop, lh, status, (vigil_conn){0}, ud));
     if (l->flags & VIGIL__CF_CLOSING)
-        close_fd(loop, l);
+        close_fd(loop, l); /* before the callback: nothing is left to do after it */
+    VIGIL__CALLBACK(loop, cb(loop, lh, status, (vigil_conn){0}, ud));
 }
 
 static void accept_complete(vigil_loop *loop, vigil__op *op, vigil__conn *l, const vigil__cqe *e) {
@@ -287,8 +287,10 @@ static void connect_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int s
     void *ud = op->ud;
     op_done(loop, op);
     bool user_closing = c->flags & VIGIL__CF_CLOSING;
-    if (status < 0) /* the stream never existed: every call on it fails from now on */
+    if (status < 0) { /* the stream never existed: every call on it fails from now on */
         c->flags |= VIGIL__CF_BROKEN | (user_closing ? 0 : VIGIL__CF_CLOSING | VIGIL__CF_ABORT);
+        c->fail_status = user_closing ? -ECANCELED : status;
+    }
     uint64_t cid = vigil__conn_id(loop, c);
     VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), status, ud));
     if (status < 0 && conn_alive(loop, c, cid)) /* sends queued while connecting: never sent */
@@ -415,6 +417,11 @@ static void recv_deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, uint32
 }
 
 static int park(vigil__conn *c, uint32_t id, uint32_t len) {
+    if (c->parked_n == c->parked_cap && c->parked_pos) { /* reuse the delivered front */
+        c->parked_n -= c->parked_pos;
+        memmove(c->parked, c->parked + c->parked_pos, c->parked_n * sizeof(*c->parked));
+        c->parked_pos = 0;
+    }
     if (c->parked_n == c->parked_cap) {
         uint32_t cap = c->parked_cap ? c->parked_cap * 2 : 4;
         vigil__parked *p = realloc(c->parked, cap * sizeof(*p));
@@ -427,21 +434,23 @@ static int park(vigil__conn *c, uint32_t id, uint32_t len) {
     return 0;
 }
 
-/* Delivers parked bytes in order; stops early if the user pauses again. */
+static uint32_t parked_pending(const vigil__conn *c) { return c->parked_n - c->parked_pos; }
+
+/* Delivers parked bytes in order; stops early if the user pauses again. Each
+ * entry leaves the list before its callback, so a fence in one leaves the
+ * rest, and only the rest, for the rebuilt loop. */
 static void flush_parked(vigil_loop *loop, vigil__op *op, vigil__conn *c, bool even_if_paused) {
-    uint32_t i = 0;
     uint32_t gen = op->gen;
-    while (i < c->parked_n) {
+    while (parked_pending(c)) {
         if (!even_if_paused && (op->flags & VIGIL__OPF_PAUSED))
             break;
-        vigil__parked p = c->parked[i++];
+        vigil__parked p = c->parked[c->parked_pos++];
+        if (c->parked_pos == c->parked_n)
+            c->parked_pos = c->parked_n = 0;
         recv_deliver(loop, op, c, p.buf, p.len);
         if (op->gen != gen || op->kind != VIGIL__OP_RECV)
             break;
     }
-    if (i && c->parked_n > i)
-        memmove(c->parked, c->parked + i, (c->parked_n - i) * sizeof(*c->parked));
-    c->parked_n -= i;
 }
 
 static void recv_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int status) {
@@ -449,7 +458,7 @@ static void recv_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int stat
         status = -ETIMEDOUT;
     else if (op->flags & VIGIL__OPF_STOPPED)
         status = op->status;
-    if (op->flags & VIGIL__OPF_PAUSED && !(op->flags & VIGIL__OPF_STOPPED) && c->parked_n) {
+    if (op->flags & VIGIL__OPF_PAUSED && !(op->flags & VIGIL__OPF_STOPPED) && parked_pending(c)) {
         /* The end of the stream waits behind bytes the user has not taken yet. */
         c->flags |= VIGIL__CF_EOF_PARKED;
         c->parked_final = status;
@@ -478,7 +487,7 @@ static void recv_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c, const
             vigil__buf_recycle(loop, id);
         } else {
             op->u.recv.last_ns = vigil__clock_ns();
-            if (op->flags & VIGIL__OPF_PAUSED || c->parked_n) {
+            if (op->flags & VIGIL__OPF_PAUSED || parked_pending(c)) {
                 loop->buf_state[id] = VIGIL__BUF_PARKED;
                 if (park(c, id, (uint32_t)e->res) < 0)
                     abort(); /* cannot keep the bytes and must not drop them */
@@ -539,7 +548,7 @@ int vigil_recv_resume(vigil_loop *loop, vigil_conn h) {
         op->due_ns = op->u.recv.last_ns + op->u.recv.idle_ns;
         vigil__heap_push(loop, op);
     }
-    if (c->parked_n || (c->flags & VIGIL__CF_EOF_PARKED))
+    if (parked_pending(c) || (c->flags & VIGIL__CF_EOF_PARKED))
         vigil__later(loop, op, VIGIL__STATUS_RESUME); /* deliver on the next pass */
     else if (!(op->flags & VIGIL__OPF_KERNEL))
         recv_arm(loop, op, c);
@@ -581,6 +590,22 @@ static void send_final(vigil_loop *loop, vigil__conn *c, vigil__op *op, int stat
         VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), status, ud));
 }
 
+/* Reports, in order, the messages at the head of the queue whose every byte
+ * went out. Returns false if a callback closed the connection. */
+static bool send_report_sent(vigil_loop *loop, vigil__conn *c) {
+    uint64_t cid = vigil__conn_id(loop, c);
+    for (vigil__op *op; (op = op_of(loop, c->send_head)) && op->u.send.done == op->u.send.len;) {
+        c->send_head = op->next;
+        if (!c->send_head)
+            c->send_tail = 0;
+        op->next = 0;
+        send_final(loop, c, op, (int)op->u.send.len);
+        if (!conn_alive(loop, c, cid))
+            return false;
+    }
+    return true;
+}
+
 static void check_drain(vigil_loop *loop, vigil__conn *c) {
     if ((c->flags & VIGIL__CF_OVER_HWM) && c->queued <= c->lwm) {
         c->flags &= (uint16_t)~VIGIL__CF_OVER_HWM;
@@ -592,6 +617,7 @@ static void check_drain(vigil_loop *loop, vigil__conn *c) {
 /* Fails every queued send, in order, with status. The in-flight one (if any)
  * is cancelled and fails when its completion arrives, before the rest. */
 static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status) {
+    c->fail_status = status; /* for the rest, should a callback below be fenced */
     vigil__op *head = op_of(loop, c->send_head);
     if (head && (head->flags & VIGIL__OPF_KERNEL)) {
         head->flags |= VIGIL__OPF_STOPPED;
@@ -648,24 +674,18 @@ static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, con
     head->u.send.flight = NULL;
     int64_t n = e->res;
     if (n > 0) {
-        /* Apply confirmed bytes to the queue in order; callbacks may run. */
-        while (n > 0 && c->send_head) {
-            vigil__op *op = op_of(loop, c->send_head);
+        /* Apply every confirmed byte to the queue first, then report the
+         * messages that went out: whatever a callback does (a fence
+         * included), the queue in loop memory says exactly what was sent. */
+        for (vigil__op *op = head; n > 0 && op; op = op_of(loop, op->next)) {
             uint32_t left = op->u.send.len - op->u.send.done;
             uint32_t take = n < left ? (uint32_t)n : left;
             op->u.send.done += take;
             c->queued -= take;
             n -= take;
-            if (op->u.send.done == op->u.send.len) {
-                c->send_head = op->next;
-                if (!c->send_head)
-                    c->send_tail = 0;
-                op->next = 0;
-                send_final(loop, c, op, (int)op->u.send.len);
-                if (!conn_alive(loop, c, cid))
-                    return;
-            }
         }
+        if (!send_report_sent(loop, c))
+            return;
         check_drain(loop, c);
         if (!conn_alive(loop, c, cid))
             return;
@@ -1099,9 +1119,9 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
                 vigil__op_cancel_kernel(loop, op);
                 if (op->heap >= 0)
                     vigil__heap_remove(loop, op);
-                for (uint32_t i = 0; i < c->parked_n; i++)
+                for (uint32_t i = c->parked_pos; i < c->parked_n; i++)
                     vigil__buf_recycle(loop, c->parked[i].buf);
-                c->parked_n = 0;
+                c->parked_n = c->parked_pos = 0;
                 if (op->cb) /* no callback: the close's own drain */
                     VIGIL__CALLBACK(loop, ((vigil_recv_cb)op->cb)(loop, h, -ECANCELED, NULL, op->ud));
                 vigil__op_release(loop, op);
@@ -1129,6 +1149,78 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
             vigil__conn_free(loop, c);
         }
     }
+}
+
+/* ------------------------------------------------------------ rebuilds */
+
+/* After a fence cut a callback on this connection (or listener) short, does
+ * what that callback's caller would have done next. Every handler leaves the
+ * tables consistent before it calls user code (callbacks may call any vigil
+ * function), so only pending intentions can be missing: a receive to re-arm
+ * or to end, parked bytes to deliver, sent messages to report, sends to fail
+ * or to pump, a close to go on with. Each step looks at the state and does
+ * only what it finds missing, so it is harmless where nothing is. */
+void vigil__tcp_repair(vigil_loop *loop, vigil__conn *c) {
+    uint64_t cid = vigil__conn_id(loop, c);
+    const uint16_t busy = VIGIL__OPF_KERNEL | VIGIL__OPF_LATER | VIGIL__OPF_USER_DONE;
+    if (c->kind == VIGIL__CONN_LISTENER) {
+        vigil__op *op = op_of(loop, c->io_op);
+        if (op && !(op->flags & busy) && op->heap < 0) {
+            if (c->flags & VIGIL__CF_CLOSING)
+                vigil__later(loop, op, -ECANCELED);
+            else
+                accept_arm(loop, op, c);
+        } else if (!op && (c->flags & VIGIL__CF_CLOSING) && !(c->flags & VIGIL__CF_CLOSE_SENT)) {
+            close_fd(loop, c);
+        }
+        return;
+    }
+    if (c->kind != VIGIL__CONN_STREAM || (c->flags & VIGIL__CF_CONNECTING))
+        return;
+    vigil__op *r = op_of(loop, c->recv_op);
+    if (r && !(r->flags & busy) && !(c->flags & VIGIL__CF_BUF_WAIT)) {
+        if (r->flags & VIGIL__OPF_TIMED_OUT)
+            vigil__later(loop, r, -ETIMEDOUT);
+        else if (r->flags & VIGIL__OPF_STOPPED)
+            vigil__later(loop, r, r->status);
+        else if (r->flags & VIGIL__OPF_PAUSED)
+            ; /* resume re-arms or delivers */
+        else if (parked_pending(c) || (c->flags & VIGIL__CF_EOF_PARKED))
+            vigil__later(loop, r, VIGIL__STATUS_RESUME);
+        else
+            recv_arm(loop, r, c);
+    }
+    if (!send_report_sent(loop, c))
+        return;
+    vigil__op *head = op_of(loop, c->send_head);
+    if (c->flags & (VIGIL__CF_BROKEN | VIGIL__CF_ABORT)) {
+        if (head && !(head->flags & VIGIL__OPF_KERNEL))
+            send_fail_all(loop, c, c->fail_status ? c->fail_status : -ECANCELED);
+    } else {
+        send_pump(loop, c);
+    }
+    if (!conn_alive(loop, c, cid))
+        return;
+    check_drain(loop, c);
+    if (conn_alive(loop, c, cid) && (c->flags & VIGIL__CF_CLOSING))
+        conn_maybe_close(loop, c);
+}
+
+/* Ends a stream the rebuild could not carry over exactly (its stuck callback
+ * never came back, or made calls that were refused): the peer gets RST now,
+ * the owner gets status from the receive and every unsent message, and
+ * still closes the handle itself. */
+void vigil__tcp_break(vigil_loop *loop, vigil__conn *c, int status) {
+    if (c->kind != VIGIL__CONN_STREAM || (c->flags & (VIGIL__CF_CLOSE_SENT | VIGIL__CF_CONNECTING)))
+        return;
+    uint64_t cid = vigil__conn_id(loop, c);
+    if (!(c->flags & VIGIL__CF_BROKEN))
+        vigil__socket_reset(c->fd);
+    c->flags |= VIGIL__CF_BROKEN;
+    recv_stop(loop, c, status);
+    send_fail_all(loop, c, status);
+    if (conn_alive(loop, c, cid) && (c->flags & VIGIL__CF_CLOSING))
+        conn_maybe_close(loop, c);
 }
 
 /* ------------------------------------------------------------ accessors */

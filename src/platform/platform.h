@@ -28,6 +28,7 @@ int vigil__socket_prepare_accepted(vigil_socket fd);
 int vigil__socket_shutdown(vigil_socket fd, int how); /* VIGIL_SHUT_* */
 int vigil__socket_set_abortive(vigil_socket fd);      /* close sends RST */
 void vigil__socket_close_now(vigil_socket fd);        /* last resort, never blocks */
+int vigil__socket_reset(vigil_socket fd);             /* RST to the peer, fd stays open */
 
 /* Receive-buffer memory: page-aligned, zeroed. */
 void *vigil__mem_map(size_t len);

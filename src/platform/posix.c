@@ -108,6 +108,15 @@ int vigil__socket_set_abortive(vigil_socket fd) {
     return setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0 ? -errno : 0;
 }
 
+/* Disconnecting a TCP socket (connect to AF_UNSPEC) sends RST now and keeps
+ * the descriptor, which stays its owner's to close. */
+int vigil__socket_reset(vigil_socket fd) {
+    struct sockaddr sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_family = AF_UNSPEC;
+    return connect(fd, &sa, sizeof(sa)) < 0 ? -errno : 0;
+}
+
 void vigil__socket_close_now(vigil_socket fd) {
     if (fd >= 0)
         close(fd);
