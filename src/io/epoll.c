@@ -57,7 +57,7 @@ typedef struct send_flight {
 } send_flight;
 
 typedef struct epoll_state {
-    int epfd, wake_fd;
+    int epfd;
     uint64_t wake_buf;
     fd_slot *fds;
     uint32_t fds_cap;
@@ -65,6 +65,8 @@ typedef struct epoll_state {
     uint32_t nfree;
     pending *pend;
     uint32_t npend, cap_pend;
+    pending *run;   /* the requests being carried out now, [run_pos, run_n) still to do: */
+    uint32_t run_pos, run_n, cap_run; /* in state memory, so a fence in a callback leaves them */
     struct epoll_event events[MAX_EVENTS];
 } epoll_state;
 
@@ -149,21 +151,21 @@ static int epoll_init(vigil_loop *loop) {
     epoll_state *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->epfd = s->wake_fd = -1;
+    s->epfd = -1;
     loop->be_state = s;
     int rc = -ENOMEM;
     s->free_bufs = malloc(loop->opts.buf_count * sizeof(uint32_t));
     if (!s->free_bufs)
         goto fail;
-    for (uint32_t i = 0; i < loop->opts.buf_count; i++)
-        s->free_bufs[s->nfree++] = loop->opts.buf_count - 1 - i; /* low ids first */
+    /* low ids first; only free ones (after a rebuild some are in use) */
+    for (uint32_t i = loop->opts.buf_count; i-- > 0;)
+        if (loop->buf_state[i] == VIGIL__BUF_KERNEL)
+            s->free_bufs[s->nfree++] = i;
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (s->epfd < 0) {
         rc = -errno;
         goto fail;
     }
-    if ((rc = vigil__wakefd_open(&s->wake_fd)) < 0)
-        goto fail;
     loop->info.features = 0;
     loop->info.ring_entries = loop->info.cq_entries = 0;
     return 0;
@@ -179,18 +181,45 @@ static int epoll_attach(vigil_loop *loop) {
     return loop->be->recv(loop, op, -1);
 }
 
-static void epoll_fini(vigil_loop *loop) {
-    epoll_state *s = st(loop);
+static void epoll_abandon(void *state) {
+    epoll_state *s = state;
     if (!s)
         return;
     if (s->epfd >= 0)
-        close(s->epfd);
-    vigil__wakefd_close(s->wake_fd);
+        close(s->epfd); /* epoll holds no socket references: nothing else to undo */
     free(s->fds);
     free(s->free_bufs);
     free(s->pend);
+    free(s->run);
     free(s);
+}
+
+static void epoll_fini(vigil_loop *loop) {
+    epoll_abandon(loop->be_state);
     loop->be_state = NULL;
+}
+
+/* A fenced state's results not yet delivered: finals queued for the next
+ * wait (cancels, the stale test no-op). Requests not yet carried out (sends,
+ * connects, closes) moved nothing; their ops are re-issued by the rebuild. */
+static uint32_t epoll_harvest(void *state, vigil__cqe *out, uint32_t max, bool *overflowed) {
+    (void)overflowed;
+    epoll_state *s = state;
+    uint32_t n = 0;
+    while (n < max && s->run_pos < s->run_n) {
+        pending p = s->run[s->run_pos++];
+        if (p.kind == PEND_DONE)
+            out[n++] = (vigil__cqe){p.tag, p.res, 0};
+    }
+    uint32_t i = 0;
+    while (n < max && i < s->npend) {
+        pending p = s->pend[i++];
+        if (p.kind == PEND_DONE)
+            out[n++] = (vigil__cqe){p.tag, p.res, 0};
+    }
+    memmove(s->pend, s->pend + i, (s->npend - i) * sizeof(*s->pend));
+    s->npend -= i;
+    return n;
 }
 
 static int arm_read(vigil_loop *loop, vigil__op *op, int fd) {
@@ -212,7 +241,7 @@ static int epoll_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) { retu
 
 static int epoll_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
     if (op->kind == VIGIL__OP_WAKE)
-        fd = st(loop)->wake_fd;
+        fd = loop->wake_fd;
     return arm_read(loop, op, fd);
 }
 
@@ -266,7 +295,7 @@ static int epoll_cancel(vigil_loop *loop, vigil__op *op) {
         }
     }
     vigil__conn *c = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
-    int fd = op->kind == VIGIL__OP_WAKE ? s->wake_fd : c ? c->fd : -1;
+    int fd = op->kind == VIGIL__OP_WAKE ? loop->wake_fd : c ? c->fd : -1;
     fd_slot *f = fd >= 0 && (uint32_t)fd < s->fds_cap ? &s->fds[fd] : NULL;
     if (f && (f->rd_tag == tag + 1 || f->wr_tag == tag + 1)) {
         if (f->rd_tag == tag + 1)
@@ -325,7 +354,7 @@ static void run_pending(vigil_loop *loop, pending p) {
     case PEND_CONNECT:
         if (connect(p.fd, op->u.connect.addr, op->u.connect.addrlen) == 0)
             complete(loop, p.tag, 0, 0);
-        else if (errno == EINPROGRESS || errno == EINTR)
+        else if (errno == EINPROGRESS || errno == EINTR || errno == EALREADY)
             wait_write(loop, p.tag, p.fd);
         else
             complete(loop, p.tag, -errno, 0);
@@ -346,23 +375,37 @@ static void run_pending(vigil_loop *loop, pending p) {
     }
 }
 
-/* Carries out queued requests; callbacks may queue more, which run too. */
+/* Carries out queued requests; callbacks may queue more, which run too. The
+ * batch being carried out swaps places with the queue, and stays in state
+ * memory until each entry's turn (harvest reads what a fence left). */
 static int drain_pending(vigil_loop *loop) {
     epoll_state *s = st(loop);
     int done = 0;
     for (int round = 0; s->npend && round < 16; round++) {
-        uint32_t n = s->npend;
-        pending *batch = malloc(n * sizeof(*batch));
-        if (!batch)
-            return done;
-        memcpy(batch, s->pend, n * sizeof(*batch));
+        pending *t = s->run;
+        uint32_t tcap = s->cap_run;
+        s->run = s->pend;
+        s->cap_run = s->cap_pend;
+        s->run_n = s->npend;
+        s->run_pos = 0;
+        s->pend = t;
+        s->cap_pend = tcap;
         s->npend = 0;
-        for (uint32_t i = 0; i < n; i++)
-            run_pending(loop, batch[i]);
-        free(batch);
-        done += (int)n;
+        while (s->run_pos < s->run_n) {
+            pending p = s->run[s->run_pos++];
+            run_pending(loop, p);
+            done++;
+        }
     }
     return done;
+}
+
+/* A connect the fenced state had started: wait for writability, then the
+ * core reads SO_ERROR (on_writable completes connects with it). */
+static int epoll_resume_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
+    vigil__op_kernel_started(loop, op);
+    wait_write(loop, vigil__op_tag(loop, op), fd);
+    return 0;
 }
 
 static void on_readable(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f) {
@@ -475,7 +518,6 @@ static int epoll_wait_be(vigil_loop *loop, int64_t timeout_ns) {
     return handled + n;
 }
 
-static int epoll_wake(vigil_loop *loop) { return vigil__wakefd_signal(st(loop)->wake_fd); }
 
 static int epoll_poll_fd(vigil_loop *loop) { return st(loop)->epfd; }
 
@@ -497,7 +539,9 @@ const vigil__backend vigil__epoll_backend = {
     .cancel = epoll_cancel,
     .nop = epoll_nop,
     .wait = epoll_wait_be,
-    .wake = epoll_wake,
     .poll_fd = epoll_poll_fd,
     .buf_recycle = epoll_buf_recycle,
+    .resume_connect = epoll_resume_connect,
+    .harvest = epoll_harvest,
+    .abandon = epoll_abandon,
 };

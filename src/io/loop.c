@@ -93,6 +93,7 @@ uint64_t vigil__op_tag(vigil_loop *loop, vigil__op *op) {
 }
 
 void vigil__op_kernel_started(vigil_loop *loop, vigil__op *op) {
+    op->req_epoch = loop->epoch; /* which ring holds its request (rebuild.c) */
     if (!(op->flags & VIGIL__OPF_KERNEL)) {
         op->flags |= VIGIL__OPF_KERNEL;
         vigil__stat_add(&loop->stats.ops_in_flight, 1);
@@ -413,6 +414,9 @@ static void run_due(vigil_loop *loop, uint64_t now) {
             } else {
                 timer_finish(loop, op, 0);
             }
+        } else if (vigil__later_is_frozen(loop, op)) {
+            op->due_ns = now + 10000000ull; /* its callback is stuck: not yet */
+            vigil__heap_push(loop, op);
         } else {
             op->due_ns = 0;
             vigil__tcp_deadline(loop, op);
@@ -431,12 +435,43 @@ static void run_later(vigil_loop *loop) {
         vigil__op *op = vigil__op_at(loop, loop->later_run - 1);
         loop->later_run = op->next;
         op->next = 0;
+        if (vigil__later_is_frozen(loop, op)) { /* its callback is stuck: keep it for later */
+            if (loop->held_later_tail)
+                vigil__op_at(loop, loop->held_later_tail - 1)->next = op->self + 1;
+            else
+                loop->held_later_head = op->self + 1;
+            loop->held_later_tail = op->self + 1;
+            continue;
+        }
         op->flags &= (uint16_t)~VIGIL__OPF_LATER;
         if (op->kind == VIGIL__OP_TIMER)
             timer_finish(loop, op, op->status);
         else
             vigil__tcp_finish(loop, op, op->status);
     }
+}
+
+/* A frozen connection moved over: its held later-list entries run again. */
+void vigil__unhold_later(vigil_loop *loop, uint32_t conn_slot1) {
+    uint32_t head = loop->held_later_head, keep_head = 0, keep_tail = 0;
+    loop->held_later_head = loop->held_later_tail = 0;
+    while (head) {
+        vigil__op *op = vigil__op_at(loop, head - 1);
+        head = op->next;
+        op->next = 0;
+        if (op->conn == conn_slot1) {
+            op->flags &= (uint16_t)~VIGIL__OPF_LATER;
+            vigil__later(loop, op, op->status);
+        } else {
+            if (keep_tail)
+                vigil__op_at(loop, keep_tail - 1)->next = op->self + 1;
+            else
+                keep_head = op->self + 1;
+            keep_tail = op->self + 1;
+        }
+    }
+    loop->held_later_head = keep_head;
+    loop->held_later_tail = keep_tail;
 }
 
 /* ------------------------------------------------------ cross-thread */
@@ -473,7 +508,7 @@ int vigil_loop_wake(vigil_loop *loop) {
      * posts, so a post after the clear wakes it again. */
     if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel))
         return 0;
-    return loop->be->wake(loop);
+    return vigil__wakefd_signal(loop->wake_fd);
 }
 
 int vigil_loop_stop(vigil_loop *loop) {
@@ -534,6 +569,8 @@ int vigil_loop_progress(vigil_loop *loop) {
     return 0;
 }
 
+static void dispatch_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
+
 void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) {
     vigil__stat_add(&loop->stats.completions, 1);
     if (c->tag == VIGIL__TAG_IGNORE)
@@ -541,8 +578,10 @@ void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) {
     uint32_t slot = (uint32_t)c->tag;
     uint32_t gen = (uint32_t)(c->tag >> 32) & VIGIL__TAG_GEN_MASK;
     uint8_t epoch = (uint8_t)(c->tag >> 56);
+    /* while a rebuild applies a fenced backend's completions: that epoch */
+    uint8_t want = loop->harvest_epoch >= 0 ? (uint8_t)loop->harvest_epoch : loop->epoch;
     vigil__op *op = vigil__op_at(loop, slot);
-    if (!op || op->kind == VIGIL__OP_FREE || op->gen != gen || epoch != loop->epoch ||
+    if (!op || op->kind == VIGIL__OP_FREE || op->gen != gen || epoch != want ||
         !(op->flags & VIGIL__OPF_KERNEL)) {
         /* A completion for an op that no longer exists. Its buffer, if it
          * carries one, still goes back to the pool. */
@@ -558,6 +597,26 @@ void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) {
         op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING);
         vigil__stat_add(&loop->stats.ops_in_flight, -1);
     }
+    if (vigil__hold_if_frozen(loop, op, c))
+        return; /* its connection's callback is stuck on a fenced thread */
+    dispatch_op(loop, op, c);
+}
+
+/* A held completion, once its connection is no longer frozen: it was checked
+ * and accounted for when it arrived. */
+void vigil__dispatch_held(vigil_loop *loop, const vigil__cqe *c) {
+    vigil__op *op = vigil__op_at(loop, (uint32_t)c->tag);
+    uint32_t gen = (uint32_t)(c->tag >> 32) & VIGIL__TAG_GEN_MASK;
+    if (!op || op->kind == VIGIL__OP_FREE || op->gen != gen) {
+        vigil__stat_add(&loop->stats.stale_completions, 1);
+        if (c->flags & VIGIL__CQE_BUF)
+            vigil__buf_recycle(loop, c->flags >> 16);
+        return;
+    }
+    dispatch_op(loop, op, c);
+}
+
+static void dispatch_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     if (op->kind == VIGIL__OP_WAKE) {
         atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
         if (!loop->destroying)
@@ -702,9 +761,16 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     loop->id = atomic_fetch_add(&next_loop_id, 1);
     atomic_store(&loop->sv_next_due_ns, UINT64_MAX);
     loop->buf_current = UINT32_MAX;
+    loop->wake_fd = -1;
+    loop->harvest_epoch = -1;
     pthread_mutex_init(&loop->post_lock, NULL);
+    pthread_mutex_init(&loop->owner_lock, NULL);
+    pthread_cond_init(&loop->owner_cond, NULL);
 
-    int rc = -ENOMEM;
+    int rc = vigil__wakefd_open(&loop->wake_fd);
+    if (rc < 0)
+        goto fail;
+    rc = -ENOMEM;
     loop->buf_map_len = (size_t)o.buf_count * o.buf_size;
     loop->buf_base = vigil__mem_map(loop->buf_map_len);
     loop->buf_state = calloc(o.buf_count, 1);
@@ -715,6 +781,7 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     rc = choose_backend(loop);
     if (rc < 0)
         goto fail;
+    atomic_store(&loop->sv_poll_fd, loop->be->poll_fd(loop));
     loop->info.backend = loop->be->name;
     loop->info.reason = loop->reason;
     loop->info.buf_size = o.buf_size;
@@ -725,7 +792,10 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
 fail:
     vigil__mem_unmap(loop->buf_base, loop->buf_map_len);
     free(loop->buf_state);
+    vigil__wakefd_close(loop->wake_fd);
     pthread_mutex_destroy(&loop->post_lock);
+    pthread_mutex_destroy(&loop->owner_lock);
+    pthread_cond_destroy(&loop->owner_cond);
     free(loop);
     return rc;
 }
@@ -809,6 +879,7 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
     rc = 0;
     for (;;) {
         uint64_t now = vigil__clock_ns();
+        bool fenced_waiting = loop->fences && vigil__fences_poll(loop, now);
         run_due(loop, now);
         run_later(loop);
         run_posts(loop, 0);
@@ -819,6 +890,8 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
         int64_t t = 0;
         if (mode != VIGIL_RUN_NOWAIT && !loop->later_head && !posts_waiting(loop))
             t = wait_timeout_ns(loop, vigil__clock_ns(), until);
+        if (fenced_waiting && (t < 0 || t > 10000000))
+            t = 10000000; /* look again soon for a fenced thread that came back */
         atomic_store_explicit(&loop->sv_next_due_ns,
                               loop->heap_len ? vigil__op_at(loop, loop->heap[0])->due_ns : UINT64_MAX,
                               memory_order_relaxed);
@@ -853,11 +926,26 @@ int vigil_loop_destroy(vigil_loop *loop) {
     if (!loop)
         return -EINVAL;
     int rc = vigil__enter(loop);
+    if (rc == -EPERM)
+        return vigil__destroy_handoff(loop); /* -EPERM unless the loop was rebuilt */ /* a rebuilt loop: its own thread destroys it */
     if (rc < 0)
         return rc;
     if (loop->in_callback || loop->running)
         return -EBUSY;
     loop->destroying = true;
+    /* Fenced callbacks are not waited for any more: every connection gets
+     * its final callbacks below, held completions first. */
+    for (uint32_t s1 = 1; s1 <= loop->conns_cap; s1++) {
+        vigil__conn *c = vigil__conn_at(loop, s1);
+        if (c->flags & VIGIL__CF_FROZEN) {
+            c->flags &= (uint16_t)~VIGIL__CF_FROZEN;
+            vigil__unhold_later(loop, s1);
+        }
+    }
+    while (loop->held_n) {
+        vigil__cqe c = loop->held[--loop->held_n];
+        vigil__dispatch_held(loop, &c);
+    }
 
     /* 1. timers, in deadline order */
     for (;;) {
@@ -929,7 +1017,12 @@ int vigil_loop_destroy(vigil_loop *loop) {
         }
     }
     free(loop->heap);
+    free(loop->held);
+    vigil__fences_free(loop);
+    vigil__wakefd_close(loop->wake_fd);
     pthread_mutex_destroy(&loop->post_lock);
+    pthread_mutex_destroy(&loop->owner_lock);
+    pthread_cond_destroy(&loop->owner_cond);
     vigil__runner_unref(atomic_load(&loop->runner));
     free(loop);
     return 0;

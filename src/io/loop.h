@@ -60,11 +60,12 @@ enum vigil__op_kind {
 #define VIGIL__OPF_LATER     (1u << 5) /* on the loop's later list */
 #define VIGIL__OPF_STOPPED   (1u << 6) /* user asked it to end (cancel/close) */
 #define VIGIL__OPF_STARTED   (1u << 7) /* send: some bytes went out */
+#define VIGIL__OPF_RESUMED   (1u << 8) /* connect: waiting for one a fenced ring had started */
 
 typedef struct vigil__op {
     uint32_t gen;
     uint8_t kind;
-    uint8_t pad8;
+    uint8_t req_epoch;   /* loop epoch of its request in the kernel (see rebuild.c) */
     uint16_t flags;
     uint32_t conn;       /* connection slot + 1, or 0 */
     uint32_t next;       /* free list, send queue, later list: slot + 1 */
@@ -99,6 +100,8 @@ enum vigil__conn_kind { VIGIL__CONN_FREE = 0, VIGIL__CONN_STREAM, VIGIL__CONN_LI
 #define VIGIL__CF_EOF_PARKED (1u << 9) /* a final receive status waits behind parked data */
 #define VIGIL__CF_DRAINING   (1u << 10) /* graceful close: FIN sent, reading until the peer's */
 #define VIGIL__CF_DRAINED    (1u << 11)
+#define VIGIL__CF_FROZEN     (1u << 12) /* its callback is stuck on a fenced thread: hold its events */
+#define VIGIL__CF_DISCARD    (1u << 13) /* broken after a fence: received bytes are dropped */
 
 typedef struct vigil__parked { uint32_t buf; uint32_t len; } vigil__parked;
 
@@ -148,7 +151,7 @@ typedef struct vigil__slice { const void *base; size_t len; } vigil__slice;
 typedef struct vigil__backend {
     const char *name;
     /* creates kernel objects; may run on any thread (rings are created disabled) */
-    int (*init)(vigil_loop *loop);
+    int (*init)(vigil_loop *loop); /* uses buffers in state VIGIL__BUF_KERNEL only */
     /* first call on the loop thread: bind the kernel objects to it */
     int (*attach)(vigil_loop *loop);
     /* tears down; every op must have had its final completion (or be abandoned) */
@@ -163,12 +166,20 @@ typedef struct vigil__backend {
     /* submits what is queued, waits up to timeout_ns (0 = poll, < 0 = forever),
      * hands completions to vigil__dispatch; returns completions handled or -errno */
     int (*wait)(vigil_loop *loop, int64_t timeout_ns);
-    /* any thread */
-    int (*wake)(vigil_loop *loop);
     /* an fd that polls readable when completions or events wait (supervisor) */
     int (*poll_fd)(vigil_loop *loop);
     /* a receive buffer goes back to the kernel */
     void (*buf_recycle)(vigil_loop *loop, uint32_t buf_id);
+    /* rebuilds (rebuild.c), on the new thread, with the old thread fenced: */
+    /* waits for an orphaned connect's socket to become writable (a connect
+     * the fenced backend started); completes with >= 0, then SO_ERROR decides */
+    int (*resume_connect)(vigil_loop *loop, vigil__op *op, vigil_socket fd);
+    /* copies up to max completions that an abandoned state still holds (the
+     * fenced ring's CQ, queued results) into out; returns how many; call
+     * until it returns 0. *overflowed: some were lost in the kernel. */
+    uint32_t (*harvest)(void *old_state, vigil__cqe *out, uint32_t max, bool *overflowed);
+    /* tears an abandoned state down, from any thread */
+    void (*abandon)(void *old_state);
 } vigil__backend;
 
 extern const vigil__backend vigil__uring_backend;
@@ -269,6 +280,21 @@ struct vigil_loop {
     vigil__post *post_head, *post_tail;
     atomic_int wake_pending;
     atomic_int stop_requested;
+    int wake_fd;                /* the loop's, not a backend's: it outlives rebuilds */
+
+    /* rebuilds (rebuild.c) */
+    int harvest_epoch;          /* while applying a fenced backend's completions: its epoch */
+    vigil__cqe *held;           /* completions for frozen connections, in order */
+    uint32_t held_n, held_cap;
+    uint32_t held_later_head, held_later_tail; /* their later-list entries */
+    struct vigil__fence *fences;/* fenced threads not yet accounted for */
+    _Atomic int sv_poll_fd;     /* the backend's poll fd, for the supervisor */
+    pthread_mutex_t owner_lock; /* run_done, handoff: between a rebuilt loop's thread and others */
+    pthread_cond_t owner_cond;
+    bool run_done;              /* a rebuilt loop's thread finished running it */
+    bool owned_by_vigil;        /* the owner is a thread of vigil's (after a rebuild) */
+    struct vigil__handoff *handoff; /* a destroy asked of that thread */
+    pthread_t vigil_thread;
 
     /* where the loop thread is, for the supervisor thread (relaxed atomics) */
     uint32_t id;
@@ -283,7 +309,8 @@ struct vigil_loop {
     struct {
         _Atomic uint64_t iterations, completions, ops_in_flight, last_progress_ns,
             stale_completions, cq_overflows, enobufs_rearms, accept_emfile, connections,
-            deadlines_expired, deadline_shutdowns;
+            deadlines_expired, deadline_shutdowns, rebuilds, conns_migrated, bytes_carried,
+            ops_reissued, stuck_returned, stuck_reset, refused_calls, last_rebuild_us;
     } stats;
 };
 
@@ -291,6 +318,8 @@ struct vigil_loop {
 #define VIGIL__BUF_USER   1 /* in a receive callback */
 #define VIGIL__BUF_KEPT   2 /* kept by the user */
 #define VIGIL__BUF_PARKED 3 /* holds bytes received while paused */
+#define VIGIL__BUF_CARRIED 4 /* named by a fenced backend's completion not yet applied */
+#define VIGIL__BUF_LENT   5 /* in a fenced thread's stuck callback */
 
 /* op table */
 vigil__op *vigil__op_new(vigil_loop *loop, int kind);
@@ -379,6 +408,18 @@ void vigil__api_leave(vigil__api_scope *scope);
 void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c);
 void vigil__note_progress(vigil_loop *loop);
 void vigil__stamp(vigil_loop *loop);
+
+/* rebuild.c: fence and rebuild */
+void vigil__dispatch_held(vigil_loop *loop, const vigil__cqe *c);
+bool vigil__hold_if_frozen(vigil_loop *loop, const vigil__op *op, const vigil__cqe *c);
+bool vigil__later_is_frozen(vigil_loop *loop, const vigil__op *op);
+void vigil__unhold_later(vigil_loop *loop, uint32_t conn_slot1);
+bool vigil__fences_poll(vigil_loop *loop, uint64_t now); /* true while one is unsettled */
+void vigil__fences_free(vigil_loop *loop);
+int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms);
+int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms,
+                         void (*done)(vigil_loop *loop, int rc, void *ud), void *ud);
+int vigil__destroy_handoff(vigil_loop *loop);
 
 /* tcp.c: handlers per op kind */
 int vigil__tcp_cancel(vigil_loop *loop, vigil__op *op);

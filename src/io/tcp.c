@@ -483,8 +483,8 @@ static void recv_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c, const
     if (e->flags & VIGIL__CQE_BUF) {
         uint32_t id = e->flags >> 16;
         loop->bufs_free--;
-        if (e->res <= 0 || (op->flags & VIGIL__OPF_USER_DONE)) {
-            vigil__buf_recycle(loop, id);
+        if (e->res <= 0 || (op->flags & VIGIL__OPF_USER_DONE) || (c->flags & VIGIL__CF_DISCARD)) {
+            vigil__buf_recycle(loop, id); /* no bytes, nobody to take them, or reset after a fence */
         } else {
             op->u.recv.last_ns = vigil__clock_ns();
             if (op->flags & VIGIL__OPF_PAUSED || parked_pending(c)) {
@@ -914,10 +914,18 @@ void vigil__tcp_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
         send_complete(loop, op, c, e);
         break;
     case VIGIL__OP_CONNECT:
-        if (op->flags & VIGIL__OPF_USER_DONE)
+        if (op->flags & VIGIL__OPF_USER_DONE) {
             vigil__op_release(loop, op);
-        else
+        } else if (op->flags & VIGIL__OPF_RESUMED) {
+            /* waited for a connect a fenced ring had started: the socket says how it went */
+            op->flags &= (uint16_t)~VIGIL__OPF_RESUMED;
+            int err = 0;
+            connect_final(loop, op, c, e->res < 0 ? e->res
+                                      : vigil__socket_connect_state(c->fd, &err) > 0 ? 0
+                                      : err ? -err : -ECONNREFUSED);
+        } else {
             connect_final(loop, op, c, e->res);
+        }
         break;
     case VIGIL__OP_CLOSE:
         close_complete(loop, op, c);

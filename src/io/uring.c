@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <liburing.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -48,7 +49,6 @@ typedef struct uring_state {
     size_t br_len;
     unsigned br_mask;
     unsigned br_pending; /* buffers added but not yet published */
-    int wake_fd;
     uint64_t wake_buf;
     uint32_t setup_flags;
     bool multishot_accept, multishot_recv;
@@ -131,10 +131,14 @@ static int setup_buffers(vigil_loop *loop, uring_state *s) {
         return rc == -EINVAL ? -ENOTSUP : rc; /* kernel before 5.19 */
     io_uring_buf_ring_init(s->br);
     s->br_mask = (unsigned)io_uring_buf_ring_mask(n);
+    /* Only buffers that are free: after a rebuild some are with the user,
+     * parked, or named by completions of the fenced ring not yet applied. */
+    int added = 0;
     for (uint32_t i = 0; i < n; i++)
-        io_uring_buf_ring_add(s->br, loop->buf_base + (size_t)i * loop->opts.buf_size,
-                              loop->opts.buf_size, (unsigned short)i, (int)s->br_mask, (int)i);
-    io_uring_buf_ring_advance(s->br, (int)n);
+        if (loop->buf_state[i] == VIGIL__BUF_KERNEL)
+            io_uring_buf_ring_add(s->br, loop->buf_base + (size_t)i * loop->opts.buf_size,
+                                  loop->opts.buf_size, (unsigned short)i, (int)s->br_mask, added++);
+    io_uring_buf_ring_advance(s->br, added);
     loop->info.features |= VIGIL_FEATURE_BUF_RING;
     return 0;
 }
@@ -146,7 +150,8 @@ static void uring_fini(vigil_loop *loop);
 static int probe_opcodes(uring_state *s) {
     static const int needed[] = {IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_RECV,
                                  IORING_OP_SEND,   IORING_OP_SENDMSG, IORING_OP_CLOSE,
-                                 IORING_OP_READ,   IORING_OP_ASYNC_CANCEL, IORING_OP_NOP};
+                                 IORING_OP_READ,   IORING_OP_ASYNC_CANCEL, IORING_OP_NOP,
+                                 IORING_OP_POLL_ADD};
     struct io_uring_probe *p = io_uring_get_probe_ring(&s->ring);
     if (!p)
         return -ENOTSUP; /* no probe: kernel before 5.6 */
@@ -162,7 +167,6 @@ static int uring_init(vigil_loop *loop) {
     uring_state *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->wake_fd = -1;
     loop->be_state = s;
     int rc = setup_ring(loop, s);
     if (rc < 0) {
@@ -174,8 +178,7 @@ static int uring_init(vigil_loop *loop) {
         rc = -ENOTSUP; /* kernel before 5.5: completions could be lost */
         goto fail;
     }
-    if ((rc = probe_opcodes(s)) < 0 || (rc = setup_buffers(loop, s)) < 0 ||
-        (rc = vigil__wakefd_open(&s->wake_fd)) < 0)
+    if ((rc = probe_opcodes(s)) < 0 || (rc = setup_buffers(loop, s)) < 0)
         goto fail;
     loop->info.ring_flags = s->setup_flags;
     if (s->setup_flags & IORING_SETUP_DEFER_TASKRUN)
@@ -203,7 +206,7 @@ static int arm_wake(vigil_loop *loop, vigil__op *op) {
     struct io_uring_sqe *sqe = get_sqe(s);
     if (!sqe)
         return -EBUSY;
-    io_uring_prep_read(sqe, s->wake_fd, &s->wake_buf, sizeof(s->wake_buf), 0);
+    io_uring_prep_read(sqe, loop->wake_fd, &s->wake_buf, sizeof(s->wake_buf), 0);
     io_uring_sqe_set_data64(sqe, vigil__op_tag(loop, op));
     vigil__op_kernel_started(loop, op);
     return 0;
@@ -223,28 +226,66 @@ static int uring_attach(vigil_loop *loop) {
     return arm_wake(loop, op);
 }
 
-static void uring_fini(vigil_loop *loop) {
-    uring_state *s = st(loop);
+static void uring_abandon(void *state) {
+    uring_state *s = state;
     if (!s)
         return;
     if (s->ring.ring_fd > 0 || s->ring.sq.ring_ptr)
         io_uring_queue_exit(&s->ring);
-    /* The ring's teardown may finish asynchronously; the core only gets here
-     * once every op had its final completion, so no kernel write is pending. */
+    /* The ring's teardown may finish asynchronously. On destroy the core gets
+     * here only once every op had its final completion; after a fence, the
+     * ring is DEFER_TASKRUN and its owner will never enter it again, so it
+     * completes nothing more (kernel-facts.md): no kernel write is pending. */
 #ifdef VIGIL_GUARD_BUFFERS
     vigil__mem_guard(s->br, s->br_len);
 #else
     vigil__mem_unmap(s->br, s->br_len);
 #endif
-    vigil__wakefd_close(s->wake_fd);
     free(s);
+}
+
+static void uring_fini(vigil_loop *loop) {
+    uring_abandon(loop->be_state);
     loop->be_state = NULL;
+}
+
+/* A fenced ring's completions that its owner had not reaped yet: the CQ from
+ * head to tail, read from this thread (plain memory; the owner will never
+ * touch it again). With SINGLE_ISSUER the overflow list cannot be flushed
+ * from here (only the owner may enter the ring): report it. */
+static uint32_t uring_harvest(void *state, vigil__cqe *out, uint32_t max, bool *overflowed) {
+    uring_state *s = state;
+    if (IO_URING_READ_ONCE(*s->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
+        *overflowed = true;
+    struct io_uring_cqe *cqes[256];
+    uint32_t n = io_uring_peek_batch_cqe(&s->ring, cqes, max < 256 ? max : 256);
+    for (uint32_t i = 0; i < n; i++) {
+        out[i].tag = cqes[i]->user_data;
+        out[i].res = cqes[i]->res;
+        out[i].flags = 0;
+        if (cqes[i]->flags & IORING_CQE_F_MORE)
+            out[i].flags |= VIGIL__CQE_MORE;
+        if (cqes[i]->flags & IORING_CQE_F_BUFFER)
+            out[i].flags |= VIGIL__CQE_BUF | ((cqes[i]->flags >> IORING_CQE_BUFFER_SHIFT) << 16);
+    }
+    io_uring_cq_advance(&s->ring, n);
+    return n;
 }
 
 static int queue(vigil_loop *loop, vigil__op *op, struct io_uring_sqe *sqe) {
     io_uring_sqe_set_data64(sqe, vigil__op_tag(loop, op));
     vigil__op_kernel_started(loop, op);
     return 0;
+}
+
+/* A connect the fenced ring had started: wait until the socket is writable
+ * (the core then reads SO_ERROR). */
+static int uring_resume_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
+    struct io_uring_sqe *sqe = get_sqe(st(loop));
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_poll_add(sqe, fd, POLLOUT);
+    return queue(loop, op, sqe);
 }
 
 static int uring_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
@@ -420,8 +461,6 @@ static int uring_wait(vigil_loop *loop, int64_t timeout_ns) {
     return handled;
 }
 
-static int uring_wake(vigil_loop *loop) { return vigil__wakefd_signal(st(loop)->wake_fd); }
-
 /* The ring fd polls readable when completions wait for the owner (with
  * DEFER_TASKRUN: when task work waits), and not when the loop is idle. */
 static int uring_poll_fd(vigil_loop *loop) { return st(loop)->ring.ring_fd; }
@@ -446,7 +485,9 @@ const vigil__backend vigil__uring_backend = {
     .cancel = uring_cancel,
     .nop = uring_nop,
     .wait = uring_wait,
-    .wake = uring_wake,
     .poll_fd = uring_poll_fd,
     .buf_recycle = uring_buf_recycle,
+    .resume_connect = uring_resume_connect,
+    .harvest = uring_harvest,
+    .abandon = uring_abandon,
 };

@@ -117,6 +117,25 @@ int vigil__socket_reset(vigil_socket fd) {
     return connect(fd, &sa, sizeof(sa)) < 0 ? -errno : 0;
 }
 
+int vigil__socket_connect_state(vigil_socket fd, int *err) {
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    *err = 0;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) {
+        *err = errno;
+        return -1;
+    }
+    if (ti.tcpi_state == TCP_SYN_SENT)
+        return 0;
+    if (ti.tcpi_state != TCP_CLOSE)
+        return 1; /* established, or already closing: the connect itself succeeded */
+    socklen_t el = sizeof(*err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, err, &el) < 0)
+        *err = errno;
+    return -1;
+}
+
 void vigil__socket_close_now(vigil_socket fd) {
     if (fd >= 0)
         close(fd);

@@ -1,0 +1,498 @@
+/*
+ * rebuild.c: a fenced loop goes on, on a new thread and a new backend.
+ *
+ * docs/supervisor.md ("Fence and rebuild") has the reasons; kernel-facts.md
+ * the kernel behaviour they rest on. The supervisor fences the stuck thread
+ * (fence.c) and starts a thread here, which:
+ *   1. takes the loop over (a new runner: every vigil call now belongs here);
+ *   2. freezes the connection the stuck callback was handling: its events are
+ *      held until that callback returns (it then moves over) or the grace
+ *      period passes (it is then reset, with an explicit error to its owner);
+ *   3. harvests what the fenced backend had received and not handled: the
+ *      rest of the batch being dispatched, then the fenced ring's CQ; with
+ *      DEFER_TASKRUN, and on epoll, nothing moves after the fence, so this is
+ *      every byte;
+ *   4. tears the fenced backend down (the ring then holds no socket
+ *      references, so a close sends FIN again);
+ *   5. creates the new backend with the buffers that are free, applies the
+ *      harvest in order, and re-issues every op whose request died with the
+ *      old backend, from the exact byte offset for sends;
+ *   6. runs the loop until it is stopped, then waits for vigil_loop_destroy.
+ * Connections are plain fds, so they simply go on; ops keep their slots and
+ * generations, so every handle the application holds stays valid.
+ */
+#include "io/loop.h"
+#include "platform/platform.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A fenced thread whose callback has not been accounted for yet. */
+typedef struct vigil__fence {
+    struct vigil__fence *next;
+    vigil__runner *runner; /* the fenced thread's; the loop's reference */
+    uint64_t conn_id;      /* the connection its callback handled (frozen), or 0 */
+    uint32_t lent_buf;     /* the receive buffer that callback had, or UINT32_MAX */
+    uint64_t grace_due_ns;
+    bool settled;          /* the connection moved over or was reset */
+} vigil__fence;
+
+typedef struct vigil__handoff { /* a destroy asked of a rebuilt loop's thread */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool done;
+    int rc;
+} vigil__handoff;
+
+/* ------------------------------------------------- frozen connections */
+
+static bool frozen(vigil_loop *loop, const vigil__op *op) {
+    vigil__conn *c = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
+    return c && (c->flags & VIGIL__CF_FROZEN);
+}
+
+/* A completion for a frozen connection waits in loop memory, in order. */
+bool vigil__hold_if_frozen(vigil_loop *loop, const vigil__op *op, const vigil__cqe *c) {
+    if (!frozen(loop, op))
+        return false;
+    if (loop->held_n == loop->held_cap) {
+        uint32_t cap = loop->held_cap ? loop->held_cap * 2 : 64;
+        vigil__cqe *h = realloc(loop->held, cap * sizeof(*h));
+        if (!h)
+            abort(); /* cannot keep the completion, must not drop it */
+        loop->held = h;
+        loop->held_cap = cap;
+    }
+    loop->held[loop->held_n++] = *c;
+    return true;
+}
+
+bool vigil__later_is_frozen(vigil_loop *loop, const vigil__op *op) { return frozen(loop, op); }
+
+/* Hands the held completions of connection slot1 to their handlers, in order. */
+static void release_held(vigil_loop *loop, uint32_t slot1) {
+    uint32_t keep = 0;
+    vigil__cqe *mine = NULL;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < loop->held_n; i++) {
+        vigil__op *op = vigil__op_at(loop, (uint32_t)loop->held[i].tag);
+        if (op && op->conn == slot1) {
+            if (!mine)
+                mine = malloc(loop->held_n * sizeof(*mine));
+            if (!mine)
+                abort();
+            mine[n++] = loop->held[i];
+        } else {
+            loop->held[keep++] = loop->held[i];
+        }
+    }
+    loop->held_n = keep;
+    for (uint32_t i = 0; i < n; i++)
+        vigil__dispatch_held(loop, &mine[i]);
+    free(mine);
+}
+
+/* ------------------------------------------------------ the rebuild */
+
+/* The final completion of an op whose request died with the old backend, as
+ * the new one would have posted it. */
+static void synthesize(vigil_loop *loop, vigil__op *op, int res) {
+    vigil__cqe e = {vigil__op_tag(loop, op), res, 0};
+    op->req_epoch = loop->epoch;
+    vigil__dispatch(loop, &e);
+}
+
+/* Re-issues an op whose request died with the fenced backend. Receives,
+ * accepts and sends get the completion a kernel gives when nothing moved
+ * (-EAGAIN): the core re-arms them, and a send goes on from its confirmed
+ * offset. Ops being cancelled get -ECANCELED. A close did not happen (a
+ * close completes within the submit that carries it, and its completion
+ * would have been harvested): it is issued again. A connect is judged by the
+ * socket's state. */
+static void reissue(vigil_loop *loop, vigil__op *op) {
+    vigil__stat_add(&loop->stats.ops_reissued, 1);
+    if (op->kind == VIGIL__OP_WAKE || op->kind == VIGIL__OP_NOP) {
+        op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING);
+        vigil__stat_add(&loop->stats.ops_in_flight, -1);
+        op->flags |= VIGIL__OPF_USER_DONE;
+        vigil__op_release(loop, op);
+        return;
+    }
+    if (op->flags & VIGIL__OPF_CANCELING) {
+        synthesize(loop, op, -ECANCELED);
+        return;
+    }
+    vigil__conn *c = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
+    switch (op->kind) {
+    case VIGIL__OP_RECV:
+    case VIGIL__OP_ACCEPT:
+    case VIGIL__OP_SEND:
+        synthesize(loop, op, -EAGAIN);
+        return;
+    case VIGIL__OP_CLOSE:
+        op->flags &= (uint16_t)~VIGIL__OPF_KERNEL;
+        vigil__stat_add(&loop->stats.ops_in_flight, -1);
+        if (loop->be->close(loop, op, c->fd) < 0) {
+            vigil__socket_close_now(c->fd);
+            vigil__later(loop, op, 0);
+        }
+        return;
+    case VIGIL__OP_CONNECT: {
+        int err = 0;
+        int state = vigil__socket_connect_state(c->fd, &err);
+        if (state > 0) {
+            synthesize(loop, op, 0); /* it connected */
+        } else if (state < 0 && err) {
+            synthesize(loop, op, -err); /* it failed */
+        } else {
+            op->flags &= (uint16_t)~VIGIL__OPF_KERNEL;
+            vigil__stat_add(&loop->stats.ops_in_flight, -1);
+            int rc;
+            if (state == 0) { /* under way: wait for it */
+                op->flags |= VIGIL__OPF_RESUMED;
+                rc = loop->be->resume_connect(loop, op, c->fd);
+            } else { /* never started */
+                rc = loop->be->connect(loop, op, c->fd, op->u.connect.addr, op->u.connect.addrlen);
+            }
+            if (rc < 0)
+                vigil__later(loop, op, rc);
+        }
+        return;
+    }
+    default:
+        synthesize(loop, op, -ECANCELED);
+    }
+}
+
+static uint64_t count_streams(vigil_loop *loop) { return loop->live_conns; }
+
+int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms) {
+    uint64_t t0 = vigil__clock_ns();
+    vigil__runner *old = atomic_load_explicit(&loop->runner, memory_order_acquire);
+    vigil__runner *mine = vigil__runner_new(loop);
+    vigil__fence *f = calloc(1, sizeof(*f));
+    uint32_t carried_cap = 256 + loop->batch_len;
+    vigil__cqe *carried = malloc(carried_cap * sizeof(*carried));
+    if (!mine || !f || !carried) {
+        free(mine);
+        free(f);
+        free(carried);
+        return -ENOMEM;
+    }
+
+    /* 1. This thread owns the loop from now on. */
+    f->runner = old; /* takes over the loop's reference */
+    f->conn_id = atomic_load_explicit(&loop->sv_conn, memory_order_relaxed);
+    f->lent_buf = UINT32_MAX;
+    f->grace_due_ns = t0 + (uint64_t)grace_ms * 1000000ull;
+    atomic_store_explicit(&loop->runner, mine, memory_order_release);
+    loop->in_callback = 0;
+    loop->running = 0;
+    loop->cur_runner = NULL;
+    if (loop->buf_current < loop->opts.buf_count && loop->buf_state[loop->buf_current] == VIGIL__BUF_USER) {
+        f->lent_buf = loop->buf_current; /* the stuck callback may still read it */
+        loop->buf_state[f->lent_buf] = VIGIL__BUF_LENT;
+    }
+    loop->buf_current = UINT32_MAX;
+
+    /* 2. Freeze the connection whose callback is stuck. */
+    vigil__conn *stuck = f->conn_id ? vigil__conn_from_id(loop, f->conn_id) : NULL;
+    if (stuck)
+        stuck->flags |= VIGIL__CF_FROZEN;
+    else
+        f->conn_id = 0;
+    f->next = loop->fences;
+    loop->fences = f;
+
+    /* 3. Harvest: the rest of the batch being dispatched (the entry at
+     * batch_pos is the stuck one, its handler ran), then the fenced backend. */
+    uint32_t n = 0;
+    bool overflowed = false;
+    for (uint32_t i = loop->batch_pos + 1; i < loop->batch_len; i++)
+        carried[n++] = loop->batch[i];
+    loop->batch_len = loop->batch_pos = 0;
+    for (;;) {
+        if (carried_cap - n < 256) {
+            vigil__cqe *m = realloc(carried, (carried_cap *= 2) * sizeof(*carried));
+            if (!m)
+                abort(); /* the only copy of received bytes: cannot drop it */
+            carried = m;
+        }
+        uint32_t got = loop->be->harvest(loop->be_state, carried + n, 256, &overflowed);
+        if (!got)
+            break;
+        n += got;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (carried[i].flags & VIGIL__CQE_BUF)
+            loop->buf_state[carried[i].flags >> 16] = VIGIL__BUF_CARRIED;
+
+    /* 4. The fenced backend goes: afterwards it holds no socket references. */
+    loop->be->abandon(loop->be_state);
+    loop->be_state = NULL;
+
+    /* 5. The new backend, with the buffers that are free. */
+    uint8_t old_epoch = loop->epoch;
+    loop->epoch++;
+    if (target)
+        loop->be = target;
+    int rc = loop->be->init(loop);
+    if (rc < 0 && loop->be != &vigil__epoll_backend) { /* out of rings: epoll still serves */
+        loop->be = &vigil__epoll_backend;
+        rc = loop->be->init(loop);
+    }
+    if (rc < 0) {
+        free(carried);
+        return rc; /* the supervisor escalates: nothing can run this loop */
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (carried[i].flags & VIGIL__CQE_BUF)
+            loop->buf_state[carried[i].flags >> 16] = VIGIL__BUF_KERNEL; /* as the kernel left it */
+    loop->info.backend = loop->be->name;
+    if ((rc = loop->be->attach(loop)) < 0) {
+        free(carried);
+        return rc;
+    }
+    atomic_store(&loop->sv_poll_fd, loop->be->poll_fd(loop));
+
+    /* Apply the harvest, in the order the kernel posted it. */
+    uint64_t bytes = 0;
+    loop->harvest_epoch = old_epoch;
+    for (uint32_t i = 0; i < n; i++) {
+        if ((carried[i].flags & VIGIL__CQE_BUF) && carried[i].res > 0)
+            bytes += (uint64_t)carried[i].res;
+        vigil__dispatch(loop, &carried[i]);
+    }
+    loop->harvest_epoch = -1;
+    free(carried);
+
+    /* Re-issue every op whose request died with the fenced backend. */
+    for (uint32_t slot = 0; slot < loop->ops_cap; slot++) {
+        vigil__op *op = vigil__op_at(loop, slot);
+        if (op->kind != VIGIL__OP_FREE && (op->flags & VIGIL__OPF_KERNEL) && op->req_epoch == old_epoch)
+            reissue(loop, op);
+    }
+    /* A CQ that overflowed at the fence lost completions in the kernel that
+     * only the fenced thread could have flushed: the streams that were
+     * receiving cannot be trusted to be exact any more. Say so, loudly. */
+    if (overflowed) {
+        for (uint32_t s1 = 1; s1 <= loop->conns_cap; s1++) {
+            vigil__conn *c = vigil__conn_at(loop, s1);
+            if (c->kind == VIGIL__CONN_STREAM && c->recv_op)
+                vigil__tcp_break(loop, c, -EIO);
+        }
+    }
+
+    vigil__stat_add(&loop->stats.rebuilds, 1);
+    vigil__stat_add(&loop->stats.conns_migrated, (int64_t)count_streams(loop));
+    vigil__stat_add(&loop->stats.bytes_carried, (int64_t)bytes);
+    atomic_store_explicit(&loop->stats.last_rebuild_us, (vigil__clock_ns() - t0) / 1000,
+                          memory_order_relaxed);
+    vigil__stamp(loop);
+    return 0;
+}
+
+/* ------------------------------------- settling a fenced thread's callback */
+
+static void settle(vigil_loop *loop, vigil__fence *f, bool returned) {
+    f->settled = true;
+    vigil__conn *c = f->conn_id ? vigil__conn_from_id(loop, f->conn_id) : NULL;
+    if (returned) {
+        /* Calls the stuck callback made after the fence were refused: the
+         * streams they named may miss what the application meant to do.
+         * Never a silent gap: they are reset with an explicit error. */
+        uint32_t refused = atomic_load_explicit(&f->runner->refused_n, memory_order_acquire);
+        vigil__stat_add(&loop->stats.refused_calls, refused);
+        for (uint32_t i = 0; i < refused && i < VIGIL__REFUSED_MAX; i++) {
+            uint64_t id = atomic_load_explicit(&f->runner->refused[i], memory_order_acquire);
+            vigil__conn *rc = id ? vigil__conn_from_id(loop, id) : NULL;
+            if (rc && rc != c)
+                vigil__tcp_break(loop, rc, -EOWNERDEAD);
+        }
+        if (f->lent_buf != UINT32_MAX && loop->buf_state[f->lent_buf] == VIGIL__BUF_LENT)
+            vigil__buf_recycle(loop, f->lent_buf);
+        f->lent_buf = UINT32_MAX;
+        vigil__stat_add(&loop->stats.stuck_returned, 1);
+        if (!c)
+            return;
+        uint64_t id = f->conn_id;
+        c->flags &= (uint16_t)~VIGIL__CF_FROZEN;
+        if (refused > VIGIL__REFUSED_MAX || (refused && c)) {
+            bool named = refused > VIGIL__REFUSED_MAX;
+            for (uint32_t i = 0; i < refused && i < VIGIL__REFUSED_MAX; i++)
+                named |= atomic_load_explicit(&f->runner->refused[i], memory_order_acquire) == id;
+            if (named) {
+                c->flags |= VIGIL__CF_DISCARD;
+                vigil__tcp_break(loop, c, -EOWNERDEAD);
+            }
+        }
+        release_held(loop, vigil__conn_slot1(loop, c));
+        vigil__unhold_later(loop, vigil__conn_slot1(loop, c));
+        if ((c = vigil__conn_from_id(loop, id)))
+            vigil__tcp_repair(loop, c);
+        return;
+    }
+    /* The grace period passed: the callback may never come back. Its buffer
+     * stays lent (it may still read it); its connection is reset. */
+    vigil__stat_add(&loop->stats.stuck_reset, 1);
+    if (!c)
+        return;
+    c->flags &= (uint16_t)~VIGIL__CF_FROZEN;
+    c->flags |= VIGIL__CF_DISCARD;
+    uint32_t slot1 = vigil__conn_slot1(loop, c);
+    vigil__tcp_break(loop, c, -EOWNERDEAD);
+    release_held(loop, slot1);
+    vigil__unhold_later(loop, slot1);
+}
+
+/* Each pass: fenced threads that came back, or whose grace period passed. */
+bool vigil__fences_poll(vigil_loop *loop, uint64_t now) {
+    bool pending = false;
+    for (vigil__fence **pp = &loop->fences; *pp;) {
+        vigil__fence *f = *pp;
+        bool returned = atomic_load_explicit(&f->runner->returned, memory_order_acquire);
+        if (!f->settled && (returned || now >= f->grace_due_ns))
+            settle(loop, f, returned);
+        if (f->settled && returned && f->lent_buf != UINT32_MAX) { /* came back late */
+            if (loop->buf_state[f->lent_buf] == VIGIL__BUF_LENT)
+                vigil__buf_recycle(loop, f->lent_buf);
+            f->lent_buf = UINT32_MAX;
+        }
+        if (f->settled && returned) {
+            *pp = f->next;
+            vigil__runner_unref(f->runner);
+            free(f);
+            continue;
+        }
+        pending |= !f->settled;
+        pp = &f->next;
+    }
+    return pending;
+}
+
+void vigil__fences_free(vigil_loop *loop) {
+    while (loop->fences) {
+        vigil__fence *f = loop->fences;
+        loop->fences = f->next;
+        vigil__runner_unref(f->runner); /* a thread still stuck keeps its own reference */
+        free(f);
+    }
+}
+
+/* ------------------------------------------------ the rebuilt loop's thread */
+
+typedef struct rebuild_job {
+    vigil_loop *loop;
+    const vigil__backend *target;
+    uint32_t grace_ms;
+    void (*done)(vigil_loop *loop, int rc, void *ud); /* the supervisor's, on this thread */
+    void *ud;
+} rebuild_job;
+
+static void *rebuilt_main(void *arg) {
+    rebuild_job j = *(rebuild_job *)arg;
+    free(arg);
+    vigil_loop *loop = j.loop;
+    int rc = vigil__rebuild(loop, j.target, j.grace_ms);
+    if (rc == 0) {
+        pthread_mutex_lock(&loop->owner_lock);
+        loop->owned_by_vigil = true;
+        loop->run_done = false;
+        pthread_mutex_unlock(&loop->owner_lock);
+    }
+    if (j.done)
+        j.done(loop, rc, j.ud);
+    if (rc < 0)
+        return NULL;
+    rc = vigil_loop_run(loop, VIGIL_RUN_DEFAULT, -1);
+    if (rc == -EOWNERDEAD)
+        return NULL; /* fenced in turn: the next thread has the loop */
+    pthread_mutex_lock(&loop->owner_lock);
+    loop->run_done = true;
+    pthread_cond_broadcast(&loop->owner_cond);
+    while (!loop->handoff)
+        pthread_cond_wait(&loop->owner_cond, &loop->owner_lock);
+    vigil__handoff *h = loop->handoff;
+    pthread_mutex_unlock(&loop->owner_lock);
+    rc = vigil_loop_destroy(loop); /* the loop's memory is gone after this */
+    pthread_mutex_lock(&h->mu);
+    h->rc = rc;
+    h->done = true;
+    pthread_cond_signal(&h->cond);
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms,
+                         void (*done)(vigil_loop *loop, int rc, void *ud), void *ud) {
+    rebuild_job *j = malloc(sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    *j = (rebuild_job){loop, target, grace_ms, done, ud};
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int rc = pthread_create(&t, &a, rebuilt_main, j);
+    pthread_attr_destroy(&a);
+    if (rc != 0) {
+        free(j);
+        return -rc;
+    }
+    return 0;
+}
+
+int vigil_loop_join(vigil_loop *loop, int timeout_ms) {
+    if (!loop)
+        return -EINVAL;
+    uint64_t until = timeout_ms < 0 ? UINT64_MAX : vigil__clock_ns() + (uint64_t)timeout_ms * 1000000ull;
+    pthread_mutex_lock(&loop->owner_lock);
+    int rc = 0;
+    while (loop->owned_by_vigil && !loop->run_done) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&loop->owner_cond, &loop->owner_lock);
+            continue;
+        }
+        uint64_t now = vigil__clock_ns();
+        if (now >= until) {
+            rc = -ETIMEDOUT;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (until - now);
+        ts.tv_sec += (time_t)(ns / 1000000000ull);
+        ts.tv_nsec = (long)(ns % 1000000000ull);
+        pthread_cond_timedwait(&loop->owner_cond, &loop->owner_lock, &ts);
+    }
+    pthread_mutex_unlock(&loop->owner_lock);
+    return rc;
+}
+
+/* vigil_loop_destroy from a thread that is not the owner of a rebuilt loop:
+ * the loop's own thread runs the destroy (its ring answers only to it). */
+int vigil__destroy_handoff(vigil_loop *loop) {
+    vigil__handoff h = {.done = false};
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_cond_init(&h.cond, NULL);
+    pthread_mutex_lock(&loop->owner_lock);
+    if (!loop->owned_by_vigil || loop->handoff) {
+        pthread_mutex_unlock(&loop->owner_lock);
+        pthread_mutex_destroy(&h.mu);
+        pthread_cond_destroy(&h.cond);
+        return loop->owned_by_vigil ? -EBUSY : -EPERM;
+    }
+    loop->handoff = &h;
+    pthread_cond_broadcast(&loop->owner_cond);
+    pthread_mutex_unlock(&loop->owner_lock);
+    vigil_loop_stop(loop);
+    pthread_mutex_lock(&h.mu);
+    while (!h.done)
+        pthread_cond_wait(&h.cond, &h.mu);
+    pthread_mutex_unlock(&h.mu);
+    pthread_mutex_destroy(&h.mu);
+    pthread_cond_destroy(&h.cond);
+    return h.rc;
+}
