@@ -13,6 +13,12 @@
  *   threads; any other call from another thread returns -EPERM.
  * - Callbacks run on the loop thread, inside vigil_loop_run() or
  *   vigil_loop_destroy(). Each operation gets exactly one final callback.
+ * - A supervised loop may be rebuilt on a thread of vigil's own when its
+ *   thread is stuck (see the supervisor below): the loop, its handles and
+ *   its connections go on there, and the stuck thread is fenced off. Every
+ *   vigil call a fenced thread makes fails with -EOWNERDEAD and changes
+ *   nothing; when its callback returns, its vigil_loop_run returns
+ *   -EOWNERDEAD. A callback that sees -EOWNERDEAD should return at once.
  * - fork(): a loop does not survive fork(). The child must not use or
  *   destroy a loop inherited from the parent; it may create new ones.
  */
@@ -73,6 +79,10 @@ typedef struct vigil_loop_options {
 #define VIGIL_LOOP_NO_MULTISHOT_ACCEPT (1u << 0)
 #define VIGIL_LOOP_NO_MULTISHOT_RECV   (1u << 1)
 #define VIGIL_LOOP_NO_DEFER_TASKRUN    (1u << 2) /* also drops SINGLE_ISSUER */
+/* The loop will be supervised: with AUTO, use io_uring only with
+ * DEFER_TASKRUN (a stuck thread's ring then moves no bytes, so a rebuild is
+ * exact), else epoll, and say so in vigil_loop_info.reason. */
+#define VIGIL_LOOP_SUPERVISED          (1u << 3)
 
 /* What the loop chose, and why. Strings are static or live as long as the loop. */
 typedef struct vigil_loop_info {
@@ -116,6 +126,13 @@ int vigil_loop_stop(vigil_loop *loop);
 /* Wakes a sleeping loop without posting anything. Safe from any thread. */
 int vigil_loop_wake(vigil_loop *loop);
 
+/* After a rebuild (vigil_loop_run returned -EOWNERDEAD), the loop runs on a
+ * thread of vigil's until vigil_loop_stop() or until it has no work left, as
+ * vigil_loop_run(VIGIL_RUN_DEFAULT) would. vigil_loop_join waits for that
+ * (timeout_ms < 0: no limit; -ETIMEDOUT); it returns 0 at once for a loop
+ * that was never rebuilt. Any thread. */
+int vigil_loop_join(vigil_loop *loop, int timeout_ms);
+
 /* Destroys the loop, which must not be running. Everything still open gets
  * its final callback, in this order:
  *   1. timers (status -ECANCELED), in deadline order;
@@ -124,7 +141,9 @@ int vigil_loop_wake(vigil_loop *loop);
  *      receive, each with -ECANCELED; then its close callback;
  *   4. posted callbacks not yet run (status -ECANCELED), in post order.
  * The kernel is then given time to finish every op before memory is freed.
- * Returns 0 or -errno (-EBUSY when called from a callback or while running). */
+ * Returns 0 or -errno (-EBUSY when called from a callback or while running).
+ * A rebuilt loop may be destroyed from any thread: it is stopped, and its
+ * own thread runs the final callbacks and then ends. */
 int vigil_loop_destroy(vigil_loop *loop);
 
 int vigil_loop_info_get(const vigil_loop *loop, vigil_loop_info *out);
@@ -143,6 +162,15 @@ typedef struct vigil_loop_stats {
     uint64_t connections;      /* open connections */
     uint64_t deadlines_expired;/* connect, send and receive-idle deadlines that ended an op */
     uint64_t deadline_shutdowns;/* hung sockets shut down (FIN) because a deadline passed */
+    /* rebuilds (see the supervisor) */
+    uint64_t rebuilds;         /* times the loop was rebuilt on a new thread and backend */
+    uint64_t conns_migrated;   /* connections carried over, summed over rebuilds */
+    uint64_t bytes_carried;    /* received bytes the fenced loop had not delivered yet */
+    uint64_t ops_reissued;     /* ops whose request died with a fenced backend, issued again */
+    uint64_t stuck_returned;   /* fenced callbacks that came back (their connection moved over) */
+    uint64_t stuck_reset;      /* connections reset because their callback stayed stuck */
+    uint64_t refused_calls;    /* calls from fenced threads refused with -EOWNERDEAD */
+    uint64_t last_rebuild_us;  /* time the last rebuild took, fence excluded */
 } vigil_loop_stats;
 
 int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out);
@@ -320,7 +348,23 @@ void *vigil_conn_data(vigil_loop *loop, vigil_conn conn);
  * thread is blocked in a syscall, unblocks it after unblock_ms with a signal
  * whose handler is installed without SA_RESTART (the syscall fails with
  * EINTR). It installs handlers only for its two signal numbers and refuses
- * (-EBUSY) if the application already handles them. */
+ * (-EBUSY) if the application already handles them.
+ *
+ * If the loop is still stalled fence_ms after detection, with its thread in
+ * a callback (spinning, or blocked again), the supervisor fences the thread
+ * and rebuilds the loop on a new thread with a new backend, carrying every
+ * listener, timer, connection, received byte and queued send over. The
+ * connection whose callback is stuck moves over when that callback returns;
+ * if it does not return within grace_ms, the connection is reset (RST to
+ * the peer, -EOWNERDEAD to its receive and unsent messages). The stuck
+ * thread is never killed. A thread stuck in vigil's own code or in the
+ * kernel wait is reported and interrupted but not fenced (its tables may be
+ * mid-change). At most budget_rebuilds rebuilds per budget_window_ms and
+ * loop: past that, on_budget runs, then budget_action. Supervised io_uring
+ * loops need DEFER_TASKRUN (Linux 6.1+), the guarantee that a stuck thread's
+ * ring moves no bytes; create loops you supervise with VIGIL_LOOP_SUPERVISED
+ * (vigil_supervisor_add refuses an io_uring loop without DEFER_TASKRUN with
+ * -ENOTSUP, unless rebuilds are off: fence_ms UINT32_MAX). */
 typedef struct vigil_supervisor vigil_supervisor;
 
 typedef struct vigil_stall_report {
@@ -334,21 +378,37 @@ typedef struct vigil_stall_report {
     uint64_t ops_in_flight, completions, iterations, cq_overflows;
 } vigil_stall_report;
 
+typedef enum vigil_budget_action {
+    VIGIL_BUDGET_EXIT = 0, /* log it and exit the process with status 70 */
+    VIGIL_BUDGET_EPOLL,    /* rebuild once more, on epoll, with a fresh budget */
+    VIGIL_BUDGET_REPORT,   /* stop rebuilding this loop; keep reporting */
+} vigil_budget_action;
+
 typedef struct vigil_supervisor_options {
     uint32_t stall_ms;           /* default 100 */
     uint32_t tick_ms;            /* how often loops are checked; default stall_ms / 4 */
     uint32_t unblock_ms;         /* after the report; default stall_ms; UINT32_MAX = never */
     uint32_t report_interval_ms; /* per loop; default 1000 */
+    uint32_t fence_ms;           /* after the report: fence and rebuild; default stall_ms;
+                                    UINT32_MAX = never rebuild */
+    uint32_t grace_ms;           /* for the stuck callback to return; default 1000 */
+    uint32_t budget_rebuilds;    /* at most this many rebuilds per loop ... default 5 */
+    uint32_t budget_window_ms;   /* ... in this long; default 10000 */
+    vigil_budget_action budget_action;
     int backtrace_signal;        /* default SIGRTMIN + 1 */
     int unblock_signal;          /* default SIGRTMIN + 2 */
-    /* Both run on the supervisor thread. */
+    /* All run on the supervisor thread. */
     void (*on_stall)(const vigil_stall_report *r, void *ud);
+    void (*on_budget)(uint32_t loop_id, void *ud); /* before budget_action */
     void (*log)(const char *line, void *ud); /* NULL: stderr */
     void *ud;
 } vigil_supervisor_options;
 
 typedef struct vigil_supervisor_stats {
     uint64_t ticks, stalls, reports, reports_suppressed, threads_unblocked, recoveries;
+    uint64_t fences, rebuilds, rebuild_failures, budget_exceeded;
+    uint64_t rebuild_us_max, rebuild_us_sum; /* fence to every op re-issued */
+    uint64_t rebuild_hist[8]; /* rebuild time in ms: <1, <2, <5, <10, <20, <50, <100, more */
     uint64_t detect_ms_max, detect_ms_sum; /* detection latency: stall start to report */
     uint64_t detect_hist[8]; /* detection latency in units of stall_ms/4: <=4, 5, 6, 8, 12, 16, 32, more */
     uint64_t cpu_ns;         /* the supervisor thread's own CPU time */

@@ -100,8 +100,11 @@ int vigil__enter(vigil_loop *loop) {
         return 0;
     }
     vigil__runner *owner = atomic_load_explicit(&loop->runner, memory_order_acquire);
-    if (owner && pthread_equal(owner->thread, pthread_self()))
-        return 0;
+    if (owner && pthread_equal(owner->thread, pthread_self())) /* fenced, not yet taken over? */
+        return atomic_load_explicit(&owner->state, memory_order_acquire) == VIGIL__AT_FENCED
+                   ? -EOWNERDEAD : 0;
+    if (atomic_load_explicit(&loop->sv_fenced_tid, memory_order_acquire) == vigil__thread_id())
+        return -EOWNERDEAD; /* a thread the supervisor fenced off this loop */
     return -EPERM;
 }
 

@@ -578,10 +578,8 @@ void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) {
     uint32_t slot = (uint32_t)c->tag;
     uint32_t gen = (uint32_t)(c->tag >> 32) & VIGIL__TAG_GEN_MASK;
     uint8_t epoch = (uint8_t)(c->tag >> 56);
-    /* while a rebuild applies a fenced backend's completions: that epoch */
-    uint8_t want = loop->harvest_epoch >= 0 ? (uint8_t)loop->harvest_epoch : loop->epoch;
     vigil__op *op = vigil__op_at(loop, slot);
-    if (!op || op->kind == VIGIL__OP_FREE || op->gen != gen || epoch != want ||
+    if (!op || op->kind == VIGIL__OP_FREE || op->gen != gen || epoch != loop->epoch ||
         !(op->flags & VIGIL__OPF_KERNEL)) {
         /* A completion for an op that no longer exists. Its buffer, if it
          * carries one, still goes back to the pool. */
@@ -600,6 +598,35 @@ void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) {
     if (vigil__hold_if_frozen(loop, op, c))
         return; /* its connection's callback is stuck on a fenced thread */
     dispatch_op(loop, op, c);
+}
+
+/* Completions a rebuild carried over (rebuild.c checked them when it took
+ * them), applied before anything else, each leaving the queue before its
+ * handler runs: a fence in a callback leaves the rest for the next rebuild. */
+void vigil__run_carry(vigil_loop *loop) {
+    while (loop->carry_pos < loop->carry_n) {
+        vigil__cqe c = loop->carry[loop->carry_pos++];
+        if (loop->carry_pos == loop->carry_n)
+            loop->carry_pos = loop->carry_n = 0;
+        vigil__stat_add(&loop->stats.completions, 1);
+        vigil__op *op = vigil__op_at(loop, (uint32_t)c.tag);
+        uint32_t gen = (uint32_t)(c.tag >> 32) & VIGIL__TAG_GEN_MASK;
+        if (!op || op->kind == VIGIL__OP_FREE || op->gen != gen || !(op->flags & VIGIL__OPF_KERNEL)) {
+            vigil__stat_add(&loop->stats.stale_completions, 1);
+            if (c.flags & VIGIL__CQE_BUF)
+                vigil__buf_recycle(loop, c.flags >> 16);
+            continue;
+        }
+        atomic_store_explicit(&loop->sv_op_kind, op->kind, memory_order_relaxed);
+        atomic_store_explicit(&loop->sv_conn, op->conn ? vigil__conn_id(loop, vigil__conn_at(loop, op->conn)) : 0,
+                              memory_order_relaxed);
+        if (!(c.flags & VIGIL__CQE_MORE)) {
+            op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING | VIGIL__OPF_CARRIED);
+            vigil__stat_add(&loop->stats.ops_in_flight, -1);
+        }
+        if (!vigil__hold_if_frozen(loop, op, &c))
+            dispatch_op(loop, op, &c);
+    }
 }
 
 /* A held completion, once its connection is no longer frozen: it was checked
@@ -717,6 +744,18 @@ static int choose_backend(vigil_loop *loop) {
     }
     loop->be = &vigil__uring_backend;
     int rc = loop->be->init(loop);
+    if (rc == 0 && want == VIGIL_BACKEND_AUTO && (loop->opts.flags & VIGIL_LOOP_SUPERVISED) &&
+        !(loop->info.features & VIGIL_FEATURE_DEFER_TASKRUN)) {
+        /* A stuck thread's ring without DEFER_TASKRUN keeps receiving into
+         * its buffers: no rebuild could be exact (kernel-facts.md). */
+        loop->be->fini(loop);
+        memset(&loop->info, 0, sizeof(loop->info));
+        loop->be = &vigil__epoll_backend;
+        snprintf(loop->reason, sizeof(loop->reason), "auto: supervised, and io_uring without "
+                 "DEFER_TASKRUN (%s) cannot be rebuilt exactly",
+                 (loop->opts.flags & VIGIL_LOOP_NO_DEFER_TASKRUN) ? "turned off" : "Linux < 6.1");
+        return loop->be->init(loop);
+    }
     if (rc == 0) {
         snprintf(loop->reason, sizeof(loop->reason), "%s",
                  want == VIGIL_BACKEND_URING ? how : "auto: io_uring available");
@@ -743,6 +782,9 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
         return -EINVAL;
     if (o.buf_count && (o.buf_count & (o.buf_count - 1)))
         return -EINVAL; /* the kernel's buffer ring wants a power of two */
+    if (o.flags & ~(VIGIL_LOOP_NO_MULTISHOT_ACCEPT | VIGIL_LOOP_NO_MULTISHOT_RECV |
+                    VIGIL_LOOP_NO_DEFER_TASKRUN | VIGIL_LOOP_SUPERVISED))
+        return -EINVAL;
     if (o.buf_count > 32768 || o.ring_entries > 32768 || (o.buf_size && o.buf_size < 64) ||
         o.buf_size > (1u << 24))
         return -EINVAL;
@@ -762,7 +804,6 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     atomic_store(&loop->sv_next_due_ns, UINT64_MAX);
     loop->buf_current = UINT32_MAX;
     loop->wake_fd = -1;
-    loop->harvest_epoch = -1;
     pthread_mutex_init(&loop->post_lock, NULL);
     pthread_mutex_init(&loop->owner_lock, NULL);
     pthread_cond_init(&loop->owner_cond, NULL);
@@ -823,6 +864,14 @@ int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out) {
     LD(connections);
     LD(deadlines_expired);
     LD(deadline_shutdowns);
+    LD(rebuilds);
+    LD(conns_migrated);
+    LD(bytes_carried);
+    LD(ops_reissued);
+    LD(stuck_returned);
+    LD(stuck_reset);
+    LD(refused_calls);
+    LD(last_rebuild_us);
 #undef LD
     return 0;
 }
@@ -831,7 +880,7 @@ int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out) {
 static bool has_work(vigil_loop *loop) {
     uint64_t inflight = atomic_load_explicit(&loop->stats.ops_in_flight, memory_order_relaxed);
     return loop->live_conns || loop->live_listeners || loop->live_timers || loop->later_head ||
-           inflight > 1;
+           loop->carry_n || inflight > 1;
 }
 
 static int64_t wait_timeout_ns(vigil_loop *loop, uint64_t now, uint64_t until) {
@@ -880,6 +929,7 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
     for (;;) {
         uint64_t now = vigil__clock_ns();
         bool fenced_waiting = loop->fences && vigil__fences_poll(loop, now);
+        vigil__run_carry(loop);
         run_due(loop, now);
         run_later(loop);
         run_posts(loop, 0);
@@ -934,7 +984,8 @@ int vigil_loop_destroy(vigil_loop *loop) {
         return -EBUSY;
     loop->destroying = true;
     /* Fenced callbacks are not waited for any more: every connection gets
-     * its final callbacks below, held completions first. */
+     * its final callbacks below, carried and held completions first. */
+    vigil__run_carry(loop);
     for (uint32_t s1 = 1; s1 <= loop->conns_cap; s1++) {
         vigil__conn *c = vigil__conn_at(loop, s1);
         if (c->flags & VIGIL__CF_FROZEN) {
@@ -1018,6 +1069,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
     }
     free(loop->heap);
     free(loop->held);
+    free(loop->carry);
     vigil__fences_free(loop);
     vigil__wakefd_close(loop->wake_fd);
     pthread_mutex_destroy(&loop->post_lock);

@@ -61,6 +61,7 @@ enum vigil__op_kind {
 #define VIGIL__OPF_STOPPED   (1u << 6) /* user asked it to end (cancel/close) */
 #define VIGIL__OPF_STARTED   (1u << 7) /* send: some bytes went out */
 #define VIGIL__OPF_RESUMED   (1u << 8) /* connect: waiting for one a fenced ring had started */
+#define VIGIL__OPF_CARRIED   (1u << 9) /* its final completion waits in loop->carry */
 
 typedef struct vigil__op {
     uint32_t gen;
@@ -283,7 +284,8 @@ struct vigil_loop {
     int wake_fd;                /* the loop's, not a backend's: it outlives rebuilds */
 
     /* rebuilds (rebuild.c) */
-    int harvest_epoch;          /* while applying a fenced backend's completions: its epoch */
+    vigil__cqe *carry;          /* completions a rebuild carried over, applied first, in order */
+    uint32_t carry_pos, carry_n, carry_cap;
     vigil__cqe *held;           /* completions for frozen connections, in order */
     uint32_t held_n, held_cap;
     uint32_t held_later_head, held_later_tail; /* their later-list entries */
@@ -302,6 +304,10 @@ struct vigil_loop {
     _Atomic uint64_t sv_conn;       /* its connection id, or 0 */
     _Atomic uint64_t sv_next_due_ns;/* earliest timer or deadline; UINT64_MAX = none */
     _Atomic int sv_posts;           /* posts waiting */
+    _Atomic int sv_fence_request;   /* test hook: fence me now (vigil__debug_request_fence) */
+    _Atomic int sv_rebuilt;         /* 0 while a rebuild runs; then 1, or -errno */
+    _Atomic uint64_t sv_fenced_ns;  /* when the supervisor fenced it */
+    _Atomic int sv_fenced_tid;      /* the thread it fenced last */
     void *bt_frames[48];            /* written by the backtrace signal handler */
     _Atomic int bt_n;               /* frames written; -1 while a backtrace is requested */
 
@@ -411,6 +417,7 @@ void vigil__stamp(vigil_loop *loop);
 
 /* rebuild.c: fence and rebuild */
 void vigil__dispatch_held(vigil_loop *loop, const vigil__cqe *c);
+void vigil__run_carry(vigil_loop *loop);
 bool vigil__hold_if_frozen(vigil_loop *loop, const vigil__op *op, const vigil__cqe *c);
 bool vigil__later_is_frozen(vigil_loop *loop, const vigil__op *op);
 void vigil__unhold_later(vigil_loop *loop, uint32_t conn_slot1);
@@ -439,5 +446,9 @@ static inline void vigil__stat_add(_Atomic uint64_t *c, int64_t d) {
 
 /* test hooks (not in the public header) */
 int vigil__debug_stale_completion(vigil_loop *loop);
+/* From a callback: asks the supervisor to fence this thread now, as if it were
+ * stuck; the callback then waits until vigil__debug_fenced() says so. */
+int vigil__debug_request_fence(vigil_loop *loop);
+int vigil__debug_fenced(vigil_loop *loop);
 
 #endif

@@ -96,12 +96,50 @@ static void release_held(vigil_loop *loop, uint32_t slot1) {
 
 /* ------------------------------------------------------ the rebuild */
 
+/* The carry: completions a rebuild takes over, applied by vigil_loop_run
+ * before anything else (vigil__run_carry), so that no user callback runs
+ * inside the rebuild itself and a fence in one of them is just another
+ * fence. */
+static void carry_push(vigil_loop *loop, vigil__cqe e) {
+    if (loop->carry_n == loop->carry_cap) {
+        uint32_t cap = loop->carry_cap ? loop->carry_cap * 2 : 256;
+        vigil__cqe *m = realloc(loop->carry, cap * sizeof(*m));
+        if (!m)
+            abort(); /* the only record of received bytes: cannot drop it */
+        loop->carry = m;
+        loop->carry_cap = cap;
+    }
+    loop->carry[loop->carry_n++] = e;
+}
+
+/* Takes a completion of the fenced backend (or of the rest of its batch)
+ * into the carry if it names a live op; a stale one is dropped here, and its
+ * buffer is free again. Finals mark their op so it is not re-issued. */
+static void carry_take(vigil_loop *loop, const vigil__cqe *e, uint8_t epoch) {
+    if (e->tag == VIGIL__TAG_IGNORE)
+        return;
+    vigil__op *op = vigil__op_at(loop, (uint32_t)e->tag);
+    uint32_t gen = (uint32_t)(e->tag >> 32) & VIGIL__TAG_GEN_MASK;
+    if (!op || op->kind == VIGIL__OP_FREE || op->gen != gen || (uint8_t)(e->tag >> 56) != epoch ||
+        !(op->flags & VIGIL__OPF_KERNEL) || (op->flags & VIGIL__OPF_CARRIED)) {
+        vigil__stat_add(&loop->stats.stale_completions, 1);
+        if (e->flags & VIGIL__CQE_BUF)
+            loop->buf_state[e->flags >> 16] = VIGIL__BUF_KERNEL; /* not received by anyone */
+        return;
+    }
+    if (!(e->flags & VIGIL__CQE_MORE))
+        op->flags |= VIGIL__OPF_CARRIED;
+    if (e->flags & VIGIL__CQE_BUF)
+        loop->buf_state[e->flags >> 16] = VIGIL__BUF_CARRIED;
+    carry_push(loop, *e);
+}
+
 /* The final completion of an op whose request died with the old backend, as
- * the new one would have posted it. */
+ * the new one would have posted it, queued behind what was carried. */
 static void synthesize(vigil_loop *loop, vigil__op *op, int res) {
-    vigil__cqe e = {vigil__op_tag(loop, op), res, 0};
     op->req_epoch = loop->epoch;
-    vigil__dispatch(loop, &e);
+    op->flags |= VIGIL__OPF_CARRIED;
+    carry_push(loop, (vigil__cqe){vigil__op_tag(loop, op), res, 0});
 }
 
 /* Re-issues an op whose request died with the fenced backend. Receives,
@@ -110,7 +148,7 @@ static void synthesize(vigil_loop *loop, vigil__op *op, int res) {
  * offset. Ops being cancelled get -ECANCELED. A close did not happen (a
  * close completes within the submit that carries it, and its completion
  * would have been harvested): it is issued again. A connect is judged by the
- * socket's state. */
+ * socket's state. Nothing here calls user code. */
 static void reissue(vigil_loop *loop, vigil__op *op) {
     vigil__stat_add(&loop->stats.ops_reissued, 1);
     if (op->kind == VIGIL__OP_WAKE || op->kind == VIGIL__OP_NOP) {
@@ -166,19 +204,16 @@ static void reissue(vigil_loop *loop, vigil__op *op) {
     }
 }
 
-static uint64_t count_streams(vigil_loop *loop) { return loop->live_conns; }
-
 int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms) {
-    uint64_t t0 = vigil__clock_ns();
+    uint64_t t0 = atomic_load_explicit(&loop->sv_fenced_ns, memory_order_relaxed);
+    if (!t0)
+        t0 = vigil__clock_ns(); /* rebuild time counts from the fence */
     vigil__runner *old = atomic_load_explicit(&loop->runner, memory_order_acquire);
     vigil__runner *mine = vigil__runner_new(loop);
     vigil__fence *f = calloc(1, sizeof(*f));
-    uint32_t carried_cap = 256 + loop->batch_len;
-    vigil__cqe *carried = malloc(carried_cap * sizeof(*carried));
-    if (!mine || !f || !carried) {
+    if (!mine || !f) {
         free(mine);
         free(f);
-        free(carried);
         return -ENOMEM;
     }
 
@@ -186,7 +221,7 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
     f->runner = old; /* takes over the loop's reference */
     f->conn_id = atomic_load_explicit(&loop->sv_conn, memory_order_relaxed);
     f->lent_buf = UINT32_MAX;
-    f->grace_due_ns = t0 + (uint64_t)grace_ms * 1000000ull;
+    f->grace_due_ns = vigil__clock_ns() + (uint64_t)grace_ms * 1000000ull;
     atomic_store_explicit(&loop->runner, mine, memory_order_release);
     loop->in_callback = 0;
     loop->running = 0;
@@ -206,35 +241,33 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
     f->next = loop->fences;
     loop->fences = f;
 
-    /* 3. Harvest: the rest of the batch being dispatched (the entry at
-     * batch_pos is the stuck one, its handler ran), then the fenced backend. */
-    uint32_t n = 0;
-    bool overflowed = false;
+    /* 3. Harvest, oldest first: what an earlier rebuild carried and the
+     * fenced thread had not applied yet (still in the carry, and marked), the
+     * rest of the batch being dispatched (the entry at batch_pos is the stuck
+     * one: its handler ran), then what the fenced backend still holds. */
+    uint8_t old_epoch = loop->epoch;
+    for (uint32_t i = loop->carry_pos; i < loop->carry_n; i++)
+        if (loop->carry[i].flags & VIGIL__CQE_BUF)
+            loop->buf_state[loop->carry[i].flags >> 16] = VIGIL__BUF_CARRIED;
     for (uint32_t i = loop->batch_pos + 1; i < loop->batch_len; i++)
-        carried[n++] = loop->batch[i];
+        carry_take(loop, &loop->batch[i], old_epoch);
     loop->batch_len = loop->batch_pos = 0;
-    for (;;) {
-        if (carried_cap - n < 256) {
-            vigil__cqe *m = realloc(carried, (carried_cap *= 2) * sizeof(*carried));
-            if (!m)
-                abort(); /* the only copy of received bytes: cannot drop it */
-            carried = m;
-        }
-        uint32_t got = loop->be->harvest(loop->be_state, carried + n, 256, &overflowed);
-        if (!got)
-            break;
-        n += got;
-    }
-    for (uint32_t i = 0; i < n; i++)
-        if (carried[i].flags & VIGIL__CQE_BUF)
-            loop->buf_state[carried[i].flags >> 16] = VIGIL__BUF_CARRIED;
+    bool overflowed = false;
+    vigil__cqe got[256];
+    uint32_t n;
+    while ((n = loop->be->harvest(loop->be_state, got, 256, &overflowed)) > 0)
+        for (uint32_t i = 0; i < n; i++)
+            carry_take(loop, &got[i], old_epoch);
+    uint64_t bytes = 0;
+    for (uint32_t i = loop->carry_pos; i < loop->carry_n; i++)
+        if ((loop->carry[i].flags & VIGIL__CQE_BUF) && loop->carry[i].res > 0)
+            bytes += (uint64_t)loop->carry[i].res;
 
     /* 4. The fenced backend goes: afterwards it holds no socket references. */
     loop->be->abandon(loop->be_state);
     loop->be_state = NULL;
 
     /* 5. The new backend, with the buffers that are free. */
-    uint8_t old_epoch = loop->epoch;
     loop->epoch++;
     if (target)
         loop->be = target;
@@ -243,35 +276,21 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
         loop->be = &vigil__epoll_backend;
         rc = loop->be->init(loop);
     }
-    if (rc < 0) {
-        free(carried);
+    if (rc < 0)
         return rc; /* the supervisor escalates: nothing can run this loop */
-    }
-    for (uint32_t i = 0; i < n; i++)
-        if (carried[i].flags & VIGIL__CQE_BUF)
-            loop->buf_state[carried[i].flags >> 16] = VIGIL__BUF_KERNEL; /* as the kernel left it */
+    for (uint32_t i = 0; i < loop->opts.buf_count; i++)
+        if (loop->buf_state[i] == VIGIL__BUF_CARRIED)
+            loop->buf_state[i] = VIGIL__BUF_KERNEL; /* as the kernel left them: received */
     loop->info.backend = loop->be->name;
-    if ((rc = loop->be->attach(loop)) < 0) {
-        free(carried);
+    if ((rc = loop->be->attach(loop)) < 0)
         return rc;
-    }
     atomic_store(&loop->sv_poll_fd, loop->be->poll_fd(loop));
 
-    /* Apply the harvest, in the order the kernel posted it. */
-    uint64_t bytes = 0;
-    loop->harvest_epoch = old_epoch;
-    for (uint32_t i = 0; i < n; i++) {
-        if ((carried[i].flags & VIGIL__CQE_BUF) && carried[i].res > 0)
-            bytes += (uint64_t)carried[i].res;
-        vigil__dispatch(loop, &carried[i]);
-    }
-    loop->harvest_epoch = -1;
-    free(carried);
-
-    /* Re-issue every op whose request died with the fenced backend. */
+    /* 6. Re-issue every op whose request died with the fenced backend. */
     for (uint32_t slot = 0; slot < loop->ops_cap; slot++) {
         vigil__op *op = vigil__op_at(loop, slot);
-        if (op->kind != VIGIL__OP_FREE && (op->flags & VIGIL__OPF_KERNEL) && op->req_epoch == old_epoch)
+        if (op->kind != VIGIL__OP_FREE && (op->flags & VIGIL__OPF_KERNEL) &&
+            !(op->flags & VIGIL__OPF_CARRIED) && op->req_epoch == old_epoch)
             reissue(loop, op);
     }
     /* A CQ that overflowed at the fence lost completions in the kernel that
@@ -286,7 +305,7 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
     }
 
     vigil__stat_add(&loop->stats.rebuilds, 1);
-    vigil__stat_add(&loop->stats.conns_migrated, (int64_t)count_streams(loop));
+    vigil__stat_add(&loop->stats.conns_migrated, (int64_t)loop->live_conns);
     vigil__stat_add(&loop->stats.bytes_carried, (int64_t)bytes);
     atomic_store_explicit(&loop->stats.last_rebuild_us, (vigil__clock_ns() - t0) / 1000,
                           memory_order_relaxed);
@@ -395,13 +414,14 @@ static void *rebuilt_main(void *arg) {
     rebuild_job j = *(rebuild_job *)arg;
     free(arg);
     vigil_loop *loop = j.loop;
+    char name[16];
+    snprintf(name, sizeof(name), "vigil-loop%u", loop->id);
+    pthread_setname_np(pthread_self(), name); /* for top -H, gdb and /proc */
+    pthread_mutex_lock(&loop->owner_lock);
+    loop->owned_by_vigil = true;
+    loop->run_done = false;
+    pthread_mutex_unlock(&loop->owner_lock);
     int rc = vigil__rebuild(loop, j.target, j.grace_ms);
-    if (rc == 0) {
-        pthread_mutex_lock(&loop->owner_lock);
-        loop->owned_by_vigil = true;
-        loop->run_done = false;
-        pthread_mutex_unlock(&loop->owner_lock);
-    }
     if (j.done)
         j.done(loop, rc, j.ud);
     if (rc < 0)
@@ -441,6 +461,18 @@ int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_
         free(j);
         return -rc;
     }
+    return 0;
+}
+
+int vigil__debug_request_fence(vigil_loop *loop) {
+    atomic_store_explicit(&loop->sv_fence_request, 1, memory_order_release);
+    return 0;
+}
+
+int vigil__debug_fenced(vigil_loop *loop) {
+    for (vigil__runner *r = vigil__tls_runner; r; r = r->outer)
+        if (r->loop == loop)
+            return atomic_load_explicit(&r->state, memory_order_acquire) == VIGIL__AT_FENCED;
     return 0;
 }
 
@@ -484,10 +516,12 @@ int vigil__destroy_handoff(vigil_loop *loop) {
         pthread_cond_destroy(&h.cond);
         return loop->owned_by_vigil ? -EBUSY : -EPERM;
     }
+    /* Stop it first: once the handoff is published its thread may destroy
+     * the loop at any moment, and the loop must not be touched after that. */
+    vigil_loop_stop(loop);
     loop->handoff = &h;
     pthread_cond_broadcast(&loop->owner_cond);
     pthread_mutex_unlock(&loop->owner_lock);
-    vigil_loop_stop(loop);
     pthread_mutex_lock(&h.mu);
     while (!h.done)
         pthread_cond_wait(&h.cond, &h.mu);

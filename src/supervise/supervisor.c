@@ -1,15 +1,17 @@
 /*
- * supervisor.c: one thread that watches loops, reports stalls and unblocks a
- * loop thread stuck in a syscall. docs/supervisor.md has the state machine
- * and why each step is safe.
+ * supervisor.c: one thread that watches loops, reports stalls, unblocks a
+ * loop thread stuck in a syscall, and fences a thread stuck in a callback so
+ * that the loop is rebuilt on a new thread (rebuild.c), within a restart
+ * budget. docs/supervisor.md has the state machine and why each step is safe.
  *
- * The supervisor only reads what the loop publishes for it (relaxed atomics:
- * where the thread is, the op and connection it handles, the time of its
- * last progress, the next deadline, posts waiting) and polls the backend's fd.
- * Its only actions on the loop thread are two signals: one whose handler
- * (SA_RESTART) records a backtrace into loop memory, one whose handler (no
- * SA_RESTART) does nothing, so that a blocked syscall fails with EINTR.
- * It never touches the loop's tables, ring or connections.
+ * The supervisor only reads what the loop publishes for it (atomics: the
+ * runner's state, the op and connection being handled, the time of the last
+ * progress, the next deadline, posts waiting, the backend's poll fd). Its
+ * actions on a loop thread are two signals (a backtrace, whose handler
+ * records frames into loop memory; an unblock, whose handler does nothing,
+ * so that a blocked syscall fails with EINTR) and one compare-and-swap of
+ * the runner's state from CALLBACK to FENCED. It never touches the loop's
+ * tables, ring or connections: the rebuild thread does, once it owns them.
  */
 #include "io/loop.h"
 #include "platform/platform.h"
@@ -27,6 +29,11 @@ typedef struct watched {
     uint64_t stall_since;  /* last progress when the stall was found */
     uint64_t reported_ns;  /* last report (rate limit) */
     uint64_t unblocked_ns; /* last unblock signal */
+    bool rebuilding;       /* a thread of rebuild.c is taking the loop over */
+    bool no_rebuilds;      /* the budget ran out, action REPORT */
+    const vigil__backend *target; /* backend of the next rebuild (NULL: the same) */
+    uint64_t *rebuilt_ns;  /* times of the last budget_rebuilds rebuilds, a ring */
+    uint32_t rebuilt_pos;
 } watched;
 
 struct vigil_supervisor {
@@ -40,7 +47,8 @@ struct vigil_supervisor {
     bool stop;
     struct {
         _Atomic uint64_t ticks, stalls, reports, reports_suppressed, threads_unblocked, recoveries,
-            detect_ms_max, detect_ms_sum, detect_hist[8];
+            detect_ms_max, detect_ms_sum, detect_hist[8], fences, rebuilds, rebuild_failures,
+            budget_exceeded, rebuild_us_max, rebuild_us_sum, rebuild_hist[8];
     } st;
 };
 
@@ -155,11 +163,155 @@ static void report(vigil_supervisor *s, watched *w, vigil__runner *runner, uint6
         s->o.on_stall(&r, s->o.ud);
 }
 
+/* ------------------------------------------------------ fence and rebuild */
+
+static void hist_add(_Atomic uint64_t *hist, uint64_t us) {
+    static const uint64_t edges_us[7] = {1000, 2000, 5000, 10000, 20000, 50000, 100000};
+    int b = 0;
+    while (b < 7 && us >= edges_us[b])
+        b++;
+    stat_add(&hist[b], 1);
+}
+
+/* Runs on the rebuild thread once it owns the loop (or failed to). */
+static void on_rebuilt(vigil_loop *loop, int rc, void *ud) {
+    (void)ud;
+    atomic_store_explicit(&loop->sv_rebuilt, rc < 0 ? rc : 1, memory_order_release);
+}
+
+/* The loop was rebuilt R times in the last T: on_budget, then the action.
+ * Returns true if a rebuild may go ahead (on *target). */
+static bool budget_allows(vigil_supervisor *s, watched *w, uint64_t now) {
+    uint32_t r = s->o.budget_rebuilds;
+    uint64_t oldest = w->rebuilt_ns[w->rebuilt_pos]; /* the R-th last rebuild */
+    if (!oldest || now - oldest > (uint64_t)s->o.budget_window_ms * 1000000ull)
+        return true;
+    vigil_loop *loop = w->loop;
+    stat_add(&s->st.budget_exceeded, 1);
+    if (s->o.on_budget)
+        s->o.on_budget(loop->id, s->o.ud);
+    char line[256];
+    bool on_epoll = loop->be == &vigil__epoll_backend || w->target == &vigil__epoll_backend;
+    if (s->o.budget_action == VIGIL_BUDGET_EPOLL && !on_epoll) {
+        snprintf(line, sizeof(line), "vigil: loop %u rebuilt %u times in %u ms: restart budget "
+                 "exhausted; rebuilding it on epoll, with a fresh budget", loop->id, r,
+                 s->o.budget_window_ms);
+        log_line(s, line);
+        w->target = &vigil__epoll_backend;
+        memset(w->rebuilt_ns, 0, r * sizeof(*w->rebuilt_ns));
+        return true;
+    }
+    if (s->o.budget_action == VIGIL_BUDGET_REPORT) {
+        snprintf(line, sizeof(line), "vigil: loop %u rebuilt %u times in %u ms: restart budget "
+                 "exhausted; no more rebuilds, stalls are only reported", loop->id, r,
+                 s->o.budget_window_ms);
+        log_line(s, line);
+        w->no_rebuilds = true;
+        return false;
+    }
+    snprintf(line, sizeof(line), "vigil: loop %u rebuilt %u times in %u ms: restart budget "
+             "exhausted; exiting (status 70)", loop->id, r, s->o.budget_window_ms);
+    log_line(s, line);
+    fflush(NULL);
+    _exit(70);
+}
+
+/* Fences a thread stuck in a callback and starts the rebuild. */
+static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64_t now, uint64_t age,
+                  const char *why) {
+    vigil_loop *loop = w->loop;
+    if (!budget_allows(s, w, now))
+        return;
+    int expect = VIGIL__AT_CALLBACK;
+    if (!atomic_compare_exchange_strong_explicit(&runner->state, &expect, VIGIL__AT_FENCED,
+                                                 memory_order_acq_rel, memory_order_acquire))
+        return; /* it left the callback meanwhile: it is not stuck there */
+    atomic_store_explicit(&loop->sv_fenced_tid, runner->tid, memory_order_release);
+    stat_add(&s->st.fences, 1);
+    /* The fence signal makes what the stuck thread wrote so far visible to
+     * the rebuild (its handler publishes with a release store). A thread in
+     * a syscall that holds signals back may not run it: wait a little only. */
+    if (pthread_kill(runner->thread, s->o.backtrace_signal) == 0) {
+        uint64_t until = vigil__clock_ns() + 20000000ull;
+        while (!atomic_load_explicit(&runner->acked, memory_order_acquire) &&
+               !atomic_load_explicit(&runner->returned, memory_order_acquire) && vigil__clock_ns() < until) {
+            struct timespec ts = {0, 100000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    w->rebuilt_ns[w->rebuilt_pos] = now;
+    w->rebuilt_pos = (w->rebuilt_pos + 1) % s->o.budget_rebuilds;
+    atomic_store_explicit(&loop->sv_rebuilt, 0, memory_order_relaxed);
+    atomic_store_explicit(&loop->sv_fenced_ns, now, memory_order_relaxed);
+    const vigil__backend *target = w->target;
+    w->target = NULL;
+    int rc = vigil__rebuild_start(loop, target, s->o.grace_ms, on_rebuilt, NULL);
+    char line[300];
+    if (rc < 0) {
+        stat_add(&s->st.rebuild_failures, 1);
+        snprintf(line, sizeof(line), "vigil: loop %u fenced but no thread could be started (%s); exiting "
+                 "(status 70)", loop->id, vigil_strerror(rc));
+        log_line(s, line);
+        fflush(NULL);
+        _exit(70);
+    }
+    w->rebuilding = true;
+    snprintf(line, sizeof(line), "vigil: loop %u stuck %llu ms %s (op %s, conn %#llx): fenced; "
+             "rebuilding it on a new thread%s", loop->id, (unsigned long long)(age / 1000000), why,
+             vigil__op_kind_name(atomic_load_explicit(&loop->sv_op_kind, memory_order_relaxed)),
+             (unsigned long long)atomic_load_explicit(&loop->sv_conn, memory_order_relaxed),
+             target == &vigil__epoll_backend ? " on epoll" : "");
+    log_line(s, line);
+}
+
+/* A rebuild thread finished taking the loop over. */
+static void rebuilt(vigil_supervisor *s, watched *w, int result) {
+    vigil_loop *loop = w->loop;
+    w->rebuilding = false;
+    w->stalled = false;
+    w->unblocked_ns = 0;
+    char line[300];
+    if (result < 0) {
+        stat_add(&s->st.rebuild_failures, 1);
+        snprintf(line, sizeof(line), "vigil: loop %u could not be rebuilt (%s): nothing can run it; "
+                 "exiting (status 70)", loop->id, vigil_strerror(result));
+        log_line(s, line);
+        fflush(NULL);
+        _exit(70);
+    }
+    vigil_loop_stats ls;
+    vigil_loop_stats_get(loop, &ls);
+    stat_add(&s->st.rebuilds, 1);
+    stat_add(&s->st.rebuild_us_sum, ls.last_rebuild_us);
+    if (ls.last_rebuild_us > atomic_load(&s->st.rebuild_us_max))
+        atomic_store(&s->st.rebuild_us_max, ls.last_rebuild_us);
+    hist_add(s->st.rebuild_hist, ls.last_rebuild_us);
+    snprintf(line, sizeof(line), "vigil: loop %u rebuilt on %s in %.1f ms: %llu connections carried "
+             "over (%llu in all), %llu bytes received and not yet delivered carried, %llu ops "
+             "re-issued in all", loop->id, loop->info.backend, ls.last_rebuild_us / 1000.0,
+             (unsigned long long)ls.connections, (unsigned long long)ls.conns_migrated,
+             (unsigned long long)ls.bytes_carried, (unsigned long long)ls.ops_reissued);
+    log_line(s, line);
+}
+
 static void check(vigil_supervisor *s, watched *w, uint64_t now) {
     vigil_loop *loop = w->loop;
+    if (w->rebuilding) { /* the loop is changing hands: only wait for that */
+        int result = atomic_load_explicit(&loop->sv_rebuilt, memory_order_acquire);
+        if (!result)
+            return;
+        rebuilt(s, w, result);
+    }
     vigil__runner *runner = atomic_load_explicit(&loop->runner, memory_order_acquire);
     if (!runner || !atomic_load_explicit(&loop->attached, memory_order_acquire))
         return;
+    bool may_fence = s->o.fence_ms != UINT32_MAX && !w->no_rebuilds;
+    if (may_fence && atomic_load_explicit(&loop->sv_fence_request, memory_order_acquire) &&
+        atomic_load_explicit(&runner->state, memory_order_acquire) == VIGIL__AT_CALLBACK) {
+        atomic_store_explicit(&loop->sv_fence_request, 0, memory_order_relaxed);
+        fence(s, w, runner, now, 0, "at its own request (test hook)");
+        return;
+    }
     uint64_t last = atomic_load_explicit(&loop->stats.last_progress_ns, memory_order_relaxed);
     uint64_t age = now > last ? now - last : 0;
     uint64_t stall_ns = (uint64_t)s->o.stall_ms * 1000000ull;
@@ -175,7 +327,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
             uint64_t due = atomic_load_explicit(&loop->sv_next_due_ns, memory_order_relaxed);
             stuck = (due != UINT64_MAX && due + stall_ns <= now) ||
                     atomic_load_explicit(&loop->sv_posts, memory_order_relaxed) ||
-                    vigil__fd_readable(loop->be->poll_fd(loop)) > 0;
+                    vigil__fd_readable(atomic_load(&loop->sv_poll_fd)) > 0;
         }
     }
     if (!stuck) {
@@ -213,14 +365,26 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
             report(s, w, runner, now, age);
         return;
     }
-    /* Still stalled: a thread blocked in a syscall is interrupted, once per unblock_ms. */
-    if (s->o.unblock_ms == UINT32_MAX || age < stall_ns + (uint64_t)s->o.unblock_ms * 1000000ull)
+    /* Still stalled. A thread stuck in a callback for fence_ms more, spinning
+     * or blocked again after an unblock, is fenced and the loop rebuilt. */
+    char sc[96];
+    bool in_syscall = vigil__thread_syscall(runner->tid, sc, sizeof(sc)) == 0 && strncmp(sc, "running", 7);
+    bool unblock_on = s->o.unblock_ms != UINT32_MAX;
+    uint64_t tick_ns = (uint64_t)s->o.tick_ms * 1000000ull;
+    if (may_fence && age >= stall_ns + (uint64_t)s->o.fence_ms * 1000000ull &&
+        atomic_load_explicit(&runner->state, memory_order_acquire) == VIGIL__AT_CALLBACK &&
+        (!in_syscall || !unblock_on || (w->unblocked_ns && now - w->unblocked_ns >= tick_ns))) {
+        fence(s, w, runner, now, age, in_syscall ? "in a callback, blocked again after an unblock"
+                                                  : "in a callback, running");
+        return;
+    }
+    /* A thread blocked in a syscall is interrupted, once per unblock_ms. */
+    if (!unblock_on || age < stall_ns + (uint64_t)s->o.unblock_ms * 1000000ull)
         return;
     if (w->unblocked_ns && now - w->unblocked_ns < (uint64_t)s->o.unblock_ms * 1000000ull)
         return;
-    char sc[96];
-    if (vigil__thread_syscall(runner->tid, sc, sizeof(sc)) < 0 || !strncmp(sc, "running", 7))
-        return; /* spinning in user code: a signal would not help (a rebuild will) */
+    if (!in_syscall)
+        return; /* spinning: a signal would not help (a rebuild does) */
     w->unblocked_ns = now;
     if (pthread_kill(runner->thread, s->o.unblock_signal) == 0) {
         stat_add(&s->st.threads_unblocked, 1);
@@ -234,6 +398,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
 static void *supervisor_main(void *arg) {
     vigil_supervisor *s = arg;
     s->tid = vigil__thread_id();
+    pthread_setname_np(pthread_self(), "vigil-sv");
     pthread_mutex_lock(&s->lock);
     while (!s->stop) {
         uint64_t now = vigil__clock_ns();
@@ -267,6 +432,19 @@ int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_option
         o.unblock_ms = o.stall_ms;
     if (!o.report_interval_ms)
         o.report_interval_ms = 1000;
+    if (!o.fence_ms)
+        o.fence_ms = o.stall_ms;
+    if (!o.grace_ms)
+        o.grace_ms = 1000;
+    if (!o.budget_rebuilds)
+        o.budget_rebuilds = 5;
+    if (!o.budget_window_ms)
+        o.budget_window_ms = 10000;
+    if (o.budget_action != VIGIL_BUDGET_EXIT && o.budget_action != VIGIL_BUDGET_EPOLL &&
+        o.budget_action != VIGIL_BUDGET_REPORT)
+        return -EINVAL;
+    if (o.budget_rebuilds > 1000000)
+        return -EINVAL;
     if (!o.backtrace_signal)
         o.backtrace_signal = SIGRTMIN + 1;
     if (!o.unblock_signal)
@@ -309,6 +487,12 @@ int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop) {
     for (uint32_t i = 0; i < s->n; i++)
         if (s->w[i].loop == loop)
             rc = -EEXIST;
+    if (!rc && s->o.fence_ms != UINT32_MAX && loop->be == &vigil__uring_backend &&
+        !(loop->info.features & VIGIL_FEATURE_DEFER_TASKRUN))
+        rc = -ENOTSUP; /* a rebuild could not be exact: VIGIL_LOOP_SUPERVISED picks epoll */
+    uint64_t *ring = rc ? NULL : calloc(s->o.budget_rebuilds, sizeof(uint64_t));
+    if (!rc && !ring)
+        rc = -ENOMEM;
     if (!rc && s->n == s->cap) {
         uint32_t cap = s->cap ? s->cap * 2 : 8;
         watched *w = realloc(s->w, cap * sizeof(*w));
@@ -320,7 +504,9 @@ int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop) {
         }
     }
     if (!rc)
-        s->w[s->n++] = (watched){.loop = loop};
+        s->w[s->n++] = (watched){.loop = loop, .rebuilt_ns = ring};
+    else
+        free(ring);
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -334,6 +520,7 @@ int vigil_supervisor_remove(vigil_supervisor *s, vigil_loop *loop) {
     int rc = -ENOENT;
     for (uint32_t i = 0; i < s->n; i++) {
         if (s->w[i].loop == loop) {
+            free(s->w[i].rebuilt_ns);
             s->w[i] = s->w[--s->n];
             rc = 0;
             break;
@@ -355,9 +542,17 @@ int vigil_supervisor_stats_get(vigil_supervisor *s, vigil_supervisor_stats *out)
     LD(recoveries);
     LD(detect_ms_max);
     LD(detect_ms_sum);
+    LD(fences);
+    LD(rebuilds);
+    LD(rebuild_failures);
+    LD(budget_exceeded);
+    LD(rebuild_us_max);
+    LD(rebuild_us_sum);
 #undef LD
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 8; i++) {
         out->detect_hist[i] = atomic_load_explicit(&s->st.detect_hist[i], memory_order_relaxed);
+        out->rebuild_hist[i] = atomic_load_explicit(&s->st.rebuild_hist[i], memory_order_relaxed);
+    }
     out->cpu_ns = s->tid ? vigil__thread_cpu_ns(s->tid) : 0;
     return 0;
 }

@@ -1,0 +1,607 @@
+/* test_rebuild.c: fence a stuck loop thread and rebuild the loop on a new
+ * thread and backend, with every connection and byte carried over.
+ *
+ * The server is a vigil echo loop under a supervisor. The clients are plain
+ * non-blocking sockets driven by poll() on a thread of their own: each
+ * connection streams a deterministic pattern with a window in flight and
+ * checks every byte that comes back, so loss, duplication and reordering all
+ * show up as mismatches or missing bytes. Server state that the stuck
+ * thread and the rebuilt one could both touch is atomic; everything else
+ * belongs to one connection, whose events the rebuild holds back until its
+ * stuck callback returned (or the grace period passed). */
+#include "util.h"
+#include "vt.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* test hooks of the library (not in the public header) */
+int vigil__debug_request_fence(vigil_loop *loop);
+int vigil__debug_fenced(vigil_loop *loop);
+
+static uint64_t ms_since(uint64_t t0) { return (vigil_now_ns() - t0) / 1000000ull; }
+
+/* Threads of this process whose name starts with prefix ("" = all). */
+static int count_threads(const char *prefix) {
+    DIR *d = opendir("/proc/self/task");
+    VT_ASSERT(d != NULL);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[64] = "";
+        snprintf(path, sizeof(path), "/proc/self/task/%.200s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (!fgets(comm, sizeof(comm), f))
+                comm[0] = 0;
+            fclose(f);
+        }
+        n += strncmp(comm, prefix, strlen(prefix)) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+static int count_dir(const char *path) {
+    DIR *d = opendir(path);
+    VT_ASSERT(d != NULL, "opendir %s", path);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - (strcmp(path, "/proc/self/fd") == 0); /* the directory's own fd */
+}
+
+/* ------------------------------------------------------------ the server */
+
+enum { STALL_NONE, STALL_FORCED, STALL_SPIN, STALL_HANG };
+
+typedef struct server {
+    vigil_loop *loop;
+    vigil_listener l;
+    int port;
+    _Atomic uint64_t recv_cbs, accepted, echoed, send_errs, owner_dead, resets;
+    _Atomic int stall_kind;       /* what the next stalling callback does */
+    _Atomic uint64_t stall_every; /* forced: every Nth receive callback */
+    _Atomic uint64_t stall_ms;    /* spin: how long */
+    _Atomic int stall_armed;      /* spin/hang: the next receive callback stalls */
+    _Atomic int stalls_done, fenced_seen;
+    int hang_pipe[2];             /* hang: a read that only the test ends */
+} server;
+
+static void srv_drain(vigil_loop *loop, vigil_conn c, void *ud) { vigil_recv_resume(loop, c); }
+
+static void srv_closed(vigil_loop *loop, vigil_conn c, int status, void *ud) {}
+
+/* Exported so that a stall report's backtrace can name them. */
+void vigil_test_rebuild_spin(server *s, uint64_t ms);
+__attribute__((noinline)) void vigil_test_rebuild_spin(server *s, uint64_t ms) {
+    uint64_t until = vigil_now_ns() + ms * 1000000ull;
+    while (vigil_now_ns() < until)
+        ;
+    if (vigil__debug_fenced(s->loop))
+        atomic_fetch_add(&s->fenced_seen, 1);
+}
+
+void vigil_test_rebuild_hang(server *s);
+__attribute__((noinline)) void vigil_test_rebuild_hang(server *s) {
+    char c;
+    while (read(s->hang_pipe[0], &c, 1) < 0 && errno == EINTR)
+        ; /* retried when interrupted: only a rebuild gets the loop going */
+}
+
+/* After echoing, a callback may stall on purpose. */
+static void maybe_stall(server *s, vigil_loop *loop) {
+    int kind = atomic_load(&s->stall_kind);
+    if (kind == STALL_FORCED) {
+        uint64_t n = atomic_fetch_add(&s->recv_cbs, 1) + 1;
+        uint64_t every = atomic_load(&s->stall_every);
+        if (!every || n % every)
+            return;
+        /* as if stuck: the supervisor fences this thread at once */
+        vigil__debug_request_fence(loop);
+        uint64_t t0 = vigil_now_ns();
+        while (!vigil__debug_fenced(loop) && ms_since(t0) < 2000)
+            ;
+        if (vigil__debug_fenced(loop))
+            atomic_fetch_add(&s->fenced_seen, 1);
+        return; /* into a fenced loop: vigil leaves from here */
+    }
+    if (kind == STALL_NONE || !atomic_exchange(&s->stall_armed, 0))
+        return;
+    atomic_fetch_add(&s->stalls_done, 1);
+    if (kind == STALL_SPIN)
+        vigil_test_rebuild_spin(s, atomic_load(&s->stall_ms));
+    else
+        vigil_test_rebuild_hang(s);
+}
+
+static void srv_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
+    server *s = ud;
+    if (status <= 0) {
+        if (status == -EOWNERDEAD)
+            atomic_fetch_add(&s->resets, 1);
+        vigil_abort(loop, c, srv_closed, NULL);
+        return;
+    }
+    int rc = vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
+    if (rc == 1)
+        vigil_recv_pause(loop, c); /* backpressure: resumed by srv_drain */
+    else if (rc < 0) {
+        atomic_fetch_add(rc == -EOWNERDEAD ? &s->owner_dead : &s->send_errs, 1);
+        return; /* -EOWNERDEAD: fenced, touch nothing more */
+    }
+    atomic_fetch_add(&s->echoed, (uint64_t)b->len);
+    maybe_stall(s, loop);
+}
+
+static void srv_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
+    server *s = ud;
+    if (status < 0)
+        return;
+    atomic_fetch_add(&s->accepted, 1);
+    vigil_send_watermark(loop, c, 1 << 20, 256 << 10, srv_drain, s);
+    if (vigil_recv_start(loop, c, 0, srv_recv, s, NULL) < 0)
+        vigil_abort(loop, c, srv_closed, NULL);
+}
+
+/* The loop under test. On uring-compat (no DEFER_TASKRUN) a supervised loop
+ * goes to epoll: a rebuild of such a ring could not be exact. */
+static vigil_loop *supervised_loop(void) {
+    const char *b = getenv("VIGIL_TEST_BACKEND");
+    vigil_loop_options o = {.flags = VIGIL_LOOP_SUPERVISED};
+    if (b && !strcmp(b, "uring-compat")) {
+        o.flags |= VIGIL_LOOP_NO_MULTISHOT_ACCEPT | VIGIL_LOOP_NO_MULTISHOT_RECV |
+                   VIGIL_LOOP_NO_DEFER_TASKRUN;
+        vigil_loop *loop;
+        VT_OK(vigil_loop_create(&loop, &o));
+        vigil_loop_info info;
+        VT_OK(vigil_loop_info_get(loop, &info));
+        VT_ASSERT(!strcmp(info.backend, "epoll") && strstr(info.reason, "DEFER_TASKRUN"),
+                  "supervised without DEFER_TASKRUN: backend %s (%s)", info.backend, info.reason);
+        return loop;
+    }
+    return vt_loop(&o);
+}
+
+/* ----------------------------------------------------------- the clients */
+
+#define MAX_CLIENTS 128
+typedef struct client {
+    int fd;
+    uint32_t seed;
+    uint64_t sent, recvd, bad;
+    uint64_t last_rx_ns, max_gap_ns;
+    int dead, err;
+} client;
+
+typedef struct clients {
+    int n, port;
+    uint64_t window;
+    client c[MAX_CLIENTS];
+    _Atomic int stop;  /* stop sending, drain, then end */
+    _Atomic int done;
+    uint64_t mismatches, lost, dead;
+    uint64_t gap_ms[MAX_CLIENTS]; /* longest wait of each, sorted after the run */
+} clients;
+
+static void *clients_main(void *arg) {
+    clients *cs = arg;
+    uint8_t wbuf[16384], rbuf[65536], want[65536];
+    struct pollfd pf[MAX_CLIENTS];
+    uint64_t drain_until = 0;
+    for (;;) {
+        bool stopping = atomic_load(&cs->stop);
+        uint64_t now = vigil_now_ns();
+        if (stopping && !drain_until)
+            drain_until = now + 5000000000ull;
+        bool all_back = true;
+        for (int i = 0; i < cs->n; i++) {
+            client *c = &cs->c[i];
+            pf[i].fd = c->dead ? -1 : c->fd;
+            pf[i].events = POLLIN | (!stopping && c->sent - c->recvd < cs->window ? POLLOUT : 0);
+            pf[i].revents = 0;
+            if (!c->dead && c->recvd < c->sent)
+                all_back = false;
+        }
+        if (stopping && (all_back || now >= drain_until))
+            break;
+        if (poll(pf, (nfds_t)cs->n, 20) < 0 && errno != EINTR)
+            break;
+        now = vigil_now_ns();
+        for (int i = 0; i < cs->n; i++) {
+            client *c = &cs->c[i];
+            if (c->dead)
+                continue;
+            if (pf[i].revents & POLLOUT) {
+                uint64_t room = cs->window - (c->sent - c->recvd);
+                size_t len = room < sizeof(wbuf) ? (size_t)room : sizeof(wbuf);
+                vt_fill(wbuf, len, c->seed, c->sent);
+                ssize_t w = send(c->fd, wbuf, len, MSG_NOSIGNAL);
+                if (w > 0) {
+                    if (c->sent == c->recvd)
+                        c->last_rx_ns = now; /* a wait starts */
+                    c->sent += (uint64_t)w;
+                } else if (w < 0 && errno != EAGAIN) {
+                    c->dead = 1, c->err = errno;
+                }
+            }
+            if (pf[i].revents & (POLLIN | POLLERR | POLLHUP)) {
+                ssize_t r = recv(c->fd, rbuf, sizeof(rbuf), 0);
+                if (r > 0) {
+                    size_t valid = c->recvd + (uint64_t)r > c->sent ? (size_t)(c->sent - c->recvd) : (size_t)r;
+                    c->bad += (uint64_t)r - valid; /* more than was sent */
+                    vt_fill(want, valid, c->seed, c->recvd);
+                    for (size_t k = 0; k < valid; k++)
+                        c->bad += rbuf[k] != want[k];
+                    c->recvd += (uint64_t)r;
+                    if (!stopping && now - c->last_rx_ns > c->max_gap_ns)
+                        c->max_gap_ns = now - c->last_rx_ns;
+                    c->last_rx_ns = now;
+                } else if (r == 0 || errno != EAGAIN) {
+                    c->dead = 1, c->err = r == 0 ? 0 : errno;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < cs->n; i++) {
+        client *c = &cs->c[i];
+        cs->mismatches += c->bad;
+        if (c->dead)
+            cs->dead++;
+        else if (c->sent > c->recvd)
+            cs->lost += c->sent - c->recvd;
+        cs->gap_ms[i] = c->max_gap_ns / 1000000ull;
+    }
+    for (int i = 1; i < cs->n; i++) /* sort the gaps (insertion: n is small) */
+        for (int j = i; j > 0 && cs->gap_ms[j - 1] > cs->gap_ms[j]; j--) {
+            uint64_t t = cs->gap_ms[j];
+            cs->gap_ms[j] = cs->gap_ms[j - 1];
+            cs->gap_ms[j - 1] = t;
+        }
+    atomic_store(&cs->done, 1);
+    return NULL;
+}
+
+static void clients_connect(clients *cs, int n, int port, uint64_t window) {
+    cs->n = n;
+    cs->port = port;
+    cs->window = window;
+    for (int i = 0; i < n; i++) {
+        client *c = &cs->c[i];
+        c->fd = vt_sock_connect(port);
+        c->seed = 1000u + (uint32_t)i;
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        VT_EQ(fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK), 0);
+    }
+}
+
+static void clients_close(clients *cs) {
+    for (int i = 0; i < cs->n; i++)
+        vt_sock_close(cs->c[i].fd);
+}
+
+/* ------------------------------------------------------------ a scenario */
+
+typedef struct scenario {
+    int conns;
+    uint64_t window;
+    uint32_t stall_ms;     /* supervisor */
+    uint32_t grace_ms;
+    uint32_t budget;       /* rebuilds allowed per 60 s */
+    vigil_budget_action action;
+    int kind;              /* STALL_* */
+    uint64_t every;        /* forced: a fence every Nth receive callback */
+    uint64_t want_rebuilds;/* forced: stop after this many */
+    uint32_t run_ms;       /* spin/hang: how long the clients stream */
+    uint32_t stall_at_ms;  /* spin/hang: when the stall is armed */
+    uint64_t spin_ms;
+    bool stop_on_budget;   /* forced: stop once on_budget ran */
+} scenario;
+
+typedef struct outcome {
+    vigil_loop_stats ls;
+    vigil_supervisor_stats ss;
+    clients cs;
+    uint64_t resets, owner_dead, send_errs, stalls_done, fenced_seen;
+    int run_rc;
+    int fds_before, fds_after, threads_before, threads_after, vigil_threads_after;
+    int budget_calls;
+} outcome;
+
+static _Atomic int budget_calls;
+static void on_budget(uint32_t loop_id, void *ud) { atomic_fetch_add(&budget_calls, 1); }
+static void quiet_log(const char *line, void *ud) {
+    if (getenv("VIGIL_TEST_VERBOSE"))
+        fprintf(stderr, "%s\n", line);
+}
+
+/* The application's thread runs the loop until it is fenced; then vigil's
+ * threads do. The test thread watches from outside, through atomics. */
+typedef struct app {
+    server *s;
+    clients *cs;
+    const scenario *sc;
+    vigil_supervisor *sv;
+    _Atomic int ready;
+    int run_rc, after_rc, join_rc, setup_rc;
+} app;
+
+static void *app_main(void *arg) {
+    app *a = arg;
+    server *s = a->s;
+    vigil_listen_options lo = {.host = "127.0.0.1"};
+    a->setup_rc = vigil_listen(s->loop, &lo, srv_accept, s, &s->l);
+    if (a->setup_rc == 0)
+        s->port = vigil_listener_port(s->loop, s->l);
+    atomic_store(&a->ready, 1);
+    if (a->setup_rc < 0)
+        return NULL;
+    while (atomic_load(&a->ready) != 2) /* the clients connect meanwhile */
+        vigil_loop_run(s->loop, VIGIL_RUN_ONCE, 10);
+    a->run_rc = vigil_loop_run(s->loop, VIGIL_RUN_DEFAULT, -1);
+    if (a->run_rc == -EOWNERDEAD) {
+        /* this thread was fenced; the loop went on elsewhere */
+        a->after_rc = vigil_loop_run(s->loop, VIGIL_RUN_ONCE, 0);
+        a->join_rc = vigil_loop_join(s->loop, 60000);
+    }
+    return NULL;
+}
+
+static void *stopper_main(void *arg) {
+    app *a = arg;
+    const scenario *sc = a->sc;
+    uint64_t t0 = vigil_now_ns();
+    if (sc->kind == STALL_FORCED) {
+        vigil_loop_stats ls;
+        do {
+            usleep(2000);
+            vigil_loop_stats_get(a->s->loop, &ls);
+        } while (ls.rebuilds < sc->want_rebuilds && ms_since(t0) < 100000 &&
+                 !(sc->stop_on_budget && atomic_load(&budget_calls)));
+    } else {
+        usleep(sc->stall_at_ms * 1000);
+        atomic_store(&a->s->stall_armed, 1);
+        while (ms_since(t0) < sc->run_ms)
+            usleep(2000);
+    }
+    atomic_store(&a->s->stall_kind, STALL_NONE);
+    atomic_store(&a->cs->stop, 1);
+    while (!atomic_load(&a->cs->done))
+        usleep(2000);
+    vigil_loop_stop(a->s->loop);
+    return NULL;
+}
+
+static void run_scenario(const scenario *sc, outcome *out) {
+    static server s;
+    memset(&s, 0, sizeof(s));
+    memset(out, 0, sizeof(*out));
+    atomic_store(&budget_calls, 0);
+    out->fds_before = count_dir("/proc/self/fd");
+    out->threads_before = count_dir("/proc/self/task");
+    VT_EQ(pipe(s.hang_pipe), 0);
+
+    s.loop = supervised_loop();
+    vigil_supervisor_options so = {.stall_ms = sc->stall_ms, .tick_ms = sc->kind == STALL_FORCED ? 1 : 0,
+                                   .grace_ms = sc->grace_ms, .budget_rebuilds = sc->budget,
+                                   .budget_window_ms = 60000, .budget_action = sc->action,
+                                   .on_budget = on_budget, .log = quiet_log};
+    vigil_supervisor *sv;
+    VT_OK(vigil_supervisor_start(&sv, &so));
+    VT_OK(vigil_supervisor_add(sv, s.loop));
+
+    app a = {.s = &s, .cs = &out->cs, .sc = sc, .sv = sv};
+    pthread_t at, ct, st;
+    VT_EQ(pthread_create(&at, NULL, app_main, &a), 0);
+    while (!atomic_load(&a.ready))
+        usleep(1000);
+    VT_OK(a.setup_rc);
+    clients_connect(&out->cs, sc->conns, s.port, sc->window);
+    uint64_t t0 = vigil_now_ns();
+    while (atomic_load(&s.accepted) < (uint64_t)sc->conns && ms_since(t0) < 10000)
+        usleep(1000);
+    VT_EQ(atomic_load(&s.accepted), sc->conns);
+    atomic_store(&s.stall_every, sc->every);
+    atomic_store(&s.stall_ms, sc->spin_ms);
+    atomic_store(&s.stall_kind, sc->kind);
+    atomic_store(&a.ready, 2);
+
+    VT_EQ(pthread_create(&ct, NULL, clients_main, &out->cs), 0);
+    VT_EQ(pthread_create(&st, NULL, stopper_main, &a), 0);
+    pthread_join(st, NULL);
+    pthread_join(ct, NULL);
+    /* a hung callback is let go only now: its thread must find itself fenced */
+    VT_EQ(write(s.hang_pipe[1], "x", 1), 1);
+    pthread_join(at, NULL);
+    out->run_rc = a.run_rc;
+    if (a.run_rc == -EOWNERDEAD) {
+        VT_EQ(a.after_rc, -EOWNERDEAD); /* no longer its thread */
+        VT_OK(a.join_rc);
+    }
+
+    VT_OK(vigil_loop_stats_get(s.loop, &out->ls));
+    VT_OK(vigil_supervisor_stats_get(sv, &out->ss));
+    VT_OK(vigil_supervisor_remove(sv, s.loop));
+    VT_OK(vigil_supervisor_stop(sv));
+    VT_OK(vigil_loop_destroy(s.loop)); /* from this thread: the loop's own thread runs it */
+    clients_close(&out->cs);
+    close(s.hang_pipe[0]);
+    close(s.hang_pipe[1]);
+    out->resets = atomic_load(&s.resets);
+    out->owner_dead = atomic_load(&s.owner_dead);
+    out->send_errs = atomic_load(&s.send_errs);
+    out->stalls_done = atomic_load(&s.stalls_done);
+    out->fenced_seen = atomic_load(&s.fenced_seen);
+    out->budget_calls = atomic_load(&budget_calls);
+    /* fenced threads leave once their callback returns: give them a moment */
+    for (int i = 0; i < 200 && count_threads("vigil-"); i++)
+        usleep(10000);
+    out->fds_after = count_dir("/proc/self/fd");
+    out->threads_after = count_dir("/proc/self/task");
+    out->vigil_threads_after = count_threads("vigil-");
+    if (out->threads_after != out->threads_before) { /* say which ones, for the failure */
+        DIR *d = opendir("/proc/self/task");
+        for (struct dirent *e; d && (e = readdir(d));) {
+            if (e->d_name[0] == '.')
+                continue;
+            char path[300], sc[128] = "", comm[64] = "";
+            snprintf(path, sizeof(path), "/proc/self/task/%.200s/syscall", e->d_name);
+            FILE *f = fopen(path, "r");
+            if (f) {
+                if (!fgets(sc, sizeof(sc), f))
+                    sc[0] = 0;
+                fclose(f);
+            }
+            snprintf(path, sizeof(path), "/proc/self/task/%.200s/comm", e->d_name);
+            if ((f = fopen(path, "r"))) {
+                if (!fgets(comm, sizeof(comm), f))
+                    comm[0] = 0;
+                fclose(f);
+            }
+            VT_LOG("thread %s (%.30s): %s", e->d_name, comm, sc);
+        }
+        if (d)
+            closedir(d);
+    }
+}
+
+static void log_outcome(const char *what, const outcome *o) {
+    int n = o->cs.n;
+    VT_LOG("%s: %llu rebuilds (%llu fences), %llu connections migrated, %llu bytes carried, %llu ops "
+           "re-issued, %llu stale dropped, stuck returned %llu / reset %llu, refused calls %llu; "
+           "rebuild max %.2f ms; clients: mismatches %llu, lost %llu, dead %llu, gap p50 %llu p90 %llu "
+           "max %llu ms",
+           what, (unsigned long long)o->ls.rebuilds, (unsigned long long)o->ss.fences,
+           (unsigned long long)o->ls.conns_migrated, (unsigned long long)o->ls.bytes_carried,
+           (unsigned long long)o->ls.ops_reissued, (unsigned long long)o->ls.stale_completions,
+           (unsigned long long)o->ls.stuck_returned, (unsigned long long)o->ls.stuck_reset,
+           (unsigned long long)o->ls.refused_calls, o->ss.rebuild_us_max / 1000.0,
+           (unsigned long long)o->cs.mismatches, (unsigned long long)o->cs.lost,
+           (unsigned long long)o->cs.dead, (unsigned long long)o->cs.gap_ms[n / 2],
+           (unsigned long long)o->cs.gap_ms[(n * 9) / 10], (unsigned long long)o->cs.gap_ms[n - 1]);
+}
+
+static void assert_exact(const outcome *o, uint64_t max_dead) {
+    VT_EQ(o->cs.mismatches, 0);
+    VT_EQ(o->cs.lost, 0);
+    VT_ASSERT(o->cs.dead <= max_dead, "%llu connections died (at most %llu allowed)",
+              (unsigned long long)o->cs.dead, (unsigned long long)max_dead);
+    VT_EQ(o->send_errs, 0);
+    VT_EQ(o->fds_after, o->fds_before);
+    VT_EQ(o->vigil_threads_after, 0); /* vigil's threads are named vigil-* */
+#ifndef __SANITIZE_THREAD__ /* ThreadSanitizer starts threads of its own along the way */
+    VT_EQ(o->threads_after, o->threads_before);
+#endif
+}
+
+/* --------------------------------------------------------------- tests */
+
+/* Forced fences in the middle of receive batches, with 64 streams flowing
+ * both ways: every byte comes back exactly, nothing leaks. */
+VT_TEST(rebuild, forced_rebuilds_carry_every_byte, 120) {
+    scenario sc = {.conns = 64, .window = 65536, .stall_ms = 100, .grace_ms = 2000, .budget = 100000,
+                   .kind = STALL_FORCED, .every = 97, .want_rebuilds = 50};
+    outcome o;
+    run_scenario(&sc, &o);
+    log_outcome("50 forced rebuilds", &o);
+    VT_EQ(o.run_rc, -EOWNERDEAD);
+    VT_ASSERT(o.ls.rebuilds >= 50, "only %llu rebuilds", (unsigned long long)o.ls.rebuilds);
+    VT_EQ(o.ss.rebuilds, o.ls.rebuilds);
+    VT_EQ(o.ss.rebuild_failures, 0);
+    VT_EQ(o.ls.stuck_returned, o.ls.rebuilds); /* each callback came back ... */
+    VT_EQ(o.ls.stuck_reset, 0);                /* ... in time, so nothing was reset */
+    VT_EQ(o.ls.refused_calls, 0);
+    VT_ASSERT(o.ls.conns_migrated >= 50 * 64, "migrated %llu", (unsigned long long)o.ls.conns_migrated);
+    VT_ASSERT(o.ls.ops_reissued > 0, "no op was re-issued");
+    VT_ASSERT(o.fenced_seen >= 50, "fenced seen %llu", (unsigned long long)o.fenced_seen);
+    assert_exact(&o, 0);
+}
+
+/* A callback spins for 3 s: the loop is fenced and rebuilt; the spinning
+ * callback's connection moves over when it returns; every stream is exact. */
+VT_TEST(rebuild, spin_is_recovered, 60) {
+    scenario sc = {.conns = 100, .window = 65536, .stall_ms = 100, .grace_ms = 5000, .budget = 5,
+                   .kind = STALL_SPIN, .spin_ms = 3000, .run_ms = 5000, .stall_at_ms = 500};
+    outcome o;
+    run_scenario(&sc, &o);
+    log_outcome("spin 3 s", &o);
+    VT_EQ(o.stalls_done, 1);
+    VT_EQ(o.ls.rebuilds, 1);
+    VT_EQ(o.fenced_seen, 1);      /* the spinning callback learned it was fenced */
+    VT_EQ(o.ls.stuck_returned, 1);
+    VT_EQ(o.ls.stuck_reset, 0);
+    assert_exact(&o, 0);
+    /* 90 % of the streams waited far less than the 3 s the spin lasted */
+    VT_ASSERT(o.cs.gap_ms[(o.cs.n * 9) / 10] < 1000, "gap p90 %llu ms",
+              (unsigned long long)o.cs.gap_ms[(o.cs.n * 9) / 10]);
+}
+
+/* A callback blocks in a read that retries on EINTR: unblocking cannot help,
+ * the loop is rebuilt; the hung connection is reset after the grace period
+ * with -EOWNERDEAD (its peer sees RST); the other 99 are exact. */
+VT_TEST(rebuild, hang_is_recovered, 60) {
+    scenario sc = {.conns = 100, .window = 65536, .stall_ms = 100, .grace_ms = 500, .budget = 5,
+                   .kind = STALL_HANG, .run_ms = 4000, .stall_at_ms = 500};
+    outcome o;
+    run_scenario(&sc, &o);
+    log_outcome("hang", &o);
+    VT_EQ(o.stalls_done, 1);
+    VT_EQ(o.ls.rebuilds, 1);
+    VT_EQ(o.ls.stuck_reset, 1);
+    VT_EQ(o.resets, 1);           /* its owner got -EOWNERDEAD */
+    VT_EQ(o.cs.dead, 1);          /* and its peer a reset, not a silent gap */
+    assert_exact(&o, 1);
+}
+
+/* A rebuild storm: the budget stops it, on_budget runs, and with the REPORT
+ * action the loop keeps its last thread and stays exact. */
+VT_TEST(rebuild, budget_stops_a_rebuild_storm, 60) {
+    scenario sc = {.conns = 16, .window = 32768, .stall_ms = 100, .grace_ms = 2000, .budget = 3,
+                   .action = VIGIL_BUDGET_REPORT, .kind = STALL_FORCED, .every = 50,
+                   .want_rebuilds = 1000, .stop_on_budget = true};
+    outcome o;
+    run_scenario(&sc, &o);
+    log_outcome("budget 3", &o);
+    VT_EQ(o.ls.rebuilds, 3);
+    VT_EQ(o.ss.budget_exceeded, 1);
+    VT_EQ(o.budget_calls, 1);
+    assert_exact(&o, 0);
+}
+
+/* io_uring without DEFER_TASKRUN cannot be rebuilt exactly: supervising such
+ * a loop is refused, unless rebuilds are off. */
+VT_TEST(rebuild, ring_without_defer_taskrun_is_refused, 20) {
+    vigil_loop_options lo = {.backend = VIGIL_BACKEND_URING, .flags = VIGIL_LOOP_NO_DEFER_TASKRUN};
+    vigil_loop *loop;
+    int rc = vigil_loop_create(&loop, &lo);
+    if (rc == -EPERM || rc == -ENOSYS || rc == -ENOTSUP) {
+        VT_LOG("io_uring unavailable here (%d): nothing to refuse", rc);
+        return;
+    }
+    VT_OK(rc);
+    vigil_supervisor *sv;
+    VT_OK(vigil_supervisor_start(&sv, NULL));
+    VT_EQ(vigil_supervisor_add(sv, loop), -ENOTSUP);
+    VT_OK(vigil_supervisor_stop(sv));
+    vigil_supervisor_options no_rebuilds = {.fence_ms = UINT32_MAX};
+    VT_OK(vigil_supervisor_start(&sv, &no_rebuilds));
+    VT_OK(vigil_supervisor_add(sv, loop));
+    VT_OK(vigil_supervisor_remove(sv, loop));
+    VT_OK(vigil_supervisor_stop(sv));
+    VT_OK(vigil_loop_destroy(loop));
+}
