@@ -6,7 +6,9 @@
  * stream_fill), so any byte at any stream offset can be regenerated.  What
  * comes back must equal what was sent, in order; each differing byte is a
  * mismatch.  At the end (after a drain of up to 2 s) the bytes sent but not
- * echoed back are reported as `lost`.
+ * echoed back on connections that are still open are reported as `lost`:
+ * bytes that vanished without an error. On connections the server reset or
+ * closed (`errors`), they are `unechoed_on_errors`: failed explicitly.
  *
  * Modes:
  *   pingpong  each connection writes one --size message, waits until all of
@@ -115,6 +117,7 @@ struct stats {
 	uint64_t bytes_verified;
 	uint64_t mismatches;
 	uint64_t lost;
+	uint64_t unechoed_on_errors;
 	uint64_t errors;
 	uint64_t connect_failures;
 	uint64_t connected;
@@ -639,7 +642,7 @@ static void *worker_main(void *arg)
 	for (long i = 0; i < w->nconns; i++) {
 		struct conn *c = &w->conns[i];
 		if (c->send_off > c->recv_off)
-			w->st.lost += c->send_off - c->recv_off;
+			*(c->dead ? &w->st.unechoed_on_errors : &w->st.lost) += c->send_off - c->recv_off;
 		if (c->fd >= 0)
 			close(c->fd);
 		c->fd = -1;
@@ -884,6 +887,7 @@ int main(int argc, char **argv)
 		tot.bytes_verified += w->st.bytes_verified;
 		tot.mismatches += w->st.mismatches;
 		tot.lost += w->st.lost;
+		tot.unechoed_on_errors += w->st.unechoed_on_errors;
 		tot.errors += w->st.errors;
 		tot.connect_failures += w->st.connect_failures;
 		tot.connected += w->st.connected;
@@ -922,10 +926,11 @@ int main(int argc, char **argv)
 		printf("{\"mode\":\"%s\",\"conns\":%ld,\"size\":%ld,\"duration_s\":%.2f,"
 		       "\"requests\":%" PRIu64 ",\"req_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
 		       "\"bytes_sent\":%" PRIu64 ",\"bytes_verified\":%" PRIu64 ",\"mismatches\":%" PRIu64
-		       ",\"lost\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"connect_failures\":%" PRIu64,
+		       ",\"lost\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"unechoed_on_errors\":%" PRIu64
+		       ",\"connect_failures\":%" PRIu64,
 		       mode, opt.conns, opt.size, opt.duration, tot.requests, rps, p50, p99,
 		       tot.bytes_sent, tot.bytes_verified, tot.mismatches, tot.lost, tot.errors,
-		       tot.connect_failures);
+		       tot.unechoed_on_errors, tot.connect_failures);
 		printf(",\"gap_p50_ms\":%.1f,\"gap_p90_ms\":%.1f,\"gap_p99_ms\":%.1f,\"gap_max_ms\":%.1f",
 		       gap50, gap90, gap99, gapmax);
 		if (have_cpu)
@@ -935,10 +940,10 @@ int main(int argc, char **argv)
 		printf("mode=%s conns=%ld size=%ld duration_s=%.2f requests=%" PRIu64
 		       " req_per_s=%.1f p50_us=%.1f p99_us=%.1f bytes_sent=%" PRIu64
 		       " bytes_verified=%" PRIu64 " mismatches=%" PRIu64 " lost=%" PRIu64
-		       " errors=%" PRIu64 " connect_failures=%" PRIu64,
+		       " errors=%" PRIu64 " unechoed_on_errors=%" PRIu64 " connect_failures=%" PRIu64,
 		       mode, opt.conns, opt.size, opt.duration, tot.requests, rps, p50, p99,
 		       tot.bytes_sent, tot.bytes_verified, tot.mismatches, tot.lost, tot.errors,
-		       tot.connect_failures);
+		       tot.unechoed_on_errors, tot.connect_failures);
 		printf(" gap_p50_ms=%.1f gap_p90_ms=%.1f gap_p99_ms=%.1f gap_max_ms=%.1f", gap50, gap90,
 		       gap99, gapmax);
 		if (have_cpu)

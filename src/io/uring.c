@@ -378,13 +378,16 @@ static int uring_cancel(vigil_loop *loop, vigil__op *op) {
     return 0;
 }
 
+/* The stale-completion test hook: submitted at once, so that its completion
+ * is already in the CQ if the loop is fenced right after (rebuild tests). */
 static int uring_nop(vigil_loop *loop, uint64_t tag) {
     struct io_uring_sqe *sqe = get_sqe(st(loop));
     if (!sqe)
         return -EBUSY;
     io_uring_prep_nop(sqe);
     io_uring_sqe_set_data64(sqe, tag);
-    return 0;
+    int rc = io_uring_submit(&st(loop)->ring);
+    return rc < 0 ? rc : 0;
 }
 
 /* A multishot variant the kernel does not know fails with -EINVAL at once:
