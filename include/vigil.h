@@ -362,9 +362,10 @@ void *vigil_conn_data(vigil_loop *loop, vigil_conn conn);
  * mid-change). At most budget_rebuilds rebuilds per budget_window_ms and
  * loop: past that, on_budget runs, then budget_action. Supervised io_uring
  * loops need DEFER_TASKRUN (Linux 6.1+), the guarantee that a stuck thread's
- * ring moves no bytes; create loops you supervise with VIGIL_LOOP_SUPERVISED
- * (vigil_supervisor_add refuses an io_uring loop without DEFER_TASKRUN with
- * -ENOTSUP, unless rebuilds are off: fence_ms UINT32_MAX). */
+ * ring moves no bytes; create loops you supervise with VIGIL_LOOP_SUPERVISED,
+ * which picks epoll where DEFER_TASKRUN is missing. An io_uring loop without
+ * it is watched, reported and interrupted, but never rebuilt (logged once,
+ * at vigil_supervisor_add). */
 typedef struct vigil_supervisor vigil_supervisor;
 
 typedef struct vigil_stall_report {

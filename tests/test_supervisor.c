@@ -36,7 +36,10 @@ static void on_log(const char *line, void *ud) {
 static vigil_supervisor *start_sv(seen *s, uint32_t stall_ms) {
     memset(s, 0, sizeof(*s));
     pthread_mutex_init(&s->lock, NULL);
-    vigil_supervisor_options o = {.stall_ms = stall_ms, .on_stall = on_stall, .log = on_log, .ud = s};
+    /* Rebuilds off: these tests are about reports and unblocking, on loops
+     * that stay on their thread (test_rebuild.c has the rest). */
+    vigil_supervisor_options o = {.stall_ms = stall_ms, .fence_ms = UINT32_MAX, .on_stall = on_stall,
+                                  .log = on_log, .ud = s};
     vigil_supervisor *sv;
     VT_OK(vigil_supervisor_start(&sv, &o));
     return sv;

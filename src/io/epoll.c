@@ -217,8 +217,10 @@ static uint32_t epoll_harvest(void *state, vigil__cqe *out, uint32_t max, bool *
         if (p.kind == PEND_DONE)
             out[n++] = (vigil__cqe){p.tag, p.res, 0};
     }
-    memmove(s->pend, s->pend + i, (s->npend - i) * sizeof(*s->pend));
-    s->npend -= i;
+    if (i) {
+        memmove(s->pend, s->pend + i, (s->npend - i) * sizeof(*s->pend));
+        s->npend -= i;
+    }
     return n;
 }
 

@@ -101,7 +101,8 @@ void vigil__op_kernel_started(vigil_loop *loop, vigil__op *op) {
 }
 
 void vigil__op_release(vigil_loop *loop, vigil__op *op) {
-    if (op->kind == VIGIL__OP_FREE || (op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_LATER)) ||
+    if (op->kind == VIGIL__OP_FREE ||
+        (op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_LATER | VIGIL__OPF_CARRIED)) ||
         !(op->flags & VIGIL__OPF_USER_DONE))
         return;
     if (op->heap >= 0)
@@ -608,6 +609,18 @@ void vigil__run_carry(vigil_loop *loop) {
         vigil__cqe c = loop->carry[loop->carry_pos++];
         if (loop->carry_pos == loop->carry_n)
             loop->carry_pos = loop->carry_n = 0;
+        if (c.flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK)) { /* a frozen connection moved over */
+            vigil__conn *conn = vigil__conn_from_id(loop, c.tag);
+            if (conn && (c.flags & VIGIL__CQE_BREAK))
+                vigil__tcp_break(loop, conn, c.res);
+            else if (conn)
+                vigil__tcp_repair(loop, conn);
+            continue;
+        }
+        if (c.flags & VIGIL__CQE_HELD) {
+            vigil__dispatch_held(loop, &c);
+            continue;
+        }
         vigil__stat_add(&loop->stats.completions, 1);
         vigil__op *op = vigil__op_at(loop, (uint32_t)c.tag);
         uint32_t gen = (uint32_t)(c.tag >> 32) & VIGIL__TAG_GEN_MASK;
@@ -640,7 +653,12 @@ void vigil__dispatch_held(vigil_loop *loop, const vigil__cqe *c) {
             vigil__buf_recycle(loop, c->flags >> 16);
         return;
     }
-    dispatch_op(loop, op, c);
+    vigil__cqe e = *c;
+    e.flags &= ~(uint32_t)VIGIL__CQE_HELD;
+    if (!(e.flags & VIGIL__CQE_MORE))
+        op->flags &= (uint16_t)~VIGIL__OPF_CARRIED;
+    if (!vigil__hold_if_frozen(loop, op, &e)) /* frozen again by a later fence: hold it again */
+        dispatch_op(loop, op, &e);
 }
 
 static void dispatch_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
@@ -841,10 +859,14 @@ fail:
     return rc;
 }
 
+/* Any thread: a rebuild rewrites info under owner_lock. */
 int vigil_loop_info_get(const vigil_loop *loop, vigil_loop_info *out) {
     if (!loop || !out)
         return -EINVAL;
-    *out = loop->info;
+    vigil_loop *l = (vigil_loop *)loop;
+    pthread_mutex_lock(&l->owner_lock);
+    *out = l->info;
+    pthread_mutex_unlock(&l->owner_lock);
     return 0;
 }
 

@@ -61,7 +61,9 @@ enum vigil__op_kind {
 #define VIGIL__OPF_STOPPED   (1u << 6) /* user asked it to end (cancel/close) */
 #define VIGIL__OPF_STARTED   (1u << 7) /* send: some bytes went out */
 #define VIGIL__OPF_RESUMED   (1u << 8) /* connect: waiting for one a fenced ring had started */
-#define VIGIL__OPF_CARRIED   (1u << 9) /* its final completion waits in loop->carry */
+#define VIGIL__OPF_CARRIED   (1u << 9) /* its final completion waits in loop memory (the
+                                         * carry or the held list), not in the kernel: it
+                                         * must be neither issued again nor freed */
 
 typedef struct vigil__op {
     uint32_t gen;
@@ -142,6 +144,10 @@ typedef struct vigil__cqe {
 } vigil__cqe;
 #define VIGIL__CQE_MORE (1u << 0)  /* a multishot op goes on */
 #define VIGIL__CQE_BUF  (1u << 1)  /* bits 16-31 hold a buffer id */
+/* in loop->carry only (rebuild.c): */
+#define VIGIL__CQE_HELD   (1u << 2) /* held for a frozen connection: already accounted */
+#define VIGIL__CQE_REPAIR (1u << 3) /* not a completion: repair connection `tag` */
+#define VIGIL__CQE_BREAK  (1u << 4) /* not a completion: break connection `tag` with res */
 
 /* One piece of a send, in the backend's terms. */
 typedef struct vigil__slice { const void *base; size_t len; } vigil__slice;
@@ -304,7 +310,7 @@ struct vigil_loop {
     _Atomic uint64_t sv_conn;       /* its connection id, or 0 */
     _Atomic uint64_t sv_next_due_ns;/* earliest timer or deadline; UINT64_MAX = none */
     _Atomic int sv_posts;           /* posts waiting */
-    _Atomic int sv_fence_request;   /* test hook: fence me now (vigil__debug_request_fence) */
+    _Atomic(vigil__runner *) sv_fence_request; /* test hook: fence this runner now */
     _Atomic int sv_rebuilt;         /* 0 while a rebuild runs; then 1, or -errno */
     _Atomic uint64_t sv_fenced_ns;  /* when the supervisor fenced it */
     _Atomic int sv_fenced_tid;      /* the thread it fenced last */
@@ -418,7 +424,7 @@ void vigil__stamp(vigil_loop *loop);
 /* rebuild.c: fence and rebuild */
 void vigil__dispatch_held(vigil_loop *loop, const vigil__cqe *c);
 void vigil__run_carry(vigil_loop *loop);
-bool vigil__hold_if_frozen(vigil_loop *loop, const vigil__op *op, const vigil__cqe *c);
+bool vigil__hold_if_frozen(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
 bool vigil__later_is_frozen(vigil_loop *loop, const vigil__op *op);
 void vigil__unhold_later(vigil_loop *loop, uint32_t conn_slot1);
 bool vigil__fences_poll(vigil_loop *loop, uint64_t now); /* true while one is unsettled */

@@ -54,9 +54,11 @@ static bool frozen(vigil_loop *loop, const vigil__op *op) {
 }
 
 /* A completion for a frozen connection waits in loop memory, in order. */
-bool vigil__hold_if_frozen(vigil_loop *loop, const vigil__op *op, const vigil__cqe *c) {
+bool vigil__hold_if_frozen(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     if (!frozen(loop, op))
         return false;
+    if (!(c->flags & VIGIL__CQE_MORE))
+        op->flags |= VIGIL__OPF_CARRIED; /* its final waits here */
     if (loop->held_n == loop->held_cap) {
         uint32_t cap = loop->held_cap ? loop->held_cap * 2 : 64;
         vigil__cqe *h = realloc(loop->held, cap * sizeof(*h));
@@ -70,29 +72,6 @@ bool vigil__hold_if_frozen(vigil_loop *loop, const vigil__op *op, const vigil__c
 }
 
 bool vigil__later_is_frozen(vigil_loop *loop, const vigil__op *op) { return frozen(loop, op); }
-
-/* Hands the held completions of connection slot1 to their handlers, in order. */
-static void release_held(vigil_loop *loop, uint32_t slot1) {
-    uint32_t keep = 0;
-    vigil__cqe *mine = NULL;
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < loop->held_n; i++) {
-        vigil__op *op = vigil__op_at(loop, (uint32_t)loop->held[i].tag);
-        if (op && op->conn == slot1) {
-            if (!mine)
-                mine = malloc(loop->held_n * sizeof(*mine));
-            if (!mine)
-                abort();
-            mine[n++] = loop->held[i];
-        } else {
-            loop->held[keep++] = loop->held[i];
-        }
-    }
-    loop->held_n = keep;
-    for (uint32_t i = 0; i < n; i++)
-        vigil__dispatch_held(loop, &mine[i]);
-    free(mine);
-}
 
 /* ------------------------------------------------------ the rebuild */
 
@@ -129,8 +108,11 @@ static void carry_take(vigil_loop *loop, const vigil__cqe *e, uint8_t epoch) {
     }
     if (!(e->flags & VIGIL__CQE_MORE))
         op->flags |= VIGIL__OPF_CARRIED;
-    if (e->flags & VIGIL__CQE_BUF)
+    if (e->flags & VIGIL__CQE_BUF) {
         loop->buf_state[e->flags >> 16] = VIGIL__BUF_CARRIED;
+        if (e->res > 0)
+            vigil__stat_add(&loop->stats.bytes_carried, e->res);
+    }
     carry_push(loop, *e);
 }
 
@@ -246,9 +228,16 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
      * rest of the batch being dispatched (the entry at batch_pos is the stuck
      * one: its handler ran), then what the fenced backend still holds. */
     uint8_t old_epoch = loop->epoch;
+    const vigil__backend *old_be = loop->be;
+    /* Buffers named by completions not applied yet hold received bytes: the
+     * new backend must not get them (those of the carry, and those held for
+     * frozen connections). */
     for (uint32_t i = loop->carry_pos; i < loop->carry_n; i++)
         if (loop->carry[i].flags & VIGIL__CQE_BUF)
             loop->buf_state[loop->carry[i].flags >> 16] = VIGIL__BUF_CARRIED;
+    for (uint32_t i = 0; i < loop->held_n; i++)
+        if (loop->held[i].flags & VIGIL__CQE_BUF)
+            loop->buf_state[loop->held[i].flags >> 16] = VIGIL__BUF_CARRIED;
     for (uint32_t i = loop->batch_pos + 1; i < loop->batch_len; i++)
         carry_take(loop, &loop->batch[i], old_epoch);
     loop->batch_len = loop->batch_pos = 0;
@@ -258,30 +247,35 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
     while ((n = loop->be->harvest(loop->be_state, got, 256, &overflowed)) > 0)
         for (uint32_t i = 0; i < n; i++)
             carry_take(loop, &got[i], old_epoch);
-    uint64_t bytes = 0;
-    for (uint32_t i = loop->carry_pos; i < loop->carry_n; i++)
-        if ((loop->carry[i].flags & VIGIL__CQE_BUF) && loop->carry[i].res > 0)
-            bytes += (uint64_t)loop->carry[i].res;
 
     /* 4. The fenced backend goes: afterwards it holds no socket references. */
     loop->be->abandon(loop->be_state);
     loop->be_state = NULL;
 
-    /* 5. The new backend, with the buffers that are free. */
+    /* 5. The new backend, with the buffers that are free (info, which other
+     * threads may read, changes under owner_lock). */
     loop->epoch++;
     if (target)
         loop->be = target;
+    pthread_mutex_lock(&loop->owner_lock);
+    memset(&loop->info, 0, sizeof(loop->info));
+    loop->info.reason = loop->reason;
+    loop->info.buf_size = loop->opts.buf_size;
+    loop->info.buf_count = loop->opts.buf_count;
     int rc = loop->be->init(loop);
     if (rc < 0 && loop->be != &vigil__epoll_backend) { /* out of rings: epoll still serves */
         loop->be = &vigil__epoll_backend;
         rc = loop->be->init(loop);
     }
+    if (rc == 0 && target && target != old_be)
+        snprintf(loop->reason, sizeof(loop->reason), "rebuilt on %s: restart budget exhausted", target->name);
+    loop->info.backend = loop->be->name;
+    pthread_mutex_unlock(&loop->owner_lock);
     if (rc < 0)
         return rc; /* the supervisor escalates: nothing can run this loop */
     for (uint32_t i = 0; i < loop->opts.buf_count; i++)
         if (loop->buf_state[i] == VIGIL__BUF_CARRIED)
             loop->buf_state[i] = VIGIL__BUF_KERNEL; /* as the kernel left them: received */
-    loop->info.backend = loop->be->name;
     if ((rc = loop->be->attach(loop)) < 0)
         return rc;
     atomic_store(&loop->sv_poll_fd, loop->be->poll_fd(loop));
@@ -306,7 +300,6 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
 
     vigil__stat_add(&loop->stats.rebuilds, 1);
     vigil__stat_add(&loop->stats.conns_migrated, (int64_t)loop->live_conns);
-    vigil__stat_add(&loop->stats.bytes_carried, (int64_t)bytes);
     atomic_store_explicit(&loop->stats.last_rebuild_us, (vigil__clock_ns() - t0) / 1000,
                           memory_order_relaxed);
     vigil__stamp(loop);
@@ -315,55 +308,86 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
 
 /* ------------------------------------- settling a fenced thread's callback */
 
+/* Moves the held completions of connection slot1, in order, to the front of
+ * the carry: they are older than anything the carry still holds (what a
+ * rebuild harvested later, or what a fenced pass had not reached yet), and
+ * each leaves the queue before its handler runs. */
+static void carry_held(vigil_loop *loop, uint32_t slot1) {
+    uint32_t mine = 0, keep = 0;
+    for (uint32_t i = 0; i < loop->held_n; i++) {
+        vigil__op *op = vigil__op_at(loop, (uint32_t)loop->held[i].tag);
+        mine += op && op->conn == slot1;
+    }
+    if (!mine)
+        return;
+    uint32_t rest = loop->carry_n - loop->carry_pos;
+    vigil__cqe *m = malloc((size_t)(mine + rest + 256) * sizeof(*m));
+    if (!m)
+        abort(); /* received bytes: cannot drop them */
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < loop->held_n; i++) {
+        vigil__op *op = vigil__op_at(loop, (uint32_t)loop->held[i].tag);
+        if (op && op->conn == slot1) {
+            m[n] = loop->held[i];
+            m[n++].flags |= VIGIL__CQE_HELD;
+        } else {
+            loop->held[keep++] = loop->held[i];
+        }
+    }
+    loop->held_n = keep;
+    if (rest)
+        memcpy(m + n, loop->carry + loop->carry_pos, rest * sizeof(*m));
+    free(loop->carry);
+    loop->carry = m;
+    loop->carry_pos = 0;
+    loop->carry_n = n + rest;
+    loop->carry_cap = mine + rest + 256;
+}
+
+/* The fenced thread came back (returned) or the grace period passed. Nothing
+ * here calls user code: what has to happen to the connections (their held
+ * completions, then a repair or a break) is queued on the carry, which runs
+ * next with the same rules as any completion, so a fence in one of those
+ * callbacks leaves the rest for the next rebuild. */
 static void settle(vigil_loop *loop, vigil__fence *f, bool returned) {
     f->settled = true;
     vigil__conn *c = f->conn_id ? vigil__conn_from_id(loop, f->conn_id) : NULL;
+    bool break_stuck = !returned;
     if (returned) {
         /* Calls the stuck callback made after the fence were refused: the
          * streams they named may miss what the application meant to do.
          * Never a silent gap: they are reset with an explicit error. */
         uint32_t refused = atomic_load_explicit(&f->runner->refused_n, memory_order_acquire);
         vigil__stat_add(&loop->stats.refused_calls, refused);
+        break_stuck = refused > VIGIL__REFUSED_MAX; /* too many to know which */
         for (uint32_t i = 0; i < refused && i < VIGIL__REFUSED_MAX; i++) {
             uint64_t id = atomic_load_explicit(&f->runner->refused[i], memory_order_acquire);
-            vigil__conn *rc = id ? vigil__conn_from_id(loop, id) : NULL;
-            if (rc && rc != c)
-                vigil__tcp_break(loop, rc, -EOWNERDEAD);
+            if (id && id == f->conn_id)
+                break_stuck = true;
+            else if (id && vigil__conn_from_id(loop, id))
+                carry_push(loop, (vigil__cqe){id, -EOWNERDEAD, VIGIL__CQE_BREAK});
         }
         if (f->lent_buf != UINT32_MAX && loop->buf_state[f->lent_buf] == VIGIL__BUF_LENT)
             vigil__buf_recycle(loop, f->lent_buf);
         f->lent_buf = UINT32_MAX;
         vigil__stat_add(&loop->stats.stuck_returned, 1);
-        if (!c)
-            return;
-        uint64_t id = f->conn_id;
-        c->flags &= (uint16_t)~VIGIL__CF_FROZEN;
-        if (refused > VIGIL__REFUSED_MAX || (refused && c)) {
-            bool named = refused > VIGIL__REFUSED_MAX;
-            for (uint32_t i = 0; i < refused && i < VIGIL__REFUSED_MAX; i++)
-                named |= atomic_load_explicit(&f->runner->refused[i], memory_order_acquire) == id;
-            if (named) {
-                c->flags |= VIGIL__CF_DISCARD;
-                vigil__tcp_break(loop, c, -EOWNERDEAD);
-            }
-        }
-        release_held(loop, vigil__conn_slot1(loop, c));
-        vigil__unhold_later(loop, vigil__conn_slot1(loop, c));
-        if ((c = vigil__conn_from_id(loop, id)))
-            vigil__tcp_repair(loop, c);
-        return;
+    } else {
+        /* The grace period passed: the callback may never come back. Its
+         * buffer stays lent (it may still read it); its connection is reset. */
+        vigil__stat_add(&loop->stats.stuck_reset, 1);
     }
-    /* The grace period passed: the callback may never come back. Its buffer
-     * stays lent (it may still read it); its connection is reset. */
-    vigil__stat_add(&loop->stats.stuck_reset, 1);
     if (!c)
         return;
-    c->flags &= (uint16_t)~VIGIL__CF_FROZEN;
-    c->flags |= VIGIL__CF_DISCARD;
     uint32_t slot1 = vigil__conn_slot1(loop, c);
-    vigil__tcp_break(loop, c, -EOWNERDEAD);
-    release_held(loop, slot1);
+    c->flags &= (uint16_t)~VIGIL__CF_FROZEN;
+    if (break_stuck) {
+        c->flags |= VIGIL__CF_DISCARD; /* bytes that arrive from now on are dropped */
+        carry_push(loop, (vigil__cqe){f->conn_id, -EOWNERDEAD, VIGIL__CQE_BREAK});
+    }
+    carry_held(loop, slot1);
     vigil__unhold_later(loop, slot1);
+    if (!break_stuck)
+        carry_push(loop, (vigil__cqe){f->conn_id, 0, VIGIL__CQE_REPAIR});
 }
 
 /* Each pass: fenced threads that came back, or whose grace period passed. */
@@ -465,8 +489,12 @@ int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_
 }
 
 int vigil__debug_request_fence(vigil_loop *loop) {
-    atomic_store_explicit(&loop->sv_fence_request, 1, memory_order_release);
-    return 0;
+    for (vigil__runner *r = vigil__tls_runner; r; r = r->outer)
+        if (r->loop == loop) { /* only this thread: a request must not outlive its fence */
+            atomic_store_explicit(&loop->sv_fence_request, r, memory_order_release);
+            return 0;
+        }
+    return -EPERM;
 }
 
 int vigil__debug_fenced(vigil_loop *loop) {

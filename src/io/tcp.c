@@ -376,8 +376,9 @@ void vigil__tcp_buffers_freed(vigil_loop *loop) {
         c->next = 0;
         c->flags &= (uint16_t)~VIGIL__CF_BUF_WAIT;
         vigil__op *op = op_of(loop, c->recv_op);
-        if (c->kind == VIGIL__CONN_STREAM && op && !(op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_PAUSED |
-                                                                   VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE)))
+        if (c->kind == VIGIL__CONN_STREAM && op &&
+            !(op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_CARRIED | VIGIL__OPF_PAUSED |
+                           VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE)))
             recv_arm(loop, op, c);
     }
 }
@@ -550,7 +551,7 @@ int vigil_recv_resume(vigil_loop *loop, vigil_conn h) {
     }
     if (parked_pending(c) || (c->flags & VIGIL__CF_EOF_PARKED))
         vigil__later(loop, op, VIGIL__STATUS_RESUME); /* deliver on the next pass */
-    else if (!(op->flags & VIGIL__OPF_KERNEL))
+    else if (!(op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_CARRIED)))
         recv_arm(loop, op, c);
     /* else: the pause's cancel is still under way; its completion re-arms */
     return 0;
@@ -647,8 +648,8 @@ static void send_pump(vigil_loop *loop, vigil__conn *c) {
             conn_maybe_close(loop, c);
         return;
     }
-    if (head->flags & VIGIL__OPF_KERNEL)
-        return; /* one send in flight per connection */
+    if (head->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_CARRIED))
+        return; /* one send in flight per connection (a rebuild may hold its completion) */
     vigil__slice s[SEND_BATCH];
     int n = 0;
     for (vigil__op *op = head; op && n < SEND_BATCH; op = op_of(loop, op->next)) {
@@ -954,7 +955,7 @@ void vigil__tcp_finish(vigil_loop *loop, vigil__op *op, int status) {
             if (c->flags & VIGIL__CF_EOF_PARKED) {
                 c->flags &= (uint16_t)~VIGIL__CF_EOF_PARKED;
                 recv_final(loop, op, c, c->parked_final);
-            } else if (!(op->flags & VIGIL__OPF_KERNEL)) {
+            } else if (!(op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_CARRIED))) {
                 recv_arm(loop, op, c);
             }
             break;
@@ -1170,7 +1171,7 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
  * only what it finds missing, so it is harmless where nothing is. */
 void vigil__tcp_repair(vigil_loop *loop, vigil__conn *c) {
     uint64_t cid = vigil__conn_id(loop, c);
-    const uint16_t busy = VIGIL__OPF_KERNEL | VIGIL__OPF_LATER | VIGIL__OPF_USER_DONE;
+    const uint16_t busy = VIGIL__OPF_KERNEL | VIGIL__OPF_CARRIED | VIGIL__OPF_LATER | VIGIL__OPF_USER_DONE;
     if (c->kind == VIGIL__CONN_LISTENER) {
         vigil__op *op = op_of(loop, c->io_op);
         if (op && !(op->flags & busy) && op->heap < 0) {

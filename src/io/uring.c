@@ -397,12 +397,16 @@ static bool multishot_rejected(vigil_loop *loop, uring_state *s, vigil__op *op, 
         return false;
     if (op && op->kind == VIGIL__OP_ACCEPT && s->multishot_accept) {
         s->multishot_accept = false;
+        pthread_mutex_lock(&loop->owner_lock); /* vigil_loop_info_get reads it from anywhere */
         loop->info.features &= ~VIGIL_FEATURE_MULTISHOT_ACCEPT;
+        pthread_mutex_unlock(&loop->owner_lock);
         return true;
     }
     if (op && op->kind == VIGIL__OP_RECV && s->multishot_recv) {
         s->multishot_recv = false;
+        pthread_mutex_lock(&loop->owner_lock);
         loop->info.features &= ~VIGIL_FEATURE_MULTISHOT_RECV;
+        pthread_mutex_unlock(&loop->owner_lock);
         return true;
     }
     return false;

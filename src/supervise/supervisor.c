@@ -306,9 +306,9 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
     if (!runner || !atomic_load_explicit(&loop->attached, memory_order_acquire))
         return;
     bool may_fence = s->o.fence_ms != UINT32_MAX && !w->no_rebuilds;
-    if (may_fence && atomic_load_explicit(&loop->sv_fence_request, memory_order_acquire) &&
+    if (may_fence && atomic_load_explicit(&loop->sv_fence_request, memory_order_acquire) == runner &&
         atomic_load_explicit(&runner->state, memory_order_acquire) == VIGIL__AT_CALLBACK) {
-        atomic_store_explicit(&loop->sv_fence_request, 0, memory_order_relaxed);
+        atomic_store_explicit(&loop->sv_fence_request, NULL, memory_order_relaxed);
         fence(s, w, runner, now, 0, "at its own request (test hook)");
         return;
     }
@@ -487,9 +487,12 @@ int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop) {
     for (uint32_t i = 0; i < s->n; i++)
         if (s->w[i].loop == loop)
             rc = -EEXIST;
-    if (!rc && s->o.fence_ms != UINT32_MAX && loop->be == &vigil__uring_backend &&
-        !(loop->info.features & VIGIL_FEATURE_DEFER_TASKRUN))
-        rc = -ENOTSUP; /* a rebuild could not be exact: VIGIL_LOOP_SUPERVISED picks epoll */
+    /* A ring without DEFER_TASKRUN keeps receiving into a stuck thread's
+     * buffers: a rebuild could not be exact. Such a loop is watched,
+     * reported and interrupted, never rebuilt (VIGIL_LOOP_SUPERVISED picks
+     * epoll instead at creation). */
+    bool inexact = s->o.fence_ms != UINT32_MAX && loop->be == &vigil__uring_backend &&
+                   !(loop->info.features & VIGIL_FEATURE_DEFER_TASKRUN);
     uint64_t *ring = rc ? NULL : calloc(s->o.budget_rebuilds, sizeof(uint64_t));
     if (!rc && !ring)
         rc = -ENOMEM;
@@ -504,10 +507,17 @@ int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop) {
         }
     }
     if (!rc)
-        s->w[s->n++] = (watched){.loop = loop, .rebuilt_ns = ring};
+        s->w[s->n++] = (watched){.loop = loop, .rebuilt_ns = ring, .no_rebuilds = inexact};
     else
         free(ring);
     pthread_mutex_unlock(&s->lock);
+    if (!rc && inexact) {
+        char line[256];
+        snprintf(line, sizeof(line), "vigil: loop %u is io_uring without DEFER_TASKRUN: a rebuild could "
+                 "not be exact, so its stalls are reported and interrupted only (create it with "
+                 "VIGIL_LOOP_SUPERVISED to run it on epoll)", loop->id);
+        log_line(s, line);
+    }
     return rc;
 }
 
