@@ -964,6 +964,14 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
             t = wait_timeout_ns(loop, vigil__clock_ns(), until);
         if (fenced_waiting && (t < 0 || t > 10000000))
             t = 10000000; /* look again soon for a fenced thread that came back */
+        if (loop->rebuild_t0_ns) {
+            /* A rebuild ends here: every op is issued again (the wait below
+             * submits what is still queued). The supervisor reads the time. */
+            atomic_store_explicit(&loop->stats.last_rebuild_us,
+                                  (vigil__clock_ns() - loop->rebuild_t0_ns) / 1000, memory_order_relaxed);
+            loop->rebuild_t0_ns = 0;
+            atomic_store_explicit(&loop->sv_rebuilt, 1, memory_order_release);
+        }
         atomic_store_explicit(&loop->sv_next_due_ns,
                               loop->heap_len ? vigil__op_at(loop, loop->heap[0])->due_ns : UINT64_MAX,
                               memory_order_relaxed);

@@ -312,6 +312,7 @@ struct vigil_loop {
     _Atomic int sv_posts;           /* posts waiting */
     _Atomic(vigil__runner *) sv_fence_request; /* test hook: fence this runner now */
     _Atomic int sv_rebuilt;         /* 0 while a rebuild runs; then 1, or -errno */
+    uint64_t rebuild_t0_ns;         /* fence time of the rebuild whose first pass is due */
     _Atomic uint64_t sv_fenced_ns;  /* when the supervisor fenced it */
     _Atomic int sv_fenced_tid;      /* the thread it fenced last */
     void *bt_frames[48];            /* written by the backtrace signal handler */
@@ -430,8 +431,7 @@ void vigil__unhold_later(vigil_loop *loop, uint32_t conn_slot1);
 bool vigil__fences_poll(vigil_loop *loop, uint64_t now); /* true while one is unsettled */
 void vigil__fences_free(vigil_loop *loop);
 int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms);
-int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms,
-                         void (*done)(vigil_loop *loop, int rc, void *ud), void *ud);
+int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms);
 int vigil__destroy_handoff(vigil_loop *loop);
 
 /* tcp.c: handlers per op kind */

@@ -300,8 +300,7 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
 
     vigil__stat_add(&loop->stats.rebuilds, 1);
     vigil__stat_add(&loop->stats.conns_migrated, (int64_t)loop->live_conns);
-    atomic_store_explicit(&loop->stats.last_rebuild_us, (vigil__clock_ns() - t0) / 1000,
-                          memory_order_relaxed);
+    loop->rebuild_t0_ns = t0; /* the first pass that re-arms everything ends the rebuild */
     vigil__stamp(loop);
     return 0;
 }
@@ -430,8 +429,6 @@ typedef struct rebuild_job {
     vigil_loop *loop;
     const vigil__backend *target;
     uint32_t grace_ms;
-    void (*done)(vigil_loop *loop, int rc, void *ud); /* the supervisor's, on this thread */
-    void *ud;
 } rebuild_job;
 
 static void *rebuilt_main(void *arg) {
@@ -446,10 +443,10 @@ static void *rebuilt_main(void *arg) {
     loop->run_done = false;
     pthread_mutex_unlock(&loop->owner_lock);
     int rc = vigil__rebuild(loop, j.target, j.grace_ms);
-    if (j.done)
-        j.done(loop, rc, j.ud);
-    if (rc < 0)
+    if (rc < 0) { /* the supervisor reads it and escalates */
+        atomic_store_explicit(&loop->sv_rebuilt, rc, memory_order_release);
         return NULL;
+    }
     rc = vigil_loop_run(loop, VIGIL_RUN_DEFAULT, -1);
     if (rc == -EOWNERDEAD)
         return NULL; /* fenced in turn: the next thread has the loop */
@@ -469,12 +466,11 @@ static void *rebuilt_main(void *arg) {
     return NULL;
 }
 
-int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms,
-                         void (*done)(vigil_loop *loop, int rc, void *ud), void *ud) {
+int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms) {
     rebuild_job *j = malloc(sizeof(*j));
     if (!j)
         return -ENOMEM;
-    *j = (rebuild_job){loop, target, grace_ms, done, ud};
+    *j = (rebuild_job){loop, target, grace_ms};
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);

@@ -48,7 +48,8 @@ int vigil__thread_id(void);
 /* What thread tid of this process is doing: "running", or the syscall
  * number and first argument as text. Returns 0 or -errno. */
 int vigil__thread_syscall(int tid, char *buf, size_t len);
-/* CPU time of thread tid of this process, in ns (0 if unknown). */
+/* CPU time of thread tid of this process, in ns (0 if unknown): exact from
+ * schedstat where the kernel has it, else tick-sampled from stat. */
 uint64_t vigil__thread_cpu_ns(int tid);
 /* 1 if fd polls readable now, 0 if not, -errno. */
 int vigil__fd_readable(int fd);

@@ -103,7 +103,7 @@ static void take_backtrace(vigil_supervisor *s, vigil_loop *loop, vigil__runner 
     uint64_t until = vigil__clock_ns() + 50000000ull;
     int n;
     while ((n = atomic_load_explicit(&loop->bt_n, memory_order_acquire)) < 0 && vigil__clock_ns() < until) {
-        struct timespec ts = {0, 200000};
+        struct timespec ts = {0, 1000000}; /* 1 ms: the thread may first have to be scheduled */
         nanosleep(&ts, NULL);
     }
     if (n <= 0) {
@@ -173,12 +173,6 @@ static void hist_add(_Atomic uint64_t *hist, uint64_t us) {
     stat_add(&hist[b], 1);
 }
 
-/* Runs on the rebuild thread once it owns the loop (or failed to). */
-static void on_rebuilt(vigil_loop *loop, int rc, void *ud) {
-    (void)ud;
-    atomic_store_explicit(&loop->sv_rebuilt, rc < 0 ? rc : 1, memory_order_release);
-}
-
 /* The loop was rebuilt R times in the last T: on_budget, then the action.
  * Returns true if a rebuild may go ahead (on *target). */
 static bool budget_allows(vigil_supervisor *s, watched *w, uint64_t now) {
@@ -235,7 +229,7 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
         uint64_t until = vigil__clock_ns() + 20000000ull;
         while (!atomic_load_explicit(&runner->acked, memory_order_acquire) &&
                !atomic_load_explicit(&runner->returned, memory_order_acquire) && vigil__clock_ns() < until) {
-            struct timespec ts = {0, 100000};
+            struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);
         }
     }
@@ -245,7 +239,7 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
     atomic_store_explicit(&loop->sv_fenced_ns, now, memory_order_relaxed);
     const vigil__backend *target = w->target;
     w->target = NULL;
-    int rc = vigil__rebuild_start(loop, target, s->o.grace_ms, on_rebuilt, NULL);
+    int rc = vigil__rebuild_start(loop, target, s->o.grace_ms);
     char line[300];
     if (rc < 0) {
         stat_add(&s->st.rebuild_failures, 1);
