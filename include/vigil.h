@@ -142,8 +142,9 @@ int vigil_loop_join(vigil_loop *loop, int timeout_ms);
  *   4. posted callbacks not yet run (status -ECANCELED), in post order.
  * The kernel is then given time to finish every op before memory is freed.
  * Returns 0 or -errno (-EBUSY when called from a callback or while running).
- * A rebuilt loop may be destroyed from any thread: it is stopped, and its
- * own thread runs the final callbacks and then ends. */
+ * A rebuilt loop may be destroyed from any thread (the fenced one too, once
+ * its vigil_loop_run returned): it is stopped, and its own thread runs the
+ * final callbacks and then ends. */
 int vigil_loop_destroy(vigil_loop *loop);
 
 int vigil_loop_info_get(const vigil_loop *loop, vigil_loop_info *out);

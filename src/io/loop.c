@@ -964,13 +964,19 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
             t = wait_timeout_ns(loop, vigil__clock_ns(), until);
         if (fenced_waiting && (t < 0 || t > 10000000))
             t = 10000000; /* look again soon for a fenced thread that came back */
+        if (loop->debug_library_spin_ms) { /* test hook: stuck in library code */
+            uint64_t until = vigil__clock_ns() + loop->debug_library_spin_ms * 1000000ull;
+            loop->debug_library_spin_ms = 0;
+            while (vigil__clock_ns() < until)
+                ;
+        }
         if (loop->rebuild_t0_ns) {
             /* A rebuild ends here: every op is issued again (the wait below
              * submits what is still queued). The supervisor reads the time. */
             atomic_store_explicit(&loop->stats.last_rebuild_us,
                                   (vigil__clock_ns() - loop->rebuild_t0_ns) / 1000, memory_order_relaxed);
             loop->rebuild_t0_ns = 0;
-            atomic_store_explicit(&loop->sv_rebuilt, 1, memory_order_release);
+            atomic_fetch_add_explicit(&loop->sv_rebuilds_timed, 1, memory_order_release);
         }
         atomic_store_explicit(&loop->sv_next_due_ns,
                               loop->heap_len ? vigil__op_at(loop, loop->heap[0])->due_ns : UINT64_MAX,
@@ -1006,7 +1012,10 @@ int vigil_loop_destroy(vigil_loop *loop) {
     if (!loop)
         return -EINVAL;
     int rc = vigil__enter(loop);
-    if (rc == -EPERM)
+    bool in_my_run = false;
+    for (vigil__runner *r = vigil__tls_runner; r; r = r->outer)
+        in_my_run |= r->loop == loop;
+    if (rc == -EPERM || (rc == -EOWNERDEAD && !in_my_run))
         return vigil__destroy_handoff(loop); /* -EPERM unless the loop was rebuilt */ /* a rebuilt loop: its own thread destroys it */
     if (rc < 0)
         return rc;

@@ -311,8 +311,11 @@ struct vigil_loop {
     _Atomic uint64_t sv_next_due_ns;/* earliest timer or deadline; UINT64_MAX = none */
     _Atomic int sv_posts;           /* posts waiting */
     _Atomic(vigil__runner *) sv_fence_request; /* test hook: fence this runner now */
-    _Atomic int sv_rebuilt;         /* 0 while a rebuild runs; then 1, or -errno */
+    _Atomic int sv_rebuilt;         /* 0 while a rebuild takes the loop over; then 1, or -errno */
+    _Atomic uint32_t sv_rebuilds_timed; /* rebuilds whose time is in stats.last_rebuild_us */
     uint64_t rebuild_t0_ns;         /* fence time of the rebuild whose first pass is due */
+    bool debug_overflow;            /* test hooks, below */
+    uint32_t debug_library_spin_ms;
     _Atomic uint64_t sv_fenced_ns;  /* when the supervisor fenced it */
     _Atomic int sv_fenced_tid;      /* the thread it fenced last */
     void *bt_frames[48];            /* written by the backtrace signal handler */
@@ -456,5 +459,9 @@ int vigil__debug_stale_completion(vigil_loop *loop);
  * stuck; the callback then waits until vigil__debug_fenced() says so. */
 int vigil__debug_request_fence(vigil_loop *loop);
 int vigil__debug_fenced(vigil_loop *loop);
+/* The next rebuild finds the fenced ring's CQ overflowed. */
+int vigil__debug_overflow_at_fence(vigil_loop *loop);
+/* The loop thread spins ms in vigil's own code at its next pass (a library stall). */
+int vigil__debug_library_spin(vigil_loop *loop, uint32_t ms);
 
 #endif

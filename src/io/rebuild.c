@@ -241,7 +241,8 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
     for (uint32_t i = loop->batch_pos + 1; i < loop->batch_len; i++)
         carry_take(loop, &loop->batch[i], old_epoch);
     loop->batch_len = loop->batch_pos = 0;
-    bool overflowed = false;
+    bool overflowed = loop->debug_overflow; /* test hook: as if the CQ had overflowed */
+    loop->debug_overflow = false;
     vigil__cqe got[256];
     uint32_t n;
     while ((n = loop->be->harvest(loop->be_state, got, 256, &overflowed)) > 0)
@@ -293,8 +294,10 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
     if (overflowed) {
         for (uint32_t s1 = 1; s1 <= loop->conns_cap; s1++) {
             vigil__conn *c = vigil__conn_at(loop, s1);
-            if (c->kind == VIGIL__CONN_STREAM && c->recv_op)
-                vigil__tcp_break(loop, c, -EIO);
+            if (c->kind == VIGIL__CONN_STREAM && c->recv_op) {
+                c->flags |= VIGIL__CF_DISCARD;
+                carry_push(loop, (vigil__cqe){vigil__conn_id(loop, c), -EIO, VIGIL__CQE_BREAK});
+            }
         }
     }
 
@@ -438,15 +441,11 @@ static void *rebuilt_main(void *arg) {
     char name[16];
     snprintf(name, sizeof(name), "vigil-loop%u", loop->id);
     pthread_setname_np(pthread_self(), name); /* for top -H, gdb and /proc */
-    pthread_mutex_lock(&loop->owner_lock);
-    loop->owned_by_vigil = true;
-    loop->run_done = false;
-    pthread_mutex_unlock(&loop->owner_lock);
     int rc = vigil__rebuild(loop, j.target, j.grace_ms);
-    if (rc < 0) { /* the supervisor reads it and escalates */
-        atomic_store_explicit(&loop->sv_rebuilt, rc, memory_order_release);
+    /* the loop is ours: the supervisor watches it again (or escalates) */
+    atomic_store_explicit(&loop->sv_rebuilt, rc < 0 ? rc : 1, memory_order_release);
+    if (rc < 0)
         return NULL;
-    }
     rc = vigil_loop_run(loop, VIGIL_RUN_DEFAULT, -1);
     if (rc == -EOWNERDEAD)
         return NULL; /* fenced in turn: the next thread has the loop */
@@ -471,6 +470,13 @@ int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_
     if (!j)
         return -ENOMEM;
     *j = (rebuild_job){loop, target, grace_ms};
+    /* Before the thread exists: the fenced thread may call vigil_loop_join
+     * the moment it leaves its callback. */
+    pthread_mutex_lock(&loop->owner_lock);
+    loop->owned_by_vigil = true;
+    loop->run_done = false;
+    pthread_cond_broadcast(&loop->owner_cond);
+    pthread_mutex_unlock(&loop->owner_lock);
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
@@ -493,6 +499,22 @@ int vigil__debug_request_fence(vigil_loop *loop) {
     return -EPERM;
 }
 
+int vigil__debug_overflow_at_fence(vigil_loop *loop) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    loop->debug_overflow = true;
+    return 0;
+}
+
+int vigil__debug_library_spin(vigil_loop *loop, uint32_t ms) {
+    int rc = vigil__enter(loop);
+    if (rc < 0)
+        return rc;
+    loop->debug_library_spin_ms = ms;
+    return 0;
+}
+
 int vigil__debug_fenced(vigil_loop *loop) {
     for (vigil__runner *r = vigil__tls_runner; r; r = r->outer)
         if (r->loop == loop)
@@ -506,19 +528,20 @@ int vigil_loop_join(vigil_loop *loop, int timeout_ms) {
     uint64_t until = timeout_ms < 0 ? UINT64_MAX : vigil__clock_ns() + (uint64_t)timeout_ms * 1000000ull;
     pthread_mutex_lock(&loop->owner_lock);
     int rc = 0;
-    while (loop->owned_by_vigil && !loop->run_done) {
-        if (timeout_ms < 0) {
-            pthread_cond_wait(&loop->owner_cond, &loop->owner_lock);
-            continue;
-        }
+    /* Running on a thread of vigil's, or fenced with the rebuild about to
+     * start (a fenced thread calls this the moment it is let go). */
+    while ((loop->owned_by_vigil && !loop->run_done) || vigil__runner_state(loop) == VIGIL__AT_FENCED) {
         uint64_t now = vigil__clock_ns();
         if (now >= until) {
             rc = -ETIMEDOUT;
             break;
         }
+        uint64_t left = until - now;
+        if (left > 10000000ull)
+            left = 10000000ull; /* the fenced state changes outside the lock: look again */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (until - now);
+        uint64_t ns = (uint64_t)ts.tv_nsec + left;
         ts.tv_sec += (time_t)(ns / 1000000000ull);
         ts.tv_nsec = (long)(ns % 1000000000ull);
         pthread_cond_timedwait(&loop->owner_cond, &loop->owner_lock, &ts);
@@ -534,6 +557,13 @@ int vigil__destroy_handoff(vigil_loop *loop) {
     pthread_mutex_init(&h.mu, NULL);
     pthread_cond_init(&h.cond, NULL);
     pthread_mutex_lock(&loop->owner_lock);
+    while (!loop->owned_by_vigil && vigil__runner_state(loop) == VIGIL__AT_FENCED) {
+        /* fenced a moment ago: the rebuild thread is about to be started */
+        pthread_mutex_unlock(&loop->owner_lock);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&loop->owner_lock);
+    }
     if (!loop->owned_by_vigil || loop->handoff) {
         pthread_mutex_unlock(&loop->owner_lock);
         pthread_mutex_destroy(&h.mu);

@@ -33,6 +33,7 @@ typedef struct watched {
     bool no_rebuilds;      /* the budget ran out, action REPORT */
     const vigil__backend *target; /* backend of the next rebuild (NULL: the same) */
     uint64_t *rebuilt_ns;  /* times of the last budget_rebuilds rebuilds, a ring */
+    uint32_t timed_seen;   /* sv_rebuilds_timed last logged */
     uint32_t rebuilt_pos;
 } watched;
 
@@ -258,7 +259,8 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
     log_line(s, line);
 }
 
-/* A rebuild thread finished taking the loop over. */
+/* A rebuild thread took the loop over: watch it again. Its time is known
+ * once its first pass issued every op again (rebuild_timed). */
 static void rebuilt(vigil_supervisor *s, watched *w, int result) {
     vigil_loop *loop = w->loop;
     w->rebuilding = false;
@@ -273,9 +275,14 @@ static void rebuilt(vigil_supervisor *s, watched *w, int result) {
         fflush(NULL);
         _exit(70);
     }
+    stat_add(&s->st.rebuilds, 1);
+}
+
+static void rebuild_timed(vigil_supervisor *s, watched *w) {
+    vigil_loop *loop = w->loop;
+    char line[300];
     vigil_loop_stats ls;
     vigil_loop_stats_get(loop, &ls);
-    stat_add(&s->st.rebuilds, 1);
     stat_add(&s->st.rebuild_us_sum, ls.last_rebuild_us);
     if (ls.last_rebuild_us > atomic_load(&s->st.rebuild_us_max))
         atomic_store(&s->st.rebuild_us_max, ls.last_rebuild_us);
@@ -295,6 +302,11 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
         if (!result)
             return;
         rebuilt(s, w, result);
+    }
+    uint32_t timed = atomic_load_explicit(&loop->sv_rebuilds_timed, memory_order_acquire);
+    if (timed != w->timed_seen) {
+        w->timed_seen = timed;
+        rebuild_timed(s, w);
     }
     vigil__runner *runner = atomic_load_explicit(&loop->runner, memory_order_acquire);
     if (!runner || !atomic_load_explicit(&loop->attached, memory_order_acquire))
