@@ -174,6 +174,13 @@ static void hist_add(_Atomic uint64_t *hist, uint64_t us) {
     stat_add(&hist[b], 1);
 }
 
+/* Nothing sane is left to do with the loop: say so and end the process. */
+static _Noreturn void give_up(vigil_supervisor *s, const char *line) {
+    log_line(s, line);
+    fflush(NULL);
+    _exit(70);
+}
+
 /* The loop was rebuilt R times in the last T: on_budget, then the action.
  * Returns true if a rebuild may go ahead (on *target). */
 static bool budget_allows(vigil_supervisor *s, watched *w, uint64_t now) {
@@ -206,9 +213,7 @@ static bool budget_allows(vigil_supervisor *s, watched *w, uint64_t now) {
     }
     snprintf(line, sizeof(line), "vigil: loop %u rebuilt %u times in %u ms: restart budget "
              "exhausted; exiting (status 70)", loop->id, r, s->o.budget_window_ms);
-    log_line(s, line);
-    fflush(NULL);
-    _exit(70);
+    give_up(s, line);
 }
 
 /* Fences a thread stuck in a callback and starts the rebuild. */
@@ -246,9 +251,7 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
         stat_add(&s->st.rebuild_failures, 1);
         snprintf(line, sizeof(line), "vigil: loop %u fenced but no thread could be started (%s); exiting "
                  "(status 70)", loop->id, vigil_strerror(rc));
-        log_line(s, line);
-        fflush(NULL);
-        _exit(70);
+        give_up(s, line);
     }
     w->rebuilding = true;
     snprintf(line, sizeof(line), "vigil: loop %u stuck %llu ms %s (op %s, conn %#llx): fenced; "
@@ -271,9 +274,7 @@ static void rebuilt(vigil_supervisor *s, watched *w, int result) {
         stat_add(&s->st.rebuild_failures, 1);
         snprintf(line, sizeof(line), "vigil: loop %u could not be rebuilt (%s): nothing can run it; "
                  "exiting (status 70)", loop->id, vigil_strerror(result));
-        log_line(s, line);
-        fflush(NULL);
-        _exit(70);
+        give_up(s, line);
     }
     stat_add(&s->st.rebuilds, 1);
 }
