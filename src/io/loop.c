@@ -572,33 +572,51 @@ int vigil_loop_progress(vigil_loop *loop) {
 
 static void dispatch_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
 
+/* The live op a completion names, or NULL: the completion is then stale,
+ * counted, and its buffer, if it carries one, goes back to the pool.
+ * any_epoch: carried or held by a rebuild (checked when it was taken).
+ * in_kernel: the op must still wait for it (not yet accounted). */
+static vigil__op *completion_op(vigil_loop *loop, const vigil__cqe *c, bool any_epoch, bool in_kernel) {
+    vigil__op *op = vigil__op_at(loop, (uint32_t)c->tag);
+    uint32_t gen = (uint32_t)(c->tag >> 32) & VIGIL__TAG_GEN_MASK;
+    if (op && op->kind != VIGIL__OP_FREE && op->gen == gen &&
+        (any_epoch || (uint8_t)(c->tag >> 56) == loop->epoch) &&
+        (!in_kernel || (op->flags & VIGIL__OPF_KERNEL)))
+        return op;
+    vigil__stat_add(&loop->stats.stale_completions, 1);
+    if (c->flags & VIGIL__CQE_BUF)
+        vigil__buf_recycle(loop, c->flags >> 16);
+    return NULL;
+}
+
+/* Tells the supervisor what is being handled (a stall report names it; a
+ * rebuild freezes that connection), then hands the completion to its op,
+ * unless the op's connection is frozen: then it waits in loop memory. */
+static void handle(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
+    atomic_store_explicit(&loop->sv_op_kind, op->kind, memory_order_relaxed);
+    atomic_store_explicit(&loop->sv_conn, op->conn ? vigil__conn_id(loop, vigil__conn_at(loop, op->conn)) : 0,
+                          memory_order_relaxed);
+    if (!vigil__hold_if_frozen(loop, op, c))
+        dispatch_op(loop, op, c);
+}
+
+/* A final completion ends the op's request. */
+static void end_request(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
+    if (!(c->flags & VIGIL__CQE_MORE)) {
+        op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING | VIGIL__OPF_CARRIED);
+        vigil__stat_add(&loop->stats.ops_in_flight, -1);
+    }
+}
+
 void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) {
     vigil__stat_add(&loop->stats.completions, 1);
     if (c->tag == VIGIL__TAG_IGNORE)
         return;
-    uint32_t slot = (uint32_t)c->tag;
-    uint32_t gen = (uint32_t)(c->tag >> 32) & VIGIL__TAG_GEN_MASK;
-    uint8_t epoch = (uint8_t)(c->tag >> 56);
-    vigil__op *op = vigil__op_at(loop, slot);
-    if (!op || op->kind == VIGIL__OP_FREE || op->gen != gen || epoch != loop->epoch ||
-        !(op->flags & VIGIL__OPF_KERNEL)) {
-        /* A completion for an op that no longer exists. Its buffer, if it
-         * carries one, still goes back to the pool. */
-        vigil__stat_add(&loop->stats.stale_completions, 1);
-        if (c->flags & VIGIL__CQE_BUF)
-            vigil__buf_recycle(loop, c->flags >> 16);
+    vigil__op *op = completion_op(loop, c, false, true);
+    if (!op)
         return;
-    }
-    atomic_store_explicit(&loop->sv_op_kind, op->kind, memory_order_relaxed);
-    atomic_store_explicit(&loop->sv_conn, op->conn ? vigil__conn_id(loop, vigil__conn_at(loop, op->conn)) : 0,
-                          memory_order_relaxed);
-    if (!(c->flags & VIGIL__CQE_MORE)) {
-        op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING);
-        vigil__stat_add(&loop->stats.ops_in_flight, -1);
-    }
-    if (vigil__hold_if_frozen(loop, op, c))
-        return; /* its connection's callback is stuck on a fenced thread */
-    dispatch_op(loop, op, c);
+    end_request(loop, op, c);
+    handle(loop, op, c);
 }
 
 /* Completions a rebuild carried over (rebuild.c checked them when it took
@@ -622,43 +640,25 @@ void vigil__run_carry(vigil_loop *loop) {
             continue;
         }
         vigil__stat_add(&loop->stats.completions, 1);
-        vigil__op *op = vigil__op_at(loop, (uint32_t)c.tag);
-        uint32_t gen = (uint32_t)(c.tag >> 32) & VIGIL__TAG_GEN_MASK;
-        if (!op || op->kind == VIGIL__OP_FREE || op->gen != gen || !(op->flags & VIGIL__OPF_KERNEL)) {
-            vigil__stat_add(&loop->stats.stale_completions, 1);
-            if (c.flags & VIGIL__CQE_BUF)
-                vigil__buf_recycle(loop, c.flags >> 16);
+        vigil__op *op = completion_op(loop, &c, true, true);
+        if (!op)
             continue;
-        }
-        atomic_store_explicit(&loop->sv_op_kind, op->kind, memory_order_relaxed);
-        atomic_store_explicit(&loop->sv_conn, op->conn ? vigil__conn_id(loop, vigil__conn_at(loop, op->conn)) : 0,
-                              memory_order_relaxed);
-        if (!(c.flags & VIGIL__CQE_MORE)) {
-            op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING | VIGIL__OPF_CARRIED);
-            vigil__stat_add(&loop->stats.ops_in_flight, -1);
-        }
-        if (!vigil__hold_if_frozen(loop, op, &c))
-            dispatch_op(loop, op, &c);
+        end_request(loop, op, &c);
+        handle(loop, op, &c);
     }
 }
 
 /* A held completion, once its connection is no longer frozen: it was checked
- * and accounted for when it arrived. */
+ * and accounted for when it arrived (only its CARRIED mark is left). */
 void vigil__dispatch_held(vigil_loop *loop, const vigil__cqe *c) {
-    vigil__op *op = vigil__op_at(loop, (uint32_t)c->tag);
-    uint32_t gen = (uint32_t)(c->tag >> 32) & VIGIL__TAG_GEN_MASK;
-    if (!op || op->kind == VIGIL__OP_FREE || op->gen != gen) {
-        vigil__stat_add(&loop->stats.stale_completions, 1);
-        if (c->flags & VIGIL__CQE_BUF)
-            vigil__buf_recycle(loop, c->flags >> 16);
+    vigil__op *op = completion_op(loop, c, true, false);
+    if (!op)
         return;
-    }
     vigil__cqe e = *c;
     e.flags &= ~(uint32_t)VIGIL__CQE_HELD;
     if (!(e.flags & VIGIL__CQE_MORE))
         op->flags &= (uint16_t)~VIGIL__OPF_CARRIED;
-    if (!vigil__hold_if_frozen(loop, op, &e)) /* frozen again by a later fence: hold it again */
-        dispatch_op(loop, op, &e);
+    handle(loop, op, &e); /* frozen again by a later fence: held again */
 }
 
 static void dispatch_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {

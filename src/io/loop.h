@@ -302,7 +302,6 @@ struct vigil_loop {
     bool run_done;              /* a rebuilt loop's thread finished running it */
     bool owned_by_vigil;        /* the owner is a thread of vigil's (after a rebuild) */
     struct vigil__handoff *handoff; /* a destroy asked of that thread */
-    pthread_t vigil_thread;
 
     /* where the loop thread is, for the supervisor thread (relaxed atomics) */
     uint32_t id;

@@ -49,6 +49,8 @@ typedef struct vigil__handoff { /* a destroy asked of a rebuilt loop's thread */
 /* ------------------------------------------------- frozen connections */
 
 static bool frozen(vigil_loop *loop, const vigil__op *op) {
+    if (!loop->fences) /* a frozen connection always has its fence on the list */
+        return false;
     vigil__conn *c = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
     return c && (c->flags & VIGIL__CF_FROZEN);
 }
@@ -131,11 +133,16 @@ static void synthesize(vigil_loop *loop, vigil__op *op, int res) {
  * close completes within the submit that carries it, and its completion
  * would have been harvested): it is issued again. A connect is judged by the
  * socket's state. Nothing here calls user code. */
+/* Forgets the dead request of an op that is issued again by other means. */
+static void drop_request(vigil_loop *loop, vigil__op *op) {
+    op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING);
+    vigil__stat_add(&loop->stats.ops_in_flight, -1);
+}
+
 static void reissue(vigil_loop *loop, vigil__op *op) {
     vigil__stat_add(&loop->stats.ops_reissued, 1);
     if (op->kind == VIGIL__OP_WAKE || op->kind == VIGIL__OP_NOP) {
-        op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING);
-        vigil__stat_add(&loop->stats.ops_in_flight, -1);
+        drop_request(loop, op);
         op->flags |= VIGIL__OPF_USER_DONE;
         vigil__op_release(loop, op);
         return;
@@ -152,8 +159,7 @@ static void reissue(vigil_loop *loop, vigil__op *op) {
         synthesize(loop, op, -EAGAIN);
         return;
     case VIGIL__OP_CLOSE:
-        op->flags &= (uint16_t)~VIGIL__OPF_KERNEL;
-        vigil__stat_add(&loop->stats.ops_in_flight, -1);
+        drop_request(loop, op);
         if (loop->be->close(loop, op, c->fd) < 0) {
             vigil__socket_close_now(c->fd);
             vigil__later(loop, op, 0);
@@ -167,8 +173,7 @@ static void reissue(vigil_loop *loop, vigil__op *op) {
         } else if (state < 0 && err) {
             synthesize(loop, op, -err); /* it failed */
         } else {
-            op->flags &= (uint16_t)~VIGIL__OPF_KERNEL;
-            vigil__stat_add(&loop->stats.ops_in_flight, -1);
+            drop_request(loop, op);
             int rc;
             if (state == 0) { /* under way: wait for it */
                 op->flags |= VIGIL__OPF_RESUMED;

@@ -374,11 +374,15 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
     }
     /* Still stalled. A thread stuck in a callback for fence_ms more, spinning
      * or blocked again after an unblock, is fenced and the loop rebuilt. */
+    bool unblock_on = s->o.unblock_ms != UINT32_MAX;
+    bool fence_due = may_fence && age >= stall_ns + (uint64_t)s->o.fence_ms * 1000000ull;
+    bool unblock_due = unblock_on && age >= stall_ns + (uint64_t)s->o.unblock_ms * 1000000ull;
+    if (!fence_due && !unblock_due)
+        return; /* nothing to do yet: no need to read /proc */
     char sc[96];
     bool in_syscall = vigil__thread_syscall(runner->tid, sc, sizeof(sc)) == 0 && strncmp(sc, "running", 7);
-    bool unblock_on = s->o.unblock_ms != UINT32_MAX;
     uint64_t tick_ns = (uint64_t)s->o.tick_ms * 1000000ull;
-    if (may_fence && age >= stall_ns + (uint64_t)s->o.fence_ms * 1000000ull &&
+    if (fence_due &&
         atomic_load_explicit(&runner->state, memory_order_acquire) == VIGIL__AT_CALLBACK &&
         (!in_syscall || !unblock_on || (w->unblocked_ns && now - w->unblocked_ns >= tick_ns))) {
         fence(s, w, runner, now, age, in_syscall ? "in a callback, blocked again after an unblock"
@@ -386,7 +390,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
         return;
     }
     /* A thread blocked in a syscall is interrupted, once per unblock_ms. */
-    if (!unblock_on || age < stall_ns + (uint64_t)s->o.unblock_ms * 1000000ull)
+    if (!unblock_due)
         return;
     if (w->unblocked_ns && now - w->unblocked_ns < (uint64_t)s->o.unblock_ms * 1000000ull)
         return;
