@@ -823,3 +823,30 @@ VT_TEST(rebuild, library_stall_is_reported_never_fenced, 20) {
     VT_OK(vigil_supervisor_stop(sv));
     VT_OK(vigil_loop_destroy(loop));
 }
+
+/* Bad input to the calls and options this part added: -EINVAL or -EPERM,
+ * nothing started, nothing changed. */
+static void *destroy_elsewhere(void *loop) { return (void *)(intptr_t)vigil_loop_destroy(loop); }
+
+VT_TEST(rebuild, bad_options_and_calls, 10) {
+    vigil_supervisor *sv = NULL;
+    vigil_supervisor_options bad_action = {.budget_action = (vigil_budget_action)7};
+    VT_EQ(vigil_supervisor_start(&sv, &bad_action), -EINVAL);
+    vigil_supervisor_options bad_budget = {.budget_rebuilds = 2000000};
+    VT_EQ(vigil_supervisor_start(&sv, &bad_budget), -EINVAL);
+    VT_ASSERT(sv == NULL);
+    vigil_loop *loop = NULL;
+    vigil_loop_options bad_flags = {.flags = 1u << 20};
+    VT_EQ(vigil_loop_create(&loop, &bad_flags), -EINVAL);
+    VT_ASSERT(loop == NULL);
+    VT_EQ(vigil_loop_join(NULL, 0), -EINVAL);
+    loop = supervised_loop();
+    VT_OK(vigil_timer_start(loop, 60000, 0, spin_timer_done, &(int){0}, NULL)); /* attached here */
+    VT_EQ(vigil_loop_join(loop, 0), 0); /* never rebuilt: nothing to wait for */
+    pthread_t t;
+    void *rc;
+    VT_EQ(pthread_create(&t, NULL, destroy_elsewhere, loop), 0);
+    pthread_join(t, &rc);
+    VT_EQ((intptr_t)rc, -EPERM); /* not rebuilt: only its own thread may destroy it */
+    VT_OK(vigil_loop_destroy(loop));
+}
