@@ -1,0 +1,97 @@
+/*
+ * load.h: the TCP echo load generator behind `vigil bench`, `vigil profile`
+ * and bench/loadgen. Plain epoll client threads (not vigil: the thing under
+ * test must not also be the thing measuring it), every byte checked.
+ *
+ * Each connection sends a deterministic pseudo-random stream; what comes back
+ * must equal it, in order. Modes:
+ *   PINGPONG  one `size`-byte message at a time; a request is one round trip.
+ *   STREAM    up to `window` bytes in flight in `size` chunks; a request is
+ *             one chunk echoed, its latency from write to echo.
+ * Time 0 is when every connection is connected; requests count from
+ * warmup_s to warmup_s + duration_s; the timeline covers both.
+ *
+ * Zombie peers (for profiling the idle deadline): from zombie_first_s, every
+ * zombie_period_s, zombie_per_round healthy connections stop sending, wait
+ * for their outstanding bytes to come back, and then go silent: they neither
+ * read nor write, like a peer that was SIGSTOPped. When the server then
+ * resets or closes them, zombie_detect_ms records how long after going
+ * silent. Zombies are left out of gaps, kept and lost.
+ */
+#ifndef VIGIL_CLI_LOAD_H
+#define VIGIL_CLI_LOAD_H
+
+#include <stddef.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef enum load_mode { LOAD_PINGPONG = 0, LOAD_STREAM } load_mode;
+
+typedef struct load_config {
+    const char *host;   /* numeric address or name; NULL = "127.0.0.1" */
+    uint16_t port;
+    long conns;         /* >= 1 */
+    load_mode mode;
+    long size;          /* bytes per message or chunk, 1 .. 262144 */
+    long window;        /* STREAM: bytes in flight per connection (>= size) */
+    double duration_s;  /* measured part, > 0 */
+    double warmup_s;    /* >= 0 */
+    int threads;        /* client threads, >= 1 (capped at conns) */
+    int cpu;            /* pin the client threads to this CPU; -1 = no pinning */
+    long server_pid;    /* > 0: sample its CPU time (/proc) over the measured part */
+    double bin_s;       /* timeline bin width in seconds; 0 = no timeline */
+    int zombie_rounds, zombie_per_round;
+    double zombie_first_s, zombie_period_s;
+    /* Called about every 200 ms from the calling thread while the load runs
+     * (may be NULL): seconds since time 0, requests so far (all phases). */
+    void (*progress)(double elapsed_s, uint64_t requests, void *ud);
+    void *ud;
+    /* May be NULL. When *stop becomes nonzero (a signal handler may set it),
+     * the load ends early as if the measured part were over: drain, count. */
+    const _Atomic int *stop;
+} load_config;
+
+/* One timeline bin: requests that completed in it, and their latency. */
+typedef struct load_bin {
+    uint64_t requests;
+    double p50_us, p99_us, max_us; /* 0 when requests == 0 */
+} load_bin;
+
+typedef struct load_result {
+    uint64_t requests;          /* completed in the measured part */
+    double req_per_s, p50_us, p99_us, p999_us;
+    uint64_t bytes_sent, bytes_verified; /* whole run */
+    uint64_t mismatches;        /* bytes that came back different */
+    uint64_t lost;              /* bytes sent, not echoed, on connections still open: must be 0 */
+    uint64_t unechoed_on_errors;/* bytes not echoed on connections the server reset (failed loudly; zombies excluded) */
+    uint64_t errors;            /* connections that ended with an error or EOF (zombies excluded) */
+    uint64_t connect_failures;
+    uint64_t connected;
+    uint64_t kept;              /* non-zombie connections still open and healthy at the end */
+    double gap_p50_ms, gap_p90_ms, gap_p99_ms, gap_max_ms; /* longest wait per connection */
+    int have_cpu;               /* server_pid was given and /proc was readable */
+    double server_cpu_us, server_cpu_us_per_req;
+    double connect_s;           /* time it took to connect them all */
+    uint64_t t0_ns;             /* CLOCK_MONOTONIC of time 0 (same clock as vigil_now_ns) */
+    load_bin *bins;             /* bin i covers [i*bin_s, (i+1)*bin_s) from time 0 */
+    size_t nbins;
+    double *zombie_detect_ms;   /* one per zombie, in the order they went silent; < 0: never */
+    double *zombie_silent_s;    /* when each went silent, seconds from time 0 */
+    size_t nzombies;
+    int cpu_pin_errno;          /* errno of pinning the client threads to cfg->cpu; 0 = pinned or not asked */
+    char error[160];            /* set when load_run fails */
+} load_result;
+
+/* Runs the load to the end (connect, warmup, measure, up to 2 s of drain).
+ * Returns 0 when it ran (check mismatches, lost, errors), or -errno with
+ * out->error saying what was wrong: -EINVAL for a bad config, a resolver or
+ * connect failure of every connection, -ENOMEM. When every connect failed
+ * (-ECONNREFUSED, whatever the errno was; out->error has it) the counters
+ * are still set: connected 0, connect_failures = conns. */
+int load_run(const load_config *cfg, load_result *out);
+void load_result_free(load_result *r);
+
+/* Percentile (0..1) of n values (sorted in place). */
+double load_percentile(double *v, size_t n, double p);
+
+#endif
