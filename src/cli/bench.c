@@ -1,0 +1,1204 @@
+/*
+ * vigil bench: a throughput benchmark and load generator.
+ *
+ * Loads an echo server with the checked load generator of load.c, one row
+ * per server: vigil's own `serve` (started here, pinned to a CPU, its CPU
+ * time read from /proc), any server at --target, or with --compare, vigil on
+ * io_uring and on epoll against the raw baselines of bench/ (and libuv and
+ * libevent when built), interleaved over --rounds, medians reported.
+ *
+ * Children: started with fork+exec, their stdout is a pipe (the first line
+ * carries the port), their stderr goes to an unlinked temporary file that is
+ * shown only when they fail to start. Each is stopped with SIGINT, then
+ * SIGKILL after 3 s; PR_SET_PDEATHSIG kills it if vigil bench dies first, and
+ * SIGINT/SIGTERM of vigil bench ends the running load early and stops the
+ * child before exiting.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "load.h"
+
+#ifndef VIGIL_BENCH_DIR
+#define VIGIL_BENCH_DIR "bench"
+#endif
+
+#define MAX_ROUNDS 100
+#define MAX_SERVERS 8
+#define START_TIMEOUT_MS 5000
+#define STOP_GRACE_MS 3000
+
+static void usage_bench(FILE *f) {
+    fprintf(f,
+            "usage: vigil bench [--target HOST:PORT] [--backend uring|epoll|auto]\n"
+            "                   [--mode pingpong|stream] [--conns N] [--size BYTES] [--window BYTES]\n"
+            "                   [--duration S] [--warmup S] [--threads T] [--server-cpu C]\n"
+            "                   [--client-cpu C] [--compare] [--rounds R] [--out DIR] [--peers DIR]\n"
+            "  --target H:P    load this echo server instead of starting `vigil serve`\n"
+            "                  (its CPU is then neither pinned nor measured)\n"
+            "  --backend B     backend of the vigil server started here (default auto)\n"
+            "  --mode M        pingpong (default: one SIZE message per round trip) or stream\n"
+            "                  (WINDOW bytes in flight in SIZE chunks)\n"
+            "  --conns N       connections (default 100)\n"
+            "  --size BYTES    message or chunk size (default 64; 1..262144)\n"
+            "  --window BYTES  stream: bytes in flight per connection (default 65536, >= size)\n"
+            "  --duration S    measured seconds (default 5)\n"
+            "  --warmup S      seconds before measuring (default 1)\n"
+            "  --threads T     client threads (default 1)\n"
+            "  --server-cpu C  pin the server to CPU C (default 0)\n"
+            "  --client-cpu C  pin the client threads to CPU C (default 1; -1 = no pinning)\n"
+            "  --compare       the same load against vigil on io_uring, vigil on epoll, the\n"
+            "                  raw baselines echo_uring and echo_epoll, and echo_libuv and\n"
+            "                  echo_libevent when built\n"
+            "  --rounds R      run the servers interleaved R times, report medians (default 1)\n"
+            "  --out DIR       write DIR/bench.json, bench.csv, bench.svg (default vigil-bench)\n"
+            "  --peers DIR     where the baseline servers are (default %s)\n"
+            "Every echoed byte is checked. Exit status 1 if a server failed to start, a\n"
+            "byte was lost or came back wrong, or a connection failed; 2 for bad flags.\n",
+            VIGIL_BENCH_DIR);
+}
+
+/* ------------------------------------------------------------ options */
+
+typedef struct bench_opts {
+    const char *target;       /* NULL = start vigil serve */
+    char target_host[256];
+    uint16_t target_port;
+    const char *backend;      /* auto, uring, epoll */
+    load_mode mode;
+    long conns, size, window;
+    bool window_set;
+    double duration, warmup;
+    int threads;
+    int server_cpu, client_cpu;
+    bool compare;
+    int rounds;
+    const char *out_dir;
+    const char *peers;
+    bool pin;                 /* false on a 1-CPU machine */
+} bench_opts;
+
+static int parse_long(const char *s, long min, long max, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || !*s || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Seconds, 0..86400; zero only when zero_ok. */
+static int parse_secs(const char *s, bool zero_ok, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !*s || !(zero_ok ? v >= 0 : v > 0) || v > 86400)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* HOST:PORT, [V6]:PORT or V6 with the port after the last colon. */
+static int parse_target(const char *s, bench_opts *o) {
+    const char *colon = strrchr(s, ':');
+    long port;
+    if (!colon || colon == s || parse_long(colon + 1, 1, 65535, &port) < 0)
+        return -1;
+    size_t n = (size_t)(colon - s);
+    if (s[0] == '[' && n >= 2 && s[n - 1] == ']') {
+        s++;
+        n -= 2;
+    }
+    if (n == 0 || n >= sizeof(o->target_host))
+        return -1;
+    memcpy(o->target_host, s, n);
+    o->target_host[n] = '\0';
+    o->target_port = (uint16_t)port;
+    return 0;
+}
+
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        fprintf(stderr, "vigil bench: " __VA_ARGS__);                                              \
+        fputc('\n', stderr);                                                                       \
+        usage_bench(stderr);                                                                       \
+        return 2;                                                                                  \
+    } while (0)
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, bench_opts *o) {
+    long v;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage_bench(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--compare")) {
+            o->compare = true;
+            continue;
+        }
+        static const char *const with_value[] = {
+            "--target", "--backend", "--mode",       "--conns",      "--size",   "--window",
+            "--duration", "--warmup", "--threads", "--server-cpu", "--client-cpu", "--rounds",
+            "--out",    "--peers",   NULL};
+        bool known = false;
+        for (int k = 0; with_value[k]; k++)
+            known = known || !strcmp(a, with_value[k]);
+        if (!known)
+            BAD("unknown option '%s'", a);
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!val)
+            BAD("%s needs a value", a);
+        i++;
+        if (!strcmp(a, "--target")) {
+            if (parse_target(val, o) < 0)
+                BAD("bad --target '%s' (HOST:PORT, port 1..65535)", val);
+            o->target = val;
+        } else if (!strcmp(a, "--backend")) {
+            if (strcmp(val, "uring") && strcmp(val, "epoll") && strcmp(val, "auto"))
+                BAD("bad --backend '%s' (uring, epoll or auto)", val);
+            o->backend = val;
+        } else if (!strcmp(a, "--mode")) {
+            if (!strcmp(val, "pingpong"))
+                o->mode = LOAD_PINGPONG;
+            else if (!strcmp(val, "stream"))
+                o->mode = LOAD_STREAM;
+            else
+                BAD("bad --mode '%s' (pingpong or stream)", val);
+        } else if (!strcmp(a, "--conns")) {
+            if (parse_long(val, 1, 1000000, &o->conns) < 0)
+                BAD("bad --conns '%s' (1..1000000)", val);
+        } else if (!strcmp(a, "--size")) {
+            if (parse_long(val, 1, 262144, &o->size) < 0)
+                BAD("bad --size '%s' (1..262144)", val);
+        } else if (!strcmp(a, "--window")) {
+            if (parse_long(val, 1, 1L << 30, &o->window) < 0)
+                BAD("bad --window '%s' (1..1073741824)", val);
+            o->window_set = true;
+        } else if (!strcmp(a, "--duration")) {
+            if (parse_secs(val, false, &o->duration) < 0)
+                BAD("bad --duration '%s' (seconds, > 0)", val);
+        } else if (!strcmp(a, "--warmup")) {
+            if (parse_secs(val, true, &o->warmup) < 0)
+                BAD("bad --warmup '%s' (seconds, >= 0)", val);
+        } else if (!strcmp(a, "--threads")) {
+            if (parse_long(val, 1, 256, &v) < 0)
+                BAD("bad --threads '%s' (1..256)", val);
+            o->threads = (int)v;
+        } else if (!strcmp(a, "--server-cpu")) {
+            if (parse_long(val, 0, CPU_SETSIZE - 1, &v) < 0)
+                BAD("bad --server-cpu '%s' (a CPU number)", val);
+            o->server_cpu = (int)v;
+        } else if (!strcmp(a, "--client-cpu")) {
+            if (parse_long(val, -1, CPU_SETSIZE - 1, &v) < 0)
+                BAD("bad --client-cpu '%s' (a CPU number, or -1)", val);
+            o->client_cpu = (int)v;
+        } else if (!strcmp(a, "--rounds")) {
+            if (parse_long(val, 1, MAX_ROUNDS, &v) < 0)
+                BAD("bad --rounds '%s' (1..%d)", val, MAX_ROUNDS);
+            o->rounds = (int)v;
+        } else if (!strcmp(a, "--out")) {
+            if (!*val)
+                BAD("bad --out '' (a directory)");
+            o->out_dir = val;
+        } else if (!strcmp(a, "--peers")) {
+            if (!*val)
+                BAD("bad --peers '' (a directory)");
+            o->peers = val;
+        }
+    }
+    if (o->compare && o->target)
+        BAD("--compare starts its own servers: it cannot take --target");
+    if (o->mode == LOAD_STREAM && o->window_set && o->window < o->size)
+        BAD("bad --window %ld: below --size %ld", o->window, o->size);
+    if (o->window < o->size)
+        o->window = o->size; /* the default window, for big chunks */
+
+    /* Pin only to CPUs this process may use; with one CPU there is nothing to separate. */
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 || CPU_COUNT(&allowed) < 2) {
+        o->pin = false;
+        return -1;
+    }
+    o->pin = true;
+    if (!o->target && !CPU_ISSET(o->server_cpu, &allowed))
+        BAD("bad --server-cpu %d: not a CPU this process may run on", o->server_cpu);
+    if (o->client_cpu >= 0 && !CPU_ISSET(o->client_cpu, &allowed))
+        BAD("bad --client-cpu %d: not a CPU this process may run on", o->client_cpu);
+    return -1;
+}
+
+#undef BAD
+
+/* ------------------------------------------------------------ children */
+
+static _Atomic int g_stop;           /* SIGINT/SIGTERM seen */
+static volatile sig_atomic_t g_child; /* the running server, 0 = none */
+
+static void on_signal(int sig) {
+    atomic_store(&g_stop, 1);
+    pid_t c = (pid_t)g_child;
+    if (c > 0)
+        kill(c, SIGINT);
+}
+
+typedef struct child {
+    pid_t pid;
+    int out_fd;      /* read end of its stdout */
+    int err_fd;      /* its stderr (an unlinked temporary file) */
+    uint16_t port;
+    char line[512];  /* its first stdout line */
+} child;
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The last line or so of what the child wrote on stderr, for error messages. */
+static void child_stderr_tail(const child *c, char *buf, size_t len) {
+    buf[0] = '\0';
+    if (c->err_fd < 0)
+        return;
+    off_t end = lseek(c->err_fd, 0, SEEK_END);
+    if (end <= 0)
+        return;
+    off_t from = end > (off_t)len - 1 ? end - (off_t)len + 1 : 0;
+    ssize_t n = pread(c->err_fd, buf, len - 1, from);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    char *nl = strrchr(buf, '\n'); /* the last line is the one that says why */
+    if (nl)
+        memmove(buf, nl + 1, strlen(nl + 1) + 1);
+}
+
+/* Waits up to ms for the child to exit; returns its wait status or -1. */
+static int child_wait(pid_t pid, int ms) {
+    uint64_t deadline = mono_ms() + (uint64_t)ms;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return st;
+        if (r < 0 && errno != EINTR)
+            return 0; /* not ours any more */
+        if (mono_ms() >= deadline)
+            return -1;
+        usleep(10000);
+    }
+}
+
+/* SIGINT, then SIGKILL after STOP_GRACE_MS: nothing is left running. */
+static void child_stop(child *c) {
+    if (c->pid > 0) {
+        kill(c->pid, SIGINT);
+        if (child_wait(c->pid, STOP_GRACE_MS) == -1) {
+            kill(c->pid, SIGKILL);
+            while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        }
+        g_child = 0;
+        c->pid = 0;
+    }
+    if (c->out_fd >= 0)
+        close(c->out_fd);
+    if (c->err_fd >= 0)
+        close(c->err_fd);
+    c->out_fd = c->err_fd = -1;
+}
+
+/* The port: the number after the last ':' of the first line, else after "port". */
+static int parse_port_line(const char *line, uint16_t *port) {
+    const char *p = strrchr(line, ':');
+    long v;
+    char *end;
+    if (p) {
+        v = strtol(p + 1, &end, 10);
+        if (end != p + 1 && v > 0 && v < 65536) {
+            *port = (uint16_t)v;
+            return 0;
+        }
+    }
+    p = strstr(line, "port ");
+    if (p) {
+        v = strtol(p + 5, &end, 10);
+        if (end != p + 5 && v > 0 && v < 65536) {
+            *port = (uint16_t)v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Starts argv pinned to cpu (-1: not pinned), reads its port from its first
+ * stdout line. Returns 0, or -1 with why in err (the child is then gone). */
+static int child_start(char *const argv[], int cpu, child *c, char *err, size_t errlen) {
+    int pfd[2];
+    c->pid = 0;
+    c->out_fd = c->err_fd = -1;
+    c->line[0] = '\0';
+    FILE *tmp = tmpfile();
+    if (!tmp || pipe2(pfd, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "cannot start %s: %s", argv[0], strerror(errno));
+        if (tmp)
+            fclose(tmp);
+        return -1;
+    }
+    c->err_fd = dup(fileno(tmp));
+    fclose(tmp);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
+        child_stop(c);
+        return -1;
+    }
+    if (pid == 0) {
+        /* a server outliving vigil bench would skew the next benchmark on this machine */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        dup2(pfd[1], STDOUT_FILENO);
+        dup2(c->err_fd, STDERR_FILENO);
+        if (cpu >= 0) {
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            CPU_SET(cpu, &set);
+            if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+                dprintf(STDERR_FILENO, "sched_setaffinity(%d): %s\n", cpu, strerror(errno));
+                _exit(127);
+            }
+        }
+        execv(argv[0], argv);
+        dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(pfd[1]);
+    c->pid = pid;
+    c->out_fd = pfd[0];
+    g_child = pid;
+
+    /* read the first line; the rest of its stdout stays in the pipe, unread */
+    size_t got = 0;
+    uint64_t deadline = mono_ms() + START_TIMEOUT_MS;
+    while (!memchr(c->line, '\n', got)) {
+        uint64_t now = mono_ms();
+        if (atomic_load(&g_stop)) {
+            snprintf(err, errlen, "interrupted");
+            child_stop(c);
+            return -1;
+        }
+        if (now >= deadline || got + 1 >= sizeof(c->line)) {
+            snprintf(err, errlen, "%s printed no port within %d s", argv[0], START_TIMEOUT_MS / 1000);
+            child_stop(c);
+            return -1;
+        }
+        struct pollfd p = {.fd = c->out_fd, .events = POLLIN};
+        int n = poll(&p, 1, (int)(deadline - now));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            continue;
+        ssize_t r = read(c->out_fd, c->line + got, sizeof(c->line) - 1 - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            /* stdout closed: it exited, or is about to */
+            char tail[200];
+            int st = child_wait(pid, 1000);
+            child_stderr_tail(c, tail, sizeof(tail));
+            if (st >= 0 && WIFEXITED(st))
+                snprintf(err, errlen, "%s exited with status %d%s%s", argv[0], WEXITSTATUS(st),
+                         tail[0] ? ": " : "", tail);
+            else if (st >= 0 && WIFSIGNALED(st))
+                snprintf(err, errlen, "%s killed by signal %d%s%s", argv[0], WTERMSIG(st),
+                         tail[0] ? ": " : "", tail);
+            else
+                snprintf(err, errlen, "%s closed its stdout%s%s", argv[0], tail[0] ? ": " : "",
+                         tail);
+            if (st >= 0)
+                c->pid = 0; /* already reaped */
+            g_child = c->pid;
+            child_stop(c);
+            return -1;
+        }
+        got += (size_t)r;
+        c->line[got] = '\0';
+    }
+    *strchr(c->line, '\n') = '\0';
+    if (parse_port_line(c->line, &c->port) < 0) {
+        snprintf(err, errlen, "%s: no port in its first line '%s'", argv[0], c->line);
+        child_stop(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ servers */
+
+typedef struct run_rec {
+    bool ok;
+    char err[240];
+    double rps, p50, p99, p999, cpu_per_req;
+    bool have_cpu;
+    uint64_t requests, bytes_sent, bytes_verified, lost, mismatches, errors, connect_failures;
+    uint64_t connected;
+} run_rec;
+
+typedef struct server {
+    char name[64];
+    const char *mech;     /* "uring" or "epoll": which raw baseline its CPU compares to */
+    bool raw;             /* it is a raw baseline */
+    char path[PATH_MAX];  /* what is exec'ed */
+    char shown[PATH_MAX]; /* the program, for bench.json */
+    const char *args[8];  /* after path */
+    run_rec runs[MAX_ROUNDS];
+    run_rec med;          /* medians (rates, latencies, CPU) and sums (bytes, errors) */
+    int nok;
+} server;
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    if (n == 0)
+        return 0;
+    qsort(v, (size_t)n, sizeof(*v), cmp_dbl);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void compute_median(server *s, int rounds) {
+    double rps[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], p999[MAX_ROUNDS], cpu[MAX_ROUNDS];
+    int n = 0, ncpu = 0;
+    run_rec *m = &s->med;
+    memset(m, 0, sizeof(*m));
+    for (int r = 0; r < rounds; r++) {
+        const run_rec *x = &s->runs[r];
+        if (!x->ok) {
+            if (!m->err[0])
+                snprintf(m->err, sizeof(m->err), "%s", x->err);
+            continue;
+        }
+        rps[n] = x->rps;
+        p50[n] = x->p50;
+        p99[n] = x->p99;
+        p999[n] = x->p999;
+        n++;
+        if (x->have_cpu)
+            cpu[ncpu++] = x->cpu_per_req;
+        m->requests += x->requests;
+        m->bytes_sent += x->bytes_sent;
+        m->bytes_verified += x->bytes_verified;
+        m->lost += x->lost;
+        m->mismatches += x->mismatches;
+        m->errors += x->errors;
+        m->connect_failures += x->connect_failures;
+    }
+    s->nok = n;
+    m->ok = n == rounds;
+    m->rps = median(rps, n);
+    m->p50 = median(p50, n);
+    m->p99 = median(p99, n);
+    m->p999 = median(p999, n);
+    m->have_cpu = ncpu > 0;
+    m->cpu_per_req = median(cpu, ncpu);
+}
+
+static bool run_clean(const run_rec *r, long conns) {
+    return r->ok && r->lost == 0 && r->mismatches == 0 && r->errors == 0 &&
+           r->connect_failures == 0 && r->connected == (uint64_t)conns;
+}
+
+/* ------------------------------------------------------------ progress */
+
+typedef struct progress_ctx {
+    const char *name;
+    int round, rounds;
+    double total_s;
+    double last_s;
+    uint64_t last_req;
+    double rate;
+} progress_ctx;
+
+static void on_progress(double elapsed, uint64_t requests, void *ud) {
+    progress_ctx *p = ud;
+    if (elapsed > p->last_s + 0.05) {
+        p->rate = (double)(requests - p->last_req) / (elapsed - p->last_s);
+        p->last_s = elapsed;
+        p->last_req = requests;
+    }
+    if (p->rounds > 1)
+        fprintf(stderr, "\r  round %d/%d  %-12s %5.1f/%.1f s  %10.0f req/s\033[K", p->round,
+                p->rounds, p->name, elapsed, p->total_s, p->rate);
+    else
+        fprintf(stderr, "\r  %-12s %5.1f/%.1f s  %10.0f req/s\033[K", p->name, elapsed, p->total_s,
+                p->rate);
+    fflush(stderr);
+}
+
+/* ------------------------------------------------------------ one run */
+
+static void load_base(const bench_opts *o, load_config *cfg) {
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->conns = o->conns;
+    cfg->mode = o->mode;
+    cfg->size = o->size;
+    cfg->window = o->window;
+    cfg->duration_s = o->duration;
+    cfg->warmup_s = o->warmup;
+    cfg->threads = o->threads;
+    cfg->cpu = o->pin ? o->client_cpu : -1;
+    cfg->stop = &g_stop;
+}
+
+static void fill_rec(run_rec *rec, const load_result *r) {
+    rec->rps = r->req_per_s;
+    rec->p50 = r->p50_us;
+    rec->p99 = r->p99_us;
+    rec->p999 = r->p999_us;
+    rec->have_cpu = r->have_cpu;
+    rec->cpu_per_req = r->server_cpu_us_per_req;
+    rec->requests = r->requests;
+    rec->bytes_sent = r->bytes_sent;
+    rec->bytes_verified = r->bytes_verified;
+    rec->lost = r->lost;
+    rec->mismatches = r->mismatches;
+    rec->errors = r->errors;
+    rec->connect_failures = r->connect_failures;
+    rec->connected = r->connected;
+}
+
+/* Runs the load against host:port; the result goes to rec. */
+static void run_load(const bench_opts *o, const char *host, uint16_t port, long server_pid,
+                     progress_ctx *pc, run_rec *rec) {
+    load_config cfg;
+    load_result r;
+    load_base(o, &cfg);
+    cfg.host = host;
+    cfg.port = port;
+    cfg.server_pid = server_pid;
+    bool tty = isatty(STDERR_FILENO);
+    if (tty) {
+        cfg.progress = on_progress;
+        cfg.ud = pc;
+    }
+    int rc = load_run(&cfg, &r);
+    if (tty)
+        fprintf(stderr, "\r\033[K");
+    if (rc != 0) {
+        rec->ok = false;
+        snprintf(rec->err, sizeof(rec->err), "%s", r.error);
+    } else {
+        rec->ok = true;
+        fill_rec(rec, &r);
+        if (r.cpu_pin_errno)
+            fprintf(stderr, "vigil bench: pinning the client to CPU %d: %s\n", o->client_cpu,
+                    strerror(r.cpu_pin_errno));
+        if (!run_clean(rec, o->conns))
+            snprintf(rec->err, sizeof(rec->err),
+                     "%llu bytes lost, %llu mismatched, %llu connection errors, %llu of %ld connected",
+                     (unsigned long long)r.lost, (unsigned long long)r.mismatches,
+                     (unsigned long long)r.errors, (unsigned long long)r.connected, o->conns);
+    }
+    load_result_free(&r);
+}
+
+/* Starts s, loads it, stops it. */
+static void run_server(const bench_opts *o, server *s, int round, run_rec *rec) {
+    char *argv[10];
+    int n = 0;
+    argv[n++] = s->path;
+    for (int i = 0; s->args[i]; i++)
+        argv[n++] = (char *)s->args[i];
+    argv[n] = NULL;
+
+    child c;
+    memset(rec, 0, sizeof(*rec));
+    if (child_start(argv, o->pin ? o->server_cpu : -1, &c, rec->err, sizeof(rec->err)) < 0) {
+        rec->ok = false;
+        return;
+    }
+    /* `vigil serve --backend auto` says which backend it chose */
+    if (!strncmp(s->name, "vigil-auto", 10)) {
+        const char *b = strstr(c.line, "backend ");
+        if (b && !strncmp(b + 8, "io_uring", 8)) {
+            snprintf(s->name, sizeof(s->name), "vigil-uring");
+            s->mech = "uring";
+        } else if (b && !strncmp(b + 8, "epoll", 5)) {
+            snprintf(s->name, sizeof(s->name), "vigil-epoll");
+            s->mech = "epoll";
+        }
+    }
+    progress_ctx pc = {.name = s->name, .round = round + 1, .rounds = o->rounds,
+                       .total_s = o->warmup + o->duration};
+    run_load(o, "127.0.0.1", c.port, c.pid, &pc, rec);
+    child_stop(&c);
+}
+
+/* ------------------------------------------------------------ output */
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static void csv_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s == '\n' ? ' ' : *s, f);
+    }
+    fputc('"', f);
+}
+
+static void xml_str(FILE *f, const char *s) {
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default: fputc(*s, f);
+        }
+    }
+}
+
+static const char *mode_name(load_mode m) { return m == LOAD_PINGPONG ? "pingpong" : "stream"; }
+
+/* One line describing the load, used in the header, the JSON and the chart title. */
+static void describe(const bench_opts *o, char *buf, size_t len, bool short_form) {
+    char pin[160];
+    if (o->target)
+        snprintf(pin, sizeof(pin), "external server %s (CPU not measured, not pinned)", o->target);
+    else if (!o->pin)
+        snprintf(pin, sizeof(pin), "1 CPU: server and client not pinned");
+    else
+        snprintf(pin, sizeof(pin), "server on CPU %d", o->server_cpu);
+    char client[64] = "";
+    if (o->pin && o->client_cpu >= 0)
+        snprintf(client, sizeof(client), ", client on CPU %d", o->client_cpu);
+    else if (o->pin)
+        snprintf(client, sizeof(client), ", client not pinned");
+    char mode[96];
+    if (o->mode == LOAD_PINGPONG)
+        snprintf(mode, sizeof(mode), "%ld-byte ping-pong", o->size);
+    else
+        snprintf(mode, sizeof(mode), "stream of %ld-byte chunks, %ld bytes in flight", o->size,
+                 o->window);
+    char med[48] = "";
+    if (o->rounds > 1)
+        snprintf(med, sizeof(med), ", medians of %d rounds", o->rounds);
+    if (short_form)
+        snprintf(buf, len, "%ld conns, %s %ld B, %g s (+%g s warmup)%s; %s%s", o->conns,
+                 mode_name(o->mode), o->size, o->duration, o->warmup, med, pin, client);
+    else
+        snprintf(buf, len, "%ld connections, %s, %g s after %g s warmup, %d client thread%s; %s%s",
+                 o->conns, mode, o->duration, o->warmup, o->threads, o->threads == 1 ? "" : "s",
+                 pin, client);
+}
+
+/* Index of the raw baseline s's CPU compares to, or -1. */
+static int baseline_of(server *sv, int n, int i) {
+    if (sv[i].raw || !sv[i].mech)
+        return -1;
+    for (int j = 0; j < n; j++)
+        if (sv[j].raw && !strcmp(sv[j].mech, sv[i].mech) && sv[j].nok > 0 && sv[j].med.have_cpu)
+            return j;
+    return -1;
+}
+
+static void print_table(const bench_opts *o, server *sv, int n) {
+    printf("%-12s %11s %9s %9s %11s %10s %10s %10s %10s %7s\n", "server", "req/s", "p50 us",
+           "p99 us", "CPU us/req", "req/s x1st", "CPU x raw", "lost B", "mismatch B", "errors");
+    double first = sv[0].nok > 0 ? sv[0].med.rps : 0;
+    for (int i = 0; i < n; i++) {
+        const run_rec *m = &sv[i].med;
+        if (sv[i].nok == 0) {
+            printf("%-12s failed: %s\n", sv[i].name, m->err);
+            continue;
+        }
+        char cpu[32] = "-", r1[32] = "-", rc[32] = "-";
+        if (m->have_cpu)
+            snprintf(cpu, sizeof(cpu), "%.3f", m->cpu_per_req);
+        if (first > 0)
+            snprintf(r1, sizeof(r1), "%.2fx", m->rps / first);
+        int b = baseline_of(sv, n, i);
+        if (b >= 0 && m->have_cpu && sv[b].med.cpu_per_req > 0)
+            snprintf(rc, sizeof(rc), "%.2fx", m->cpu_per_req / sv[b].med.cpu_per_req);
+        printf("%-12s %11.1f %9.1f %9.1f %11s %10s %10s %10llu %10llu %7llu\n", sv[i].name, m->rps,
+               m->p50, m->p99, cpu, r1, rc, (unsigned long long)m->lost,
+               (unsigned long long)m->mismatches, (unsigned long long)m->errors);
+        if (sv[i].nok < o->rounds)
+            printf("%-12s %d of %d rounds failed: %s\n", "", o->rounds - sv[i].nok, o->rounds,
+                   m->err);
+    }
+}
+
+static void json_rec(FILE *f, const run_rec *r) {
+    fprintf(f, "{\"ok\":%s,\"req_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,",
+            r->ok ? "true" : "false", r->rps, r->p50, r->p99, r->p999);
+    if (r->have_cpu)
+        fprintf(f, "\"server_cpu_us_per_req\":%.4f,", r->cpu_per_req);
+    else
+        fprintf(f, "\"server_cpu_us_per_req\":null,");
+    fprintf(f,
+            "\"requests\":%llu,\"bytes_sent\":%llu,\"bytes_verified\":%llu,\"lost\":%llu,"
+            "\"mismatches\":%llu,\"errors\":%llu,\"connect_failures\":%llu",
+            (unsigned long long)r->requests, (unsigned long long)r->bytes_sent,
+            (unsigned long long)r->bytes_verified, (unsigned long long)r->lost,
+            (unsigned long long)r->mismatches, (unsigned long long)r->errors,
+            (unsigned long long)r->connect_failures);
+    if (r->err[0]) {
+        fprintf(f, ",\"error\":");
+        json_str(f, r->err);
+    }
+    fputc('}', f);
+}
+
+static int write_json(const char *path, const bench_opts *o, server *sv, int n) {
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    char desc[512];
+    describe(o, desc, sizeof(desc), false);
+    fprintf(f, "{\n  \"description\":");
+    json_str(f, desc);
+    fprintf(f,
+            ",\n  \"mode\":\"%s\",\"conns\":%ld,\"size\":%ld,\"window\":%ld,\"duration_s\":%g,"
+            "\"warmup_s\":%g,\"threads\":%d,\"rounds\":%d,",
+            mode_name(o->mode), o->conns, o->size, o->window, o->duration, o->warmup, o->threads,
+            o->rounds);
+    if (o->target) {
+        fprintf(f, "\"target\":");
+        json_str(f, o->target);
+        fprintf(f, ",\"server_cpu\":null,");
+    } else {
+        fprintf(f, "\"target\":null,");
+        if (o->pin)
+            fprintf(f, "\"server_cpu\":%d,", o->server_cpu);
+        else
+            fprintf(f, "\"server_cpu\":null,");
+    }
+    if (o->pin && o->client_cpu >= 0)
+        fprintf(f, "\"client_cpu\":%d,\n", o->client_cpu);
+    else
+        fprintf(f, "\"client_cpu\":null,\n");
+    fprintf(f, "  \"servers\":[");
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%s\n    {\"name\":", i ? "," : "");
+        json_str(f, sv[i].name);
+        fprintf(f, ",\"program\":");
+        json_str(f, sv[i].shown[0] ? sv[i].shown : sv[i].path);
+        fprintf(f, ",\"baseline\":");
+        int b = baseline_of(sv, n, i);
+        if (b >= 0)
+            json_str(f, sv[b].name);
+        else
+            fputs("null", f);
+        fprintf(f, ",\n     \"median\":");
+        json_rec(f, &sv[i].med);
+        fprintf(f, ",\n     \"rounds\":[");
+        for (int r = 0; r < o->rounds; r++) {
+            fprintf(f, "%s\n       ", r ? "," : "");
+            json_rec(f, &sv[i].runs[r]);
+        }
+        fprintf(f, "]}");
+    }
+    fprintf(f, "\n  ]\n}\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static void csv_rec(FILE *f, const char *name, const char *round, const run_rec *r) {
+    csv_str(f, name);
+    fprintf(f, ",%s,%s,%.1f,%.1f,%.1f,%.1f,", round, r->ok ? "ok" : "failed", r->rps, r->p50,
+            r->p99, r->p999);
+    if (r->have_cpu)
+        fprintf(f, "%.4f", r->cpu_per_req);
+    fprintf(f, ",%llu,%llu,%llu,%llu,%llu,%llu,%llu,", (unsigned long long)r->requests,
+            (unsigned long long)r->bytes_sent, (unsigned long long)r->bytes_verified,
+            (unsigned long long)r->lost, (unsigned long long)r->mismatches,
+            (unsigned long long)r->errors, (unsigned long long)r->connect_failures);
+    csv_str(f, r->err);
+    fputc('\n', f);
+}
+
+static int write_csv(const char *path, const bench_opts *o, server *sv, int n) {
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "server,round,status,req_per_s,p50_us,p99_us,p999_us,server_cpu_us_per_req,"
+               "requests,bytes_sent,bytes_verified,lost,mismatches,errors,connect_failures,error\n");
+    for (int i = 0; i < n; i++) {
+        for (int r = 0; r < o->rounds; r++) {
+            char rn[16];
+            snprintf(rn, sizeof(rn), "%d", r + 1);
+            csv_rec(f, sv[i].name, rn, &sv[i].runs[r]);
+        }
+        csv_rec(f, sv[i].name, "median", &sv[i].med);
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* A round step of about range/5: 1, 2 or 5 times a power of ten. */
+static double nice_step(double range) {
+    if (!(range > 0))
+        return 1;
+    double raw = range / 5, p = pow(10, floor(log10(raw))), m = raw / p;
+    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+}
+
+/* Tick labels as short as they go (100k); bar labels with fixed decimals (274.1k, 3.30). */
+static void fmt_num(char *buf, size_t len, double v, bool tick) {
+    if (v >= 1e6)
+        snprintf(buf, len, tick ? "%gM" : "%.2fM", v / 1e6);
+    else if (v >= 1e4)
+        snprintf(buf, len, tick ? "%gk" : "%.1fk", v / 1e3);
+    else if (v >= 100 || (tick && v == floor(v)))
+        snprintf(buf, len, "%.0f", v);
+    else
+        snprintf(buf, len, tick ? "%g" : "%.2f", v);
+}
+
+static const char *bar_color(const server *s) {
+    if (!strncmp(s->name, "vigil", 5))
+        return s->mech && !strcmp(s->mech, "epoll") ? "#4c9be8" : "#1f5fa8";
+    if (s->raw)
+        return s->mech && !strcmp(s->mech, "uring") ? "#7a7a7a" : "#a8a8a8";
+    return "#e0892b";
+}
+
+/* One bar panel at x0: values v (NAN = no bar) with a y axis and ticks. */
+static void svg_panel(FILE *f, double x0, double y0, double w, double h, const char *title,
+                      server *sv, int n, const double *v) {
+    const double left = 64, bottom = 40, top = 30;
+    double px = x0 + left, pw = w - left - 16, py = y0 + top, ph = h - top - bottom;
+    double vmax = 0;
+    for (int i = 0; i < n; i++)
+        if (!isnan(v[i]) && v[i] > vmax)
+            vmax = v[i];
+    fprintf(f, "  <text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" font-weight=\"bold\">", x0 + 8,
+            y0 + 16);
+    xml_str(f, title);
+    fprintf(f, "</text>\n");
+    if (vmax <= 0) {
+        fprintf(f, "  <text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" fill=\"#555\">"
+                   "no data</text>\n", px + pw / 2, py + ph / 2);
+        return;
+    }
+    double step = nice_step(vmax), ymax = ceil(vmax * 1.12 / step) * step;
+    for (double t = 0; t <= ymax + step / 2; t += step) {
+        double y = py + ph - t / ymax * ph;
+        char lab[32];
+        fmt_num(lab, sizeof(lab), t, true);
+        fprintf(f, "  <line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", px,
+                y, px + pw, y);
+        fprintf(f, "  <line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n",
+                px - 5, y, px, y);
+        fprintf(f, "  <text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%s</text>\n",
+                px - 8, y + 4, lab);
+    }
+    fprintf(f, "  <line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", px, py,
+            px, py + ph);
+    fprintf(f, "  <line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", px,
+            py + ph, px + pw, py + ph);
+    double slot = pw / n, bw = slot * 0.62;
+    for (int i = 0; i < n; i++) {
+        double cx = px + slot * (i + 0.5);
+        fprintf(f, "  <text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">", cx,
+                py + ph + 16);
+        xml_str(f, sv[i].name);
+        fprintf(f, "</text>\n");
+        if (isnan(v[i])) {
+            fprintf(f, "  <text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\" "
+                       "fill=\"#b00\">%s</text>\n", cx, py + ph - 6, sv[i].nok ? "n/a" : "failed");
+            continue;
+        }
+        double bh = v[i] / ymax * ph;
+        char lab[32];
+        fmt_num(lab, sizeof(lab), v[i], false);
+        fprintf(f, "  <rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n",
+                cx - bw / 2, py + ph - bh, bw, bh, bar_color(&sv[i]));
+        fprintf(f, "  <text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%s</text>\n",
+                cx, py + ph - bh - 4, lab);
+    }
+}
+
+static int write_svg(const char *path, const bench_opts *o, server *sv, int n) {
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    double panel_w = 90.0 * n + 100;
+    if (panel_w < 380)
+        panel_w = 380;
+    double W = 2 * panel_w + 20, H = 420;
+    double rps[MAX_SERVERS], cpu[MAX_SERVERS];
+    for (int i = 0; i < n; i++) {
+        rps[i] = sv[i].nok ? sv[i].med.rps : NAN;
+        cpu[i] = sv[i].nok && sv[i].med.have_cpu ? sv[i].med.cpu_per_req : NAN;
+    }
+    char desc[512], title[640];
+    describe(o, desc, sizeof(desc), true);
+    snprintf(title, sizeof(title), "vigil bench: %s", desc);
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+               "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%.0f\" "
+               "height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" font-family=\"DejaVu Sans, Arial, "
+               "sans-serif\">\n",
+            W, H, W, H);
+    fprintf(f, "  <rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n", W, H);
+    /* the title wraps at the ';' when it is long */
+    char *semi = strchr(title, ';');
+    fprintf(f, "  <text x=\"%.1f\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">", W / 2);
+    if (semi && strlen(title) * 7.5 > W) {
+        *semi = '\0';
+        xml_str(f, title);
+        fprintf(f, "</text>\n  <text x=\"%.1f\" y=\"44\" font-size=\"13\" text-anchor=\"middle\" "
+                   "fill=\"#444\">", W / 2);
+        xml_str(f, semi + 2);
+    } else {
+        xml_str(f, title);
+    }
+    fprintf(f, "</text>\n");
+    svg_panel(f, 0, 56, panel_w, H - 56, "Requests per second (higher is better)", sv, n, rps);
+    svg_panel(f, panel_w + 20, 56, panel_w, H - 56,
+              o->target ? "Server CPU per request, \xc2\xb5s (not measured: external server)"
+                        : "Server CPU per request, \xc2\xb5s (lower is better)",
+              sv, n, cpu);
+    fprintf(f, "</svg>\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static int mkdir_p(const char *dir) {
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof(buf), "%s", dir) >= (int)sizeof(buf)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return -1;
+    struct stat st;
+    if (stat(buf, &st) != 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ server list */
+
+static server *add_server(server *sv, int *n, const char *name, const char *mech, bool raw) {
+    server *s = &sv[(*n)++];
+    memset(s, 0, sizeof(*s));
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    s->mech = mech;
+    s->raw = raw;
+    return s;
+}
+
+static void add_vigil(server *sv, int *n, const char *backend) {
+    char name[32];
+    snprintf(name, sizeof(name), "vigil-%s", backend);
+    server *s = add_server(sv, n, name, strcmp(backend, "auto") ? backend : NULL, false);
+    snprintf(s->path, sizeof(s->path), "/proc/self/exe"); /* this very binary, even if rebuilt since */
+    ssize_t len = readlink("/proc/self/exe", s->shown, sizeof(s->shown) - 1);
+    s->shown[len > 0 ? len : 0] = '\0';
+    s->args[0] = "serve";
+    s->args[1] = "--port";
+    s->args[2] = "0";
+    s->args[3] = "--backend";
+    s->args[4] = backend;
+}
+
+/* A peer from --peers; prints why and returns false when it is not there. */
+static bool add_peer(server *sv, int *n, const char *peers, const char *prog, const char *name,
+                     const char *mech, bool raw, const char *package) {
+    char path[PATH_MAX];
+    size_t len = strlen(peers);
+    while (len > 1 && peers[len - 1] == '/')
+        len--;
+    snprintf(path, sizeof(path), "%.*s/%s", (int)len, peers, prog);
+    if (access(path, X_OK) != 0) {
+        /* the peers live in BUILD/bench: name the build directory in the hint */
+        char build[PATH_MAX];
+        if (len > 6 && !strncmp(peers + len - 6, "/bench", 6))
+            snprintf(build, sizeof(build), "%.*s", (int)(len - 6), peers);
+        else
+            snprintf(build, sizeof(build), "BUILD");
+        if (package)
+            printf("vigil bench: skipping %s: %s is not built; install the Debian package %s "
+                   "(apt-get install %s), then meson setup --reconfigure %s && ninja -C %s\n",
+                   name, path, package, package, build, build);
+        else
+            printf("vigil bench: skipping %s: %s not found (ninja -C %s builds it)\n", name, path,
+                   build);
+        return false;
+    }
+    server *s = add_server(sv, n, name, mech, raw);
+    snprintf(s->path, sizeof(s->path), "%s", path);
+    s->args[0] = "--host";
+    s->args[1] = "127.0.0.1";
+    s->args[2] = "--port";
+    s->args[3] = "0";
+    return true;
+}
+
+/* ------------------------------------------------------------ cmd_bench */
+
+int cmd_bench(int argc, char **argv) {
+    bench_opts o = {
+        .backend = "auto",
+        .mode = LOAD_PINGPONG,
+        .conns = 100,
+        .size = 64,
+        .window = 65536,
+        .duration = 5,
+        .warmup = 1,
+        .threads = 1,
+        .server_cpu = 0,
+        .client_cpu = 1,
+        .rounds = 1,
+        .out_dir = "vigil-bench",
+        .peers = VIGIL_BENCH_DIR,
+    };
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+
+    static server sv[MAX_SERVERS]; /* big (per-round records): not on the stack */
+    int n = 0;
+    if (o.compare) {
+        add_vigil(sv, &n, "uring");
+        add_vigil(sv, &n, "epoll");
+        add_peer(sv, &n, o.peers, "echo_uring", "raw-uring", "uring", true, NULL);
+        add_peer(sv, &n, o.peers, "echo_epoll", "raw-epoll", "epoll", true, NULL);
+        add_peer(sv, &n, o.peers, "echo_libuv", "libuv", "epoll", false, "libuv1-dev");
+        add_peer(sv, &n, o.peers, "echo_libevent", "libevent", "epoll", false, "libevent-dev");
+    } else if (o.target) {
+        server *s = add_server(sv, &n, o.target, NULL, false);
+        snprintf(s->path, sizeof(s->path), "%s", o.target);
+    } else {
+        add_vigil(sv, &n, o.backend);
+    }
+
+    if (mkdir_p(o.out_dir) != 0) {
+        fprintf(stderr, "vigil bench: cannot create --out %s: %s\n", o.out_dir, strerror(errno));
+        return 1;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal; /* no SA_RESTART: waits for a child's line end early */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    char desc[512];
+    describe(&o, desc, sizeof(desc), false);
+    printf("vigil bench: %s\n", desc);
+    if (o.rounds > 1)
+        printf("vigil bench: %d rounds, servers interleaved; medians below\n", o.rounds);
+    fflush(stdout);
+
+    for (int r = 0; r < o.rounds && !atomic_load(&g_stop); r++) {
+        for (int i = 0; i < n && !atomic_load(&g_stop); i++) {
+            run_rec *rec = &sv[i].runs[r];
+            if (o.target) {
+                memset(rec, 0, sizeof(*rec));
+                progress_ctx pc = {.name = sv[i].name, .round = r + 1, .rounds = o.rounds,
+                                   .total_s = o.warmup + o.duration};
+                run_load(&o, o.target_host, o.target_port, 0, &pc, rec);
+                if (!rec->ok) {
+                    fprintf(stderr, "vigil bench: cannot load %s: %s\n", o.target, rec->err);
+                    return 1;
+                }
+            } else {
+                run_server(&o, &sv[i], r, rec);
+                if (!rec->ok && !atomic_load(&g_stop))
+                    fprintf(stderr, "vigil bench: %s: %s\n", sv[i].name, rec->err);
+            }
+        }
+    }
+    if (atomic_load(&g_stop)) {
+        /* run_server stopped its child already; nothing is left running */
+        fprintf(stderr, "vigil bench: interrupted; nothing written\n");
+        return 130;
+    }
+
+    bool all_ok = true;
+    for (int i = 0; i < n; i++) {
+        compute_median(&sv[i], o.rounds);
+        for (int r = 0; r < o.rounds; r++)
+            if (!run_clean(&sv[i].runs[r], o.conns))
+                all_ok = false;
+    }
+    print_table(&o, sv, n);
+
+    char jp[PATH_MAX], cp[PATH_MAX], gp[PATH_MAX];
+    snprintf(jp, sizeof(jp), "%s/bench.json", o.out_dir);
+    snprintf(cp, sizeof(cp), "%s/bench.csv", o.out_dir);
+    snprintf(gp, sizeof(gp), "%s/bench.svg", o.out_dir);
+    const char *paths[3] = {jp, cp, gp};
+    int (*writers[3])(const char *, const bench_opts *, server *, int) = {write_json, write_csv,
+                                                                          write_svg};
+    for (int k = 0; k < 3; k++) {
+        if (writers[k](paths[k], &o, sv, n) != 0) {
+            fprintf(stderr, "vigil bench: cannot write %s: %s\n", paths[k], strerror(errno));
+            return 1;
+        }
+    }
+    printf("wrote %s %s %s\n", jp, cp, gp);
+    if (!all_ok)
+        fprintf(stderr, "vigil bench: FAILED: a server did not start, or bytes were lost or "
+                        "mismatched, or connections failed (see above)\n");
+    return all_ok ? 0 : 1;
+}

@@ -1,0 +1,340 @@
+/*
+ * metrics.c: the Prometheus endpoint of vigil serve (see metrics.h).
+ *
+ * Every scrape renders fresh numbers: the loops' and the supervisor's stats
+ * may be read from any thread without locks, so nothing here ever waits for a
+ * served loop, stalled or not. Any path answers with the metrics.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+struct metrics_server {
+    metrics_config cfg; /* loops copied */
+    pthread_t tid;
+    vigil_loop *loop;
+    vigil_listener listener;
+    int port, setup_rc, setup_done;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+};
+
+/* ------------------------------------------------------------ rendering */
+
+static void family(FILE *f, const char *name, const char *type, const char *help) {
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One per-loop family: the value of each loop, taken by get. */
+static void per_loop(FILE *f, const metrics_config *c, const vigil_loop_stats *st, const char *name,
+                     const char *type, const char *help, size_t offset) {
+    family(f, name, type, help);
+    for (uint32_t i = 0; i < c->nloops; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)&st[i] + offset, sizeof(v));
+        fprintf(f, "%s{loop=\"%u\"} %llu\n", name, vigil_loop_id(c->loops[i].loop), (unsigned long long)v);
+    }
+}
+
+static void histogram(FILE *f, const char *name, const char *help, const double *le,
+                      const uint64_t *counts, int nbuckets, double sum) {
+    family(f, name, "histogram", help);
+    uint64_t cum = 0;
+    for (int b = 0; b < nbuckets; b++) {
+        cum += counts[b];
+        if (b < nbuckets - 1)
+            fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, le[b], (unsigned long long)cum);
+        else
+            fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    }
+    fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
+}
+
+#define LOOP_FAMILY(name, type, help, field)                                                       \
+    per_loop(f, c, st, "vigil_loop_" name, type, help, offsetof(vigil_loop_stats, field))
+
+char *metrics_render(const metrics_config *c, size_t *len) {
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    if (!f)
+        return NULL;
+    vigil_loop_stats *st = calloc(c->nloops ? c->nloops : 1, sizeof(*st));
+    if (!st) {
+        fclose(f);
+        free(buf);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < c->nloops; i++)
+        vigil_loop_stats_get(c->loops[i].loop, &st[i]);
+
+    LOOP_FAMILY("iterations_total", "counter", "Passes through the loop.", iterations);
+    LOOP_FAMILY("completions_total", "counter", "Kernel completions handled.", completions);
+    LOOP_FAMILY("ops_in_flight", "gauge", "Kernel operations submitted and not yet finished.",
+                ops_in_flight);
+    LOOP_FAMILY("connections", "gauge", "Open connections.", connections);
+    LOOP_FAMILY("stale_completions_total", "counter",
+                "Completions for operations that no longer exist, dropped.", stale_completions);
+    LOOP_FAMILY("cq_overflows_total", "counter",
+                "Times the completion queue overflowed (nothing was lost).", cq_overflows);
+    LOOP_FAMILY("enobufs_rearms_total", "counter",
+                "Receives re-armed after the buffer ring ran dry.", enobufs_rearms);
+    LOOP_FAMILY("accept_emfile_total", "counter",
+                "Accepts paused because the process ran out of file descriptors.", accept_emfile);
+    LOOP_FAMILY("deadlines_expired_total", "counter",
+                "Connect, send and receive-idle deadlines that ended an operation.", deadlines_expired);
+    LOOP_FAMILY("deadline_shutdowns_total", "counter",
+                "Hung sockets shut down because a deadline passed.", deadline_shutdowns);
+    LOOP_FAMILY("rebuilds_total", "counter",
+                "Times the loop was rebuilt on a new thread and backend.", rebuilds);
+    LOOP_FAMILY("connections_migrated_total", "counter",
+                "Connections carried over by rebuilds.", conns_migrated);
+    LOOP_FAMILY("carried_bytes_total", "counter",
+                "Received bytes a fenced loop had not delivered yet, carried over.", bytes_carried);
+    LOOP_FAMILY("ops_reissued_total", "counter",
+                "Operations whose request died with a fenced backend, issued again.", ops_reissued);
+    LOOP_FAMILY("stuck_returned_total", "counter",
+                "Fenced callbacks that came back (their connection moved over).", stuck_returned);
+    LOOP_FAMILY("stuck_reset_total", "counter",
+                "Connections reset because their callback stayed stuck.", stuck_reset);
+    LOOP_FAMILY("refused_calls_total", "counter",
+                "Calls from fenced threads refused with EOWNERDEAD.", refused_calls);
+    family(f, "vigil_loop_last_rebuild_seconds", "gauge",
+           "Time the last rebuild took, fence excluded.");
+    for (uint32_t i = 0; i < c->nloops; i++)
+        fprintf(f, "vigil_loop_last_rebuild_seconds{loop=\"%u\"} %.6f\n",
+                vigil_loop_id(c->loops[i].loop), st[i].last_rebuild_us / 1e6);
+    family(f, "vigil_loop_progress_age_seconds", "gauge",
+           "Time since the loop last passed through its kernel wait.");
+    uint64_t now = vigil_now_ns();
+    for (uint32_t i = 0; i < c->nloops; i++)
+        fprintf(f, "vigil_loop_progress_age_seconds{loop=\"%u\"} %.6f\n",
+                vigil_loop_id(c->loops[i].loop),
+                now > st[i].last_progress_ns ? (now - st[i].last_progress_ns) / 1e9 : 0.0);
+
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } served[] = {
+        {"vigil_serve_connections_accepted_total", "Connections accepted.",
+         offsetof(serve_counters, accepted)},
+        {"vigil_serve_received_bytes_total", "Bytes received from clients.",
+         offsetof(serve_counters, bytes)},
+        {"vigil_serve_http_requests_total", "HTTP requests answered.",
+         offsetof(serve_counters, requests)},
+    };
+    for (size_t k = 0; k < sizeof(served) / sizeof(served[0]); k++) {
+        family(f, served[k].name, "counter", served[k].help);
+        for (uint32_t i = 0; i < c->nloops; i++) {
+            const serve_counters *sc = c->loops[i].counters;
+            uint64_t v = sc ? atomic_load_explicit((_Atomic uint64_t *)((char *)sc + served[k].off),
+                                                   memory_order_relaxed)
+                            : 0;
+            fprintf(f, "%s{loop=\"%u\"} %llu\n", served[k].name, vigil_loop_id(c->loops[i].loop),
+                    (unsigned long long)v);
+        }
+    }
+
+    vigil_supervisor_stats ss;
+    if (c->supervisor && vigil_supervisor_stats_get(c->supervisor, &ss) == 0) {
+        static const struct {
+            const char *name, *help;
+            size_t off;
+        } sup[] = {
+            {"stalls_total", "Stalls detected.", offsetof(vigil_supervisor_stats, stalls)},
+            {"reports_total", "Stall reports made.", offsetof(vigil_supervisor_stats, reports)},
+            {"reports_suppressed_total", "Stall reports left out by the report interval.",
+             offsetof(vigil_supervisor_stats, reports_suppressed)},
+            {"threads_unblocked_total", "Loop threads interrupted in a blocking syscall.",
+             offsetof(vigil_supervisor_stats, threads_unblocked)},
+            {"recoveries_total", "Stalls that ended without a rebuild.",
+             offsetof(vigil_supervisor_stats, recoveries)},
+            {"fences_total", "Loop threads fenced off.", offsetof(vigil_supervisor_stats, fences)},
+            {"rebuilds_total", "Loops rebuilt.", offsetof(vigil_supervisor_stats, rebuilds)},
+            {"rebuild_failures_total", "Rebuilds that failed.",
+             offsetof(vigil_supervisor_stats, rebuild_failures)},
+            {"budget_exceeded_total", "Times a loop used up its restart budget.",
+             offsetof(vigil_supervisor_stats, budget_exceeded)},
+            {"ticks_total", "Supervisor checks of its loops.", offsetof(vigil_supervisor_stats, ticks)},
+        };
+        for (size_t k = 0; k < sizeof(sup) / sizeof(sup[0]); k++) {
+            uint64_t v;
+            memcpy(&v, (const char *)&ss + sup[k].off, sizeof(v));
+            fprintf(f, "# HELP vigil_supervisor_%s %s\n# TYPE vigil_supervisor_%s counter\n"
+                       "vigil_supervisor_%s %llu\n",
+                    sup[k].name, sup[k].help, sup[k].name, sup[k].name, (unsigned long long)v);
+        }
+        family(f, "vigil_supervisor_cpu_seconds_total", "counter",
+               "CPU time of the supervisor thread.");
+        fprintf(f, "vigil_supervisor_cpu_seconds_total %.6f\n", ss.cpu_ns / 1e9);
+        static const double rebuild_le[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1};
+        histogram(f, "vigil_supervisor_rebuild_duration_seconds",
+                  "Rebuild time, from the fence to every operation issued again.", rebuild_le,
+                  ss.rebuild_hist, 8, ss.rebuild_us_sum / 1e6);
+        /* detection buckets are in quarters of stall_ms (see vigil.h) */
+        static const int quarters[] = {4, 5, 6, 8, 12, 16, 32};
+        double detect_le[7];
+        double unit = (c->stall_ms ? c->stall_ms : 100) / 4.0 / 1000.0;
+        for (int b = 0; b < 7; b++)
+            detect_le[b] = quarters[b] * unit;
+        histogram(f, "vigil_supervisor_detection_latency_seconds",
+                  "Time from the start of a stall to its report.", detect_le, ss.detect_hist, 8,
+                  ss.detect_ms_sum / 1e3);
+    }
+    free(st);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+/* ------------------------------------------------------------ the endpoint */
+
+static void on_closed(vigil_loop *loop, vigil_conn c, int status, void *ud) {}
+
+static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
+    metrics_server *m = ud;
+    http_parser *hp = vigil_conn_data(loop, c);
+    if (status <= 0) { /* final: the parser goes with it */
+        free(hp);
+        vigil_conn_set_data(loop, c, NULL);
+        if (status != -ECANCELED)
+            vigil_close(loop, c, 2000, on_closed, NULL);
+        return;
+    }
+    const uint8_t *d = buf->data;
+    size_t left = buf->len;
+    while (left) {
+        size_t used;
+        http_request req;
+        int st;
+        int rc = http_parse(hp, d, left, &used, &req, &st);
+        d += used;
+        left -= used;
+        if (rc == 0)
+            return;
+        char head[256];
+        if (rc < 0) {
+            int h = http_error_response(head, sizeof(head), st);
+            if (h > 0)
+                vigil_send(loop, c, head, (size_t)h, 2000, NULL, NULL, NULL);
+            vigil_close(loop, c, 2000, on_closed, NULL);
+            return;
+        }
+        size_t blen = 0;
+        char *body = metrics_render(&m->cfg, &blen);
+        if (!body) {
+            vigil_abort(loop, c, on_closed, NULL);
+            return;
+        }
+        int h = http_response_head(head, sizeof(head), blen, "text/plain; version=0.0.4", &req);
+        if (h > 0) {
+            vigil_send(loop, c, head, (size_t)h, 5000, NULL, NULL, NULL);
+            if (!req.head)
+                vigil_send(loop, c, body, blen, 5000, NULL, NULL, NULL);
+        }
+        free(body);
+        if (!req.keep_alive) {
+            vigil_close(loop, c, 2000, on_closed, NULL);
+            return;
+        }
+    }
+}
+
+static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
+    if (status < 0)
+        return;
+    http_parser *hp = calloc(1, sizeof(*hp));
+    if (!hp || vigil_conn_set_data(loop, c, hp) < 0 ||
+        vigil_recv_start(loop, c, 30000, on_recv, ud, NULL) < 0) {
+        free(hp);
+        vigil_abort(loop, c, on_closed, NULL);
+    }
+}
+
+static void stop_now(vigil_loop *loop, int status, void *arg) {
+    metrics_server *m = arg;
+    if (status == 0)
+        vigil_listener_close(loop, m->listener);
+    vigil_loop_stop(loop);
+}
+
+static void *metrics_thread(void *arg) {
+    metrics_server *m = arg;
+    vigil_loop_options o = {.ring_entries = 64, .buf_count = 16};
+    int rc = vigil_loop_create(&m->loop, &o);
+    if (rc == 0) {
+        vigil_listen_options lo = {.host = "127.0.0.1", .port = m->cfg.port};
+        rc = vigil_listen(m->loop, &lo, on_accept, m, &m->listener);
+        if (rc == 0)
+            m->port = vigil_listener_port(m->loop, m->listener);
+        else
+            vigil_loop_destroy(m->loop);
+    }
+    pthread_mutex_lock(&m->lock);
+    m->setup_rc = rc;
+    m->setup_done = 1;
+    pthread_cond_signal(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+    if (rc < 0)
+        return NULL;
+    vigil_loop_run(m->loop, VIGIL_RUN_DEFAULT, -1);
+    vigil_loop_destroy(m->loop); /* open scrapes end here (their receive: -ECANCELED) */
+    return NULL;
+}
+
+int metrics_start(const metrics_config *cfg, metrics_server **out) {
+    metrics_server *m = calloc(1, sizeof(*m));
+    metrics_loop *loops = calloc(cfg->nloops ? cfg->nloops : 1, sizeof(*loops));
+    if (!m || !loops) {
+        free(m);
+        free(loops);
+        return -ENOMEM;
+    }
+    memcpy(loops, cfg->loops, cfg->nloops * sizeof(*loops));
+    m->cfg = *cfg;
+    m->cfg.loops = loops;
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->cond, NULL);
+    if (pthread_create(&m->tid, NULL, metrics_thread, m) != 0) {
+        free(loops);
+        free(m);
+        return -EAGAIN;
+    }
+    pthread_mutex_lock(&m->lock);
+    while (!m->setup_done)
+        pthread_cond_wait(&m->cond, &m->lock);
+    pthread_mutex_unlock(&m->lock);
+    if (m->setup_rc < 0) {
+        int rc = m->setup_rc;
+        pthread_join(m->tid, NULL);
+        free(loops);
+        free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int metrics_port(const metrics_server *m) { return m->port; }
+
+void metrics_stop(metrics_server *m) {
+    if (!m)
+        return;
+    if (vigil_loop_post(m->loop, stop_now, m) < 0)
+        vigil_loop_stop(m->loop);
+    pthread_join(m->tid, NULL);
+    free((void *)m->cfg.loops);
+    pthread_mutex_destroy(&m->lock);
+    pthread_cond_destroy(&m->cond);
+    free(m);
+}

@@ -1,0 +1,853 @@
+/*
+ * vigil serve: an echo server or a fixed-response HTTP/1.1 server on one or
+ * more supervised loops, with deliberate stalls for profiling recovery.
+ *
+ * Each loop runs on a thread of its own (--threads N), with its own listener
+ * on the same port (SO_REUSEPORT: the kernel spreads connections). The main
+ * thread only waits for SIGINT/SIGTERM: signals never interrupt a loop.
+ */
+#include "vigil.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "http.h"
+#include "metrics.h"
+
+static void usage_serve(FILE *f) {
+    fprintf(f,
+            "usage: vigil serve [--port P] [--host H] [--backend auto|uring|epoll]\n"
+            "                   [--mode echo|http] [--body-size N] [--threads N] [--metrics-port P]\n"
+            "                   [--stall-ms N] [--restart-budget R/T] [--on-budget exit|epoll|report]\n"
+            "                   [--grace-ms N] [--idle-ms N] [--inject KIND:DURATION_MS:PERIOD_MS[:COUNT]]\n"
+            "                   [--user-timeout-ms N] [--keepalive IDLE_S/INTERVAL_S/COUNT]\n"
+            "  --port P      TCP port to listen on (default 7000; 0 = any free port)\n"
+            "  --host H      numeric IPv4/IPv6 address (default 127.0.0.1)\n"
+            "  --backend B   auto (default: io_uring, else epoll), uring or epoll\n"
+            "  --mode M      echo (default: every byte back) or http (HTTP/1.1 keep-alive,\n"
+            "                pipelining; every request gets 200 with a fixed body)\n"
+            "  --body-size N bytes of that body (default 13, \"Hello, world!\"; 0..1048576)\n"
+            "  --threads N   N loops on N threads, one listener each on the same port\n"
+            "                (SO_REUSEPORT), all supervised when --stall-ms is set (1..256)\n"
+            "  --metrics-port P  serve counters and histograms in the Prometheus text\n"
+            "                format on 127.0.0.1:P (0 = any free port, printed at start)\n"
+            "  --stall-ms N  supervise the loops: report a stall after N ms, then interrupt\n"
+            "                a thread blocked in a syscall, and after N ms more fence a\n"
+            "                thread stuck in a callback and rebuild the loop on a new\n"
+            "                thread, carrying every connection over (each action: one\n"
+            "                line on stderr)\n"
+            "  --restart-budget R/T  at most R rebuilds in T seconds (default 5/10), then\n"
+            "                --on-budget exit (default; status 70), epoll (rebuild once\n"
+            "                more on epoll, with a fresh budget) or report (stop rebuilding)\n"
+            "  --grace-ms N  how long a stuck callback's connection waits for it to come\n"
+            "                back after a rebuild before it is reset (default 1000)\n"
+            "  --idle-ms N   reset connections that send nothing for N ms\n"
+            "  --user-timeout-ms N  drop connections whose sent data stays unacknowledged\n"
+            "                for N ms (TCP_USER_TIMEOUT; 1..2147483647): a vanished peer\n"
+            "  --keepalive I/V/C  probe a silent peer after I s, every V s, C times, then\n"
+            "                drop it (I and V 1..32767, C 1..127)\n"
+            "  --inject K:D:P[:C]  stall a loop on purpose, first after P ms, then every\n"
+            "                P ms (C times; default: no end), in the receive callback of\n"
+            "                the next connection with data, after it was answered: spin\n"
+            "                (busy-loop D ms), block (sleep D ms in one syscall, not\n"
+            "                retried when interrupted), hang (a read that never returns by\n"
+            "                itself: only a rebuild frees the loop; that connection is\n"
+            "                reset after --grace-ms)\n"
+            "Runs until SIGINT or SIGTERM, then closes every connection cleanly (queued\n"
+            "bytes are flushed, then FIN).\n");
+}
+
+/* ------------------------------------------------------------ settings */
+
+enum { INJECT_NONE, INJECT_SPIN, INJECT_BLOCK, INJECT_HANG };
+enum { MODE_ECHO, MODE_HTTP };
+
+static struct {
+    const char *host;
+    uint16_t port;
+    int mode;
+    uint32_t body_size;
+    uint32_t threads;
+    int metrics_port; /* -1: none */
+    vigil_loop_options loop_opts;
+    uint32_t stall_ms, grace_ms, budget_r, budget_t;
+    vigil_budget_action budget_action;
+    uint32_t idle_ms;
+    uint32_t user_timeout_ms;           /* 0 = kernel default */
+    uint32_t ka_idle, ka_intvl, ka_cnt; /* 0 = off */
+    int inject_kind;
+    uint32_t inject_ms, inject_period_ms, inject_count; /* count 0: no end */
+    char *response;   /* the keep-alive HTTP/1.1 response, head and body */
+    size_t response_len;
+    char *body;
+} cfg = {.host = "127.0.0.1", .port = 7000, .body_size = 13, .threads = 1, .metrics_port = -1,
+         .grace_ms = 1000, .budget_r = 5, .budget_t = 10};
+
+/* ------------------------------------------------------------ one loop */
+
+typedef struct entry {
+    vigil_conn c;
+    http_parser *hp; /* HTTP mode */
+} entry;
+
+typedef struct server {
+    int index;
+    pthread_t tid;
+    vigil_loop *loop;
+    vigil_listener listener;
+    vigil_op inject_op;
+    int inject_due; /* the next receive callback stalls */
+    uint32_t injected;
+    entry *conns; /* live connections; conn data holds index + 1 */
+    size_t n, cap, open_at_stop;
+    serve_counters counters; /* read by the metrics thread */
+    uint64_t idle_closed;
+    int shutdown_ticks;
+    /* the thread's start-up, then its end */
+    int setup_rc, port; /* the bound port */
+    atomic_int setup_done, run_done, closed;
+    int run_rc;
+} server;
+
+static server *servers;
+static vigil_supervisor *supervisor;
+static pthread_mutex_t setup_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t setup_cond = PTHREAD_COND_INITIALIZER;
+
+static void count_add(_Atomic uint64_t *c, uint64_t v) {
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
+}
+
+static void conn_forget(server *s, vigil_loop *loop, vigil_conn c) {
+    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
+    if (!i1 || i1 > s->n)
+        return;
+    size_t i = i1 - 1;
+    free(s->conns[i].hp);
+    s->conns[i] = s->conns[--s->n];
+    if (i < s->n)
+        vigil_conn_set_data(loop, s->conns[i].c, (void *)(i + 1));
+    vigil_conn_set_data(loop, c, NULL);
+}
+
+static void on_closed(vigil_loop *loop, vigil_conn c, int status, void *ud) {}
+
+static void on_drain(vigil_loop *loop, vigil_conn c, void *ud) { vigil_recv_resume(loop, c); }
+
+/* Deliberate stalls, for profiling recovery (--inject). Not static: a stall
+ * report's backtrace names them. */
+__attribute__((noinline)) void vigil_inject_spin(uint32_t ms);
+__attribute__((noinline)) void vigil_inject_spin(uint32_t ms) {
+    uint64_t until = vigil_now_ns() + (uint64_t)ms * 1000000ull;
+    while (vigil_now_ns() < until)
+        ;
+}
+
+__attribute__((noinline)) void vigil_inject_block(uint32_t ms);
+__attribute__((noinline)) void vigil_inject_block(uint32_t ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* one syscall; interrupted means done */
+}
+
+__attribute__((noinline)) void vigil_inject_hang(void);
+__attribute__((noinline)) void vigil_inject_hang(void) {
+    int p[2];
+    if (pipe(p) < 0)
+        return;
+    char c;
+    while (read(p[0], &c, 1) < 0 && errno == EINTR)
+        ; /* retried when interrupted: only a rebuild frees the loop */
+}
+
+static void inject_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    server *s = ud;
+    if (status == 0)
+        s->inject_due = 1;
+}
+
+static void inject_now(server *s, vigil_loop *loop) {
+    s->inject_due = 0;
+    s->injected++;
+    if (cfg.inject_count && s->injected >= cfg.inject_count && s->inject_op.id) {
+        vigil_cancel(loop, s->inject_op);
+        s->inject_op.id = 0;
+    }
+    fprintf(stderr, "vigil serve: injecting %s for %u ms\n",
+            cfg.inject_kind == INJECT_SPIN ? "spin" : cfg.inject_kind == INJECT_BLOCK ? "block" : "hang",
+            cfg.inject_ms);
+    if (cfg.inject_kind == INJECT_SPIN)
+        vigil_inject_spin(cfg.inject_ms);
+    else if (cfg.inject_kind == INJECT_BLOCK)
+        vigil_inject_block(cfg.inject_ms);
+    else
+        vigil_inject_hang();
+}
+
+/* A receive that ended: reset after a stuck callback (-EOWNERDEAD), an idle
+ * or vanished peer (-ETIMEDOUT), or EOF/an error. Returns 1 if it ended. */
+static int recv_ended(server *s, vigil_loop *loop, vigil_conn c, int status) {
+    if (status > 0)
+        return 0;
+    if (status == -EOWNERDEAD) { /* its callback stayed stuck past --grace-ms */
+        fprintf(stderr, "vigil serve: conn %#llx was reset: its callback stayed stuck\n",
+                (unsigned long long)c.id);
+        conn_forget(s, loop, c);
+        vigil_abort(loop, c, on_closed, NULL);
+    } else if (status == -ETIMEDOUT) { /* --idle-ms: the peer went quiet (or, from the
+                                        * kernel, --user-timeout-ms / --keepalive) */
+        s->idle_closed++;
+        if (cfg.idle_ms && !cfg.user_timeout_ms && !cfg.ka_idle)
+            fprintf(stderr, "vigil serve: conn %#llx idle for %u ms: reset\n",
+                    (unsigned long long)c.id, cfg.idle_ms);
+        else
+            fprintf(stderr, "vigil serve: conn %#llx timed out (idle deadline, user timeout or "
+                            "keepalive): reset\n", (unsigned long long)c.id);
+        conn_forget(s, loop, c);
+        vigil_abort(loop, c, on_closed, NULL);
+    } else { /* EOF or error: flush what is queued, then close */
+        conn_forget(s, loop, c);
+        vigil_close(loop, c, 5000, on_closed, NULL);
+    }
+    return 1;
+}
+
+/* Sends; returns 0, or -1 when the connection was dropped or this thread fenced. */
+static int answer(server *s, vigil_loop *loop, vigil_conn c, const void *data, size_t len) {
+    int rc = vigil_send(loop, c, data, len, 0, NULL, NULL, NULL);
+    if (rc == -EOWNERDEAD)
+        return -1; /* this thread was fenced off: the loop went on elsewhere */
+    if (rc == 1)
+        vigil_recv_pause(loop, c); /* the peer reads slower than it writes */
+    else if (rc < 0) {
+        conn_forget(s, loop, c);
+        vigil_abort(loop, c, on_closed, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_recv_echo(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
+    server *s = ud;
+    if (recv_ended(s, loop, c, status))
+        return;
+    count_add(&s->counters.bytes, (uint64_t)status);
+    if (answer(s, loop, c, buf->data, buf->len) < 0)
+        return;
+    if (s->inject_due)
+        inject_now(s, loop); /* after the echo: a stall, not a lost message */
+}
+
+/* HTTP: every complete request in this read gets its response, in order, in
+ * as few sends as fit a 64 KiB batch; a request that must close the
+ * connection (Connection: close, HTTP/1.0, or an error) ends the batch. */
+static void on_recv_http(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
+    server *s = ud;
+    if (recv_ended(s, loop, c, status))
+        return;
+    count_add(&s->counters.bytes, (uint64_t)status);
+    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
+    if (!i1 || i1 > s->n)
+        return;
+    http_parser *hp = s->conns[i1 - 1].hp;
+    char out[65536];
+    size_t olen = 0, head_room = 256;
+    const uint8_t *d = buf->data;
+    size_t left = buf->len;
+    int close_after = 0;
+    uint64_t requests = 0;
+    while (left && !close_after) {
+        size_t used;
+        http_request req;
+        int st;
+        int rc = http_parse(hp, d, left, &used, &req, &st);
+        d += used;
+        left -= used;
+        if (rc == 0)
+            break;
+        size_t need = rc < 0 ? head_room : head_room + (req.head ? 0 : cfg.body_size);
+        if (olen && olen + need > sizeof(out)) {
+            if (answer(s, loop, c, out, olen) < 0)
+                return;
+            olen = 0;
+        }
+        if (rc < 0) {
+            olen += (size_t)http_error_response(out + olen, sizeof(out) - olen, st);
+            close_after = 1;
+            break;
+        }
+        requests++;
+        close_after = !req.keep_alive;
+        if (!req.head && !req.http10 && req.keep_alive && olen + cfg.response_len <= sizeof(out)) {
+            memcpy(out + olen, cfg.response, cfg.response_len); /* the common case */
+            olen += cfg.response_len;
+            continue;
+        }
+        int h = http_response_head(out + olen, sizeof(out) - olen, cfg.body_size, "text/plain", &req);
+        if (h < 0)
+            break;
+        olen += (size_t)h;
+        if (!req.head) { /* a large body goes in its own send */
+            if (olen + cfg.body_size > sizeof(out)) {
+                if (answer(s, loop, c, out, olen) < 0 || answer(s, loop, c, cfg.body, cfg.body_size) < 0)
+                    return;
+                olen = 0;
+            } else {
+                memcpy(out + olen, cfg.body, cfg.body_size);
+                olen += cfg.body_size;
+            }
+        }
+    }
+    count_add(&s->counters.requests, requests);
+    if (olen && answer(s, loop, c, out, olen) < 0)
+        return;
+    if (close_after) {
+        conn_forget(s, loop, c);
+        vigil_close(loop, c, 5000, on_closed, NULL);
+        return;
+    }
+    if (s->inject_due)
+        inject_now(s, loop);
+}
+
+static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
+    server *s = ud;
+    if (status < 0) {
+        if (status != -ECANCELED)
+            fprintf(stderr, "vigil serve: accept failed: %s\n", vigil_strerror(status));
+        return;
+    }
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        entry *p = realloc(s->conns, cap * sizeof(*p));
+        if (!p) {
+            vigil_abort(loop, c, on_closed, NULL);
+            return;
+        }
+        s->conns = p;
+        s->cap = cap;
+    }
+    http_parser *hp = NULL;
+    if (cfg.mode == MODE_HTTP && !(hp = calloc(1, sizeof(*hp)))) {
+        vigil_abort(loop, c, on_closed, NULL);
+        return;
+    }
+    s->conns[s->n++] = (entry){c, hp};
+    vigil_conn_set_data(loop, c, (void *)(uintptr_t)s->n);
+    count_add(&s->counters.accepted, 1);
+    vigil_send_watermark(loop, c, 1 << 20, 256 << 10, on_drain, NULL);
+    int zrc = cfg.user_timeout_ms ? vigil_conn_user_timeout(loop, c, cfg.user_timeout_ms) : 0;
+    if (zrc == 0 && cfg.ka_idle)
+        zrc = vigil_conn_keepalive(loop, c, cfg.ka_idle, cfg.ka_intvl, cfg.ka_cnt);
+    if (zrc < 0) {
+        fprintf(stderr, "vigil serve: cannot set --user-timeout-ms/--keepalive: %s\n",
+                vigil_strerror(zrc));
+        conn_forget(s, loop, c);
+        vigil_abort(loop, c, on_closed, NULL);
+        return;
+    }
+    vigil_recv_cb cb = cfg.mode == MODE_HTTP ? on_recv_http : on_recv_echo;
+    if (vigil_recv_start(loop, c, cfg.idle_ms, cb, s, NULL) < 0) {
+        conn_forget(s, loop, c);
+        vigil_abort(loop, c, on_closed, NULL);
+    }
+}
+
+/* Clean shutdown, on the loop's thread (whichever it is by now): stop
+ * accepting, flush and close every connection, then stop the loop once they
+ * are all closed, or after 3 s with what is still open cut. */
+static void shutdown_tick(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    server *s = ud;
+    if (status < 0)
+        return;
+    vigil_loop_stats st;
+    vigil_loop_stats_get(loop, &st);
+    if (st.connections == 0 || ++s->shutdown_ticks >= 150) {
+        vigil_cancel(loop, t);
+        vigil_loop_stop(loop);
+    }
+}
+
+static void shutdown_now(vigil_loop *loop, int status, void *arg) {
+    server *s = arg;
+    if (status < 0)
+        return;
+    s->open_at_stop = s->n;
+    if (s->inject_op.id)
+        vigil_cancel(loop, s->inject_op);
+    vigil_listener_close(loop, s->listener);
+    while (s->n) {
+        vigil_conn c = s->conns[s->n - 1].c;
+        conn_forget(s, loop, c);
+        vigil_close(loop, c, 2000, on_closed, NULL);
+    }
+    vigil_timer_start(loop, 20, 20, shutdown_tick, s, NULL);
+}
+
+/* What one loop served, added into the totals printed at the end. */
+static struct {
+    uint64_t accepted, bytes, requests, stale, open_at_stop;
+    uint64_t rebuilds, migrated, carried, returned, reset;
+} total;
+static pthread_mutex_t total_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Once per loop, on the thread that may destroy it: its own when it was never
+ * rebuilt, any thread once its rebuilt life has ended. */
+static pthread_mutex_t close_lock = PTHREAD_MUTEX_INITIALIZER; /* closed vs. a look at the stats */
+
+static void server_close(server *s) {
+    pthread_mutex_lock(&close_lock);
+    if (atomic_exchange(&s->closed, 1)) {
+        pthread_mutex_unlock(&close_lock);
+        return;
+    }
+    if (supervisor)
+        vigil_supervisor_remove(supervisor, s->loop);
+    vigil_loop_stats st;
+    vigil_loop_stats_get(s->loop, &st);
+    pthread_mutex_lock(&total_lock);
+    total.accepted += atomic_load(&s->counters.accepted);
+    total.bytes += atomic_load(&s->counters.bytes);
+    total.requests += atomic_load(&s->counters.requests);
+    total.open_at_stop += s->open_at_stop;
+    total.stale += st.stale_completions;
+    total.rebuilds += st.rebuilds;
+    total.migrated += st.conns_migrated;
+    total.carried += st.bytes_carried;
+    total.returned += st.stuck_returned;
+    total.reset += st.stuck_reset;
+    pthread_mutex_unlock(&total_lock);
+    vigil_loop_destroy(s->loop);
+    pthread_mutex_unlock(&close_lock);
+}
+
+/* Has the loop ended on the thread it was rebuilt on? Never touches a loop
+ * its own thread already destroyed. */
+static int rebuilt_and_ended(server *s) {
+    pthread_mutex_lock(&close_lock);
+    int ended = 0;
+    if (!atomic_load(&s->closed)) {
+        vigil_loop_stats st;
+        vigil_loop_stats_get(s->loop, &st);
+        ended = st.rebuilds && vigil_loop_join(s->loop, 0) == 0;
+    }
+    pthread_mutex_unlock(&close_lock);
+    return ended;
+}
+
+static int server_setup(server *s) {
+    vigil_loop_options opts = cfg.loop_opts;
+    int rc = vigil_loop_create(&s->loop, &opts);
+    if (rc < 0) {
+        if (opts.backend == VIGIL_BACKEND_URING && (rc == -EPERM || rc == -ENOSYS || rc == -ENOTSUP))
+            fprintf(stderr, "vigil serve: io_uring is unavailable here: %s (%d); "
+                            "use --backend auto or epoll\n", vigil_strerror(rc), rc);
+        else
+            fprintf(stderr, "vigil serve: cannot create a loop: %s (%d)\n", vigil_strerror(rc), rc);
+        return rc;
+    }
+    /* loop 0 picks the port (0: any); the others share it */
+    uint16_t port = s->index ? (uint16_t)servers[0].port : cfg.port;
+    vigil_listen_options lo = {.host = cfg.host, .port = port, .reuseport = cfg.threads > 1};
+    rc = vigil_listen(s->loop, &lo, on_accept, s, &s->listener);
+    if (rc < 0) {
+        fprintf(stderr, "vigil serve: cannot listen on %s:%u: %s\n", cfg.host, port, vigil_strerror(rc));
+        vigil_loop_destroy(s->loop);
+        s->loop = NULL;
+        return rc;
+    }
+    s->port = vigil_listener_port(s->loop, s->listener);
+    if (cfg.inject_kind)
+        vigil_timer_start(s->loop, cfg.inject_period_ms, cfg.inject_period_ms, inject_timer, s,
+                          &s->inject_op);
+    return 0;
+}
+
+/* A loop's thread: it creates the loop (a loop belongs to the thread that
+ * first uses it), listens, then runs it until shutdown. */
+static void *server_thread(void *arg) {
+    server *s = arg;
+    int rc = server_setup(s);
+    pthread_mutex_lock(&setup_lock);
+    s->setup_rc = rc;
+    atomic_store(&s->setup_done, 1);
+    pthread_cond_broadcast(&setup_cond);
+    pthread_mutex_unlock(&setup_lock);
+    if (rc < 0)
+        return NULL;
+    /* wait for the go: the supervisor must watch the loop before it runs */
+    pthread_mutex_lock(&setup_lock);
+    while (atomic_load(&s->setup_done) != 2)
+        pthread_cond_wait(&setup_cond, &setup_lock);
+    pthread_mutex_unlock(&setup_lock);
+    rc = vigil_loop_run(s->loop, VIGIL_RUN_DEFAULT, -1);
+    s->run_rc = rc;
+    if (rc == -EOWNERDEAD) /* fenced: the loop went on, on a thread of vigil's */
+        fprintf(stderr, "vigil serve: loop thread %d was fenced; its loop ran on in a new thread\n",
+                s->index);
+    else {
+        if (rc < 0)
+            fprintf(stderr, "vigil serve: loop failed: %s\n", vigil_strerror(rc));
+        server_close(s);
+    }
+    atomic_store(&s->run_done, 1);
+    return NULL;
+}
+
+/* After shutdown was posted: waits for each loop to end, wherever it runs. A
+ * thread fenced in a callback that never returns (hang) never comes back:
+ * once its loop has ended on its new thread, that is enough. */
+static void wait_servers(uint32_t started) {
+    for (uint32_t i = 0; i < started; i++) {
+        server *s = &servers[i];
+        uint64_t ended_at = 0;
+        while (!atomic_load(&s->run_done)) {
+            nanosleep(&(struct timespec){0, 20000000}, NULL);
+            if (!rebuilt_and_ended(s))
+                continue;
+            if (!ended_at)
+                ended_at = vigil_now_ns();
+            else if (vigil_now_ns() - ended_at > 1000000000ull) {
+                fprintf(stderr, "vigil serve: loop thread %d is still stuck in a fenced callback\n",
+                        s->index);
+                break;
+            }
+        }
+        if (atomic_load(&s->run_done) && s->run_rc != -EOWNERDEAD)
+            continue; /* closed by its own thread */
+        vigil_loop_join(s->loop, -1);
+        server_close(s);
+    }
+}
+
+/* ------------------------------------------------------------ options */
+
+static int parse_port(const char *s, uint16_t *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || !*s || v < 0 || v > 65535)
+        return -1;
+    *out = (uint16_t)v;
+    return 0;
+}
+
+static int parse_u32(const char *s, uint32_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || !*s || *s == '-' || v > UINT32_MAX)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static void raise_nofile(void) {
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &r);
+    }
+}
+
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        fprintf(stderr, "vigil serve: " __VA_ARGS__);                                              \
+        fputc('\n', stderr);                                                                       \
+        usage_serve(stderr);                                                                       \
+        return 2;                                                                                  \
+    } while (0)
+
+static int parse_args(int argc, char **argv) {
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage_serve(stdout);
+            return 0;
+        }
+        if (!v || strncmp(a, "--", 2))
+            BAD("unknown or incomplete option '%s'", a);
+        i++;
+        if (!strcmp(a, "--port")) {
+            if (parse_port(v, &cfg.port) < 0)
+                BAD("bad port '%s'", v);
+        } else if (!strcmp(a, "--mode")) {
+            if (!strcmp(v, "echo"))
+                cfg.mode = MODE_ECHO;
+            else if (!strcmp(v, "http"))
+                cfg.mode = MODE_HTTP;
+            else
+                BAD("bad --mode '%s' (echo or http)", v);
+        } else if (!strcmp(a, "--body-size")) {
+            if (parse_u32(v, &cfg.body_size) < 0 || cfg.body_size > (1u << 20))
+                BAD("bad --body-size '%s' (0..1048576)", v);
+        } else if (!strcmp(a, "--threads")) {
+            if (parse_u32(v, &cfg.threads) < 0 || !cfg.threads || cfg.threads > 256)
+                BAD("bad --threads '%s' (1..256)", v);
+        } else if (!strcmp(a, "--metrics-port")) {
+            uint16_t p;
+            if (parse_port(v, &p) < 0)
+                BAD("bad --metrics-port '%s'", v);
+            cfg.metrics_port = p;
+        } else if (!strcmp(a, "--stall-ms")) {
+            if (parse_u32(v, &cfg.stall_ms) < 0 || !cfg.stall_ms)
+                BAD("bad --stall-ms '%s'", v);
+        } else if (!strcmp(a, "--restart-budget")) {
+            char r[16], t[16], extra;
+            if (sscanf(v, "%15[0-9]/%15[0-9]%c", r, t, &extra) != 2 || parse_u32(r, &cfg.budget_r) < 0 ||
+                parse_u32(t, &cfg.budget_t) < 0 || !cfg.budget_r || cfg.budget_r > 1000000 ||
+                !cfg.budget_t || cfg.budget_t > 86400)
+                BAD("bad --restart-budget '%s' (R/T: 1..1000000 rebuilds in 1..86400 s)", v);
+        } else if (!strcmp(a, "--on-budget")) {
+            if (!strcmp(v, "exit"))
+                cfg.budget_action = VIGIL_BUDGET_EXIT;
+            else if (!strcmp(v, "epoll"))
+                cfg.budget_action = VIGIL_BUDGET_EPOLL;
+            else if (!strcmp(v, "report"))
+                cfg.budget_action = VIGIL_BUDGET_REPORT;
+            else
+                BAD("bad --on-budget '%s' (exit, epoll or report)", v);
+        } else if (!strcmp(a, "--grace-ms")) {
+            if (parse_u32(v, &cfg.grace_ms) < 0 || !cfg.grace_ms || cfg.grace_ms > 3600000)
+                BAD("bad --grace-ms '%s'", v);
+        } else if (!strcmp(a, "--idle-ms")) {
+            if (parse_u32(v, &cfg.idle_ms) < 0 || !cfg.idle_ms)
+                BAD("bad --idle-ms '%s'", v);
+        } else if (!strcmp(a, "--user-timeout-ms")) {
+            if (parse_u32(v, &cfg.user_timeout_ms) < 0 || !cfg.user_timeout_ms ||
+                cfg.user_timeout_ms > INT_MAX)
+                BAD("bad --user-timeout-ms '%s'", v);
+        } else if (!strcmp(a, "--keepalive")) {
+            char idle[16], intvl[16], cnt[16], extra;
+            if (sscanf(v, "%15[0-9]/%15[0-9]/%15[0-9]%c", idle, intvl, cnt, &extra) != 3 ||
+                parse_u32(idle, &cfg.ka_idle) < 0 || parse_u32(intvl, &cfg.ka_intvl) < 0 ||
+                parse_u32(cnt, &cfg.ka_cnt) < 0 || !cfg.ka_idle || cfg.ka_idle > 32767 ||
+                !cfg.ka_intvl || cfg.ka_intvl > 32767 || !cfg.ka_cnt || cfg.ka_cnt > 127)
+                BAD("bad --keepalive '%s' (IDLE_S/INTERVAL_S/COUNT: 1..32767/1..32767/1..127)", v);
+        } else if (!strcmp(a, "--inject")) {
+            char kind[16], extra;
+            unsigned d, p, n = 0;
+            int got = sscanf(v, "%15[a-z]:%u:%u:%u%c", kind, &d, &p, &n, &extra);
+            if ((got != 3 && got != 4) || !d || !p || (got == 4 && !n) ||
+                !(cfg.inject_kind = !strcmp(kind, "spin")    ? INJECT_SPIN
+                                    : !strcmp(kind, "block") ? INJECT_BLOCK
+                                    : !strcmp(kind, "hang")  ? INJECT_HANG
+                                                             : INJECT_NONE))
+                BAD("bad --inject '%s' (KIND:DURATION_MS:PERIOD_MS[:COUNT], KIND spin|block|hang)", v);
+            cfg.inject_ms = d;
+            cfg.inject_period_ms = p;
+            cfg.inject_count = n;
+        } else if (!strcmp(a, "--host")) {
+            cfg.host = v;
+        } else if (!strcmp(a, "--backend")) {
+            if (!strcmp(v, "auto"))
+                cfg.loop_opts.backend = VIGIL_BACKEND_AUTO;
+            else if (!strcmp(v, "uring") || !strcmp(v, "io_uring"))
+                cfg.loop_opts.backend = VIGIL_BACKEND_URING;
+            else if (!strcmp(v, "epoll"))
+                cfg.loop_opts.backend = VIGIL_BACKEND_EPOLL;
+            else
+                BAD("unknown backend '%s' (auto, uring or epoll)", v);
+        } else {
+            BAD("unknown option '%s'", a);
+        }
+    }
+    return -1; /* parsed: go on */
+}
+
+static int make_response(void) {
+    cfg.body = malloc(cfg.body_size + 1);
+    cfg.response = malloc(cfg.body_size + 256);
+    if (!cfg.body || !cfg.response)
+        return -ENOMEM;
+    static const char hello[] = "Hello, world!";
+    for (uint32_t i = 0; i < cfg.body_size; i++)
+        cfg.body[i] = cfg.body_size == 13 ? hello[i] : (char)('a' + i % 26);
+    http_request req = {.keep_alive = 1};
+    int h = http_response_head(cfg.response, 256, cfg.body_size, "text/plain", &req);
+    if (h < 0)
+        return h;
+    memcpy(cfg.response + h, cfg.body, cfg.body_size);
+    cfg.response_len = (size_t)h + cfg.body_size;
+    return 0;
+}
+
+static void print_banner(void) {
+    vigil_loop_info info;
+    vigil_loop_info_get(servers[0].loop, &info);
+    int bound = servers[0].port;
+    const char *fmt = strchr(cfg.host, ':') ? "[%s]:%d" : "%s:%d";
+    char where[80];
+    snprintf(where, sizeof(where), fmt, cfg.host, bound);
+    char loops[32] = "";
+    if (cfg.threads > 1)
+        snprintf(loops, sizeof(loops), " x %u loops", cfg.threads);
+    printf("vigil serve: backend %s (%s), %s on %s%s port %d\n", info.backend, info.reason,
+           cfg.mode == MODE_HTTP ? "http" : "echo", where, loops, bound);
+    static const char *names[] = {"multishot-accept", "multishot-recv", "buf-ring", "nodrop",
+                                  "cancel-fd", "defer-taskrun", "single-issuer", "ext-arg"};
+    printf("vigil serve: features");
+    for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (info.features & (1u << i))
+            printf(" %s", names[i]);
+    printf("; ring %u/%u entries, %u buffers of %u bytes\n", info.ring_entries, info.cq_entries,
+           info.buf_count, info.buf_size);
+}
+
+static void print_totals(void) {
+    if (supervisor) {
+        vigil_supervisor_stats ss;
+        vigil_supervisor_stats_get(supervisor, &ss);
+        uint64_t injected = 0;
+        for (uint32_t i = 0; i < cfg.threads; i++)
+            injected += servers[i].injected;
+        fprintf(stderr,
+                "vigil serve: supervisor: %llu stalls, %llu threads interrupted, %llu rebuilds "
+                "(max %.1f ms), detection max %llu ms, %llu injected, supervisor CPU %.1f ms\n",
+                (unsigned long long)ss.stalls, (unsigned long long)ss.threads_unblocked,
+                (unsigned long long)ss.rebuilds, ss.rebuild_us_max / 1000.0,
+                (unsigned long long)ss.detect_ms_max, (unsigned long long)injected, ss.cpu_ns / 1e6);
+    }
+    if (total.rebuilds)
+        fprintf(stderr,
+                "vigil serve: rebuilds: %llu, connections carried over %llu, bytes carried %llu, "
+                "stuck callbacks back %llu, connections reset %llu\n",
+                (unsigned long long)total.rebuilds, (unsigned long long)total.migrated,
+                (unsigned long long)total.carried, (unsigned long long)total.returned,
+                (unsigned long long)total.reset);
+    char reqs[48] = "";
+    if (cfg.mode == MODE_HTTP)
+        snprintf(reqs, sizeof(reqs), ", %llu requests answered", (unsigned long long)total.requests);
+    fprintf(stderr,
+            "vigil serve: stopped; %llu connections served, %llu closed at stop, %llu bytes %s%s, "
+            "%llu stale completions dropped\n",
+            (unsigned long long)total.accepted, (unsigned long long)total.open_at_stop,
+            (unsigned long long)total.bytes, cfg.mode == MODE_HTTP ? "received" : "echoed", reqs,
+            (unsigned long long)total.stale);
+}
+
+int cmd_serve(int argc, char **argv) {
+    int prc = parse_args(argc, argv);
+    if (prc >= 0)
+        return prc;
+    raise_nofile();
+    if (cfg.mode == MODE_HTTP && make_response() < 0) {
+        fprintf(stderr, "vigil serve: out of memory\n");
+        return 1;
+    }
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* the loop threads inherit the mask */
+
+    if (cfg.stall_ms)
+        cfg.loop_opts.flags |= VIGIL_LOOP_SUPERVISED; /* a backend it can be rebuilt on exactly */
+    servers = calloc(cfg.threads, sizeof(*servers));
+    if (!servers) {
+        fprintf(stderr, "vigil serve: out of memory\n");
+        return 1;
+    }
+    /* one loop after the other: loop 0 picks the port the others share */
+    uint32_t started = 0;
+    int rc = 0;
+    for (; started < cfg.threads; started++) {
+        server *s = &servers[started];
+        s->index = (int)started;
+        if (pthread_create(&s->tid, NULL, server_thread, s) != 0) {
+            fprintf(stderr, "vigil serve: cannot start a loop thread\n");
+            rc = -EAGAIN;
+            break;
+        }
+        pthread_mutex_lock(&setup_lock);
+        while (!atomic_load(&s->setup_done))
+            pthread_cond_wait(&setup_cond, &setup_lock);
+        pthread_mutex_unlock(&setup_lock);
+        if ((rc = s->setup_rc) < 0) {
+            pthread_join(s->tid, NULL);
+            break;
+        }
+    }
+    if (rc == 0 && cfg.stall_ms) {
+        vigil_supervisor_options so = {.stall_ms = cfg.stall_ms, .grace_ms = cfg.grace_ms,
+                                       .budget_rebuilds = cfg.budget_r,
+                                       .budget_window_ms = cfg.budget_t * 1000,
+                                       .budget_action = cfg.budget_action};
+        rc = vigil_supervisor_start(&supervisor, &so);
+        for (uint32_t i = 0; rc == 0 && i < started; i++)
+            rc = vigil_supervisor_add(supervisor, servers[i].loop);
+        if (rc < 0)
+            fprintf(stderr, "vigil serve: cannot supervise the loops: %s\n", vigil_strerror(rc));
+    }
+    metrics_server *metrics = NULL;
+    if (rc == 0 && cfg.metrics_port >= 0) {
+        metrics_config mc = {.port = (uint16_t)cfg.metrics_port, .supervisor = supervisor,
+                             .stall_ms = cfg.stall_ms, .nloops = started};
+        metrics_loop *ml = calloc(started, sizeof(*ml));
+        for (uint32_t i = 0; ml && i < started; i++)
+            ml[i] = (metrics_loop){servers[i].loop, &servers[i].counters};
+        mc.loops = ml;
+        rc = ml ? metrics_start(&mc, &metrics) : -ENOMEM;
+        free(ml);
+        if (rc < 0)
+            fprintf(stderr, "vigil serve: cannot serve metrics on 127.0.0.1:%d: %s\n",
+                    cfg.metrics_port, vigil_strerror(rc));
+    }
+    if (rc == 0) {
+        print_banner();
+        if (metrics)
+            printf("vigil serve: metrics on http://127.0.0.1:%d/metrics\n", metrics_port(metrics));
+        fflush(stdout);
+        if (supervisor)
+            fprintf(stderr, "vigil serve: supervised: stall after %u ms, rebuild after %u ms more, "
+                            "budget %u rebuilds in %u s, then %s\n", cfg.stall_ms, cfg.stall_ms,
+                    cfg.budget_r, cfg.budget_t,
+                    cfg.budget_action == VIGIL_BUDGET_EPOLL    ? "epoll"
+                    : cfg.budget_action == VIGIL_BUDGET_REPORT ? "report only"
+                                                               : "exit");
+    }
+    /* go (or, after a failure, let the started threads run into the shutdown) */
+    pthread_mutex_lock(&setup_lock);
+    for (uint32_t i = 0; i < started; i++)
+        atomic_store(&servers[i].setup_done, 2);
+    pthread_cond_broadcast(&setup_cond);
+    pthread_mutex_unlock(&setup_lock);
+
+    if (rc == 0) {
+        int sig;
+        sigwait(&set, &sig);
+    }
+    metrics_stop(metrics); /* before the loops it reads go */
+    for (uint32_t i = 0; i < started; i++)
+        if (vigil_loop_post(servers[i].loop, shutdown_now, &servers[i]) < 0)
+            vigil_loop_stop(servers[i].loop);
+    wait_servers(started);
+    for (uint32_t i = 0; i < started; i++)
+        if (atomic_load(&servers[i].run_done))
+            pthread_join(servers[i].tid, NULL);
+        else
+            pthread_detach(servers[i].tid); /* stuck for good in a fenced callback */
+    if (started)
+        print_totals();
+    if (supervisor)
+        vigil_supervisor_stop(supervisor);
+    int failed = rc < 0;
+    for (uint32_t i = 0; i < started; i++)
+        failed |= servers[i].run_rc < 0 && servers[i].run_rc != -EOWNERDEAD;
+    if (started < cfg.threads || !started)
+        return 1;
+    /* a thread stuck for good still runs: leave without waiting for it */
+    fflush(stderr);
+    exit(failed ? 1 : 0);
+}
