@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# VIGIL_CLI_BUILD=DIR cli.sh: the vigil command as users run it: a short `vigil profile`
+# whose SVG is rendered by a real renderer (rsvg-convert) and checked, the
+# metrics endpoint validated by `promtool check metrics`, and bad flags.
+# Prints one line per check and a Criterion-style synthesis line for ./run.
+set -u
+BUILD=${VIGIL_CLI_BUILD:-build} # (arguments, such as --jobs from ./run, are ignored)
+VIGIL=$BUILD/src/cli/vigil
+HERE=$(cd "$(dirname "$0")" && pwd)
+T=$(mktemp -d)
+SPID=
+trap '[ -n "$SPID" ] && kill -9 $SPID 2>/dev/null; rm -rf "$T"' EXIT
+PASS=0 FAIL=0
+check() { # name, function: each check has 120 s
+    local name=$1; shift
+    ( "$@" ) >"$T/out" 2>&1 &
+    local pid=$! rc
+    ( sleep 120; kill -9 $pid ) >/dev/null 2>&1 & local watchdog=$!
+    wait $pid; rc=$?
+    pkill -P $watchdog sleep 2>/dev/null; kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
+    if [ $rc -eq 0 ]; then
+        PASS=$((PASS + 1)); echo "cli: $name: ok"
+    else
+        FAIL=$((FAIL + 1)); echo "[FAIL] cli: $name"; sed 's/^/    /' "$T/out" | tail -20
+    fi
+}
+
+profile_runs() {
+    "$VIGIL" profile --backends uring,epoll --kinds spin,zombie --duration 3 --stalls 1 \
+        --conns 50 --out "$T/prof" || return 1
+    for f in index.html profile.json profile.csv uring-spin.svg epoll-spin.svg uring-zombie.svg \
+        epoll-zombie.svg; do
+        [ -s "$T/prof/$f" ] || { echo "missing $f"; return 1; }
+    done
+    grep -q '"lost_bytes":0,' "$T/prof/profile.json" || { echo "bytes lost"; return 1; }
+    ! grep -q '"lost_bytes":[1-9]' "$T/prof/profile.json" || { echo "bytes lost"; return 1; }
+}
+svg_renders() {
+    for s in uring-spin epoll-spin; do
+        grep -q 'class="mark stall"' "$T/prof/$s.svg" || { echo "$s: no stall mark"; return 1; }
+        grep -q 'class="mark rebuild"' "$T/prof/$s.svg" || { echo "$s: no rebuild mark"; return 1; }
+        rsvg-convert -o "$T/$s.png" "$T/prof/$s.svg" || return 1
+        python3 "$HERE/png_check.py" "$T/$s.png" || return 1
+    done
+    grep -q 'class="mark zombie"' "$T/prof/uring-zombie.svg" || { echo "no zombie mark"; return 1; }
+}
+metrics_valid() {
+    "$VIGIL" serve --port 0 --metrics-port 0 --stall-ms 100 --inject spin:400:300:1 --threads 2 \
+        >"$T/serve.out" 2>"$T/serve.err" &
+    SPID=$!
+    local mp="" p=""
+    for _ in $(seq 50); do
+        mp=$(sed -n 's|.*http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$T/serve.out")
+        [ -n "$mp" ] && break; sleep 0.1
+    done
+    p=$(grep -o 'port [0-9]*' "$T/serve.out" | head -1 | awk '{print $2}')
+    [ -n "$mp" ] && [ -n "$p" ] || { echo "no ports"; cat "$T/serve.err"; return 1; }
+    # traffic, so that a stall is injected and the loop rebuilt
+    "$BUILD/bench/loadgen" --port "$p" --conns 20 --duration 1.5 --warmup 0.2 >/dev/null 2>&1
+    curl -sf "http://127.0.0.1:$mp/metrics" >"$T/metrics" || { echo "scrape failed"; return 1; }
+    kill -INT $SPID; wait $SPID || { echo "vigil serve exited $?"; cat "$T/serve.err"; SPID=; return 1; }; SPID=
+    promtool check metrics <"$T/metrics" || return 1
+    grep -q '^vigil_supervisor_rebuilds_total [1-9]' "$T/metrics" || { echo "no rebuild counted"; return 1; }
+    grep -q '^vigil_supervisor_detection_latency_seconds_count [1-9]' "$T/metrics" || return 1
+    grep -q '^vigil_loop_iterations_total{loop="2"} [1-9]' "$T/metrics" || return 1
+}
+bad_flags() {
+    local rc
+    for args in "profile --duration 0" "profile --kinds nap" "profile --bogus 1" "bench --conns 0" \
+        "bench --bogus" "serve --mode gopher" "serve --threads 0" "serve --inject spin:1:1:0" \
+        "serve --metrics-port 70000" "nosuchcommand"; do
+        "$VIGIL" $args >/dev/null 2>"$T/err"; rc=$?
+        [ $rc -eq 2 ] || { echo "vigil $args: exit $rc, not 2"; return 1; }
+        grep -q usage "$T/err" || { echo "vigil $args: no usage"; return 1; }
+    done
+    for c in profile bench serve; do
+        "$VIGIL" $c --help | grep -q "usage: vigil $c" || { echo "vigil $c --help"; return 1; }
+    done
+}
+
+check "profile: 4 scenarios, 0 bytes lost, every file written" profile_runs
+check "profile: SVG timelines render (rsvg-convert) and carry their marks" svg_renders
+check "serve --metrics-port: promtool check metrics" metrics_valid
+check "bad flags exit 2 with usage; --help" bad_flags
+echo "[====] Synthesis: Tested: $((PASS + FAIL)) | Passing: $PASS | Failing: $FAIL | Crashing: 0"
+[ $FAIL -eq 0 ]
