@@ -120,6 +120,10 @@ typedef struct server {
 } server;
 
 static server *servers;
+/* A loop is destroyed under this lock, so no other thread is inside a call on
+ * it then (a look at its stats, or the shutdown post, whose wake could
+ * otherwise still be writing when the loop it woke is already gone). */
+static pthread_mutex_t close_lock = PTHREAD_MUTEX_INITIALIZER;
 static vigil_supervisor *supervisor;
 static pthread_mutex_t setup_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t setup_cond = PTHREAD_COND_INITIALIZER;
@@ -402,8 +406,6 @@ static pthread_mutex_t total_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Once per loop, on the thread that may destroy it: its own when it was never
  * rebuilt, any thread once its rebuilt life has ended. */
-static pthread_mutex_t close_lock = PTHREAD_MUTEX_INITIALIZER; /* closed vs. a look at the stats */
-
 static void server_close(server *s) {
     pthread_mutex_lock(&close_lock);
     if (atomic_exchange(&s->closed, 1)) {
@@ -829,9 +831,12 @@ int cmd_serve(int argc, char **argv) {
         sigwait(&set, &sig);
     }
     metrics_stop(metrics); /* before the loops it reads go */
+    pthread_mutex_lock(&close_lock);
     for (uint32_t i = 0; i < started; i++)
-        if (vigil_loop_post(servers[i].loop, shutdown_now, &servers[i]) < 0)
+        if (!atomic_load(&servers[i].closed) &&
+            vigil_loop_post(servers[i].loop, shutdown_now, &servers[i]) < 0)
             vigil_loop_stop(servers[i].loop);
+    pthread_mutex_unlock(&close_lock);
     wait_servers(started);
     for (uint32_t i = 0; i < started; i++)
         if (atomic_load(&servers[i].run_done))
