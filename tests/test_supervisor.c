@@ -146,7 +146,11 @@ VT_TEST(supervisor, blocked_syscall_is_interrupted, 15) {
     pthread_mutex_unlock(&s.lock);
     vigil_supervisor_stats st;
     VT_OK(vigil_supervisor_stats_get(sv, &st));
-    VT_EQ(st.threads_unblocked, 1);
+    /* one interrupt ends the read; under ThreadSanitizer, which holds a signal
+     * until the thread reaches a safe point, a second may go out before the
+     * first lands (seen once in CI) */
+    VT_ASSERT(st.threads_unblocked >= 1 && st.threads_unblocked <= 2, "threads_unblocked %llu",
+              (unsigned long long)st.threads_unblocked);
     close(p[0]);
     close(p[1]);
     finish(sv, loop);
