@@ -144,11 +144,15 @@ VT_TEST(supervisor, blocked_syscall_is_interrupted, 15) {
               s.first.backtrace);
 #endif
     pthread_mutex_unlock(&s.lock);
+    /* one interrupt ends the read; the supervisor counts it after sending it,
+     * so the count may trail the EINTR by a moment: wait for it (1 s at most).
+     * Under ThreadSanitizer, which holds a signal until the thread reaches a
+     * safe point, a second may go out before the first lands (seen in CI). */
     vigil_supervisor_stats st;
-    VT_OK(vigil_supervisor_stats_get(sv, &st));
-    /* one interrupt ends the read; under ThreadSanitizer, which holds a signal
-     * until the thread reaches a safe point, a second may go out before the
-     * first lands (seen once in CI) */
+    uint64_t w0 = vigil_now_ns();
+    do {
+        VT_OK(vigil_supervisor_stats_get(sv, &st));
+    } while (st.threads_unblocked == 0 && vigil_now_ns() - w0 < 1000000000ull && !usleep(1000));
     VT_ASSERT(st.threads_unblocked >= 1 && st.threads_unblocked <= 2, "threads_unblocked %llu",
               (unsigned long long)st.threads_unblocked);
     close(p[0]);
