@@ -40,7 +40,7 @@ typedef struct watched {
 struct vigil_supervisor {
     vigil_supervisor_options o;
     pthread_t thread;
-    int tid;
+    _Atomic int tid; /* the supervisor thread's, once it runs (stats read it) */
     pthread_mutex_t lock; /* guards the list; held while a tick looks at loops */
     pthread_cond_t cond;
     watched *w;
@@ -408,7 +408,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
 
 static void *supervisor_main(void *arg) {
     vigil_supervisor *s = arg;
-    s->tid = vigil__thread_id();
+    atomic_store_explicit(&s->tid, vigil__thread_id(), memory_order_relaxed);
     pthread_setname_np(pthread_self(), "vigil-sv");
     pthread_mutex_lock(&s->lock);
     while (!s->stop) {
@@ -574,7 +574,8 @@ int vigil_supervisor_stats_get(vigil_supervisor *s, vigil_supervisor_stats *out)
         out->detect_hist[i] = atomic_load_explicit(&s->st.detect_hist[i], memory_order_relaxed);
         out->rebuild_hist[i] = atomic_load_explicit(&s->st.rebuild_hist[i], memory_order_relaxed);
     }
-    out->cpu_ns = s->tid ? vigil__thread_cpu_ns(s->tid) : 0;
+    int tid = atomic_load_explicit(&s->tid, memory_order_relaxed);
+    out->cpu_ns = tid ? vigil__thread_cpu_ns(tid) : 0;
     return 0;
 }
 
