@@ -73,6 +73,8 @@ typedef struct vigil_loop_options {
     uint32_t buf_size;     /* bytes per receive buffer; default 16384 */
     uint32_t buf_count;    /* receive buffers (a power of two); default 1024 */
     uint32_t flags;        /* VIGIL_LOOP_* below */
+    uint32_t pool_threads; /* file calls on epoll: threads; default 4, at most 64 */
+    uint32_t pool_queue;   /* ... and calls waiting for one; default 1024 (then -EAGAIN) */
 } vigil_loop_options;
 
 /* Turn off kernel features, to exercise the degraded paths (tests, diagnosis). */
@@ -139,7 +141,9 @@ int vigil_loop_join(vigil_loop *loop, int timeout_ms);
  *   2. listeners (accept callback, status -ECANCELED);
  *   3. each connection: its connect, then its sends in queue order, then its
  *      receive, each with -ECANCELED; then its close callback;
- *   4. posted callbacks not yet run (status -ECANCELED), in post order.
+ *   4. file calls, in start order (-ECANCELED, or their result if they
+ *      could not be called back);
+ *   5. posted callbacks not yet run (status -ECANCELED), in post order.
  * The kernel is then given time to finish every op before memory is freed.
  * Returns 0 or -errno (-EBUSY when called from a callback or while running).
  * A rebuilt loop may be destroyed from any thread (the fenced one too, once
@@ -332,6 +336,56 @@ vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn conn);
 /* Attaches user data to a connection, returned by vigil_conn_data(). */
 int vigil_conn_set_data(vigil_loop *loop, vigil_conn conn, void *data);
 void *vigil_conn_data(vigil_loop *loop, vigil_conn conn);
+
+/* ----------------------------------------------------------------- files */
+
+/* File calls that never block the loop thread. On io_uring they run on a
+ * second ring of the loop's own; on epoll on a pool of the loop's own
+ * threads (vigil_loop_options.pool_threads and .pool_queue). Both outlive a
+ * rebuild: a file call in flight when the loop is fenced completes on the
+ * new thread. Paths are copied; buffers must stay valid until the callback.
+ *
+ * status: open: the new fd (always O_CLOEXEC); read, write: bytes moved
+ * (short counts happen, as with pread and pwrite); fsync, stat, close: 0;
+ * or -errno. Final.
+ *
+ * Cancel and deadlines: a call still waiting for the kernel or a pool
+ * thread ends with -ECANCELED (or -ETIMEDOUT after its deadline), as does
+ * one blocked on a pipe, socket or terminal. A call on a regular file that
+ * has reached the disk, a FUSE server or NFS cannot be called back: it runs
+ * to its end and reports its real result (an open may then still return an
+ * fd: close it). vigil_loop_destroy waits for such calls. */
+typedef void (*vigil_fs_cb)(vigil_loop *loop, vigil_op op, int status, void *ud);
+
+#define VIGIL_FS_CWD (-100)          /* dir_fd: relative to the working directory */
+#define VIGIL_O_BENEATH 0x40000000   /* open flag: the path may not leave dir_fd (no
+                                      * absolute paths, ".." or symlinks out): -EXDEV */
+
+/* Opens path relative to dir_fd (VIGIL_FS_CWD, or a directory's fd) with
+ * open(2) flags and mode. deadline_ms 0 = none. op may be NULL. */
+int vigil_fs_open(vigil_loop *loop, int dir_fd, const char *path, int flags, uint32_t mode,
+                  uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
+/* Reads or writes len bytes at offset; offset -1 uses and moves the file
+ * position (pipes, terminals). len is capped at 2 GiB - 4 KiB. */
+int vigil_fs_read(vigil_loop *loop, int fd, void *buf, size_t len, int64_t offset,
+                  uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
+int vigil_fs_write(vigil_loop *loop, int fd, const void *buf, size_t len, int64_t offset,
+                   uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
+#define VIGIL_FSYNC_DATA 1u /* fdatasync: data, and only the metadata needed to read it */
+int vigil_fs_fsync(vigil_loop *loop, int fd, uint32_t flags, uint32_t deadline_ms,
+                   vigil_fs_cb cb, void *ud, vigil_op *op);
+
+typedef struct vigil_stat {
+    uint64_t size, blocks, ino, dev, nlink;
+    uint32_t mode, uid, gid; /* mode: type and permission bits, as st_mode */
+    int64_t atime_ns, mtime_ns, ctime_ns;
+} vigil_stat;
+/* Stats path relative to dir_fd, or dir_fd itself when path is "" (fstat).
+ * Symlinks are followed. *out is written before the callback. */
+int vigil_fs_stat(vigil_loop *loop, int dir_fd, const char *path, vigil_stat *out,
+                  uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
+/* Closes fd. cb may be NULL (here and for every call but open). */
+int vigil_fs_close(vigil_loop *loop, int fd, vigil_fs_cb cb, void *ud, vigil_op *op);
 
 /* ------------------------------------------------------------ supervisor */
 

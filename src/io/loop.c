@@ -10,6 +10,7 @@
  *   4. the backend waits (not at all if 1-3 left work) and dispatches
  *      completions in the order the kernel posted them.
  */
+#include "io/fs.h"
 #include "io/loop.h"
 #include "platform/platform.h"
 
@@ -25,7 +26,7 @@ static atomic_uint next_loop_id = 1;
 
 const char *vigil__op_kind_name(int kind) {
     static const char *names[] = {"", "timer", "accept", "recv", "send", "connect",
-                                  "close", "wake", "nop", "post"};
+                                  "close", "wake", "nop", "fs", "post"};
     return kind >= 0 && kind <= VIGIL__OP_KINDS ? names[kind] : "";
 }
 
@@ -112,6 +113,8 @@ void vigil__op_release(vigil_loop *loop, vigil__op *op) {
         free(op->u.send.flight);
     } else if (op->kind == VIGIL__OP_CONNECT) {
         free(op->u.connect.addr);
+    } else if (op->kind == VIGIL__OP_FS) {
+        free(op->u.fs.job);
     }
     op->kind = VIGIL__OP_FREE;
     op->gen = (op->gen + 1) & VIGIL__TAG_GEN_MASK;
@@ -387,6 +390,8 @@ int vigil_cancel(vigil_loop *loop, vigil_op h) {
     case VIGIL__OP_SEND:
     case VIGIL__OP_CONNECT:
         return vigil__tcp_cancel(loop, op);
+    case VIGIL__OP_FS:
+        return vigil__fs_cancel(loop, op);
     default:
         return -EBADF; /* internal ops have no public handle */
     }
@@ -418,6 +423,9 @@ static void run_due(vigil_loop *loop, uint64_t now) {
         } else if (vigil__later_is_frozen(loop, op)) {
             op->due_ns = now + 10000000ull; /* its callback is stuck: not yet */
             vigil__heap_push(loop, op);
+        } else if (op->kind == VIGIL__OP_FS) {
+            op->due_ns = 0;
+            vigil__fs_deadline(loop, op);
         } else {
             op->due_ns = 0;
             vigil__tcp_deadline(loop, op);
@@ -619,6 +627,17 @@ void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) {
     handle(loop, op, c);
 }
 
+void vigil__dispatch_engine(vigil_loop *loop, const vigil__cqe *c) {
+    vigil__stat_add(&loop->stats.completions, 1);
+    if (c->tag == VIGIL__TAG_IGNORE)
+        return;
+    vigil__op *op = completion_op(loop, c, true, true);
+    if (!op)
+        return;
+    end_request(loop, op, c);
+    handle(loop, op, c);
+}
+
 /* Completions a rebuild carried over (rebuild.c checked them when it took
  * them), applied before anything else, each leaving the queue before its
  * handler runs: a fence in a callback leaves the rest for the next rebuild. */
@@ -675,6 +694,10 @@ static void dispatch_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     if (op->kind == VIGIL__OP_NOP) {
         op->flags |= VIGIL__OPF_USER_DONE;
         vigil__op_release(loop, op);
+        return;
+    }
+    if (op->kind == VIGIL__OP_FS) {
+        vigil__fs_complete(loop, op, c);
         return;
     }
     vigil__tcp_complete(loop, op, c);
@@ -813,6 +836,12 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
         o.buf_size = 16384;
     if (!o.buf_count)
         o.buf_count = 1024;
+    if (o.pool_threads > VIGIL__POOL_THREADS_MAX || o.pool_queue > (1u << 20))
+        return -EINVAL;
+    if (!o.pool_threads)
+        o.pool_threads = VIGIL__POOL_THREADS_DEFAULT;
+    if (!o.pool_queue)
+        o.pool_queue = VIGIL__POOL_QUEUE_DEFAULT;
 
     vigil_loop *loop = calloc(1, sizeof(*loop));
     if (!loop)
@@ -955,12 +984,14 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
         run_due(loop, now);
         run_later(loop);
         run_posts(loop, 0);
+        vigil__fs_poll(loop);
         if (atomic_exchange_explicit(&loop->stop_requested, 0, memory_order_acq_rel))
             break;
         if (mode == VIGIL_RUN_DEFAULT && !has_work(loop) && !posts_waiting(loop))
             break;
         int64_t t = 0;
-        if (mode != VIGIL_RUN_NOWAIT && !loop->later_head && !posts_waiting(loop))
+        vigil__fs_poll(loop); /* submits what callbacks asked for */
+        if (mode != VIGIL_RUN_NOWAIT && !loop->later_head && !posts_waiting(loop) && !vigil__fs_ready(loop))
             t = wait_timeout_ns(loop, vigil__clock_ns(), until);
         if (fenced_waiting && (t < 0 || t > 10000000))
             t = 10000000; /* look again soon for a fenced thread that came back */
@@ -1054,7 +1085,10 @@ int vigil_loop_destroy(vigil_loop *loop) {
     /* 2, 3: listeners, then connections, each op's final callback now */
     vigil__tcp_destroy_all(loop);
     run_later(loop);
-    /* 4. posts */
+    /* 4. file calls, waited for; their engine goes */
+    vigil__fs_destroy(loop);
+    run_later(loop);
+    /* 5. posts */
     run_posts(loop, -ECANCELED);
 
     /* Let the kernel finish every op before any memory goes: completions
@@ -1090,6 +1124,8 @@ int vigil_loop_destroy(vigil_loop *loop) {
                 free(chunk[j].u.send.flight);
             } else if (chunk[j].kind == VIGIL__OP_CONNECT) {
                 free(chunk[j].u.connect.addr);
+            } else if (chunk[j].kind == VIGIL__OP_FS) {
+                free(chunk[j].u.fs.job);
             }
         }
         free(chunk);

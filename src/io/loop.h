@@ -48,6 +48,7 @@ enum vigil__op_kind {
     VIGIL__OP_CLOSE,   /* closes a connection's fd; its deadline is the flush deadline */
     VIGIL__OP_WAKE,    /* the cross-thread wake read */
     VIGIL__OP_NOP,     /* test hook */
+    VIGIL__OP_FS,      /* a file call (fs.c), in the loop's file engine */
     VIGIL__OP_KINDS
 };
 
@@ -64,6 +65,8 @@ enum vigil__op_kind {
 #define VIGIL__OPF_CARRIED   (1u << 9) /* its final completion waits in loop memory (the
                                          * carry or the held list), not in the kernel: it
                                          * must be neither issued again nor freed */
+#define VIGIL__OPF_ENGINE    (1u << 10) /* its request is in the loop's file engine, not the
+                                         * backend: a rebuild leaves it where it is */
 
 typedef struct vigil__op {
     uint32_t gen;
@@ -85,6 +88,7 @@ typedef struct vigil__op {
         struct { uint8_t *data; uint32_t len; uint32_t done; void *flight; } send;
         struct { void *addr; uint32_t addrlen; } connect;
         struct { uint32_t retry_pending; } accept;
+        struct { struct vigil__fsjob *job; } fs;
     } u;
 } vigil__op;
 
@@ -282,6 +286,11 @@ struct vigil_loop {
     uint32_t later_run;
     struct vigil__post *posts_run;
 
+    /* file calls (fs.c): the engine, made at the first call; calls not yet final */
+    struct vigil__fs_ring *fs_ring;
+    struct vigil__pool *fs_pool;
+    uint32_t fs_live;
+
     /* cross-thread */
     pthread_mutex_t post_lock;
     vigil__post *post_head, *post_tail;
@@ -421,6 +430,8 @@ void vigil__api_leave(vigil__api_scope *scope);
 
 /* completion dispatch, called by backends */
 void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c);
+/* a completion from the loop's file engine: valid across rebuilds (any epoch) */
+void vigil__dispatch_engine(vigil_loop *loop, const vigil__cqe *c);
 void vigil__note_progress(vigil_loop *loop);
 void vigil__stamp(vigil_loop *loop);
 

@@ -290,7 +290,7 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
     for (uint32_t slot = 0; slot < loop->ops_cap; slot++) {
         vigil__op *op = vigil__op_at(loop, slot);
         if (op->kind != VIGIL__OP_FREE && (op->flags & VIGIL__OPF_KERNEL) &&
-            !(op->flags & VIGIL__OPF_CARRIED) && op->req_epoch == old_epoch)
+            !(op->flags & (VIGIL__OPF_CARRIED | VIGIL__OPF_ENGINE)) && op->req_epoch == old_epoch)
             reissue(loop, op);
     }
     /* A CQ that overflowed at the fence lost completions in the kernel that

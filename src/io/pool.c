@@ -1,0 +1,247 @@
+/*
+ * pool.c: worker threads for the blocking calls of one loop (see pool.h).
+ *
+ * One lock guards the queue, the done list and each job's state. A cancel
+ * of a running job writes the worker's own eventfd; the worker empties that
+ * eventfd before each job, so a cancel meant for one job never ends the next.
+ */
+#include "pool.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+typedef struct worker {
+    vigil__pool *pool;
+    pthread_t thread;
+    int cancel_fd;
+    vigil__job *job; /* running now, or NULL */
+} worker;
+
+struct vigil__pool {
+    vigil_loop *loop;
+    pthread_mutex_t lock;
+    pthread_cond_t work;  /* a job was queued, or stop */
+    pthread_cond_t done;  /* a job finished (destroy waits on it) */
+    vigil__job *queue_head, *queue_tail;
+    vigil__job *done_head, *done_tail;
+    uint32_t queued, queue_max, running;
+    uint32_t idle;        /* workers waiting for a job */
+    uint32_t n, max;      /* workers started, at most */
+    worker *w;
+    bool stop;
+};
+
+int vigil__pool_new(vigil__pool **out, vigil_loop *loop, uint32_t threads, uint32_t queue) {
+    vigil__pool *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->w = calloc(threads, sizeof(*p->w));
+    if (!p->w) {
+        free(p);
+        return -ENOMEM;
+    }
+    p->loop = loop;
+    p->max = threads;
+    p->queue_max = queue;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->work, NULL);
+    pthread_cond_init(&p->done, NULL);
+    *out = p;
+    return 0;
+}
+
+static void finish_locked(vigil__pool *p, vigil__job *j, int res) {
+    j->res = res;
+    j->state = VIGIL__JOB_DONE;
+    j->next = NULL;
+    if (p->done_tail)
+        p->done_tail->next = j;
+    else
+        p->done_head = j;
+    p->done_tail = j;
+    pthread_cond_broadcast(&p->done);
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    vigil__pool *p = w->pool;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->queue_head && !p->stop) {
+            p->idle++;
+            pthread_cond_wait(&p->work, &p->lock);
+            p->idle--;
+        }
+        if (!p->queue_head)
+            break; /* stop, and nothing left */
+        vigil__job *j = p->queue_head;
+        p->queue_head = j->next;
+        if (!p->queue_head)
+            p->queue_tail = NULL;
+        p->queued--;
+        p->running++;
+        j->state = VIGIL__JOB_RUNNING;
+        w->job = j;
+        pthread_mutex_unlock(&p->lock);
+
+        uint64_t stale;
+        while (read(w->cancel_fd, &stale, sizeof(stale)) > 0) /* a cancel for an earlier job */
+            ;
+        int res = j->run(j, w->cancel_fd);
+
+        pthread_mutex_lock(&p->lock);
+        w->job = NULL;
+        p->running--;
+        finish_locked(p, j, j->cancel && res == -EINTR ? -ECANCELED : res);
+        pthread_mutex_unlock(&p->lock);
+        vigil_loop_wake(p->loop);
+        pthread_mutex_lock(&p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Starts one more worker, with every signal blocked (the mask is inherited). */
+static int start_worker_locked(vigil__pool *p) {
+    worker *w = &p->w[p->n];
+    w->pool = p;
+    w->cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->cancel_fd < 0)
+        return -errno;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        close(w->cancel_fd);
+        return -rc;
+    }
+    pthread_setname_np(w->thread, "vigil-pool");
+    p->n++;
+    return 0;
+}
+
+int vigil__pool_submit(vigil__pool *p, vigil__job *j) {
+    pthread_mutex_lock(&p->lock);
+    if (p->queued >= p->queue_max) {
+        pthread_mutex_unlock(&p->lock);
+        return -EAGAIN;
+    }
+    if (p->idle <= p->queued && p->n < p->max) {
+        int rc = start_worker_locked(p);
+        if (rc < 0 && p->n == 0) {
+            pthread_mutex_unlock(&p->lock);
+            return rc; /* nobody would ever run it */
+        }
+    }
+    j->next = NULL;
+    j->state = VIGIL__JOB_QUEUED;
+    j->cancel = false;
+    if (p->queue_tail)
+        p->queue_tail->next = j;
+    else
+        p->queue_head = j;
+    p->queue_tail = j;
+    p->queued++;
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+void vigil__pool_cancel(vigil__pool *p, vigil__job *j) {
+    pthread_mutex_lock(&p->lock);
+    if (j->state == VIGIL__JOB_QUEUED) {
+        vigil__job **pp = &p->queue_head, *prev = NULL;
+        while (*pp && *pp != j) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        if (*pp) {
+            *pp = j->next;
+            if (p->queue_tail == j)
+                p->queue_tail = prev;
+            p->queued--;
+            finish_locked(p, j, -ECANCELED);
+            pthread_mutex_unlock(&p->lock);
+            vigil_loop_wake(p->loop);
+            return;
+        }
+    } else if (j->state == VIGIL__JOB_RUNNING && !j->cancel) {
+        j->cancel = true;
+        for (uint32_t i = 0; i < p->n; i++) {
+            if (p->w[i].job == j) {
+                uint64_t one = 1;
+                (void)!write(p->w[i].cancel_fd, &one, sizeof(one));
+            }
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+vigil__job *vigil__pool_take(vigil__pool *p) {
+    pthread_mutex_lock(&p->lock);
+    vigil__job *j = p->done_head;
+    if (j) {
+        p->done_head = j->next;
+        if (!p->done_head)
+            p->done_tail = NULL;
+        j->next = NULL;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return j;
+}
+
+bool vigil__pool_has_done(vigil__pool *p) {
+    pthread_mutex_lock(&p->lock);
+    bool any = p->done_head != NULL;
+    pthread_mutex_unlock(&p->lock);
+    return any;
+}
+
+bool vigil__pool_wait_done(vigil__pool *p) {
+    pthread_mutex_lock(&p->lock);
+    while (!p->done_head && (p->queued || p->running))
+        pthread_cond_wait(&p->done, &p->lock);
+    bool any = p->done_head != NULL;
+    pthread_mutex_unlock(&p->lock);
+    return any;
+}
+
+void vigil__pool_free(vigil__pool *p) {
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stop = true;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    for (uint32_t i = 0; i < p->n; i++) {
+        pthread_join(p->w[i].thread, NULL);
+        close(p->w[i].cancel_fd);
+    }
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->done);
+    free(p->w);
+    free(p);
+}
+
+int vigil__pool_wait_fd(int fd, short events, int cancel_fd) {
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = fd, .events = events}, {.fd = cancel_fd, .events = POLLIN}};
+        int n = poll(pf, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (pf[1].revents & POLLIN)
+            return -ECANCELED;
+        if (pf[0].revents)
+            return 0; /* ready, or an error the call itself will report */
+    }
+}

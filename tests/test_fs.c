@@ -1,0 +1,496 @@
+/* test_fs.c: file calls on every backend (the file ring on io_uring, the
+ * worker pool on epoll): contents byte for byte, errors as negative errno,
+ * paths kept beneath a directory, cancel and deadlines on a read that
+ * waits, a loop that keeps serving while a read is stuck, destroy with a
+ * call in flight, and a rebuild that carries a read in flight over. */
+#include "util.h"
+#include "vt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int vigil__debug_request_fence(vigil_loop *loop);
+int vigil__debug_fenced(vigil_loop *loop);
+
+/* A fresh directory under /tmp, removed (with its files) by rm_dir. */
+static void make_dir(char *dir, size_t len) {
+    snprintf(dir, len, "/tmp/vigil-fs-XXXXXX");
+    VT_ASSERT(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
+}
+
+static void rm_dir(const char *dir) {
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    VT_EQ(system(cmd), 0);
+}
+
+/* One call's outcome. */
+typedef struct result {
+    _Atomic int done;
+    _Atomic int status;
+    _Atomic int calls;
+    pthread_t thread;
+} result;
+
+static void on_fs(vigil_loop *loop, vigil_op op, int status, void *ud) {
+    result *r = ud;
+    r->thread = pthread_self();
+    atomic_store(&r->status, status);
+    atomic_fetch_add(&r->calls, 1);
+    atomic_store(&r->done, 1);
+}
+
+/* Runs one call to its end and returns its status. */
+#define CALL(loop, r, expr)                                                                 \
+    ({                                                                                      \
+        memset(&(r), 0, sizeof(r));                                                         \
+        VT_OK(expr);                                                                        \
+        VT_ASSERT(vt_run_until(loop, (const volatile int *)&(r).done, 10000), "no callback: " #expr); \
+        VT_EQ(atomic_load(&(r).calls), 1);                                                  \
+        atomic_load(&(r).status);                                                           \
+    })
+
+static bool on_uring(void) {
+    const char *b = getenv("VIGIL_TEST_BACKEND");
+    return !b || strncmp(b, "uring", 5) == 0;
+}
+
+VT_TEST(fs, write_stat_read_close, 20) {
+    vigil_loop *loop = vt_loop(NULL);
+    char dir[64], path[128];
+    make_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/a", dir);
+    result r;
+    int fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_CREAT | O_RDWR | O_EXCL, 0640, 0,
+                                         on_fs, &r, NULL));
+    VT_ASSERT(fd >= 0, "open: %d", fd);
+    VT_ASSERT(fcntl(fd, F_GETFD) & FD_CLOEXEC, "the fd must be close-on-exec");
+    uint8_t out[100000], in[100000];
+    vt_fill(out, sizeof(out), 7, 0);
+    /* two writes at offsets, the second first */
+    VT_EQ(CALL(loop, r, vigil_fs_write(loop, fd, out + 50000, 50000, 50000, 0, on_fs, &r, NULL)), 50000);
+    VT_EQ(CALL(loop, r, vigil_fs_write(loop, fd, out, 50000, 0, 0, on_fs, &r, NULL)), 50000);
+    VT_EQ(CALL(loop, r, vigil_fs_fsync(loop, fd, 0, 0, on_fs, &r, NULL)), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_fsync(loop, fd, VIGIL_FSYNC_DATA, 0, on_fs, &r, NULL)), 0);
+    vigil_stat st;
+    VT_EQ(CALL(loop, r, vigil_fs_stat(loop, VIGIL_FS_CWD, path, &st, 0, on_fs, &r, NULL)), 0);
+    VT_EQ(st.size, sizeof(out));
+    VT_ASSERT(S_ISREG(st.mode) && (st.mode & 0777) == 0640, "mode %o", st.mode);
+    VT_EQ(st.nlink, 1);
+    VT_ASSERT(st.mtime_ns > 0, "mtime");
+    struct stat ref;
+    VT_EQ(stat(path, &ref), 0);
+    VT_EQ(st.ino, (uint64_t)ref.st_ino);
+    VT_EQ(st.dev, (uint64_t)ref.st_dev);
+    /* fstat: the fd itself */
+    vigil_stat st2;
+    VT_EQ(CALL(loop, r, vigil_fs_stat(loop, fd, "", &st2, 0, on_fs, &r, NULL)), 0);
+    VT_EQ(st2.ino, st.ino);
+    /* read back, then a read at the end */
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, in, sizeof(in), 0, 0, on_fs, &r, NULL)), (int)sizeof(in));
+    VT_EQ(memcmp(in, out, sizeof(in)), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, in, 10, sizeof(out), 0, on_fs, &r, NULL)), 0);
+    /* offset -1: the file position, which the offset reads did not move */
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, in, 10, -1, 0, on_fs, &r, NULL)), 10);
+    VT_EQ(memcmp(in, out, 10), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
+    VT_EQ(fcntl(fd, F_GETFD), -1); /* closed */
+    VT_OK(vigil_loop_destroy(loop));
+    rm_dir(dir);
+}
+
+/* 100 MiB written and read back through the loop, four calls in flight each
+ * way, every byte checked against the pattern. */
+#define BIG (100u << 20)
+#define CHUNK (1u << 20)
+#define DEPTH 4
+
+typedef struct big {
+    vigil_loop *loop;
+    int fd;
+    bool reading;
+    uint8_t *mem;           /* the whole file's worth, one CHUNK slot per call */
+    uint64_t next, done;    /* offsets issued, bytes finished */
+    int err;
+    size_t bad_at;
+} big;
+
+static void big_issue(big *b);
+
+typedef struct big_call {
+    big *b;
+    uint64_t off;
+} big_call;
+static big_call calls[BIG / CHUNK];
+
+static void big_done(vigil_loop *loop, vigil_op op, int status, void *ud) {
+    big_call *c = ud;
+    big *b = c->b;
+    if (status != (int)CHUNK) { /* short counts do not happen on a local file this size */
+        b->err = status < 0 ? status : -EIO;
+        return;
+    }
+    if (b->reading) {
+        size_t bad = vt_check(b->mem + c->off, CHUNK, 42, c->off);
+        if (bad != CHUNK && b->bad_at == SIZE_MAX)
+            b->bad_at = c->off + bad;
+    }
+    b->done += CHUNK;
+    big_issue(b);
+}
+
+static void big_issue(big *b) {
+    if (b->next >= BIG)
+        return;
+    big_call *c = &calls[b->next / CHUNK];
+    *c = (big_call){b, b->next};
+    int rc = b->reading ? vigil_fs_read(b->loop, b->fd, b->mem + c->off, CHUNK, (int64_t)c->off, 0,
+                                        big_done, c, NULL)
+                        : vigil_fs_write(b->loop, b->fd, b->mem + c->off, CHUNK, (int64_t)c->off, 0,
+                                         big_done, c, NULL);
+    if (rc < 0)
+        b->err = rc;
+    b->next += CHUNK;
+}
+
+static void big_run(big *b) {
+    b->next = b->done = 0;
+    for (int i = 0; i < DEPTH; i++)
+        big_issue(b);
+    uint64_t until = vigil_now_ns() + 50000000000ull;
+    while (b->done < BIG && !b->err && vigil_now_ns() < until)
+        VT_ASSERT(vigil_loop_run(b->loop, VIGIL_RUN_ONCE, 100) >= 0);
+    VT_EQ(b->err, 0);
+    VT_EQ(b->done, BIG);
+}
+
+VT_TEST(fs, hundred_mib_round_trip_byte_for_byte, 90) {
+    vigil_loop *loop = vt_loop(NULL);
+    char dir[64], path[128];
+    make_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/big", dir);
+    result r;
+    int fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_CREAT | O_RDWR | O_TRUNC, 0600, 0,
+                                         on_fs, &r, NULL));
+    VT_ASSERT(fd >= 0, "open: %d", fd);
+    big b = {.loop = loop, .fd = fd, .bad_at = SIZE_MAX};
+    b.mem = malloc(BIG);
+    VT_ASSERT(b.mem != NULL);
+    vt_fill(b.mem, BIG, 42, 0);
+    big_run(&b);
+    VT_EQ(CALL(loop, r, vigil_fs_fsync(loop, fd, 0, 0, on_fs, &r, NULL)), 0);
+    /* the file as the kernel has it, read back through a second descriptor */
+    memset(b.mem, 0, BIG);
+    int fd2 = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(fd2 >= 0, "open: %d", fd2);
+    b.fd = fd2;
+    b.reading = true;
+    big_run(&b);
+    VT_ASSERT(b.bad_at == SIZE_MAX, "first wrong byte at offset %zu", b.bad_at);
+    VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd2, on_fs, &r, NULL)), 0);
+    free(b.mem);
+    VT_OK(vigil_loop_destroy(loop));
+    rm_dir(dir);
+}
+
+VT_TEST(fs, errors_are_negative_errno, 20) {
+    vigil_loop *loop = vt_loop(NULL);
+    char dir[64], path[160];
+    make_dir(dir, sizeof(dir));
+    result r;
+    uint8_t buf[16];
+    vigil_stat st;
+    /* refused at the call */
+    VT_EQ(vigil_fs_open(loop, VIGIL_FS_CWD, NULL, O_RDONLY, 0, 0, on_fs, &r, NULL), -EINVAL);
+    VT_EQ(vigil_fs_open(loop, VIGIL_FS_CWD, dir, O_RDONLY, 0, 0, NULL, NULL, NULL), -EINVAL);
+    VT_EQ(vigil_fs_read(loop, -1, buf, sizeof(buf), 0, 0, on_fs, &r, NULL), -EBADF);
+    VT_EQ(vigil_fs_read(loop, 0, NULL, 10, 0, 0, on_fs, &r, NULL), -EINVAL);
+    VT_EQ(vigil_fs_read(loop, 0, buf, sizeof(buf), -2, 0, on_fs, &r, NULL), -EINVAL);
+    VT_EQ(vigil_fs_write(loop, -5, buf, sizeof(buf), 0, 0, on_fs, &r, NULL), -EBADF);
+    VT_EQ(vigil_fs_fsync(loop, 0, 99, 0, on_fs, &r, NULL), -EINVAL);
+    VT_EQ(vigil_fs_stat(loop, VIGIL_FS_CWD, dir, NULL, 0, on_fs, &r, NULL), -EINVAL);
+    VT_EQ(vigil_fs_close(loop, -1, on_fs, &r, NULL), -EBADF);
+    VT_EQ(vigil_cancel(loop, (vigil_op){12345}), -EBADF);
+    /* reported by the kernel, through the callback */
+    snprintf(path, sizeof(path), "%s/missing", dir);
+    VT_EQ(CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL)), -ENOENT);
+    VT_EQ(CALL(loop, r, vigil_fs_stat(loop, VIGIL_FS_CWD, path, &st, 0, on_fs, &r, NULL)), -ENOENT);
+    int bad = 1000 + (int)(getpid() % 1000); /* an fd number nobody holds */
+    while (fcntl(bad, F_GETFD) >= 0)
+        bad++;
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, bad, buf, sizeof(buf), 0, 0, on_fs, &r, NULL)), -EBADF);
+    VT_EQ(CALL(loop, r, vigil_fs_close(loop, bad, on_fs, &r, NULL)), -EBADF);
+    int dfd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, dir, O_RDONLY | O_DIRECTORY, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(dfd >= 0, "open dir: %d", dfd);
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, dfd, buf, sizeof(buf), 0, 0, on_fs, &r, NULL)), -EISDIR);
+    VT_EQ(CALL(loop, r, vigil_fs_close(loop, dfd, on_fs, &r, NULL)), 0);
+    VT_OK(vigil_loop_destroy(loop));
+    rm_dir(dir);
+}
+
+/* VIGIL_O_BENEATH keeps every path inside the directory: the way a static
+ * file server must open what a client names. */
+VT_TEST(fs, beneath_keeps_paths_inside_the_directory, 20) {
+    vigil_loop *loop = vt_loop(NULL);
+    char dir[64], path[160];
+    make_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    VT_EQ(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/sub/in.txt", dir);
+    FILE *f = fopen(path, "w");
+    VT_ASSERT(f != NULL);
+    fputs("inside", f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/sub/out", dir);
+    VT_EQ(symlink("/etc/hostname", path), 0);
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    result r;
+    int root = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY | O_DIRECTORY, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(root >= 0, "open root: %d", root);
+    int fd = CALL(loop, r, vigil_fs_open(loop, root, "in.txt", O_RDONLY | VIGIL_O_BENEATH, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(fd >= 0, "open in.txt beneath: %d", fd);
+    char buf[16] = {0};
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, buf, sizeof(buf), 0, 0, on_fs, &r, NULL)), 6);
+    VT_EQ(strcmp(buf, "inside"), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
+    const char *escapes[] = {"../sub/in.txt", "/etc/hostname", "out", "./../../etc/passwd"};
+    for (int i = 0; i < 4; i++) {
+        int rc = CALL(loop, r, vigil_fs_open(loop, root, escapes[i], O_RDONLY | VIGIL_O_BENEATH, 0, 0, on_fs,
+                                             &r, NULL));
+        VT_ASSERT(rc == -EXDEV, "%s opened beneath: %d", escapes[i], rc);
+    }
+    /* without the flag the same names resolve as usual */
+    fd = CALL(loop, r, vigil_fs_open(loop, root, "../sub/in.txt", O_RDONLY, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(fd >= 0, "plain open: %d", fd);
+    VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_close(loop, root, on_fs, &r, NULL)), 0);
+    VT_OK(vigil_loop_destroy(loop));
+    rm_dir(dir);
+}
+
+/* A read from a pipe waits until someone writes: cancel and a deadline end
+ * it, and the bytes stay in the pipe for the next read. */
+VT_TEST(fs, waiting_read_is_cancelled_or_times_out, 20) {
+    vigil_loop *loop = vt_loop(NULL);
+    int p[2];
+    VT_EQ(pipe(p), 0);
+    char buf[64];
+    result r = {0};
+    vigil_op op;
+    VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 0, on_fs, &r, &op));
+    vt_run_until(loop, &(int){0}, 100);
+    VT_EQ(atomic_load(&r.done), 0);
+    VT_OK(vigil_cancel(loop, op));
+    VT_EQ(vigil_cancel(loop, op), -EBADF); /* once */
+    VT_ASSERT(vt_run_until(loop, (const volatile int *)&r.done, 5000));
+    VT_EQ(atomic_load(&r.status), -ECANCELED);
+    VT_EQ(vigil_cancel(loop, op), -EBADF); /* finished */
+
+    uint64_t t0 = vigil_now_ns();
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 150, on_fs, &r, NULL)), -ETIMEDOUT);
+    uint64_t took_ms = (vigil_now_ns() - t0) / 1000000;
+    VT_ASSERT(took_ms >= 140, "timed out after %llu ms", (unsigned long long)took_ms);
+    vigil_loop_stats ls;
+    VT_OK(vigil_loop_stats_get(loop, &ls));
+    VT_EQ(ls.deadlines_expired, 1);
+
+    /* nothing was taken from the pipe: the next read gets every byte */
+    VT_EQ(write(p[1], "abc", 3), 3);
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 1000, on_fs, &r, NULL)), 3);
+    VT_EQ(memcmp(buf, "abc", 3), 0);
+    close(p[0]);
+    close(p[1]);
+    VT_OK(vigil_loop_destroy(loop));
+}
+
+/* While a file read is stuck (a FIFO nobody writes to), the loop goes on
+ * serving a TCP client: 500 round trips, then the read gets its bytes. */
+typedef struct echo {
+    int port;
+    _Atomic int rounds, done;
+} echo;
+
+static void echo_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
+    if (status > 0)
+        vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
+    else
+        vigil_close(loop, c, 0, NULL, NULL);
+}
+
+static void echo_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
+    if (status == 0)
+        vigil_recv_start(loop, c, 0, echo_recv, NULL, NULL);
+}
+
+static void *echo_client(void *arg) {
+    echo *e = arg;
+    int fd = vt_sock_connect(e->port);
+    char out[32], in[32];
+    for (int i = 0; i < 500; i++) {
+        snprintf(out, sizeof(out), "round %d", i);
+        size_t n = strlen(out);
+        if (vt_sock_write_all(fd, out, n) < 0 || vt_sock_read_n(fd, in, n, 5000) != n || memcmp(in, out, n))
+            break;
+        atomic_fetch_add(&e->rounds, 1);
+    }
+    close(fd);
+    atomic_store(&e->done, 1);
+    return NULL;
+}
+
+VT_TEST(fs, loop_keeps_serving_while_a_read_is_stuck, 30) {
+    vigil_loop *loop = vt_loop(NULL);
+    char dir[64], path[128];
+    make_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    VT_EQ(mkfifo(path, 0600), 0);
+    int writer = open(path, O_RDWR); /* so that opening it for reading does not wait */
+    VT_ASSERT(writer >= 0);
+    result r;
+    int fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(fd >= 0, "open fifo: %d", fd);
+    char buf[64] = {0};
+    result rd = {0};
+    VT_OK(vigil_fs_read(loop, fd, buf, sizeof(buf), -1, 0, on_fs, &rd, NULL));
+
+    echo e = {0};
+    vt_listen(loop, echo_accept, NULL, &e.port);
+    pthread_t t;
+    VT_EQ(pthread_create(&t, NULL, echo_client, &e), 0);
+    VT_ASSERT(vt_run_until(loop, (const volatile int *)&e.done, 20000));
+    pthread_join(t, NULL);
+    VT_EQ(atomic_load(&e.rounds), 500);
+    VT_EQ(atomic_load(&rd.done), 0); /* still waiting, all along */
+
+    VT_EQ(write(writer, "late bytes", 10), 10);
+    VT_ASSERT(vt_run_until(loop, (const volatile int *)&rd.done, 5000));
+    VT_EQ(atomic_load(&rd.status), 10);
+    VT_EQ(memcmp(buf, "late bytes", 10), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
+    close(writer);
+    VT_OK(vigil_loop_destroy(loop));
+    rm_dir(dir);
+}
+
+/* Destroy ends a waiting read with -ECANCELED, exactly once. */
+VT_TEST(fs, destroy_ends_a_waiting_read, 20) {
+    vigil_loop *loop = vt_loop(NULL);
+    int p[2];
+    VT_EQ(pipe(p), 0);
+    char buf[8];
+    result r = {0};
+    VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 0, on_fs, &r, NULL));
+    vt_run_until(loop, &(int){0}, 50);
+    VT_OK(vigil_loop_destroy(loop));
+    VT_EQ(atomic_load(&r.calls), 1);
+    VT_EQ(atomic_load(&r.status), -ECANCELED);
+    close(p[0]);
+    close(p[1]);
+}
+
+/* The pool takes pool_threads calls at a time and pool_queue more; past
+ * that a call is refused with -EAGAIN, and the queued ones still run. */
+VT_TEST(fs, pool_queue_is_bounded, 20) {
+    if (on_uring()) {
+        VT_LOG("io_uring: file calls go to the file ring, not the pool");
+        return;
+    }
+    vigil_loop_options o = {.pool_threads = 1, .pool_queue = 2};
+    vigil_loop *loop = vt_loop(&o);
+    int p[2];
+    VT_EQ(pipe(p), 0);
+    char buf[4][4];
+    result r[4];
+    memset(r, 0, sizeof(r));
+    VT_OK(vigil_fs_read(loop, p[0], buf[0], 1, -1, 0, on_fs, &r[0], NULL)); /* runs, waits */
+    usleep(50000);
+    VT_OK(vigil_fs_read(loop, p[0], buf[1], 1, -1, 0, on_fs, &r[1], NULL)); /* queued */
+    VT_OK(vigil_fs_read(loop, p[0], buf[2], 1, -1, 0, on_fs, &r[2], NULL)); /* queued */
+    VT_EQ(vigil_fs_read(loop, p[0], buf[3], 1, -1, 0, on_fs, &r[3], NULL), -EAGAIN);
+    VT_EQ(write(p[1], "xyz", 3), 3);
+    VT_ASSERT(vt_run_until(loop, (const volatile int *)&r[2].done, 5000));
+    for (int i = 0; i < 3; i++)
+        VT_EQ(atomic_load(&r[i].status), 1);
+    VT_EQ(buf[0][0], 'x');
+    VT_EQ(buf[1][0], 'y');
+    VT_EQ(buf[2][0], 'z');
+    VT_EQ(atomic_load(&r[3].calls), 0);
+    vigil_loop_options bad = {.pool_threads = 65};
+    vigil_loop *l2;
+    VT_EQ(vigil_loop_create(&l2, &bad), -EINVAL);
+    close(p[0]);
+    close(p[1]);
+    VT_OK(vigil_loop_destroy(loop));
+}
+
+/* A rebuild while a file read waits: the read stays where it is (the file
+ * ring or the pool belong to the loop) and completes on the new thread,
+ * once, with its bytes. */
+typedef struct fenced {
+    _Atomic int fenced;
+} fenced;
+
+static void fence_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    fenced *f = ud;
+    if (status)
+        return;
+    vigil__debug_request_fence(loop);
+    uint64_t t0 = vigil_now_ns();
+    while (!vigil__debug_fenced(loop) && vigil_now_ns() - t0 < 5000000000ull)
+        ;
+    atomic_store(&f->fenced, vigil__debug_fenced(loop));
+}
+
+static void sv_quiet(const char *line, void *ud) {}
+
+VT_TEST(fs, rebuild_carries_a_read_in_flight, 30) {
+    const char *b = getenv("VIGIL_TEST_BACKEND");
+    if (b && !strcmp(b, "uring-compat")) {
+        VT_LOG("a ring without DEFER_TASKRUN is never rebuilt");
+        return;
+    }
+    vigil_loop_options o = {.flags = VIGIL_LOOP_SUPERVISED};
+    vigil_loop *loop = vt_loop(&o);
+    vigil_supervisor_options so = {.stall_ms = 1000, .tick_ms = 1, .log = sv_quiet};
+    vigil_supervisor *sv;
+    VT_OK(vigil_supervisor_start(&sv, &so));
+    VT_OK(vigil_supervisor_add(sv, loop));
+    int p[2];
+    VT_EQ(pipe(p), 0);
+    char buf[64] = {0};
+    result r = {0};
+    VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 0, on_fs, &r, NULL));
+    fenced f = {0};
+    VT_OK(vigil_timer_start(loop, 20, 0, fence_timer, &f, NULL));
+    int rc = vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 10000);
+    VT_EQ(rc, -EOWNERDEAD);
+    VT_EQ(atomic_load(&f.fenced), 1);
+    VT_EQ(atomic_load(&r.done), 0);
+
+    VT_EQ(write(p[1], "carried over", 12), 12);
+    uint64_t t0 = vigil_now_ns();
+    while (!atomic_load(&r.done) && vigil_now_ns() - t0 < 5000000000ull)
+        usleep(1000);
+    VT_EQ(atomic_load(&r.done), 1);
+    VT_EQ(atomic_load(&r.status), 12);
+    VT_EQ(memcmp(buf, "carried over", 12), 0);
+    VT_ASSERT(!pthread_equal(r.thread, pthread_self()), "the callback ran on the fenced thread");
+    VT_OK(vigil_loop_join(loop, 10000)); /* no work left: the rebuilt loop ends */
+    vigil_loop_stats ls;
+    VT_OK(vigil_loop_stats_get(loop, &ls));
+    VT_EQ(ls.rebuilds, 1);
+    VT_EQ(atomic_load(&r.calls), 1);
+    VT_OK(vigil_supervisor_remove(sv, loop));
+    VT_OK(vigil_supervisor_stop(sv));
+    VT_OK(vigil_loop_destroy(loop));
+    close(p[0]);
+    close(p[1]);
+}
