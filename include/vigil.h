@@ -137,12 +137,12 @@ int vigil_loop_join(vigil_loop *loop, int timeout_ms);
 
 /* Destroys the loop, which must not be running. Everything still open gets
  * its final callback, in this order:
- *   1. timers (status -ECANCELED), in deadline order;
+ *   1. timers (status -ECANCELED), in deadline order, then signal watchers;
  *   2. listeners (accept callback, status -ECANCELED);
  *   3. each connection: its connect, then its sends in queue order, then its
  *      receive, each with -ECANCELED; then its close callback;
- *   4. file calls, in start order (-ECANCELED, or their result if they
- *      could not be called back);
+ *   4. file calls (-ECANCELED, or their result if they could not be
+ *      called back);
  *   5. posted callbacks not yet run (status -ECANCELED), in post order.
  * The kernel is then given time to finish every op before memory is freed.
  * Returns 0 or -errno (-EBUSY when called from a callback or while running).
@@ -386,6 +386,26 @@ int vigil_fs_stat(vigil_loop *loop, int dir_fd, const char *path, vigil_stat *ou
                   uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
 /* Closes fd. cb may be NULL (here and for every call but open). */
 int vigil_fs_close(vigil_loop *loop, int fd, vigil_fs_cb cb, void *ud, vigil_op *op);
+
+/* --------------------------------------------------------------- signals */
+
+/* status > 0: the signal arrived (once or more since the last callback:
+ * Linux merges a standard signal that is already pending). < 0, final:
+ * -ECANCELED after vigil_cancel or on destroy. */
+typedef void (*vigil_signal_cb)(vigil_loop *loop, vigil_op watcher, int status, void *ud);
+
+/* Delivers signo as a loop event, through a signalfd the loop reads, so the
+ * signal never interrupts a callback or a syscall. The signal is blocked
+ * on the calling thread (threads it creates later inherit that) and on
+ * vigil's own threads (supervisor, rebuilt loops, pool); block it yourself
+ * on threads that already exist, or the kernel may deliver it to one of
+ * them. It stays blocked when the watcher ends. Several watchers of one
+ * signal each get it; a signal watched by two loops goes to one of them.
+ * -EINVAL: no callback, or signo is not a signal that can be watched
+ * (SIGKILL, SIGSTOP, and SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, which
+ * belong to the thread that faults). Do not watch the supervisor's two
+ * signals. The watcher keeps the loop running until cancelled. */
+int vigil_signal_start(vigil_loop *loop, int signo, vigil_signal_cb cb, void *ud, vigil_op *op);
 
 /* ------------------------------------------------------------ supervisor */
 

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -247,6 +248,8 @@ static int epoll_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
     return arm_read(loop, op, fd);
 }
 
+static int epoll_poll_in(vigil_loop *loop, vigil__op *op, int fd) { return arm_read(loop, op, fd); }
+
 static int queue_op(vigil_loop *loop, vigil__op *op, int kind, int fd) {
     int rc = push_pending(st(loop), vigil__op_tag(loop, op), kind, fd, 0);
     if (rc == 0)
@@ -297,7 +300,10 @@ static int epoll_cancel(vigil_loop *loop, vigil__op *op) {
         }
     }
     vigil__conn *c = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
-    int fd = op->kind == VIGIL__OP_WAKE ? loop->wake_fd : c ? c->fd : -1;
+    int fd = op->kind == VIGIL__OP_WAKE      ? loop->wake_fd
+             : op->kind == VIGIL__OP_SIGREAD ? loop->sig_fd
+             : c                             ? c->fd
+                                             : -1;
     fd_slot *f = fd >= 0 && (uint32_t)fd < s->fds_cap ? &s->fds[fd] : NULL;
     if (f && (f->rd_tag == tag + 1 || f->wr_tag == tag + 1)) {
         if (f->rd_tag == tag + 1)
@@ -423,6 +429,12 @@ static void on_readable(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f) {
         complete(loop, tag, r < 0 ? -errno : (int32_t)r, 0);
         return;
     }
+    if (op->kind == VIGIL__OP_SIGREAD) { /* readiness only: the core reads */
+        f->rd_tag = 0;
+        sync_interest(s, fd, f);
+        complete(loop, tag, POLLIN, 0);
+        return;
+    }
     if (op->kind == VIGIL__OP_ACCEPT) {
         for (int i = 0; i < ACCEPTS_PER_EVENT && f->rd_tag == tag + 1; i++) {
             int nfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -544,6 +556,7 @@ const vigil__backend vigil__epoll_backend = {
     .poll_fd = epoll_poll_fd,
     .buf_recycle = epoll_buf_recycle,
     .resume_connect = epoll_resume_connect,
+    .poll_in = epoll_poll_in,
     .harvest = epoll_harvest,
     .abandon = epoll_abandon,
 };

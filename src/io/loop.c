@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *vigil_version(void) { return VIGIL_VERSION_STRING; }
 
@@ -26,7 +27,7 @@ static atomic_uint next_loop_id = 1;
 
 const char *vigil__op_kind_name(int kind) {
     static const char *names[] = {"", "timer", "accept", "recv", "send", "connect",
-                                  "close", "wake", "nop", "fs", "post"};
+                                  "close", "wake", "nop", "fs", "signal", "sigread", "post"};
     return kind >= 0 && kind <= VIGIL__OP_KINDS ? names[kind] : "";
 }
 
@@ -392,6 +393,8 @@ int vigil_cancel(vigil_loop *loop, vigil_op h) {
         return vigil__tcp_cancel(loop, op);
     case VIGIL__OP_FS:
         return vigil__fs_cancel(loop, op);
+    case VIGIL__OP_SIGNAL:
+        return vigil__signal_cancel(loop, op);
     default:
         return -EBADF; /* internal ops have no public handle */
     }
@@ -455,6 +458,8 @@ static void run_later(vigil_loop *loop) {
         op->flags &= (uint16_t)~VIGIL__OPF_LATER;
         if (op->kind == VIGIL__OP_TIMER)
             timer_finish(loop, op, op->status);
+        else if (op->kind == VIGIL__OP_SIGNAL)
+            vigil__signal_finish(loop, op, op->status);
         else
             vigil__tcp_finish(loop, op, op->status);
     }
@@ -700,6 +705,10 @@ static void dispatch_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
         vigil__fs_complete(loop, op, c);
         return;
     }
+    if (op->kind == VIGIL__OP_SIGREAD) {
+        vigil__signal_ready(loop, op, c);
+        return;
+    }
     vigil__tcp_complete(loop, op, c);
 }
 
@@ -851,6 +860,8 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     atomic_store(&loop->sv_next_due_ns, UINT64_MAX);
     loop->buf_current = UINT32_MAX;
     loop->wake_fd = -1;
+    loop->sig_fd = -1;
+    sigemptyset(&loop->sig_mask);
     pthread_mutex_init(&loop->post_lock, NULL);
     pthread_mutex_init(&loop->owner_lock, NULL);
     pthread_cond_init(&loop->owner_cond, NULL);
@@ -881,6 +892,9 @@ fail:
     vigil__mem_unmap(loop->buf_base, loop->buf_map_len);
     free(loop->buf_state);
     vigil__wakefd_close(loop->wake_fd);
+    if (loop->sig_fd >= 0)
+        close(loop->sig_fd);
+    free(loop->sig_watch);
     pthread_mutex_destroy(&loop->post_lock);
     pthread_mutex_destroy(&loop->owner_lock);
     pthread_cond_destroy(&loop->owner_cond);
@@ -984,6 +998,8 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
         run_due(loop, now);
         run_later(loop);
         run_posts(loop, 0);
+        if (loop->sig_q_n) /* a delivery a fence cut short */
+            vigil__signals_run(loop);
         vigil__fs_poll(loop);
         if (atomic_exchange_explicit(&loop->stop_requested, 0, memory_order_acq_rel))
             break;
@@ -1082,13 +1098,16 @@ int vigil_loop_destroy(vigil_loop *loop) {
     }
     /* timers already cancelled and waiting on the later list */
     run_later(loop);
-    /* 2, 3: listeners, then connections, each op's final callback now */
+    /* 2. signal watchers */
+    vigil__signals_destroy(loop);
+    run_later(loop);
+    /* 3, 4: listeners, then connections, each op's final callback now */
     vigil__tcp_destroy_all(loop);
     run_later(loop);
-    /* 4. file calls, waited for; their engine goes */
+    /* 5. file calls, waited for; their engine goes */
     vigil__fs_destroy(loop);
     run_later(loop);
-    /* 5. posts */
+    /* 6. posts */
     run_posts(loop, -ECANCELED);
 
     /* Let the kernel finish every op before any memory goes: completions
@@ -1096,7 +1115,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
     uint64_t give_up = vigil__clock_ns() + 5000000000ull;
     for (uint32_t i = 0; i < loop->ops_cap; i++) {
         vigil__op *op = vigil__op_at(loop, i);
-        if (op->kind == VIGIL__OP_WAKE)
+        if (op->kind == VIGIL__OP_WAKE || op->kind == VIGIL__OP_SIGREAD)
             vigil__op_cancel_kernel(loop, op);
     }
     while (atomic_load(&loop->stats.ops_in_flight) > 0 && vigil__clock_ns() < give_up) {
@@ -1147,6 +1166,9 @@ int vigil_loop_destroy(vigil_loop *loop) {
     free(loop->carry);
     vigil__fences_free(loop);
     vigil__wakefd_close(loop->wake_fd);
+    if (loop->sig_fd >= 0)
+        close(loop->sig_fd);
+    free(loop->sig_watch);
     pthread_mutex_destroy(&loop->post_lock);
     pthread_mutex_destroy(&loop->owner_lock);
     pthread_cond_destroy(&loop->owner_cond);

@@ -24,6 +24,7 @@
 
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -49,6 +50,8 @@ enum vigil__op_kind {
     VIGIL__OP_WAKE,    /* the cross-thread wake read */
     VIGIL__OP_NOP,     /* test hook */
     VIGIL__OP_FS,      /* a file call (fs.c), in the loop's file engine */
+    VIGIL__OP_SIGNAL,  /* a signal watcher (signal.c): never in the kernel */
+    VIGIL__OP_SIGREAD, /* readiness of the loop's signalfd */
     VIGIL__OP_KINDS
 };
 
@@ -89,6 +92,7 @@ typedef struct vigil__op {
         struct { void *addr; uint32_t addrlen; } connect;
         struct { uint32_t retry_pending; } accept;
         struct { struct vigil__fsjob *job; } fs;
+        struct { int signo; } signal;
     } u;
 } vigil__op;
 
@@ -185,6 +189,8 @@ typedef struct vigil__backend {
     /* waits for an orphaned connect's socket to become writable (a connect
      * the fenced backend started); completes with >= 0, then SO_ERROR decides */
     int (*resume_connect)(vigil_loop *loop, vigil__op *op, vigil_socket fd);
+    /* one completion (res > 0) when fd polls readable; the core reads it */
+    int (*poll_in)(vigil_loop *loop, vigil__op *op, int fd);
     /* copies up to max completions that an abandoned state still holds (the
      * fenced ring's CQ, queued results) into out; returns how many; call
      * until it returns 0. *overflowed: some were lost in the kernel. */
@@ -290,6 +296,15 @@ struct vigil_loop {
     struct vigil__fs_ring *fs_ring;
     struct vigil__pool *fs_pool;
     uint32_t fs_live;
+
+    /* signals (signal.c): one signalfd for every watched signal */
+    int sig_fd;
+    sigset_t sig_mask;
+    uint32_t *sig_watch;       /* watcher op slots + 1, in start order */
+    uint32_t sig_watch_n, sig_watch_cap;
+    uint32_t sig_read;         /* the SIGREAD op: slot + 1, or 0 */
+    int32_t sig_q[32];         /* signals read and not yet delivered to every watcher: */
+    uint32_t sig_q_pos, sig_q_n, sig_w_pos; /* in loop memory, so a fence leaves the rest */
 
     /* cross-thread */
     pthread_mutex_t post_lock;
@@ -446,6 +461,13 @@ void vigil__fences_free(vigil_loop *loop);
 int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms);
 int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms);
 int vigil__destroy_handoff(vigil_loop *loop);
+
+/* signal.c */
+int vigil__signal_cancel(vigil_loop *loop, vigil__op *op);
+void vigil__signal_finish(vigil_loop *loop, vigil__op *op, int status); /* later list */
+void vigil__signal_ready(vigil_loop *loop, vigil__op *op, const vigil__cqe *c); /* SIGREAD */
+void vigil__signals_run(vigil_loop *loop);     /* deliver what was read */
+void vigil__signals_destroy(vigil_loop *loop); /* every watcher's final callback */
 
 /* tcp.c: handlers per op kind */
 int vigil__tcp_cancel(vigil_loop *loop, vigil__op *op);

@@ -156,6 +156,7 @@ static void reissue(vigil_loop *loop, vigil__op *op) {
     case VIGIL__OP_RECV:
     case VIGIL__OP_ACCEPT:
     case VIGIL__OP_SEND:
+    case VIGIL__OP_SIGREAD:
         synthesize(loop, op, -EAGAIN);
         return;
     case VIGIL__OP_CLOSE:
@@ -446,6 +447,11 @@ static void *rebuilt_main(void *arg) {
     char name[16];
     snprintf(name, sizeof(name), "vigil-loop%u", loop->id);
     pthread_setname_np(pthread_self(), name); /* for top -H, gdb and /proc */
+    /* Made by the supervisor thread, which blocks every signal: this one
+     * takes the supervisor's signals again and blocks what the loop's
+     * signal watchers read from their signalfd (read by the rebuild only
+     * after the fence, so the old thread no longer changes it). */
+    pthread_sigmask(SIG_SETMASK, &loop->sig_mask, NULL);
     int rc = vigil__rebuild(loop, j.target, j.grace_ms);
     /* the loop is ours: the supervisor watches it again (or escalates) */
     atomic_store_explicit(&loop->sv_rebuilt, rc < 0 ? rc : 1, memory_order_release);

@@ -288,6 +288,15 @@ static int uring_resume_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd
     return queue(loop, op, sqe);
 }
 
+/* One-shot readiness (the signalfd): the core reads the fd itself. */
+static int uring_poll_in(vigil_loop *loop, vigil__op *op, int fd) {
+    struct io_uring_sqe *sqe = get_sqe(st(loop));
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_poll_add(sqe, fd, POLLIN);
+    return queue(loop, op, sqe);
+}
+
 static int uring_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
     uring_state *s = st(loop);
     struct io_uring_sqe *sqe = get_sqe(s);
@@ -495,6 +504,7 @@ const vigil__backend vigil__uring_backend = {
     .poll_fd = uring_poll_fd,
     .buf_recycle = uring_buf_recycle,
     .resume_connect = uring_resume_connect,
+    .poll_in = uring_poll_in,
     .harvest = uring_harvest,
     .abandon = uring_abandon,
 };

@@ -480,7 +480,14 @@ int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_option
     pthread_condattr_init(&ca);
     pthread_cond_init(&s->cond, &ca);
     pthread_condattr_destroy(&ca);
-    if (pthread_create(&s->thread, NULL, supervisor_main, s) != 0) {
+    /* Its thread blocks every signal (set around the create, inherited), so
+     * that a process-directed signal, SIGINT say, never lands on it. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int created = pthread_create(&s->thread, NULL, supervisor_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (created != 0) {
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->cond);
         free(s);
