@@ -216,6 +216,8 @@ typedef struct vigil_listen_options {
     uint16_t port;    /* 0 = any free port; see vigil_listener_port() */
     int backlog;      /* 0 = SOMAXCONN */
     int reuseport;    /* nonzero: SO_REUSEPORT, for one listener per loop/thread */
+    const char *path; /* non-NULL: a Unix-domain socket at this path instead ("@name":
+                         Linux's abstract namespace); the file is not removed on close */
 } vigil_listen_options;
 
 /* conn is valid when status == 0. status < 0 is final: -ECANCELED after
@@ -242,6 +244,29 @@ typedef void (*vigil_connect_cb)(vigil_loop *loop, vigil_conn conn, int status, 
  * callback says 0. op may be NULL. */
 int vigil_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t deadline_ms,
                   vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *op);
+
+/* Connects to the Unix-domain stream socket at path ("@name": abstract
+ * namespace), as vigil_connect does otherwise. -ENAMETOOLONG if the path
+ * does not fit (107 bytes). */
+int vigil_connect_unix(vigil_loop *loop, const char *path, uint32_t deadline_ms,
+                       vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *op);
+
+/* Sockets the application already has (systemd socket activation's fd 3 on,
+ * a socketpair, an inherited socket): vigil makes the socket non-blocking
+ * and close-on-exec and owns it from then on; on an error it stays the
+ * caller's. -ENOTSOCK, -EPROTOTYPE (not a stream socket), -EINVAL (not
+ * listening, or listening when a connection was asked for), -ENOTCONN. */
+int vigil_listen_adopt(vigil_loop *loop, vigil_socket fd, vigil_accept_cb cb, void *ud,
+                       vigil_listener *out);
+int vigil_conn_adopt(vigil_loop *loop, vigil_socket fd, vigil_conn *out); /* usable at once */
+
+/* Socket options. -EOPNOTSUPP for TCP options on a Unix socket, -EINVAL for
+ * an unknown option or a negative value. */
+#define VIGIL_OPT_NODELAY 1 /* 1: small writes go out at once (vigil's default); 0: Nagle */
+#define VIGIL_OPT_SNDBUF 2  /* bytes; Linux doubles what it is given, and reports that */
+#define VIGIL_OPT_RCVBUF 3
+int vigil_conn_setopt(vigil_loop *loop, vigil_conn conn, int opt, int value);
+int vigil_conn_getopt(vigil_loop *loop, vigil_conn conn, int opt, int *value);
 
 /* A received buffer, valid during the receive callback. */
 typedef struct vigil_buf {

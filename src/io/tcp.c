@@ -76,6 +76,25 @@ static void accept_arm(vigil_loop *loop, vigil__op *op, vigil__conn *l) {
     }
 }
 
+/* A listener on fd, which it owns from now on (closed here on failure). */
+static int listener_new(vigil_loop *loop, vigil_socket fd, vigil_accept_cb cb, void *ud, vigil_listener *out) {
+    vigil__conn *l = vigil__conn_new(loop, VIGIL__CONN_LISTENER, fd);
+    vigil__op *op = l ? vigil__op_new(loop, VIGIL__OP_ACCEPT) : NULL;
+    if (!op) {
+        if (l)
+            vigil__conn_free(loop, l);
+        vigil__socket_close_now(fd);
+        return -ENOMEM;
+    }
+    op->cb = (void *)cb;
+    op->ud = ud;
+    op->conn = vigil__conn_slot1(loop, l);
+    l->io_op = op->self + 1;
+    accept_arm(loop, op, l);
+    out->id = vigil__conn_id(loop, l);
+    return 0;
+}
+
 int vigil_listen(vigil_loop *loop, const vigil_listen_options *opts, vigil_accept_cb cb,
                  void *ud, vigil_listener *out) {
     VIGIL__API(loop, 0);
@@ -85,7 +104,8 @@ int vigil_listen(vigil_loop *loop, const vigil_listen_options *opts, vigil_accep
     if (loop->destroying)
         return -ESHUTDOWN;
     vigil__addr addr;
-    rc = vigil__addr_parse(opts->host ? opts->host : "127.0.0.1", opts->port, &addr);
+    rc = opts->path ? vigil__addr_unix(opts->path, &addr)
+                    : vigil__addr_parse(opts->host ? opts->host : "127.0.0.1", opts->port, &addr);
     if (rc < 0)
         return rc;
     vigil_socket fd;
@@ -93,20 +113,40 @@ int vigil_listen(vigil_loop *loop, const vigil_listen_options *opts, vigil_accep
     if (rc < 0)
         return rc;
     rc = vigil__tcp_bind_listen(fd, &addr, opts->backlog, opts->reuseport);
-    vigil__conn *l = rc < 0 ? NULL : vigil__conn_new(loop, VIGIL__CONN_LISTENER, fd);
-    vigil__op *op = l ? vigil__op_new(loop, VIGIL__OP_ACCEPT) : NULL;
-    if (!op) {
-        if (l)
-            vigil__conn_free(loop, l);
+    if (rc < 0) {
         vigil__socket_close_now(fd);
-        return rc < 0 ? rc : -ENOMEM;
+        return rc;
     }
-    op->cb = (void *)cb;
-    op->ud = ud;
-    op->conn = vigil__conn_slot1(loop, l);
-    l->io_op = op->self + 1;
-    accept_arm(loop, op, l);
-    out->id = vigil__conn_id(loop, l);
+    return listener_new(loop, fd, cb, ud, out);
+}
+
+int vigil_listen_adopt(vigil_loop *loop, vigil_socket fd, vigil_accept_cb cb, void *ud,
+                       vigil_listener *out) {
+    VIGIL__API(loop, 0);
+    if (!cb || !out)
+        return -EINVAL;
+    if (loop->destroying)
+        return -ESHUTDOWN;
+    int rc = vigil__socket_adopt(fd, true);
+    if (rc < 0)
+        return rc;
+    /* from here the fd is ours, even if the table is full */
+    return listener_new(loop, fd, cb, ud, out);
+}
+
+int vigil_conn_adopt(vigil_loop *loop, vigil_socket fd, vigil_conn *out) {
+    VIGIL__API(loop, 0);
+    if (!out)
+        return -EINVAL;
+    if (loop->destroying)
+        return -ESHUTDOWN;
+    int rc = vigil__socket_adopt(fd, false);
+    if (rc < 0)
+        return rc;
+    vigil__conn *c = vigil__conn_new(loop, VIGIL__CONN_STREAM, fd);
+    if (!c)
+        return -ENOMEM; /* the caller keeps the fd */
+    *out = conn_handle(loop, c);
     return 0;
 }
 
@@ -226,25 +266,15 @@ static void accept_complete(vigil_loop *loop, vigil__op *op, vigil__conn *l, con
 
 /* ------------------------------------------------------------ connect */
 
-int vigil_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t deadline_ms,
-                  vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *oph) {
-    VIGIL__API(loop, 0);
-    int rc;
-    if (!host || !cb || !out || port == 0)
-        return -EINVAL;
-    if (loop->destroying)
-        return -ESHUTDOWN;
-    vigil__addr addr;
-    rc = vigil__addr_parse(host, port, &addr);
-    if (rc < 0)
-        return rc;
+static int connect_to(vigil_loop *loop, const vigil__addr *addr, uint32_t deadline_ms, vigil_connect_cb cb,
+                      void *ud, vigil_conn *out, vigil_op *oph) {
     vigil_socket fd;
-    rc = vigil__tcp_socket(&addr, &fd);
+    int rc = vigil__tcp_socket(addr, &fd);
     if (rc < 0)
         return rc;
     vigil__conn *c = vigil__conn_new(loop, VIGIL__CONN_STREAM, fd);
     vigil__op *op = c ? vigil__op_new(loop, VIGIL__OP_CONNECT) : NULL;
-    void *a = op ? malloc(addr.len) : NULL;
+    void *a = op ? malloc(addr->len) : NULL;
     if (!a) {
         if (op) {
             op->flags |= VIGIL__OPF_USER_DONE;
@@ -255,9 +285,9 @@ int vigil_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t de
         vigil__socket_close_now(fd);
         return -ENOMEM;
     }
-    memcpy(a, addr.bytes, addr.len);
+    memcpy(a, addr->bytes, addr->len);
     op->u.connect.addr = a;
-    op->u.connect.addrlen = addr.len;
+    op->u.connect.addrlen = addr->len;
     op->cb = (void *)cb;
     op->ud = ud;
     op->conn = vigil__conn_slot1(loop, c);
@@ -267,13 +297,37 @@ int vigil_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t de
         op->due_ns = vigil__clock_ns() + deadline_ms * 1000000ull;
         vigil__heap_push(loop, op);
     }
-    rc = loop->be->connect(loop, op, fd, a, addr.len);
+    rc = loop->be->connect(loop, op, fd, a, addr->len);
     if (rc < 0)
         vigil__later(loop, op, rc);
     *out = conn_handle(loop, c);
     if (oph)
         *oph = vigil__op_handle(loop, op);
     return 0;
+}
+
+int vigil_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t deadline_ms,
+                  vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *oph) {
+    VIGIL__API(loop, 0);
+    if (!host || !cb || !out || port == 0)
+        return -EINVAL;
+    if (loop->destroying)
+        return -ESHUTDOWN;
+    vigil__addr addr;
+    int rc = vigil__addr_parse(host, port, &addr);
+    return rc < 0 ? rc : connect_to(loop, &addr, deadline_ms, cb, ud, out, oph);
+}
+
+int vigil_connect_unix(vigil_loop *loop, const char *path, uint32_t deadline_ms, vigil_connect_cb cb,
+                       void *ud, vigil_conn *out, vigil_op *oph) {
+    VIGIL__API(loop, 0);
+    if (!path || !cb || !out)
+        return -EINVAL;
+    if (loop->destroying)
+        return -ESHUTDOWN;
+    vigil__addr addr;
+    int rc = vigil__addr_unix(path, &addr);
+    return rc < 0 ? rc : connect_to(loop, &addr, deadline_ms, cb, ud, out, oph);
 }
 
 static void connect_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int status) {
@@ -1290,6 +1344,18 @@ int vigil_conn_keepalive(vigil_loop *loop, vigil_conn h, uint32_t idle_s, uint32
                          uint32_t count) {
     ENTER_ZOMBIE(loop, h, c);
     return vigil__socket_keepalive(c->fd, idle_s, interval_s, count);
+}
+
+int vigil_conn_setopt(vigil_loop *loop, vigil_conn h, int opt, int value) {
+    VIGIL__API(loop, h.id);
+    vigil__conn *c = stream_from(loop, h);
+    return c ? vigil__socket_setopt(c->fd, opt, value) : -EBADF;
+}
+
+int vigil_conn_getopt(vigil_loop *loop, vigil_conn h, int opt, int *value) {
+    VIGIL__API(loop, h.id);
+    vigil__conn *c = stream_from(loop, h);
+    return c ? vigil__socket_getopt(c->fd, opt, value) : -EBADF;
 }
 
 int vigil_conn_user_timeout(vigil_loop *loop, vigil_conn h, uint32_t ms) {

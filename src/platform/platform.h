@@ -7,6 +7,7 @@
 #define VIGIL_PLATFORM_H
 
 #include "vigil.h"
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,7 +19,12 @@ typedef struct vigil__addr { uint8_t bytes[128]; uint32_t len; } vigil__addr;
 /* Parses a numeric IPv4/IPv6 address. -EINVAL if it is not one. */
 int vigil__addr_parse(const char *host, uint16_t port, vigil__addr *out);
 
-/* A non-blocking, close-on-exec TCP socket for the address's family. */
+/* A Unix-domain address: a path, or "@name" for Linux's abstract namespace.
+ * -ENAMETOOLONG when it does not fit, -EINVAL when empty. */
+int vigil__addr_unix(const char *path, vigil__addr *out);
+
+/* A non-blocking, close-on-exec stream socket for the address's family
+ * (TCP with TCP_NODELAY, or Unix-domain). */
 int vigil__tcp_socket(const vigil__addr *a, vigil_socket *out);
 /* Binds and listens; returns 0 or -errno. */
 int vigil__tcp_bind_listen(vigil_socket fd, const vigil__addr *a, int backlog, int reuseport);
@@ -32,6 +38,13 @@ int vigil__socket_reset(vigil_socket fd);             /* RST to the peer, fd sta
 /* A connecting socket's state: 1 connected, 0 still connecting, -1 neither
  * (*err: the error it failed with, or 0 if it never started). */
 int vigil__socket_connect_state(vigil_socket fd, int *err);
+/* An fd the application hands over: must be a stream socket (-ENOTSOCK,
+ * -EPROTOTYPE), listening or connected as asked (-EINVAL, -ENOTCONN); it
+ * is made non-blocking and close-on-exec. */
+int vigil__socket_adopt(vigil_socket fd, bool listening);
+/* Socket options by vigil's names (VIGIL_OPT_*): -EINVAL for others. */
+int vigil__socket_setopt(vigil_socket fd, int opt, int value);
+int vigil__socket_getopt(vigil_socket fd, int opt, int *value);
 
 /* Receive-buffer memory: page-aligned, zeroed. */
 void *vigil__mem_map(size_t len);

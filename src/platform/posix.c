@@ -13,7 +13,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <poll.h>
 #include <stdio.h>
@@ -50,21 +52,50 @@ int vigil__addr_parse(const char *host, uint16_t port, vigil__addr *out) {
     return -EINVAL;
 }
 
+static int socket_domain(vigil_socket fd) {
+    int d = 0;
+    socklen_t len = sizeof(d);
+    return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &d, &len) < 0 ? -errno : d;
+}
+
+int vigil__addr_unix(const char *path, vigil__addr *out) {
+    if (!path || !path[0] || !out)
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    struct sockaddr_un *un = (struct sockaddr_un *)out->bytes;
+    size_t n = strlen(path);
+    if (n >= sizeof(un->sun_path))
+        return -ENAMETOOLONG;
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, path, n);
+    if (path[0] == '@') { /* abstract: a leading NUL, and the length says where it ends */
+        un->sun_path[0] = 0;
+        out->len = (uint32_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    } else {
+        out->len = (uint32_t)sizeof(*un);
+    }
+    return 0;
+}
+
 int vigil__tcp_socket(const vigil__addr *a, vigil_socket *out) {
     int family = ((const struct sockaddr *)a->bytes)->sa_family;
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, family == AF_UNIX ? 0 : IPPROTO_TCP);
     if (fd < 0)
         return -errno;
     int one = 1;
     /* Small messages are the common case for an event loop: no Nagle delay. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     *out = fd;
     return 0;
 }
 
 int vigil__tcp_bind_listen(vigil_socket fd, const vigil__addr *a, int backlog, int reuseport) {
     int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+    if (((const struct sockaddr *)a->bytes)->sa_family == AF_UNIX) {
+        if (reuseport)
+            return -EINVAL; /* no such thing for a path */
+    } else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
         return -errno;
     if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         return -errno;
@@ -109,15 +140,85 @@ int vigil__socket_set_abortive(vigil_socket fd) {
 }
 
 /* Disconnecting a TCP socket (connect to AF_UNSPEC) sends RST now and keeps
- * the descriptor, which stays its owner's to close. */
+ * the descriptor, which stays its owner's to close. A Unix socket has no
+ * RST: both directions are shut down, which the peer sees as EOF. */
 int vigil__socket_reset(vigil_socket fd) {
     struct sockaddr sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_family = AF_UNSPEC;
+    if (socket_domain(fd) == AF_UNIX)
+        return shutdown(fd, SHUT_RDWR) < 0 ? -errno : 0;
     return connect(fd, &sa, sizeof(sa)) < 0 ? -errno : 0;
 }
 
+int vigil__socket_adopt(vigil_socket fd, bool listening) {
+    int type = 0, acc = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+        return -errno; /* -ENOTSOCK for a file or pipe, -EBADF */
+    if (type != SOCK_STREAM)
+        return -EPROTOTYPE;
+    len = sizeof(acc);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0)
+        return -errno;
+    if (listening && !acc)
+        return -EINVAL;
+    if (!listening) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        if (acc)
+            return -EINVAL;
+        if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+            return -errno; /* -ENOTCONN */
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -errno;
+    return 0;
+}
+
+static int opt_of(int opt, int *level, int *name) {
+    switch (opt) {
+    case VIGIL_OPT_NODELAY: *level = IPPROTO_TCP; *name = TCP_NODELAY; return 0;
+    case VIGIL_OPT_SNDBUF: *level = SOL_SOCKET; *name = SO_SNDBUF; return 0;
+    case VIGIL_OPT_RCVBUF: *level = SOL_SOCKET; *name = SO_RCVBUF; return 0;
+    default: return -EINVAL;
+    }
+}
+
+int vigil__socket_setopt(vigil_socket fd, int opt, int value) {
+    int level, name;
+    if (opt_of(opt, &level, &name) < 0 || value < 0)
+        return -EINVAL;
+    if (level == IPPROTO_TCP && socket_domain(fd) == AF_UNIX)
+        return -EOPNOTSUPP; /* Linux would say so too, as EOPNOTSUPP or ENOPROTOOPT */
+    return setsockopt(fd, level, name, &value, sizeof(value)) < 0 ? -errno : 0;
+}
+
+int vigil__socket_getopt(vigil_socket fd, int opt, int *value) {
+    int level, name;
+    if (opt_of(opt, &level, &name) < 0 || !value)
+        return -EINVAL;
+    if (level == IPPROTO_TCP && socket_domain(fd) == AF_UNIX)
+        return -EOPNOTSUPP;
+    socklen_t len = sizeof(*value);
+    return getsockopt(fd, level, name, value, &len) < 0 ? -errno : 0;
+}
+
 int vigil__socket_connect_state(vigil_socket fd, int *err) {
+    if (socket_domain(fd) == AF_UNIX) {
+        /* A Unix connect finishes inside the call, or never started (EAGAIN:
+         * a full backlog): connected, failed, or to be issued again. */
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        *err = 0;
+        if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+            return 1;
+        socklen_t el = sizeof(*err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, err, &el) < 0)
+            *err = errno;
+        return -1;
+    }
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
     memset(&ti, 0, sizeof(ti));
