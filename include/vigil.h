@@ -362,6 +362,32 @@ vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn conn);
 int vigil_conn_set_data(vigil_loop *loop, vigil_conn conn, void *data);
 void *vigil_conn_data(vigil_loop *loop, vigil_conn conn);
 
+/* ----------------------------------------------------------------- names */
+
+/* Name lookups run getaddrinfo on the loop's worker pool (the one file calls
+ * use on epoll; made on first use on every backend), so they see what the
+ * system resolver sees: /etc/hosts, DNS per /etc/resolv.conf, nsswitch.
+ * status > 0: that many addresses, numeric text for vigil_connect, valid
+ * during the callback, in getaddrinfo's order; < 0: -ENOENT (no such name,
+ * or none of that family), -EAGAIN (the name server did not answer),
+ * -ETIMEDOUT (the deadline), -ECANCELED, -EIO. Final. getaddrinfo cannot be
+ * interrupted: a cancelled or timed-out lookup is answered at once, and its
+ * pool thread finishes on its own (vigil_loop_destroy waits for it). */
+typedef void (*vigil_resolve_cb)(vigil_loop *loop, vigil_op op, int status,
+                                 const char *const *addrs, void *ud);
+
+/* family: 0 any, 4 IPv4 only, 6 IPv6 only. At most 16 addresses. */
+int vigil_resolve(vigil_loop *loop, const char *name, int family, uint32_t deadline_ms,
+                  vigil_resolve_cb cb, void *ud, vigil_op *op);
+
+/* Looks name up, then connects to each address in turn until one answers,
+ * all within deadline_ms (0 = none). The callback is vigil_connect's: conn
+ * is valid when status is 0; else the last address's error, -ENOENT from
+ * the lookup, -ETIMEDOUT or -ECANCELED (vigil_cancel on *op). A numeric
+ * address works too. */
+int vigil_connect_name(vigil_loop *loop, const char *name, uint16_t port, uint32_t deadline_ms,
+                       vigil_connect_cb cb, void *ud, vigil_op *op);
+
 /* ----------------------------------------------------------------- files */
 
 /* File calls that never block the loop thread. On io_uring they run on a

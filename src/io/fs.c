@@ -84,14 +84,22 @@ static int pool_run(vigil__job *job, int cancel_fd) {
 
 /* ------------------------------------------------------ the engine */
 
-static int engine_ready(vigil_loop *loop) {
-    if (loop->fs_ring || loop->fs_pool)
-        return 0;
-    /* On io_uring the file ring; if the kernel will not give one more ring
-     * (memory, a limit), the pool serves. */
-    if (loop->be == &vigil__uring_backend && vigil__fs_ring_new(&loop->fs_ring, loop->wake_fd) == 0)
-        return 0;
-    return vigil__pool_new(&loop->fs_pool, loop, loop->opts.pool_threads, loop->opts.pool_queue);
+int vigil__pool_get(vigil_loop *loop) {
+    return loop->pool ? 0 : vigil__pool_new(&loop->pool, loop, loop->opts.pool_threads, loop->opts.pool_queue);
+}
+
+/* Where file calls go, chosen at the first one: 1 the file ring, 0 the pool. */
+static int fs_engine(vigil_loop *loop) {
+    if (loop->fs_ring)
+        return 1;
+    if (!loop->fs_chosen) {
+        loop->fs_chosen = true;
+        /* if the kernel will not give one more ring (memory, a limit), the pool serves */
+        if (loop->be == &vigil__uring_backend && vigil__fs_ring_new(&loop->fs_ring, loop->wake_fd) == 0)
+            return 1;
+    }
+    int rc = vigil__pool_get(loop);
+    return rc < 0 ? rc : 0;
 }
 
 static int engine_cancel(vigil_loop *loop, vigil__op *op) {
@@ -101,7 +109,7 @@ static int engine_cancel(vigil_loop *loop, vigil__op *op) {
     op->flags |= VIGIL__OPF_CANCELING;
     if (loop->fs_ring)
         return vigil__fs_ring_cancel(loop->fs_ring, j->job.tag); /* the tag it was issued with */
-    vigil__pool_cancel(loop->fs_pool, &j->job);
+    vigil__pool_cancel(loop->pool, &j->job);
     return 0;
 }
 
@@ -111,9 +119,10 @@ void vigil__fs_poll(vigil_loop *loop) {
         vigil__fs_ring_flush(loop->fs_ring);
         for (int n = 0; n < FS_TAKE_PER_PASS && vigil__fs_ring_take(loop->fs_ring, &c); n++)
             vigil__dispatch_engine(loop, &c);
-    } else if (loop->fs_pool) {
+    }
+    if (loop->pool) {
         vigil__job *j;
-        for (int n = 0; n < FS_TAKE_PER_PASS && (j = vigil__pool_take(loop->fs_pool)); n++) {
+        for (int n = 0; n < FS_TAKE_PER_PASS && (j = vigil__pool_take(loop->pool)); n++) {
             c = (vigil__cqe){j->tag, j->res, 0};
             vigil__dispatch_engine(loop, &c);
         }
@@ -121,7 +130,7 @@ void vigil__fs_poll(vigil_loop *loop) {
 }
 
 bool vigil__fs_ready(vigil_loop *loop) {
-    return vigil__fs_ring_ready(loop->fs_ring) || (loop->fs_pool && vigil__pool_has_done(loop->fs_pool));
+    return vigil__fs_ring_ready(loop->fs_ring) || (loop->pool && vigil__pool_has_done(loop->pool));
 }
 
 /* ------------------------------------------------------- the calls */
@@ -130,7 +139,7 @@ static void fs_final(vigil_loop *loop, vigil__op *op, int status) {
     if (op->heap >= 0)
         vigil__heap_remove(loop, op);
     op->flags |= VIGIL__OPF_USER_DONE;
-    loop->fs_live--;
+    loop->engine_live--;
     vigil_fs_cb cb = (vigil_fs_cb)op->cb;
     void *ud = op->ud;
     vigil_op h = vigil__op_handle(loop, op);
@@ -183,7 +192,8 @@ static vigil__fsjob *job_new(int call, const char *path) {
 
 static int fs_start(vigil_loop *loop, vigil__fsjob *j, uint32_t deadline_ms, vigil_fs_cb cb, void *ud,
                     vigil_op *out) {
-    int rc = loop->destroying ? -ESHUTDOWN : engine_ready(loop);
+    int on_ring = loop->destroying ? -ESHUTDOWN : fs_engine(loop);
+    int rc = on_ring;
     vigil__op *op = rc < 0 ? NULL : vigil__op_new(loop, VIGIL__OP_FS);
     if (!op) {
         free(j);
@@ -194,15 +204,14 @@ static int fs_start(vigil_loop *loop, vigil__fsjob *j, uint32_t deadline_ms, vig
     op->u.fs.job = j;
     op->flags |= VIGIL__OPF_ENGINE;
     j->job.tag = vigil__op_tag(loop, op);
-    rc = loop->fs_ring ? vigil__fs_ring_submit(loop->fs_ring, j, j->job.tag)
-                       : vigil__pool_submit(loop->fs_pool, &j->job);
+    rc = on_ring ? vigil__fs_ring_submit(loop->fs_ring, j, j->job.tag) : vigil__pool_submit(loop->pool, &j->job);
     if (rc < 0) {
         op->flags |= VIGIL__OPF_USER_DONE;
         vigil__op_release(loop, op);
         return rc;
     }
     vigil__op_kernel_started(loop, op);
-    loop->fs_live++;
+    loop->engine_live++;
     if (deadline_ms) {
         op->due_ns = vigil__clock_ns() + (uint64_t)deadline_ms * 1000000ull;
         vigil__heap_push(loop, op);
@@ -299,25 +308,37 @@ int vigil_fs_close(vigil_loop *loop, int fd, vigil_fs_cb cb, void *ud, vigil_op 
 
 /* ---------------------------------------------------------- destroy */
 
+/* Every op outside the backend gets its final callback; then the engines go. */
 void vigil__fs_destroy(vigil_loop *loop) {
-    if (!loop->fs_ring && !loop->fs_pool)
+    if (!loop->fs_ring && !loop->pool)
         return;
     for (uint32_t slot = 0; slot < loop->ops_cap; slot++) {
         vigil__op *op = vigil__op_at(loop, slot);
-        if (op->kind == VIGIL__OP_FS && !(op->flags & VIGIL__OPF_USER_DONE))
+        if (!(op->flags & VIGIL__OPF_ENGINE) || (op->flags & (VIGIL__OPF_USER_DONE | VIGIL__OPF_STOPPED)))
+            continue;
+        if (op->kind == VIGIL__OP_FS)
             vigil__fs_cancel(loop, op);
+        else if (op->kind == VIGIL__OP_RESOLVE)
+            vigil__resolve_cancel(loop, op);
     }
     for (;;) {
         vigil__fs_poll(loop);
-        if (!loop->fs_live)
+        vigil__run_later(loop);
+        if (!loop->engine_live)
             break;
-        if (loop->fs_ring)
-            vigil__fs_ring_wait(loop->fs_ring);
-        else
-            vigil__pool_wait_done(loop->fs_pool);
+        if (loop->fs_ring && vigil__fs_ring_wait(loop->fs_ring, 10) == 0)
+            continue;
+        if (loop->pool)
+            vigil__pool_wait_done(loop->pool, 10);
+    }
+    /* A lookup that was answered -ETIMEDOUT may still run in getaddrinfo:
+     * joining its thread waits for it, then its result is dropped. */
+    if (loop->pool) {
+        vigil__pool_stop(loop->pool);
+        vigil__fs_poll(loop);
+        vigil__pool_free(loop->pool);
     }
     vigil__fs_ring_free(loop->fs_ring);
-    vigil__pool_free(loop->fs_pool);
     loop->fs_ring = NULL;
-    loop->fs_pool = NULL;
+    loop->pool = NULL;
 }

@@ -59,10 +59,11 @@ int vigil__fs_ring_cancel(vigil__fs_ring *r, uint64_t tag);
 void vigil__fs_ring_flush(vigil__fs_ring *r);     /* submits what is queued */
 bool vigil__fs_ring_take(vigil__fs_ring *r, vigil__cqe *out);
 bool vigil__fs_ring_ready(vigil__fs_ring *r);     /* a completion waits */
-int vigil__fs_ring_wait(vigil__fs_ring *r);       /* blocks for one (destroy) */
+int vigil__fs_ring_wait(vigil__fs_ring *r, int timeout_ms); /* for one (destroy): 0, -ETIME */
 void vigil__fs_ring_free(vigil__fs_ring *r);
 
-/* fs.c, for loop.c */
+/* fs.c, for loop.c and resolve.c */
+int vigil__pool_get(vigil_loop *loop);     /* the loop's pool, made on first use */
 void vigil__fs_poll(vigil_loop *loop);     /* each pass: submit, take what finished */
 bool vigil__fs_ready(vigil_loop *loop);    /* completions wait: do not sleep */
 int vigil__fs_cancel(vigil_loop *loop, vigil__op *op);

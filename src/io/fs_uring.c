@@ -128,12 +128,13 @@ bool vigil__fs_ring_take(vigil__fs_ring *r, vigil__cqe *out) {
     return true;
 }
 
-int vigil__fs_ring_wait(vigil__fs_ring *r) {
+int vigil__fs_ring_wait(vigil__fs_ring *r, int timeout_ms) {
     vigil__fs_ring_flush(r);
     struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (timeout_ms % 1000) * 1000000ll};
     int rc;
     do
-        rc = io_uring_wait_cqe(&r->ring, &cqe);
+        rc = io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts);
     while (rc == -EINTR);
     return rc;
 }

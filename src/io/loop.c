@@ -27,7 +27,7 @@ static atomic_uint next_loop_id = 1;
 
 const char *vigil__op_kind_name(int kind) {
     static const char *names[] = {"", "timer", "accept", "recv", "send", "connect",
-                                  "close", "wake", "nop", "fs", "signal", "sigread", "post"};
+                                  "close", "wake", "nop", "fs", "signal", "sigread", "resolve", "dial", "post"};
     return kind >= 0 && kind <= VIGIL__OP_KINDS ? names[kind] : "";
 }
 
@@ -116,6 +116,8 @@ void vigil__op_release(vigil_loop *loop, vigil__op *op) {
         free(op->u.connect.addr);
     } else if (op->kind == VIGIL__OP_FS) {
         free(op->u.fs.job);
+    } else {
+        vigil__op_free_extra(op);
     }
     op->kind = VIGIL__OP_FREE;
     op->gen = (op->gen + 1) & VIGIL__TAG_GEN_MASK;
@@ -395,6 +397,10 @@ int vigil_cancel(vigil_loop *loop, vigil_op h) {
         return vigil__fs_cancel(loop, op);
     case VIGIL__OP_SIGNAL:
         return vigil__signal_cancel(loop, op);
+    case VIGIL__OP_RESOLVE:
+        return vigil__resolve_cancel(loop, op);
+    case VIGIL__OP_DIAL:
+        return vigil__dial_cancel(loop, op);
     default:
         return -EBADF; /* internal ops have no public handle */
     }
@@ -429,6 +435,11 @@ static void run_due(vigil_loop *loop, uint64_t now) {
         } else if (op->kind == VIGIL__OP_FS) {
             op->due_ns = 0;
             vigil__fs_deadline(loop, op);
+        } else if (op->kind == VIGIL__OP_RESOLVE) {
+            op->due_ns = 0;
+            op->flags |= VIGIL__OPF_TIMED_OUT;
+            vigil__stat_add(&loop->stats.deadlines_expired, 1);
+            vigil__resolve_cancel(loop, op);
         } else {
             op->due_ns = 0;
             vigil__tcp_deadline(loop, op);
@@ -460,10 +471,14 @@ static void run_later(vigil_loop *loop) {
             timer_finish(loop, op, op->status);
         else if (op->kind == VIGIL__OP_SIGNAL)
             vigil__signal_finish(loop, op, op->status);
+        else if (op->kind == VIGIL__OP_RESOLVE)
+            vigil__resolve_finish(loop, op, op->status);
         else
             vigil__tcp_finish(loop, op, op->status);
     }
 }
+
+void vigil__run_later(vigil_loop *loop) { run_later(loop); }
 
 /* A frozen connection moved over: its held later-list entries run again. */
 void vigil__unhold_later(vigil_loop *loop, uint32_t conn_slot1) {
@@ -707,6 +722,10 @@ static void dispatch_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     }
     if (op->kind == VIGIL__OP_SIGREAD) {
         vigil__signal_ready(loop, op, c);
+        return;
+    }
+    if (op->kind == VIGIL__OP_RESOLVE) {
+        vigil__resolve_complete(loop, op, c);
         return;
     }
     vigil__tcp_complete(loop, op, c);
@@ -1145,6 +1164,8 @@ int vigil_loop_destroy(vigil_loop *loop) {
                 free(chunk[j].u.connect.addr);
             } else if (chunk[j].kind == VIGIL__OP_FS) {
                 free(chunk[j].u.fs.job);
+            } else {
+                vigil__op_free_extra(&chunk[j]);
             }
         }
         free(chunk);

@@ -52,6 +52,8 @@ enum vigil__op_kind {
     VIGIL__OP_FS,      /* a file call (fs.c), in the loop's file engine */
     VIGIL__OP_SIGNAL,  /* a signal watcher (signal.c): never in the kernel */
     VIGIL__OP_SIGREAD, /* readiness of the loop's signalfd */
+    VIGIL__OP_RESOLVE, /* a name lookup on the pool (resolve.c) */
+    VIGIL__OP_DIAL,    /* connect by name: a lookup, then connects (resolve.c); never in the kernel */
     VIGIL__OP_KINDS
 };
 
@@ -93,6 +95,8 @@ typedef struct vigil__op {
         struct { uint32_t retry_pending; } accept;
         struct { struct vigil__fsjob *job; } fs;
         struct { int signo; } signal;
+        struct { struct vigil__resjob *job; } resolve;
+        struct { struct vigil__dial *d; } dial;
     } u;
 } vigil__op;
 
@@ -292,10 +296,13 @@ struct vigil_loop {
     uint32_t later_run;
     struct vigil__post *posts_run;
 
-    /* file calls (fs.c): the engine, made at the first call; calls not yet final */
+    /* ops outside the backend (fs.c): the file ring (io_uring loops), the
+     * worker pool (file calls elsewhere, name resolution everywhere), both
+     * made on first use; their ops not yet final */
     struct vigil__fs_ring *fs_ring;
-    struct vigil__pool *fs_pool;
-    uint32_t fs_live;
+    struct vigil__pool *pool;
+    uint32_t engine_live;
+    bool fs_chosen;
 
     /* signals (signal.c): one signalfd for every watched signal */
     int sig_fd;
@@ -443,6 +450,8 @@ void vigil__api_leave(vigil__api_scope *scope);
         return fail
 #define VIGIL__API(loop, conn_id) VIGIL__API_OR(loop, conn_id, api_rc_)
 
+void vigil__run_later(vigil_loop *loop); /* the later list, now */
+
 /* completion dispatch, called by backends */
 void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c);
 /* a completion from the loop's file engine: valid across rebuilds (any epoch) */
@@ -461,6 +470,13 @@ void vigil__fences_free(vigil_loop *loop);
 int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms);
 int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms);
 int vigil__destroy_handoff(vigil_loop *loop);
+
+/* resolve.c */
+void vigil__resolve_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
+void vigil__resolve_finish(vigil_loop *loop, vigil__op *op, int status); /* later list, deadline */
+int vigil__resolve_cancel(vigil_loop *loop, vigil__op *op);
+int vigil__dial_cancel(vigil_loop *loop, vigil__op *op);
+void vigil__op_free_extra(vigil__op *op); /* what an op of kind RESOLVE or DIAL owns */
 
 /* signal.c */
 int vigil__signal_cancel(vigil_loop *loop, vigil__op *op);

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct worker {
@@ -204,18 +205,22 @@ bool vigil__pool_has_done(vigil__pool *p) {
     return any;
 }
 
-bool vigil__pool_wait_done(vigil__pool *p) {
+bool vigil__pool_wait_done(vigil__pool *p, int timeout_ms) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000l;
+    until.tv_sec += timeout_ms / 1000 + until.tv_nsec / 1000000000l;
+    until.tv_nsec %= 1000000000l;
     pthread_mutex_lock(&p->lock);
     while (!p->done_head && (p->queued || p->running))
-        pthread_cond_wait(&p->done, &p->lock);
+        if (pthread_cond_timedwait(&p->done, &p->lock, &until) != 0)
+            break;
     bool any = p->done_head != NULL;
     pthread_mutex_unlock(&p->lock);
     return any;
 }
 
-void vigil__pool_free(vigil__pool *p) {
-    if (!p)
-        return;
+void vigil__pool_stop(vigil__pool *p) {
     pthread_mutex_lock(&p->lock);
     p->stop = true;
     pthread_cond_broadcast(&p->work);
@@ -224,6 +229,13 @@ void vigil__pool_free(vigil__pool *p) {
         pthread_join(p->w[i].thread, NULL);
         close(p->w[i].cancel_fd);
     }
+    p->n = 0;
+}
+
+void vigil__pool_free(vigil__pool *p) {
+    if (!p)
+        return;
+    vigil__pool_stop(p);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->work);
     pthread_cond_destroy(&p->done);

@@ -48,9 +48,11 @@ void vigil__pool_cancel(vigil__pool *p, vigil__job *j);
 /* The next finished job, or NULL; whether one waits. */
 bool vigil__pool_has_done(vigil__pool *p);
 vigil__job *vigil__pool_take(vigil__pool *p);
-/* Waits until a job is finished (for destroy). false when none is queued or running. */
-bool vigil__pool_wait_done(vigil__pool *p);
-/* Joins the workers; every job must have been taken. */
+/* Waits up to timeout_ms until a job is finished (destroy). false when none is. */
+bool vigil__pool_wait_done(vigil__pool *p, int timeout_ms);
+/* Joins the workers once they finished what they run; nothing may be queued. */
+void vigil__pool_stop(vigil__pool *p);
+/* Frees it, after vigil__pool_stop and once every finished job was taken. */
 void vigil__pool_free(vigil__pool *p);
 
 /* For run functions: waits until fd is ready for events (POLLIN/POLLOUT):
