@@ -64,6 +64,22 @@ metrics_valid() {
     grep -q '^vigil_supervisor_detection_latency_seconds_count [1-9]' "$T/metrics" || return 1
     grep -q '^vigil_loop_iterations_total{loop="2"} [1-9]' "$T/metrics" || return 1
 }
+bench_by_name() {
+    "$VIGIL" serve --port 0 >"$T/serve2.out" 2>&1 &
+    SPID=$!
+    local p=""
+    for _ in $(seq 50); do
+        p=$(grep -o 'port [0-9]*' "$T/serve2.out" | head -1 | awk '{print $2}')
+        [ -n "$p" ] && break; sleep 0.1
+    done
+    [ -n "$p" ] || { echo "no port"; return 1; }
+    "$VIGIL" bench --target "localhost:$p" --duration 0.5 --warmup 0.2 --conns 4 --out "$T/b" \
+        >"$T/bench.out" 2>&1 || { cat "$T/bench.out"; return 1; }
+    grep -q 'vigil bench: localhost is 127.0.0.1' "$T/bench.out" || { cat "$T/bench.out"; return 1; }
+    "$VIGIL" bench --target "no-such-name.invalid:$p" --duration 0.5 >"$T/bench2.out" 2>&1
+    [ $? -eq 1 ] && grep -q 'resolving no-such-name.invalid' "$T/bench2.out" || { cat "$T/bench2.out"; return 1; }
+    kill -INT $SPID; wait $SPID; SPID=
+}
 bad_flags() {
     local rc
     for args in "profile --duration 0" "profile --kinds nap" "profile --bogus 1" "bench --conns 0" \
@@ -81,6 +97,7 @@ bad_flags() {
 check "profile: 4 scenarios, 0 bytes lost, every file written" profile_runs
 check "profile: SVG timelines render (rsvg-convert) and carry their marks" svg_renders
 check "serve --metrics-port: promtool check metrics" metrics_valid
+check "bench --target NAME:PORT looks the name up on a vigil loop" bench_by_name
 check "bad flags exit 2 with usage; --help" bad_flags
 echo "[====] Synthesis: Tested: $((PASS + FAIL)) | Passing: $PASS | Failing: $FAIL | Crashing: 0"
 [ $FAIL -eq 0 ]

@@ -622,6 +622,8 @@ static void run_load(const bench_opts *o, const char *host, uint16_t port, long 
     } else {
         rec->ok = true;
         fill_rec(rec, &r);
+        if (r.resolved[0] && pc->round == 1) /* a name, looked up on a vigil loop */
+            fprintf(stderr, "vigil bench: %s is %s\n", host, r.resolved);
         if (r.cpu_pin_errno)
             fprintf(stderr, "vigil bench: pinning the client to CPU %d: %s\n", o->client_cpu,
                     strerror(r.cpu_pin_errno));

@@ -58,6 +58,7 @@
  * reports progress.
  */
 #include "load.h"
+#include "vigil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -854,19 +855,49 @@ static int check_config(const load_config *cfg, load_result *out) {
 #undef BAD
 }
 
+typedef struct lookup {
+    int done, status;
+    char addr[64];
+} lookup;
+
+static void on_lookup(vigil_loop *loop, vigil_op op, int status, const char *const *addrs, void *ud) {
+    lookup *l = ud;
+    l->status = status;
+    if (status > 0)
+        snprintf(l->addr, sizeof(l->addr), "%s", addrs[0]);
+    l->done = 1;
+}
+
+/* A name goes through vigil's own resolver (the loop's pool, 5 s deadline);
+ * the address it gives, or a numeric host, becomes a sockaddr without any
+ * lookup. The first address is used. */
 static int resolve(const load_config *cfg, struct addrinfo **ai, load_result *out) {
     const char *host = cfg->host ? cfg->host : "127.0.0.1";
     char port[8];
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
     snprintf(port, sizeof(port), "%u", (unsigned)cfg->port);
-    int rc = getaddrinfo(host, port, &hints, ai);
-    if (rc == 0)
+    if (getaddrinfo(host, port, &hints, ai) == 0)
         return 0;
-    int err = rc == EAI_MEMORY ? -ENOMEM : rc == EAI_SYSTEM && errno ? -errno : -EHOSTUNREACH;
-    snprintf(out->error, sizeof(out->error), "getaddrinfo(%s): %s", host,
-             rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-    return err;
+    lookup l = {0};
+    vigil_loop *loop = NULL;
+    int rc = vigil_loop_create(&loop, NULL);
+    if (rc == 0)
+        rc = vigil_resolve(loop, host, 0, 5000, on_lookup, &l, NULL);
+    while (rc == 0 && !l.done)
+        if ((rc = vigil_loop_run(loop, VIGIL_RUN_ONCE, 100)) > 0)
+            rc = 0;
+    if (loop)
+        vigil_loop_destroy(loop);
+    if (rc == 0)
+        rc = l.status < 0 ? l.status : 0;
+    if (rc == 0 && (rc = getaddrinfo(l.addr, port, &hints, ai)) != 0)
+        rc = -EINVAL;
+    if (rc == 0) {
+        snprintf(out->resolved, sizeof(out->resolved), "%s", l.addr);
+        return 0;
+    }
+    snprintf(out->error, sizeof(out->error), "resolving %s: %s", host, vigil_strerror(rc));
+    return rc;
 }
 
 static void free_workers(struct worker *ws, int n) {

@@ -80,6 +80,7 @@ typedef struct load_result {
     size_t nzombies;
     int cpu_pin_errno;          /* errno of pinning the client threads to cfg->cpu; 0 = pinned or not asked */
     char error[160];            /* set when load_run fails */
+    char resolved[64];          /* the address a host name resolved to ("" for a numeric host) */
 } load_result;
 
 /* Runs the load to the end (connect, warmup, measure, up to 2 s of drain).

@@ -1327,7 +1327,11 @@ const char *vigil_strerror(int err) {
     case -EALREADY: return "already running";
     case -ENOTCONN: return "not connected";
     case -EADDRINUSE: return "address in use";
-    default: return "error";
+    case -ENOENT: return "no such name or file";
+    case -EAGAIN: return "try again (a name server did not answer, or a queue is full)";
+    case -EXDEV: return "path leaves the directory";
+    case -EOWNERDEAD: return "the loop moved to another thread (this one was fenced)";
+    default: return err < 0 ? strerror(-err) : "error"; /* glibc's table: static strings */
     }
 }
 
