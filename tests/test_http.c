@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -142,7 +145,7 @@ VT_TEST(http, refused_requests, 10) {
 
 /* ------------------------------------------------------------ through the server */
 
-static pid_t start_server(int *port) {
+static pid_t start_server_root(int *port, const char *root) {
     int out[2];
     VT_ASSERT(pipe(out) == 0, "pipe");
     pid_t pid = fork();
@@ -155,8 +158,12 @@ static pid_t start_server(int *port) {
                               : !strcmp(b, "epoll")    ? "epoll"
                               : !strncmp(b, "uring", 5) ? "uring" /* uring-compat too */
                                                        : "auto";
-        execl(VIGIL_EXE, "vigil", "serve", "--mode", "http", "--port", "0", "--backend", backend,
-              "--threads", "2", (char *)NULL);
+        if (root)
+            execl(VIGIL_EXE, "vigil", "serve", "--mode", "http", "--port", "0", "--backend", backend,
+                  "--threads", "2", "--root", root, (char *)NULL);
+        else
+            execl(VIGIL_EXE, "vigil", "serve", "--mode", "http", "--port", "0", "--backend", backend,
+                  "--threads", "2", (char *)NULL);
         _exit(127);
     }
     close(out[1]);
@@ -170,6 +177,8 @@ static pid_t start_server(int *port) {
     *port = atoi(p + 6);
     return pid;
 }
+
+static pid_t start_server(int *port) { return start_server_root(port, NULL); }
 
 static int connect_to(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -233,4 +242,114 @@ VT_TEST(http, server_answers_pipelined_and_split_requests, 30) {
     int status;
     waitpid(pid, &status, 0);
     VT_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "vigil serve exited %d", status);
+}
+
+/* --root: files under a directory, pipelined, each response checked whole
+ * and in order; nothing outside the directory is reachable. */
+static void put_file(const char *dir, const char *name, const void *data, size_t len) {
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    VT_ASSERT(f, "create %s", path);
+    VT_EQ(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+typedef struct reply {
+    int status;
+    size_t len;          /* Content-Length */
+    const char *body;    /* into the read buffer */
+    char type[64];
+} reply;
+
+/* The next response at *pos in buf (n bytes); head: no body follows. */
+static bool next_reply(const char *buf, size_t n, size_t *pos, bool head, reply *r) {
+    const char *start = buf + *pos;
+    const char *end = memmem(start, n - *pos, "\r\n\r\n", 4);
+    if (!end || sscanf(start, "HTTP/1.1 %d", &r->status) != 1)
+        return false;
+    const char *cl = memmem(start, (size_t)(end - start), "Content-Length: ", 16);
+    VT_ASSERT(cl, "no Content-Length");
+    r->len = strtoul(cl + 16, NULL, 10);
+    const char *ct = memmem(start, (size_t)(end - start), "Content-Type: ", 14);
+    r->type[0] = 0;
+    if (ct)
+        sscanf(ct + 14, "%63[^\r]", r->type);
+    r->body = end + 4;
+    size_t body = head ? 0 : r->len;
+    if ((size_t)(end + 4 - buf) + body > n)
+        return false;
+    *pos = (size_t)(end + 4 - buf) + body;
+    return true;
+}
+
+VT_TEST(http, root_serves_files_and_nothing_outside, 30) {
+    char dir[] = "/tmp/vigil-www-XXXXXX";
+    VT_ASSERT(mkdtemp(dir), "mkdtemp");
+    static uint8_t big[300000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i * 7 + (i >> 11));
+    put_file(dir, "index.html", "<p>home</p>", 11);
+    put_file(dir, "a.txt", "alpha", 5);
+    put_file(dir, "with space.txt", "spaced", 6);
+    put_file(dir, "big.bin", big, sizeof(big));
+    put_file(dir, "empty", "", 0);
+    char p[300];
+    snprintf(p, sizeof(p), "%s/sub", dir);
+    VT_EQ(mkdir(p, 0700), 0);
+    snprintf(p, sizeof(p), "%s/sub/out", dir);
+    VT_EQ(symlink("/etc/hostname", p), 0);
+    int port;
+    pid_t pid = start_server_root(&port, dir);
+
+    struct { const char *req; int status; const void *body; size_t len; bool head; const char *type; } want[] = {
+        {"GET /a.txt HTTP/1.1\r\n\r\n", 200, "alpha", 5, false, "text/plain"},
+        {"GET /missing HTTP/1.1\r\n\r\n", 404, NULL, 0, false, NULL},
+        {"HEAD /big.bin HTTP/1.1\r\n\r\n", 200, NULL, sizeof(big), true, NULL},
+        {"GET /big.bin HTTP/1.1\r\n\r\n", 200, big, sizeof(big), false, "application/octet-stream"},
+        {"GET /../etc/passwd HTTP/1.1\r\n\r\n", 404, NULL, 0, false, NULL},
+        {"GET /sub/out HTTP/1.1\r\n\r\n", 404, NULL, 0, false, NULL},
+        {"GET /sub/ HTTP/1.1\r\n\r\n", 404, NULL, 0, false, NULL},
+        {"GET /sub HTTP/1.1\r\n\r\n", 404, NULL, 0, false, NULL},
+        {"GET /with%20space.txt?x=1 HTTP/1.1\r\n\r\n", 200, "spaced", 6, false, NULL},
+        {"GET /empty HTTP/1.1\r\n\r\n", 200, "", 0, false, NULL},
+        {"POST /a.txt HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 405, NULL, 0, false, NULL},
+        {"GET /%2e%2e/etc/passwd HTTP/1.1\r\n\r\n", 404, NULL, 0, false, NULL},
+        {"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n", 414, NULL, 0, false, NULL},
+        {"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 200, "<p>home</p>", 11, false, "text/html"},
+    };
+    size_t nw = sizeof(want) / sizeof(want[0]);
+    static char reqs[8192];
+    size_t len = 0;
+    for (size_t i = 0; i < nw; i++)
+        len += (size_t)snprintf(reqs + len, sizeof(reqs) - len, "%s", want[i].req);
+    int fd = connect_to(port);
+    for (size_t off = 0, step = 7; off < len; off += step, step = step % 113 + 5) {
+        size_t k = len - off < step ? len - off : step;
+        VT_ASSERT(write(fd, reqs + off, k) == (ssize_t)k, "write");
+    }
+    static char resp[1 << 20];
+    size_t n = read_all(fd, resp, sizeof(resp));
+    close(fd);
+    size_t pos = 0;
+    for (size_t i = 0; i < nw; i++) {
+        reply r;
+        VT_ASSERT(next_reply(resp, n, &pos, want[i].head, &r), "response %zu missing or short (%zu bytes in all)", i, n);
+        VT_ASSERT(r.status == want[i].status, "%s: status %d, not %d", want[i].req, r.status, want[i].status);
+        if (want[i].status == 200) {
+            VT_ASSERT(r.len == want[i].len, "%s: Content-Length %zu", want[i].req, r.len);
+            if (!want[i].head)
+                VT_ASSERT(!memcmp(r.body, want[i].body, want[i].len), "%s: body differs", want[i].req);
+        }
+        if (want[i].type)
+            VT_ASSERT(!strcmp(r.type, want[i].type), "%s: type %s", want[i].req, r.type);
+    }
+    VT_EQ(pos, n); /* nothing more: the last request closed the connection */
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    VT_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "vigil serve exited %d", status);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    VT_EQ(system(cmd), 0);
 }

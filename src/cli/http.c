@@ -55,7 +55,16 @@ static int request_line(http_parser *p, const char *line, size_t n, size_t tn, i
     }
     *status = 0;
     p->head_method = m == 4 && !memcmp(line, "HEAD", 4);
+    p->method = p->head_method ? HTTP_HEAD : m == 3 && !memcmp(line, "GET", 3) ? HTTP_GET : HTTP_OTHER;
     p->version_minor = v[7] - '0';
+    /* the target: between the method and " HTTP/1.x" (9 bytes before the end) */
+    if (p->truncated || n < m + 1 + 9 || n - 9 - (m + 1) >= sizeof(p->target)) {
+        p->target_long = 1;
+    } else {
+        size_t tl = n - 9 - (m + 1);
+        memcpy(p->target, line + m + 1, tl);
+        p->target[tl] = 0;
+    }
     return 0;
 }
 
@@ -207,6 +216,9 @@ done:
     req->http10 = p->version_minor == 0;
     req->keep_alive = req->http10 ? p->conn_keep_alive && !p->conn_close : !p->conn_close;
     req->head = p->head_method;
+    req->method = p->method;
+    req->target_long = p->target_long;
+    memcpy(req->target, p->target, sizeof(req->target));
     reset(p);
     *used = pos;
     return 1;
@@ -235,4 +247,62 @@ int http_error_response(char *buf, size_t cap, int status) {
                      "HTTP/1.1 %d %s\r\nServer: vigil\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                      status, reason);
     return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
+}
+
+static const char *reason_of(int status) {
+    switch (status) {
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 414: return "URI Too Long";
+    case 503: return "Service Unavailable";
+    default: return "Internal Server Error";
+    }
+}
+
+int http_status_response(char *buf, size_t cap, int status, const http_request *req) {
+    const char *reason = reason_of(status);
+    const char *conn = !req->keep_alive ? "Connection: close\r\n"
+                       : req->http10    ? "Connection: keep-alive\r\n"
+                                        : "";
+    const char *allow = status == 405 ? "Allow: GET, HEAD\r\n" : "";
+    int n = snprintf(buf, cap,
+                     "HTTP/1.1 %d %s\r\nServer: vigil\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\n%s%s\r\n%s%s",
+                     status, reason, strlen(reason) + 1, allow, conn, req->head ? "" : reason,
+                     req->head ? "" : "\n");
+    return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
+}
+
+static int hex(int c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int http_target_path(const char *target, char *out, size_t cap) {
+    if (target[0] != '/')
+        return -EINVAL; /* origin form only: no absolute URIs, no "*" */
+    size_t o = 0;
+    for (const char *s = target + 1; *s && *s != '?' && *s != '#'; s++) {
+        int c = (unsigned char)*s;
+        if (c == '%') {
+            int h = hex(s[1]), l = h < 0 ? -1 : hex(s[2]);
+            if (l < 0)
+                return -EINVAL;
+            c = h * 16 + l;
+            s += 2;
+            if (c == 0)
+                return -EINVAL;
+        }
+        if (o + 1 >= cap)
+            return -ENAMETOOLONG;
+        out[o++] = (char)c;
+    }
+    out[o] = 0;
+    if (o == 0 || out[o - 1] == '/') {
+        const char *idx = "index.html";
+        if (o + strlen(idx) + 1 > cap)
+            return -ENAMETOOLONG;
+        memcpy(out + o, idx, strlen(idx) + 1);
+    }
+    return 0;
 }

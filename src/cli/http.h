@@ -24,16 +24,24 @@ typedef struct http_parser {
     int in_body;
     int version_minor;   /* of the current request: 1.0 or 1.1 */
     int conn_close, conn_keep_alive, head_method, has_length, chunked;
+    int method;          /* HTTP_GET, HTTP_HEAD or HTTP_OTHER */
+    int target_long;     /* the request target did not fit target[] */
+    char target[120];    /* the request target, as sent */
     int truncated;       /* the current line is longer than line[] */
     char line[128];      /* the start of the current line; the rest is only counted */
     uint32_t tail_len;
     char tail[16];       /* its last bytes (the request line ends in the version) */
 } http_parser;
 
+enum { HTTP_OTHER = 0, HTTP_GET, HTTP_HEAD };
+
 typedef struct http_request {
     int keep_alive; /* the connection stays open after the response */
     int head;       /* HEAD: the response has no body */
     int http10;     /* an HTTP/1.0 request: keep-alive must be said in the response */
+    int method;     /* HTTP_GET, HTTP_HEAD, HTTP_OTHER */
+    int target_long;/* the target was longer than target[] holds: answer 414 */
+    char target[120];
 } http_request;
 
 /* Parses from data[0..len). Returns 1 when a whole request ended at
@@ -54,5 +62,17 @@ int http_response_head(char *buf, size_t cap, size_t body_size, const char *cont
 
 /* An error response with Connection: close, or -ENOSPC. */
 int http_error_response(char *buf, size_t cap, int status);
+
+/* A short response with a status other than 200 (404, 403, 405, 414, 500...)
+ * that keeps the connection as req says, with a one-line text body (none
+ * for HEAD). Returns its length or -ENOSPC. */
+int http_status_response(char *buf, size_t cap, int status, const http_request *req);
+
+/* Decodes a request target into a path relative to the served directory:
+ * drops the query, decodes %XX, strips the leading '/', maps "" and a
+ * trailing '/' to index.html. Returns 0, or -EINVAL (not an absolute path,
+ * a NUL or bad escape: 400) or -ENAMETOOLONG. ".." is left to the opener
+ * (VIGIL_O_BENEATH refuses it). */
+int http_target_path(const char *target, char *out, size_t cap);
 
 #endif

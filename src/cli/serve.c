@@ -21,13 +21,15 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "files.h"
 #include "http.h"
 #include "metrics.h"
 
 static void usage_serve(FILE *f) {
     fprintf(f,
             "usage: vigil serve [--port P] [--host H] [--backend auto|uring|epoll]\n"
-            "                   [--mode echo|http] [--body-size N] [--threads N] [--metrics-port P]\n"
+            "                   [--mode echo|http] [--body-size N] [--root DIR] [--threads N]\n"
+            "                   [--metrics-port P]\n"
             "                   [--stall-ms N] [--restart-budget R/T] [--on-budget exit|epoll|report]\n"
             "                   [--grace-ms N] [--idle-ms N] [--inject KIND:DURATION_MS:PERIOD_MS[:COUNT]]\n"
             "                   [--user-timeout-ms N] [--keepalive IDLE_S/INTERVAL_S/COUNT]\n"
@@ -37,6 +39,9 @@ static void usage_serve(FILE *f) {
             "  --mode M      echo (default: every byte back) or http (HTTP/1.1 keep-alive,\n"
             "                pipelining; every request gets 200 with a fixed body)\n"
             "  --body-size N bytes of that body (default 13, \"Hello, world!\"; 0..1048576)\n"
+            "  --root DIR    with --mode http: serve the files under DIR instead (GET and\n"
+            "                HEAD; 404 for what is missing or outside DIR; \"/\" is index.html),\n"
+            "                read through vigil's file calls, never blocking the loop\n"
             "  --threads N   N loops on N threads, one listener each on the same port\n"
             "                (SO_REUSEPORT), all supervised when --stall-ms is set (1..256)\n"
             "  --metrics-port P  serve counters and histograms in the Prometheus text\n"
@@ -77,6 +82,7 @@ static struct {
     uint16_t port;
     int mode;
     uint32_t body_size;
+    const char *root; /* --root: static files */
     uint32_t threads;
     int metrics_port; /* -1: none */
     vigil_loop_options loop_opts;
@@ -98,6 +104,7 @@ static struct {
 typedef struct entry {
     vigil_conn c;
     http_parser *hp; /* HTTP mode */
+    files_conn *fc;  /* HTTP mode with --root */
 } entry;
 
 typedef struct server {
@@ -138,6 +145,8 @@ static void conn_forget(server *s, vigil_loop *loop, vigil_conn c) {
         return;
     size_t i = i1 - 1;
     free(s->conns[i].hp);
+    if (s->conns[i].fc)
+        files_conn_gone(s->conns[i].fc);
     s->conns[i] = s->conns[--s->n];
     if (i < s->n)
         vigil_conn_set_data(loop, s->conns[i].c, (void *)(i + 1));
@@ -323,6 +332,42 @@ static void on_recv_http(vigil_loop *loop, vigil_conn c, int status, const vigil
         inject_now(s, loop);
 }
 
+/* --root: files answers the requests; these are its hooks back. */
+static void files_requests(void *ud, uint64_t n) { count_add(&((server *)ud)->counters.requests, n); }
+
+static void files_drop(void *ud, vigil_loop *loop, vigil_conn c, int abortive) {
+    conn_forget(ud, loop, c);
+    if (abortive)
+        vigil_abort(loop, c, on_closed, NULL);
+    else
+        vigil_close(loop, c, 5000, on_closed, NULL);
+}
+
+static const files_hooks file_hooks = {files_requests, files_drop};
+
+static files_conn *files_of(server *s, vigil_loop *loop, vigil_conn c) {
+    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
+    return i1 && i1 <= s->n ? s->conns[i1 - 1].fc : NULL;
+}
+
+static void on_recv_files(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
+    server *s = ud;
+    if (recv_ended(s, loop, c, status))
+        return;
+    count_add(&s->counters.bytes, (uint64_t)status);
+    files_conn *fc = files_of(s, loop, c);
+    if (fc)
+        files_data(loop, fc, buf->data, buf->len);
+    if (s->inject_due)
+        inject_now(s, loop);
+}
+
+static void on_drain_files(vigil_loop *loop, vigil_conn c, void *ud) {
+    files_conn *fc = files_of(ud, loop, c);
+    if (fc)
+        files_drained(loop, fc);
+}
+
 static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
     server *s = ud;
     if (status < 0) {
@@ -341,14 +386,19 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
         s->cap = cap;
     }
     http_parser *hp = NULL;
-    if (cfg.mode == MODE_HTTP && !(hp = calloc(1, sizeof(*hp)))) {
+    files_conn *fc = NULL;
+    if (cfg.root ? !(fc = files_conn_new(c, &file_hooks, s))
+                 : cfg.mode == MODE_HTTP && !(hp = calloc(1, sizeof(*hp)))) {
         vigil_abort(loop, c, on_closed, NULL);
         return;
     }
-    s->conns[s->n++] = (entry){c, hp};
+    s->conns[s->n++] = (entry){c, hp, fc};
     vigil_conn_set_data(loop, c, (void *)(uintptr_t)s->n);
     count_add(&s->counters.accepted, 1);
-    vigil_send_watermark(loop, c, 1 << 20, 256 << 10, on_drain, NULL);
+    if (fc) /* a large file waits for its chunk to drain before the next is read */
+        vigil_send_watermark(loop, c, 256 << 10, 64 << 10, on_drain_files, s);
+    else
+        vigil_send_watermark(loop, c, 1 << 20, 256 << 10, on_drain, NULL);
     int zrc = cfg.user_timeout_ms ? vigil_conn_user_timeout(loop, c, cfg.user_timeout_ms) : 0;
     if (zrc == 0 && cfg.ka_idle)
         zrc = vigil_conn_keepalive(loop, c, cfg.ka_idle, cfg.ka_intvl, cfg.ka_cnt);
@@ -359,7 +409,7 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
         vigil_abort(loop, c, on_closed, NULL);
         return;
     }
-    vigil_recv_cb cb = cfg.mode == MODE_HTTP ? on_recv_http : on_recv_echo;
+    vigil_recv_cb cb = cfg.root ? on_recv_files : cfg.mode == MODE_HTTP ? on_recv_http : on_recv_echo;
     if (vigil_recv_start(loop, c, cfg.idle_ms, cb, s, NULL) < 0) {
         conn_forget(s, loop, c);
         vigil_abort(loop, c, on_closed, NULL);
@@ -593,6 +643,8 @@ static int parse_args(int argc, char **argv) {
         } else if (!strcmp(a, "--body-size")) {
             if (parse_u32(v, &cfg.body_size) < 0 || cfg.body_size > (1u << 20))
                 BAD("bad --body-size '%s' (0..1048576)", v);
+        } else if (!strcmp(a, "--root")) {
+            cfg.root = v;
         } else if (!strcmp(a, "--threads")) {
             if (parse_u32(v, &cfg.threads) < 0 || !cfg.threads || cfg.threads > 256)
                 BAD("bad --threads '%s' (1..256)", v);
@@ -664,6 +716,8 @@ static int parse_args(int argc, char **argv) {
             BAD("unknown option '%s'", a);
         }
     }
+    if (cfg.root && cfg.mode != MODE_HTTP)
+        BAD("--root serves files over HTTP: it needs --mode http");
     return -1; /* parsed: go on */
 }
 
@@ -694,8 +748,11 @@ static void print_banner(void) {
     char loops[32] = "";
     if (cfg.threads > 1)
         snprintf(loops, sizeof(loops), " x %u loops", cfg.threads);
-    printf("vigil serve: backend %s (%s), %s on %s%s port %d\n", info.backend, info.reason,
-           cfg.mode == MODE_HTTP ? "http" : "echo", where, loops, bound);
+    char what[300];
+    snprintf(what, sizeof(what), "%s%s%s", cfg.mode == MODE_HTTP ? "http" : "echo",
+             cfg.root ? " files from " : "", cfg.root ? cfg.root : "");
+    printf("vigil serve: backend %s (%s), %s on %s%s port %d\n", info.backend, info.reason, what,
+           where, loops, bound);
     static const char *names[] = {"multishot-accept", "multishot-recv", "buf-ring", "nodrop",
                                   "cancel-fd", "defer-taskrun", "single-issuer", "ext-arg"};
     printf("vigil serve: features");
@@ -743,6 +800,11 @@ int cmd_serve(int argc, char **argv) {
     if (prc >= 0)
         return prc;
     raise_nofile();
+    int frc = cfg.root ? files_root(cfg.root) : 0;
+    if (frc < 0) {
+        fprintf(stderr, "vigil serve: --root %s: %s\n", cfg.root, strerror(-frc));
+        return 1;
+    }
     if (cfg.mode == MODE_HTTP && make_response() < 0) {
         fprintf(stderr, "vigil serve: out of memory\n");
         return 1;

@@ -1,0 +1,342 @@
+/*
+ * files.c: static files for `vigil serve --mode http --root DIR` (files.h).
+ *
+ * A request goes open -> stat -> read ... -> close, each a vigil file call
+ * whose callback starts the next. The response head goes out with the first
+ * chunk of the body, in one send; a file larger than one chunk is read again
+ * only once the send queue has drained below the low-water mark, so a slow
+ * client holds one chunk per connection, not the whole file.
+ */
+#include "files.h"
+#include "http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define INBOX_MAX (64u << 10) /* pipelined bytes kept while a response is produced */
+#define CHUNK (256u << 10)    /* file bytes read per call */
+#define HEAD_ROOM 512         /* the response head goes in front of the first chunk */
+#define FILE_DEADLINE_MS 10000
+
+static int root_fd = -1;
+
+struct files_conn {
+    vigil_conn c;
+    const files_hooks *hooks;
+    void *ud;
+    http_parser hp;
+    uint8_t *inbox;
+    size_t in_pos, in_len; /* [in_pos, in_len) not parsed yet */
+    int pumping;       /* inside pump(): a response finished at once does not pump again */
+    int busy;          /* a response is being produced: a file call may be in flight */
+    int gone;          /* the connection was dropped: free when the call in flight ends */
+    int paused;        /* receiving paused: the inbox is full */
+    int wait_drain;    /* a large file waits for the send queue to drain */
+    http_request req;
+    char path[512];    /* the request's file, relative to DIR */
+    int fd;
+    uint64_t size, off;
+    vigil_stat st;
+    uint8_t *buf;      /* HEAD_ROOM + CHUNK */
+};
+
+int files_root(const char *dir) {
+    int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    root_fd = fd;
+    return 0;
+}
+
+files_conn *files_conn_new(vigil_conn c, const files_hooks *hooks, void *ud) {
+    files_conn *fc = calloc(1, sizeof(*fc));
+    if (!fc)
+        return NULL;
+    fc->c = c;
+    fc->hooks = hooks;
+    fc->ud = ud;
+    fc->fd = -1;
+    return fc;
+}
+
+static void conn_free(files_conn *fc) {
+    free(fc->inbox);
+    free(fc->buf);
+    free(fc);
+}
+
+void files_conn_gone(files_conn *fc) {
+    fc->gone = 1;
+    if (!fc->busy && !fc->pumping)
+        conn_free(fc);
+}
+
+static const char *content_type(const char *path) {
+    static const struct { const char *ext, *type; } types[] = {
+        {".html", "text/html"}, {".htm", "text/html"}, {".txt", "text/plain"},
+        {".css", "text/css"}, {".js", "text/javascript"}, {".json", "application/json"},
+        {".svg", "image/svg+xml"}, {".png", "image/png"}, {".jpg", "image/jpeg"},
+        {".jpeg", "image/jpeg"}, {".gif", "image/gif"}, {".ico", "image/x-icon"},
+        {".wasm", "application/wasm"}, {".pdf", "application/pdf"},
+    };
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
+        if (!strcmp(dot, types[i].ext))
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+static void pump(vigil_loop *loop, files_conn *fc);
+
+/* Sends; 0, or -1 when the connection had to go. */
+static int put(vigil_loop *loop, files_conn *fc, const void *data, size_t len) {
+    int rc = vigil_send(loop, fc->c, data, len, 0, NULL, NULL, NULL);
+    if (rc >= 0)
+        return 0;
+    if (rc != -EOWNERDEAD) /* fenced: the loop went on elsewhere, touch nothing */
+        fc->hooks->drop(fc->ud, loop, fc->c, 1);
+    return -1;
+}
+
+static void file_closed(vigil_loop *loop, vigil_op op, int status, void *ud) {}
+
+/* The response is out (queued): the next request, or the end. */
+static void finish(vigil_loop *loop, files_conn *fc, int ok) {
+    if (fc->fd >= 0) {
+        vigil_fs_close(loop, fc->fd, file_closed, NULL, NULL);
+        fc->fd = -1;
+    }
+    free(fc->buf);
+    fc->buf = NULL;
+    fc->busy = 0;
+    if (fc->gone) {
+        if (!fc->pumping)
+            conn_free(fc);
+        return;
+    }
+    if (!ok)
+        return; /* dropped by put() */
+    fc->hooks->requests(fc->ud, 1);
+    if (!fc->req.keep_alive) {
+        fc->hooks->drop(fc->ud, loop, fc->c, 0);
+        return;
+    }
+    pump(loop, fc);
+}
+
+static void answer_status(vigil_loop *loop, files_conn *fc, int status) {
+    char out[512];
+    int n = http_status_response(out, sizeof(out), status, &fc->req);
+    finish(loop, fc, n > 0 && put(loop, fc, out, (size_t)n) == 0);
+}
+
+static int status_of(int err) {
+    switch (err) {
+    case -ENOENT: case -ENOTDIR: case -EXDEV: case -ELOOP: case -ENAMETOOLONG: case -EISDIR:
+        return 404; /* missing, or outside the directory: no difference shown */
+    case -EACCES: case -EPERM:
+        return 403;
+    case -ETIMEDOUT: case -EAGAIN:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+static void on_read(vigil_loop *loop, vigil_op op, int status, void *ud);
+
+static void read_next(vigil_loop *loop, files_conn *fc) {
+    uint64_t want = fc->size - fc->off < CHUNK ? fc->size - fc->off : CHUNK;
+    int rc = vigil_fs_read(loop, fc->fd, fc->buf + HEAD_ROOM, (size_t)want, (int64_t)fc->off,
+                           FILE_DEADLINE_MS, on_read, fc, NULL);
+    if (rc < 0) {
+        if (fc->off == 0)
+            answer_status(loop, fc, status_of(rc));
+        else { /* mid-body: the response cannot be mended */
+            fc->hooks->drop(fc->ud, loop, fc->c, 1);
+            finish(loop, fc, 0);
+        }
+    }
+}
+
+static void on_read(vigil_loop *loop, vigil_op op, int status, void *ud) {
+    files_conn *fc = ud;
+    if (fc->gone || status == -EOWNERDEAD) {
+        finish(loop, fc, 0);
+        return;
+    }
+    if (status <= 0) { /* an error, or the file shrank under us */
+        if (fc->off == 0) {
+            answer_status(loop, fc, status < 0 ? status_of(status) : 500);
+        } else {
+            fc->hooks->drop(fc->ud, loop, fc->c, 1);
+            finish(loop, fc, 0);
+        }
+        return;
+    }
+    uint8_t *from = fc->buf + HEAD_ROOM;
+    size_t len = (size_t)status;
+    if (fc->off == 0) { /* the head, right in front of the first bytes */
+        char head[HEAD_ROOM];
+        int h = http_response_head(head, sizeof(head), (size_t)fc->size, content_type(fc->path),
+                                   &fc->req);
+        if (h < 0) {
+            answer_status(loop, fc, 500);
+            return;
+        }
+        from -= h;
+        memcpy(from, head, (size_t)h);
+        len += (size_t)h;
+    }
+    fc->off += (uint64_t)status;
+    if (put(loop, fc, from, len) < 0) {
+        finish(loop, fc, 0);
+        return;
+    }
+    if (fc->off >= fc->size) {
+        finish(loop, fc, 1);
+        return;
+    }
+    if (vigil_send_queued(loop, fc->c) > (int64_t)CHUNK)
+        fc->wait_drain = 1; /* files_drained goes on */
+    else
+        read_next(loop, fc);
+}
+
+void files_drained(vigil_loop *loop, files_conn *fc) {
+    if (fc->wait_drain && !fc->gone) {
+        fc->wait_drain = 0;
+        read_next(loop, fc);
+    }
+}
+
+static void on_stat(vigil_loop *loop, vigil_op op, int status, void *ud) {
+    files_conn *fc = ud;
+    if (fc->gone || status == -EOWNERDEAD) {
+        finish(loop, fc, 0);
+        return;
+    }
+    if (status < 0 || !S_ISREG(fc->st.mode)) {
+        answer_status(loop, fc, status < 0 ? status_of(status) : 404); /* a directory, a device */
+        return;
+    }
+    fc->size = fc->st.size;
+    fc->off = 0;
+    if (fc->req.head || fc->size == 0) {
+        char head[HEAD_ROOM];
+        int h = http_response_head(head, sizeof(head), (size_t)fc->size, content_type(fc->path),
+                                   &fc->req);
+        finish(loop, fc, h > 0 && put(loop, fc, head, (size_t)h) == 0);
+        return;
+    }
+    size_t cap = HEAD_ROOM + (fc->size < CHUNK ? (size_t)fc->size : CHUNK);
+    if (!(fc->buf = malloc(cap))) {
+        answer_status(loop, fc, 500);
+        return;
+    }
+    read_next(loop, fc);
+}
+
+static void on_open(vigil_loop *loop, vigil_op op, int status, void *ud) {
+    files_conn *fc = ud;
+    if (status >= 0)
+        fc->fd = status; /* closed by finish, whatever comes next */
+    if (fc->gone || status == -EOWNERDEAD) {
+        finish(loop, fc, 0);
+        return;
+    }
+    if (status < 0) {
+        answer_status(loop, fc, status_of(status));
+        return;
+    }
+    int rc = vigil_fs_stat(loop, fc->fd, "", &fc->st, FILE_DEADLINE_MS, on_stat, fc, NULL);
+    if (rc < 0)
+        answer_status(loop, fc, status_of(rc));
+}
+
+/* One request, parsed: answered at once (an error) or through file calls. */
+static void start(vigil_loop *loop, files_conn *fc) {
+    fc->busy = 1;
+    if (fc->req.target_long) {
+        answer_status(loop, fc, 414);
+        return;
+    }
+    if (fc->req.method == HTTP_OTHER) {
+        answer_status(loop, fc, 405);
+        return;
+    }
+    int rc = http_target_path(fc->req.target, fc->path, sizeof(fc->path));
+    if (rc < 0) {
+        answer_status(loop, fc, rc == -ENAMETOOLONG ? 414 : 404);
+        return;
+    }
+    rc = vigil_fs_open(loop, root_fd, fc->path, O_RDONLY | O_NOCTTY | VIGIL_O_BENEATH, 0, FILE_DEADLINE_MS,
+                       on_open, fc, NULL);
+    if (rc < 0)
+        answer_status(loop, fc, status_of(rc));
+}
+
+/* Parses what waits in the inbox while no response is under way. A
+ * response that is answered at once (an error page) finishes inside
+ * start(), and the loop here takes the next request. */
+static void pump(vigil_loop *loop, files_conn *fc) {
+    if (fc->pumping)
+        return;
+    fc->pumping = 1;
+    while (!fc->busy && !fc->gone && fc->in_pos < fc->in_len) {
+        size_t used;
+        int st;
+        int rc = http_parse(&fc->hp, fc->inbox + fc->in_pos, fc->in_len - fc->in_pos, &used, &fc->req, &st);
+        fc->in_pos += used;
+        if (rc == 0)
+            break;
+        if (rc < 0) { /* malformed: say so and close */
+            char out[256];
+            int n = http_error_response(out, sizeof(out), st);
+            if (n > 0 && put(loop, fc, out, (size_t)n) == 0)
+                fc->hooks->drop(fc->ud, loop, fc->c, 0);
+            break;
+        }
+        start(loop, fc);
+    }
+    fc->pumping = 0;
+    if (fc->gone) {
+        if (!fc->busy)
+            conn_free(fc);
+        return;
+    }
+    if (fc->in_pos == fc->in_len)
+        fc->in_pos = fc->in_len = 0;
+    if (fc->paused && fc->in_len - fc->in_pos < INBOX_MAX / 2) {
+        fc->paused = 0;
+        vigil_recv_resume(loop, fc->c);
+    }
+}
+
+void files_data(vigil_loop *loop, files_conn *fc, const uint8_t *data, size_t len) {
+    if (!fc->inbox && !(fc->inbox = malloc(INBOX_MAX + CHUNK))) {
+        fc->hooks->drop(fc->ud, loop, fc->c, 1);
+        return;
+    }
+    if (fc->in_len + len > INBOX_MAX + CHUNK && fc->in_pos) { /* make room */
+        memmove(fc->inbox, fc->inbox + fc->in_pos, fc->in_len - fc->in_pos);
+        fc->in_len -= fc->in_pos;
+        fc->in_pos = 0;
+    }
+    if (fc->in_len + len > INBOX_MAX + CHUNK) { /* a client that only sends, never reads */
+        fc->hooks->drop(fc->ud, loop, fc->c, 1);
+        return;
+    }
+    memcpy(fc->inbox + fc->in_len, data, len);
+    fc->in_len += len;
+    if (fc->in_len - fc->in_pos >= INBOX_MAX && !fc->paused) {
+        fc->paused = 1;
+        vigil_recv_pause(loop, fc->c);
+    }
+    pump(loop, fc);
+}
