@@ -140,7 +140,8 @@ int vigil_loop_join(vigil_loop *loop, int timeout_ms);
  *   1. timers (status -ECANCELED), in deadline order, then signal watchers;
  *   2. listeners (accept callback, status -ECANCELED);
  *   3. each connection: its connect, then its sends in queue order, then its
- *      receive, each with -ECANCELED; then its close callback;
+ *      receive, each with -ECANCELED; then its close callback; then each
+ *      UDP socket's receive and queued datagrams (-ECANCELED);
  *   4. file calls (-ECANCELED, or their result if they could not be
  *      called back);
  *   5. posted callbacks not yet run (status -ECANCELED), in post order.
@@ -272,7 +273,8 @@ int vigil_conn_getopt(vigil_loop *loop, vigil_conn conn, int opt, int *value);
 typedef struct vigil_buf {
     const uint8_t *data;
     size_t len;
-    uint32_t id; /* for vigil_buf_keep() */
+    uint32_t id;        /* for vigil_buf_keep() */
+    uint32_t truncated; /* UDP: the datagram was longer than the buffer; the rest is gone */
 } vigil_buf;
 
 /* status > 0: buf holds status bytes. 0: the peer closed (EOF). < 0: an error
@@ -361,6 +363,47 @@ vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn conn);
 /* Attaches user data to a connection, returned by vigil_conn_data(). */
 int vigil_conn_set_data(vigil_loop *loop, vigil_conn conn, void *data);
 void *vigil_conn_data(vigil_loop *loop, vigil_conn conn);
+
+/* ------------------------------------------------------------------- UDP */
+
+typedef struct vigil_udp { uint64_t id; } vigil_udp; /* a datagram socket */
+
+/* A datagram's address: an IPv4 or IPv6 address and port (opaque bytes). */
+typedef struct vigil_peer { uint8_t bytes[28]; uint32_t len; } vigil_peer;
+int vigil_peer_set(vigil_peer *p, const char *host, uint16_t port); /* numeric; -EINVAL */
+int vigil_peer_text(const vigil_peer *p, char *host, size_t cap, uint16_t *port);
+
+typedef struct vigil_udp_options {
+    const char *host; /* numeric address to bind; NULL = "127.0.0.1" */
+    uint16_t port;    /* 0 = any free port (vigil_udp_port) */
+    int reuseport;
+} vigil_udp_options;
+
+/* A bound, non-blocking UDP socket. */
+int vigil_udp_open(vigil_loop *loop, const vigil_udp_options *opts, vigil_udp *out);
+int vigil_udp_port(vigil_loop *loop, vigil_udp u);
+
+/* status >= 0: a datagram of status bytes (0 is a datagram too) in buf, from
+ * *from, both valid during the callback (buf can be kept as for TCP); a
+ * datagram longer than the loop's buf_size is cut, with buf->truncated set.
+ * < 0, final: -ECANCELED after vigil_cancel or vigil_udp_close, or an error.
+ * Datagrams the kernel dropped (a full socket buffer) are not seen here:
+ * count them with the peer's sequence numbers. */
+typedef void (*vigil_udp_recv_cb)(vigil_loop *loop, vigil_udp u, int status, const vigil_buf *buf,
+                                  const vigil_peer *from, void *ud);
+/* Receives with recvmsg into the loop's buffer pool (multishot where the
+ * kernel has it). -EALREADY if a receive runs. */
+int vigil_udp_recv_start(vigil_loop *loop, vigil_udp u, vigil_udp_recv_cb cb, void *ud, vigil_op *op);
+
+/* status: bytes sent (the whole datagram) or -errno. Final. */
+typedef void (*vigil_udp_send_cb)(vigil_loop *loop, vigil_udp u, int status, void *ud);
+/* Sends one datagram of len bytes (copied; at most 65507) to *to, in order
+ * behind earlier ones; when the socket buffer is full it waits there (never
+ * dropped by vigil). cb may be NULL; a queued datagram can be cancelled. */
+int vigil_udp_send(vigil_loop *loop, vigil_udp u, const vigil_peer *to, const void *data, size_t len,
+                   vigil_udp_send_cb cb, void *ud, vigil_op *op);
+/* Ends the receive and queued sends (-ECANCELED) and closes the socket. */
+int vigil_udp_close(vigil_loop *loop, vigil_udp u);
 
 /* ----------------------------------------------------------------- names */
 

@@ -245,10 +245,20 @@ static int epoll_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) { retu
 static int epoll_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
     if (op->kind == VIGIL__OP_WAKE)
         fd = loop->wake_fd;
+    if (op->kind == VIGIL__OP_UDP_RECV)
+        op->flags |= VIGIL__OPF_MSGOUT; /* on_readable writes io_uring's layout */
     return arm_read(loop, op, fd);
 }
 
-static int epoll_poll_in(vigil_loop *loop, vigil__op *op, int fd) { return arm_read(loop, op, fd); }
+static void wait_write(vigil_loop *loop, uint64_t tag, int fd);
+
+static int epoll_poll(vigil_loop *loop, vigil__op *op, int fd, bool out) {
+    if (!out)
+        return arm_read(loop, op, fd);
+    vigil__op_kernel_started(loop, op);
+    wait_write(loop, vigil__op_tag(loop, op), fd);
+    return 0;
+}
 
 static int queue_op(vigil_loop *loop, vigil__op *op, int kind, int fd) {
     int rc = push_pending(st(loop), vigil__op_tag(loop, op), kind, fd, 0);
@@ -416,6 +426,46 @@ static int epoll_resume_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd
     return 0;
 }
 
+/* Datagrams into pool buffers, laid out as io_uring's multishot recvmsg
+ * lays them out (head, address, payload), so udp.c reads one format. A
+ * zero-length datagram is a datagram, not an end. */
+static void on_datagrams(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, uint64_t tag) {
+    for (int i = 0; i < READS_PER_EVENT * 4; i++) {
+        if (!s->nfree) {
+            f->rd_tag = 0;
+            sync_interest(s, fd, f);
+            complete(loop, tag, -ENOBUFS, 0);
+            return;
+        }
+        uint32_t id = s->free_bufs[--s->nfree];
+        uint8_t *buf = loop->buf_base + (size_t)id * loop->opts.buf_size;
+        size_t room = loop->opts.buf_size - VIGIL__UDP_HEAD;
+        struct iovec iov = {buf + VIGIL__UDP_HEAD, room};
+        struct msghdr mh = {.msg_name = buf + sizeof(vigil__msgout), .msg_namelen = VIGIL__UDP_NAME_MAX,
+                            .msg_iov = &iov, .msg_iovlen = 1};
+        ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_TRUNC); /* n: the whole datagram's length */
+        if (n >= 0) {
+            vigil__msgout *o = (vigil__msgout *)buf;
+            *o = (vigil__msgout){mh.msg_namelen, 0, (uint32_t)n, (uint32_t)mh.msg_flags};
+            size_t used = VIGIL__UDP_HEAD + ((size_t)n < room ? (size_t)n : room);
+            complete(loop, tag, (int32_t)used, VIGIL__CQE_MORE | VIGIL__CQE_BUF | (id << 16));
+            f = slot_of(s, fd);
+            if (f->rd_tag != tag + 1)
+                return; /* stopped meanwhile */
+            continue;
+        }
+        s->free_bufs[s->nfree++] = id;
+        if (errno == EAGAIN || errno == EINTR)
+            return;
+        if (errno == ECONNREFUSED) /* an ICMP error for an earlier send: not the socket's end */
+            continue;
+        f->rd_tag = 0;
+        sync_interest(s, fd, f);
+        complete(loop, tag, -errno, 0);
+        return;
+    }
+}
+
 static void on_readable(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f) {
     uint64_t tag = f->rd_tag - 1;
     vigil__op *op = live_op(loop, tag);
@@ -452,6 +502,10 @@ static void on_readable(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f) {
         }
         return;
     }
+    if (op->kind == VIGIL__OP_UDP_RECV) {
+        on_datagrams(loop, s, fd, f, tag);
+        return;
+    }
     /* a receive */
     for (int i = 0; i < READS_PER_EVENT; i++) {
         if (!s->nfree) {
@@ -485,6 +539,12 @@ static void on_writable(vigil_loop *loop, int fd, fd_slot *f) {
     vigil__op *op = live_op(loop, tag);
     if (!op)
         return;
+    if (op->kind == VIGIL__OP_UDP_WAIT) { /* readiness only: udp.c sends */
+        f->wr_tag = 0;
+        sync_interest(st(loop), fd, f);
+        complete(loop, tag, POLLOUT, 0);
+        return;
+    }
     if (op->kind == VIGIL__OP_CONNECT) {
         int err = 0;
         socklen_t len = sizeof(err);
@@ -556,7 +616,7 @@ const vigil__backend vigil__epoll_backend = {
     .poll_fd = epoll_poll_fd,
     .buf_recycle = epoll_buf_recycle,
     .resume_connect = epoll_resume_connect,
-    .poll_in = epoll_poll_in,
+    .poll = epoll_poll,
     .harvest = epoll_harvest,
     .abandon = epoll_abandon,
 };

@@ -27,7 +27,8 @@ static atomic_uint next_loop_id = 1;
 
 const char *vigil__op_kind_name(int kind) {
     static const char *names[] = {"", "timer", "accept", "recv", "send", "connect",
-                                  "close", "wake", "nop", "fs", "signal", "sigread", "resolve", "dial", "post"};
+                                  "close", "wake", "nop", "fs", "signal", "sigread", "resolve", "dial",
+                                  "udp-recv", "udp-send", "udp-wait", "post"};
     return kind >= 0 && kind <= VIGIL__OP_KINDS ? names[kind] : "";
 }
 
@@ -102,6 +103,25 @@ void vigil__op_kernel_started(vigil_loop *loop, vigil__op *op) {
     }
 }
 
+/* What an op owns besides its slot. */
+static void free_extra(vigil_loop *loop, vigil__op *op) {
+    switch (op->kind) {
+    case VIGIL__OP_SEND:
+        vigil__send_free(loop, op->u.send.data, op->u.send.len);
+        free(op->u.send.flight);
+        break;
+    case VIGIL__OP_UDP_SEND: /* one block: the peer, then the bytes */
+        vigil__send_free(loop, op->u.send.flight, op->u.send.len + sizeof(vigil_peer));
+        break;
+    case VIGIL__OP_CONNECT: free(op->u.connect.addr); break;
+    case VIGIL__OP_FS: free(op->u.fs.job); break;
+    case VIGIL__OP_RESOLVE: free(op->u.resolve.job); break;
+    case VIGIL__OP_DIAL: free(op->u.dial.d); break;
+    case VIGIL__OP_UDP_RECV: free(op->u.udp.rx); break;
+    default: break;
+    }
+}
+
 void vigil__op_release(vigil_loop *loop, vigil__op *op) {
     if (op->kind == VIGIL__OP_FREE ||
         (op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_LATER | VIGIL__OPF_CARRIED)) ||
@@ -109,16 +129,7 @@ void vigil__op_release(vigil_loop *loop, vigil__op *op) {
         return;
     if (op->heap >= 0)
         vigil__heap_remove(loop, op);
-    if (op->kind == VIGIL__OP_SEND) {
-        vigil__send_free(loop, op->u.send.data, op->u.send.len);
-        free(op->u.send.flight);
-    } else if (op->kind == VIGIL__OP_CONNECT) {
-        free(op->u.connect.addr);
-    } else if (op->kind == VIGIL__OP_FS) {
-        free(op->u.fs.job);
-    } else {
-        vigil__op_free_extra(op);
-    }
+    free_extra(loop, op);
     op->kind = VIGIL__OP_FREE;
     op->gen = (op->gen + 1) & VIGIL__TAG_GEN_MASK;
     op->next = loop->ops_free;
@@ -401,6 +412,9 @@ int vigil_cancel(vigil_loop *loop, vigil_op h) {
         return vigil__resolve_cancel(loop, op);
     case VIGIL__OP_DIAL:
         return vigil__dial_cancel(loop, op);
+    case VIGIL__OP_UDP_RECV:
+    case VIGIL__OP_UDP_SEND:
+        return vigil__udp_cancel(loop, op);
     default:
         return -EBADF; /* internal ops have no public handle */
     }
@@ -473,6 +487,8 @@ static void run_later(vigil_loop *loop) {
             vigil__signal_finish(loop, op, op->status);
         else if (op->kind == VIGIL__OP_RESOLVE)
             vigil__resolve_finish(loop, op, op->status);
+        else if (op->kind == VIGIL__OP_UDP_RECV || op->kind == VIGIL__OP_UDP_SEND)
+            vigil__udp_finish(loop, op, op->status);
         else
             vigil__tcp_finish(loop, op, op->status);
     }
@@ -726,6 +742,14 @@ static void dispatch_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     }
     if (op->kind == VIGIL__OP_RESOLVE) {
         vigil__resolve_complete(loop, op, c);
+        return;
+    }
+    if (op->kind == VIGIL__OP_UDP_RECV) {
+        vigil__udp_recv_complete(loop, op, c);
+        return;
+    }
+    if (op->kind == VIGIL__OP_UDP_WAIT) {
+        vigil__udp_wait_complete(loop, op, c);
         return;
     }
     vigil__tcp_complete(loop, op, c);
@@ -1122,6 +1146,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
     run_later(loop);
     /* 3, 4: listeners, then connections, each op's final callback now */
     vigil__tcp_destroy_all(loop);
+    vigil__udp_destroy_all(loop);
     run_later(loop);
     /* 5. file calls, waited for; their engine goes */
     vigil__fs_destroy(loop);
@@ -1134,7 +1159,8 @@ int vigil_loop_destroy(vigil_loop *loop) {
     uint64_t give_up = vigil__clock_ns() + 5000000000ull;
     for (uint32_t i = 0; i < loop->ops_cap; i++) {
         vigil__op *op = vigil__op_at(loop, i);
-        if (op->kind == VIGIL__OP_WAKE || op->kind == VIGIL__OP_SIGREAD)
+        if (op->kind == VIGIL__OP_WAKE || op->kind == VIGIL__OP_SIGREAD || op->kind == VIGIL__OP_UDP_RECV ||
+            op->kind == VIGIL__OP_UDP_WAIT)
             vigil__op_cancel_kernel(loop, op);
     }
     while (atomic_load(&loop->stats.ops_in_flight) > 0 && vigil__clock_ns() < give_up) {
@@ -1157,16 +1183,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
     for (uint32_t i = 0; i < (loop->ops_cap >> VIGIL__CHUNK_SHIFT); i++) {
         vigil__op *chunk = loop->ops[i];
         for (uint32_t j = 0; j < VIGIL__CHUNK; j++) {
-            if (chunk[j].kind == VIGIL__OP_SEND) {
-                vigil__send_free(loop, chunk[j].u.send.data, chunk[j].u.send.len);
-                free(chunk[j].u.send.flight);
-            } else if (chunk[j].kind == VIGIL__OP_CONNECT) {
-                free(chunk[j].u.connect.addr);
-            } else if (chunk[j].kind == VIGIL__OP_FS) {
-                free(chunk[j].u.fs.job);
-            } else {
-                vigil__op_free_extra(&chunk[j]);
-            }
+            free_extra(loop, &chunk[j]);
         }
         free(chunk);
     }

@@ -54,6 +54,9 @@ enum vigil__op_kind {
     VIGIL__OP_SIGREAD, /* readiness of the loop's signalfd */
     VIGIL__OP_RESOLVE, /* a name lookup on the pool (resolve.c) */
     VIGIL__OP_DIAL,    /* connect by name: a lookup, then connects (resolve.c); never in the kernel */
+    VIGIL__OP_UDP_RECV,/* receiving datagrams (udp.c) */
+    VIGIL__OP_UDP_SEND,/* a queued datagram: never in the kernel (sendto does not wait) */
+    VIGIL__OP_UDP_WAIT,/* a full UDP socket: waiting for it to take more */
     VIGIL__OP_KINDS
 };
 
@@ -70,6 +73,8 @@ enum vigil__op_kind {
 #define VIGIL__OPF_CARRIED   (1u << 9) /* its final completion waits in loop memory (the
                                          * carry or the held list), not in the kernel: it
                                          * must be neither issued again nor freed */
+#define VIGIL__OPF_MSGOUT    (1u << 11) /* UDP receive: its buffers start with the recvmsg_out
+                                         * header and the address (udp.c) */
 #define VIGIL__OPF_ENGINE    (1u << 10) /* its request is in the loop's file engine, not the
                                          * backend: a rebuild leaves it where it is */
 
@@ -95,12 +100,19 @@ typedef struct vigil__op {
         struct { uint32_t retry_pending; } accept;
         struct { struct vigil__fsjob *job; } fs;
         struct { int signo; } signal;
+        struct { void *rx; } udp;
         struct { struct vigil__resjob *job; } resolve;
         struct { struct vigil__dial *d; } dial;
     } u;
 } vigil__op;
 
-enum vigil__conn_kind { VIGIL__CONN_FREE = 0, VIGIL__CONN_STREAM, VIGIL__CONN_LISTENER };
+enum vigil__conn_kind { VIGIL__CONN_FREE = 0, VIGIL__CONN_STREAM, VIGIL__CONN_LISTENER, VIGIL__CONN_DGRAM };
+#define VIGIL__UDP_NAME_MAX 28 /* sizeof(struct sockaddr_in6): the address room in a receive buffer */
+/* The head of a datagram's buffer with OPF_MSGOUT, as io_uring's multishot
+ * recvmsg writes it (struct io_uring_recvmsg_out); the address follows,
+ * then the payload, at VIGIL__UDP_HEAD. */
+typedef struct vigil__msgout { uint32_t namelen, controllen, payloadlen, flags; } vigil__msgout;
+#define VIGIL__UDP_HEAD (sizeof(vigil__msgout) + VIGIL__UDP_NAME_MAX)
 
 /* conn->flags */
 #define VIGIL__CF_CONNECTING (1u << 0)
@@ -193,8 +205,9 @@ typedef struct vigil__backend {
     /* waits for an orphaned connect's socket to become writable (a connect
      * the fenced backend started); completes with >= 0, then SO_ERROR decides */
     int (*resume_connect)(vigil_loop *loop, vigil__op *op, vigil_socket fd);
-    /* one completion (res > 0) when fd polls readable; the core reads it */
-    int (*poll_in)(vigil_loop *loop, vigil__op *op, int fd);
+    /* one completion (res > 0) when fd polls readable (out: writable); the
+     * core does the reading or writing */
+    int (*poll)(vigil_loop *loop, vigil__op *op, int fd, bool out);
     /* copies up to max completions that an abandoned state still holds (the
      * fenced ring's CQ, queued results) into out; returns how many; call
      * until it returns 0. *overflowed: some were lost in the kernel. */
@@ -346,6 +359,7 @@ struct vigil_loop {
     uint64_t rebuild_t0_ns;         /* fence time of the rebuild whose first pass is due */
     bool debug_overflow;            /* test hooks, below */
     uint32_t debug_library_spin_ms;
+    uint32_t debug_udp_full;        /* the next sends find the UDP socket full */
     _Atomic uint64_t sv_fenced_ns;  /* when the supervisor fenced it */
     _Atomic int sv_fenced_tid;      /* the thread it fenced last */
     void *bt_frames[48];            /* written by the backtrace signal handler */
@@ -476,7 +490,15 @@ void vigil__resolve_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *
 void vigil__resolve_finish(vigil_loop *loop, vigil__op *op, int status); /* later list, deadline */
 int vigil__resolve_cancel(vigil_loop *loop, vigil__op *op);
 int vigil__dial_cancel(vigil_loop *loop, vigil__op *op);
-void vigil__op_free_extra(vigil__op *op); /* what an op of kind RESOLVE or DIAL owns */
+
+/* udp.c */
+void vigil__udp_recv_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *e);
+void vigil__udp_wait_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *e);
+void vigil__udp_finish(vigil_loop *loop, vigil__op *op, int status); /* later list */
+int vigil__udp_cancel(vigil_loop *loop, vigil__op *op);
+void vigil__udp_rearm(vigil_loop *loop, vigil__conn *c);  /* a buffer came back */
+void vigil__udp_repair(vigil_loop *loop, vigil__conn *c); /* after a fence */
+void vigil__udp_destroy_all(vigil_loop *loop);
 
 /* signal.c */
 int vigil__signal_cancel(vigil_loop *loop, vigil__op *op);
@@ -509,6 +531,8 @@ int vigil__debug_request_fence(vigil_loop *loop);
 int vigil__debug_fenced(vigil_loop *loop);
 /* The next rebuild finds the fenced ring's CQ overflowed. */
 int vigil__debug_overflow_at_fence(vigil_loop *loop);
+/* The next n UDP sends find their socket full (-EAGAIN), as under load. */
+int vigil__debug_udp_full(vigil_loop *loop, uint32_t n);
 /* The loop thread spins ms in vigil's own code at its next pass (a library stall). */
 int vigil__debug_library_spin(vigil_loop *loop, uint32_t ms);
 

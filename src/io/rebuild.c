@@ -157,6 +157,8 @@ static void reissue(vigil_loop *loop, vigil__op *op) {
     case VIGIL__OP_ACCEPT:
     case VIGIL__OP_SEND:
     case VIGIL__OP_SIGREAD:
+    case VIGIL__OP_UDP_RECV:
+    case VIGIL__OP_UDP_WAIT:
         synthesize(loop, op, -EAGAIN);
         return;
     case VIGIL__OP_CLOSE:

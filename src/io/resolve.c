@@ -74,13 +74,6 @@ static int resolve_run(vigil__job *job, int cancel_fd) {
     return j->n ? j->n : -ENOENT;
 }
 
-void vigil__op_free_extra(vigil__op *op) {
-    if (op->kind == VIGIL__OP_RESOLVE)
-        free(op->u.resolve.job);
-    else if (op->kind == VIGIL__OP_DIAL)
-        free(op->u.dial.d);
-}
-
 /* ------------------------------------------------------- lookups */
 
 /* The final callback: status and, when it is > 0, the addresses. */

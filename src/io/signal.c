@@ -62,7 +62,7 @@ static int arm(vigil_loop *loop) {
     vigil__op *op = vigil__op_new(loop, VIGIL__OP_SIGREAD);
     if (!op)
         return -ENOMEM;
-    int rc = loop->be->poll_in(loop, op, loop->sig_fd);
+    int rc = loop->be->poll(loop, op, loop->sig_fd, false);
     if (rc < 0) {
         op->flags |= VIGIL__OPF_USER_DONE;
         vigil__op_release(loop, op);
@@ -180,7 +180,7 @@ void vigil__signal_ready(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
         end_all(loop, op, c->res);
         return;
     }
-    int rc = loop->be->poll_in(loop, op, loop->sig_fd); /* re-armed first: nothing is missed */
+    int rc = loop->be->poll(loop, op, loop->sig_fd, false); /* re-armed first: nothing is missed */
     if (loop->sig_q_n == 0) { /* else a delivery cut by a fence goes first; the rest waits */
         struct signalfd_siginfo si[32];
         ssize_t n = read(loop->sig_fd, si, sizeof(si));

@@ -430,7 +430,9 @@ void vigil__tcp_buffers_freed(vigil_loop *loop) {
         c->next = 0;
         c->flags &= (uint16_t)~VIGIL__CF_BUF_WAIT;
         vigil__op *op = op_of(loop, c->recv_op);
-        if (c->kind == VIGIL__CONN_STREAM && op &&
+        if (c->kind == VIGIL__CONN_DGRAM)
+            vigil__udp_rearm(loop, c);
+        else if (c->kind == VIGIL__CONN_STREAM && op &&
             !(op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_CARRIED | VIGIL__OPF_PAUSED |
                            VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE)))
             recv_arm(loop, op, c);
@@ -461,7 +463,7 @@ static void recv_deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, uint32
         vigil__buf_recycle(loop, id);
         return;
     }
-    vigil_buf b = {loop->buf_base + (size_t)id * loop->opts.buf_size, len, id};
+    vigil_buf b = {loop->buf_base + (size_t)id * loop->opts.buf_size, len, id, 0};
     loop->buf_state[id] = VIGIL__BUF_USER;
     loop->buf_current = id;
     vigil_recv_cb cb = (vigil_recv_cb)op->cb;
@@ -1226,6 +1228,10 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
 void vigil__tcp_repair(vigil_loop *loop, vigil__conn *c) {
     uint64_t cid = vigil__conn_id(loop, c);
     const uint16_t busy = VIGIL__OPF_KERNEL | VIGIL__OPF_CARRIED | VIGIL__OPF_LATER | VIGIL__OPF_USER_DONE;
+    if (c->kind == VIGIL__CONN_DGRAM) {
+        vigil__udp_repair(loop, c);
+        return;
+    }
     if (c->kind == VIGIL__CONN_LISTENER) {
         vigil__op *op = op_of(loop, c->io_op);
         if (op && !(op->flags & busy) && op->heap < 0) {

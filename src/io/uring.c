@@ -50,6 +50,7 @@ typedef struct uring_state {
     unsigned br_mask;
     unsigned br_pending; /* buffers added but not yet published */
     uint64_t wake_buf;
+    struct msghdr udp_mh; /* the template of multishot recvmsg: room for an IPv6 address */
     uint32_t setup_flags;
     bool multishot_accept, multishot_recv;
     struct io_uring_cqe *cqes[256];
@@ -288,12 +289,32 @@ static int uring_resume_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd
     return queue(loop, op, sqe);
 }
 
-/* One-shot readiness (the signalfd): the core reads the fd itself. */
-static int uring_poll_in(vigil_loop *loop, vigil__op *op, int fd) {
+/* One-shot readiness (the signalfd, a full UDP socket): the core does the rest. */
+static int uring_poll(vigil_loop *loop, vigil__op *op, int fd, bool out) {
     struct io_uring_sqe *sqe = get_sqe(st(loop));
     if (!sqe)
         return -EBUSY;
-    io_uring_prep_poll_add(sqe, fd, POLLIN);
+    io_uring_prep_poll_add(sqe, fd, out ? POLLOUT : POLLIN);
+    return queue(loop, op, sqe);
+}
+
+_Static_assert(sizeof(vigil__msgout) == sizeof(struct io_uring_recvmsg_out), "the datagram head");
+
+/* Datagrams: multishot recvmsg into the buffer ring (head, address, payload
+ * in each buffer), or one-shot recvmsg with a ring buffer for the payload
+ * and the address in the op's own msghdr. */
+static int udp_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd, struct io_uring_sqe *sqe) {
+    uring_state *s = st(loop);
+    if (s->multishot_recv) {
+        s->udp_mh.msg_namelen = VIGIL__UDP_NAME_MAX;
+        io_uring_prep_recvmsg_multishot(sqe, fd, &s->udp_mh, 0);
+        op->flags |= VIGIL__OPF_MSGOUT;
+    } else {
+        io_uring_prep_recvmsg(sqe, fd, (struct msghdr *)op->u.udp.rx, 0); /* rx starts with its msghdr */
+        op->flags &= (uint16_t)~VIGIL__OPF_MSGOUT;
+    }
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
     return queue(loop, op, sqe);
 }
 
@@ -316,6 +337,8 @@ static int uring_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
     struct io_uring_sqe *sqe = get_sqe(s);
     if (!sqe)
         return -EBUSY;
+    if (op->kind == VIGIL__OP_UDP_RECV)
+        return udp_recv(loop, op, fd, sqe);
     if (s->multishot_recv)
         io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
     else
@@ -504,7 +527,7 @@ const vigil__backend vigil__uring_backend = {
     .poll_fd = uring_poll_fd,
     .buf_recycle = uring_buf_recycle,
     .resume_connect = uring_resume_connect,
-    .poll_in = uring_poll_in,
+    .poll = uring_poll,
     .harvest = uring_harvest,
     .abandon = uring_abandon,
 };

@@ -26,6 +26,11 @@ int vigil__addr_unix(const char *path, vigil__addr *out);
 /* A non-blocking, close-on-exec stream socket for the address's family
  * (TCP with TCP_NODELAY, or Unix-domain). */
 int vigil__tcp_socket(const vigil__addr *a, vigil_socket *out);
+/* A non-blocking, close-on-exec UDP socket bound to a. */
+int vigil__udp_socket(const vigil__addr *a, int reuseport, vigil_socket *out);
+/* One datagram to peer (peer_len bytes of sockaddr), never waiting:
+ * bytes sent, -EAGAIN when the socket buffer is full, or -errno. */
+int vigil__udp_sendto(vigil_socket fd, const void *data, size_t len, const void *peer, uint32_t peer_len);
 /* Binds and listens; returns 0 or -errno. */
 int vigil__tcp_bind_listen(vigil_socket fd, const vigil__addr *a, int backlog, int reuseport);
 int vigil__socket_port(vigil_socket fd);

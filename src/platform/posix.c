@@ -90,6 +90,32 @@ int vigil__tcp_socket(const vigil__addr *a, vigil_socket *out) {
     return 0;
 }
 
+int vigil__udp_socket(const vigil__addr *a, int reuseport, vigil_socket *out) {
+    int family = ((const struct sockaddr *)a->bytes)->sa_family;
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    if ((reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
+        bind(fd, (const struct sockaddr *)a->bytes, a->len) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    *out = fd;
+    return 0;
+}
+
+int vigil__udp_sendto(vigil_socket fd, const void *data, size_t len, const void *peer, uint32_t peer_len) {
+    ssize_t n;
+    do
+        n = sendto(fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)peer, peer_len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return (int)n;
+}
+
 int vigil__tcp_bind_listen(vigil_socket fd, const vigil__addr *a, int backlog, int reuseport) {
     int one = 1;
     if (((const struct sockaddr *)a->bytes)->sa_family == AF_UNIX) {
