@@ -205,8 +205,10 @@ int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t repeat_ms,
  * callback -ECANCELED, the connection is closed), a receive (final callback
  * -ECANCELED), a queued send that has not started (-ECANCELED). A send whose
  * bytes have partly gone out cannot be cut from the stream: -EBUSY (abort
- * the connection instead). -EBADF if op is not live. The callback runs later,
- * never inside vigil_cancel(). */
+ * the connection instead). Also a file call (see "files" for what cannot be
+ * called back), a lookup or connect by name, a signal watcher, a UDP receive
+ * or a datagram still queued. -EBADF if op is not live. The callback runs
+ * later, never inside vigil_cancel(). */
 int vigil_cancel(vigil_loop *loop, vigil_op op);
 
 /* ------------------------------------------------------------------- TCP */

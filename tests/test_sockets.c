@@ -255,3 +255,97 @@ VT_TEST(sockets, tcp_options, 20) {
     VT_OK(vigil_abort(loop, c, NULL, NULL));
     VT_OK(vigil_loop_destroy(loop));
 }
+
+/* A rebuild under a Unix-socket echo: the streams move over whole. The
+ * client is a plain thread (it must not be on the loop that is fenced). */
+int vigil__debug_request_fence(vigil_loop *loop);
+int vigil__debug_fenced(vigil_loop *loop);
+
+typedef struct unix_peer {
+    char path[108];
+    _Atomic int go, done;
+    size_t got, bad_at;
+} unix_peer;
+
+static void *unix_peer_main(void *arg) {
+    unix_peer *p = arg;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", p->path);
+    VT_EQ(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    while (!atomic_load(&p->go))
+        usleep(1000);
+    static uint8_t out[1 << 16], in[1 << 16];
+    p->bad_at = SIZE_MAX;
+    for (size_t off = 0; off < (64u << 20); off += sizeof(out)) {
+        vt_fill(out, sizeof(out), 3, off);
+        if (vt_sock_write_all(fd, out, sizeof(out)) < 0)
+            break;
+        size_t n = vt_sock_read_n(fd, in, sizeof(in), 10000);
+        if (n != sizeof(in))
+            break;
+        size_t bad = vt_check(in, n, 3, off);
+        if (bad != n && p->bad_at == SIZE_MAX)
+            p->bad_at = off + bad;
+        p->got += n;
+    }
+    close(fd);
+    atomic_store(&p->done, 1);
+    return NULL;
+}
+
+static void unix_fence_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    if (status)
+        return;
+    vigil__debug_request_fence(loop);
+    uint64_t t0 = vigil_now_ns();
+    while (!vigil__debug_fenced(loop) && vigil_now_ns() - t0 < 5000000000ull)
+        ;
+}
+
+static void unix_stop_when_done(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    if (status == 0 && atomic_load(&((unix_peer *)ud)->done))
+        vigil_loop_stop(loop);
+}
+
+static void sv_quiet(const char *line, void *ud) {}
+
+VT_TEST(sockets, unix_streams_move_over_a_rebuild, 60) {
+    const char *b = getenv("VIGIL_TEST_BACKEND");
+    if (b && !strcmp(b, "uring-compat")) {
+        VT_LOG("a ring without DEFER_TASKRUN is never rebuilt");
+        return;
+    }
+    vigil_loop_options o = {.flags = VIGIL_LOOP_SUPERVISED};
+    vigil_loop *loop = vt_loop(&o);
+    vigil_supervisor_options so = {.stall_ms = 1000, .tick_ms = 1, .log = sv_quiet};
+    vigil_supervisor *sv;
+    VT_OK(vigil_supervisor_start(&sv, &so));
+    VT_OK(vigil_supervisor_add(sv, loop));
+    static unix_peer p;
+    memset(&p, 0, sizeof(p));
+    snprintf(p.path, sizeof(p.path), "/tmp/vigil-unix-rb-%d.sock", (int)getpid());
+    unlink(p.path);
+    vigil_listener l;
+    vigil_listen_options lo = {.path = p.path};
+    VT_OK(vigil_listen(loop, &lo, echo_accept, NULL, &l));
+    pthread_t t;
+    VT_EQ(pthread_create(&t, NULL, unix_peer_main, &p), 0);
+    VT_OK(vigil_timer_start(loop, 15, 0, unix_fence_timer, NULL, NULL));
+    VT_OK(vigil_timer_start(loop, 10, 10, unix_stop_when_done, &p, NULL));
+    atomic_store(&p.go, 1);
+    int rc = vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 30000);
+    VT_ASSERT(rc == -EOWNERDEAD, "run: %d, peer done %d with %zu bytes", rc, atomic_load(&p.done), p.got);
+    VT_OK(vigil_loop_join(loop, 30000));
+    pthread_join(t, NULL);
+    vigil_loop_stats ls;
+    VT_OK(vigil_loop_stats_get(loop, &ls));
+    VT_EQ(ls.rebuilds, 1);
+    VT_EQ(ls.conns_migrated, 1);
+    VT_EQ(p.got, 64u << 20);
+    VT_ASSERT(p.bad_at == SIZE_MAX, "first wrong byte at %zu", p.bad_at);
+    VT_OK(vigil_supervisor_remove(sv, loop));
+    VT_OK(vigil_supervisor_stop(sv));
+    VT_OK(vigil_loop_destroy(loop));
+    unlink(p.path);
+}

@@ -178,6 +178,17 @@ void vigil__fs_deadline(vigil_loop *loop, vigil__op *op) {
     engine_cancel(loop, op);
 }
 
+void vigil__engine_started(vigil_loop *loop, vigil__op *op, uint32_t deadline_ms, vigil_op *out) {
+    vigil__op_kernel_started(loop, op);
+    loop->engine_live++;
+    if (deadline_ms) {
+        op->due_ns = vigil__clock_ns() + (uint64_t)deadline_ms * 1000000ull;
+        vigil__heap_push(loop, op);
+    }
+    if (out)
+        *out = vigil__op_handle(loop, op);
+}
+
 static vigil__fsjob *job_new(int call, const char *path) {
     size_t plen = path ? strlen(path) + 1 : 0;
     vigil__fsjob *j = calloc(1, sizeof(*j) + plen);
@@ -210,14 +221,7 @@ static int fs_start(vigil_loop *loop, vigil__fsjob *j, uint32_t deadline_ms, vig
         vigil__op_release(loop, op);
         return rc;
     }
-    vigil__op_kernel_started(loop, op);
-    loop->engine_live++;
-    if (deadline_ms) {
-        op->due_ns = vigil__clock_ns() + (uint64_t)deadline_ms * 1000000ull;
-        vigil__heap_push(loop, op);
-    }
-    if (out)
-        *out = vigil__op_handle(loop, op);
+    vigil__engine_started(loop, op, deadline_ms, out);
     return 0;
 }
 

@@ -64,6 +64,8 @@ void vigil__fs_ring_free(vigil__fs_ring *r);
 
 /* fs.c, for loop.c and resolve.c */
 int vigil__pool_get(vigil_loop *loop);     /* the loop's pool, made on first use */
+/* an engine op was handed over: in flight, counted, its deadline set */
+void vigil__engine_started(vigil_loop *loop, vigil__op *op, uint32_t deadline_ms, vigil_op *out);
 void vigil__fs_poll(vigil_loop *loop);     /* each pass: submit, take what finished */
 bool vigil__fs_ready(vigil_loop *loop);    /* completions wait: do not sleep */
 int vigil__fs_cancel(vigil_loop *loop, vigil__op *op);

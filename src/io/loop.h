@@ -516,6 +516,7 @@ void vigil__tcp_destroy_all(vigil_loop *loop);
 void vigil__tcp_buffers_freed(vigil_loop *loop);
 void vigil__tcp_repair(vigil_loop *loop, vigil__conn *c); /* after a fence */
 void vigil__tcp_break(vigil_loop *loop, vigil__conn *c, int status);
+bool vigil__send_unlink(vigil_loop *loop, vigil__conn *c, vigil__op *op); /* false: not queued */
 void vigil__buf_recycle(vigil_loop *loop, uint32_t id);
 
 static inline void vigil__stat_add(_Atomic uint64_t *c, int64_t d) {

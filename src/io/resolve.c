@@ -152,14 +152,7 @@ static int resolve_start(vigil_loop *loop, const char *name, int family, uint32_
         vigil__op_release(loop, op);
         return rc;
     }
-    vigil__op_kernel_started(loop, op);
-    loop->engine_live++;
-    if (deadline_ms) {
-        op->due_ns = vigil__clock_ns() + (uint64_t)deadline_ms * 1000000ull;
-        vigil__heap_push(loop, op);
-    }
-    if (out)
-        *out = vigil__op_handle(loop, op);
+    vigil__engine_started(loop, op, deadline_ms, out);
     return 0;
 }
 

@@ -1032,6 +1032,26 @@ void vigil__tcp_finish(vigil_loop *loop, vigil__op *op, int status) {
     }
 }
 
+/* Takes a queued send out of the middle of its connection's queue. */
+bool vigil__send_unlink(vigil_loop *loop, vigil__conn *c, vigil__op *op) {
+    uint32_t prev = 0, cur = c->send_head;
+    while (cur && cur != op->self + 1) {
+        prev = cur;
+        cur = op_of(loop, cur)->next;
+    }
+    if (!cur)
+        return false;
+    if (prev)
+        op_of(loop, prev)->next = op->next;
+    else
+        c->send_head = op->next;
+    if (c->send_tail == op->self + 1)
+        c->send_tail = prev;
+    op->next = 0;
+    c->queued -= op->u.send.len;
+    return true;
+}
+
 int vigil__tcp_cancel(vigil_loop *loop, vigil__op *op) {
     vigil__conn *c = vigil__conn_at(loop, op->conn);
     switch (op->kind) {
@@ -1044,22 +1064,8 @@ int vigil__tcp_cancel(vigil_loop *loop, vigil__op *op) {
     case VIGIL__OP_SEND: {
         if (op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_STARTED))
             return -EBUSY;
-        /* unlink from the middle of the queue */
-        uint32_t prev = 0, cur = c->send_head;
-        while (cur && cur != op->self + 1) {
-            prev = cur;
-            cur = op_of(loop, cur)->next;
-        }
-        if (!cur)
+        if (!vigil__send_unlink(loop, c, op))
             return -EBADF;
-        if (prev)
-            op_of(loop, prev)->next = op->next;
-        else
-            c->send_head = op->next;
-        if (c->send_tail == op->self + 1)
-            c->send_tail = prev;
-        op->next = 0;
-        c->queued -= op->u.send.len;
         op->flags |= VIGIL__OPF_STOPPED;
         vigil__later(loop, op, -ECANCELED);
         check_drain(loop, c);

@@ -419,21 +419,8 @@ int vigil__udp_cancel(vigil_loop *loop, vigil__op *op) {
         recv_stop(loop, c, -ECANCELED);
         return 0;
     }
-    /* a queued datagram that has not gone out */
-    uint32_t prev = 0, cur = c->send_head;
-    while (cur && cur != op->self + 1) {
-        prev = cur;
-        cur = op_of(loop, cur)->next;
-    }
-    if (!cur)
+    if (!vigil__send_unlink(loop, c, op)) /* a queued datagram that has not gone out */
         return -EBADF;
-    if (prev)
-        op_of(loop, prev)->next = op->next;
-    else
-        c->send_head = op->next;
-    if (c->send_tail == op->self + 1)
-        c->send_tail = prev;
-    c->queued -= op->u.send.len;
     op->flags |= VIGIL__OPF_STOPPED;
     vigil__later(loop, op, -ECANCELED);
     return 0;
