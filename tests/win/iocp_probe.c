@@ -1,0 +1,395 @@
+/*
+ * iocp_probe.c: what the IOCP backend will stand on, checked where it will
+ * run in our tests: Windows sockets on a completion port under wine64.
+ * Each check prints one line "probe: NAME: ok|FAIL ..." and the program
+ * exits with the number of failures. Build with the cross file
+ * (cross/x86_64-w64-mingw32.txt) and run with tests/win/probe.sh.
+ *
+ * Checks, in order:
+ *  1. AcceptEx and ConnectEx complete through GetQueuedCompletionStatusEx,
+ *     and the accept context can be updated (SO_UPDATE_ACCEPT_CONTEXT).
+ *  2. A zero-byte WSARecv completes when data arrives, without taking it:
+ *     the data is then read with a non-blocking recv (the idle-memory answer).
+ *  3. Overlapped WSASend of 4 MiB completes with every byte, and the peer
+ *     receives them in order.
+ *  4. PostQueuedCompletionStatus wakes a thread waiting on the port.
+ *  5. CancelIoEx on a pending WSARecv: its packet still comes (aborted), and
+ *     only then is its OVERLAPPED free to reuse.
+ *  6. A socket stays bound to its port: a second CreateIoCompletionPort
+ *     fails; and a second thread that waits on the same port receives the
+ *     completions the first thread no longer takes (a rebuild keeps the port
+ *     and replaces the thread).
+ *  7. closesocket from another thread ends a thread blocked in recv
+ *     (CancelSynchronousIo does not, under wine).
+ *  8. Memory per idle connection: N connections with a zero-byte WSARecv
+ *     each, then with a 16 KiB buffer each (the process's working set).
+ */
+#include <winsock2.h>
+#include <mswsock.h>
+#include <psapi.h>
+#include <windows.h>
+#include <ws2tcpip.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+
+static void report(const char *name, int ok, const char *fmt, ...) {
+    char detail[256] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    printf("probe: %s: %s%s%s\n", name, ok ? "ok" : "FAIL", detail[0] ? ": " : "", detail);
+    fflush(stdout);
+    failures += !ok;
+}
+
+static LPFN_ACCEPTEX pAcceptEx;
+static LPFN_CONNECTEX pConnectEx;
+
+static void *ext(SOCKET s, GUID g) {
+    void *fn = NULL;
+    DWORD n = 0;
+    if (WSAIoctl(s, SIO_GET_EXTENSION_FUNCTION_POINTER, &g, sizeof(g), &fn, sizeof(fn), &n, NULL, NULL))
+        return NULL;
+    return fn;
+}
+
+static SOCKET tcp_socket(void) { return WSASocketW(AF_INET, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED); }
+
+static SOCKET listener(uint16_t *port) {
+    SOCKET l = tcp_socket();
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bind(l, (struct sockaddr *)&a, sizeof(a));
+    listen(l, SOMAXCONN);
+    int len = sizeof(a);
+    getsockname(l, (struct sockaddr *)&a, &len);
+    *port = ntohs(a.sin_port);
+    return l;
+}
+
+/* Waits for one packet; returns its key, or (ULONG_PTR)-1 on timeout. */
+static ULONG_PTR wait_one(HANDLE port, DWORD ms, OVERLAPPED **ov, DWORD *bytes, BOOL *ok) {
+    OVERLAPPED_ENTRY e;
+    ULONG n = 0;
+    if (!GetQueuedCompletionStatusEx(port, &e, 1, &n, ms, FALSE) || n != 1)
+        return (ULONG_PTR)-1;
+    *ov = e.lpOverlapped;
+    *bytes = e.dwNumberOfBytesTransferred;
+    /* the status of the op: NTSTATUS in Internal (STATUS_SUCCESS = 0) */
+    *ok = e.lpOverlapped ? e.lpOverlapped->Internal == 0 : TRUE;
+    return e.lpCompletionKey;
+}
+
+typedef struct pair {
+    SOCKET a, b; /* a: accepted by AcceptEx, b: connected by ConnectEx */
+} pair;
+
+/* 1: AcceptEx + ConnectEx through the port. */
+static int make_pair(HANDLE port, SOCKET l, uint16_t lport, pair *p, int quiet) {
+    SOCKET acc = tcp_socket(), con = tcp_socket();
+    char abuf[2 * (sizeof(struct sockaddr_in6) + 16)];
+    OVERLAPPED oa = {0}, oc = {0};
+    DWORD got = 0;
+    CreateIoCompletionPort((HANDLE)con, port, 2, 0);
+    struct sockaddr_in any = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bind(con, (struct sockaddr *)&any, sizeof(any)); /* ConnectEx wants a bound socket */
+    BOOL a_ok = pAcceptEx(l, acc, abuf, 0, sizeof(struct sockaddr_in6) + 16, sizeof(struct sockaddr_in6) + 16,
+                          &got, &oa);
+    int a_pending = !a_ok && WSAGetLastError() == ERROR_IO_PENDING;
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(lport),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    BOOL c_ok = pConnectEx(con, (struct sockaddr *)&to, sizeof(to), NULL, 0, NULL, &oc);
+    int c_pending = !c_ok && WSAGetLastError() == ERROR_IO_PENDING;
+    int seen_a = a_ok, seen_c = c_ok;
+    for (int i = 0; i < 4 && !(seen_a && seen_c); i++) {
+        OVERLAPPED *ov;
+        DWORD bytes;
+        BOOL ok;
+        if (wait_one(port, 2000, &ov, &bytes, &ok) == (ULONG_PTR)-1)
+            break;
+        seen_a |= ov == &oa && ok;
+        seen_c |= ov == &oc && ok;
+    }
+    int ok = seen_a && seen_c;
+    if (ok) {
+        ok = !setsockopt(acc, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, (char *)&l, sizeof(l)) &&
+             !setsockopt(con, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0);
+        CreateIoCompletionPort((HANDLE)acc, port, 1, 0);
+    }
+    if (!quiet)
+        report("AcceptEx and ConnectEx through GetQueuedCompletionStatusEx", ok,
+               "accept %s, connect %s", a_ok ? "at once" : a_pending ? "pending" : "failed",
+               c_ok ? "at once" : c_pending ? "pending" : "failed");
+    p->a = acc;
+    p->b = con;
+    return ok;
+}
+
+/* 2: a zero-byte WSARecv completes on arrival and takes nothing. */
+static void zero_byte_read(HANDLE port, pair *p) {
+    WSABUF wb = {0, NULL};
+    DWORD flags = 0;
+    OVERLAPPED o = {0};
+    int rc = WSARecv(p->a, &wb, 1, NULL, &flags, &o, NULL);
+    int pending = rc == SOCKET_ERROR && WSAGetLastError() == WSA_IO_PENDING;
+    send(p->b, "hello", 5, 0);
+    OVERLAPPED *ov;
+    DWORD bytes = 99;
+    BOOL ok;
+    ULONG_PTR key = wait_one(port, 2000, &ov, &bytes, &ok);
+    u_long nb = 1;
+    ioctlsocket(p->a, FIONBIO, &nb);
+    char buf[16] = {0};
+    int n = recv(p->a, buf, sizeof(buf), 0);
+    nb = 0;
+    ioctlsocket(p->a, FIONBIO, &nb);
+    report("zero-byte WSARecv completes on arrival and leaves the bytes", pending && key == 1 && ov == &o &&
+           bytes == 0 && n == 5 && !memcmp(buf, "hello", 5), "pending %d, %lu bytes, then recv %d", pending,
+           (unsigned long)bytes, n);
+}
+
+/* 3: overlapped WSASend of 4 MiB, every byte in order at the peer. */
+typedef struct reader {
+    SOCKET s;
+    size_t want, got, bad;
+} reader;
+
+static DWORD WINAPI read_all(void *arg) {
+    reader *r = arg;
+    static uint8_t buf[65536];
+    while (r->got < r->want) {
+        int n = recv(r->s, (char *)buf, sizeof(buf), 0);
+        if (n <= 0)
+            break;
+        for (int i = 0; i < n; i++)
+            r->bad += buf[i] != (uint8_t)((r->got + i) * 31 + 7);
+        r->got += (size_t)n;
+    }
+    return 0;
+}
+
+static void big_send(HANDLE port, pair *p) {
+    size_t len = 4u << 20;
+    uint8_t *data = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(i * 31 + 7);
+    reader r = {p->b, len, 0, 0};
+    HANDLE t = CreateThread(NULL, 0, read_all, &r, 0, NULL);
+    WSABUF wb = {(ULONG)len, (char *)data};
+    OVERLAPPED o = {0};
+    int rc = WSASend(p->a, &wb, 1, NULL, 0, &o, NULL);
+    int started = rc == 0 || WSAGetLastError() == WSA_IO_PENDING;
+    OVERLAPPED *ov;
+    DWORD bytes = 0;
+    BOOL ok = FALSE;
+    ULONG_PTR key = wait_one(port, 10000, &ov, &bytes, &ok);
+    WaitForSingleObject(t, 10000);
+    CloseHandle(t);
+    report("overlapped WSASend of 4 MiB, every byte in order", started && key == 1 && ok && bytes == len &&
+           r.got == len && r.bad == 0, "completed %lu bytes, peer read %zu, %zu wrong", (unsigned long)bytes,
+           r.got, r.bad);
+    free(data);
+}
+
+/* 4: PostQueuedCompletionStatus wakes a waiting thread. */
+typedef struct waiter {
+    HANDLE port;
+    ULONG_PTR key;
+    DWORD ms;
+} waiter;
+
+static DWORD WINAPI wait_key(void *arg) {
+    waiter *w = arg;
+    OVERLAPPED *ov;
+    DWORD bytes;
+    BOOL ok;
+    DWORD t0 = GetTickCount();
+    w->key = wait_one(w->port, 5000, &ov, &bytes, &ok);
+    w->ms = GetTickCount() - t0;
+    return 0;
+}
+
+static void post_wakes(HANDLE port) {
+    waiter w = {port, 0, 0};
+    HANDLE t = CreateThread(NULL, 0, wait_key, &w, 0, NULL);
+    Sleep(100);
+    PostQueuedCompletionStatus(port, 0, 77, NULL);
+    WaitForSingleObject(t, 5000);
+    CloseHandle(t);
+    report("PostQueuedCompletionStatus wakes a thread waiting on the port", w.key == 77 && w.ms < 1000,
+           "key %lu after %lu ms", (unsigned long)w.key, (unsigned long)w.ms);
+}
+
+/* 5: CancelIoEx: the packet still comes, aborted. */
+static void cancel_recv(HANDLE port, pair *p) {
+    char buf[64];
+    WSABUF wb = {sizeof(buf), buf};
+    DWORD flags = 0;
+    OVERLAPPED o = {0};
+    WSARecv(p->a, &wb, 1, NULL, &flags, &o, NULL);
+    BOOL c = CancelIoEx((HANDLE)p->a, &o);
+    OVERLAPPED *ov;
+    DWORD bytes;
+    BOOL ok = TRUE;
+    ULONG_PTR key = wait_one(port, 2000, &ov, &bytes, &ok);
+    DWORD err = 0;
+    if (key != (ULONG_PTR)-1 && !ok) {
+        DWORD fl = 0, n2 = 0;
+        if (!WSAGetOverlappedResult(p->a, &o, &n2, FALSE, &fl))
+            err = (DWORD)WSAGetLastError();
+    }
+    report("CancelIoEx on a pending WSARecv: its packet still comes, aborted", c && key == 1 && ov == &o && !ok &&
+           (err == WSA_OPERATION_ABORTED || err == ERROR_OPERATION_ABORTED), "cancel %d, error %lu", c,
+           (unsigned long)err);
+}
+
+/* 6: one port per socket for life; a second thread takes over the port. */
+static void port_for_life(HANDLE port, pair *p) {
+    HANDLE other = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    HANDLE r = CreateIoCompletionPort((HANDLE)p->a, other, 9, 0);
+    DWORD err = r ? 0 : GetLastError();
+    report("a socket stays bound to its first port", r == NULL, "second bind: %s (error %lu)",
+           r ? "accepted" : "refused", (unsigned long)err);
+    CloseHandle(other);
+    /* a zero-byte read issued by "the stuck thread", completed to whichever waits */
+    WSABUF wb = {0, NULL};
+    DWORD flags = 0;
+    OVERLAPPED o = {0};
+    WSARecv(p->a, &wb, 1, NULL, &flags, &o, NULL);
+    waiter w = {port, 0, 0};
+    HANDLE t = CreateThread(NULL, 0, wait_key, &w, 0, NULL); /* the rebuilt loop's thread */
+    Sleep(50);
+    send(p->b, "x", 1, 0);
+    WaitForSingleObject(t, 5000);
+    CloseHandle(t);
+    char c;
+    recv(p->a, &c, 1, 0);
+    report("a new thread waiting on the same port gets the completions", w.key == 1, "key %lu",
+           (unsigned long)w.key);
+}
+
+/* 7: closesocket from another thread ends a blocking recv. */
+typedef struct blocked {
+    SOCKET s;
+    int rc, err;
+    DWORD ms;
+} blocked;
+
+static DWORD WINAPI block_in_recv(void *arg) {
+    blocked *b = arg;
+    char buf[8];
+    DWORD t0 = GetTickCount();
+    b->rc = recv(b->s, buf, sizeof(buf), 0);
+    b->err = WSAGetLastError();
+    b->ms = GetTickCount() - t0;
+    return 0;
+}
+
+static void unblock_by_close(HANDLE port, SOCKET l, uint16_t lport) {
+    pair p;
+    if (!make_pair(port, l, lport, &p, 1)) {
+        report("closesocket from another thread ends a blocked recv", 0, "no pair");
+        return;
+    }
+    blocked b = {p.a, 0, 0, 0};
+    HANDLE t = CreateThread(NULL, 0, block_in_recv, &b, 0, NULL);
+    Sleep(200);
+    BOOL cs = CancelSynchronousIo(t);
+    DWORD cs_err = cs ? 0 : GetLastError();
+    DWORD still = WaitForSingleObject(t, 300);
+    closesocket(p.a);
+    DWORD w = WaitForSingleObject(t, 5000);
+    CloseHandle(t);
+    report("closesocket from another thread ends a blocked recv", w == WAIT_OBJECT_0 && b.rc == SOCKET_ERROR,
+           "CancelSynchronousIo %s (error %lu, thread %s), then recv %d error %d after %lu ms",
+           cs ? "worked" : "failed", (unsigned long)cs_err, still == WAIT_OBJECT_0 ? "ended" : "still blocked",
+           b.rc, b.err, (unsigned long)b.ms);
+    closesocket(p.b);
+}
+
+/* 8: working set per idle connection, zero-byte reads against 16 KiB buffers. */
+static SIZE_T working_set(void) {
+    PROCESS_MEMORY_COUNTERS pmc = {0};
+    pmc.cb = sizeof(pmc);
+    GetProcessMemoryInfo(GetCurrentProcess(), &pmc, sizeof(pmc));
+    return pmc.WorkingSetSize;
+}
+
+static void idle_memory(HANDLE port, SOCKET l, uint16_t lport, int n) {
+    pair *ps = calloc((size_t)n, sizeof(*ps));
+    OVERLAPPED *os = calloc((size_t)n, sizeof(*os));
+    char **bufs = calloc((size_t)n, sizeof(*bufs));
+    int made = 0;
+    for (; made < n; made++)
+        if (!make_pair(port, l, lport, &ps[made], 1))
+            break;
+    SIZE_T base = working_set();
+    for (int i = 0; i < made; i++) {
+        WSABUF wb = {0, NULL};
+        DWORD flags = 0;
+        WSARecv(ps[i].a, &wb, 1, NULL, &flags, &os[i], NULL);
+    }
+    SIZE_T zero = working_set();
+    for (int i = 0; i < made; i++) {
+        CancelIoEx((HANDLE)ps[i].a, &os[i]);
+        OVERLAPPED *ov;
+        DWORD bytes;
+        BOOL ok;
+        wait_one(port, 1000, &ov, &bytes, &ok);
+    }
+    SIZE_T base2 = working_set();
+    for (int i = 0; i < made; i++) {
+        bufs[i] = malloc(16384);
+        memset(bufs[i], 0, 16384); /* a receive buffer the kernel may write: committed */
+        WSABUF wb = {16384, bufs[i]};
+        DWORD flags = 0;
+        memset(&os[i], 0, sizeof(os[i]));
+        WSARecv(ps[i].a, &wb, 1, NULL, &flags, &os[i], NULL);
+    }
+    SIZE_T full = working_set();
+    double per_zero = made ? ((double)zero - (double)base) / made : 0;
+    double per_full = made ? ((double)full - (double)base2) / made : 0;
+    report("memory per idle connection", made == n, "%d connections: zero-byte WSARecv %.0f B each, "
+           "16 KiB WSARecv %.0f B each (working set)", made, per_zero, per_full);
+    for (int i = 0; i < made; i++) {
+        closesocket(ps[i].a);
+        closesocket(ps[i].b);
+        free(bufs[i]);
+    }
+    free(ps);
+    free(os);
+    free(bufs);
+}
+
+int main(int argc, char **argv) {
+    int idle = argc > 1 ? atoi(argv[1]) : 1000;
+    WSADATA wd;
+    if (WSAStartup(MAKEWORD(2, 2), &wd)) {
+        printf("probe: WSAStartup failed\n");
+        return 1;
+    }
+    HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    uint16_t lport;
+    SOCKET l = listener(&lport);
+    pAcceptEx = ext(l, (GUID)WSAID_ACCEPTEX);
+    pConnectEx = ext(l, (GUID)WSAID_CONNECTEX);
+    CreateIoCompletionPort((HANDLE)l, port, 3, 0);
+    report("AcceptEx and ConnectEx are there", pAcceptEx && pConnectEx, "");
+    pair p;
+    if (make_pair(port, l, lport, &p, 0)) {
+        zero_byte_read(port, &p);
+        big_send(port, &p);
+        post_wakes(port);
+        cancel_recv(port, &p);
+        port_for_life(port, &p);
+    }
+    unblock_by_close(port, l, lport);
+    idle_memory(port, l, lport, idle);
+    printf("probe: %d failed\n", failures);
+    return failures;
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# tests/win/probe.sh [N]: cross-builds tests/win/iocp_probe.c for Windows and
+# runs it under wine64 with a private prefix; N idle connections for the
+# memory check (default 1000). Installs gcc-mingw-w64-x86-64 and wine64 when
+# missing (as root). Prints the probe's lines and "N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${1:-1000}
+missing=()
+for p in gcc-mingw-w64-x86-64 wine64 meson ninja-build; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "probe.sh: missing packages: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+BUILD=${VIGIL_BUILD_WIN:-build-win}
+[ -f "$BUILD/build.ninja" ] || meson setup --cross-file cross/x86_64-w64-mingw32.txt "$BUILD" >/dev/null
+ninja -C "$BUILD" >/dev/null
+export WINEDEBUG=-all WINEPREFIX=${WINEPREFIX:-$PWD/$BUILD/wineprefix}
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+out=$(/usr/lib/wine/wine64 "$BUILD/tests/win/iocp_probe.exe" "$N" 2>/dev/null | tr -d "\r") || true
+echo "$out"
+ok=$(grep -c '^probe: .*: ok' <<<"$out" || true)
+bad=$(grep -c '^probe: .*: FAIL' <<<"$out" || true)
+grep -q '^probe: [0-9]* failed$' <<<"$out" || bad=$((bad + 1)) # it did not run to its end
+echo "$ok passed, $bad failed"
+[ "$bad" -eq 0 ]
