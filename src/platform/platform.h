@@ -79,4 +79,10 @@ int vigil__fd_readable(int fd);
 int vigil__socket_keepalive(vigil_socket fd, uint32_t idle_s, uint32_t interval_s, uint32_t count);
 int vigil__socket_user_timeout(vigil_socket fd, uint32_t ms);
 
+#ifdef _WIN32
+/* A Windows or Winsock error code (GetLastError, WSAGetLastError) as the
+ * library's negative errno; 0 stays 0. */
+int vigil__win_errno(unsigned long e);
+#endif
+
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# tests/win/probe.sh [N]: cross-builds tests/win/iocp_probe.c for Windows and
-# runs it under wine64 with a private prefix; N idle connections for the
+# tests/win/probe.sh [N]: cross-builds tests/win/iocp_probe.c and
+# tests/win/platform_test.c (src/platform/win.c) for Windows and runs them
+# under wine64 with a private prefix; N idle connections for the probe's
 # memory check (default 1000). Installs gcc-mingw-w64-x86-64 and wine64 when
 # missing (as root). Prints the probe's lines and "N passed, N failed".
 set -euo pipefail
@@ -22,10 +23,16 @@ BUILD=${VIGIL_BUILD_WIN:-build-win}
 ninja -C "$BUILD" >/dev/null
 export WINEDEBUG=-all WINEPREFIX=${WINEPREFIX:-$PWD/$BUILD/wineprefix}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-out=$(/usr/lib/wine/wine64 "$BUILD/tests/win/iocp_probe.exe" "$N" 2>/dev/null | tr -d "\r") || true
-echo "$out"
-ok=$(grep -c '^probe: .*: ok' <<<"$out" || true)
-bad=$(grep -c '^probe: .*: FAIL' <<<"$out" || true)
-grep -q '^probe: [0-9]* failed$' <<<"$out" || bad=$((bad + 1)) # it did not run to its end
+ok=0 bad=0
+run() { # name exe args...: lines "NAME: CHECK: ok|FAIL ...", then "NAME: N failed"
+    local name=$1 exe=$2 out; shift 2
+    out=$(/usr/lib/wine/wine64 "$exe" "$@" 2>/dev/null | tr -d "\r") || true
+    echo "$out"
+    ok=$((ok + $(grep -c "^$name: .*: ok" <<<"$out" || true)))
+    bad=$((bad + $(grep -c "^$name: .*: FAIL" <<<"$out" || true)))
+    grep -q "^$name: [0-9]* failed\$" <<<"$out" || bad=$((bad + 1)) # it did not run to its end
+}
+run probe "$BUILD/tests/win/iocp_probe.exe" "$N"
+run platform "$BUILD/tests/win/platform_test.exe"
 echo "$ok passed, $bad failed"
 [ "$bad" -eq 0 ]

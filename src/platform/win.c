@@ -1,0 +1,415 @@
+/*
+ * win.c: platform.h on Windows (Winsock 2, Win32), built with mingw-w64.
+ *
+ * Every socket is created overlapped (it will be bound to the loop's
+ * completion port) and non-blocking, and not inherited by child processes.
+ * Windows error codes become the library's negative errno values in one
+ * place, vigil__win_errno(). Where Windows has no equivalent the function
+ * says so with -ENOTSUP, never by pretending:
+ * - SO_REUSEPORT: Windows does not spread connections over listeners;
+ * - resetting a socket while keeping its handle (connect to AF_UNSPEC on
+ *   Linux): a zero linger and a full shutdown come closest, and the RST
+ *   goes out when the handle is closed;
+ * - the syscall a thread is in (Linux reads /proc).
+ * The wake primitive is a UDP socket on 127.0.0.1 that sends itself one
+ * byte: the loop's wait sees it as a completion like any other socket's.
+ */
+#include "platform/platform.h"
+
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <mswsock.h>
+#include <windows.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ errors */
+
+int vigil__win_errno(unsigned long e) {
+    switch (e) {
+    case 0: return 0;
+    case WSAEWOULDBLOCK: case ERROR_IO_PENDING: return -EAGAIN;
+    case WSAEINTR: return -EINTR;
+    case WSAEBADF: case WSAENOTSOCK: case ERROR_INVALID_HANDLE: return -EBADF;
+    case WSAEACCES: case ERROR_ACCESS_DENIED: return -EACCES;
+    case WSAEFAULT: return -EFAULT;
+    case WSAEINVAL: case ERROR_INVALID_PARAMETER: return -EINVAL;
+    case WSAEMFILE: case ERROR_TOO_MANY_OPEN_FILES: return -EMFILE;
+    case WSAEINPROGRESS: return -EINPROGRESS;
+    case WSAEALREADY: return -EALREADY;
+    case WSAEMSGSIZE: return -EMSGSIZE;
+    case WSAEPROTOTYPE: return -EPROTOTYPE;
+    case WSAENOPROTOOPT: return -ENOPROTOOPT;
+    case WSAEPROTONOSUPPORT: return -EPROTONOSUPPORT;
+    case WSAEOPNOTSUPP: return -EOPNOTSUPP;
+    case WSAEAFNOSUPPORT: return -EAFNOSUPPORT;
+    case WSAEADDRINUSE: return -EADDRINUSE;
+    case WSAEADDRNOTAVAIL: return -EADDRNOTAVAIL;
+    case WSAENETDOWN: return -ENETDOWN;
+    case WSAENETUNREACH: return -ENETUNREACH;
+    case WSAENETRESET: return -ENETRESET;
+    case WSAECONNABORTED: case ERROR_CONNECTION_ABORTED: return -ECONNABORTED;
+    case WSAECONNRESET: case ERROR_NETNAME_DELETED: return -ECONNRESET;
+    case WSAENOBUFS: case ERROR_NOT_ENOUGH_MEMORY: case ERROR_OUTOFMEMORY: return -ENOBUFS;
+    case WSAEISCONN: return -EISCONN;
+    case WSAENOTCONN: return -ENOTCONN;
+    case WSAESHUTDOWN: return -EPIPE;
+    case WSAETIMEDOUT: case ERROR_SEM_TIMEOUT: case WAIT_TIMEOUT: return -ETIMEDOUT;
+    case WSAECONNREFUSED: case ERROR_CONNECTION_REFUSED: return -ECONNREFUSED;
+    case WSAEHOSTUNREACH: case ERROR_HOST_UNREACHABLE: return -EHOSTUNREACH;
+    case ERROR_OPERATION_ABORTED: return -ECANCELED; /* WSA_OPERATION_ABORTED is the same code */
+    case ERROR_FILE_NOT_FOUND: case ERROR_PATH_NOT_FOUND: return -ENOENT;
+    case ERROR_FILE_EXISTS: case ERROR_ALREADY_EXISTS: return -EEXIST;
+    case ERROR_HANDLE_EOF: return 0;
+    case ERROR_NOT_SUPPORTED: return -ENOTSUP;
+    default: return -EIO;
+    }
+}
+
+static int wsa_err(void) { return vigil__win_errno((DWORD)WSAGetLastError()); }
+
+/* Winsock wants WSAStartup once per process; the first socket call does it. */
+static INIT_ONCE wsa_once = INIT_ONCE_STATIC_INIT;
+static int wsa_rc;
+
+static BOOL CALLBACK wsa_start(PINIT_ONCE once, PVOID p, PVOID *ctx) {
+    WSADATA wd;
+    wsa_rc = WSAStartup(MAKEWORD(2, 2), &wd) ? -ENOSYS : 0;
+    return TRUE;
+}
+
+static int wsa(void) {
+    InitOnceExecuteOnce(&wsa_once, wsa_start, NULL, NULL);
+    return wsa_rc;
+}
+
+/* ------------------------------------------------------------ clocks */
+
+uint64_t vigil__clock_ns(void) {
+    static LARGE_INTEGER freq;
+    LARGE_INTEGER c;
+    if (!freq.QuadPart)
+        QueryPerformanceFrequency(&freq); /* fixed at boot: a benign race */
+    QueryPerformanceCounter(&c);
+    return (uint64_t)((c.QuadPart / freq.QuadPart) * 1000000000ull +
+                      (c.QuadPart % freq.QuadPart) * 1000000000ull / freq.QuadPart);
+}
+
+/* ----------------------------------------------------------- addresses */
+
+_Static_assert(sizeof(SOCKADDR_STORAGE) <= sizeof(((vigil__addr *)0)->bytes), "vigil__addr holds any address");
+
+int vigil__addr_parse(const char *host, uint16_t port, vigil__addr *out) {
+    if (!host || !out)
+        return -EINVAL;
+    if (wsa() < 0)
+        return -ENOSYS;
+    memset(out, 0, sizeof(*out));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out->bytes;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out->bytes;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        out->len = sizeof(*v4);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        out->len = sizeof(*v6);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int vigil__addr_unix(const char *path, vigil__addr *out) {
+    (void)path;
+    (void)out;
+    return -EAFNOSUPPORT; /* AF_UNIX exists on Windows 10 1803+, not under wine: not offered */
+}
+
+/* ------------------------------------------------------------- sockets */
+
+static int prepare(SOCKET s, bool nodelay) {
+    u_long nb = 1;
+    if (ioctlsocket(s, FIONBIO, &nb))
+        return wsa_err();
+    SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0); /* the close-on-exec of Windows */
+    if (nodelay) {
+        BOOL one = TRUE;
+        setsockopt(s, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, sizeof(one));
+    }
+    return 0;
+}
+
+static int new_socket(int family, int type, int proto, vigil_socket *out) {
+    if (wsa() < 0)
+        return -ENOSYS;
+    SOCKET s = WSASocketW(family, type, proto, NULL, 0, WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (s == INVALID_SOCKET)
+        return wsa_err();
+    int rc = prepare(s, type == SOCK_STREAM);
+    if (rc < 0) {
+        closesocket(s);
+        return rc;
+    }
+    *out = (vigil_socket)s;
+    return 0;
+}
+
+int vigil__tcp_socket(const vigil__addr *a, vigil_socket *out) {
+    int family = ((const struct sockaddr *)a->bytes)->sa_family;
+    if (family != AF_INET && family != AF_INET6)
+        return -EAFNOSUPPORT;
+    return new_socket(family, SOCK_STREAM, IPPROTO_TCP, out);
+}
+
+int vigil__tcp_bind_listen(vigil_socket fd, const vigil__addr *a, int backlog, int reuseport) {
+    if (reuseport)
+        return -ENOTSUP; /* no kernel load balancing over listeners here */
+    /* Windows' SO_REUSEADDR lets another socket take the port over: the
+     * exclusive flag is what Linux's default means. */
+    BOOL one = TRUE;
+    setsockopt((SOCKET)fd, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, (const char *)&one, sizeof(one));
+    if (bind((SOCKET)fd, (const struct sockaddr *)a->bytes, (int)a->len))
+        return wsa_err();
+    if (listen((SOCKET)fd, backlog > 0 ? backlog : SOMAXCONN))
+        return wsa_err();
+    return 0;
+}
+
+int vigil__udp_socket(const vigil__addr *a, int reuseport, vigil_socket *out) {
+    if (reuseport)
+        return -ENOTSUP;
+    int family = ((const struct sockaddr *)a->bytes)->sa_family;
+    int rc = new_socket(family, SOCK_DGRAM, IPPROTO_UDP, out);
+    if (rc < 0)
+        return rc;
+    if (bind((SOCKET)*out, (const struct sockaddr *)a->bytes, (int)a->len)) {
+        rc = wsa_err();
+        closesocket((SOCKET)*out);
+        return rc;
+    }
+    return 0;
+}
+
+int vigil__udp_sendto(vigil_socket fd, const void *data, size_t len, const void *peer, uint32_t peer_len) {
+    int n = sendto((SOCKET)fd, data, (int)len, 0, (const struct sockaddr *)peer, (int)peer_len);
+    return n < 0 ? wsa_err() : n;
+}
+
+int vigil__socket_port(vigil_socket fd) {
+    SOCKADDR_STORAGE ss;
+    int len = sizeof(ss);
+    if (getsockname((SOCKET)fd, (struct sockaddr *)&ss, &len))
+        return wsa_err();
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EAFNOSUPPORT;
+}
+
+int vigil__socket_prepare_accepted(vigil_socket fd) { return prepare((SOCKET)fd, true); }
+
+int vigil__socket_shutdown(vigil_socket fd, int how) {
+    int h = how == (VIGIL_SHUT_RD | VIGIL_SHUT_WR) ? SD_BOTH : how == VIGIL_SHUT_RD ? SD_RECEIVE : SD_SEND;
+    return shutdown((SOCKET)fd, h) ? wsa_err() : 0;
+}
+
+int vigil__socket_set_abortive(vigil_socket fd) {
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    return setsockopt((SOCKET)fd, SOL_SOCKET, SO_LINGER, (const char *)&lg, sizeof(lg)) ? wsa_err() : 0;
+}
+
+void vigil__socket_close_now(vigil_socket fd) {
+    if (fd != (vigil_socket)INVALID_SOCKET)
+        closesocket((SOCKET)fd);
+}
+
+int vigil__socket_reset(vigil_socket fd) {
+    int rc = vigil__socket_set_abortive(fd); /* the RST goes at the close */
+    shutdown((SOCKET)fd, SD_BOTH);
+    return rc < 0 ? rc : -ENOTSUP;
+}
+
+int vigil__socket_connect_state(vigil_socket fd, int *err) {
+    SOCKADDR_STORAGE ss;
+    int len = sizeof(ss);
+    *err = 0;
+    if (getpeername((SOCKET)fd, (struct sockaddr *)&ss, &len) == 0)
+        return 1;
+    int e = 0, el = sizeof(e);
+    if (getsockopt((SOCKET)fd, SOL_SOCKET, SO_ERROR, (char *)&e, &el) == 0 && e)
+        *err = -vigil__win_errno((DWORD)e);
+    /* Windows does not say "still connecting" for a ConnectEx socket; the
+     * backend knows from its own OVERLAPPED, so this is "not connected". */
+    return -1;
+}
+
+int vigil__socket_adopt(vigil_socket fd, bool listening) {
+    if (wsa() < 0)
+        return -ENOSYS;
+    int type = 0, tl = sizeof(type), acc = 0, al = sizeof(acc);
+    if (getsockopt((SOCKET)fd, SOL_SOCKET, SO_TYPE, (char *)&type, &tl))
+        return wsa_err();
+    if (type != SOCK_STREAM)
+        return -EPROTOTYPE;
+    if (getsockopt((SOCKET)fd, SOL_SOCKET, SO_ACCEPTCONN, (char *)&acc, &al))
+        return wsa_err();
+    if (listening != (acc != 0))
+        return -EINVAL;
+    if (!listening) {
+        SOCKADDR_STORAGE ss;
+        int len = sizeof(ss);
+        if (getpeername((SOCKET)fd, (struct sockaddr *)&ss, &len))
+            return wsa_err();
+    }
+    return prepare((SOCKET)fd, false);
+}
+
+static int opt_of(int opt, int *level, int *name) {
+    switch (opt) {
+    case VIGIL_OPT_NODELAY: *level = IPPROTO_TCP; *name = TCP_NODELAY; return 0;
+    case VIGIL_OPT_SNDBUF: *level = SOL_SOCKET; *name = SO_SNDBUF; return 0;
+    case VIGIL_OPT_RCVBUF: *level = SOL_SOCKET; *name = SO_RCVBUF; return 0;
+    default: return -EINVAL;
+    }
+}
+
+int vigil__socket_setopt(vigil_socket fd, int opt, int value) {
+    int level, name;
+    if (opt_of(opt, &level, &name) < 0 || value < 0)
+        return -EINVAL;
+    return setsockopt((SOCKET)fd, level, name, (const char *)&value, sizeof(value)) ? wsa_err() : 0;
+}
+
+int vigil__socket_getopt(vigil_socket fd, int opt, int *value) {
+    int level, name, len = sizeof(*value);
+    if (opt_of(opt, &level, &name) < 0 || !value)
+        return -EINVAL;
+    *value = 0;
+    return getsockopt((SOCKET)fd, level, name, (char *)value, &len) ? wsa_err() : 0;
+}
+
+int vigil__socket_keepalive(vigil_socket fd, uint32_t idle_s, uint32_t interval_s, uint32_t count) {
+    bool off = !idle_s && !interval_s && !count;
+    if (!off && (!idle_s || !interval_s || !count))
+        return -EINVAL;
+    BOOL on = !off;
+    if (setsockopt((SOCKET)fd, SOL_SOCKET, SO_KEEPALIVE, (const char *)&on, sizeof(on)))
+        return wsa_err();
+    if (off)
+        return 0;
+#ifdef TCP_KEEPIDLE
+    DWORD i = idle_s, v = interval_s, c = count;
+    if (setsockopt((SOCKET)fd, IPPROTO_TCP, TCP_KEEPIDLE, (const char *)&i, sizeof(i)) ||
+        setsockopt((SOCKET)fd, IPPROTO_TCP, TCP_KEEPINTVL, (const char *)&v, sizeof(v)) ||
+        setsockopt((SOCKET)fd, IPPROTO_TCP, TCP_KEEPCNT, (const char *)&c, sizeof(c)))
+        return wsa_err();
+    return 0;
+#else
+    return -ENOTSUP;
+#endif
+}
+
+int vigil__socket_user_timeout(vigil_socket fd, uint32_t ms) {
+#ifdef TCP_MAXRTMS
+    DWORD v = ms;
+    return setsockopt((SOCKET)fd, IPPROTO_TCP, TCP_MAXRTMS, (const char *)&v, sizeof(v)) ? wsa_err() : 0;
+#else
+    (void)fd;
+    return ms ? -ENOTSUP : 0;
+#endif
+}
+
+/* -------------------------------------------------------------- memory */
+
+void *vigil__mem_map(size_t len) { return VirtualAlloc(NULL, len, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE); }
+
+void vigil__mem_unmap(void *p, size_t len) {
+    (void)len;
+    if (p)
+        VirtualFree(p, 0, MEM_RELEASE);
+}
+
+void vigil__mem_guard(void *p, size_t len) {
+    DWORD old;
+    VirtualProtect(p, len, PAGE_NOACCESS, &old);
+}
+
+/* --------------------------------------------------------------- wakes */
+
+int vigil__wakefd_open(int *out) {
+    vigil__addr a;
+    vigil_socket s;
+    int rc = vigil__addr_parse("127.0.0.1", 0, &a);
+    if (rc == 0)
+        rc = vigil__udp_socket(&a, 0, &s);
+    if (rc < 0)
+        return rc;
+    /* connected to itself: a send lands in its own receive queue */
+    SOCKADDR_STORAGE me;
+    int len = sizeof(me);
+    if (getsockname((SOCKET)s, (struct sockaddr *)&me, &len) || connect((SOCKET)s, (struct sockaddr *)&me, len)) {
+        rc = wsa_err();
+        closesocket((SOCKET)s);
+        return rc;
+    }
+    if (s > (vigil_socket)INT32_MAX) { /* handles are small in practice; the core keeps an int */
+        closesocket((SOCKET)s);
+        return -EMFILE;
+    }
+    *out = (int)s;
+    return 0;
+}
+
+int vigil__wakefd_signal(int fd) {
+    char one = 1;
+    int n = send((SOCKET)fd, &one, 1, 0);
+    if (n == 1)
+        return 0;
+    int rc = wsa_err();
+    return rc == -EAGAIN ? 0 : rc; /* full of wakes already: awake enough */
+}
+
+void vigil__wakefd_close(int fd) {
+    if (fd >= 0)
+        closesocket((SOCKET)fd);
+}
+
+/* ------------------------------------------------------------- threads */
+
+int vigil__thread_id(void) { return (int)GetCurrentThreadId(); }
+
+int vigil__thread_syscall(int tid, char *buf, size_t len) {
+    (void)tid;
+    if (len)
+        buf[0] = 0;
+    return -ENOTSUP; /* no /proc: the report's context comes from the backtrace */
+}
+
+uint64_t vigil__thread_cpu_ns(int tid) {
+    HANDLE h = OpenThread(THREAD_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)tid);
+    if (!h)
+        return 0;
+    FILETIME c, e, k, u;
+    uint64_t ns = 0;
+    if (GetThreadTimes(h, &c, &e, &k, &u)) {
+        uint64_t kt = ((uint64_t)k.dwHighDateTime << 32) | k.dwLowDateTime;
+        uint64_t ut = ((uint64_t)u.dwHighDateTime << 32) | u.dwLowDateTime;
+        ns = (kt + ut) * 100; /* 100 ns units */
+    }
+    CloseHandle(h);
+    return ns;
+}
+
+int vigil__fd_readable(int fd) {
+    WSAPOLLFD p = {.fd = (SOCKET)fd, .events = POLLRDNORM};
+    int n = WSAPoll(&p, 1, 0);
+    if (n < 0)
+        return wsa_err();
+    return n > 0 && (p.revents & (POLLRDNORM | POLLHUP | POLLERR)) ? 1 : 0;
+}
