@@ -28,6 +28,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef _WIN32
+#include <errno.h>
+#ifndef ESHUTDOWN /* mingw-w64's errno.h has the rest of what vigil returns */
+#define ESHUTDOWN 1058
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #define FS_MAX_LEN 0x7ffff000u     /* what one read or write moves at most, as Linux */
-#define FS_TAKE_PER_PASS 256       /* completions handled per pass: sockets get their turn */
 
 /* ------------------------------------------------ the pool's side */
 
@@ -84,10 +83,6 @@ static int pool_run(vigil__job *job, int cancel_fd) {
 
 /* ------------------------------------------------------ the engine */
 
-int vigil__pool_get(vigil_loop *loop) {
-    return loop->pool ? 0 : vigil__pool_new(&loop->pool, loop, loop->opts.pool_threads, loop->opts.pool_queue);
-}
-
 /* Where file calls go, chosen at the first one: 1 the file ring, 0 the pool. */
 static int fs_engine(vigil_loop *loop) {
     if (loop->fs_ring)
@@ -111,26 +106,6 @@ static int engine_cancel(vigil_loop *loop, vigil__op *op) {
         return vigil__fs_ring_cancel(loop->fs_ring, j->job.tag); /* the tag it was issued with */
     vigil__pool_cancel(loop->pool, &j->job);
     return 0;
-}
-
-void vigil__fs_poll(vigil_loop *loop) {
-    vigil__cqe c;
-    if (loop->fs_ring) {
-        vigil__fs_ring_flush(loop->fs_ring);
-        for (int n = 0; n < FS_TAKE_PER_PASS && vigil__fs_ring_take(loop->fs_ring, &c); n++)
-            vigil__dispatch_engine(loop, &c);
-    }
-    if (loop->pool) {
-        vigil__job *j;
-        for (int n = 0; n < FS_TAKE_PER_PASS && (j = vigil__pool_take(loop->pool)); n++) {
-            c = (vigil__cqe){j->tag, j->res, 0};
-            vigil__dispatch_engine(loop, &c);
-        }
-    }
-}
-
-bool vigil__fs_ready(vigil_loop *loop) {
-    return vigil__fs_ring_ready(loop->fs_ring) || (loop->pool && vigil__pool_has_done(loop->pool));
 }
 
 /* ------------------------------------------------------- the calls */
@@ -176,17 +151,6 @@ void vigil__fs_deadline(vigil_loop *loop, vigil__op *op) {
     op->flags |= VIGIL__OPF_TIMED_OUT;
     vigil__stat_add(&loop->stats.deadlines_expired, 1);
     engine_cancel(loop, op);
-}
-
-void vigil__engine_started(vigil_loop *loop, vigil__op *op, uint32_t deadline_ms, vigil_op *out) {
-    vigil__op_kernel_started(loop, op);
-    loop->engine_live++;
-    if (deadline_ms) {
-        op->due_ns = vigil__clock_ns() + (uint64_t)deadline_ms * 1000000ull;
-        vigil__heap_push(loop, op);
-    }
-    if (out)
-        *out = vigil__op_handle(loop, op);
 }
 
 static vigil__fsjob *job_new(int call, const char *path) {
@@ -310,39 +274,3 @@ int vigil_fs_close(vigil_loop *loop, int fd, vigil_fs_cb cb, void *ud, vigil_op 
     return fs_start(loop, j, 0, cb, ud, op);
 }
 
-/* ---------------------------------------------------------- destroy */
-
-/* Every op outside the backend gets its final callback; then the engines go. */
-void vigil__fs_destroy(vigil_loop *loop) {
-    if (!loop->fs_ring && !loop->pool)
-        return;
-    for (uint32_t slot = 0; slot < loop->ops_cap; slot++) {
-        vigil__op *op = vigil__op_at(loop, slot);
-        if (!(op->flags & VIGIL__OPF_ENGINE) || (op->flags & (VIGIL__OPF_USER_DONE | VIGIL__OPF_STOPPED)))
-            continue;
-        if (op->kind == VIGIL__OP_FS)
-            vigil__fs_cancel(loop, op);
-        else if (op->kind == VIGIL__OP_RESOLVE)
-            vigil__resolve_cancel(loop, op);
-    }
-    for (;;) {
-        vigil__fs_poll(loop);
-        vigil__run_later(loop);
-        if (!loop->engine_live)
-            break;
-        if (loop->fs_ring && vigil__fs_ring_wait(loop->fs_ring, 10) == 0)
-            continue;
-        if (loop->pool)
-            vigil__pool_wait_done(loop->pool, 10);
-    }
-    /* A lookup that was answered -ETIMEDOUT may still run in getaddrinfo:
-     * joining its thread waits for it, then its result is dropped. */
-    if (loop->pool) {
-        vigil__pool_stop(loop->pool);
-        vigil__fs_poll(loop);
-        vigil__pool_free(loop->pool);
-    }
-    vigil__fs_ring_free(loop->fs_ring);
-    loop->fs_ring = NULL;
-    loop->pool = NULL;
-}

@@ -15,8 +15,7 @@
 #ifndef VIGIL_IO_FS_H
 #define VIGIL_IO_FS_H
 
-#include "loop.h"
-#include "pool.h"
+#include "io/engine.h"
 
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -51,26 +50,10 @@ typedef struct vigil__fsjob {
     char path[];
 } vigil__fsjob;
 
-/* fs_uring.c: the file ring. Its completions signal wake_fd. */
-typedef struct vigil__fs_ring vigil__fs_ring;
+/* fs_uring.c: the file ring (the rest of it is in engine.h) */
 int vigil__fs_ring_new(vigil__fs_ring **out, int wake_fd);
 int vigil__fs_ring_submit(vigil__fs_ring *r, vigil__fsjob *j, uint64_t tag);
 int vigil__fs_ring_cancel(vigil__fs_ring *r, uint64_t tag);
-void vigil__fs_ring_flush(vigil__fs_ring *r);     /* submits what is queued */
-bool vigil__fs_ring_take(vigil__fs_ring *r, vigil__cqe *out);
-bool vigil__fs_ring_ready(vigil__fs_ring *r);     /* a completion waits */
-int vigil__fs_ring_wait(vigil__fs_ring *r, int timeout_ms); /* for one (destroy): 0, -ETIME */
-void vigil__fs_ring_free(vigil__fs_ring *r);
 
-/* fs.c, for loop.c and resolve.c */
-int vigil__pool_get(vigil_loop *loop);     /* the loop's pool, made on first use */
-/* an engine op was handed over: in flight, counted, its deadline set */
-void vigil__engine_started(vigil_loop *loop, vigil__op *op, uint32_t deadline_ms, vigil_op *out);
-void vigil__fs_poll(vigil_loop *loop);     /* each pass: submit, take what finished */
-bool vigil__fs_ready(vigil_loop *loop);    /* completions wait: do not sleep */
-int vigil__fs_cancel(vigil_loop *loop, vigil__op *op);
-void vigil__fs_deadline(vigil_loop *loop, vigil__op *op);
-void vigil__fs_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
-void vigil__fs_destroy(vigil_loop *loop);  /* final callbacks of every file call, engine gone */
 
 #endif

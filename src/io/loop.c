@@ -10,7 +10,7 @@
  *   4. the backend waits (not at all if 1-3 left work) and dispatches
  *      completions in the order the kernel posted them.
  */
-#include "io/fs.h"
+#include "io/engine.h"
 #include "io/loop.h"
 #include "platform/platform.h"
 
@@ -805,6 +805,7 @@ static uint32_t round_pow2(uint32_t v) {
     return p;
 }
 
+#ifndef _WIN32
 static const char *uring_unavailable(int rc) {
     switch (rc) {
     case -ENOSYS: return "ENOSYS: the kernel has no io_uring";
@@ -815,9 +816,14 @@ static const char *uring_unavailable(int rc) {
     default: return NULL; /* a real error (ENOMEM, EMFILE): no fallback */
     }
 }
+#endif
 
 /* Picks and initialises the backend (see vigil_backend in vigil.h). */
 static int choose_backend(vigil_loop *loop) {
+#ifdef _WIN32
+    snprintf(loop->reason, sizeof(loop->reason), "no backend on Windows yet: IOCP is being built");
+    return -ENOTSUP;
+#else
     vigil_backend want = loop->opts.backend;
     const char *how = "forced by option";
     const char *env = getenv("VIGIL_BACKEND");
@@ -861,6 +867,7 @@ static int choose_backend(vigil_loop *loop) {
     loop->be = &vigil__epoll_backend;
     snprintf(loop->reason, sizeof(loop->reason), "auto: io_uring unavailable (%s)", why);
     return loop->be->init(loop);
+#endif
 }
 
 int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
@@ -904,7 +911,9 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     loop->buf_current = UINT32_MAX;
     loop->wake_fd = -1;
     loop->sig_fd = -1;
+#ifndef _WIN32
     sigemptyset(&loop->sig_mask);
+#endif
     pthread_mutex_init(&loop->post_lock, NULL);
     pthread_mutex_init(&loop->owner_lock, NULL);
     pthread_cond_init(&loop->owner_cond, NULL);

@@ -319,7 +319,9 @@ struct vigil_loop {
 
     /* signals (signal.c): one signalfd for every watched signal */
     int sig_fd;
+#ifndef _WIN32
     sigset_t sig_mask;
+#endif
     uint32_t *sig_watch;       /* watcher op slots + 1, in start order */
     uint32_t sig_watch_n, sig_watch_cap;
     uint32_t sig_read;         /* the SIGREAD op: slot + 1, or 0 */

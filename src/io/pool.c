@@ -4,15 +4,21 @@
  * One lock guards the queue, the done list and each job's state. A cancel
  * of a running job writes the worker's own eventfd; the worker empties that
  * eventfd before each job, so a cancel meant for one job never ends the next.
+ * On Windows there is no eventfd (and no call of ours waits through one):
+ * a running job there is never interrupted, cancel_fd is -1.
  */
 #include "pool.h"
 
 #include <errno.h>
+#ifndef _WIN32
 #include <poll.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#ifndef _WIN32
 #include <sys/eventfd.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -90,9 +96,11 @@ static void *worker_main(void *arg) {
         w->job = j;
         pthread_mutex_unlock(&p->lock);
 
+#ifndef _WIN32
         uint64_t stale;
         while (read(w->cancel_fd, &stale, sizeof(stale)) > 0) /* a cancel for an earlier job */
             ;
+#endif
         int res = j->run(j, w->cancel_fd);
 
         pthread_mutex_lock(&p->lock);
@@ -111,16 +119,25 @@ static void *worker_main(void *arg) {
 static int start_worker_locked(vigil__pool *p) {
     worker *w = &p->w[p->n];
     w->pool = p;
+#ifndef _WIN32
     w->cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->cancel_fd < 0)
         return -errno;
+#else
+    w->cancel_fd = -1;
+#endif
+#ifndef _WIN32
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+#endif
     int rc = pthread_create(&w->thread, NULL, worker_main, w);
+#ifndef _WIN32
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+#endif
     if (rc) {
-        close(w->cancel_fd);
+        if (w->cancel_fd >= 0)
+            close(w->cancel_fd);
         return -rc;
     }
     pthread_setname_np(w->thread, "vigil-pool");
@@ -177,8 +194,10 @@ void vigil__pool_cancel(vigil__pool *p, vigil__job *j) {
         j->cancel = true;
         for (uint32_t i = 0; i < p->n; i++) {
             if (p->w[i].job == j) {
+#ifndef _WIN32
                 uint64_t one = 1;
                 (void)!write(p->w[i].cancel_fd, &one, sizeof(one));
+#endif
             }
         }
     }
@@ -227,7 +246,8 @@ void vigil__pool_stop(vigil__pool *p) {
     pthread_mutex_unlock(&p->lock);
     for (uint32_t i = 0; i < p->n; i++) {
         pthread_join(p->w[i].thread, NULL);
-        close(p->w[i].cancel_fd);
+        if (p->w[i].cancel_fd >= 0)
+            close(p->w[i].cancel_fd);
     }
     p->n = 0;
 }
@@ -243,6 +263,7 @@ void vigil__pool_free(vigil__pool *p) {
     free(p);
 }
 
+#ifndef _WIN32
 int vigil__pool_wait_fd(int fd, short events, int cancel_fd) {
     for (;;) {
         struct pollfd pf[2] = {{.fd = fd, .events = events}, {.fd = cancel_fd, .events = POLLIN}};
@@ -257,3 +278,4 @@ int vigil__pool_wait_fd(int fd, short events, int cancel_fd) {
             return 0; /* ready, or an error the call itself will report */
     }
 }
+#endif

@@ -272,10 +272,12 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
     loop->info.buf_size = loop->opts.buf_size;
     loop->info.buf_count = loop->opts.buf_count;
     int rc = loop->be->init(loop);
+#ifndef _WIN32
     if (rc < 0 && loop->be != &vigil__epoll_backend) { /* out of rings: epoll still serves */
         loop->be = &vigil__epoll_backend;
         rc = loop->be->init(loop);
     }
+#endif
     if (rc == 0 && target && target != old_be)
         snprintf(loop->reason, sizeof(loop->reason), "rebuilt on %s: restart budget exhausted", target->name);
     loop->info.backend = loop->be->name;
@@ -453,7 +455,9 @@ static void *rebuilt_main(void *arg) {
      * takes the supervisor's signals again and blocks what the loop's
      * signal watchers read from their signalfd (read by the rebuild only
      * after the fence, so the old thread no longer changes it). */
+#ifndef _WIN32
     pthread_sigmask(SIG_SETMASK, &loop->sig_mask, NULL);
+#endif
     int rc = vigil__rebuild(loop, j.target, j.grace_ms);
     /* the loop is ours: the supervisor watches it again (or escalates) */
     atomic_store_explicit(&loop->sv_rebuilt, rc < 0 ? rc : 1, memory_order_release);

@@ -12,16 +12,14 @@
  * each with what is left of the deadline, and ends with the connect
  * callback. Stages find their dial through its handle, never a pointer.
  */
-#include "io/fs.h"
+#include "io/engine.h"
 #include "platform/platform.h"
+#include "platform/sockets.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <arpa/inet.h>
 
 #define RESOLVE_MAX_ADDRS 16
 
@@ -46,7 +44,9 @@ static int eai_errno(int eai, int sys_errno) {
     case EAI_AGAIN: return -EAGAIN; /* the name server could not answer now */
     case EAI_MEMORY: return -ENOMEM;
     case EAI_FAMILY: return -EAFNOSUPPORT;
+#ifdef EAI_SYSTEM
     case EAI_SYSTEM: return sys_errno ? -sys_errno : -EIO;
+#endif
     default: return -EIO; /* EAI_FAIL: the name server failed for good */
     }
 }

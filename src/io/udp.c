@@ -19,13 +19,11 @@
  */
 #include "io/loop.h"
 #include "platform/platform.h"
+#include "platform/sockets.h"
 
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <arpa/inet.h>
 
 static vigil__conn *dgram_from(vigil_loop *loop, vigil_udp h) {
     vigil__conn *c = vigil__conn_from_id(loop, h.id);
@@ -116,11 +114,23 @@ static void maybe_free(vigil_loop *loop, vigil__conn *c) {
 
 /* --------------------------------------------------------- receiving */
 
+#ifndef _WIN32
 typedef struct rx_state { /* one-shot recvmsg: the kernel writes the address here */
     struct msghdr mh;
     struct iovec iov;
     struct sockaddr_storage name;
 } rx_state;
+#define RX_NAMELEN(rx) ((rx)->mh.msg_namelen)
+#define RX_FLAGS(rx) ((rx)->mh.msg_flags)
+#else
+typedef struct rx_state { /* WSARecvFrom writes the address and its length here */
+    SOCKADDR_STORAGE name;
+    int namelen;
+    unsigned long flags;
+} rx_state;
+#define RX_NAMELEN(rx) ((rx)->namelen)
+#define RX_FLAGS(rx) ((rx)->flags)
+#endif
 
 static void recv_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int status) {
     op->flags |= VIGIL__OPF_USER_DONE;
@@ -176,11 +186,13 @@ int vigil_udp_recv_start(vigil_loop *loop, vigil_udp h, vigil_udp_recv_cb cb, vo
         }
         return -ENOMEM;
     }
+#ifndef _WIN32
     rx->mh.msg_name = &rx->name;
-    rx->mh.msg_namelen = sizeof(rx->name);
     rx->mh.msg_iov = &rx->iov;
     rx->mh.msg_iovlen = 1;
     rx->iov.iov_len = loop->opts.buf_size;
+#endif
+    RX_NAMELEN(rx) = sizeof(rx->name);
     op->u.udp.rx = rx;
     op->cb = (void *)cb;
     op->ud = ud;
@@ -206,15 +218,15 @@ static void deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, const vigil
         from.len = o->namelen < sizeof(from.bytes) ? o->namelen : (uint32_t)sizeof(from.bytes);
         buf.data = b + head;
         buf.len = o->payloadlen < room ? o->payloadlen : room;
-        buf.truncated = (o->flags & MSG_TRUNC) || o->payloadlen > room;
+        buf.truncated = (o->flags & VIGIL__MSG_TRUNC) || o->payloadlen > room;
     } else {
         rx_state *rx = op->u.udp.rx;
-        from.len = rx->mh.msg_namelen < sizeof(from.bytes) ? rx->mh.msg_namelen : (uint32_t)sizeof(from.bytes);
+        from.len = (uint32_t)RX_NAMELEN(rx) < sizeof(from.bytes) ? (uint32_t)RX_NAMELEN(rx) : (uint32_t)sizeof(from.bytes);
         memcpy(from.bytes, &rx->name, from.len);
         buf.data = b;
         buf.len = (size_t)e->res;
-        buf.truncated = (rx->mh.msg_flags & MSG_TRUNC) != 0;
-        rx->mh.msg_namelen = sizeof(rx->name);
+        buf.truncated = (RX_FLAGS(rx) & VIGIL__MSG_TRUNC) != 0;
+        RX_NAMELEN(rx) = sizeof(rx->name);
     }
     loop->buf_state[id] = VIGIL__BUF_USER;
     loop->buf_current = id;
@@ -228,9 +240,9 @@ static void deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, const vigil
 static void deliver_empty(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
     rx_state *rx = op->u.udp.rx;
     vigil_peer from = {0};
-    from.len = rx->mh.msg_namelen < sizeof(from.bytes) ? rx->mh.msg_namelen : (uint32_t)sizeof(from.bytes);
+    from.len = (uint32_t)RX_NAMELEN(rx) < sizeof(from.bytes) ? (uint32_t)RX_NAMELEN(rx) : (uint32_t)sizeof(from.bytes);
     memcpy(from.bytes, &rx->name, from.len);
-    rx->mh.msg_namelen = sizeof(rx->name);
+    RX_NAMELEN(rx) = sizeof(rx->name);
     vigil_buf buf = {.data = (const uint8_t *)"", .len = 0, .id = UINT32_MAX};
     vigil_udp_recv_cb cb = (vigil_udp_recv_cb)op->cb;
     VIGIL__CALLBACK(loop, cb(loop, udp_handle(loop, c), 0, &buf, &from, op->ud));

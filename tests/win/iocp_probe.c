@@ -35,18 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-static void report(const char *name, int ok, const char *fmt, ...) {
-    char detail[256] = "";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
-    va_end(ap);
-    printf("probe: %s: %s%s%s\n", name, ok ? "ok" : "FAIL", detail[0] ? ": " : "", detail);
-    fflush(stdout);
-    failures += !ok;
-}
+#include "check.h"
 
 static LPFN_ACCEPTEX pAcceptEx;
 static LPFN_CONNECTEX pConnectEx;
@@ -122,7 +111,7 @@ static int make_pair(HANDLE port, SOCKET l, uint16_t lport, pair *p, int quiet) 
         CreateIoCompletionPort((HANDLE)acc, port, 1, 0);
     }
     if (!quiet)
-        report("AcceptEx and ConnectEx through GetQueuedCompletionStatusEx", ok,
+        check("AcceptEx and ConnectEx through GetQueuedCompletionStatusEx", ok,
                "accept %s, connect %s", a_ok ? "at once" : a_pending ? "pending" : "failed",
                c_ok ? "at once" : c_pending ? "pending" : "failed");
     p->a = acc;
@@ -148,7 +137,7 @@ static void zero_byte_read(HANDLE port, pair *p) {
     int n = recv(p->a, buf, sizeof(buf), 0);
     nb = 0;
     ioctlsocket(p->a, FIONBIO, &nb);
-    report("zero-byte WSARecv completes on arrival and leaves the bytes", pending && key == 1 && ov == &o &&
+    check("zero-byte WSARecv completes on arrival and leaves the bytes", pending && key == 1 && ov == &o &&
            bytes == 0 && n == 5 && !memcmp(buf, "hello", 5), "pending %d, %lu bytes, then recv %d", pending,
            (unsigned long)bytes, n);
 }
@@ -190,7 +179,7 @@ static void big_send(HANDLE port, pair *p) {
     ULONG_PTR key = wait_one(port, 10000, &ov, &bytes, &ok);
     WaitForSingleObject(t, 10000);
     CloseHandle(t);
-    report("overlapped WSASend of 4 MiB, every byte in order", started && key == 1 && ok && bytes == len &&
+    check("overlapped WSASend of 4 MiB, every byte in order", started && key == 1 && ok && bytes == len &&
            r.got == len && r.bad == 0, "completed %lu bytes, peer read %zu, %zu wrong", (unsigned long)bytes,
            r.got, r.bad);
     free(data);
@@ -221,7 +210,7 @@ static void post_wakes(HANDLE port) {
     PostQueuedCompletionStatus(port, 0, 77, NULL);
     WaitForSingleObject(t, 5000);
     CloseHandle(t);
-    report("PostQueuedCompletionStatus wakes a thread waiting on the port", w.key == 77 && w.ms < 1000,
+    check("PostQueuedCompletionStatus wakes a thread waiting on the port", w.key == 77 && w.ms < 1000,
            "key %lu after %lu ms", (unsigned long)w.key, (unsigned long)w.ms);
 }
 
@@ -243,7 +232,7 @@ static void cancel_recv(HANDLE port, pair *p) {
         if (!WSAGetOverlappedResult(p->a, &o, &n2, FALSE, &fl))
             err = (DWORD)WSAGetLastError();
     }
-    report("CancelIoEx on a pending WSARecv: its packet still comes, aborted", c && key == 1 && ov == &o && !ok &&
+    check("CancelIoEx on a pending WSARecv: its packet still comes, aborted", c && key == 1 && ov == &o && !ok &&
            (err == WSA_OPERATION_ABORTED || err == ERROR_OPERATION_ABORTED), "cancel %d, error %lu", c,
            (unsigned long)err);
 }
@@ -253,7 +242,7 @@ static void port_for_life(HANDLE port, pair *p) {
     HANDLE other = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     HANDLE r = CreateIoCompletionPort((HANDLE)p->a, other, 9, 0);
     DWORD err = r ? 0 : GetLastError();
-    report("a socket stays bound to its first port", r == NULL, "second bind: %s (error %lu)",
+    check("a socket stays bound to its first port", r == NULL, "second bind: %s (error %lu)",
            r ? "accepted" : "refused", (unsigned long)err);
     CloseHandle(other);
     /* a zero-byte read issued by "the stuck thread", completed to whichever waits */
@@ -269,7 +258,7 @@ static void port_for_life(HANDLE port, pair *p) {
     CloseHandle(t);
     char c;
     recv(p->a, &c, 1, 0);
-    report("a new thread waiting on the same port gets the completions", w.key == 1, "key %lu",
+    check("a new thread waiting on the same port gets the completions", w.key == 1, "key %lu",
            (unsigned long)w.key);
 }
 
@@ -293,7 +282,7 @@ static DWORD WINAPI block_in_recv(void *arg) {
 static void unblock_by_close(HANDLE port, SOCKET l, uint16_t lport) {
     pair p;
     if (!make_pair(port, l, lport, &p, 1)) {
-        report("closesocket from another thread ends a blocked recv", 0, "no pair");
+        check("closesocket from another thread ends a blocked recv", 0, "no pair");
         return;
     }
     blocked b = {p.a, 0, 0, 0};
@@ -305,7 +294,7 @@ static void unblock_by_close(HANDLE port, SOCKET l, uint16_t lport) {
     closesocket(p.a);
     DWORD w = WaitForSingleObject(t, 5000);
     CloseHandle(t);
-    report("closesocket from another thread ends a blocked recv", w == WAIT_OBJECT_0 && b.rc == SOCKET_ERROR,
+    check("closesocket from another thread ends a blocked recv", w == WAIT_OBJECT_0 && b.rc == SOCKET_ERROR,
            "CancelSynchronousIo %s (error %lu, thread %s), then recv %d error %d after %lu ms",
            cs ? "worked" : "failed", (unsigned long)cs_err, still == WAIT_OBJECT_0 ? "ended" : "still blocked",
            b.rc, b.err, (unsigned long)b.ms);
@@ -354,7 +343,7 @@ static void idle_memory(HANDLE port, SOCKET l, uint16_t lport, int n) {
     SIZE_T full = working_set();
     double per_zero = made ? ((double)zero - (double)base) / made : 0;
     double per_full = made ? ((double)full - (double)base2) / made : 0;
-    report("memory per idle connection", made == n, "%d connections: zero-byte WSARecv %.0f B each, "
+    check("memory per idle connection", made == n, "%d connections: zero-byte WSARecv %.0f B each, "
            "16 KiB WSARecv %.0f B each (working set)", made, per_zero, per_full);
     for (int i = 0; i < made; i++) {
         closesocket(ps[i].a);
@@ -367,6 +356,7 @@ static void idle_memory(HANDLE port, SOCKET l, uint16_t lport, int n) {
 }
 
 int main(int argc, char **argv) {
+    check_prefix = "probe";
     int idle = argc > 1 ? atoi(argv[1]) : 1000;
     WSADATA wd;
     if (WSAStartup(MAKEWORD(2, 2), &wd)) {
@@ -379,7 +369,7 @@ int main(int argc, char **argv) {
     pAcceptEx = ext(l, (GUID)WSAID_ACCEPTEX);
     pConnectEx = ext(l, (GUID)WSAID_CONNECTEX);
     CreateIoCompletionPort((HANDLE)l, port, 3, 0);
-    report("AcceptEx and ConnectEx are there", pAcceptEx && pConnectEx, "");
+    check("AcceptEx and ConnectEx are there", pAcceptEx && pConnectEx, "");
     pair p;
     if (make_pair(port, l, lport, &p, 0)) {
         zero_byte_read(port, &p);
@@ -390,6 +380,5 @@ int main(int argc, char **argv) {
     }
     unblock_by_close(port, l, lport);
     idle_memory(port, l, lport, idle);
-    printf("probe: %d failed\n", failures);
-    return failures;
+    return check_done();
 }

@@ -9,24 +9,13 @@
 #include <windows.h>
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
-
-static void check(const char *name, int ok, const char *fmt, ...) {
-    char detail[200] = "";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
-    va_end(ap);
-    printf("platform: %s: %s%s%s\n", name, ok ? "ok" : "FAIL", detail[0] ? ": " : "", detail);
-    fflush(stdout);
-    failures += !ok;
-}
+#include "check.h"
 
 int main(void) {
+    check_prefix = "platform";
     uint64_t t0 = vigil__clock_ns();
     Sleep(50);
     uint64_t dt = vigil__clock_ns() - t0;
@@ -133,6 +122,5 @@ int main(void) {
           vigil__win_errno(WSAECONNRESET) == -ECONNRESET && vigil__win_errno(WSAEWOULDBLOCK) == -EAGAIN &&
               vigil__win_errno(ERROR_OPERATION_ABORTED) == -ECANCELED && vigil__win_errno(WSAECONNREFUSED) ==
               -ECONNREFUSED && vigil__win_errno(0) == 0 && vigil__win_errno(123456) == -EIO, "");
-    printf("platform: %d failed\n", failures);
-    return failures;
+    return check_done();
 }

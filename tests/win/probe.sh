@@ -34,5 +34,6 @@ run() { # name exe args...: lines "NAME: CHECK: ok|FAIL ...", then "NAME: N fail
 }
 run probe "$BUILD/tests/win/iocp_probe.exe" "$N"
 run platform "$BUILD/tests/win/platform_test.exe"
+run core "$BUILD/tests/win/link_test.exe"
 echo "$ok passed, $bad failed"
 [ "$bad" -eq 0 ]

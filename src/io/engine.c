@@ -1,0 +1,93 @@
+/*
+ * engine.c: the ops that live outside the backend (engine.h), on every OS:
+ * taking their completions each pass from the file ring (Linux, io_uring
+ * loops) and from the worker pool, and ending them all at destroy.
+ */
+#include "io/engine.h"
+#include "platform/platform.h"
+
+#include <errno.h>
+
+#define FS_TAKE_PER_PASS 256 /* completions handled per pass: sockets get their turn */
+
+int vigil__pool_get(vigil_loop *loop) {
+    return loop->pool ? 0 : vigil__pool_new(&loop->pool, loop, loop->opts.pool_threads, loop->opts.pool_queue);
+}
+
+void vigil__fs_poll(vigil_loop *loop) {
+    vigil__cqe c;
+#ifndef _WIN32
+    if (loop->fs_ring) {
+        vigil__fs_ring_flush(loop->fs_ring);
+        for (int n = 0; n < FS_TAKE_PER_PASS && vigil__fs_ring_take(loop->fs_ring, &c); n++)
+            vigil__dispatch_engine(loop, &c);
+    }
+#endif
+    if (loop->pool) {
+        vigil__job *j;
+        for (int n = 0; n < FS_TAKE_PER_PASS && (j = vigil__pool_take(loop->pool)); n++) {
+            c = (vigil__cqe){j->tag, j->res, 0};
+            vigil__dispatch_engine(loop, &c);
+        }
+    }
+}
+
+bool vigil__fs_ready(vigil_loop *loop) {
+#ifndef _WIN32
+    if (vigil__fs_ring_ready(loop->fs_ring))
+        return true;
+#endif
+    return loop->pool && vigil__pool_has_done(loop->pool);
+}
+
+void vigil__engine_started(vigil_loop *loop, vigil__op *op, uint32_t deadline_ms, vigil_op *out) {
+    vigil__op_kernel_started(loop, op);
+    loop->engine_live++;
+    if (deadline_ms) {
+        op->due_ns = vigil__clock_ns() + (uint64_t)deadline_ms * 1000000ull;
+        vigil__heap_push(loop, op);
+    }
+    if (out)
+        *out = vigil__op_handle(loop, op);
+}
+
+/* ---------------------------------------------------------- destroy */
+
+/* Every op outside the backend gets its final callback; then the engines go. */
+void vigil__fs_destroy(vigil_loop *loop) {
+    if (!loop->fs_ring && !loop->pool)
+        return;
+    for (uint32_t slot = 0; slot < loop->ops_cap; slot++) {
+        vigil__op *op = vigil__op_at(loop, slot);
+        if (!(op->flags & VIGIL__OPF_ENGINE) || (op->flags & (VIGIL__OPF_USER_DONE | VIGIL__OPF_STOPPED)))
+            continue;
+        if (op->kind == VIGIL__OP_FS)
+            vigil__fs_cancel(loop, op);
+        else if (op->kind == VIGIL__OP_RESOLVE)
+            vigil__resolve_cancel(loop, op);
+    }
+    for (;;) {
+        vigil__fs_poll(loop);
+        vigil__run_later(loop);
+        if (!loop->engine_live)
+            break;
+#ifndef _WIN32
+        if (loop->fs_ring && vigil__fs_ring_wait(loop->fs_ring, 10) == 0)
+            continue;
+#endif
+        if (loop->pool)
+            vigil__pool_wait_done(loop->pool, 10);
+    }
+    /* A lookup that was answered -ETIMEDOUT may still run in getaddrinfo:
+     * joining its thread waits for it, then its result is dropped. */
+    if (loop->pool) {
+        vigil__pool_stop(loop->pool);
+        vigil__fs_poll(loop);
+        vigil__pool_free(loop->pool);
+    }
+#ifndef _WIN32
+    vigil__fs_ring_free(loop->fs_ring);
+#endif
+    loop->fs_ring = NULL;
+    loop->pool = NULL;
+}
