@@ -2,16 +2,27 @@
 #include "util.h"
 #include "vt.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _WIN32 /* the plain peer on Winsock: the same calls under other names */
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#define poll WSAPoll
+#define SOCK_CLOEXEC 0
+#define MSG_NOSIGNAL 0
+#define close closesocket /* only sockets are closed here */
+#define accept4(fd, a, l, f) accept(fd, a, l)
+#else
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#endif
 
 vigil_loop *vt_loop(const vigil_loop_options *extra) {
     vigil_loop_options o = {0};
@@ -92,7 +103,7 @@ int vt_sock_connect(int port) {
     int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
     VT_ASSERT(rc == 0, "connect: %s", strerror(errno));
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, (const void *)&one, sizeof(one));
     return fd;
 }
 
@@ -157,13 +168,16 @@ size_t vt_sock_read_n(int fd, void *p, size_t n, int timeout_ms) {
 
 void vt_sock_reset(int fd) {
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, (const void *)&lg, sizeof(lg));
     close(fd);
 }
 
 void vt_sock_close(int fd) { close(fd); }
 
 long vt_raise_nofile(long want) {
+#ifdef _WIN32
+    return want; /* no descriptor limit of that kind */
+#else
     struct rlimit r;
     getrlimit(RLIMIT_NOFILE, &r);
     rlim_t target = (rlim_t)want;
@@ -175,4 +189,5 @@ long vt_raise_nofile(long want) {
         getrlimit(RLIMIT_NOFILE, &r);
     }
     return (long)r.rlim_cur;
+#endif
 }

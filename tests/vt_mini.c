@@ -11,8 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <windows.h>
+#else
 #include <sys/wait.h>
 #include <unistd.h>
+#endif
 
 static vt_case *head, *tail;
 
@@ -45,6 +50,74 @@ void vt_log(const char *fmt, ...) {
     va_end(ap);
 }
 
+#ifdef _WIN32
+/* No fork on Windows: the runner starts itself again for each test, with
+ * VT_CHILD naming the one test the child runs, and the same time limit. */
+int main(void) {
+    WSADATA wd;
+    WSAStartup(MAKEWORD(2, 2), &wd); /* the tests' plain sockets come before vigil's */
+    const char *child = getenv("VT_CHILD");
+    if (child) {
+        for (vt_case *c = head; c; c = c->next) {
+            char id[256];
+            snprintf(id, sizeof(id), "%s/%s", c->suite, c->name);
+            if (!strcmp(id, child)) {
+                c->fn();
+                fflush(NULL);
+                _exit(0);
+            }
+        }
+        _exit(3);
+    }
+    const char *filter = getenv("VT_FILTER");
+    char self[MAX_PATH];
+    GetModuleFileNameA(NULL, self, sizeof(self));
+    int tested = 0, passing = 0, failing = 0, crashing = 0;
+    for (vt_case *c = head; c; c = c->next) {
+        char id[256];
+        snprintf(id, sizeof(id), "%s/%s", c->suite, c->name);
+        if (filter && strncmp(id, filter, strlen(filter)) != 0)
+            continue;
+        tested++;
+        fflush(NULL);
+        SetEnvironmentVariableA("VT_CHILD", id);
+        STARTUPINFOA si = {.cb = sizeof(si)};
+        PROCESS_INFORMATION pi;
+        char cmd[MAX_PATH + 2];
+        snprintf(cmd, sizeof(cmd), "\"%s\"", self);
+        if (!CreateProcessA(self, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi)) {
+            crashing++;
+            fprintf(stderr, "[FAIL] %s::%s: cannot start (%lu)\n", c->suite, c->name, GetLastError());
+            continue;
+        }
+        DWORD w = WaitForSingleObject(pi.hProcess, (DWORD)c->timeout_s * 1000);
+        DWORD code = 1;
+        if (w == WAIT_TIMEOUT) {
+            TerminateProcess(pi.hProcess, 124);
+            WaitForSingleObject(pi.hProcess, 5000);
+        }
+        GetExitCodeProcess(pi.hProcess, &code);
+        CloseHandle(pi.hProcess);
+        CloseHandle(pi.hThread);
+        if (w == WAIT_TIMEOUT) {
+            crashing++;
+            fprintf(stderr, "[FAIL] %s::%s: Timed out\n", c->suite, c->name);
+        } else if (code == 0) {
+            passing++;
+        } else if (code == 1) {
+            failing++;
+            fprintf(stderr, "[FAIL] %s::%s\n", c->suite, c->name);
+        } else {
+            crashing++;
+            fprintf(stderr, "[FAIL] %s::%s: CRASH! (exit %#lx)\n", c->suite, c->name, (unsigned long)code);
+        }
+    }
+    SetEnvironmentVariableA("VT_CHILD", NULL);
+    fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: %d\n", tested,
+            passing, failing, crashing);
+    return failing || crashing ? 1 : 0;
+}
+#else
 int main(void) {
     const char *filter = getenv("VT_FILTER");
     int tested = 0, passing = 0, failing = 0, crashing = 0;
@@ -80,3 +153,4 @@ int main(void) {
             passing, failing, crashing);
     return failing || crashing ? 1 : 0;
 }
+#endif

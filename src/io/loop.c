@@ -821,8 +821,11 @@ static const char *uring_unavailable(int rc) {
 /* Picks and initialises the backend (see vigil_backend in vigil.h). */
 static int choose_backend(vigil_loop *loop) {
 #ifdef _WIN32
-    snprintf(loop->reason, sizeof(loop->reason), "no backend on Windows yet: IOCP is being built");
-    return -ENOTSUP;
+    if (loop->opts.backend != VIGIL_BACKEND_AUTO)
+        return -ENOTSUP; /* io_uring and epoll are Linux's */
+    loop->be = &vigil__iocp_backend;
+    snprintf(loop->reason, sizeof(loop->reason), "windows: I/O completion port");
+    return loop->be->init(loop);
 #else
     vigil_backend want = loop->opts.backend;
     const char *how = "forced by option";

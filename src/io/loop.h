@@ -218,6 +218,7 @@ typedef struct vigil__backend {
 
 extern const vigil__backend vigil__uring_backend;
 extern const vigil__backend vigil__epoll_backend;
+extern const vigil__backend vigil__iocp_backend; /* Windows */
 
 /* The thread that runs a loop, as the supervisor sees it (docs/supervisor.md,
  * "State machine"). state is one word, changed only by compare-and-swap:
