@@ -1,13 +1,18 @@
 /*
  * iocp.c: the Windows backend, on an I/O completion port (docs/windows.md).
  *
- * Built so far: the port, the wait (GetQueuedCompletionStatusEx, copied
- * into loop->batch before anything is dispatched, as on Linux), the wake
- * (a zero-byte WSARecv on the loop's wake socket, drained when it
- * completes), the stale-completion no-op and cancel. Sockets (AcceptEx,
- * ConnectEx, zero-byte receives, WSASend) are the next step: until then
- * their requests say -ENOTSUP, and vigil_loop_info names the backend
- * "iocp (no sockets yet)".
+ * The wait takes a batch of packets with GetQueuedCompletionStatusEx into
+ * backend memory and handles them in order, each leaving the batch before
+ * its completions are dispatched (the epoll backend's rule, so a rebuild
+ * can take the rest). Accepts are AcceptEx, one outstanding per listener,
+ * re-posted after each; connects are ConnectEx on a socket bound to the
+ * wildcard address; sends are one WSASend of the queued slices. Receives
+ * are readiness, as on epoll: a zero-byte WSARecv (100 bytes of kernel
+ * state per idle connection, docs/windows.md) completes when data is
+ * there, then non-blocking recv() fills pool buffers until
+ * WSAEWOULDBLOCK, and another zero-byte WSARecv waits. The wake is such a
+ * receive on the loop's wake socket. UDP and signal polls are not done yet
+ * (-ENOTSUP).
  *
  * Every request the port knows has a flight: a record of the backend's own
  * that holds the OVERLAPPED, the op's tag and the socket. The port hands
@@ -19,6 +24,8 @@
 #include "platform/platform.h"
 
 #include <winsock2.h>
+#include <mswsock.h>
+#include <ws2tcpip.h>
 #include <windows.h>
 
 #include <errno.h>
@@ -27,14 +34,23 @@
 
 #define BATCH 256
 
+#define ADDR_ROOM (sizeof(struct sockaddr_in6) + 16) /* what AcceptEx wants per address */
+#define READS_PER_PACKET 4
+
 typedef struct flight {
     OVERLAPPED ov; /* first: the port hands this pointer back */
     uint64_t tag;
-    SOCKET s;      /* INVALID_SOCKET for a posted packet */
+    SOCKET s;      /* the socket it is on; INVALID_SOCKET for a posted packet */
     int kind;      /* FL_* */
     struct flight *prev, *next; /* live flights, for cancel */
+    SOCKET acc;    /* accept: the socket it accepts into */
+    char addrs[2 * ADDR_ROOM];
+    int nbufs;     /* send: the slices */
+    WSABUF bufs[16];
 } flight;
-enum { FL_POST = 1, FL_WAKE };
+enum { FL_POST = 1, FL_WAKE, FL_ACCEPT, FL_CONNECT, FL_RECV, FL_SEND };
+
+typedef struct packet { flight *f; DWORD bytes; } packet;
 
 typedef struct iocp_state {
     HANDLE port;
@@ -42,6 +58,10 @@ typedef struct iocp_state {
     uint32_t *free_bufs; /* the pool's free list: the backend hands buffers out */
     uint32_t nfree;
     OVERLAPPED_ENTRY entries[BATCH];
+    packet got[BATCH];    /* dequeued, not yet handled: [got_pos, got_n) */
+    uint32_t got_pos, got_n;
+    LPFN_ACCEPTEX accept_ex;
+    LPFN_CONNECTEX connect_ex;
 } iocp_state;
 
 static iocp_state *st(vigil_loop *loop) { return loop->be_state; }
@@ -142,19 +162,113 @@ static int iocp_attach(vigil_loop *loop) {
     return arm_wake(loop, op);
 }
 
+/* The socket joins the loop's port at its first request (a socket can be
+ * bound to one port only: later tries fail, which is fine). */
+static void bind_port(iocp_state *s, SOCKET sock) { CreateIoCompletionPort((HANDLE)sock, s->port, 0, 0); }
+
+static int started(vigil_loop *loop, vigil__op *op, iocp_state *s, flight *f, int rc) {
+    if (rc == SOCKET_ERROR && WSAGetLastError() != WSA_IO_PENDING && WSAGetLastError() != ERROR_IO_PENDING) {
+        int err = vigil__win_errno((unsigned long)WSAGetLastError());
+        if (f->acc != INVALID_SOCKET && f->kind == FL_ACCEPT)
+            closesocket(f->acc);
+        flight_free(s, f);
+        return err;
+    }
+    vigil__op_kernel_started(loop, op);
+    return 0; /* the packet comes, whether it finished at once or not */
+}
+
+static int zero_read(vigil_loop *loop, vigil__op *op, SOCKET sock, int kind) {
+    iocp_state *s = st(loop);
+    bind_port(s, sock);
+    flight *f = flight_new(s, kind, vigil__op_tag(loop, op), sock);
+    if (!f)
+        return -ENOMEM;
+    WSABUF wb = {0, NULL};
+    DWORD flags = 0;
+    return started(loop, op, s, f, WSARecv(sock, &wb, 1, NULL, &flags, &f->ov, NULL));
+}
+
 static int iocp_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
     if (op->kind == VIGIL__OP_WAKE)
         return arm_wake(loop, op);
-    return -ENOTSUP; /* sockets: the next step */
+    if (op->kind != VIGIL__OP_RECV)
+        return -ENOTSUP; /* UDP: not yet */
+    return zero_read(loop, op, (SOCKET)fd, FL_RECV);
 }
 
-static int iocp_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) { return -ENOTSUP; }
-static int iocp_send(vigil_loop *loop, vigil__op *op, vigil_socket fd, const vigil__slice *sl, int n) {
-    return -ENOTSUP;
+static int iocp_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
+    iocp_state *s = st(loop);
+    SOCKET l = (SOCKET)fd;
+    bind_port(s, l);
+    if (!s->accept_ex) {
+        GUID g = WSAID_ACCEPTEX;
+        DWORD n = 0;
+        WSAIoctl(l, SIO_GET_EXTENSION_FUNCTION_POINTER, &g, sizeof(g), &s->accept_ex, sizeof(s->accept_ex), &n,
+                 NULL, NULL);
+        if (!s->accept_ex)
+            return -ENOTSUP;
+    }
+    WSAPROTOCOL_INFOW pi;
+    int pl = sizeof(pi);
+    if (getsockopt(l, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&pi, &pl))
+        return vigil__win_errno((unsigned long)WSAGetLastError());
+    SOCKET acc = WSASocketW(pi.iAddressFamily, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+                            WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (acc == INVALID_SOCKET)
+        return vigil__win_errno((unsigned long)WSAGetLastError());
+    flight *f = flight_new(s, FL_ACCEPT, vigil__op_tag(loop, op), l);
+    if (!f) {
+        closesocket(acc);
+        return -ENOMEM;
+    }
+    f->acc = acc;
+    DWORD got = 0;
+    BOOL ok = s->accept_ex(l, acc, f->addrs, 0, ADDR_ROOM, ADDR_ROOM, &got, &f->ov);
+    return started(loop, op, s, f, ok ? 0 : SOCKET_ERROR);
 }
+
 static int iocp_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd, const void *addr, uint32_t len) {
-    return -ENOTSUP;
+    iocp_state *s = st(loop);
+    SOCKET sock = (SOCKET)fd;
+    if (!s->connect_ex) {
+        GUID g = WSAID_CONNECTEX;
+        DWORD n = 0;
+        WSAIoctl(sock, SIO_GET_EXTENSION_FUNCTION_POINTER, &g, sizeof(g), &s->connect_ex, sizeof(s->connect_ex),
+                 &n, NULL, NULL);
+        if (!s->connect_ex)
+            return -ENOTSUP;
+    }
+    /* ConnectEx wants a bound socket: the wildcard address of its family */
+    SOCKADDR_STORAGE any;
+    memset(&any, 0, sizeof(any));
+    any.ss_family = ((const struct sockaddr *)addr)->sa_family;
+    int alen = any.ss_family == AF_INET6 ? (int)sizeof(struct sockaddr_in6) : (int)sizeof(struct sockaddr_in);
+    if (bind(sock, (struct sockaddr *)&any, alen) && WSAGetLastError() != WSAEINVAL) /* EINVAL: bound */
+        return vigil__win_errno((unsigned long)WSAGetLastError());
+    bind_port(s, sock);
+    flight *f = flight_new(s, FL_CONNECT, vigil__op_tag(loop, op), sock);
+    if (!f)
+        return -ENOMEM;
+    BOOL ok = s->connect_ex(sock, (const struct sockaddr *)addr, (int)len, NULL, 0, NULL, &f->ov);
+    return started(loop, op, s, f, ok ? 0 : SOCKET_ERROR);
 }
+
+static int iocp_send(vigil_loop *loop, vigil__op *op, vigil_socket fd, const vigil__slice *sl, int n) {
+    iocp_state *s = st(loop);
+    SOCKET sock = (SOCKET)fd;
+    bind_port(s, sock);
+    flight *f = flight_new(s, FL_SEND, vigil__op_tag(loop, op), sock);
+    if (!f)
+        return -ENOMEM;
+    f->nbufs = n < 16 ? n : 16;
+    for (int i = 0; i < f->nbufs; i++)
+        f->bufs[i] = (WSABUF){(ULONG)sl[i].len, (char *)sl[i].base};
+    return started(loop, op, s, f, WSASend(sock, f->bufs, (DWORD)f->nbufs, NULL, 0, &f->ov, NULL));
+}
+
+/* A connect a fenced state had started: judged by the socket (rebuilds on
+ * Windows are not built yet). */
 static int iocp_resume_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd) { return -ENOTSUP; }
 static int iocp_poll(vigil_loop *loop, vigil__op *op, int fd, bool out) { return -ENOTSUP; }
 
@@ -199,6 +313,111 @@ static int32_t result_of(flight *f, DWORD bytes) {
     return vigil__win_errno((unsigned long)WSAGetLastError());
 }
 
+static void complete(vigil_loop *loop, uint64_t tag, int32_t res, uint32_t flags) {
+    vigil__cqe e = {tag, res, flags};
+    vigil__dispatch(loop, &e);
+}
+
+/* The op a tag names, while it waits on us. */
+static vigil__op *live_op(vigil_loop *loop, uint64_t tag) {
+    vigil__op *op = vigil__op_at(loop, (uint32_t)tag);
+    if (!op || op->kind == VIGIL__OP_FREE || !(op->flags & VIGIL__OPF_KERNEL) || vigil__op_tag(loop, op) != tag)
+        return NULL;
+    return op;
+}
+
+/* Data is there: fill pool buffers until the socket has no more, then wait
+ * again with a zero-byte read (or end: EOF, an error, no buffer). */
+static void on_readable(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET sock) {
+    for (int i = 0; i < READS_PER_PACKET; i++) {
+        vigil__op *op = live_op(loop, tag);
+        if (!op)
+            return;
+        if (op->flags & VIGIL__OPF_CANCELING) {
+            complete(loop, tag, -ECANCELED, 0);
+            return;
+        }
+        if (!s->nfree) {
+            complete(loop, tag, -ENOBUFS, 0); /* final: the core re-arms when a buffer comes back */
+            return;
+        }
+        uint32_t id = s->free_bufs[--s->nfree];
+        char *buf = (char *)loop->buf_base + (size_t)id * loop->opts.buf_size;
+        int n = recv(sock, buf, (int)loop->opts.buf_size, 0);
+        if (n > 0) {
+            complete(loop, tag, n, VIGIL__CQE_MORE | VIGIL__CQE_BUF | (id << 16));
+            if ((uint32_t)n < loop->opts.buf_size)
+                break; /* drained, most likely: wait again */
+            continue;
+        }
+        s->free_bufs[s->nfree++] = id;
+        int err = n < 0 ? WSAGetLastError() : 0;
+        if (n < 0 && err == WSAEWOULDBLOCK)
+            break;
+        complete(loop, tag, n == 0 ? 0 : vigil__win_errno((unsigned long)err), 0);
+        return;
+    }
+    vigil__op *op = live_op(loop, tag);
+    if (!op)
+        return;
+    if (op->flags & VIGIL__OPF_CANCELING) { /* stopped by a callback above: no new wait */
+        complete(loop, tag, -ECANCELED, 0);
+        return;
+    }
+    int rc = zero_read(loop, op, sock, FL_RECV); /* still in the kernel's stead: no new count */
+    if (rc < 0)
+        complete(loop, tag, rc, 0);
+}
+
+static void handle(vigil_loop *loop, iocp_state *s, flight *f, DWORD bytes) {
+    uint64_t tag = f->tag;
+    int kind = f->kind;
+    SOCKET sock = f->s, acc = f->acc;
+    int32_t res = result_of(f, bytes);
+    flight_free(s, f);
+    switch (kind) {
+    case FL_WAKE: {
+        char drain[64]; /* the wake socket is non-blocking: take every wake byte */
+        while (recv(sock, drain, sizeof(drain), 0) > 0)
+            ;
+        complete(loop, tag, res < 0 ? res : 8, 0); /* as an eventfd read */
+        return;
+    }
+    case FL_ACCEPT: {
+        vigil__op *op = live_op(loop, tag);
+        if (res < 0 || !op) {
+            closesocket(acc);
+            complete(loop, tag, res < 0 ? res : -ECANCELED, 0);
+            return;
+        }
+        setsockopt(acc, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, (char *)&sock, sizeof(sock));
+        bool again = !(op->flags & VIGIL__OPF_CANCELING);
+        complete(loop, tag, (int32_t)acc, again ? VIGIL__CQE_MORE : 0);
+        if (!again)
+            return;
+        if ((op = live_op(loop, tag)) != NULL) { /* the next accept */
+            int rc = iocp_accept(loop, op, (vigil_socket)sock);
+            if (rc < 0)
+                complete(loop, tag, rc, 0);
+        }
+        return;
+    }
+    case FL_CONNECT:
+        if (res >= 0)
+            setsockopt(sock, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0);
+        complete(loop, tag, res < 0 ? res : 0, 0);
+        return;
+    case FL_RECV:
+        if (res < 0)
+            complete(loop, tag, res, 0); /* aborted (-ECANCELED) or failed */
+        else
+            on_readable(loop, s, tag, sock);
+        return;
+    default: /* sends, posted no-ops and closes */
+        complete(loop, tag, res, 0);
+    }
+}
+
 static int iocp_wait(vigil_loop *loop, int64_t timeout_ns) {
     iocp_state *s = st(loop);
     DWORD ms = timeout_ns < 0 ? INFINITE : timeout_ns == 0 ? 0 : (DWORD)((timeout_ns + 999999) / 1000000);
@@ -210,27 +429,16 @@ static int iocp_wait(vigil_loop *loop, int64_t timeout_ns) {
         DWORD e = GetLastError();
         return e == WAIT_TIMEOUT ? 0 : vigil__win_errno(e);
     }
-    /* Copy the packets into loop memory and free their flights first: the
-     * batch stays reachable while callbacks run. */
-    for (ULONG i = 0; i < n; i++) {
-        flight *f = (flight *)s->entries[i].lpOverlapped;
-        vigil__cqe *e = &loop->batch[i];
-        e->tag = f->tag;
-        e->flags = 0;
-        if (f->kind == FL_WAKE) { /* take every wake byte: one completion stands for all */
-            char drain[64]; /* the wake socket is non-blocking */
-            while (recv(f->s, drain, sizeof(drain), 0) > 0)
-                ;
-            e->res = 8; /* as an eventfd read */
-        } else {
-            e->res = result_of(f, s->entries[i].dwNumberOfBytesTransferred);
-        }
-        flight_free(s, f);
+    /* Into backend memory first; each packet leaves it before it is handled. */
+    for (ULONG i = 0; i < n; i++)
+        s->got[i] = (packet){(flight *)s->entries[i].lpOverlapped, s->entries[i].dwNumberOfBytesTransferred};
+    s->got_pos = 0;
+    s->got_n = n;
+    while (s->got_pos < s->got_n) {
+        packet p = s->got[s->got_pos++];
+        handle(loop, s, p.f, p.bytes);
     }
-    loop->batch_len = n;
-    for (loop->batch_pos = 0; loop->batch_pos < n; loop->batch_pos++)
-        vigil__dispatch(loop, &loop->batch[loop->batch_pos]);
-    loop->batch_len = loop->batch_pos = 0;
+    s->got_pos = s->got_n = 0;
     return (int)n;
 }
 
@@ -247,7 +455,7 @@ static uint32_t iocp_harvest(void *state, vigil__cqe *out, uint32_t max, bool *o
 }
 
 const vigil__backend vigil__iocp_backend = {
-    .name = "iocp (no sockets yet)",
+    .name = "iocp",
     .init = iocp_init,
     .attach = iocp_attach,
     .fini = iocp_fini,

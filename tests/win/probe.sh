@@ -3,7 +3,7 @@
 # tests/win/platform_test.c (src/platform/win.c) for Windows and runs them
 # under wine64 with a private prefix; N idle connections for the probe's
 # memory check (default 1000); then the suites built for Windows so far
-# (test_loop, whose socket tests fail until the backend has sockets). Installs gcc-mingw-w64-x86-64 and wine64 when
+# (test_loop). Installs gcc-mingw-w64-x86-64 and wine64 when
 # missing (as root). Prints the probe's lines and "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,6 +48,6 @@ suite() { # exe: a suite with the small runner; its Synthesis line counts
     c=$(sed -n 's/.*Crashing: \([0-9]*\).*/\1/p' <<<"$line")
     ok=$((ok + ${p:-0})) bad=$((bad + ${f:-1} + ${c:-0}))
 }
-suite "$BUILD/tests/win/test_loop.exe" # its 4 socket tests fail until iocp.c has sockets
+suite "$BUILD/tests/win/test_loop.exe"
 echo "$ok passed, $bad failed"
 [ "$bad" -eq 0 ]
