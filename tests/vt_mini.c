@@ -50,107 +50,110 @@ void vt_log(const char *fmt, ...) {
     va_end(ap);
 }
 
+/* How one test ended. */
+enum { VT_PASS, VT_FAILED, VT_TIMEOUT, VT_CRASH };
+
 #ifdef _WIN32
 /* No fork on Windows: the runner starts itself again for each test, with
- * VT_CHILD naming the one test the child runs, and the same time limit. */
-int main(void) {
+ * VT_CHILD naming the one test the child runs, and kills it at the limit. */
+static char self[MAX_PATH];
+
+static int run_one(vt_case *c, const char *id, unsigned long *detail) {
+    SetEnvironmentVariableA("VT_CHILD", id);
+    STARTUPINFOA si = {.cb = sizeof(si)};
+    PROCESS_INFORMATION pi;
+    char cmd[MAX_PATH + 2];
+    snprintf(cmd, sizeof(cmd), "\"%s\"", self);
+    BOOL ok = CreateProcessA(self, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi);
+    SetEnvironmentVariableA("VT_CHILD", NULL);
+    if (!ok) {
+        *detail = GetLastError();
+        return VT_CRASH;
+    }
+    DWORD w = WaitForSingleObject(pi.hProcess, (DWORD)c->timeout_s * 1000);
+    DWORD code = 1;
+    if (w == WAIT_TIMEOUT) {
+        TerminateProcess(pi.hProcess, 124);
+        WaitForSingleObject(pi.hProcess, 5000);
+    }
+    GetExitCodeProcess(pi.hProcess, &code);
+    CloseHandle(pi.hProcess);
+    CloseHandle(pi.hThread);
+    *detail = code;
+    return w == WAIT_TIMEOUT ? VT_TIMEOUT : code == 0 ? VT_PASS : code == 1 ? VT_FAILED : VT_CRASH;
+}
+
+/* The child's side: run the test VT_CHILD names; 0, or vt_fail's 1. */
+static void child_side(void) {
     WSADATA wd;
     WSAStartup(MAKEWORD(2, 2), &wd); /* the tests' plain sockets come before vigil's */
-    const char *child = getenv("VT_CHILD");
-    if (child) {
-        for (vt_case *c = head; c; c = c->next) {
-            char id[256];
-            snprintf(id, sizeof(id), "%s/%s", c->suite, c->name);
-            if (!strcmp(id, child)) {
-                c->fn();
-                fflush(NULL);
-                _exit(0);
-            }
-        }
-        _exit(3);
-    }
-    const char *filter = getenv("VT_FILTER");
-    char self[MAX_PATH];
     GetModuleFileNameA(NULL, self, sizeof(self));
-    int tested = 0, passing = 0, failing = 0, crashing = 0;
+    const char *child = getenv("VT_CHILD");
+    if (!child)
+        return;
     for (vt_case *c = head; c; c = c->next) {
         char id[256];
         snprintf(id, sizeof(id), "%s/%s", c->suite, c->name);
-        if (filter && strncmp(id, filter, strlen(filter)) != 0)
-            continue;
-        tested++;
-        fflush(NULL);
-        SetEnvironmentVariableA("VT_CHILD", id);
-        STARTUPINFOA si = {.cb = sizeof(si)};
-        PROCESS_INFORMATION pi;
-        char cmd[MAX_PATH + 2];
-        snprintf(cmd, sizeof(cmd), "\"%s\"", self);
-        if (!CreateProcessA(self, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi)) {
-            crashing++;
-            fprintf(stderr, "[FAIL] %s::%s: cannot start (%lu)\n", c->suite, c->name, GetLastError());
-            continue;
-        }
-        DWORD w = WaitForSingleObject(pi.hProcess, (DWORD)c->timeout_s * 1000);
-        DWORD code = 1;
-        if (w == WAIT_TIMEOUT) {
-            TerminateProcess(pi.hProcess, 124);
-            WaitForSingleObject(pi.hProcess, 5000);
-        }
-        GetExitCodeProcess(pi.hProcess, &code);
-        CloseHandle(pi.hProcess);
-        CloseHandle(pi.hThread);
-        if (w == WAIT_TIMEOUT) {
-            crashing++;
-            fprintf(stderr, "[FAIL] %s::%s: Timed out\n", c->suite, c->name);
-        } else if (code == 0) {
-            passing++;
-        } else if (code == 1) {
-            failing++;
-            fprintf(stderr, "[FAIL] %s::%s\n", c->suite, c->name);
-        } else {
-            crashing++;
-            fprintf(stderr, "[FAIL] %s::%s: CRASH! (exit %#lx)\n", c->suite, c->name, (unsigned long)code);
-        }
-    }
-    SetEnvironmentVariableA("VT_CHILD", NULL);
-    fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: %d\n", tested,
-            passing, failing, crashing);
-    return failing || crashing ? 1 : 0;
-}
-#else
-int main(void) {
-    const char *filter = getenv("VT_FILTER");
-    int tested = 0, passing = 0, failing = 0, crashing = 0;
-    for (vt_case *c = head; c; c = c->next) {
-        char id[256];
-        snprintf(id, sizeof(id), "%s/%s", c->suite, c->name);
-        if (filter && strncmp(id, filter, strlen(filter)) != 0)
-            continue;
-        tested++;
-        fflush(NULL);
-        pid_t pid = fork();
-        if (pid == 0) {
-            alarm((unsigned)c->timeout_s); /* the time limit: SIGALRM ends the child */
+        if (!strcmp(id, child)) {
             c->fn();
             fflush(NULL);
             _exit(0);
         }
-        int st = 0;
-        waitpid(pid, &st, 0);
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+    }
+    _exit(3);
+}
+#else
+/* A child process per test, ended by SIGALRM at the limit. */
+static int run_one(vt_case *c, const char *id, unsigned long *detail) {
+    (void)id;
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm((unsigned)c->timeout_s);
+        c->fn();
+        fflush(NULL);
+        _exit(0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    *detail = WIFSIGNALED(st) ? (unsigned long)WTERMSIG(st) : 0;
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st) == 0 ? VT_PASS : VT_FAILED;
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? VT_TIMEOUT : VT_CRASH;
+}
+
+static void child_side(void) {}
+#endif
+
+int main(void) {
+    child_side(); /* Windows: a child runs its one test here and does not return */
+    const char *filter = getenv("VT_FILTER");
+    int tested = 0, passing = 0, failing = 0, crashing = 0;
+    for (vt_case *c = head; c; c = c->next) {
+        char id[256];
+        snprintf(id, sizeof(id), "%s/%s", c->suite, c->name);
+        if (filter && strncmp(id, filter, strlen(filter)) != 0)
+            continue;
+        tested++;
+        fflush(NULL);
+        unsigned long detail = 0;
+        switch (run_one(c, id, &detail)) {
+        case VT_PASS:
             passing++;
-        } else if (WIFEXITED(st)) {
+            break;
+        case VT_FAILED:
             failing++;
             fprintf(stderr, "[FAIL] %s::%s\n", c->suite, c->name);
-        } else {
+            break;
+        case VT_TIMEOUT:
             crashing++;
-            int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-            fprintf(stderr, "[FAIL] %s::%s: %s\n", c->suite, c->name,
-                    sig == SIGALRM ? "Timed out" : "CRASH!");
+            fprintf(stderr, "[FAIL] %s::%s: Timed out\n", c->suite, c->name);
+            break;
+        default:
+            crashing++;
+            fprintf(stderr, "[FAIL] %s::%s: CRASH! (%#lx)\n", c->suite, c->name, detail);
         }
     }
     fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: %d\n", tested,
             passing, failing, crashing);
     return failing || crashing ? 1 : 0;
 }
-#endif
