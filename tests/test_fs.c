@@ -16,8 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int vigil__debug_request_fence(vigil_loop *loop);
-int vigil__debug_fenced(vigil_loop *loop);
 
 /* A fresh directory under /tmp, removed (with its files) by rm_dir. */
 static void make_dir(char *dir, size_t len) {
@@ -438,17 +436,6 @@ typedef struct fenced {
     _Atomic int fenced;
 } fenced;
 
-static void fence_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
-    fenced *f = ud;
-    if (status)
-        return;
-    vigil__debug_request_fence(loop);
-    uint64_t t0 = vigil_now_ns();
-    while (!vigil__debug_fenced(loop) && vigil_now_ns() - t0 < 5000000000ull)
-        ;
-    atomic_store(&f->fenced, vigil__debug_fenced(loop));
-}
-
 static void sv_quiet(const char *line, void *ud) {}
 
 VT_TEST(fs, rebuild_carries_a_read_in_flight, 30) {
@@ -469,7 +456,7 @@ VT_TEST(fs, rebuild_carries_a_read_in_flight, 30) {
     result r = {0};
     VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 0, on_fs, &r, NULL));
     fenced f = {0};
-    VT_OK(vigil_timer_start(loop, 20, 0, fence_timer, &f, NULL));
+    VT_OK(vigil_timer_start(loop, 20, 0, vt_fence_timer, &f.fenced, NULL));
     int rc = vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 10000);
     VT_EQ(rc, -EOWNERDEAD);
     VT_EQ(atomic_load(&f.fenced), 1);

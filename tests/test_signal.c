@@ -16,8 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int vigil__debug_request_fence(vigil_loop *loop);
-int vigil__debug_fenced(vigil_loop *loop);
 
 typedef struct seen {
     _Atomic int count, last, final, finals;
@@ -179,15 +177,6 @@ VT_TEST(signal, sigterm_to_the_process_stops_the_loop, 20) {
 
 /* After a rebuild the new thread reads the signalfd: a signal sent to the
  * process reaches the watcher there. In a child, for kill(). */
-static void child_fence_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
-    if (status)
-        return;
-    vigil__debug_request_fence(loop);
-    uint64_t t0 = vigil_now_ns();
-    while (!vigil__debug_fenced(loop) && vigil_now_ns() - t0 < 5000000000ull)
-        ;
-}
-
 static _Atomic int child_got;
 static pthread_t child_main_thread;
 
@@ -218,7 +207,7 @@ VT_TEST(signal, rebuilt_loop_keeps_its_watchers, 30) {
             _exit(3);
         if (vigil_signal_start(loop, SIGUSR1, child_usr1, NULL, NULL) < 0)
             _exit(4);
-        vigil_timer_start(loop, 10, 0, child_fence_timer, NULL, NULL);
+        vigil_timer_start(loop, 10, 0, vt_fence_timer, NULL, NULL);
         if (vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 10000) != -EOWNERDEAD)
             _exit(5);
         kill(getpid(), SIGUSR1); /* blocked here, on the supervisor and on the rebuilt thread */

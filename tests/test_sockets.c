@@ -258,8 +258,6 @@ VT_TEST(sockets, tcp_options, 20) {
 
 /* A rebuild under a Unix-socket echo: the streams move over whole. The
  * client is a plain thread (it must not be on the loop that is fenced). */
-int vigil__debug_request_fence(vigil_loop *loop);
-int vigil__debug_fenced(vigil_loop *loop);
 
 typedef struct unix_peer {
     char path[108];
@@ -294,15 +292,6 @@ static void *unix_peer_main(void *arg) {
     return NULL;
 }
 
-static void unix_fence_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
-    if (status)
-        return;
-    vigil__debug_request_fence(loop);
-    uint64_t t0 = vigil_now_ns();
-    while (!vigil__debug_fenced(loop) && vigil_now_ns() - t0 < 5000000000ull)
-        ;
-}
-
 static void unix_stop_when_done(vigil_loop *loop, vigil_op t, int status, void *ud) {
     if (status == 0 && atomic_load(&((unix_peer *)ud)->done))
         vigil_loop_stop(loop);
@@ -331,7 +320,7 @@ VT_TEST(sockets, unix_streams_move_over_a_rebuild, 60) {
     VT_OK(vigil_listen(loop, &lo, echo_accept, NULL, &l));
     pthread_t t;
     VT_EQ(pthread_create(&t, NULL, unix_peer_main, &p), 0);
-    VT_OK(vigil_timer_start(loop, 15, 0, unix_fence_timer, NULL, NULL));
+    VT_OK(vigil_timer_start(loop, 15, 0, vt_fence_timer, NULL, NULL));
     VT_OK(vigil_timer_start(loop, 10, 10, unix_stop_when_done, &p, NULL));
     atomic_store(&p.go, 1);
     int rc = vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 30000);

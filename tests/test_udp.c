@@ -16,8 +16,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-int vigil__debug_request_fence(vigil_loop *loop);
-int vigil__debug_fenced(vigil_loop *loop);
 int vigil__debug_udp_full(vigil_loop *loop, uint32_t n);
 
 static vigil_udp open_udp(vigil_loop *loop, int *port) {
@@ -268,15 +266,6 @@ static void *peer_main(void *arg) {
     return NULL;
 }
 
-static void fence_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
-    if (status)
-        return;
-    vigil__debug_request_fence(loop);
-    uint64_t t0 = vigil_now_ns();
-    while (!vigil__debug_fenced(loop) && vigil_now_ns() - t0 < 5000000000ull)
-        ;
-}
-
 static void stop_when_done(vigil_loop *loop, vigil_op t, int status, void *ud) {
     peer_run *p = ud;
     if (status == 0 && atomic_load(&p->stop))
@@ -303,7 +292,7 @@ VT_TEST(udp, rebuild_keeps_receiving, 30) {
     VT_OK(vigil_udp_recv_start(loop, u, echo_recv, NULL, NULL));
     pthread_t t;
     VT_EQ(pthread_create(&t, NULL, peer_main, &p), 0);
-    VT_OK(vigil_timer_start(loop, 30, 0, fence_timer, NULL, NULL));
+    VT_OK(vigil_timer_start(loop, 30, 0, vt_fence_timer, NULL, NULL));
     VT_OK(vigil_timer_start(loop, 10, 10, stop_when_done, &p, NULL));
     atomic_store(&p.go, 1);
     VT_EQ(vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 20000), -EOWNERDEAD);

@@ -83,6 +83,20 @@ size_t vt_check(const uint8_t *p, size_t n, uint32_t seed, uint64_t offset) {
     return n;
 }
 
+int vigil__debug_request_fence(vigil_loop *loop); /* test hooks of the library */
+int vigil__debug_fenced(vigil_loop *loop);
+
+void vt_fence_timer(vigil_loop *loop, vigil_op timer, int status, void *ud) {
+    if (status)
+        return;
+    vigil__debug_request_fence(loop);
+    uint64_t t0 = vigil_now_ns();
+    while (!vigil__debug_fenced(loop) && vigil_now_ns() - t0 < 5000000000ull)
+        ;
+    if (ud)
+        __atomic_store_n((int *)ud, vigil__debug_fenced(loop), __ATOMIC_SEQ_CST);
+}
+
 vigil_listener vt_listen(vigil_loop *loop, vigil_accept_cb cb, void *ud, int *port) {
     vigil_listen_options lo = {.host = "127.0.0.1", .port = 0, .backlog = 4096};
     vigil_listener l;

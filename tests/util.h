@@ -35,6 +35,12 @@ void vt_fill(uint8_t *p, size_t n, uint32_t seed, uint64_t offset);
 /* Index of the first byte that does not match the pattern, or n. */
 size_t vt_check(const uint8_t *p, size_t n, uint32_t seed, uint64_t offset);
 
+/* A timer callback that asks the supervisor to fence this thread now, as if
+ * it were stuck, and waits (5 s at most) until it is; ud, if not NULL, is an
+ * _Atomic int set to whether it was. The loop then goes on on a new thread
+ * and this one leaves its vigil_loop_run with -EOWNERDEAD. */
+void vt_fence_timer(vigil_loop *loop, vigil_op timer, int status, void *ud);
+
 /* A listener on 127.0.0.1, any port. */
 vigil_listener vt_listen(vigil_loop *loop, vigil_accept_cb cb, void *ud, int *port);
 
