@@ -652,27 +652,21 @@ static void end_request(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     }
 }
 
-void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) {
+/* any_epoch: the loop's own engines outlive rebuilds, so their tags may
+ * carry an older epoch; the backend's never do. */
+static void dispatch_checked(vigil_loop *loop, const vigil__cqe *c, bool any_epoch) {
     vigil__stat_add(&loop->stats.completions, 1);
     if (c->tag == VIGIL__TAG_IGNORE)
         return;
-    vigil__op *op = completion_op(loop, c, false, true);
+    vigil__op *op = completion_op(loop, c, any_epoch, true);
     if (!op)
         return;
     end_request(loop, op, c);
     handle(loop, op, c);
 }
 
-void vigil__dispatch_engine(vigil_loop *loop, const vigil__cqe *c) {
-    vigil__stat_add(&loop->stats.completions, 1);
-    if (c->tag == VIGIL__TAG_IGNORE)
-        return;
-    vigil__op *op = completion_op(loop, c, true, true);
-    if (!op)
-        return;
-    end_request(loop, op, c);
-    handle(loop, op, c);
-}
+void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) { dispatch_checked(loop, c, false); }
+void vigil__dispatch_engine(vigil_loop *loop, const vigil__cqe *c) { dispatch_checked(loop, c, true); }
 
 /* Completions a rebuild carried over (rebuild.c checked them when it took
  * them), applied before anything else, each leaving the queue before its

@@ -15,6 +15,7 @@
 #endif
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #ifndef _WIN32
 #include <sys/eventfd.h>
@@ -36,6 +37,7 @@ struct vigil__pool {
     pthread_cond_t done;  /* a job finished (destroy waits on it) */
     vigil__job *queue_head, *queue_tail;
     vigil__job *done_head, *done_tail;
+    _Atomic uint32_t ndone; /* on the done list: the loop looks here each pass without the lock */
     uint32_t queued, queue_max, running;
     uint32_t idle;        /* workers waiting for a job */
     uint32_t n, max;      /* workers started, at most */
@@ -66,6 +68,7 @@ static void finish_locked(vigil__pool *p, vigil__job *j, int res) {
     j->res = res;
     j->state = VIGIL__JOB_DONE;
     j->next = NULL;
+    atomic_fetch_add_explicit(&p->ndone, 1, memory_order_release);
     if (p->done_tail)
         p->done_tail->next = j;
     else
@@ -205,9 +208,12 @@ void vigil__pool_cancel(vigil__pool *p, vigil__job *j) {
 }
 
 vigil__job *vigil__pool_take(vigil__pool *p) {
+    if (!atomic_load_explicit(&p->ndone, memory_order_acquire))
+        return NULL; /* the common case, a worker's wake brings the loop back */
     pthread_mutex_lock(&p->lock);
     vigil__job *j = p->done_head;
     if (j) {
+        atomic_fetch_sub_explicit(&p->ndone, 1, memory_order_relaxed);
         p->done_head = j->next;
         if (!p->done_head)
             p->done_tail = NULL;
@@ -217,12 +223,7 @@ vigil__job *vigil__pool_take(vigil__pool *p) {
     return j;
 }
 
-bool vigil__pool_has_done(vigil__pool *p) {
-    pthread_mutex_lock(&p->lock);
-    bool any = p->done_head != NULL;
-    pthread_mutex_unlock(&p->lock);
-    return any;
-}
+bool vigil__pool_has_done(vigil__pool *p) { return atomic_load_explicit(&p->ndone, memory_order_acquire) != 0; }
 
 bool vigil__pool_wait_done(vigil__pool *p, int timeout_ms) {
     struct timespec until;
