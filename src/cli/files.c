@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #define INBOX_MAX (64u << 10) /* pipelined bytes kept while a response is produced */
+#define INBOX_LIMIT (INBOX_MAX + CHUNK) /* past that, with receiving paused, the client is dropped */
 #define CHUNK (256u << 10)    /* file bytes read per call */
 #define HEAD_ROOM 512         /* the response head goes in front of the first chunk */
 #define FILE_DEADLINE_MS 10000
@@ -31,6 +32,7 @@ struct files_conn {
     void *ud;
     http_parser hp;
     uint8_t *inbox;
+    size_t in_cap;         /* grows with what waits, up to INBOX_LIMIT */
     size_t in_pos, in_len; /* [in_pos, in_len) not parsed yet */
     int pumping;       /* inside pump(): a response finished at once does not pump again */
     int busy;          /* a response is being produced: a file call may be in flight */
@@ -319,18 +321,27 @@ static void pump(vigil_loop *loop, files_conn *fc) {
 }
 
 void files_data(vigil_loop *loop, files_conn *fc, const uint8_t *data, size_t len) {
-    if (!fc->inbox && !(fc->inbox = malloc(INBOX_MAX + CHUNK))) {
-        fc->hooks->drop(fc->ud, loop, fc->c, 1);
-        return;
-    }
-    if (fc->in_len + len > INBOX_MAX + CHUNK && fc->in_pos) { /* make room */
+    if (fc->in_len + len > fc->in_cap && fc->in_pos) { /* make room */
         memmove(fc->inbox, fc->inbox + fc->in_pos, fc->in_len - fc->in_pos);
         fc->in_len -= fc->in_pos;
         fc->in_pos = 0;
     }
-    if (fc->in_len + len > INBOX_MAX + CHUNK) { /* a client that only sends, never reads */
+    if (fc->in_len + len > INBOX_LIMIT) { /* a client that only sends, never reads */
         fc->hooks->drop(fc->ud, loop, fc->c, 1);
         return;
+    }
+    if (fc->in_len + len > fc->in_cap) { /* most connections hold one small request at a time */
+        size_t cap = fc->in_cap ? fc->in_cap : 4096;
+        while (cap < fc->in_len + len)
+            cap *= 2;
+        cap = cap < INBOX_LIMIT ? cap : INBOX_LIMIT;
+        uint8_t *b = realloc(fc->inbox, cap);
+        if (!b) {
+            fc->hooks->drop(fc->ud, loop, fc->c, 1);
+            return;
+        }
+        fc->inbox = b;
+        fc->in_cap = cap;
     }
     memcpy(fc->inbox + fc->in_len, data, len);
     fc->in_len += len;
