@@ -59,16 +59,15 @@ __attribute__((noinline)) void vigil_test_spin_here(uint64_t ms) {
         ;
 }
 
-int vigil_test_block_here(int fd);
-__attribute__((noinline)) int vigil_test_block_here(int fd) {
-    char c;
-    /* one read, not retried: an interrupted read ends the block */
-    return (int)read(fd, &c, 1);
+int vigil_test_block_here(vt_blocker *b);
+__attribute__((noinline)) int vigil_test_block_here(vt_blocker *b) {
+    /* one wait, not retried: an interrupted wait ends the block */
+    return vt_blocker_wait_once(b);
 }
 
 typedef struct job {
     int done;
-    int fd;
+    vt_blocker *fd;
     int rc, err;
     uint64_t took_ms;
 } job;
@@ -127,9 +126,9 @@ VT_TEST(supervisor, blocked_syscall_is_interrupted, 15) {
     vigil_supervisor *sv = start_sv(&s, 100);
     vigil_loop *loop = vt_loop(NULL);
     VT_OK(vigil_supervisor_add(sv, loop));
-    int p[2];
-    VT_EQ(pipe(p), 0);
-    job j = {.fd = p[0]};
+    vt_blocker bl;
+    vt_blocker_open(&bl);
+    job j = {.fd = &bl};
     VT_OK(vigil_timer_start(loop, 10, 0, block_timer, &j, NULL));
     VT_ASSERT(vt_run_until(loop, &j.done, 5000), "the blocked read was never interrupted");
     VT_EQ(j.rc, -1);
@@ -138,7 +137,7 @@ VT_TEST(supervisor, blocked_syscall_is_interrupted, 15) {
     VT_ASSERT(j.took_ms >= 150 && j.took_ms < 1500, "blocked for %llu ms", (unsigned long long)j.took_ms);
     pthread_mutex_lock(&s.lock);
     VT_EQ(s.reports, 1);
-    VT_ASSERT(strstr(s.first.syscall, "read") != NULL, "syscall: %s", s.first.syscall);
+    VT_ASSERT(strstr(s.first.syscall, VT_BLOCK_CALL) != NULL, "syscall: %s", s.first.syscall);
 #ifndef __SANITIZE_THREAD__ /* TSan holds signals back while a syscall blocks */
     VT_ASSERT(strstr(s.first.backtrace, "vigil_test_block_here") != NULL, "backtrace:\n%s",
               s.first.backtrace);
@@ -155,8 +154,7 @@ VT_TEST(supervisor, blocked_syscall_is_interrupted, 15) {
     } while (st.threads_unblocked == 0 && vigil_now_ns() - w0 < 1000000000ull && !usleep(1000));
     VT_ASSERT(st.threads_unblocked >= 1 && st.threads_unblocked <= 2, "threads_unblocked %llu",
               (unsigned long long)st.threads_unblocked);
-    close(p[0]);
-    close(p[1]);
+    vt_blocker_close(&bl);
     finish(sv, loop);
 }
 
@@ -228,7 +226,9 @@ VT_TEST(supervisor, busy_but_progressing_loop_is_not_stalled, 15) {
     finish(sv, loop);
 }
 
+#ifndef _WIN32
 static void app_handler(int sig) { (void)sig; }
+#endif
 
 VT_TEST(supervisor, lifecycle_and_foreign_handlers, 10) {
     vigil_supervisor *sv;
@@ -241,6 +241,13 @@ VT_TEST(supervisor, lifecycle_and_foreign_handlers, 10) {
     VT_EQ(vigil_supervisor_remove(sv, loop), -ENOENT);
     VT_OK(vigil_supervisor_stop(sv));
     VT_EQ(vigil_supervisor_start(NULL, NULL), -EINVAL);
+#ifdef _WIN32
+    /* no signals on Windows, and no epoll to move a loop to */
+    vigil_supervisor_options sig = {.backtrace_signal = 40};
+    VT_EQ(vigil_supervisor_start(&sv, &sig), -ENOTSUP);
+    vigil_supervisor_options to_epoll = {.budget_action = VIGIL_BUDGET_EPOLL};
+    VT_EQ(vigil_supervisor_start(&sv, &to_epoll), -ENOTSUP);
+#else
     vigil_supervisor_options same = {.backtrace_signal = SIGRTMIN + 3, .unblock_signal = SIGRTMIN + 3};
     VT_EQ(vigil_supervisor_start(&sv, &same), -EINVAL);
     /* the application's own handler on one of the signals is left alone */
@@ -252,28 +259,28 @@ VT_TEST(supervisor, lifecycle_and_foreign_handlers, 10) {
     struct sigaction now;
     VT_EQ(sigaction(SIGRTMIN + 4, NULL, &now), 0);
     VT_ASSERT(now.sa_handler == app_handler, "the application's handler was replaced");
+#endif
     VT_OK(vigil_loop_destroy(loop));
 }
 
-/* A read that is retried when interrupted: only outside help ends it. */
-__attribute__((noinline)) int vigil_test_hang_here(int fd);
-__attribute__((noinline)) int vigil_test_hang_here(int fd) {
-    char c;
-    ssize_t r;
-    while ((r = read(fd, &c, 1)) < 0 && errno == EINTR)
+/* A wait that is retried when interrupted: only outside help ends it. */
+__attribute__((noinline)) int vigil_test_hang_here(vt_blocker *b);
+__attribute__((noinline)) int vigil_test_hang_here(vt_blocker *b) {
+    int r;
+    while ((r = vt_blocker_wait_once(b)) < 0 && errno == EINTR)
         ;
-    return (int)r;
+    return r;
 }
 
 typedef struct hang {
-    int fd_r, fd_w;
+    vt_blocker bl;
     int done;
     seen *s;
 } hang;
 
 static void hang_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
     hang *h = ud;
-    if (status == 0 && vigil_test_hang_here(h->fd_r) == 1)
+    if (status == 0 && vigil_test_hang_here(&h->bl) == 1)
         h->done = 1;
 }
 
@@ -289,8 +296,7 @@ static void *hang_release(void *arg) {
         usleep(10000);
     }
     usleep(400000); /* long enough for at least one unblock attempt */
-    if (write(h->fd_w, "x", 1) != 1)
-        abort();
+    vt_blocker_release(&h->bl);
     return NULL;
 }
 
@@ -299,9 +305,8 @@ VT_TEST(supervisor, hang_is_reported_and_unblocking_does_not_free_it, 15) {
     vigil_supervisor *sv = start_sv(&s, 100);
     vigil_loop *loop = vt_loop(NULL);
     VT_OK(vigil_supervisor_add(sv, loop));
-    int p[2];
-    VT_EQ(pipe(p), 0);
-    hang h = {.fd_r = p[0], .fd_w = p[1], .s = &s};
+    hang h = {.s = &s};
+    vt_blocker_open(&h.bl);
     pthread_t th;
     VT_EQ(pthread_create(&th, NULL, hang_release, &h), 0);
     uint64_t t0 = vigil_now_ns();
@@ -314,13 +319,12 @@ VT_TEST(supervisor, hang_is_reported_and_unblocking_does_not_free_it, 15) {
     pthread_mutex_lock(&s.lock);
     VT_EQ(s.reports, 1);
     VT_ASSERT(!strcmp(s.first.where, "callback"), "where = %s", s.first.where);
-    VT_ASSERT(strstr(s.first.syscall, "read") != NULL, "syscall: %s", s.first.syscall);
+    VT_ASSERT(strstr(s.first.syscall, VT_BLOCK_CALL) != NULL, "syscall: %s", s.first.syscall);
     pthread_mutex_unlock(&s.lock);
     vigil_supervisor_stats st;
     VT_OK(vigil_supervisor_stats_get(sv, &st));
     VT_ASSERT(st.threads_unblocked >= 1, "no unblock attempt");
-    close(p[0]);
-    close(p[1]);
+    vt_blocker_close(&h.bl);
     finish(sv, loop);
 }
 
@@ -388,9 +392,9 @@ VT_TEST(supervisor, block_is_cured_while_100_streams_stay_exact, 30) {
         k[i] = (sclient){.seed = 500 + (uint32_t)i, .bad_at = (size_t)-1, .ndone = &ndone};
         VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)port, 0, s_client_connected, &k[i], &k[i].c, NULL));
     }
-    int p[2];
-    VT_EQ(pipe(p), 0);
-    job j = {.fd = p[0]};
+    vt_blocker bl;
+    vt_blocker_open(&bl);
+    job j = {.fd = &bl};
     VT_OK(vigil_timer_start(loop, 30, 0, block_timer, &j, NULL));
     VT_ASSERT(vt_run_until_count(loop, &ndone, NSTREAM, 20000), "only %llu of %d streams done",
               (unsigned long long)ndone, NSTREAM);
@@ -403,7 +407,6 @@ VT_TEST(supervisor, block_is_cured_while_100_streams_stay_exact, 30) {
     vigil_supervisor_stats st;
     VT_OK(vigil_supervisor_stats_get(sv, &st));
     VT_ASSERT(st.threads_unblocked >= 1, "the block was not cured by the supervisor");
-    close(p[0]);
-    close(p[1]);
+    vt_blocker_close(&bl);
     finish(sv, loop);
 }

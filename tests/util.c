@@ -205,3 +205,41 @@ long vt_raise_nofile(long want) {
     return (long)r.rlim_cur;
 #endif
 }
+
+#ifdef _WIN32
+void vt_blocker_open(vt_blocker *b) {
+    HANDLE e = CreateEventA(NULL, FALSE, FALSE, NULL);
+    VT_ASSERT(e != NULL, "CreateEvent: %lu", GetLastError());
+    b->r = b->w = (intptr_t)e;
+}
+
+int vt_blocker_wait_once(vt_blocker *b) {
+    DWORD r = WaitForSingleObjectEx((HANDLE)b->r, INFINITE, TRUE);
+    if (r == WAIT_OBJECT_0)
+        return 1;
+    errno = r == WAIT_IO_COMPLETION ? EINTR : EIO;
+    return -1;
+}
+
+void vt_blocker_release(vt_blocker *b) { VT_ASSERT(SetEvent((HANDLE)b->w)); }
+void vt_blocker_close(vt_blocker *b) { CloseHandle((HANDLE)b->r); }
+#else
+void vt_blocker_open(vt_blocker *b) {
+    int p[2];
+    VT_EQ(pipe(p), 0);
+    b->r = p[0];
+    b->w = p[1];
+}
+
+int vt_blocker_wait_once(vt_blocker *b) {
+    char c;
+    return (int)read((int)b->r, &c, 1); /* one read, not retried */
+}
+
+void vt_blocker_release(vt_blocker *b) { VT_EQ(write((int)b->w, "x", 1), 1); }
+
+void vt_blocker_close(vt_blocker *b) {
+    close((int)b->r);
+    close((int)b->w);
+}
+#endif

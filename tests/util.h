@@ -54,6 +54,22 @@ size_t vt_sock_read_n(int fd, void *p, size_t n, int timeout_ms);
 void vt_sock_reset(int fd);               /* close with RST */
 void vt_sock_close(int fd);
 
+/* Something a test callback blocks in, as an application's callback might:
+ * a pipe read on Linux (a signal interrupts it: EINTR), an alertable event
+ * wait on Windows (an APC interrupts it). VT_BLOCK_CALL names the call as
+ * a stall report's thread state shows it. */
+typedef struct vt_blocker { intptr_t r, w; } vt_blocker;
+void vt_blocker_open(vt_blocker *b);      /* asserts */
+/* Waits once: 1 once released, -1 with errno EINTR when interrupted. */
+int vt_blocker_wait_once(vt_blocker *b);
+void vt_blocker_release(vt_blocker *b);
+void vt_blocker_close(vt_blocker *b);
+#ifdef _WIN32
+#define VT_BLOCK_CALL "WaitForSingleObjectEx"
+#else
+#define VT_BLOCK_CALL "read"
+#endif
+
 /* Raises the soft RLIMIT_NOFILE to at least want (up to the hard limit);
  * returns the new soft limit. */
 long vt_raise_nofile(long want);

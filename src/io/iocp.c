@@ -11,8 +11,8 @@
  * state per idle connection, docs/windows.md) completes when data is
  * there, then non-blocking recv() fills pool buffers until
  * WSAEWOULDBLOCK, and another zero-byte WSARecv waits. The wake is such a
- * receive on the loop's wake socket. UDP and signal polls are not done yet
- * (-ENOTSUP).
+ * receive on the loop's wake socket. A rebuild keeps all of it and only
+ * replaces the thread (iocp_handover).
  *
  * Every request the port knows has a flight: a record of the backend's own
  * that holds the OVERLAPPED, the op's tag and the socket. The port hands
@@ -156,6 +156,9 @@ static int arm_wake(vigil_loop *loop, vigil__op *op) {
 }
 
 static int iocp_attach(vigil_loop *loop) {
+    for (flight *f = st(loop)->live; f; f = f->next)
+        if (f->kind == FL_WAKE)
+            return 0; /* handed over by a rebuild: the wake read is still in flight */
     vigil__op *op = vigil__op_new(loop, VIGIL__OP_WAKE);
     if (!op)
         return -ENOMEM;
@@ -420,6 +423,15 @@ static void handle(vigil_loop *loop, iocp_state *s, flight *f, DWORD bytes) {
 
 static int iocp_wait(vigil_loop *loop, int64_t timeout_ns) {
     iocp_state *s = st(loop);
+    if (s->got_pos < s->got_n) { /* a fenced thread's batch, handed over: its rest first */
+        uint32_t rest = s->got_n - s->got_pos;
+        while (s->got_pos < s->got_n) {
+            packet p = s->got[s->got_pos++];
+            handle(loop, s, p.f, p.bytes);
+        }
+        s->got_pos = s->got_n = 0;
+        return (int)rest;
+    }
     DWORD ms = timeout_ns < 0 ? INFINITE : timeout_ns == 0 ? 0 : (DWORD)((timeout_ns + 999999) / 1000000);
     ULONG n = 0;
     vigil__wait_enter(loop);
@@ -449,9 +461,32 @@ static void iocp_buf_recycle(vigil_loop *loop, uint32_t id) {
     s->free_bufs[s->nfree++] = id;
 }
 
+/* Never called: rebuilds hand the state over (iocp_handover). */
 static uint32_t iocp_harvest(void *state, vigil__cqe *out, uint32_t max, bool *overflowed) {
     (void)state, (void)out, (void)max, (void)overflowed;
-    return 0; /* rebuilds on Windows keep the port: not yet */
+    return 0;
+}
+
+/* A rebuild on Windows keeps the port, its sockets and every request in
+ * flight; only the thread that waits on it changes (docs/windows.md). The
+ * fenced thread never waits on the port again, so each packet still to
+ * come is dequeued by the new thread, and what the fenced thread had
+ * dequeued and not handled is still in got[], handled first by the next
+ * wait. Flights of live ops take the new epoch, so those ops are not
+ * issued again; a flight whose op is gone stays stale. */
+static int iocp_handover(vigil_loop *loop) {
+    iocp_state *s = st(loop);
+    uint8_t old_epoch = (uint8_t)(loop->epoch - 1);
+    for (flight *f = s->live; f; f = f->next) {
+        if (f->tag == VIGIL__TAG_IGNORE || (uint8_t)(f->tag >> 56) != old_epoch)
+            continue;
+        vigil__op *op = vigil__op_at(loop, (uint32_t)f->tag);
+        if (!op || op->kind == VIGIL__OP_FREE || op->gen != ((uint32_t)(f->tag >> 32) & VIGIL__TAG_GEN_MASK))
+            continue;
+        op->req_epoch = loop->epoch;
+        f->tag = vigil__op_tag(loop, op);
+    }
+    return 0;
 }
 
 const vigil__backend vigil__iocp_backend = {
@@ -473,4 +508,5 @@ const vigil__backend vigil__iocp_backend = {
     .poll = iocp_poll,
     .harvest = iocp_harvest,
     .abandon = iocp_abandon,
+    .handover = iocp_handover,
 };

@@ -214,6 +214,13 @@ typedef struct vigil__backend {
     uint32_t (*harvest)(void *old_state, vigil__cqe *out, uint32_t max, bool *overflowed);
     /* tears an abandoned state down, from any thread */
     void (*abandon)(void *old_state);
+    /* Set where the kernel objects cannot be replaced (IOCP: a socket stays
+     * bound to its completion port for life): the new thread takes the
+     * fenced thread's state over as it is instead of harvest, abandon and
+     * init. Every request still in flight gets the loop's new epoch (its op
+     * is then not issued again) and what the fenced thread had dequeued and
+     * not handled is handled by the next wait. */
+    int (*handover)(vigil_loop *loop);
 } vigil__backend;
 
 extern const vigil__backend vigil__uring_backend;

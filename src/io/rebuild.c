@@ -237,6 +237,16 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
      * one: its handler ran), then what the fenced backend still holds. */
     uint8_t old_epoch = loop->epoch;
     const vigil__backend *old_be = loop->be;
+    int rc;
+    bool overflowed = loop->debug_overflow; /* test hook: as if the CQ had overflowed */
+    loop->debug_overflow = false;
+    if (old_be->handover && (!target || target == old_be)) {
+        /* 3-5 where the port cannot change (IOCP): the same state, a new epoch. */
+        loop->epoch++;
+        if ((rc = old_be->handover(loop)) < 0)
+            return rc;
+        goto reissue;
+    }
     /* Buffers named by completions not applied yet hold received bytes: the
      * new backend must not get them (those of the carry, and those held for
      * frozen connections). */
@@ -249,8 +259,6 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
     for (uint32_t i = loop->batch_pos + 1; i < loop->batch_len; i++)
         carry_take(loop, &loop->batch[i], old_epoch);
     loop->batch_len = loop->batch_pos = 0;
-    bool overflowed = loop->debug_overflow; /* test hook: as if the CQ had overflowed */
-    loop->debug_overflow = false;
     vigil__cqe got[256];
     uint32_t n;
     while ((n = loop->be->harvest(loop->be_state, got, 256, &overflowed)) > 0)
@@ -271,7 +279,7 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
     loop->info.reason = loop->reason;
     loop->info.buf_size = loop->opts.buf_size;
     loop->info.buf_count = loop->opts.buf_count;
-    int rc = loop->be->init(loop);
+    rc = loop->be->init(loop);
 #ifndef _WIN32
     if (rc < 0 && loop->be != &vigil__epoll_backend) { /* out of rings: epoll still serves */
         loop->be = &vigil__epoll_backend;
@@ -287,6 +295,7 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
     for (uint32_t i = 0; i < loop->opts.buf_count; i++)
         if (loop->buf_state[i] == VIGIL__BUF_CARRIED)
             loop->buf_state[i] = VIGIL__BUF_KERNEL; /* as the kernel left them: received */
+reissue:
     if ((rc = loop->be->attach(loop)) < 0)
         return rc;
     atomic_store(&loop->sv_poll_fd, loop->be->poll_fd(loop));

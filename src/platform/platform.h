@@ -83,6 +83,17 @@ int vigil__socket_user_timeout(vigil_socket fd, uint32_t ms);
 /* A Windows or Winsock error code (GetLastError, WSAGetLastError) as the
  * library's negative errno; 0 stays 0. */
 int vigil__win_errno(unsigned long e);
+/* Stops thread tid for as long as a stack walk takes (no allocation while
+ * it is stopped), then: its frames, innermost first, one
+ * "module!symbol+0xoff" per line, into bt; what it does into what:
+ * "running", or "SleepEx (system call ZwDelayExecution)" (the call the
+ * program made and the system call it waits in). Whatever the thread
+ * wrote before it was stopped is visible afterwards. 0 or -errno. */
+int vigil__thread_inspect(int tid, char *bt, size_t btlen, char *what, size_t whatlen);
+/* Ends what thread tid waits in where Windows can: an alertable wait (a
+ * queued APC) and synchronous I/O (CancelSynchronousIo; not under wine).
+ * 0 if either could be asked. */
+int vigil__thread_interrupt(int tid);
 #endif
 
 #endif

@@ -10,7 +10,10 @@
  * - resetting a socket while keeping its handle (connect to AF_UNSPEC on
  *   Linux): a zero linger and a full shutdown come closest, and the RST
  *   goes out when the handle is closed;
- * - the syscall a thread is in (Linux reads /proc).
+ * - interrupting any blocking call: a queued APC ends an alertable wait
+ *   (as a signal EINTRs a syscall) and CancelSynchronousIo a thread's
+ *   synchronous I/O on real Windows; wine refuses the latter.
+ * What a thread is doing comes from its suspended context and stack.
  * The wake primitive is a UDP socket on 127.0.0.1 that sends itself one
  * byte: the loop's wait sees it as a completion like any other socket's.
  */
@@ -24,6 +27,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* ------------------------------------------------------------ errors */
 
@@ -384,12 +388,138 @@ void vigil__wakefd_close(int fd) {
 
 int vigil__thread_id(void) { return (int)GetCurrentThreadId(); }
 
-int vigil__thread_syscall(int tid, char *buf, size_t len) {
-    (void)tid;
-    if (len)
-        buf[0] = 0;
-    return -ENOTSUP; /* no /proc: the report's context comes from the backtrace */
+/* The exported symbol at or before pc in the module that holds it, as
+ * "module!name+0xoff". Executables are linked with --export-all-symbols
+ * (as Linux's with -rdynamic for backtrace_symbols), so vigil's and the
+ * application's functions have names; the system DLLs export theirs. */
+static void symbol_of(DWORD64 pc, char *out, size_t len) {
+    HMODULE m;
+    if (!GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                            (LPCSTR)(uintptr_t)pc, &m)) {
+        snprintf(out, len, "0x%llx", (unsigned long long)pc);
+        return;
+    }
+    char path[MAX_PATH];
+    DWORD n = GetModuleFileNameA(m, path, sizeof(path));
+    path[n < sizeof(path) ? n : sizeof(path) - 1] = 0;
+    const char *mod = strrchr(path, '\\');
+    mod = mod ? mod + 1 : path;
+    const uint8_t *base = (const uint8_t *)m;
+    const IMAGE_NT_HEADERS *nt = (const IMAGE_NT_HEADERS *)(base + ((const IMAGE_DOS_HEADER *)base)->e_lfanew);
+    IMAGE_DATA_DIRECTORY d = nt->OptionalHeader.DataDirectory[IMAGE_DIRECTORY_ENTRY_EXPORT];
+    DWORD rva = (DWORD)(pc - (DWORD64)(uintptr_t)base), best_rva = 0;
+    const char *best = NULL;
+    if (d.Size) {
+        const IMAGE_EXPORT_DIRECTORY *e = (const IMAGE_EXPORT_DIRECTORY *)(base + d.VirtualAddress);
+        const DWORD *names = (const DWORD *)(base + e->AddressOfNames);
+        const DWORD *funcs = (const DWORD *)(base + e->AddressOfFunctions);
+        const WORD *ords = (const WORD *)(base + e->AddressOfNameOrdinals);
+        for (DWORD i = 0; i < e->NumberOfNames; i++) {
+            DWORD f = funcs[ords[i]];
+            if (f <= rva && f >= best_rva) {
+                best_rva = f;
+                best = (const char *)base + names[i];
+            }
+        }
+    }
+    snprintf(out, len, "%s!%s+0x%lx", mod, best ? best : "?", (unsigned long)(rva - best_rva));
 }
+
+static bool system_module(const char *sym) {
+    return !strncasecmp(sym, "ntdll.dll!", 10) || !strncasecmp(sym, "kernelbase.dll!", 15) ||
+           !strncasecmp(sym, "kernel32.dll!", 13) || !strncasecmp(sym, "ws2_32.dll!", 11) ||
+           !strncasecmp(sym, "msvcrt.dll!", 11) || !strncasecmp(sym, "ucrtbase.dll!", 13);
+}
+
+#define WALK_MAX 32
+
+int vigil__thread_inspect(int tid, char *bt, size_t btlen, char *what, size_t whatlen) {
+    if (btlen)
+        bt[0] = 0;
+    if (whatlen)
+        what[0] = 0;
+    HANDLE h = OpenThread(THREAD_SUSPEND_RESUME | THREAD_GET_CONTEXT | THREAD_QUERY_INFORMATION, FALSE, (DWORD)tid);
+    if (!h)
+        return vigil__win_errno(GetLastError());
+    /* Only the walk happens while the thread is stopped: no allocation and
+     * no name lookups (the thread may hold the heap or loader lock). */
+    DWORD64 pcs[WALK_MAX];
+    int n = 0;
+    if (SuspendThread(h) == (DWORD)-1) {
+        int rc = vigil__win_errno(GetLastError());
+        CloseHandle(h);
+        return rc;
+    }
+    CONTEXT c;
+    memset(&c, 0, sizeof(c));
+    c.ContextFlags = CONTEXT_FULL;
+    BOOL got = GetThreadContext(h, &c); /* returns once the thread has really stopped */
+    while (got && n < WALK_MAX && c.Rip) {
+        pcs[n++] = c.Rip;
+        DWORD64 image;
+        PRUNTIME_FUNCTION f = RtlLookupFunctionEntry(c.Rip, &image, NULL);
+        if (!f) { /* a leaf function: the return address is on top of the stack */
+            c.Rip = *(DWORD64 *)(uintptr_t)c.Rsp;
+            c.Rsp += 8;
+            continue;
+        }
+        void *handler_data;
+        DWORD64 frame;
+        RtlVirtualUnwind(UNW_FLAG_NHANDLER, image, c.Rip, f, &c, &handler_data, &frame, NULL);
+    }
+    ResumeThread(h);
+    CloseHandle(h);
+    if (!got)
+        return -EIO;
+    /* Waiting: the innermost frame is a system call stub (ntdll NtXxx or ZwXxx);
+     * the call the program made is the last system frame before its own. */
+    char sym0[160] = "", api[160] = "";
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        char sym[160];
+        symbol_of(pcs[i], sym, sizeof(sym));
+        if (i == 0)
+            snprintf(sym0, sizeof(sym0), "%s", sym);
+        if (!*api && i > 0 && system_module(sym) && i + 1 < n) {
+            char next[160];
+            symbol_of(pcs[i + 1], next, sizeof(next));
+            if (!system_module(next))
+                snprintf(api, sizeof(api), "%s", sym);
+        }
+        if (btlen && used + 2 < btlen) {
+            int w = snprintf(bt + used, btlen - used, "%s\n", sym);
+            if (w > 0)
+                used += (size_t)w < btlen - used ? (size_t)w : btlen - used - 1;
+        }
+    }
+    if (whatlen) {
+        const char *stub = strncasecmp(sym0, "ntdll.dll!", 10) ? NULL : sym0 + 10;
+        if (!stub || (strncmp(stub, "Nt", 2) && strncmp(stub, "Zw", 2)))
+            snprintf(what, whatlen, "running");
+        else {
+            const char *bang = strchr(api, '!');
+            int stub_len = (int)strcspn(stub, "+");
+            int api_len = bang ? (int)strcspn(bang + 1, "+") : 0;
+            snprintf(what, whatlen, "%.*s (system call %.*s)", api_len ? api_len : stub_len,
+                     api_len ? bang + 1 : stub, stub_len, stub);
+        }
+    }
+    return 0;
+}
+
+static void CALLBACK no_apc(ULONG_PTR arg) { (void)arg; /* its only job: end an alertable wait */ }
+
+int vigil__thread_interrupt(int tid) {
+    HANDLE h = OpenThread(THREAD_SET_CONTEXT | THREAD_TERMINATE, FALSE, (DWORD)tid);
+    if (!h)
+        return vigil__win_errno(GetLastError());
+    BOOL apc = QueueUserAPC(no_apc, h, 0) != 0;
+    BOOL io = CancelSynchronousIo(h); /* wine: ERROR_NOT_FOUND (docs/windows.md) */
+    CloseHandle(h);
+    return apc || io ? 0 : -ESRCH;
+}
+
+int vigil__thread_syscall(int tid, char *buf, size_t len) { return vigil__thread_inspect(tid, NULL, 0, buf, len); }
 
 uint64_t vigil__thread_cpu_ns(int tid) {
     HANDLE h = OpenThread(THREAD_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)tid);

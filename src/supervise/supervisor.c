@@ -17,11 +17,23 @@
 #include "platform/platform.h"
 
 #include <errno.h>
-#include <execinfo.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <execinfo.h>
+#endif
+
+/* The Linux backends a budget may move a loop to, or that cannot be rebuilt
+ * exactly; none on Windows (its budget refuses VIGIL_BUDGET_EPOLL). */
+#ifdef _WIN32
+static const vigil__backend *const epoll_be = NULL, *const uring_be = NULL;
+#else
+static const vigil__backend *const epoll_be = &vigil__epoll_backend, *const uring_be = &vigil__uring_backend;
+#endif
 
 typedef struct watched {
     vigil_loop *loop;
@@ -35,6 +47,9 @@ typedef struct watched {
     uint64_t *rebuilt_ns;  /* times of the last budget_rebuilds rebuilds, a ring */
     uint32_t timed_seen;   /* sv_rebuilds_timed last logged */
     uint32_t rebuilt_pos;
+    int cpu_tid;           /* Windows: the loop thread's CPU time at the last tick, */
+    uint64_t cpu_ns, cpu_at;
+    bool cpu_busy;         /* and whether it used a quarter of the time since the one before */
 } watched;
 
 struct vigil_supervisor {
@@ -53,6 +68,11 @@ struct vigil_supervisor {
     } st;
 };
 
+#ifndef _WIN32
+/* On Linux the supervisor reaches a loop thread with two signals; on
+ * Windows it suspends the thread to walk its stack (which also makes its
+ * writes visible) and queues an APC to end an alertable wait
+ * (vigil__thread_inspect, vigil__thread_interrupt in win.c). */
 static void on_backtrace_signal(int sig) {
     (void)sig;
     vigil__runner *r = vigil__tls_runner;
@@ -84,6 +104,7 @@ static int install(int sig, void (*fn)(int), int flags) {
     sigemptyset(&sa.sa_mask);
     return sigaction(sig, &sa, NULL) < 0 ? -errno : 0;
 }
+#endif
 
 static void log_line(vigil_supervisor *s, const char *line) {
     if (s->o.log)
@@ -98,6 +119,11 @@ static void stat_add(_Atomic uint64_t *c, uint64_t d) { atomic_fetch_add_explici
 static void take_backtrace(vigil_supervisor *s, vigil_loop *loop, vigil__runner *runner, char *out,
                            size_t len) {
     out[0] = 0;
+#ifdef _WIN32
+    (void)s, (void)loop;
+    if (vigil__thread_inspect(runner->tid, out, len, NULL, 0) < 0)
+        snprintf(out, len, "(no backtrace: the thread could not be stopped)");
+#else
     atomic_store_explicit(&loop->bt_n, -1, memory_order_release);
     if (pthread_kill(runner->thread, s->o.backtrace_signal) != 0)
         return;
@@ -122,6 +148,29 @@ static void take_backtrace(vigil_supervisor *s, vigil_loop *loop, vigil__runner 
         used += (size_t)w < len - used ? (size_t)w : len - used - 1;
     }
     free(sym);
+#endif
+}
+
+/* What the loop thread is doing, into sc ("running", or the call it waits
+ * in); true if it waits in a system call. Linux reads it from /proc. On
+ * Windows the stack says which call, but a thread spinning on a clock is
+ * often caught inside one (under wine QueryPerformanceCounter is a system
+ * call), so a thread counts as waiting only if it also used under a
+ * quarter of the CPU time since the last tick (sampled every tick). */
+static bool thread_waits(const watched *w, vigil__runner *runner, uint64_t now, char *sc, size_t len) {
+    if (vigil__thread_syscall(runner->tid, sc, len) < 0) {
+        snprintf(sc, len, "?");
+        return false;
+    }
+#ifdef _WIN32
+    (void)runner, (void)now;
+    if (w->cpu_busy)
+        snprintf(sc, len, "running");
+    return !w->cpu_busy;
+#else
+    (void)w, (void)now;
+    return strncmp(sc, "running", 7) != 0;
+#endif
 }
 
 static const char *where_name(int where) {
@@ -138,8 +187,7 @@ static void report(vigil_supervisor *s, watched *w, vigil__runner *runner, uint6
     r.where = where_name(atomic_load_explicit(&runner->state, memory_order_acquire));
     r.op = vigil__op_kind_name(atomic_load_explicit(&loop->sv_op_kind, memory_order_relaxed));
     r.conn.id = atomic_load_explicit(&loop->sv_conn, memory_order_relaxed);
-    if (vigil__thread_syscall(runner->tid, r.syscall, sizeof(r.syscall)) < 0)
-        snprintf(r.syscall, sizeof(r.syscall), "?");
+    thread_waits(w, runner, now, r.syscall, sizeof(r.syscall));
     take_backtrace(s, loop, runner, r.backtrace, sizeof(r.backtrace));
     vigil_loop_stats ls;
     vigil_loop_stats_get(loop, &ls);
@@ -193,13 +241,13 @@ static bool budget_allows(vigil_supervisor *s, watched *w, uint64_t now) {
     if (s->o.on_budget)
         s->o.on_budget(loop->id, s->o.ud);
     char line[256];
-    bool on_epoll = loop->be == &vigil__epoll_backend || w->target == &vigil__epoll_backend;
+    bool on_epoll = loop->be == epoll_be || w->target == epoll_be;
     if (s->o.budget_action == VIGIL_BUDGET_EPOLL && !on_epoll) {
         snprintf(line, sizeof(line), "vigil: loop %u rebuilt %u times in %u ms: restart budget "
                  "exhausted; rebuilding it on epoll, with a fresh budget", loop->id, r,
                  s->o.budget_window_ms);
         log_line(s, line);
-        w->target = &vigil__epoll_backend;
+        w->target = epoll_be;
         memset(w->rebuilt_ns, 0, r * sizeof(*w->rebuilt_ns));
         return true;
     }
@@ -231,6 +279,11 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
     /* The fence signal makes what the stuck thread wrote so far visible to
      * the rebuild (its handler publishes with a release store). A thread in
      * a syscall that holds signals back may not run it: wait a little only. */
+#ifdef _WIN32
+    /* Stopping the thread for a look at it orders its writes before ours. */
+    if (vigil__thread_inspect(runner->tid, NULL, 0, NULL, 0) == 0)
+        atomic_store_explicit(&runner->acked, 1, memory_order_release);
+#else
     if (pthread_kill(runner->thread, s->o.backtrace_signal) == 0) {
         uint64_t until = vigil__clock_ns() + 20000000ull;
         while (!atomic_load_explicit(&runner->acked, memory_order_acquire) &&
@@ -239,6 +292,7 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
             nanosleep(&ts, NULL);
         }
     }
+#endif
     w->rebuilt_ns[w->rebuilt_pos] = now;
     w->rebuilt_pos = (w->rebuilt_pos + 1) % s->o.budget_rebuilds;
     atomic_store_explicit(&loop->sv_rebuilt, 0, memory_order_relaxed);
@@ -258,7 +312,7 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
              "rebuilding it on a new thread%s", loop->id, (unsigned long long)(age / 1000000), why,
              vigil__op_kind_name(atomic_load_explicit(&loop->sv_op_kind, memory_order_relaxed)),
              (unsigned long long)atomic_load_explicit(&loop->sv_conn, memory_order_relaxed),
-             target == &vigil__epoll_backend ? " on epoll" : "");
+             target && target == epoll_be ? " on epoll" : "");
     log_line(s, line);
 }
 
@@ -312,6 +366,13 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
     vigil__runner *runner = atomic_load_explicit(&loop->runner, memory_order_acquire);
     if (!runner || !atomic_load_explicit(&loop->attached, memory_order_acquire))
         return;
+#ifdef _WIN32
+    uint64_t cpu = vigil__thread_cpu_ns(runner->tid);
+    w->cpu_busy = w->cpu_tid != runner->tid || now <= w->cpu_at || (cpu - w->cpu_ns) * 4 >= now - w->cpu_at;
+    w->cpu_tid = runner->tid;
+    w->cpu_ns = cpu;
+    w->cpu_at = now;
+#endif
     bool may_fence = s->o.fence_ms != UINT32_MAX && !w->no_rebuilds;
     if (may_fence && atomic_load_explicit(&loop->sv_fence_request, memory_order_acquire) == runner &&
         atomic_load_explicit(&runner->state, memory_order_acquire) == VIGIL__AT_CALLBACK) {
@@ -380,7 +441,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
     if (!fence_due && !unblock_due)
         return; /* nothing to do yet: no need to read /proc */
     char sc[96];
-    bool in_syscall = vigil__thread_syscall(runner->tid, sc, sizeof(sc)) == 0 && strncmp(sc, "running", 7);
+    bool in_syscall = thread_waits(w, runner, now, sc, sizeof(sc));
     uint64_t tick_ns = (uint64_t)s->o.tick_ms * 1000000ull;
     if (fence_due &&
         atomic_load_explicit(&runner->state, memory_order_acquire) == VIGIL__AT_CALLBACK &&
@@ -397,6 +458,15 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
     if (!in_syscall)
         return; /* spinning: a signal would not help (a rebuild does) */
     w->unblocked_ns = now;
+#ifdef _WIN32
+    if (vigil__thread_interrupt(runner->tid) == 0) {
+        stat_add(&s->st.threads_unblocked, 1);
+        char line[200];
+        snprintf(line, sizeof(line), "vigil: loop %u stalled %llu ms in %s: interrupting it (an APC)",
+                 loop->id, (unsigned long long)(age / 1000000), sc);
+        log_line(s, line);
+    }
+#else
     if (pthread_kill(runner->thread, s->o.unblock_signal) == 0) {
         stat_add(&s->st.threads_unblocked, 1);
         char line[200];
@@ -404,6 +474,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
                  loop->id, (unsigned long long)(age / 1000000), sc, s->o.unblock_signal);
         log_line(s, line);
     }
+#endif
 }
 
 static void *supervisor_main(void *arg) {
@@ -456,6 +527,12 @@ int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_option
         return -EINVAL;
     if (o.budget_rebuilds > 1000000)
         return -EINVAL;
+#ifdef _WIN32
+    if (o.budget_action == VIGIL_BUDGET_EPOLL)
+        return -ENOTSUP; /* no epoll on Windows */
+    if (o.backtrace_signal || o.unblock_signal)
+        return -ENOTSUP; /* no signals: threads are reached by suspension and APCs */
+#else
     if (!o.backtrace_signal)
         o.backtrace_signal = SIGRTMIN + 1;
     if (!o.unblock_signal)
@@ -471,6 +548,7 @@ int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_option
         rc = install(o.unblock_signal, on_unblock_signal, 0); /* no SA_RESTART: EINTR */
     if (rc < 0)
         return rc;
+#endif
     vigil_supervisor *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
@@ -482,11 +560,15 @@ int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_option
     pthread_condattr_destroy(&ca);
     /* Its thread blocks every signal (set around the create, inherited), so
      * that a process-directed signal, SIGINT say, never lands on it. */
+#ifdef _WIN32
+    int created = pthread_create(&s->thread, NULL, supervisor_main, s);
+#else
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int created = pthread_create(&s->thread, NULL, supervisor_main, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+#endif
     if (created != 0) {
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->cond);
@@ -509,7 +591,7 @@ int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop) {
      * buffers: a rebuild could not be exact. Such a loop is watched,
      * reported and interrupted, never rebuilt (VIGIL_LOOP_SUPERVISED picks
      * epoll instead at creation). */
-    bool inexact = s->o.fence_ms != UINT32_MAX && loop->be == &vigil__uring_backend &&
+    bool inexact = s->o.fence_ms != UINT32_MAX && uring_be && loop->be == uring_be &&
                    !(loop->info.features & VIGIL_FEATURE_DEFER_TASKRUN);
     uint64_t *ring = rc ? NULL : calloc(s->o.budget_rebuilds, sizeof(uint64_t));
     if (!rc && !ring)

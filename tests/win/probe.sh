@@ -49,5 +49,6 @@ suite() { # exe: a suite with the small runner; its Synthesis line counts
     ok=$((ok + ${p:-0})) bad=$((bad + ${f:-1} + ${c:-0}))
 }
 suite "$BUILD/tests/win/test_loop.exe"
+suite "$BUILD/tests/win/test_supervisor.exe"
 echo "$ok passed, $bad failed"
 [ "$bad" -eq 0 ]
