@@ -62,7 +62,9 @@ __attribute__((noinline)) void vigil_test_spin_here(uint64_t ms) {
 int vigil_test_block_here(vt_blocker *b);
 __attribute__((noinline)) int vigil_test_block_here(vt_blocker *b) {
     /* one wait, not retried: an interrupted wait ends the block */
-    return vt_blocker_wait_once(b);
+    int r = vt_blocker_wait_once(b);
+    __asm__ volatile("" ::: "memory"); /* not a tail call: this frame stays for the backtrace */
+    return r;
 }
 
 typedef struct job {
