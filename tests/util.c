@@ -9,6 +9,7 @@
 #ifdef _WIN32 /* the plain peer on Winsock: the same calls under other names */
 #include <winsock2.h>
 #include <ws2tcpip.h>
+#include <tlhelp32.h>
 #define poll WSAPoll
 #define SOCK_CLOEXEC 0
 #define MSG_NOSIGNAL 0
@@ -20,6 +21,9 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/resource.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #endif
@@ -241,5 +245,88 @@ void vt_blocker_release(vt_blocker *b) { VT_EQ(write((int)b->w, "x", 1), 1); }
 void vt_blocker_close(vt_blocker *b) {
     close((int)b->r);
     close((int)b->w);
+}
+#endif
+
+#ifdef _WIN32
+void vt_sock_nonblock(int fd) {
+    u_long on = 1;
+    VT_EQ(ioctlsocket((SOCKET)fd, FIONBIO, &on), 0);
+}
+
+int vt_sock_error(void) {
+    int e = WSAGetLastError();
+    switch (e) {
+    case WSAEWOULDBLOCK: return EAGAIN;
+    case WSAEINTR: return EINTR;
+    case WSAECONNRESET: case WSAECONNABORTED: return ECONNRESET;
+    case WSAENOTCONN: return ENOTCONN;
+    default: return EIO;
+    }
+}
+
+int vt_poll(struct pollfd *p, unsigned n, int timeout_ms) { return WSAPoll(p, n, timeout_ms); }
+
+int vt_count_fds(void) {
+    DWORD n = 0;
+    GetProcessHandleCount(GetCurrentProcess(), &n);
+    return (int)n;
+}
+
+int vt_count_threads(void) {
+    HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+    VT_ASSERT(snap != INVALID_HANDLE_VALUE);
+    THREADENTRY32 e = {.dwSize = sizeof(e)};
+    int n = 0;
+    for (BOOL ok = Thread32First(snap, &e); ok; ok = Thread32Next(snap, &e))
+        n += e.th32OwnerProcessID == GetCurrentProcessId();
+    CloseHandle(snap);
+    return n;
+}
+
+int vt_count_threads_named(const char *prefix) {
+    (void)prefix;
+    return -1; /* winpthreads keeps thread names to itself */
+}
+#else
+void vt_sock_nonblock(int fd) { VT_EQ(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0); }
+
+int vt_sock_error(void) { return errno; }
+
+int vt_poll(struct pollfd *p, unsigned n, int timeout_ms) { return poll(p, (nfds_t)n, timeout_ms); }
+
+static int count_dir(const char *path) {
+    DIR *d = opendir(path);
+    VT_ASSERT(d != NULL, "opendir %s", path);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+int vt_count_fds(void) { return count_dir("/proc/self/fd") - 1; /* the directory's own fd */ }
+
+int vt_count_threads(void) { return count_dir("/proc/self/task"); }
+
+int vt_count_threads_named(const char *prefix) {
+    DIR *d = opendir("/proc/self/task");
+    VT_ASSERT(d != NULL);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[64] = "";
+        snprintf(path, sizeof(path), "/proc/self/task/%.200s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (!fgets(comm, sizeof(comm), f))
+                comm[0] = 0;
+            fclose(f);
+        }
+        n += strncmp(comm, prefix, strlen(prefix)) == 0;
+    }
+    closedir(d);
+    return n;
 }
 #endif

@@ -70,6 +70,22 @@ void vt_blocker_close(vt_blocker *b);
 #define VT_BLOCK_CALL "read"
 #endif
 
+/* The peer's sockets without waiting, as Winsock and POSIX both can:
+ * vt_sock_nonblock asserts; vt_sock_error is the last socket call's error
+ * as an errno value (Winsock keeps it apart from errno); vt_poll is poll()
+ * (WSAPoll on Windows; struct pollfd comes from <poll.h> or <winsock2.h>). */
+struct pollfd;
+void vt_sock_nonblock(int fd);
+int vt_sock_error(void);
+int vt_poll(struct pollfd *p, unsigned n, int timeout_ms);
+
+/* Leak checks: open descriptors (handles on Windows) and threads of this
+ * process; vt_count_threads_named counts those whose name starts with prefix
+ * (-1 where names cannot be read: Windows). */
+int vt_count_fds(void);
+int vt_count_threads(void);
+int vt_count_threads_named(const char *prefix);
+
 /* Raises the soft RLIMIT_NOFILE to at least want (up to the hard limit);
  * returns the new soft limit. */
 long vt_raise_nofile(long want);

@@ -50,11 +50,12 @@ typedef struct flight {
 } flight;
 enum { FL_POST = 1, FL_WAKE, FL_ACCEPT, FL_CONNECT, FL_RECV, FL_SEND };
 
-typedef struct packet { flight *f; DWORD bytes; } packet;
+typedef struct packet { flight *f; DWORD bytes; ULONG_PTR status; } packet; /* status: the port's NTSTATUS */
 
 typedef struct iocp_state {
     HANDLE port;
     flight *live;
+    flight *unsettled; /* dequeued while the OVERLAPPED still said pending (below) */
     uint32_t *free_bufs; /* the pool's free list: the backend hands buffers out */
     uint32_t nfree;
     OVERLAPPED_ENTRY entries[BATCH];
@@ -98,6 +99,11 @@ static void iocp_abandon(void *state) {
         CloseHandle(s->port);
     while (s->live) /* the port is gone: no packet will name them any more */
         flight_free(s, s->live);
+    while (s->unsettled) {
+        flight *f = s->unsettled;
+        s->unsettled = f->next;
+        free(f);
+    }
     free(s->free_bufs);
     free(s);
 }
@@ -372,12 +378,56 @@ static void on_readable(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET so
         complete(loop, tag, rc, 0);
 }
 
-static void handle(vigil_loop *loop, iocp_state *s, flight *f, DWORD bytes) {
+/* Under wine a packet can be dequeued before the OVERLAPPED it names is
+ * final (its Internal still STATUS_PENDING): seen for zero-byte receives a
+ * thread had dequeued and not handled when it was fenced, whose status is
+ * only written when that thread makes its next system call. Such a
+ * flight's memory is kept until the write came, and freed then (or with
+ * the loop), so a late write never lands in a new request. */
+#define OV_PENDING 0x103 /* STATUS_PENDING */
+
+static bool unsettled(const flight *f) { return f->s != INVALID_SOCKET && f->ov.Internal == OV_PENDING; }
+
+static void retire(iocp_state *s, flight *f) {
+    if (!unsettled(f)) {
+        flight_free(s, f);
+        return;
+    }
+    if (f->prev) /* off the live list, onto the unsettled one */
+        f->prev->next = f->next;
+    else
+        s->live = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    f->prev = NULL;
+    f->next = s->unsettled;
+    s->unsettled = f;
+}
+
+static void reap_unsettled(iocp_state *s) {
+    for (flight **pp = &s->unsettled; *pp;) {
+        flight *f = *pp;
+        if (f->ov.Internal != OV_PENDING) {
+            *pp = f->next;
+            free(f);
+        } else {
+            pp = &f->next;
+        }
+    }
+}
+
+static void handle(vigil_loop *loop, iocp_state *s, flight *f, DWORD bytes, ULONG_PTR status) {
     uint64_t tag = f->tag;
     int kind = f->kind;
     SOCKET sock = f->s, acc = f->acc;
-    int32_t res = result_of(f, bytes);
-    flight_free(s, f);
+    /* Unsettled: a zero-byte receive moved nothing, so its packet means
+     * "readable"; another request is taken at the packet's word when that
+     * says success (not seen: loud -EIO otherwise, never a guess). */
+    int32_t res = !unsettled(f)                           ? result_of(f, bytes)
+                  : kind == FL_RECV || kind == FL_WAKE ? 0
+                  : status == 0                        ? (int32_t)bytes
+                                                       : -EIO;
+    retire(s, f);
     switch (kind) {
     case FL_WAKE: {
         char drain[64]; /* the wake socket is non-blocking: take every wake byte */
@@ -423,11 +473,13 @@ static void handle(vigil_loop *loop, iocp_state *s, flight *f, DWORD bytes) {
 
 static int iocp_wait(vigil_loop *loop, int64_t timeout_ns) {
     iocp_state *s = st(loop);
+    if (s->unsettled)
+        reap_unsettled(s);
     if (s->got_pos < s->got_n) { /* a fenced thread's batch, handed over: its rest first */
         uint32_t rest = s->got_n - s->got_pos;
         while (s->got_pos < s->got_n) {
             packet p = s->got[s->got_pos++];
-            handle(loop, s, p.f, p.bytes);
+            handle(loop, s, p.f, p.bytes, p.status);
         }
         s->got_pos = s->got_n = 0;
         return (int)rest;
@@ -443,12 +495,13 @@ static int iocp_wait(vigil_loop *loop, int64_t timeout_ns) {
     }
     /* Into backend memory first; each packet leaves it before it is handled. */
     for (ULONG i = 0; i < n; i++)
-        s->got[i] = (packet){(flight *)s->entries[i].lpOverlapped, s->entries[i].dwNumberOfBytesTransferred};
+        s->got[i] = (packet){(flight *)s->entries[i].lpOverlapped, s->entries[i].dwNumberOfBytesTransferred,
+                             s->entries[i].Internal};
     s->got_pos = 0;
     s->got_n = n;
     while (s->got_pos < s->got_n) {
         packet p = s->got[s->got_pos++];
-        handle(loop, s, p.f, p.bytes);
+        handle(loop, s, p.f, p.bytes, p.status);
     }
     s->got_pos = s->got_n = 0;
     return (int)n;

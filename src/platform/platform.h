@@ -88,7 +88,8 @@ int vigil__win_errno(unsigned long e);
  * "module!symbol+0xoff" per line, into bt; what it does into what:
  * "running", or "SleepEx (system call ZwDelayExecution)" (the call the
  * program made and the system call it waits in). Whatever the thread
- * wrote before it was stopped is visible afterwards. 0 or -errno. */
+ * wrote before it was stopped is visible afterwards (bt and what both
+ * NULL: only that, no walk). 0 or -errno. */
 int vigil__thread_inspect(int tid, char *bt, size_t btlen, char *what, size_t whatlen);
 /* Ends what thread tid waits in where Windows can: an alertable wait (a
  * queued APC) and synchronous I/O (CancelSynchronousIo; not under wine).

@@ -454,7 +454,12 @@ int vigil__thread_inspect(int tid, char *bt, size_t btlen, char *what, size_t wh
     memset(&c, 0, sizeof(c));
     c.ContextFlags = CONTEXT_FULL;
     BOOL got = GetThreadContext(h, &c); /* returns once the thread has really stopped */
-    while (got && n < WALK_MAX && c.Rip) {
+    /* Frames stay on the stack it stopped with, above where it stopped: a
+     * step that leaves it (a frame without unwind data inside wine's own
+     * code, say) ends the walk instead of reading wild memory. */
+    DWORD64 sp0 = c.Rsp;
+    bool walk = bt || what;
+    while (got && walk && n < WALK_MAX && c.Rip && c.Rsp >= sp0 && c.Rsp - sp0 < (64u << 20) && !(c.Rsp & 7)) {
         pcs[n++] = c.Rip;
         DWORD64 image;
         PRUNTIME_FUNCTION f = RtlLookupFunctionEntry(c.Rip, &image, NULL);

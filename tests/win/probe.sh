@@ -50,5 +50,6 @@ suite() { # exe: a suite with the small runner; its Synthesis line counts
 }
 suite "$BUILD/tests/win/test_loop.exe"
 suite "$BUILD/tests/win/test_supervisor.exe"
+suite "$BUILD/tests/win/test_rebuild.exe"
 echo "$ok passed, $bad failed"
 [ "$bad" -eq 0 ]
