@@ -1,16 +1,12 @@
 /* test_errors.c: bad arguments, dead handles, failed connects, stale completions. */
+#include "compat.h"
 #include "util.h"
 #include "vt.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 /* Internal test hook (src/io/loop.h): queues a no-op whose tag names a slot
  * generation that no longer exists. */
@@ -92,15 +88,16 @@ static int hanging_port(int *port, int *fills, int *nfills) {
     VT_ASSERT(listen(lfd, 0) == 0, "listen(0)");
     *nfills = 0;
     for (int i = 0; i < 16; i++) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         VT_ASSERT(fd >= 0, "socket");
+        vt_sock_nonblock(fd);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)*port)};
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
-        VT_ASSERT(rc == 0 || errno == EINPROGRESS, "connect: %s", strerror(errno));
+        VT_ASSERT(rc == 0 || vt_connect_pending(), "connect: %s", strerror(vt_sock_error()));
         fills[(*nfills)++] = fd;
         struct pollfd pf = {.fd = fd, .events = POLLOUT};
-        if (rc != 0 && poll(&pf, 1, 200) == 0)
+        if (rc != 0 && vt_poll(&pf, 1, 200) == 0)
             return lfd; /* this one hangs: the queue is full */
     }
     VT_ASSERT(0, "could not fill the accept queue of a loopback listener");
@@ -457,7 +454,11 @@ VT_TEST(errors, listen_on_port_in_use_is_eaddrinuse, 5) {
     lo.port = (uint16_t)sport;
     VT_EQ(vigil_listen(loop, &lo, cb_accept_ignore, NULL, &l2), -EADDRINUSE);
     lo.reuseport = 1; /* reuseport on our side alone does not help */
+#ifdef _WIN32
+    VT_EQ(vigil_listen(loop, &lo, cb_accept_ignore, NULL, &l2), -ENOTSUP); /* Windows has no SO_REUSEPORT */
+#else
     VT_EQ(vigil_listen(loop, &lo, cb_accept_ignore, NULL, &l2), -EADDRINUSE);
+#endif
     vt_sock_close(sfd);
     VT_EQ(vigil_listener_port(loop, l1), port);
     VT_OK(vigil_listener_close(loop, l1));
@@ -580,7 +581,7 @@ VT_TEST(errors, connect_refused_once_then_handle_ebadf, 5) {
     VT_OK(vigil_loop_destroy(loop));
     VT_EQ(fc_calls, 1);
     VT_EQ(fc_close_calls, 0);
-    close(hold);
+    vt_sock_close(hold);
 }
 
 /* "status < 0 ... final; the connection is gone": the handle is dead as soon
@@ -602,7 +603,7 @@ VT_TEST(errors, connect_refused_handle_is_dead_right_after_callback, 5) {
     VT_OK(vigil_loop_destroy(loop));
     VT_EQ(fc_calls, 1);
     VT_EQ(fc_close_calls, 0);
-    close(hold);
+    vt_sock_close(hold);
 }
 
 /* Inside the failed connect's (final) callback the connection is already
@@ -623,7 +624,7 @@ VT_TEST(errors, connect_refused_no_close_callback_even_if_closed_in_callback, 5)
     VT_EQ(fc_close_calls, 0);
     VT_ASSERT(fc_send_in_cb == -EBADF || fc_send_in_cb == -EPIPE, "send in callback: %d", fc_send_in_cb);
     VT_EQ(fc_close_in_cb, -EBADF);
-    close(hold);
+    vt_sock_close(hold);
 }
 
 VT_TEST(errors, connect_deadline_gives_etimedout, 10) {
@@ -647,8 +648,8 @@ VT_TEST(errors, connect_deadline_gives_etimedout, 10) {
     VT_OK(vigil_loop_destroy(loop));
     VT_EQ(fc_calls, 1);
     for (int i = 0; i < nfills; i++)
-        close(fills[i]);
-    close(lfd);
+        vt_sock_close(fills[i]);
+    vt_sock_close(lfd);
 }
 
 VT_TEST(errors, cancel_of_pending_connect_gives_ecanceled_once, 10) {
@@ -676,8 +677,8 @@ VT_TEST(errors, cancel_of_pending_connect_gives_ecanceled_once, 10) {
     VT_EQ(fc_calls, 1);
     VT_EQ(fc_close_calls, 0);
     for (int i = 0; i < nfills; i++)
-        close(fills[i]);
-    close(lfd);
+        vt_sock_close(fills[i]);
+    vt_sock_close(lfd);
 }
 
 /* Cancel right after vigil_connect, before the loop ran at all. */
@@ -698,8 +699,8 @@ VT_TEST(errors, cancel_of_connect_right_after_start_gives_ecanceled_once, 10) {
     VT_OK(vigil_loop_destroy(loop));
     VT_EQ(fc_calls, 1);
     for (int i = 0; i < nfills; i++)
-        close(fills[i]);
-    close(lfd);
+        vt_sock_close(fills[i]);
+    vt_sock_close(lfd);
 }
 
 #ifdef VIGIL_GUARD_BUFFERS

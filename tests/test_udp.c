@@ -2,19 +2,16 @@
  * checked one by one with loss counted, zero-length and truncated
  * datagrams, cancel, close and destroy, addresses, and a rebuild with a
  * receive running. */
+#include "compat.h"
 #include "util.h"
 #include "vt.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 int vigil__debug_udp_full(vigil_loop *loop, uint32_t n);
 
@@ -181,7 +178,7 @@ VT_TEST(udp, long_datagram_is_cut_and_says_so, 20) {
     VT_ASSERT(vt_run_until(loop, &o.done, 5000));
     VT_EQ(o.len, 4);
     VT_EQ(o.truncated, 0);
-    close(fd);
+    vt_sock_close(fd);
     VT_OK(vigil_loop_destroy(loop));
     VT_EQ(o.finals, 1);
     VT_EQ(o.final_status, -ECANCELED);
@@ -233,10 +230,13 @@ VT_TEST(udp, addresses_and_refusals, 20) {
 }
 
 /* A rebuild while datagrams flow: the receive goes on on the new thread and
- * every datagram sent after the fence is echoed. */
+ * every datagram sent after the fence is echoed. The peer holds its last
+ * datagram until the fence was seen, so it cannot finish (and stop the
+ * loop) before the rebuild even on a loopback fast enough for 2,000 round
+ * trips before the fence timer. */
 typedef struct peer_run {
     int port;
-    _Atomic int go, stop, sent, back, bad;
+    _Atomic int go, stop, sent, back, bad, fenced;
 } peer_run;
 
 static void *peer_main(void *arg) {
@@ -245,11 +245,12 @@ static void *peer_main(void *arg) {
     struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p->port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     VT_EQ(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
-    struct timeval tv = {2, 0}; /* far longer than a rebuild */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    vt_sock_recv_timeout(fd, 2000); /* far longer than a rebuild */
     while (!atomic_load(&p->go))
         usleep(1000);
     for (uint32_t i = 0; i < 2000 && !atomic_load(&p->stop); i++) {
+        for (int w = 0; i == 1999 && !atomic_load(&p->fenced) && w < 5000; w++)
+            usleep(1000);
         uint8_t d[64], back[64];
         vt_fill(d, sizeof(d), i, 0);
         if (send(fd, d, sizeof(d), 0) != (ssize_t)sizeof(d))
@@ -261,7 +262,7 @@ static void *peer_main(void *arg) {
         else if (n >= 0)
             atomic_fetch_add(&p->bad, 1);
     }
-    close(fd);
+    vt_sock_close(fd);
     atomic_store(&p->stop, 1);
     return NULL;
 }
@@ -292,7 +293,7 @@ VT_TEST(udp, rebuild_keeps_receiving, 30) {
     VT_OK(vigil_udp_recv_start(loop, u, echo_recv, NULL, NULL));
     pthread_t t;
     VT_EQ(pthread_create(&t, NULL, peer_main, &p), 0);
-    VT_OK(vigil_timer_start(loop, 30, 0, vt_fence_timer, NULL, NULL));
+    VT_OK(vigil_timer_start(loop, 30, 0, vt_fence_timer, (void *)&p.fenced, NULL));
     VT_OK(vigil_timer_start(loop, 10, 10, stop_when_done, &p, NULL));
     atomic_store(&p.go, 1);
     VT_EQ(vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 20000), -EOWNERDEAD);
@@ -358,10 +359,10 @@ VT_TEST(udp, full_socket_waits_and_keeps_order, 20) {
             continue;
         char d[8], want[8];
         snprintf(want, sizeof(want), "dg%02d", i);
-        VT_EQ(recv(fd, d, sizeof(d), MSG_DONTWAIT), 5);
+        VT_EQ(vt_recv_now(fd, d, sizeof(d)), 5);
         VT_ASSERT(!memcmp(d, want, 5), "datagram %d out of order: %.5s", i, d);
     }
-    VT_EQ(recv(fd, (char[8]){0}, 8, MSG_DONTWAIT), -1); /* nothing more */
-    close(fd);
+    VT_EQ(vt_recv_now(fd, (char[8]){0}, 8), -1); /* nothing more */
+    vt_sock_close(fd);
     VT_OK(vigil_loop_destroy(loop));
 }

@@ -20,8 +20,19 @@
 #define VT_TEST(suite, name, seconds) Test(suite, name, .timeout = (seconds))
 #define VT_ASSERT(cond, ...) cr_assert(cond, __VA_ARGS__)
 #define VT_LOG(...) cr_log_info(__VA_ARGS__)
+/* Ends the test as skipped, with the reason (a printf format): Criterion
+ * counts it apart (not in Tested or Passing; --verbose shows [SKIP]). */
+#define VT_SKIP(...) cr_skip_test(__VA_ARGS__)
 
 #else /* VT_MINI */
+
+/* mingw's printf archetype is Microsoft's (no %zu); vt_mini.c formats with
+ * mingw's own C99 printf (__USE_MINGW_ANSI_STDIO), so it checks as GNU's. */
+#ifdef __MINGW32__
+#define VT_PRINTF gnu_printf
+#else
+#define VT_PRINTF printf
+#endif
 
 typedef struct vt_case {
     const char *suite, *name;
@@ -31,8 +42,9 @@ typedef struct vt_case {
 } vt_case;
 void vt_register(vt_case *c);
 void vt_fail(const char *file, int line, const char *cond, const char *fmt, ...)
-    __attribute__((noreturn, format(printf, 4, 5)));
-void vt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+    __attribute__((noreturn, format(VT_PRINTF, 4, 5)));
+void vt_log(const char *fmt, ...) __attribute__((format(VT_PRINTF, 1, 2)));
+void vt_skip(const char *fmt, ...) __attribute__((noreturn, format(VT_PRINTF, 1, 2)));
 
 #define VT_TEST(suite, name, seconds)                                                       \
     static void vt_fn_##suite##_##name(void);                                               \
@@ -48,8 +60,19 @@ void vt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
             vt_fail(__FILE__, __LINE__, #cond, " " __VA_ARGS__);                            \
     } while (0)
 #define VT_LOG(...) vt_log(__VA_ARGS__)
+/* Ends the test as skipped, with the reason: "[SKIP] suite::name: reason";
+ * the Synthesis line counts it as Skipped, never as Passing. */
+#define VT_SKIP(...) vt_skip(__VA_ARGS__)
 
 #endif /* VT_MINI */
+
+/* What only Linux has (signals, /proc, descriptor limits, Unix sockets):
+ * the test is skipped on Windows, saying why, and runs everywhere else. */
+#ifdef _WIN32
+#define VT_SKIP_ON_WINDOWS(...) VT_SKIP(__VA_ARGS__)
+#else
+#define VT_SKIP_ON_WINDOWS(...) ((void)0)
+#endif
 
 #define VT_EQ(a, b)                                                                         \
     do {                                                                                    \

@@ -1,9 +1,14 @@
 /*
  * vt_mini.c: a small test runner for the VT_MINI build of the suites. Like
  * Criterion, it runs each test in its own child process with a time limit
- * and ends with a "Synthesis:" line in Criterion's format, which ./run reads.
- * VT_FILTER=suite/name (a prefix) picks tests.
+ * and ends with a "Synthesis:" line in Criterion's format, which ./run reads,
+ * with "| Skipped: N" after it: a test that calls VT_SKIP exits with
+ * VT_EXIT_SKIP and is counted there, not in Tested or Passing (as
+ * Criterion counts them). VT_FILTER=suite/name (a prefix) picks tests.
  */
+#ifdef _WIN32
+#define __USE_MINGW_ANSI_STDIO 1 /* C99 formats (%zu, %llu) whatever the CRT: see VT_PRINTF */
+#endif
 #include "vt.h"
 
 #include <signal.h>
@@ -20,6 +25,9 @@
 #endif
 
 static vt_case *head, *tail;
+static vt_case *current; /* in a child: the test it runs */
+
+#define VT_EXIT_SKIP 77 /* a child's exit code: the test skipped itself */
 
 void vt_register(vt_case *c) {
     c->next = NULL;
@@ -41,6 +49,17 @@ void vt_fail(const char *file, int line, const char *cond, const char *fmt, ...)
     _exit(1);
 }
 
+void vt_skip(const char *fmt, ...) {
+    fprintf(stderr, "[SKIP] %s::%s: ", current ? current->suite : "?", current ? current->name : "?");
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    fflush(NULL);
+    _exit(VT_EXIT_SKIP);
+}
+
 void vt_log(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -51,7 +70,7 @@ void vt_log(const char *fmt, ...) {
 }
 
 /* How one test ended. */
-enum { VT_PASS, VT_FAILED, VT_TIMEOUT, VT_CRASH };
+enum { VT_PASS, VT_FAILED, VT_TIMEOUT, VT_CRASH, VT_SKIPPED };
 
 #ifdef _WIN32
 /* No fork on Windows: the runner starts itself again for each test, with
@@ -80,7 +99,11 @@ static int run_one(vt_case *c, const char *id, unsigned long *detail) {
     CloseHandle(pi.hProcess);
     CloseHandle(pi.hThread);
     *detail = code;
-    return w == WAIT_TIMEOUT ? VT_TIMEOUT : code == 0 ? VT_PASS : code == 1 ? VT_FAILED : VT_CRASH;
+    return w == WAIT_TIMEOUT          ? VT_TIMEOUT
+           : code == 0                ? VT_PASS
+           : code == 1                ? VT_FAILED
+           : code == VT_EXIT_SKIP     ? VT_SKIPPED
+                                      : VT_CRASH;
 }
 
 /* The child's side: run the test VT_CHILD names; 0, or vt_fail's 1. */
@@ -95,6 +118,7 @@ static void child_side(void) {
         char id[256];
         snprintf(id, sizeof(id), "%s/%s", c->suite, c->name);
         if (!strcmp(id, child)) {
+            current = c;
             c->fn();
             fflush(NULL);
             _exit(0);
@@ -109,6 +133,7 @@ static int run_one(vt_case *c, const char *id, unsigned long *detail) {
     pid_t pid = fork();
     if (pid == 0) {
         alarm((unsigned)c->timeout_s);
+        current = c;
         c->fn();
         fflush(NULL);
         _exit(0);
@@ -117,7 +142,7 @@ static int run_one(vt_case *c, const char *id, unsigned long *detail) {
     waitpid(pid, &st, 0);
     *detail = WIFSIGNALED(st) ? (unsigned long)WTERMSIG(st) : 0;
     if (WIFEXITED(st))
-        return WEXITSTATUS(st) == 0 ? VT_PASS : VT_FAILED;
+        return WEXITSTATUS(st) == 0 ? VT_PASS : WEXITSTATUS(st) == VT_EXIT_SKIP ? VT_SKIPPED : VT_FAILED;
     return WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? VT_TIMEOUT : VT_CRASH;
 }
 
@@ -127,7 +152,7 @@ static void child_side(void) {}
 int main(void) {
     child_side(); /* Windows: a child runs its one test here and does not return */
     const char *filter = getenv("VT_FILTER");
-    int tested = 0, passing = 0, failing = 0, crashing = 0;
+    int tested = 0, passing = 0, failing = 0, crashing = 0, skipped = 0;
     for (vt_case *c = head; c; c = c->next) {
         char id[256];
         snprintf(id, sizeof(id), "%s/%s", c->suite, c->name);
@@ -139,6 +164,10 @@ int main(void) {
         switch (run_one(c, id, &detail)) {
         case VT_PASS:
             passing++;
+            break;
+        case VT_SKIPPED: /* the child said why */
+            tested--;
+            skipped++;
             break;
         case VT_FAILED:
             failing++;
@@ -153,7 +182,7 @@ int main(void) {
             fprintf(stderr, "[FAIL] %s::%s: CRASH! (%#lx)\n", c->suite, c->name, detail);
         }
     }
-    fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: %d\n", tested,
-            passing, failing, crashing);
+    fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: %d | Skipped: %d\n",
+            tested, passing, failing, crashing, skipped);
     return failing || crashing ? 1 : 0;
 }

@@ -47,6 +47,16 @@ struct files_conn {
     uint8_t *buf;      /* HEAD_ROOM + CHUNK */
 };
 
+#ifdef _WIN32
+/* vigil's file calls are not on Windows yet (src/io/unavailable.c refuses
+ * them with -ENOTSUP), so there is nothing to serve files with. */
+#define OPEN_FLAGS O_RDONLY
+int files_root(const char *dir) {
+    (void)dir;
+    return -ENOTSUP;
+}
+#else
+#define OPEN_FLAGS (O_RDONLY | O_NOCTTY | VIGIL_O_BENEATH)
 int files_root(const char *dir) {
     int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -54,6 +64,7 @@ int files_root(const char *dir) {
     root_fd = fd;
     return 0;
 }
+#endif
 
 files_conn *files_conn_new(vigil_conn c, const files_hooks *hooks, void *ud) {
     files_conn *fc = calloc(1, sizeof(*fc));
@@ -277,7 +288,7 @@ static void start(vigil_loop *loop, files_conn *fc) {
         answer_status(loop, fc, rc == -ENAMETOOLONG ? 414 : 404);
         return;
     }
-    rc = vigil_fs_open(loop, root_fd, fc->path, O_RDONLY | O_NOCTTY | VIGIL_O_BENEATH, 0, FILE_DEADLINE_MS,
+    rc = vigil_fs_open(loop, root_fd, fc->path, OPEN_FLAGS, 0, FILE_DEADLINE_MS,
                        on_open, fc, NULL);
     if (rc < 0)
         answer_status(loop, fc, status_of(rc));

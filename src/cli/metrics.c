@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,50 +29,81 @@ struct metrics_server {
 
 /* ------------------------------------------------------------ rendering */
 
-static void family(FILE *f, const char *name, const char *type, const char *help) {
-    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+/* The exposition grows in a malloc'd string (open_memstream is POSIX only:
+ * not in Windows' C library). */
+typedef struct text {
+    char *p;
+    size_t n, cap;
+    int failed;
+} text;
+
+__attribute__((format(printf, 2, 3))) static void put(text *t, const char *fmt, ...) {
+    for (;;) {
+        if (t->failed)
+            return;
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = t->cap - t->n;
+        int w = vsnprintf(t->p ? t->p + t->n : NULL, room, fmt, ap);
+        va_end(ap);
+        if (w < 0) {
+            t->failed = 1;
+            return;
+        }
+        if ((size_t)w < room) {
+            t->n += (size_t)w;
+            return;
+        }
+        size_t cap = t->cap ? t->cap * 2 : 16384;
+        while (cap - t->n <= (size_t)w)
+            cap *= 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->failed = 1;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+}
+
+static void family(text *f, const char *name, const char *type, const char *help) {
+    put(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* One per-loop family: the value of each loop, taken by get. */
-static void per_loop(FILE *f, const metrics_config *c, const vigil_loop_stats *st, const char *name,
+static void per_loop(text *f, const metrics_config *c, const vigil_loop_stats *st, const char *name,
                      const char *type, const char *help, size_t offset) {
     family(f, name, type, help);
     for (uint32_t i = 0; i < c->nloops; i++) {
         uint64_t v;
         memcpy(&v, (const char *)&st[i] + offset, sizeof(v));
-        fprintf(f, "%s{loop=\"%u\"} %llu\n", name, vigil_loop_id(c->loops[i].loop), (unsigned long long)v);
+        put(f, "%s{loop=\"%u\"} %llu\n", name, vigil_loop_id(c->loops[i].loop), (unsigned long long)v);
     }
 }
 
-static void histogram(FILE *f, const char *name, const char *help, const double *le,
+static void histogram(text *f, const char *name, const char *help, const double *le,
                       const uint64_t *counts, int nbuckets, double sum) {
     family(f, name, "histogram", help);
     uint64_t cum = 0;
     for (int b = 0; b < nbuckets; b++) {
         cum += counts[b];
         if (b < nbuckets - 1)
-            fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, le[b], (unsigned long long)cum);
+            put(f, "%s_bucket{le=\"%g\"} %llu\n", name, le[b], (unsigned long long)cum);
         else
-            fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+            put(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
     }
-    fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
+    put(f, "%s_sum %.6f\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
 }
 
 #define LOOP_FAMILY(name, type, help, field)                                                       \
     per_loop(f, c, st, "vigil_loop_" name, type, help, offsetof(vigil_loop_stats, field))
 
 char *metrics_render(const metrics_config *c, size_t *len) {
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&buf, &n);
-    if (!f)
-        return NULL;
+    text out = {0}, *f = &out;
     vigil_loop_stats *st = calloc(c->nloops ? c->nloops : 1, sizeof(*st));
-    if (!st) {
-        fclose(f);
-        free(buf);
+    if (!st)
         return NULL;
-    }
     for (uint32_t i = 0; i < c->nloops; i++)
         vigil_loop_stats_get(c->loops[i].loop, &st[i]);
 
@@ -109,13 +141,13 @@ char *metrics_render(const metrics_config *c, size_t *len) {
     family(f, "vigil_loop_last_rebuild_seconds", "gauge",
            "Time the last rebuild took, fence excluded.");
     for (uint32_t i = 0; i < c->nloops; i++)
-        fprintf(f, "vigil_loop_last_rebuild_seconds{loop=\"%u\"} %.6f\n",
+        put(f, "vigil_loop_last_rebuild_seconds{loop=\"%u\"} %.6f\n",
                 vigil_loop_id(c->loops[i].loop), st[i].last_rebuild_us / 1e6);
     family(f, "vigil_loop_progress_age_seconds", "gauge",
            "Time since the loop last passed through its kernel wait.");
     uint64_t now = vigil_now_ns();
     for (uint32_t i = 0; i < c->nloops; i++)
-        fprintf(f, "vigil_loop_progress_age_seconds{loop=\"%u\"} %.6f\n",
+        put(f, "vigil_loop_progress_age_seconds{loop=\"%u\"} %.6f\n",
                 vigil_loop_id(c->loops[i].loop),
                 now > st[i].last_progress_ns ? (now - st[i].last_progress_ns) / 1e9 : 0.0);
 
@@ -137,7 +169,7 @@ char *metrics_render(const metrics_config *c, size_t *len) {
             uint64_t v = sc ? atomic_load_explicit((_Atomic uint64_t *)((char *)sc + served[k].off),
                                                    memory_order_relaxed)
                             : 0;
-            fprintf(f, "%s{loop=\"%u\"} %llu\n", served[k].name, vigil_loop_id(c->loops[i].loop),
+            put(f, "%s{loop=\"%u\"} %llu\n", served[k].name, vigil_loop_id(c->loops[i].loop),
                     (unsigned long long)v);
         }
     }
@@ -167,13 +199,13 @@ char *metrics_render(const metrics_config *c, size_t *len) {
         for (size_t k = 0; k < sizeof(sup) / sizeof(sup[0]); k++) {
             uint64_t v;
             memcpy(&v, (const char *)&ss + sup[k].off, sizeof(v));
-            fprintf(f, "# HELP vigil_supervisor_%s %s\n# TYPE vigil_supervisor_%s counter\n"
+            put(f, "# HELP vigil_supervisor_%s %s\n# TYPE vigil_supervisor_%s counter\n"
                        "vigil_supervisor_%s %llu\n",
                     sup[k].name, sup[k].help, sup[k].name, sup[k].name, (unsigned long long)v);
         }
         family(f, "vigil_supervisor_cpu_seconds_total", "counter",
                "CPU time of the supervisor thread.");
-        fprintf(f, "vigil_supervisor_cpu_seconds_total %.6f\n", ss.cpu_ns / 1e9);
+        put(f, "vigil_supervisor_cpu_seconds_total %.6f\n", ss.cpu_ns / 1e9);
         static const double rebuild_le[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1};
         histogram(f, "vigil_supervisor_rebuild_duration_seconds",
                   "Rebuild time, from the fence to every operation issued again.", rebuild_le,
@@ -189,12 +221,13 @@ char *metrics_render(const metrics_config *c, size_t *len) {
                   ss.detect_ms_sum / 1e3);
     }
     free(st);
-    if (fclose(f) != 0) {
-        free(buf);
+    put(f, "%s", ""); /* NUL-terminated even when empty */
+    if (out.failed) {
+        free(out.p);
         return NULL;
     }
-    *len = n;
-    return buf;
+    *len = out.n;
+    return out.p;
 }
 
 /* ------------------------------------------------------------ the endpoint */

@@ -16,9 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
+#ifdef _WIN32
+#include <windows.h>
+#define BACKEND_HINT "use --backend auto (Windows has one backend: iocp)"
+#else
+#include <sys/resource.h>
 #include <unistd.h>
+#define BACKEND_HINT "use --backend auto or epoll"
+#endif
 
 #include "cli.h"
 #include "files.h"
@@ -36,14 +42,17 @@ static void usage_serve(FILE *f) {
             "  --port P      TCP port to listen on (default 7000; 0 = any free port)\n"
             "  --host H      numeric IPv4/IPv6 address (default 127.0.0.1)\n"
             "  --backend B   auto (default: io_uring, else epoll), uring or epoll\n"
+            "                (on Windows only auto: the IOCP backend)\n"
             "  --mode M      echo (default: every byte back) or http (HTTP/1.1 keep-alive,\n"
             "                pipelining; every request gets 200 with a fixed body)\n"
             "  --body-size N bytes of that body (default 13, \"Hello, world!\"; 0..1048576)\n"
             "  --root DIR    with --mode http: serve the files under DIR instead (GET and\n"
             "                HEAD; 404 for what is missing or outside DIR; \"/\" is index.html),\n"
             "                read through vigil's file calls, never blocking the loop\n"
+            "                (not on Windows yet: no file calls there)\n"
             "  --threads N   N loops on N threads, one listener each on the same port\n"
-            "                (SO_REUSEPORT), all supervised when --stall-ms is set (1..256)\n"
+            "                (SO_REUSEPORT), all supervised when --stall-ms is set (1..256;\n"
+            "                1 on Windows, which has no SO_REUSEPORT)\n"
             "  --metrics-port P  serve counters and histograms in the Prometheus text\n"
             "                format on 127.0.0.1:P (0 = any free port, printed at start)\n"
             "  --stall-ms N  supervise the loops: report a stall after N ms, then interrupt\n"
@@ -68,8 +77,8 @@ static void usage_serve(FILE *f) {
             "                retried when interrupted), hang (a read that never returns by\n"
             "                itself: only a rebuild frees the loop; that connection is\n"
             "                reset after --grace-ms)\n"
-            "Runs until SIGINT or SIGTERM, then closes every connection cleanly (queued\n"
-            "bytes are flushed, then FIN).\n");
+            "Runs until SIGINT or SIGTERM (on Windows: Ctrl-C, Ctrl-Break, closing the console),\n"
+            "then closes every connection cleanly (queued bytes are flushed, then FIN).\n");
 }
 
 /* ------------------------------------------------------------ settings */
@@ -166,20 +175,34 @@ __attribute__((noinline)) void vigil_inject_spin(uint32_t ms) {
         ;
 }
 
+/* block and hang wait in what the supervisor can interrupt: on Linux a
+ * signal (EINTR), on Windows an APC, which ends an alertable wait. */
 __attribute__((noinline)) void vigil_inject_block(uint32_t ms);
 __attribute__((noinline)) void vigil_inject_block(uint32_t ms) {
+#ifdef _WIN32
+    SleepEx(ms, TRUE); /* one alertable wait; an APC (interrupted) means done */
+#else
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL); /* one syscall; interrupted means done */
+#endif
 }
 
 __attribute__((noinline)) void vigil_inject_hang(void);
 __attribute__((noinline)) void vigil_inject_hang(void) {
+#ifdef _WIN32
+    HANDLE never = CreateEventA(NULL, TRUE, FALSE, NULL); /* never set */
+    if (!never)
+        return;
+    while (WaitForSingleObjectEx(never, INFINITE, TRUE) == WAIT_IO_COMPLETION)
+        ; /* retried when interrupted: only a rebuild frees the loop */
+#else
     int p[2];
     if (pipe(p) < 0)
         return;
     char c;
     while (read(p[0], &c, 1) < 0 && errno == EINTR)
         ; /* retried when interrupted: only a rebuild frees the loop */
+#endif
 }
 
 static void inject_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
@@ -500,9 +523,10 @@ static int server_setup(server *s) {
     vigil_loop_options opts = cfg.loop_opts;
     int rc = vigil_loop_create(&s->loop, &opts);
     if (rc < 0) {
-        if (opts.backend == VIGIL_BACKEND_URING && (rc == -EPERM || rc == -ENOSYS || rc == -ENOTSUP))
-            fprintf(stderr, "vigil serve: io_uring is unavailable here: %s (%d); "
-                            "use --backend auto or epoll\n", vigil_strerror(rc), rc);
+        if (opts.backend != VIGIL_BACKEND_AUTO && (rc == -EPERM || rc == -ENOSYS || rc == -ENOTSUP))
+            fprintf(stderr, "vigil serve: %s is unavailable here: %s (%d); %s\n",
+                    opts.backend == VIGIL_BACKEND_URING ? "io_uring" : "epoll", vigil_strerror(rc), rc,
+                    BACKEND_HINT);
         else
             fprintf(stderr, "vigil serve: cannot create a loop: %s (%d)\n", vigil_strerror(rc), rc);
         return rc;
@@ -512,7 +536,13 @@ static int server_setup(server *s) {
     vigil_listen_options lo = {.host = cfg.host, .port = port, .reuseport = cfg.threads > 1};
     rc = vigil_listen(s->loop, &lo, on_accept, s, &s->listener);
     if (rc < 0) {
-        fprintf(stderr, "vigil serve: cannot listen on %s:%u: %s\n", cfg.host, port, vigil_strerror(rc));
+        if (rc == -ENOTSUP && lo.reuseport)
+            fprintf(stderr, "vigil serve: --threads %u needs SO_REUSEPORT (one listener per loop on "
+                            "the same port), which this system lacks (Windows): use --threads 1\n",
+                    cfg.threads);
+        else
+            fprintf(stderr, "vigil serve: cannot listen on %s:%u: %s\n", cfg.host, port,
+                    vigil_strerror(rc));
         vigil_loop_destroy(s->loop);
         s->loop = NULL;
         return rc;
@@ -603,6 +633,31 @@ static int parse_u32(const char *s, uint32_t *out) {
     return 0;
 }
 
+/* ------------------------------------------------------------ the system */
+
+/* What serve needs of the system beyond vigil: as many sockets as allowed,
+ * and a way to wait for the request to stop (SIGINT/SIGTERM on POSIX, where
+ * they are blocked in every thread and taken by sigwait; Ctrl-C, Ctrl-Break,
+ * closing the console or shutdown on Windows, through a console control
+ * handler). stop_prepare runs before any thread starts. */
+#ifdef _WIN32
+static void raise_nofile(void) {} /* sockets are not counted against a limit there */
+
+static HANDLE stop_event;
+static BOOL WINAPI on_console_ctrl(DWORD type) {
+    SetEvent(stop_event);
+    if (type == CTRL_CLOSE_EVENT || type == CTRL_LOGOFF_EVENT || type == CTRL_SHUTDOWN_EVENT)
+        Sleep(5000); /* the process ends when this returns: give the shutdown time */
+    return TRUE;
+}
+
+static int stop_prepare(void) {
+    stop_event = CreateEventA(NULL, TRUE, FALSE, NULL);
+    return stop_event && SetConsoleCtrlHandler(on_console_ctrl, TRUE) ? 0 : -1;
+}
+
+static void stop_wait(void) { WaitForSingleObject(stop_event, INFINITE); }
+#else
 static void raise_nofile(void) {
     struct rlimit r;
     if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
@@ -610,6 +665,20 @@ static void raise_nofile(void) {
         setrlimit(RLIMIT_NOFILE, &r);
     }
 }
+
+static sigset_t stop_set;
+static int stop_prepare(void) {
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGTERM);
+    return pthread_sigmask(SIG_BLOCK, &stop_set, NULL) == 0 ? 0 : -1; /* threads inherit it */
+}
+
+static void stop_wait(void) {
+    int sig;
+    sigwait(&stop_set, &sig);
+}
+#endif
 
 #define BAD(...)                                                                                   \
     do {                                                                                           \
@@ -801,6 +870,11 @@ int cmd_serve(int argc, char **argv) {
         return prc;
     raise_nofile();
     int frc = cfg.root ? files_root(cfg.root) : 0;
+    if (frc == -ENOTSUP) {
+        fprintf(stderr, "vigil serve: --root: not supported on this system: vigil's file calls "
+                        "return -ENOTSUP here (Windows: src/io/unavailable.c, docs/windows.md)\n");
+        return 2;
+    }
     if (frc < 0) {
         fprintf(stderr, "vigil serve: --root %s: %s\n", cfg.root, strerror(-frc));
         return 1;
@@ -810,11 +884,10 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* the loop threads inherit the mask */
+    if (stop_prepare() < 0) {
+        fprintf(stderr, "vigil serve: cannot set up the stop request (SIGINT/SIGTERM, Ctrl-C)\n");
+        return 1;
+    }
 
     if (cfg.stall_ms)
         cfg.loop_opts.flags |= VIGIL_LOOP_SUPERVISED; /* a backend it can be rebuilt on exactly */
@@ -851,7 +924,10 @@ int cmd_serve(int argc, char **argv) {
         rc = vigil_supervisor_start(&supervisor, &so);
         for (uint32_t i = 0; rc == 0 && i < started; i++)
             rc = vigil_supervisor_add(supervisor, servers[i].loop);
-        if (rc < 0)
+        if (rc == -ENOTSUP && cfg.budget_action == VIGIL_BUDGET_EPOLL)
+            fprintf(stderr, "vigil serve: --on-budget epoll: this system has no epoll (Windows): "
+                            "use exit or report\n");
+        else if (rc < 0)
             fprintf(stderr, "vigil serve: cannot supervise the loops: %s\n", vigil_strerror(rc));
     }
     metrics_server *metrics = NULL;
@@ -888,10 +964,8 @@ int cmd_serve(int argc, char **argv) {
     pthread_cond_broadcast(&setup_cond);
     pthread_mutex_unlock(&setup_lock);
 
-    if (rc == 0) {
-        int sig;
-        sigwait(&set, &sig);
-    }
+    if (rc == 0)
+        stop_wait();
     metrics_stop(metrics); /* before the loops it reads go */
     pthread_mutex_lock(&close_lock);
     for (uint32_t i = 0; i < started; i++)

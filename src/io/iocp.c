@@ -14,6 +14,13 @@
  * receive on the loop's wake socket. A rebuild keeps all of it and only
  * replaces the thread (iocp_handover).
  *
+ * UDP receives are readiness too: a zero-byte WSARecv with MSG_PEEK (one
+ * without it takes the datagram, under wine), then non-blocking recvfrom()
+ * into pool buffers laid out as epoll and io_uring lay them out (udp.c:
+ * head, address, payload). The poll hook (a full UDP socket waiting to
+ * take more) is IOCTL_AFD_POLL on the socket's own handle, a request that
+ * completes through the port like any other.
+ *
  * Every request the port knows has a flight: a record of the backend's own
  * that holds the OVERLAPPED, the op's tag and the socket. The port hands
  * the OVERLAPPED back; the tag, not a pointer, names the op, so a late
@@ -22,6 +29,7 @@
  */
 #include "io/loop.h"
 #include "platform/platform.h"
+#include "platform/sockets.h"
 
 #include <winsock2.h>
 #include <mswsock.h>
@@ -47,8 +55,26 @@ typedef struct flight {
     char addrs[2 * ADDR_ROOM];
     int nbufs;     /* send: the slices */
     WSABUF bufs[16];
+    bool out;      /* poll: for writability */
+    struct afd_poll { /* poll: IOCTL_AFD_POLL's in and out (AFD_POLL_INFO) */
+        LARGE_INTEGER timeout;
+        ULONG count, exclusive;
+        struct { HANDLE handle; ULONG events; LONG status; } h[1];
+    } poll;
 } flight;
-enum { FL_POST = 1, FL_WAKE, FL_ACCEPT, FL_CONNECT, FL_RECV, FL_SEND };
+enum { FL_POST = 1, FL_WAKE, FL_ACCEPT, FL_CONNECT, FL_RECV, FL_SEND, FL_UDP, FL_POLL };
+
+/* IOCTL_AFD_POLL (not in mingw's headers): what wepoll, mio and libuv's
+ * uv_poll wait for socket readiness with; wine's WSAPoll is built on it. */
+#define IOCTL_AFD_POLL 0x00012024
+#define AFD_POLL_RECEIVE 0x0001
+#define AFD_POLL_SEND 0x0004
+#define AFD_POLL_DISCONNECT 0x0008
+#define AFD_POLL_ABORT 0x0010
+#define AFD_POLL_CONNECT_FAIL 0x0100
+typedef LONG(NTAPI *nt_ioctl_fn)(HANDLE file, HANDLE event, void *apc, void *apc_ctx, void *iosb, ULONG code,
+                                 void *in, ULONG in_len, void *out, ULONG out_len);
+typedef ULONG(NTAPI *nt_dos_error_fn)(LONG status);
 
 typedef struct packet { flight *f; DWORD bytes; ULONG_PTR status; } packet; /* status: the port's NTSTATUS */
 
@@ -63,6 +89,8 @@ typedef struct iocp_state {
     uint32_t got_pos, got_n;
     LPFN_ACCEPTEX accept_ex;
     LPFN_CONNECTEX connect_ex;
+    nt_ioctl_fn nt_ioctl;         /* ntdll's NtDeviceIoControlFile, at the first poll */
+    nt_dos_error_fn nt_dos_error; /* and RtlNtStatusToDosError */
 } iocp_state;
 
 static iocp_state *st(vigil_loop *loop) { return loop->be_state; }
@@ -143,6 +171,14 @@ static int iocp_init(vigil_loop *loop) {
     return 0;
 }
 
+/* Whether a request that did not say success still has its packet coming:
+ * pending, or WSAEMSGSIZE, a warning (STATUS_BUFFER_OVERFLOW) that a
+ * zero-byte receive on a datagram socket (the wake socket, a UDP peek)
+ * says when a datagram was there at once. The port queues a packet for a
+ * warning as for a success (tests/win/iocp_probe.c): freeing the flight
+ * then would leave that packet naming freed memory. */
+static bool packet_comes(int wsa_error) { return wsa_error == WSA_IO_PENDING || wsa_error == WSAEMSGSIZE; }
+
 /* A zero-byte receive on the wake socket: it completes when a wake arrives. */
 static int arm_wake(vigil_loop *loop, vigil__op *op) {
     iocp_state *s = st(loop);
@@ -152,7 +188,7 @@ static int arm_wake(vigil_loop *loop, vigil__op *op) {
         return -ENOMEM;
     WSABUF wb = {0, NULL};
     DWORD flags = 0;
-    if (WSARecv(w, &wb, 1, NULL, &flags, &f->ov, NULL) == SOCKET_ERROR && WSAGetLastError() != WSA_IO_PENDING) {
+    if (WSARecv(w, &wb, 1, NULL, &flags, &f->ov, NULL) == SOCKET_ERROR && !packet_comes(WSAGetLastError())) {
         int rc = vigil__win_errno((unsigned long)WSAGetLastError());
         flight_free(s, f);
         return rc;
@@ -171,12 +207,27 @@ static int iocp_attach(vigil_loop *loop) {
     return arm_wake(loop, op);
 }
 
-/* The socket joins the loop's port at its first request (a socket can be
- * bound to one port only: later tries fail, which is fine). */
-static void bind_port(iocp_state *s, SOCKET sock) { CreateIoCompletionPort((HANDLE)sock, s->port, 0, 0); }
+/* The socket joins the loop's port at its first request; a socket can be
+ * bound to one port only, and for life. Its connection remembers that it
+ * is (be_mark, zeroed with the connection, which ends with the socket), so
+ * later requests make no failing CreateIoCompletionPort. A mark on the
+ * connection, not a set of handles in the backend: sockets are also closed
+ * where the backend does not see it (udp.c, a failed connect, destroy), and
+ * a handle value the system reuses must not look bound. */
+#define MARK_BOUND 1
+
+static void bind_port(vigil_loop *loop, iocp_state *s, vigil__op *op, SOCKET sock) {
+    vigil__conn *c = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
+    if (c && c->fd == (vigil_socket)sock) {
+        if (c->be_mark & MARK_BOUND)
+            return;
+        c->be_mark |= MARK_BOUND;
+    }
+    CreateIoCompletionPort((HANDLE)sock, s->port, 0, 0);
+}
 
 static int started(vigil_loop *loop, vigil__op *op, iocp_state *s, flight *f, int rc) {
-    if (rc == SOCKET_ERROR && WSAGetLastError() != WSA_IO_PENDING && WSAGetLastError() != ERROR_IO_PENDING) {
+    if (rc == SOCKET_ERROR && !packet_comes(WSAGetLastError())) {
         int err = vigil__win_errno((unsigned long)WSAGetLastError());
         if (f->acc != INVALID_SOCKET && f->kind == FL_ACCEPT)
             closesocket(f->acc);
@@ -187,29 +238,38 @@ static int started(vigil_loop *loop, vigil__op *op, iocp_state *s, flight *f, in
     return 0; /* the packet comes, whether it finished at once or not */
 }
 
+/* A zero-byte receive: FL_RECV on a stream; FL_UDP peeks, because on a
+ * datagram socket a zero-byte read without MSG_PEEK takes the datagram
+ * (wine, tests/win/iocp_probe.c). A peek completes when a datagram is
+ * there, with WSAEMSGSIZE (it did not fit in no bytes) or, for an empty
+ * one, success, and leaves it for recvfrom. */
 static int zero_read(vigil_loop *loop, vigil__op *op, SOCKET sock, int kind) {
     iocp_state *s = st(loop);
-    bind_port(s, sock);
+    bind_port(loop, s, op, sock);
     flight *f = flight_new(s, kind, vigil__op_tag(loop, op), sock);
     if (!f)
         return -ENOMEM;
     WSABUF wb = {0, NULL};
-    DWORD flags = 0;
+    DWORD flags = kind == FL_UDP ? MSG_PEEK : 0;
     return started(loop, op, s, f, WSARecv(sock, &wb, 1, NULL, &flags, &f->ov, NULL));
 }
 
 static int iocp_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
     if (op->kind == VIGIL__OP_WAKE)
         return arm_wake(loop, op);
+    if (op->kind == VIGIL__OP_UDP_RECV) {
+        op->flags |= VIGIL__OPF_MSGOUT; /* on_datagrams writes io_uring's layout */
+        return zero_read(loop, op, (SOCKET)fd, FL_UDP);
+    }
     if (op->kind != VIGIL__OP_RECV)
-        return -ENOTSUP; /* UDP: not yet */
+        return -ENOTSUP;
     return zero_read(loop, op, (SOCKET)fd, FL_RECV);
 }
 
 static int iocp_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
     iocp_state *s = st(loop);
     SOCKET l = (SOCKET)fd;
-    bind_port(s, l);
+    bind_port(loop, s, op, l);
     if (!s->accept_ex) {
         GUID g = WSAID_ACCEPTEX;
         DWORD n = 0;
@@ -255,7 +315,7 @@ static int iocp_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd, const 
     int alen = any.ss_family == AF_INET6 ? (int)sizeof(struct sockaddr_in6) : (int)sizeof(struct sockaddr_in);
     if (bind(sock, (struct sockaddr *)&any, alen) && WSAGetLastError() != WSAEINVAL) /* EINVAL: bound */
         return vigil__win_errno((unsigned long)WSAGetLastError());
-    bind_port(s, sock);
+    bind_port(loop, s, op, sock);
     flight *f = flight_new(s, FL_CONNECT, vigil__op_tag(loop, op), sock);
     if (!f)
         return -ENOMEM;
@@ -266,7 +326,7 @@ static int iocp_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd, const 
 static int iocp_send(vigil_loop *loop, vigil__op *op, vigil_socket fd, const vigil__slice *sl, int n) {
     iocp_state *s = st(loop);
     SOCKET sock = (SOCKET)fd;
-    bind_port(s, sock);
+    bind_port(loop, s, op, sock);
     flight *f = flight_new(s, FL_SEND, vigil__op_tag(loop, op), sock);
     if (!f)
         return -ENOMEM;
@@ -279,7 +339,59 @@ static int iocp_send(vigil_loop *loop, vigil__op *op, vigil_socket fd, const vig
 /* A connect a fenced state had started: judged by the socket (rebuilds on
  * Windows are not built yet). */
 static int iocp_resume_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd) { return -ENOTSUP; }
-static int iocp_poll(vigil_loop *loop, vigil__op *op, int fd, bool out) { return -ENOTSUP; }
+
+#define OV_PENDING 0x103 /* STATUS_PENDING */
+
+/* An NTSTATUS as the library's -errno. */
+static int nt_errno(iocp_state *s, LONG status) {
+    if (status == (LONG)0xC0000120) /* STATUS_CANCELLED */
+        return -ECANCELED;
+    return s->nt_dos_error ? vigil__win_errno(s->nt_dos_error(status)) : -EIO;
+}
+
+/* One completion (POLLOUT or POLLIN, > 0) once the socket can take more
+ * (out) or has something to read: IOCTL_AFD_POLL on the socket's own
+ * handle, so the port it is bound to gets the packet; the core does the
+ * sending. An error or hang-up on the socket counts as ready too, as an
+ * epoll event would: the core's next call finds the error. */
+static int iocp_poll(vigil_loop *loop, vigil__op *op, vigil_socket fd, bool out) {
+    iocp_state *s = st(loop);
+    SOCKET sock = (SOCKET)fd;
+    if (!s->nt_ioctl) {
+        HMODULE nt = GetModuleHandleW(L"ntdll.dll");
+        s->nt_ioctl = nt ? (nt_ioctl_fn)(void (*)(void))GetProcAddress(nt, "NtDeviceIoControlFile") : NULL;
+        s->nt_dos_error = nt ? (nt_dos_error_fn)(void (*)(void))GetProcAddress(nt, "RtlNtStatusToDosError") : NULL;
+        if (!s->nt_ioctl)
+            return -ENOTSUP;
+    }
+    bind_port(loop, s, op, sock);
+    flight *f = flight_new(s, FL_POLL, vigil__op_tag(loop, op), sock);
+    if (!f)
+        return -ENOMEM;
+    f->out = out;
+    f->poll.timeout.QuadPart = INT64_MAX; /* none */
+    f->poll.count = 1;
+    f->poll.h[0].handle = (HANDLE)sock;
+    f->poll.h[0].events = (out ? AFD_POLL_SEND : AFD_POLL_RECEIVE | AFD_POLL_DISCONNECT) | AFD_POLL_ABORT |
+                          AFD_POLL_CONNECT_FAIL;
+    f->ov.Internal = OV_PENDING; /* the status block is the OVERLAPPED's, written at the end */
+    LONG rc = s->nt_ioctl((HANDLE)sock, NULL, NULL, &f->ov, &f->ov, IOCTL_AFD_POLL, &f->poll, sizeof(f->poll),
+                          &f->poll, sizeof(f->poll));
+    if (((ULONG)rc >> 30) == 3) { /* an error at once: no packet comes (success and pending: one does) */
+        flight_free(s, f);
+        return nt_errno(s, rc);
+    }
+    vigil__op_kernel_started(loop, op);
+    return 0;
+}
+
+/* What a poll's packet says: ready (> 0) or -errno. */
+static int32_t poll_result(iocp_state *s, const flight *f) {
+    LONG status = (LONG)f->ov.Internal;
+    if (status != 0)
+        return nt_errno(s, status);
+    return f->out ? POLLOUT : POLLIN;
+}
 
 /* Closing a socket never waits here (no linger unless abortive, which is
  * zero): it completes at once, as a posted packet. */
@@ -335,6 +447,61 @@ static vigil__op *live_op(vigil_loop *loop, uint64_t tag) {
     return op;
 }
 
+/* Datagrams are there: each into a pool buffer as io_uring's multishot
+ * recvmsg lays it out (vigil__msgout, the address, the payload at
+ * VIGIL__UDP_HEAD), as the epoll backend does, until the socket has no
+ * more; then another peek waits. An empty datagram is a datagram, not an
+ * end. One longer than the room fails with WSAEMSGSIZE after filling the
+ * room with its start (the rest is gone, its length untold): it is
+ * delivered cut, with the truncation flag. An ICMP error for an earlier
+ * send (WSAECONNRESET, WSAENETRESET on UDP) is not the socket's end. */
+static void on_datagrams(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET sock) {
+    for (int i = 0; i < READS_PER_PACKET * 4; i++) {
+        vigil__op *op = live_op(loop, tag);
+        if (!op)
+            return;
+        if (op->flags & VIGIL__OPF_CANCELING) {
+            complete(loop, tag, -ECANCELED, 0);
+            return;
+        }
+        if (!s->nfree) {
+            complete(loop, tag, -ENOBUFS, 0); /* final: the core re-arms when a buffer comes back */
+            return;
+        }
+        uint32_t id = s->free_bufs[--s->nfree];
+        uint8_t *buf = loop->buf_base + (size_t)id * loop->opts.buf_size;
+        int room = (int)(loop->opts.buf_size - VIGIL__UDP_HEAD);
+        int namelen = VIGIL__UDP_NAME_MAX;
+        struct sockaddr *name = (struct sockaddr *)(buf + sizeof(vigil__msgout));
+        int n = recvfrom(sock, (char *)buf + VIGIL__UDP_HEAD, room, 0, name, &namelen);
+        int err = n < 0 ? WSAGetLastError() : 0;
+        if (n >= 0 || err == WSAEMSGSIZE) {
+            vigil__msgout *o = (vigil__msgout *)buf;
+            *o = (vigil__msgout){(uint32_t)namelen, 0, (uint32_t)(n >= 0 ? n : room), n >= 0 ? 0u : VIGIL__MSG_TRUNC};
+            complete(loop, tag, (int32_t)(VIGIL__UDP_HEAD + o->payloadlen),
+                     VIGIL__CQE_MORE | VIGIL__CQE_BUF | (id << 16));
+            continue;
+        }
+        s->free_bufs[s->nfree++] = id;
+        if (err == WSAEWOULDBLOCK)
+            break;
+        if (err == WSAECONNRESET || err == WSAENETRESET)
+            continue;
+        complete(loop, tag, vigil__win_errno((unsigned long)err), 0);
+        return;
+    }
+    vigil__op *op = live_op(loop, tag);
+    if (!op)
+        return;
+    if (op->flags & VIGIL__OPF_CANCELING) { /* stopped by a callback above: no new wait */
+        complete(loop, tag, -ECANCELED, 0);
+        return;
+    }
+    int rc = zero_read(loop, op, sock, FL_UDP); /* still in the kernel's stead: no new count */
+    if (rc < 0)
+        complete(loop, tag, rc, 0);
+}
+
 /* Data is there: fill pool buffers until the socket has no more, then wait
  * again with a zero-byte read (or end: EOF, an error, no buffer). */
 static void on_readable(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET sock) {
@@ -384,8 +551,6 @@ static void on_readable(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET so
  * only written when that thread makes its next system call. Such a
  * flight's memory is kept until the write came, and freed then (or with
  * the loop), so a late write never lands in a new request. */
-#define OV_PENDING 0x103 /* STATUS_PENDING */
-
 static bool unsettled(const flight *f) { return f->s != INVALID_SOCKET && f->ov.Internal == OV_PENDING; }
 
 static void retire(iocp_state *s, flight *f) {
@@ -423,17 +588,23 @@ static void handle(vigil_loop *loop, iocp_state *s, flight *f, DWORD bytes, ULON
     /* Unsettled: a zero-byte receive moved nothing, so its packet means
      * "readable"; another request is taken at the packet's word when that
      * says success (not seen: loud -EIO otherwise, never a guess). */
-    int32_t res = !unsettled(f)                           ? result_of(f, bytes)
-                  : kind == FL_RECV || kind == FL_WAKE ? 0
-                  : status == 0                        ? (int32_t)bytes
-                                                       : -EIO;
+    int32_t res;
+    if (!unsettled(f))
+        res = kind == FL_POLL ? poll_result(s, f) : result_of(f, bytes);
+    else if (kind == FL_RECV || kind == FL_WAKE || kind == FL_UDP)
+        res = 0;
+    else if (status == 0)
+        res = kind == FL_POLL ? (f->out ? POLLOUT : POLLIN) : (int32_t)bytes;
+    else
+        res = -EIO;
     retire(s, f);
     switch (kind) {
     case FL_WAKE: {
         char drain[64]; /* the wake socket is non-blocking: take every wake byte */
         while (recv(sock, drain, sizeof(drain), 0) > 0)
             ;
-        complete(loop, tag, res < 0 ? res : 8, 0); /* as an eventfd read */
+        /* as an eventfd read; WSAEMSGSIZE: the zero-byte read took a wake byte */
+        complete(loop, tag, res < 0 && res != -EMSGSIZE ? res : 8, 0);
         return;
     }
     case FL_ACCEPT: {
@@ -466,7 +637,13 @@ static void handle(vigil_loop *loop, iocp_state *s, flight *f, DWORD bytes, ULON
         else
             on_readable(loop, s, tag, sock);
         return;
-    default: /* sends, posted no-ops and closes */
+    case FL_UDP: /* a peek at a datagram longer than none, or an ICMP error: readable */
+        if (res < 0 && res != -EMSGSIZE && res != -ECONNRESET && res != -ENETRESET)
+            complete(loop, tag, res, 0);
+        else
+            on_datagrams(loop, s, tag, sock);
+        return;
+    default: /* sends, polls, posted no-ops and closes */
         complete(loop, tag, res, 0);
     }
 }

@@ -135,7 +135,7 @@ typedef struct vigil__parked { uint32_t buf; uint32_t len; } vigil__parked;
 typedef struct vigil__conn {
     uint32_t gen;
     uint8_t kind;
-    uint8_t pad8;
+    uint8_t be_mark; /* the backend's own, zeroed with the connection (iocp: fd bound to the port) */
     uint16_t flags;
     vigil_socket fd;
     uint32_t recv_op;   /* op slot + 1, or 0 */
@@ -207,7 +207,7 @@ typedef struct vigil__backend {
     int (*resume_connect)(vigil_loop *loop, vigil__op *op, vigil_socket fd);
     /* one completion (res > 0) when fd polls readable (out: writable); the
      * core does the reading or writing */
-    int (*poll)(vigil_loop *loop, vigil__op *op, int fd, bool out);
+    int (*poll)(vigil_loop *loop, vigil__op *op, vigil_socket fd, bool out);
     /* copies up to max completions that an abandoned state still holds (the
      * fenced ring's CQ, queued results) into out; returns how many; call
      * until it returns 0. *overflowed: some were lost in the kernel. */

@@ -314,6 +314,8 @@ static void pump(vigil_loop *loop, vigil__conn *c) {
                                                           op->u.send.flight, op->u.send.done);
         if (rc == -EAGAIN) { /* the socket buffer is full: wait until it is not */
             vigil__op *w = vigil__op_new(loop, VIGIL__OP_UDP_WAIT);
+            if (w)
+                w->conn = vigil__conn_slot1(loop, c); /* before the request: the backend may look */
             if (!w || loop->be->poll(loop, w, c->fd, true) < 0) {
                 if (w) {
                     w->flags |= VIGIL__OPF_USER_DONE;
@@ -321,7 +323,6 @@ static void pump(vigil_loop *loop, vigil__conn *c) {
                 }
                 rc = -ENOMEM; /* cannot wait: fail this one rather than spin */
             } else {
-                w->conn = vigil__conn_slot1(loop, c);
                 c->io_op = w->self + 1;
                 return;
             }

@@ -438,6 +438,8 @@ int vigil__thread_inspect(int tid, char *bt, size_t btlen, char *what, size_t wh
         bt[0] = 0;
     if (whatlen)
         what[0] = 0;
+    if ((DWORD)tid == GetCurrentThreadId())
+        return -ENOTSUP; /* a thread cannot stop itself to look at its own stack */
     HANDLE h = OpenThread(THREAD_SUSPEND_RESUME | THREAD_GET_CONTEXT | THREAD_QUERY_INFORMATION, FALSE, (DWORD)tid);
     if (!h)
         return vigil__win_errno(GetLastError());

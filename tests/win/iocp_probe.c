@@ -23,6 +23,15 @@
  *     (CancelSynchronousIo does not, under wine).
  *  8. Memory per idle connection: N connections with a zero-byte WSARecv
  *     each, then with a 16 KiB buffer each (the process's working set).
+ *  9. UDP receives as readiness: a zero-byte WSARecv with MSG_PEEK
+ *     completes when a datagram arrives (WSAEMSGSIZE, or success for an
+ *     empty one) and leaves it, where one without MSG_PEEK takes it; a peek
+ *     that finds one already there says WSAEMSGSIZE at once and its packet
+ *     still comes; recvfrom into a short buffer says WSAEMSGSIZE with the
+ *     datagram's start and sender, and the datagram is gone.
+ * 10. IOCTL_AFD_POLL on a socket's own handle completes through its port:
+ *     writable at once, readable when a datagram arrives, and CancelIoEx
+ *     aborts a pending one (its packet still comes).
  */
 #include <winsock2.h>
 #include <mswsock.h>
@@ -355,6 +364,151 @@ static void idle_memory(HANDLE port, SOCKET l, uint16_t lport, int n) {
     free(bufs);
 }
 
+/* 9: UDP sockets, bound to 127.0.0.1, non-blocking, overlapped. */
+static SOCKET udp_socket(HANDLE port, uint16_t *p) {
+    SOCKET s = WSASocketW(AF_INET, SOCK_DGRAM, IPPROTO_UDP, NULL, 0, WSA_FLAG_OVERLAPPED);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bind(s, (struct sockaddr *)&a, sizeof(a));
+    int len = sizeof(a);
+    getsockname(s, (struct sockaddr *)&a, &len);
+    *p = ntohs(a.sin_port);
+    u_long nb = 1;
+    ioctlsocket(s, FIONBIO, &nb);
+    if (port)
+        CreateIoCompletionPort((HANDLE)s, port, 1, 0);
+    return s;
+}
+
+static int udp_to(SOCKET from, uint16_t port, const char *d, int n) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    return sendto(from, d, n, 0, (struct sockaddr *)&a, sizeof(a));
+}
+
+/* A zero-byte WSARecv (flags) on r, then a datagram of len bytes: did the
+ * packet come, with which WSA error (0: none), and is the datagram still
+ * there for recv? */
+static void udp_zero_read(HANDLE port, SOCKET r, SOCKET w, uint16_t rport, DWORD flags, int len, int *pending,
+                          int *packet, int *err, int *left) {
+    OVERLAPPED o = {0};
+    WSABUF wb = {0, NULL};
+    int rc = WSARecv(r, &wb, 1, NULL, &flags, &o, NULL);
+    *pending = rc == SOCKET_ERROR && WSAGetLastError() == WSA_IO_PENDING;
+    udp_to(w, rport, "0123456789", len);
+    OVERLAPPED *ov;
+    DWORD bytes, n = 0, fl = 0;
+    BOOL ok;
+    *packet = wait_one(port, 2000, &ov, &bytes, &ok) == 1 && ov == &o;
+    *err = WSAGetOverlappedResult(r, &o, &n, FALSE, &fl) ? 0 : WSAGetLastError();
+    char b[16];
+    *left = recv(r, b, sizeof(b), 0) == len;
+}
+
+static void udp_reads(void) {
+    HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    uint16_t rport, wport;
+    SOCKET r = udp_socket(port, &rport), w = udp_socket(NULL, &wport);
+    int pend, pkt, err, left, pend0, pkt0, err0, left0, npend, npkt, nerr, nleft;
+    udp_zero_read(port, r, w, rport, MSG_PEEK, 10, &pend, &pkt, &err, &left);
+    udp_zero_read(port, r, w, rport, MSG_PEEK, 0, &pend0, &pkt0, &err0, &left0);
+    udp_zero_read(port, r, w, rport, 0, 10, &npend, &npkt, &nerr, &nleft);
+    check("a zero-byte WSARecv with MSG_PEEK on UDP completes on arrival and leaves the datagram",
+          pend && pkt && err == WSAEMSGSIZE && left && pend0 && pkt0 && err0 == 0 && left0,
+          "10 bytes: pending %d, packet %d, error %d, then recv %d; empty: pending %d, packet %d, error %d, "
+          "then recv %d; without MSG_PEEK the datagram is %s (error %d)",
+          pend, pkt, err, left, pend0, pkt0, err0, left0, nleft ? "left" : "taken", nerr);
+    /* a datagram already there */
+    udp_to(w, rport, "hello", 5);
+    Sleep(50);
+    OVERLAPPED o = {0};
+    WSABUF wb = {0, NULL};
+    DWORD flags = MSG_PEEK;
+    int rc = WSARecv(r, &wb, 1, NULL, &flags, &o, NULL);
+    int at_once = rc == SOCKET_ERROR ? WSAGetLastError() : 0;
+    OVERLAPPED *ov;
+    DWORD bytes;
+    BOOL ok;
+    int came = wait_one(port, 1000, &ov, &bytes, &ok) == 1 && ov == &o;
+    char b[1000];
+    int got = recv(r, b, sizeof(b), 0);
+    check("a UDP peek at a datagram already there: WSAEMSGSIZE at once, and its packet still comes",
+          at_once == WSAEMSGSIZE && came && got == 5, "error %d at once, packet %d, then recv %d", at_once, came, got);
+    /* a datagram longer than the buffer */
+    char big[3000];
+    for (int i = 0; i < (int)sizeof(big); i++)
+        big[i] = (char)(i * 7);
+    udp_to(w, rport, big, sizeof(big));
+    udp_to(w, rport, "tiny", 4);
+    Sleep(50);
+    struct sockaddr_in from = {0};
+    int flen = sizeof(from);
+    int n = recvfrom(r, b, sizeof(b), 0, (struct sockaddr *)&from, &flen);
+    int e = n < 0 ? WSAGetLastError() : 0;
+    char tiny[16];
+    int next = recvfrom(r, tiny, sizeof(tiny), 0, NULL, NULL);
+    check("recvfrom into a short buffer: WSAEMSGSIZE, the start and the sender, the datagram gone",
+          n < 0 && e == WSAEMSGSIZE && !memcmp(b, big, sizeof(b)) && ntohs(from.sin_port) == wport && next == 4,
+          "recvfrom %d (error %d), sender port %u of %u, then the next datagram: %d bytes", n, e,
+          ntohs(from.sin_port), wport, next);
+    closesocket(r);
+    closesocket(w);
+    CloseHandle(port);
+}
+
+/* 10: IOCTL_AFD_POLL (wepoll's, libuv's uv_poll), through the port. */
+#define IOCTL_AFD_POLL 0x00012024
+typedef struct afd_poll_info {
+    LARGE_INTEGER timeout;
+    ULONG count, exclusive;
+    struct { HANDLE handle; ULONG events; LONG status; } h[1];
+} afd_poll_info;
+typedef LONG(NTAPI *nt_ioctl_fn)(HANDLE, HANDLE, void *, void *, void *, ULONG, void *, ULONG, void *, ULONG);
+
+static int afd_poll(nt_ioctl_fn nt, SOCKET s, ULONG events, OVERLAPPED *o, afd_poll_info *pi) {
+    memset(o, 0, sizeof(*o));
+    memset(pi, 0, sizeof(*pi));
+    pi->timeout.QuadPart = INT64_MAX;
+    pi->count = 1;
+    pi->h[0].handle = (HANDLE)s;
+    pi->h[0].events = events;
+    o->Internal = 0x103; /* STATUS_PENDING */
+    return (int)nt((HANDLE)s, NULL, NULL, o, o, IOCTL_AFD_POLL, pi, sizeof(*pi), pi, sizeof(*pi));
+}
+
+static void afd_polls(void) {
+    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+    nt_ioctl_fn nt = ntdll ? (nt_ioctl_fn)(void (*)(void))GetProcAddress(ntdll, "NtDeviceIoControlFile") : NULL;
+    if (!nt) {
+        check("IOCTL_AFD_POLL through the port", 0, "no NtDeviceIoControlFile");
+        return;
+    }
+    HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    uint16_t rport, wport;
+    SOCKET r = udp_socket(port, &rport), w = udp_socket(NULL, &wport);
+    OVERLAPPED o, *ov;
+    afd_poll_info pi;
+    DWORD bytes;
+    BOOL ok;
+    int st1 = afd_poll(nt, r, 0x0004 /* AFD_POLL_SEND */, &o, &pi);
+    int out = wait_one(port, 1000, &ov, &bytes, &ok) == 1 && ov == &o && o.Internal == 0 && (pi.h[0].events & 0x4);
+    int st2 = afd_poll(nt, r, 0x0001 /* AFD_POLL_RECEIVE */, &o, &pi);
+    int early = wait_one(port, 100, &ov, &bytes, &ok) == 1;
+    udp_to(w, rport, "x", 1);
+    int in = !early && wait_one(port, 2000, &ov, &bytes, &ok) == 1 && ov == &o && o.Internal == 0 &&
+             (pi.h[0].events & 0x1);
+    char b[4];
+    recv(r, b, sizeof(b), 0);
+    int st3 = afd_poll(nt, r, 0x0001, &o, &pi);
+    int early3 = wait_one(port, 100, &ov, &bytes, &ok) == 1;
+    BOOL cancelled = CancelIoEx((HANDLE)r, &o);
+    int aborted = wait_one(port, 2000, &ov, &bytes, &ok) == 1 && ov == &o && o.Internal == 0xC0000120;
+    check("IOCTL_AFD_POLL through the port: writable at once, readable on arrival, cancelled by CancelIoEx",
+          out && in && !early3 && cancelled && aborted, "send poll %#x: %d; receive poll %#x: early %d, on arrival %d; "
+          "cancel %#x: CancelIoEx %d, aborted %d", st1, out, st2, early, in, st3, cancelled, aborted);
+    closesocket(r);
+    closesocket(w);
+    CloseHandle(port);
+}
+
 int main(int argc, char **argv) {
     check_prefix = "probe";
     int idle = argc > 1 ? atoi(argv[1]) : 1000;
@@ -379,6 +533,8 @@ int main(int argc, char **argv) {
         port_for_life(port, &p);
     }
     unblock_by_close(port, l, lport);
+    udp_reads();
+    afd_polls();
     idle_memory(port, l, lport, idle);
     return check_done();
 }
