@@ -447,6 +447,38 @@ static vigil__op *live_op(vigil_loop *loop, uint64_t tag) {
     return op;
 }
 
+/* Before each read of a readiness loop: the op still waits on us and a
+ * pool buffer is free (into *id); else its final completion is given. */
+static bool next_buffer(vigil_loop *loop, iocp_state *s, uint64_t tag, uint32_t *id) {
+    vigil__op *op = live_op(loop, tag);
+    if (!op)
+        return false;
+    if (op->flags & VIGIL__OPF_CANCELING) {
+        complete(loop, tag, -ECANCELED, 0);
+        return false;
+    }
+    if (!s->nfree) {
+        complete(loop, tag, -ENOBUFS, 0); /* final: the core re-arms when a buffer comes back */
+        return false;
+    }
+    *id = s->free_bufs[--s->nfree];
+    return true;
+}
+
+/* After a readiness loop drained the socket: another zero-byte wait. */
+static void wait_again(vigil_loop *loop, uint64_t tag, SOCKET sock, int kind) {
+    vigil__op *op = live_op(loop, tag);
+    if (!op)
+        return;
+    if (op->flags & VIGIL__OPF_CANCELING) { /* stopped by a callback: no new wait */
+        complete(loop, tag, -ECANCELED, 0);
+        return;
+    }
+    int rc = zero_read(loop, op, sock, kind); /* still in the kernel's stead: no new count */
+    if (rc < 0)
+        complete(loop, tag, rc, 0);
+}
+
 /* Datagrams are there: each into a pool buffer as io_uring's multishot
  * recvmsg lays it out (vigil__msgout, the address, the payload at
  * VIGIL__UDP_HEAD), as the epoll backend does, until the socket has no
@@ -457,18 +489,9 @@ static vigil__op *live_op(vigil_loop *loop, uint64_t tag) {
  * send (WSAECONNRESET, WSAENETRESET on UDP) is not the socket's end. */
 static void on_datagrams(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET sock) {
     for (int i = 0; i < READS_PER_PACKET * 4; i++) {
-        vigil__op *op = live_op(loop, tag);
-        if (!op)
+        uint32_t id;
+        if (!next_buffer(loop, s, tag, &id))
             return;
-        if (op->flags & VIGIL__OPF_CANCELING) {
-            complete(loop, tag, -ECANCELED, 0);
-            return;
-        }
-        if (!s->nfree) {
-            complete(loop, tag, -ENOBUFS, 0); /* final: the core re-arms when a buffer comes back */
-            return;
-        }
-        uint32_t id = s->free_bufs[--s->nfree];
         uint8_t *buf = loop->buf_base + (size_t)id * loop->opts.buf_size;
         int room = (int)(loop->opts.buf_size - VIGIL__UDP_HEAD);
         int namelen = VIGIL__UDP_NAME_MAX;
@@ -490,34 +513,16 @@ static void on_datagrams(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET s
         complete(loop, tag, vigil__win_errno((unsigned long)err), 0);
         return;
     }
-    vigil__op *op = live_op(loop, tag);
-    if (!op)
-        return;
-    if (op->flags & VIGIL__OPF_CANCELING) { /* stopped by a callback above: no new wait */
-        complete(loop, tag, -ECANCELED, 0);
-        return;
-    }
-    int rc = zero_read(loop, op, sock, FL_UDP); /* still in the kernel's stead: no new count */
-    if (rc < 0)
-        complete(loop, tag, rc, 0);
+    wait_again(loop, tag, sock, FL_UDP);
 }
 
 /* Data is there: fill pool buffers until the socket has no more, then wait
  * again with a zero-byte read (or end: EOF, an error, no buffer). */
 static void on_readable(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET sock) {
     for (int i = 0; i < READS_PER_PACKET; i++) {
-        vigil__op *op = live_op(loop, tag);
-        if (!op)
+        uint32_t id;
+        if (!next_buffer(loop, s, tag, &id))
             return;
-        if (op->flags & VIGIL__OPF_CANCELING) {
-            complete(loop, tag, -ECANCELED, 0);
-            return;
-        }
-        if (!s->nfree) {
-            complete(loop, tag, -ENOBUFS, 0); /* final: the core re-arms when a buffer comes back */
-            return;
-        }
-        uint32_t id = s->free_bufs[--s->nfree];
         char *buf = (char *)loop->buf_base + (size_t)id * loop->opts.buf_size;
         int n = recv(sock, buf, (int)loop->opts.buf_size, 0);
         if (n > 0) {
@@ -533,16 +538,7 @@ static void on_readable(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET so
         complete(loop, tag, n == 0 ? 0 : vigil__win_errno((unsigned long)err), 0);
         return;
     }
-    vigil__op *op = live_op(loop, tag);
-    if (!op)
-        return;
-    if (op->flags & VIGIL__OPF_CANCELING) { /* stopped by a callback above: no new wait */
-        complete(loop, tag, -ECANCELED, 0);
-        return;
-    }
-    int rc = zero_read(loop, op, sock, FL_RECV); /* still in the kernel's stead: no new count */
-    if (rc < 0)
-        complete(loop, tag, rc, 0);
+    wait_again(loop, tag, sock, FL_RECV);
 }
 
 /* Under wine a packet can be dequeued before the OVERLAPPED it names is
