@@ -361,7 +361,10 @@ int vigil_abort(vigil_loop *loop, vigil_conn conn, vigil_close_cb cb, void *ud);
  * bounds how long sent data may stay unacknowledged (TCP_USER_TIMEOUT; 0 =
  * the kernel's default): a vanished host then fails the connection with
  * -ETIMEDOUT. A live but stuck peer keeps acknowledging: only an idle
- * deadline catches it (vigil_recv_start's idle_deadline_ms). */
+ * deadline catches it (vigil_recv_start's idle_deadline_ms). On Windows
+ * before 10 1709 (and under wine) the count is the system's, 10: another
+ * count returns -ENOTSUP; a user timeout needs TCP_MAXRTMS (10 1703) or a
+ * whole number of seconds (TCP_MAXRT), else -ENOTSUP. */
 int vigil_conn_keepalive(vigil_loop *loop, vigil_conn conn, uint32_t idle_s, uint32_t interval_s,
                          uint32_t count);
 int vigil_conn_user_timeout(vigil_loop *loop, vigil_conn conn, uint32_t ms);

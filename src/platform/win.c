@@ -22,6 +22,7 @@
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #include <mswsock.h>
+#include <mstcpip.h>
 #include <windows.h>
 
 #include <errno.h>
@@ -298,35 +299,99 @@ int vigil__socket_getopt(vigil_socket fd, int opt, int *value) {
     return getsockopt((SOCKET)fd, level, name, (char *)value, &len) ? wsa_err() : 0;
 }
 
-int vigil__socket_keepalive(vigil_socket fd, uint32_t idle_s, uint32_t interval_s, uint32_t count) {
-    bool off = !idle_s && !interval_s && !count;
-    if (!off && (!idle_s || !interval_s || !count))
-        return -EINVAL;
-    BOOL on = !off;
-    if (setsockopt((SOCKET)fd, SOL_SOCKET, SO_KEEPALIVE, (const char *)&on, sizeof(on)))
-        return wsa_err();
-    if (off)
-        return 0;
-#ifdef TCP_KEEPIDLE
-    DWORD i = idle_s, v = interval_s, c = count;
-    if (setsockopt((SOCKET)fd, IPPROTO_TCP, TCP_KEEPIDLE, (const char *)&i, sizeof(i)) ||
-        setsockopt((SOCKET)fd, IPPROTO_TCP, TCP_KEEPINTVL, (const char *)&v, sizeof(v)) ||
-        setsockopt((SOCKET)fd, IPPROTO_TCP, TCP_KEEPCNT, (const char *)&c, sizeof(c)))
-        return wsa_err();
-    return 0;
-#else
-    return -ENOTSUP;
+/* Windows 10 1709 and later take the three keepalive values as TCP options
+ * (ws2ipdef.h; mingw-w64's headers lack them). Older systems, and wine 8,
+ * refuse them (WSAENOPROTOOPT) and offer only SIO_KEEPALIVE_VALS: the idle
+ * time and the interval, with the count of probes fixed by the system at 10.
+ * There a call asking another count returns -ENOTSUP with nothing changed. */
+#ifndef TCP_KEEPIDLE
+#define TCP_KEEPIDLE 3
 #endif
+#ifndef TCP_KEEPCNT
+#define TCP_KEEPCNT 16
+#endif
+#ifndef TCP_KEEPINTVL
+#define TCP_KEEPINTVL 17
+#endif
+#define WIN_FIXED_KEEPCNT 10u
+
+int vigil__socket_keepalive(vigil_socket fd, uint32_t idle_s, uint32_t interval_s, uint32_t count) {
+    SOCKET s = (SOCKET)fd;
+    if (!idle_s && !interval_s && !count) {
+        BOOL off = FALSE;
+        return setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, (const char *)&off, sizeof(off)) ? wsa_err() : 0;
+    }
+    /* SIO_KEEPALIVE_VALS takes milliseconds in a ULONG */
+    if (!idle_s || !interval_s || !count || idle_s > UINT32_MAX / 1000 || interval_s > UINT32_MAX / 1000 ||
+        count > 255)
+        return -EINVAL;
+    static const int names[3] = {TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT};
+    DWORD want[3] = {idle_s, interval_s, count}, old[3];
+    bool options = true;
+    for (int i = 0; i < 3 && options; i++) {
+        int len = sizeof(old[i]);
+        if (getsockopt(s, IPPROTO_TCP, names[i], (char *)&old[i], &len)) {
+            if (WSAGetLastError() != WSAENOPROTOOPT)
+                return wsa_err();
+            options = false;
+        }
+    }
+    if (!options) {
+        if (count != WIN_FIXED_KEEPCNT)
+            return -ENOTSUP;
+        struct tcp_keepalive ka = {.onoff = 1, .keepalivetime = idle_s * 1000, .keepaliveinterval = interval_s * 1000};
+        DWORD got = 0;
+        return WSAIoctl(s, SIO_KEEPALIVE_VALS, &ka, sizeof(ka), NULL, 0, &got, NULL, NULL) ? wsa_err() : 0;
+    }
+    /* as on Linux: the values first, SO_KEEPALIVE last, and on a refusal the
+     * values already changed put back */
+    int rc = 0, i = 0;
+    for (; i < 3; i++)
+        if (setsockopt(s, IPPROTO_TCP, names[i], (const char *)&want[i], sizeof(want[i]))) {
+            rc = wsa_err();
+            break;
+        }
+    if (rc == 0) {
+        BOOL on = TRUE;
+        if (setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, (const char *)&on, sizeof(on)))
+            rc = wsa_err();
+    }
+    if (rc < 0)
+        while (i-- > 0)
+            setsockopt(s, IPPROTO_TCP, names[i], (const char *)&old[i], sizeof(old[i]));
+    return rc;
 }
 
-int vigil__socket_user_timeout(vigil_socket fd, uint32_t ms) {
-#ifdef TCP_MAXRTMS
-    DWORD v = ms;
-    return setsockopt((SOCKET)fd, IPPROTO_TCP, TCP_MAXRTMS, (const char *)&v, sizeof(v)) ? wsa_err() : 0;
-#else
-    (void)fd;
-    return ms ? -ENOTSUP : 0;
+/* TCP_MAXRTMS (Windows 10 1703 and later) bounds retransmission in
+ * milliseconds, TCP_MAXRT (older) in whole seconds; wine 8 has neither
+ * (-ENOTSUP). 0, Linux's "the kernel's default", sets nothing: Windows gives
+ * 0 a meaning of its own, and a fresh socket already has the default. */
+#ifndef TCP_MAXRT
+#define TCP_MAXRT 5
 #endif
+#ifndef TCP_MAXRTMS
+#define TCP_MAXRTMS 14
+#endif
+
+int vigil__socket_user_timeout(vigil_socket fd, uint32_t ms) {
+    SOCKET s = (SOCKET)fd;
+    if (ms > INT32_MAX)
+        return -EINVAL;
+    if (ms == 0)
+        return 0;
+    DWORD v = ms;
+    if (!setsockopt(s, IPPROTO_TCP, TCP_MAXRTMS, (const char *)&v, sizeof(v)))
+        return 0;
+    if (WSAGetLastError() != WSAENOPROTOOPT)
+        return wsa_err();
+    if (ms % 1000 == 0) {
+        v = ms / 1000;
+        if (!setsockopt(s, IPPROTO_TCP, TCP_MAXRT, (const char *)&v, sizeof(v)))
+            return 0;
+        if (WSAGetLastError() != WSAENOPROTOOPT)
+            return wsa_err();
+    }
+    return -ENOTSUP;
 }
 
 /* -------------------------------------------------------------- memory */

@@ -74,6 +74,33 @@ int main(void) {
     Sleep(50);
     n = recv(s, buf, sizeof(buf), 0);
     check("shutdown(VIGIL_SHUT_WR) is a FIN the peer reads as EOF", sh == 0 && n == 0, "shutdown %d, recv %d", sh, n);
+    /* keepalive: the TCP options on Windows 10 1709+, SIO_KEEPALIVE_VALS
+     * (count fixed at 10) where they are refused, as under wine 8 */
+    int on = -1, cnt = -1; /* wine writes SO_KEEPALIVE as one byte: its low byte is read */
+    int len = sizeof(on);
+    int k1 = vigil__socket_keepalive((vigil_socket)s, 7, 3, 10);
+    getsockopt(s, SOL_SOCKET, SO_KEEPALIVE, (char *)&on, &len);
+    int on1 = on & 0xff;
+    int k2 = vigil__socket_keepalive((vigil_socket)s, 7, 3, 4);
+    len = sizeof(cnt);
+    int has_cnt = getsockopt(s, IPPROTO_TCP, 16 /* TCP_KEEPCNT */, (char *)&cnt, &len) == 0;
+    int kb = vigil__socket_keepalive((vigil_socket)s, 0, 3, 4);
+    int k0 = vigil__socket_keepalive((vigil_socket)s, 0, 0, 0);
+    on = -1;
+    len = sizeof(on);
+    getsockopt(s, SOL_SOCKET, SO_KEEPALIVE, (char *)&on, &len);
+    on &= 0xff;
+    check("keepalive: set, a count the system fixes refused (or set where it can be), off, bad values",
+          k1 == 0 && on1 == 1 && (has_cnt ? k2 == 0 && cnt == 4 : k2 == -ENOTSUP) && kb == -EINVAL && k0 == 0 &&
+              on == 0,
+          "7/3/10 %d (on %d), 7/3/4 %d (count %s %d), 0/3/4 %d, off %d (on %d)", k1, on1, k2,
+          has_cnt ? "readable" : "not readable", cnt, kb, k0, on);
+    int u1 = vigil__socket_user_timeout((vigil_socket)s, 1500);
+    int u0 = vigil__socket_user_timeout((vigil_socket)s, 0);
+    int ub = vigil__socket_user_timeout((vigil_socket)s, 0x80000000u);
+    check("user timeout: set or refused with -ENOTSUP, 0 is the default, too large is -EINVAL",
+          (u1 == 0 || u1 == -ENOTSUP) && u0 == 0 && ub == -EINVAL, "1500 ms %d, 0 %d, 2^31 %d", u1, u0, ub);
+
     vigil__socket_close_now(c);
     vigil__socket_close_now((vigil_socket)s);
     vigil__socket_close_now(l);

@@ -140,6 +140,22 @@ else
     stop
 fi
 
+# --- --keepalive: under wine 8 through SIO_KEEPALIVE_VALS (count fixed at 10); the
+# Linux socket under it must carry the idle time, as ss shows its timer
+if start --keepalive 7/3/10; then
+    exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+    sleep 0.5
+    timer=$(ss -tnoH state established "( sport = :$PORT )" 2>/dev/null | grep -o 'timer:([^)]*)' | head -1)
+    exec 3>&-
+    if [[ $timer =~ ^timer:\(keepalive,[4-7][.s] ]]; then ok "--keepalive 7/3/10: the idle timer is set" "$timer"
+    else fail "--keepalive 7/3/10: the idle timer is set" "ss: '${timer:-no timer}'"; fi
+    stop
+    stopped_cleanly || fail "--keepalive: stops cleanly" "exit status $STOP_RC"
+else
+    fail "--keepalive 7/3/10 starts" "no banner"
+    stop
+fi
+
 # --- what Windows lacks, refused clearly
 refused() { # name, expected status, expected message, vigil.exe arguments...
     local name=$1 want=$2 msg=$3 rc; shift 3
