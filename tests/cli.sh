@@ -83,7 +83,7 @@ bench_by_name() {
 bad_flags() {
     local rc
     for args in "profile --duration 0" "profile --kinds nap" "profile --bogus 1" "bench --conns 0" \
-        "bench --bogus" "serve --mode gopher" "serve --threads 0" "serve --inject spin:1:1:0" \
+        "bench --bogus" "bench --drain 0" "serve --mode gopher" "serve --threads 0" "serve --inject spin:1:1:0" \
         "serve --metrics-port 70000" "nosuchcommand"; do
         "$VIGIL" $args >/dev/null 2>"$T/err"; rc=$?
         [ $rc -eq 2 ] || { echo "vigil $args: exit $rc, not 2"; return 1; }

@@ -50,7 +50,7 @@ static void usage_bench(FILE *f) {
     fprintf(f,
             "usage: vigil bench [--target HOST:PORT] [--backend uring|epoll|auto]\n"
             "                   [--mode pingpong|stream] [--conns N] [--size BYTES] [--window BYTES]\n"
-            "                   [--duration S] [--warmup S] [--threads T] [--server-cpu C]\n"
+            "                   [--duration S] [--warmup S] [--drain S] [--threads T] [--server-cpu C]\n"
             "                   [--client-cpu C] [--compare] [--rounds R] [--out DIR] [--peers DIR]\n"
             "  --target H:P    load this echo server instead of starting `vigil serve`\n"
             "                  (its CPU is then neither pinned nor measured)\n"
@@ -62,6 +62,8 @@ static void usage_bench(FILE *f) {
             "  --window BYTES  stream: bytes in flight per connection (default 65536, >= size)\n"
             "  --duration S    measured seconds (default 5)\n"
             "  --warmup S      seconds before measuring (default 1)\n"
+            "  --drain S       at the end, seconds to wait for echoes still owed before\n"
+            "                  counting them lost (default 2)\n"
             "  --threads T     client threads (default 1)\n"
             "  --server-cpu C  pin the server to CPU C (default 0)\n"
             "  --client-cpu C  pin the client threads to CPU C (default 1; -1 = no pinning)\n"
@@ -86,7 +88,7 @@ typedef struct bench_opts {
     load_mode mode;
     long conns, size, window;
     bool window_set;
-    double duration, warmup;
+    double duration, warmup, drain;
     int threads;
     int server_cpu, client_cpu;
     bool compare;
@@ -159,7 +161,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         }
         static const char *const with_value[] = {
             "--target", "--backend", "--mode",       "--conns",      "--size",   "--window",
-            "--duration", "--warmup", "--threads", "--server-cpu", "--client-cpu", "--rounds",
+            "--duration", "--warmup", "--drain", "--threads", "--server-cpu", "--client-cpu", "--rounds",
             "--out",    "--peers",   NULL};
         bool known = false;
         for (int k = 0; with_value[k]; k++)
@@ -201,6 +203,9 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         } else if (!strcmp(a, "--warmup")) {
             if (parse_secs(val, true, &o->warmup) < 0)
                 BAD("bad --warmup '%s' (seconds, >= 0)", val);
+        } else if (!strcmp(a, "--drain")) {
+            if (parse_secs(val, false, &o->drain) < 0 || o->drain > 3600)
+                BAD("bad --drain '%s' (seconds, > 0, up to 3600)", val);
         } else if (!strcmp(a, "--threads")) {
             if (parse_long(val, 1, 256, &v) < 0)
                 BAD("bad --threads '%s' (1..256)", val);
@@ -577,6 +582,7 @@ static void load_base(const bench_opts *o, load_config *cfg) {
     cfg->window = o->window;
     cfg->duration_s = o->duration;
     cfg->warmup_s = o->warmup;
+    cfg->drain_s = o->drain;
     cfg->threads = o->threads;
     cfg->cpu = o->pin ? o->client_cpu : -1;
     cfg->stop = &g_stop;

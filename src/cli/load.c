@@ -6,7 +6,7 @@
  * 64-bit word w of the stream is a pure function of (seed_i, w) (see
  * stream_fill), so any byte at any stream offset can be regenerated.  What
  * comes back must equal what was sent, in order; each differing byte is a
- * mismatch.  At the end (after a drain of up to 2 s) the bytes sent but not
+ * mismatch.  At the end (after a drain of up to drain_s, 2 s by default) the bytes sent but not
  * echoed back on connections that are still open are reported as `lost`:
  * bytes that vanished without an error. On connections the server reset or
  * closed (`errors`), they are `unechoed_on_errors`: failed explicitly.
@@ -713,7 +713,7 @@ static void *worker_main(void *arg) {
         bool stop = cfg->stop && atomic_load_explicit(cfg->stop, memory_order_relaxed);
         if (!stopping && (t >= w->t_end || stop)) {
             stopping = true;
-            drain_deadline = t + DRAIN_NS;
+            drain_deadline = t + (cfg->drain_s > 0 ? (uint64_t)(cfg->drain_s * 1e9) : DRAIN_NS);
             for (long i = 0; i < w->nconns; i++) {
                 struct conn *c = &w->conns[i];
                 set_out(w, c, false);
@@ -833,6 +833,8 @@ static int check_config(const load_config *cfg, load_result *out) {
         return BAD("duration_s", "(must be > 0)");
     if (!(cfg->warmup_s >= 0) || cfg->warmup_s > 1e6)
         return BAD("warmup_s", "(must be >= 0)");
+    if (!(cfg->drain_s >= 0) || cfg->drain_s > 3600)
+        return BAD("drain_s", "(must be 0..3600)");
     if (cfg->threads < 1 || cfg->threads > MAX_THREADS)
         return BAD("threads", "(must be 1..1024)");
     if (cfg->cpu < -1 || cfg->cpu >= CPU_SETSIZE)

@@ -36,6 +36,7 @@ typedef struct load_config {
     long window;        /* STREAM: bytes in flight per connection (>= size) */
     double duration_s;  /* measured part, > 0 */
     double warmup_s;    /* >= 0 */
+    double drain_s;     /* after the load: how long to wait for echoes still owed; 0 = 2 s */
     int threads;        /* client threads, >= 1 (capped at conns) */
     int cpu;            /* pin the client threads to this CPU; -1 = no pinning */
     long server_pid;    /* > 0: sample its CPU time (/proc) over the measured part */

@@ -101,7 +101,10 @@ if start; then
     for load in "pingpong 1" "pingpong 100" "pingpong 1000" "stream 1" "stream 100"; do
         set -- $load
         name="$1, $2 connection$([ "$2" -gt 1 ] && echo s)"
-        bench --mode "$1" --conns "$2" --duration 2
+        # --drain 10: under wine on a busy 2-core host some of 1000 connections wait over a
+        # second for their echo (p99 about 1 s when the host steals time): a byte still
+        # owed 10 s after the load stopped is lost, not late
+        bench --mode "$1" --conns "$2" --duration 2 --drain 10
         if bench_exact; then ok "$name" "$(numbers)"; else
             fail "$name" "bench exit $BRC, lost ${B_LOST:-?} B, mismatched ${B_MIS:-?} B, errors ${B_ERR:-?}"
         fi
@@ -183,14 +186,17 @@ recovery() { # kind, extra serve options...
     if ! start --stall-ms 100 --inject "$kind:3000:2000:3" "$@"; then
         fail "$name" "no banner"; stop; return
     fi
-    bench --conns 100 --duration 8
+    bench --conns 100 --duration 8 --drain 10
     stop
     local why="" e rebuilds resets
     e=$(serr)
     rebuilds=$(grep -c 'rebuilt on iocp in' <<<"$e")
     resets=$(grep -c 'was reset: its callback stayed stuck' <<<"$e")
     [ "$(grep -c "injecting $kind for 3000 ms" <<<"$e")" = 3 ] || why+=" not injected 3 times;"
-    grep -q "^vigil: stall: loop [0-9]* stalled [0-9]* ms in callback" <<<"$e" || why+=" no stall report;"
+    # the report names where the loop was when the stall began: under wine a WSASend can
+    # itself take over 100 ms on a busy host, and a stall that began there and ran on
+    # into the injected one is reported once, "in library"
+    grep -E -q "^vigil: stall: loop [0-9]* stalled [0-9]* ms in (callback|library)" <<<"$e" || why+=" no stall report;"
     case $kind in
     spin)
         grep -q 'fenced; rebuilding it on a new thread' <<<"$e" || why+=" no fence line;"
