@@ -35,6 +35,11 @@ static const vigil__backend *const epoll_be = NULL, *const uring_be = NULL;
 static const vigil__backend *const epoll_be = &vigil__epoll_backend, *const uring_be = &vigil__uring_backend;
 #endif
 
+/* Windows: a thread's CPU time moves in steps of 10 ms or more (under wine),
+ * so one tick of 25 ms cannot tell a spin from a wait; the window spans the
+ * last CPU_SAMPLES ticks, a stall's length at the default tick. */
+#define CPU_SAMPLES 4
+
 typedef struct watched {
     vigil_loop *loop;
     bool stalled;          /* in a stall we have counted */
@@ -47,9 +52,10 @@ typedef struct watched {
     uint64_t *rebuilt_ns;  /* times of the last budget_rebuilds rebuilds, a ring */
     uint32_t timed_seen;   /* sv_rebuilds_timed last logged */
     uint32_t rebuilt_pos;
-    int cpu_tid;           /* Windows: the loop thread's CPU time at the last tick, */
-    uint64_t cpu_ns, cpu_at;
-    bool cpu_busy;         /* and whether it used a quarter of the time since the one before */
+    int cpu_tid;           /* Windows: the loop thread's CPU time at the last ticks, */
+    uint64_t cpu_ns[CPU_SAMPLES], cpu_at[CPU_SAMPLES];
+    unsigned cpu_n;        /* samples taken of cpu_tid (the oldest at cpu_n % CPU_SAMPLES) */
+    bool cpu_busy;         /* and whether it used a quarter of the time since the oldest */
 } watched;
 
 struct vigil_supervisor {
@@ -156,7 +162,7 @@ static void take_backtrace(vigil_supervisor *s, vigil_loop *loop, vigil__runner 
  * Windows the stack says which call, but a thread spinning on a clock is
  * often caught inside one (under wine QueryPerformanceCounter is a system
  * call), so a thread counts as waiting only if it also used under a
- * quarter of the CPU time since the last tick (sampled every tick). */
+ * quarter of the CPU time over the last CPU_SAMPLES ticks (sampled each tick). */
 static bool thread_waits(const watched *w, vigil__runner *runner, uint64_t now, char *sc, size_t len) {
     if (vigil__thread_syscall(runner->tid, sc, len) < 0) {
         snprintf(sc, len, "?");
@@ -368,10 +374,17 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
         return;
 #ifdef _WIN32
     uint64_t cpu = vigil__thread_cpu_ns(runner->tid);
-    w->cpu_busy = w->cpu_tid != runner->tid || now <= w->cpu_at || (cpu - w->cpu_ns) * 4 >= now - w->cpu_at;
-    w->cpu_tid = runner->tid;
-    w->cpu_ns = cpu;
-    w->cpu_at = now;
+    if (w->cpu_tid != runner->tid) {
+        w->cpu_tid = runner->tid;
+        w->cpu_n = 0;
+    }
+    unsigned slot = w->cpu_n % CPU_SAMPLES; /* the oldest sample, replaced by this one */
+    unsigned first = w->cpu_n < CPU_SAMPLES ? 0 : slot;
+    w->cpu_busy = w->cpu_n == 0 || now <= w->cpu_at[first] ||
+                  (cpu - w->cpu_ns[first]) * 4 >= now - w->cpu_at[first];
+    w->cpu_ns[slot] = cpu;
+    w->cpu_at[slot] = now;
+    w->cpu_n++;
 #endif
     bool may_fence = s->o.fence_ms != UINT32_MAX && !w->no_rebuilds;
     if (may_fence && atomic_load_explicit(&loop->sv_fence_request, memory_order_acquire) == runner &&
