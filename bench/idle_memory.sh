@@ -40,18 +40,20 @@ for s in $SERVERS; do
     sleep 0.3
     r0=$(rss_kib $spid) a0=$(anon_kib $spid)
     wpid=
-    [ "$s" = vigil-wine ] && wpid=$(pgrep -x wineserver | head -1)
-    [ -n "$wpid" ] && { w0=$(rss_kib $wpid) wa0=$(anon_kib $wpid); }
+    if [ "$s" = vigil-wine ]; then wpid=$(pgrep -x 'wineserver(64)?' | head -1); fi # Debian's is wineserver64
+    if [ -n "$wpid" ]; then w0=$(rss_kib $wpid) wa0=$(anon_kib $wpid); fi
     "$BUILD/bench/idle_conns" --port "$port" --conns "$CONNS" --hold 4 >"$out.c" &
     cpid=$!
     for _ in $(seq 200); do grep -q connected "$out.c" 2>/dev/null && break; sleep 0.1; done
     sleep 1.5
     r1=$(rss_kib $spid) a1=$(anon_kib $spid)
-    [ -n "$wpid" ] && { w1=$(rss_kib $wpid) wa1=$(anon_kib $wpid); }
+    if [ -n "$wpid" ]; then w1=$(rss_kib $wpid) wa1=$(anon_kib $wpid); fi
     wait $cpid || true
     kill -INT $spid; wait $spid || true
     printf '| %s | %d | %d | %d | %d |\n' "$s" "$r0" "$r1" $(((r1 - r0) * 1024 / CONNS)) $(((a1 - a0) * 1024 / CONNS))
-    [ -n "$wpid" ] && printf '| %s (wineserver) | %d | %d | %d | %d |\n' "$s" "$w0" "$w1" \
-        $(((w1 - w0) * 1024 / CONNS)) $(((wa1 - wa0) * 1024 / CONNS))
+    if [ -n "$wpid" ]; then
+        printf '| %s (wineserver) | %d | %d | %d | %d |\n' "$s" "$w0" "$w1" \
+            $(((w1 - w0) * 1024 / CONNS)) $(((wa1 - wa0) * 1024 / CONNS))
+    fi
     rm -f "$out" "$out.c"
 done

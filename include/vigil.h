@@ -466,6 +466,14 @@ typedef void (*vigil_fs_cb)(vigil_loop *loop, vigil_op op, int status, void *ud)
 #define VIGIL_FS_CWD (-100)          /* dir_fd: relative to the working directory */
 #define VIGIL_O_BENEATH 0x40000000   /* open flag: the path may not leave dir_fd (no
                                       * absolute paths, ".." or symlinks out): -EXDEV */
+#ifdef _WIN32 /* open(2) flags the C runtime lacks, as vigil_fs_open takes them there */
+#ifndef O_DIRECTORY
+#define O_DIRECTORY 0x200000         /* -ENOTDIR unless path is a directory */
+#endif
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0x80               /* _O_NOINHERIT: what vigil opens is never inherited */
+#endif
+#endif
 
 /* Opens path relative to dir_fd (VIGIL_FS_CWD, or a directory's fd) with
  * open(2) flags and mode. deadline_ms 0 = none. op may be NULL. */

@@ -1,5 +1,6 @@
 /* test_fs.c: file calls on every backend (the file ring on io_uring, the
- * worker pool on epoll): contents byte for byte, errors as negative errno,
+ * worker pool on epoll, the completion port and the pool on Windows):
+ * contents byte for byte, errors as negative errno,
  * paths kept beneath a directory, cancel and deadlines on a read that
  * waits, a loop that keeps serving while a read is stuck, destroy with a
  * call in flight, and a rebuild that carries a read in flight over. */
@@ -15,9 +16,80 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include <direct.h>
+#include <io.h>
+#include <windows.h>
+#endif
 
+/* The file system around the calls, as each OS has it. On Windows the
+ * directory is under the temporary directory, "close-on-exec" is a handle
+ * that is not inherited, a FIFO is a named pipe (\\.\pipe\NAME, opened
+ * by path like any file) and a file's identity comes from its handle. */
+#ifdef _WIN32
+static void make_dir(char *dir, size_t len) {
+    static unsigned n;
+    char tmp[MAX_PATH];
+    VT_ASSERT(GetTempPathA(sizeof(tmp), tmp) > 0);
+    snprintf(dir, len, "%svigil-fs-%lu-%u", tmp, GetCurrentProcessId(), n++);
+    VT_EQ(_mkdir(dir), 0);
+}
 
-/* A fresh directory under /tmp, removed (with its files) by rm_dir. */
+static void rm_tree(const char *dir) {
+    char pat[300], sub[300];
+    WIN32_FIND_DATAA fd;
+    snprintf(pat, sizeof(pat), "%s\\*", dir);
+    HANDLE h = FindFirstFileA(pat, &fd);
+    if (h != INVALID_HANDLE_VALUE) {
+        do {
+            if (!strcmp(fd.cFileName, ".") || !strcmp(fd.cFileName, ".."))
+                continue;
+            snprintf(sub, sizeof(sub), "%s\\%s", dir, fd.cFileName);
+            if (fd.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY)
+                rm_tree(sub);
+            else
+                DeleteFileA(sub);
+        } while (FindNextFileA(h, &fd));
+        FindClose(h);
+    }
+    RemoveDirectoryA(dir);
+}
+static void rm_dir(const char *dir) {
+    rm_tree(dir);
+    VT_EQ(GetFileAttributesA(dir), INVALID_FILE_ATTRIBUTES);
+}
+
+static bool fd_cloexec(int fd) {
+    DWORD f = 0;
+    return GetHandleInformation((HANDLE)_get_osfhandle(fd), &f) && !(f & HANDLE_FLAG_INHERIT);
+}
+static bool fd_closed(int fd) { return _get_osfhandle(fd) == -1; }
+static int make_subdir(const char *path) { return _mkdir(path); }
+
+/* The file index and volume serial, as vigil_stat has them. */
+static void file_id(const char *path, uint64_t *ino, uint64_t *dev) {
+    HANDLE h = CreateFileA(path, 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL, OPEN_EXISTING,
+                           FILE_FLAG_BACKUP_SEMANTICS, NULL);
+    BY_HANDLE_FILE_INFORMATION fi;
+    VT_ASSERT(h != INVALID_HANDLE_VALUE && GetFileInformationByHandle(h, &fi));
+    CloseHandle(h);
+    *ino = ((uint64_t)fi.nFileIndexHigh << 32) | fi.nFileIndexLow;
+    *dev = fi.dwVolumeSerialNumber;
+}
+
+/* A FIFO at a path vigil_fs_open can open, and its writer's fd. */
+static void make_fifo(char *path, size_t len, const char *dir, int *writer) {
+    static unsigned n;
+    (void)dir;
+    snprintf(path, len, "\\\\.\\pipe\\vigil-fs-%lu-%u", GetCurrentProcessId(), n++);
+    HANDLE h = CreateNamedPipeA(path, PIPE_ACCESS_OUTBOUND, PIPE_TYPE_BYTE | PIPE_WAIT, 1, 4096, 4096, 0, NULL);
+    VT_ASSERT(h != INVALID_HANDLE_VALUE, "CreateNamedPipe: %lu", GetLastError());
+    *writer = _open_osfhandle((intptr_t)h, _O_BINARY);
+    VT_ASSERT(*writer >= 0);
+}
+/* A pool of the system's own: an anonymous pipe, which the loop did not open. */
+static int plain_pipe(int p[2]) { return _pipe(p, 4096, _O_BINARY); }
+#else
 static void make_dir(char *dir, size_t len) {
     snprintf(dir, len, "/tmp/vigil-fs-XXXXXX");
     VT_ASSERT(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
@@ -28,6 +100,26 @@ static void rm_dir(const char *dir) {
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     VT_EQ(system(cmd), 0);
 }
+
+static bool fd_cloexec(int fd) { return (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0; }
+static bool fd_closed(int fd) { return fcntl(fd, F_GETFD) == -1; }
+static int make_subdir(const char *path) { return mkdir(path, 0700); }
+
+static void file_id(const char *path, uint64_t *ino, uint64_t *dev) {
+    struct stat ref;
+    VT_EQ(stat(path, &ref), 0);
+    *ino = (uint64_t)ref.st_ino;
+    *dev = (uint64_t)ref.st_dev;
+}
+
+static void make_fifo(char *path, size_t len, const char *dir, int *writer) {
+    snprintf(path, len, "%s/fifo", dir);
+    VT_EQ(mkfifo(path, 0600), 0);
+    *writer = open(path, O_RDWR); /* so that opening it for reading does not wait */
+    VT_ASSERT(*writer >= 0);
+}
+static int plain_pipe(int p[2]) { return pipe(p); }
+#endif
 
 /* One call's outcome. */
 typedef struct result {
@@ -56,8 +148,29 @@ static void on_fs(vigil_loop *loop, vigil_op op, int status, void *ud) {
     })
 
 static bool on_uring(void) {
+#ifdef _WIN32
+    return false;
+#else
     const char *b = getenv("VIGIL_TEST_BACKEND");
     return !b || strncmp(b, "uring", 5) == 0;
+#endif
+}
+
+/* A pipe for reads that wait: p[0] reads, p[1] writes. On Windows the read
+ * end is a named pipe the loop opened, so its reads wait on the loop's
+ * port, where cancel reaches them (an anonymous pipe's read would block a
+ * pool thread that nothing interrupts). */
+static void waiting_pipe(vigil_loop *loop, int p[2]) {
+#ifdef _WIN32
+    char path[160];
+    result r;
+    make_fifo(path, sizeof(path), NULL, &p[1]);
+    p[0] = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(p[0] >= 0, "open %s: %d", path, p[0]);
+#else
+    (void)loop;
+    VT_EQ(pipe(p), 0);
+#endif
 }
 
 VT_TEST(fs, write_stat_read_close, 20) {
@@ -69,7 +182,7 @@ VT_TEST(fs, write_stat_read_close, 20) {
     int fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_CREAT | O_RDWR | O_EXCL, 0640, 0,
                                          on_fs, &r, NULL));
     VT_ASSERT(fd >= 0, "open: %d", fd);
-    VT_ASSERT(fcntl(fd, F_GETFD) & FD_CLOEXEC, "the fd must be close-on-exec");
+    VT_ASSERT(fd_cloexec(fd), "the fd must be close-on-exec");
     uint8_t out[100000], in[100000];
     vt_fill(out, sizeof(out), 7, 0);
     /* two writes at offsets, the second first */
@@ -80,13 +193,17 @@ VT_TEST(fs, write_stat_read_close, 20) {
     vigil_stat st;
     VT_EQ(CALL(loop, r, vigil_fs_stat(loop, VIGIL_FS_CWD, path, &st, 0, on_fs, &r, NULL)), 0);
     VT_EQ(st.size, sizeof(out));
+#ifdef _WIN32 /* no owner, group and others: writable or read-only */
+    VT_ASSERT(S_ISREG(st.mode) && (st.mode & 0777) == 0666, "mode %o", st.mode);
+#else
     VT_ASSERT(S_ISREG(st.mode) && (st.mode & 0777) == 0640, "mode %o", st.mode);
+#endif
     VT_EQ(st.nlink, 1);
     VT_ASSERT(st.mtime_ns > 0, "mtime");
-    struct stat ref;
-    VT_EQ(stat(path, &ref), 0);
-    VT_EQ(st.ino, (uint64_t)ref.st_ino);
-    VT_EQ(st.dev, (uint64_t)ref.st_dev);
+    uint64_t ino, dev;
+    file_id(path, &ino, &dev);
+    VT_EQ(st.ino, ino);
+    VT_EQ(st.dev, dev);
     /* fstat: the fd itself */
     vigil_stat st2;
     VT_EQ(CALL(loop, r, vigil_fs_stat(loop, fd, "", &st2, 0, on_fs, &r, NULL)), 0);
@@ -99,7 +216,7 @@ VT_TEST(fs, write_stat_read_close, 20) {
     VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, in, 10, -1, 0, on_fs, &r, NULL)), 10);
     VT_EQ(memcmp(in, out, 10), 0);
     VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
-    VT_EQ(fcntl(fd, F_GETFD), -1); /* closed */
+    VT_ASSERT(fd_closed(fd));
     VT_OK(vigil_loop_destroy(loop));
     rm_dir(dir);
 }
@@ -222,7 +339,7 @@ VT_TEST(fs, errors_are_negative_errno, 20) {
     VT_EQ(CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL)), -ENOENT);
     VT_EQ(CALL(loop, r, vigil_fs_stat(loop, VIGIL_FS_CWD, path, &st, 0, on_fs, &r, NULL)), -ENOENT);
     int bad = 1000 + (int)(getpid() % 1000); /* an fd number nobody holds */
-    while (fcntl(bad, F_GETFD) >= 0)
+    while (!fd_closed(bad))
         bad++;
     VT_EQ(CALL(loop, r, vigil_fs_read(loop, bad, buf, sizeof(buf), 0, 0, on_fs, &r, NULL)), -EBADF);
     VT_EQ(CALL(loop, r, vigil_fs_close(loop, bad, on_fs, &r, NULL)), -EBADF);
@@ -241,14 +358,19 @@ VT_TEST(fs, beneath_keeps_paths_inside_the_directory, 20) {
     char dir[64], path[160];
     make_dir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/sub", dir);
-    VT_EQ(mkdir(path, 0700), 0);
+    VT_EQ(make_subdir(path), 0);
     snprintf(path, sizeof(path), "%s/sub/in.txt", dir);
     FILE *f = fopen(path, "w");
     VT_ASSERT(f != NULL);
     fputs("inside", f);
     fclose(f);
+#ifdef _WIN32 /* no symlink without privileges: an absolute path of Windows' own instead */
+    const char *out_of_it = "C:\\windows\\win.ini";
+#else
     snprintf(path, sizeof(path), "%s/sub/out", dir);
     VT_EQ(symlink("/etc/hostname", path), 0);
+    const char *out_of_it = "out";
+#endif
     snprintf(path, sizeof(path), "%s/sub", dir);
     result r;
     int root = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY | O_DIRECTORY, 0, 0, on_fs, &r, NULL));
@@ -259,7 +381,7 @@ VT_TEST(fs, beneath_keeps_paths_inside_the_directory, 20) {
     VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, buf, sizeof(buf), 0, 0, on_fs, &r, NULL)), 6);
     VT_EQ(strcmp(buf, "inside"), 0);
     VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
-    const char *escapes[] = {"../sub/in.txt", "/etc/hostname", "out", "./../../etc/passwd"};
+    const char *escapes[] = {"../sub/in.txt", "/etc/hostname", out_of_it, "./../../etc/passwd"};
     for (int i = 0; i < 4; i++) {
         int rc = CALL(loop, r, vigil_fs_open(loop, root, escapes[i], O_RDONLY | VIGIL_O_BENEATH, 0, 0, on_fs,
                                              &r, NULL));
@@ -279,7 +401,7 @@ VT_TEST(fs, beneath_keeps_paths_inside_the_directory, 20) {
 VT_TEST(fs, waiting_read_is_cancelled_or_times_out, 20) {
     vigil_loop *loop = vt_loop(NULL);
     int p[2];
-    VT_EQ(pipe(p), 0);
+    waiting_pipe(loop, p);
     char buf[64];
     result r = {0};
     vigil_op op;
@@ -348,10 +470,8 @@ VT_TEST(fs, loop_keeps_serving_while_a_read_is_stuck, 30) {
     vigil_loop *loop = vt_loop(NULL);
     char dir[64], path[128];
     make_dir(dir, sizeof(dir));
-    snprintf(path, sizeof(path), "%s/fifo", dir);
-    VT_EQ(mkfifo(path, 0600), 0);
-    int writer = open(path, O_RDWR); /* so that opening it for reading does not wait */
-    VT_ASSERT(writer >= 0);
+    int writer;
+    make_fifo(path, sizeof(path), dir, &writer);
     result r;
     int fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
     VT_ASSERT(fd >= 0, "open fifo: %d", fd);
@@ -382,7 +502,7 @@ VT_TEST(fs, loop_keeps_serving_while_a_read_is_stuck, 30) {
 VT_TEST(fs, destroy_ends_a_waiting_read, 20) {
     vigil_loop *loop = vt_loop(NULL);
     int p[2];
-    VT_EQ(pipe(p), 0);
+    waiting_pipe(loop, p);
     char buf[8];
     result r = {0};
     VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 0, on_fs, &r, NULL));
@@ -404,7 +524,7 @@ VT_TEST(fs, pool_queue_is_bounded, 20) {
     vigil_loop_options o = {.pool_threads = 1, .pool_queue = 2};
     vigil_loop *loop = vt_loop(&o);
     int p[2];
-    VT_EQ(pipe(p), 0);
+    VT_EQ(plain_pipe(p), 0); /* on Windows too: not the loop's, so on the pool */
     char buf[4][4];
     result r[4];
     memset(r, 0, sizeof(r));
@@ -451,7 +571,7 @@ VT_TEST(fs, rebuild_carries_a_read_in_flight, 30) {
     VT_OK(vigil_supervisor_start(&sv, &so));
     VT_OK(vigil_supervisor_add(sv, loop));
     int p[2];
-    VT_EQ(pipe(p), 0);
+    waiting_pipe(loop, p);
     char buf[64] = {0};
     result r = {0};
     VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 0, on_fs, &r, NULL));

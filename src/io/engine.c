@@ -7,6 +7,7 @@
 #include "platform/platform.h"
 
 #include <errno.h>
+#include <stdlib.h>
 
 #define FS_TAKE_PER_PASS 256 /* completions handled per pass: sockets get their turn */
 
@@ -75,6 +76,11 @@ void vigil__fs_destroy(vigil_loop *loop) {
         if (loop->fs_ring && vigil__fs_ring_wait(loop->fs_ring, 10) == 0)
             continue;
 #endif
+#ifdef _WIN32
+        if (loop->be && loop->be->file_rw) /* overlapped reads and writes complete through the port */
+            loop->be->wait(loop, 10000000);
+        else
+#endif
         if (loop->pool)
             vigil__pool_wait_done(loop->pool, 10);
     }
@@ -90,4 +96,9 @@ void vigil__fs_destroy(vigil_loop *loop) {
 #endif
     loop->fs_ring = NULL;
     loop->pool = NULL;
+#ifdef _WIN32
+    free(loop->port_files);
+    loop->port_files = NULL;
+    loop->port_files_cap = 0;
+#endif
 }

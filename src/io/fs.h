@@ -1,6 +1,8 @@
 /*
- * fs.h: file calls (fs.c) and their two engines: the loop's own file ring
- * on io_uring (fs_uring.c) and the loop's worker pool (pool.c) elsewhere.
+ * fs.h: file calls (fs.c, on every OS) and the OS's side of them: on Linux
+ * (fs_linux.c) the loop's own file ring on io_uring (fs_uring.c) or the
+ * loop's worker pool (pool.c); on Windows (fs_win.c) overlapped reads and
+ * writes on the loop's completion port, the rest on the pool.
  *
  * Why an engine of the loop's own and not the backend's ring: a rebuild
  * abandons the fenced backend, and a file request in a fenced
@@ -10,19 +12,24 @@
  * post completions themselves and whichever thread runs the loop after a
  * rebuild submits to it and reaps it; the pool is threads of the loop's
  * own. Either way a file call in flight at a fence completes on the new
- * thread, exactly once, and is never issued twice.
+ * thread, exactly once, and is never issued twice. On Windows a rebuild
+ * keeps the port, so an overlapped read in flight completes there too.
  */
 #ifndef VIGIL_IO_FS_H
 #define VIGIL_IO_FS_H
 
 #include "io/engine.h"
 
+#ifndef _WIN32
 #include <linux/openat2.h>
 #include <sys/stat.h>
 
 #ifndef STATX_BASIC_STATS
 #include <linux/stat.h>
 #endif
+#endif
+
+#define VIGIL__FS_MAX_LEN 0x7ffff000u /* what one read or write moves at most, as Linux */
 
 enum vigil__fs_call {
     VIGIL__FS_OPEN = 1,
@@ -37,23 +44,38 @@ enum vigil__fs_call {
 typedef struct vigil__fsjob {
     vigil__job job; /* first: the pool's part */
     uint8_t call;
+    bool beneath;   /* open: the path may not leave fd's directory */
+    bool on_port;   /* Windows: an overlapped request on the loop's port, not a pool job */
     int fd;         /* the file, or the directory paths start from */
-    int flags;      /* open: flags; fsync: VIGIL_FSYNC_*; stat: AT_* */
+    int flags;      /* open: flags; fsync: VIGIL_FSYNC_*; stat: AT_* on Linux */
     uint32_t mode;
-    bool beneath;   /* open with RESOLVE_BENEATH */
     void *buf;
     size_t len;
     int64_t offset;
     vigil_stat *st_out;
+#ifdef _WIN32
+    vigil_stat st;       /* stat: filled by the pool */
+    intptr_t handle;     /* open: the new file's handle (it joins the port) */
+#else
     struct statx stx;
     struct open_how how; /* open with beneath: for openat2 */
+#endif
     char path[];
 } vigil__fsjob;
 
+/* The OS's side (fs_linux.c, fs_win.c), called by fs.c on the loop thread. */
+void vigil__fs_os_prepare(vigil__fsjob *j);   /* the job's fields in the OS's terms; sets job.run */
+/* hands the job to the engine: 0 (it completes through vigil__fs_complete) or -errno */
+int vigil__fs_os_submit(vigil_loop *loop, vigil__op *op, vigil__fsjob *j);
+int vigil__fs_os_cancel(vigil_loop *loop, vigil__op *op, vigil__fsjob *j); /* asks it to stop */
+/* its result, on the loop thread, before the callback (stat's output, an fd's bookkeeping) */
+int vigil__fs_os_done(vigil_loop *loop, vigil__fsjob *j, int res);
+
+#ifndef _WIN32
 /* fs_uring.c: the file ring (the rest of it is in engine.h) */
 int vigil__fs_ring_new(vigil__fs_ring **out, int wake_fd);
 int vigil__fs_ring_submit(vigil__fs_ring *r, vigil__fsjob *j, uint64_t tag);
 int vigil__fs_ring_cancel(vigil__fs_ring *r, uint64_t tag);
-
+#endif
 
 #endif

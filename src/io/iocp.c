@@ -48,7 +48,7 @@
 typedef struct flight {
     OVERLAPPED ov; /* first: the port hands this pointer back */
     uint64_t tag;
-    SOCKET s;      /* the socket it is on; INVALID_SOCKET for a posted packet */
+    SOCKET s;      /* the socket (or file handle) it is on; INVALID_SOCKET for a posted packet */
     int kind;      /* FL_* */
     struct flight *prev, *next; /* live flights, for cancel */
     SOCKET acc;    /* accept: the socket it accepts into */
@@ -62,7 +62,7 @@ typedef struct flight {
         struct { HANDLE handle; ULONG events; LONG status; } h[1];
     } poll;
 } flight;
-enum { FL_POST = 1, FL_WAKE, FL_ACCEPT, FL_CONNECT, FL_RECV, FL_SEND, FL_UDP, FL_POLL };
+enum { FL_POST = 1, FL_WAKE, FL_ACCEPT, FL_CONNECT, FL_RECV, FL_SEND, FL_UDP, FL_POLL, FL_FILE };
 
 /* IOCTL_AFD_POLL (not in mingw's headers): what wepoll, mio and libuv's
  * uv_poll wait for socket readiness with; wine's WSAPoll is built on it. */
@@ -424,14 +424,52 @@ static int iocp_cancel(vigil_loop *loop, vigil__op *op) {
     return 0;
 }
 
-/* What a packet says, as the core wants it: bytes, or -errno. */
+/* What a packet says, as the core wants it: bytes, or -errno (a posted
+ * packet carries its result as its byte count). A file read at the end
+ * says ERROR_HANDLE_EOF: 0 bytes, as read(2). */
 static int32_t result_of(flight *f, DWORD bytes) {
     if (f->s == INVALID_SOCKET)
         return (int32_t)bytes;
+    if (f->kind == FL_FILE) {
+        DWORD n = 0;
+        if (GetOverlappedResult((HANDLE)f->s, &f->ov, &n, FALSE))
+            return (int32_t)n;
+        return vigil__win_errno(GetLastError()); /* ERROR_HANDLE_EOF is 0 there */
+    }
     DWORD n = 0, flags = 0;
     if (WSAGetOverlappedResult(f->s, &f->ov, &n, FALSE, &flags))
         return (int32_t)n;
     return vigil__win_errno((unsigned long)WSAGetLastError());
+}
+
+/* A file the loop opened joins the port for life, as a socket does. */
+static int iocp_file_bind(vigil_loop *loop, intptr_t handle) {
+    return CreateIoCompletionPort((HANDLE)handle, st(loop)->port, 0, 0) ? 0 : vigil__win_errno(GetLastError());
+}
+
+/* An overlapped ReadFile or WriteFile at offset on a bound file. Its packet
+ * comes when it succeeds, at once or later, and when it is pending; a call
+ * that fails at once queues none, so its result is posted as the packet
+ * (a read at the end of the file fails at once with ERROR_HANDLE_EOF: 0). */
+static int iocp_file_rw(vigil_loop *loop, vigil__op *op, intptr_t handle, void *buf, uint32_t len,
+                        int64_t offset, bool write) {
+    iocp_state *s = st(loop);
+    flight *f = flight_new(s, FL_FILE, vigil__op_tag(loop, op), (SOCKET)handle);
+    if (!f)
+        return -ENOMEM;
+    f->ov.Offset = (DWORD)offset;
+    f->ov.OffsetHigh = (DWORD)((uint64_t)offset >> 32);
+    BOOL ok = write ? WriteFile((HANDLE)handle, buf, len, NULL, &f->ov) : ReadFile((HANDLE)handle, buf, len, NULL, &f->ov);
+    DWORD e = ok ? 0 : GetLastError();
+    if (!ok && e != ERROR_IO_PENDING) {
+        f->s = INVALID_SOCKET; /* a posted packet now, carrying the result */
+        if (!PostQueuedCompletionStatus(s->port, (DWORD)vigil__win_errno(e), 0, &f->ov)) {
+            int rc = vigil__win_errno(GetLastError());
+            flight_free(s, f);
+            return rc;
+        }
+    }
+    return 0; /* in flight: fs.c counts it (vigil__engine_started) */
 }
 
 static void complete(vigil_loop *loop, uint64_t tag, int32_t res, uint32_t flags) {
@@ -735,4 +773,6 @@ const vigil__backend vigil__iocp_backend = {
     .harvest = iocp_harvest,
     .abandon = iocp_abandon,
     .handover = iocp_handover,
+    .file_bind = iocp_file_bind,
+    .file_rw = iocp_file_rw,
 };

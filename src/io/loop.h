@@ -221,6 +221,12 @@ typedef struct vigil__backend {
      * is then not issued again) and what the fenced thread had dequeued and
      * not handled is handled by the next wait. */
     int (*handover)(vigil_loop *loop);
+    /* Windows (NULL elsewhere): a file the loop opened joins its port for
+     * life (file_bind, on the loop thread); a read or write of it is then an
+     * overlapped request at offset whose packet completes op (file_rw). */
+    int (*file_bind)(vigil_loop *loop, intptr_t handle);
+    int (*file_rw)(vigil_loop *loop, vigil__op *op, intptr_t handle, void *buf, uint32_t len, int64_t offset,
+                   bool write);
 } vigil__backend;
 
 extern const vigil__backend vigil__uring_backend;
@@ -324,6 +330,10 @@ struct vigil_loop {
     struct vigil__pool *pool;
     uint32_t engine_live;
     bool fs_chosen;
+#ifdef _WIN32
+    intptr_t *port_files; /* by fd: the handle of a file bound to the port, or 0 (fs_win.c) */
+    uint32_t port_files_cap;
+#endif
 
     /* signals (signal.c): one signalfd for every watched signal */
     int sig_fd;

@@ -68,6 +68,14 @@ int vigil__win_errno(unsigned long e) {
     case ERROR_FILE_NOT_FOUND: case ERROR_PATH_NOT_FOUND: return -ENOENT;
     case ERROR_FILE_EXISTS: case ERROR_ALREADY_EXISTS: return -EEXIST;
     case ERROR_HANDLE_EOF: return 0;
+    case ERROR_DIRECTORY: return -ENOTDIR;
+    case ERROR_DIR_NOT_EMPTY: return -ENOTEMPTY;
+    case ERROR_DISK_FULL: case ERROR_HANDLE_DISK_FULL: return -ENOSPC;
+    case ERROR_WRITE_PROTECT: return -EROFS;
+    case ERROR_FILENAME_EXCED_RANGE: return -ENAMETOOLONG;
+    case ERROR_INVALID_NAME: case ERROR_BAD_PATHNAME: return -ENOENT;
+    case ERROR_SHARING_VIOLATION: case ERROR_LOCK_VIOLATION: return -EBUSY;
+    case ERROR_BROKEN_PIPE: case ERROR_NO_DATA: return -EPIPE;
     case ERROR_NOT_SUPPORTED: return -ENOTSUP;
     default: return -EIO;
     }

@@ -31,7 +31,10 @@ fail() { # name, why: the line, then what serve and the client said
     bad=$((bad + 1))
     echo "serve: $1: FAIL $2"
     [ -s "$T/bench.out" ] && sed 's/^/    bench: /' "$T/bench.out" | tail -6
-    [ -s "$T/err" ] && tr -d '\r' <"$T/err" | sed 's/^/    serve: /' | tail -12
+    # what the supervisor and serve did (stalls, interruptions, fences, resets), then serve's last words
+    [ -s "$T/err" ] && tr -d '\r' <"$T/err" |
+        grep -E 'stall|interrupt|fenced|rebuilt|reset|error|inject' | sed 's/^/    serve: /' | tail -24
+    [ -s "$T/err" ] && tr -d '\r' <"$T/err" | sed 's/^/    serve: /' | tail -4
     return 0
 }
 

@@ -1,0 +1,133 @@
+/*
+ * fs_linux.c: file calls on Linux (fs.h): the loop's file ring when the
+ * loop runs on io_uring, its worker pool otherwise (epoll, or a kernel that
+ * will not give one more ring), chosen at the first call.
+ */
+#include "fs.h"
+#include "platform/platform.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* ------------------------------------------------ the pool's side */
+
+/* Pipes, sockets and terminals can wait for ever: wait for them where a
+ * cancel can interrupt, then move bytes without blocking. */
+static int pool_rw(vigil__fsjob *j, int cancel_fd) {
+    struct stat st;
+    bool waitable = fstat(j->fd, &st) == 0 &&
+                    (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISCHR(st.st_mode));
+    size_t len = j->len > VIGIL__FS_MAX_LEN ? VIGIL__FS_MAX_LEN : j->len;
+    struct iovec iov = {j->buf, len};
+    int nowait = waitable ? RWF_NOWAIT : 0;
+    for (;;) {
+        if (waitable) {
+            int rc = vigil__pool_wait_fd(j->fd, j->call == VIGIL__FS_READ ? POLLIN : POLLOUT, cancel_fd);
+            if (rc < 0)
+                return rc;
+        }
+        ssize_t n = j->call == VIGIL__FS_READ ? preadv2(j->fd, &iov, 1, j->offset, nowait)
+                                              : pwritev2(j->fd, &iov, 1, j->offset, nowait);
+        if (n >= 0)
+            return (int)n;
+        if (errno == EOPNOTSUPP && nowait) {
+            nowait = 0; /* an old kernel: the wait above has to do */
+            continue;
+        }
+        if (errno == EINTR || (waitable && errno == EAGAIN))
+            continue;
+        return -errno;
+    }
+}
+
+static int pool_run(vigil__job *job, int cancel_fd) {
+    vigil__fsjob *j = (vigil__fsjob *)job;
+    long rc;
+    switch (j->call) {
+    case VIGIL__FS_OPEN:
+        if (j->beneath)
+            rc = syscall(SYS_openat2, j->fd, j->path, &j->how, sizeof(j->how));
+        else
+            rc = openat(j->fd, j->path, j->flags, j->mode);
+        break;
+    case VIGIL__FS_READ:
+    case VIGIL__FS_WRITE:
+        return pool_rw(j, cancel_fd);
+    case VIGIL__FS_FSYNC:
+        rc = (j->flags & VIGIL_FSYNC_DATA) ? fdatasync(j->fd) : fsync(j->fd);
+        break;
+    case VIGIL__FS_STAT:
+        rc = statx(j->fd, j->path, j->flags, STATX_BASIC_STATS, &j->stx);
+        break;
+    case VIGIL__FS_CLOSE:
+        rc = close(j->fd); /* never retried: on Linux the fd is gone even on EINTR */
+        break;
+    default:
+        return -EINVAL;
+    }
+    return rc < 0 ? -errno : (int)rc;
+}
+
+/* ------------------------------------------------------ the engine */
+
+void vigil__fs_os_prepare(vigil__fsjob *j) {
+    j->job.run = pool_run;
+    if (j->call == VIGIL__FS_OPEN) {
+        j->flags |= O_CLOEXEC;
+        if (!(j->flags & (O_CREAT | O_TMPFILE)))
+            j->mode = 0; /* openat2 refuses a stray mode */
+        j->how = (struct open_how){.flags = (uint64_t)(unsigned)j->flags, .mode = j->mode,
+                                   .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    } else if (j->call == VIGIL__FS_STAT) {
+        j->flags = j->path[0] ? 0 : AT_EMPTY_PATH;
+    }
+}
+
+/* Where file calls go, chosen at the first one: 1 the file ring, 0 the pool. */
+static int fs_engine(vigil_loop *loop) {
+    if (loop->fs_ring)
+        return 1;
+    if (!loop->fs_chosen) {
+        loop->fs_chosen = true;
+        /* if the kernel will not give one more ring (memory, a limit), the pool serves */
+        if (loop->be == &vigil__uring_backend && vigil__fs_ring_new(&loop->fs_ring, loop->wake_fd) == 0)
+            return 1;
+    }
+    int rc = vigil__pool_get(loop);
+    return rc < 0 ? rc : 0;
+}
+
+int vigil__fs_os_submit(vigil_loop *loop, vigil__op *op, vigil__fsjob *j) {
+    int on_ring = fs_engine(loop);
+    if (on_ring < 0)
+        return on_ring;
+    return on_ring ? vigil__fs_ring_submit(loop->fs_ring, j, j->job.tag) : vigil__pool_submit(loop->pool, &j->job);
+}
+
+int vigil__fs_os_cancel(vigil_loop *loop, vigil__op *op, vigil__fsjob *j) {
+    if (loop->fs_ring)
+        return vigil__fs_ring_cancel(loop->fs_ring, j->job.tag); /* the tag it was issued with */
+    vigil__pool_cancel(loop->pool, &j->job);
+    return 0;
+}
+
+static int64_t ns_of(struct statx_timestamp t) { return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec; }
+
+int vigil__fs_os_done(vigil_loop *loop, vigil__fsjob *j, int res) {
+    if (j->call == VIGIL__FS_STAT && res == 0) {
+        *j->st_out = (vigil_stat){
+            .size = j->stx.stx_size, .blocks = j->stx.stx_blocks, .ino = j->stx.stx_ino,
+            .dev = makedev(j->stx.stx_dev_major, j->stx.stx_dev_minor), .nlink = j->stx.stx_nlink,
+            .mode = j->stx.stx_mode, .uid = j->stx.stx_uid, .gid = j->stx.stx_gid,
+            .atime_ns = ns_of(j->stx.stx_atime), .mtime_ns = ns_of(j->stx.stx_mtime),
+            .ctime_ns = ns_of(j->stx.stx_ctime)};
+    }
+    return res;
+}
