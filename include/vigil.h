@@ -447,9 +447,12 @@ int vigil_connect_name(vigil_loop *loop, const char *name, uint16_t port, uint32
 
 /* File calls that never block the loop thread. On io_uring they run on a
  * second ring of the loop's own; on epoll on a pool of the loop's own
- * threads (vigil_loop_options.pool_threads and .pool_queue). Both outlive a
- * rebuild: a file call in flight when the loop is fenced completes on the
- * new thread. Paths are copied; buffers must stay valid until the callback.
+ * threads (vigil_loop_options.pool_threads and .pool_queue). On Windows a
+ * read or write of a file the loop opened is an overlapped request on its
+ * completion port, the rest runs on the pool; fds are the C runtime's, and
+ * paths UTF-8. All outlive a rebuild: a file call in flight when the loop is
+ * fenced completes on the new thread. Paths are copied; buffers must stay
+ * valid until the callback.
  *
  * status: open: the new fd (always O_CLOEXEC); read, write: bytes moved
  * (short counts happen, as with pread and pwrite); fsync, stat, close: 0;

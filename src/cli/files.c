@@ -17,6 +17,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include <io.h>
+#include <windows.h>
+#endif
 
 #define INBOX_MAX (64u << 10) /* pipelined bytes kept while a response is produced */
 #define INBOX_LIMIT (INBOX_MAX + CHUNK) /* past that, with receiving paused, the client is dropped */
@@ -48,12 +52,26 @@ struct files_conn {
 };
 
 #ifdef _WIN32
-/* vigil's file calls are not on Windows yet (src/io/unavailable.c refuses
- * them with -ENOTSUP), so there is nothing to serve files with. */
-#define OPEN_FLAGS O_RDONLY
+/* The C runtime cannot open a directory: the handle of one, behind an fd
+ * (paths relative to it are joined to its own path, src/io/fs_win.c). */
+#define OPEN_FLAGS (O_RDONLY | VIGIL_O_BENEATH)
 int files_root(const char *dir) {
-    (void)dir;
-    return -ENOTSUP;
+    HANDLE h = CreateFileA(dir, 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL, OPEN_EXISTING,
+                           FILE_FLAG_BACKUP_SEMANTICS, NULL);
+    if (h == INVALID_HANDLE_VALUE)
+        return GetLastError() == ERROR_FILE_NOT_FOUND || GetLastError() == ERROR_PATH_NOT_FOUND ? -ENOENT : -EACCES;
+    BY_HANDLE_FILE_INFORMATION fi;
+    if (!GetFileInformationByHandle(h, &fi) || !(fi.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY)) {
+        CloseHandle(h);
+        return -ENOTDIR;
+    }
+    int fd = _open_osfhandle((intptr_t)h, _O_RDONLY);
+    if (fd < 0) {
+        CloseHandle(h);
+        return -EMFILE;
+    }
+    root_fd = fd;
+    return 0;
 }
 #else
 #define OPEN_FLAGS (O_RDONLY | O_NOCTTY | VIGIL_O_BENEATH)

@@ -49,7 +49,6 @@ static void usage_serve(FILE *f) {
             "  --root DIR    with --mode http: serve the files under DIR instead (GET and\n"
             "                HEAD; 404 for what is missing or outside DIR; \"/\" is index.html),\n"
             "                read through vigil's file calls, never blocking the loop\n"
-            "                (not on Windows yet: no file calls there)\n"
             "  --threads N   N loops on N threads, one listener each on the same port\n"
             "                (SO_REUSEPORT), all supervised when --stall-ms is set (1..256;\n"
             "                1 on Windows, which has no SO_REUSEPORT)\n"
@@ -870,11 +869,6 @@ int cmd_serve(int argc, char **argv) {
         return prc;
     raise_nofile();
     int frc = cfg.root ? files_root(cfg.root) : 0;
-    if (frc == -ENOTSUP) {
-        fprintf(stderr, "vigil serve: --root: not supported on this system: vigil's file calls "
-                        "return -ENOTSUP here (Windows: src/io/unavailable.c, docs/windows.md)\n");
-        return 2;
-    }
     if (frc < 0) {
         fprintf(stderr, "vigil serve: --root %s: %s\n", cfg.root, strerror(-frc));
         return 1;
