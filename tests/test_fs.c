@@ -26,12 +26,15 @@
  * directory is under the temporary directory, "close-on-exec" is a handle
  * that is not inherited, a FIFO is a named pipe (\\.\pipe\NAME, opened
  * by path like any file) and a file's identity comes from its handle. */
+#define DIR_ROOM 200 /* a test directory's path */
+
 #ifdef _WIN32
 static void make_dir(char *dir, size_t len) {
     static unsigned n;
     char tmp[MAX_PATH];
     VT_ASSERT(GetTempPathA(sizeof(tmp), tmp) > 0);
-    snprintf(dir, len, "%svigil-fs-%lu-%u", tmp, GetCurrentProcessId(), n++);
+    int w = snprintf(dir, len, "%svigil-fs-%lu-%u", tmp, GetCurrentProcessId(), n++);
+    VT_ASSERT(w > 0 && (size_t)w < len, "the temporary directory's path is too long: %s", tmp);
     VT_EQ(_mkdir(dir), 0);
 }
 
@@ -175,7 +178,7 @@ static void waiting_pipe(vigil_loop *loop, int p[2]) {
 
 VT_TEST(fs, write_stat_read_close, 20) {
     vigil_loop *loop = vt_loop(NULL);
-    char dir[64], path[128];
+    char dir[DIR_ROOM], path[DIR_ROOM + 64];
     make_dir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/a", dir);
     result r;
@@ -288,7 +291,7 @@ static void big_run(big *b) {
 
 VT_TEST(fs, hundred_mib_round_trip_byte_for_byte, 90) {
     vigil_loop *loop = vt_loop(NULL);
-    char dir[64], path[128];
+    char dir[DIR_ROOM], path[DIR_ROOM + 64];
     make_dir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/big", dir);
     result r;
@@ -318,7 +321,7 @@ VT_TEST(fs, hundred_mib_round_trip_byte_for_byte, 90) {
 
 VT_TEST(fs, errors_are_negative_errno, 20) {
     vigil_loop *loop = vt_loop(NULL);
-    char dir[64], path[160];
+    char dir[DIR_ROOM], path[DIR_ROOM + 64];
     make_dir(dir, sizeof(dir));
     result r;
     uint8_t buf[16];
@@ -355,7 +358,7 @@ VT_TEST(fs, errors_are_negative_errno, 20) {
  * file server must open what a client names. */
 VT_TEST(fs, beneath_keeps_paths_inside_the_directory, 20) {
     vigil_loop *loop = vt_loop(NULL);
-    char dir[64], path[160];
+    char dir[DIR_ROOM], path[DIR_ROOM + 64];
     make_dir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/sub", dir);
     VT_EQ(make_subdir(path), 0);
@@ -468,7 +471,7 @@ static void *echo_client(void *arg) {
 
 VT_TEST(fs, loop_keeps_serving_while_a_read_is_stuck, 30) {
     vigil_loop *loop = vt_loop(NULL);
-    char dir[64], path[128];
+    char dir[DIR_ROOM], path[DIR_ROOM + 64];
     make_dir(dir, sizeof(dir));
     int writer;
     make_fifo(path, sizeof(path), dir, &writer);

@@ -64,6 +64,8 @@ suite "$BUILD/tests/win/test_tcp.exe"
 suite "$BUILD/tests/win/test_errors.exe"
 suite "$BUILD/tests/win/test_udp.exe"
 suite "$BUILD/tests/win/test_fs.exe"
+suite "$BUILD/tests/win/test_scale.exe"
+suite "$BUILD/tests/win/test_http.exe"
 suite "$BUILD/tests/win/test_supervisor.exe"
 suite "$BUILD/tests/win/test_rebuild.exe"
 # vigil.exe serve under wine, driven by the Linux vigil bench (tests/win/serve.sh)
