@@ -75,8 +75,7 @@ void vigil__fs_destroy(vigil_loop *loop) {
 #ifndef _WIN32
         if (loop->fs_ring && vigil__fs_ring_wait(loop->fs_ring, 10) == 0)
             continue;
-#endif
-#ifdef _WIN32
+#else
         if (loop->be && loop->be->file_rw) /* overlapped reads and writes complete through the port */
             loop->be->wait(loop, 10000000);
         else
