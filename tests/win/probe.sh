@@ -24,7 +24,15 @@ fi
 BUILD=${VIGIL_BUILD_WIN:-build-win}
 [ -f "$BUILD/build.ninja" ] || meson setup --cross-file cross/x86_64-w64-mingw32.txt "$BUILD" >/dev/null
 ninja -C "$BUILD" >/dev/null
-export WINEDEBUG=-all WINEPREFIX=${WINEPREFIX:-$PWD/$BUILD/wineprefix}
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+export WINEDEBUG=-all WINEPREFIX=${WINEPREFIX:-$BUILD/wineprefix}
+# A new prefix is made by the first program's start and updated in the
+# background; a program started meanwhile can lose its output. Make it, and
+# wait for wine to settle, before anything runs.
+if [ ! -f "$WINEPREFIX/system.reg" ]; then
+    /usr/lib/wine/wine64 wineboot --init >/dev/null 2>&1 || true
+    /usr/lib/wine/wineserver -w 2>/dev/null || true
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 ok=0 bad=0 skipped=0
 run() { # name exe args...: lines "NAME: CHECK: ok|FAIL ...", then "NAME: N failed"
