@@ -92,6 +92,13 @@ typedef struct vigil_loop_options {
  * DEFER_TASKRUN (a stuck thread's ring then moves no bytes, so a rebuild is
  * exact), else epoll, and say so in vigil_loop_info.reason. */
 #define VIGIL_LOOP_SUPERVISED          (1u << 3)
+/* The program's callbacks may run on the rebuilt loop's thread while a
+ * fenced callback of the loop still runs on its old one: its connections
+ * share no state, or it locks what they share. Without it (the default) no
+ * callback of the loop runs until the fenced one has returned (see the
+ * supervisor below). Either way the fenced callback's own connection gets
+ * no callback until it returned. */
+#define VIGIL_LOOP_INDEPENDENT_CALLBACKS (1u << 4)
 
 /* What the loop chose, and why. Strings are static or live as long as the loop. */
 typedef struct vigil_loop_info {
@@ -135,12 +142,49 @@ int vigil_loop_stop(vigil_loop *loop);
 /* Wakes a sleeping loop without posting anything. Safe from any thread. */
 int vigil_loop_wake(vigil_loop *loop);
 
-/* After a rebuild (vigil_loop_run returned -EOWNERDEAD), the loop runs on a
- * thread of vigil's until vigil_loop_stop() or until it has no work left, as
- * vigil_loop_run(VIGIL_RUN_DEFAULT) would. vigil_loop_join waits for that
- * (timeout_ms < 0: no limit; -ETIMEDOUT); it returns 0 at once for a loop
- * that was never rebuilt. Any thread. */
+/* Hands a loop that is not running over to another thread: the calling
+ * thread, its owner, lets it go, and the next thread that calls into it owns
+ * it from then on (its backend is made anew there: an io_uring ring answers
+ * to one thread). So a loop can be created and set up on one thread and run
+ * on another. 0 at once for a loop nobody owns yet; -EBUSY while it runs;
+ * -EPERM from a thread that does not own it. */
+int vigil_loop_handover(vigil_loop *loop);
+
+/* Runs the loop on a thread of vigil's ("vigil-loopN") as
+ * vigil_loop_run(VIGIL_RUN_DEFAULT) would: until vigil_loop_stop() or until
+ * it has no work. Hands it over first (the caller must own it, or nobody).
+ * Then vigil_loop_join() waits for it and vigil_loop_destroy() may be called
+ * from any thread. */
+int vigil_loop_start(vigil_loop *loop);
+
+/* Waits until a loop run by a thread of vigil's (vigil_loop_start, or a
+ * rebuild: see the supervisor) has ended, and no callback of it that the
+ * supervisor fenced still runs (timeout_ms < 0: no limit; -ETIMEDOUT). 0 at
+ * once for a loop that never ran on such a thread. Any thread, but not
+ * while the loop is being destroyed. */
 int vigil_loop_join(vigil_loop *loop, int timeout_ms);
+
+/* The main() of a program that must not go wrong (README): runs each loop on
+ * a thread of vigil's (vigil_loop_start) and waits on the calling thread for
+ * SIGINT or SIGTERM (Ctrl-C or closing the console on Windows), or for every
+ * loop to end by itself. On a stop request, on_stop is posted to each loop
+ * (a graceful end: close listeners, say goodbye; the loop then ends when it
+ * has no work) or, without one, each loop is stopped; after stop_ms, or a
+ * second request, each loop is stopped where it is. Returns once every loop
+ * has ended: the signal that stopped them (SIGINT, SIGTERM), 0 if they ended
+ * by themselves, or -errno: -EDEADLK if a callback the supervisor fenced
+ * never returned (within stop_ms + 100 ms), -ETIMEDOUT if a loop did not end
+ * (its thread is stuck and was not fenced); do not destroy the loops then:
+ * end the process (the README's main() does). SIGINT and SIGTERM are blocked on the calling
+ * thread (restored at the end) and on vigil's threads; block them on
+ * threads of your own started earlier, or one of those may get them. */
+typedef void (*vigil_post_cb)(vigil_loop *loop, int status, void *arg);
+typedef struct vigil_serve_options {
+    uint32_t stop_ms;      /* after a stop request; default 2000 */
+    vigil_post_cb on_stop; /* posted to each loop at a stop request; NULL: vigil_loop_stop */
+    void *ud;              /* on_stop's arg */
+} vigil_serve_options;
+int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_options *opts);
 
 /* Destroys the loop, which must not be running. Everything still open gets
  * its final callback, in this order:
@@ -184,6 +228,10 @@ typedef struct vigil_loop_stats {
     uint64_t stuck_reset;      /* connections reset because their callback stayed stuck */
     uint64_t refused_calls;    /* calls from fenced threads refused with -EOWNERDEAD */
     uint64_t last_rebuild_us;  /* time the last rebuild took, fence excluded */
+    /* the gate: callbacks held while a fenced callback still runs */
+    uint64_t gated;            /* 1 while the loop's callbacks wait for a fenced one */
+    uint64_t events_held;      /* completions and events waiting behind the gate now */
+    uint64_t events_held_total;/* ... held in all */
 } vigil_loop_stats;
 
 int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out);
@@ -193,7 +241,6 @@ uint64_t vigil_now_ns(void);
 
 /* Runs fn(loop, 0, arg) on the loop thread soon. Safe from any thread; wakes
  * the loop. If the loop is destroyed first, fn(loop, -ECANCELED, arg) runs. */
-typedef void (*vigil_post_cb)(vigil_loop *loop, int status, void *arg);
 int vigil_loop_post(vigil_loop *loop, vigil_post_cb fn, void *arg);
 
 /* ---------------------------------------------------------------- timers */
@@ -622,8 +669,12 @@ int vigil_loop_progress(vigil_loop *loop);
 /* A small number naming the loop in reports and logs. */
 uint32_t vigil_loop_id(const vigil_loop *loop);
 
-/* A short, static description of a negative errno value from vigil. */
+/* A short, static description of a negative errno value from vigil, true
+ * for every way vigil returns it (the kernel's reasons included). */
 const char *vigil_strerror(int err);
+/* Its name: "EINVAL" for -EINVAL, "OK" for 0, "EUNKNOWN" for what vigil
+ * does not know by name. Static. */
+const char *vigil_err_name(int err);
 
 #ifdef __cplusplus
 }

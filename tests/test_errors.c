@@ -746,3 +746,26 @@ VT_TEST(errors, retired_buffers_fault_kernel_writes, 10) {
     close(zero);
 }
 #endif
+
+/* vigil_strerror says what a value means for every way vigil returns it (a
+ * refused connect's -EPERM comes from the kernel, a bad fd given to a file
+ * call is -EBADF too), and vigil_err_name names it. */
+VT_TEST(errors, strerror_is_true_and_err_name_names, 5) {
+    VT_ASSERT(!strcmp(vigil_err_name(-EINVAL), "EINVAL"), "%s", vigil_err_name(-EINVAL));
+    VT_ASSERT(!strcmp(vigil_err_name(-EOWNERDEAD), "EOWNERDEAD"), "%s", vigil_err_name(-EOWNERDEAD));
+    VT_ASSERT(!strcmp(vigil_err_name(-ETIMEDOUT), "ETIMEDOUT"), "%s", vigil_err_name(-ETIMEDOUT));
+    VT_ASSERT(!strcmp(vigil_err_name(0), "OK"), "%s", vigil_err_name(0));
+    VT_ASSERT(!strcmp(vigil_err_name(-12345), "EUNKNOWN"), "%s", vigil_err_name(-12345));
+    VT_ASSERT(strstr(vigil_strerror(-EPERM), "kernel"), "-EPERM: %s", vigil_strerror(-EPERM));
+    VT_ASSERT(strstr(vigil_strerror(-EBADF), "descriptor"), "-EBADF: %s", vigil_strerror(-EBADF));
+    VT_ASSERT(strstr(vigil_strerror(-EDEADLK), "never returned"), "-EDEADLK: %s", vigil_strerror(-EDEADLK));
+    static const int known[] = {EINVAL, EBADF, EPERM, EBUSY, ECANCELED, ETIMEDOUT, ECONNRESET, ECONNREFUSED,
+                                ECONNABORTED, EPIPE, ENOMEM, EMFILE, ENOSYS, ENOTSUP, ESHUTDOWN, EALREADY,
+                                ENOTCONN, EADDRINUSE, ENOENT, EAGAIN, EXDEV, EOWNERDEAD, EDEADLK, EIO};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        const char *name = vigil_err_name(-known[i]), *text = vigil_strerror(-known[i]);
+        VT_ASSERT(name[0] == 'E' && strcmp(name, "EUNKNOWN"), "no name for %d: %s", known[i], name);
+        VT_ASSERT(text && *text, "no text for %s", name);
+    }
+    VT_ASSERT(vigil_strerror(5) && *vigil_strerror(5), "a positive value");
+}

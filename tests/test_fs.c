@@ -580,7 +580,7 @@ VT_TEST(fs, rebuild_carries_a_read_in_flight, 30) {
     VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 0, on_fs, &r, NULL));
     fenced f = {0};
     VT_OK(vigil_timer_start(loop, 20, 0, vt_fence_timer, &f.fenced, NULL));
-    int rc = vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 10000);
+    int rc = vt_run_until_fenced(loop, 10000);
     VT_EQ(rc, -EOWNERDEAD);
     VT_EQ(atomic_load(&f.fenced), 1);
     VT_EQ(atomic_load(&r.done), 0);

@@ -1,4 +1,5 @@
-/* test_loop.c: loop lifecycle, timers, posts, counters. */
+/* test_loop.c: loop lifecycle, timers, posts, counters, run modes. */
+#include "compat.h" /* the plain UDP peer of the run-mode tests */
 #include "util.h"
 #include "vt.h"
 
@@ -848,3 +849,429 @@ VT_TEST(loop, counters_after_echo_traffic, 10) {
     VT_EQ(s2.stale_completions, 0);
     VT_OK(vigil_loop_destroy(loop));
 }
+
+/* ------------------------------------------- RUN_ONCE and RUN_NOWAIT */
+
+/* What ONCE and NOWAIT promise for every kind of event. ONCE waits for at
+ * least one event (or its timeout), then delivers everything that is
+ * ready: kernel completions, timers, posts, file calls, lookups, signals;
+ * once it has delivered something it does not sleep. NOWAIT delivers what
+ * is ready and never waits. Each test starts one op, has its event arrive
+ * while the loop sleeps where it can (another thread acts after
+ * ONCE_EVENT_MS), and times every call: a call that delivered the callback
+ * and still took its whole timeout slept with the event in hand. */
+
+#include <fcntl.h>
+#ifndef _WIN32
+#include <signal.h>
+#include <sys/stat.h>
+#endif
+
+#define ONCE_TIMEOUT_MS 5000
+#define ONCE_CALLS 3        /* the callback must run within this many calls */
+#define ONCE_SLOW_MS 2500.0 /* a call that should return at once took longer: it slept */
+#define ONCE_EVENT_MS 100   /* when the other thread acts */
+
+/* One op under test: its callback sets done and status; the rest is what
+ * the test needs around it. */
+typedef struct once_ctx {
+    vigil_loop *loop;
+    _Atomic int done;
+    int status;
+    _Atomic int ready;  /* setup done: the TCP accept */
+    int peer_err;       /* what another thread could not do, as -errno */
+    int fd, peer_fd, port;
+    pthread_t loop_thread;
+    char path[300];
+    char buf[64];
+} once_ctx;
+
+/* Runs RUN_ONCE(timeout_ms) until *done, at most ONCE_CALLS times, timing
+ * each call, and asserts that the callback ran and that the call that ran
+ * it returned well before its timeout. A call that slept ends the run; the
+ * assertion lists every call. */
+static void run_once_until(vigil_loop *loop, _Atomic int *done, int timeout_ms, const char *what) {
+    double ms[ONCE_CALLS];
+    int calls = 0, done_call = 0;
+    bool slept = false;
+    while (!done_call && !slept && calls < ONCE_CALLS) {
+        uint64_t t0 = vigil_now_ns();
+        int rc = vigil_loop_run(loop, VIGIL_RUN_ONCE, timeout_ms);
+        ms[calls++] = ms_since(t0);
+        VT_ASSERT(rc >= 0, "%s: vigil_loop_run: %d (%s)", what, rc, vigil_strerror(rc));
+        if (atomic_load(done))
+            done_call = calls;
+        slept = ms[calls - 1] >= ONCE_SLOW_MS;
+    }
+    char log[160];
+    int n = 0;
+    for (int i = 0; i < calls && n >= 0 && (size_t)n < sizeof(log); i++)
+        n += snprintf(log + n, sizeof(log) - (size_t)n, "%scall %d: %.0f ms", i ? ", " : "", i + 1, ms[i]);
+    VT_LOG("%s: RUN_ONCE(%d): %s", what, timeout_ms, log);
+    VT_ASSERT(done_call > 0, "%s: not delivered by %d RUN_ONCE(%d) calls (%s)", what, calls, timeout_ms, log);
+    VT_ASSERT(ms[done_call - 1] < ONCE_SLOW_MS,
+              "%s: RUN_ONCE(%d) call %d delivered it but returned only after %.0f ms (%s)", what,
+              timeout_ms, done_call, ms[done_call - 1], log);
+}
+
+/* Runs RUN_NOWAIT every 10 ms until *done, for 3 s at most: each call must
+ * return at once, and one of them must deliver the op once it completed. */
+static void run_nowait_until(vigil_loop *loop, _Atomic int *done, const char *what) {
+    uint64_t start = vigil_now_ns();
+    int calls = 0;
+    double longest = 0;
+    while (!atomic_load(done) && ms_since(start) < 3000) {
+        sleep_ms(10);
+        uint64_t t0 = vigil_now_ns();
+        int rc = vigil_loop_run(loop, VIGIL_RUN_NOWAIT, ONCE_TIMEOUT_MS);
+        double el = ms_since(t0);
+        calls++;
+        VT_ASSERT(rc >= 0, "%s: vigil_loop_run: %d (%s)", what, rc, vigil_strerror(rc));
+        VT_ASSERT(el < ONCE_SLOW_MS, "%s: RUN_NOWAIT call %d waited %.0f ms", what, calls, el);
+        if (el > longest)
+            longest = el;
+    }
+    VT_LOG("%s: %d RUN_NOWAIT calls, the longest %.1f ms", what, calls, longest);
+    VT_ASSERT(atomic_load(done), "%s: not delivered by %d RUN_NOWAIT calls in 3 s", what, calls);
+}
+
+/* Another thread does fn(c) after delay_ms, while the loop sleeps. */
+typedef struct once_soon { int delay_ms; void (*fn)(once_ctx *); once_ctx *c; pthread_t th; } once_soon;
+static void *once_soon_main(void *p) {
+    once_soon *s = p;
+    sleep_ms(s->delay_ms);
+    s->fn(s->c);
+    return NULL;
+}
+static void once_soon_start(once_soon *s, int delay_ms, void (*fn)(once_ctx *), once_ctx *c) {
+    s->delay_ms = delay_ms;
+    s->fn = fn;
+    s->c = c;
+    VT_EQ(pthread_create(&s->th, NULL, once_soon_main, s), 0);
+}
+static void once_soon_join(once_soon *s, once_ctx *c) {
+    pthread_join(s->th, NULL);
+    VT_EQ(c->peer_err, 0);
+}
+
+/* For RUN_ONCE(-1): another thread wakes the loop after 3 s (then every
+ * 500 ms), so that a call that would sleep forever comes back and the test
+ * says so; the time limit stays the last resort. */
+typedef struct once_rescue { vigil_loop *loop; _Atomic int stop; pthread_t th; } once_rescue;
+static void *once_rescue_main(void *p) {
+    once_rescue *r = p;
+    for (int ms = 10; !atomic_load(&r->stop); ms += 10) {
+        sleep_ms(10);
+        if (ms >= 3000 && ms % 500 == 0)
+            vigil_loop_wake(r->loop);
+    }
+    return NULL;
+}
+static void once_rescue_start(once_rescue *r, vigil_loop *loop) {
+    r->loop = loop;
+    atomic_store(&r->stop, 0);
+    VT_EQ(pthread_create(&r->th, NULL, once_rescue_main, r), 0);
+}
+static void once_rescue_stop(once_rescue *r) {
+    atomic_store(&r->stop, 1);
+    pthread_join(r->th, NULL);
+}
+
+/* A fresh path in the temporary directory, removed by the test. */
+static void once_path(once_ctx *c) {
+    static int n;
+    const char *dir = getenv("TMPDIR");
+#ifdef _WIN32
+    if (!dir || !*dir)
+        dir = getenv("TEMP");
+#endif
+    if (!dir || !*dir)
+        dir = "/tmp";
+    int w = snprintf(c->path, sizeof(c->path), "%s/vigil-once-%d-%d", dir, (int)getpid(), n++);
+    VT_ASSERT(w > 0 && (size_t)w < sizeof(c->path), "temporary path too long: %s", dir);
+}
+
+/* A small regular file. */
+#define ONCE_TEXT "vigil run once"
+static void once_file(once_ctx *c) {
+    once_path(c);
+    FILE *f = fopen(c->path, "wb");
+    VT_ASSERT(f != NULL, "%s: %s", c->path, strerror(errno));
+    fputs(ONCE_TEXT, f);
+    VT_EQ(fclose(f), 0);
+}
+
+/* The callbacks under test. */
+static void once_done(once_ctx *c, int status) {
+    c->status = status;
+    atomic_store(&c->done, 1);
+}
+static void once_post(vigil_loop *loop, int status, void *arg) { once_done(arg, status); }
+static void once_fs(vigil_loop *loop, vigil_op op, int status, void *ud) { once_done(ud, status); }
+static void once_resolved(vigil_loop *loop, vigil_op op, int status, const char *const *addrs, void *ud) {
+    once_done(ud, status);
+}
+static void once_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    if (status == 0)
+        once_done(ud, status);
+}
+static void once_tcp_recv(vigil_loop *loop, vigil_conn conn, int status, const vigil_buf *buf, void *ud) {
+    if (status > 0)
+        once_done(ud, status);
+}
+static void once_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn conn, void *ud) {
+    once_ctx *c = ud;
+    if (status != 0)
+        return;
+    c->peer_err = vigil_recv_start(loop, conn, 0, once_tcp_recv, c, NULL);
+    atomic_store(&c->ready, 1);
+}
+static void once_udp_recv(vigil_loop *loop, vigil_udp u, int status, const vigil_buf *buf, const vigil_peer *from,
+                          void *ud) {
+    if (status >= 0)
+        once_done(ud, status);
+}
+
+/* What the other thread does. */
+static void once_do_post(once_ctx *c) { c->peer_err = vigil_loop_post(c->loop, once_post, c); }
+static void once_do_tcp_write(once_ctx *c) { c->peer_err = vt_sock_write_all(c->peer_fd, "x", 1); }
+static void once_do_udp_send(once_ctx *c) {
+    int fd = (int)socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) {
+        c->peer_err = -vt_sock_error();
+        return;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (sendto(fd, "x", 1, 0, (struct sockaddr *)&a, sizeof(a)) != 1)
+        c->peer_err = -vt_sock_error();
+    vt_sock_close(fd);
+}
+
+VT_TEST(loop, run_once_delivers_post_from_other_thread, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    once_soon s;
+    once_soon_start(&s, ONCE_EVENT_MS, once_do_post, &c);
+    run_once_until(c.loop, &c.done, ONCE_TIMEOUT_MS, "post from another thread");
+    once_soon_join(&s, &c);
+    VT_EQ(c.status, 0);
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+
+#ifndef _WIN32
+/* The file calls wait for another thread: the open of a FIFO for its
+ * writer, the read of a pipe for its bytes. The FIFO is opened with
+ * O_CREAT (it exists: that only opens it), which io_uring never tries
+ * inline: it opens on a kernel worker that waits for the writer, as epoll's
+ * pool thread does. Without it io_uring would open the FIFO at once,
+ * before the loop sleeps. */
+#define ONCE_FIFO_FLAGS (O_RDONLY | O_CREAT)
+static void once_do_fifo_open(once_ctx *c) {
+    c->peer_fd = open(c->path, O_WRONLY); /* returns once the reader's open is in */
+    if (c->peer_fd < 0)
+        c->peer_err = -errno;
+    else
+        unlink(c->path); /* both ends are open: the name can go, whatever the test finds */
+}
+static void once_do_pipe_write(once_ctx *c) {
+    if (write(c->peer_fd, "x", 1) != 1)
+        c->peer_err = -errno;
+}
+
+static void once_fifo(once_ctx *c) {
+    once_path(c);
+    VT_ASSERT(mkfifo(c->path, 0600) == 0, "mkfifo %s: %s", c->path, strerror(errno));
+}
+
+VT_TEST(loop, run_once_delivers_fs_open, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    once_fifo(&c);
+    VT_OK(vigil_fs_open(c.loop, VIGIL_FS_CWD, c.path, ONCE_FIFO_FLAGS, 0600, 0, once_fs, &c, NULL));
+    once_soon s;
+    once_soon_start(&s, ONCE_EVENT_MS, once_do_fifo_open, &c);
+    run_once_until(c.loop, &c.done, ONCE_TIMEOUT_MS, "vigil_fs_open of a FIFO");
+    once_soon_join(&s, &c);
+    VT_ASSERT(c.status >= 0, "open: %d (%s)", c.status, vigil_strerror(c.status));
+    close(c.status);
+    close(c.peer_fd);
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+
+VT_TEST(loop, run_once_delivers_fs_read, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    int p[2];
+    VT_EQ(pipe(p), 0);
+    c.fd = p[0];
+    c.peer_fd = p[1];
+    VT_OK(vigil_fs_read(c.loop, c.fd, c.buf, sizeof(c.buf), -1, 0, once_fs, &c, NULL));
+    once_soon s;
+    once_soon_start(&s, ONCE_EVENT_MS, once_do_pipe_write, &c);
+    run_once_until(c.loop, &c.done, ONCE_TIMEOUT_MS, "vigil_fs_read of a pipe");
+    once_soon_join(&s, &c);
+    VT_EQ(c.status, 1);
+    VT_EQ(c.buf[0], 'x');
+    VT_OK(vigil_loop_destroy(c.loop));
+    close(c.fd);
+    close(c.peer_fd);
+}
+#endif
+
+/* The lookup is answered from /etc/hosts by a pool thread started for it.
+ * Nothing holds it back: it ends while the loop sleeps only because that
+ * thread takes longer to start and answer than this one takes to reach
+ * the kernel wait (so far always, without sanitizers). */
+VT_TEST(loop, run_once_delivers_resolve, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    VT_OK(vigil_resolve(c.loop, "localhost", 0, 0, once_resolved, &c, NULL));
+    run_once_until(c.loop, &c.done, ONCE_TIMEOUT_MS, "vigil_resolve(localhost)");
+    VT_ASSERT(c.status > 0, "resolve: %d (%s)", c.status, vigil_strerror(c.status));
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+
+#ifndef _WIN32
+/* The watcher blocks SIGUSR1 on this thread, the loop's, and the signal is
+ * sent to this thread: no other thread of the runner can take it. */
+static void once_signal(vigil_loop *loop, vigil_op w, int status, void *ud) {
+    if (status > 0)
+        once_done(ud, status);
+}
+static void once_do_kill(once_ctx *c) { c->peer_err = -pthread_kill(c->loop_thread, SIGUSR1); }
+
+VT_TEST(loop, run_once_delivers_signal, 10) {
+    once_ctx c = {.loop = vt_loop(NULL), .loop_thread = pthread_self()};
+    VT_OK(vigil_signal_start(c.loop, SIGUSR1, once_signal, &c, NULL));
+    once_soon s;
+    once_soon_start(&s, ONCE_EVENT_MS, once_do_kill, &c);
+    run_once_until(c.loop, &c.done, ONCE_TIMEOUT_MS, "SIGUSR1");
+    once_soon_join(&s, &c);
+    VT_EQ(c.status, SIGUSR1);
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+#endif
+
+VT_TEST(loop, run_once_delivers_timer, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    VT_OK(vigil_timer_start(c.loop, ONCE_EVENT_MS, 0, once_timer, &c, NULL));
+    run_once_until(c.loop, &c.done, ONCE_TIMEOUT_MS, "timer");
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+
+VT_TEST(loop, run_once_delivers_tcp_receive, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    int port;
+    vt_listen(c.loop, once_accept, &c, &port);
+    c.peer_fd = vt_sock_connect(port);
+    VT_ASSERT(vt_run_until(c.loop, (const volatile int *)&c.ready, 5000), "no accept");
+    VT_EQ(c.peer_err, 0);
+    once_soon s;
+    once_soon_start(&s, ONCE_EVENT_MS, once_do_tcp_write, &c);
+    run_once_until(c.loop, &c.done, ONCE_TIMEOUT_MS, "TCP receive");
+    once_soon_join(&s, &c);
+    VT_EQ(c.status, 1);
+    vt_sock_close(c.peer_fd);
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+
+VT_TEST(loop, run_once_delivers_udp_datagram, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    vigil_udp u;
+    vigil_udp_options o = {.host = "127.0.0.1"};
+    VT_OK(vigil_udp_open(c.loop, &o, &u));
+    c.port = vigil_udp_port(c.loop, u);
+    VT_ASSERT(c.port > 0, "port %d", c.port);
+    VT_OK(vigil_udp_recv_start(c.loop, u, once_udp_recv, &c, NULL));
+    once_soon s;
+    once_soon_start(&s, ONCE_EVENT_MS, once_do_udp_send, &c);
+    run_once_until(c.loop, &c.done, ONCE_TIMEOUT_MS, "UDP datagram");
+    once_soon_join(&s, &c);
+    VT_EQ(c.status, 1);
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+
+/* With no timeout: once ONCE has delivered something, it returns. */
+VT_TEST(loop, run_once_forever_returns_after_own_post, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    once_rescue r;
+    once_rescue_start(&r, c.loop);
+    VT_OK(vigil_loop_post(c.loop, once_post, &c)); /* from the loop thread, before the call */
+    run_once_until(c.loop, &c.done, -1, "post queued before the call");
+    once_rescue_stop(&r);
+    VT_EQ(c.status, 0);
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+
+VT_TEST(loop, run_once_forever_returns_after_post_from_other_thread, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    once_rescue r;
+    once_rescue_start(&r, c.loop);
+    once_soon s;
+    once_soon_start(&s, ONCE_EVENT_MS, once_do_post, &c);
+    run_once_until(c.loop, &c.done, -1, "post from another thread");
+    once_soon_join(&s, &c);
+    once_rescue_stop(&r);
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+
+#ifndef _WIN32
+/* As reported: while (!done) vigil_loop_run(loop, VIGIL_RUN_ONCE, -1);
+ * around vigil_fs_open. The report opened a regular file, whose open ends
+ * before or while the loop goes to sleep, as the threads happen to run;
+ * the FIFO's open ends while it sleeps, every time. */
+VT_TEST(loop, run_once_forever_returns_after_fs_open, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    once_fifo(&c);
+    once_rescue r;
+    once_rescue_start(&r, c.loop);
+    VT_OK(vigil_fs_open(c.loop, VIGIL_FS_CWD, c.path, ONCE_FIFO_FLAGS, 0600, 0, once_fs, &c, NULL));
+    once_soon s;
+    once_soon_start(&s, ONCE_EVENT_MS, once_do_fifo_open, &c);
+    run_once_until(c.loop, &c.done, -1, "vigil_fs_open of a FIFO");
+    once_soon_join(&s, &c);
+    once_rescue_stop(&r);
+    VT_ASSERT(c.status >= 0, "open: %d (%s)", c.status, vigil_strerror(c.status));
+    close(c.status);
+    close(c.peer_fd);
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+#endif
+
+VT_TEST(loop, run_nowait_delivers_post_once_ready, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    VT_OK(vigil_loop_run(c.loop, VIGIL_RUN_NOWAIT, 0)); /* this thread owns the loop */
+    once_soon s;
+    once_soon_start(&s, 0, once_do_post, &c);
+    once_soon_join(&s, &c); /* posted before NOWAIT runs */
+    run_nowait_until(c.loop, &c.done, "post from another thread");
+    VT_EQ(c.status, 0);
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+
+VT_TEST(loop, run_nowait_delivers_fs_open_once_ready, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    once_file(&c);
+    VT_OK(vigil_fs_open(c.loop, VIGIL_FS_CWD, c.path, O_RDONLY, 0, 0, once_fs, &c, NULL));
+    run_nowait_until(c.loop, &c.done, "vigil_fs_open");
+    VT_ASSERT(c.status >= 0, "open: %d (%s)", c.status, vigil_strerror(c.status));
+    close(c.status);
+    VT_OK(vigil_loop_destroy(c.loop));
+    remove(c.path);
+}
+
+VT_TEST(loop, run_nowait_delivers_resolve_once_ready, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    VT_OK(vigil_resolve(c.loop, "localhost", 0, 0, once_resolved, &c, NULL));
+    run_nowait_until(c.loop, &c.done, "vigil_resolve(localhost)");
+    VT_ASSERT(c.status > 0, "resolve: %d (%s)", c.status, vigil_strerror(c.status));
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+
+#ifndef _WIN32
+VT_TEST(loop, run_nowait_delivers_signal_once_ready, 10) {
+    once_ctx c = {.loop = vt_loop(NULL)};
+    VT_OK(vigil_signal_start(c.loop, SIGUSR1, once_signal, &c, NULL));
+    VT_EQ(pthread_kill(pthread_self(), SIGUSR1), 0); /* pending before NOWAIT runs */
+    run_nowait_until(c.loop, &c.done, "SIGUSR1");
+    VT_EQ(c.status, SIGUSR1);
+    VT_OK(vigil_loop_destroy(c.loop));
+}
+#endif

@@ -208,7 +208,7 @@ VT_TEST(signal, rebuilt_loop_keeps_its_watchers, 30) {
         if (vigil_signal_start(loop, SIGUSR1, child_usr1, NULL, NULL) < 0)
             _exit(4);
         vigil_timer_start(loop, 10, 0, vt_fence_timer, NULL, NULL);
-        if (vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 10000) != -EOWNERDEAD)
+        if (vt_run_until_fenced(loop, 10000) != -EOWNERDEAD)
             _exit(5);
         kill(getpid(), SIGUSR1); /* blocked here, on the supervisor and on the rebuilt thread */
         if (vigil_loop_join(loop, 10000) != 0)

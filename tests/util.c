@@ -50,6 +50,23 @@ vigil_loop *vt_loop(const vigil_loop_options *extra) {
     return loop;
 }
 
+vigil_loop *vt_supervised_loop(uint32_t flags) {
+    vigil_loop_options o = {.flags = VIGIL_LOOP_SUPERVISED | flags};
+    const char *b = getenv("VIGIL_TEST_BACKEND");
+    if (!b || strcmp(b, "uring-compat"))
+        return vt_loop(&o);
+    /* Without DEFER_TASKRUN a rebuild could not be exact: AUTO picks epoll */
+    o.flags |= VIGIL_LOOP_NO_MULTISHOT_ACCEPT | VIGIL_LOOP_NO_MULTISHOT_RECV | VIGIL_LOOP_NO_DEFER_TASKRUN;
+    vigil_loop *loop;
+    int rc = vigil_loop_create(&loop, &o);
+    VT_ASSERT(rc == 0, "vigil_loop_create: %d (%s)", rc, vigil_strerror(rc));
+    vigil_loop_info info;
+    vigil_loop_info_get(loop, &info);
+    VT_ASSERT(!strcmp(info.backend, "epoll") && strstr(info.reason, "DEFER_TASKRUN"),
+              "supervised without DEFER_TASKRUN: backend %s (%s)", info.backend, info.reason);
+    return loop;
+}
+
 bool vt_run_until(vigil_loop *loop, const volatile int *flag, int timeout_ms) {
     uint64_t until = vigil_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     /* flags may be set by peer threads: read them atomically */
@@ -99,6 +116,14 @@ void vt_fence_timer(vigil_loop *loop, vigil_op timer, int status, void *ud) {
         ;
     if (ud)
         __atomic_store_n((int *)ud, vigil__debug_fenced(loop), __ATOMIC_SEQ_CST);
+}
+
+int vt_run_until_fenced(vigil_loop *loop, int timeout_ms) {
+    uint64_t until = vigil_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    int rc;
+    while ((rc = vigil_loop_run(loop, VIGIL_RUN_ONCE, 50)) >= 0 && vigil_now_ns() < until)
+        ;
+    return rc;
 }
 
 vigil_listener vt_listen(vigil_loop *loop, vigil_accept_cb cb, void *ud, int *port) {

@@ -18,6 +18,11 @@
  * extra options (may be NULL). Asserts on failure. */
 vigil_loop *vt_loop(const vigil_loop_options *extra);
 
+/* A loop to supervise, VIGIL_LOOP_SUPERVISED | flags, on the backend under
+ * test; for uring-compat (no DEFER_TASKRUN, never rebuilt) AUTO, which picks
+ * epoll, as it says. */
+vigil_loop *vt_supervised_loop(uint32_t flags);
+
 /* Runs the loop until *flag becomes nonzero or timeout_ms passes. Returns
  * true if the flag was set. */
 bool vt_run_until(vigil_loop *loop, const volatile int *flag, int timeout_ms);
@@ -38,8 +43,15 @@ size_t vt_check(const uint8_t *p, size_t n, uint32_t seed, uint64_t offset);
 /* A timer callback that asks the supervisor to fence this thread now, as if
  * it were stuck, and waits (5 s at most) until it is; ud, if not NULL, is an
  * _Atomic int set to whether it was. The loop then goes on on a new thread
- * and this one leaves its vigil_loop_run with -EOWNERDEAD. */
+ * and this one leaves its vigil_loop_run (at once with VIGIL_RUN_ONCE, see
+ * vt_run_until_fenced). */
 void vt_fence_timer(vigil_loop *loop, vigil_op timer, int status, void *ud);
+
+/* Runs the loop pass by pass (VIGIL_RUN_ONCE, which returns -EOWNERDEAD to
+ * a fenced thread at once, where VIGIL_RUN_DEFAULT would wait for the loop to
+ * end wherever it runs) until a run fails or timeout_ms passed; returns the
+ * last run's result. */
+int vt_run_until_fenced(vigil_loop *loop, int timeout_ms);
 
 /* A listener on 127.0.0.1, any port. */
 vigil_listener vt_listen(vigil_loop *loop, vigil_accept_cb cb, void *ud, int *port);

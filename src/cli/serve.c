@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,7 +118,6 @@ typedef struct entry {
 
 typedef struct server {
     int index;
-    pthread_t tid;
     vigil_loop *loop;
     vigil_listener listener;
     vigil_op inject_op;
@@ -128,20 +128,12 @@ typedef struct server {
     serve_counters counters; /* read by the metrics thread */
     uint64_t idle_closed;
     int shutdown_ticks;
-    /* the thread's start-up, then its end */
-    int setup_rc, port; /* the bound port */
-    atomic_int setup_done, run_done, closed;
-    int run_rc;
+    int port; /* the bound port */
 } server;
 
 static server *servers;
-/* A loop is destroyed under this lock, so no other thread is inside a call on
- * it then (a look at its stats, or the shutdown post, whose wake could
- * otherwise still be writing when the loop it woke is already gone). */
-static pthread_mutex_t close_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t nservers;
 static vigil_supervisor *supervisor;
-static pthread_mutex_t setup_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t setup_cond = PTHREAD_COND_INITIALIZER;
 
 static void count_add(_Atomic uint64_t *c, uint64_t v) {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
@@ -453,9 +445,12 @@ static void shutdown_tick(vigil_loop *loop, vigil_op t, int status, void *ud) {
     }
 }
 
+/* Posted by vigil_serve to each loop at SIGINT/SIGTERM (Ctrl-C on Windows). */
 static void shutdown_now(vigil_loop *loop, int status, void *arg) {
-    server *s = arg;
-    if (status < 0)
+    server *s = NULL;
+    for (uint32_t i = 0; i < nservers && !s; i++)
+        s = servers[i].loop == loop ? &servers[i] : NULL;
+    if (!s || status < 0)
         return;
     s->open_at_stop = s->n;
     if (s->inject_op.id)
@@ -474,21 +469,14 @@ static struct {
     uint64_t accepted, bytes, requests, stale, open_at_stop;
     uint64_t rebuilds, migrated, carried, returned, reset;
 } total;
-static pthread_mutex_t total_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Once per loop, on the thread that may destroy it: its own when it was never
- * rebuilt, any thread once its rebuilt life has ended. */
-static void server_close(server *s) {
-    pthread_mutex_lock(&close_lock);
-    if (atomic_exchange(&s->closed, 1)) {
-        pthread_mutex_unlock(&close_lock);
-        return;
-    }
+/* Once per loop, after vigil_serve returned: its figures into the totals,
+ * then the loop goes (unless it could not end: a thread still stuck in it). */
+static void server_close(server *s, bool destroy) {
     if (supervisor)
         vigil_supervisor_remove(supervisor, s->loop);
     vigil_loop_stats st;
     vigil_loop_stats_get(s->loop, &st);
-    pthread_mutex_lock(&total_lock);
     total.accepted += atomic_load(&s->counters.accepted);
     total.bytes += atomic_load(&s->counters.bytes);
     total.requests += atomic_load(&s->counters.requests);
@@ -499,23 +487,8 @@ static void server_close(server *s) {
     total.carried += st.bytes_carried;
     total.returned += st.stuck_returned;
     total.reset += st.stuck_reset;
-    pthread_mutex_unlock(&total_lock);
-    vigil_loop_destroy(s->loop);
-    pthread_mutex_unlock(&close_lock);
-}
-
-/* Has the loop ended on the thread it was rebuilt on? Never touches a loop
- * its own thread already destroyed. */
-static int rebuilt_and_ended(server *s) {
-    pthread_mutex_lock(&close_lock);
-    int ended = 0;
-    if (!atomic_load(&s->closed)) {
-        vigil_loop_stats st;
-        vigil_loop_stats_get(s->loop, &st);
-        ended = st.rebuilds && vigil_loop_join(s->loop, 0) == 0;
-    }
-    pthread_mutex_unlock(&close_lock);
-    return ended;
+    if (destroy)
+        vigil_loop_destroy(s->loop); /* -EBUSY while a fenced callback still runs: left to the exit */
 }
 
 static int server_setup(server *s) {
@@ -553,63 +526,6 @@ static int server_setup(server *s) {
     return 0;
 }
 
-/* A loop's thread: it creates the loop (a loop belongs to the thread that
- * first uses it), listens, then runs it until shutdown. */
-static void *server_thread(void *arg) {
-    server *s = arg;
-    int rc = server_setup(s);
-    pthread_mutex_lock(&setup_lock);
-    s->setup_rc = rc;
-    atomic_store(&s->setup_done, 1);
-    pthread_cond_broadcast(&setup_cond);
-    pthread_mutex_unlock(&setup_lock);
-    if (rc < 0)
-        return NULL;
-    /* wait for the go: the supervisor must watch the loop before it runs */
-    pthread_mutex_lock(&setup_lock);
-    while (atomic_load(&s->setup_done) != 2)
-        pthread_cond_wait(&setup_cond, &setup_lock);
-    pthread_mutex_unlock(&setup_lock);
-    rc = vigil_loop_run(s->loop, VIGIL_RUN_DEFAULT, -1);
-    s->run_rc = rc;
-    if (rc == -EOWNERDEAD) /* fenced: the loop went on, on a thread of vigil's */
-        fprintf(stderr, "vigil serve: loop thread %d was fenced; its loop ran on in a new thread\n",
-                s->index);
-    else {
-        if (rc < 0)
-            fprintf(stderr, "vigil serve: loop failed: %s\n", vigil_strerror(rc));
-        server_close(s);
-    }
-    atomic_store(&s->run_done, 1);
-    return NULL;
-}
-
-/* After shutdown was posted: waits for each loop to end, wherever it runs. A
- * thread fenced in a callback that never returns (hang) never comes back:
- * once its loop has ended on its new thread, that is enough. */
-static void wait_servers(uint32_t started) {
-    for (uint32_t i = 0; i < started; i++) {
-        server *s = &servers[i];
-        uint64_t ended_at = 0;
-        while (!atomic_load(&s->run_done)) {
-            nanosleep(&(struct timespec){0, 20000000}, NULL);
-            if (!rebuilt_and_ended(s))
-                continue;
-            if (!ended_at)
-                ended_at = vigil_now_ns();
-            else if (vigil_now_ns() - ended_at > 1000000000ull) {
-                fprintf(stderr, "vigil serve: loop thread %d is still stuck in a fenced callback\n",
-                        s->index);
-                break;
-            }
-        }
-        if (atomic_load(&s->run_done) && s->run_rc != -EOWNERDEAD)
-            continue; /* closed by its own thread */
-        vigil_loop_join(s->loop, -1);
-        server_close(s);
-    }
-}
-
 /* ------------------------------------------------------------ options */
 
 static int parse_port(const char *s, uint16_t *out) {
@@ -634,28 +550,10 @@ static int parse_u32(const char *s, uint32_t *out) {
 
 /* ------------------------------------------------------------ the system */
 
-/* What serve needs of the system beyond vigil: as many sockets as allowed,
- * and a way to wait for the request to stop (SIGINT/SIGTERM on POSIX, where
- * they are blocked in every thread and taken by sigwait; Ctrl-C, Ctrl-Break,
- * closing the console or shutdown on Windows, through a console control
- * handler). stop_prepare runs before any thread starts. */
+/* As many sockets as allowed. (The stop request, SIGINT/SIGTERM or Ctrl-C,
+ * is vigil_serve's.) */
 #ifdef _WIN32
 static void raise_nofile(void) {} /* sockets are not counted against a limit there */
-
-static HANDLE stop_event;
-static BOOL WINAPI on_console_ctrl(DWORD type) {
-    SetEvent(stop_event);
-    if (type == CTRL_CLOSE_EVENT || type == CTRL_LOGOFF_EVENT || type == CTRL_SHUTDOWN_EVENT)
-        Sleep(5000); /* the process ends when this returns: give the shutdown time */
-    return TRUE;
-}
-
-static int stop_prepare(void) {
-    stop_event = CreateEventA(NULL, TRUE, FALSE, NULL);
-    return stop_event && SetConsoleCtrlHandler(on_console_ctrl, TRUE) ? 0 : -1;
-}
-
-static void stop_wait(void) { WaitForSingleObject(stop_event, INFINITE); }
 #else
 static void raise_nofile(void) {
     struct rlimit r;
@@ -663,19 +561,6 @@ static void raise_nofile(void) {
         r.rlim_cur = r.rlim_max;
         setrlimit(RLIMIT_NOFILE, &r);
     }
-}
-
-static sigset_t stop_set;
-static int stop_prepare(void) {
-    sigemptyset(&stop_set);
-    sigaddset(&stop_set, SIGINT);
-    sigaddset(&stop_set, SIGTERM);
-    return pthread_sigmask(SIG_BLOCK, &stop_set, NULL) == 0 ? 0 : -1; /* threads inherit it */
-}
-
-static void stop_wait(void) {
-    int sig;
-    sigwait(&stop_set, &sig);
 }
 #endif
 
@@ -878,37 +763,26 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
 
-    if (stop_prepare() < 0) {
-        fprintf(stderr, "vigil serve: cannot set up the stop request (SIGINT/SIGTERM, Ctrl-C)\n");
-        return 1;
-    }
-
     if (cfg.stall_ms)
-        cfg.loop_opts.flags |= VIGIL_LOOP_SUPERVISED; /* a backend it can be rebuilt on exactly */
+        /* a backend it can be rebuilt on exactly; and its connections share
+         * nothing but atomic counters, so the rebuilt loop may serve them while
+         * a fenced callback still runs (only the stuck connection waits) */
+        cfg.loop_opts.flags |= VIGIL_LOOP_SUPERVISED | VIGIL_LOOP_INDEPENDENT_CALLBACKS;
     servers = calloc(cfg.threads, sizeof(*servers));
-    if (!servers) {
+    vigil_loop **loops = calloc(cfg.threads, sizeof(*loops));
+    if (!servers || !loops) {
         fprintf(stderr, "vigil serve: out of memory\n");
         return 1;
     }
-    /* one loop after the other: loop 0 picks the port the others share */
-    uint32_t started = 0;
+    /* Every loop is set up here, one after the other (loop 0 picks the port
+     * the others share), then vigil_serve runs each on a thread of its own. */
     int rc = 0;
-    for (; started < cfg.threads; started++) {
-        server *s = &servers[started];
-        s->index = (int)started;
-        if (pthread_create(&s->tid, NULL, server_thread, s) != 0) {
-            fprintf(stderr, "vigil serve: cannot start a loop thread\n");
-            rc = -EAGAIN;
+    for (; nservers < cfg.threads; nservers++) {
+        server *s = &servers[nservers];
+        s->index = (int)nservers;
+        if ((rc = server_setup(s)) < 0)
             break;
-        }
-        pthread_mutex_lock(&setup_lock);
-        while (!atomic_load(&s->setup_done))
-            pthread_cond_wait(&setup_cond, &setup_lock);
-        pthread_mutex_unlock(&setup_lock);
-        if ((rc = s->setup_rc) < 0) {
-            pthread_join(s->tid, NULL);
-            break;
-        }
+        loops[nservers] = s->loop;
     }
     if (rc == 0 && cfg.stall_ms) {
         vigil_supervisor_options so = {.stall_ms = cfg.stall_ms, .grace_ms = cfg.grace_ms,
@@ -916,7 +790,7 @@ int cmd_serve(int argc, char **argv) {
                                        .budget_window_ms = cfg.budget_t * 1000,
                                        .budget_action = cfg.budget_action};
         rc = vigil_supervisor_start(&supervisor, &so);
-        for (uint32_t i = 0; rc == 0 && i < started; i++)
+        for (uint32_t i = 0; rc == 0 && i < nservers; i++)
             rc = vigil_supervisor_add(supervisor, servers[i].loop);
         if (rc == -ENOTSUP && cfg.budget_action == VIGIL_BUDGET_EPOLL)
             fprintf(stderr, "vigil serve: --on-budget epoll: this system has no epoll (Windows): "
@@ -927,9 +801,9 @@ int cmd_serve(int argc, char **argv) {
     metrics_server *metrics = NULL;
     if (rc == 0 && cfg.metrics_port >= 0) {
         metrics_config mc = {.port = (uint16_t)cfg.metrics_port, .supervisor = supervisor,
-                             .stall_ms = cfg.stall_ms, .nloops = started};
-        metrics_loop *ml = calloc(started, sizeof(*ml));
-        for (uint32_t i = 0; ml && i < started; i++)
+                             .stall_ms = cfg.stall_ms, .nloops = nservers};
+        metrics_loop *ml = calloc(nservers, sizeof(*ml));
+        for (uint32_t i = 0; ml && i < nservers; i++)
             ml[i] = (metrics_loop){servers[i].loop, &servers[i].counters};
         mc.loops = ml;
         rc = ml ? metrics_start(&mc, &metrics) : -ENOMEM;
@@ -951,38 +825,28 @@ int cmd_serve(int argc, char **argv) {
                     : cfg.budget_action == VIGIL_BUDGET_REPORT ? "report only"
                                                                : "exit");
     }
-    /* go (or, after a failure, let the started threads run into the shutdown) */
-    pthread_mutex_lock(&setup_lock);
-    for (uint32_t i = 0; i < started; i++)
-        atomic_store(&servers[i].setup_done, 2);
-    pthread_cond_broadcast(&setup_cond);
-    pthread_mutex_unlock(&setup_lock);
-
-    if (rc == 0)
-        stop_wait();
+    /* Until SIGINT or SIGTERM (Ctrl-C): then each loop closes its connections
+     * (shutdown_now) and ends; what has not ended 5 s later is stopped. */
+    int end = 0;
+    if (rc == 0) {
+        vigil_serve_options so = {.stop_ms = 5000, .on_stop = shutdown_now};
+        end = vigil_serve(loops, nservers, &so);
+        if (end == -EDEADLK)
+            fprintf(stderr, "vigil serve: a callback is still stuck in a fenced thread; leaving it\n");
+        else if (end < 0)
+            fprintf(stderr, "vigil serve: the loops did not end: %s\n", vigil_strerror(end));
+    }
     metrics_stop(metrics); /* before the loops it reads go */
-    pthread_mutex_lock(&close_lock);
-    for (uint32_t i = 0; i < started; i++)
-        if (!atomic_load(&servers[i].closed) &&
-            vigil_loop_post(servers[i].loop, shutdown_now, &servers[i]) < 0)
-            vigil_loop_stop(servers[i].loop);
-    pthread_mutex_unlock(&close_lock);
-    wait_servers(started);
-    for (uint32_t i = 0; i < started; i++)
-        if (atomic_load(&servers[i].run_done))
-            pthread_join(servers[i].tid, NULL);
-        else
-            pthread_detach(servers[i].tid); /* stuck for good in a fenced callback */
-    if (started)
+    for (uint32_t i = 0; i < nservers; i++)
+        server_close(&servers[i], end != -ETIMEDOUT);
+    if (nservers)
         print_totals();
     if (supervisor)
         vigil_supervisor_stop(supervisor);
-    int failed = rc < 0;
-    for (uint32_t i = 0; i < started; i++)
-        failed |= servers[i].run_rc < 0 && servers[i].run_rc != -EOWNERDEAD;
-    if (started < cfg.threads || !started)
+    free(loops);
+    if (rc < 0 || nservers < cfg.threads)
         return 1;
-    /* a thread stuck for good still runs: leave without waiting for it */
+    /* a thread stuck for good in a fenced callback still runs: leave without it */
     fflush(stderr);
-    exit(failed ? 1 : 0);
+    exit(end == -ETIMEDOUT ? 1 : 0);
 }

@@ -13,9 +13,14 @@
 #include "platform/platform.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 
 _Thread_local vigil__runner *vigil__tls_runner;
+
+/* The loop this thread was fenced from (its id: ids are never reused): any
+ * call it makes on that loop afterwards is refused with -EOWNERDEAD. */
+static _Thread_local uint32_t tls_fenced_from;
 
 vigil__runner *vigil__runner_new(vigil_loop *loop) {
     vigil__runner *r = calloc(1, sizeof(*r));
@@ -24,6 +29,7 @@ vigil__runner *vigil__runner_new(vigil_loop *loop) {
     atomic_init(&r->state, VIGIL__AT_OUTSIDE);
     atomic_init(&r->refs, 1); /* the loop's */
     r->loop = loop;
+    r->loop_id = loop->id;
     r->thread = pthread_self();
     r->tid = vigil__thread_id();
     return r;
@@ -40,6 +46,7 @@ int vigil__runner_state(const vigil_loop *loop) {
 }
 
 _Noreturn void vigil__bail(vigil__runner *r) {
+    tls_fenced_from = r->loop_id; /* the loop itself may be gone: never touched */
     atomic_store_explicit(&r->returned, 1, memory_order_release);
     longjmp(*r->bail, 1);
 }
@@ -79,32 +86,45 @@ static void note_refused(vigil__runner *r, uint64_t conn_id) {
         atomic_store_explicit(&r->refused[i], conn_id, memory_order_release);
 }
 
+/* The first thread that calls into a loop nobody owns takes it: attached
+ * goes 0 -> 2 (taking it) -> 1 by compare-and-swap, so two threads calling at
+ * once cannot both become the owner; the other waits the moment it takes. */
+static int take(vigil_loop *loop) {
+    vigil__runner *r = vigil__runner_new(loop);
+    if (!r)
+        return -ENOMEM;
+    atomic_store_explicit(&loop->runner, r, memory_order_release);
+    int rc = loop->rehome ? vigil__rehome(loop) : loop->be->attach(loop);
+    if (rc < 0) {
+        atomic_store_explicit(&loop->runner, NULL, memory_order_release);
+        vigil__runner_unref(r);
+        atomic_store_explicit(&loop->attached, 0, memory_order_release);
+        return rc;
+    }
+    atomic_store_explicit(&loop->attached, 1, memory_order_release);
+    return 0;
+}
+
 int vigil__enter(vigil_loop *loop) {
     if (!loop)
         return -EINVAL;
     vigil__runner *mine = my_runner(loop);
     if (mine && atomic_load_explicit(&mine->state, memory_order_acquire) == VIGIL__AT_FENCED)
         return -EOWNERDEAD; /* touch nothing: the loop may be rebuilt or gone */
-    if (!atomic_load_explicit(&loop->attached, memory_order_acquire)) {
-        vigil__runner *r = vigil__runner_new(loop);
-        if (!r)
-            return -ENOMEM;
-        atomic_store_explicit(&loop->runner, r, memory_order_release);
-        int rc = loop->be->attach(loop);
-        if (rc < 0) {
-            atomic_store_explicit(&loop->runner, NULL, memory_order_release);
-            vigil__runner_unref(r);
-            return rc;
-        }
-        atomic_store_explicit(&loop->attached, 1, memory_order_release);
-        return 0;
+    if (tls_fenced_from && tls_fenced_from == loop->id)
+        return -EOWNERDEAD; /* this thread was fenced off the loop */
+    int attached = 0;
+    if (atomic_compare_exchange_strong_explicit(&loop->attached, &attached, 2, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return take(loop);
+    while (attached == 2) { /* another thread is taking it */
+        sched_yield();
+        attached = atomic_load_explicit(&loop->attached, memory_order_acquire);
     }
     vigil__runner *owner = atomic_load_explicit(&loop->runner, memory_order_acquire);
     if (owner && pthread_equal(owner->thread, pthread_self())) /* fenced, not yet taken over? */
         return atomic_load_explicit(&owner->state, memory_order_acquire) == VIGIL__AT_FENCED
                    ? -EOWNERDEAD : 0;
-    if (atomic_load_explicit(&loop->sv_fenced_tid, memory_order_acquire) == vigil__thread_id())
-        return -EOWNERDEAD; /* a thread the supervisor fenced off this loop */
     return -EPERM;
 }
 

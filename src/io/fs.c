@@ -38,7 +38,7 @@ static void fs_final(vigil_loop *loop, vigil__op *op, int status) {
     vigil_op h = vigil__op_handle(loop, op);
     vigil__op_release(loop, op); /* frees the job: nothing of it is used below */
     if (cb)
-        VIGIL__CALLBACK(loop, cb(loop, h, status, ud));
+        VIGIL__CALLBACK(loop, cb, (loop, h, status, ud));
 }
 
 void vigil__fs_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {

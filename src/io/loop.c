@@ -386,7 +386,7 @@ static void timer_finish(vigil_loop *loop, vigil__op *op, int status) {
     void *ud = op->ud;
     vigil_op h = vigil__op_handle(loop, op);
     vigil__op_release(loop, op);
-    VIGIL__CALLBACK(loop, cb(loop, h, status, ud));
+    VIGIL__CALLBACK(loop, cb, (loop, h, status, ud));
 }
 
 int vigil_cancel(vigil_loop *loop, vigil_op h) {
@@ -422,6 +422,8 @@ int vigil_cancel(vigil_loop *loop, vigil_op h) {
 
 /* A deadline or timer came due. */
 static void run_due(vigil_loop *loop, uint64_t now) {
+    if (loop->gated)
+        return; /* every timer and deadline ends in a callback: after the gate */
     /* Bound the work per pass: timers re-armed with a past due time must not
      * starve I/O. */
     uint32_t budget = loop->heap_len + 1;
@@ -439,7 +441,7 @@ static void run_due(vigil_loop *loop, uint64_t now) {
                     op->due_ns = now + op->u.timer.repeat_ns;
                 vigil__heap_push(loop, op);
                 vigil_timer_cb cb = (vigil_timer_cb)op->cb;
-                VIGIL__CALLBACK(loop, cb(loop, vigil__op_handle(loop, op), 0, op->ud));
+                VIGIL__CALLBACK(loop, cb, (loop, vigil__op_handle(loop, op), 0, op->ud));
             } else {
                 timer_finish(loop, op, 0);
             }
@@ -462,6 +464,8 @@ static void run_due(vigil_loop *loop, uint64_t now) {
 }
 
 static void run_later(vigil_loop *loop) {
+    if (loop->gated)
+        return;
     /* Take the list as it is now (callbacks may append to the live one), but
      * keep it in loop memory: after a fence the rebuild runs the rest. */
     if (!loop->later_run) {
@@ -567,6 +571,8 @@ int vigil_loop_stop(vigil_loop *loop) {
  * until each one's turn, and each is freed before its callback, so a fence
  * in one leaves the rest for the rebuilt loop and nothing to clean up. */
 static bool run_posts(vigil_loop *loop, int status) {
+    if (loop->gated)
+        return false;
     if (!loop->posts_run) {
         pthread_mutex_lock(&loop->post_lock);
         loop->posts_run = loop->post_head;
@@ -585,7 +591,7 @@ static bool run_posts(vigil_loop *loop, int status) {
         vigil_post_cb fn = p->fn;
         void *arg = p->arg;
         free(p);
-        VIGIL__CALLBACK(loop, fn(loop, status, arg));
+        VIGIL__CALLBACK(loop, fn, (loop, status, arg));
     }
     return any;
 }
@@ -640,7 +646,7 @@ static void handle(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     atomic_store_explicit(&loop->sv_op_kind, op->kind, memory_order_relaxed);
     atomic_store_explicit(&loop->sv_conn, op->conn ? vigil__conn_id(loop, vigil__conn_at(loop, op->conn)) : 0,
                           memory_order_relaxed);
-    if (!vigil__hold_if_frozen(loop, op, c))
+    if (!vigil__gate_holds(loop, op, c) && !vigil__hold_if_frozen(loop, op, c))
         dispatch_op(loop, op, c);
 }
 
@@ -668,6 +674,29 @@ static void dispatch_checked(vigil_loop *loop, const vigil__cqe *c, bool any_epo
 void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c) { dispatch_checked(loop, c, false); }
 void vigil__dispatch_engine(vigil_loop *loop, const vigil__cqe *c) { dispatch_checked(loop, c, true); }
 
+/* What a rebuild queued besides completions: a frozen connection moved over
+ * (repair) or could not be (break), or a send's final callback that waited
+ * behind the gate (finish). Behind the gate (again) it waits in order. */
+static void apply_marker(vigil_loop *loop, const vigil__cqe *c) {
+    if (loop->gated) {
+        vigil__hold(loop, c);
+        return;
+    }
+    if (c->flags & VIGIL__CQE_FINISH) {
+        vigil__op *op = completion_op(loop, c, true, false);
+        if (op) {
+            op->flags &= (uint16_t)~VIGIL__OPF_CARRIED;
+            vigil__tcp_finish(loop, op, c->res);
+        }
+        return;
+    }
+    vigil__conn *conn = vigil__conn_from_id(loop, c->tag);
+    if (conn && (c->flags & VIGIL__CQE_BREAK))
+        vigil__tcp_break(loop, conn, c->res);
+    else if (conn)
+        vigil__tcp_repair(loop, conn);
+}
+
 /* Completions a rebuild carried over (rebuild.c checked them when it took
  * them), applied before anything else, each leaving the queue before its
  * handler runs: a fence in a callback leaves the rest for the next rebuild. */
@@ -676,12 +705,8 @@ void vigil__run_carry(vigil_loop *loop) {
         vigil__cqe c = loop->carry[loop->carry_pos++];
         if (loop->carry_pos == loop->carry_n)
             loop->carry_pos = loop->carry_n = 0;
-        if (c.flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK)) { /* a frozen connection moved over */
-            vigil__conn *conn = vigil__conn_from_id(loop, c.tag);
-            if (conn && (c.flags & VIGIL__CQE_BREAK))
-                vigil__tcp_break(loop, conn, c.res);
-            else if (conn)
-                vigil__tcp_repair(loop, conn);
+        if (c.flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK | VIGIL__CQE_FINISH)) {
+            apply_marker(loop, &c);
             continue;
         }
         if (c.flags & VIGIL__CQE_HELD) {
@@ -697,9 +722,14 @@ void vigil__run_carry(vigil_loop *loop) {
     }
 }
 
-/* A held completion, once its connection is no longer frozen: it was checked
- * and accounted for when it arrived (only its CARRIED mark is left). */
+/* A held completion, once its connection is no longer frozen or the gate
+ * opened: it was checked and accounted for when it arrived (only its CARRIED
+ * mark is left). Markers (rebuild.c) go their own way. */
 void vigil__dispatch_held(vigil_loop *loop, const vigil__cqe *c) {
+    if (c->flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK | VIGIL__CQE_FINISH)) {
+        apply_marker(loop, c);
+        return;
+    }
     vigil__op *op = completion_op(loop, c, true, false);
     if (!op)
         return;
@@ -880,7 +910,8 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     if (o.buf_count && (o.buf_count & (o.buf_count - 1)))
         return -EINVAL; /* the kernel's buffer ring wants a power of two */
     if (o.flags & ~(VIGIL_LOOP_NO_MULTISHOT_ACCEPT | VIGIL_LOOP_NO_MULTISHOT_RECV |
-                    VIGIL_LOOP_NO_DEFER_TASKRUN | VIGIL_LOOP_SUPERVISED))
+                    VIGIL_LOOP_NO_DEFER_TASKRUN | VIGIL_LOOP_SUPERVISED |
+                    VIGIL_LOOP_INDEPENDENT_CALLBACKS))
         return -EINVAL;
     if (o.buf_count > 32768 || o.ring_entries > 32768 || (o.buf_size && o.buf_size < 64) ||
         o.buf_size > (1u << 24))
@@ -910,6 +941,7 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     loop->sig_fd = -1;
 #ifndef _WIN32
     sigemptyset(&loop->sig_mask);
+    sigemptyset(&loop->serve_mask);
 #endif
     pthread_mutex_init(&loop->post_lock, NULL);
     pthread_mutex_init(&loop->owner_lock, NULL);
@@ -986,6 +1018,9 @@ int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out) {
     LD(stuck_reset);
     LD(refused_calls);
     LD(last_rebuild_us);
+    LD(gated);
+    LD(events_held);
+    LD(events_held_total);
 #undef LD
     return 0;
 }
@@ -997,9 +1032,11 @@ static bool has_work(vigil_loop *loop) {
            loop->carry_n || inflight > 1;
 }
 
+/* How long the wait may sleep: until the next timer or deadline, or until.
+ * Behind the gate timers do not run, so only until counts. */
 static int64_t wait_timeout_ns(vigil_loop *loop, uint64_t now, uint64_t until) {
     uint64_t due = until;
-    if (loop->heap_len) {
+    if (loop->heap_len && !loop->gated) {
         uint64_t t = vigil__op_at(loop, loop->heap[0])->due_ns;
         if (t < due)
             due = t;
@@ -1009,7 +1046,25 @@ static int64_t wait_timeout_ns(vigil_loop *loop, uint64_t now, uint64_t until) {
     return due > now ? (int64_t)(due - now) : 0;
 }
 
-int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
+/* Everything that is ready without waiting, in the order of one pass (the
+ * top of this file): what a rebuild carried, due timers and deadlines, the
+ * later list, posts, a signal delivery a fence cut short, and what the file
+ * engine finished. Behind the gate most of it waits (rebuild.c). */
+static void run_ready(vigil_loop *loop, uint64_t now) {
+    vigil__run_carry(loop);
+    run_due(loop, now);
+    run_later(loop);
+    run_posts(loop, 0);
+    if (loop->sig_q_n && !loop->gated)
+        vigil__signals_run(loop);
+    vigil__fs_poll(loop);
+    run_later(loop); /* what the file engine's callbacks finished */
+}
+
+/* The loop's passes on this thread. *fenced: the supervisor fenced this
+ * thread, which left through bail (the loop goes on elsewhere). */
+static int run_passes(vigil_loop *loop, vigil_run_mode mode, int timeout_ms, bool *fenced) {
+    *fenced = false;
     int rc = vigil__enter(loop);
     if (rc < 0)
         return rc;
@@ -1031,6 +1086,7 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
         vigil__tls_runner = r->outer;
         vigil__tls_loop = outer;
         vigil__runner_unref(r);
+        *fenced = true;
         return -EOWNERDEAD;
     }
     loop->running = 1;
@@ -1039,31 +1095,28 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
     atomic_store_explicit(&r->state, VIGIL__AT_LIBRARY, memory_order_release);
     uint64_t start = vigil__clock_ns();
     uint64_t until = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000ull;
+    uint64_t ran_before = loop->callbacks; /* ONCE: has a callback run in this call yet? */
     rc = 0;
     for (;;) {
         uint64_t now = vigil__clock_ns();
-        bool fenced_waiting = loop->fences && vigil__fences_poll(loop, now);
-        vigil__run_carry(loop);
-        run_due(loop, now);
-        run_later(loop);
-        run_posts(loop, 0);
-        if (loop->sig_q_n) /* a delivery a fence cut short */
-            vigil__signals_run(loop);
-        vigil__fs_poll(loop);
+        bool look_soon = loop->fences && vigil__fences_poll(loop, now);
+        run_ready(loop, now);
         if (atomic_exchange_explicit(&loop->stop_requested, 0, memory_order_acq_rel))
             break;
         if (mode == VIGIL_RUN_DEFAULT && !has_work(loop) && !posts_waiting(loop))
             break;
-        int64_t t = 0;
         vigil__fs_poll(loop); /* submits what callbacks asked for */
-        if (mode != VIGIL_RUN_NOWAIT && !loop->later_head && !posts_waiting(loop) && !vigil__fs_ready(loop))
-            t = wait_timeout_ns(loop, vigil__clock_ns(), until);
-        if (fenced_waiting && (t < 0 || t > 10000000))
-            t = 10000000; /* look again soon for a fenced thread that came back */
+        /* Sleep only if nothing is ready, and in ONCE only until something ran. */
+        bool ready = vigil__fs_ready(loop) ||
+                     (!loop->gated && (loop->later_head || posts_waiting(loop)));
+        bool may_sleep = mode == VIGIL_RUN_DEFAULT || (mode == VIGIL_RUN_ONCE && loop->callbacks == ran_before);
+        int64_t t = may_sleep && !ready ? wait_timeout_ns(loop, vigil__clock_ns(), until) : 0;
+        if (look_soon && (t < 0 || t > 10000000))
+            t = 10000000; /* a fenced thread may come back: look again soon */
         if (loop->debug_library_spin_ms) { /* test hook: stuck in library code */
-            uint64_t until = vigil__clock_ns() + loop->debug_library_spin_ms * 1000000ull;
+            uint64_t spin_until = vigil__clock_ns() + loop->debug_library_spin_ms * 1000000ull;
             loop->debug_library_spin_ms = 0;
-            while (vigil__clock_ns() < until)
+            while (vigil__clock_ns() < spin_until)
                 ;
         }
         if (loop->rebuild_t0_ns) {
@@ -1074,8 +1127,10 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
             loop->rebuild_t0_ns = 0;
             atomic_fetch_add_explicit(&loop->sv_rebuilds_timed, 1, memory_order_release);
         }
+        /* Timers held behind the gate are not due work for the supervisor. */
         atomic_store_explicit(&loop->sv_next_due_ns,
-                              loop->heap_len ? vigil__op_at(loop, loop->heap[0])->due_ns : UINT64_MAX,
+                              loop->heap_len && !loop->gated ? vigil__op_at(loop, loop->heap[0])->due_ns
+                                                             : UINT64_MAX,
                               memory_order_relaxed);
         vigil__stamp(loop);
         /* the backend marks its kernel wait (vigil__wait_enter/leave) */
@@ -1085,9 +1140,12 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
             break;
         rc = 0;
         if (mode != VIGIL_RUN_DEFAULT) {
+            /* Whatever the wait brought is delivered in this call: the wake
+             * of a post, a file call or a lookup, a signal. */
             now = vigil__clock_ns();
-            run_due(loop, now);
-            run_later(loop);
+            if (loop->fences)
+                vigil__fences_poll(loop, now);
+            run_ready(loop, now);
             break;
         }
         if (vigil__clock_ns() >= until)
@@ -1104,6 +1162,32 @@ int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
     return has_work(loop) ? 1 : 0;
 }
 
+int vigil__run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
+    bool fenced;
+    return run_passes(loop, mode, timeout_ms, &fenced);
+}
+
+int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms) {
+    uint64_t start = vigil__clock_ns();
+    bool fenced;
+    int rc = run_passes(loop, mode, timeout_ms, &fenced);
+    if (!fenced || mode != VIGIL_RUN_DEFAULT)
+        return rc;
+    /* This thread was fenced in a callback, and the loop went on on a thread
+     * of vigil's. VIGIL_RUN_DEFAULT runs the loop until it ends, wherever it
+     * runs: wait for that, so that a plain run-then-destroy main() keeps the
+     * rescue. */
+    int left = -1;
+    if (timeout_ms >= 0) {
+        uint64_t spent = (vigil__clock_ns() - start) / 1000000ull;
+        left = spent >= (uint64_t)timeout_ms ? 0 : timeout_ms - (int)spent;
+    }
+    int result;
+    if (vigil__join(loop, left, &result) < 0)
+        return -EOWNERDEAD; /* still running there: vigil_loop_join waits for it */
+    return result;
+}
+
 int vigil_loop_destroy(vigil_loop *loop) {
     if (!loop)
         return -EINVAL;
@@ -1117,9 +1201,15 @@ int vigil_loop_destroy(vigil_loop *loop) {
         return rc;
     if (loop->in_callback || loop->running)
         return -EBUSY;
+    /* A fenced callback that has not returned may still use what the final
+     * callbacks would free: the loop stays (exit the process instead). */
+    if (vigil__fenced_callback_runs(loop))
+        return -EBUSY;
     loop->destroying = true;
-    /* Fenced callbacks are not waited for any more: every connection gets
-     * its final callbacks below, carried and held completions first. */
+    /* Every fenced callback has returned: settle them (the gate opens, the
+     * held go to the carry), then every connection gets its final callbacks
+     * below, carried and held completions first, in order. */
+    vigil__fences_poll(loop, vigil__clock_ns());
     vigil__run_carry(loop);
     for (uint32_t s1 = 1; s1 <= loop->conns_cap; s1++) {
         vigil__conn *c = vigil__conn_at(loop, s1);
@@ -1128,10 +1218,11 @@ int vigil_loop_destroy(vigil_loop *loop) {
             vigil__unhold_later(loop, s1);
         }
     }
-    while (loop->held_n) {
-        vigil__cqe c = loop->held[--loop->held_n];
+    for (uint32_t i = 0; i < loop->held_n; i++) {
+        vigil__cqe c = loop->held[i];
         vigil__dispatch_held(loop, &c);
     }
+    loop->held_n = 0;
 
     /* 1. timers, in deadline order */
     for (;;) {
@@ -1209,6 +1300,11 @@ int vigil_loop_destroy(vigil_loop *loop) {
     free(loop->held);
     free(loop->carry);
     vigil__fences_free(loop);
+    while (loop->retired) { /* runners of threads that handed the loop over */
+        vigil__runner *r = loop->retired;
+        loop->retired = r->retired_next;
+        vigil__runner_unref(r);
+    }
     vigil__wakefd_close(loop->wake_fd);
     if (loop->sig_fd >= 0)
         close(loop->sig_fd);

@@ -172,6 +172,8 @@ typedef struct vigil__cqe {
 #define VIGIL__CQE_HELD   (1u << 2) /* held for a frozen connection: already accounted */
 #define VIGIL__CQE_REPAIR (1u << 3) /* not a completion: repair connection `tag` */
 #define VIGIL__CQE_BREAK  (1u << 4) /* not a completion: break connection `tag` with res */
+#define VIGIL__CQE_FINISH (1u << 5) /* not a completion: the final callback of op `tag`
+                                     * (status res), held behind the gate */
 
 /* One piece of a send, in the backend's terms. */
 typedef struct vigil__slice { const void *base; size_t len; } vigil__slice;
@@ -255,10 +257,12 @@ typedef struct vigil__runner {
     _Atomic int returned;   /* a fenced thread came back from its callback */
     _Atomic int acked;      /* a fenced thread ran the fence signal: its writes are visible */
     const vigil_loop *loop; /* identity only: a fenced thread never dereferences it */
+    uint32_t loop_id;
     pthread_t thread;
     int tid;
     jmp_buf *bail;                 /* in this thread's vigil_loop_run frame */
     struct vigil__runner *outer;   /* an enclosing vigil_loop_run's runner on this thread */
+    struct vigil__runner *retired_next; /* the loop's list of runners let go by a hand-over */
     _Atomic uint32_t refused_n;    /* calls refused after the fence, and the connections */
     _Atomic uint64_t refused[VIGIL__REFUSED_MAX]; /* they named (0: none) */
 } vigil__runner;
@@ -282,6 +286,7 @@ struct vigil_loop {
     _Atomic(vigil__runner *) runner;
     vigil__runner *cur_runner; /* runner while inside vigil_loop_run, else NULL */
     int in_callback;   /* depth of user callbacks */
+    uint64_t callbacks; /* user callbacks called (RUN_ONCE: did one run?) */
     int running;
     bool destroying;
 
@@ -360,19 +365,29 @@ struct vigil_loop {
     uint32_t held_n, held_cap;
     uint32_t held_later_head, held_later_tail; /* their later-list entries */
     struct vigil__fence *fences;/* fenced threads not yet accounted for */
+    bool gated;                 /* a fenced callback still runs: no other may (rebuild.c) */
+    uint32_t gate_accepts;      /* connections accepted behind the gate */
     _Atomic int sv_poll_fd;     /* the backend's poll fd, for the supervisor */
     pthread_mutex_t owner_lock; /* run_done, handoff: between a rebuilt loop's thread and others */
     pthread_cond_t owner_cond;
     bool run_done;              /* a rebuilt loop's thread finished running it */
+    int run_result;             /* ... and how its run ended */
     bool owned_by_vigil;        /* the owner is a thread of vigil's (after a rebuild) */
     struct vigil__handoff *handoff; /* a destroy asked of that thread */
+    bool rehome;                /* handed over: the next thread makes its backend anew */
+    struct vigil__runner *retired; /* runners of threads that handed it over */
+#ifndef _WIN32
+    sigset_t serve_mask;        /* what vigil_serve waits for: blocked on vigil's threads */
+#endif
 
     /* where the loop thread is, for the supervisor thread (relaxed atomics) */
     uint32_t id;
     _Atomic int sv_op_kind;         /* kind of op being handled (VIGIL__OP_KINDS = a post) */
     _Atomic uint64_t sv_conn;       /* its connection id, or 0 */
+    _Atomic(void *) sv_cb;          /* the user function called last */
     _Atomic uint64_t sv_next_due_ns;/* earliest timer or deadline; UINT64_MAX = none */
     _Atomic int sv_posts;           /* posts waiting */
+    _Atomic int sv_gated;           /* work waits behind the gate on purpose */
     _Atomic(vigil__runner *) sv_fence_request; /* test hook: fence this runner now */
     _Atomic int sv_rebuilt;         /* 0 while a rebuild takes the loop over; then 1, or -errno */
     _Atomic uint32_t sv_rebuilds_timed; /* rebuilds whose time is in stats.last_rebuild_us */
@@ -381,7 +396,6 @@ struct vigil_loop {
     uint32_t debug_library_spin_ms;
     uint32_t debug_udp_full;        /* the next sends find the UDP socket full */
     _Atomic uint64_t sv_fenced_ns;  /* when the supervisor fenced it */
-    _Atomic int sv_fenced_tid;      /* the thread it fenced last */
     void *bt_frames[48];            /* written by the backtrace signal handler */
     _Atomic int bt_n;               /* frames written; -1 while a backtrace is requested */
 
@@ -390,7 +404,8 @@ struct vigil_loop {
         _Atomic uint64_t iterations, completions, ops_in_flight, last_progress_ns,
             stale_completions, cq_overflows, enobufs_rearms, accept_emfile, connections,
             deadlines_expired, deadline_shutdowns, rebuilds, conns_migrated, bytes_carried,
-            ops_reissued, stuck_returned, stuck_reset, refused_calls, last_rebuild_us;
+            ops_reissued, stuck_returned, stuck_reset, refused_calls, last_rebuild_us, gated,
+            events_held, events_held_total;
     } stats;
 };
 
@@ -432,17 +447,20 @@ void vigil__send_free(vigil_loop *loop, void *p, size_t len);
 void vigil__heap_push(vigil_loop *loop, vigil__op *op);
 void vigil__heap_remove(vigil_loop *loop, vigil__op *op);
 
-/* Calls into user code. Outside vigil_loop_run (in destroy) there is no
- * runner and nothing to fence. After the call only the local runner pointer
- * is used: if the supervisor fenced the thread meanwhile, vigil__cb_return
- * leaves at once, before anything of the loop is touched. */
-#define VIGIL__CALLBACK(loop, call)                                                         \
+/* Calls user function fn with args. Outside vigil_loop_run (in destroy)
+ * there is no runner and nothing to fence. The function is published for
+ * the supervisor (a stall report names it). After the call only the local
+ * runner pointer is used: if the supervisor fenced the thread meanwhile,
+ * vigil__cb_return leaves at once, before anything of the loop is touched. */
+#define VIGIL__CALLBACK(loop, fn, args)                                                     \
     do {                                                                                    \
         vigil__runner *cb_runner_ = (loop)->cur_runner;                                     \
         (loop)->in_callback++;                                                              \
+        (loop)->callbacks++;                                                                \
+        atomic_store_explicit(&(loop)->sv_cb, (void *)(fn), memory_order_relaxed);          \
         if (cb_runner_)                                                                     \
             atomic_store_explicit(&cb_runner_->state, VIGIL__AT_CALLBACK, memory_order_release); \
-        call;                                                                               \
+        (fn) args;                                                                          \
         if (cb_runner_)                                                                     \
             vigil__cb_return(cb_runner_);                                                   \
         (loop)->in_callback--;                                                              \
@@ -485,6 +503,10 @@ void vigil__api_leave(vigil__api_scope *scope);
 #define VIGIL__API(loop, conn_id) VIGIL__API_OR(loop, conn_id, api_rc_)
 
 void vigil__run_later(vigil_loop *loop); /* the later list, now */
+/* vigil_loop_run without its wait for a rebuilt loop: -EOWNERDEAD when fenced */
+int vigil__run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms);
+/* vigil_loop_join, and how the loop's run ended there (*result: 0, 1 or -errno) */
+int vigil__join(vigil_loop *loop, int timeout_ms, int *result);
 
 /* completion dispatch, called by backends */
 void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c);
@@ -495,6 +517,9 @@ void vigil__stamp(vigil_loop *loop);
 
 /* rebuild.c: fence and rebuild */
 void vigil__dispatch_held(vigil_loop *loop, const vigil__cqe *c);
+void vigil__hold(vigil_loop *loop, const vigil__cqe *c); /* keeps it, in order, for later */
+bool vigil__gate_holds(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
+bool vigil__fenced_callback_runs(vigil_loop *loop); /* a fenced callback has not returned */
 void vigil__run_carry(vigil_loop *loop);
 bool vigil__hold_if_frozen(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
 bool vigil__later_is_frozen(vigil_loop *loop, const vigil__op *op);
@@ -503,7 +528,14 @@ bool vigil__fences_poll(vigil_loop *loop, uint64_t now); /* true while one is un
 void vigil__fences_free(vigil_loop *loop);
 int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms);
 int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms);
+int vigil__move_backend(vigil_loop *loop, const vigil__backend *target); /* steps 3-6 */
+
+/* owner.c: which thread runs a loop: hand-over, threads of vigil's, serve */
 int vigil__destroy_handoff(vigil_loop *loop);
+void vigil__owned_by_vigil(vigil_loop *loop);  /* from now on a thread of vigil's runs it */
+void vigil__owned_loop_ended(vigil_loop *loop, int run_rc); /* on vigil's thread: serve destroy */
+void vigil__loop_thread_signals(vigil_loop *loop); /* the mask of a thread of vigil's running it */
+int vigil__rehome(vigil_loop *loop);   /* a handed-over loop's new thread takes it */
 
 /* resolve.c */
 void vigil__resolve_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
@@ -536,6 +568,9 @@ void vigil__tcp_destroy_all(vigil_loop *loop);
 void vigil__tcp_buffers_freed(vigil_loop *loop);
 void vigil__tcp_repair(vigil_loop *loop, vigil__conn *c); /* after a fence */
 void vigil__tcp_break(vigil_loop *loop, vigil__conn *c, int status);
+void vigil__tcp_reset_now(vigil_loop *loop, vigil__conn *c); /* RST, the callbacks later */
+/* Behind the gate: a send completion moves the stream on; false if it must be held */
+bool vigil__tcp_send_behind_gate(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
 bool vigil__send_unlink(vigil_loop *loop, vigil__conn *c, vigil__op *op); /* false: not queued */
 void vigil__buf_recycle(vigil_loop *loop, uint32_t id);
 

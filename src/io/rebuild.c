@@ -39,13 +39,6 @@ typedef struct vigil__fence {
     bool settled;          /* the connection moved over or was reset */
 } vigil__fence;
 
-typedef struct vigil__handoff { /* a destroy asked of a rebuilt loop's thread */
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    bool done;
-    int rc;
-} vigil__handoff;
-
 /* ------------------------------------------------- frozen connections */
 
 static bool frozen(vigil_loop *loop, const vigil__op *op) {
@@ -55,12 +48,9 @@ static bool frozen(vigil_loop *loop, const vigil__op *op) {
     return c && (c->flags & VIGIL__CF_FROZEN);
 }
 
-/* A completion for a frozen connection waits in loop memory, in order. */
-bool vigil__hold_if_frozen(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
-    if (!frozen(loop, op))
-        return false;
-    if (!(c->flags & VIGIL__CQE_MORE))
-        op->flags |= VIGIL__OPF_CARRIED; /* its final waits here */
+/* Keeps a completion (or a marker) in loop memory, in order, until its
+ * connection thaws or the gate opens. */
+void vigil__hold(vigil_loop *loop, const vigil__cqe *c) {
     if (loop->held_n == loop->held_cap) {
         uint32_t cap = loop->held_cap ? loop->held_cap * 2 : 64;
         vigil__cqe *h = realloc(loop->held, cap * sizeof(*h));
@@ -70,7 +60,81 @@ bool vigil__hold_if_frozen(vigil_loop *loop, vigil__op *op, const vigil__cqe *c)
         loop->held_cap = cap;
     }
     loop->held[loop->held_n++] = *c;
+    vigil__stat_add(&loop->stats.events_held_total, 1);
+    atomic_store_explicit(&loop->stats.events_held, loop->held_n, memory_order_relaxed);
+}
+
+/* A completion for a frozen connection waits in loop memory, in order. */
+bool vigil__hold_if_frozen(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
+    if (!frozen(loop, op))
+        return false;
+    if (!(c->flags & VIGIL__CQE_MORE))
+        op->flags |= VIGIL__OPF_CARRIED; /* its final waits here */
+    vigil__hold(loop, c);
     return true;
+}
+
+/* ------------------------------------------------------------ the gate */
+
+/* While a fenced callback still runs on its old thread, no other callback of
+ * the loop may run (docs/supervisor.md, "The contract"): the program's code
+ * would run on two threads at once. The rebuilt thread keeps the kernel side
+ * going meanwhile: the wake read, sends (they go on from the confirmed byte;
+ * the messages they finish are reported when the gate opens), and receives
+ * and accepts, whose completions wait here, in order, until then. Receives
+ * stop by themselves when the buffer pool runs dry (the bytes wait in the
+ * kernel); accepts are cancelled past GATE_ACCEPTS_MAX and re-armed later
+ * (the connections wait in the backlog). Timers, deadlines, the later list,
+ * posts and signals do not run at all while the gate is closed. */
+#define GATE_ACCEPTS_MAX 1024
+
+bool vigil__gate_holds(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
+    if (!loop->gated || op->kind == VIGIL__OP_WAKE || op->kind == VIGIL__OP_NOP)
+        return false;
+    if (op->kind == VIGIL__OP_SEND && vigil__tcp_send_behind_gate(loop, op, c))
+        return true;
+    if (op->kind == VIGIL__OP_ACCEPT && c->res >= 0 && (c->flags & VIGIL__CQE_MORE) &&
+        ++loop->gate_accepts > GATE_ACCEPTS_MAX)
+        vigil__op_cancel_kernel(loop, op); /* its -ECANCELED re-arms it after the gate */
+    if (!(c->flags & VIGIL__CQE_MORE))
+        op->flags |= VIGIL__OPF_CARRIED;
+    vigil__hold(loop, c);
+    return true;
+}
+
+/* The gate opens: everything held goes to the front of the carry, in the
+ * order it arrived (it is older than anything the carry still holds). */
+static void gate_open(vigil_loop *loop) {
+    loop->gated = false;
+    loop->gate_accepts = 0;
+    atomic_store_explicit(&loop->sv_gated, 0, memory_order_relaxed);
+    atomic_store_explicit(&loop->stats.gated, 0, memory_order_relaxed);
+    if (!loop->held_n)
+        return;
+    uint32_t rest = loop->carry_n - loop->carry_pos;
+    vigil__cqe *m = malloc((size_t)(loop->held_n + rest + 256) * sizeof(*m));
+    if (!m)
+        abort(); /* received bytes: cannot drop them */
+    for (uint32_t i = 0; i < loop->held_n; i++) {
+        m[i] = loop->held[i];
+        if (!(m[i].flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK | VIGIL__CQE_FINISH)))
+            m[i].flags |= VIGIL__CQE_HELD;
+    }
+    if (rest)
+        memcpy(m + loop->held_n, loop->carry + loop->carry_pos, rest * sizeof(*m));
+    free(loop->carry);
+    loop->carry = m;
+    loop->carry_pos = 0;
+    loop->carry_n = loop->held_n + rest;
+    loop->carry_cap = loop->held_n + rest + 256;
+    loop->held_n = 0;
+    atomic_store_explicit(&loop->stats.events_held, 0, memory_order_relaxed);
+}
+
+static void gate_close(vigil_loop *loop) {
+    loop->gated = true;
+    atomic_store_explicit(&loop->sv_gated, 1, memory_order_relaxed);
+    atomic_store_explicit(&loop->stats.gated, 1, memory_order_relaxed);
 }
 
 bool vigil__later_is_frozen(vigil_loop *loop, const vigil__op *op) { return frozen(loop, op); }
@@ -194,43 +258,12 @@ static void reissue(vigil_loop *loop, vigil__op *op) {
     }
 }
 
-int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms) {
-    uint64_t t0 = atomic_load_explicit(&loop->sv_fenced_ns, memory_order_relaxed);
-    if (!t0)
-        t0 = vigil__clock_ns(); /* rebuild time counts from the fence */
-    vigil__runner *old = atomic_load_explicit(&loop->runner, memory_order_acquire);
-    vigil__runner *mine = vigil__runner_new(loop);
-    vigil__fence *f = calloc(1, sizeof(*f));
-    if (!mine || !f) {
-        free(mine);
-        free(f);
-        return -ENOMEM;
-    }
-
-    /* 1. This thread owns the loop from now on. */
-    f->runner = old; /* takes over the loop's reference */
-    f->conn_id = atomic_load_explicit(&loop->sv_conn, memory_order_relaxed);
-    f->lent_buf = UINT32_MAX;
-    f->grace_due_ns = vigil__clock_ns() + (uint64_t)grace_ms * 1000000ull;
-    atomic_store_explicit(&loop->runner, mine, memory_order_release);
-    loop->in_callback = 0;
-    loop->running = 0;
-    loop->cur_runner = NULL;
-    if (loop->buf_current < loop->opts.buf_count && loop->buf_state[loop->buf_current] == VIGIL__BUF_USER) {
-        f->lent_buf = loop->buf_current; /* the stuck callback may still read it */
-        loop->buf_state[f->lent_buf] = VIGIL__BUF_LENT;
-    }
-    loop->buf_current = UINT32_MAX;
-
-    /* 2. Freeze the connection whose callback is stuck. */
-    vigil__conn *stuck = f->conn_id ? vigil__conn_from_id(loop, f->conn_id) : NULL;
-    if (stuck)
-        stuck->flags |= VIGIL__CF_FROZEN;
-    else
-        f->conn_id = 0;
-    f->next = loop->fences;
-    loop->fences = f;
-
+/* Steps 3 to 6 of a rebuild, on the thread that takes the loop over, while
+ * the thread that had it runs none of its code (fenced, or it handed the loop
+ * over): harvest what the old backend holds, tear it down, make a new one
+ * (on target, if not NULL), and issue again every op whose request died with
+ * the old one. */
+int vigil__move_backend(vigil_loop *loop, const vigil__backend *target) {
     /* 3. Harvest, oldest first: what an earlier rebuild carried and the
      * fenced thread had not applied yet (still in the carry, and marked), the
      * rest of the batch being dispatched (the entry at batch_pos is the stuck
@@ -320,6 +353,50 @@ reissue:
         }
     }
 
+    return 0;
+}
+
+int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms) {
+    uint64_t t0 = atomic_load_explicit(&loop->sv_fenced_ns, memory_order_relaxed);
+    if (!t0)
+        t0 = vigil__clock_ns(); /* rebuild time counts from the fence */
+    vigil__runner *old = atomic_load_explicit(&loop->runner, memory_order_acquire);
+    vigil__runner *mine = vigil__runner_new(loop);
+    vigil__fence *f = calloc(1, sizeof(*f));
+    if (!mine || !f) {
+        free(mine);
+        free(f);
+        return -ENOMEM;
+    }
+
+    /* 1. This thread owns the loop from now on. */
+    f->runner = old; /* takes over the loop's reference */
+    f->conn_id = atomic_load_explicit(&loop->sv_conn, memory_order_relaxed);
+    f->lent_buf = UINT32_MAX;
+    f->grace_due_ns = vigil__clock_ns() + (uint64_t)grace_ms * 1000000ull;
+    atomic_store_explicit(&loop->runner, mine, memory_order_release);
+    loop->in_callback = 0;
+    loop->running = 0;
+    loop->cur_runner = NULL;
+    if (loop->buf_current < loop->opts.buf_count && loop->buf_state[loop->buf_current] == VIGIL__BUF_USER) {
+        f->lent_buf = loop->buf_current; /* the stuck callback may still read it */
+        loop->buf_state[f->lent_buf] = VIGIL__BUF_LENT;
+    }
+    loop->buf_current = UINT32_MAX;
+
+    /* 2. Freeze the connection whose callback is stuck. */
+    vigil__conn *stuck = f->conn_id ? vigil__conn_from_id(loop, f->conn_id) : NULL;
+    if (stuck)
+        stuck->flags |= VIGIL__CF_FROZEN;
+    else
+        f->conn_id = 0;
+    f->next = loop->fences;
+    loop->fences = f;
+
+    int rc = vigil__move_backend(loop, target);
+    if (rc < 0)
+        return rc; /* the supervisor escalates: nothing can run this loop */
+
     vigil__stat_add(&loop->stats.rebuilds, 1);
     vigil__stat_add(&loop->stats.conns_migrated, (int64_t)loop->live_conns);
     loop->rebuild_t0_ns = t0; /* the first pass that re-arms everything ends the rebuild */
@@ -333,12 +410,17 @@ reissue:
  * the carry: they are older than anything the carry still holds (what a
  * rebuild harvested later, or what a fenced pass had not reached yet), and
  * each leaves the queue before its handler runs. */
+static bool held_for(vigil_loop *loop, const vigil__cqe *e, uint32_t slot1) {
+    if (e->flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK))
+        return false; /* a marker (held behind the gate): it names a connection, not an op */
+    vigil__op *op = vigil__op_at(loop, (uint32_t)e->tag);
+    return op && op->conn == slot1;
+}
+
 static void carry_held(vigil_loop *loop, uint32_t slot1) {
     uint32_t mine = 0, keep = 0;
-    for (uint32_t i = 0; i < loop->held_n; i++) {
-        vigil__op *op = vigil__op_at(loop, (uint32_t)loop->held[i].tag);
-        mine += op && op->conn == slot1;
-    }
+    for (uint32_t i = 0; i < loop->held_n; i++)
+        mine += held_for(loop, &loop->held[i], slot1);
     if (!mine)
         return;
     uint32_t rest = loop->carry_n - loop->carry_pos;
@@ -347,10 +429,11 @@ static void carry_held(vigil_loop *loop, uint32_t slot1) {
         abort(); /* received bytes: cannot drop them */
     uint32_t n = 0;
     for (uint32_t i = 0; i < loop->held_n; i++) {
-        vigil__op *op = vigil__op_at(loop, (uint32_t)loop->held[i].tag);
-        if (op && op->conn == slot1) {
+        if (held_for(loop, &loop->held[i], slot1)) {
             m[n] = loop->held[i];
-            m[n++].flags |= VIGIL__CQE_HELD;
+            if (!(m[n].flags & VIGIL__CQE_FINISH))
+                m[n].flags |= VIGIL__CQE_HELD;
+            n++;
         } else {
             loop->held[keep++] = loop->held[i];
         }
@@ -363,6 +446,7 @@ static void carry_held(vigil_loop *loop, uint32_t slot1) {
     loop->carry_pos = 0;
     loop->carry_n = n + rest;
     loop->carry_cap = mine + rest + 256;
+    atomic_store_explicit(&loop->stats.events_held, loop->held_n, memory_order_relaxed);
 }
 
 /* The fenced thread came back (returned) or the grace period passed. Nothing
@@ -403,6 +487,8 @@ static void settle(vigil_loop *loop, vigil__fence *f, bool returned) {
     c->flags &= (uint16_t)~VIGIL__CF_FROZEN;
     if (break_stuck) {
         c->flags |= VIGIL__CF_DISCARD; /* bytes that arrive from now on are dropped */
+        if (loop->gated) /* the peer learns now; the owner when the gate opens */
+            vigil__tcp_reset_now(loop, c);
         carry_push(loop, (vigil__cqe){f->conn_id, -EOWNERDEAD, VIGIL__CQE_BREAK});
     }
     carry_held(loop, slot1);
@@ -411,9 +497,11 @@ static void settle(vigil_loop *loop, vigil__fence *f, bool returned) {
         carry_push(loop, (vigil__cqe){f->conn_id, 0, VIGIL__CQE_REPAIR});
 }
 
-/* Each pass: fenced threads that came back, or whose grace period passed. */
+/* Each pass: fenced threads that came back, or whose grace period passed;
+ * the gate is closed while one of them still runs its callback. Returns true
+ * while the loop must look again soon. */
 bool vigil__fences_poll(vigil_loop *loop, uint64_t now) {
-    bool pending = false;
+    bool pending = false, running = false;
     for (vigil__fence **pp = &loop->fences; *pp;) {
         vigil__fence *f = *pp;
         bool returned = atomic_load_explicit(&f->runner->returned, memory_order_acquire);
@@ -431,9 +519,22 @@ bool vigil__fences_poll(vigil_loop *loop, uint64_t now) {
             continue;
         }
         pending |= !f->settled;
+        running |= !returned;
         pp = &f->next;
     }
-    return pending;
+    bool gate = running && !(loop->opts.flags & VIGIL_LOOP_INDEPENDENT_CALLBACKS);
+    if (gate && !loop->gated)
+        gate_close(loop);
+    else if (!gate && loop->gated)
+        gate_open(loop);
+    return pending || loop->gated;
+}
+
+bool vigil__fenced_callback_runs(vigil_loop *loop) {
+    for (vigil__fence *f = loop->fences; f; f = f->next)
+        if (!atomic_load_explicit(&f->runner->returned, memory_order_acquire))
+            return true;
+    return false;
 }
 
 void vigil__fences_free(vigil_loop *loop) {
@@ -461,33 +562,18 @@ static void *rebuilt_main(void *arg) {
     snprintf(name, sizeof(name), "vigil-loop%u", loop->id);
     pthread_setname_np(pthread_self(), name); /* for top -H, gdb and /proc */
     /* Made by the supervisor thread, which blocks every signal: this one
-     * takes the supervisor's signals again and blocks what the loop's
-     * signal watchers read from their signalfd (read by the rebuild only
-     * after the fence, so the old thread no longer changes it). */
-#ifndef _WIN32
-    pthread_sigmask(SIG_SETMASK, &loop->sig_mask, NULL);
-#endif
+     * takes the supervisor's signals again (read by the rebuild only after
+     * the fence, so the old thread no longer changes what it reads). */
+    vigil__loop_thread_signals(loop);
     int rc = vigil__rebuild(loop, j.target, j.grace_ms);
     /* the loop is ours: the supervisor watches it again (or escalates) */
     atomic_store_explicit(&loop->sv_rebuilt, rc < 0 ? rc : 1, memory_order_release);
     if (rc < 0)
         return NULL;
-    rc = vigil_loop_run(loop, VIGIL_RUN_DEFAULT, -1);
+    rc = vigil__run(loop, VIGIL_RUN_DEFAULT, -1);
     if (rc == -EOWNERDEAD)
         return NULL; /* fenced in turn: the next thread has the loop */
-    pthread_mutex_lock(&loop->owner_lock);
-    loop->run_done = true;
-    pthread_cond_broadcast(&loop->owner_cond);
-    while (!loop->handoff)
-        pthread_cond_wait(&loop->owner_cond, &loop->owner_lock);
-    vigil__handoff *h = loop->handoff;
-    pthread_mutex_unlock(&loop->owner_lock);
-    rc = vigil_loop_destroy(loop); /* the loop's memory is gone after this */
-    pthread_mutex_lock(&h->mu);
-    h->rc = rc;
-    h->done = true;
-    pthread_cond_signal(&h->cond);
-    pthread_mutex_unlock(&h->mu);
+    vigil__owned_loop_ended(loop, rc);
     return NULL;
 }
 
@@ -498,11 +584,7 @@ int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_
     *j = (rebuild_job){loop, target, grace_ms};
     /* Before the thread exists: the fenced thread may call vigil_loop_join
      * the moment it leaves its callback. */
-    pthread_mutex_lock(&loop->owner_lock);
-    loop->owned_by_vigil = true;
-    loop->run_done = false;
-    pthread_cond_broadcast(&loop->owner_cond);
-    pthread_mutex_unlock(&loop->owner_lock);
+    vigil__owned_by_vigil(loop);
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
@@ -546,67 +628,4 @@ int vigil__debug_fenced(vigil_loop *loop) {
         if (r->loop == loop)
             return atomic_load_explicit(&r->state, memory_order_acquire) == VIGIL__AT_FENCED;
     return 0;
-}
-
-int vigil_loop_join(vigil_loop *loop, int timeout_ms) {
-    if (!loop)
-        return -EINVAL;
-    uint64_t until = timeout_ms < 0 ? UINT64_MAX : vigil__clock_ns() + (uint64_t)timeout_ms * 1000000ull;
-    pthread_mutex_lock(&loop->owner_lock);
-    int rc = 0;
-    /* Running on a thread of vigil's, or fenced with the rebuild about to
-     * start (a fenced thread calls this the moment it is let go). */
-    while ((loop->owned_by_vigil && !loop->run_done) || vigil__runner_state(loop) == VIGIL__AT_FENCED) {
-        uint64_t now = vigil__clock_ns();
-        if (now >= until) {
-            rc = -ETIMEDOUT;
-            break;
-        }
-        uint64_t left = until - now;
-        if (left > 10000000ull)
-            left = 10000000ull; /* the fenced state changes outside the lock: look again */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + left;
-        ts.tv_sec += (time_t)(ns / 1000000000ull);
-        ts.tv_nsec = (long)(ns % 1000000000ull);
-        pthread_cond_timedwait(&loop->owner_cond, &loop->owner_lock, &ts);
-    }
-    pthread_mutex_unlock(&loop->owner_lock);
-    return rc;
-}
-
-/* vigil_loop_destroy from a thread that is not the owner of a rebuilt loop:
- * the loop's own thread runs the destroy (its ring answers only to it). */
-int vigil__destroy_handoff(vigil_loop *loop) {
-    vigil__handoff h = {.done = false};
-    pthread_mutex_init(&h.mu, NULL);
-    pthread_cond_init(&h.cond, NULL);
-    pthread_mutex_lock(&loop->owner_lock);
-    while (!loop->owned_by_vigil && vigil__runner_state(loop) == VIGIL__AT_FENCED) {
-        /* fenced a moment ago: the rebuild thread is about to be started */
-        pthread_mutex_unlock(&loop->owner_lock);
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-        pthread_mutex_lock(&loop->owner_lock);
-    }
-    if (!loop->owned_by_vigil || loop->handoff) {
-        pthread_mutex_unlock(&loop->owner_lock);
-        pthread_mutex_destroy(&h.mu);
-        pthread_cond_destroy(&h.cond);
-        return loop->owned_by_vigil ? -EBUSY : -EPERM;
-    }
-    /* Stop it first: once the handoff is published its thread may destroy
-     * the loop at any moment, and the loop must not be touched after that. */
-    vigil_loop_stop(loop);
-    loop->handoff = &h;
-    pthread_cond_broadcast(&loop->owner_cond);
-    pthread_mutex_unlock(&loop->owner_lock);
-    pthread_mutex_lock(&h.mu);
-    while (!h.done)
-        pthread_cond_wait(&h.cond, &h.mu);
-    pthread_mutex_unlock(&h.mu);
-    pthread_mutex_destroy(&h.mu);
-    pthread_cond_destroy(&h.cond);
-    return h.rc;
 }

@@ -93,7 +93,7 @@ static void resolve_final(vigil_loop *loop, vigil__op *op, int status) {
     void *ud = op->ud;
     vigil_op h = vigil__op_handle(loop, op);
     vigil__op_release(loop, op); /* frees the job, unless its worker still runs */
-    VIGIL__CALLBACK(loop, cb(loop, h, status, status > 0 ? list : NULL, ud));
+    VIGIL__CALLBACK(loop, cb, (loop, h, status, status > 0 ? list : NULL, ud));
 }
 
 void vigil__resolve_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
@@ -186,7 +186,7 @@ static void dial_final(vigil_loop *loop, vigil__op *op, vigil_conn c, int status
     vigil_connect_cb cb = (vigil_connect_cb)op->cb;
     void *ud = op->ud;
     vigil__op_release(loop, op);
-    VIGIL__CALLBACK(loop, cb(loop, c, status, ud));
+    VIGIL__CALLBACK(loop, cb, (loop, c, status, ud));
 }
 
 /* What is left of the deadline in ms (at least 1), 0 for none, -1 if it passed. */

@@ -129,7 +129,7 @@ void vigil__signal_finish(vigil_loop *loop, vigil__op *op, int status) {
     }
     op->flags |= VIGIL__OPF_USER_DONE | VIGIL__OPF_STOPPED;
     vigil_signal_cb cb = (vigil_signal_cb)op->cb;
-    VIGIL__CALLBACK(loop, cb(loop, vigil__op_handle(loop, op), status, op->ud));
+    VIGIL__CALLBACK(loop, cb, (loop, vigil__op_handle(loop, op), status, op->ud));
     compact(loop);
 }
 
@@ -143,7 +143,7 @@ void vigil__signals_run(vigil_loop *loop) {
             atomic_store_explicit(&loop->sv_op_kind, VIGIL__OP_SIGNAL, memory_order_relaxed);
             atomic_store_explicit(&loop->sv_conn, 0, memory_order_relaxed);
             vigil_signal_cb cb = (vigil_signal_cb)w->cb;
-            VIGIL__CALLBACK(loop, cb(loop, vigil__op_handle(loop, w), signo, w->ud));
+            VIGIL__CALLBACK(loop, cb, (loop, vigil__op_handle(loop, w), signo, w->ud));
         }
         loop->sig_w_pos = 0;
         loop->sig_q_pos++;

@@ -204,7 +204,7 @@ static void accept_final(vigil_loop *loop, vigil__op *op, vigil__conn *l, int st
     op_done(loop, op);
     if (l->flags & VIGIL__CF_CLOSING)
         close_fd(loop, l); /* before the callback: nothing is left to do after it */
-    VIGIL__CALLBACK(loop, cb(loop, lh, status, (vigil_conn){0}, ud));
+    VIGIL__CALLBACK(loop, cb, (loop, lh, status, (vigil_conn){0}, ud));
 }
 
 static void accept_complete(vigil_loop *loop, vigil__op *op, vigil__conn *l, const vigil__cqe *e) {
@@ -220,7 +220,7 @@ static void accept_complete(vigil_loop *loop, vigil__op *op, vigil__conn *l, con
                 vigil__socket_close_now(fd);
             } else {
                 vigil_accept_cb cb = (vigil_accept_cb)op->cb;
-                VIGIL__CALLBACK(loop, cb(loop, (vigil_listener){vigil__conn_id(loop, l)}, 0,
+                VIGIL__CALLBACK(loop, cb, (loop, (vigil_listener){vigil__conn_id(loop, l)}, 0,
                                          conn_handle(loop, c), op->ud));
             }
         }
@@ -346,7 +346,7 @@ static void connect_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int s
         c->fail_status = user_closing ? -ECANCELED : status;
     }
     uint64_t cid = vigil__conn_id(loop, c);
-    VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), status, ud));
+    VIGIL__CALLBACK(loop, cb, (loop, conn_handle(loop, c), status, ud));
     if (status < 0 && conn_alive(loop, c, cid)) /* sends queued while connecting: never sent */
         send_fail_all(loop, c, user_closing ? -ECANCELED : status);
     if (!conn_alive(loop, c, cid))
@@ -467,7 +467,7 @@ static void recv_deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, uint32
     loop->buf_state[id] = VIGIL__BUF_USER;
     loop->buf_current = id;
     vigil_recv_cb cb = (vigil_recv_cb)op->cb;
-    VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), (int)len, &b, op->ud));
+    VIGIL__CALLBACK(loop, cb, (loop, conn_handle(loop, c), (int)len, &b, op->ud));
     loop->buf_current = UINT32_MAX;
     if (loop->buf_state[id] == VIGIL__BUF_USER)
         vigil__buf_recycle(loop, id);
@@ -528,7 +528,7 @@ static void recv_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int stat
     void *ud = op->ud;
     op_done(loop, op);
     if (cb)
-        VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), status, NULL, ud));
+        VIGIL__CALLBACK(loop, cb, (loop, conn_handle(loop, c), status, NULL, ud));
     else
         c->flags |= VIGIL__CF_DRAINED;
     if (c->flags & VIGIL__CF_CLOSING)
@@ -644,7 +644,7 @@ static void send_final(vigil_loop *loop, vigil__conn *c, vigil__op *op, int stat
     void *ud = op->ud;
     op_done(loop, op);
     if (cb)
-        VIGIL__CALLBACK(loop, cb(loop, conn_handle(loop, c), status, ud));
+        VIGIL__CALLBACK(loop, cb, (loop, conn_handle(loop, c), status, ud));
 }
 
 /* Reports, in order, the messages at the head of the queue whose every byte
@@ -667,7 +667,7 @@ static void check_drain(vigil_loop *loop, vigil__conn *c) {
     if ((c->flags & VIGIL__CF_OVER_HWM) && c->queued <= c->lwm) {
         c->flags &= (uint16_t)~VIGIL__CF_OVER_HWM;
         if (c->drain_cb)
-            VIGIL__CALLBACK(loop, c->drain_cb(loop, conn_handle(loop, c), c->drain_ud));
+            VIGIL__CALLBACK(loop, c->drain_cb, (loop, conn_handle(loop, c), c->drain_ud));
     }
 }
 
@@ -763,6 +763,38 @@ static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, con
         send_pump(loop, c);
     else if (c->flags & VIGIL__CF_CLOSING)
         conn_maybe_close(loop, c);
+}
+
+/* Behind the gate (rebuild.c) the stream goes on: the confirmed bytes are
+ * applied and the rest is sent (also after a send that moved nothing, as a
+ * rebuild re-issues them), but the messages that went out are reported only
+ * when the gate opens (a FINISH marker each, held in order with the
+ * connection's other events). A send that failed or was stopped is held as
+ * it is. */
+bool vigil__tcp_send_behind_gate(vigil_loop *loop, vigil__op *head, const vigil__cqe *e) {
+    vigil__conn *c = vigil__conn_at(loop, head->conn);
+    int64_t n = e->res;
+    bool nothing_moved = n == 0 || n == -EAGAIN || n == -EINTR || n == -ECANCELED;
+    if ((n <= 0 && !nothing_moved) || (head->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE)) ||
+        (c->flags & (VIGIL__CF_BROKEN | VIGIL__CF_ABORT)))
+        return false;
+    free(head->u.send.flight);
+    head->u.send.flight = NULL;
+    for (vigil__op *op = head; n > 0 && op; op = op_of(loop, op->next)) {
+        uint32_t left = op->u.send.len - op->u.send.done;
+        uint32_t take = n < left ? (uint32_t)n : left;
+        op->u.send.done += take;
+        c->queued -= take;
+        n -= take;
+    }
+    for (vigil__op *op; (op = op_of(loop, c->send_head)) && op->u.send.done == op->u.send.len;) {
+        send_unlink_head(loop, c, op);
+        op->flags |= VIGIL__OPF_CARRIED; /* its final callback waits in the held list */
+        vigil__hold(loop, &(vigil__cqe){vigil__op_tag(loop, op), (int32_t)op->u.send.len,
+                                        VIGIL__CQE_FINISH});
+    }
+    send_pump(loop, c);
+    return true;
 }
 
 int vigil_send(vigil_loop *loop, vigil_conn h, const void *data, size_t len, uint32_t deadline_ms,
@@ -949,7 +981,7 @@ static void close_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
     vigil__conn_free(loop, c);
     op_done(loop, op);
     if (cb && !listener && !user_done)
-        VIGIL__CALLBACK(loop, cb(loop, h, status, ud));
+        VIGIL__CALLBACK(loop, cb, (loop, h, status, ud));
 }
 
 /* ------------------------------------------------------- dispatching */
@@ -1018,9 +1050,13 @@ void vigil__tcp_finish(vigil_loop *loop, vigil__op *op, int status) {
         }
         recv_final(loop, op, c, status);
         break;
-    case VIGIL__OP_SEND:
+    case VIGIL__OP_SEND: {
+        uint64_t cid = vigil__conn_id(loop, c);
         send_final(loop, c, op, status);
+        if (conn_alive(loop, c, cid))
+            check_drain(loop, c); /* a message the gate held went out */
         break;
+    }
     case VIGIL__OP_CONNECT:
         connect_final(loop, op, c, status);
         break;
@@ -1165,10 +1201,10 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
                 if (op->heap >= 0)
                     vigil__heap_remove(loop, op);
                 if (op->kind == VIGIL__OP_ACCEPT)
-                    VIGIL__CALLBACK(loop, ((vigil_accept_cb)op->cb)(loop, (vigil_listener){h.id}, -ECANCELED,
+                    VIGIL__CALLBACK(loop, ((vigil_accept_cb)op->cb), (loop, (vigil_listener){h.id}, -ECANCELED,
                                                                      (vigil_conn){0}, op->ud));
                 else
-                    VIGIL__CALLBACK(loop, ((vigil_connect_cb)op->cb)(loop, h, -ECANCELED, op->ud));
+                    VIGIL__CALLBACK(loop, ((vigil_connect_cb)op->cb), (loop, h, -ECANCELED, op->ud));
                 vigil__op_release(loop, op);
             }
             c->io_op = 0;
@@ -1181,7 +1217,7 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
                 if (op->heap >= 0)
                     vigil__heap_remove(loop, op);
                 if (op->cb)
-                    VIGIL__CALLBACK(loop, ((vigil_send_cb)op->cb)(loop, h, -ECANCELED, op->ud));
+                    VIGIL__CALLBACK(loop, ((vigil_send_cb)op->cb), (loop, h, -ECANCELED, op->ud));
                 vigil__op_release(loop, op);
             }
             c->send_head = c->send_tail = 0;
@@ -1194,7 +1230,7 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
                     vigil__buf_recycle(loop, c->parked[i].buf);
                 c->parked_n = c->parked_pos = 0;
                 if (op->cb) /* no callback: the close's own drain */
-                    VIGIL__CALLBACK(loop, ((vigil_recv_cb)op->cb)(loop, h, -ECANCELED, NULL, op->ud));
+                    VIGIL__CALLBACK(loop, ((vigil_recv_cb)op->cb), (loop, h, -ECANCELED, NULL, op->ud));
                 vigil__op_release(loop, op);
             }
             c->recv_op = 0;
@@ -1211,7 +1247,7 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
                 int st = (c->flags & VIGIL__CF_CLOSE_SENT) ? c->close_status : -ECANCELED;
                 vigil_close_cb ccb = c->close_cb;
                 c->close_cb = NULL;
-                VIGIL__CALLBACK(loop, ccb(loop, h, st, c->close_ud));
+                VIGIL__CALLBACK(loop, ccb, (loop, h, st, c->close_ud));
             }
             if (!(c->flags & VIGIL__CF_CLOSE_SENT))
                 vigil__socket_close_now(c->fd);
@@ -1281,6 +1317,15 @@ void vigil__tcp_repair(vigil_loop *loop, vigil__conn *c) {
         conn_maybe_close(loop, c);
 }
 
+/* The first half of a break behind the gate: the peer gets RST now, the
+ * owner its callbacks when the gate opens (vigil__tcp_break). */
+void vigil__tcp_reset_now(vigil_loop *loop, vigil__conn *c) {
+    if (c->kind != VIGIL__CONN_STREAM || (c->flags & (VIGIL__CF_CLOSE_SENT | VIGIL__CF_BROKEN)))
+        return;
+    vigil__socket_reset(c->fd);
+    c->flags |= VIGIL__CF_BROKEN;
+}
+
 /* Ends a stream the rebuild could not carry over exactly (its stuck callback
  * never came back, or made calls that were refused): the peer gets RST now,
  * the owner gets status from the receive and every unsent message, and
@@ -1316,35 +1361,6 @@ void *vigil_conn_data(vigil_loop *loop, vigil_conn h) {
     VIGIL__API_OR(loop, h.id, NULL);
     vigil__conn *c = stream_from(loop, h);
     return c ? c->data : NULL;
-}
-
-const char *vigil_strerror(int err) {
-    switch (err) {
-    case 0: return "success";
-    case -EINVAL: return "invalid argument";
-    case -EBADF: return "not a live handle";
-    case -EPERM: return "not permitted (a loop call from another thread, or io_uring denied)";
-    case -EBUSY: return "busy (called from a callback, or the op is in flight)";
-    case -ECANCELED: return "cancelled";
-    case -ETIMEDOUT: return "deadline passed";
-    case -ECONNRESET: return "connection reset by peer";
-    case -ECONNREFUSED: return "connection refused";
-    case -ECONNABORTED: return "connection aborted";
-    case -EPIPE: return "connection can no longer send";
-    case -ENOMEM: return "out of memory";
-    case -EMFILE: return "too many open files";
-    case -ENOSYS: return "io_uring not available in this kernel";
-    case -ENOTSUP: return "not supported";
-    case -ESHUTDOWN: return "loop is being destroyed";
-    case -EALREADY: return "already running";
-    case -ENOTCONN: return "not connected";
-    case -EADDRINUSE: return "address in use";
-    case -ENOENT: return "no such name or file";
-    case -EAGAIN: return "try again (a name server did not answer, or a queue is full)";
-    case -EXDEV: return "path leaves the directory";
-    case -EOWNERDEAD: return "the loop moved to another thread (this one was fenced)";
-    default: return err < 0 ? strerror(-err) : "error"; /* glibc's table: static strings */
-    }
 }
 
 /* ------------------------------------------------- half-open connections */

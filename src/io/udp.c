@@ -140,7 +140,7 @@ static void recv_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int stat
     void *ud = op->ud;
     vigil_udp h = udp_handle(loop, c);
     vigil__op_release(loop, op);
-    VIGIL__CALLBACK(loop, cb(loop, h, status, NULL, NULL, ud));
+    VIGIL__CALLBACK(loop, cb, (loop, h, status, NULL, NULL, ud));
     maybe_free(loop, c);
 }
 
@@ -231,7 +231,7 @@ static void deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, const vigil
     loop->buf_state[id] = VIGIL__BUF_USER;
     loop->buf_current = id;
     vigil_udp_recv_cb cb = (vigil_udp_recv_cb)op->cb;
-    VIGIL__CALLBACK(loop, cb(loop, udp_handle(loop, c), (int)buf.len, &buf, &from, op->ud));
+    VIGIL__CALLBACK(loop, cb, (loop, udp_handle(loop, c), (int)buf.len, &buf, &from, op->ud));
     loop->buf_current = UINT32_MAX;
     if (loop->buf_state[id] == VIGIL__BUF_USER)
         vigil__buf_recycle(loop, id);
@@ -245,7 +245,7 @@ static void deliver_empty(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
     RX_NAMELEN(rx) = sizeof(rx->name);
     vigil_buf buf = {.data = (const uint8_t *)"", .len = 0, .id = UINT32_MAX};
     vigil_udp_recv_cb cb = (vigil_udp_recv_cb)op->cb;
-    VIGIL__CALLBACK(loop, cb(loop, udp_handle(loop, c), 0, &buf, &from, op->ud));
+    VIGIL__CALLBACK(loop, cb, (loop, udp_handle(loop, c), 0, &buf, &from, op->ud));
 }
 
 void vigil__udp_recv_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
@@ -299,7 +299,7 @@ static void send_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int stat
     vigil_udp h = udp_handle(loop, c);
     vigil__op_release(loop, op); /* frees the copy */
     if (cb)
-        VIGIL__CALLBACK(loop, cb(loop, h, status, ud));
+        VIGIL__CALLBACK(loop, cb, (loop, h, status, ud));
 }
 
 /* Sends what the queue holds until the socket is full; each datagram's

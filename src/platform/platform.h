@@ -7,6 +7,9 @@
 #define VIGIL_PLATFORM_H
 
 #include "vigil.h"
+#ifndef _WIN32
+#include <signal.h>
+#endif
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,6 +74,26 @@ int vigil__thread_syscall(int tid, char *buf, size_t len);
 uint64_t vigil__thread_cpu_ns(int tid);
 /* 1 if fd polls readable now, 0 if not, -errno. */
 int vigil__fd_readable(int fd);
+
+/* Stop requests, for vigil_serve: SIGINT and SIGTERM on POSIX (blocked on
+ * the calling thread, which the threads it starts inherit, and read from a
+ * signalfd; a handler passes on those that land on a thread of the program's
+ * that does not block them; the old handlers come back at release); Ctrl-C,
+ * Ctrl-Break and closing the console on Windows (a console control handler).
+ * wait returns the request as a signal number (SIGINT, SIGTERM), or 0 when
+ * timeout_ms passed. One at a time per process. */
+typedef struct vigil__stop_requests {
+#ifdef _WIN32
+    void *event;
+#else
+    sigset_t set, old;
+    int sfd, pipe_r;
+    struct sigaction act[2]; /* SIGINT's and SIGTERM's before */
+#endif
+} vigil__stop_requests;
+int vigil__stop_requests_catch(vigil__stop_requests *st);
+int vigil__stop_request_wait(vigil__stop_requests *st, int timeout_ms);
+void vigil__stop_requests_release(vigil__stop_requests *st);
 
 /* Half-open connections. Keepalive: idle_s, interval_s, count all nonzero
  * turn SO_KEEPALIVE on with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT; all zero turn it

@@ -8,12 +8,15 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <stddef.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -409,4 +412,83 @@ int vigil__socket_user_timeout(vigil_socket fd, uint32_t ms) {
         return -EINVAL;
     int v = (int)ms;
     return setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof(v)) < 0 ? -errno : 0;
+}
+
+/* ------------------------------------------------------ stop requests */
+
+/* A stop request reaches whichever thread does not block it. The waiter
+ * blocks both signals and reads them from a signalfd (so they are caught when
+ * every thread blocks them, as vigil's own threads do); a thread of the
+ * program that does not block them runs this handler, which passes the signal
+ * on through a pipe (write is async-signal-safe; SA_RESTART keeps that
+ * thread's calls going). */
+static int stop_pipe_w = -1;
+
+static void on_stop_signal(int sig) {
+    int saved = errno;
+    char b = (char)sig;
+    if (write(stop_pipe_w, &b, 1) < 0) {
+        /* full pipe: a request is already waiting */
+    }
+    errno = saved;
+}
+
+int vigil__stop_requests_catch(vigil__stop_requests *st) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -errno;
+    sigemptyset(&st->set);
+    sigaddset(&st->set, SIGINT);
+    sigaddset(&st->set, SIGTERM);
+    int rc = pthread_sigmask(SIG_BLOCK, &st->set, &st->old);
+    if (rc == 0 && (st->sfd = signalfd(-1, &st->set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+        rc = errno;
+        pthread_sigmask(SIG_SETMASK, &st->old, NULL);
+    }
+    if (rc) {
+        close(p[0]);
+        close(p[1]);
+        return -rc;
+    }
+    st->pipe_r = p[0];
+    stop_pipe_w = p[1];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    for (int i = 0; i < 2; i++) {
+        int sig = i ? SIGTERM : SIGINT;
+        sigaction(sig, NULL, &st->act[i]);
+        if (st->act[i].sa_handler != SIG_IGN) /* a program that ignores it keeps ignoring it */
+            sigaction(sig, &sa, NULL);
+    }
+    return 0;
+}
+
+int vigil__stop_request_wait(vigil__stop_requests *st, int timeout_ms) {
+    struct pollfd pf[2] = {{.fd = st->sfd, .events = POLLIN}, {.fd = st->pipe_r, .events = POLLIN}};
+    if (poll(pf, 2, timeout_ms) <= 0)
+        return 0;
+    struct signalfd_siginfo si;
+    if (read(st->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        return (int)si.ssi_signo;
+    char b;
+    if (read(st->pipe_r, &b, 1) == 1)
+        return (unsigned char)b;
+    return 0;
+}
+
+void vigil__stop_requests_release(vigil__stop_requests *st) {
+    for (int i = 0; i < 2; i++)
+        sigaction(i ? SIGTERM : SIGINT, &st->act[i], NULL);
+    /* A request that came after the last wait would end the process the
+     * moment it is unblocked: take it first. */
+    while (vigil__stop_request_wait(st, 0) > 0)
+        ;
+    pthread_sigmask(SIG_SETMASK, &st->old, NULL);
+    close(st->sfd);
+    close(st->pipe_r);
+    close(stop_pipe_w);
+    stop_pipe_w = -1;
 }

@@ -26,6 +26,7 @@
 #include <windows.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -622,4 +623,41 @@ int vigil__fd_readable(int fd) {
     if (n < 0)
         return wsa_err();
     return n > 0 && (p.revents & (POLLRDNORM | POLLHUP | POLLERR)) ? 1 : 0;
+}
+
+/* ------------------------------------------------------ stop requests */
+
+/* The console control handler runs on a thread of its own; the request it
+ * saw goes to the waiter through an event. For a console being closed, a
+ * logoff or a shutdown, the process ends when the handler returns: it gives
+ * the waiter time to end the loops first. */
+static HANDLE stop_event;
+static volatile LONG stop_type;
+
+static BOOL WINAPI on_console_ctrl(DWORD type) {
+    InterlockedExchange(&stop_type, (LONG)type + 1);
+    SetEvent(stop_event);
+    if (type == CTRL_CLOSE_EVENT || type == CTRL_LOGOFF_EVENT || type == CTRL_SHUTDOWN_EVENT)
+        Sleep(5000);
+    return TRUE;
+}
+
+int vigil__stop_requests_catch(vigil__stop_requests *st) {
+    if (!stop_event && !(stop_event = CreateEventA(NULL, FALSE, FALSE, NULL)))
+        return vigil__win_errno(GetLastError());
+    st->event = stop_event;
+    InterlockedExchange(&stop_type, 0);
+    return SetConsoleCtrlHandler(on_console_ctrl, TRUE) ? 0 : vigil__win_errno(GetLastError());
+}
+
+int vigil__stop_request_wait(vigil__stop_requests *st, int timeout_ms) {
+    if (WaitForSingleObject(st->event, (DWORD)timeout_ms) != WAIT_OBJECT_0)
+        return 0;
+    LONG t = InterlockedExchange(&stop_type, 0);
+    return t == CTRL_C_EVENT + 1 || t == CTRL_BREAK_EVENT + 1 ? SIGINT : SIGTERM;
+}
+
+void vigil__stop_requests_release(vigil__stop_requests *st) {
+    (void)st;
+    SetConsoleCtrlHandler(on_console_ctrl, FALSE);
 }

@@ -280,7 +280,6 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
     if (!atomic_compare_exchange_strong_explicit(&runner->state, &expect, VIGIL__AT_FENCED,
                                                  memory_order_acq_rel, memory_order_acquire))
         return; /* it left the callback meanwhile: it is not stuck there */
-    atomic_store_explicit(&loop->sv_fenced_tid, runner->tid, memory_order_release);
     stat_add(&s->st.fences, 1);
     /* The fence signal makes what the stuck thread wrote so far visible to
      * the rebuild (its handler publishes with a release store). A thread in
@@ -303,6 +302,9 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
     w->rebuilt_pos = (w->rebuilt_pos + 1) % s->o.budget_rebuilds;
     atomic_store_explicit(&loop->sv_rebuilt, 0, memory_order_relaxed);
     atomic_store_explicit(&loop->sv_fenced_ns, now, memory_order_relaxed);
+    /* what the stuck thread was handling, read before the rebuild publishes its own */
+    const char *op = vigil__op_kind_name(atomic_load_explicit(&loop->sv_op_kind, memory_order_relaxed));
+    unsigned long long conn = atomic_load_explicit(&loop->sv_conn, memory_order_relaxed);
     const vigil__backend *target = w->target;
     w->target = NULL;
     int rc = vigil__rebuild_start(loop, target, s->o.grace_ms);
@@ -315,10 +317,8 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
     }
     w->rebuilding = true;
     snprintf(line, sizeof(line), "vigil: loop %u stuck %llu ms %s (op %s, conn %#llx): fenced; "
-             "rebuilding it on a new thread%s", loop->id, (unsigned long long)(age / 1000000), why,
-             vigil__op_kind_name(atomic_load_explicit(&loop->sv_op_kind, memory_order_relaxed)),
-             (unsigned long long)atomic_load_explicit(&loop->sv_conn, memory_order_relaxed),
-             target && target == epoll_be ? " on epoll" : "");
+             "rebuilding it on a new thread%s", loop->id, (unsigned long long)(age / 1000000), why, op,
+             conn, target && target == epoll_be ? " on epoll" : "");
     log_line(s, line);
 }
 
