@@ -609,13 +609,19 @@ typedef struct vigil_supervisor vigil_supervisor;
 
 typedef struct vigil_stall_report {
     uint32_t loop_id;          /* vigil_loop_id() */
-    uint64_t stalled_ms;       /* since the loop last made progress */
+    uint64_t stalled_ms;       /* since the loop last made progress (time it waited
+                                  for a CPU not counted) */
     const char *where;         /* "callback", "library" or "kernel wait" */
     const char *op;            /* kind of op being handled: "recv", "timer", ... or "" */
     vigil_conn conn;           /* its connection, or {0} */
-    char syscall[96];          /* "running", or the syscall and its first argument */
+    char callback[160];        /* in a callback: the function vigil called, named */
+    char at[256];              /* the innermost frame outside libc (and, in a callback, the
+                                  code it called): "symbol+0x1f (module)" or
+                                  "module+0x1234 (addr2line -f -e PATH 0x1234)"; "" if unknown */
+    char syscall[96];          /* "running", or the call it waits in: "read(fd 5)" */
     char backtrace[2048];      /* one frame per line, innermost first ("" if none) */
     uint64_t ops_in_flight, completions, iterations, cq_overflows;
+    uint64_t events_held;      /* behind the gate (a fenced callback still runs) */
 } vigil_stall_report;
 
 typedef enum vigil_budget_action {
@@ -637,12 +643,18 @@ typedef struct vigil_supervisor_options {
     vigil_budget_action budget_action;
     int backtrace_signal;        /* default SIGRTMIN + 1 */
     int unblock_signal;          /* default SIGRTMIN + 2 */
+    uint32_t flags;              /* VIGIL_SUPERVISOR_* below */
     /* All run on the supervisor thread. */
     void (*on_stall)(const vigil_stall_report *r, void *ud);
     void (*on_budget)(uint32_t loop_id, void *ud); /* before budget_action */
     void (*log)(const char *line, void *ud); /* NULL: stderr */
     void *ud;
 } vigil_supervisor_options;
+
+/* Reports take no backtrace of a running thread (no signal is sent to it):
+ * they name the callback and, for a thread blocked in a system call, what
+ * its stack shows, as always. */
+#define VIGIL_SUPERVISOR_NO_BACKTRACE (1u << 0)
 
 typedef struct vigil_supervisor_stats {
     uint64_t ticks, stalls, reports, reports_suppressed, threads_unblocked, recoveries;
@@ -652,6 +664,7 @@ typedef struct vigil_supervisor_stats {
     uint64_t detect_ms_max, detect_ms_sum; /* detection latency: stall start to report */
     uint64_t detect_hist[8]; /* detection latency in units of stall_ms/4: <=4, 5, 6, 8, 12, 16, 32, more */
     uint64_t cpu_ns;         /* the supervisor thread's own CPU time */
+    uint64_t starved;        /* times a loop was late only for want of a CPU: not stalls */
 } vigil_supervisor_stats;
 
 /* Starts the supervisor thread. opts may be NULL. */

@@ -412,3 +412,211 @@ VT_TEST(supervisor, block_is_cured_while_100_streams_stay_exact, 30) {
     vt_blocker_close(&bl);
     finish(sv, loop);
 }
+
+/* ------------------------------------------ observation that does not disturb */
+
+#include <stdatomic.h>
+#include <time.h>
+
+typedef struct sleeper {
+    int done;
+    uint64_t slept_ms;
+    int rc;
+} sleeper;
+
+/* Exported, so the report can name them. */
+void vigil_test_sleep_here(sleeper *z, uint64_t ms);
+__attribute__((noinline)) void vigil_test_sleep_here(sleeper *z, uint64_t ms) {
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    uint64_t t0 = vigil_now_ns();
+    z->rc = nanosleep(&ts, NULL); /* once, not retried: an interruption would show */
+    z->slept_ms = (vigil_now_ns() - t0) / 1000000;
+    __asm__ volatile("" ::: "memory"); /* not a tail call: this frame stays on the stack */
+}
+
+void vigil_test_sleep_timer(vigil_loop *loop, vigil_op t, int status, void *ud);
+void vigil_test_sleep_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    sleeper *z = ud;
+    if (status)
+        return;
+    vigil_test_sleep_here(z, 2000);
+    z->done = 1;
+}
+
+/* Report only (no unblock, no fence): the report must not cut the sleep
+ * short. A signal would (nanosleep is never restarted after a handler,
+ * whatever SA_RESTART says): the thread is read from /proc and its stack
+ * instead, and the report still names the callback and the frame it sleeps
+ * in. */
+VT_TEST(supervisor, report_only_does_not_shorten_a_sleep, 15) {
+    seen s;
+    memset(&s, 0, sizeof(s));
+    pthread_mutex_init(&s.lock, NULL);
+    vigil_supervisor_options o = {.stall_ms = 100, .unblock_ms = UINT32_MAX, .fence_ms = UINT32_MAX,
+                                  .on_stall = on_stall, .log = on_log, .ud = &s};
+    vigil_supervisor *sv;
+    VT_OK(vigil_supervisor_start(&sv, &o));
+    vigil_loop *loop = vt_loop(NULL);
+    VT_OK(vigil_supervisor_add(sv, loop));
+    sleeper z = {0};
+    VT_OK(vigil_timer_start(loop, 10, 0, vigil_test_sleep_timer, &z, NULL));
+    VT_ASSERT(vt_run_until(loop, &z.done, 5000));
+    VT_EQ(z.rc, 0);
+    VT_ASSERT(z.slept_ms >= 1990, "the sleep was cut short: %llu ms", (unsigned long long)z.slept_ms);
+    pthread_mutex_lock(&s.lock);
+    VT_ASSERT(s.reports >= 1, "no report");
+#ifndef _WIN32 /* Windows names the call and frames its own way (docs/supervisor.md) */
+    VT_ASSERT(strstr(s.first.syscall, "nanosleep"), "syscall: %s", s.first.syscall);
+    VT_ASSERT(strstr(s.first.callback, "vigil_test_sleep_timer"), "callback: %s", s.first.callback);
+    VT_ASSERT(strstr(s.first.at, "vigil_test_sleep_here"), "at: %s; backtrace:\n%s", s.first.at,
+              s.first.backtrace);
+#endif
+    pthread_mutex_unlock(&s.lock);
+    vigil_supervisor_stats st;
+    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_EQ(st.threads_unblocked, 0);
+    finish(sv, loop);
+}
+
+/* ------------------------------------------------- starvation is not a stall */
+
+#ifdef _WIN32
+VT_TEST(supervisor, starved_loop_is_not_a_stall, 5) {
+    VT_SKIP("Windows keeps no count of time spent waiting for a CPU, nor SCHED_FIFO to starve a thread");
+}
+#else
+#include <sched.h>
+
+/* The loop thread and a CPU hog share one core; the hog is a real-time
+ * thread (SCHED_FIFO), so while it spins (400 ms at a time) the loop waits
+ * for a CPU with work in hand. That is starvation, not a stall: no report,
+ * no fence, no reset, every byte echoed. The client and the supervisor run
+ * on the other core. */
+typedef struct starve {
+    vigil_loop *loop;
+    _Atomic int stop, ready, port, hog_rc;
+    _Atomic uint64_t echoed;
+    uint64_t sent, back, bad;
+    int run_rc;
+} starve;
+
+static int pin_to(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static void starve_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
+    starve *z = ud;
+    if (status <= 0) {
+        vigil_close(loop, c, 1000, NULL, NULL);
+        return;
+    }
+    vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
+    atomic_fetch_add(&z->echoed, b->len);
+}
+
+static void starve_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
+    if (status == 0)
+        vigil_recv_start(loop, c, 0, starve_recv, ud, NULL);
+}
+
+static void starve_check_stop(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    starve *z = ud;
+    if (status == 0 && atomic_load(&z->stop))
+        vigil_loop_stop(loop);
+}
+
+static void *starve_loop_main(void *arg) {
+    starve *z = arg;
+    pin_to(0);
+    int port;
+    vt_listen(z->loop, starve_accept, z, &port);
+    vigil_timer_start(z->loop, 20, 20, starve_check_stop, z, NULL);
+    atomic_store(&z->port, port);
+    z->run_rc = vigil_loop_run(z->loop, VIGIL_RUN_DEFAULT, 30000);
+    if (z->run_rc >= 0)
+        z->run_rc = vigil_loop_handover(z->loop); /* the test's thread destroys it */
+    return NULL;
+}
+
+static void *starve_hog_main(void *arg) {
+    starve *z = arg;
+    pin_to(0);
+    struct sched_param sp = {.sched_priority = 1};
+    int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp); /* ahead of every normal thread */
+    atomic_store(&z->hog_rc, rc ? -rc : 1);
+    while (!rc && !atomic_load(&z->stop)) {
+        uint64_t until = vigil_now_ns() + 400000000ull;
+        while (vigil_now_ns() < until && !atomic_load(&z->stop))
+            ;
+        usleep(100000); /* the loop catches up */
+    }
+    return NULL;
+}
+
+VT_TEST(supervisor, starved_loop_is_not_a_stall, 30) {
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        VT_SKIP("needs two CPUs: the loop and a hog on one, the client on the other");
+    pin_to(1); /* this thread (the client) and the supervisor it starts */
+    seen s;
+    memset(&s, 0, sizeof(s));
+    pthread_mutex_init(&s.lock, NULL);
+    vigil_supervisor_options o = {.stall_ms = 100, .on_stall = on_stall, .log = on_log, .ud = &s};
+    vigil_supervisor *sv;
+    VT_OK(vigil_supervisor_start(&sv, &o));
+    static starve z;
+    memset(&z, 0, sizeof(z));
+    z.loop = vt_supervised_loop(0);
+    pthread_t lt, ht;
+    VT_EQ(pthread_create(&lt, NULL, starve_loop_main, &z), 0);
+    while (!atomic_load(&z.port))
+        usleep(1000);
+    VT_OK(vigil_supervisor_add(sv, z.loop));
+    VT_EQ(pthread_create(&ht, NULL, starve_hog_main, &z), 0);
+    while (!atomic_load(&z.hog_rc))
+        usleep(1000);
+    if (atomic_load(&z.hog_rc) < 0) {
+        atomic_store(&z.stop, 1);
+        pthread_join(ht, NULL);
+        pthread_join(lt, NULL);
+        VT_SKIP("a real-time hog needs CAP_SYS_NICE: %s", strerror(-atomic_load(&z.hog_rc)));
+    }
+    /* the client, on the other core: a pattern, echoed and checked */
+    int fd = vt_sock_connect(atomic_load(&z.port));
+    uint8_t out[4096], in[4096];
+    uint64_t t0 = vigil_now_ns();
+    while (vigil_now_ns() - t0 < 4000000000ull) {
+        vt_fill(out, sizeof(out), 7, z.sent);
+        VT_OK(vt_sock_write_all(fd, out, sizeof(out)));
+        z.sent += sizeof(out);
+        size_t got = vt_sock_read_n(fd, in, sizeof(in), 5000);
+        VT_EQ(got, sizeof(in));
+        z.bad += vt_check(in, got, 7, z.back) != got;
+        z.back += got;
+    }
+    atomic_store(&z.stop, 1);
+    pthread_join(ht, NULL);
+    pthread_join(lt, NULL);
+    vt_sock_close(fd);
+    vigil_supervisor_stats st;
+    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    vigil_loop_stats ls;
+    VT_OK(vigil_loop_stats_get(z.loop, &ls));
+    VT_LOG("starved %llu times; %llu stalls, %llu fences; %llu bytes echoed",
+           (unsigned long long)st.starved, (unsigned long long)st.stalls, (unsigned long long)st.fences,
+           (unsigned long long)z.back);
+    VT_ASSERT(z.run_rc >= 0, "run: %d", z.run_rc);
+    VT_EQ(z.bad, 0);
+    VT_EQ(z.back, z.sent);
+    VT_ASSERT(st.starved >= 1, "the loop was never starved: the test did not test anything");
+    VT_ASSERT(st.stalls == 0, "%llu stalls; the first in %s, thread %s, %llu ms", (unsigned long long)st.stalls,
+              s.reports ? s.first.where : "-", s.reports ? s.first.syscall : "-",
+              (unsigned long long)(s.reports ? s.first.stalled_ms : 0));
+    VT_EQ(st.fences, 0);
+    VT_EQ(ls.rebuilds, 0);
+    VT_EQ(ls.stuck_reset, 0);
+    finish(sv, z.loop);
+}
+#endif

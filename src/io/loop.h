@@ -385,6 +385,7 @@ struct vigil_loop {
     _Atomic int sv_op_kind;         /* kind of op being handled (VIGIL__OP_KINDS = a post) */
     _Atomic uint64_t sv_conn;       /* its connection id, or 0 */
     _Atomic(void *) sv_cb;          /* the user function called last */
+    _Atomic uintptr_t sv_cb_sp;     /* a stack address just above its frames (vigil's caller's) */
     _Atomic uint64_t sv_next_due_ns;/* earliest timer or deadline; UINT64_MAX = none */
     _Atomic int sv_posts;           /* posts waiting */
     _Atomic int sv_gated;           /* work waits behind the gate on purpose */
@@ -458,6 +459,8 @@ void vigil__heap_remove(vigil_loop *loop, vigil__op *op);
         (loop)->in_callback++;                                                              \
         (loop)->callbacks++;                                                                \
         atomic_store_explicit(&(loop)->sv_cb, (void *)(fn), memory_order_relaxed);          \
+        atomic_store_explicit(&(loop)->sv_cb_sp, (uintptr_t)__builtin_frame_address(0),     \
+                              memory_order_relaxed);                                        \
         if (cb_runner_)                                                                     \
             atomic_store_explicit(&cb_runner_->state, VIGIL__AT_CALLBACK, memory_order_release); \
         (fn) args;                                                                          \

@@ -66,12 +66,20 @@ void vigil__wakefd_close(int fd);
 
 /* Threads, for the supervisor. */
 int vigil__thread_id(void);
-/* What thread tid of this process is doing: "running", or the syscall
- * number and first argument as text. Returns 0 or -errno. */
+/* What thread tid of this process is doing: "running", or the system call
+ * it waits in ("read(fd 5)", "clock_nanosleep"). Returns 0 or -errno. Linux:
+ * stack_linux.c, which also reads a blocked thread's frames (stack.h). */
 int vigil__thread_syscall(int tid, char *buf, size_t len);
 /* CPU time of thread tid of this process, in ns (0 if unknown): exact from
  * schedstat where the kernel has it, else tick-sampled from stat. */
 uint64_t vigil__thread_cpu_ns(int tid);
+/* Thread tid's time on a CPU in ns, and whether it is ready to run (on a
+ * CPU or waiting for one) rather than blocked (Linux: schedstat and stat;
+ * elsewhere -ENOSYS). The files stay open in *f (first: {-1, -1, 0}) between
+ * calls; vigil__sched_files_close when done. */
+typedef struct vigil__sched_files { int schedstat, stat, tid; } vigil__sched_files;
+int vigil__thread_sched(int tid, vigil__sched_files *f, uint64_t *run_ns, bool *runnable);
+void vigil__sched_files_close(vigil__sched_files *f);
 /* 1 if fd polls readable now, 0 if not, -errno. */
 int vigil__fd_readable(int fd);
 

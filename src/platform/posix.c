@@ -309,31 +309,50 @@ void vigil__wakefd_close(int fd) {
 
 int vigil__thread_id(void) { return (int)syscall(SYS_gettid); }
 
-int vigil__thread_syscall(int tid, char *buf, size_t len) {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -errno;
-    char line[256];
-    if (!fgets(line, sizeof(line), f)) {
-        fclose(f);
-        return -EIO;
+/* The thread's time on a CPU (schedstat, exact to the last scheduler tick)
+ * and whether it is ready to run (state R in stat: on a CPU, or waiting for
+ * one) rather than blocked. Both files stay open (reading again from offset 0
+ * gives fresh figures) until tid changes. */
+static int pread_text(const char *what, int tid, int *fd, char *buf, size_t len) {
+    if (*fd < 0) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/self/task/%d/%s", tid, what);
+        if ((*fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+            return -errno;
     }
-    fclose(f);
-    long nr;
-    unsigned long a0;
-    if (sscanf(line, "%ld %lx", &nr, &a0) == 2)
-        snprintf(buf, len, "syscall %ld (%s) arg0 %lu", nr,
-                 nr == SYS_read ? "read" : nr == SYS_write ? "write" : nr == SYS_nanosleep ? "nanosleep"
-                 : nr == SYS_clock_nanosleep ? "clock_nanosleep" : nr == SYS_recvfrom ? "recvfrom"
-                 : nr == SYS_sendto ? "sendto" : nr == SYS_poll ? "poll" : nr == SYS_ppoll ? "ppoll"
-                 : nr == SYS_epoll_wait ? "epoll_wait" : nr == SYS_io_uring_enter ? "io_uring_enter"
-                 : nr == SYS_futex ? "futex" : nr == SYS_accept4 ? "accept4" : nr == SYS_connect ? "connect"
-                 : "?", a0);
-    else
-        snprintf(buf, len, "%s", strtok(line, "\n") ? line : "?");
+    ssize_t n = pread(*fd, buf, len - 1, 0);
+    if (n <= 0)
+        return n < 0 ? -errno : -EIO;
+    buf[n] = 0;
     return 0;
+}
+
+int vigil__thread_sched(int tid, vigil__sched_files *f, uint64_t *run_ns, bool *runnable) {
+    if (f->tid != tid) {
+        vigil__sched_files_close(f);
+        f->tid = tid;
+    }
+    char buf[512];
+    int rc = pread_text("schedstat", tid, &f->schedstat, buf, sizeof(buf));
+    unsigned long long run;
+    if (rc < 0 || sscanf(buf, "%llu", &run) != 1)
+        return rc < 0 ? rc : -EIO;
+    if ((rc = pread_text("stat", tid, &f->stat, buf, sizeof(buf))) < 0)
+        return rc;
+    const char *st = strrchr(buf, ')'); /* "tid (comm) S ...": comm may hold anything */
+    if (!st || st[1] != ' ')
+        return -EIO;
+    *run_ns = run;
+    *runnable = st[2] == 'R';
+    return 0;
+}
+
+void vigil__sched_files_close(vigil__sched_files *f) {
+    if (f->schedstat >= 0)
+        close(f->schedstat);
+    if (f->stat >= 0)
+        close(f->stat);
+    f->schedstat = f->stat = -1;
 }
 
 /* The scheduler's own count (ns, exact), from schedstat; /proc/.../stat's

@@ -375,7 +375,9 @@ static void describe(struct vigil__thread_look *out, unsigned long arg0) {
         snprintf(out->syscall, sizeof(out->syscall), "%s", sc->name);
 }
 
-int vigil__thread_look(int tid, uintptr_t stack_limit, struct vigil__thread_look *out) {
+/* The kernel's view of the thread: 1 if it is blocked (sp, pc set), 0 if it
+ * runs, or -errno. */
+static int read_state(int tid, struct vigil__thread_look *out, uintptr_t *sp, uintptr_t *pc) {
     memset(out, 0, sizeof(*out));
     out->nr = -1;
     snprintf(out->syscall, sizeof(out->syscall), "?");
@@ -399,7 +401,24 @@ int vigil__thread_look(int tid, uintptr_t stack_limit, struct vigil__thread_look
         out->nr = nr;
         describe(out, v[0]);
     }
-    uintptr_t sp = v[k - 2], pc = v[k - 1];
+    *sp = v[k - 2];
+    *pc = v[k - 1];
+    return 1;
+}
+
+int vigil__thread_syscall(int tid, char *buf, size_t len) {
+    struct vigil__thread_look lk;
+    uintptr_t sp, pc;
+    int rc = read_state(tid, &lk, &sp, &pc);
+    snprintf(buf, len, "%s", lk.syscall);
+    return rc < 0 ? rc : 0;
+}
+
+int vigil__thread_look(int tid, uintptr_t stack_limit, struct vigil__thread_look *out) {
+    uintptr_t sp = 0, pc = 0;
+    int rc = read_state(tid, out, &sp, &pc);
+    if (rc <= 0)
+        return rc;
     out->frames[out->nframes++] = (void *)pc;
     maps m;
     rc = maps_read(&m, sp);
@@ -439,7 +458,15 @@ void vigil__frame_name(const void *addr, char *out, size_t len) {
     }
     char buf[PATH_MAX];
     const char *path = module_path(&info, lm, buf, sizeof(buf));
-    if (info.dli_sname && info.dli_saddr) {
+    /* dladdr gives the nearest symbol below the address even when the
+     * address is past its end (in a static function, which has no dynamic
+     * symbol): only a symbol that covers the address names it. */
+    const ElfW(Sym) *sym = NULL;
+    Dl_info info2;
+    bool covers = info.dli_sname && info.dli_saddr &&
+                  dladdr1(addr, &info2, (void **)&sym, RTLD_DL_SYMENT) && sym &&
+                  (sym->st_size == 0 || (uintptr_t)addr < (uintptr_t)info.dli_saddr + sym->st_size);
+    if (covers) {
         snprintf(out, len, "%s+0x%lx (%s)", info.dli_sname,
                  (unsigned long)((uintptr_t)addr - (uintptr_t)info.dli_saddr), base_name(path));
         return;

@@ -661,3 +661,11 @@ void vigil__stop_requests_release(vigil__stop_requests *st) {
     (void)st;
     SetConsoleCtrlHandler(on_console_ctrl, FALSE);
 }
+
+/* Windows keeps no count of time spent ready but waiting for a CPU. */
+int vigil__thread_sched(int tid, vigil__sched_files *f, uint64_t *run_ns, bool *runnable) {
+    (void)tid, (void)f, (void)run_ns, (void)runnable;
+    return -ENOSYS;
+}
+
+void vigil__sched_files_close(vigil__sched_files *f) { (void)f; }

@@ -15,6 +15,9 @@
  */
 #include "io/loop.h"
 #include "platform/platform.h"
+#ifndef _WIN32
+#include "platform/stack.h"
+#endif
 
 #include <errno.h>
 #include <signal.h>
@@ -25,6 +28,7 @@
 #include <windows.h>
 #else
 #include <execinfo.h>
+#include <unistd.h>
 #endif
 
 /* The Linux backends a budget may move a loop to, or that cannot be rebuilt
@@ -56,6 +60,14 @@ typedef struct watched {
     uint64_t cpu_ns[CPU_SAMPLES], cpu_at[CPU_SAMPLES];
     unsigned cpu_n;        /* samples taken of cpu_tid (the oldest at cpu_n % CPU_SAMPLES) */
     bool cpu_busy;         /* and whether it used a quarter of the time since the oldest */
+    vigil__sched_files sched; /* Linux: the loop thread's schedstat and stat, kept open */
+    uint64_t sched_at, sched_run; /* the last sample: when, and its CPU time then */
+    uint64_t base_progress;   /* the stretch without progress being measured, */
+    uint64_t starved_ns;      /* and how much of it the thread was ready but given no CPU */
+    uint64_t starved_since;  /* the stretch last counted as starvation */
+    uint64_t starved_reported_ns;
+    bool gated;              /* its callbacks wait for a fenced one (as last seen) */
+    uint64_t gate_t0, gate_held0, resets_seen;
 } watched;
 
 struct vigil_supervisor {
@@ -70,7 +82,7 @@ struct vigil_supervisor {
     struct {
         _Atomic uint64_t ticks, stalls, reports, reports_suppressed, threads_unblocked, recoveries,
             detect_ms_max, detect_ms_sum, detect_hist[8], fences, rebuilds, rebuild_failures,
-            budget_exceeded, rebuild_us_max, rebuild_us_sum, rebuild_hist[8];
+            budget_exceeded, rebuild_us_max, rebuild_us_sum, rebuild_hist[8], starved;
     } st;
 };
 
@@ -121,18 +133,15 @@ static void log_line(vigil_supervisor *s, const char *line) {
 
 static void stat_add(_Atomic uint64_t *c, uint64_t d) { atomic_fetch_add_explicit(c, d, memory_order_relaxed); }
 
-/* Asks the loop thread for its backtrace; waits at most 50 ms. */
-static void take_backtrace(vigil_supervisor *s, vigil_loop *loop, vigil__runner *runner, char *out,
-                           size_t len) {
-    out[0] = 0;
-#ifdef _WIN32
-    (void)s, (void)loop;
-    if (vigil__thread_inspect(runner->tid, out, len, NULL, 0) < 0)
-        snprintf(out, len, "(no backtrace: the thread could not be stopped)");
-#else
+#ifndef _WIN32
+/* Asks a running loop thread for its backtrace (a signal whose handler calls
+ * backtrace()); waits at most 50 ms. The frames after the handler's own two,
+ * innermost first, into frames; returns how many (0: none came). */
+static int signal_backtrace(vigil_supervisor *s, vigil_loop *loop, vigil__runner *runner, void **frames,
+                            int max) {
     atomic_store_explicit(&loop->bt_n, -1, memory_order_release);
     if (pthread_kill(runner->thread, s->o.backtrace_signal) != 0)
-        return;
+        return 0;
     uint64_t until = vigil__clock_ns() + 50000000ull;
     int n;
     while ((n = atomic_load_explicit(&loop->bt_n, memory_order_acquire)) < 0 && vigil__clock_ns() < until) {
@@ -141,21 +150,73 @@ static void take_backtrace(vigil_supervisor *s, vigil_loop *loop, vigil__runner 
     }
     if (n <= 0) {
         atomic_store_explicit(&loop->bt_n, 0, memory_order_release);
-        snprintf(out, len, "(no backtrace within 50 ms)");
-        return;
+        return 0;
     }
-    char **sym = backtrace_symbols(loop->bt_frames, n);
-    size_t used = 0;
-    /* frame 0-1 are the handler and the signal trampoline */
-    for (int i = 2; i < n && sym && used + 2 < len; i++) {
-        int w = snprintf(out + used, len - used, "%s\n", sym[i]);
+    int k = 0;
+    for (int i = 2; i < n && k < max; i++) /* frames 0-1: the handler and the signal trampoline */
+        frames[k++] = loop->bt_frames[i];
+    return k;
+}
+
+/* Where the loop thread is, without disturbing it more than it must: a
+ * thread blocked in a system call is read from /proc and its stack
+ * (stack_linux.c), never signalled, so the call it waits in goes on; only a
+ * running thread is asked for a backtrace (unless they are off), which no
+ * call of its can notice. In a callback, the scan stops at vigil's frame
+ * that called it, so what it finds is the callback's own. */
+static void describe_thread(vigil_supervisor *s, vigil_loop *loop, vigil__runner *runner, int where,
+                            vigil_stall_report *r) {
+    struct vigil__thread_look lk;
+    uintptr_t limit = where == VIGIL__AT_CALLBACK ? atomic_load_explicit(&loop->sv_cb_sp, memory_order_relaxed) : 0;
+    int rc = vigil__thread_look(runner->tid, limit, &lk);
+    snprintf(r->syscall, sizeof(r->syscall), "%s", lk.syscall);
+    void *frames[VIGIL__LOOK_FRAMES];
+    int n = 0;
+    const char *note = "";
+    (void)rc; /* what could be read is in lk: the call, and frames if it is blocked */
+    if (lk.nframes) {
+        memcpy(frames, lk.frames, (size_t)lk.nframes * sizeof(frames[0]));
+        n = lk.nframes;
+        note = "(read from its stack without stopping it: stale frames may be among these)\n";
+    } else if (!strcmp(lk.syscall, "running") && !(s->o.flags & VIGIL_SUPERVISOR_NO_BACKTRACE)) {
+        n = signal_backtrace(s, loop, runner, frames, VIGIL__LOOK_FRAMES);
+        if (!n)
+            note = "(no backtrace within 50 ms)\n";
+    }
+    size_t used = (size_t)snprintf(r->backtrace, sizeof(r->backtrace), "%s", note);
+    for (int i = 0; i < n && used + 2 < sizeof(r->backtrace); i++) {
+        char name[300];
+        vigil__frame_name(frames[i], name, sizeof(name));
+        int w = snprintf(r->backtrace + used, sizeof(r->backtrace) - used, "%s\n", name);
         if (w < 0)
             break;
-        used += (size_t)w < len - used ? (size_t)w : len - used - 1;
+        used += (size_t)w < sizeof(r->backtrace) - used ? (size_t)w : sizeof(r->backtrace) - used - 1;
     }
-    free(sym);
-#endif
+    int own = vigil__first_own_frame(frames, n);
+    if (own >= 0)
+        vigil__frame_name(frames[own], r->at, sizeof(r->at));
+    void *cb = atomic_load_explicit(&loop->sv_cb, memory_order_relaxed);
+    if (where == VIGIL__AT_CALLBACK && cb)
+        vigil__frame_name(cb, r->callback, sizeof(r->callback));
 }
+#else
+/* Windows: the thread is stopped for as long as a stack walk takes
+ * (vigil__thread_inspect), which no call of its can notice. */
+static void describe_thread(vigil_supervisor *s, vigil_loop *loop, vigil__runner *runner, int where,
+                            vigil_stall_report *r) {
+    (void)where;
+    if (s->o.flags & VIGIL_SUPERVISOR_NO_BACKTRACE)
+        return;
+    if (vigil__thread_inspect(runner->tid, r->backtrace, sizeof(r->backtrace), NULL, 0) < 0)
+        snprintf(r->backtrace, sizeof(r->backtrace), "(no backtrace: the thread could not be stopped)");
+    const char *nl = strchr(r->backtrace, '\n');
+    snprintf(r->at, sizeof(r->at), "%.*s", nl ? (int)(nl - r->backtrace) : (int)strlen(r->backtrace),
+             r->backtrace);
+    void *cb = atomic_load_explicit(&loop->sv_cb, memory_order_relaxed);
+    if (cb)
+        snprintf(r->callback, sizeof(r->callback), "%p", cb);
+}
+#endif
 
 /* What the loop thread is doing, into sc ("running", or the call it waits
  * in); true if it waits in a system call. Linux reads it from /proc. On
@@ -190,29 +251,33 @@ static void report(vigil_supervisor *s, watched *w, vigil__runner *runner, uint6
     memset(&r, 0, sizeof(r));
     r.loop_id = loop->id;
     r.stalled_ms = age_ns / 1000000;
-    r.where = where_name(atomic_load_explicit(&runner->state, memory_order_acquire));
+    int where = atomic_load_explicit(&runner->state, memory_order_acquire);
+    r.where = where_name(where);
     r.op = vigil__op_kind_name(atomic_load_explicit(&loop->sv_op_kind, memory_order_relaxed));
     r.conn.id = atomic_load_explicit(&loop->sv_conn, memory_order_relaxed);
+    describe_thread(s, loop, runner, where, &r);
+#ifdef _WIN32
     thread_waits(w, runner, now, r.syscall, sizeof(r.syscall));
-    take_backtrace(s, loop, runner, r.backtrace, sizeof(r.backtrace));
+#endif
     vigil_loop_stats ls;
     vigil_loop_stats_get(loop, &ls);
     r.ops_in_flight = ls.ops_in_flight;
     r.completions = ls.completions;
     r.iterations = ls.iterations;
     r.cq_overflows = ls.cq_overflows;
+    r.events_held = ls.events_held;
     w->reported_ns = now;
     stat_add(&s->st.reports, 1);
-    char first[160] = "";
-    const char *nl = strchr(r.backtrace, '\n');
-    snprintf(first, sizeof(first), "%.*s", nl ? (int)(nl - r.backtrace) : (int)strlen(r.backtrace),
-             r.backtrace);
-    char line[512];
+    char held[48] = "";
+    if (r.events_held)
+        snprintf(held, sizeof(held), ", %llu events held", (unsigned long long)r.events_held);
+    char line[768];
     snprintf(line, sizeof(line),
-             "vigil: stall: loop %u stalled %llu ms in %s (op %s, conn %#llx), thread %s, %llu ops in "
-             "flight; at %s",
-             r.loop_id, (unsigned long long)r.stalled_ms, r.where, *r.op ? r.op : "-",
-             (unsigned long long)r.conn.id, r.syscall, (unsigned long long)r.ops_in_flight, first);
+             "vigil: stall: loop %u stalled %llu ms in %s%s%s (op %s, conn %#llx), thread %s, %llu ops in "
+             "flight%s; at %s",
+             r.loop_id, (unsigned long long)r.stalled_ms, r.where, *r.callback ? " " : "", r.callback,
+             *r.op ? r.op : "-", (unsigned long long)r.conn.id, r.syscall,
+             (unsigned long long)r.ops_in_flight, held, *r.at ? r.at : "?");
     log_line(s, line);
     if (s->o.on_stall)
         s->o.on_stall(&r, s->o.ud);
@@ -348,12 +413,63 @@ static void rebuild_timed(vigil_supervisor *s, watched *w) {
     if (ls.last_rebuild_us > atomic_load(&s->st.rebuild_us_max))
         atomic_store(&s->st.rebuild_us_max, ls.last_rebuild_us);
     hist_add(s->st.rebuild_hist, ls.last_rebuild_us);
+    vigil_loop_info info; /* a rebuild writes it under the loop's lock */
+    vigil_loop_info_get(loop, &info);
     snprintf(line, sizeof(line), "vigil: loop %u rebuilt on %s in %.1f ms: %llu connections carried "
              "over (%llu in all), %llu bytes received and not yet delivered carried, %llu ops "
-             "re-issued in all", loop->id, loop->info.backend, ls.last_rebuild_us / 1000.0,
+             "re-issued in all%s", loop->id, info.backend, ls.last_rebuild_us / 1000.0,
              (unsigned long long)ls.connections, (unsigned long long)ls.conns_migrated,
-             (unsigned long long)ls.bytes_carried, (unsigned long long)ls.ops_reissued);
+             (unsigned long long)ls.bytes_carried, (unsigned long long)ls.ops_reissued,
+             ls.gated ? "; its callbacks wait until the fenced one returns" : "");
     log_line(s, line);
+}
+
+/* How long the loop thread has been ready to run but given no CPU since its
+ * last progress (Linux; 0 where unknown): each tick, a thread that is ready
+ * (state R) and got less than a quarter of the time since the previous tick
+ * on a CPU was starved for that time. (schedstat's own wait count is only
+ * added up when the thread gets a CPU again: too late to tell.) Starvation
+ * is not the loop's doing, and is not a stall. */
+static uint64_t starved_since(watched *w, int tid, uint64_t last, uint64_t now) {
+    uint64_t run;
+    bool ready;
+    if (vigil__thread_sched(tid, &w->sched, &run, &ready) < 0)
+        return 0;
+    if (w->base_progress != last) { /* progress: a new stretch begins */
+        w->base_progress = last;
+        w->starved_ns = 0;
+    } else if (w->sched_at && now > w->sched_at && ready && (run - w->sched_run) * 4 < now - w->sched_at) {
+        w->starved_ns += now - w->sched_at;
+    }
+    w->sched_at = now;
+    w->sched_run = run;
+    return w->starved_ns;
+}
+
+/* What the loop itself says about the gate and the stuck connection. */
+static void follow_gate(vigil_supervisor *s, watched *w, uint64_t now) {
+    vigil_loop *loop = w->loop;
+    bool gated = atomic_load_explicit(&loop->stats.gated, memory_order_relaxed);
+    uint64_t held = atomic_load_explicit(&loop->stats.events_held_total, memory_order_relaxed);
+    uint64_t resets = atomic_load_explicit(&loop->stats.stuck_reset, memory_order_relaxed);
+    char line[300];
+    if (gated && !w->gated) {
+        w->gate_t0 = now;
+        w->gate_held0 = held;
+    } else if (!gated && w->gated) {
+        snprintf(line, sizeof(line), "vigil: loop %u: the fenced callback returned after %llu ms; the %llu "
+                 "events held meanwhile go to the loop's callbacks now, in order", loop->id,
+                 (unsigned long long)((now - w->gate_t0) / 1000000), (unsigned long long)(held - w->gate_held0));
+        log_line(s, line);
+    }
+    w->gated = gated;
+    if (resets > w->resets_seen) {
+        snprintf(line, sizeof(line), "vigil: loop %u: a fenced callback did not return within %u ms: its "
+                 "connection was reset%s", loop->id, s->o.grace_ms,
+                 gated ? "; the loop's callbacks still wait for it" : "");
+        log_line(s, line);
+    }
+    w->resets_seen = resets;
 }
 
 static void check(vigil_supervisor *s, watched *w, uint64_t now) {
@@ -364,6 +480,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
             return;
         rebuilt(s, w, result);
     }
+    follow_gate(s, w, now);
     uint32_t timed = atomic_load_explicit(&loop->sv_rebuilds_timed, memory_order_acquire);
     if (timed != w->timed_seen) {
         w->timed_seen = timed;
@@ -394,22 +511,44 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
         return;
     }
     uint64_t last = atomic_load_explicit(&loop->stats.last_progress_ns, memory_order_relaxed);
-    uint64_t age = now > last ? now - last : 0;
+    uint64_t wall = now > last ? now - last : 0;
+    /* age: the time without progress that the thread had a CPU for (or slept) */
+    uint64_t waited = starved_since(w, runner->tid, last, now);
+    uint64_t age = wall > waited ? wall - waited : 0;
     uint64_t stall_ns = (uint64_t)s->o.stall_ms * 1000000ull;
-    bool stuck = false;
-    if (age >= stall_ns) {
+    bool late = false; /* no progress for stall_ms of wall time, with work to do */
+    if (wall >= stall_ns) {
         int where = atomic_load_explicit(&runner->state, memory_order_acquire);
         if (where == VIGIL__AT_OUTSIDE) {
-            stuck = false; /* the application is not running the loop right now */
+            late = false; /* the application is not running the loop right now */
         } else if (where != VIGIL__AT_WAIT) {
-            stuck = true; /* away from the kernel wait for too long */
+            late = true; /* away from the kernel wait for too long */
+        } else if (atomic_load_explicit(&loop->sv_gated, memory_order_relaxed)) {
+            late = false; /* it holds its work back on purpose, behind the gate */
         } else {
-            /* In the wait: stuck only if work is ready that it has not taken up. */
+            /* In the wait: late only if work is ready that it has not taken up. */
             uint64_t due = atomic_load_explicit(&loop->sv_next_due_ns, memory_order_relaxed);
-            stuck = (due != UINT64_MAX && due + stall_ns <= now) ||
-                    atomic_load_explicit(&loop->sv_posts, memory_order_relaxed) ||
-                    vigil__fd_readable(atomic_load(&loop->sv_poll_fd)) > 0;
+            late = (due != UINT64_MAX && due + stall_ns <= now) ||
+                   atomic_load_explicit(&loop->sv_posts, memory_order_relaxed) ||
+                   vigil__fd_readable(atomic_load(&loop->sv_poll_fd)) > 0;
         }
+    }
+    bool stuck = late && age >= stall_ns;
+    if (late && !stuck) {
+        /* Starved: ready to run, and not given a CPU. Never a stall. */
+        if (w->starved_since != last) {
+            w->starved_since = last;
+            stat_add(&s->st.starved, 1);
+        }
+        if (!w->starved_reported_ns || now - w->starved_reported_ns >= (uint64_t)s->o.report_interval_ms * 1000000ull) {
+            w->starved_reported_ns = now;
+            char line[200];
+            snprintf(line, sizeof(line), "vigil: loop %u starved: ready to run but given no CPU for %llu of "
+                     "the last %llu ms (not a stall)", loop->id, (unsigned long long)(waited / 1000000),
+                     (unsigned long long)(wall / 1000000));
+            log_line(s, line);
+        }
+        return;
     }
     if (!stuck) {
         if (w->stalled) {
@@ -620,7 +759,8 @@ int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop) {
         }
     }
     if (!rc)
-        s->w[s->n++] = (watched){.loop = loop, .rebuilt_ns = ring, .no_rebuilds = inexact};
+        s->w[s->n++] = (watched){.loop = loop, .rebuilt_ns = ring, .no_rebuilds = inexact,
+                                 .sched = {.schedstat = -1, .stat = -1}};
     else
         free(ring);
     pthread_mutex_unlock(&s->lock);
@@ -644,6 +784,7 @@ int vigil_supervisor_remove(vigil_supervisor *s, vigil_loop *loop) {
     for (uint32_t i = 0; i < s->n; i++) {
         if (s->w[i].loop == loop) {
             free(s->w[i].rebuilt_ns);
+            vigil__sched_files_close(&s->w[i].sched);
             s->w[i] = s->w[--s->n];
             rc = 0;
             break;
@@ -671,6 +812,7 @@ int vigil_supervisor_stats_get(vigil_supervisor *s, vigil_supervisor_stats *out)
     LD(budget_exceeded);
     LD(rebuild_us_max);
     LD(rebuild_us_sum);
+    LD(starved);
 #undef LD
     for (int i = 0; i < 8; i++) {
         out->detect_hist[i] = atomic_load_explicit(&s->st.detect_hist[i], memory_order_relaxed);
