@@ -4,9 +4,10 @@
  * Conventions
  * - Every call that can fail returns a negative errno (-EINVAL, -EBADF, ...);
  *   0 or a positive value means success. No call sets errno.
- * - Handles (vigil_conn, vigil_listener, vigil_op) are small values, not
- *   pointers: a slot and a generation. A handle that was closed, finished or
- *   never valid is rejected with -EBADF; it can never reach freed memory.
+ * - Handles (vigil_conn, vigil_listener, vigil_op, vigil_udp) are small
+ *   values, not pointers: a slot, a generation and their loop. A handle that
+ *   was closed, finished, never valid or belongs to another loop is rejected
+ *   with -EBADF; it can never reach freed memory.
  * - Threads: a loop belongs to one thread, the first one that runs it or
  *   calls into it after create. Only vigil_loop_post(), vigil_loop_wake(),
  *   vigil_loop_stop() and vigil_loop_stats() may be called from other

@@ -491,7 +491,7 @@ VT_TEST(errors, stale_completion_is_dropped_and_counted, 5) {
     vigil_op t;
     int nt = 0;
     VT_OK(vigil_timer_start(loop, 30, 0, cb_timer, &nt, &t));
-    VT_EQ((uint32_t)t.id, (uint32_t)x.id);
+    VT_EQ(t.id & 0xFFFFFF, x.id & 0xFFFFFF); /* the same slot (loop.c: a handle's low 24 bits) */
     VT_ASSERT(t.id != x.id, "same generation after reuse");
     uint64_t t0 = vigil_now_ns();
     VT_EQ(vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 2000), 0);
@@ -768,4 +768,30 @@ VT_TEST(errors, strerror_is_true_and_err_name_names, 5) {
         VT_ASSERT(text && *text, "no text for %s", name);
     }
     VT_ASSERT(vigil_strerror(5) && *vigil_strerror(5), "a positive value");
+}
+
+/* A handle belongs to its loop: given to another loop it names nothing
+ * there (-EBADF), even where that loop has a live object in the same slot
+ * with the same generation. */
+static void cb_timer_noop(vigil_loop *loop, vigil_op t, int status, void *ud) {}
+
+VT_TEST(errors, handles_of_another_loop_are_ebadf, 10) {
+    vigil_loop *a = vt_loop(NULL), *b = vt_loop(NULL);
+    vigil_listener la, lb;
+    vigil_listen_options lo = {.host = "127.0.0.1"};
+    VT_OK(vigil_listen(a, &lo, cb_accept_ignore, NULL, &la));
+    VT_OK(vigil_listen(b, &lo, cb_accept_ignore, NULL, &lb));
+    VT_ASSERT(la.id != lb.id, "two loops gave the same listener handle %#llx", (unsigned long long)la.id);
+    VT_ASSERT(vigil_listener_port(a, la) > 0, "own listener");
+    VT_EQ(vigil_listener_port(b, la), -EBADF);
+    VT_EQ(vigil_listener_port(a, lb), -EBADF);
+    VT_EQ(vigil_listener_close(b, la), -EBADF);
+    vigil_op ta, tb;
+    VT_OK(vigil_timer_start(a, 60000, 0, cb_timer_noop, NULL, &ta));
+    VT_OK(vigil_timer_start(b, 60000, 0, cb_timer_noop, NULL, &tb));
+    VT_EQ(vigil_cancel(b, ta), -EBADF);
+    VT_OK(vigil_cancel(b, tb));
+    VT_OK(vigil_cancel(a, ta));
+    VT_OK(vigil_loop_destroy(a));
+    VT_OK(vigil_loop_destroy(b));
 }

@@ -76,17 +76,32 @@ vigil__op *vigil__op_new(vigil_loop *loop, int kind) {
     return op;
 }
 
+/* A handle (vigil_op, vigil_conn, ...): the slot + 1 in bits 0-23, the
+ * slot's generation (low 24 bits) in 24-47, and the loop's handle tag in
+ * 48-63, so that a handle given to another loop names nothing there. */
+#define HANDLE_FIELD 0xFFFFFFu
+_Static_assert(((uint64_t)VIGIL__MAX_CHUNKS << VIGIL__CHUNK_SHIFT) < HANDLE_FIELD, "a slot + 1 fits in 24 bits");
+
+static uint64_t handle_make(const vigil_loop *loop, uint32_t gen, uint32_t slot1) {
+    return ((uint64_t)loop->handle_tag << 48) | ((uint64_t)(gen & HANDLE_FIELD) << 24) | slot1;
+}
+
+/* The slot + 1 a handle names in this loop (0: none), and its generation. */
+static uint32_t handle_slot1(const vigil_loop *loop, uint64_t id, uint32_t *gen) {
+    *gen = (uint32_t)(id >> 24) & HANDLE_FIELD;
+    return (uint16_t)(id >> 48) == loop->handle_tag ? (uint32_t)id & HANDLE_FIELD : 0;
+}
+
 vigil_op vigil__op_handle(vigil_loop *loop, vigil__op *op) {
-    (void)loop;
-    return (vigil_op){((uint64_t)op->gen << 32) | (op->self + 1)};
+    return (vigil_op){handle_make(loop, op->gen, op->self + 1)};
 }
 
 vigil__op *vigil__op_from_handle(vigil_loop *loop, vigil_op h) {
-    uint32_t slot1 = (uint32_t)h.id;
+    uint32_t gen, slot1 = handle_slot1(loop, h.id, &gen);
     if (!slot1)
         return NULL;
     vigil__op *op = vigil__op_at(loop, slot1 - 1);
-    if (!op || op->kind == VIGIL__OP_FREE || op->gen != (uint32_t)(h.id >> 32))
+    if (!op || op->kind == VIGIL__OP_FREE || (op->gen & HANDLE_FIELD) != gen)
         return NULL;
     return op;
 }
@@ -255,14 +270,12 @@ uint32_t vigil__conn_slot1(vigil_loop *loop, vigil__conn *c) {
     return c->self + 1;
 }
 
-uint64_t vigil__conn_id(vigil_loop *loop, vigil__conn *c) {
-    (void)loop;
-    return ((uint64_t)c->gen << 32) | (c->self + 1);
-}
+uint64_t vigil__conn_id(vigil_loop *loop, vigil__conn *c) { return handle_make(loop, c->gen, c->self + 1); }
 
 vigil__conn *vigil__conn_from_id(vigil_loop *loop, uint64_t id) {
-    vigil__conn *c = vigil__conn_at(loop, (uint32_t)id);
-    if (!c || c->kind == VIGIL__CONN_FREE || c->gen != (uint32_t)(id >> 32))
+    uint32_t gen, slot1 = handle_slot1(loop, id, &gen);
+    vigil__conn *c = vigil__conn_at(loop, slot1);
+    if (!c || c->kind == VIGIL__CONN_FREE || (c->gen & HANDLE_FIELD) != gen)
         return NULL;
     return c;
 }
@@ -935,6 +948,7 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
         return -ENOMEM;
     loop->opts = o;
     loop->id = atomic_fetch_add(&next_loop_id, 1);
+    loop->handle_tag = (uint16_t)((loop->id - 1) % 0xFFFFu + 1); /* never 0: a zeroed handle names nothing */
     atomic_store(&loop->sv_next_due_ns, UINT64_MAX);
     loop->buf_current = UINT32_MAX;
     loop->wake_fd = -1;

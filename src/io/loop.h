@@ -382,6 +382,7 @@ struct vigil_loop {
 
     /* where the loop thread is, for the supervisor thread (relaxed atomics) */
     uint32_t id;
+    uint16_t handle_tag;            /* in every handle of the loop's (loop.c) */
     _Atomic int sv_op_kind;         /* kind of op being handled (VIGIL__OP_KINDS = a post) */
     _Atomic uint64_t sv_conn;       /* its connection id, or 0 */
     _Atomic(void *) sv_cb;          /* the user function called last */
