@@ -8,18 +8,25 @@
  *   values, not pointers: a slot, a generation and their loop. A handle that
  *   was closed, finished, never valid or belongs to another loop is rejected
  *   with -EBADF; it can never reach freed memory.
- * - Threads: a loop belongs to one thread, the first one that runs it or
- *   calls into it after create. Only vigil_loop_post(), vigil_loop_wake(),
- *   vigil_loop_stop() and vigil_loop_stats() may be called from other
- *   threads; any other call from another thread returns -EPERM.
- * - Callbacks run on the loop thread, inside vigil_loop_run() or
- *   vigil_loop_destroy(). Each operation gets exactly one final callback.
+ * - Threads: a loop belongs to one thread at a time, its owner: the first
+ *   one that runs it or calls into it after create, the next one after
+ *   vigil_loop_handover(), or a thread of vigil's (vigil_loop_start(),
+ *   vigil_serve(), a rebuild). Only vigil_loop_post(), vigil_loop_wake(),
+ *   vigil_loop_stop(), vigil_loop_join(), the stats and info calls may be
+ *   called from other threads, and vigil_loop_destroy() of a loop run by a
+ *   thread of vigil's; any other call from another thread returns -EPERM.
+ * - Callbacks (every one in this header but the supervisor's) run on the
+ *   loop's owner thread, inside vigil_loop_run() or vigil_loop_destroy(),
+ *   never two at once: after a rebuild on vigil's new thread for the loop,
+ *   and only once the fenced callback has returned (unless the loop has
+ *   VIGIL_LOOP_INDEPENDENT_CALLBACKS: then they may run there beside it).
+ *   The supervisor's callbacks (on_stall, on_budget, log) run on the
+ *   supervisor's thread. Each operation gets exactly one final callback.
  * - A supervised loop may be rebuilt on a thread of vigil's own when its
  *   thread is stuck (see the supervisor below): the loop, its handles and
  *   its connections go on there, and the stuck thread is fenced off. Every
  *   vigil call a fenced thread makes fails with -EOWNERDEAD and changes
- *   nothing; when its callback returns, its vigil_loop_run returns
- *   -EOWNERDEAD. A callback that sees -EOWNERDEAD should return at once.
+ *   nothing; a callback that sees -EOWNERDEAD should return at once.
  * - fork(): a loop does not survive fork(). The child must not use or
  *   destroy a loop inherited from the parent; it may create new ones.
  */
@@ -131,9 +138,16 @@ typedef enum vigil_run_mode {
 } vigil_run_mode;
 
 /* Runs the loop. timeout_ms < 0 means no limit; otherwise run returns after
- * about that long even if nothing happened. Returns 1 if the loop still has
- * work (ops, timers, connections), 0 if it has none, or -errno; -EBUSY when
- * called from inside a callback. */
+ * about that long even if nothing happened. ONCE and NOWAIT deliver
+ * everything that is ready after the wait (completions, timers, posts, file
+ * calls, lookups, signals), and ONCE does not wait at all once a callback
+ * ran in that call. Returns 1 if the loop still has work (ops, timers,
+ * connections), 0 if it has none, or -errno; -EBUSY when called from inside
+ * a callback. If the supervisor fences this thread in a callback (see
+ * below), ONCE and NOWAIT return -EOWNERDEAD when the callback returns;
+ * DEFAULT waits until the loop, rebuilt on a thread of vigil's, has ended
+ * there (as vigil_loop_join) and returns that run's result, or -EOWNERDEAD
+ * if timeout_ms passed first. */
 int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms);
 
 /* Makes vigil_loop_run() return soon. Safe from any thread and from signal
@@ -187,7 +201,9 @@ typedef struct vigil_serve_options {
 } vigil_serve_options;
 int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_options *opts);
 
-/* Destroys the loop, which must not be running. Everything still open gets
+/* Destroys the loop, which must not be running (-EBUSY; also while a
+ * callback the supervisor fenced has not returned: it may still use what
+ * the final callbacks free; end the process instead). Everything still open gets
  * its final callback, in this order:
  *   1. timers (status -ECANCELED), in deadline order, then signal watchers;
  *   2. listeners (accept callback, status -ECANCELED);
@@ -593,11 +609,19 @@ int vigil_signal_start(vigil_loop *loop, int signo, vigil_signal_cb cb, void *ud
  * If the loop is still stalled fence_ms after detection, with its thread in
  * a callback (spinning, or blocked again), the supervisor fences the thread
  * and rebuilds the loop on a new thread with a new backend, carrying every
- * listener, timer, connection, received byte and queued send over. The
- * connection whose callback is stuck moves over when that callback returns;
- * if it does not return within grace_ms, the connection is reset (RST to
- * the peer, -EOWNERDEAD to its receive and unsent messages). The stuck
- * thread is never killed. A thread stuck in vigil's own code or in the
+ * listener, timer, connection, received byte and queued send over. Until
+ * the stuck callback returns, none of the loop's callbacks runs there (the
+ * gate: your callbacks never run on two threads at once); the rebuilt
+ * thread keeps the kernel side going (sends go out, receives fill the
+ * buffer pool, connections are accepted) and delivers everything, in order,
+ * once it returned. VIGIL_LOOP_INDEPENDENT_CALLBACKS lets them run beside
+ * it. If the stuck callback does not return within grace_ms, its connection
+ * is reset (RST to the peer, -EOWNERDEAD to its receive and unsent
+ * messages). The stuck thread is never killed. Reports describe a thread
+ * blocked in a system call from /proc and its stack, without a signal, so
+ * watching never cuts a call short; time a thread spent ready to run but
+ * without a CPU is not a stall. docs/supervisor.md opens with the whole
+ * contract. A thread stuck in vigil's own code or in the
  * kernel wait is reported and interrupted but not fenced (its tables may be
  * mid-change). At most budget_rebuilds rebuilds per budget_window_ms and
  * loop: past that, on_budget runs, then budget_action. Supervised io_uring
