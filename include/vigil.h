@@ -187,10 +187,11 @@ int vigil_loop_join(vigil_loop *loop, int timeout_ms);
  * has no work) or, without one, each loop is stopped; after stop_ms, or a
  * second request, each loop is stopped where it is. Returns once every loop
  * has ended: the signal that stopped them (SIGINT, SIGTERM), 0 if they ended
- * by themselves, or -errno: -EDEADLK if a callback the supervisor fenced
- * never returned (within stop_ms + 100 ms), -ETIMEDOUT if a loop did not end
- * (its thread is stuck and was not fenced); do not destroy the loops then:
- * end the process (the README's main() does). SIGINT and SIGTERM are blocked on the calling
+ * by themselves, or -errno: -EDEADLK if a callback the supervisor fenced did
+ * not return (within 250 ms of its loop's end, and stop_ms), -ETIMEDOUT if a
+ * loop did not end within stop_ms + 100 ms (its thread is stuck and was not
+ * fenced); do not destroy the loops then: end the process (the README's
+ * main() does). SIGINT and SIGTERM are blocked on the calling
  * thread (restored at the end) and on vigil's threads; block them on
  * threads of your own started earlier, or one of those may get them. */
 typedef void (*vigil_post_cb)(vigil_loop *loop, int status, void *arg);

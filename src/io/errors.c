@@ -59,7 +59,7 @@ static const err_text texts[] = {
     {EXDEV, "EXDEV", "the path leaves its directory, or crosses file systems"},
     {EOWNERDEAD, "EOWNERDEAD", "fenced: the loop went on without a stuck callback (a call from its "
                                "thread, or a stream reset because of it)"},
-    {EDEADLK, "EDEADLK", "a callback the supervisor fenced never returned"},
+    {EDEADLK, "EDEADLK", "a callback the supervisor fenced did not return"},
     {EIO, "EIO", "input/output error"},
     {EINTR, "EINTR", "interrupted"},
     {EMSGSIZE, "EMSGSIZE", "message too long"},

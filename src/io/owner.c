@@ -157,7 +157,9 @@ int vigil_loop_start(vigil_loop *loop) {
  * the list no more until a destroy, which no join may overlap). */
 static bool fenced_callback_runs(vigil_loop *loop) { return loop->fences && vigil__fenced_callback_runs(loop); }
 
-int vigil__join(vigil_loop *loop, int timeout_ms, int *result) {
+/* Waits until the loop's run on a thread of vigil's has ended and, with
+ * callbacks_too, until no fenced callback of it still runs. */
+static int join(vigil_loop *loop, int timeout_ms, bool callbacks_too, int *result) {
     if (!loop)
         return -EINVAL;
     uint64_t until = timeout_ms < 0 ? UINT64_MAX : vigil__clock_ns() + (uint64_t)timeout_ms * 1000000ull;
@@ -166,7 +168,7 @@ int vigil__join(vigil_loop *loop, int timeout_ms, int *result) {
     /* Running on a thread of vigil's, or fenced with the rebuild about to
      * start (a fenced thread calls this the moment it is let go), or ended
      * with a fenced callback still running somewhere. */
-    while ((loop->owned_by_vigil && (!loop->run_done || fenced_callback_runs(loop))) ||
+    while ((loop->owned_by_vigil && (!loop->run_done || (callbacks_too && fenced_callback_runs(loop)))) ||
            vigil__runner_state(loop) == VIGIL__AT_FENCED) {
         uint64_t now = vigil__clock_ns();
         if (now >= until) {
@@ -189,7 +191,8 @@ int vigil__join(vigil_loop *loop, int timeout_ms, int *result) {
     return rc;
 }
 
-int vigil_loop_join(vigil_loop *loop, int timeout_ms) { return vigil__join(loop, timeout_ms, NULL); }
+int vigil__join(vigil_loop *loop, int timeout_ms, int *result) { return join(loop, timeout_ms, true, result); }
+int vigil_loop_join(vigil_loop *loop, int timeout_ms) { return join(loop, timeout_ms, true, NULL); }
 
 /* vigil_loop_destroy from a thread that is not the owner of a loop run by a
  * thread of vigil's: that thread runs the destroy (its ring answers only to
@@ -229,20 +232,30 @@ int vigil__destroy_handoff(vigil_loop *loop) {
 
 /* ---------------------------------------------------------------- serve */
 
-/* After a join that timed out: -EDEADLK if the loop's run ended and only a
- * fenced callback has not returned, -ETIMEDOUT if the run has not ended. */
-static int why_not_ended(vigil_loop *loop) {
-    pthread_mutex_lock(&loop->owner_lock);
-    int rc = loop->owned_by_vigil && loop->run_done ? -EDEADLK : -ETIMEDOUT;
-    pthread_mutex_unlock(&loop->owner_lock);
-    return rc;
-}
+#define FENCED_WAIT_MS 250
 
+/* Whether every loop's run has ended (fenced callbacks aside). */
 static bool all_ended(vigil_loop *const *loops, size_t n) {
     for (size_t i = 0; i < n; i++)
-        if (vigil_loop_join(loops[i], 0) < 0)
+        if (join(loops[i], 0, false, NULL) < 0)
             return false;
     return true;
+}
+
+/* Each loop's run gets until `until` (and a moment for a stop to be seen);
+ * then a fenced callback of it gets FENCED_WAIT_MS at most: one about to
+ * return is let finish, one that hangs does not hold the exit up. */
+static int wait_ended(vigil_loop *const *loops, size_t n, uint64_t until) {
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t now = vigil__clock_ns();
+        int left = (now < until ? (int)((until - now) / 1000000ull) : 0) + 100;
+        if (join(loops[i], left, false, NULL) < 0)
+            rc = rc ? rc : -ETIMEDOUT;
+        else if (join(loops[i], left < FENCED_WAIT_MS ? left : FENCED_WAIT_MS, true, NULL) < 0)
+            rc = rc ? rc : -EDEADLK;
+    }
+    return rc;
 }
 
 int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_options *opts) {
@@ -275,8 +288,9 @@ int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_options *o
     if (rc == 0) {
         while (!(sig = vigil__stop_request_wait(&st, 50)))
             if (all_ended(loops, n)) { /* they ended by themselves: out of work, or stopped */
+                rc = wait_ended(loops, n, vigil__clock_ns());
                 vigil__stop_requests_release(&st);
-                return 0;
+                return rc;
             }
     }
     /* The end: a graceful one first if the program has one (on_stop posted
@@ -291,16 +305,7 @@ int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_options *o
         ;
     for (size_t i = 0; i < started; i++)
         vigil_loop_stop(loops[i]);
-    /* What is still running, a callback that never returned, gets until
-     * stop_ms (and a moment for the stop to be seen) before we give up. */
-    uint64_t now = vigil__clock_ns();
-    int left = now < until ? (int)((until - now) / 1000000ull) : 0;
-    for (size_t i = 0; i < started; i++) {
-        if (vigil_loop_join(loops[i], left + 100) < 0 && rc == 0)
-            rc = why_not_ended(loops[i]);
-        now = vigil__clock_ns();
-        left = now < until ? (int)((until - now) / 1000000ull) : 0;
-    }
+    int end = wait_ended(loops, started, until);
     vigil__stop_requests_release(&st);
-    return rc < 0 ? rc : sig;
+    return rc < 0 ? rc : end < 0 ? end : sig;
 }

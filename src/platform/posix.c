@@ -476,12 +476,10 @@ int vigil__stop_requests_catch(vigil__stop_requests *st) {
     sa.sa_handler = on_stop_signal;
     sa.sa_flags = SA_RESTART;
     sigfillset(&sa.sa_mask);
-    for (int i = 0; i < 2; i++) {
-        int sig = i ? SIGTERM : SIGINT;
-        sigaction(sig, NULL, &st->act[i]);
-        if (st->act[i].sa_handler != SIG_IGN) /* a program that ignores it keeps ignoring it */
-            sigaction(sig, &sa, NULL);
-    }
+    /* Also over SIG_IGN: a shell starts background jobs with SIGINT ignored,
+     * and the program asked to be stopped by it. */
+    for (int i = 0; i < 2; i++)
+        sigaction(i ? SIGTERM : SIGINT, &sa, &st->act[i]);
     return 0;
 }
 
