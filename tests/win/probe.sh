@@ -3,7 +3,7 @@
 # tests/win/platform_test.c (src/platform/win.c) for Windows and runs them
 # under wine64 with a private prefix; N idle connections for the probe's
 # memory check (default 1000); then the suites built for Windows so far
-# (test_loop, test_tcp, test_errors, test_udp, test_supervisor, test_rebuild).
+# (test_loop, test_tcp, test_errors, test_udp, test_supervisor, test_rebuild, test_gate).
 # Installs gcc-mingw-w64-x86-64 and wine64 when missing (as root). Prints
 # the probe's lines and "N passed, N failed" (", N skipped" when a suite
 # skipped tests that only Linux can run: never counted as passed).
@@ -76,6 +76,7 @@ suite "$BUILD/tests/win/test_scale.exe"
 suite "$BUILD/tests/win/test_http.exe"
 suite "$BUILD/tests/win/test_supervisor.exe"
 suite "$BUILD/tests/win/test_rebuild.exe"
+suite "$BUILD/tests/win/test_gate.exe"
 # vigil.exe serve under wine, driven by the Linux vigil bench (tests/win/serve.sh)
 out=$(bash tests/win/serve.sh "$BUILD" "${VIGIL_BUILD_LINUX:-build}" 2>/dev/null | tr -d "\r") || true
 echo "$out"
