@@ -722,6 +722,17 @@ static void send_pump(vigil_loop *loop, vigil__conn *c) {
     }
 }
 
+/* n bytes a send confirmed, applied to the queue from head on, in order. */
+static void send_apply(vigil_loop *loop, vigil__conn *c, vigil__op *head, int64_t n) {
+    for (vigil__op *op = head; n > 0 && op; op = op_of(loop, op->next)) {
+        uint32_t left = op->u.send.len - op->u.send.done;
+        uint32_t take = n < left ? (uint32_t)n : left;
+        op->u.send.done += take;
+        c->queued -= take;
+        n -= take;
+    }
+}
+
 static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, const vigil__cqe *e) {
     uint64_t cid = vigil__conn_id(loop, c);
     bool stopped = head->flags & VIGIL__OPF_STOPPED;
@@ -734,13 +745,7 @@ static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, con
         /* Apply every confirmed byte to the queue first, then report the
          * messages that went out: whatever a callback does (a fence
          * included), the queue in loop memory says exactly what was sent. */
-        for (vigil__op *op = head; n > 0 && op; op = op_of(loop, op->next)) {
-            uint32_t left = op->u.send.len - op->u.send.done;
-            uint32_t take = n < left ? (uint32_t)n : left;
-            op->u.send.done += take;
-            c->queued -= take;
-            n -= take;
-        }
+        send_apply(loop, c, head, n);
         if (!send_report_sent(loop, c))
             return;
         check_drain(loop, c);
@@ -780,13 +785,8 @@ bool vigil__tcp_send_behind_gate(vigil_loop *loop, vigil__op *head, const vigil_
         return false;
     free(head->u.send.flight);
     head->u.send.flight = NULL;
-    for (vigil__op *op = head; n > 0 && op; op = op_of(loop, op->next)) {
-        uint32_t left = op->u.send.len - op->u.send.done;
-        uint32_t take = n < left ? (uint32_t)n : left;
-        op->u.send.done += take;
-        c->queued -= take;
-        n -= take;
-    }
+    if (n > 0)
+        send_apply(loop, c, head, n);
     for (vigil__op *op; (op = op_of(loop, c->send_head)) && op->u.send.done == op->u.send.len;) {
         send_unlink_head(loop, c, op);
         op->flags |= VIGIL__OPF_CARRIED; /* its final callback waits in the held list */
