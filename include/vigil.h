@@ -22,6 +22,9 @@
  *   VIGIL_LOOP_INDEPENDENT_CALLBACKS: then they may run there beside it).
  *   The supervisor's callbacks (on_stall, on_budget, log) run on the
  *   supervisor's thread. Each operation gets exactly one final callback.
+ *   No vigil call runs a callback before it returns: what a call causes
+ *   (a cancel, a close's failed sends) is called back from the loop later,
+ *   so a callback may call vigil while it walks its own lists.
  * - A supervised loop may be rebuilt on a thread of vigil's own when its
  *   thread is stuck (see the supervisor below): the loop, its handles and
  *   its connections go on there, and the stuck thread is fenced off. Every
@@ -197,7 +200,8 @@ int vigil_loop_join(vigil_loop *loop, int timeout_ms);
 typedef void (*vigil_post_cb)(vigil_loop *loop, int status, void *arg);
 typedef struct vigil_serve_options {
     uint32_t stop_ms;      /* after a stop request; default 2000 */
-    vigil_post_cb on_stop; /* posted to each loop at a stop request; NULL: vigil_loop_stop */
+    vigil_post_cb on_stop; /* posted to each loop at a stop request (a post: behind the gate it
+                              waits like any callback); NULL: vigil_loop_stop */
     void *ud;              /* on_stop's arg */
 } vigil_serve_options;
 int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_options *opts);
@@ -616,8 +620,8 @@ int vigil_signal_start(vigil_loop *loop, int signo, vigil_signal_cb cb, void *ud
  * thread keeps the kernel side going (sends go out, receives fill the
  * buffer pool, connections are accepted) and delivers everything, in order,
  * once it returned. VIGIL_LOOP_INDEPENDENT_CALLBACKS lets them run beside
- * it. If the stuck callback does not return within grace_ms, its connection
- * is reset (RST to the peer, -EOWNERDEAD to its receive and unsent
+ * it. If the stuck callback does not return within grace_ms of the fence,
+ * its connection is reset (RST to the peer, -EOWNERDEAD to its receive and unsent
  * messages). The stuck thread is never killed. Reports describe a thread
  * blocked in a system call from /proc and its stack, without a signal, so
  * watching never cuts a call short; time a thread spent ready to run but
@@ -640,7 +644,10 @@ typedef struct vigil_stall_report {
     const char *where;         /* "callback", "library" or "kernel wait" */
     const char *op;            /* kind of op being handled: "recv", "timer", ... or "" */
     vigil_conn conn;           /* its connection, or {0} */
-    char callback[160];        /* in a callback: the function vigil called, named */
+    char callback[160];        /* in a callback: the function vigil called, named (a
+                                  function of an executable linked with -rdynamic, or of
+                                  a shared library, by its name; a static one as
+                                  module+offset with the addr2line command that names it) */
     char at[256];              /* the innermost frame outside libc (and, in a callback, the
                                   code it called): "symbol+0x1f (module)" or
                                   "module+0x1234 (addr2line -f -e PATH 0x1234)"; "" if unknown */

@@ -83,6 +83,13 @@ static void handle_line(client *c, const char *line, size_t n) {
         spin_over_clients(ch);
         return;
     }
+    if (n == 8 && !memcmp(line, "/spinsay", 8)) { /* then tell everyone: calls from a fenced thread */
+        spin_over_clients(ch);
+        for (client *o = ch->head; o; o = o->next)
+            if (o != c)
+                vigil_send(ch->loop, o->conn, "spun\n", 5, 0, on_sent, NULL, NULL);
+        return;
+    }
     for (client *o = ch->head; o; o = o->next) {
         if (o == c)
             continue;
@@ -148,7 +155,14 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
 
 /* ---------------------------------------------------------- the harness */
 
+/* The supervisor's lines (its thread): the one that says the gate opened. */
+static _Atomic long gate_released = -1;
+
 static void quiet(const char *line, void *ud) {
+    const char *p = strstr(line, "go to the loop's callbacks now");
+    const char *n = p ? strstr(line, "; the ") : NULL;
+    if (n)
+        atomic_store(&gate_released, strtol(n + 6, NULL, 10));
     if (getenv("VIGIL_TEST_VERBOSE"))
         fprintf(stderr, "%s\n", line);
 }
@@ -178,6 +192,7 @@ static void server_start(server *s, uint32_t flags, uint64_t spin_ms, uint32_t g
     atomic_store(&overlaps, 0);
     atomic_store(&spin_started, 0);
     atomic_store(&spin_done, 0);
+    atomic_store(&gate_released, -1);
     s->ch.loop = vt_supervised_loop(flags);
     s->ch.spin_ms = spin_ms;
     vigil_supervisor_options so = {.stall_ms = 100, .grace_ms = grace_ms, .log = quiet};
@@ -274,13 +289,26 @@ VT_TEST(gate, chat_broadcast_spin_while_peers_close, 30) {
     VT_EQ(atomic_load(&spin_done), 0); /* still walking: the above happened during the walk */
     VT_EQ(mid.gated, 1);
     VT_ASSERT(mid.events_held > 0, "nothing held behind the gate");
+    /* the kernel side goes on: a newcomer is accepted, held for the program
+     * (its accept callback, which starts its receive, comes after the walk) */
+    int late = vt_sock_connect(s.port);
+    VT_OK(vt_sock_write_all(late, "newcomer\n", 9));
+    sleep_ms(200);
+    vigil_loop_stats mid2;
+    VT_OK(vigil_loop_stats_get(s.ch.loop, &mid2));
+    VT_EQ(atomic_load(&spin_done), 0);
+    VT_ASSERT(mid2.events_held >= mid.events_held + 1, "the newcomer was not accepted behind the gate: "
+              "%llu events held, %llu before", (unsigned long long)mid2.events_held,
+              (unsigned long long)mid.events_held);
 
     VT_ASSERT(wait_flag(&spin_done, 5000), "the spin never ended");
-    /* each talker gets the other talkers' lines, in each talker's order */
+    /* each talker gets the other talkers' lines, in each talker's order, and
+     * the newcomer's */
     for (int i = 4; i < N; i++) {
         char got[4096];
-        int lines = read_lines(fd[i], got, sizeof(got), 3 * 3, 5000);
-        VT_EQ(lines, 9);
+        int lines = read_lines(fd[i], got, sizeof(got), 3 * 3 + 1, 5000);
+        VT_EQ(lines, 10);
+        VT_ASSERT(strstr(got, "newcomer\n"), "client %d missed the newcomer's line: %s", i, got);
         for (int j = 4; j < N; j++) {
             if (j == i)
                 continue;
@@ -307,11 +335,59 @@ VT_TEST(gate, chat_broadcast_spin_while_peers_close, 30) {
     VT_ASSERT(ls.events_held_total > 0, "nothing was held");
     VT_EQ(ls.stuck_returned, 1);
     VT_EQ(ls.stuck_reset, 0);
+    /* the supervisor said how many events the gate let through: at least one
+     * receive per talker, one end of stream per hang-up, the newcomer */
+    uint64_t t1 = vigil_now_ns();
+    while (atomic_load(&gate_released) < 0 && ms_since(t1) < 1000)
+        sleep_ms(5);
+    VT_ASSERT(atomic_load(&gate_released) >= 4 + 3 + 1, "the gate let %ld events through",
+              atomic_load(&gate_released));
     server_stop(&s);
+    vt_sock_close(late);
     for (int i = 0; i < N; i++)
         if (i < 1 || i > 3)
             vt_sock_close(fd[i]);
     VT_OK(vigil_loop_destroy(s.ch.loop)); /* frees the clients still in the room */
+}
+
+/* A callback that comes back after the grace period and then writes to other
+ * clients: its calls are refused (it was fenced), so those clients are reset
+ * rather than left without the line, never a silent gap; the stuck client
+ * itself was reset when the grace period passed. */
+VT_TEST(gate, late_return_resets_the_streams_its_calls_named, 30) {
+    server s;
+    server_start(&s, 0, 1200, 300);
+    int a = vt_sock_connect(s.port), b = vt_sock_connect(s.port), c = vt_sock_connect(s.port);
+    uint64_t t0 = vigil_now_ns();
+    while (atomic_load(&s.ch.nclients) < 3 && ms_since(t0) < 5000)
+        sleep_ms(5);
+    VT_EQ(atomic_load(&s.ch.nclients), 3);
+    VT_OK(vt_sock_write_all(a, "/spinsay\n", 9));
+    VT_ASSERT(wait_flag(&spin_done, 5000), "the spin never ended");
+    int others[2] = {b, c};
+    for (int i = 0; i < 2; i++) {
+        char got[64];
+        int r = 0;
+        t0 = vigil_now_ns();
+        while (ms_since(t0) < 3000) { /* the line, or the end of the stream: not silence */
+            struct pollfd pf = {.fd = others[i], .events = POLLIN};
+            if (vt_poll(&pf, 1, 50) <= 0)
+                continue;
+            r = (int)recv(others[i], got, sizeof(got) - 1, 0);
+            break;
+        }
+        VT_ASSERT(r <= 0 || (r == 5 && !memcmp(got, "spun\n", 5)), "client %d: %d bytes", i, r);
+        VT_ASSERT(ms_since(t0) < 3000, "client %d heard nothing: a silent gap", i);
+    }
+    vigil_loop_stats ls;
+    VT_OK(vigil_loop_stats_get(s.ch.loop, &ls));
+    VT_EQ(ls.stuck_reset, 1);
+    VT_ASSERT(ls.refused_calls >= 2, "refused calls %llu", (unsigned long long)ls.refused_calls);
+    server_stop(&s);
+    vt_sock_close(a);
+    vt_sock_close(b);
+    vt_sock_close(c);
+    VT_OK(vigil_loop_destroy(s.ch.loop));
 }
 
 /* ------------------------------------------- whole programs, their main() */

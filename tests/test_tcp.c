@@ -794,6 +794,39 @@ VT_TEST(tcp, close_with_ops_pending, 15) {
     VT_OK(vigil_loop_destroy(loop));
 }
 
+/* 10b. Abort with sends queued that never reached the kernel (still
+ * connecting): their callbacks (-ECANCELED) run from the loop afterwards,
+ * never inside vigil_abort, which a program may call while it walks its own
+ * lists; each once, in order, before the close callback. */
+VT_TEST(tcp, abort_runs_no_callback_inside_the_call, 15) {
+    vigil_loop *loop = vt_loop(NULL);
+    echo_srv s = {0};
+    echo_start(loop, &s);
+    oplog g = {0};
+    send_ref refs[3];
+    vigil_conn c;
+    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)s.port, 0, log_connected, &g, &c, NULL));
+    uint8_t data[512] = {0};
+    for (int i = 0; i < 3; i++) {
+        refs[i] = (send_ref){&g, i};
+        VT_EQ(vigil_send(loop, c, data, sizeof(data), 0, log_sent, &refs[i], NULL), 0);
+    }
+    g.in_api = 1;
+    VT_OK(vigil_abort(loop, c, log_closed, &g));
+    g.in_api = 0;
+    VT_EQ(g.cb_in_api, 0);
+    for (int i = 0; i < 3; i++)
+        VT_EQ(g.send_cbs[i], 0); /* not yet: from the loop */
+    VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000), "no close callback");
+    for (int i = 0; i < 3; i++) {
+        VT_EQ(g.send_cbs[i], 1);
+        VT_EQ(g.send_status[i], -ECANCELED);
+        VT_ASSERT(g.send_seq[i] < g.close_seq, "send %d after the close callback", i);
+        VT_ASSERT(i == 0 || g.send_seq[i - 1] < g.send_seq[i], "send %d out of order", i);
+    }
+    VT_OK(vigil_loop_destroy(loop));
+}
+
 /* 10c. A failed connect with sends queued: each send still gets its one
  * final callback, and the connection is gone. */
 VT_TEST(tcp, connect_refused_fails_queued_sends, 15) {

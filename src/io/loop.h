@@ -390,6 +390,7 @@ struct vigil_loop {
     _Atomic uint64_t sv_next_due_ns;/* earliest timer or deadline; UINT64_MAX = none */
     _Atomic int sv_posts;           /* posts waiting */
     _Atomic int sv_gated;           /* work waits behind the gate on purpose */
+    _Atomic uint32_t sv_gate_released; /* events the last gate opening let through */
     _Atomic(vigil__runner *) sv_fence_request; /* test hook: fence this runner now */
     _Atomic int sv_rebuilt;         /* 0 while a rebuild takes the loop over; then 1, or -errno */
     _Atomic uint32_t sv_rebuilds_timed; /* rebuilds whose time is in stats.last_rebuild_us */

@@ -37,6 +37,7 @@ typedef struct vigil__fence {
     uint32_t lent_buf;     /* the receive buffer that callback had, or UINT32_MAX */
     uint64_t grace_due_ns;
     bool settled;          /* the connection moved over or was reset */
+    bool late_seen;        /* came back after the grace period: its late calls handled */
 } vigil__fence;
 
 /* ------------------------------------------------- frozen connections */
@@ -88,8 +89,22 @@ bool vigil__hold_if_frozen(vigil_loop *loop, vigil__op *op, const vigil__cqe *c)
  * posts and signals do not run at all while the gate is closed. */
 #define GATE_ACCEPTS_MAX 1024
 
+/* A completion that only means "issue it again" (a rebuild re-issues a
+ * receive or an accept that had moved nothing with -EAGAIN): its handler
+ * re-arms it and calls nobody, so it runs behind the gate too, and the
+ * kernel side goes on receiving and accepting. */
+static bool only_rearms(vigil_loop *loop, const vigil__op *op, const vigil__cqe *c) {
+    if (c->res != -EAGAIN || (c->flags & (VIGIL__CQE_BUF | VIGIL__CQE_MORE)) ||
+        (op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_TIMED_OUT | VIGIL__OPF_USER_DONE)))
+        return false;
+    const vigil__conn *conn = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
+    if (!conn || (conn->flags & (VIGIL__CF_CLOSING | VIGIL__CF_FROZEN)))
+        return false;
+    return op->kind == VIGIL__OP_RECV || op->kind == VIGIL__OP_ACCEPT || op->kind == VIGIL__OP_UDP_RECV;
+}
+
 bool vigil__gate_holds(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
-    if (!loop->gated || op->kind == VIGIL__OP_WAKE || op->kind == VIGIL__OP_NOP)
+    if (!loop->gated || op->kind == VIGIL__OP_WAKE || op->kind == VIGIL__OP_NOP || only_rearms(loop, op, c))
         return false;
     if (op->kind == VIGIL__OP_SEND && vigil__tcp_send_behind_gate(loop, op, c))
         return true;
@@ -107,6 +122,7 @@ bool vigil__gate_holds(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
 static void gate_open(vigil_loop *loop) {
     loop->gated = false;
     loop->gate_accepts = 0;
+    atomic_store_explicit(&loop->sv_gate_released, loop->held_n, memory_order_relaxed);
     atomic_store_explicit(&loop->sv_gated, 0, memory_order_relaxed);
     atomic_store_explicit(&loop->stats.gated, 0, memory_order_relaxed);
     if (!loop->held_n)
@@ -449,6 +465,24 @@ static void carry_held(vigil_loop *loop, uint32_t slot1) {
     atomic_store_explicit(&loop->stats.events_held, loop->held_n, memory_order_relaxed);
 }
 
+/* Calls the stuck callback made after the fence were refused: the streams
+ * they named may miss what the application meant to do. Never a silent gap:
+ * they are reset with an explicit error. True if the stuck connection is
+ * among them (or too many were refused to know which). */
+static bool break_refused(vigil_loop *loop, vigil__fence *f) {
+    uint32_t refused = atomic_load_explicit(&f->runner->refused_n, memory_order_acquire);
+    vigil__stat_add(&loop->stats.refused_calls, refused);
+    bool stuck_too = refused > VIGIL__REFUSED_MAX;
+    for (uint32_t i = 0; i < refused && i < VIGIL__REFUSED_MAX; i++) {
+        uint64_t id = atomic_load_explicit(&f->runner->refused[i], memory_order_acquire);
+        if (id && id == f->conn_id)
+            stuck_too = true;
+        else if (id && vigil__conn_from_id(loop, id))
+            carry_push(loop, (vigil__cqe){id, -EOWNERDEAD, VIGIL__CQE_BREAK});
+    }
+    return stuck_too;
+}
+
 /* The fenced thread came back (returned) or the grace period passed. Nothing
  * here calls user code: what has to happen to the connections (their held
  * completions, then a repair or a break) is queued on the carry, which runs
@@ -456,22 +490,11 @@ static void carry_held(vigil_loop *loop, uint32_t slot1) {
  * callbacks leaves the rest for the next rebuild. */
 static void settle(vigil_loop *loop, vigil__fence *f, bool returned) {
     f->settled = true;
+    f->late_seen = returned; /* back in time: its refused calls are handled here */
     vigil__conn *c = f->conn_id ? vigil__conn_from_id(loop, f->conn_id) : NULL;
     bool break_stuck = !returned;
     if (returned) {
-        /* Calls the stuck callback made after the fence were refused: the
-         * streams they named may miss what the application meant to do.
-         * Never a silent gap: they are reset with an explicit error. */
-        uint32_t refused = atomic_load_explicit(&f->runner->refused_n, memory_order_acquire);
-        vigil__stat_add(&loop->stats.refused_calls, refused);
-        break_stuck = refused > VIGIL__REFUSED_MAX; /* too many to know which */
-        for (uint32_t i = 0; i < refused && i < VIGIL__REFUSED_MAX; i++) {
-            uint64_t id = atomic_load_explicit(&f->runner->refused[i], memory_order_acquire);
-            if (id && id == f->conn_id)
-                break_stuck = true;
-            else if (id && vigil__conn_from_id(loop, id))
-                carry_push(loop, (vigil__cqe){id, -EOWNERDEAD, VIGIL__CQE_BREAK});
-        }
+        break_stuck = break_refused(loop, f);
         if (f->lent_buf != UINT32_MAX && loop->buf_state[f->lent_buf] == VIGIL__BUF_LENT)
             vigil__buf_recycle(loop, f->lent_buf);
         f->lent_buf = UINT32_MAX;
@@ -507,10 +530,12 @@ bool vigil__fences_poll(vigil_loop *loop, uint64_t now) {
         bool returned = atomic_load_explicit(&f->runner->returned, memory_order_acquire);
         if (!f->settled && (returned || now >= f->grace_due_ns))
             settle(loop, f, returned);
-        if (f->settled && returned && f->lent_buf != UINT32_MAX) { /* came back late */
-            if (loop->buf_state[f->lent_buf] == VIGIL__BUF_LENT)
+        if (f->settled && returned && !f->late_seen) { /* came back after the grace period */
+            f->late_seen = true;
+            if (f->lent_buf != UINT32_MAX && loop->buf_state[f->lent_buf] == VIGIL__BUF_LENT)
                 vigil__buf_recycle(loop, f->lent_buf);
             f->lent_buf = UINT32_MAX;
+            break_refused(loop, f); /* its own connection is reset already */
         }
         if (f->settled && returned) {
             *pp = f->next;

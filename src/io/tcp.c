@@ -23,7 +23,7 @@
 
 static void conn_maybe_close(vigil_loop *loop, vigil__conn *c);
 static void send_pump(vigil_loop *loop, vigil__conn *c);
-static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status);
+static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status, bool later);
 static int conn_drain(vigil_loop *loop, vigil__conn *c);
 static void recv_arm(vigil_loop *loop, vigil__op *op, vigil__conn *c);
 
@@ -348,7 +348,7 @@ static void connect_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int s
     uint64_t cid = vigil__conn_id(loop, c);
     VIGIL__CALLBACK(loop, cb, (loop, conn_handle(loop, c), status, ud));
     if (status < 0 && conn_alive(loop, c, cid)) /* sends queued while connecting: never sent */
-        send_fail_all(loop, c, user_closing ? -ECANCELED : status);
+        send_fail_all(loop, c, user_closing ? -ECANCELED : status, false);
     if (!conn_alive(loop, c, cid))
         return;
     if (user_closing) {
@@ -672,8 +672,11 @@ static void check_drain(vigil_loop *loop, vigil__conn *c) {
 }
 
 /* Fails every queued send, in order, with status. The in-flight one (if any)
- * is cancelled and fails when its completion arrives, before the rest. */
-static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status) {
+ * is cancelled and fails when its completion arrives, before the rest.
+ * later: called from a vigil call (close, abort, send): no callback runs
+ * inside a vigil call, so the finals go to the later list, in order, and
+ * run from the loop (the connection lives on until they have). */
+static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status, bool later) {
     c->fail_status = status; /* for the rest, should a callback below be fenced */
     vigil__op *head = op_of(loop, c->send_head);
     if (head && (head->flags & VIGIL__OPF_KERNEL)) {
@@ -685,6 +688,11 @@ static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status) {
     while (c->send_head) {
         vigil__op *op = op_of(loop, c->send_head);
         send_unlink_head(loop, c, op);
+        if (later) {
+            op->flags |= VIGIL__OPF_STOPPED;
+            vigil__later(loop, op, status);
+            continue;
+        }
         send_final(loop, c, op, status);
         if (!vigil__conn_from_id(loop, vigil__conn_id(loop, c)))
             return;
@@ -718,7 +726,7 @@ static void send_pump(vigil_loop *loop, vigil__conn *c) {
     if (rc < 0) {
         /* Could not even queue it (out of memory): the stream cannot go on. */
         c->flags |= VIGIL__CF_BROKEN;
-        send_fail_all(loop, c, rc);
+        send_fail_all(loop, c, rc, true); /* send_pump may run inside vigil_send */
     }
 }
 
@@ -761,7 +769,7 @@ static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, con
         stopped = true;
     }
     if (stopped) /* aborted, timed out or failed: the rest fails now, in order */
-        send_fail_all(loop, c, stop_status);
+        send_fail_all(loop, c, stop_status, false);
     if (!conn_alive(loop, c, cid))
         return;
     if (!(c->flags & (VIGIL__CF_BROKEN | VIGIL__CF_ABORT)))
@@ -904,7 +912,7 @@ static int close_common(vigil_loop *loop, vigil_conn h, bool abortive, uint32_t 
     if (abortive || (c->flags & VIGIL__CF_BROKEN)) {
         c->flags |= VIGIL__CF_ABORT;
         c->close_status = abortive ? -ECONNABORTED : 0;
-        send_fail_all(loop, c, -ECANCELED);
+        send_fail_all(loop, c, -ECANCELED, true);
     } else {
         op->due_ns = vigil__clock_ns() + (flush_ms ? flush_ms : 30000) * 1000000ull;
         vigil__heap_push(loop, op);
@@ -1103,8 +1111,7 @@ int vigil__tcp_cancel(vigil_loop *loop, vigil__op *op) {
         if (!vigil__send_unlink(loop, c, op))
             return -EBADF;
         op->flags |= VIGIL__OPF_STOPPED;
-        vigil__later(loop, op, -ECANCELED);
-        check_drain(loop, c);
+        vigil__later(loop, op, -ECANCELED); /* then the drain check, after its callback */
         return 0;
     }
     default:
@@ -1121,7 +1128,7 @@ static void deadline_break(vigil_loop *loop, vigil__conn *c) {
         return;
     uint64_t cid = vigil__conn_id(loop, c);
     c->flags |= VIGIL__CF_BROKEN;
-    send_fail_all(loop, c, -ETIMEDOUT);
+    send_fail_all(loop, c, -ETIMEDOUT, false);
     if (!conn_alive(loop, c, cid) || (c->flags & VIGIL__CF_CLOSE_SENT))
         return;
     vigil__socket_shutdown(c->fd, VIGIL_SHUT_RD | VIGIL_SHUT_WR);
@@ -1174,7 +1181,7 @@ void vigil__tcp_deadline(vigil_loop *loop, vigil__op *op) {
         if (!(c->flags & VIGIL__CF_CLOSE_SENT)) {
             c->flags |= VIGIL__CF_ABORT;
             c->close_status = -ETIMEDOUT;
-            send_fail_all(loop, c, -ETIMEDOUT);
+            send_fail_all(loop, c, -ETIMEDOUT, false);
             if (vigil__conn_from_id(loop, vigil__conn_id(loop, c)))
                 conn_maybe_close(loop, c);
         }
@@ -1306,7 +1313,7 @@ void vigil__tcp_repair(vigil_loop *loop, vigil__conn *c) {
     vigil__op *head = op_of(loop, c->send_head);
     if (c->flags & (VIGIL__CF_BROKEN | VIGIL__CF_ABORT)) {
         if (head && !(head->flags & VIGIL__OPF_KERNEL))
-            send_fail_all(loop, c, c->fail_status ? c->fail_status : -ECANCELED);
+            send_fail_all(loop, c, c->fail_status ? c->fail_status : -ECANCELED, false);
     } else {
         send_pump(loop, c);
     }
@@ -1338,7 +1345,7 @@ void vigil__tcp_break(vigil_loop *loop, vigil__conn *c, int status) {
         vigil__socket_reset(c->fd);
     c->flags |= VIGIL__CF_BROKEN;
     recv_stop(loop, c, status);
-    send_fail_all(loop, c, status);
+    send_fail_all(loop, c, status, false);
     if (conn_alive(loop, c, cid) && (c->flags & VIGIL__CF_CLOSING))
         conn_maybe_close(loop, c);
 }

@@ -67,7 +67,7 @@ typedef struct watched {
     uint64_t starved_since;  /* the stretch last counted as starvation */
     uint64_t starved_reported_ns;
     bool gated;              /* its callbacks wait for a fenced one (as last seen) */
-    uint64_t gate_t0, gate_held0, resets_seen;
+    uint64_t gate_t0, resets_seen;
 } watched;
 
 struct vigil_supervisor {
@@ -450,16 +450,15 @@ static uint64_t starved_since(watched *w, int tid, uint64_t last, uint64_t now) 
 static void follow_gate(vigil_supervisor *s, watched *w, uint64_t now) {
     vigil_loop *loop = w->loop;
     bool gated = atomic_load_explicit(&loop->stats.gated, memory_order_relaxed);
-    uint64_t held = atomic_load_explicit(&loop->stats.events_held_total, memory_order_relaxed);
     uint64_t resets = atomic_load_explicit(&loop->stats.stuck_reset, memory_order_relaxed);
     char line[300];
     if (gated && !w->gated) {
         w->gate_t0 = now;
-        w->gate_held0 = held;
     } else if (!gated && w->gated) {
-        snprintf(line, sizeof(line), "vigil: loop %u: the fenced callback returned after %llu ms; the %llu "
+        snprintf(line, sizeof(line), "vigil: loop %u: the fenced callback returned after about %llu ms; the %u "
                  "events held meanwhile go to the loop's callbacks now, in order", loop->id,
-                 (unsigned long long)((now - w->gate_t0) / 1000000), (unsigned long long)(held - w->gate_held0));
+                 (unsigned long long)((now - w->gate_t0) / 1000000),
+                 atomic_load_explicit(&loop->sv_gate_released, memory_order_relaxed));
         log_line(s, line);
     }
     w->gated = gated;
