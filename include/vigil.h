@@ -648,8 +648,8 @@ typedef struct vigil_stall_report {
                                   function of an executable linked with -rdynamic, or of
                                   a shared library, by its name; a static one as
                                   module+offset with the addr2line command that names it) */
-    char at[256];              /* the innermost frame outside libc (and, in a callback, the
-                                  code it called): "symbol+0x1f (module)" or
+    char at[256];              /* the innermost frame outside libc and, in a callback,
+                                  outside the vigil functions it called: "symbol+0x1f (module)" or
                                   "module+0x1234 (addr2line -f -e PATH 0x1234)"; "" if unknown */
     char syscall[96];          /* "running", or the call it waits in: "read(fd 5)" */
     char backtrace[2048];      /* one frame per line, innermost first ("" if none) */

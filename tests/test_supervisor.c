@@ -425,8 +425,8 @@ typedef struct sleeper {
 } sleeper;
 
 /* Exported, so the report can name them. */
-void vigil_test_sleep_here(sleeper *z, uint64_t ms);
-__attribute__((noinline)) void vigil_test_sleep_here(sleeper *z, uint64_t ms) {
+void vt_test_sleep_here(sleeper *z, uint64_t ms);
+__attribute__((noinline)) void vt_test_sleep_here(sleeper *z, uint64_t ms) {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     uint64_t t0 = vigil_now_ns();
     z->rc = nanosleep(&ts, NULL); /* once, not retried: an interruption would show */
@@ -434,12 +434,12 @@ __attribute__((noinline)) void vigil_test_sleep_here(sleeper *z, uint64_t ms) {
     __asm__ volatile("" ::: "memory"); /* not a tail call: this frame stays on the stack */
 }
 
-void vigil_test_sleep_timer(vigil_loop *loop, vigil_op t, int status, void *ud);
-void vigil_test_sleep_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
+void vt_test_sleep_timer(vigil_loop *loop, vigil_op t, int status, void *ud);
+void vt_test_sleep_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
     sleeper *z = ud;
     if (status)
         return;
-    vigil_test_sleep_here(z, 2000);
+    vt_test_sleep_here(z, 2000);
     z->done = 1;
 }
 
@@ -459,7 +459,7 @@ VT_TEST(supervisor, report_only_does_not_shorten_a_sleep, 15) {
     vigil_loop *loop = vt_loop(NULL);
     VT_OK(vigil_supervisor_add(sv, loop));
     sleeper z = {0};
-    VT_OK(vigil_timer_start(loop, 10, 0, vigil_test_sleep_timer, &z, NULL));
+    VT_OK(vigil_timer_start(loop, 10, 0, vt_test_sleep_timer, &z, NULL));
     VT_ASSERT(vt_run_until(loop, &z.done, 5000));
     VT_EQ(z.rc, 0);
     VT_ASSERT(z.slept_ms >= 1990, "the sleep was cut short: %llu ms", (unsigned long long)z.slept_ms);
@@ -467,8 +467,8 @@ VT_TEST(supervisor, report_only_does_not_shorten_a_sleep, 15) {
     VT_ASSERT(s.reports >= 1, "no report");
 #ifndef _WIN32 /* Windows names the call and frames its own way (docs/supervisor.md) */
     VT_ASSERT(strstr(s.first.syscall, "nanosleep"), "syscall: %s", s.first.syscall);
-    VT_ASSERT(strstr(s.first.callback, "vigil_test_sleep_timer"), "callback: %s", s.first.callback);
-    VT_ASSERT(strstr(s.first.at, "vigil_test_sleep_here"), "at: %s; backtrace:\n%s", s.first.at,
+    VT_ASSERT(strstr(s.first.callback, "vt_test_sleep_timer"), "callback: %s", s.first.callback);
+    VT_ASSERT(strstr(s.first.at, "vt_test_sleep_here"), "at: %s; backtrace:\n%s", s.first.at,
               s.first.backtrace);
 #endif
     pthread_mutex_unlock(&s.lock);

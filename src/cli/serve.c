@@ -159,8 +159,8 @@ static void on_drain(vigil_loop *loop, vigil_conn c, void *ud) { vigil_recv_resu
 
 /* Deliberate stalls, for profiling recovery (--inject). Not static: a stall
  * report's backtrace names them. */
-__attribute__((noinline)) void vigil_inject_spin(uint32_t ms);
-__attribute__((noinline)) void vigil_inject_spin(uint32_t ms) {
+__attribute__((noinline)) void serve_inject_spin(uint32_t ms);
+__attribute__((noinline)) void serve_inject_spin(uint32_t ms) {
     uint64_t until = vigil_now_ns() + (uint64_t)ms * 1000000ull;
     while (vigil_now_ns() < until)
         ;
@@ -168,8 +168,8 @@ __attribute__((noinline)) void vigil_inject_spin(uint32_t ms) {
 
 /* block and hang wait in what the supervisor can interrupt: on Linux a
  * signal (EINTR), on Windows an APC, which ends an alertable wait. */
-__attribute__((noinline)) void vigil_inject_block(uint32_t ms);
-__attribute__((noinline)) void vigil_inject_block(uint32_t ms) {
+__attribute__((noinline)) void serve_inject_block(uint32_t ms);
+__attribute__((noinline)) void serve_inject_block(uint32_t ms) {
 #ifdef _WIN32
     SleepEx(ms, TRUE); /* one alertable wait; an APC (interrupted) means done */
 #else
@@ -178,8 +178,8 @@ __attribute__((noinline)) void vigil_inject_block(uint32_t ms) {
 #endif
 }
 
-__attribute__((noinline)) void vigil_inject_hang(void);
-__attribute__((noinline)) void vigil_inject_hang(void) {
+__attribute__((noinline)) void serve_inject_hang(void);
+__attribute__((noinline)) void serve_inject_hang(void) {
 #ifdef _WIN32
     HANDLE never = CreateEventA(NULL, TRUE, FALSE, NULL); /* never set */
     if (!never)
@@ -213,11 +213,11 @@ static void inject_now(server *s, vigil_loop *loop) {
             cfg.inject_kind == INJECT_SPIN ? "spin" : cfg.inject_kind == INJECT_BLOCK ? "block" : "hang",
             cfg.inject_ms);
     if (cfg.inject_kind == INJECT_SPIN)
-        vigil_inject_spin(cfg.inject_ms);
+        serve_inject_spin(cfg.inject_ms);
     else if (cfg.inject_kind == INJECT_BLOCK)
-        vigil_inject_block(cfg.inject_ms);
+        serve_inject_block(cfg.inject_ms);
     else
-        vigil_inject_hang();
+        serve_inject_hang();
 }
 
 /* A receive that ended: reset after a stuck callback (-EOWNERDEAD), an idle

@@ -192,9 +192,18 @@ static void describe_thread(vigil_supervisor *s, vigil_loop *loop, vigil__runner
             break;
         used += (size_t)w < sizeof(r->backtrace) - used ? (size_t)w : sizeof(r->backtrace) - used - 1;
     }
-    int own = vigil__first_own_frame(frames, n);
-    if (own >= 0)
-        vigil__frame_name(frames[own], r->at, sizeof(r->at));
+    /* "at": the innermost frame outside libc and, in a callback, outside the
+     * vigil functions that callback called (vigil_now_ns in a spin, say):
+     * the program's own code, where the time goes. */
+    for (int i = 0; i < n && !r->at[0]; i++) {
+        if (vigil__frame_is_system(frames[i]))
+            continue;
+        char name[sizeof(r->at)];
+        vigil__frame_name(frames[i], name, sizeof(name));
+        if (where == VIGIL__AT_CALLBACK && !strncmp(name, "vigil_", 6))
+            continue;
+        memcpy(r->at, name, sizeof(r->at));
+    }
     void *cb = atomic_load_explicit(&loop->sv_cb, memory_order_relaxed);
     if (where == VIGIL__AT_CALLBACK && cb)
         vigil__frame_name(cb, r->callback, sizeof(r->callback));
