@@ -172,7 +172,8 @@ int vigil_loop_handover(vigil_loop *loop);
  * vigil_loop_run(VIGIL_RUN_DEFAULT) would: until vigil_loop_stop() or until
  * it has no work. Hands it over first (the caller must own it, or nobody).
  * Then vigil_loop_join() waits for it and vigil_loop_destroy() may be called
- * from any thread. */
+ * from any thread. -EBUSY if a thread of vigil's runs it already; -EPERM
+ * from a thread that does not own it. */
 int vigil_loop_start(vigil_loop *loop);
 
 /* Waits until a loop run by a thread of vigil's (vigil_loop_start, or a

@@ -4,6 +4,7 @@
 #include "vt.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -794,4 +795,31 @@ VT_TEST(errors, handles_of_another_loop_are_ebadf, 10) {
     VT_OK(vigil_cancel(a, ta));
     VT_OK(vigil_loop_destroy(a));
     VT_OK(vigil_loop_destroy(b));
+}
+
+/* The calls that move a loop between threads refuse what they cannot do. */
+static void *start_elsewhere(void *loop) { return (void *)(intptr_t)vigil_loop_start(loop); }
+
+VT_TEST(errors, handover_start_and_serve_refuse_bad_calls, 10) {
+    VT_EQ(vigil_loop_handover(NULL), -EINVAL);
+    VT_EQ(vigil_loop_start(NULL), -EINVAL);
+    VT_EQ(vigil_serve(NULL, 1, NULL), -EINVAL);
+    vigil_loop *none[1] = {NULL};
+    VT_EQ(vigil_serve(none, 1, NULL), -EINVAL);
+    vigil_loop *loop = vt_loop(NULL);
+    VT_EQ(vigil_serve(&loop, 0, NULL), -EINVAL);
+    vigil_op t;
+    VT_OK(vigil_timer_start(loop, 60000, 0, cb_timer_noop, NULL, &t)); /* this thread owns it */
+    pthread_t th;
+    void *rc;
+    VT_EQ(pthread_create(&th, NULL, start_elsewhere, loop), 0);
+    pthread_join(th, &rc);
+    VT_EQ((intptr_t)rc, -EPERM); /* not that thread's to start */
+    VT_OK(vigil_loop_start(loop));
+    VT_EQ(vigil_loop_start(loop), -EBUSY); /* a thread of vigil's runs it */
+    VT_EQ(vigil_loop_handover(loop), -EPERM);
+    VT_EQ(vigil_cancel(loop, t), -EPERM);
+    VT_OK(vigil_loop_stop(loop));
+    VT_OK(vigil_loop_join(loop, 5000));
+    VT_OK(vigil_loop_destroy(loop)); /* handed to its thread */
 }

@@ -89,7 +89,7 @@ static void note_refused(vigil__runner *r, uint64_t conn_id) {
 /* The first thread that calls into a loop nobody owns takes it: attached
  * goes 0 -> 2 (taking it) -> 1 by compare-and-swap, so two threads calling at
  * once cannot both become the owner; the other waits the moment it takes. */
-static int take(vigil_loop *loop) {
+int vigil__take(vigil_loop *loop) {
     vigil__runner *r = vigil__runner_new(loop);
     if (!r)
         return -ENOMEM;
@@ -116,7 +116,7 @@ int vigil__enter(vigil_loop *loop) {
     int attached = 0;
     if (atomic_compare_exchange_strong_explicit(&loop->attached, &attached, 2, memory_order_acq_rel,
                                                 memory_order_acquire))
-        return take(loop);
+        return vigil__take(loop);
     while (attached == 2) { /* another thread is taking it */
         sched_yield();
         attached = atomic_load_explicit(&loop->attached, memory_order_acquire);

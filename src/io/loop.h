@@ -490,6 +490,8 @@ const char *vigil__op_kind_name(int kind);
  * first thread that calls, then -EPERM for other threads, -EOWNERDEAD for a
  * thread the supervisor fenced. */
 int vigil__enter(vigil_loop *loop);
+/* The calling thread takes a loop whose attached word it moved 0 -> 2. */
+int vigil__take(vigil_loop *loop);
 
 /* The entry check of public calls that touch loop state, with its exit: a
  * call from inside a callback moves the thread to LIBRARY for the call (so

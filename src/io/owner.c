@@ -125,7 +125,9 @@ static void *started_main(void *arg) {
     snprintf(name, sizeof(name), "vigil-loop%u", loop->id);
     pthread_setname_np(pthread_self(), name); /* for top -H, gdb and /proc */
     vigil__loop_thread_signals(loop);
-    int rc = vigil__run(loop, VIGIL_RUN_DEFAULT, -1); /* takes the loop over on its first call */
+    int rc = vigil__take(loop); /* reserved for this thread by vigil_loop_start */
+    if (rc == 0)
+        rc = vigil__run(loop, VIGIL_RUN_DEFAULT, -1);
     if (rc == -EOWNERDEAD)
         return NULL; /* fenced: the thread of the rebuild has the loop */
     vigil__owned_loop_ended(loop, rc);
@@ -133,9 +135,22 @@ static void *started_main(void *arg) {
 }
 
 int vigil_loop_start(vigil_loop *loop) {
+    if (!loop)
+        return -EINVAL;
+    pthread_mutex_lock(&loop->owner_lock);
+    bool ours = loop->owned_by_vigil; /* started already, or rebuilt: a thread of vigil's has it */
+    pthread_mutex_unlock(&loop->owner_lock);
+    if (ours)
+        return -EBUSY;
     int rc = vigil_loop_handover(loop);
     if (rc < 0)
         return rc;
+    /* Reserved for the thread below, which takes it: another thread that
+     * calls meanwhile waits for that, then is refused (-EPERM). */
+    int free_word = 0;
+    if (!atomic_compare_exchange_strong_explicit(&loop->attached, &free_word, 2, memory_order_acq_rel,
+                                                 memory_order_acquire))
+        return -EBUSY;
     vigil__owned_by_vigil(loop);
     pthread_attr_t a;
     pthread_attr_init(&a);
@@ -147,15 +162,11 @@ int vigil_loop_start(vigil_loop *loop) {
         pthread_mutex_lock(&loop->owner_lock);
         loop->owned_by_vigil = false;
         pthread_mutex_unlock(&loop->owner_lock);
+        atomic_store_explicit(&loop->attached, 0, memory_order_release);
         return -rc;
     }
     return 0;
 }
-
-/* Whether a callback cut off by a fence still runs. Read by other threads
- * only once the owner, a thread of vigil's, has ended its run (it changes
- * the list no more until a destroy, which no join may overlap). */
-static bool fenced_callback_runs(vigil_loop *loop) { return loop->fences && vigil__fenced_callback_runs(loop); }
 
 /* Waits until the loop's run on a thread of vigil's has ended and, with
  * callbacks_too, until no fenced callback of it still runs. */
@@ -167,8 +178,10 @@ static int join(vigil_loop *loop, int timeout_ms, bool callbacks_too, int *resul
     int rc = 0;
     /* Running on a thread of vigil's, or fenced with the rebuild about to
      * start (a fenced thread calls this the moment it is let go), or ended
-     * with a fenced callback still running somewhere. */
-    while ((loop->owned_by_vigil && (!loop->run_done || (callbacks_too && fenced_callback_runs(loop)))) ||
+     * with a fenced callback still running somewhere (the fence list is read
+     * only once the owner ended its run: it changes it no more until a
+     * destroy, which no join may overlap). */
+    while ((loop->owned_by_vigil && (!loop->run_done || (callbacks_too && vigil__fenced_callback_runs(loop)))) ||
            vigil__runner_state(loop) == VIGIL__AT_FENCED) {
         uint64_t now = vigil__clock_ns();
         if (now >= until) {
