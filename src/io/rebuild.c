@@ -65,14 +65,67 @@ void vigil__hold(vigil_loop *loop, const vigil__cqe *c) {
     atomic_store_explicit(&loop->stats.events_held, loop->held_n, memory_order_relaxed);
 }
 
+/* An op's completion held: a final one marks the op, whose end now waits
+ * in loop memory (neither issued again nor freed). */
+static void hold_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
+    if (!(c->flags & VIGIL__CQE_MORE))
+        op->flags |= VIGIL__OPF_CARRIED;
+    vigil__hold(loop, c);
+}
+
 /* A completion for a frozen connection waits in loop memory, in order. */
 bool vigil__hold_if_frozen(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     if (!frozen(loop, op))
         return false;
-    if (!(c->flags & VIGIL__CQE_MORE))
-        op->flags |= VIGIL__OPF_CARRIED; /* its final waits here */
-    vigil__hold(loop, c);
+    hold_op(loop, op, c);
     return true;
+}
+
+/* Moves held entries, in order, to the front of the carry: all of them
+ * (slot1 0: the gate opens) or those of connection slot1 (it thawed). They
+ * are older than anything the carry still holds (what a rebuild harvested
+ * later, or what a fenced pass had not reached yet), and each leaves the
+ * queue before its handler runs. Completions are marked HELD (checked and
+ * accounted for already); markers stay what they are. */
+static bool held_for(vigil_loop *loop, const vigil__cqe *e, uint32_t slot1) {
+    if (!slot1)
+        return true;
+    if (e->flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK))
+        return false; /* a marker (held behind the gate): it names a connection, not an op */
+    vigil__op *op = vigil__op_at(loop, (uint32_t)e->tag);
+    return op && op->conn == slot1;
+}
+
+static void release_held(vigil_loop *loop, uint32_t slot1) {
+    uint32_t moved = 0, keep = 0;
+    for (uint32_t i = 0; i < loop->held_n; i++)
+        moved += held_for(loop, &loop->held[i], slot1);
+    if (!moved)
+        return;
+    uint32_t rest = loop->carry_n - loop->carry_pos;
+    vigil__cqe *m = malloc((size_t)(moved + rest + 256) * sizeof(*m));
+    if (!m)
+        abort(); /* received bytes: cannot drop them */
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < loop->held_n; i++) {
+        vigil__cqe e = loop->held[i];
+        if (!held_for(loop, &e, slot1)) {
+            loop->held[keep++] = e;
+            continue;
+        }
+        if (!(e.flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK | VIGIL__CQE_FINISH)))
+            e.flags |= VIGIL__CQE_HELD;
+        m[n++] = e;
+    }
+    loop->held_n = keep;
+    if (rest)
+        memcpy(m + n, loop->carry + loop->carry_pos, rest * sizeof(*m));
+    free(loop->carry);
+    loop->carry = m;
+    loop->carry_pos = 0;
+    loop->carry_n = n + rest;
+    loop->carry_cap = moved + rest + 256;
+    atomic_store_explicit(&loop->stats.events_held, loop->held_n, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------ the gate */
@@ -111,9 +164,7 @@ bool vigil__gate_holds(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     if (op->kind == VIGIL__OP_ACCEPT && c->res >= 0 && (c->flags & VIGIL__CQE_MORE) &&
         ++loop->gate_accepts > GATE_ACCEPTS_MAX)
         vigil__op_cancel_kernel(loop, op); /* its -ECANCELED re-arms it after the gate */
-    if (!(c->flags & VIGIL__CQE_MORE))
-        op->flags |= VIGIL__OPF_CARRIED;
-    vigil__hold(loop, c);
+    hold_op(loop, op, c);
     return true;
 }
 
@@ -125,26 +176,7 @@ static void gate_open(vigil_loop *loop) {
     atomic_store_explicit(&loop->sv_gate_released, loop->held_n, memory_order_relaxed);
     atomic_store_explicit(&loop->sv_gated, 0, memory_order_relaxed);
     atomic_store_explicit(&loop->stats.gated, 0, memory_order_relaxed);
-    if (!loop->held_n)
-        return;
-    uint32_t rest = loop->carry_n - loop->carry_pos;
-    vigil__cqe *m = malloc((size_t)(loop->held_n + rest + 256) * sizeof(*m));
-    if (!m)
-        abort(); /* received bytes: cannot drop them */
-    for (uint32_t i = 0; i < loop->held_n; i++) {
-        m[i] = loop->held[i];
-        if (!(m[i].flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK | VIGIL__CQE_FINISH)))
-            m[i].flags |= VIGIL__CQE_HELD;
-    }
-    if (rest)
-        memcpy(m + loop->held_n, loop->carry + loop->carry_pos, rest * sizeof(*m));
-    free(loop->carry);
-    loop->carry = m;
-    loop->carry_pos = 0;
-    loop->carry_n = loop->held_n + rest;
-    loop->carry_cap = loop->held_n + rest + 256;
-    loop->held_n = 0;
-    atomic_store_explicit(&loop->stats.events_held, 0, memory_order_relaxed);
+    release_held(loop, 0);
 }
 
 static void gate_close(vigil_loop *loop) {
@@ -422,49 +454,6 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
 
 /* ------------------------------------- settling a fenced thread's callback */
 
-/* Moves the held completions of connection slot1, in order, to the front of
- * the carry: they are older than anything the carry still holds (what a
- * rebuild harvested later, or what a fenced pass had not reached yet), and
- * each leaves the queue before its handler runs. */
-static bool held_for(vigil_loop *loop, const vigil__cqe *e, uint32_t slot1) {
-    if (e->flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK))
-        return false; /* a marker (held behind the gate): it names a connection, not an op */
-    vigil__op *op = vigil__op_at(loop, (uint32_t)e->tag);
-    return op && op->conn == slot1;
-}
-
-static void carry_held(vigil_loop *loop, uint32_t slot1) {
-    uint32_t mine = 0, keep = 0;
-    for (uint32_t i = 0; i < loop->held_n; i++)
-        mine += held_for(loop, &loop->held[i], slot1);
-    if (!mine)
-        return;
-    uint32_t rest = loop->carry_n - loop->carry_pos;
-    vigil__cqe *m = malloc((size_t)(mine + rest + 256) * sizeof(*m));
-    if (!m)
-        abort(); /* received bytes: cannot drop them */
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < loop->held_n; i++) {
-        if (held_for(loop, &loop->held[i], slot1)) {
-            m[n] = loop->held[i];
-            if (!(m[n].flags & VIGIL__CQE_FINISH))
-                m[n].flags |= VIGIL__CQE_HELD;
-            n++;
-        } else {
-            loop->held[keep++] = loop->held[i];
-        }
-    }
-    loop->held_n = keep;
-    if (rest)
-        memcpy(m + n, loop->carry + loop->carry_pos, rest * sizeof(*m));
-    free(loop->carry);
-    loop->carry = m;
-    loop->carry_pos = 0;
-    loop->carry_n = n + rest;
-    loop->carry_cap = mine + rest + 256;
-    atomic_store_explicit(&loop->stats.events_held, loop->held_n, memory_order_relaxed);
-}
-
 /* Calls the stuck callback made after the fence were refused: the streams
  * they named may miss what the application meant to do. Never a silent gap:
  * they are reset with an explicit error. True if the stuck connection is
@@ -514,7 +503,7 @@ static void settle(vigil_loop *loop, vigil__fence *f, bool returned) {
             vigil__tcp_reset_now(loop, c);
         carry_push(loop, (vigil__cqe){f->conn_id, -EOWNERDEAD, VIGIL__CQE_BREAK});
     }
-    carry_held(loop, slot1);
+    release_held(loop, slot1);
     vigil__unhold_later(loop, slot1);
     if (!break_stuck)
         carry_push(loop, (vigil__cqe){f->conn_id, 0, VIGIL__CQE_REPAIR});
