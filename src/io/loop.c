@@ -718,12 +718,8 @@ void vigil__run_carry(vigil_loop *loop) {
         vigil__cqe c = loop->carry[loop->carry_pos++];
         if (loop->carry_pos == loop->carry_n)
             loop->carry_pos = loop->carry_n = 0;
-        if (c.flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK | VIGIL__CQE_FINISH)) {
-            apply_marker(loop, &c);
-            continue;
-        }
-        if (c.flags & VIGIL__CQE_HELD) {
-            vigil__dispatch_held(loop, &c);
+        if (c.flags & (VIGIL__CQE_HELD | VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK | VIGIL__CQE_FINISH)) {
+            vigil__dispatch_held(loop, &c); /* accounted for already, or a marker */
             continue;
         }
         vigil__stat_add(&loop->stats.completions, 1);
