@@ -364,7 +364,8 @@ typedef void (*vigil_recv_cb)(vigil_loop *loop, vigil_conn conn, int status,
                               const vigil_buf *buf, void *ud);
 
 /* Starts receiving (multishot where the kernel has it). idle_deadline_ms > 0
- * ends the receive with -ETIMEDOUT when no byte arrived for that long, and
+ * ends the receive with -ETIMEDOUT when nothing moved for that long: no byte
+ * arrived and the peer took none of what was sent (paused or not), and
  * treats the socket as hung: unsent messages fail with -ETIMEDOUT and both
  * directions are shut down (the peer sees FIN); close or abort the
  * connection to release it. op may be NULL. -EALREADY if a receive is
@@ -373,7 +374,9 @@ int vigil_recv_start(vigil_loop *loop, vigil_conn conn, uint32_t idle_deadline_m
                      vigil_recv_cb cb, void *ud, vigil_op *op);
 /* Backpressure: stop taking bytes from the socket (they wait in the kernel)
  * and resume. No callback for either; bytes already received are delivered
- * after resume, in order. */
+ * after resume, in order. A paused receive still ends when the stream breaks
+ * (a send failed: the peer reset; a deadline passed), with that error, after
+ * the bytes already received. */
 int vigil_recv_pause(vigil_loop *loop, vigil_conn conn);
 int vigil_recv_resume(vigil_loop *loop, vigil_conn conn);
 
@@ -400,7 +403,8 @@ int64_t vigil_send_queued(vigil_loop *loop, vigil_conn conn);
 
 /* When the queue grows past high_bytes, vigil_send still queues (nothing is
  * refused) and returns 1 instead of 0; when it then drains to low_bytes or
- * less, cb runs once. high_bytes 0 turns this off. */
+ * less, cb runs once, also when it emptied because the stream broke (the
+ * sends and the receive say why). high_bytes 0 turns this off. */
 typedef void (*vigil_drain_cb)(vigil_loop *loop, vigil_conn conn, void *ud);
 int vigil_send_watermark(vigil_loop *loop, vigil_conn conn, size_t high_bytes,
                          size_t low_bytes, vigil_drain_cb cb, void *ud);
@@ -413,7 +417,9 @@ int vigil_shutdown(vigil_loop *loop, vigil_conn conn, int how);
 
 /* Final callback of a connection, after every op on it ended. status: 0 for a
  * graceful close that flushed everything; -ETIMEDOUT if the flush deadline
- * passed and the rest was discarded; -ECONNABORTED after an abort. */
+ * passed and the rest was discarded; -ECONNABORTED after an abort; the error
+ * that broke the stream before the close (-ECONNRESET, -EPIPE, -ETIMEDOUT
+ * after a deadline). */
 typedef void (*vigil_close_cb)(vigil_loop *loop, vigil_conn conn, int status, void *ud);
 
 /* Graceful: stops receiving (receive ends -ECANCELED), sends what is queued

@@ -1071,6 +1071,107 @@ VT_TEST(tcp, recv_pause_resume, 25) {
     VT_OK(vigil_loop_destroy(loop));
 }
 
+/* 12b. A paused connection still learns that its peer is gone. The server
+ * pauses at its high-water mark (the peer sends but never reads), then the
+ * peer resets: the failed send must end the paused receive with the error,
+ * the drain callback must run (the queue is empty now), and the close must
+ * report the error, not a clean close. */
+typedef struct hw {
+    int paused, drains, finals, final_status;
+} hw;
+
+static void hw_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
+    hw *x = ud;
+    if (status <= 0) {
+        x->finals++;
+        x->final_status = status;
+        return;
+    }
+    static uint8_t big[256 << 10];
+    int rc = vigil_send(loop, c, big, sizeof(big), 0, NULL, NULL, NULL);
+    if (rc == 1 && !x->paused) {
+        VT_OK(vigil_recv_pause(loop, c));
+        x->paused = 1;
+    }
+}
+
+static void hw_drain(vigil_loop *loop, vigil_conn c, void *ud) { ((hw *)ud)->drains++; }
+
+VT_TEST(tcp, paused_receive_learns_of_reset, 25) {
+    vigil_loop *loop = vt_loop(NULL);
+    one_srv s = {0};
+    int port;
+    vt_listen(loop, one_accept, &s, &port);
+    int fd = vt_sock_connect(port);
+    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    hw x = {0};
+    VT_OK(vigil_send_watermark(loop, s.c, 1 << 20, 256 << 10, hw_drain, &x));
+    VT_OK(vigil_recv_start(loop, s.c, 0, hw_recv, &x, NULL));
+    static uint8_t req[64 << 10];
+    for (int i = 0; i < 40 && !x.paused; i++) { /* each read is answered with 256 KiB */
+        VT_EQ(vt_sock_write_all(fd, req, 1024), 0);
+        run_for(loop, 20);
+    }
+    VT_ASSERT(x.paused, "the server never reached its high-water mark");
+    run_for(loop, 100);
+    VT_ASSERT(vigil_send_queued(loop, s.c) > 0);
+    vt_sock_reset(fd);
+    VT_ASSERT(vt_run_until(loop, &x.finals, 5000), "the paused receive never ended after a reset");
+    VT_ASSERT(x.final_status == -ECONNRESET || x.final_status == -EPIPE, "status %d", x.final_status);
+    VT_EQ(x.drains, 1);
+    VT_EQ(vigil_send_queued(loop, s.c), 0);
+    oplog g = {0};
+    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
+    VT_EQ(g.close_status, x.final_status);
+    VT_OK(vigil_loop_destroy(loop));
+}
+
+/* 12c. The idle deadline runs while a receive is paused: a peer that neither
+ * sends nor takes what is sent is idle. But bytes going out count as
+ * activity, so a long download to a peer that sends nothing is not idle. */
+VT_TEST(tcp, idle_deadline_runs_while_paused, 25) {
+    vigil_loop *loop = vt_loop(NULL);
+    one_srv s = {0};
+    int port;
+    vt_listen(loop, one_accept, &s, &port);
+    int fd = vt_sock_connect(port);
+    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    hw x = {0};
+    VT_OK(vigil_recv_start(loop, s.c, 300, hw_recv, &x, NULL));
+    VT_OK(vigil_recv_pause(loop, s.c));
+    uint64_t t0 = vigil_now_ns();
+    VT_ASSERT(vt_run_until(loop, &x.finals, 5000), "a paused, silent connection never timed out");
+    VT_EQ(x.final_status, -ETIMEDOUT);
+    VT_ASSERT(vigil_now_ns() - t0 >= 250000000ull, "timed out early");
+    oplog g = {0};
+    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
+    VT_EQ(g.close_status, -ETIMEDOUT);
+    vt_sock_close(fd);
+
+    /* a download: the peer reads 64 KiB every 100 ms and sends nothing (its
+     * small receive buffer keeps the rest in ours, as a slow link would) */
+    s.accepted = 0;
+    fd = vt_sock_connect(port);
+    int small = 32 << 10;
+    VT_EQ(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    hw y = {0};
+    VT_OK(vigil_recv_start(loop, s.c, 300, hw_recv, &y, NULL));
+    static uint8_t big[4 << 20];
+    VT_EQ(vigil_send(loop, s.c, big, sizeof(big), 0, NULL, NULL, NULL), 0);
+    for (int i = 0; i < 15; i++) {
+        run_for(loop, 100);
+        VT_ASSERT(vt_sock_read_n(fd, big, 64 << 10, 1000) == 64 << 10, "read");
+    }
+    VT_EQ(y.finals, 0); /* 1.5 s without a byte received, and not idle */
+    VT_OK(vigil_abort(loop, s.c, NULL, NULL));
+    run_for(loop, 50);
+    vt_sock_close(fd);
+    VT_OK(vigil_loop_destroy(loop));
+}
+
 /* 13a. Cancelling a receive ends it with -ECANCELED, once, later. */
 VT_TEST(tcp, cancel_recv, 15) {
     vigil_loop *loop = vt_loop(NULL);

@@ -94,7 +94,7 @@ typedef struct vigil__op {
     void *ud;
     union {
         struct { uint64_t repeat_ns; } timer;
-        struct { uint64_t idle_ns; uint64_t last_ns; } recv;
+        struct { uint64_t idle_ns; uint64_t last_ns; int64_t unsent; } recv; /* unsent: for the idle check */
         struct { uint8_t *data; uint32_t len; uint32_t done; void *flight; } send;
         struct { void *addr; uint32_t addrlen; } connect;
         struct { uint32_t retry_pending; } accept;

@@ -515,7 +515,8 @@ static void recv_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int stat
         status = -ETIMEDOUT;
     else if (op->flags & VIGIL__OPF_STOPPED)
         status = op->status;
-    if (op->flags & VIGIL__OPF_PAUSED && !(op->flags & VIGIL__OPF_STOPPED) && parked_pending(c)) {
+    if (op->flags & VIGIL__OPF_PAUSED && !(op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_TIMED_OUT)) &&
+        parked_pending(c)) {
         /* The end of the stream waits behind bytes the user has not taken yet. */
         c->flags |= VIGIL__CF_EOF_PARKED;
         c->parked_final = status;
@@ -586,8 +587,8 @@ int vigil_recv_pause(vigil_loop *loop, vigil_conn h) {
     if (op->flags & VIGIL__OPF_PAUSED)
         return 0;
     op->flags |= VIGIL__OPF_PAUSED;
-    if (op->heap >= 0)
-        vigil__heap_remove(loop, op); /* the idle deadline does not run while paused */
+    /* The idle deadline keeps running: a paused connection whose peer neither
+     * sends nor takes what we send is idle, and only the deadline ends it. */
     buf_wait_remove(loop, c);
     return vigil__op_cancel_kernel(loop, op);
 }
@@ -601,7 +602,7 @@ int vigil_recv_resume(vigil_loop *loop, vigil_conn h) {
         return 0;
     op->flags &= (uint16_t)~VIGIL__OPF_PAUSED;
     op->u.recv.last_ns = vigil__clock_ns();
-    if (op->u.recv.idle_ns) {
+    if (op->u.recv.idle_ns && op->heap < 0) {
         op->due_ns = op->u.recv.last_ns + op->u.recv.idle_ns;
         vigil__heap_push(loop, op);
     }
@@ -671,6 +672,26 @@ static void check_drain(vigil_loop *loop, vigil__conn *c) {
     }
 }
 
+static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status, bool later);
+
+/* The stream cannot go on (a send failed, or a deadline passed). Its owner
+ * hears it from every unsent message, and from the receive even while it is
+ * paused (bytes already received come first): a paused connection would
+ * otherwise never learn that its peer is gone. A writer waiting for the
+ * drain callback gets it too, since the queue is now empty. */
+static void stream_broken(vigil_loop *loop, vigil__conn *c, int status) {
+    uint64_t cid = vigil__conn_id(loop, c);
+    c->flags |= VIGIL__CF_BROKEN;
+    send_fail_all(loop, c, status, false);
+    if (!conn_alive(loop, c, cid))
+        return;
+    recv_stop(loop, c, status);
+    if (!(c->flags & VIGIL__CF_CLOSING))
+        check_drain(loop, c);
+    else
+        conn_maybe_close(loop, c);
+}
+
 /* Fails every queued send, in order, with status. The in-flight one (if any)
  * is cancelled and fails when its completion arrives, before the rest.
  * later: called from a vigil call (close, abort, send): no callback runs
@@ -732,6 +753,9 @@ static void send_pump(vigil_loop *loop, vigil__conn *c) {
 
 /* n bytes a send confirmed, applied to the queue from head on, in order. */
 static void send_apply(vigil_loop *loop, vigil__conn *c, vigil__op *head, int64_t n) {
+    vigil__op *r = op_of(loop, c->recv_op);
+    if (r && r->u.recv.idle_ns)
+        r->u.recv.last_ns = vigil__clock_ns(); /* the peer takes what we send: not idle */
     for (vigil__op *op = head; n > 0 && op; op = op_of(loop, op->next)) {
         uint32_t left = op->u.send.len - op->u.send.done;
         uint32_t take = n < left ? (uint32_t)n : left;
@@ -762,9 +786,9 @@ static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, con
     } else if (!stopped && (n == 0 || n == -EAGAIN || n == -EINTR || n == -ECANCELED)) {
         /* nothing moved; the pump tries again */
     } else {
-        if (!stopped) {
-            c->flags |= VIGIL__CF_BROKEN; /* the stream cannot go on */
-            stop_status = (int)n;
+        if (!stopped) { /* the stream cannot go on */
+            stream_broken(loop, c, (int)n);
+            return;
         }
         stopped = true;
     }
@@ -911,7 +935,8 @@ static int close_common(vigil_loop *loop, vigil_conn h, bool abortive, uint32_t 
     }
     if (abortive || (c->flags & VIGIL__CF_BROKEN)) {
         c->flags |= VIGIL__CF_ABORT;
-        c->close_status = abortive ? -ECONNABORTED : 0;
+        /* a broken stream reports what broke it, not a clean close */
+        c->close_status = abortive ? -ECONNABORTED : c->fail_status ? c->fail_status : -ECONNRESET;
         send_fail_all(loop, c, -ECANCELED, true);
     } else {
         op->due_ns = vigil__clock_ns() + (flush_ms ? flush_ms : 30000) * 1000000ull;
@@ -1127,11 +1152,11 @@ static void deadline_break(vigil_loop *loop, vigil__conn *c) {
     if (c->flags & (VIGIL__CF_BROKEN | VIGIL__CF_CLOSE_SENT))
         return;
     uint64_t cid = vigil__conn_id(loop, c);
-    c->flags |= VIGIL__CF_BROKEN;
-    send_fail_all(loop, c, -ETIMEDOUT, false);
+    int fd = c->fd;
+    stream_broken(loop, c, -ETIMEDOUT);
     if (!conn_alive(loop, c, cid) || (c->flags & VIGIL__CF_CLOSE_SENT))
         return;
-    vigil__socket_shutdown(c->fd, VIGIL_SHUT_RD | VIGIL_SHUT_WR);
+    vigil__socket_shutdown(fd, VIGIL_SHUT_RD | VIGIL_SHUT_WR);
     vigil__stat_add(&loop->stats.deadline_shutdowns, 1);
 }
 
@@ -1144,8 +1169,16 @@ void vigil__tcp_deadline(vigil_loop *loop, vigil__op *op) {
             accept_arm(loop, op, c);
         break;
     case VIGIL__OP_RECV: {
+        /* The peer still draining what the kernel holds for it is not idle
+         * either (a download can sit there for seconds): the send queue's
+         * size, read only here, at the deadline, says whether it moved. */
+        int64_t unsent = vigil__socket_unsent(c->fd);
+        if (unsent > 0 && unsent != op->u.recv.unsent) {
+            op->u.recv.unsent = unsent;
+            op->u.recv.last_ns = vigil__clock_ns();
+        }
         uint64_t due = op->u.recv.last_ns + op->u.recv.idle_ns;
-        if (due > vigil__clock_ns()) { /* bytes came meanwhile: push it back */
+        if (due > vigil__clock_ns()) { /* bytes came or went meanwhile: push it back */
             op->due_ns = due;
             vigil__heap_push(loop, op);
             break;

@@ -43,6 +43,9 @@ int vigil__socket_shutdown(vigil_socket fd, int how); /* VIGIL_SHUT_* */
 int vigil__socket_set_abortive(vigil_socket fd);      /* close sends RST */
 void vigil__socket_close_now(vigil_socket fd);        /* last resort, never blocks */
 int vigil__socket_reset(vigil_socket fd);             /* RST to the peer, fd stays open */
+/* Bytes in the socket's send queue the peer has not acknowledged (or
+ * -ENOTSUP): a peer still reading what the kernel holds is not idle. */
+int64_t vigil__socket_unsent(vigil_socket fd);
 /* A connecting socket's state: 1 connected, 0 still connecting, -1 neither
  * (*err: the error it failed with, or 0 if it never started). */
 int vigil__socket_connect_state(vigil_socket fd, int *err);

@@ -13,7 +13,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <linux/sockios.h> /* SIOCOUTQ */
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <stddef.h>
 #include <sys/signalfd.h>
@@ -161,6 +163,11 @@ int vigil__socket_prepare_accepted(vigil_socket fd) {
 int vigil__socket_shutdown(vigil_socket fd, int how) {
     int h = how == (VIGIL_SHUT_RD | VIGIL_SHUT_WR) ? SHUT_RDWR : how == VIGIL_SHUT_RD ? SHUT_RD : SHUT_WR;
     return shutdown(fd, h) < 0 ? -errno : 0;
+}
+
+int64_t vigil__socket_unsent(vigil_socket fd) {
+    int n = 0;
+    return ioctl(fd, SIOCOUTQ, &n) < 0 ? -errno : n;
 }
 
 int vigil__socket_set_abortive(vigil_socket fd) {

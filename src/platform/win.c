@@ -233,6 +233,11 @@ int vigil__socket_shutdown(vigil_socket fd, int how) {
     return shutdown((SOCKET)fd, h) ? wsa_err() : 0;
 }
 
+int64_t vigil__socket_unsent(vigil_socket fd) {
+    (void)fd;
+    return -ENOTSUP; /* no portable count; idle means nothing received or sent */
+}
+
 int vigil__socket_set_abortive(vigil_socket fd) {
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     return setsockopt((SOCKET)fd, SOL_SOCKET, SO_LINGER, (const char *)&lg, sizeof(lg)) ? wsa_err() : 0;
