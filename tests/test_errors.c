@@ -823,3 +823,45 @@ VT_TEST(errors, handover_start_and_serve_refuse_bad_calls, 10) {
     VT_OK(vigil_loop_join(loop, 5000));
     VT_OK(vigil_loop_destroy(loop)); /* handed to its thread */
 }
+
+/* Two threads making the first call on a new loop at the same moment: one
+ * becomes its owner, the other gets -EPERM, never both (issue 16: on epoll
+ * both attached and the loop crashed). Many rounds, to meet the window. */
+typedef struct first_call {
+    vigil_loop *loop;
+    pthread_barrier_t *go, *done;
+    int rc;
+} first_call;
+
+static void nop_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {}
+
+static void *first_call_main(void *arg) {
+    first_call *f = arg;
+    pthread_barrier_wait(f->go);
+    f->rc = vigil_timer_start(f->loop, 60000, 0, nop_timer, NULL, NULL);
+    pthread_barrier_wait(f->done);
+    if (f->rc >= 0) /* the owner lets it go, for the destroy below */
+        VT_OK(vigil_loop_handover(f->loop));
+    return NULL;
+}
+
+VT_TEST(errors, first_calls_from_two_threads_make_one_owner, 60) {
+    for (int round = 0; round < 300; round++) {
+        vigil_loop *loop = vt_loop(NULL);
+        pthread_barrier_t go, done;
+        pthread_barrier_init(&go, NULL, 2);
+        pthread_barrier_init(&done, NULL, 2);
+        first_call f[2] = {{loop, &go, &done, 1}, {loop, &go, &done, 1}};
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++)
+            VT_EQ(pthread_create(&th[i], NULL, first_call_main, &f[i]), 0);
+        for (int i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
+        int owners = (f[0].rc >= 0) + (f[1].rc >= 0);
+        VT_ASSERT(owners == 1, "round %d: %d owners (%d, %d)", round, owners, f[0].rc, f[1].rc);
+        VT_ASSERT(f[0].rc == -EPERM || f[1].rc == -EPERM, "round %d: %d, %d", round, f[0].rc, f[1].rc);
+        VT_OK(vigil_loop_destroy(loop));
+        pthread_barrier_destroy(&go);
+        pthread_barrier_destroy(&done);
+    }
+}
