@@ -503,7 +503,8 @@ int vigil_udp_close(vigil_loop *loop, vigil_udp u);
  * or none of that family), -EAGAIN (the name server did not answer),
  * -ETIMEDOUT (the deadline), -ECANCELED, -EIO. Final. getaddrinfo cannot be
  * interrupted: a cancelled or timed-out lookup is answered at once, and its
- * pool thread finishes on its own (vigil_loop_destroy waits for it). */
+ * pool thread finishes on its own (vigil_loop_destroy waits for it for 2 s
+ * at most, then leaves it behind). */
 typedef void (*vigil_resolve_cb)(vigil_loop *loop, vigil_op op, int status,
                                  const char *const *addrs, void *ud);
 
@@ -539,7 +540,10 @@ int vigil_connect_name(vigil_loop *loop, const char *name, uint16_t port, uint32
  * one blocked on a pipe, socket or terminal. A call on a regular file that
  * has reached the disk, a FUSE server or NFS cannot be called back: it runs
  * to its end and reports its real result (an open may then still return an
- * fd: close it). vigil_loop_destroy waits for such calls. */
+ * fd: close it). vigil_loop_destroy waits for such calls for 2 s; then an
+ * open, stat, fsync or close still running ends with -ECANCELED and its
+ * thread is left to finish alone (it closes what it opened). A read or
+ * write is waited for until it returns: it may still fill your buffer. */
 typedef void (*vigil_fs_cb)(vigil_loop *loop, vigil_op op, int status, void *ud);
 
 #define VIGIL_FS_CWD (-100)          /* dir_fd: relative to the working directory */
@@ -555,7 +559,15 @@ typedef void (*vigil_fs_cb)(vigil_loop *loop, vigil_op op, int status, void *ud)
 #endif
 
 /* Opens path relative to dir_fd (VIGIL_FS_CWD, or a directory's fd) with
- * open(2) flags and mode. deadline_ms 0 = none. op may be NULL. */
+ * open(2) flags and mode. deadline_ms 0 = none. op may be NULL.
+ * Never waits for a peer, on every backend: the open itself runs with
+ * O_NONBLOCK, which the fd keeps only if flags has it. A FIFO opens at
+ * once for reading (reads then wait for data, cancellably) and fails
+ * -ENXIO for writing while it has no reader; a device opens as with
+ * O_NONBLOCK (no wait for a carrier); a socket fails -ENXIO; a file under
+ * another process's lease fails -EAGAIN (its break has begun). Check the
+ * type with vigil_fs_stat(loop, fd, "") to serve regular files only. On
+ * Windows a named pipe with no free instance fails at once. */
 int vigil_fs_open(vigil_loop *loop, int dir_fd, const char *path, int flags, uint32_t mode,
                   uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
 /* Reads or writes len bytes at offset; offset -1 uses and moves the file

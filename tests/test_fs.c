@@ -3,7 +3,9 @@
  * contents byte for byte, errors as negative errno,
  * paths kept beneath a directory, cancel and deadlines on a read that
  * waits, a loop that keeps serving while a read is stuck, destroy with a
- * call in flight, and a rebuild that carries a read in flight over. */
+ * call in flight, and a rebuild that carries a read in flight over; opens
+ * that never wait for a FIFO's peer, and destroy that gives up on a pool
+ * thread stuck in a call nothing interrupts. */
 #include "util.h"
 #include "vt.h"
 
@@ -16,6 +18,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <netinet/in.h>
+#include <sys/socket.h>
+#endif
 #ifdef _WIN32
 #include <direct.h>
 #include <io.h>
@@ -140,15 +146,16 @@ static void on_fs(vigil_loop *loop, vigil_op op, int status, void *ud) {
     atomic_store(&r->done, 1);
 }
 
-/* Runs one call to its end and returns its status. */
-#define CALL(loop, r, expr)                                                                 \
+/* Runs one call to its end, within ms, and returns its status. */
+#define CALL_WITHIN(loop, r, ms, expr)                                                      \
     ({                                                                                      \
         memset(&(r), 0, sizeof(r));                                                         \
         VT_OK(expr);                                                                        \
-        VT_ASSERT(vt_run_until(loop, (const volatile int *)&(r).done, 10000), "no callback: " #expr); \
+        VT_ASSERT(vt_run_until(loop, (const volatile int *)&(r).done, (ms)), "no callback: " #expr); \
         VT_EQ(atomic_load(&(r).calls), 1);                                                  \
         atomic_load(&(r).status);                                                           \
     })
+#define CALL(loop, r, expr) CALL_WITHIN(loop, r, 10000, expr)
 
 static bool on_uring(void) {
 #ifdef _WIN32
@@ -603,4 +610,193 @@ VT_TEST(fs, rebuild_carries_a_read_in_flight, 30) {
     VT_OK(vigil_loop_destroy(loop));
     close(p[0]);
     close(p[1]);
+}
+
+#ifndef _WIN32
+/* An open that does not wait for anything returns well within this: it
+ * fails the old pool, whose open(2) of a FIFO waited for a writer. */
+#define PROMPT_MS 2000
+
+static bool fd_nonblock(int fd) { return (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; }
+#endif
+
+/* A FIFO nobody has open: for reading it opens at once, as an fd that
+ * blocks like the caller asked (no O_NONBLOCK left behind); for writing it
+ * fails -ENXIO at once; O_NONBLOCK asked for stays. The same on every
+ * backend (the pool used to wait in open(2) for a writer, for ever, and so
+ * did the file ring for O_CREAT, which the kernel sends to io-wq). */
+VT_TEST(fs, fifo_open_never_waits_for_a_peer, 20) {
+#ifdef _WIN32
+    /* A named pipe whose one instance is taken: CreateFileW fails at once
+     * (it never waits for a free instance as WaitNamedPipe would). */
+    vigil_loop *loop = vt_loop(NULL);
+    char path[160];
+    int writer;
+    result r;
+    make_fifo(path, sizeof(path), NULL, &writer);
+    int fd = CALL_WITHIN(loop, r, 2000, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(fd >= 0, "open %s: %d", path, fd);
+    int busy = CALL_WITHIN(loop, r, 2000, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(busy < 0, "a second open of a one-instance pipe: %d", busy);
+    VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
+    _close(writer);
+    VT_OK(vigil_loop_destroy(loop));
+#else
+    vigil_loop *loop = vt_loop(NULL);
+    char dir[DIR_ROOM], path[DIR_ROOM + 64], file[DIR_ROOM + 64];
+    make_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    VT_EQ(mkfifo(path, 0600), 0);
+    result r;
+    int fd = CALL_WITHIN(loop, r, PROMPT_MS, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(fd >= 0, "open fifo for reading: %d", fd);
+    VT_ASSERT(!fd_nonblock(fd), "O_NONBLOCK was not asked for");
+    VT_ASSERT(fd_cloexec(fd));
+    vigil_stat st;
+    VT_EQ(CALL(loop, r, vigil_fs_stat(loop, fd, "", &st, 0, on_fs, &r, NULL)), 0);
+    VT_ASSERT(S_ISFIFO(st.mode), "mode %o", st.mode);
+    VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
+
+    VT_EQ(CALL_WITHIN(loop, r, PROMPT_MS, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_WRONLY, 0, 0, on_fs, &r, NULL)),
+          -ENXIO);
+    /* beneath goes through openat2 on both engines */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    VT_ASSERT(dfd >= 0);
+    fd = CALL_WITHIN(loop, r, PROMPT_MS,
+                     vigil_fs_open(loop, dfd, "fifo", O_RDONLY | VIGIL_O_BENEATH, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(fd >= 0, "open fifo beneath: %d", fd);
+    VT_ASSERT(!fd_nonblock(fd));
+    close(fd);
+    fd = CALL_WITHIN(loop, r, PROMPT_MS,
+                     vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY | O_NONBLOCK, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(fd >= 0, "open fifo O_NONBLOCK: %d", fd);
+    VT_ASSERT(fd_nonblock(fd), "O_NONBLOCK was asked for");
+    close(fd);
+    /* O_CREAT of an existing FIFO: the ring sends it straight to io-wq */
+    fd = CALL_WITHIN(loop, r, PROMPT_MS,
+                     vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY | O_CREAT, 0600, 0, on_fs, &r, NULL));
+    VT_ASSERT(fd >= 0, "open fifo O_CREAT: %d", fd);
+    close(fd);
+
+    /* regular files: as asked, either way */
+    snprintf(file, sizeof(file), "%s/plain", dir);
+    fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, file, O_CREAT | O_RDWR, 0600, 0, on_fs, &r, NULL));
+    VT_ASSERT(fd >= 0 && !fd_nonblock(fd), "regular file: %d", fd);
+    close(fd);
+    fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, file, O_RDWR | O_NONBLOCK, 0, 0, on_fs, &r, NULL));
+    VT_ASSERT(fd >= 0 && fd_nonblock(fd), "regular file, O_NONBLOCK: %d", fd);
+    close(fd);
+    close(dfd);
+    VT_OK(vigil_loop_destroy(loop));
+    rm_dir(dir);
+#endif
+}
+
+/* What `vigil serve --mode http` met: FIFOs under its root, opened as many
+ * at once as the pool has threads (4), then a regular file. Nothing waits:
+ * every open completes promptly, the regular one too, and destroy is quick. */
+VT_TEST(fs, fifo_opens_leave_the_pool_free, 20) {
+    VT_SKIP_ON_WINDOWS("no FIFOs in the file system");
+#ifndef _WIN32
+    vigil_loop *loop = vt_loop(NULL);
+    char dir[DIR_ROOM], path[DIR_ROOM + 64];
+    make_dir(dir, sizeof(dir));
+    enum { FIFOS = 4 };
+    result rf[FIFOS + 1], rr;
+    memset(rf, 0, sizeof(rf));
+    memset(&rr, 0, sizeof(rr));
+    for (int i = 0; i < FIFOS; i++) {
+        snprintf(path, sizeof(path), "%s/fifo%d", dir, i);
+        VT_EQ(mkfifo(path, 0600), 0);
+        VT_OK(vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &rf[i], NULL));
+    }
+    snprintf(path, sizeof(path), "%s/no-reader", dir); /* the others have readers by now, or soon */
+    VT_EQ(mkfifo(path, 0600), 0);
+    VT_OK(vigil_fs_open(loop, VIGIL_FS_CWD, path, O_WRONLY, 0, 0, on_fs, &rf[FIFOS], NULL));
+    snprintf(path, sizeof(path), "%s/index.html", dir);
+    int w = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    VT_ASSERT(w >= 0);
+    VT_EQ(write(w, "hello", 5), 5);
+    close(w);
+    uint64_t t0 = vigil_now_ns();
+    VT_OK(vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &rr, NULL));
+    VT_ASSERT(vt_run_until(loop, (const volatile int *)&rr.done, PROMPT_MS), "the regular file's open waited");
+    for (int i = 0; i <= FIFOS; i++)
+        VT_ASSERT(vt_run_until(loop, (const volatile int *)&rf[i].done, PROMPT_MS), "fifo open %d waited", i);
+    VT_LOG("all opens in %llu ms", (unsigned long long)((vigil_now_ns() - t0) / 1000000));
+    int fd = atomic_load(&rr.status);
+    VT_ASSERT(fd >= 0, "regular open: %d", fd);
+    char buf[8];
+    result r;
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, buf, sizeof(buf), 0, 0, on_fs, &r, NULL)), 5);
+    close(fd);
+    for (int i = 0; i < FIFOS; i++) {
+        VT_EQ(atomic_load(&rf[i].calls), 1);
+        VT_ASSERT(atomic_load(&rf[i].status) >= 0, "fifo %d: %d", i, atomic_load(&rf[i].status));
+        close(atomic_load(&rf[i].status));
+    }
+    VT_EQ(atomic_load(&rf[FIFOS].status), -ENXIO);
+    t0 = vigil_now_ns();
+    VT_OK(vigil_loop_destroy(loop));
+    VT_ASSERT(vigil_now_ns() - t0 < 1000000000ull, "destroy waited");
+    rm_dir(dir);
+#endif
+}
+
+/* A pool thread stuck in a call that nothing interrupts: close(2) of a TCP
+ * socket with SO_LINGER whose bytes the peer never reads waits the whole
+ * linger time (pool threads block every signal). Destroy gives up on it
+ * after its bound (2 s) instead of waiting 20 s: the close ends once with
+ * -ECANCELED, the fd is gone, and the thread finishes on its own later.
+ * On io_uring the close is done at once and lingers in the kernel's own
+ * worker; the loop thread must not be the one that lingers. */
+VT_TEST(fs, destroy_gives_up_on_a_stuck_pool_call, 15) {
+    VT_SKIP_ON_WINDOWS("lingering close of a CRT fd: no socket behind one");
+#ifndef _WIN32
+    vigil_loop *loop = vt_loop(NULL);
+    int port;
+    int lfd = vt_sock_listen(&port);
+    int cfd = vt_sock_connect(port);
+    int sfd = vt_sock_accept(lfd, 5000);
+    VT_ASSERT(sfd >= 0);
+    int small = 4096;
+    setsockopt(sfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    setsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    VT_EQ(fcntl(cfd, F_SETFL, O_NONBLOCK), 0);
+    static char junk[65536];
+    size_t queued = 0;
+    for (int idle = 0; idle < 20;) { /* until the peer's window is shut and our queue full */
+        ssize_t n = send(cfd, junk, sizeof(junk), MSG_NOSIGNAL);
+        if (n > 0) {
+            queued += (size_t)n;
+            idle = 0;
+        } else {
+            idle++;
+            usleep(5000);
+        }
+    }
+    VT_LOG("%zu bytes queued", queued);
+    struct linger lg = {.l_onoff = 1, .l_linger = 20};
+    VT_EQ(setsockopt(cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    VT_EQ(fcntl(cfd, F_SETFL, 0), 0); /* a blocking close is what lingers */
+    result r = {0};
+    uint64_t t0 = vigil_now_ns();
+    VT_OK(vigil_fs_close(loop, cfd, on_fs, &r, NULL));
+    vt_run_until(loop, (const volatile int *)&r.done, 300);
+    VT_ASSERT(vigil_now_ns() - t0 < 2000000000ull, "the loop thread itself waited in the close");
+    /* the file ring's close returns once the fd is gone, and the last fput
+     * lingers on an io-wq worker; the pool's waits in close(2) */
+    bool ring = on_uring();
+    VT_EQ(atomic_load(&r.done), ring);
+    t0 = vigil_now_ns();
+    VT_OK(vigil_loop_destroy(loop));
+    uint64_t took_ms = (vigil_now_ns() - t0) / 1000000;
+    VT_LOG("destroy took %llu ms", (unsigned long long)took_ms);
+    VT_ASSERT(took_ms < 5000, "destroy waited %llu ms for a stuck pool thread", (unsigned long long)took_ms);
+    VT_EQ(atomic_load(&r.calls), 1);
+    VT_EQ(atomic_load(&r.status), ring ? 0 : -ECANCELED);
+    VT_ASSERT(fd_closed(cfd), "the fd must be gone (close(2) had begun)");
+    close(sfd);
+    close(lfd);
+#endif
 }

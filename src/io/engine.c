@@ -54,7 +54,45 @@ void vigil__engine_started(vigil_loop *loop, vigil__op *op, uint32_t deadline_ms
 
 /* ---------------------------------------------------------- destroy */
 
-/* Every op outside the backend gets its final callback; then the engines go. */
+/* The pool's part of an engine op, or NULL (first member of both jobs). */
+static vigil__job *pool_job(vigil__op *op) {
+    if (op->kind == VIGIL__OP_FS)
+        return (vigil__job *)op->u.fs.job;
+    if (op->kind == VIGIL__OP_RESOLVE)
+        return (vigil__job *)op->u.resolve.job;
+    return NULL;
+}
+
+/* Destroy gives up on pool workers still stuck in a call past the bound
+ * (pool.h): each op whose job was abandoned loses its job pointer first,
+ * so that releasing it frees nothing the worker still writes, then ends
+ * through the usual dispatch with -ECANCELED (its one final completion).
+ * Returns how many. */
+static uint32_t abandon_stuck(vigil_loop *loop) {
+    uint32_t n = 0;
+    for (uint32_t slot = 0; slot < loop->ops_cap; slot++) {
+        vigil__op *op = vigil__op_at(loop, slot);
+        vigil__job *j = (op->flags & VIGIL__OPF_ENGINE) && (op->flags & VIGIL__OPF_KERNEL) ? pool_job(op) : NULL;
+        if (!j)
+            continue;
+        uint64_t tag = j->tag; /* j is the worker's once abandoned */
+        if (!vigil__pool_abandon(loop->pool, j))
+            continue;
+        if (op->kind == VIGIL__OP_FS)
+            op->u.fs.job = NULL;
+        else
+            op->u.resolve.job = NULL;
+        vigil__cqe c = {tag, -ECANCELED, 0};
+        vigil__dispatch_engine(loop, &c);
+        n++;
+    }
+    return n;
+}
+
+/* Every op outside the backend gets its final callback; then the engines go.
+ * Pool jobs still running VIGIL__POOL_ABANDON_MS after the cancels are
+ * abandoned when they may be (not reads and writes, which may still fill
+ * the caller's buffer); the rest are waited for. */
 void vigil__fs_destroy(vigil_loop *loop) {
     if (!loop->fs_ring && !loop->pool)
         return;
@@ -67,11 +105,20 @@ void vigil__fs_destroy(vigil_loop *loop) {
         else if (op->kind == VIGIL__OP_RESOLVE)
             vigil__resolve_cancel(loop, op);
     }
+    uint64_t abandon_ns = vigil__clock_ns() + (uint64_t)VIGIL__POOL_ABANDON_MS * 1000000ull;
     for (;;) {
         vigil__fs_poll(loop);
         vigil__run_later(loop);
-        if (!loop->engine_live)
+        /* a lookup answered at its cancel still runs, and counts here */
+        uint32_t busy = loop->pool ? vigil__pool_running(loop->pool) : 0;
+        if (!loop->engine_live && !busy)
             break;
+        if (busy && vigil__clock_ns() >= abandon_ns) {
+            if (abandon_stuck(loop))
+                continue;
+            if (!loop->engine_live)
+                break; /* what still runs cannot be abandoned: joined below */
+        }
 #ifndef _WIN32
         if (loop->fs_ring && vigil__fs_ring_wait(loop->fs_ring, 10) == 0)
             continue;
@@ -83,8 +130,8 @@ void vigil__fs_destroy(vigil_loop *loop) {
         if (loop->pool)
             vigil__pool_wait_done(loop->pool, 10);
     }
-    /* A lookup that was answered -ETIMEDOUT may still run in getaddrinfo:
-     * joining its thread waits for it, then its result is dropped. */
+    /* Workers are idle now, or abandoned (detached, never joined), or run
+     * a read or write that could not be abandoned: joining waits for it. */
     if (loop->pool) {
         vigil__pool_stop(loop->pool);
         vigil__fs_poll(loop);

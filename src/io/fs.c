@@ -46,7 +46,8 @@ void vigil__fs_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     /* CANCELING is gone by now (the request ended): what asked for the stop stays */
     if ((op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_TIMED_OUT)) && (res == -ECANCELED || res == -EINTR))
         res = (op->flags & VIGIL__OPF_TIMED_OUT) ? -ETIMEDOUT : -ECANCELED;
-    fs_final(loop, op, vigil__fs_os_done(loop, op->u.fs.job, res));
+    /* no job: destroy abandoned it to a stuck worker (engine.c), res is -ECANCELED */
+    fs_final(loop, op, op->u.fs.job ? vigil__fs_os_done(loop, op->u.fs.job, res) : res);
 }
 
 int vigil__fs_cancel(vigil_loop *loop, vigil__op *op) {

@@ -46,6 +46,7 @@ typedef struct vigil__fsjob {
     uint8_t call;
     bool beneath;   /* open: the path may not leave fd's directory */
     bool on_port;   /* Windows: an overlapped request on the loop's port, not a pool job */
+    bool keep_nonblock; /* open: the caller asked for O_NONBLOCK (Linux adds it to every open) */
     int fd;         /* the file, or the directory paths start from */
     int flags;      /* open: flags; fsync: VIGIL_FSYNC_*; stat: AT_* on Linux */
     uint32_t mode;

@@ -2,6 +2,18 @@
  * fs_linux.c: file calls on Linux (fs.h): the loop's file ring when the
  * loop runs on io_uring, its worker pool otherwise (epoll, or a kernel that
  * will not give one more ring), chosen at the first call.
+ *
+ * Opens never wait for a peer, on either engine: open(2) of a FIFO waits
+ * for the other end, of some devices for a carrier, and nothing interrupts
+ * that wait (pool workers block every signal). So every open adds
+ * O_NONBLOCK, which makes those opens return at once (a FIFO for reading
+ * opens, for writing without a reader fails -ENXIO), and the loop clears it
+ * again when the caller did not ask for it. The ring did so by luck: the
+ * kernel's first, inline attempt of an openat adds O_NONBLOCK itself and
+ * clears it on success, but a path not in the dentry cache, or an open
+ * with O_CREAT, O_TRUNC or O_TMPFILE, goes to an io-wq worker that opens
+ * without it and waits like a pool thread did. Asked for explicitly, the
+ * flag holds on both of the kernel's routes.
  */
 #include "fs.h"
 #include "platform/platform.h"
@@ -47,6 +59,12 @@ static int pool_rw(vigil__fsjob *j, int cancel_fd) {
     }
 }
 
+/* An abandoned open's fd (pool.h): nobody will get it, its worker closes it. */
+static void pool_drop(vigil__job *job, int res) {
+    if (((vigil__fsjob *)job)->call == VIGIL__FS_OPEN && res >= 0)
+        close(res);
+}
+
 static int pool_run(vigil__job *job, int cancel_fd) {
     vigil__fsjob *j = (vigil__fsjob *)job;
     long rc;
@@ -79,8 +97,15 @@ static int pool_run(vigil__job *job, int cancel_fd) {
 
 void vigil__fs_os_prepare(vigil__fsjob *j) {
     j->job.run = pool_run;
+    j->job.drop = pool_drop;
+    /* a read or write moves bytes into or out of the caller's buffer: its
+     * worker is never abandoned, the rest touch only the job */
+    j->job.detachable = j->call != VIGIL__FS_READ && j->call != VIGIL__FS_WRITE;
     if (j->call == VIGIL__FS_OPEN) {
         j->flags |= O_CLOEXEC;
+        j->keep_nonblock = (j->flags & O_NONBLOCK) != 0;
+        if (!(j->flags & O_PATH)) /* O_PATH never waits, and openat2 refuses it with more flags */
+            j->flags |= O_NONBLOCK; /* never wait for a FIFO's peer: see the top */
         if (!(j->flags & (O_CREAT | O_TMPFILE)))
             j->mode = 0; /* openat2 refuses a stray mode */
         j->how = (struct open_how){.flags = (uint64_t)(unsigned)j->flags, .mode = j->mode,
@@ -120,7 +145,20 @@ int vigil__fs_os_cancel(vigil_loop *loop, vigil__op *op, vigil__fsjob *j) {
 
 static int64_t ns_of(struct statx_timestamp t) { return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec; }
 
+/* The open's O_NONBLOCK, added only so that it never waits, goes again:
+ * fcntl does not wait, so this runs on the loop thread for both engines. */
+static int clear_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && (!(fl & O_NONBLOCK) || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0))
+        return fd;
+    int err = -errno;
+    close(fd); /* an fd the caller would not know how to use */
+    return err;
+}
+
 int vigil__fs_os_done(vigil_loop *loop, vigil__fsjob *j, int res) {
+    if (j->call == VIGIL__FS_OPEN && res >= 0 && !j->keep_nonblock && !(j->flags & O_PATH))
+        return clear_nonblock(res);
     if (j->call == VIGIL__FS_STAT && res == 0) {
         *j->st_out = (vigil_stat){
             .size = j->stx.stx_size, .blocks = j->stx.stx_blocks, .ino = j->stx.stx_ino,

@@ -98,7 +98,12 @@ int vigil__fs_ring_submit(vigil__fs_ring *r, vigil__fsjob *j, uint64_t tag) {
         io_uring_prep_statx(sqe, j->fd, j->path, j->flags, STATX_BASIC_STATS, &j->stx);
         break;
     case VIGIL__FS_CLOSE:
+        /* Always on an io-wq worker: a file without ->flush (a socket) is
+         * closed inline, and its last fput then runs as task work of the
+         * submitter, the loop thread, where a socket with SO_LINGER and
+         * unsent bytes would hold it for the whole linger time. */
         io_uring_prep_close(sqe, j->fd);
+        io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
         break;
     default:
         io_uring_prep_nop(sqe);

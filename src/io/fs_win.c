@@ -15,6 +15,9 @@
  * opened ("\\.\pipe\NAME") waits on the port, and cancel or a deadline
  * ends it (CancelIoEx); a pool job that waits in the system (an anonymous
  * pipe) cannot be interrupted: wine refuses CancelSynchronousIo.
+ * Opening never waits for a peer: CreateFileW of a named pipe whose
+ * instances are all taken fails at once (ERROR_PIPE_BUSY), where
+ * WaitNamedPipe would wait, and a device opens without waiting for one.
  *
  * Paths are UTF-8. A path relative to a directory fd is joined to the
  * directory's own path. VIGIL_O_BENEATH refuses absolute paths and any ".."
@@ -286,7 +289,19 @@ static int pool_run(vigil__job *job, int cancel_fd) {
 
 /* ------------------------------------------------------ the engine */
 
-void vigil__fs_os_prepare(vigil__fsjob *j) { j->job.run = pool_run; }
+/* An abandoned open's fd (pool.h): nobody will get it, its worker closes it. */
+static void pool_drop(vigil__job *job, int res) {
+    if (((vigil__fsjob *)job)->call == VIGIL__FS_OPEN && res >= 0)
+        _close(res);
+}
+
+void vigil__fs_os_prepare(vigil__fsjob *j) {
+    j->job.run = pool_run;
+    j->job.drop = pool_drop;
+    /* a read or write on the pool fills or sends the caller's buffer: its
+     * worker is never abandoned, the rest touch only the job */
+    j->job.detachable = j->call != VIGIL__FS_READ && j->call != VIGIL__FS_WRITE;
+}
 
 /* port_files[fd]: the handle, with the low bit (handles are multiples of
  * 4) set when it has no position (a pipe, a device): offset -1 means

@@ -6,6 +6,12 @@
  * eventfd before each job, so a cancel meant for one job never ends the next.
  * On Windows there is no eventfd (and no call of ours waits through one):
  * a running job there is never interrupted, cancel_fd is -1.
+ *
+ * Abandoning (destroy, pool.h): the loop and a worker race for a running
+ * job's hand with one compare-and-swap each, so exactly one of them ends
+ * it: the worker through the done list, or the loop with -ECANCELED while
+ * the worker frees the block. An abandoned worker keeps its cancel_fd (it
+ * closes it) and is detached at stop: it may outlive the pool.
  */
 #include "pool.h"
 
@@ -28,6 +34,7 @@ typedef struct worker {
     pthread_t thread;
     int cancel_fd;
     vigil__job *job; /* running now, or NULL */
+    bool abandoned;  /* its job was given up: detached at stop, its fd is its own */
 } worker;
 
 struct vigil__pool {
@@ -96,15 +103,30 @@ static void *worker_main(void *arg) {
         p->queued--;
         p->running++;
         j->state = VIGIL__JOB_RUNNING;
+        atomic_store_explicit(&j->hand, VIGIL__JOB_RUNNING, memory_order_relaxed);
         w->job = j;
+        int cancel_fd = w->cancel_fd; /* a copy: once abandoned, w is not ours to read */
         pthread_mutex_unlock(&p->lock);
 
 #ifndef _WIN32
         uint64_t stale;
-        while (read(w->cancel_fd, &stale, sizeof(stale)) > 0) /* a cancel for an earlier job */
+        while (read(cancel_fd, &stale, sizeof(stale)) > 0) /* a cancel for an earlier job */
             ;
 #endif
-        int res = j->run(j, w->cancel_fd);
+        int res = j->run(j, cancel_fd);
+
+        int hand = VIGIL__JOB_RUNNING;
+        if (!atomic_compare_exchange_strong_explicit(&j->hand, &hand, VIGIL__JOB_RETURNED, memory_order_acq_rel,
+                                                     memory_order_acquire)) {
+            /* Abandoned: its op was completed without us and the pool and
+             * the loop may be freed already. Only j and cancel_fd are ours. */
+            if (j->drop)
+                j->drop(j, res);
+            free(j);
+            if (cancel_fd >= 0)
+                close(cancel_fd);
+            return NULL;
+        }
 
         pthread_mutex_lock(&p->lock);
         w->job = NULL;
@@ -207,6 +229,34 @@ void vigil__pool_cancel(vigil__pool *p, vigil__job *j) {
     pthread_mutex_unlock(&p->lock);
 }
 
+bool vigil__pool_abandon(vigil__pool *p, vigil__job *j) {
+    bool gone = false;
+    pthread_mutex_lock(&p->lock);
+    for (uint32_t i = 0; i < p->n && j->detachable; i++) {
+        worker *w = &p->w[i];
+        if (w->job != j)
+            continue;
+        int hand = VIGIL__JOB_RUNNING;
+        if (atomic_compare_exchange_strong_explicit(&j->hand, &hand, VIGIL__JOB_ABANDONED, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            w->job = NULL;
+            w->abandoned = true;
+            p->running--;
+            gone = true;
+        } /* else run returned: the worker puts it on the done list soon */
+        break;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return gone;
+}
+
+uint32_t vigil__pool_running(vigil__pool *p) {
+    pthread_mutex_lock(&p->lock);
+    uint32_t n = p->running;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
 vigil__job *vigil__pool_take(vigil__pool *p) {
     if (!atomic_load_explicit(&p->ndone, memory_order_acquire))
         return NULL; /* the common case, a worker's wake brings the loop back */
@@ -246,6 +296,10 @@ void vigil__pool_stop(vigil__pool *p) {
     pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->lock);
     for (uint32_t i = 0; i < p->n; i++) {
+        if (p->w[i].abandoned) { /* still in its call, maybe for ever: it ends on its own */
+            pthread_detach(p->w[i].thread);
+            continue;
+        }
         pthread_join(p->w[i].thread, NULL);
         if (p->w[i].cancel_fd >= 0)
             close(p->w[i].cancel_fd);

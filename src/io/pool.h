@@ -8,12 +8,20 @@
  * leaves it alone: a job in flight when the loop is fenced completes on the
  * new thread. Workers start on demand up to the limit and keep every signal
  * blocked, so no application or supervisor signal lands on them.
+ *
+ * A worker stuck in a call nothing interrupts (a hung NFS or FUSE server,
+ * a socket's lingering close) must not hold destroy for ever: a job marked
+ * detachable can be abandoned (vigil__pool_abandon). From then on the job
+ * block is its worker's, which drops the result and frees the block when
+ * the call returns, touching neither the pool nor the loop; the pool
+ * detaches the thread instead of joining it.
  */
 #ifndef VIGIL_IO_POOL_H
 #define VIGIL_IO_POOL_H
 
 #include "vigil.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,15 +34,31 @@ struct vigil__job {
     vigil__job *next; /* queue or done list, under the pool lock */
     uint64_t tag;     /* the op's completion tag */
     int32_t res;
-    int state;        /* VIGIL__JOB_* */
+    int state;        /* VIGIL__JOB_*, under the pool lock */
     bool cancel;      /* asked to stop */
+    /* Set by the submitter: run touches nothing but this block (no caller
+     * buffer), so its worker may be abandoned with it. Not a read or write. */
+    bool detachable;
+    /* Who owns the block while run runs: RUNNING, then whichever of the
+     * worker (RETURNED) or an abandon (ABANDONED) swaps it first. Atomic,
+     * without the lock: an abandoned worker may not take the pool's lock. */
+    _Atomic int hand;
     /* Runs on a worker. A call that can wait for ever (a pipe, a socket)
      * waits through vigil__pool_wait_fd so a cancel can interrupt it. */
     int (*run)(vigil__job *job, int cancel_fd);
+    /* An abandoned job's result, which nobody will take (an fd to close);
+     * on its worker, before the block is freed. May be NULL. */
+    void (*drop)(vigil__job *job, int res);
 };
 #define VIGIL__JOB_QUEUED 1
 #define VIGIL__JOB_RUNNING 2
 #define VIGIL__JOB_DONE 3
+#define VIGIL__JOB_RETURNED 4  /* hand: run returned, the pool finishes it */
+#define VIGIL__JOB_ABANDONED 5 /* hand: the worker frees it */
+
+/* How long destroy waits for pool jobs that were cancelled but still run
+ * before it abandons the detachable ones. */
+#define VIGIL__POOL_ABANDON_MS 2000
 
 typedef struct vigil__pool vigil__pool;
 
@@ -50,7 +74,15 @@ bool vigil__pool_has_done(vigil__pool *p);
 vigil__job *vigil__pool_take(vigil__pool *p);
 /* Waits up to timeout_ms until a job is finished (destroy). false when none is. */
 bool vigil__pool_wait_done(vigil__pool *p, int timeout_ms);
-/* Joins the workers once they finished what they run; nothing may be queued. */
+/* Gives up on j if a worker runs it, it is detachable and run has not
+ * returned: true, and j is no longer the caller's (it may be freed at any
+ * time, do not read it); the caller completes its op (-ECANCELED). false:
+ * j is queued, done, about to be done, or not detachable. */
+bool vigil__pool_abandon(vigil__pool *p, vigil__job *j);
+/* Jobs a worker runs now (abandoned ones not counted). */
+uint32_t vigil__pool_running(vigil__pool *p);
+/* Joins the workers once they finished what they run (abandoned ones are
+ * detached); nothing may be queued. */
 void vigil__pool_stop(vigil__pool *p);
 /* Frees it, after vigil__pool_stop and once every finished job was taken. */
 void vigil__pool_free(vigil__pool *p);

@@ -6,6 +6,7 @@
  * getaddrinfo cannot be interrupted, so a lookup that is cancelled or runs
  * past its deadline is answered at once (-ECANCELED, -ETIMEDOUT) while its
  * op stays in flight until the worker returns; the late result is dropped.
+ * Destroy waits for that worker only so long (engine.c), then abandons it.
  *
  * Connect by name is a DIAL op that never enters the kernel: it owns one
  * stage at a time, the lookup and then a connect to each address in turn,
@@ -85,7 +86,7 @@ static void resolve_final(vigil_loop *loop, vigil__op *op, int status) {
     vigil__resjob *j = op->u.resolve.job;
     char addrs[RESOLVE_MAX_ADDRS][46];
     const char *list[RESOLVE_MAX_ADDRS + 1] = {0};
-    for (int i = 0; status > 0 && i < j->n; i++) {
+    for (int i = 0; status > 0 && j && i < j->n; i++) { /* no job: abandoned at destroy */
         memcpy(addrs[i], j->addrs[i], sizeof(addrs[i]));
         list[i] = addrs[i];
     }
@@ -142,6 +143,7 @@ static int resolve_start(vigil_loop *loop, const char *name, int family, uint32_
     memcpy(j->name, name, len + 1);
     j->family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
     j->job.run = resolve_run;
+    j->job.detachable = true; /* writes only its own block: destroy may leave it to its worker */
     j->job.tag = vigil__op_tag(loop, op);
     op->cb = (void *)cb;
     op->ud = ud;
