@@ -23,23 +23,29 @@
 #include "vt.h"
 
 typedef struct parsed {
-    int requests, keep_alive[16], head[16], status, err;
+    int requests, keep_alive[16], head[16], method[16], target_long[16], status, err;
+    char target[120]; /* the first request's */
+    size_t used;      /* bytes taken in all */
 } parsed;
 
-/* Feeds s in pieces of step bytes (0: all at once), as reads would deliver it. */
-static parsed feed(const char *s, size_t len, size_t step) {
+/* Feeds s as reads would deliver it: a first piece of first bytes, then
+ * pieces of step bytes (0: all at once). */
+static parsed feed_pieces(const char *s, size_t len, size_t first, size_t step) {
     parsed out = {0};
     http_parser p = {0};
     if (!step)
         step = len;
-    for (size_t off = 0; off < len && !out.err; off += step) {
+    if (!first)
+        first = step;
+    for (size_t off = 0, piece = first; off < len && !out.err; off += piece, piece = step) {
         const uint8_t *d = (const uint8_t *)s + off;
-        size_t left = len - off < step ? len - off : step;
+        size_t left = len - off < piece ? len - off : piece;
         while (left) {
             size_t used;
             http_request req;
             int st, rc = http_parse(&p, d, left, &used, &req, &st);
             VT_ASSERT(used <= left, "used %zu of %zu", used, left);
+            out.used += used;
             if (rc < 0) {
                 out.err = rc;
                 out.status = st;
@@ -48,6 +54,10 @@ static parsed feed(const char *s, size_t len, size_t step) {
             if (rc == 1 && out.requests < 16) {
                 out.keep_alive[out.requests] = req.keep_alive;
                 out.head[out.requests] = req.head;
+                out.method[out.requests] = req.method;
+                out.target_long[out.requests] = req.target_long;
+                if (!out.requests)
+                    memcpy(out.target, req.target, sizeof(out.target));
             }
             out.requests += rc == 1;
             d += used;
@@ -57,6 +67,41 @@ static parsed feed(const char *s, size_t len, size_t step) {
         }
     }
     return out;
+}
+
+/* Feeds s in pieces of step bytes (0: all at once). */
+static parsed feed(const char *s, size_t len, size_t step) { return feed_pieces(s, len, step, step); }
+
+static bool same(const parsed *a, const parsed *b) {
+    if (a->requests != b->requests || a->err != b->err || a->status != b->status ||
+        a->used != b->used || strcmp(a->target, b->target))
+        return false;
+    for (int i = 0; i < a->requests && i < 16; i++)
+        if (a->keep_alive[i] != b->keep_alive[i] || a->head[i] != b->head[i] ||
+            a->method[i] != b->method[i] || a->target_long[i] != b->target_long[i])
+            return false;
+    return true;
+}
+
+/* Feeds s whole, byte by byte, in pieces of every size, and cut in two at
+ * every byte (a sample of those for long inputs), and checks that every way
+ * gives what the whole does: a verdict that depends on where reads split the
+ * bytes is one an attacker can steer. Returns the verdict. */
+static parsed feed_every_way(const char *s, size_t len) {
+    parsed whole = feed(s, len, 0);
+    size_t every = len <= 600 ? 1 : 37;
+    for (size_t step = 1; step <= len; step += step < 64 ? 1 : every) {
+        parsed p = feed(s, len, step);
+        VT_ASSERT(same(&p, &whole), "pieces of %zu: %d requests, error %d, status %d, used %zu; whole: "
+                  "%d, %d, %d, %zu", step, p.requests, p.err, p.status, p.used, whole.requests,
+                  whole.err, whole.status, whole.used);
+    }
+    for (size_t cut = 1; cut < len; cut += every) {
+        parsed p = feed_pieces(s, len, cut, len);
+        VT_ASSERT(same(&p, &whole), "cut at %zu: %d requests, error %d, status %d; whole: %d, %d, %d",
+                  cut, p.requests, p.err, p.status, whole.requests, whole.err, whole.status);
+    }
+    return whole;
 }
 
 static const char pipelined[] =
@@ -114,35 +159,253 @@ VT_TEST(http, keep_alive_rules, 10) {
     VT_EQ(feed(lead, strlen(lead), 0).requests, 1);
 }
 
+/* A literal with its length, NULs and all. */
+#define REQ(s) s, sizeof(s) - 1
+
+typedef struct refusal {
+    const char *req;
+    size_t len;
+    int err, status;
+} refusal;
+
+static void check_refused(const refusal *cases, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        parsed p = feed_every_way(cases[i].req, cases[i].len);
+        VT_ASSERT(p.err == cases[i].err && p.status == cases[i].status,
+                  "case %zu '%.*s': error %d status %d (%d requests)", i, (int)cases[i].len,
+                  cases[i].req, p.err, p.status, p.requests);
+    }
+}
+
 VT_TEST(http, refused_requests, 10) {
-    static const struct {
-        const char *req;
-        int err, status;
-    } cases[] = {
-        {"GARBAGE\r\n\r\n", -EPROTO, 400},
-        {"GET /\r\n\r\n", -EPROTO, 400},
-        {"GET / HTTP/2.0\r\n\r\n", -ENOTSUP, 505},
-        {"GET / HTTX/1.1\r\n\r\n", -EPROTO, 400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", -ENOTSUP, 501},
-        {"POST / HTTP/1.1\r\nContent-Length: 12x\r\n\r\n", -EPROTO, 400},
-        {"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", -EPROTO, 400},
-        {"GET / HTTP/1.1\r\n folded\r\n\r\n", -EPROTO, 400},
-        {"GET / HTTP/1.1\r\nNo colon here\r\n\r\n", -EPROTO, 400},
+    static const refusal cases[] = {
+        {REQ("GARBAGE\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET /\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/2.0\r\n\r\n"), -ENOTSUP, 505},
+        {REQ("GET / HTTX/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), -ENOTSUP, 501},
+        {REQ("POST / HTTP/1.1\r\nContent-Length: 12x\r\n\r\n"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\n folded\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nNo colon here\r\n\r\n"), -EPROTO, 400},
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-        for (size_t step = 0; step < 4; step++) {
-            parsed p = feed(cases[i].req, strlen(cases[i].req), step);
-            VT_ASSERT(p.err == cases[i].err && p.status == cases[i].status,
-                      "'%s' in pieces of %zu: error %d status %d", cases[i].req, step, p.err, p.status);
-        }
+    check_refused(cases, sizeof(cases) / sizeof(cases[0]));
     /* a head past HTTP_MAX_HEAD: 431, whatever the pieces */
     char big[HTTP_MAX_HEAD + 200];
     int n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\n");
     while (n < HTTP_MAX_HEAD + 100)
         n += snprintf(big + n, sizeof(big) - (size_t)n, "X-A: aaaaaaaaaaaaaaaa\r\n");
-    parsed p = feed(big, (size_t)n, 13);
+    parsed p = feed_every_way(big, (size_t)n);
     VT_EQ(p.err, -EMSGSIZE);
     VT_EQ(p.status, 431);
+}
+
+/* A CR must end a line with the LF right after it: a parser that takes a
+ * lone CR as a line end sees a header where this one sees a value. */
+VT_TEST(http, refused_bare_cr, 10) {
+    static const refusal cases[] = {
+        {REQ("GET / HTTP/1.1\r\nHost: a\rX-Smuggled: b\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nHost: a\r\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nX-A\r: b\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\n\rHost: a\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nHost: a\r\n\r\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\rHost: a\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET /a\rb HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET\r/ HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\r\n\r\n"), -EPROTO, 400},
+        {REQ("\r\rGET / HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nX: \r"), 0, 0}, /* may be a CRLF yet */
+        {REQ("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nX: \r \r\n\r\n"), -EPROTO, 400},
+    };
+    check_refused(cases, sizeof(cases) / sizeof(cases[0]));
+    /* where the parser keeps neither the start nor the end of the line */
+    char req[1024];
+    int n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX-Long: %0300d\r%0200d\r\n\r\n", 0, 0);
+    parsed p = feed_every_way(req, (size_t)n);
+    VT_EQ(p.err, -EPROTO);
+    VT_EQ(p.status, 400);
+    VT_EQ(p.requests, 0);
+    n = snprintf(req, sizeof(req), "GET /%0300d\r%0200d HTTP/1.1\r\n\r\n", 0, 0);
+    p = feed_every_way(req, (size_t)n);
+    VT_EQ(p.err, -EPROTO);
+    n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX-Long: %0300d\r\n\r\n", 0);
+    VT_EQ(feed_every_way(req, (size_t)n).requests, 1);
+}
+
+/* NUL, CTLs and DEL: a C parser stops at a NUL where another reads on
+ * ("Content-Length: 0\0" "12" was read as 0 here). */
+VT_TEST(http, refused_controls, 10) {
+    static const refusal cases[] = {
+        {REQ("POST / HTTP/1.1\r\nContent-Length: 0\0" "12\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nX: a\x01" "b\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nX: a\x1b[0m\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nX: \x0b\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nX: \x0c\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nX\0: a\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET /a\0b HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET /a\x01 HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET /a\x7f HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\0\r\n\r\n"), -EPROTO, 400},
+        {REQ("GE\0T / HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+    };
+    check_refused(cases, sizeof(cases) / sizeof(cases[0]));
+    char req[1024]; /* past what the parser keeps of the line */
+    int n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX-Long: %0300d", 0);
+    memcpy(req + n, "\0\r\n\r\n", 5);
+    VT_EQ(feed_every_way(req, (size_t)n + 5).err, -EPROTO);
+}
+
+/* method SP request-target SP HTTP-version, exactly (RFC 9112 3). */
+VT_TEST(http, refused_request_lines, 10) {
+    static const refusal cases[] = {
+        {REQ("GET /a b HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET  / HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET /  HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET  HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET /a\tb HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET\t/ HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ(" GET / HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1 \r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.10\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / http/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/2.x\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/3.0\r\n\r\n"), -ENOTSUP, 505},
+        {REQ("GET / HTTP/1.1 HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET HTTP/1.1\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET\r\n\r\n"), -EPROTO, 400},
+    };
+    check_refused(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* Content-Length = 1*DIGIT; with Transfer-Encoding, the two parsers in
+ * front of and behind a proxy may each pick a different one (RFC 9112 6.3). */
+VT_TEST(http, refused_content_lengths, 10) {
+    static const refusal cases[] = {
+        {REQ("POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nContent-Length: -3\r\n\r\nabc"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\nabc"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nContent-Length: 3,4\r\n\r\nabc"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nContent-Length: 0x3\r\n\r\nabc"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nContent-Length:\r\n\r\n"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nContent-Length: 3\r\ntransfer-encoding: identity\r\n\r\nabc"), -EPROTO, 400},
+        {REQ("POST / HTTP/1.1\r\nContent-Length : 3\r\n\r\nabc"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nHost\t: a\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\n: a\r\n\r\n"), -EPROTO, 400},
+        {REQ("GET / HTTP/1.1\r\nHo\"st: a\r\n\r\n"), -EPROTO, 400},
+    };
+    check_refused(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* Empty lines before a request are part of its head: a client cannot send
+ * them forever (nor 8 KiB of them before a head of 8 KiB). */
+VT_TEST(http, head_limit_counts_leading_empty_lines, 10) {
+    static char req[HTTP_MAX_HEAD + 400];
+    size_t n = 0;
+    while (n < HTTP_MAX_HEAD)
+        n += (size_t)snprintf(req + n, sizeof(req) - n, "\r\n");
+    n += (size_t)snprintf(req + n, sizeof(req) - n, "GET / HTTP/1.1\r\n\r\n");
+    parsed p = feed_every_way(req, n);
+    VT_EQ(p.err, -EMSGSIZE);
+    VT_EQ(p.status, 431);
+    VT_EQ(p.used, HTTP_MAX_HEAD);
+    /* a head of exactly HTTP_MAX_HEAD bytes, some of them leading empty lines */
+    const char *start = "\r\n\n\r\nGET / HTTP/1.1\r\nX-Pad: ";
+    n = (size_t)snprintf(req, sizeof(req), "%s", start);
+    memset(req + n, 'p', HTTP_MAX_HEAD - 4 - n);
+    n = HTTP_MAX_HEAD - 4;
+    memcpy(req + n, "\r\n\r\n", 4);
+    n += 4;
+    p = feed_every_way(req, n);
+    VT_EQ(p.err, 0);
+    VT_EQ(p.requests, 1);
+    memmove(req + 1, req, n); /* one more leading LF: one byte too many */
+    req[0] = '\n';
+    p = feed_every_way(req, n + 1);
+    VT_EQ(p.err, -EMSGSIZE);
+}
+
+/* target[] holds 119 bytes and a NUL, as http.h says; 120 and more: 414. */
+VT_TEST(http, target_length_limit, 10) {
+    static const char *methods[] = {"GET", "OPTIONS", "A-VERY-LONG-METHOD-NAME-THAT-FILLS-THE-LINE"};
+    for (size_t m = 0; m < sizeof(methods) / sizeof(methods[0]); m++)
+        for (size_t tl = 1; tl <= 121; tl += tl < 110 ? 9 : 1) {
+            char target[200], req[400];
+            memset(target, 'a', tl);
+            target[0] = '/';
+            target[tl] = 0;
+            int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: a\r\n\r\n", methods[m], target);
+            parsed p = feed_every_way(req, (size_t)n);
+            VT_ASSERT(p.err == 0 && p.requests == 1, "%s, target of %zu: error %d", methods[m], tl, p.err);
+            VT_ASSERT(p.target_long[0] == (tl >= 120), "%s, target of %zu: target_long %d", methods[m],
+                      tl, p.target_long[0]);
+            if (tl < 120)
+                VT_ASSERT(!strcmp(p.target, target), "%s, target of %zu: kept '%s'", methods[m], tl,
+                          p.target);
+            VT_EQ(p.method[0], m == 0 ? HTTP_GET : HTTP_OTHER);
+        }
+}
+
+/* What the rules above must still let through. */
+VT_TEST(http, accepted_requests, 10) {
+    static const struct {
+        const char *req;
+        size_t len;
+        int requests;
+    } cases[] = {
+        {REQ("GET / HTTP/1.1\r\nX: caf\xc3\xa9 \x80\xff\r\n\r\n"), 1}, /* obs-text */
+        {REQ("GET / HTTP/1.1\r\nX:\ta\tb\t\r\n\r\n"), 1},               /* HTAB */
+        {REQ("GET / HTTP/1.1\r\nX:\r\nY: \r\n\r\n"), 1},                /* empty values */
+        {REQ("POST / HTTP/1.1\r\nContent-Length: \t 3 \t\r\n\r\nabcGET / HTTP/1.1\r\n\r\n"), 2},
+        {REQ("POST / HTTP/1.1\r\nContent-Length:3\r\nContent-Length: 3\r\n\r\nabc"), 1},
+        {REQ("POST / HTTP/1.1\r\nContent-Length: 000\r\n\r\nGET / HTTP/1.1\r\n\r\n"), 2},
+        {REQ("\r\nGET / HTTP/1.1\r\n\r\n"), 1},
+        {REQ("\r\n\r\n\nGET / HTTP/1.1\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n"), 2},
+        {REQ("GET /caf\xc3\xa9?q=\"<x>\"#f HTTP/1.1\r\n\r\n"), 1},
+        {REQ("GET / HTTP/1.1\nX: a\n\n"), 1}, /* bare LF line ends */
+        {REQ("GET / HTTP/1.1\r\nX: a\r\n\r\n\r\n"), 1}, /* and the start of an empty line */
+        {REQ("GET / HTTP/1.1\r\nX: a\r\n\r\n\r"), 1},   /* and a CR that may yet get its LF */
+        {REQ("OPTIONS * HTTP/1.1\r\n\r\n"), 1},
+        {REQ("GET http://a/b HTTP/1.0\r\n\r\n"), 1},
+        {REQ("GET / HTTP/1.9\r\n\r\n"), 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        parsed p = feed_every_way(cases[i].req, cases[i].len);
+        VT_ASSERT(p.err == 0 && p.requests == cases[i].requests,
+                  "case %zu '%.*s': error %d status %d, %d requests", i, (int)cases[i].len,
+                  cases[i].req, p.err, p.status, p.requests);
+    }
+    parsed p = feed_every_way(cases[8].req, cases[8].len);
+    VT_ASSERT(!strcmp(p.target, "/caf\xc3\xa9?q=\"<x>\"#f"), "target '%s'", p.target);
+    p = feed_every_way(cases[3].req, cases[3].len);
+    VT_EQ(p.used, cases[3].len);
+}
+
+/* -EINVAL answers 400, -ENAMETOOLONG 414 (http.h). */
+VT_TEST(http, target_path, 10) {
+    char out[32];
+    VT_EQ(http_target_path("/a%20b?x#y", out, sizeof(out)), 0);
+    VT_ASSERT(!strcmp(out, "a b"), "'%s'", out);
+    VT_EQ(http_target_path("/", out, sizeof(out)), 0);
+    VT_ASSERT(!strcmp(out, "index.html"), "'%s'", out);
+    VT_EQ(http_target_path("/d/", out, sizeof(out)), 0);
+    VT_ASSERT(!strcmp(out, "d/index.html"), "'%s'", out);
+    VT_EQ(http_target_path("/%zz", out, sizeof(out)), -EINVAL);
+    VT_EQ(http_target_path("/%2", out, sizeof(out)), -EINVAL);
+    VT_EQ(http_target_path("/%", out, sizeof(out)), -EINVAL);
+    VT_EQ(http_target_path("/a%00b", out, sizeof(out)), -EINVAL);
+    VT_EQ(http_target_path("a", out, sizeof(out)), -EINVAL);
+    VT_EQ(http_target_path("*", out, sizeof(out)), -EINVAL);
+    VT_EQ(http_target_path("/0123456789012345678901234567890123", out, sizeof(out)), -ENAMETOOLONG);
+    VT_EQ(http_target_path("/0123456789012345678901/", out, sizeof(out)), -ENAMETOOLONG);
 }
 
 /* ------------------------------------------------------------ through the server */

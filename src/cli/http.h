@@ -7,6 +7,21 @@
  * its head and its body (Content-Length) have gone by. It looks only at what
  * a fixed-response server needs: the request line, Connection, and how long
  * the body is.
+ *
+ * It is strict about framing (RFC 9112), because vigil may sit behind a
+ * proxy: a request that two parsers could read differently (where it ends,
+ * how long its body is, where one header stops and the next starts) is how
+ * requests get smuggled past the proxy, so such a request is refused, never
+ * guessed at. Refused with 400: a CR not followed by LF; a CTL or DEL in the
+ * request line or a field value (HTAB is allowed in values, obs-text too);
+ * a request line other than exactly "method SP target SP HTTP/d.d", or an
+ * empty target, or one with a byte no request-target has; a field name that
+ * is not a token (so also "Name : value" and folded lines); a Content-Length
+ * that is not 1*DIGIT (surrounding whitespace aside), overflows, or disagrees
+ * with another; Transfer-Encoding together with Content-Length. Each byte is
+ * judged when it arrives, so where the reads split the bytes never changes
+ * the verdict. Empty lines before a request are skipped but count toward
+ * HTTP_MAX_HEAD, so they cannot hold a connection open for free.
  */
 #ifndef VIGIL_CLI_HTTP_H
 #define VIGIL_CLI_HTTP_H
@@ -17,20 +32,21 @@
 #define HTTP_MAX_HEAD 8192 /* request line and headers; longer: 431 */
 
 typedef struct http_parser {
-    uint32_t head_len;   /* bytes of the current head seen so far */
-    uint32_t line_len;   /* bytes of the current line kept in line[] */
-    uint32_t lines;      /* lines of the current head done (0: in the request line) */
+    uint32_t head_len;   /* bytes of the current head seen so far, empty lines before it too */
+    uint32_t line_len;   /* bytes of the current line kept in line[] (no CR, no LF) */
+    uint32_t part_len;   /* bytes of the current part of the line (method, target, name...) */
+    uint32_t name_len;   /* a header line's: the length of its name */
+    int state;           /* where in its line the parser is (http.c: L_METHOD...) */
+    int cr;              /* the last byte was a CR: the next must be LF */
     uint64_t body_left;  /* bytes of the current request's body still to skip */
     int in_body;
-    int version_minor;   /* of the current request: 1.0 or 1.1 */
+    int version_major, version_minor;
     int conn_close, conn_keep_alive, head_method, has_length, chunked;
     int method;          /* HTTP_GET, HTTP_HEAD or HTTP_OTHER */
     int target_long;     /* the request target did not fit target[] */
-    char target[120];    /* the request target, as sent */
+    char target[120];    /* the request target, as sent (at most 119 bytes) */
     int truncated;       /* the current line is longer than line[] */
-    char line[128];      /* the start of the current line; the rest is only counted */
-    uint32_t tail_len;
-    char tail[16];       /* its last bytes (the request line ends in the version) */
+    char line[128];      /* the start of the current line; the rest is only checked */
 } http_parser;
 
 enum { HTTP_OTHER = 0, HTTP_GET, HTTP_HEAD };
@@ -48,9 +64,11 @@ typedef struct http_request {
  * data[*used - 1] (call again with the rest), 0 when all len bytes were taken
  * and the request is not complete yet (*used == len), or a negative errno
  * for a request it must refuse, with the status to answer in *status:
- * -EPROTO (400: malformed), -EMSGSIZE (431: head over HTTP_MAX_HEAD),
- * -ENOTSUP (501: a Transfer-Encoding body; 505: a version other than 1.x).
- * After an error the parser must not be used again (close the connection). */
+ * -EPROTO (400: malformed, see above), -EMSGSIZE (431: head over
+ * HTTP_MAX_HEAD), -ENOTSUP (501: a Transfer-Encoding body; 505: a version
+ * other than 1.x). On an error *used counts the bytes up to and including
+ * the one that made the request bad (431: up to the limit). After an error
+ * the parser must not be used again (close the connection). */
 int http_parse(http_parser *p, const uint8_t *data, size_t len, size_t *used, http_request *req,
                int *status);
 
@@ -70,9 +88,10 @@ int http_status_response(char *buf, size_t cap, int status, const http_request *
 
 /* Decodes a request target into a path relative to the served directory:
  * drops the query, decodes %XX, strips the leading '/', maps "" and a
- * trailing '/' to index.html. Returns 0, or -EINVAL (not an absolute path,
- * a NUL or bad escape: 400) or -ENAMETOOLONG. ".." is left to the opener
- * (VIGIL_O_BENEATH refuses it). */
+ * trailing '/' to index.html. Returns 0, or -EINVAL (answer 400: not an
+ * absolute path, a bad %XX escape, or one that decodes to NUL) or
+ * -ENAMETOOLONG (answer 414: the path does not fit cap). ".." is left to the
+ * opener (VIGIL_O_BENEATH refuses it). */
 int http_target_path(const char *target, char *out, size_t cap);
 
 #endif

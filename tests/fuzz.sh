@@ -1,0 +1,69 @@
+#!/bin/sh
+# tests/fuzz.sh [SECONDS]: fuzzes the HTTP request parser of `vigil serve`
+# (tests/fuzz_http.c, libFuzzer) for SECONDS (default 20), starting from the
+# seeds in tests/fuzz/http/, and ends with a Criterion-style Synthesis line.
+#
+# Needs clang with libFuzzer (Debian: apt-get install clang); installs
+# nothing. Everything it writes goes to a directory of its own under
+# ${VIGIL_FUZZ_OUT:-/tmp}: the build, a copy of the seeds that the fuzzer
+# grows, and any crash. The directory is removed after a clean run and kept
+# (its path printed) after a failure. Exit status: 0 clean, 1 a crash or no
+# build.
+set -u
+
+case ${1:-} in --*) set -- ;; esac # ./run passes its runner's options (--jobs): not ours
+seconds=${1:-20}
+case $seconds in
+'' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;;
+esac
+src=$(cd "$(dirname "$0")/.." && pwd)
+cc=${CLANG:-clang}
+
+synthesis() { # passing failing
+    echo "[====] Synthesis: Tested: 1 | Passing: $1 | Failing: $2 | Crashing: 0 "
+}
+
+work=$(mktemp -d "${VIGIL_FUZZ_OUT:-/tmp}/vigil-fuzz-http.XXXXXX") || { synthesis 0 1; exit 1; }
+if ! command -v "$cc" >/dev/null 2>&1; then
+    echo "fuzz.sh: no $cc (apt-get install clang)" >&2
+    rm -rf "$work"
+    synthesis 0 1
+    exit 1
+fi
+if ! "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -I "$src/src/cli" -I "$src/include" "$src/tests/fuzz_http.c" "$src/src/cli/http.c" \
+    -o "$work/fuzz_http" 2>"$work/build.log"; then
+    cat "$work/build.log" >&2
+    echo "fuzz.sh: the build failed (kept in $work)" >&2
+    synthesis 0 1
+    exit 1
+fi
+
+mkdir "$work/corpus" "$work/artifacts"
+cp "$src"/tests/fuzz/http/* "$work/corpus/"
+# run from the work directory: libFuzzer drops files in the current one
+(cd "$work" && ./fuzz_http -max_total_time="$seconds" -timeout=5 -rss_limit_mb=1024 \
+    -max_len=4096 -print_final_stats=1 -artifact_prefix="$work/artifacts/" corpus \
+    >"$work/fuzz.log" 2>&1)
+rc=$?
+grep -E '^(stat::number_of_executed_units|stat::new_units_added|#[0-9]+ *DONE)' "$work/fuzz.log" |
+    sed 's/^/fuzz.sh: /'
+
+crash=$(ls "$work"/artifacts/* 2>/dev/null | head -n 1)
+if [ $rc -eq 0 ] && [ -z "$crash" ]; then
+    rm -rf "$work"
+    synthesis 1 0
+    exit 0
+fi
+
+# what failed, and on which input, escaped so that CRs and NULs show
+grep -E 'fuzz_http:|ERROR:|runtime error|SUMMARY' "$work/fuzz.log" | head -n 20 >&2
+if [ -n "$crash" ]; then
+    echo "fuzz.sh: input ($(wc -c <"$crash") bytes, $crash):" >&2
+    od -A d -c "$crash" | head -n 64 >&2
+else
+    tail -n 30 "$work/fuzz.log" >&2
+fi
+echo "fuzz.sh: log and inputs kept in $work" >&2
+synthesis 0 1
+exit 1
