@@ -5,7 +5,9 @@
  * whose callback starts the next. The response head goes out with the first
  * chunk of the body, in one send; a file larger than one chunk is read again
  * only once the send queue has drained below the low-water mark, so a slow
- * client holds one chunk per connection, not the whole file.
+ * client holds one chunk per connection, not the whole file. Between two
+ * chunks no file call is in flight: a connection that goes then is freed at
+ * once (nothing else would ever come back for it).
  */
 #include "files.h"
 #include "http.h"
@@ -22,8 +24,6 @@
 #include <windows.h>
 #endif
 
-#define INBOX_MAX (64u << 10) /* pipelined bytes kept while a response is produced */
-#define INBOX_LIMIT (INBOX_MAX + CHUNK) /* past that, with receiving paused, the client is dropped */
 #define CHUNK (256u << 10)    /* file bytes read per call */
 #define HEAD_ROOM 512         /* the response head goes in front of the first chunk */
 #define FILE_DEADLINE_MS 10000
@@ -32,17 +32,14 @@ static int root_fd = -1;
 
 struct files_conn {
     vigil_conn c;
+    http_conn *hc;
     const files_hooks *hooks;
     void *ud;
-    http_parser hp;
-    uint8_t *inbox;
-    size_t in_cap;         /* grows with what waits, up to INBOX_LIMIT */
-    size_t in_pos, in_len; /* [in_pos, in_len) not parsed yet */
-    int pumping;       /* inside pump(): a response finished at once does not pump again */
     int busy;          /* a response is being produced: a file call may be in flight */
     int gone;          /* the connection was dropped: free when the call in flight ends */
-    int paused;        /* receiving paused: the inbox is full */
-    int wait_drain;    /* a large file waits for the send queue to drain */
+    int wait_drain;    /* a large file waits for the send queue to drain (no call in flight) */
+    int in_request;    /* inside files_request: an answer given at once is returned, not told */
+    int outcome;       /* that answer: HTTP_NEXT, HTTP_CLOSE or HTTP_GONE */
     http_request req;
     char path[512];    /* the request's file, relative to DIR */
     int fd;
@@ -84,11 +81,12 @@ int files_root(const char *dir) {
 }
 #endif
 
-files_conn *files_conn_new(vigil_conn c, const files_hooks *hooks, void *ud) {
+files_conn *files_conn_new(vigil_conn c, http_conn *hc, const files_hooks *hooks, void *ud) {
     files_conn *fc = calloc(1, sizeof(*fc));
     if (!fc)
         return NULL;
     fc->c = c;
+    fc->hc = hc;
     fc->hooks = hooks;
     fc->ud = ud;
     fc->fd = -1;
@@ -96,15 +94,22 @@ files_conn *files_conn_new(vigil_conn c, const files_hooks *hooks, void *ud) {
 }
 
 static void conn_free(files_conn *fc) {
-    free(fc->inbox);
     free(fc->buf);
     free(fc);
 }
 
-void files_conn_gone(files_conn *fc) {
+static void finish(vigil_loop *loop, files_conn *fc, int ok);
+
+void files_conn_gone(vigil_loop *loop, files_conn *fc) {
     fc->gone = 1;
-    if (!fc->busy && !fc->pumping)
+    if (fc->in_request)
+        return; /* files_request frees it on the way out */
+    if (fc->busy && fc->wait_drain) { /* between two chunks: no call will come back */
+        fc->wait_drain = 0;
+        finish(loop, fc, 0);
+    } else if (!fc->busy) {
         conn_free(fc);
+    }
 }
 
 static const char *content_type(const char *path) {
@@ -122,21 +127,20 @@ static const char *content_type(const char *path) {
     return "application/octet-stream";
 }
 
-static void pump(vigil_loop *loop, files_conn *fc);
-
 /* Sends; 0, or -1 when the connection had to go. */
 static int put(vigil_loop *loop, files_conn *fc, const void *data, size_t len) {
     int rc = vigil_send(loop, fc->c, data, len, 0, NULL, NULL, NULL);
     if (rc >= 0)
         return 0;
     if (rc != -EOWNERDEAD) /* fenced: the loop went on elsewhere, touch nothing */
-        fc->hooks->drop(fc->ud, loop, fc->c, 1);
+        fc->hooks->drop(loop, fc->c, 1, fc->ud);
     return -1;
 }
 
 static void file_closed(vigil_loop *loop, vigil_op op, int status, void *ud) {}
 
-/* The response is out (queued): the next request, or the end. */
+/* The response is out (queued), or the connection went: the next request,
+ * the end, or freeing. */
 static void finish(vigil_loop *loop, files_conn *fc, int ok) {
     if (fc->fd >= 0) {
         vigil_fs_close(loop, fc->fd, file_closed, NULL, NULL);
@@ -145,19 +149,22 @@ static void finish(vigil_loop *loop, files_conn *fc, int ok) {
     free(fc->buf);
     fc->buf = NULL;
     fc->busy = 0;
-    if (fc->gone) {
-        if (!fc->pumping)
+    fc->wait_drain = 0;
+    if (fc->gone || !ok) { /* (!ok: put() dropped it, so it is gone too) */
+        fc->outcome = HTTP_GONE;
+        if (!fc->in_request && fc->gone)
             conn_free(fc);
         return;
     }
-    if (!ok)
-        return; /* dropped by put() */
     fc->hooks->requests(fc->ud, 1);
-    if (!fc->req.keep_alive) {
-        fc->hooks->drop(fc->ud, loop, fc->c, 0);
+    if (fc->in_request) {
+        fc->outcome = fc->req.keep_alive ? HTTP_NEXT : HTTP_CLOSE;
         return;
     }
-    pump(loop, fc);
+    if (!fc->req.keep_alive)
+        fc->hooks->drop(loop, fc->c, 0, fc->ud);
+    else
+        http_conn_done(loop, fc->hc);
 }
 
 static void answer_status(vigil_loop *loop, files_conn *fc, int status) {
@@ -169,9 +176,11 @@ static void answer_status(vigil_loop *loop, files_conn *fc, int status) {
 static int status_of(int err) {
     switch (err) {
     case -ENOENT: case -ENOTDIR: case -EXDEV: case -ELOOP: case -ENAMETOOLONG: case -EISDIR:
-        return 404; /* missing, or outside the directory: no difference shown */
     case -EACCES: case -EPERM:
-        return 403;
+    case -ENXIO: case -ENODEV: case -EOPNOTSUPP:
+        /* missing, outside the directory, unreadable, or not a file (a
+         * socket, a FIFO, a device): no difference shown, as nginx does */
+        return 404;
     case -ETIMEDOUT: case -EAGAIN:
         return 503;
     default:
@@ -189,7 +198,7 @@ static void read_next(vigil_loop *loop, files_conn *fc) {
         if (fc->off == 0)
             answer_status(loop, fc, status_of(rc));
         else { /* mid-body: the response cannot be mended */
-            fc->hooks->drop(fc->ud, loop, fc->c, 1);
+            fc->hooks->drop(loop, fc->c, 1, fc->ud);
             finish(loop, fc, 0);
         }
     }
@@ -205,7 +214,7 @@ static void on_read(vigil_loop *loop, vigil_op op, int status, void *ud) {
         if (fc->off == 0) {
             answer_status(loop, fc, status < 0 ? status_of(status) : 500);
         } else {
-            fc->hooks->drop(fc->ud, loop, fc->c, 1);
+            fc->hooks->drop(loop, fc->c, 1, fc->ud);
             finish(loop, fc, 0);
         }
         return;
@@ -292,7 +301,6 @@ static void on_open(vigil_loop *loop, vigil_op op, int status, void *ud) {
 
 /* One request, parsed: answered at once (an error) or through file calls. */
 static void start(vigil_loop *loop, files_conn *fc) {
-    fc->busy = 1;
     if (fc->req.target_long) {
         answer_status(loop, fc, 414);
         return;
@@ -302,8 +310,8 @@ static void start(vigil_loop *loop, files_conn *fc) {
         return;
     }
     int rc = http_target_path(fc->req.target, fc->path, sizeof(fc->path));
-    if (rc < 0) {
-        answer_status(loop, fc, rc == -ENAMETOOLONG ? 414 : 404);
+    if (rc < 0) { /* too long for a path, or a bad escape */
+        answer_status(loop, fc, rc == -ENAMETOOLONG ? 414 : 400);
         return;
     }
     rc = vigil_fs_open(loop, root_fd, fc->path, OPEN_FLAGS, 0, FILE_DEADLINE_MS,
@@ -312,71 +320,17 @@ static void start(vigil_loop *loop, files_conn *fc) {
         answer_status(loop, fc, status_of(rc));
 }
 
-/* Parses what waits in the inbox while no response is under way. A
- * response that is answered at once (an error page) finishes inside
- * start(), and the loop here takes the next request. */
-static void pump(vigil_loop *loop, files_conn *fc) {
-    if (fc->pumping)
-        return;
-    fc->pumping = 1;
-    while (!fc->busy && !fc->gone && fc->in_pos < fc->in_len) {
-        size_t used;
-        int st;
-        int rc = http_parse(&fc->hp, fc->inbox + fc->in_pos, fc->in_len - fc->in_pos, &used, &fc->req, &st);
-        fc->in_pos += used;
-        if (rc == 0)
-            break;
-        if (rc < 0) { /* malformed: say so and close */
-            char out[256];
-            int n = http_error_response(out, sizeof(out), st);
-            if (n > 0 && put(loop, fc, out, (size_t)n) == 0)
-                fc->hooks->drop(fc->ud, loop, fc->c, 0);
-            break;
-        }
-        start(loop, fc);
-    }
-    fc->pumping = 0;
+int files_request(vigil_loop *loop, files_conn *fc, const http_request *req) {
+    fc->req = *req;
+    fc->busy = 1;
+    fc->in_request = 1;
+    start(loop, fc);
+    fc->in_request = 0;
+    if (fc->busy)
+        return HTTP_BUSY; /* a file call is in flight: http_conn_done follows */
     if (fc->gone) {
-        if (!fc->busy)
-            conn_free(fc);
-        return;
+        conn_free(fc);
+        return HTTP_GONE;
     }
-    if (fc->in_pos == fc->in_len)
-        fc->in_pos = fc->in_len = 0;
-    if (fc->paused && fc->in_len - fc->in_pos < INBOX_MAX / 2) {
-        fc->paused = 0;
-        vigil_recv_resume(loop, fc->c);
-    }
-}
-
-void files_data(vigil_loop *loop, files_conn *fc, const uint8_t *data, size_t len) {
-    if (fc->in_len + len > fc->in_cap && fc->in_pos) { /* make room */
-        memmove(fc->inbox, fc->inbox + fc->in_pos, fc->in_len - fc->in_pos);
-        fc->in_len -= fc->in_pos;
-        fc->in_pos = 0;
-    }
-    if (fc->in_len + len > INBOX_LIMIT) { /* a client that only sends, never reads */
-        fc->hooks->drop(fc->ud, loop, fc->c, 1);
-        return;
-    }
-    if (fc->in_len + len > fc->in_cap) { /* most connections hold one small request at a time */
-        size_t cap = fc->in_cap ? fc->in_cap : 4096;
-        while (cap < fc->in_len + len)
-            cap *= 2;
-        cap = cap < INBOX_LIMIT ? cap : INBOX_LIMIT;
-        uint8_t *b = realloc(fc->inbox, cap);
-        if (!b) {
-            fc->hooks->drop(fc->ud, loop, fc->c, 1);
-            return;
-        }
-        fc->inbox = b;
-        fc->in_cap = cap;
-    }
-    memcpy(fc->inbox + fc->in_len, data, len);
-    fc->in_len += len;
-    if (fc->in_len - fc->in_pos >= INBOX_MAX && !fc->paused) {
-        fc->paused = 1;
-        vigil_recv_pause(loop, fc->c);
-    }
-    pump(loop, fc);
+    return fc->outcome;
 }

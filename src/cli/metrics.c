@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "http_conn.h"
 
 struct metrics_server {
     metrics_config cfg; /* loops copied */
@@ -25,6 +26,8 @@ struct metrics_server {
     int port, setup_rc, setup_done;
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    http_conn conns[64]; /* METRICS_CONNS scrapes at once */
+    size_t nconns;
 };
 
 /* ------------------------------------------------------------ rendering */
@@ -232,66 +235,105 @@ char *metrics_render(const metrics_config *c, size_t *len) {
 
 /* ------------------------------------------------------------ the endpoint */
 
+/* A scrape connection: its request side, bounded like a served one (one
+ * exposition of about 20 KiB per request, none taken while the queue is over
+ * METRICS_HWM), within a fixed table: a local port needs few. */
+#define METRICS_CONNS 64
+#define METRICS_HWM (256u << 10)
+#define METRICS_IDLE_MS 30000
+
 static void on_closed(vigil_loop *loop, vigil_conn c, int status, void *ud) {}
+
+static http_conn *scrape_of(metrics_server *m, vigil_loop *loop, vigil_conn c) {
+    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
+    return i1 && i1 <= m->nconns ? &m->conns[i1 - 1] : NULL;
+}
+
+static void scrape_forget(metrics_server *m, vigil_loop *loop, vigil_conn c) {
+    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
+    if (!i1 || i1 > m->nconns)
+        return;
+    size_t i = i1 - 1;
+    http_conn_release(&m->conns[i]);
+    m->conns[i] = m->conns[--m->nconns];
+    if (i < m->nconns)
+        vigil_conn_set_data(loop, m->conns[i].c, (void *)(i + 1));
+    vigil_conn_set_data(loop, c, NULL);
+}
+
+static void scrape_end(vigil_loop *loop, vigil_conn c, int abortive, void *ud) {
+    scrape_forget(ud, loop, c);
+    if (abortive)
+        vigil_abort(loop, c, on_closed, NULL);
+    else
+        vigil_close(loop, c, 2000, on_closed, NULL);
+}
+
+static int scrape_request(vigil_loop *loop, vigil_conn c, const http_request *req, void *ud) {
+    metrics_server *m = ud;
+    size_t blen = 0;
+    char *body = metrics_render(&m->cfg, &blen);
+    char head[256];
+    int h = body ? http_response_head(head, sizeof(head), blen, "text/plain; version=0.0.4", req) : -1;
+    int rc = h > 0 ? vigil_send(loop, c, head, (size_t)h, 5000, NULL, NULL, NULL) : -ENOMEM;
+    if (rc >= 0 && !req->head)
+        rc = vigil_send(loop, c, body, blen, 5000, NULL, NULL, NULL);
+    free(body);
+    if (rc < 0) {
+        scrape_end(loop, c, 1, m);
+        return HTTP_GONE;
+    }
+    return req->keep_alive ? HTTP_NEXT : HTTP_CLOSE;
+}
+
+static const http_conn_hooks scrape_hooks = {scrape_request, NULL, scrape_end};
 
 static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
     metrics_server *m = ud;
-    http_parser *hp = vigil_conn_data(loop, c);
-    if (status <= 0) { /* final: the parser goes with it */
-        free(hp);
-        vigil_conn_set_data(loop, c, NULL);
-        if (status != -ECANCELED)
-            vigil_close(loop, c, 2000, on_closed, NULL);
+    http_conn *hc = scrape_of(m, loop, c);
+    if (!hc)
         return;
-    }
-    const uint8_t *d = buf->data;
-    size_t left = buf->len;
-    while (left) {
-        size_t used;
-        http_request req;
-        int st;
-        int rc = http_parse(hp, d, left, &used, &req, &st);
-        d += used;
-        left -= used;
-        if (rc == 0)
-            return;
-        char head[256];
-        if (rc < 0) {
-            int h = http_error_response(head, sizeof(head), st);
-            if (h > 0)
-                vigil_send(loop, c, head, (size_t)h, 2000, NULL, NULL, NULL);
-            vigil_close(loop, c, 2000, on_closed, NULL);
-            return;
-        }
-        size_t blen = 0;
-        char *body = metrics_render(&m->cfg, &blen);
-        if (!body) {
-            vigil_abort(loop, c, on_closed, NULL);
-            return;
-        }
-        int h = http_response_head(head, sizeof(head), blen, "text/plain; version=0.0.4", &req);
-        if (h > 0) {
-            vigil_send(loop, c, head, (size_t)h, 5000, NULL, NULL, NULL);
-            if (!req.head)
-                vigil_send(loop, c, body, blen, 5000, NULL, NULL, NULL);
-        }
-        free(body);
-        if (!req.keep_alive) {
-            vigil_close(loop, c, 2000, on_closed, NULL);
-            return;
-        }
-    }
+    if (status > 0)
+        http_conn_data(loop, hc, buf->data, buf->len);
+    else if (status == 0)
+        http_conn_eof(loop, hc); /* what came whole is answered, then the close */
+    else if (status == -ECANCELED)
+        scrape_forget(m, loop, c); /* closed by us, or the loop's end */
+    else
+        scrape_end(loop, c, 1, m);
+}
+
+static void on_drain(vigil_loop *loop, vigil_conn c, void *ud) {
+    http_conn *hc = scrape_of(ud, loop, c);
+    if (hc)
+        http_conn_drained(loop, hc);
 }
 
 static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
+    metrics_server *m = ud;
     if (status < 0)
         return;
-    http_parser *hp = calloc(1, sizeof(*hp));
-    if (!hp || vigil_conn_set_data(loop, c, hp) < 0 ||
-        vigil_recv_start(loop, c, 30000, on_recv, ud, NULL) < 0) {
-        free(hp);
+    if (m->nconns == METRICS_CONNS) { /* a scraper or two is what this port is for */
         vigil_abort(loop, c, on_closed, NULL);
+        return;
     }
+    http_conn *hc = &m->conns[m->nconns++];
+    http_conn_init(hc, c, METRICS_HWM, &scrape_hooks, m);
+    vigil_conn_set_data(loop, c, (void *)(uintptr_t)m->nconns);
+    if (vigil_send_watermark(loop, c, METRICS_HWM, METRICS_HWM / 4, on_drain, m) < 0 ||
+        vigil_recv_start(loop, c, METRICS_IDLE_MS, on_recv, m, NULL) < 0)
+        scrape_end(loop, c, 1, m);
+}
+
+/* The request deadline, as on the served ports (serve.c's request_sweep). */
+static void scrape_sweep(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    metrics_server *m = ud;
+    if (status < 0)
+        return;
+    uint64_t now = vigil_now_ns();
+    for (size_t i = m->nconns; i-- > 0;)
+        if (i < m->nconns && http_conn_overdue(&m->conns[i], now, m->cfg.request_ms * 1000000ull))
+            http_conn_timeout(loop, &m->conns[i]);
 }
 
 static void stop_now(vigil_loop *loop, int status, void *arg) {
@@ -308,9 +350,11 @@ static void *metrics_thread(void *arg) {
     if (rc == 0) {
         vigil_listen_options lo = {.host = "127.0.0.1", .port = m->cfg.port};
         rc = vigil_listen(m->loop, &lo, on_accept, m, &m->listener);
-        if (rc == 0)
+        if (rc == 0) {
             m->port = vigil_listener_port(m->loop, m->listener);
-        else
+            uint32_t every = m->cfg.request_ms / 4 < 1000 ? m->cfg.request_ms / 4 + 1 : 1000;
+            vigil_timer_start(m->loop, every, every, scrape_sweep, m, NULL);
+        } else
             vigil_loop_destroy(m->loop);
     }
     pthread_mutex_lock(&m->lock);

@@ -27,6 +27,7 @@ typedef struct metrics_config {
     uint32_t nloops;
     vigil_supervisor *supervisor; /* may be NULL */
     uint32_t stall_ms;            /* the supervisor's, for the detection buckets */
+    uint32_t request_ms;          /* a scrape request must arrive whole within this */
 } metrics_config;
 
 typedef struct metrics_server metrics_server;

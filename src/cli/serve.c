@@ -30,6 +30,7 @@
 #include "cli.h"
 #include "files.h"
 #include "http.h"
+#include "http_conn.h"
 #include "metrics.h"
 
 static void usage_serve(FILE *f) {
@@ -38,7 +39,8 @@ static void usage_serve(FILE *f) {
             "                   [--mode echo|http] [--body-size N] [--root DIR] [--threads N]\n"
             "                   [--metrics-port P]\n"
             "                   [--stall-ms N] [--restart-budget R/T] [--on-budget exit|epoll|report]\n"
-            "                   [--grace-ms N] [--idle-ms N] [--inject KIND:DURATION_MS:PERIOD_MS[:COUNT]]\n"
+            "                   [--grace-ms N] [--idle-ms N] [--request-ms N]\n"
+            "                   [--inject KIND:DURATION_MS:PERIOD_MS[:COUNT]]\n"
             "                   [--user-timeout-ms N] [--keepalive IDLE_S/INTERVAL_S/COUNT]\n"
             "  --port P      TCP port to listen on (default 7000; 0 = any free port)\n"
             "  --host H      numeric IPv4/IPv6 address (default 127.0.0.1)\n"
@@ -65,7 +67,11 @@ static void usage_serve(FILE *f) {
             "                more on epoll, with a fresh budget) or report (stop rebuilding)\n"
             "  --grace-ms N  how long a stuck callback's connection waits for it to come\n"
             "                back after a rebuild before it is reset (default 1000)\n"
-            "  --idle-ms N   reset connections that send nothing for N ms\n"
+            "  --idle-ms N   reset connections where nothing moves for N ms: no byte\n"
+            "                received, none of the sent bytes taken (default: off)\n"
+            "  --request-ms N  HTTP: a request (head and body) must arrive whole within\n"
+            "                N ms of its first byte, else 408 and close (default 10000;\n"
+            "                also the metrics port)\n"
             "  --user-timeout-ms N  drop connections whose sent data stays unacknowledged\n"
             "                for N ms (TCP_USER_TIMEOUT; 1..2147483647): a vanished peer\n"
             "  --keepalive I/V/C  probe a silent peer after I s, every V s, C times, then\n"
@@ -84,6 +90,10 @@ static void usage_serve(FILE *f) {
 /* ------------------------------------------------------------ settings */
 
 enum { INJECT_NONE, INJECT_SPIN, INJECT_BLOCK, INJECT_HANG };
+/* Send-queue high-water marks: what one connection may hold in responses
+ * (plus the one being queued when it crossed). */
+#define HWM (1u << 20)
+#define HWM_FILES (256u << 10)
 enum { MODE_ECHO, MODE_HTTP };
 
 static struct {
@@ -98,6 +108,7 @@ static struct {
     uint32_t stall_ms, grace_ms, budget_r, budget_t;
     vigil_budget_action budget_action;
     uint32_t idle_ms;
+    uint32_t request_ms;                /* HTTP: a request must arrive within this */
     uint32_t user_timeout_ms;           /* 0 = kernel default */
     uint32_t ka_idle, ka_intvl, ka_cnt; /* 0 = off */
     int inject_kind;
@@ -106,14 +117,14 @@ static struct {
     size_t response_len;
     char *body;
 } cfg = {.host = "127.0.0.1", .port = 7000, .body_size = 13, .threads = 1, .metrics_port = -1,
-         .grace_ms = 1000, .budget_r = 5, .budget_t = 10};
+         .grace_ms = 1000, .budget_r = 5, .budget_t = 10, .request_ms = 10000};
 
 /* ------------------------------------------------------------ one loop */
 
 typedef struct entry {
     vigil_conn c;
-    http_parser *hp; /* HTTP mode */
-    files_conn *fc;  /* HTTP mode with --root */
+    http_conn *hc;  /* HTTP mode: the request side */
+    files_conn *fc; /* HTTP mode with --root */
 } entry;
 
 typedef struct server {
@@ -127,8 +138,14 @@ typedef struct server {
     size_t n, cap, open_at_stop;
     serve_counters counters; /* read by the metrics thread */
     uint64_t idle_closed;
+    uint64_t request_timeouts; /* 408: a request did not arrive whole in time */
     int shutdown_ticks;
     int port; /* the bound port */
+    vigil_op sweep_op; /* HTTP: the request deadline's sweep */
+    /* HTTP: responses to pipelined requests, batched into one send per read */
+    char out[65536];
+    size_t olen;
+    uint64_t out_conn; /* whose they are */
 } server;
 
 static server *servers;
@@ -144,9 +161,14 @@ static void conn_forget(server *s, vigil_loop *loop, vigil_conn c) {
     if (!i1 || i1 > s->n)
         return;
     size_t i = i1 - 1;
-    free(s->conns[i].hp);
+    if (s->conns[i].hc) {
+        http_conn_release(s->conns[i].hc);
+        free(s->conns[i].hc);
+    }
     if (s->conns[i].fc)
-        files_conn_gone(s->conns[i].fc);
+        files_conn_gone(loop, s->conns[i].fc);
+    if (s->out_conn == c.id)
+        s->olen = 0; /* a batch never goes to another connection */
     s->conns[i] = s->conns[--s->n];
     if (i < s->n)
         vigil_conn_set_data(loop, s->conns[i].c, (void *)(i + 1));
@@ -156,6 +178,11 @@ static void conn_forget(server *s, vigil_loop *loop, vigil_conn c) {
 static void on_closed(vigil_loop *loop, vigil_conn c, int status, void *ud) {}
 
 static void on_drain(vigil_loop *loop, vigil_conn c, void *ud) { vigil_recv_resume(loop, c); }
+
+static entry *entry_of(server *s, vigil_loop *loop, vigil_conn c) {
+    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
+    return i1 && i1 <= s->n ? &s->conns[i1 - 1] : NULL;
+}
 
 /* Deliberate stalls, for profiling recovery (--inject). Not static: a stall
  * report's backtrace names them. */
@@ -248,19 +275,18 @@ static int recv_ended(server *s, vigil_loop *loop, vigil_conn c, int status) {
     return 1;
 }
 
-/* Sends; returns 0, or -1 when the connection was dropped or this thread fenced. */
+/* Sends; returns 0, 1 when the queue is over its high-water mark, or -1 when
+ * the connection was dropped or this thread fenced. */
 static int answer(server *s, vigil_loop *loop, vigil_conn c, const void *data, size_t len) {
     int rc = vigil_send(loop, c, data, len, 0, NULL, NULL, NULL);
     if (rc == -EOWNERDEAD)
         return -1; /* this thread was fenced off: the loop went on elsewhere */
-    if (rc == 1)
-        vigil_recv_pause(loop, c); /* the peer reads slower than it writes */
-    else if (rc < 0) {
+    if (rc < 0) {
         conn_forget(s, loop, c);
         vigil_abort(loop, c, on_closed, NULL);
         return -1;
     }
-    return 0;
+    return rc;
 }
 
 static void on_recv_echo(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
@@ -268,88 +294,61 @@ static void on_recv_echo(vigil_loop *loop, vigil_conn c, int status, const vigil
     if (recv_ended(s, loop, c, status))
         return;
     count_add(&s->counters.bytes, (uint64_t)status);
-    if (answer(s, loop, c, buf->data, buf->len) < 0)
+    int rc = answer(s, loop, c, buf->data, buf->len);
+    if (rc < 0)
         return;
+    if (rc == 1)
+        vigil_recv_pause(loop, c); /* the peer reads slower than it writes: on_drain resumes */
     if (s->inject_due)
         inject_now(s, loop); /* after the echo: a stall, not a lost message */
 }
 
-/* HTTP: every complete request in this read gets its response, in order, in
- * as few sends as fit a 64 KiB batch; a request that must close the
- * connection (Connection: close, HTTP/1.0, or an error) ends the batch. */
-static void on_recv_http(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
+/* ------------------------------------------------------------ HTTP */
+
+/* http_conn hands each request over, in order, while the send queue is under
+ * its high-water mark; the fixed responses of consecutive requests gather in
+ * s->out and go out in one send (flush_batch) at the end of the read. */
+static int flush_batch(vigil_loop *loop, vigil_conn c, void *ud) {
     server *s = ud;
-    if (recv_ended(s, loop, c, status))
-        return;
-    count_add(&s->counters.bytes, (uint64_t)status);
-    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
-    if (!i1 || i1 > s->n)
-        return;
-    http_parser *hp = s->conns[i1 - 1].hp;
-    char out[65536];
-    size_t olen = 0, head_room = 256;
-    const uint8_t *d = buf->data;
-    size_t left = buf->len;
-    int close_after = 0;
-    uint64_t requests = 0;
-    while (left && !close_after) {
-        size_t used;
-        http_request req;
-        int st;
-        int rc = http_parse(hp, d, left, &used, &req, &st);
-        d += used;
-        left -= used;
-        if (rc == 0)
-            break;
-        size_t need = rc < 0 ? head_room : head_room + (req.head ? 0 : cfg.body_size);
-        if (olen && olen + need > sizeof(out)) {
-            if (answer(s, loop, c, out, olen) < 0)
-                return;
-            olen = 0;
-        }
-        if (rc < 0) {
-            olen += (size_t)http_error_response(out + olen, sizeof(out) - olen, st);
-            close_after = 1;
-            break;
-        }
-        requests++;
-        close_after = !req.keep_alive;
-        if (!req.head && !req.http10 && req.keep_alive && olen + cfg.response_len <= sizeof(out)) {
-            memcpy(out + olen, cfg.response, cfg.response_len); /* the common case */
-            olen += cfg.response_len;
-            continue;
-        }
-        int h = http_response_head(out + olen, sizeof(out) - olen, cfg.body_size, "text/plain", &req);
-        if (h < 0)
-            break;
-        olen += (size_t)h;
-        if (!req.head) { /* a large body goes in its own send */
-            if (olen + cfg.body_size > sizeof(out)) {
-                if (answer(s, loop, c, out, olen) < 0 || answer(s, loop, c, cfg.body, cfg.body_size) < 0)
-                    return;
-                olen = 0;
-            } else {
-                memcpy(out + olen, cfg.body, cfg.body_size);
-                olen += cfg.body_size;
-            }
-        }
-    }
-    count_add(&s->counters.requests, requests);
-    if (olen && answer(s, loop, c, out, olen) < 0)
-        return;
-    if (close_after) {
-        conn_forget(s, loop, c);
-        vigil_close(loop, c, 5000, on_closed, NULL);
-        return;
-    }
-    if (s->inject_due)
-        inject_now(s, loop);
+    if (!s->olen || s->out_conn != c.id)
+        return 0;
+    size_t n = s->olen;
+    s->olen = 0;
+    return answer(s, loop, c, s->out, n) < 0 ? -1 : 0;
 }
 
-/* --root: files answers the requests; these are its hooks back. */
-static void files_requests(void *ud, uint64_t n) { count_add(&((server *)ud)->counters.requests, n); }
+static int batch(server *s, vigil_loop *loop, vigil_conn c, const void *data, size_t len) {
+    if (s->olen && (s->out_conn != c.id || s->olen + len > sizeof(s->out)) &&
+        flush_batch(loop, s->out_conn == c.id ? c : (vigil_conn){s->out_conn}, s) < 0)
+        return -1;
+    if (len > sizeof(s->out)) /* a large body goes in a send of its own */
+        return answer(s, loop, c, data, len) < 0 ? -1 : 0;
+    s->out_conn = c.id;
+    memcpy(s->out + s->olen, data, len);
+    s->olen += len;
+    return 0;
+}
 
-static void files_drop(void *ud, vigil_loop *loop, vigil_conn c, int abortive) {
+static int on_request_fixed(vigil_loop *loop, vigil_conn c, const http_request *req, void *ud) {
+    server *s = ud;
+    count_add(&s->counters.requests, 1);
+    int more = req->keep_alive ? HTTP_NEXT : HTTP_CLOSE;
+    if (!req->head && !req->http10 && req->keep_alive) /* the common case */
+        return batch(s, loop, c, cfg.response, cfg.response_len) < 0 ? HTTP_GONE : more;
+    char head[256];
+    int h = http_response_head(head, sizeof(head), cfg.body_size, "text/plain", req);
+    if (h < 0 || batch(s, loop, c, head, (size_t)h) < 0 ||
+        (!req->head && cfg.body_size && batch(s, loop, c, cfg.body, cfg.body_size) < 0))
+        return HTTP_GONE;
+    return more;
+}
+
+static int on_request_files(vigil_loop *loop, vigil_conn c, const http_request *req, void *ud) {
+    entry *e = entry_of(ud, loop, c);
+    return e && e->fc ? files_request(loop, e->fc, req) : HTTP_GONE;
+}
+
+static void http_end(vigil_loop *loop, vigil_conn c, int abortive, void *ud) {
     conn_forget(ud, loop, c);
     if (abortive)
         vigil_abort(loop, c, on_closed, NULL);
@@ -357,29 +356,53 @@ static void files_drop(void *ud, vigil_loop *loop, vigil_conn c, int abortive) {
         vigil_close(loop, c, 5000, on_closed, NULL);
 }
 
-static const files_hooks file_hooks = {files_requests, files_drop};
+static const http_conn_hooks fixed_hooks = {on_request_fixed, flush_batch, http_end};
+static const http_conn_hooks files_hooks_http = {on_request_files, NULL, http_end};
 
-static files_conn *files_of(server *s, vigil_loop *loop, vigil_conn c) {
-    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
-    return i1 && i1 <= s->n ? s->conns[i1 - 1].fc : NULL;
-}
-
-static void on_recv_files(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
+static void on_recv_http(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
     server *s = ud;
+    entry *e = entry_of(s, loop, c);
+    if (status == 0 && e && e->hc) { /* EOF: what came whole is still answered */
+        http_conn_eof(loop, e->hc);
+        return;
+    }
     if (recv_ended(s, loop, c, status))
         return;
     count_add(&s->counters.bytes, (uint64_t)status);
-    files_conn *fc = files_of(s, loop, c);
-    if (fc)
-        files_data(loop, fc, buf->data, buf->len);
+    if (!e || !e->hc)
+        return;
+    http_conn_data(loop, e->hc, buf->data, buf->len);
     if (s->inject_due)
         inject_now(s, loop);
 }
 
-static void on_drain_files(vigil_loop *loop, vigil_conn c, void *ud) {
-    files_conn *fc = files_of(ud, loop, c);
-    if (fc)
-        files_drained(loop, fc);
+/* --root: files answers the requests; these are its hooks back. */
+static void files_requests(void *ud, uint64_t n) { count_add(&((server *)ud)->counters.requests, n); }
+
+static const files_hooks file_hooks = {files_requests, http_end};
+
+static void on_drain_http(vigil_loop *loop, vigil_conn c, void *ud) {
+    entry *e = entry_of(ud, loop, c);
+    if (e && e->fc)
+        files_drained(loop, e->fc); /* the next chunk of a large file */
+    if ((e = entry_of(ud, loop, c)) && e->hc)
+        http_conn_drained(loop, e->hc);
+}
+
+/* Every request must arrive whole within --request-ms of its first byte:
+ * checked here, about four times per deadline (a sweep over the
+ * connections costs less than a timer per connection). Downwards: an ended
+ * connection's place is taken by the last one, already seen. */
+static void request_sweep(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    server *s = ud;
+    if (status < 0)
+        return;
+    uint64_t now = vigil_now_ns(), limit = (uint64_t)cfg.request_ms * 1000000ull;
+    for (size_t i = s->n; i-- > 0;)
+        if (i < s->n && s->conns[i].hc && http_conn_overdue(s->conns[i].hc, now, limit)) {
+            s->request_timeouts++;
+            http_conn_timeout(loop, s->conns[i].hc);
+        }
 }
 
 static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
@@ -399,20 +422,29 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
         s->conns = p;
         s->cap = cap;
     }
-    http_parser *hp = NULL;
+    http_conn *hc = NULL;
     files_conn *fc = NULL;
-    if (cfg.root ? !(fc = files_conn_new(c, &file_hooks, s))
-                 : cfg.mode == MODE_HTTP && !(hp = calloc(1, sizeof(*hp)))) {
-        vigil_abort(loop, c, on_closed, NULL);
-        return;
+    /* The send queue's high-water mark bounds a connection: a large file
+     * waits for its chunk to drain before the next is read (files), and no
+     * request is taken while the queue is over it (http_conn). */
+    size_t hwm = cfg.root ? HWM_FILES : HWM;
+    if (cfg.mode == MODE_HTTP) {
+        hc = malloc(sizeof(*hc));
+        fc = hc && cfg.root ? files_conn_new(c, hc, &file_hooks, s) : NULL;
+        if (!hc || (cfg.root && !fc)) {
+            free(hc);
+            vigil_abort(loop, c, on_closed, NULL);
+            return;
+        }
+        http_conn_init(hc, c, hwm, cfg.root ? &files_hooks_http : &fixed_hooks, s);
     }
-    s->conns[s->n++] = (entry){c, hp, fc};
+    s->conns[s->n++] = (entry){c, hc, fc};
     vigil_conn_set_data(loop, c, (void *)(uintptr_t)s->n);
     count_add(&s->counters.accepted, 1);
-    if (fc) /* a large file waits for its chunk to drain before the next is read */
-        vigil_send_watermark(loop, c, 256 << 10, 64 << 10, on_drain_files, s);
+    if (hc)
+        vigil_send_watermark(loop, c, hwm, hwm / 4, on_drain_http, s);
     else
-        vigil_send_watermark(loop, c, 1 << 20, 256 << 10, on_drain, NULL);
+        vigil_send_watermark(loop, c, hwm, hwm / 4, on_drain, NULL);
     int zrc = cfg.user_timeout_ms ? vigil_conn_user_timeout(loop, c, cfg.user_timeout_ms) : 0;
     if (zrc == 0 && cfg.ka_idle)
         zrc = vigil_conn_keepalive(loop, c, cfg.ka_idle, cfg.ka_intvl, cfg.ka_cnt);
@@ -423,7 +455,7 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
         vigil_abort(loop, c, on_closed, NULL);
         return;
     }
-    vigil_recv_cb cb = cfg.root ? on_recv_files : cfg.mode == MODE_HTTP ? on_recv_http : on_recv_echo;
+    vigil_recv_cb cb = cfg.mode == MODE_HTTP ? on_recv_http : on_recv_echo;
     if (vigil_recv_start(loop, c, cfg.idle_ms, cb, s, NULL) < 0) {
         conn_forget(s, loop, c);
         vigil_abort(loop, c, on_closed, NULL);
@@ -455,6 +487,8 @@ static void shutdown_now(vigil_loop *loop, int status, void *arg) {
     s->open_at_stop = s->n;
     if (s->inject_op.id)
         vigil_cancel(loop, s->inject_op);
+    if (s->sweep_op.id)
+        vigil_cancel(loop, s->sweep_op);
     vigil_listener_close(loop, s->listener);
     while (s->n) {
         vigil_conn c = s->conns[s->n - 1].c;
@@ -466,7 +500,7 @@ static void shutdown_now(vigil_loop *loop, int status, void *arg) {
 
 /* What one loop served, added into the totals printed at the end. */
 static struct {
-    uint64_t accepted, bytes, requests, stale, open_at_stop;
+    uint64_t accepted, bytes, requests, stale, open_at_stop, request_timeouts;
     uint64_t rebuilds, migrated, carried, returned, reset;
 } total;
 
@@ -481,6 +515,7 @@ static void server_close(server *s, bool destroy) {
     total.bytes += atomic_load(&s->counters.bytes);
     total.requests += atomic_load(&s->counters.requests);
     total.open_at_stop += s->open_at_stop;
+    total.request_timeouts += s->request_timeouts;
     total.stale += st.stale_completions;
     total.rebuilds += st.rebuilds;
     total.migrated += st.conns_migrated;
@@ -520,6 +555,9 @@ static int server_setup(server *s) {
         return rc;
     }
     s->port = vigil_listener_port(s->loop, s->listener);
+    uint32_t sweep_ms = cfg.request_ms / 4 < 1000 ? cfg.request_ms / 4 + 1 : 1000;
+    if (cfg.mode == MODE_HTTP)
+        vigil_timer_start(s->loop, sweep_ms, sweep_ms, request_sweep, s, &s->sweep_op);
     if (cfg.inject_kind)
         vigil_timer_start(s->loop, cfg.inject_period_ms, cfg.inject_period_ms, inject_timer, s,
                           &s->inject_op);
@@ -546,6 +584,39 @@ static int parse_u32(const char *s, uint32_t *out) {
         return -1;
     *out = (uint32_t)v;
     return 0;
+}
+
+/* KIND:DURATION_MS:PERIOD_MS[:COUNT], every number whole and in range. */
+static int parse_inject(const char *v) {
+    char buf[96];
+    if (strlen(v) >= sizeof(buf))
+        return -1;
+    strcpy(buf, v);
+    char *part[5];
+    int n = 0;
+    for (char *p = buf; n < 5; n++) {
+        part[n] = p;
+        char *colon = strchr(p, ':');
+        if (!colon) {
+            n++;
+            break;
+        }
+        *colon = 0;
+        p = colon + 1;
+    }
+    uint32_t d, p, count = 0;
+    if (n < 3 || n > 4 || parse_u32(part[1], &d) < 0 || parse_u32(part[2], &p) < 0 ||
+        (n == 4 && (parse_u32(part[3], &count) < 0 || !count)) || !d || !p || d > 3600000 ||
+        p > 3600000)
+        return -1;
+    cfg.inject_kind = !strcmp(part[0], "spin")    ? INJECT_SPIN
+                      : !strcmp(part[0], "block") ? INJECT_BLOCK
+                      : !strcmp(part[0], "hang")  ? INJECT_HANG
+                                                  : INJECT_NONE;
+    cfg.inject_ms = d;
+    cfg.inject_period_ms = p;
+    cfg.inject_count = count;
+    return cfg.inject_kind == INJECT_NONE ? -1 : 0;
 }
 
 /* ------------------------------------------------------------ the system */
@@ -630,6 +701,9 @@ static int parse_args(int argc, char **argv) {
         } else if (!strcmp(a, "--idle-ms")) {
             if (parse_u32(v, &cfg.idle_ms) < 0 || !cfg.idle_ms)
                 BAD("bad --idle-ms '%s'", v);
+        } else if (!strcmp(a, "--request-ms")) {
+            if (parse_u32(v, &cfg.request_ms) < 0 || !cfg.request_ms || cfg.request_ms > 3600000)
+                BAD("bad --request-ms '%s' (1..3600000)", v);
         } else if (!strcmp(a, "--user-timeout-ms")) {
             if (parse_u32(v, &cfg.user_timeout_ms) < 0 || !cfg.user_timeout_ms ||
                 cfg.user_timeout_ms > INT_MAX)
@@ -642,18 +716,9 @@ static int parse_args(int argc, char **argv) {
                 !cfg.ka_intvl || cfg.ka_intvl > 32767 || !cfg.ka_cnt || cfg.ka_cnt > 127)
                 BAD("bad --keepalive '%s' (IDLE_S/INTERVAL_S/COUNT: 1..32767/1..32767/1..127)", v);
         } else if (!strcmp(a, "--inject")) {
-            char kind[16], extra;
-            unsigned d, p, n = 0;
-            int got = sscanf(v, "%15[a-z]:%u:%u:%u%c", kind, &d, &p, &n, &extra);
-            if ((got != 3 && got != 4) || !d || !p || (got == 4 && !n) ||
-                !(cfg.inject_kind = !strcmp(kind, "spin")    ? INJECT_SPIN
-                                    : !strcmp(kind, "block") ? INJECT_BLOCK
-                                    : !strcmp(kind, "hang")  ? INJECT_HANG
-                                                             : INJECT_NONE))
-                BAD("bad --inject '%s' (KIND:DURATION_MS:PERIOD_MS[:COUNT], KIND spin|block|hang)", v);
-            cfg.inject_ms = d;
-            cfg.inject_period_ms = p;
-            cfg.inject_count = n;
+            if (parse_inject(v) < 0)
+                BAD("bad --inject '%s' (KIND:DURATION_MS:PERIOD_MS[:COUNT], KIND spin|block|hang, "
+                    "DURATION and PERIOD 1..3600000 ms, COUNT >= 1)", v);
         } else if (!strcmp(a, "--host")) {
             cfg.host = v;
         } else if (!strcmp(a, "--backend")) {
@@ -737,9 +802,10 @@ static void print_totals(void) {
                 (unsigned long long)total.rebuilds, (unsigned long long)total.migrated,
                 (unsigned long long)total.carried, (unsigned long long)total.returned,
                 (unsigned long long)total.reset);
-    char reqs[48] = "";
+    char reqs[96] = "";
     if (cfg.mode == MODE_HTTP)
-        snprintf(reqs, sizeof(reqs), ", %llu requests answered", (unsigned long long)total.requests);
+        snprintf(reqs, sizeof(reqs), ", %llu requests answered, %llu timed out (408)",
+                 (unsigned long long)total.requests, (unsigned long long)total.request_timeouts);
     fprintf(stderr,
             "vigil serve: stopped; %llu connections served, %llu closed at stop, %llu bytes %s%s, "
             "%llu stale completions dropped\n",
@@ -801,7 +867,8 @@ int cmd_serve(int argc, char **argv) {
     metrics_server *metrics = NULL;
     if (rc == 0 && cfg.metrics_port >= 0) {
         metrics_config mc = {.port = (uint16_t)cfg.metrics_port, .supervisor = supervisor,
-                             .stall_ms = cfg.stall_ms, .nloops = nservers};
+                             .stall_ms = cfg.stall_ms, .nloops = nservers,
+                             .request_ms = cfg.request_ms};
         metrics_loop *ml = calloc(nservers, sizeof(*ml));
         for (uint32_t i = 0; ml && i < nservers; i++)
             ml[i] = (metrics_loop){servers[i].loop, &servers[i].counters};
