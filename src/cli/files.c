@@ -130,8 +130,10 @@ static const char *content_type(const char *path) {
 /* Sends; 0, or -1 when the connection had to go. */
 static int put(vigil_loop *loop, files_conn *fc, const void *data, size_t len) {
     int rc = vigil_send(loop, fc->c, data, len, 0, NULL, NULL, NULL);
-    if (rc >= 0)
+    if (rc >= 0) {
+        http_conn_sent(fc->hc, rc); /* over the mark: no next request until it drains */
         return 0;
+    }
     if (rc != -EOWNERDEAD) /* fenced: the loop went on elsewhere, touch nothing */
         fc->hooks->drop(loop, fc->c, 1, fc->ud);
     return -1;

@@ -6,7 +6,10 @@
  * memory until the peer reads it, and a peer that pipelines requests but never
  * reads would otherwise make the server queue responses without end (one read
  * of 64 KiB holds a thousand small GETs). Checking the send queue between
- * requests, not only between reads, is what bounds a connection.
+ * requests, not only between reads, is what bounds a connection. The check
+ * is the watermark's own protocol: vigil_send says 1 when the queue went over
+ * (http_conn_sent), the drain callback says it is low again; no call per
+ * request.
  *
  * Bytes are parsed straight from the receive buffer; only what is left when
  * the server stops taking requests is copied into the inbox, and receiving is
@@ -19,10 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-void http_conn_init(http_conn *hc, vigil_conn c, size_t hwm, const http_conn_hooks *hooks, void *ud) {
+void http_conn_init(http_conn *hc, vigil_conn c, const http_conn_hooks *hooks, void *ud) {
     memset(hc, 0, sizeof(*hc));
     hc->c = c;
-    hc->hwm = hwm;
     hc->hooks = hooks;
     hc->ud = ud;
 }
@@ -31,10 +33,6 @@ void http_conn_release(http_conn *hc) {
     free(hc->inbox);
     hc->inbox = NULL;
     hc->in_pos = hc->in_len = hc->in_cap = 0;
-}
-
-static int over_hwm(vigil_loop *loop, const http_conn *hc) {
-    return vigil_send_queued(loop, hc->c) > (int64_t)hc->hwm;
 }
 
 /* A request is partly in: its clock runs. */
@@ -55,7 +53,7 @@ static void end_after_flush(vigil_loop *loop, http_conn *hc) {
 static void say_and_end(vigil_loop *loop, http_conn *hc, const char *resp, size_t len) {
     if (flush(loop, hc) < 0)
         return;
-    if (vigil_send(loop, hc->c, resp, len, 0, NULL, NULL, NULL) < 0)
+    if (http_conn_sent(hc, vigil_send(loop, hc->c, resp, len, 0, NULL, NULL, NULL)) < 0)
         hc->hooks->end(loop, hc->c, 1, hc->ud);
     else
         hc->hooks->end(loop, hc->c, 0, hc->ud);
@@ -66,7 +64,7 @@ static void say_and_end(vigil_loop *loop, http_conn *hc, const char *resp, size_
 static int take(vigil_loop *loop, http_conn *hc, const uint8_t *d, size_t n, size_t *taken) {
     size_t pos = 0;
     *taken = 0;
-    while (pos < n && !hc->busy && !over_hwm(loop, hc)) {
+    while (pos < n && !hc->busy && !hc->full) {
         size_t used;
         http_request req;
         int st;
@@ -158,7 +156,7 @@ static void run(vigil_loop *loop, http_conn *hc, const uint8_t *d, size_t n) {
         end_after_flush(loop, hc);
         return;
     }
-    waiting |= over_hwm(loop, hc);
+    waiting |= hc->full;
     if (waiting && !hc->paused) {
         hc->paused = 1;
         vigil_recv_pause(loop, hc->c);
@@ -177,7 +175,10 @@ void http_conn_eof(vigil_loop *loop, http_conn *hc) {
     run(loop, hc, NULL, 0);
 }
 
-void http_conn_drained(vigil_loop *loop, http_conn *hc) { run(loop, hc, NULL, 0); }
+void http_conn_drained(vigil_loop *loop, http_conn *hc) {
+    hc->full = 0;
+    run(loop, hc, NULL, 0);
+}
 
 void http_conn_done(vigil_loop *loop, http_conn *hc) {
     if (hc->pumping) { /* answered inside the handler: take() goes on */

@@ -4,8 +4,8 @@
  * metrics port).
  *
  * Bytes go in as they arrive; requests come out to the server's handler one
- * at a time, in order, and only while the connection's send queue is at or
- * under its high-water mark and no earlier response is still being produced.
+ * at a time, in order, and only while the connection's send queue is under
+ * its high-water mark and no earlier response is still being produced.
  * Whatever cannot be taken now waits in a small inbox with receiving paused.
  * So one connection holds at most: its send queue up to the high-water mark
  * plus one response, and HTTP_CONN_INBOX bytes of requests, whatever its peer
@@ -49,10 +49,10 @@ typedef struct http_conn {
     vigil_conn c;
     const http_conn_hooks *hooks;
     void *ud;
-    size_t hwm;            /* requests are taken while the send queue is at most this */
     uint8_t *inbox;        /* bytes not taken yet: [in_pos, in_len) */
     uint32_t in_pos, in_len, in_cap;
     uint64_t since_ns;     /* when the request being received was first seen; 0: none */
+    uint8_t full;          /* a send said the queue is over its high-water mark (vigil_send 1) */
     uint8_t paused;        /* receiving paused by us */
     uint8_t busy;          /* a response is being produced (HTTP_BUSY) */
     uint8_t peer_done;     /* the peer sent EOF: end once everything is answered */
@@ -60,8 +60,10 @@ typedef struct http_conn {
     uint8_t busy_done;     /* a handler that answered inside its call said so (http_conn_done) */
 } http_conn;
 
-/* Sets up hc for connection c (hc is the owner's memory, zeroed or reused). */
-void http_conn_init(http_conn *hc, vigil_conn c, size_t hwm, const http_conn_hooks *hooks, void *ud);
+/* Sets up hc for connection c (hc is the owner's memory, zeroed or reused).
+ * The connection's send watermark is the owner's to set (vigil_send_watermark),
+ * with its drain callback calling http_conn_drained. */
+void http_conn_init(http_conn *hc, vigil_conn c, const http_conn_hooks *hooks, void *ud);
 /* Frees what hc holds (not hc itself). */
 void http_conn_release(http_conn *hc);
 
@@ -70,6 +72,14 @@ void http_conn_data(vigil_loop *loop, http_conn *hc, const uint8_t *data, size_t
 /* The peer will send nothing more: requests received whole are still
  * answered, then the connection ends gracefully. */
 void http_conn_eof(vigil_loop *loop, http_conn *hc);
+/* Every send of a response goes through here: vigil_send's result, which is
+ * 1 when the queue went over the high-water mark (no request is taken then
+ * until http_conn_drained). Returns rc. */
+static inline int http_conn_sent(http_conn *hc, int rc) {
+    if (rc == 1)
+        hc->full = 1;
+    return rc;
+}
 /* The send queue drained (the watermark's callback): take more requests. */
 void http_conn_drained(vigil_loop *loop, http_conn *hc);
 /* A response the handler was producing (HTTP_BUSY) is queued. */

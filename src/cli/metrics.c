@@ -275,9 +275,12 @@ static int scrape_request(vigil_loop *loop, vigil_conn c, const http_request *re
     char *body = metrics_render(&m->cfg, &blen);
     char head[256];
     int h = body ? http_response_head(head, sizeof(head), blen, "text/plain; version=0.0.4", req) : -1;
+    http_conn *hc = scrape_of(m, loop, c);
     int rc = h > 0 ? vigil_send(loop, c, head, (size_t)h, 5000, NULL, NULL, NULL) : -ENOMEM;
     if (rc >= 0 && !req->head)
         rc = vigil_send(loop, c, body, blen, 5000, NULL, NULL, NULL);
+    if (hc)
+        http_conn_sent(hc, rc);
     free(body);
     if (rc < 0) {
         scrape_end(loop, c, 1, m);
@@ -318,7 +321,7 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
         return;
     }
     http_conn *hc = &m->conns[m->nconns++];
-    http_conn_init(hc, c, METRICS_HWM, &scrape_hooks, m);
+    http_conn_init(hc, c, &scrape_hooks, m);
     vigil_conn_set_data(loop, c, (void *)(uintptr_t)m->nconns);
     if (vigil_send_watermark(loop, c, METRICS_HWM, METRICS_HWM / 4, on_drain, m) < 0 ||
         vigil_recv_start(loop, c, METRICS_IDLE_MS, on_recv, m, NULL) < 0)

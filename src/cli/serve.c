@@ -305,6 +305,15 @@ static void on_recv_echo(vigil_loop *loop, vigil_conn c, int status, const vigil
 
 /* ------------------------------------------------------------ HTTP */
 
+/* A response's bytes; the request side hears when the queue is over its mark. */
+static int answer_http(server *s, vigil_loop *loop, vigil_conn c, const void *data, size_t len) {
+    int rc = answer(s, loop, c, data, len);
+    entry *e = rc == 1 ? entry_of(s, loop, c) : NULL;
+    if (e && e->hc)
+        http_conn_sent(e->hc, rc);
+    return rc;
+}
+
 /* http_conn hands each request over, in order, while the send queue is under
  * its high-water mark; the fixed responses of consecutive requests gather in
  * s->out and go out in one send (flush_batch) at the end of the read. */
@@ -314,7 +323,7 @@ static int flush_batch(vigil_loop *loop, vigil_conn c, void *ud) {
         return 0;
     size_t n = s->olen;
     s->olen = 0;
-    return answer(s, loop, c, s->out, n) < 0 ? -1 : 0;
+    return answer_http(s, loop, c, s->out, n) < 0 ? -1 : 0;
 }
 
 static int batch(server *s, vigil_loop *loop, vigil_conn c, const void *data, size_t len) {
@@ -322,7 +331,7 @@ static int batch(server *s, vigil_loop *loop, vigil_conn c, const void *data, si
         flush_batch(loop, s->out_conn == c.id ? c : (vigil_conn){s->out_conn}, s) < 0)
         return -1;
     if (len > sizeof(s->out)) /* a large body goes in a send of its own */
-        return answer(s, loop, c, data, len) < 0 ? -1 : 0;
+        return answer_http(s, loop, c, data, len) < 0 ? -1 : 0;
     s->out_conn = c.id;
     memcpy(s->out + s->olen, data, len);
     s->olen += len;
@@ -436,7 +445,7 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
             vigil_abort(loop, c, on_closed, NULL);
             return;
         }
-        http_conn_init(hc, c, hwm, cfg.root ? &files_hooks_http : &fixed_hooks, s);
+        http_conn_init(hc, c, cfg.root ? &files_hooks_http : &fixed_hooks, s);
     }
     s->conns[s->n++] = (entry){c, hc, fc};
     vigil_conn_set_data(loop, c, (void *)(uintptr_t)s->n);
