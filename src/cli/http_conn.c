@@ -151,11 +151,14 @@ static void run(vigil_loop *loop, http_conn *hc, const uint8_t *d, size_t n) {
     } else {
         hc->since_ns = 0;
     }
-    int waiting = hc->in_len > hc->in_pos || hc->busy;
-    if (!waiting && hc->peer_done) {
+    int waiting = hc->in_len > hc->in_pos;
+    if (!waiting && !hc->busy && hc->peer_done) {
         end_after_flush(loop, hc);
         return;
     }
+    /* Paused while bytes wait or the queue is full; not merely while a
+     * response is being produced: a client that waits for it sends nothing
+     * meanwhile, and pausing would cost two ring operations per request. */
     waiting |= hc->full;
     if (waiting && !hc->paused) {
         hc->paused = 1;

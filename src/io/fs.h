@@ -76,6 +76,8 @@ int vigil__fs_os_done(vigil_loop *loop, vigil__fsjob *j, int res);
 /* fs_uring.c: the file ring (the rest of it is in engine.h) */
 int vigil__fs_ring_new(vigil__fs_ring **out, int wake_fd);
 int vigil__fs_ring_submit(vigil__fs_ring *r, vigil__fsjob *j, uint64_t tag);
+/* An open on the ring returned fd: its close may run inline (not a socket). */
+void vigil__fs_ring_opened(vigil__fs_ring *r, int fd);
 int vigil__fs_ring_cancel(vigil__fs_ring *r, uint64_t tag);
 #endif
 

@@ -147,9 +147,12 @@ static int64_t ns_of(struct statx_timestamp t) { return (int64_t)t.tv_sec * 1000
 
 /* The open's O_NONBLOCK, added only so that it never waits, goes again:
  * fcntl does not wait, so this runs on the loop thread for both engines. */
-static int clear_nonblock(int fd) {
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0 && (!(fl & O_NONBLOCK) || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0))
+static int clear_nonblock(int fd, int open_flags) {
+    /* F_SETFL changes only the status flags (O_APPEND, O_DIRECT, O_NOATIME,
+     * O_ASYNC, O_NONBLOCK): the open's own, less O_NONBLOCK, are the fd's.
+     * One call per open, not a get and a set: opens are on the hot path of
+     * a file server. */
+    if (fcntl(fd, F_SETFL, open_flags & ~O_NONBLOCK) == 0)
         return fd;
     int err = -errno;
     close(fd); /* an fd the caller would not know how to use */
@@ -158,7 +161,11 @@ static int clear_nonblock(int fd) {
 
 int vigil__fs_os_done(vigil_loop *loop, vigil__fsjob *j, int res) {
     if (j->call == VIGIL__FS_OPEN && res >= 0 && !j->keep_nonblock && !(j->flags & O_PATH))
-        return clear_nonblock(res);
+        res = clear_nonblock(res, j->flags);
+    if (j->call == VIGIL__FS_OPEN && res >= 0 && loop->fs_ring)
+        vigil__fs_ring_opened(loop->fs_ring, res);
+    if (j->call == VIGIL__FS_OPEN)
+        return res;
     if (j->call == VIGIL__FS_STAT && res == 0) {
         *j->st_out = (vigil_stat){
             .size = j->stx.stx_size, .blocks = j->stx.stx_blocks, .ino = j->stx.stx_ino,

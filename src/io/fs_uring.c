@@ -14,12 +14,18 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #define FS_RING_ENTRIES 256
 
 struct vigil__fs_ring {
     struct io_uring ring;
     unsigned queued; /* prepared, not yet submitted */
+    /* fds this ring opened and has not closed, one bit each: never a socket
+     * (an open of one fails -ENXIO), so their close may run inline */
+    uint64_t *opened;
+    size_t opened_words;
 };
 
 int vigil__fs_ring_new(vigil__fs_ring **out, int wake_fd) {
@@ -72,6 +78,34 @@ static struct io_uring_sqe *get_sqe(vigil__fs_ring *r) {
     return sqe;
 }
 
+void vigil__fs_ring_opened(vigil__fs_ring *r, int fd) {
+    size_t w = (size_t)fd / 64;
+    if (w >= r->opened_words) {
+        size_t n = r->opened_words ? r->opened_words : 16;
+        while (n <= w)
+            n *= 2;
+        uint64_t *p = realloc(r->opened, n * sizeof(*p));
+        if (!p)
+            return; /* its close asks the kernel for the type instead */
+        memset(p + r->opened_words, 0, (n - r->opened_words) * sizeof(*p));
+        r->opened = p;
+        r->opened_words = n;
+    }
+    r->opened[w] |= 1ull << (fd % 64);
+}
+
+static bool closes_inline(vigil__fs_ring *r, int fd) {
+    size_t w = (size_t)fd / 64;
+    if (fd >= 0 && w < r->opened_words && (r->opened[w] >> (fd % 64) & 1)) {
+        r->opened[w] &= ~(1ull << (fd % 64));
+        return true; /* opened here: a file, a directory, a FIFO or a device */
+    }
+    struct statx stx;
+    if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &stx) < 0)
+        return false;
+    return S_ISREG(stx.stx_mode) || S_ISDIR(stx.stx_mode);
+}
+
 int vigil__fs_ring_submit(vigil__fs_ring *r, vigil__fsjob *j, uint64_t tag) {
     struct io_uring_sqe *sqe = get_sqe(r);
     if (!sqe)
@@ -98,12 +132,17 @@ int vigil__fs_ring_submit(vigil__fs_ring *r, vigil__fsjob *j, uint64_t tag) {
         io_uring_prep_statx(sqe, j->fd, j->path, j->flags, STATX_BASIC_STATS, &j->stx);
         break;
     case VIGIL__FS_CLOSE:
-        /* Always on an io-wq worker: a file without ->flush (a socket) is
-         * closed inline, and its last fput then runs as task work of the
-         * submitter, the loop thread, where a socket with SO_LINGER and
-         * unsent bytes would hold it for the whole linger time. */
+        /* A file without ->flush (a socket) is closed inline, and its last
+         * fput then runs as task work of the submitter, the loop thread,
+         * where a socket with SO_LINGER and unsent bytes would hold it for
+         * the whole linger time (a terminal's close can wait to drain too).
+         * So an fd this ring did not open, unless it is a regular file or a
+         * directory, closes on an io-wq worker; the rest close inline, a
+         * thread hop cheaper (the type comes from cached attributes: no
+         * round trip to an NFS server). */
         io_uring_prep_close(sqe, j->fd);
-        io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
+        if (!closes_inline(r, j->fd))
+            io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
         break;
     default:
         io_uring_prep_nop(sqe);
@@ -148,5 +187,6 @@ void vigil__fs_ring_free(vigil__fs_ring *r) {
     if (!r)
         return;
     io_uring_queue_exit(&r->ring);
+    free(r->opened);
     free(r);
 }
