@@ -164,6 +164,67 @@ else
     stop
 fi
 
+# --- hostile clients (the same request side as on Linux, http_conn.c): a half-close still gets
+# its answers, a request trickled past --request-ms gets 408, and a client that pipelines GETs
+# and never reads leaves the server's memory where it was (wine's RSS, within 64 MiB)
+if start --mode http --root "Z:$T/www" --request-ms 600; then
+    out=$(timeout 30 python3 - "$PORT" "$SPID" <<'PY' 2>&1
+import socket, sys, time
+port, pid = int(sys.argv[1]), int(sys.argv[2])
+def rss():
+    for l in open("/proc/%d/status" % pid):
+        if l.startswith("VmRSS"):
+            return int(l.split()[1]) >> 10
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"GET /sub/a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+s.shutdown(socket.SHUT_WR)
+got = b""
+s.settimeout(10)
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+half = got.count(b"HTTP/1.1 200 OK") == 2 and len(got) > 3000000
+s = socket.create_connection(("127.0.0.1", port))
+s.settimeout(0.05)
+t0, slow = time.time(), b""
+for ch in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 200:
+    s.send(bytes([ch]))
+    try:
+        slow += s.recv(4096)
+    except (socket.timeout, ConnectionResetError):
+        pass
+    if slow or time.time() - t0 > 5:
+        break
+    time.sleep(0.02)
+took = time.time() - t0
+r0 = rss()
+f = socket.socket()
+f.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+f.connect(("127.0.0.1", port))
+f.setblocking(False)
+req, sent, end = b"GET /sub/a.txt HTTP/1.1\r\nHost: t\r\n\r\n" * 1000, 0, time.time() + 3
+while time.time() < end:
+    try:
+        sent += f.send(req)
+    except BlockingIOError:
+        time.sleep(0.01)
+grew = rss() - r0
+print("half-close %s; trickle: %r after %.1f s; flood: %d bytes of requests, RSS +%d MiB" %
+      (half, slow[:12], took, sent, grew))
+sys.exit(0 if half and slow.startswith(b"HTTP/1.1 408") and took < 3 and grew < 64 else 1)
+PY
+)
+    if [ $? -eq 0 ]; then ok "hostile clients: half-close, slow request, pipelined flood" "$out"
+    else fail "hostile clients: half-close, slow request, pipelined flood" "$out"; fi
+    stop
+    stopped_cleanly || fail "hostile clients: stops cleanly" "exit status $STOP_RC"
+else
+    fail "--mode http --root --request-ms starts" "no banner"
+    stop
+fi
+
 # --- --keepalive: under wine 8 through SIO_KEEPALIVE_VALS (count fixed at 10); the
 # Linux socket under it must carry the idle time, as ss shows its timer
 if start --keepalive 7/3/10; then
