@@ -365,7 +365,9 @@ typedef void (*vigil_recv_cb)(vigil_loop *loop, vigil_conn conn, int status,
 
 /* Starts receiving (multishot where the kernel has it). idle_deadline_ms > 0
  * ends the receive with -ETIMEDOUT when nothing moved for that long: no byte
- * arrived and the peer took none of what was sent (paused or not), and
+ * arrived and the peer took none of what was sent (paused or not; on Windows,
+ * where a send's progress shows only when it completes, a send that takes
+ * longer than the deadline to go out counts as nothing moving), and
  * treats the socket as hung: unsent messages fail with -ETIMEDOUT and both
  * directions are shut down (the peer sees FIN); close or abort the
  * connection to release it. op may be NULL. -EALREADY if a receive is

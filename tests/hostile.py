@@ -231,7 +231,7 @@ def reset_while_paused_is_closed(mode_args, path):
         s = conn(srv.port, rcvbuf=4096)
         s.setblocking(False)
         payload = (b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode()) * 500 if path else b"x" * 65536
-        end, sent = time.time() + 0.5, 0
+        end, sent = time.time() + 0.3, 0
         while time.time() < end and sent < 64 * MIB:  # until the server stops reading
             try:
                 sent += s.send(payload)
@@ -256,7 +256,7 @@ def pipelined_flood_is_bounded(mode_args, path, port_of="port", root=None):
         s = conn(port, rcvbuf=4096)
         s.setblocking(False)
         socks.append(s)
-    end, sent = time.time() + 2.0, 0
+    end, sent = time.time() + 1.5, 0
     while time.time() < end and sent < 256 * MIB:
         for s in socks:
             try:
@@ -437,7 +437,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vigil", default=os.environ.get("VIGIL_EXE"))
     ap.add_argument("--backend", default=os.environ.get("VIGIL_TEST_BACKEND", "auto"))
-    ap.add_argument("--soak", type=float, default=6)
+    ap.add_argument("--soak", type=float, default=4)
     ap.add_argument("--only", default="")
     ap.add_argument("--jobs", default="")  # ./run passes it to every suite
     ARGS = ap.parse_args()
@@ -447,6 +447,7 @@ def main():
         ARGS.backend = "uring"
     root = make_root()
     checks = [
+        ("soak", lambda: soak(root)),  # the longest first: the rest runs beside it
         ("aborted_downloads_do_not_leak", lambda: aborted_downloads_do_not_leak(root)),
         ("reset_while_paused_is_closed/echo", lambda: reset_while_paused_is_closed([], None)),
         ("reset_while_paused_is_closed/http", lambda: reset_while_paused_is_closed(["--mode", "http", "--body-size", "65536"], "/")),
@@ -459,12 +460,13 @@ def main():
         ("special_files_are_refused", lambda: special_files_are_refused(root)),
         ("half_close_gets_the_answer", lambda: half_close_gets_the_answer(root)),
         ("bad_inject_flags_are_refused", bad_inject_flags_are_refused),
-        ("soak", lambda: soak(root)),
     ]
-    passed = failed = 0
-    for name, fn in checks:
-        if ARGS.only and ARGS.only not in name:
-            continue
+    # two at a time (each with its own servers), as the suites run with --jobs 2
+    todo = [(n, f) for n, f in checks if not ARGS.only or ARGS.only in n]
+    lock = threading.Lock()
+    counts = {"passed": 0, "failed": 0}
+
+    def one(name, fn):
         t0 = time.time()
         result = [None]
 
@@ -479,13 +481,29 @@ def main():
         th.join(60)  # each check has a minute
         if th.is_alive():
             result[0] = Fail("timed out after 60 s")
-        if result[0] is None:
-            passed += 1
-            print("hostile: %s: ok (%.1f s)" % (name, time.time() - t0))
-        else:
-            failed += 1
-            print("[FAIL] hostile: %s: %s" % (name, result[0]))
-        sys.stdout.flush()
+        with lock:
+            if result[0] is None:
+                counts["passed"] += 1
+                print("hostile: %s: ok (%.1f s)" % (name, time.time() - t0))
+            else:
+                counts["failed"] += 1
+                print("[FAIL] hostile: %s: %s" % (name, result[0]))
+            sys.stdout.flush()
+
+    def worker():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                name, fn = todo.pop(0)
+            one(name, fn)
+
+    workers = [threading.Thread(target=worker) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    passed, failed = counts["passed"], counts["failed"]
     for p in STARTED:
         if p.poll() is None:
             p.kill()

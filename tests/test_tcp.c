@@ -1149,6 +1149,7 @@ VT_TEST(tcp, idle_deadline_runs_while_paused, 25) {
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     VT_EQ(g.close_status, -ETIMEDOUT);
     vt_sock_close(fd);
+#ifndef _WIN32 /* Windows does not say how much of a send the peer took (vigil.h) */
 
     /* a download: the peer reads 64 KiB every 100 ms and sends nothing (its
      * small receive buffer keeps the rest in ours, as a slow link would) */
@@ -1169,6 +1170,7 @@ VT_TEST(tcp, idle_deadline_runs_while_paused, 25) {
     VT_OK(vigil_abort(loop, s.c, NULL, NULL));
     run_for(loop, 50);
     vt_sock_close(fd);
+#endif
     VT_OK(vigil_loop_destroy(loop));
 }
 
