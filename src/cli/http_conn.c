@@ -166,6 +166,8 @@ static void run(vigil_loop *loop, http_conn *hc, const uint8_t *d, size_t n) {
     } else if (!waiting && hc->paused) {
         hc->paused = 0;
         vigil_recv_resume(loop, hc->c);
+        if (hc->since_ns) /* its clock stopped while we held the peer back */
+            hc->since_ns = vigil_now_ns();
     }
 }
 
@@ -194,7 +196,8 @@ void http_conn_done(vigil_loop *loop, http_conn *hc) {
 }
 
 int http_conn_overdue(http_conn *hc, uint64_t now_ns, uint64_t limit_ns) {
-    return hc->since_ns && now_ns - hc->since_ns > limit_ns;
+    /* while we pause receiving, the peer cannot finish: not its delay */
+    return hc->since_ns && !hc->paused && now_ns - hc->since_ns > limit_ns;
 }
 
 void http_conn_timeout(vigil_loop *loop, http_conn *hc) {
