@@ -1370,6 +1370,7 @@ VT_TEST(tcp, send_deadline, 15) {
     int fd = peer_connect(port, 64 * 1024);
     VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
     oplog g = {0};
+    VT_OK(vigil_recv_start(loop, s.c, 0, log_recv, &g, NULL)); /* learns of the break too */
     send_ref r0 = {&g, 0}, r1 = {&g, 1};
     size_t big = 64 * MIB;
     uint8_t *tmp = malloc(big);
@@ -1389,9 +1390,12 @@ VT_TEST(tcp, send_deadline, 15) {
     uint64_t took = (sd_t[0] - t0) / 1000000ull;
     VT_ASSERT(took >= 250 && took < 3000, "send ended after %llu ms (deadline 300)", (unsigned long long)took);
     VT_ASSERT(g.send_seq[0] < g.send_seq[1], "unsent messages fail in order");
+    VT_EQ(g.recv_finals, 1);
+    VT_EQ(g.recv_status, -ETIMEDOUT); /* not 0: the stream broke, it did not end */
     VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     VT_EQ(g.close_cbs, 1);
+    VT_EQ(g.close_status, -ETIMEDOUT); /* what broke it, not a clean close */
     vt_sock_close(fd);
     VT_OK(vigil_loop_destroy(loop));
 }
