@@ -365,20 +365,25 @@ typedef void (*vigil_recv_cb)(vigil_loop *loop, vigil_conn conn, int status,
 
 /* Starts receiving (multishot where the kernel has it). idle_deadline_ms > 0
  * ends the receive with -ETIMEDOUT when nothing moved for that long: no byte
- * arrived and the peer took none of what was sent (paused or not; on Windows,
- * where a send's progress shows only when it completes, a send that takes
- * longer than the deadline to go out counts as nothing moving), and
- * treats the socket as hung: unsent messages fail with -ETIMEDOUT and both
- * directions are shut down (the peer sees FIN); close or abort the
- * connection to release it. op may be NULL. -EALREADY if a receive is
- * running. */
+ * arrived and the peer's TCP acknowledged none of what was sent (paused or
+ * not). A reader frees its window in steps of about two segments (128 KiB
+ * on loopback, a few KiB on Ethernet): one reading less per deadline looks
+ * idle. On Windows, where a send's progress shows only when it completes, a
+ * send that takes longer than the deadline to go out counts as nothing
+ * moving. A timed-out socket is treated as hung: unsent messages fail with
+ * -ETIMEDOUT and both directions are shut down (the peer sees FIN); close
+ * or abort the connection to release it. op may be NULL. -EALREADY if a
+ * receive is running. */
 int vigil_recv_start(vigil_loop *loop, vigil_conn conn, uint32_t idle_deadline_ms,
                      vigil_recv_cb cb, void *ud, vigil_op *op);
 /* Backpressure: stop taking bytes from the socket (they wait in the kernel)
  * and resume. No callback for either; bytes already received are delivered
  * after resume, in order. A paused receive still ends when the stream breaks
  * (a send failed: the peer reset; a deadline passed), with that error, after
- * the bytes already received. */
+ * the bytes already received (io_uring may have received some before the
+ * pause took hold; epoll none). Closing or cancelling it drops them: no data
+ * callback comes after vigil_close. Both return -ENOTCONN once the receive
+ * has ended (or none was started); after a break vigil_send is -EPIPE. */
 int vigil_recv_pause(vigil_loop *loop, vigil_conn conn);
 int vigil_recv_resume(vigil_loop *loop, vigil_conn conn);
 
@@ -405,8 +410,9 @@ int64_t vigil_send_queued(vigil_loop *loop, vigil_conn conn);
 
 /* When the queue grows past high_bytes, vigil_send still queues (nothing is
  * refused) and returns 1 instead of 0; when it then drains to low_bytes or
- * less, cb runs once, also when it emptied because the stream broke (the
- * sends and the receive say why). high_bytes 0 turns this off. */
+ * less, cb runs once. When the queue empties because the stream broke, cb
+ * runs only if no receive is running (the receive's final callback says it
+ * then; the sends' callbacks say it either way). high_bytes 0 turns this off. */
 typedef void (*vigil_drain_cb)(vigil_loop *loop, vigil_conn conn, void *ud);
 int vigil_send_watermark(vigil_loop *loop, vigil_conn conn, size_t high_bytes,
                          size_t low_bytes, vigil_drain_cb cb, void *ud);

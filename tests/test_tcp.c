@@ -1073,9 +1073,10 @@ VT_TEST(tcp, recv_pause_resume, 25) {
 
 /* 12b. A paused connection still learns that its peer is gone. The server
  * pauses at its high-water mark (the peer sends but never reads), then the
- * peer resets: the failed send must end the paused receive with the error,
- * the drain callback must run (the queue is empty now), and the close must
- * report the error, not a clean close. */
+ * peer resets: the failed send must end the paused receive with the error
+ * (the drain callback does not run: the receive said it), and the close
+ * must report the error, not a clean close. Without a receive, the drain
+ * callback is what tells a writer. */
 typedef struct hw {
     int paused, drains, finals, final_status;
 } hw;
@@ -1118,12 +1119,81 @@ VT_TEST(tcp, paused_receive_learns_of_reset, 25) {
     vt_sock_reset(fd);
     VT_ASSERT(vt_run_until(loop, &x.finals, 5000), "the paused receive never ended after a reset");
     VT_ASSERT(x.final_status == -ECONNRESET || x.final_status == -EPIPE, "status %d", x.final_status);
-    VT_EQ(x.drains, 1);
+    VT_EQ(x.drains, 0);
+    VT_EQ(vigil_recv_resume(loop, s.c), -ENOTCONN);
+    VT_EQ(vigil_send(loop, s.c, "x", 1, 0, NULL, NULL, NULL), -EPIPE);
     VT_EQ(vigil_send_queued(loop, s.c), 0);
     oplog g = {0};
     VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     VT_EQ(g.close_status, x.final_status);
+
+    /* a writer with no receive: 64 MiB to a peer with a small window, a
+     * reset, and the drain callback is what tells it (the queue emptied) */
+    s.accepted = 0;
+    fd = peer_connect(port, 16384);
+    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    hw y = {0};
+    VT_OK(vigil_send_watermark(loop, s.c, 1 << 20, 256 << 10, hw_drain, &y));
+    uint8_t *big = calloc(1, 64 * MIB);
+    VT_EQ(vigil_send(loop, s.c, big, 64 * MIB, 0, NULL, NULL, NULL), 1);
+    free(big);
+    run_for(loop, 200);
+    VT_EQ(y.drains, 0);
+    vt_sock_reset(fd);
+    VT_ASSERT(vt_run_until(loop, &y.drains, 5000), "no drain callback after the reset");
+    VT_EQ(vigil_send_queued(loop, s.c), 0);
+    oplog g2 = {0};
+    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g2));
+    VT_ASSERT(vt_run_until(loop, &g2.close_cbs, 5000));
+    VT_ASSERT(g2.close_status == -ECONNRESET || g2.close_status == -EPIPE, "close %d", g2.close_status);
+    VT_OK(vigil_loop_destroy(loop));
+}
+
+/* 12b2. Closing a paused receive delivers no more data: bytes that came in
+ * before the pause took hold (io_uring's multishot receive may have some)
+ * are dropped with the receive, which ends -ECANCELED. */
+typedef struct cp {
+    int paused, closed, data_after_close, finals, final_status;
+} cp;
+
+static void cp_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
+    cp *x = ud;
+    if (status <= 0) {
+        x->finals++;
+        x->final_status = status;
+        return;
+    }
+    if (x->closed)
+        x->data_after_close++;
+    if (!x->paused) {
+        VT_OK(vigil_recv_pause(loop, c));
+        x->paused = 1;
+    }
+}
+
+VT_TEST(tcp, close_of_paused_receive_delivers_no_more_data, 25) {
+    vigil_loop *loop = vt_loop(NULL);
+    one_srv s = {0};
+    int port;
+    vt_listen(loop, one_accept, &s, &port);
+    wr_peer p = {.fd = vt_sock_connect(port), .len = 8 * MIB, .seed = 42};
+    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    cp x = {0};
+    VT_OK(vigil_recv_start(loop, s.c, 0, cp_recv, &x, NULL));
+    pthread_t th;
+    VT_EQ(pthread_create(&th, NULL, wr_peer_main, &p), 0);
+    VT_ASSERT(vt_run_until(loop, &x.paused, 5000));
+    run_for(loop, 200);
+    x.closed = 1;
+    oplog g = {0};
+    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
+    VT_EQ(x.data_after_close, 0);
+    VT_EQ(x.finals, 1);
+    VT_EQ(x.final_status, -ECANCELED);
+    vt_sock_close(p.fd);
+    pthread_join(th, NULL);
     VT_OK(vigil_loop_destroy(loop));
 }
 

@@ -510,6 +510,14 @@ static void flush_parked(vigil_loop *loop, vigil__op *op, vigil__conn *c, bool e
     }
 }
 
+/* Received bytes nobody will take: the owner closed or cancelled the receive. */
+static void discard_parked(vigil_loop *loop, vigil__conn *c) {
+    while (parked_pending(c))
+        vigil__buf_recycle(loop, c->parked[c->parked_pos++].buf);
+    c->parked_pos = c->parked_n = 0;
+    c->flags &= (uint16_t)~VIGIL__CF_EOF_PARKED;
+}
+
 static void recv_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int status) {
     if (op->flags & VIGIL__OPF_TIMED_OUT)
         status = -ETIMEDOUT;
@@ -522,7 +530,10 @@ static void recv_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int stat
         c->parked_final = status;
         return;
     }
-    flush_parked(loop, op, c, true);
+    if ((op->flags & VIGIL__OPF_STOPPED) && status == -ECANCELED)
+        discard_parked(loop, c); /* closed or cancelled by its owner: no data after that */
+    else
+        flush_parked(loop, op, c, true); /* the stream ended: what came first goes first */
     buf_wait_remove(loop, c);
     c->recv_op = 0;
     vigil_recv_cb cb = (vigil_recv_cb)op->cb;
@@ -677,19 +688,21 @@ static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status, bool lat
 /* The stream cannot go on (a send failed, or a deadline passed). Its owner
  * hears it from every unsent message, and from the receive even while it is
  * paused (bytes already received come first): a paused connection would
- * otherwise never learn that its peer is gone. A writer waiting for the
- * drain callback gets it too, since the queue is now empty. */
+ * otherwise never learn that its peer is gone. With no receive to say it, a
+ * writer waiting for the drain callback gets that (the queue is empty now);
+ * with one, the drain would only come first and find the receive over. */
 static void stream_broken(vigil_loop *loop, vigil__conn *c, int status) {
     uint64_t cid = vigil__conn_id(loop, c);
     c->flags |= VIGIL__CF_BROKEN;
     send_fail_all(loop, c, status, false);
     if (!conn_alive(loop, c, cid))
         return;
+    bool receiving = live_recv(loop, c) != NULL;
     recv_stop(loop, c, status);
-    if (!(c->flags & VIGIL__CF_CLOSING))
-        check_drain(loop, c);
-    else
+    if (c->flags & VIGIL__CF_CLOSING)
         conn_maybe_close(loop, c);
+    else if (!receiving)
+        check_drain(loop, c);
 }
 
 /* Fails every queued send, in order, with status. The in-flight one (if any)
