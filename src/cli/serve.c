@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #ifdef _WIN32
 #include <windows.h>
 #define BACKEND_HINT "use --backend auto (Windows has one backend: iocp)"
@@ -142,6 +145,7 @@ typedef struct server {
     int shutdown_ticks;
     int port; /* the bound port */
     vigil_op sweep_op; /* HTTP: the request deadline's sweep */
+    vigil_op trim_op;  /* loop 0: memory back to the system */
     /* HTTP: responses to pipelined requests, batched into one send per read */
     char out[65536];
     size_t olen;
@@ -414,6 +418,18 @@ static void request_sweep(vigil_loop *loop, vigil_op t, int status, void *ud) {
         }
 }
 
+/* Memory freed after a burst (a thousand connections holding a 1 MiB answer
+ * each, say) goes back to the system: glibc keeps freed chunks in its
+ * arenas, and raises its mmap threshold after the first large free, so
+ * without this a process keeps its peak for good. Every 2 s, from loop 0
+ * (malloc_trim covers every thread's arena). */
+static void trim_memory(vigil_loop *loop, vigil_op t, int status, void *ud) {
+#ifdef __GLIBC__
+    if (status == 0)
+        malloc_trim(0);
+#endif
+}
+
 static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
     server *s = ud;
     if (status < 0) {
@@ -498,6 +514,8 @@ static void shutdown_now(vigil_loop *loop, int status, void *arg) {
         vigil_cancel(loop, s->inject_op);
     if (s->sweep_op.id)
         vigil_cancel(loop, s->sweep_op);
+    if (s->trim_op.id)
+        vigil_cancel(loop, s->trim_op);
     vigil_listener_close(loop, s->listener);
     while (s->n) {
         vigil_conn c = s->conns[s->n - 1].c;
@@ -567,6 +585,8 @@ static int server_setup(server *s) {
     uint32_t sweep_ms = cfg.request_ms / 4 < 1000 ? cfg.request_ms / 4 + 1 : 1000;
     if (cfg.mode == MODE_HTTP)
         vigil_timer_start(s->loop, sweep_ms, sweep_ms, request_sweep, s, &s->sweep_op);
+    if (s->index == 0)
+        vigil_timer_start(s->loop, 2000, 2000, trim_memory, s, &s->trim_op);
     if (cfg.inject_kind)
         vigil_timer_start(s->loop, cfg.inject_period_ms, cfg.inject_period_ms, inject_timer, s,
                           &s->inject_op);
