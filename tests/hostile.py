@@ -325,7 +325,7 @@ def reset_storm_gives_memory_back():
     ths = [threading.Thread(target=storm) for _ in range(4)]
     for t in ths:
         t.start()
-    time.sleep(1.5)
+    time.sleep(1.0)
     stop.set()
     for t in ths:
         t.join()
@@ -337,8 +337,8 @@ def reset_storm_gives_memory_back():
     if "ASAN_OPTIONS" not in os.environ:  # ASan's allocator keeps what it had: only leaks count there
         check(grew < RSS_SLACK, "RSS %d MiB above the start 6 s after a reset storm (%d MiB during it)" %
               (grew >> 20, (peak - rss0) >> 20))
-    n = srv.wait_fds(srv.fds0, 5)
-    check(n <= srv.fds0, "fds %d after the storm, %d before" % (n, srv.fds0))
+    n = srv.wait_fds(srv.fds0, 20)  # under ASan, epoll works through the backlog slowly
+    check(n <= srv.fds0, "fds %d 20 s after the storm, %d before" % (n, srv.fds0))
     srv.stop()
 
 
