@@ -296,6 +296,15 @@ static void one_accept(vigil_loop *loop, vigil_listener l, int status, vigil_con
     }
 }
 
+/* Listens, connects a plain socket and runs the loop until the server side
+ * is accepted (s->c); returns the peer's fd. */
+static int accept_one(vigil_loop *loop, one_srv *s, int *port) {
+    vt_listen(loop, one_accept, s, port);
+    int fd = vt_sock_connect(*port);
+    VT_ASSERT(vt_run_until(loop, &s->accepted, 5000));
+    return fd;
+}
+
 /* Records a connection's callbacks in order. */
 typedef struct oplog {
     int seq;
@@ -471,10 +480,7 @@ static void count_sent(vigil_loop *loop, vigil_conn c, int status, void *ud) {
 VT_TEST(tcp, peer_reset, 15) {
     vigil_loop *loop = vt_loop(NULL);
     one_srv s = {0};
-    int port;
-    vt_listen(loop, one_accept, &s, &port);
-    int fd = vt_sock_connect(port);
-    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    int port, fd = accept_one(loop, &s, &port);
     oplog g = {0};
     VT_OK(vigil_recv_start(loop, s.c, 0, log_recv, &g, NULL));
     run_for(loop, 50);
@@ -1101,10 +1107,7 @@ static void hw_drain(vigil_loop *loop, vigil_conn c, void *ud) { ((hw *)ud)->dra
 VT_TEST(tcp, paused_receive_learns_of_reset, 25) {
     vigil_loop *loop = vt_loop(NULL);
     one_srv s = {0};
-    int port;
-    vt_listen(loop, one_accept, &s, &port);
-    int fd = vt_sock_connect(port);
-    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    int port, fd = accept_one(loop, &s, &port);
     hw x = {0};
     VT_OK(vigil_send_watermark(loop, s.c, 1 << 20, 256 << 10, hw_drain, &x));
     VT_OK(vigil_recv_start(loop, s.c, 0, hw_recv, &x, NULL));
@@ -1203,10 +1206,7 @@ VT_TEST(tcp, close_of_paused_receive_delivers_no_more_data, 25) {
 VT_TEST(tcp, idle_deadline_runs_while_paused, 25) {
     vigil_loop *loop = vt_loop(NULL);
     one_srv s = {0};
-    int port;
-    vt_listen(loop, one_accept, &s, &port);
-    int fd = vt_sock_connect(port);
-    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    int port, fd = accept_one(loop, &s, &port);
     hw x = {0};
     VT_OK(vigil_recv_start(loop, s.c, 300, hw_recv, &x, NULL));
     VT_OK(vigil_recv_pause(loop, s.c));
@@ -1248,10 +1248,7 @@ VT_TEST(tcp, idle_deadline_runs_while_paused, 25) {
 VT_TEST(tcp, cancel_recv, 15) {
     vigil_loop *loop = vt_loop(NULL);
     one_srv s = {0};
-    int port;
-    vt_listen(loop, one_accept, &s, &port);
-    int fd = vt_sock_connect(port);
-    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    int port, fd = accept_one(loop, &s, &port);
     oplog g = {0};
     vigil_op op;
     VT_OK(vigil_recv_start(loop, s.c, 0, log_recv, &g, &op));
@@ -1368,10 +1365,7 @@ VT_TEST(tcp, cancel_queued_send, 25) {
 VT_TEST(tcp, recv_idle_deadline_silent_peer, 10) {
     vigil_loop *loop = vt_loop(NULL);
     one_srv s = {0};
-    int port;
-    vt_listen(loop, one_accept, &s, &port);
-    int fd = vt_sock_connect(port);
-    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    int port, fd = accept_one(loop, &s, &port);
     oplog g = {0};
     uint64_t t0 = vigil_now_ns();
     VT_OK(vigil_recv_start(loop, s.c, 200, log_recv, &g, NULL));
@@ -1642,10 +1636,7 @@ VT_TEST(tcp, buf_keep_release, 20) {
     vigil_loop_options o = {.buf_count = 4, .buf_size = 4096};
     vigil_loop *loop = vt_loop(&o);
     one_srv s = {0};
-    int port;
-    vt_listen(loop, one_accept, &s, &port);
-    int fd = vt_sock_connect(port);
-    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    int port, fd = accept_one(loop, &s, &port);
     kr k = {0};
     VT_OK(vigil_recv_start(loop, s.c, 0, kr_recv, &k, NULL));
     VT_EQ(peer_write_pattern(fd, KR_TOTAL, 70, 0), 0);
