@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Internal test hook (src/io/loop.h): queues a no-op whose tag names a slot
+/* Internal test hook (src/core/loop.h): queues a no-op whose tag names a slot
  * generation that no longer exists. */
 int vigil__debug_stale_completion(vigil_loop *loop);
 

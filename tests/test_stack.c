@@ -1,7 +1,7 @@
 /* test_stack.c: describing a thread without stopping or signalling it
- * (src/platform/stack.h): its system call, the frames on its stack, their
+ * (src/os/stack.h): its system call, the frames on its stack, their
  * names, and that looking does not cut its wait short. */
-#include "platform/stack.h"
+#include "os/stack.h"
 #include "util.h"
 #include "vt.h"
 

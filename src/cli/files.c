@@ -50,7 +50,7 @@ struct files_conn {
 
 #ifdef _WIN32
 /* The C runtime cannot open a directory: the handle of one, behind an fd
- * (paths relative to it are joined to its own path, src/io/fs_win.c). */
+ * (paths relative to it are joined to its own path, src/os/win/files.c). */
 #define OPEN_FLAGS (O_RDONLY | VIGIL_O_BENEATH)
 int files_root(const char *dir) {
     HANDLE h = CreateFileA(dir, 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL, OPEN_EXISTING,

@@ -13,10 +13,10 @@
  * the runner's state from CALLBACK to FENCED. It never touches the loop's
  * tables, ring or connections: the rebuild thread does, once it owns them.
  */
-#include "io/loop.h"
-#include "platform/platform.h"
+#include "core/loop.h"
+#include "os/platform.h"
 #ifndef _WIN32
-#include "platform/stack.h"
+#include "os/stack.h"
 #endif
 
 #include <errno.h>

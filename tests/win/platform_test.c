@@ -1,9 +1,9 @@
 /*
- * platform_test.c: src/platform/win.c under wine64, one line per check
+ * platform_test.c: src/os/win/platform.c under wine64, one line per check
  * ("platform: NAME: ok|FAIL ...") and the number of failures as the exit
  * status, like iocp_probe.c.
  */
-#include "platform/platform.h"
+#include "os/platform.h"
 
 #include <winsock2.h>
 #include <windows.h>

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/win/probe.sh [N]: cross-builds tests/win/iocp_probe.c and
-# tests/win/platform_test.c (src/platform/win.c) for Windows and runs them
+# tests/win/platform_test.c (src/os/win/platform.c) for Windows and runs them
 # under wine64 with a private prefix; N idle connections for the probe's
 # memory check (default 1000); then the suites built for Windows so far
 # (test_loop, test_tcp, test_errors, test_udp, test_supervisor, test_rebuild, test_gate).

@@ -18,7 +18,7 @@
 #ifndef VIGIL_IO_FS_H
 #define VIGIL_IO_FS_H
 
-#include "io/engine.h"
+#include "core/engine.h"
 
 #ifndef _WIN32
 #include <linux/openat2.h>

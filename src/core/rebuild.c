@@ -21,8 +21,8 @@
  * Connections are plain fds, so they simply go on; ops keep their slots and
  * generations, so every handle the application holds stays valid.
  */
-#include "io/loop.h"
-#include "platform/platform.h"
+#include "core/loop.h"
+#include "os/platform.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -15,8 +15,8 @@
  * without it and waits like a pool thread did. Asked for explicitly, the
  * flag holds on both of the kernel's routes.
  */
-#include "fs.h"
-#include "platform/platform.h"
+#include "core/fs.h"
+#include "os/platform.h"
 
 #include <errno.h>
 #include <fcntl.h>

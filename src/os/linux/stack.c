@@ -6,7 +6,7 @@
  * thread exits meanwhile, and scanned for words that look like return
  * addresses. dladdr names them.
  */
-#include "platform/stack.h"
+#include "os/stack.h"
 
 #include <dlfcn.h>
 #include <errno.h>

@@ -17,7 +17,7 @@
  * The wake primitive is a UDP socket on 127.0.0.1 that sends itself one
  * byte: the loop's wait sees it as a completion like any other socket's.
  */
-#include "platform/platform.h"
+#include "os/platform.h"
 
 #include <winsock2.h>
 #include <ws2tcpip.h>

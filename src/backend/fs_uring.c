@@ -8,7 +8,7 @@
  * wake fd is registered as the ring's eventfd, so a completion wakes the
  * loop through the wake read it already has on every backend.
  */
-#include "fs.h"
+#include "core/fs.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -9,8 +9,8 @@
  * marked ENGINE: its request does not live in the backend's fenced state,
  * so a rebuild neither re-issues it nor treats its completion as stale.
  */
-#include "fs.h"
-#include "platform/platform.h"
+#include "core/fs.h"
+#include "os/platform.h"
 
 #include <errno.h>
 #include <fcntl.h>

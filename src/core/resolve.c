@@ -13,9 +13,9 @@
  * each with what is left of the deadline, and ends with the connect
  * callback. Stages find their dial through its handle, never a pointer.
  */
-#include "io/engine.h"
-#include "platform/platform.h"
-#include "platform/sockets.h"
+#include "core/engine.h"
+#include "os/platform.h"
+#include "os/sockets.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -3,8 +3,8 @@
  * taking their completions each pass from the file ring (Linux, io_uring
  * loops) and from the worker pool, and ending them all at destroy.
  */
-#include "io/engine.h"
-#include "platform/platform.h"
+#include "core/engine.h"
+#include "os/platform.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
  * then have nothing to do. Built on Windows, where signals have no
  * signalfd (docs/windows.md).
  */
-#include "io/engine.h"
+#include "core/engine.h"
 
 #include <errno.h>
 

@@ -27,9 +27,9 @@
  * packet for an op that is gone is stale and dropped like any other. A
  * flight is freed only once its packet was dequeued, cancelled or not.
  */
-#include "io/loop.h"
-#include "platform/platform.h"
-#include "platform/sockets.h"
+#include "core/loop.h"
+#include "os/platform.h"
+#include "os/sockets.h"
 
 #include <winsock2.h>
 #include <mswsock.h>

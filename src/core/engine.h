@@ -6,8 +6,8 @@
 #ifndef VIGIL_IO_ENGINE_H
 #define VIGIL_IO_ENGINE_H
 
-#include "io/loop.h"
-#include "io/pool.h"
+#include "core/loop.h"
+#include "core/pool.h"
 
 /* fs_uring.c (Linux): the loop's file ring. Its completions signal wake_fd. */
 typedef struct vigil__fs_ring vigil__fs_ring;

@@ -13,7 +13,7 @@
  * the worker frees the block. An abandoned worker keeps its cancel_fd (it
  * closes it) and is detached at stop: it may outlive the pool.
  */
-#include "pool.h"
+#include "core/pool.h"
 
 #include <errno.h>
 #ifndef _WIN32

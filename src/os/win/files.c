@@ -25,8 +25,8 @@
  * opening checks that the file's final path (symlinks and junctions
  * resolved) is still inside the directory.
  */
-#include "fs.h"
-#include "platform/platform.h"
+#include "core/fs.h"
+#include "os/platform.h"
 
 #include <windows.h>
 

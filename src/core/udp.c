@@ -17,9 +17,9 @@
  * op asks the backend for writability. Nothing of a send is ever in flight,
  * so a rebuild has nothing to carry but the receive and the wait.
  */
-#include "io/loop.h"
-#include "platform/platform.h"
-#include "platform/sockets.h"
+#include "core/loop.h"
+#include "os/platform.h"
+#include "os/sockets.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -10,9 +10,9 @@
  *   4. the backend waits (not at all if 1-3 left work) and dispatches
  *      completions in the order the kernel posted them.
  */
-#include "io/engine.h"
-#include "io/loop.h"
-#include "platform/platform.h"
+#include "core/engine.h"
+#include "core/loop.h"
+#include "os/platform.h"
 
 #include <errno.h>
 #include <stdio.h>

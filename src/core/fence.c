@@ -9,8 +9,8 @@
  * WAIT, so it cannot miss a fence: the failed swap is how it learns of one,
  * and from then on it touches nothing of the loop.
  */
-#include "io/loop.h"
-#include "platform/platform.h"
+#include "core/loop.h"
+#include "os/platform.h"
 
 #include <errno.h>
 #include <sched.h>

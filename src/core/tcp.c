@@ -12,8 +12,8 @@
  * for abort) and the fd close. The close callback runs after every other op
  * of the connection has had its final callback.
  */
-#include "io/loop.h"
-#include "platform/platform.h"
+#include "core/loop.h"
+#include "os/platform.h"
 
 #include <errno.h>
 #include <stdlib.h>

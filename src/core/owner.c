@@ -13,8 +13,8 @@
  * destroyed: vigil_loop_destroy from any other thread hands the destroy to
  * it (the handoff below), since only the owner may tear the backend down.
  */
-#include "io/loop.h"
-#include "platform/platform.h"
+#include "core/loop.h"
+#include "os/platform.h"
 
 #include <errno.h>
 #include <sched.h>

@@ -3,7 +3,7 @@
  * blocks: sockets are non-blocking, close never lingers (an abortive close
  * sets a zero linger, which resets at once).
  */
-#include "platform/platform.h"
+#include "os/platform.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -19,8 +19,8 @@
  *  g. liburing 2.3 lacks io_uring_setup_buf_ring: the buffer ring is mapped
  *     and registered here.
  */
-#include "io/loop.h"
-#include "platform/platform.h"
+#include "core/loop.h"
+#include "os/platform.h"
 
 #include <errno.h>
 #include <liburing.h>

@@ -11,7 +11,7 @@
  * the watcher list only between deliveries, so the list never shifts under
  * a delivery in progress.
  */
-#include "io/loop.h"
+#include "core/loop.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -19,8 +19,8 @@
  *  g. Reads per ready fd per pass are bounded, so one fast sender cannot
  *     starve the rest.
  */
-#include "io/loop.h"
-#include "platform/platform.h"
+#include "core/loop.h"
+#include "os/platform.h"
 
 #include <errno.h>
 #include <stdlib.h>
