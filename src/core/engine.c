@@ -54,15 +54,6 @@ void vigil__engine_started(vigil_loop *loop, vigil__op *op, uint32_t deadline_ms
 
 /* ---------------------------------------------------------- destroy */
 
-/* The pool's part of an engine op, or NULL (first member of both jobs). */
-static vigil__job *pool_job(vigil__op *op) {
-    if (op->kind == VIGIL__OP_FS)
-        return (vigil__job *)op->u.fs.job;
-    if (op->kind == VIGIL__OP_RESOLVE)
-        return (vigil__job *)op->u.resolve.job;
-    return NULL;
-}
-
 /* Destroy gives up on pool workers still stuck in a call past the bound
  * (pool.h): each op whose job was abandoned loses its job pointer first,
  * so that releasing it frees nothing the worker still writes, then ends
@@ -72,16 +63,15 @@ static uint32_t abandon_stuck(vigil_loop *loop) {
     uint32_t n = 0;
     for (uint32_t slot = 0; slot < loop->ops_cap; slot++) {
         vigil__op *op = vigil__op_at(loop, slot);
-        vigil__job *j = (op->flags & VIGIL__OPF_ENGINE) && (op->flags & VIGIL__OPF_KERNEL) ? pool_job(op) : NULL;
+        const vigil__op_class *cls = vigil__class_of(op);
+        bool in_engine = (op->flags & VIGIL__OPF_ENGINE) && (op->flags & VIGIL__OPF_KERNEL);
+        vigil__job *j = in_engine && cls->job ? cls->job(op, false) : NULL;
         if (!j)
             continue;
         uint64_t tag = j->tag; /* j is the worker's once abandoned */
         if (!vigil__pool_abandon(loop->pool, j))
             continue;
-        if (op->kind == VIGIL__OP_FS)
-            op->u.fs.job = NULL;
-        else
-            op->u.resolve.job = NULL;
+        cls->job(op, true);
         vigil__cqe c = {tag, -ECANCELED, 0};
         vigil__dispatch_engine(loop, &c);
         n++;
@@ -100,10 +90,7 @@ void vigil__fs_destroy(vigil_loop *loop) {
         vigil__op *op = vigil__op_at(loop, slot);
         if (!(op->flags & VIGIL__OPF_ENGINE) || (op->flags & (VIGIL__OPF_USER_DONE | VIGIL__OPF_STOPPED)))
             continue;
-        if (op->kind == VIGIL__OP_FS)
-            vigil__fs_cancel(loop, op);
-        else if (op->kind == VIGIL__OP_RESOLVE)
-            vigil__resolve_cancel(loop, op);
+        vigil__class_of(op)->cancel(loop, op); /* file calls and lookups */
     }
     uint64_t abandon_ns = vigil__clock_ns() + (uint64_t)VIGIL__POOL_ABANDON_MS * 1000000ull;
     for (;;) {

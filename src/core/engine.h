@@ -19,9 +19,6 @@ void vigil__fs_ring_free(vigil__fs_ring *r);
 
 void vigil__fs_poll(vigil_loop *loop);     /* each pass: submit, take what finished */
 bool vigil__fs_ready(vigil_loop *loop);    /* completions wait: do not sleep */
-int vigil__fs_cancel(vigil_loop *loop, vigil__op *op);
-void vigil__fs_deadline(vigil_loop *loop, vigil__op *op);
-void vigil__fs_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
 void vigil__fs_destroy(vigil_loop *loop);  /* final callbacks of every engine op, engines gone */
 int vigil__pool_get(vigil_loop *loop);     /* the loop's pool, made on first use */
 /* an engine op was handed over: in flight, counted, its deadline set */

@@ -41,7 +41,7 @@ static void fs_final(vigil_loop *loop, vigil__op *op, int status) {
         VIGIL__CALLBACK(loop, cb, (loop, h, status, ud));
 }
 
-void vigil__fs_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
+static void fs_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     int res = c->res;
     /* CANCELING is gone by now (the request ended): what asked for the stop stays */
     if ((op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_TIMED_OUT)) && (res == -ECANCELED || res == -EINTR))
@@ -50,12 +50,12 @@ void vigil__fs_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     fs_final(loop, op, op->u.fs.job ? vigil__fs_os_done(loop, op->u.fs.job, res) : res);
 }
 
-int vigil__fs_cancel(vigil_loop *loop, vigil__op *op) {
+static int fs_cancel(vigil_loop *loop, vigil__op *op) {
     op->flags |= VIGIL__OPF_STOPPED;
     return engine_cancel(loop, op);
 }
 
-void vigil__fs_deadline(vigil_loop *loop, vigil__op *op) {
+static void fs_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_t now) {
     op->flags |= VIGIL__OPF_TIMED_OUT;
     vigil__stat_add(&loop->stats.deadlines_expired, 1);
     engine_cancel(loop, op);
@@ -177,3 +177,25 @@ int vigil_fs_close(vigil_loop *loop, int fd, vigil_fs_cb cb, void *ud, vigil_op 
     return fs_start(loop, j, 0, cb, ud, op);
 }
 
+
+/* ------------------------------------------------------ the op class */
+
+static void fs_release(vigil_loop *loop, vigil__op *op) { free(op->u.fs.job); }
+
+static vigil__job *fs_job(vigil__op *op, bool forget) {
+    vigil__job *j = op->u.fs.job ? &op->u.fs.job->job : NULL;
+    if (forget)
+        op->u.fs.job = NULL;
+    return j;
+}
+
+/* Its request is in the loop's file engine, not the backend (OPF_ENGINE):
+ * a rebuild leaves it where it is. */
+const vigil__op_class vigil__fs_class = {
+    .name = "fs",
+    .complete = fs_complete,
+    .cancel = fs_cancel,
+    .deadline = fs_deadline,
+    .release = fs_release,
+    .job = fs_job,
+};

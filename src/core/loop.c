@@ -25,11 +25,67 @@ const char *vigil_version(void) { return VIGIL_VERSION_STRING; }
 _Thread_local vigil_loop *vigil__tls_loop;
 static atomic_uint next_loop_id = 1;
 
+/* ------------------------------------------------------- op classes */
+
+/* The loop's own requests: the cross-thread wake read, and no-ops (tests). */
+static void wake_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
+    atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
+    if (!loop->destroying) {
+        loop->be->recv(loop, op, -1); /* re-arm the wake read */
+        return;
+    }
+    op->flags |= VIGIL__OPF_USER_DONE;
+    vigil__op_release(loop, op);
+}
+
+static void nop_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
+    op->flags |= VIGIL__OPF_USER_DONE;
+    vigil__op_release(loop, op);
+}
+
+const vigil__op_class vigil__wake_class = {
+    .name = "wake",
+    .flags = VIGIL__CLASS_INTERNAL | VIGIL__CLASS_STANDING,
+    .complete = wake_complete,
+};
+
+const vigil__op_class vigil__nop_class = {
+    .name = "nop",
+    .flags = VIGIL__CLASS_INTERNAL,
+    .complete = nop_complete,
+};
+
+static const vigil__op_class free_class = {.name = ""};
+
+/* Every kind's class: the one place that knows which file does what. */
+const vigil__op_class *const vigil__op_classes[VIGIL__OP_KINDS] = {
+    [VIGIL__OP_FREE] = &free_class,
+    [VIGIL__OP_TIMER] = &vigil__timer_class,
+    [VIGIL__OP_ACCEPT] = &vigil__accept_class,
+    [VIGIL__OP_RECV] = &vigil__recv_class,
+    [VIGIL__OP_SEND] = &vigil__send_class,
+    [VIGIL__OP_CONNECT] = &vigil__connect_class,
+    [VIGIL__OP_CLOSE] = &vigil__close_class,
+    [VIGIL__OP_WAKE] = &vigil__wake_class,
+    [VIGIL__OP_NOP] = &vigil__nop_class,
+    [VIGIL__OP_FS] = &vigil__fs_class,
+    [VIGIL__OP_SIGNAL] = &vigil__signal_class,
+    [VIGIL__OP_SIGREAD] = &vigil__sigread_class,
+    [VIGIL__OP_RESOLVE] = &vigil__resolve_class,
+    [VIGIL__OP_DIAL] = &vigil__dial_class,
+    [VIGIL__OP_UDP_RECV] = &vigil__udp_recv_class,
+    [VIGIL__OP_UDP_SEND] = &vigil__udp_send_class,
+    [VIGIL__OP_UDP_WAIT] = &vigil__udp_wait_class,
+};
+/* a kind added to the enum without a class here leaves a hole, which
+ * vigil_loop_create refuses; a class here without a kind does not compile */
+_Static_assert(sizeof(vigil__op_classes) / sizeof(vigil__op_classes[0]) == VIGIL__OP_KINDS,
+               "one class per op kind");
+
 const char *vigil__op_kind_name(int kind) {
-    static const char *names[] = {"", "timer", "accept", "recv", "send", "connect",
-                                  "close", "wake", "nop", "fs", "signal", "sigread", "resolve", "dial",
-                                  "udp-recv", "udp-send", "udp-wait", "post"};
-    return kind >= 0 && kind <= VIGIL__OP_KINDS ? names[kind] : "";
+    if (kind == VIGIL__OP_KINDS)
+        return "post"; /* the supervisor's name for a posted callback */
+    return kind >= 0 && kind < VIGIL__OP_KINDS ? vigil__op_classes[kind]->name : "";
 }
 
 uint32_t vigil_loop_id(const vigil_loop *loop) { return loop ? loop->id : 0; }
@@ -40,6 +96,8 @@ uint64_t vigil_now_ns(void) { return vigil__clock_ns(); }
 static int grow_ops(vigil_loop *loop) {
     uint32_t chunk = loop->ops_cap >> VIGIL__CHUNK_SHIFT;
     if (chunk >= VIGIL__MAX_CHUNKS)
+        return -ENOMEM;
+    if (vigil__heap_reserve(loop, loop->ops_cap + VIGIL__CHUNK) < 0)
         return -ENOMEM;
     vigil__op *c = calloc(VIGIL__CHUNK, sizeof(*c));
     if (!c)
@@ -120,21 +178,9 @@ void vigil__op_kernel_started(vigil_loop *loop, vigil__op *op) {
 
 /* What an op owns besides its slot. */
 static void free_extra(vigil_loop *loop, vigil__op *op) {
-    switch (op->kind) {
-    case VIGIL__OP_SEND:
-        vigil__send_free(loop, op->u.send.data, op->u.send.len);
-        free(op->u.send.flight);
-        break;
-    case VIGIL__OP_UDP_SEND: /* one block: the peer, then the bytes */
-        vigil__send_free(loop, op->u.send.flight, op->u.send.len + sizeof(vigil_peer));
-        break;
-    case VIGIL__OP_CONNECT: free(op->u.connect.addr); break;
-    case VIGIL__OP_FS: free(op->u.fs.job); break;
-    case VIGIL__OP_RESOLVE: free(op->u.resolve.job); break;
-    case VIGIL__OP_DIAL: free(op->u.dial.d); break;
-    case VIGIL__OP_UDP_RECV: free(op->u.udp.rx); break;
-    default: break;
-    }
+    const vigil__op_class *cls = vigil__class_of(op);
+    if (cls->release)
+        cls->release(loop, op);
 }
 
 void vigil__op_release(vigil_loop *loop, vigil__op *op) {
@@ -296,183 +342,24 @@ void vigil__conn_free(vigil_loop *loop, vigil__conn *c) {
     loop->conns_free = c->self + 1;
 }
 
-/* ------------------------------------------------------- timer heap */
-
-static bool heap_less(vigil_loop *loop, uint32_t a, uint32_t b) {
-    vigil__op *x = vigil__op_at(loop, a), *y = vigil__op_at(loop, b);
-    return x->due_ns < y->due_ns || (x->due_ns == y->due_ns && x->seq < y->seq);
-}
-
-static void heap_set(vigil_loop *loop, uint32_t pos, uint32_t slot) {
-    loop->heap[pos] = slot;
-    vigil__op_at(loop, slot)->heap = (int32_t)pos;
-}
-
-static void heap_up(vigil_loop *loop, uint32_t pos) {
-    uint32_t slot = loop->heap[pos];
-    while (pos > 0) {
-        uint32_t parent = (pos - 1) / 2;
-        if (!heap_less(loop, slot, loop->heap[parent]))
-            break;
-        heap_set(loop, pos, loop->heap[parent]);
-        pos = parent;
-    }
-    heap_set(loop, pos, slot);
-}
-
-static void heap_down(vigil_loop *loop, uint32_t pos) {
-    uint32_t slot = loop->heap[pos];
-    for (;;) {
-        uint32_t l = 2 * pos + 1, best = pos;
-        uint32_t best_slot = slot;
-        if (l < loop->heap_len && heap_less(loop, loop->heap[l], best_slot))
-            best = l, best_slot = loop->heap[l];
-        if (l + 1 < loop->heap_len && heap_less(loop, loop->heap[l + 1], best_slot))
-            best = l + 1, best_slot = loop->heap[l + 1];
-        if (best == pos)
-            break;
-        heap_set(loop, pos, best_slot);
-        pos = best;
-    }
-    heap_set(loop, pos, slot);
-}
-
-void vigil__heap_push(vigil_loop *loop, vigil__op *op) {
-    if (op->heap >= 0)
-        vigil__heap_remove(loop, op);
-    if (loop->heap_len == loop->heap_cap) {
-        uint32_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
-        uint32_t *h = realloc(loop->heap, cap * sizeof(*h));
-        if (!h)
-            abort(); /* a deadline silently dropped would be worse than dying */
-        loop->heap = h;
-        loop->heap_cap = cap;
-    }
-    op->seq = ++loop->seq;
-    loop->heap[loop->heap_len++] = op->self;
-    heap_up(loop, loop->heap_len - 1);
-}
-
-void vigil__heap_remove(vigil_loop *loop, vigil__op *op) {
-    if (op->heap < 0)
-        return;
-    uint32_t pos = (uint32_t)op->heap;
-    op->heap = -1;
-    uint32_t last = loop->heap[--loop->heap_len];
-    if (pos == loop->heap_len)
-        return;
-    heap_set(loop, pos, last);
-    heap_up(loop, pos);
-    heap_down(loop, (uint32_t)vigil__op_at(loop, last)->heap);
-}
-
-/* ------------------------------------------------------------ timers */
-
-int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t repeat_ms,
-                      vigil_timer_cb cb, void *ud, vigil_op *out) {
-    VIGIL__API(loop, 0);
-    if (!cb || delay_ms > UINT64_MAX / 2000000 || repeat_ms > UINT64_MAX / 2000000)
-        return -EINVAL;
-    if (loop->destroying)
-        return -ESHUTDOWN;
-    vigil__op *op = vigil__op_new(loop, VIGIL__OP_TIMER);
-    if (!op)
-        return -ENOMEM;
-    op->cb = (void *)cb;
-    op->ud = ud;
-    op->due_ns = vigil__clock_ns() + delay_ms * 1000000ull;
-    op->u.timer.repeat_ns = repeat_ms * 1000000ull;
-    vigil__heap_push(loop, op);
-    loop->live_timers++;
-    if (out)
-        *out = vigil__op_handle(loop, op);
-    return 0;
-}
-
-/* The final callback of a timer. The slot is freed first, so that nothing is
- * left to do after the callback (a fence in it leaves nothing half done). */
-static void timer_finish(vigil_loop *loop, vigil__op *op, int status) {
-    vigil__heap_remove(loop, op);
-    op->flags |= VIGIL__OPF_USER_DONE;
-    loop->live_timers--;
-    vigil_timer_cb cb = (vigil_timer_cb)op->cb;
-    void *ud = op->ud;
-    vigil_op h = vigil__op_handle(loop, op);
-    vigil__op_release(loop, op);
-    VIGIL__CALLBACK(loop, cb, (loop, h, status, ud));
-}
-
 int vigil_cancel(vigil_loop *loop, vigil_op h) {
     VIGIL__API(loop, 0);
     vigil__op *op = vigil__op_from_handle(loop, h);
     if (!op || (op->flags & (VIGIL__OPF_USER_DONE | VIGIL__OPF_LATER | VIGIL__OPF_STOPPED)))
         return -EBADF;
-    switch (op->kind) {
-    case VIGIL__OP_TIMER:
-        vigil__heap_remove(loop, op);
-        op->flags |= VIGIL__OPF_STOPPED;
-        vigil__later(loop, op, -ECANCELED);
-        return 0;
-    case VIGIL__OP_RECV:
-    case VIGIL__OP_SEND:
-    case VIGIL__OP_CONNECT:
-        return vigil__tcp_cancel(loop, op);
-    case VIGIL__OP_FS:
-        return vigil__fs_cancel(loop, op);
-    case VIGIL__OP_SIGNAL:
-        return vigil__signal_cancel(loop, op);
-    case VIGIL__OP_RESOLVE:
-        return vigil__resolve_cancel(loop, op);
-    case VIGIL__OP_DIAL:
-        return vigil__dial_cancel(loop, op);
-    case VIGIL__OP_UDP_RECV:
-    case VIGIL__OP_UDP_SEND:
-        return vigil__udp_cancel(loop, op);
-    default:
-        return -EBADF; /* internal ops have no public handle */
-    }
+    const vigil__op_class *cls = vigil__class_of(op);
+    return cls->cancel ? cls->cancel(loop, op) : -EBADF; /* internal ops have no public handle */
 }
 
-/* A deadline or timer came due. */
-static void run_due(vigil_loop *loop, uint64_t now) {
-    if (loop->gated)
-        return; /* every timer and deadline ends in a callback: after the gate */
-    /* Bound the work per pass: timers re-armed with a past due time must not
-     * starve I/O. */
-    uint32_t budget = loop->heap_len + 1;
-    while (loop->heap_len && budget--) {
-        vigil__op *op = vigil__op_at(loop, loop->heap[0]);
-        if (op->due_ns > now)
-            break;
-        vigil__heap_remove(loop, op);
-        atomic_store_explicit(&loop->sv_op_kind, op->kind, memory_order_relaxed);
-        atomic_store_explicit(&loop->sv_conn, 0, memory_order_relaxed);
-        if (op->kind == VIGIL__OP_TIMER) {
-            if (op->u.timer.repeat_ns) {
-                op->due_ns += op->u.timer.repeat_ns;
-                if (op->due_ns <= now) /* we fell behind: do not fire a burst */
-                    op->due_ns = now + op->u.timer.repeat_ns;
-                vigil__heap_push(loop, op);
-                vigil_timer_cb cb = (vigil_timer_cb)op->cb;
-                VIGIL__CALLBACK(loop, cb, (loop, vigil__op_handle(loop, op), 0, op->ud));
-            } else {
-                timer_finish(loop, op, 0);
-            }
-        } else if (vigil__later_is_frozen(loop, op)) {
-            op->due_ns = now + 10000000ull; /* its callback is stuck: not yet */
-            vigil__heap_push(loop, op);
-        } else if (op->kind == VIGIL__OP_FS) {
-            op->due_ns = 0;
-            vigil__fs_deadline(loop, op);
-        } else if (op->kind == VIGIL__OP_RESOLVE) {
-            op->due_ns = 0;
-            op->flags |= VIGIL__OPF_TIMED_OUT;
-            vigil__stat_add(&loop->stats.deadlines_expired, 1);
-            vigil__resolve_cancel(loop, op);
-        } else {
-            op->due_ns = 0;
-            vigil__tcp_deadline(loop, op);
-        }
+/* An op's final status reaches its class (an op with no final callback of
+ * its own only has its slot to free). */
+static void finish(vigil_loop *loop, vigil__op *op, int status) {
+    const vigil__op_class *cls = vigil__class_of(op);
+    if (cls->finish) {
+        cls->finish(loop, op, status);
+    } else {
+        op->flags |= VIGIL__OPF_USER_DONE;
+        vigil__op_release(loop, op);
     }
 }
 
@@ -498,16 +385,7 @@ static void run_later(vigil_loop *loop) {
             continue;
         }
         op->flags &= (uint16_t)~VIGIL__OPF_LATER;
-        if (op->kind == VIGIL__OP_TIMER)
-            timer_finish(loop, op, op->status);
-        else if (op->kind == VIGIL__OP_SIGNAL)
-            vigil__signal_finish(loop, op, op->status);
-        else if (op->kind == VIGIL__OP_RESOLVE)
-            vigil__resolve_finish(loop, op, op->status);
-        else if (op->kind == VIGIL__OP_UDP_RECV || op->kind == VIGIL__OP_UDP_SEND)
-            vigil__udp_finish(loop, op, op->status);
-        else
-            vigil__tcp_finish(loop, op, op->status);
+        finish(loop, op, op->status);
     }
 }
 
@@ -699,7 +577,7 @@ static void apply_marker(vigil_loop *loop, const vigil__cqe *c) {
         vigil__op *op = completion_op(loop, c, true, false);
         if (op) {
             op->flags &= (uint16_t)~VIGIL__OPF_CARRIED;
-            vigil__tcp_finish(loop, op, c->res);
+            finish(loop, op, c->res);
         }
         return;
     }
@@ -750,42 +628,11 @@ void vigil__dispatch_held(vigil_loop *loop, const vigil__cqe *c) {
 }
 
 static void dispatch_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
-    if (op->kind == VIGIL__OP_WAKE) {
-        atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
-        if (!loop->destroying)
-            loop->be->recv(loop, op, -1); /* re-arm the wake read */
-        else {
-            op->flags |= VIGIL__OPF_USER_DONE;
-            vigil__op_release(loop, op);
-        }
-        return;
-    }
-    if (op->kind == VIGIL__OP_NOP) {
-        op->flags |= VIGIL__OPF_USER_DONE;
-        vigil__op_release(loop, op);
-        return;
-    }
-    if (op->kind == VIGIL__OP_FS) {
-        vigil__fs_complete(loop, op, c);
-        return;
-    }
-    if (op->kind == VIGIL__OP_SIGREAD) {
-        vigil__signal_ready(loop, op, c);
-        return;
-    }
-    if (op->kind == VIGIL__OP_RESOLVE) {
-        vigil__resolve_complete(loop, op, c);
-        return;
-    }
-    if (op->kind == VIGIL__OP_UDP_RECV) {
-        vigil__udp_recv_complete(loop, op, c);
-        return;
-    }
-    if (op->kind == VIGIL__OP_UDP_WAIT) {
-        vigil__udp_wait_complete(loop, op, c);
-        return;
-    }
-    vigil__tcp_complete(loop, op, c);
+    const vigil__op_class *cls = vigil__class_of(op);
+    if (cls->complete)
+        cls->complete(loop, op, c);
+    else
+        vigil__stat_add(&loop->stats.stale_completions, 1);
 }
 
 /* Test hook: queue a no-op whose tag names a slot generation that is gone. */
@@ -910,6 +757,9 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     if (!out)
         return -EINVAL;
     *out = NULL;
+    for (int k = 0; k < VIGIL__OP_KINDS; k++)
+        if (!vigil__op_classes[k])
+            return -ENOSYS; /* a kind without a class: a build defect */
     vigil_loop_options o = {0};
     if (opts)
         o = *opts;
@@ -1062,7 +912,7 @@ static int64_t wait_timeout_ns(vigil_loop *loop, uint64_t now, uint64_t until) {
  * engine finished. Behind the gate most of it waits (rebuild.c). */
 static void run_ready(vigil_loop *loop, uint64_t now) {
     vigil__run_carry(loop);
-    run_due(loop, now);
+    vigil__timers_run(loop, now);
     run_later(loop);
     run_posts(loop, 0);
     if (loop->sig_q_n && !loop->gated)
@@ -1235,17 +1085,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
     loop->held_n = 0;
 
     /* 1. timers, in deadline order */
-    for (;;) {
-        vigil__op *next = NULL;
-        for (uint32_t i = 0; i < loop->heap_len; i++) {
-            vigil__op *op = vigil__op_at(loop, loop->heap[i]);
-            if (op->kind == VIGIL__OP_TIMER && (!next || heap_less(loop, op->self, next->self)))
-                next = op;
-        }
-        if (!next)
-            break;
-        timer_finish(loop, next, -ECANCELED);
-    }
+    vigil__timers_destroy(loop);
     /* timers already cancelled and waiting on the later list */
     run_later(loop);
     /* 2. signal watchers */
@@ -1266,8 +1106,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
     uint64_t give_up = vigil__clock_ns() + 5000000000ull;
     for (uint32_t i = 0; i < loop->ops_cap; i++) {
         vigil__op *op = vigil__op_at(loop, i);
-        if (op->kind == VIGIL__OP_WAKE || op->kind == VIGIL__OP_SIGREAD || op->kind == VIGIL__OP_UDP_RECV ||
-            op->kind == VIGIL__OP_UDP_WAIT)
+        if (vigil__class_of(op)->flags & VIGIL__CLASS_STANDING)
             vigil__op_cancel_kernel(loop, op);
     }
     while (atomic_load(&loop->stats.ops_in_flight) > 0 && vigil__clock_ns() < give_up) {

@@ -106,6 +106,56 @@ typedef struct vigil__op {
     } u;
 } vigil__op;
 
+/* What the core does with an op, by kind: one class per kind, defined in
+ * the file of its kind, gathered in one table (loop.c). The core never
+ * switches on a kind; it asks the op's class. A NULL member does nothing
+ * unless its comment says otherwise. */
+struct vigil__cqe;
+struct vigil__job;
+typedef struct vigil__op_class {
+    const char *name;  /* in stall reports */
+    uint32_t flags;    /* VIGIL__CLASS_* */
+    /* a completion of its request (from the backend, an engine, the carry
+     * or the held list); NULL: counted as stale */
+    void (*complete)(vigil_loop *loop, vigil__op *op, const struct vigil__cqe *c);
+    /* its final status, from the later list; NULL: the slot is freed */
+    void (*finish)(vigil_loop *loop, vigil__op *op, int status);
+    /* vigil_cancel on its handle; NULL: not the user's to cancel (-EBADF) */
+    int (*cancel)(vigil_loop *loop, vigil__op *op);
+    /* its due time (a timer's, or a deadline) came; it is out of the heap
+     * and op->due_ns is 0 */
+    void (*deadline)(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_t now);
+    /* a rebuild: its request died with the fenced backend (rebuild.c);
+     * NULL: it ends with -ECANCELED */
+    void (*reissue)(vigil_loop *loop, vigil__op *op);
+    /* a completion arrives behind a rebuild's gate: true if this dealt with
+     * it; false (or NULL): it is held, in order, until the gate opens */
+    bool (*behind_gate)(vigil_loop *loop, vigil__op *op, const struct vigil__cqe *c);
+    /* frees what the op owns besides its slot */
+    void (*release)(vigil_loop *loop, vigil__op *op);
+    /* engine ops: the op's pool job; forget: the op lets go of it (destroy
+     * abandoned it to a worker stuck in the call, engine.c) */
+    struct vigil__job *(*job)(vigil__op *op, bool forget);
+} vigil__op_class;
+
+#define VIGIL__CLASS_INTERNAL (1u << 0) /* the loop's own request, no user code: passes the
+                                          * gate; a rebuild drops it (the wake, test no-ops) */
+#define VIGIL__CLASS_REARMS   (1u << 1) /* a bare -EAGAIN only re-arms it: runs behind the gate */
+#define VIGIL__CLASS_STANDING (1u << 2) /* a standing request of the loop's: destroy cancels it */
+
+extern const vigil__op_class *const vigil__op_classes[VIGIL__OP_KINDS];
+static inline const vigil__op_class *vigil__class_of(const vigil__op *op) { return vigil__op_classes[op->kind]; }
+
+/* each in the file of its kind */
+extern const vigil__op_class vigil__timer_class;                         /* timer.c */
+extern const vigil__op_class vigil__wake_class, vigil__nop_class;        /* loop.c */
+extern const vigil__op_class vigil__accept_class, vigil__recv_class, vigil__send_class,
+    vigil__connect_class, vigil__close_class;                             /* tcp.c */
+extern const vigil__op_class vigil__fs_class;                            /* fs.c */
+extern const vigil__op_class vigil__signal_class, vigil__sigread_class;  /* os/{linux,win}/signal.c */
+extern const vigil__op_class vigil__resolve_class, vigil__dial_class;    /* resolve.c */
+extern const vigil__op_class vigil__udp_recv_class, vigil__udp_send_class, vigil__udp_wait_class; /* udp.c */
+
 enum vigil__conn_kind { VIGIL__CONN_FREE = 0, VIGIL__CONN_STREAM, VIGIL__CONN_LISTENER, VIGIL__CONN_DGRAM };
 #define VIGIL__UDP_NAME_MAX 28 /* sizeof(struct sockaddr_in6): the address room in a receive buffer */
 /* The head of a datagram's buffer with OPF_MSGOUT, as io_uring's multishot
@@ -446,9 +496,12 @@ void vigil__conn_free(vigil_loop *loop, vigil__conn *c);
 void *vigil__send_alloc(vigil_loop *loop, size_t len);
 void vigil__send_free(vigil_loop *loop, void *p, size_t len);
 
-/* timers and deadlines */
-void vigil__heap_push(vigil_loop *loop, vigil__op *op);
+/* timer.c: timers and deadlines */
+int vigil__heap_reserve(vigil_loop *loop, uint32_t ops); /* room for that many ops */
+void vigil__heap_push(vigil_loop *loop, vigil__op *op);  /* never fails */
 void vigil__heap_remove(vigil_loop *loop, vigil__op *op);
+void vigil__timers_run(vigil_loop *loop, uint64_t now);  /* what came due, by class */
+void vigil__timers_destroy(vigil_loop *loop);            /* every timer's final callback */
 
 /* Calls user function fn with args. Outside vigil_loop_run (in destroy)
  * there is no runner and nothing to fence. The function is published for
@@ -536,6 +589,12 @@ void vigil__fences_free(vigil_loop *loop);
 int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms);
 int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms);
 int vigil__move_backend(vigil_loop *loop, const vigil__backend *target); /* steps 3-6 */
+/* reissuing an op whose request died with the fenced backend (op classes): */
+void vigil__reissue_result(vigil_loop *loop, vigil__op *op, int res); /* completes with res */
+void vigil__reissue_again(vigil_loop *loop, vigil__op *op);  /* -EAGAIN: nothing moved, re-arm */
+void vigil__reissue_drop(vigil_loop *loop, vigil__op *op);   /* issued again by other means */
+/* accepts that may complete behind the gate before the accept is cancelled */
+#define VIGIL__GATE_ACCEPTS_MAX 1024
 
 /* owner.c: which thread runs a loop: hand-over, threads of vigil's, serve */
 int vigil__destroy_handoff(vigil_loop *loop);
@@ -544,40 +603,21 @@ void vigil__owned_loop_ended(vigil_loop *loop, int run_rc); /* on vigil's thread
 void vigil__loop_thread_signals(vigil_loop *loop); /* the mask of a thread of vigil's running it */
 int vigil__rehome(vigil_loop *loop);   /* a handed-over loop's new thread takes it */
 
-/* resolve.c */
-void vigil__resolve_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
-void vigil__resolve_finish(vigil_loop *loop, vigil__op *op, int status); /* later list, deadline */
-int vigil__resolve_cancel(vigil_loop *loop, vigil__op *op);
-int vigil__dial_cancel(vigil_loop *loop, vigil__op *op);
-
 /* udp.c */
-void vigil__udp_recv_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *e);
-void vigil__udp_wait_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *e);
-void vigil__udp_finish(vigil_loop *loop, vigil__op *op, int status); /* later list */
-int vigil__udp_cancel(vigil_loop *loop, vigil__op *op);
 void vigil__udp_rearm(vigil_loop *loop, vigil__conn *c);  /* a buffer came back */
 void vigil__udp_repair(vigil_loop *loop, vigil__conn *c); /* after a fence */
 void vigil__udp_destroy_all(vigil_loop *loop);
 
 /* signal.c */
-int vigil__signal_cancel(vigil_loop *loop, vigil__op *op);
-void vigil__signal_finish(vigil_loop *loop, vigil__op *op, int status); /* later list */
-void vigil__signal_ready(vigil_loop *loop, vigil__op *op, const vigil__cqe *c); /* SIGREAD */
 void vigil__signals_run(vigil_loop *loop);     /* deliver what was read */
 void vigil__signals_destroy(vigil_loop *loop); /* every watcher's final callback */
 
-/* tcp.c: handlers per op kind */
-int vigil__tcp_cancel(vigil_loop *loop, vigil__op *op);
-void vigil__tcp_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
-void vigil__tcp_deadline(vigil_loop *loop, vigil__op *op);
-void vigil__tcp_finish(vigil_loop *loop, vigil__op *op, int status); /* from the later list */
+/* tcp.c */
 void vigil__tcp_destroy_all(vigil_loop *loop);
 void vigil__tcp_buffers_freed(vigil_loop *loop);
 void vigil__tcp_repair(vigil_loop *loop, vigil__conn *c); /* after a fence */
 void vigil__tcp_break(vigil_loop *loop, vigil__conn *c, int status);
 void vigil__tcp_reset_now(vigil_loop *loop, vigil__conn *c); /* RST, the callbacks later */
-/* Behind the gate: a send completion moves the stream on; false if it must be held */
-bool vigil__tcp_send_behind_gate(vigil_loop *loop, vigil__op *op, const vigil__cqe *c);
 bool vigil__send_unlink(vigil_loop *loop, vigil__conn *c, vigil__op *op); /* false: not queued */
 void vigil__buf_recycle(vigil_loop *loop, uint32_t id);
 

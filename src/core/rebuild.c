@@ -137,10 +137,9 @@ static void release_held(vigil_loop *loop, uint32_t slot1) {
  * the messages they finish are reported when the gate opens), and receives
  * and accepts, whose completions wait here, in order, until then. Receives
  * stop by themselves when the buffer pool runs dry (the bytes wait in the
- * kernel); accepts are cancelled past GATE_ACCEPTS_MAX and re-armed later
+ * kernel); accepts are cancelled past VIGIL__GATE_ACCEPTS_MAX and re-armed later
  * (the connections wait in the backlog). Timers, deadlines, the later list,
  * posts and signals do not run at all while the gate is closed. */
-#define GATE_ACCEPTS_MAX 1024
 
 /* A completion that only means "issue it again" (a rebuild re-issues a
  * receive or an accept that had moved nothing with -EAGAIN): its handler
@@ -153,17 +152,15 @@ static bool only_rearms(vigil_loop *loop, const vigil__op *op, const vigil__cqe 
     const vigil__conn *conn = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
     if (!conn || (conn->flags & (VIGIL__CF_CLOSING | VIGIL__CF_FROZEN)))
         return false;
-    return op->kind == VIGIL__OP_RECV || op->kind == VIGIL__OP_ACCEPT || op->kind == VIGIL__OP_UDP_RECV;
+    return vigil__class_of(op)->flags & VIGIL__CLASS_REARMS;
 }
 
 bool vigil__gate_holds(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
-    if (!loop->gated || op->kind == VIGIL__OP_WAKE || op->kind == VIGIL__OP_NOP || only_rearms(loop, op, c))
+    const vigil__op_class *cls = vigil__class_of(op);
+    if (!loop->gated || (cls->flags & VIGIL__CLASS_INTERNAL) || only_rearms(loop, op, c))
         return false;
-    if (op->kind == VIGIL__OP_SEND && vigil__tcp_send_behind_gate(loop, op, c))
+    if (cls->behind_gate && cls->behind_gate(loop, op, c))
         return true;
-    if (op->kind == VIGIL__OP_ACCEPT && c->res >= 0 && (c->flags & VIGIL__CQE_MORE) &&
-        ++loop->gate_accepts > GATE_ACCEPTS_MAX)
-        vigil__op_cancel_kernel(loop, op); /* its -ECANCELED re-arms it after the gate */
     hold_op(loop, op, c);
     return true;
 }
@@ -232,77 +229,41 @@ static void carry_take(vigil_loop *loop, const vigil__cqe *e, uint8_t epoch) {
 
 /* The final completion of an op whose request died with the old backend, as
  * the new one would have posted it, queued behind what was carried. */
-static void synthesize(vigil_loop *loop, vigil__op *op, int res) {
+/* A rebuild answers an op whose request died with the fenced backend with
+ * the completion res, queued on the carry (no user code runs here). */
+void vigil__reissue_result(vigil_loop *loop, vigil__op *op, int res) {
     op->req_epoch = loop->epoch;
     op->flags |= VIGIL__OPF_CARRIED;
     carry_push(loop, (vigil__cqe){vigil__op_tag(loop, op), res, 0});
 }
 
-/* Re-issues an op whose request died with the fenced backend. Receives,
- * accepts and sends get the completion a kernel gives when nothing moved
- * (-EAGAIN): the core re-arms them, and a send goes on from its confirmed
- * offset. Ops being cancelled get -ECANCELED. A close did not happen (a
- * close completes within the submit that carries it, and its completion
- * would have been harvested): it is issued again. A connect is judged by the
- * socket's state. Nothing here calls user code. */
+/* Receives, accepts, sends and readiness waits get the completion a kernel
+ * gives when nothing moved (-EAGAIN): the core re-arms them, and a send goes
+ * on from its confirmed offset. */
+void vigil__reissue_again(vigil_loop *loop, vigil__op *op) { vigil__reissue_result(loop, op, -EAGAIN); }
+
 /* Forgets the dead request of an op that is issued again by other means. */
-static void drop_request(vigil_loop *loop, vigil__op *op) {
+void vigil__reissue_drop(vigil_loop *loop, vigil__op *op) {
     op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING);
     vigil__stat_add(&loop->stats.ops_in_flight, -1);
 }
 
+/* Re-issues an op whose request died with the fenced backend, as its class
+ * says (a close is issued again, a connect judged by the socket: tcp.c).
+ * The loop's own requests go (the new backend makes its own wake); ops being
+ * cancelled, and kinds with nothing to issue again, get -ECANCELED. Nothing
+ * here calls user code. */
 static void reissue(vigil_loop *loop, vigil__op *op) {
     vigil__stat_add(&loop->stats.ops_reissued, 1);
-    if (op->kind == VIGIL__OP_WAKE || op->kind == VIGIL__OP_NOP) {
-        drop_request(loop, op);
+    const vigil__op_class *cls = vigil__class_of(op);
+    if (cls->flags & VIGIL__CLASS_INTERNAL) {
+        vigil__reissue_drop(loop, op);
         op->flags |= VIGIL__OPF_USER_DONE;
         vigil__op_release(loop, op);
-        return;
-    }
-    if (op->flags & VIGIL__OPF_CANCELING) {
-        synthesize(loop, op, -ECANCELED);
-        return;
-    }
-    vigil__conn *c = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
-    switch (op->kind) {
-    case VIGIL__OP_RECV:
-    case VIGIL__OP_ACCEPT:
-    case VIGIL__OP_SEND:
-    case VIGIL__OP_SIGREAD:
-    case VIGIL__OP_UDP_RECV:
-    case VIGIL__OP_UDP_WAIT:
-        synthesize(loop, op, -EAGAIN);
-        return;
-    case VIGIL__OP_CLOSE:
-        drop_request(loop, op);
-        if (loop->be->close(loop, op, c->fd) < 0) {
-            vigil__socket_close_now(c->fd);
-            vigil__later(loop, op, 0);
-        }
-        return;
-    case VIGIL__OP_CONNECT: {
-        int err = 0;
-        int state = vigil__socket_connect_state(c->fd, &err);
-        if (state > 0) {
-            synthesize(loop, op, 0); /* it connected */
-        } else if (state < 0 && err) {
-            synthesize(loop, op, -err); /* it failed */
-        } else {
-            drop_request(loop, op);
-            int rc;
-            if (state == 0) { /* under way: wait for it */
-                op->flags |= VIGIL__OPF_RESUMED;
-                rc = loop->be->resume_connect(loop, op, c->fd);
-            } else { /* never started */
-                rc = loop->be->connect(loop, op, c->fd, op->u.connect.addr, op->u.connect.addrlen);
-            }
-            if (rc < 0)
-                vigil__later(loop, op, rc);
-        }
-        return;
-    }
-    default:
-        synthesize(loop, op, -ECANCELED);
+    } else if ((op->flags & VIGIL__OPF_CANCELING) || !cls->reissue) {
+        vigil__reissue_result(loop, op, -ECANCELED);
+    } else {
+        cls->reissue(loop, op);
     }
 }
 

@@ -97,7 +97,7 @@ static void resolve_final(vigil_loop *loop, vigil__op *op, int status) {
     VIGIL__CALLBACK(loop, cb, (loop, h, status, status > 0 ? list : NULL, ud));
 }
 
-void vigil__resolve_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
+static void resolve_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     if (op->flags & (VIGIL__OPF_USER_DONE | VIGIL__OPF_STOPPED)) { /* answered already */
         vigil__op_release(loop, op);
         return;
@@ -105,7 +105,7 @@ void vigil__resolve_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *
     resolve_final(loop, op, c->res);
 }
 
-void vigil__resolve_finish(vigil_loop *loop, vigil__op *op, int status) {
+static void resolve_finish(vigil_loop *loop, vigil__op *op, int status) {
     if (op->flags & VIGIL__OPF_USER_DONE) {
         vigil__op_release(loop, op);
         return;
@@ -115,7 +115,7 @@ void vigil__resolve_finish(vigil_loop *loop, vigil__op *op, int status) {
 
 /* Cancel and deadline: answered now, from the later list; the worker's
  * result, when it comes, only frees the op. */
-int vigil__resolve_cancel(vigil_loop *loop, vigil__op *op) {
+static int resolve_cancel(vigil_loop *loop, vigil__op *op) {
     op->flags |= VIGIL__OPF_STOPPED;
     vigil__pool_cancel(loop->pool, &op->u.resolve.job->job);
     vigil__later(loop, op, (op->flags & VIGIL__OPF_TIMED_OUT) ? -ETIMEDOUT : -ECANCELED);
@@ -259,7 +259,7 @@ static void dial_resolved(vigil_loop *loop, vigil_op r, int status, const char *
     dial_next(loop, op);
 }
 
-int vigil__dial_cancel(vigil_loop *loop, vigil__op *op) {
+static int dial_cancel(vigil_loop *loop, vigil__op *op) {
     op->flags |= VIGIL__OPF_STOPPED;
     int rc = vigil_cancel(loop, op->u.dial.d->stage); /* its callback ends the dial */
     return rc == -EBADF ? 0 : rc;
@@ -293,3 +293,41 @@ int vigil_connect_name(vigil_loop *loop, const char *name, uint16_t port, uint32
         *out = vigil__op_handle(loop, op);
     return 0;
 }
+
+/* ------------------------------------------------------ op classes */
+
+static void resolve_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_t now) {
+    op->flags |= VIGIL__OPF_TIMED_OUT;
+    vigil__stat_add(&loop->stats.deadlines_expired, 1);
+    resolve_cancel(loop, op);
+}
+
+static void resolve_release(vigil_loop *loop, vigil__op *op) { free(op->u.resolve.job); }
+
+static vigil__job *resolve_job(vigil__op *op, bool forget) {
+    vigil__job *j = op->u.resolve.job ? &op->u.resolve.job->job : NULL;
+    if (forget)
+        op->u.resolve.job = NULL;
+    return j;
+}
+
+/* a lookup on the loop's pool (OPF_ENGINE: a rebuild leaves it there) */
+const vigil__op_class vigil__resolve_class = {
+    .name = "resolve",
+    .complete = resolve_complete,
+    .finish = resolve_finish,
+    .cancel = resolve_cancel,
+    .deadline = resolve_deadline,
+    .release = resolve_release,
+    .job = resolve_job,
+};
+
+static void dial_release(vigil_loop *loop, vigil__op *op) { free(op->u.dial.d); }
+
+/* connect by name: a lookup, then connects, each an op of its own; the dial
+ * itself is never in the kernel */
+const vigil__op_class vigil__dial_class = {
+    .name = "dial",
+    .cancel = dial_cancel,
+    .release = dial_release,
+};

@@ -821,7 +821,7 @@ static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, con
  * when the gate opens (a FINISH marker each, held in order with the
  * connection's other events). A send that failed or was stopped is held as
  * it is. */
-bool vigil__tcp_send_behind_gate(vigil_loop *loop, vigil__op *head, const vigil__cqe *e) {
+static bool send_behind_gate(vigil_loop *loop, vigil__op *head, const vigil__cqe *e) {
     vigil__conn *c = vigil__conn_at(loop, head->conn);
     int64_t n = e->res;
     bool nothing_moved = n == 0 || n == -EAGAIN || n == -EINTR || n == -ECANCELED;
@@ -1032,86 +1032,98 @@ static void close_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
 
 /* ------------------------------------------------------- dispatching */
 
-void vigil__tcp_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
-    vigil__conn *c = vigil__conn_at(loop, op->conn);
-    switch (op->kind) {
-    case VIGIL__OP_ACCEPT:
-        accept_complete(loop, op, c, e);
-        break;
-    case VIGIL__OP_RECV:
-        recv_complete(loop, op, c, e);
-        break;
-    case VIGIL__OP_SEND:
-        if (op->flags & VIGIL__OPF_USER_DONE) { /* destroy already reported it */
-            vigil__op_release(loop, op);
-            break;
-        }
-        send_complete(loop, op, c, e);
-        break;
-    case VIGIL__OP_CONNECT:
-        if (op->flags & VIGIL__OPF_USER_DONE) {
-            vigil__op_release(loop, op);
-        } else if (op->flags & VIGIL__OPF_RESUMED) {
-            /* waited for a connect a fenced ring had started: the socket says how it went */
-            op->flags &= (uint16_t)~VIGIL__OPF_RESUMED;
-            int err = 0;
-            connect_final(loop, op, c, e->res < 0 ? e->res
-                                      : vigil__socket_connect_state(c->fd, &err) > 0 ? 0
-                                      : err ? -err : -ECONNREFUSED);
-        } else {
-            connect_final(loop, op, c, e->res);
-        }
-        break;
-    case VIGIL__OP_CLOSE:
-        close_complete(loop, op, c);
-        break;
-    default:
-        vigil__stat_add(&loop->stats.stale_completions, 1);
-    }
+/* The op classes of a stream's ops (loop.h): what the core does with each
+ * kind's completions, final statuses, cancels, deadlines and rebuilds. */
+
+static vigil__conn *conn_of(vigil_loop *loop, vigil__op *op) { return vigil__conn_at(loop, op->conn); }
+
+static void accept_on_completion(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
+    accept_complete(loop, op, conn_of(loop, op), e);
 }
 
-/* A final status queued on the later list. */
-void vigil__tcp_finish(vigil_loop *loop, vigil__op *op, int status) {
-    if (op->flags & VIGIL__OPF_USER_DONE) {
+static void recv_on_completion(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
+    recv_complete(loop, op, conn_of(loop, op), e);
+}
+
+static void send_on_completion(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
+    if (op->flags & VIGIL__OPF_USER_DONE) { /* destroy already reported it */
         vigil__op_release(loop, op);
         return;
     }
-    vigil__conn *c = vigil__conn_at(loop, op->conn);
-    switch (op->kind) {
-    case VIGIL__OP_ACCEPT:
-        accept_final(loop, op, c, status);
-        break;
-    case VIGIL__OP_RECV:
-        if (status == VIGIL__STATUS_RESUME && !(op->flags & VIGIL__OPF_STOPPED)) {
-            flush_parked(loop, op, c, false);
-            if (op->kind != VIGIL__OP_RECV || (op->flags & VIGIL__OPF_PAUSED))
-                break;
-            if (c->flags & VIGIL__CF_EOF_PARKED) {
-                c->flags &= (uint16_t)~VIGIL__CF_EOF_PARKED;
-                recv_final(loop, op, c, c->parked_final);
-            } else if (!(op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_CARRIED))) {
-                recv_arm(loop, op, c);
-            }
-            break;
-        }
+    send_complete(loop, op, conn_of(loop, op), e);
+}
+
+static void connect_on_completion(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
+    vigil__conn *c = conn_of(loop, op);
+    if (op->flags & VIGIL__OPF_USER_DONE) {
+        vigil__op_release(loop, op);
+    } else if (op->flags & VIGIL__OPF_RESUMED) {
+        /* waited for a connect a fenced ring had started: the socket says how it went */
+        op->flags &= (uint16_t)~VIGIL__OPF_RESUMED;
+        int err = 0;
+        connect_final(loop, op, c, e->res < 0 ? e->res
+                                  : vigil__socket_connect_state(c->fd, &err) > 0 ? 0
+                                  : err ? -err : -ECONNREFUSED);
+    } else {
+        connect_final(loop, op, c, e->res);
+    }
+}
+
+static void close_on_completion(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
+    close_complete(loop, op, conn_of(loop, op));
+}
+
+/* A final status queued on the later list: every stream op's finish starts
+ * here (an op destroy already reported only frees its slot). */
+static bool finish_reported(vigil_loop *loop, vigil__op *op) {
+    if (!(op->flags & VIGIL__OPF_USER_DONE))
+        return false;
+    vigil__op_release(loop, op);
+    return true;
+}
+
+static void accept_finish(vigil_loop *loop, vigil__op *op, int status) {
+    if (!finish_reported(loop, op))
+        accept_final(loop, op, conn_of(loop, op), status);
+}
+
+static void recv_finish(vigil_loop *loop, vigil__op *op, int status) {
+    if (finish_reported(loop, op))
+        return;
+    vigil__conn *c = conn_of(loop, op);
+    if (status != VIGIL__STATUS_RESUME || (op->flags & VIGIL__OPF_STOPPED)) {
         recv_final(loop, op, c, status);
-        break;
-    case VIGIL__OP_SEND: {
-        uint64_t cid = vigil__conn_id(loop, c);
-        send_final(loop, c, op, status);
-        if (conn_alive(loop, c, cid))
-            check_drain(loop, c); /* a message the gate held went out */
-        break;
+        return;
     }
-    case VIGIL__OP_CONNECT:
-        connect_final(loop, op, c, status);
-        break;
-    case VIGIL__OP_CLOSE:
-        close_complete(loop, op, c);
-        break;
-    default:
-        break;
+    flush_parked(loop, op, c, false);
+    if (op->kind != VIGIL__OP_RECV || (op->flags & VIGIL__OPF_PAUSED))
+        return; /* a callback ended it (the slot may be another op's now) or paused it */
+    if (c->flags & VIGIL__CF_EOF_PARKED) {
+        c->flags &= (uint16_t)~VIGIL__CF_EOF_PARKED;
+        recv_final(loop, op, c, c->parked_final);
+    } else if (!(op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_CARRIED))) {
+        recv_arm(loop, op, c);
     }
+}
+
+static void send_finish(vigil_loop *loop, vigil__op *op, int status) {
+    if (finish_reported(loop, op))
+        return;
+    vigil__conn *c = conn_of(loop, op);
+    uint64_t cid = vigil__conn_id(loop, c);
+    send_final(loop, c, op, status);
+    if (conn_alive(loop, c, cid))
+        check_drain(loop, c); /* a message the gate held went out */
+}
+
+static void connect_finish(vigil_loop *loop, vigil__op *op, int status) {
+    if (!finish_reported(loop, op))
+        connect_final(loop, op, conn_of(loop, op), status);
+}
+
+static void close_finish(vigil_loop *loop, vigil__op *op, int status) {
+    if (!finish_reported(loop, op))
+        close_complete(loop, op, conn_of(loop, op));
 }
 
 /* Takes a queued send out of the middle of its connection's queue. */
@@ -1134,27 +1146,24 @@ bool vigil__send_unlink(vigil_loop *loop, vigil__conn *c, vigil__op *op) {
     return true;
 }
 
-int vigil__tcp_cancel(vigil_loop *loop, vigil__op *op) {
-    vigil__conn *c = vigil__conn_at(loop, op->conn);
-    switch (op->kind) {
-    case VIGIL__OP_RECV:
-        recv_stop(loop, c, -ECANCELED);
-        return 0;
-    case VIGIL__OP_CONNECT:
-        op->flags |= VIGIL__OPF_STOPPED;
-        return vigil__op_cancel_kernel(loop, op);
-    case VIGIL__OP_SEND: {
-        if (op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_STARTED))
-            return -EBUSY;
-        if (!vigil__send_unlink(loop, c, op))
-            return -EBADF;
-        op->flags |= VIGIL__OPF_STOPPED;
-        vigil__later(loop, op, -ECANCELED); /* then the drain check, after its callback */
-        return 0;
-    }
-    default:
+static int recv_cancel(vigil_loop *loop, vigil__op *op) {
+    recv_stop(loop, conn_of(loop, op), -ECANCELED);
+    return 0;
+}
+
+static int connect_cancel(vigil_loop *loop, vigil__op *op) {
+    op->flags |= VIGIL__OPF_STOPPED;
+    return vigil__op_cancel_kernel(loop, op);
+}
+
+static int send_cancel(vigil_loop *loop, vigil__op *op) {
+    if (op->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_STARTED))
+        return -EBUSY;
+    if (!vigil__send_unlink(loop, conn_of(loop, op), op))
         return -EBADF;
-    }
+    op->flags |= VIGIL__OPF_STOPPED;
+    vigil__later(loop, op, -ECANCELED); /* then the drain check, after its callback */
+    return 0;
 }
 
 /* A deadline passed on a live stream: a stream cannot skip bytes, so the
@@ -1173,69 +1182,170 @@ static void deadline_break(vigil_loop *loop, vigil__conn *c) {
     vigil__stat_add(&loop->stats.deadline_shutdowns, 1);
 }
 
-/* A deadline on a connection op passed. */
-void vigil__tcp_deadline(vigil_loop *loop, vigil__op *op) {
-    vigil__conn *c = vigil__conn_at(loop, op->conn);
-    switch (op->kind) {
-    case VIGIL__OP_ACCEPT: /* retry after running out of fds */
-        if (!(c->flags & VIGIL__CF_CLOSING))
-            accept_arm(loop, op, c);
-        break;
-    case VIGIL__OP_RECV: {
-        /* The peer still draining what the kernel holds for it is not idle
-         * either (a download can sit there for seconds): the send queue's
-         * size, read only here, at the deadline, says whether it moved. */
-        int64_t unsent = vigil__socket_unsent(c->fd);
-        if (unsent > 0 && unsent != op->u.recv.unsent) {
-            op->u.recv.unsent = unsent;
-            op->u.recv.last_ns = vigil__clock_ns();
-        }
-        uint64_t due = op->u.recv.last_ns + op->u.recv.idle_ns;
-        if (due > vigil__clock_ns()) { /* bytes came or went meanwhile: push it back */
-            op->due_ns = due;
-            vigil__heap_push(loop, op);
-            break;
-        }
-        /* The peer went quiet: end the receive with -ETIMEDOUT and break the
-         * connection as a send deadline does, so the hung socket is shut down
-         * (the peer sees FIN) even before the owner closes it. */
-        op->flags |= VIGIL__OPF_TIMED_OUT;
-        vigil__stat_add(&loop->stats.deadlines_expired, 1);
-        if (op->flags & VIGIL__OPF_KERNEL)
-            vigil__op_cancel_kernel(loop, op);
-        else
-            vigil__later(loop, op, -ETIMEDOUT);
-        deadline_break(loop, c);
-        break;
+/* Deadlines on a stream's ops. */
+
+static void accept_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_t now) {
+    vigil__conn *c = conn_of(loop, op); /* retry after running out of fds */
+    if (!(c->flags & VIGIL__CF_CLOSING))
+        accept_arm(loop, op, c);
+}
+
+static void recv_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_t now) {
+    vigil__conn *c = conn_of(loop, op);
+    /* The peer still draining what the kernel holds for it is not idle
+     * either (a download can sit there for seconds): the send queue's
+     * size, read only here, at the deadline, says whether it moved. */
+    int64_t unsent = vigil__socket_unsent(c->fd);
+    if (unsent > 0 && unsent != op->u.recv.unsent) {
+        op->u.recv.unsent = unsent;
+        op->u.recv.last_ns = vigil__clock_ns();
     }
-    case VIGIL__OP_CONNECT:
-        op->flags |= VIGIL__OPF_TIMED_OUT;
-        vigil__stat_add(&loop->stats.deadlines_expired, 1);
-        vigil__op_cancel_kernel(loop, op); /* the failed connection is closed at once */
-        break;
-    case VIGIL__OP_SEND:
-        vigil__stat_add(&loop->stats.deadlines_expired, 1);
-        deadline_break(loop, c);
-        break;
-    case VIGIL__OP_CLOSE:
-        if (c->flags & VIGIL__CF_DRAINING) {
-            /* Everything was sent; the peer just has not closed. Stop reading. */
-            recv_stop(loop, c, 0);
-            break;
-        }
-        /* The flush deadline passed: discard the rest and reset. */
-        if (!(c->flags & VIGIL__CF_CLOSE_SENT)) {
-            c->flags |= VIGIL__CF_ABORT;
-            c->close_status = -ETIMEDOUT;
-            send_fail_all(loop, c, -ETIMEDOUT, false);
-            if (vigil__conn_from_id(loop, vigil__conn_id(loop, c)))
-                conn_maybe_close(loop, c);
-        }
-        break;
-    default:
-        break;
+    uint64_t next = op->u.recv.last_ns + op->u.recv.idle_ns;
+    if (next > vigil__clock_ns()) { /* bytes came or went meanwhile: push it back */
+        op->due_ns = next;
+        vigil__heap_push(loop, op);
+        return;
+    }
+    /* The peer went quiet: end the receive with -ETIMEDOUT and break the
+     * connection as a send deadline does, so the hung socket is shut down
+     * (the peer sees FIN) even before the owner closes it. */
+    op->flags |= VIGIL__OPF_TIMED_OUT;
+    vigil__stat_add(&loop->stats.deadlines_expired, 1);
+    if (op->flags & VIGIL__OPF_KERNEL)
+        vigil__op_cancel_kernel(loop, op);
+    else
+        vigil__later(loop, op, -ETIMEDOUT);
+    deadline_break(loop, c);
+}
+
+static void connect_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_t now) {
+    op->flags |= VIGIL__OPF_TIMED_OUT;
+    vigil__stat_add(&loop->stats.deadlines_expired, 1);
+    vigil__op_cancel_kernel(loop, op); /* the failed connection is closed at once */
+}
+
+static void send_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_t now) {
+    vigil__stat_add(&loop->stats.deadlines_expired, 1);
+    deadline_break(loop, conn_of(loop, op));
+}
+
+static void close_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_t now) {
+    vigil__conn *c = conn_of(loop, op);
+    if (c->flags & VIGIL__CF_DRAINING) {
+        /* Everything was sent; the peer just has not closed. Stop reading. */
+        recv_stop(loop, c, 0);
+        return;
+    }
+    /* The flush deadline passed: discard the rest and reset. */
+    if (!(c->flags & VIGIL__CF_CLOSE_SENT)) {
+        c->flags |= VIGIL__CF_ABORT;
+        c->close_status = -ETIMEDOUT;
+        send_fail_all(loop, c, -ETIMEDOUT, false);
+        if (vigil__conn_from_id(loop, vigil__conn_id(loop, c)))
+            conn_maybe_close(loop, c);
     }
 }
+
+/* Rebuilds (rebuild.c): a close did not happen (a close completes within
+ * the submit that carries it, and its completion would have been
+ * harvested), so it is issued again; a connect is judged by the socket. */
+static void close_reissue(vigil_loop *loop, vigil__op *op) {
+    vigil__conn *c = conn_of(loop, op);
+    vigil__reissue_drop(loop, op);
+    if (loop->be->close(loop, op, c->fd) < 0) {
+        vigil__socket_close_now(c->fd);
+        vigil__later(loop, op, 0);
+    }
+}
+
+static void connect_reissue(vigil_loop *loop, vigil__op *op) {
+    vigil__conn *c = conn_of(loop, op);
+    int err = 0;
+    int state = vigil__socket_connect_state(c->fd, &err);
+    if (state > 0) {
+        vigil__reissue_result(loop, op, 0); /* it connected */
+        return;
+    }
+    if (state < 0 && err) {
+        vigil__reissue_result(loop, op, -err); /* it failed */
+        return;
+    }
+    vigil__reissue_drop(loop, op);
+    int rc;
+    if (state == 0) { /* under way: wait for it */
+        op->flags |= VIGIL__OPF_RESUMED;
+        rc = loop->be->resume_connect(loop, op, c->fd);
+    } else { /* never started */
+        rc = loop->be->connect(loop, op, c->fd, op->u.connect.addr, op->u.connect.addrlen);
+    }
+    if (rc < 0)
+        vigil__later(loop, op, rc);
+}
+
+/* Behind the gate, accepts go on in the kernel until VIGIL__GATE_ACCEPTS_MAX
+ * wait; then the accept is cancelled (its -ECANCELED re-arms it after the
+ * gate) and the connections wait in the backlog. Held either way. */
+static bool accept_behind_gate(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
+    if (e->res >= 0 && (e->flags & VIGIL__CQE_MORE) && ++loop->gate_accepts > VIGIL__GATE_ACCEPTS_MAX)
+        vigil__op_cancel_kernel(loop, op);
+    return false;
+}
+
+static void connect_release(vigil_loop *loop, vigil__op *op) { free(op->u.connect.addr); }
+
+static void send_release(vigil_loop *loop, vigil__op *op) {
+    vigil__send_free(loop, op->u.send.data, op->u.send.len);
+    free(op->u.send.flight);
+}
+
+const vigil__op_class vigil__accept_class = {
+    .name = "accept",
+    .flags = VIGIL__CLASS_REARMS,
+    .complete = accept_on_completion,
+    .finish = accept_finish,
+    .deadline = accept_deadline, /* retries after EMFILE */
+    .reissue = vigil__reissue_again,
+    .behind_gate = accept_behind_gate,
+};
+
+const vigil__op_class vigil__recv_class = {
+    .name = "recv",
+    .flags = VIGIL__CLASS_REARMS,
+    .complete = recv_on_completion,
+    .finish = recv_finish,
+    .cancel = recv_cancel,
+    .deadline = recv_deadline, /* the idle deadline */
+    .reissue = vigil__reissue_again,
+};
+
+const vigil__op_class vigil__send_class = {
+    .name = "send",
+    .complete = send_on_completion,
+    .finish = send_finish,
+    .cancel = send_cancel,
+    .deadline = send_deadline,
+    .reissue = vigil__reissue_again, /* goes on from its confirmed offset */
+    .behind_gate = send_behind_gate,
+    .release = send_release,
+};
+
+const vigil__op_class vigil__connect_class = {
+    .name = "connect",
+    .complete = connect_on_completion,
+    .finish = connect_finish,
+    .cancel = connect_cancel,
+    .deadline = connect_deadline,
+    .reissue = connect_reissue,
+    .release = connect_release,
+};
+
+const vigil__op_class vigil__close_class = {
+    .name = "close",
+    .complete = close_on_completion,
+    .finish = close_finish,
+    .deadline = close_deadline, /* the flush deadline */
+    .reissue = close_reissue,
+};
 
 /* Destroy: every live op's final callback now, in the documented order;
  * kernel completions that arrive later only free slots. */
@@ -1253,7 +1363,7 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
                 vigil__op_cancel_kernel(loop, op);
                 if (op->heap >= 0)
                     vigil__heap_remove(loop, op);
-                if (op->kind == VIGIL__OP_ACCEPT)
+                if (c->kind == VIGIL__CONN_LISTENER)
                     VIGIL__CALLBACK(loop, ((vigil_accept_cb)op->cb), (loop, (vigil_listener){h.id}, -ECANCELED,
                                                                      (vigil_conn){0}, op->ud));
                 else

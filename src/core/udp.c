@@ -248,7 +248,7 @@ static void deliver_empty(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
     VIGIL__CALLBACK(loop, cb, (loop, udp_handle(loop, c), 0, &buf, &from, op->ud));
 }
 
-void vigil__udp_recv_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
+static void udp_recv_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
     vigil__conn *c = vigil__conn_at(loop, op->conn);
     uint64_t cid = vigil__conn_id(loop, c);
     if (e->flags & VIGIL__CQE_BUF) {
@@ -335,7 +335,7 @@ static void pump(vigil_loop *loop, vigil__conn *c) {
     }
 }
 
-void vigil__udp_wait_complete(vigil_loop *loop, vigil__op *w, const vigil__cqe *e) {
+static void udp_wait_complete(vigil_loop *loop, vigil__op *w, const vigil__cqe *e) {
     vigil__conn *c = vigil__conn_at(loop, w->conn);
     c->io_op = 0;
     w->flags |= VIGIL__OPF_USER_DONE;
@@ -396,17 +396,29 @@ int vigil__debug_udp_full(vigil_loop *loop, uint32_t n) {
 
 /* ------------------------------------------------ the later list, close */
 
-void vigil__udp_finish(vigil_loop *loop, vigil__op *op, int status) {
+/* A final status from the later list (an op destroy already reported only
+ * frees its slot); the socket goes once its last op is final. */
+static bool finish_reported(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
+    if (!(op->flags & VIGIL__OPF_USER_DONE))
+        return false;
+    vigil__op_release(loop, op);
+    maybe_free(loop, c);
+    return true;
+}
+
+static void udp_recv_finish(vigil_loop *loop, vigil__op *op, int status) {
     vigil__conn *c = vigil__conn_at(loop, op->conn);
-    if (op->flags & VIGIL__OPF_USER_DONE) {
-        vigil__op_release(loop, op);
-        maybe_free(loop, c);
+    if (finish_reported(loop, op, c))
         return;
-    }
-    if (op->kind == VIGIL__OP_UDP_RECV)
-        recv_final(loop, op, c, status);
-    else
-        send_final(loop, op, c, status);
+    recv_final(loop, op, c, status);
+    maybe_free(loop, c);
+}
+
+static void udp_send_finish(vigil_loop *loop, vigil__op *op, int status) {
+    vigil__conn *c = vigil__conn_at(loop, op->conn);
+    if (finish_reported(loop, op, c))
+        return;
+    send_final(loop, op, c, status);
     maybe_free(loop, c);
 }
 
@@ -426,13 +438,13 @@ static void recv_stop(vigil_loop *loop, vigil__conn *c, int status) {
         vigil__later(loop, op, status);
 }
 
-int vigil__udp_cancel(vigil_loop *loop, vigil__op *op) {
-    vigil__conn *c = vigil__conn_at(loop, op->conn);
-    if (op->kind == VIGIL__OP_UDP_RECV) {
-        recv_stop(loop, c, -ECANCELED);
-        return 0;
-    }
-    if (!vigil__send_unlink(loop, c, op)) /* a queued datagram that has not gone out */
+static int udp_recv_cancel(vigil_loop *loop, vigil__op *op) {
+    recv_stop(loop, vigil__conn_at(loop, op->conn), -ECANCELED);
+    return 0;
+}
+
+static int udp_send_cancel(vigil_loop *loop, vigil__op *op) {
+    if (!vigil__send_unlink(loop, vigil__conn_at(loop, op->conn), op)) /* a queued datagram that has not gone out */
         return -EBADF;
     op->flags |= VIGIL__OPF_STOPPED;
     vigil__later(loop, op, -ECANCELED);
@@ -488,3 +500,38 @@ void vigil__udp_repair(vigil_loop *loop, vigil__conn *c) {
     else
         maybe_free(loop, c);
 }
+
+/* ------------------------------------------------------ op classes */
+
+static void udp_recv_release(vigil_loop *loop, vigil__op *op) { free(op->u.udp.rx); }
+
+/* one block: the peer, then the bytes */
+static void udp_send_release(vigil_loop *loop, vigil__op *op) {
+    vigil__send_free(loop, op->u.send.flight, op->u.send.len + sizeof(vigil_peer));
+}
+
+const vigil__op_class vigil__udp_recv_class = {
+    .name = "udp-recv",
+    .flags = VIGIL__CLASS_REARMS | VIGIL__CLASS_STANDING,
+    .complete = udp_recv_complete,
+    .finish = udp_recv_finish,
+    .cancel = udp_recv_cancel,
+    .reissue = vigil__reissue_again,
+    .release = udp_recv_release,
+};
+
+/* a queued datagram: never in the kernel (sendto does not wait) */
+const vigil__op_class vigil__udp_send_class = {
+    .name = "udp-send",
+    .finish = udp_send_finish,
+    .cancel = udp_send_cancel,
+    .release = udp_send_release,
+};
+
+/* a full socket: waiting for it to take more (its sends are the queue's) */
+const vigil__op_class vigil__udp_wait_class = {
+    .name = "udp-wait",
+    .flags = VIGIL__CLASS_STANDING,
+    .complete = udp_wait_complete,
+    .reissue = vigil__reissue_again,
+};

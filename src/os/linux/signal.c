@@ -115,14 +115,14 @@ int vigil_signal_start(vigil_loop *loop, int signo, vigil_signal_cb cb, void *ud
     return 0;
 }
 
-int vigil__signal_cancel(vigil_loop *loop, vigil__op *op) {
+static int signal_cancel(vigil_loop *loop, vigil__op *op) {
     op->flags |= VIGIL__OPF_STOPPED;
     vigil__later(loop, op, -ECANCELED);
     return 0;
 }
 
 /* The final callback; the op stays in the list until compact() frees it. */
-void vigil__signal_finish(vigil_loop *loop, vigil__op *op, int status) {
+static void signal_finish(vigil_loop *loop, vigil__op *op, int status) {
     if (op->flags & VIGIL__OPF_USER_DONE) { /* its end came twice (destroy): free it now */
         compact(loop);
         return;
@@ -168,7 +168,7 @@ static void end_all(vigil_loop *loop, vigil__op *op, int status) {
 }
 
 /* The signalfd polled readable (or a rebuild re-issued the wait: -EAGAIN). */
-void vigil__signal_ready(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
+static void signal_ready(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     bool again = c->res >= 0 || c->res == -EAGAIN || c->res == -EINTR;
     if (c->res == -ECANCELED || loop->destroying || !live_watchers(loop)) {
         loop->sig_read = 0;
@@ -197,9 +197,24 @@ void vigil__signals_destroy(vigil_loop *loop) {
     for (uint32_t i = 0; i < loop->sig_watch_n; i++) {
         vigil__op *w = watcher(loop, i);
         if (!(w->flags & VIGIL__OPF_USER_DONE))
-            vigil__signal_finish(loop, w, -ECANCELED);
+            signal_finish(loop, w, -ECANCELED);
     }
     compact(loop);
     if (loop->sig_read)
         vigil__op_cancel_kernel(loop, vigil__op_at(loop, loop->sig_read - 1));
 }
+
+/* a watcher: never in the kernel; its final callback comes from the later list */
+const vigil__op_class vigil__signal_class = {
+    .name = "signal",
+    .finish = signal_finish,
+    .cancel = signal_cancel,
+};
+
+/* readiness of the loop's signalfd */
+const vigil__op_class vigil__sigread_class = {
+    .name = "sigread",
+    .flags = VIGIL__CLASS_STANDING,
+    .complete = signal_ready,
+    .reissue = vigil__reissue_again,
+};

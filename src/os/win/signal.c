@@ -14,8 +14,7 @@ int vigil_signal_start(vigil_loop *loop, int signo, vigil_signal_cb cb, void *ud
     return -ENOTSUP;
 }
 /* no watcher can exist, so these never find one */
-int vigil__signal_cancel(vigil_loop *loop, vigil__op *op) { return -EBADF; }
-void vigil__signal_finish(vigil_loop *loop, vigil__op *op, int status) {}
-void vigil__signal_ready(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {}
+const vigil__op_class vigil__signal_class = {.name = "signal"};
+const vigil__op_class vigil__sigread_class = {.name = "sigread"};
 void vigil__signals_run(vigil_loop *loop) { loop->sig_q_pos = loop->sig_q_n = 0; }
 void vigil__signals_destroy(vigil_loop *loop) {}
