@@ -311,7 +311,7 @@ static int epoll_cancel(vigil_loop *loop, vigil__op *op) {
     }
     vigil__conn *c = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
     int fd = op->kind == VIGIL__OP_WAKE      ? loop->wake_fd
-             : op->kind == VIGIL__OP_SIGREAD ? loop->sig_fd
+             : op->kind == VIGIL__OP_SIGREAD ? loop->sig.fd
              : c                             ? c->fd
                                              : -1;
     fd_slot *f = fd >= 0 && (uint32_t)fd < s->fds_cap ? &s->fds[fd] : NULL;
@@ -602,6 +602,8 @@ static void epoll_buf_recycle(vigil_loop *loop, uint32_t id) {
 
 const vigil__backend vigil__epoll_backend = {
     .name = "epoll",
+    .id = VIGIL_BACKEND_EPOLL,
+    .caps = VIGIL__CAP_FALLBACK,
     .init = epoll_init,
     .attach = epoll_attach,
     .fini = epoll_fini,

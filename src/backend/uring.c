@@ -463,7 +463,7 @@ static int uring_wait(vigil_loop *loop, int64_t timeout_ns) {
     int handled = 0;
     for (int round = 0; round < 8; round++) {
         if (IO_URING_READ_ONCE(*s->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
-            vigil__stat_add(&loop->stats.cq_overflows, 1); /* peek flushes it (quirk e) */
+            vigil__stat_add(&loop->sv.stats.cq_overflows, 1); /* peek flushes it (quirk e) */
         unsigned n = io_uring_peek_batch_cqe(&s->ring, s->cqes, 256);
         if (!n)
             break;
@@ -513,6 +513,8 @@ static void uring_buf_recycle(vigil_loop *loop, uint32_t id) {
 
 const vigil__backend vigil__uring_backend = {
     .name = "io_uring",
+    .id = VIGIL_BACKEND_URING,
+    .caps = VIGIL__CAP_FILE_RING,
     .init = uring_init,
     .attach = uring_attach,
     .fini = uring_fini,

@@ -41,7 +41,7 @@ void vigil__runner_unref(vigil__runner *r) {
 }
 
 int vigil__runner_state(const vigil_loop *loop) {
-    vigil__runner *r = atomic_load_explicit(&((vigil_loop *)loop)->runner, memory_order_acquire);
+    vigil__runner *r = atomic_load_explicit(&((vigil_loop *)loop)->sv.runner, memory_order_acquire);
     return r ? atomic_load_explicit(&r->state, memory_order_acquire) : VIGIL__AT_OUTSIDE;
 }
 
@@ -93,15 +93,15 @@ int vigil__take(vigil_loop *loop) {
     vigil__runner *r = vigil__runner_new(loop);
     if (!r)
         return -ENOMEM;
-    atomic_store_explicit(&loop->runner, r, memory_order_release);
+    atomic_store_explicit(&loop->sv.runner, r, memory_order_release);
     int rc = loop->rehome ? vigil__rehome(loop) : loop->be->attach(loop);
     if (rc < 0) {
-        atomic_store_explicit(&loop->runner, NULL, memory_order_release);
+        atomic_store_explicit(&loop->sv.runner, NULL, memory_order_release);
         vigil__runner_unref(r);
-        atomic_store_explicit(&loop->attached, 0, memory_order_release);
+        atomic_store_explicit(&loop->sv.attached, 0, memory_order_release);
         return rc;
     }
-    atomic_store_explicit(&loop->attached, 1, memory_order_release);
+    atomic_store_explicit(&loop->sv.attached, 1, memory_order_release);
     return 0;
 }
 
@@ -114,14 +114,14 @@ int vigil__enter(vigil_loop *loop) {
     if (tls_fenced_from && tls_fenced_from == loop->id)
         return -EOWNERDEAD; /* this thread was fenced off the loop */
     int attached = 0;
-    if (atomic_compare_exchange_strong_explicit(&loop->attached, &attached, 2, memory_order_acq_rel,
+    if (atomic_compare_exchange_strong_explicit(&loop->sv.attached, &attached, 2, memory_order_acq_rel,
                                                 memory_order_acquire))
         return vigil__take(loop);
     while (attached == 2) { /* another thread is taking it */
         sched_yield();
-        attached = atomic_load_explicit(&loop->attached, memory_order_acquire);
+        attached = atomic_load_explicit(&loop->sv.attached, memory_order_acquire);
     }
-    vigil__runner *owner = atomic_load_explicit(&loop->runner, memory_order_acquire);
+    vigil__runner *owner = atomic_load_explicit(&loop->sv.runner, memory_order_acquire);
     if (owner && pthread_equal(owner->thread, pthread_self())) /* fenced, not yet taken over? */
         return atomic_load_explicit(&owner->state, memory_order_acquire) == VIGIL__AT_FENCED
                    ? -EOWNERDEAD : 0;

@@ -57,7 +57,7 @@ static int fs_cancel(vigil_loop *loop, vigil__op *op) {
 
 static void fs_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_t now) {
     op->flags |= VIGIL__OPF_TIMED_OUT;
-    vigil__stat_add(&loop->stats.deadlines_expired, 1);
+    vigil__stat_add(&loop->sv.stats.deadlines_expired, 1);
     engine_cancel(loop, op);
 }
 

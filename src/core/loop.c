@@ -172,7 +172,7 @@ void vigil__op_kernel_started(vigil_loop *loop, vigil__op *op) {
     op->req_epoch = loop->epoch; /* which ring holds its request (rebuild.c) */
     if (!(op->flags & VIGIL__OPF_KERNEL)) {
         op->flags |= VIGIL__OPF_KERNEL;
-        vigil__stat_add(&loop->stats.ops_in_flight, 1);
+        vigil__stat_add(&loop->sv.stats.ops_in_flight, 1);
     }
 }
 
@@ -306,7 +306,7 @@ vigil__conn *vigil__conn_new(vigil_loop *loop, int kind, vigil_socket fd) {
         loop->live_listeners++;
     else {
         loop->live_conns++;
-        vigil__stat_add(&loop->stats.connections, 1);
+        vigil__stat_add(&loop->sv.stats.connections, 1);
     }
     return c;
 }
@@ -331,7 +331,7 @@ void vigil__conn_free(vigil_loop *loop, vigil__conn *c) {
         loop->live_listeners--;
     else {
         loop->live_conns--;
-        vigil__stat_add(&loop->stats.connections, -1);
+        vigil__stat_add(&loop->sv.stats.connections, -1);
     }
     free(c->parked);
     c->parked = NULL;
@@ -364,7 +364,7 @@ static void finish(vigil_loop *loop, vigil__op *op, int status) {
 }
 
 static void run_later(vigil_loop *loop) {
-    if (loop->gated)
+    if (loop->rb.gated)
         return;
     /* Take the list as it is now (callbacks may append to the live one), but
      * keep it in loop memory: after a fence the rebuild runs the rest. */
@@ -377,11 +377,11 @@ static void run_later(vigil_loop *loop) {
         loop->later_run = op->next;
         op->next = 0;
         if (vigil__later_is_frozen(loop, op)) { /* its callback is stuck: keep it for later */
-            if (loop->held_later_tail)
-                vigil__op_at(loop, loop->held_later_tail - 1)->next = op->self + 1;
+            if (loop->rb.held_later_tail)
+                vigil__op_at(loop, loop->rb.held_later_tail - 1)->next = op->self + 1;
             else
-                loop->held_later_head = op->self + 1;
-            loop->held_later_tail = op->self + 1;
+                loop->rb.held_later_head = op->self + 1;
+            loop->rb.held_later_tail = op->self + 1;
             continue;
         }
         op->flags &= (uint16_t)~VIGIL__OPF_LATER;
@@ -393,8 +393,8 @@ void vigil__run_later(vigil_loop *loop) { run_later(loop); }
 
 /* A frozen connection moved over: its held later-list entries run again. */
 void vigil__unhold_later(vigil_loop *loop, uint32_t conn_slot1) {
-    uint32_t head = loop->held_later_head, keep_head = 0, keep_tail = 0;
-    loop->held_later_head = loop->held_later_tail = 0;
+    uint32_t head = loop->rb.held_later_head, keep_head = 0, keep_tail = 0;
+    loop->rb.held_later_head = loop->rb.held_later_tail = 0;
     while (head) {
         vigil__op *op = vigil__op_at(loop, head - 1);
         head = op->next;
@@ -410,8 +410,8 @@ void vigil__unhold_later(vigil_loop *loop, uint32_t conn_slot1) {
             keep_tail = op->self + 1;
         }
     }
-    loop->held_later_head = keep_head;
-    loop->held_later_tail = keep_tail;
+    loop->rb.held_later_head = keep_head;
+    loop->rb.held_later_tail = keep_tail;
 }
 
 /* ------------------------------------------------------ cross-thread */
@@ -436,7 +436,7 @@ int vigil_loop_post(vigil_loop *loop, vigil_post_cb fn, void *arg) {
     else
         loop->post_head = p;
     loop->post_tail = p;
-    atomic_store_explicit(&loop->sv_posts, 1, memory_order_relaxed);
+    atomic_store_explicit(&loop->sv.posts, 1, memory_order_relaxed);
     pthread_mutex_unlock(&loop->post_lock);
     return vigil_loop_wake(loop);
 }
@@ -462,19 +462,19 @@ int vigil_loop_stop(vigil_loop *loop) {
  * until each one's turn, and each is freed before its callback, so a fence
  * in one leaves the rest for the rebuilt loop and nothing to clean up. */
 static bool run_posts(vigil_loop *loop, int status) {
-    if (loop->gated)
+    if (loop->rb.gated)
         return false;
     if (!loop->posts_run) {
         pthread_mutex_lock(&loop->post_lock);
         loop->posts_run = loop->post_head;
         loop->post_head = loop->post_tail = NULL;
-        atomic_store_explicit(&loop->sv_posts, 0, memory_order_relaxed);
+        atomic_store_explicit(&loop->sv.posts, 0, memory_order_relaxed);
         pthread_mutex_unlock(&loop->post_lock);
     }
     bool any = loop->posts_run != NULL;
     if (any) {
-        atomic_store_explicit(&loop->sv_op_kind, VIGIL__OP_KINDS, memory_order_relaxed);
-        atomic_store_explicit(&loop->sv_conn, 0, memory_order_relaxed);
+        atomic_store_explicit(&loop->sv.op_kind, VIGIL__OP_KINDS, memory_order_relaxed);
+        atomic_store_explicit(&loop->sv.conn, 0, memory_order_relaxed);
     }
     while (loop->posts_run) {
         vigil__post *p = loop->posts_run;
@@ -497,11 +497,11 @@ static bool posts_waiting(vigil_loop *loop) {
 /* ---------------------------------------------------------- dispatch */
 
 void vigil__stamp(vigil_loop *loop) {
-    atomic_store_explicit(&loop->stats.last_progress_ns, vigil__clock_ns(), memory_order_relaxed);
+    atomic_store_explicit(&loop->sv.stats.last_progress_ns, vigil__clock_ns(), memory_order_relaxed);
 }
 
 void vigil__note_progress(vigil_loop *loop) {
-    vigil__stat_add(&loop->stats.iterations, 1);
+    vigil__stat_add(&loop->sv.stats.iterations, 1);
     vigil__stamp(loop);
 }
 
@@ -524,7 +524,7 @@ static vigil__op *completion_op(vigil_loop *loop, const vigil__cqe *c, bool any_
         (any_epoch || (uint8_t)(c->tag >> 56) == loop->epoch) &&
         (!in_kernel || (op->flags & VIGIL__OPF_KERNEL)))
         return op;
-    vigil__stat_add(&loop->stats.stale_completions, 1);
+    vigil__stat_add(&loop->sv.stats.stale_completions, 1);
     if (c->flags & VIGIL__CQE_BUF)
         vigil__buf_recycle(loop, c->flags >> 16);
     return NULL;
@@ -534,8 +534,8 @@ static vigil__op *completion_op(vigil_loop *loop, const vigil__cqe *c, bool any_
  * rebuild freezes that connection), then hands the completion to its op,
  * unless the op's connection is frozen: then it waits in loop memory. */
 static void handle(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
-    atomic_store_explicit(&loop->sv_op_kind, op->kind, memory_order_relaxed);
-    atomic_store_explicit(&loop->sv_conn, op->conn ? vigil__conn_id(loop, vigil__conn_at(loop, op->conn)) : 0,
+    atomic_store_explicit(&loop->sv.op_kind, op->kind, memory_order_relaxed);
+    atomic_store_explicit(&loop->sv.conn, op->conn ? vigil__conn_id(loop, vigil__conn_at(loop, op->conn)) : 0,
                           memory_order_relaxed);
     if (!vigil__gate_holds(loop, op, c) && !vigil__hold_if_frozen(loop, op, c))
         dispatch_op(loop, op, c);
@@ -545,14 +545,14 @@ static void handle(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
 static void end_request(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     if (!(c->flags & VIGIL__CQE_MORE)) {
         op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING | VIGIL__OPF_CARRIED);
-        vigil__stat_add(&loop->stats.ops_in_flight, -1);
+        vigil__stat_add(&loop->sv.stats.ops_in_flight, -1);
     }
 }
 
 /* any_epoch: the loop's own engines outlive rebuilds, so their tags may
  * carry an older epoch; the backend's never do. */
 static void dispatch_checked(vigil_loop *loop, const vigil__cqe *c, bool any_epoch) {
-    vigil__stat_add(&loop->stats.completions, 1);
+    vigil__stat_add(&loop->sv.stats.completions, 1);
     if (c->tag == VIGIL__TAG_IGNORE)
         return;
     vigil__op *op = completion_op(loop, c, any_epoch, true);
@@ -569,7 +569,7 @@ void vigil__dispatch_engine(vigil_loop *loop, const vigil__cqe *c) { dispatch_ch
  * (repair) or could not be (break), or a send's final callback that waited
  * behind the gate (finish). Behind the gate (again) it waits in order. */
 static void apply_marker(vigil_loop *loop, const vigil__cqe *c) {
-    if (loop->gated) {
+    if (loop->rb.gated) {
         vigil__hold(loop, c);
         return;
     }
@@ -592,15 +592,15 @@ static void apply_marker(vigil_loop *loop, const vigil__cqe *c) {
  * them), applied before anything else, each leaving the queue before its
  * handler runs: a fence in a callback leaves the rest for the next rebuild. */
 void vigil__run_carry(vigil_loop *loop) {
-    while (loop->carry_pos < loop->carry_n) {
-        vigil__cqe c = loop->carry[loop->carry_pos++];
-        if (loop->carry_pos == loop->carry_n)
-            loop->carry_pos = loop->carry_n = 0;
+    while (loop->rb.carry_pos < loop->rb.carry_n) {
+        vigil__cqe c = loop->rb.carry[loop->rb.carry_pos++];
+        if (loop->rb.carry_pos == loop->rb.carry_n)
+            loop->rb.carry_pos = loop->rb.carry_n = 0;
         if (c.flags & (VIGIL__CQE_HELD | VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK | VIGIL__CQE_FINISH)) {
             vigil__dispatch_held(loop, &c); /* accounted for already, or a marker */
             continue;
         }
-        vigil__stat_add(&loop->stats.completions, 1);
+        vigil__stat_add(&loop->sv.stats.completions, 1);
         vigil__op *op = completion_op(loop, &c, true, true);
         if (!op)
             continue;
@@ -632,7 +632,7 @@ static void dispatch_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     if (cls->complete)
         cls->complete(loop, op, c);
     else
-        vigil__stat_add(&loop->stats.stale_completions, 1);
+        vigil__stat_add(&loop->sv.stats.stale_completions, 1);
 }
 
 /* Test hook: queue a no-op whose tag names a slot generation that is gone. */
@@ -794,13 +794,14 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
         return -ENOMEM;
     loop->opts = o;
     loop->id = atomic_fetch_add(&next_loop_id, 1);
+    loop->sv.id = loop->id;
     loop->handle_tag = (uint16_t)((loop->id - 1) % 0xFFFFu + 1); /* never 0: a zeroed handle names nothing */
-    atomic_store(&loop->sv_next_due_ns, UINT64_MAX);
+    atomic_store(&loop->sv.next_due_ns, UINT64_MAX);
     loop->buf_current = UINT32_MAX;
     loop->wake_fd = -1;
-    loop->sig_fd = -1;
+    loop->sig.fd = -1;
 #ifndef _WIN32
-    sigemptyset(&loop->sig_mask);
+    sigemptyset(&loop->sig.mask);
     sigemptyset(&loop->serve_mask);
 #endif
     pthread_mutex_init(&loop->post_lock, NULL);
@@ -821,21 +822,21 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     rc = choose_backend(loop);
     if (rc < 0)
         goto fail;
-    atomic_store(&loop->sv_poll_fd, loop->be->poll_fd(loop));
-    loop->info.backend = loop->be->name;
+    atomic_store(&loop->sv.poll_fd, loop->be->poll_fd(loop));
+    vigil__publish_backend(loop);
     loop->info.reason = loop->reason;
     loop->info.buf_size = o.buf_size;
     loop->info.buf_count = o.buf_count;
-    atomic_store(&loop->stats.last_progress_ns, vigil__clock_ns());
+    atomic_store(&loop->sv.stats.last_progress_ns, vigil__clock_ns());
     *out = loop;
     return 0;
 fail:
     vigil__mem_unmap(loop->buf_base, loop->buf_map_len);
     free(loop->buf_state);
     vigil__wakefd_close(loop->wake_fd);
-    if (loop->sig_fd >= 0)
-        close(loop->sig_fd);
-    free(loop->sig_watch);
+    if (loop->sig.fd >= 0)
+        close(loop->sig.fd);
+    free(loop->sig.watch);
     pthread_mutex_destroy(&loop->post_lock);
     pthread_mutex_destroy(&loop->owner_lock);
     pthread_cond_destroy(&loop->owner_cond);
@@ -844,6 +845,16 @@ fail:
 }
 
 /* Any thread: a rebuild rewrites info under owner_lock. */
+/* Other threads see the backend through info (under owner_lock) and the
+ * probe (atomics): both change here, at creation and at a rebuild. */
+void vigil__publish_backend(vigil_loop *loop) {
+    loop->info.backend = loop->be->name;
+    atomic_store_explicit(&loop->sv.backend, loop->be->id, memory_order_relaxed);
+    atomic_store_explicit(&loop->sv.features, loop->info.features, memory_order_relaxed);
+}
+
+vigil__probe *vigil__probe_of(vigil_loop *loop) { return &loop->sv; }
+
 int vigil_loop_info_get(const vigil_loop *loop, vigil_loop_info *out) {
     if (!loop || !out)
         return -EINVAL;
@@ -858,7 +869,7 @@ int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out) {
     if (!loop || !out)
         return -EINVAL;
     vigil_loop *l = (vigil_loop *)loop;
-#define LD(f) out->f = atomic_load_explicit(&l->stats.f, memory_order_relaxed)
+#define LD(f) out->f = atomic_load_explicit(&l->sv.stats.f, memory_order_relaxed)
     LD(iterations);
     LD(completions);
     LD(ops_in_flight);
@@ -887,17 +898,17 @@ int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out) {
 
 /* Work that keeps VIGIL_RUN_DEFAULT going. The wake read does not count. */
 static bool has_work(vigil_loop *loop) {
-    uint64_t inflight = atomic_load_explicit(&loop->stats.ops_in_flight, memory_order_relaxed);
+    uint64_t inflight = atomic_load_explicit(&loop->sv.stats.ops_in_flight, memory_order_relaxed);
     return loop->live_conns || loop->live_listeners || loop->live_timers || loop->later_head ||
-           loop->carry_n || inflight > 1;
+           loop->rb.carry_n || inflight > 1;
 }
 
 /* How long the wait may sleep: until the next timer or deadline, or until.
  * Behind the gate timers do not run, so only until counts. */
 static int64_t wait_timeout_ns(vigil_loop *loop, uint64_t now, uint64_t until) {
     uint64_t due = until;
-    if (loop->heap_len && !loop->gated) {
-        uint64_t t = vigil__op_at(loop, loop->heap[0])->due_ns;
+    if (loop->tm.len && !loop->rb.gated) {
+        uint64_t t = vigil__op_at(loop, loop->tm.heap[0])->due_ns;
         if (t < due)
             due = t;
     }
@@ -915,7 +926,7 @@ static void run_ready(vigil_loop *loop, uint64_t now) {
     vigil__timers_run(loop, now);
     run_later(loop);
     run_posts(loop, 0);
-    if (loop->sig_q_n && !loop->gated)
+    if (loop->sig.q_n && !loop->rb.gated)
         vigil__signals_run(loop);
     vigil__fs_poll(loop);
     run_later(loop); /* what the file engine's callbacks finished */
@@ -934,7 +945,7 @@ static int run_passes(vigil_loop *loop, vigil_run_mode mode, int timeout_ms, boo
         return -EINVAL;
     /* A fenced thread comes back here (vigil__bail) and leaves touching
      * nothing of the loop: only its runner, which it holds a reference to. */
-    vigil__runner *r = atomic_load_explicit(&loop->runner, memory_order_acquire);
+    vigil__runner *r = atomic_load_explicit(&loop->sv.runner, memory_order_acquire);
     vigil_loop *outer = vigil__tls_loop;
     jmp_buf bail;
     atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
@@ -959,7 +970,7 @@ static int run_passes(vigil_loop *loop, vigil_run_mode mode, int timeout_ms, boo
     rc = 0;
     for (;;) {
         uint64_t now = vigil__clock_ns();
-        bool look_soon = loop->fences && vigil__fences_poll(loop, now);
+        bool look_soon = loop->rb.fences && vigil__fences_poll(loop, now);
         run_ready(loop, now);
         if (atomic_exchange_explicit(&loop->stop_requested, 0, memory_order_acq_rel))
             break;
@@ -968,7 +979,7 @@ static int run_passes(vigil_loop *loop, vigil_run_mode mode, int timeout_ms, boo
         vigil__fs_poll(loop); /* submits what callbacks asked for */
         /* Sleep only if nothing is ready, and in ONCE only until something ran. */
         bool ready = vigil__fs_ready(loop) ||
-                     (!loop->gated && (loop->later_head || posts_waiting(loop)));
+                     (!loop->rb.gated && (loop->later_head || posts_waiting(loop)));
         bool may_sleep = mode == VIGIL_RUN_DEFAULT || (mode == VIGIL_RUN_ONCE && loop->callbacks == ran_before);
         int64_t t = may_sleep && !ready ? wait_timeout_ns(loop, vigil__clock_ns(), until) : 0;
         if (look_soon && (t < 0 || t > 10000000))
@@ -979,17 +990,17 @@ static int run_passes(vigil_loop *loop, vigil_run_mode mode, int timeout_ms, boo
             while (vigil__clock_ns() < spin_until)
                 ;
         }
-        if (loop->rebuild_t0_ns) {
+        if (loop->rb.t0_ns) {
             /* A rebuild ends here: every op is issued again (the wait below
              * submits what is still queued). The supervisor reads the time. */
-            atomic_store_explicit(&loop->stats.last_rebuild_us,
-                                  (vigil__clock_ns() - loop->rebuild_t0_ns) / 1000, memory_order_relaxed);
-            loop->rebuild_t0_ns = 0;
-            atomic_fetch_add_explicit(&loop->sv_rebuilds_timed, 1, memory_order_release);
+            atomic_store_explicit(&loop->sv.stats.last_rebuild_us,
+                                  (vigil__clock_ns() - loop->rb.t0_ns) / 1000, memory_order_relaxed);
+            loop->rb.t0_ns = 0;
+            atomic_fetch_add_explicit(&loop->sv.rebuilds_timed, 1, memory_order_release);
         }
         /* Timers held behind the gate are not due work for the supervisor. */
-        atomic_store_explicit(&loop->sv_next_due_ns,
-                              loop->heap_len && !loop->gated ? vigil__op_at(loop, loop->heap[0])->due_ns
+        atomic_store_explicit(&loop->sv.next_due_ns,
+                              loop->tm.len && !loop->rb.gated ? vigil__op_at(loop, loop->tm.heap[0])->due_ns
                                                              : UINT64_MAX,
                               memory_order_relaxed);
         vigil__stamp(loop);
@@ -1003,7 +1014,7 @@ static int run_passes(vigil_loop *loop, vigil_run_mode mode, int timeout_ms, boo
             /* Whatever the wait brought is delivered in this call: the wake
              * of a post, a file call or a lookup, a signal. */
             now = vigil__clock_ns();
-            if (loop->fences)
+            if (loop->rb.fences)
                 vigil__fences_poll(loop, now);
             run_ready(loop, now);
             break;
@@ -1078,11 +1089,11 @@ int vigil_loop_destroy(vigil_loop *loop) {
             vigil__unhold_later(loop, s1);
         }
     }
-    for (uint32_t i = 0; i < loop->held_n; i++) {
-        vigil__cqe c = loop->held[i];
+    for (uint32_t i = 0; i < loop->rb.held_n; i++) {
+        vigil__cqe c = loop->rb.held[i];
         vigil__dispatch_held(loop, &c);
     }
-    loop->held_n = 0;
+    loop->rb.held_n = 0;
 
     /* 1. timers, in deadline order */
     vigil__timers_destroy(loop);
@@ -1109,7 +1120,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
         if (vigil__class_of(op)->flags & VIGIL__CLASS_STANDING)
             vigil__op_cancel_kernel(loop, op);
     }
-    while (atomic_load(&loop->stats.ops_in_flight) > 0 && vigil__clock_ns() < give_up) {
+    while (atomic_load(&loop->sv.stats.ops_in_flight) > 0 && vigil__clock_ns() < give_up) {
         loop->be->wait(loop, 10000000);
         run_later(loop);
     }
@@ -1145,9 +1156,9 @@ int vigil_loop_destroy(vigil_loop *loop) {
             loop->send_cache[i] = next;
         }
     }
-    free(loop->heap);
-    free(loop->held);
-    free(loop->carry);
+    free(loop->tm.heap);
+    free(loop->rb.held);
+    free(loop->rb.carry);
     vigil__fences_free(loop);
     while (loop->retired) { /* runners of threads that handed the loop over */
         vigil__runner *r = loop->retired;
@@ -1155,13 +1166,13 @@ int vigil_loop_destroy(vigil_loop *loop) {
         vigil__runner_unref(r);
     }
     vigil__wakefd_close(loop->wake_fd);
-    if (loop->sig_fd >= 0)
-        close(loop->sig_fd);
-    free(loop->sig_watch);
+    if (loop->sig.fd >= 0)
+        close(loop->sig.fd);
+    free(loop->sig.watch);
     pthread_mutex_destroy(&loop->post_lock);
     pthread_mutex_destroy(&loop->owner_lock);
     pthread_cond_destroy(&loop->owner_cond);
-    vigil__runner_unref(atomic_load(&loop->runner));
+    vigil__runner_unref(atomic_load(&loop->sv.runner));
     free(loop);
     return 0;
 }

@@ -34,7 +34,7 @@ typedef struct vigil__handoff { /* a destroy asked of the owner, a thread of vig
 int vigil_loop_handover(vigil_loop *loop) {
     if (!loop)
         return -EINVAL;
-    if (atomic_load_explicit(&loop->attached, memory_order_acquire) == 0)
+    if (atomic_load_explicit(&loop->sv.attached, memory_order_acquire) == 0)
         return 0; /* nobody has it yet: the next thread that calls takes it */
     int rc = vigil__enter(loop);
     if (rc < 0)
@@ -43,13 +43,13 @@ int vigil_loop_handover(vigil_loop *loop) {
         return -EBUSY;
     /* The supervisor may be looking at the runner right now: it stays
      * allocated until the loop is destroyed. */
-    vigil__runner *r = atomic_exchange_explicit(&loop->runner, NULL, memory_order_acq_rel);
+    vigil__runner *r = atomic_exchange_explicit(&loop->sv.runner, NULL, memory_order_acq_rel);
     if (r) {
         r->retired_next = loop->retired;
         loop->retired = r;
     }
     loop->rehome = true;
-    atomic_store_explicit(&loop->attached, 0, memory_order_release);
+    atomic_store_explicit(&loop->sv.attached, 0, memory_order_release);
     return 0;
 }
 
@@ -57,7 +57,7 @@ int vigil_loop_handover(vigil_loop *loop) {
  * thread runs none of the loop's code any more), a new one is made here. */
 int vigil__rehome(vigil_loop *loop) {
 #ifndef _WIN32
-    pthread_sigmask(SIG_BLOCK, &loop->sig_mask, NULL); /* what the loop's watchers read */
+    pthread_sigmask(SIG_BLOCK, &loop->sig.mask, NULL); /* what the loop's watchers read */
 #endif
     int rc = vigil__move_backend(loop, NULL);
     if (rc == 0)
@@ -81,7 +81,7 @@ void vigil__owned_by_vigil(vigil_loop *loop) {
 void vigil__loop_thread_signals(vigil_loop *loop) {
 #ifndef _WIN32
     sigset_t m;
-    sigorset(&m, &loop->sig_mask, &loop->serve_mask);
+    sigorset(&m, &loop->sig.mask, &loop->serve_mask);
     pthread_sigmask(SIG_SETMASK, &m, NULL);
 #else
     (void)loop;
@@ -148,7 +148,7 @@ int vigil_loop_start(vigil_loop *loop) {
     /* Reserved for the thread below, which takes it: another thread that
      * calls meanwhile waits for that, then is refused (-EPERM). */
     int free_word = 0;
-    if (!atomic_compare_exchange_strong_explicit(&loop->attached, &free_word, 2, memory_order_acq_rel,
+    if (!atomic_compare_exchange_strong_explicit(&loop->sv.attached, &free_word, 2, memory_order_acq_rel,
                                                  memory_order_acquire))
         return -EBUSY;
     vigil__owned_by_vigil(loop);
@@ -162,7 +162,7 @@ int vigil_loop_start(vigil_loop *loop) {
         pthread_mutex_lock(&loop->owner_lock);
         loop->owned_by_vigil = false;
         pthread_mutex_unlock(&loop->owner_lock);
-        atomic_store_explicit(&loop->attached, 0, memory_order_release);
+        atomic_store_explicit(&loop->sv.attached, 0, memory_order_release);
         return -rc;
     }
     return 0;

@@ -43,7 +43,7 @@ typedef struct vigil__fence {
 /* ------------------------------------------------- frozen connections */
 
 static bool frozen(vigil_loop *loop, const vigil__op *op) {
-    if (!loop->fences) /* a frozen connection always has its fence on the list */
+    if (!loop->rb.fences) /* a frozen connection always has its fence on the list */
         return false;
     vigil__conn *c = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
     return c && (c->flags & VIGIL__CF_FROZEN);
@@ -52,17 +52,17 @@ static bool frozen(vigil_loop *loop, const vigil__op *op) {
 /* Keeps a completion (or a marker) in loop memory, in order, until its
  * connection thaws or the gate opens. */
 void vigil__hold(vigil_loop *loop, const vigil__cqe *c) {
-    if (loop->held_n == loop->held_cap) {
-        uint32_t cap = loop->held_cap ? loop->held_cap * 2 : 64;
-        vigil__cqe *h = realloc(loop->held, cap * sizeof(*h));
+    if (loop->rb.held_n == loop->rb.held_cap) {
+        uint32_t cap = loop->rb.held_cap ? loop->rb.held_cap * 2 : 64;
+        vigil__cqe *h = realloc(loop->rb.held, cap * sizeof(*h));
         if (!h)
             abort(); /* cannot keep the completion, must not drop it */
-        loop->held = h;
-        loop->held_cap = cap;
+        loop->rb.held = h;
+        loop->rb.held_cap = cap;
     }
-    loop->held[loop->held_n++] = *c;
-    vigil__stat_add(&loop->stats.events_held_total, 1);
-    atomic_store_explicit(&loop->stats.events_held, loop->held_n, memory_order_relaxed);
+    loop->rb.held[loop->rb.held_n++] = *c;
+    vigil__stat_add(&loop->sv.stats.events_held_total, 1);
+    atomic_store_explicit(&loop->sv.stats.events_held, loop->rb.held_n, memory_order_relaxed);
 }
 
 /* An op's completion held: a final one marks the op, whose end now waits
@@ -98,34 +98,34 @@ static bool held_for(vigil_loop *loop, const vigil__cqe *e, uint32_t slot1) {
 
 static void release_held(vigil_loop *loop, uint32_t slot1) {
     uint32_t moved = 0, keep = 0;
-    for (uint32_t i = 0; i < loop->held_n; i++)
-        moved += held_for(loop, &loop->held[i], slot1);
+    for (uint32_t i = 0; i < loop->rb.held_n; i++)
+        moved += held_for(loop, &loop->rb.held[i], slot1);
     if (!moved)
         return;
-    uint32_t rest = loop->carry_n - loop->carry_pos;
+    uint32_t rest = loop->rb.carry_n - loop->rb.carry_pos;
     vigil__cqe *m = malloc((size_t)(moved + rest + 256) * sizeof(*m));
     if (!m)
         abort(); /* received bytes: cannot drop them */
     uint32_t n = 0;
-    for (uint32_t i = 0; i < loop->held_n; i++) {
-        vigil__cqe e = loop->held[i];
+    for (uint32_t i = 0; i < loop->rb.held_n; i++) {
+        vigil__cqe e = loop->rb.held[i];
         if (!held_for(loop, &e, slot1)) {
-            loop->held[keep++] = e;
+            loop->rb.held[keep++] = e;
             continue;
         }
         if (!(e.flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK | VIGIL__CQE_FINISH)))
             e.flags |= VIGIL__CQE_HELD;
         m[n++] = e;
     }
-    loop->held_n = keep;
+    loop->rb.held_n = keep;
     if (rest)
-        memcpy(m + n, loop->carry + loop->carry_pos, rest * sizeof(*m));
-    free(loop->carry);
-    loop->carry = m;
-    loop->carry_pos = 0;
-    loop->carry_n = n + rest;
-    loop->carry_cap = moved + rest + 256;
-    atomic_store_explicit(&loop->stats.events_held, loop->held_n, memory_order_relaxed);
+        memcpy(m + n, loop->rb.carry + loop->rb.carry_pos, rest * sizeof(*m));
+    free(loop->rb.carry);
+    loop->rb.carry = m;
+    loop->rb.carry_pos = 0;
+    loop->rb.carry_n = n + rest;
+    loop->rb.carry_cap = moved + rest + 256;
+    atomic_store_explicit(&loop->sv.stats.events_held, loop->rb.held_n, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------ the gate */
@@ -157,7 +157,7 @@ static bool only_rearms(vigil_loop *loop, const vigil__op *op, const vigil__cqe 
 
 bool vigil__gate_holds(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     const vigil__op_class *cls = vigil__class_of(op);
-    if (!loop->gated || (cls->flags & VIGIL__CLASS_INTERNAL) || only_rearms(loop, op, c))
+    if (!loop->rb.gated || (cls->flags & VIGIL__CLASS_INTERNAL) || only_rearms(loop, op, c))
         return false;
     if (cls->behind_gate && cls->behind_gate(loop, op, c))
         return true;
@@ -168,18 +168,18 @@ bool vigil__gate_holds(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
 /* The gate opens: everything held goes to the front of the carry, in the
  * order it arrived (it is older than anything the carry still holds). */
 static void gate_open(vigil_loop *loop) {
-    loop->gated = false;
-    loop->gate_accepts = 0;
-    atomic_store_explicit(&loop->sv_gate_released, loop->held_n, memory_order_relaxed);
-    atomic_store_explicit(&loop->sv_gated, 0, memory_order_relaxed);
-    atomic_store_explicit(&loop->stats.gated, 0, memory_order_relaxed);
+    loop->rb.gated = false;
+    loop->rb.gate_accepts = 0;
+    atomic_store_explicit(&loop->sv.gate_released, loop->rb.held_n, memory_order_relaxed);
+    atomic_store_explicit(&loop->sv.gated, 0, memory_order_relaxed);
+    atomic_store_explicit(&loop->sv.stats.gated, 0, memory_order_relaxed);
     release_held(loop, 0);
 }
 
 static void gate_close(vigil_loop *loop) {
-    loop->gated = true;
-    atomic_store_explicit(&loop->sv_gated, 1, memory_order_relaxed);
-    atomic_store_explicit(&loop->stats.gated, 1, memory_order_relaxed);
+    loop->rb.gated = true;
+    atomic_store_explicit(&loop->sv.gated, 1, memory_order_relaxed);
+    atomic_store_explicit(&loop->sv.stats.gated, 1, memory_order_relaxed);
 }
 
 bool vigil__later_is_frozen(vigil_loop *loop, const vigil__op *op) { return frozen(loop, op); }
@@ -191,15 +191,15 @@ bool vigil__later_is_frozen(vigil_loop *loop, const vigil__op *op) { return froz
  * inside the rebuild itself and a fence in one of them is just another
  * fence. */
 static void carry_push(vigil_loop *loop, vigil__cqe e) {
-    if (loop->carry_n == loop->carry_cap) {
-        uint32_t cap = loop->carry_cap ? loop->carry_cap * 2 : 256;
-        vigil__cqe *m = realloc(loop->carry, cap * sizeof(*m));
+    if (loop->rb.carry_n == loop->rb.carry_cap) {
+        uint32_t cap = loop->rb.carry_cap ? loop->rb.carry_cap * 2 : 256;
+        vigil__cqe *m = realloc(loop->rb.carry, cap * sizeof(*m));
         if (!m)
             abort(); /* the only record of received bytes: cannot drop it */
-        loop->carry = m;
-        loop->carry_cap = cap;
+        loop->rb.carry = m;
+        loop->rb.carry_cap = cap;
     }
-    loop->carry[loop->carry_n++] = e;
+    loop->rb.carry[loop->rb.carry_n++] = e;
 }
 
 /* Takes a completion of the fenced backend (or of the rest of its batch)
@@ -212,7 +212,7 @@ static void carry_take(vigil_loop *loop, const vigil__cqe *e, uint8_t epoch) {
     uint32_t gen = (uint32_t)(e->tag >> 32) & VIGIL__TAG_GEN_MASK;
     if (!op || op->kind == VIGIL__OP_FREE || op->gen != gen || (uint8_t)(e->tag >> 56) != epoch ||
         !(op->flags & VIGIL__OPF_KERNEL) || (op->flags & VIGIL__OPF_CARRIED)) {
-        vigil__stat_add(&loop->stats.stale_completions, 1);
+        vigil__stat_add(&loop->sv.stats.stale_completions, 1);
         if (e->flags & VIGIL__CQE_BUF)
             loop->buf_state[e->flags >> 16] = VIGIL__BUF_KERNEL; /* not received by anyone */
         return;
@@ -222,7 +222,7 @@ static void carry_take(vigil_loop *loop, const vigil__cqe *e, uint8_t epoch) {
     if (e->flags & VIGIL__CQE_BUF) {
         loop->buf_state[e->flags >> 16] = VIGIL__BUF_CARRIED;
         if (e->res > 0)
-            vigil__stat_add(&loop->stats.bytes_carried, e->res);
+            vigil__stat_add(&loop->sv.stats.bytes_carried, e->res);
     }
     carry_push(loop, *e);
 }
@@ -245,7 +245,7 @@ void vigil__reissue_again(vigil_loop *loop, vigil__op *op) { vigil__reissue_resu
 /* Forgets the dead request of an op that is issued again by other means. */
 void vigil__reissue_drop(vigil_loop *loop, vigil__op *op) {
     op->flags &= (uint16_t)~(VIGIL__OPF_KERNEL | VIGIL__OPF_CANCELING);
-    vigil__stat_add(&loop->stats.ops_in_flight, -1);
+    vigil__stat_add(&loop->sv.stats.ops_in_flight, -1);
 }
 
 /* Re-issues an op whose request died with the fenced backend, as its class
@@ -254,7 +254,7 @@ void vigil__reissue_drop(vigil_loop *loop, vigil__op *op) {
  * cancelled, and kinds with nothing to issue again, get -ECANCELED. Nothing
  * here calls user code. */
 static void reissue(vigil_loop *loop, vigil__op *op) {
-    vigil__stat_add(&loop->stats.ops_reissued, 1);
+    vigil__stat_add(&loop->sv.stats.ops_reissued, 1);
     const vigil__op_class *cls = vigil__class_of(op);
     if (cls->flags & VIGIL__CLASS_INTERNAL) {
         vigil__reissue_drop(loop, op);
@@ -280,8 +280,8 @@ int vigil__move_backend(vigil_loop *loop, const vigil__backend *target) {
     uint8_t old_epoch = loop->epoch;
     const vigil__backend *old_be = loop->be;
     int rc;
-    bool overflowed = loop->debug_overflow; /* test hook: as if the CQ had overflowed */
-    loop->debug_overflow = false;
+    bool overflowed = loop->rb.debug_overflow; /* test hook: as if the CQ had overflowed */
+    loop->rb.debug_overflow = false;
     if (old_be->handover && (!target || target == old_be)) {
         /* 3-5 where the port cannot change (IOCP): the same state, a new epoch. */
         loop->epoch++;
@@ -292,12 +292,12 @@ int vigil__move_backend(vigil_loop *loop, const vigil__backend *target) {
     /* Buffers named by completions not applied yet hold received bytes: the
      * new backend must not get them (those of the carry, and those held for
      * frozen connections). */
-    for (uint32_t i = loop->carry_pos; i < loop->carry_n; i++)
-        if (loop->carry[i].flags & VIGIL__CQE_BUF)
-            loop->buf_state[loop->carry[i].flags >> 16] = VIGIL__BUF_CARRIED;
-    for (uint32_t i = 0; i < loop->held_n; i++)
-        if (loop->held[i].flags & VIGIL__CQE_BUF)
-            loop->buf_state[loop->held[i].flags >> 16] = VIGIL__BUF_CARRIED;
+    for (uint32_t i = loop->rb.carry_pos; i < loop->rb.carry_n; i++)
+        if (loop->rb.carry[i].flags & VIGIL__CQE_BUF)
+            loop->buf_state[loop->rb.carry[i].flags >> 16] = VIGIL__BUF_CARRIED;
+    for (uint32_t i = 0; i < loop->rb.held_n; i++)
+        if (loop->rb.held[i].flags & VIGIL__CQE_BUF)
+            loop->buf_state[loop->rb.held[i].flags >> 16] = VIGIL__BUF_CARRIED;
     for (uint32_t i = loop->batch_pos + 1; i < loop->batch_len; i++)
         carry_take(loop, &loop->batch[i], old_epoch);
     loop->batch_len = loop->batch_pos = 0;
@@ -323,14 +323,14 @@ int vigil__move_backend(vigil_loop *loop, const vigil__backend *target) {
     loop->info.buf_count = loop->opts.buf_count;
     rc = loop->be->init(loop);
 #ifndef _WIN32
-    if (rc < 0 && loop->be != &vigil__epoll_backend) { /* out of rings: epoll still serves */
+    if (rc < 0 && !(loop->be->caps & VIGIL__CAP_FALLBACK)) { /* out of rings: epoll still serves */
         loop->be = &vigil__epoll_backend;
         rc = loop->be->init(loop);
     }
 #endif
     if (rc == 0 && target && target != old_be)
         snprintf(loop->reason, sizeof(loop->reason), "rebuilt on %s: restart budget exhausted", target->name);
-    loop->info.backend = loop->be->name;
+    vigil__publish_backend(loop);
     pthread_mutex_unlock(&loop->owner_lock);
     if (rc < 0)
         return rc; /* the supervisor escalates: nothing can run this loop */
@@ -340,7 +340,7 @@ int vigil__move_backend(vigil_loop *loop, const vigil__backend *target) {
 reissue:
     if ((rc = loop->be->attach(loop)) < 0)
         return rc;
-    atomic_store(&loop->sv_poll_fd, loop->be->poll_fd(loop));
+    atomic_store(&loop->sv.poll_fd, loop->be->poll_fd(loop));
 
     /* 6. Re-issue every op whose request died with the fenced backend. */
     for (uint32_t slot = 0; slot < loop->ops_cap; slot++) {
@@ -366,10 +366,10 @@ reissue:
 }
 
 int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms) {
-    uint64_t t0 = atomic_load_explicit(&loop->sv_fenced_ns, memory_order_relaxed);
+    uint64_t t0 = atomic_load_explicit(&loop->sv.fenced_ns, memory_order_relaxed);
     if (!t0)
         t0 = vigil__clock_ns(); /* rebuild time counts from the fence */
-    vigil__runner *old = atomic_load_explicit(&loop->runner, memory_order_acquire);
+    vigil__runner *old = atomic_load_explicit(&loop->sv.runner, memory_order_acquire);
     vigil__runner *mine = vigil__runner_new(loop);
     vigil__fence *f = calloc(1, sizeof(*f));
     if (!mine || !f) {
@@ -380,10 +380,10 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
 
     /* 1. This thread owns the loop from now on. */
     f->runner = old; /* takes over the loop's reference */
-    f->conn_id = atomic_load_explicit(&loop->sv_conn, memory_order_relaxed);
+    f->conn_id = atomic_load_explicit(&loop->sv.conn, memory_order_relaxed);
     f->lent_buf = UINT32_MAX;
     f->grace_due_ns = vigil__clock_ns() + (uint64_t)grace_ms * 1000000ull;
-    atomic_store_explicit(&loop->runner, mine, memory_order_release);
+    atomic_store_explicit(&loop->sv.runner, mine, memory_order_release);
     loop->in_callback = 0;
     loop->running = 0;
     loop->cur_runner = NULL;
@@ -399,16 +399,16 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
         stuck->flags |= VIGIL__CF_FROZEN;
     else
         f->conn_id = 0;
-    f->next = loop->fences;
-    loop->fences = f;
+    f->next = loop->rb.fences;
+    loop->rb.fences = f;
 
     int rc = vigil__move_backend(loop, target);
     if (rc < 0)
         return rc; /* the supervisor escalates: nothing can run this loop */
 
-    vigil__stat_add(&loop->stats.rebuilds, 1);
-    vigil__stat_add(&loop->stats.conns_migrated, (int64_t)loop->live_conns);
-    loop->rebuild_t0_ns = t0; /* the first pass that re-arms everything ends the rebuild */
+    vigil__stat_add(&loop->sv.stats.rebuilds, 1);
+    vigil__stat_add(&loop->sv.stats.conns_migrated, (int64_t)loop->live_conns);
+    loop->rb.t0_ns = t0; /* the first pass that re-arms everything ends the rebuild */
     vigil__stamp(loop);
     return 0;
 }
@@ -421,7 +421,7 @@ int vigil__rebuild(vigil_loop *loop, const vigil__backend *target, uint32_t grac
  * among them (or too many were refused to know which). */
 static bool break_refused(vigil_loop *loop, vigil__fence *f) {
     uint32_t refused = atomic_load_explicit(&f->runner->refused_n, memory_order_acquire);
-    vigil__stat_add(&loop->stats.refused_calls, refused);
+    vigil__stat_add(&loop->sv.stats.refused_calls, refused);
     bool stuck_too = refused > VIGIL__REFUSED_MAX;
     for (uint32_t i = 0; i < refused && i < VIGIL__REFUSED_MAX; i++) {
         uint64_t id = atomic_load_explicit(&f->runner->refused[i], memory_order_acquire);
@@ -448,11 +448,11 @@ static void settle(vigil_loop *loop, vigil__fence *f, bool returned) {
         if (f->lent_buf != UINT32_MAX && loop->buf_state[f->lent_buf] == VIGIL__BUF_LENT)
             vigil__buf_recycle(loop, f->lent_buf);
         f->lent_buf = UINT32_MAX;
-        vigil__stat_add(&loop->stats.stuck_returned, 1);
+        vigil__stat_add(&loop->sv.stats.stuck_returned, 1);
     } else {
         /* The grace period passed: the callback may never come back. Its
          * buffer stays lent (it may still read it); its connection is reset. */
-        vigil__stat_add(&loop->stats.stuck_reset, 1);
+        vigil__stat_add(&loop->sv.stats.stuck_reset, 1);
     }
     if (!c)
         return;
@@ -460,7 +460,7 @@ static void settle(vigil_loop *loop, vigil__fence *f, bool returned) {
     c->flags &= (uint16_t)~VIGIL__CF_FROZEN;
     if (break_stuck) {
         c->flags |= VIGIL__CF_DISCARD; /* bytes that arrive from now on are dropped */
-        if (loop->gated) /* the peer learns now; the owner when the gate opens */
+        if (loop->rb.gated) /* the peer learns now; the owner when the gate opens */
             vigil__tcp_reset_now(loop, c);
         carry_push(loop, (vigil__cqe){f->conn_id, -EOWNERDEAD, VIGIL__CQE_BREAK});
     }
@@ -475,7 +475,7 @@ static void settle(vigil_loop *loop, vigil__fence *f, bool returned) {
  * while the loop must look again soon. */
 bool vigil__fences_poll(vigil_loop *loop, uint64_t now) {
     bool pending = false, running = false;
-    for (vigil__fence **pp = &loop->fences; *pp;) {
+    for (vigil__fence **pp = &loop->rb.fences; *pp;) {
         vigil__fence *f = *pp;
         bool returned = atomic_load_explicit(&f->runner->returned, memory_order_acquire);
         if (!f->settled && (returned || now >= f->grace_due_ns))
@@ -498,24 +498,24 @@ bool vigil__fences_poll(vigil_loop *loop, uint64_t now) {
         pp = &f->next;
     }
     bool gate = running && !(loop->opts.flags & VIGIL_LOOP_INDEPENDENT_CALLBACKS);
-    if (gate && !loop->gated)
+    if (gate && !loop->rb.gated)
         gate_close(loop);
-    else if (!gate && loop->gated)
+    else if (!gate && loop->rb.gated)
         gate_open(loop);
-    return pending || loop->gated;
+    return pending || loop->rb.gated;
 }
 
 bool vigil__fenced_callback_runs(vigil_loop *loop) {
-    for (vigil__fence *f = loop->fences; f; f = f->next)
+    for (vigil__fence *f = loop->rb.fences; f; f = f->next)
         if (!atomic_load_explicit(&f->runner->returned, memory_order_acquire))
             return true;
     return false;
 }
 
 void vigil__fences_free(vigil_loop *loop) {
-    while (loop->fences) {
-        vigil__fence *f = loop->fences;
-        loop->fences = f->next;
+    while (loop->rb.fences) {
+        vigil__fence *f = loop->rb.fences;
+        loop->rb.fences = f->next;
         vigil__runner_unref(f->runner); /* a thread still stuck keeps its own reference */
         free(f);
     }
@@ -542,7 +542,7 @@ static void *rebuilt_main(void *arg) {
     vigil__loop_thread_signals(loop);
     int rc = vigil__rebuild(loop, j.target, j.grace_ms);
     /* the loop is ours: the supervisor watches it again (or escalates) */
-    atomic_store_explicit(&loop->sv_rebuilt, rc < 0 ? rc : 1, memory_order_release);
+    atomic_store_explicit(&loop->sv.rebuilt, rc < 0 ? rc : 1, memory_order_release);
     if (rc < 0)
         return NULL;
     rc = vigil__run(loop, VIGIL_RUN_DEFAULT, -1);
@@ -552,7 +552,14 @@ static void *rebuilt_main(void *arg) {
     return NULL;
 }
 
-int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_t grace_ms) {
+int vigil__rebuild_start(vigil_loop *loop, int backend, uint32_t grace_ms) {
+    const vigil__backend *target = NULL;
+#ifndef _WIN32
+    if (backend == VIGIL_BACKEND_EPOLL)
+        target = &vigil__epoll_backend;
+#endif
+    if (backend != VIGIL_BACKEND_AUTO && !target)
+        return -ENOTSUP;
     rebuild_job *j = malloc(sizeof(*j));
     if (!j)
         return -ENOMEM;
@@ -576,7 +583,7 @@ int vigil__rebuild_start(vigil_loop *loop, const vigil__backend *target, uint32_
 int vigil__debug_request_fence(vigil_loop *loop) {
     for (vigil__runner *r = vigil__tls_runner; r; r = r->outer)
         if (r->loop == loop) { /* only this thread: a request must not outlive its fence */
-            atomic_store_explicit(&loop->sv_fence_request, r, memory_order_release);
+            atomic_store_explicit(&loop->sv.fence_request, r, memory_order_release);
             return 0;
         }
     return -EPERM;
@@ -586,7 +593,7 @@ int vigil__debug_overflow_at_fence(vigil_loop *loop) {
     int rc = vigil__enter(loop);
     if (rc < 0)
         return rc;
-    loop->debug_overflow = true;
+    loop->rb.debug_overflow = true;
     return 0;
 }
 

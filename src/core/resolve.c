@@ -298,7 +298,7 @@ int vigil_connect_name(vigil_loop *loop, const char *name, uint16_t port, uint32
 
 static void resolve_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_t now) {
     op->flags |= VIGIL__OPF_TIMED_OUT;
-    vigil__stat_add(&loop->stats.deadlines_expired, 1);
+    vigil__stat_add(&loop->sv.stats.deadlines_expired, 1);
     resolve_cancel(loop, op);
 }
 

@@ -244,7 +244,7 @@ static void accept_complete(vigil_loop *loop, vigil__op *op, vigil__conn *l, con
         /* Out of fds or memory: pause and retry later instead of spinning;
          * pending connections wait in the backlog. */
         if (e->res == -EMFILE || e->res == -ENFILE)
-            vigil__stat_add(&loop->stats.accept_emfile, 1);
+            vigil__stat_add(&loop->sv.stats.accept_emfile, 1);
         op->due_ns = vigil__clock_ns() + 20000000ull;
         vigil__heap_push(loop, op);
         return;
@@ -580,7 +580,7 @@ static void recv_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c, const
         /* Not the end of the stream: a one-shot receive, a dry buffer ring, or
          * a cancel we sent to pause. */
         if (res == -ENOBUFS)
-            vigil__stat_add(&loop->stats.enobufs_rearms, 1);
+            vigil__stat_add(&loop->sv.stats.enobufs_rearms, 1);
         if (op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_TIMED_OUT))
             recv_final(loop, op, c, -ECANCELED);
         else if (!(op->flags & VIGIL__OPF_PAUSED))
@@ -1179,7 +1179,7 @@ static void deadline_break(vigil_loop *loop, vigil__conn *c) {
     if (!conn_alive(loop, c, cid) || (c->flags & VIGIL__CF_CLOSE_SENT))
         return;
     vigil__socket_shutdown(fd, VIGIL_SHUT_RD | VIGIL_SHUT_WR);
-    vigil__stat_add(&loop->stats.deadline_shutdowns, 1);
+    vigil__stat_add(&loop->sv.stats.deadline_shutdowns, 1);
 }
 
 /* Deadlines on a stream's ops. */
@@ -1210,7 +1210,7 @@ static void recv_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_
      * connection as a send deadline does, so the hung socket is shut down
      * (the peer sees FIN) even before the owner closes it. */
     op->flags |= VIGIL__OPF_TIMED_OUT;
-    vigil__stat_add(&loop->stats.deadlines_expired, 1);
+    vigil__stat_add(&loop->sv.stats.deadlines_expired, 1);
     if (op->flags & VIGIL__OPF_KERNEL)
         vigil__op_cancel_kernel(loop, op);
     else
@@ -1220,12 +1220,12 @@ static void recv_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_
 
 static void connect_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_t now) {
     op->flags |= VIGIL__OPF_TIMED_OUT;
-    vigil__stat_add(&loop->stats.deadlines_expired, 1);
+    vigil__stat_add(&loop->sv.stats.deadlines_expired, 1);
     vigil__op_cancel_kernel(loop, op); /* the failed connection is closed at once */
 }
 
 static void send_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint64_t now) {
-    vigil__stat_add(&loop->stats.deadlines_expired, 1);
+    vigil__stat_add(&loop->sv.stats.deadlines_expired, 1);
     deadline_break(loop, conn_of(loop, op));
 }
 
@@ -1286,7 +1286,7 @@ static void connect_reissue(vigil_loop *loop, vigil__op *op) {
  * wait; then the accept is cancelled (its -ECANCELED re-arms it after the
  * gate) and the connections wait in the backlog. Held either way. */
 static bool accept_behind_gate(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
-    if (e->res >= 0 && (e->flags & VIGIL__CQE_MORE) && ++loop->gate_accepts > VIGIL__GATE_ACCEPTS_MAX)
+    if (e->res >= 0 && (e->flags & VIGIL__CQE_MORE) && ++loop->rb.gate_accepts > VIGIL__GATE_ACCEPTS_MAX)
         vigil__op_cancel_kernel(loop, op);
     return false;
 }

@@ -23,31 +23,31 @@ static bool heap_less(vigil_loop *loop, uint32_t a, uint32_t b) {
 }
 
 static void heap_set(vigil_loop *loop, uint32_t pos, uint32_t slot) {
-    loop->heap[pos] = slot;
+    loop->tm.heap[pos] = slot;
     vigil__op_at(loop, slot)->heap = (int32_t)pos;
 }
 
 static void heap_up(vigil_loop *loop, uint32_t pos) {
-    uint32_t slot = loop->heap[pos];
+    uint32_t slot = loop->tm.heap[pos];
     while (pos > 0) {
         uint32_t parent = (pos - 1) / 2;
-        if (!heap_less(loop, slot, loop->heap[parent]))
+        if (!heap_less(loop, slot, loop->tm.heap[parent]))
             break;
-        heap_set(loop, pos, loop->heap[parent]);
+        heap_set(loop, pos, loop->tm.heap[parent]);
         pos = parent;
     }
     heap_set(loop, pos, slot);
 }
 
 static void heap_down(vigil_loop *loop, uint32_t pos) {
-    uint32_t slot = loop->heap[pos];
+    uint32_t slot = loop->tm.heap[pos];
     for (;;) {
         uint32_t l = 2 * pos + 1, best = pos;
         uint32_t best_slot = slot;
-        if (l < loop->heap_len && heap_less(loop, loop->heap[l], best_slot))
-            best = l, best_slot = loop->heap[l];
-        if (l + 1 < loop->heap_len && heap_less(loop, loop->heap[l + 1], best_slot))
-            best = l + 1, best_slot = loop->heap[l + 1];
+        if (l < loop->tm.len && heap_less(loop, loop->tm.heap[l], best_slot))
+            best = l, best_slot = loop->tm.heap[l];
+        if (l + 1 < loop->tm.len && heap_less(loop, loop->tm.heap[l + 1], best_slot))
+            best = l + 1, best_slot = loop->tm.heap[l + 1];
         if (best == pos)
             break;
         heap_set(loop, pos, best_slot);
@@ -60,22 +60,22 @@ static void heap_down(vigil_loop *loop, uint32_t pos) {
  * push never allocates (a deadline cannot be dropped for want of memory).
  * Called as the op table grows. */
 int vigil__heap_reserve(vigil_loop *loop, uint32_t ops) {
-    if (ops <= loop->heap_cap)
+    if (ops <= loop->tm.cap)
         return 0;
-    uint32_t *h = realloc(loop->heap, ops * sizeof(*h));
+    uint32_t *h = realloc(loop->tm.heap, ops * sizeof(*h));
     if (!h)
         return -ENOMEM;
-    loop->heap = h;
-    loop->heap_cap = ops;
+    loop->tm.heap = h;
+    loop->tm.cap = ops;
     return 0;
 }
 
 void vigil__heap_push(vigil_loop *loop, vigil__op *op) {
     if (op->heap >= 0)
         vigil__heap_remove(loop, op);
-    op->seq = ++loop->seq;
-    loop->heap[loop->heap_len++] = op->self;
-    heap_up(loop, loop->heap_len - 1);
+    op->seq = ++loop->tm.seq;
+    loop->tm.heap[loop->tm.len++] = op->self;
+    heap_up(loop, loop->tm.len - 1);
 }
 
 void vigil__heap_remove(vigil_loop *loop, vigil__op *op) {
@@ -83,8 +83,8 @@ void vigil__heap_remove(vigil_loop *loop, vigil__op *op) {
         return;
     uint32_t pos = (uint32_t)op->heap;
     op->heap = -1;
-    uint32_t last = loop->heap[--loop->heap_len];
-    if (pos == loop->heap_len)
+    uint32_t last = loop->tm.heap[--loop->tm.len];
+    if (pos == loop->tm.len)
         return;
     heap_set(loop, pos, last);
     heap_up(loop, pos);
@@ -131,18 +131,18 @@ static void timer_finish(vigil_loop *loop, vigil__op *op, int status) {
 
 /* Timers and deadlines that came due, each handed to its op's class. */
 void vigil__timers_run(vigil_loop *loop, uint64_t now) {
-    if (loop->gated)
+    if (loop->rb.gated)
         return; /* every timer and deadline ends in a callback: after the gate */
     /* Bound the work per pass: timers re-armed with a past due time must not
      * starve I/O. */
-    uint32_t budget = loop->heap_len + 1;
-    while (loop->heap_len && budget--) {
-        vigil__op *op = vigil__op_at(loop, loop->heap[0]);
+    uint32_t budget = loop->tm.len + 1;
+    while (loop->tm.len && budget--) {
+        vigil__op *op = vigil__op_at(loop, loop->tm.heap[0]);
         if (op->due_ns > now)
             break;
         vigil__heap_remove(loop, op);
-        atomic_store_explicit(&loop->sv_op_kind, op->kind, memory_order_relaxed);
-        atomic_store_explicit(&loop->sv_conn, 0, memory_order_relaxed);
+        atomic_store_explicit(&loop->sv.op_kind, op->kind, memory_order_relaxed);
+        atomic_store_explicit(&loop->sv.conn, 0, memory_order_relaxed);
         if (vigil__later_is_frozen(loop, op)) {
             op->due_ns = now + 10000000ull; /* its callback is stuck: not yet */
             vigil__heap_push(loop, op);
@@ -181,8 +181,8 @@ static int timer_cancel(vigil_loop *loop, vigil__op *op) {
 void vigil__timers_destroy(vigil_loop *loop) {
     for (;;) {
         vigil__op *next = NULL;
-        for (uint32_t i = 0; i < loop->heap_len; i++) {
-            vigil__op *op = vigil__op_at(loop, loop->heap[i]);
+        for (uint32_t i = 0; i < loop->tm.len; i++) {
+            vigil__op *op = vigil__op_at(loop, loop->tm.heap[i]);
             if (op->kind == VIGIL__OP_TIMER && (!next || heap_less(loop, op->self, next->self)))
                 next = op;
         }

@@ -283,7 +283,7 @@ static void udp_recv_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe 
     if (e->res >= 0 || e->res == -ENOBUFS || e->res == -EAGAIN || e->res == -EINTR ||
         e->res == -ECONNREFUSED) {
         if (e->res == -ENOBUFS)
-            vigil__stat_add(&loop->stats.enobufs_rearms, 1);
+            vigil__stat_add(&loop->sv.stats.enobufs_rearms, 1);
         recv_arm(loop, op, c);
         return;
     }

@@ -13,7 +13,7 @@
  * the runner's state from CALLBACK to FENCED. It never touches the loop's
  * tables, ring or connections: the rebuild thread does, once it owns them.
  */
-#include "core/loop.h"
+#include "core/probe.h" /* with core/runner.h: all it may see of a loop */
 #include "os/platform.h"
 #ifndef _WIN32
 #include "os/stack.h"
@@ -31,14 +31,6 @@
 #include <unistd.h>
 #endif
 
-/* The Linux backends a budget may move a loop to, or that cannot be rebuilt
- * exactly; none on Windows (its budget refuses VIGIL_BUDGET_EPOLL). */
-#ifdef _WIN32
-static const vigil__backend *const epoll_be = NULL, *const uring_be = NULL;
-#else
-static const vigil__backend *const epoll_be = &vigil__epoll_backend, *const uring_be = &vigil__uring_backend;
-#endif
-
 /* Windows: a thread's CPU time moves in steps of 10 ms or more (under wine),
  * so one tick of 25 ms cannot tell a spin from a wait; the window spans the
  * last CPU_SAMPLES ticks, a stall's length at the default tick. */
@@ -46,13 +38,14 @@ static const vigil__backend *const epoll_be = &vigil__epoll_backend, *const urin
 
 typedef struct watched {
     vigil_loop *loop;
+    vigil__probe *p;       /* what the loop publishes: all the supervisor reads */
     bool stalled;          /* in a stall we have counted */
     uint64_t stall_since;  /* last progress when the stall was found */
     uint64_t reported_ns;  /* last report (rate limit) */
     uint64_t unblocked_ns; /* last unblock signal */
     bool rebuilding;       /* a thread of rebuild.c is taking the loop over */
     bool no_rebuilds;      /* the budget ran out, action REPORT */
-    const vigil__backend *target; /* backend of the next rebuild (NULL: the same) */
+    int target;            /* backend of the next rebuild (VIGIL_BACKEND_AUTO: the same) */
     uint64_t *rebuilt_ns;  /* times of the last budget_rebuilds rebuilds, a ring */
     uint32_t timed_seen;   /* sv_rebuilds_timed last logged */
     uint32_t rebuilt_pos;
@@ -101,10 +94,11 @@ static void on_backtrace_signal(int sig) {
         return;
     }
     vigil_loop *loop = vigil__tls_loop;
-    if (!loop || atomic_load_explicit(&loop->bt_n, memory_order_acquire) != -1)
+    vigil__probe *pr = loop ? vigil__probe_of(loop) : NULL;
+    if (!loop || atomic_load_explicit(&pr->bt_n, memory_order_acquire) != -1)
         return;
-    int n = backtrace(loop->bt_frames, (int)(sizeof(loop->bt_frames) / sizeof(loop->bt_frames[0])));
-    atomic_store_explicit(&loop->bt_n, n, memory_order_release);
+    int n = backtrace(pr->bt_frames, (int)(sizeof(pr->bt_frames) / sizeof(pr->bt_frames[0])));
+    atomic_store_explicit(&pr->bt_n, n, memory_order_release);
 }
 
 static void on_unblock_signal(int sig) { (void)sig; /* its only job: EINTR */ }
@@ -137,24 +131,24 @@ static void stat_add(_Atomic uint64_t *c, uint64_t d) { atomic_fetch_add_explici
 /* Asks a running loop thread for its backtrace (a signal whose handler calls
  * backtrace()); waits at most 50 ms. The frames after the handler's own two,
  * innermost first, into frames; returns how many (0: none came). */
-static int signal_backtrace(vigil_supervisor *s, vigil_loop *loop, vigil__runner *runner, void **frames,
+static int signal_backtrace(vigil_supervisor *s, vigil__probe *pr, vigil__runner *runner, void **frames,
                             int max) {
-    atomic_store_explicit(&loop->bt_n, -1, memory_order_release);
+    atomic_store_explicit(&pr->bt_n, -1, memory_order_release);
     if (pthread_kill(runner->thread, s->o.backtrace_signal) != 0)
         return 0;
     uint64_t until = vigil__clock_ns() + 50000000ull;
     int n;
-    while ((n = atomic_load_explicit(&loop->bt_n, memory_order_acquire)) < 0 && vigil__clock_ns() < until) {
+    while ((n = atomic_load_explicit(&pr->bt_n, memory_order_acquire)) < 0 && vigil__clock_ns() < until) {
         struct timespec ts = {0, 1000000}; /* 1 ms: the thread may first have to be scheduled */
         nanosleep(&ts, NULL);
     }
     if (n <= 0) {
-        atomic_store_explicit(&loop->bt_n, 0, memory_order_release);
+        atomic_store_explicit(&pr->bt_n, 0, memory_order_release);
         return 0;
     }
     int k = 0;
     for (int i = 2; i < n && k < max; i++) /* frames 0-1: the handler and the signal trampoline */
-        frames[k++] = loop->bt_frames[i];
+        frames[k++] = pr->bt_frames[i];
     return k;
 }
 
@@ -164,10 +158,10 @@ static int signal_backtrace(vigil_supervisor *s, vigil_loop *loop, vigil__runner
  * running thread is asked for a backtrace (unless they are off), which no
  * call of its can notice. In a callback, the scan stops at vigil's frame
  * that called it, so what it finds is the callback's own. */
-static void describe_thread(vigil_supervisor *s, vigil_loop *loop, vigil__runner *runner, int where,
+static void describe_thread(vigil_supervisor *s, vigil__probe *pr, vigil__runner *runner, int where,
                             vigil_stall_report *r) {
     struct vigil__thread_look lk;
-    uintptr_t limit = where == VIGIL__AT_CALLBACK ? atomic_load_explicit(&loop->sv_cb_sp, memory_order_relaxed) : 0;
+    uintptr_t limit = where == VIGIL__AT_CALLBACK ? atomic_load_explicit(&pr->cb_sp, memory_order_relaxed) : 0;
     int rc = vigil__thread_look(runner->tid, limit, &lk);
     snprintf(r->syscall, sizeof(r->syscall), "%s", lk.syscall);
     void *frames[VIGIL__LOOK_FRAMES];
@@ -179,7 +173,7 @@ static void describe_thread(vigil_supervisor *s, vigil_loop *loop, vigil__runner
         n = lk.nframes;
         note = "(read from its stack without stopping it: stale frames may be among these)\n";
     } else if (!strcmp(lk.syscall, "running") && !(s->o.flags & VIGIL_SUPERVISOR_NO_BACKTRACE)) {
-        n = signal_backtrace(s, loop, runner, frames, VIGIL__LOOK_FRAMES);
+        n = signal_backtrace(s, pr, runner, frames, VIGIL__LOOK_FRAMES);
         if (!n)
             note = "(no backtrace within 50 ms)\n";
     }
@@ -204,14 +198,14 @@ static void describe_thread(vigil_supervisor *s, vigil_loop *loop, vigil__runner
             continue;
         memcpy(r->at, name, sizeof(r->at));
     }
-    void *cb = atomic_load_explicit(&loop->sv_cb, memory_order_relaxed);
+    void *cb = atomic_load_explicit(&pr->cb, memory_order_relaxed);
     if (where == VIGIL__AT_CALLBACK && cb)
         vigil__frame_name(cb, r->callback, sizeof(r->callback));
 }
 #else
 /* Windows: the thread is stopped for as long as a stack walk takes
  * (vigil__thread_inspect), which no call of its can notice. */
-static void describe_thread(vigil_supervisor *s, vigil_loop *loop, vigil__runner *runner, int where,
+static void describe_thread(vigil_supervisor *s, vigil__probe *pr, vigil__runner *runner, int where,
                             vigil_stall_report *r) {
     (void)where;
     if (s->o.flags & VIGIL_SUPERVISOR_NO_BACKTRACE)
@@ -221,7 +215,7 @@ static void describe_thread(vigil_supervisor *s, vigil_loop *loop, vigil__runner
     const char *nl = strchr(r->backtrace, '\n');
     snprintf(r->at, sizeof(r->at), "%.*s", nl ? (int)(nl - r->backtrace) : (int)strlen(r->backtrace),
              r->backtrace);
-    void *cb = atomic_load_explicit(&loop->sv_cb, memory_order_relaxed);
+    void *cb = atomic_load_explicit(&pr->cb, memory_order_relaxed);
     if (cb)
         snprintf(r->callback, sizeof(r->callback), "%p", cb);
 }
@@ -256,15 +250,16 @@ static const char *where_name(int where) {
 static void report(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64_t now,
                    uint64_t age_ns) {
     vigil_loop *loop = w->loop;
+    vigil__probe *pr = w->p;
     vigil_stall_report r;
     memset(&r, 0, sizeof(r));
-    r.loop_id = loop->id;
+    r.loop_id = pr->id;
     r.stalled_ms = age_ns / 1000000;
     int where = atomic_load_explicit(&runner->state, memory_order_acquire);
     r.where = where_name(where);
-    r.op = vigil__op_kind_name(atomic_load_explicit(&loop->sv_op_kind, memory_order_relaxed));
-    r.conn.id = atomic_load_explicit(&loop->sv_conn, memory_order_relaxed);
-    describe_thread(s, loop, runner, where, &r);
+    r.op = vigil__op_kind_name(atomic_load_explicit(&pr->op_kind, memory_order_relaxed));
+    r.conn.id = atomic_load_explicit(&pr->conn, memory_order_relaxed);
+    describe_thread(s, pr, runner, where, &r);
 #ifdef _WIN32
     thread_waits(w, runner, now, r.syscall, sizeof(r.syscall));
 #endif
@@ -316,31 +311,32 @@ static bool budget_allows(vigil_supervisor *s, watched *w, uint64_t now) {
     uint64_t oldest = w->rebuilt_ns[w->rebuilt_pos]; /* the R-th last rebuild */
     if (!oldest || now - oldest > (uint64_t)s->o.budget_window_ms * 1000000ull)
         return true;
-    vigil_loop *loop = w->loop;
+    vigil__probe *pr = w->p;
     stat_add(&s->st.budget_exceeded, 1);
     if (s->o.on_budget)
-        s->o.on_budget(loop->id, s->o.ud);
+        s->o.on_budget(pr->id, s->o.ud);
     char line[256];
-    bool on_epoll = loop->be == epoll_be || w->target == epoll_be;
+    bool on_epoll = atomic_load_explicit(&pr->backend, memory_order_relaxed) == VIGIL_BACKEND_EPOLL ||
+                    w->target == VIGIL_BACKEND_EPOLL;
     if (s->o.budget_action == VIGIL_BUDGET_EPOLL && !on_epoll) {
         snprintf(line, sizeof(line), "vigil: loop %u rebuilt %u times in %u ms: restart budget "
-                 "exhausted; rebuilding it on epoll, with a fresh budget", loop->id, r,
+                 "exhausted; rebuilding it on epoll, with a fresh budget", pr->id, r,
                  s->o.budget_window_ms);
         log_line(s, line);
-        w->target = epoll_be;
+        w->target = VIGIL_BACKEND_EPOLL;
         memset(w->rebuilt_ns, 0, r * sizeof(*w->rebuilt_ns));
         return true;
     }
     if (s->o.budget_action == VIGIL_BUDGET_REPORT) {
         snprintf(line, sizeof(line), "vigil: loop %u rebuilt %u times in %u ms: restart budget "
-                 "exhausted; no more rebuilds, stalls are only reported", loop->id, r,
+                 "exhausted; no more rebuilds, stalls are only reported", pr->id, r,
                  s->o.budget_window_ms);
         log_line(s, line);
         w->no_rebuilds = true;
         return false;
     }
     snprintf(line, sizeof(line), "vigil: loop %u rebuilt %u times in %u ms: restart budget "
-             "exhausted; exiting (status 70)", loop->id, r, s->o.budget_window_ms);
+             "exhausted; exiting (status 70)", pr->id, r, s->o.budget_window_ms);
     give_up(s, line);
 }
 
@@ -348,6 +344,7 @@ static bool budget_allows(vigil_supervisor *s, watched *w, uint64_t now) {
 static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64_t now, uint64_t age,
                   const char *why) {
     vigil_loop *loop = w->loop;
+    vigil__probe *pr = w->p;
     if (!budget_allows(s, w, now))
         return;
     int expect = VIGIL__AT_CALLBACK;
@@ -374,32 +371,32 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
 #endif
     w->rebuilt_ns[w->rebuilt_pos] = now;
     w->rebuilt_pos = (w->rebuilt_pos + 1) % s->o.budget_rebuilds;
-    atomic_store_explicit(&loop->sv_rebuilt, 0, memory_order_relaxed);
-    atomic_store_explicit(&loop->sv_fenced_ns, now, memory_order_relaxed);
+    atomic_store_explicit(&pr->rebuilt, 0, memory_order_relaxed);
+    atomic_store_explicit(&pr->fenced_ns, now, memory_order_relaxed);
     /* what the stuck thread was handling, read before the rebuild publishes its own */
-    const char *op = vigil__op_kind_name(atomic_load_explicit(&loop->sv_op_kind, memory_order_relaxed));
-    unsigned long long conn = atomic_load_explicit(&loop->sv_conn, memory_order_relaxed);
-    const vigil__backend *target = w->target;
-    w->target = NULL;
+    const char *op = vigil__op_kind_name(atomic_load_explicit(&pr->op_kind, memory_order_relaxed));
+    unsigned long long conn = atomic_load_explicit(&pr->conn, memory_order_relaxed);
+    int target = w->target;
+    w->target = VIGIL_BACKEND_AUTO;
     int rc = vigil__rebuild_start(loop, target, s->o.grace_ms);
     char line[300];
     if (rc < 0) {
         stat_add(&s->st.rebuild_failures, 1);
         snprintf(line, sizeof(line), "vigil: loop %u fenced but no thread could be started (%s); exiting "
-                 "(status 70)", loop->id, vigil_strerror(rc));
+                 "(status 70)", pr->id, vigil_strerror(rc));
         give_up(s, line);
     }
     w->rebuilding = true;
     snprintf(line, sizeof(line), "vigil: loop %u stuck %llu ms %s (op %s, conn %#llx): fenced; "
-             "rebuilding it on a new thread%s", loop->id, (unsigned long long)(age / 1000000), why, op,
-             conn, target && target == epoll_be ? " on epoll" : "");
+             "rebuilding it on a new thread%s", pr->id, (unsigned long long)(age / 1000000), why, op,
+             conn, target == VIGIL_BACKEND_EPOLL ? " on epoll" : "");
     log_line(s, line);
 }
 
 /* A rebuild thread took the loop over: watch it again. Its time is known
  * once its first pass issued every op again (rebuild_timed). */
 static void rebuilt(vigil_supervisor *s, watched *w, int result) {
-    vigil_loop *loop = w->loop;
+    vigil__probe *pr = w->p;
     w->rebuilding = false;
     w->stalled = false;
     w->unblocked_ns = 0;
@@ -407,7 +404,7 @@ static void rebuilt(vigil_supervisor *s, watched *w, int result) {
     if (result < 0) {
         stat_add(&s->st.rebuild_failures, 1);
         snprintf(line, sizeof(line), "vigil: loop %u could not be rebuilt (%s): nothing can run it; "
-                 "exiting (status 70)", loop->id, vigil_strerror(result));
+                 "exiting (status 70)", pr->id, vigil_strerror(result));
         give_up(s, line);
     }
     stat_add(&s->st.rebuilds, 1);
@@ -415,6 +412,7 @@ static void rebuilt(vigil_supervisor *s, watched *w, int result) {
 
 static void rebuild_timed(vigil_supervisor *s, watched *w) {
     vigil_loop *loop = w->loop;
+    vigil__probe *pr = w->p;
     char line[300];
     vigil_loop_stats ls;
     vigil_loop_stats_get(loop, &ls);
@@ -426,7 +424,7 @@ static void rebuild_timed(vigil_supervisor *s, watched *w) {
     vigil_loop_info_get(loop, &info);
     snprintf(line, sizeof(line), "vigil: loop %u rebuilt on %s in %.1f ms: %llu connections carried "
              "over (%llu in all), %llu bytes received and not yet delivered carried, %llu ops "
-             "re-issued in all%s", loop->id, info.backend, ls.last_rebuild_us / 1000.0,
+             "re-issued in all%s", pr->id, info.backend, ls.last_rebuild_us / 1000.0,
              (unsigned long long)ls.connections, (unsigned long long)ls.conns_migrated,
              (unsigned long long)ls.bytes_carried, (unsigned long long)ls.ops_reissued,
              ls.gated ? "; its callbacks wait until the fenced one returns" : "");
@@ -457,23 +455,23 @@ static uint64_t starved_since(watched *w, int tid, uint64_t last, uint64_t now) 
 
 /* What the loop itself says about the gate and the stuck connection. */
 static void follow_gate(vigil_supervisor *s, watched *w, uint64_t now) {
-    vigil_loop *loop = w->loop;
-    bool gated = atomic_load_explicit(&loop->stats.gated, memory_order_relaxed);
-    uint64_t resets = atomic_load_explicit(&loop->stats.stuck_reset, memory_order_relaxed);
+    vigil__probe *pr = w->p;
+    bool gated = atomic_load_explicit(&pr->stats.gated, memory_order_relaxed);
+    uint64_t resets = atomic_load_explicit(&pr->stats.stuck_reset, memory_order_relaxed);
     char line[300];
     if (gated && !w->gated) {
         w->gate_t0 = now;
     } else if (!gated && w->gated) {
         snprintf(line, sizeof(line), "vigil: loop %u: the fenced callback returned after about %llu ms; the %u "
-                 "events held meanwhile go to the loop's callbacks now, in order", loop->id,
+                 "events held meanwhile go to the loop's callbacks now, in order", pr->id,
                  (unsigned long long)((now - w->gate_t0) / 1000000),
-                 atomic_load_explicit(&loop->sv_gate_released, memory_order_relaxed));
+                 atomic_load_explicit(&pr->gate_released, memory_order_relaxed));
         log_line(s, line);
     }
     w->gated = gated;
     if (resets > w->resets_seen) {
         snprintf(line, sizeof(line), "vigil: loop %u: a fenced callback did not return within %u ms: its "
-                 "connection was reset%s", loop->id, s->o.grace_ms,
+                 "connection was reset%s", pr->id, s->o.grace_ms,
                  gated ? "; the loop's callbacks still wait for it" : "");
         log_line(s, line);
     }
@@ -481,21 +479,21 @@ static void follow_gate(vigil_supervisor *s, watched *w, uint64_t now) {
 }
 
 static void check(vigil_supervisor *s, watched *w, uint64_t now) {
-    vigil_loop *loop = w->loop;
+    vigil__probe *pr = w->p;
     if (w->rebuilding) { /* the loop is changing hands: only wait for that */
-        int result = atomic_load_explicit(&loop->sv_rebuilt, memory_order_acquire);
+        int result = atomic_load_explicit(&pr->rebuilt, memory_order_acquire);
         if (!result)
             return;
         rebuilt(s, w, result);
     }
     follow_gate(s, w, now);
-    uint32_t timed = atomic_load_explicit(&loop->sv_rebuilds_timed, memory_order_acquire);
+    uint32_t timed = atomic_load_explicit(&pr->rebuilds_timed, memory_order_acquire);
     if (timed != w->timed_seen) {
         w->timed_seen = timed;
         rebuild_timed(s, w);
     }
-    vigil__runner *runner = atomic_load_explicit(&loop->runner, memory_order_acquire);
-    if (!runner || !atomic_load_explicit(&loop->attached, memory_order_acquire))
+    vigil__runner *runner = atomic_load_explicit(&pr->runner, memory_order_acquire);
+    if (!runner || !atomic_load_explicit(&pr->attached, memory_order_acquire))
         return;
 #ifdef _WIN32
     uint64_t cpu = vigil__thread_cpu_ns(runner->tid);
@@ -512,13 +510,13 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
     w->cpu_n++;
 #endif
     bool may_fence = s->o.fence_ms != UINT32_MAX && !w->no_rebuilds;
-    if (may_fence && atomic_load_explicit(&loop->sv_fence_request, memory_order_acquire) == runner &&
+    if (may_fence && atomic_load_explicit(&pr->fence_request, memory_order_acquire) == runner &&
         atomic_load_explicit(&runner->state, memory_order_acquire) == VIGIL__AT_CALLBACK) {
-        atomic_store_explicit(&loop->sv_fence_request, NULL, memory_order_relaxed);
+        atomic_store_explicit(&pr->fence_request, NULL, memory_order_relaxed);
         fence(s, w, runner, now, 0, "at its own request (test hook)");
         return;
     }
-    uint64_t last = atomic_load_explicit(&loop->stats.last_progress_ns, memory_order_relaxed);
+    uint64_t last = atomic_load_explicit(&pr->stats.last_progress_ns, memory_order_relaxed);
     uint64_t wall = now > last ? now - last : 0;
     /* age: the time without progress that the thread had a CPU for (or slept) */
     uint64_t waited = starved_since(w, runner->tid, last, now);
@@ -531,14 +529,14 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
             late = false; /* the application is not running the loop right now */
         } else if (where != VIGIL__AT_WAIT) {
             late = true; /* away from the kernel wait for too long */
-        } else if (atomic_load_explicit(&loop->sv_gated, memory_order_relaxed)) {
+        } else if (atomic_load_explicit(&pr->gated, memory_order_relaxed)) {
             late = false; /* it holds its work back on purpose, behind the gate */
         } else {
             /* In the wait: late only if work is ready that it has not taken up. */
-            uint64_t due = atomic_load_explicit(&loop->sv_next_due_ns, memory_order_relaxed);
+            uint64_t due = atomic_load_explicit(&pr->next_due_ns, memory_order_relaxed);
             late = (due != UINT64_MAX && due + stall_ns <= now) ||
-                   atomic_load_explicit(&loop->sv_posts, memory_order_relaxed) ||
-                   vigil__fd_readable(atomic_load(&loop->sv_poll_fd)) > 0;
+                   atomic_load_explicit(&pr->posts, memory_order_relaxed) ||
+                   vigil__fd_readable(atomic_load(&pr->poll_fd)) > 0;
         }
     }
     bool stuck = late && age >= stall_ns;
@@ -552,7 +550,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
             w->starved_reported_ns = now;
             char line[200];
             snprintf(line, sizeof(line), "vigil: loop %u starved: ready to run but given no CPU for %llu of "
-                     "the last %llu ms (not a stall)", loop->id, (unsigned long long)(waited / 1000000),
+                     "the last %llu ms (not a stall)", pr->id, (unsigned long long)(waited / 1000000),
                      (unsigned long long)(wall / 1000000));
             log_line(s, line);
         }
@@ -562,7 +560,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
         if (w->stalled) {
             char line[128];
             snprintf(line, sizeof(line), "vigil: loop %u made progress again after a %llu ms stall",
-                     loop->id, (unsigned long long)((last - w->stall_since) / 1000000));
+                     pr->id, (unsigned long long)((last - w->stall_since) / 1000000));
             log_line(s, line);
             stat_add(&s->st.recoveries, 1);
             w->stalled = false;
@@ -623,7 +621,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
         stat_add(&s->st.threads_unblocked, 1);
         char line[200];
         snprintf(line, sizeof(line), "vigil: loop %u stalled %llu ms in %s: interrupting it (an APC)",
-                 loop->id, (unsigned long long)(age / 1000000), sc);
+                 pr->id, (unsigned long long)(age / 1000000), sc);
         log_line(s, line);
     }
 #else
@@ -631,7 +629,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
         stat_add(&s->st.threads_unblocked, 1);
         char line[200];
         snprintf(line, sizeof(line), "vigil: loop %u stalled %llu ms in %s: interrupting it (signal %d)",
-                 loop->id, (unsigned long long)(age / 1000000), sc, s->o.unblock_signal);
+                 pr->id, (unsigned long long)(age / 1000000), sc, s->o.unblock_signal);
         log_line(s, line);
     }
 #endif
@@ -751,8 +749,10 @@ int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop) {
      * buffers: a rebuild could not be exact. Such a loop is watched,
      * reported and interrupted, never rebuilt (VIGIL_LOOP_SUPERVISED picks
      * epoll instead at creation). */
-    bool inexact = s->o.fence_ms != UINT32_MAX && uring_be && loop->be == uring_be &&
-                   !(loop->info.features & VIGIL_FEATURE_DEFER_TASKRUN);
+    vigil__probe *pr = vigil__probe_of(loop);
+    bool inexact = s->o.fence_ms != UINT32_MAX &&
+                   atomic_load_explicit(&pr->backend, memory_order_relaxed) == VIGIL_BACKEND_URING &&
+                   !(atomic_load_explicit(&pr->features, memory_order_relaxed) & VIGIL_FEATURE_DEFER_TASKRUN);
     uint64_t *ring = rc ? NULL : calloc(s->o.budget_rebuilds, sizeof(uint64_t));
     if (!rc && !ring)
         rc = -ENOMEM;
@@ -767,7 +767,7 @@ int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop) {
         }
     }
     if (!rc)
-        s->w[s->n++] = (watched){.loop = loop, .rebuilt_ns = ring, .no_rebuilds = inexact,
+        s->w[s->n++] = (watched){.loop = loop, .p = pr, .rebuilt_ns = ring, .no_rebuilds = inexact,
                                  .sched = {.schedstat = -1, .stat = -1}};
     else
         free(ring);
@@ -776,7 +776,7 @@ int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop) {
         char line[256];
         snprintf(line, sizeof(line), "vigil: loop %u is io_uring without DEFER_TASKRUN: a rebuild could "
                  "not be exact, so its stalls are reported and interrupted only (create it with "
-                 "VIGIL_LOOP_SUPERVISED to run it on epoll)", loop->id);
+                 "VIGIL_LOOP_SUPERVISED to run it on epoll)", pr->id);
         log_line(s, line);
     }
     return rc;

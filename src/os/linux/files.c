@@ -122,7 +122,7 @@ static int fs_engine(vigil_loop *loop) {
     if (!loop->fs_chosen) {
         loop->fs_chosen = true;
         /* if the kernel will not give one more ring (memory, a limit), the pool serves */
-        if (loop->be == &vigil__uring_backend && vigil__fs_ring_new(&loop->fs_ring, loop->wake_fd) == 0)
+        if ((loop->be->caps & VIGIL__CAP_FILE_RING) && vigil__fs_ring_new(&loop->fs_ring, loop->wake_fd) == 0)
             return 1;
     }
     int rc = vigil__pool_get(loop);

@@ -16,5 +16,5 @@ int vigil_signal_start(vigil_loop *loop, int signo, vigil_signal_cb cb, void *ud
 /* no watcher can exist, so these never find one */
 const vigil__op_class vigil__signal_class = {.name = "signal"};
 const vigil__op_class vigil__sigread_class = {.name = "sigread"};
-void vigil__signals_run(vigil_loop *loop) { loop->sig_q_pos = loop->sig_q_n = 0; }
+void vigil__signals_run(vigil_loop *loop) { loop->sig.q_pos = loop->sig.q_n = 0; }
 void vigil__signals_destroy(vigil_loop *loop) {}
