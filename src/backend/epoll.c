@@ -18,6 +18,11 @@
  *     pointer: an event for an fd that was closed and reused is dropped.
  *  g. Reads per ready fd per pass are bounded, so one fast sender cannot
  *     starve the rest.
+ *  h. What readiness means depends on the request that waits for it (an
+ *     accept, a stream or datagram receive, the wake, plain readiness; a
+ *     send, a connect): the fd's slot says, set by the request. What a
+ *     request needs later (its fd, a send's iovecs, a connect's address) is
+ *     in a record of this file's, by op slot and checked by tag.
  */
 #include "core/loop.h"
 #include "os/platform.h"
@@ -35,13 +40,18 @@
 #define ACCEPTS_PER_EVENT 64
 #define MAX_EVENTS 256
 
+/* What a request waiting on an fd asked for (quirk h). */
+enum { RD_STREAM = 0, RD_ACCEPT, RD_DGRAM, RD_WAKE, RD_READY };
+enum { WR_SEND = 0, WR_CONNECT, WR_READY };
+
 /* fd_slot holds tag + 1, so that 0 means "no op" (tag 0 is a real tag). */
 typedef struct fd_slot {
-    uint64_t rd_tag;  /* accept, receive or wake op waiting for EPOLLIN, + 1; 0 = none */
-    uint64_t wr_tag;  /* send or connect op waiting for EPOLLOUT, + 1 */
+    uint64_t rd_tag;  /* request waiting for EPOLLIN, + 1; 0 = none */
+    uint64_t wr_tag;  /* request waiting for EPOLLOUT, + 1 */
     uint32_t gen;     /* bumped when the fd is closed */
     uint32_t events;  /* interest currently registered; 0 = not in the set */
     uint8_t in_set;
+    uint8_t rd_how, wr_how; /* RD_*, WR_* */
 } fd_slot;
 
 typedef struct pending {
@@ -57,6 +67,15 @@ typedef struct send_flight {
     struct iovec iov[];
 } send_flight;
 
+/* A request's record (quirk h), by op slot. */
+typedef struct req {
+    uint64_t tag;       /* the request's; another tag's lookup finds nothing */
+    int fd;
+    send_flight *send;  /* a send's iovecs, until it completes */
+    const void *addr;   /* a connect's address (the op's: lives until the completion) */
+    uint32_t addrlen;
+} req;
+
 typedef struct epoll_state {
     int epfd;
     uint64_t wake_buf;
@@ -69,6 +88,8 @@ typedef struct epoll_state {
     pending *run;   /* the requests being carried out now, [run_pos, run_n) still to do: */
     uint32_t run_pos, run_n, cap_run; /* in state memory, so a fence in a callback leaves them */
     struct epoll_event events[MAX_EVENTS];
+    req *reqs;          /* by op slot */
+    uint32_t reqs_cap;
 } epoll_state;
 
 static epoll_state *st(vigil_loop *loop) { return loop->be_state; }
@@ -132,18 +153,46 @@ static int push_pending(epoll_state *s, uint64_t tag, int kind, int fd, int32_t 
     return 0;
 }
 
+/* The record of a new request of op slot tag's; NULL when out of memory. */
+static req *req_new(epoll_state *s, uint64_t tag, int fd) {
+    uint32_t slot = (uint32_t)tag;
+    if (slot >= s->reqs_cap) {
+        uint32_t cap = s->reqs_cap ? s->reqs_cap : 1024;
+        while (cap <= slot)
+            cap *= 2;
+        req *n = realloc(s->reqs, cap * sizeof(*n));
+        if (!n)
+            return NULL;
+        memset(n + s->reqs_cap, 0, (cap - s->reqs_cap) * sizeof(*n));
+        s->reqs = n;
+        s->reqs_cap = cap;
+    }
+    req *r = &s->reqs[slot];
+    free(r->send); /* an earlier request of the slot's: it completed */
+    *r = (req){.tag = tag, .fd = fd};
+    return r;
+}
+
+/* The record of tag's request, or NULL if it is not tag's. */
+static req *req_of(epoll_state *s, uint64_t tag) {
+    uint32_t slot = (uint32_t)tag;
+    return slot < s->reqs_cap && s->reqs[slot].tag == tag ? &s->reqs[slot] : NULL;
+}
+
 static void complete(vigil_loop *loop, uint64_t tag, int32_t res, uint32_t flags) {
     vigil__cqe e = {tag, res, flags};
     vigil__dispatch(loop, &e);
 }
 
-/* The op a tag names, if it still waits in the kernel's stead (here). */
-static vigil__op *live_op(vigil_loop *loop, uint64_t tag) {
-    vigil__op *op = vigil__op_at(loop, (uint32_t)tag);
-    if (!op || op->kind == VIGIL__OP_FREE || !(op->flags & VIGIL__OPF_KERNEL) ||
-        vigil__op_tag(loop, op) != tag)
-        return NULL;
-    return op;
+/* A send's final completion: its iovecs go first (the core may send the
+ * rest of the message through the same slot at once). */
+static void complete_send(vigil_loop *loop, uint64_t tag, int32_t res) {
+    req *r = req_of(st(loop), tag);
+    if (r) {
+        free(r->send);
+        r->send = NULL;
+    }
+    complete(loop, tag, res, 0);
 }
 
 static void epoll_fini(vigil_loop *loop);
@@ -175,11 +224,13 @@ fail:
     return rc;
 }
 
+static int epoll_wake(vigil_loop *loop, vigil__op *op);
+
 static int epoll_attach(vigil_loop *loop) {
     vigil__op *op = vigil__op_new(loop, VIGIL__OP_WAKE);
     if (!op)
         return -ENOMEM;
-    return loop->be->recv(loop, op, -1);
+    return epoll_wake(loop, op);
 }
 
 static void epoll_abandon(void *state) {
@@ -192,6 +243,9 @@ static void epoll_abandon(void *state) {
     free(s->free_bufs);
     free(s->pend);
     free(s->run);
+    for (uint32_t i = 0; i < s->reqs_cap; i++)
+        free(s->reqs[i].send);
+    free(s->reqs);
     free(s);
 }
 
@@ -225,12 +279,14 @@ static uint32_t epoll_harvest(void *state, vigil__cqe *out, uint32_t max, bool *
     return n;
 }
 
-static int arm_read(vigil_loop *loop, vigil__op *op, int fd) {
+static int arm_read(vigil_loop *loop, vigil__op *op, int fd, uint8_t how) {
     epoll_state *s = st(loop);
+    uint64_t tag = vigil__op_tag(loop, op);
     fd_slot *f = slot_of(s, fd);
-    if (!f)
+    if (!f || !req_new(s, tag, fd))
         return -ENOMEM;
-    f->rd_tag = vigil__op_tag(loop, op) + 1;
+    f->rd_tag = tag + 1;
+    f->rd_how = how;
     int rc = sync_interest(s, fd, f);
     if (rc < 0) {
         f->rd_tag = 0;
@@ -240,26 +296,37 @@ static int arm_read(vigil_loop *loop, vigil__op *op, int fd) {
     return 0;
 }
 
-static int epoll_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) { return arm_read(loop, op, fd); }
-
-static int epoll_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
-    if (op->kind == VIGIL__OP_WAKE)
-        fd = loop->wake_fd;
-    if (op->kind == VIGIL__OP_UDP_RECV)
-        op->flags |= VIGIL__OPF_MSGOUT; /* on_readable writes io_uring's layout */
-    return arm_read(loop, op, fd);
+static int epoll_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
+    return arm_read(loop, op, fd, RD_ACCEPT);
 }
 
-static void wait_write(vigil_loop *loop, uint64_t tag, int fd);
+static int epoll_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
+    return arm_read(loop, op, fd, RD_STREAM);
+}
+
+/* on_datagrams lays each out as io_uring's multishot recvmsg does: no
+ * msghdr of the caller's is needed */
+static int epoll_recv_dgram(vigil_loop *loop, vigil__op *op, vigil_socket fd, void *one_shot) {
+    (void)one_shot;
+    return arm_read(loop, op, fd, RD_DGRAM);
+}
+
+static int epoll_wake(vigil_loop *loop, vigil__op *op) { return arm_read(loop, op, loop->wake_fd, RD_WAKE); }
+
+static void wait_write(vigil_loop *loop, uint64_t tag, int fd, uint8_t how);
 
 static int epoll_poll(vigil_loop *loop, vigil__op *op, int fd, bool out) {
     if (!out)
-        return arm_read(loop, op, fd);
+        return arm_read(loop, op, fd, RD_READY);
+    uint64_t tag = vigil__op_tag(loop, op);
+    if (!req_new(st(loop), tag, fd))
+        return -ENOMEM;
     vigil__op_kernel_started(loop, op);
-    wait_write(loop, vigil__op_tag(loop, op), fd);
+    wait_write(loop, tag, fd, WR_READY);
     return 0;
 }
 
+/* Queues a request for the next wait; its record is r (set up by the caller). */
 static int queue_op(vigil_loop *loop, vigil__op *op, int kind, int fd) {
     int rc = push_pending(st(loop), vigil__op_tag(loop, op), kind, fd, 0);
     if (rc == 0)
@@ -270,25 +337,32 @@ static int queue_op(vigil_loop *loop, vigil__op *op, int kind, int fd) {
 static int epoll_send(vigil_loop *loop, vigil__op *op, vigil_socket fd, const vigil__slice *sl, int n) {
     /* The slices live on the caller's stack: keep a copy until completion. */
     send_flight *fl = malloc(sizeof(*fl) + (size_t)n * sizeof(struct iovec));
-    if (!fl)
+    req *r = fl ? req_new(st(loop), vigil__op_tag(loop, op), fd) : NULL;
+    if (!r) {
+        free(fl);
         return -ENOMEM;
+    }
     fl->n = n;
     for (int i = 0; i < n; i++) {
         fl->iov[i].iov_base = (void *)sl[i].base;
         fl->iov[i].iov_len = sl[i].len;
     }
-    free(op->u.send.flight);
-    op->u.send.flight = fl;
+    r->send = fl;
     return queue_op(loop, op, PEND_SEND, fd);
 }
 
 static int epoll_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd, const void *addr, uint32_t len) {
-    (void)addr; /* op->u.connect holds it */
-    (void)len;
+    req *r = req_new(st(loop), vigil__op_tag(loop, op), fd);
+    if (!r)
+        return -ENOMEM;
+    r->addr = addr;
+    r->addrlen = len;
     return queue_op(loop, op, PEND_CONNECT, fd);
 }
 
 static int epoll_close(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
+    if (!req_new(st(loop), vigil__op_tag(loop, op), fd))
+        return -ENOMEM;
     return queue_op(loop, op, PEND_CLOSE, fd);
 }
 
@@ -309,11 +383,8 @@ static int epoll_cancel(vigil_loop *loop, vigil__op *op) {
             return 0;
         }
     }
-    vigil__conn *c = op->conn ? vigil__conn_at(loop, op->conn) : NULL;
-    int fd = op->kind == VIGIL__OP_WAKE      ? loop->wake_fd
-             : op->kind == VIGIL__OP_SIGREAD ? loop->sig.fd
-             : c                             ? c->fd
-                                             : -1;
+    req *r = req_of(s, tag);
+    int fd = r ? r->fd : -1;
     fd_slot *f = fd >= 0 && (uint32_t)fd < s->fds_cap ? &s->fds[fd] : NULL;
     if (f && (f->rd_tag == tag + 1 || f->wr_tag == tag + 1)) {
         if (f->rd_tag == tag + 1)
@@ -326,9 +397,14 @@ static int epoll_cancel(vigil_loop *loop, vigil__op *op) {
     return 0;
 }
 
-/* Tries a send; returns 1 if it completed, 0 if it would block. */
-static int try_send(vigil_loop *loop, vigil__op *op, int fd) {
-    send_flight *fl = op->u.send.flight;
+/* Tries tag's send; returns 1 if it completed, 0 if it would block. */
+static int try_send(vigil_loop *loop, uint64_t tag, int fd) {
+    req *r = req_of(st(loop), tag);
+    send_flight *fl = r ? r->send : NULL;
+    if (!fl) { /* cannot happen: a send is recorded before it is queued */
+        complete(loop, tag, -EFAULT, 0);
+        return 1;
+    }
     ssize_t n;
     if (fl->n == 1) {
         n = send(fd, fl->iov[0].iov_base, fl->iov[0].iov_len, MSG_NOSIGNAL);
@@ -338,16 +414,17 @@ static int try_send(vigil_loop *loop, vigil__op *op, int fd) {
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
-    complete(loop, vigil__op_tag(loop, op), n < 0 ? -errno : (int32_t)n, 0);
+    complete_send(loop, tag, n < 0 ? -errno : (int32_t)n);
     return 1;
 }
 
-static void wait_write(vigil_loop *loop, uint64_t tag, int fd) {
+static void wait_write(vigil_loop *loop, uint64_t tag, int fd, uint8_t how) {
     epoll_state *s = st(loop);
     fd_slot *f = slot_of(s, fd);
     int rc = f ? 0 : -ENOMEM;
     if (f) {
         f->wr_tag = tag + 1;
+        f->wr_how = how;
         rc = sync_interest(s, fd, f);
         if (rc < 0)
             f->wr_tag = 0;
@@ -357,23 +434,23 @@ static void wait_write(vigil_loop *loop, uint64_t tag, int fd) {
 }
 
 static void run_pending(vigil_loop *loop, pending p) {
-    vigil__op *op = p.kind == PEND_DONE ? NULL : live_op(loop, p.tag);
     if (p.kind == PEND_DONE) {
         complete(loop, p.tag, p.res, 0);
         return;
     }
-    if (!op)
+    req *r = req_of(st(loop), p.tag);
+    if (!r || !vigil__tag_live(loop, p.tag))
         return;
     switch (p.kind) {
     case PEND_SEND:
-        if (!try_send(loop, op, p.fd))
-            wait_write(loop, p.tag, p.fd);
+        if (!try_send(loop, p.tag, p.fd))
+            wait_write(loop, p.tag, p.fd, WR_SEND);
         break;
     case PEND_CONNECT:
-        if (connect(p.fd, op->u.connect.addr, op->u.connect.addrlen) == 0)
+        if (connect(p.fd, r->addr, r->addrlen) == 0)
             complete(loop, p.tag, 0, 0);
         else if (errno == EINPROGRESS || errno == EINTR || errno == EALREADY)
-            wait_write(loop, p.tag, p.fd);
+            wait_write(loop, p.tag, p.fd, WR_CONNECT);
         else
             complete(loop, p.tag, -errno, 0);
         break;
@@ -421,8 +498,11 @@ static int drain_pending(vigil_loop *loop) {
 /* A connect the fenced state had started: wait for writability, then the
  * core reads SO_ERROR (on_writable completes connects with it). */
 static int epoll_resume_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
+    uint64_t tag = vigil__op_tag(loop, op);
+    if (!req_new(st(loop), tag, fd))
+        return -ENOMEM;
     vigil__op_kernel_started(loop, op);
-    wait_write(loop, vigil__op_tag(loop, op), fd);
+    wait_write(loop, tag, fd, WR_CONNECT);
     return 0;
 }
 
@@ -434,7 +514,7 @@ static void on_datagrams(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, u
         if (!s->nfree) {
             f->rd_tag = 0;
             sync_interest(s, fd, f);
-            complete(loop, tag, -ENOBUFS, 0);
+            complete(loop, tag, -ENOBUFS, VIGIL__CQE_MSGOUT);
             return;
         }
         uint32_t id = s->free_bufs[--s->nfree];
@@ -448,7 +528,7 @@ static void on_datagrams(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, u
             vigil__msgout *o = (vigil__msgout *)buf;
             *o = (vigil__msgout){mh.msg_namelen, 0, (uint32_t)n, (uint32_t)mh.msg_flags};
             size_t used = VIGIL__UDP_HEAD + ((size_t)n < room ? (size_t)n : room);
-            complete(loop, tag, (int32_t)used, VIGIL__CQE_MORE | VIGIL__CQE_BUF | (id << 16));
+            complete(loop, tag, (int32_t)used, VIGIL__CQE_MSGOUT | VIGIL__CQE_MORE | VIGIL__CQE_BUF | (id << 16));
             f = slot_of(s, fd);
             if (f->rd_tag != tag + 1)
                 return; /* stopped meanwhile */
@@ -461,52 +541,70 @@ static void on_datagrams(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, u
             continue;
         f->rd_tag = 0;
         sync_interest(s, fd, f);
+        complete(loop, tag, -errno, VIGIL__CQE_MSGOUT);
+        return;
+    }
+}
+
+static void on_wake(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, uint64_t tag);
+static void on_accepts(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, uint64_t tag);
+static void on_stream(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, uint64_t tag);
+
+/* Readiness for the request waiting to read fd, as it asked (quirk h). */
+static void on_readable(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f) {
+    uint64_t tag = f->rd_tag - 1;
+    if (!vigil__tag_live(loop, tag))
+        return;
+    switch (f->rd_how) {
+    case RD_WAKE:
+        on_wake(loop, s, fd, f, tag);
+        return;
+    case RD_READY: /* readiness only: the core reads */
+        f->rd_tag = 0;
+        sync_interest(s, fd, f);
+        complete(loop, tag, POLLIN, 0);
+        return;
+    case RD_ACCEPT:
+        on_accepts(loop, s, fd, f, tag);
+        return;
+    case RD_DGRAM:
+        on_datagrams(loop, s, fd, f, tag);
+        return;
+    default:
+        on_stream(loop, s, fd, f, tag);
+    }
+}
+
+/* The wake fd: read as io_uring reads it, one-shot; the core re-arms. */
+static void on_wake(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, uint64_t tag) {
+    ssize_t r = read(fd, &s->wake_buf, sizeof(s->wake_buf));
+    if (r < 0 && errno == EAGAIN)
+        return;
+    f->rd_tag = 0;
+    complete(loop, tag, r < 0 ? -errno : (int32_t)r, 0);
+}
+
+/* Connections into completions with MORE; an error is final (the core
+ * decides: EMFILE pauses and retries). */
+static void on_accepts(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, uint64_t tag) {
+    for (int i = 0; i < ACCEPTS_PER_EVENT && f->rd_tag == tag + 1; i++) {
+        int nfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (nfd >= 0) {
+            complete(loop, tag, nfd, VIGIL__CQE_MORE);
+            f = slot_of(s, fd); /* the table may have grown */
+            continue;
+        }
+        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+            return;
+        f->rd_tag = 0;
+        sync_interest(s, fd, f);
         complete(loop, tag, -errno, 0);
         return;
     }
 }
 
-static void on_readable(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f) {
-    uint64_t tag = f->rd_tag - 1;
-    vigil__op *op = live_op(loop, tag);
-    if (!op)
-        return;
-    if (op->kind == VIGIL__OP_WAKE) {
-        ssize_t r = read(fd, &s->wake_buf, sizeof(s->wake_buf));
-        if (r < 0 && errno == EAGAIN)
-            return;
-        f->rd_tag = 0; /* one-shot, like the io_uring read; the core re-arms */
-        complete(loop, tag, r < 0 ? -errno : (int32_t)r, 0);
-        return;
-    }
-    if (op->kind == VIGIL__OP_SIGREAD) { /* readiness only: the core reads */
-        f->rd_tag = 0;
-        sync_interest(s, fd, f);
-        complete(loop, tag, POLLIN, 0);
-        return;
-    }
-    if (op->kind == VIGIL__OP_ACCEPT) {
-        for (int i = 0; i < ACCEPTS_PER_EVENT && f->rd_tag == tag + 1; i++) {
-            int nfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (nfd >= 0) {
-                complete(loop, tag, nfd, VIGIL__CQE_MORE);
-                f = slot_of(s, fd); /* the table may have grown */
-                continue;
-            }
-            if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
-                return;
-            f->rd_tag = 0; /* final: the core decides (EMFILE pauses, retries) */
-            sync_interest(s, fd, f);
-            complete(loop, tag, -errno, 0);
-            return;
-        }
-        return;
-    }
-    if (op->kind == VIGIL__OP_UDP_RECV) {
-        on_datagrams(loop, s, fd, f, tag);
-        return;
-    }
-    /* a receive */
+/* A stream's bytes into pool buffers. */
+static void on_stream(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, uint64_t tag) {
     for (int i = 0; i < READS_PER_EVENT; i++) {
         if (!s->nfree) {
             f->rd_tag = 0;
@@ -536,16 +634,15 @@ static void on_readable(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f) {
 
 static void on_writable(vigil_loop *loop, int fd, fd_slot *f) {
     uint64_t tag = f->wr_tag - 1;
-    vigil__op *op = live_op(loop, tag);
-    if (!op)
+    if (!vigil__tag_live(loop, tag))
         return;
-    if (op->kind == VIGIL__OP_UDP_WAIT) { /* readiness only: udp.c sends */
+    if (f->wr_how == WR_READY) { /* readiness only: the core writes */
         f->wr_tag = 0;
         sync_interest(st(loop), fd, f);
         complete(loop, tag, POLLOUT, 0);
         return;
     }
-    if (op->kind == VIGIL__OP_CONNECT) {
+    if (f->wr_how == WR_CONNECT) {
         int err = 0;
         socklen_t len = sizeof(err);
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
@@ -557,8 +654,8 @@ static void on_writable(vigil_loop *loop, int fd, fd_slot *f) {
     }
     f->wr_tag = 0; /* the send completes now (or fails); the core sends the rest */
     sync_interest(st(loop), fd, f);
-    if (!try_send(loop, op, fd))
-        wait_write(loop, tag, fd);
+    if (!try_send(loop, tag, fd))
+        wait_write(loop, tag, fd, WR_SEND);
 }
 
 static int epoll_wait_be(vigil_loop *loop, int64_t timeout_ns) {
@@ -609,6 +706,8 @@ const vigil__backend vigil__epoll_backend = {
     .fini = epoll_fini,
     .accept = epoll_accept,
     .recv = epoll_recv,
+    .recv_dgram = epoll_recv_dgram,
+    .wake = epoll_wake,
     .send = epoll_send,
     .connect = epoll_connect,
     .close = epoll_close,

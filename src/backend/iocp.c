@@ -255,15 +255,13 @@ static int zero_read(vigil_loop *loop, vigil__op *op, SOCKET sock, int kind) {
 }
 
 static int iocp_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
-    if (op->kind == VIGIL__OP_WAKE)
-        return arm_wake(loop, op);
-    if (op->kind == VIGIL__OP_UDP_RECV) {
-        op->flags |= VIGIL__OPF_MSGOUT; /* on_datagrams writes io_uring's layout */
-        return zero_read(loop, op, (SOCKET)fd, FL_UDP);
-    }
-    if (op->kind != VIGIL__OP_RECV)
-        return -ENOTSUP;
     return zero_read(loop, op, (SOCKET)fd, FL_RECV);
+}
+
+/* on_datagrams writes io_uring's multishot layout: no msghdr is needed */
+static int iocp_recv_dgram(vigil_loop *loop, vigil__op *op, vigil_socket fd, void *one_shot) {
+    (void)one_shot;
+    return zero_read(loop, op, (SOCKET)fd, FL_UDP);
 }
 
 static int iocp_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
@@ -540,7 +538,7 @@ static void on_datagrams(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET s
             vigil__msgout *o = (vigil__msgout *)buf;
             *o = (vigil__msgout){(uint32_t)namelen, 0, (uint32_t)(n >= 0 ? n : room), n >= 0 ? 0u : VIGIL__MSG_TRUNC};
             complete(loop, tag, (int32_t)(VIGIL__UDP_HEAD + o->payloadlen),
-                     VIGIL__CQE_MORE | VIGIL__CQE_BUF | (id << 16));
+                     VIGIL__CQE_MSGOUT | VIGIL__CQE_MORE | VIGIL__CQE_BUF | (id << 16));
             continue;
         }
         s->free_bufs[s->nfree++] = id;
@@ -548,7 +546,7 @@ static void on_datagrams(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET s
             break;
         if (err == WSAECONNRESET || err == WSAENETRESET)
             continue;
-        complete(loop, tag, vigil__win_errno((unsigned long)err), 0);
+        complete(loop, tag, vigil__win_errno((unsigned long)err), VIGIL__CQE_MSGOUT);
         return;
     }
     wait_again(loop, tag, sock, FL_UDP);
@@ -761,6 +759,8 @@ const vigil__backend vigil__iocp_backend = {
     .fini = iocp_fini,
     .accept = iocp_accept,
     .recv = iocp_recv,
+    .recv_dgram = iocp_recv_dgram,
+    .wake = arm_wake,
     .send = iocp_send,
     .connect = iocp_connect,
     .close = iocp_close,

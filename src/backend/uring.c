@@ -18,6 +18,10 @@
  *  f. liburing returns -errno and never sets errno.
  *  g. liburing 2.3 lacks io_uring_setup_buf_ring: the buffer ring is mapped
  *     and registered here.
+ *  h. What a completion means depends on the request that made it (a
+ *     multishot recvmsg's buffers start with a head; a sendmsg's msghdr
+ *     must live until its completion): each request leaves a record here,
+ *     by op slot and checked by tag, read as its completions are copied out.
  */
 #include "core/loop.h"
 #include "os/platform.h"
@@ -43,6 +47,14 @@
 
 #define BGID 0
 
+/* What this backend remembers of a request (quirk h), by op slot. */
+enum { HOW_OTHER = 0, HOW_ACCEPT_MULTI, HOW_RECV_MULTI, HOW_DGRAM_MULTI };
+typedef struct req {
+    uint64_t tag;  /* the request's; a completion with another is not its */
+    uint8_t how;
+    void *mem;     /* memory the kernel reads until the final completion (a sendmsg's) */
+} req;
+
 typedef struct uring_state {
     struct io_uring ring;
     struct io_uring_buf_ring *br;
@@ -54,6 +66,8 @@ typedef struct uring_state {
     uint32_t setup_flags;
     bool multishot_accept, multishot_recv;
     struct io_uring_cqe *cqes[256];
+    req *reqs;             /* by op slot */
+    uint32_t reqs_cap;
 } uring_state;
 
 static uring_state *st(vigil_loop *loop) { return loop->be_state; }
@@ -63,6 +77,51 @@ static void publish_buffers(uring_state *s) {
         io_uring_buf_ring_advance(s->br, (int)s->br_pending);
         s->br_pending = 0;
     }
+}
+
+/* The record of op slot tag's next request; NULL when out of memory. */
+static req *req_new(uring_state *s, uint64_t tag, uint8_t how) {
+    uint32_t slot = (uint32_t)tag;
+    if (slot >= s->reqs_cap) {
+        uint32_t cap = s->reqs_cap ? s->reqs_cap : 1024;
+        while (cap <= slot)
+            cap *= 2;
+        req *n = realloc(s->reqs, cap * sizeof(*n));
+        if (!n)
+            return NULL;
+        memset(n + s->reqs_cap, 0, (cap - s->reqs_cap) * sizeof(*n));
+        s->reqs = n;
+        s->reqs_cap = cap;
+    }
+    req *r = &s->reqs[slot];
+    free(r->mem); /* an earlier request of the slot's: its completion came */
+    *r = (req){.tag = tag, .how = how};
+    return r;
+}
+
+/* A completion in the core's terms, with what its request's record says
+ * (quirk h); the record's memory goes with the final completion, before
+ * the core sees it (it may issue the slot's next request at once).
+ * Returns how the request was made. */
+static uint8_t cqe_take(uring_state *s, const struct io_uring_cqe *c, vigil__cqe *e) {
+    e->tag = c->user_data;
+    e->res = c->res;
+    e->flags = 0;
+    if (c->flags & IORING_CQE_F_MORE)
+        e->flags |= VIGIL__CQE_MORE;
+    if (c->flags & IORING_CQE_F_BUFFER)
+        e->flags |= VIGIL__CQE_BUF | ((c->flags >> IORING_CQE_BUFFER_SHIFT) << 16);
+    uint32_t slot = (uint32_t)e->tag;
+    if (e->tag == VIGIL__TAG_IGNORE || slot >= s->reqs_cap || s->reqs[slot].tag != e->tag)
+        return HOW_OTHER;
+    req *r = &s->reqs[slot];
+    if (r->how == HOW_DGRAM_MULTI)
+        e->flags |= VIGIL__CQE_MSGOUT;
+    if (!(e->flags & VIGIL__CQE_MORE)) {
+        free(r->mem);
+        r->mem = NULL;
+    }
+    return r->how;
 }
 
 static struct io_uring_sqe *get_sqe(uring_state *s) {
@@ -202,15 +261,15 @@ fail:
     return rc;
 }
 
+static int queue(vigil_loop *loop, vigil__op *op, struct io_uring_sqe *sqe);
+
 static int arm_wake(vigil_loop *loop, vigil__op *op) {
     uring_state *s = st(loop);
     struct io_uring_sqe *sqe = get_sqe(s);
     if (!sqe)
         return -EBUSY;
     io_uring_prep_read(sqe, loop->wake_fd, &s->wake_buf, sizeof(s->wake_buf), 0);
-    io_uring_sqe_set_data64(sqe, vigil__op_tag(loop, op));
-    vigil__op_kernel_started(loop, op);
-    return 0;
+    return queue(loop, op, sqe);
 }
 
 static int uring_attach(vigil_loop *loop) {
@@ -242,6 +301,9 @@ static void uring_abandon(void *state) {
 #else
     vigil__mem_unmap(s->br, s->br_len);
 #endif
+    for (uint32_t i = 0; i < s->reqs_cap; i++)
+        free(s->reqs[i].mem);
+    free(s->reqs);
     free(s);
 }
 
@@ -260,23 +322,32 @@ static uint32_t uring_harvest(void *state, vigil__cqe *out, uint32_t max, bool *
         *overflowed = true;
     struct io_uring_cqe *cqes[256];
     uint32_t n = io_uring_peek_batch_cqe(&s->ring, cqes, max < 256 ? max : 256);
-    for (uint32_t i = 0; i < n; i++) {
-        out[i].tag = cqes[i]->user_data;
-        out[i].res = cqes[i]->res;
-        out[i].flags = 0;
-        if (cqes[i]->flags & IORING_CQE_F_MORE)
-            out[i].flags |= VIGIL__CQE_MORE;
-        if (cqes[i]->flags & IORING_CQE_F_BUFFER)
-            out[i].flags |= VIGIL__CQE_BUF | ((cqes[i]->flags >> IORING_CQE_BUFFER_SHIFT) << 16);
-    }
+    for (uint32_t i = 0; i < n; i++)
+        cqe_take(s, cqes[i], &out[i]);
     io_uring_cq_advance(&s->ring, n);
     return n;
 }
 
-static int queue(vigil_loop *loop, vigil__op *op, struct io_uring_sqe *sqe) {
-    io_uring_sqe_set_data64(sqe, vigil__op_tag(loop, op));
+/* Tags the prepared sqe with op and records the request (how, and memory
+ * the kernel reads until the final completion, freed then). Out of memory
+ * the sqe becomes a no-op that completes nobody. */
+static int queue_as(vigil_loop *loop, vigil__op *op, struct io_uring_sqe *sqe, uint8_t how, void *mem) {
+    uint64_t tag = vigil__op_tag(loop, op);
+    req *r = req_new(st(loop), tag, how);
+    if (!r) {
+        free(mem);
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, VIGIL__TAG_IGNORE);
+        return -ENOMEM;
+    }
+    r->mem = mem;
+    io_uring_sqe_set_data64(sqe, tag);
     vigil__op_kernel_started(loop, op);
     return 0;
+}
+
+static int queue(vigil_loop *loop, vigil__op *op, struct io_uring_sqe *sqe) {
+    return queue_as(loop, op, sqe, HOW_OTHER, NULL);
 }
 
 /* A connect the fenced ring had started: wait until the socket is writable
@@ -303,19 +374,22 @@ _Static_assert(sizeof(vigil__msgout) == sizeof(struct io_uring_recvmsg_out), "th
 /* Datagrams: multishot recvmsg into the buffer ring (head, address, payload
  * in each buffer), or one-shot recvmsg with a ring buffer for the payload
  * and the address in the op's own msghdr. */
-static int udp_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd, struct io_uring_sqe *sqe) {
+static int uring_recv_dgram(vigil_loop *loop, vigil__op *op, vigil_socket fd, void *one_shot) {
     uring_state *s = st(loop);
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return -EBUSY;
+    uint8_t how = HOW_OTHER;
     if (s->multishot_recv) {
         s->udp_mh.msg_namelen = VIGIL__UDP_NAME_MAX;
         io_uring_prep_recvmsg_multishot(sqe, fd, &s->udp_mh, 0);
-        op->flags |= VIGIL__OPF_MSGOUT;
+        how = HOW_DGRAM_MULTI;
     } else {
-        io_uring_prep_recvmsg(sqe, fd, (struct msghdr *)op->u.udp.rx, 0); /* rx starts with its msghdr */
-        op->flags &= (uint16_t)~VIGIL__OPF_MSGOUT;
+        io_uring_prep_recvmsg(sqe, fd, (struct msghdr *)one_shot, 0);
     }
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
-    return queue(loop, op, sqe);
+    return queue_as(loop, op, sqe, how, NULL);
 }
 
 static int uring_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
@@ -327,25 +401,21 @@ static int uring_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
         io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     else
         io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    return queue(loop, op, sqe);
+    return queue_as(loop, op, sqe, s->multishot_accept ? HOW_ACCEPT_MULTI : HOW_OTHER, NULL);
 }
 
 static int uring_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
     uring_state *s = st(loop);
-    if (op->kind == VIGIL__OP_WAKE)
-        return arm_wake(loop, op);
     struct io_uring_sqe *sqe = get_sqe(s);
     if (!sqe)
         return -EBUSY;
-    if (op->kind == VIGIL__OP_UDP_RECV)
-        return udp_recv(loop, op, fd, sqe);
     if (s->multishot_recv)
         io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
     else
         io_uring_prep_recv(sqe, fd, NULL, loop->opts.buf_size, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
-    return queue(loop, op, sqe);
+    return queue_as(loop, op, sqe, s->multishot_recv ? HOW_RECV_MULTI : HOW_OTHER, NULL);
 }
 
 typedef struct send_flight {
@@ -360,26 +430,24 @@ static int uring_send(vigil_loop *loop, vigil__op *op, vigil_socket fd, const vi
         return -EBUSY;
     if (n == 1) {
         io_uring_prep_send(sqe, fd, sl[0].base, sl[0].len, MSG_NOSIGNAL);
-    } else {
-        /* The msghdr must live until the completion: the core frees it then. */
-        send_flight *f = malloc(sizeof(*f) + (size_t)n * sizeof(struct iovec));
-        if (!f) {
-            io_uring_prep_nop(sqe);
-            io_uring_sqe_set_data64(sqe, VIGIL__TAG_IGNORE);
-            return -ENOMEM;
-        }
-        memset(&f->msg, 0, sizeof(f->msg));
-        for (int i = 0; i < n; i++) {
-            f->iov[i].iov_base = (void *)sl[i].base;
-            f->iov[i].iov_len = sl[i].len;
-        }
-        f->msg.msg_iov = f->iov;
-        f->msg.msg_iovlen = (size_t)n;
-        free(op->u.send.flight);
-        op->u.send.flight = f;
-        io_uring_prep_sendmsg(sqe, fd, &f->msg, MSG_NOSIGNAL);
+        return queue(loop, op, sqe);
     }
-    return queue(loop, op, sqe);
+    /* The msghdr must live until the completion (quirk h): the record's. */
+    send_flight *f = malloc(sizeof(*f) + (size_t)n * sizeof(struct iovec));
+    if (!f) {
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, VIGIL__TAG_IGNORE);
+        return -ENOMEM;
+    }
+    memset(&f->msg, 0, sizeof(f->msg));
+    for (int i = 0; i < n; i++) {
+        f->iov[i].iov_base = (void *)sl[i].base;
+        f->iov[i].iov_len = sl[i].len;
+    }
+    f->msg.msg_iov = f->iov;
+    f->msg.msg_iovlen = (size_t)n;
+    io_uring_prep_sendmsg(sqe, fd, &f->msg, MSG_NOSIGNAL);
+    return queue_as(loop, op, sqe, HOW_OTHER, f);
 }
 
 static int uring_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd, const void *addr,
@@ -424,17 +492,17 @@ static int uring_nop(vigil_loop *loop, uint64_t tag) {
 
 /* A multishot variant the kernel does not know fails with -EINVAL at once:
  * drop to one-shot and let the core re-arm (quirk c). */
-static bool multishot_rejected(vigil_loop *loop, uring_state *s, vigil__op *op, int res, unsigned flags) {
-    if (res != -EINVAL || (flags & IORING_CQE_F_MORE))
+static bool multishot_rejected(vigil_loop *loop, uring_state *s, uint8_t how, const vigil__cqe *e) {
+    if (e->res != -EINVAL || (e->flags & VIGIL__CQE_MORE))
         return false;
-    if (op && op->kind == VIGIL__OP_ACCEPT && s->multishot_accept) {
+    if (how == HOW_ACCEPT_MULTI && s->multishot_accept) {
         s->multishot_accept = false;
         pthread_mutex_lock(&loop->owner_lock); /* vigil_loop_info_get reads it from anywhere */
         loop->info.features &= ~VIGIL_FEATURE_MULTISHOT_ACCEPT;
         pthread_mutex_unlock(&loop->owner_lock);
         return true;
     }
-    if (op && op->kind == VIGIL__OP_RECV && s->multishot_recv) {
+    if (how == HOW_RECV_MULTI && s->multishot_recv) {
         s->multishot_recv = false;
         pthread_mutex_lock(&loop->owner_lock);
         loop->info.features &= ~VIGIL_FEATURE_MULTISHOT_RECV;
@@ -470,27 +538,14 @@ static int uring_wait(vigil_loop *loop, int64_t timeout_ns) {
         /* Copy out and release the CQ slots first: the batch stays reachable
          * in loop memory while callbacks run. */
         for (unsigned i = 0; i < n; i++) {
-            struct io_uring_cqe *c = s->cqes[i];
             vigil__cqe *e = &loop->batch[i];
-            e->tag = c->user_data;
-            e->res = c->res;
-            e->flags = 0;
-            if (c->flags & IORING_CQE_F_MORE)
-                e->flags |= VIGIL__CQE_MORE;
-            if (c->flags & IORING_CQE_F_BUFFER)
-                e->flags |= VIGIL__CQE_BUF | ((c->flags >> IORING_CQE_BUFFER_SHIFT) << 16);
+            if (multishot_rejected(loop, s, cqe_take(s, s->cqes[i], e), e))
+                e->res = -EAGAIN; /* the core re-arms it as one-shot */
         }
         io_uring_cq_advance(&s->ring, n);
         loop->batch_len = n;
-        for (loop->batch_pos = 0; loop->batch_pos < n; loop->batch_pos++) {
-            vigil__cqe *e = &loop->batch[loop->batch_pos];
-            if (e->tag != VIGIL__TAG_IGNORE && e->res == -EINVAL) {
-                vigil__op *op = vigil__op_at(loop, (uint32_t)e->tag);
-                if (multishot_rejected(loop, s, op, e->res, e->flags))
-                    e->res = -EAGAIN; /* the core re-arms it as one-shot */
-            }
-            vigil__dispatch(loop, e);
-        }
+        for (loop->batch_pos = 0; loop->batch_pos < n; loop->batch_pos++)
+            vigil__dispatch(loop, &loop->batch[loop->batch_pos]);
         loop->batch_len = 0;
         handled += (int)n;
         publish_buffers(s);
@@ -520,6 +575,8 @@ const vigil__backend vigil__uring_backend = {
     .fini = uring_fini,
     .accept = uring_accept,
     .recv = uring_recv,
+    .recv_dgram = uring_recv_dgram,
+    .wake = arm_wake,
     .send = uring_send,
     .connect = uring_connect,
     .close = uring_close,

@@ -18,6 +18,8 @@ typedef struct vigil__cqe {
 } vigil__cqe;
 #define VIGIL__CQE_MORE (1u << 0)  /* a multishot op goes on */
 #define VIGIL__CQE_BUF  (1u << 1)  /* bits 16-31 hold a buffer id */
+#define VIGIL__CQE_MSGOUT (1u << 6) /* a datagram receive's: its buffer starts with the
+                                     * vigil__msgout head and the address (op.h) */
 /* in loop->rb.carry only (rebuild.c): */
 #define VIGIL__CQE_HELD   (1u << 2) /* held for a frozen connection: already accounted */
 #define VIGIL__CQE_REPAIR (1u << 3) /* not a completion: repair connection `tag` */
@@ -47,8 +49,19 @@ typedef struct vigil__backend {
     int (*attach)(vigil_loop *loop);
     /* tears down; every op must have had its final completion (or be abandoned) */
     void (*fini)(vigil_loop *loop);
+    /* Requests. Each names what it asks for; a backend keeps what it needs
+     * of a request in its own memory and reads nothing of the op but its tag
+     * (vigil__op_tag). Multishot where the kernel can: accepts, receives. */
     int (*accept)(vigil_loop *loop, vigil__op *op, vigil_socket fd);
+    /* a stream's bytes into pool buffers (completions with VIGIL__CQE_BUF) */
     int (*recv)(vigil_loop *loop, vigil__op *op, vigil_socket fd);
+    /* datagrams into pool buffers: with VIGIL__CQE_MSGOUT each buffer holds
+     * head, address and payload; without, the payload only, and the address
+     * lands in one_shot (a struct msghdr of the caller's that lives until
+     * the completion; NULL on Windows) */
+    int (*recv_dgram)(vigil_loop *loop, vigil__op *op, vigil_socket fd, void *one_shot);
+    /* the loop's cross-thread wake: completes once wake_fd was signalled */
+    int (*wake)(vigil_loop *loop, vigil__op *op);
     int (*send)(vigil_loop *loop, vigil__op *op, vigil_socket fd, const vigil__slice *s, int n);
     int (*connect)(vigil_loop *loop, vigil__op *op, vigil_socket fd, const void *addr, uint32_t len);
     int (*close)(vigil_loop *loop, vigil__op *op, vigil_socket fd);
@@ -98,5 +111,8 @@ void vigil__dispatch(vigil_loop *loop, const vigil__cqe *c);
 /* a completion from the loop's file engine: valid across rebuilds (any epoch) */
 void vigil__dispatch_engine(vigil_loop *loop, const vigil__cqe *c);
 void vigil__buf_recycle(vigil_loop *loop, uint32_t id); /* a receive buffer is free again */
+/* the op tag names still waits for its request's completion: a readiness
+ * backend asks before it acts for it (loop.c) */
+bool vigil__tag_live(vigil_loop *loop, uint64_t tag);
 
 #endif

@@ -31,7 +31,7 @@ static atomic_uint next_loop_id = 1;
 static void wake_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
     atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
     if (!loop->destroying) {
-        loop->be->recv(loop, op, -1); /* re-arm the wake read */
+        loop->be->wake(loop, op); /* re-arm the wake read */
         return;
     }
     op->flags |= VIGIL__OPF_USER_DONE;
@@ -528,6 +528,11 @@ static vigil__op *completion_op(vigil_loop *loop, const vigil__cqe *c, bool any_
     if (c->flags & VIGIL__CQE_BUF)
         vigil__buf_recycle(loop, c->flags >> 16);
     return NULL;
+}
+
+bool vigil__tag_live(vigil_loop *loop, uint64_t tag) {
+    vigil__op *op = vigil__op_at(loop, (uint32_t)tag);
+    return op && op->kind != VIGIL__OP_FREE && (op->flags & VIGIL__OPF_KERNEL) && vigil__op_tag(loop, op) == tag;
 }
 
 /* Tells the supervisor what is being handled (a stall report names it; a

@@ -71,8 +71,6 @@ enum vigil__op_kind {
 #define VIGIL__OPF_CARRIED   (1u << 9) /* its final completion waits in loop memory (the
                                          * carry or the held list), not in the kernel: it
                                          * must be neither issued again nor freed */
-#define VIGIL__OPF_MSGOUT    (1u << 11) /* UDP receive: its buffers start with the recvmsg_out
-                                         * header and the address (udp.c) */
 #define VIGIL__OPF_ENGINE    (1u << 10) /* its request is in the loop's file engine, not the
                                          * backend: a rebuild leaves it where it is */
 
@@ -93,7 +91,7 @@ typedef struct vigil__op {
     union {
         struct { uint64_t repeat_ns; } timer;
         struct { uint64_t idle_ns; uint64_t last_ns; int64_t unsent; } recv; /* unsent: for the idle check */
-        struct { uint8_t *data; uint32_t len; uint32_t done; void *flight; } send;
+        struct { uint8_t *data; uint32_t len; uint32_t done; void *block; } send; /* block: udp.c */
         struct { void *addr; uint32_t addrlen; } connect;
         struct { uint32_t retry_pending; } accept;
         struct { struct vigil__fsjob *job; } fs;

@@ -783,8 +783,6 @@ static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, con
     bool stopped = head->flags & VIGIL__OPF_STOPPED;
     int stop_status = head->status ? head->status : -ECANCELED;
     head->flags &= (uint16_t)~VIGIL__OPF_STOPPED;
-    free(head->u.send.flight);
-    head->u.send.flight = NULL;
     int64_t n = e->res;
     if (n > 0) {
         /* Apply every confirmed byte to the queue first, then report the
@@ -828,8 +826,6 @@ static bool send_behind_gate(vigil_loop *loop, vigil__op *head, const vigil__cqe
     if ((n <= 0 && !nothing_moved) || (head->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE)) ||
         (c->flags & (VIGIL__CF_BROKEN | VIGIL__CF_ABORT)))
         return false;
-    free(head->u.send.flight);
-    head->u.send.flight = NULL;
     if (n > 0)
         send_apply(loop, c, head, n);
     for (vigil__op *op; (op = op_of(loop, c->send_head)) && op->u.send.done == op->u.send.len;) {
@@ -1295,7 +1291,6 @@ static void connect_release(vigil_loop *loop, vigil__op *op) { free(op->u.connec
 
 static void send_release(vigil_loop *loop, vigil__op *op) {
     vigil__send_free(loop, op->u.send.data, op->u.send.len);
-    free(op->u.send.flight);
 }
 
 const vigil__op_class vigil__accept_class = {

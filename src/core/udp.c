@@ -8,8 +8,8 @@
  * multishot recvmsg the buffer starts with the kernel's io_uring_recvmsg_out
  * header and the sender's address (epoll writes the same layout), without
  * it the payload starts the buffer and the address is in the op's msghdr.
- * The op says which (OPF_MSGOUT, set by the backend when it arms it), so a
- * completion a rebuild carried over is read as the request that made it.
+ * Each completion says which (VIGIL__CQE_MSGOUT, set by the backend that
+ * made it), so one a rebuild carried over is read as the request made it.
  *
  * Sending never waits in the kernel: sendto() on a non-blocking socket
  * either takes the datagram whole or says EAGAIN. A datagram that cannot go
@@ -157,7 +157,7 @@ static void recv_arm(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
         }
         return;
     }
-    int rc = loop->be->recv(loop, op, c->fd);
+    int rc = loop->be->recv_dgram(loop, op, c->fd, op->u.udp.rx); /* rx starts with its msghdr */
     if (rc < 0)
         vigil__later(loop, op, rc);
 }
@@ -210,7 +210,7 @@ static void deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, const vigil
     uint8_t *b = loop->buf_base + (size_t)id * loop->opts.buf_size;
     vigil_peer from = {0};
     vigil_buf buf = {.id = id};
-    if (op->flags & VIGIL__OPF_MSGOUT) {
+    if (e->flags & VIGIL__CQE_MSGOUT) {
         const vigil__msgout *o = (const void *)b;
         size_t head = VIGIL__UDP_HEAD;
         uint32_t room = loop->opts.buf_size > head ? loop->opts.buf_size - (uint32_t)head : 0;
@@ -260,7 +260,7 @@ static void udp_recv_complete(vigil_loop *loop, vigil__op *op, const vigil__cqe 
         if (vigil__conn_from_id(loop, cid) != c)
             return;
     }
-    else if (e->res == 0 && !(op->flags & (VIGIL__OPF_MSGOUT | VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE))) {
+    else if (e->res == 0 && !(e->flags & VIGIL__CQE_MSGOUT) && !(op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_USER_DONE))) {
         deliver_empty(loop, op, c); /* one-shot recvmsg of a zero-length datagram takes no buffer */
         if (vigil__conn_from_id(loop, cid) != c)
             return;
@@ -311,7 +311,7 @@ static void pump(vigil_loop *loop, vigil__conn *c) {
             return; /* already reported, waiting to run */
         int rc = loop->debug_udp_full ? (loop->debug_udp_full--, -EAGAIN)
                                       : vigil__udp_sendto(c->fd, op->u.send.data, op->u.send.len,
-                                                          op->u.send.flight, op->u.send.done);
+                                                          op->u.send.block, op->u.send.done);
         if (rc == -EAGAIN) { /* the socket buffer is full: wait until it is not */
             vigil__op *w = vigil__op_new(loop, VIGIL__OP_UDP_WAIT);
             if (w)
@@ -371,7 +371,7 @@ int vigil_udp_send(vigil_loop *loop, vigil_udp h, const vigil_peer *to, const vo
         memcpy(copy + sizeof(*to), data, len);
     op->u.send.data = copy + sizeof(*to);
     op->u.send.len = (uint32_t)len;
-    op->u.send.flight = copy;         /* the peer */
+    op->u.send.block = copy;         /* the peer */
     op->u.send.done = to->len;        /* its length */
     op->cb = (void *)cb;
     op->ud = ud;
@@ -507,7 +507,7 @@ static void udp_recv_release(vigil_loop *loop, vigil__op *op) { free(op->u.udp.r
 
 /* one block: the peer, then the bytes */
 static void udp_send_release(vigil_loop *loop, vigil__op *op) {
-    vigil__send_free(loop, op->u.send.flight, op->u.send.len + sizeof(vigil_peer));
+    vigil__send_free(loop, op->u.send.block, op->u.send.len + sizeof(vigil_peer));
 }
 
 const vigil__op_class vigil__udp_recv_class = {
