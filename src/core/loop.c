@@ -333,8 +333,7 @@ void vigil__conn_free(vigil_loop *loop, vigil__conn *c) {
         loop->live_conns--;
         vigil__stat_add(&loop->sv.stats.connections, -1);
     }
-    free(c->parked);
-    c->parked = NULL;
+    c->parked_head = c->parked_tail = 0;
     c->kind = VIGIL__CONN_FREE;
     c->fd = -1;
     c->gen++;
@@ -820,7 +819,8 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     loop->buf_map_len = (size_t)o.buf_count * o.buf_size;
     loop->buf_base = vigil__mem_map(loop->buf_map_len);
     loop->buf_state = calloc(o.buf_count, 1);
-    if (!loop->buf_base || !loop->buf_state)
+    loop->buf_park = calloc(o.buf_count, sizeof(*loop->buf_park));
+    if (!loop->buf_base || !loop->buf_state || !loop->buf_park)
         goto fail;
     loop->bufs_free = o.buf_count;
 
@@ -838,6 +838,7 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
 fail:
     vigil__mem_unmap(loop->buf_base, loop->buf_map_len);
     free(loop->buf_state);
+    free(loop->buf_park);
     vigil__wakefd_close(loop->wake_fd);
     if (loop->sig.fd >= 0)
         close(loop->sig.fd);
@@ -1142,6 +1143,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
     vigil__mem_unmap(loop->buf_base, loop->buf_map_len);
 #endif
     free(loop->buf_state);
+    free(loop->buf_park);
     for (uint32_t i = 0; i < (loop->ops_cap >> VIGIL__CHUNK_SHIFT); i++) {
         vigil__op *chunk = loop->ops[i];
         for (uint32_t j = 0; j < VIGIL__CHUNK; j++) {
@@ -1150,8 +1152,6 @@ int vigil_loop_destroy(vigil_loop *loop) {
         free(chunk);
     }
     for (uint32_t i = 0; i < (loop->conns_cap >> VIGIL__CHUNK_SHIFT); i++) {
-        for (uint32_t j = 0; j < VIGIL__CHUNK; j++)
-            free(loop->conns[i][j].parked);
         free(loop->conns[i]);
     }
     for (int i = 0; i < 11; i++) {

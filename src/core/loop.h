@@ -67,6 +67,7 @@ struct vigil_loop {
     uint8_t *buf_base;
     size_t buf_map_len;
     uint8_t *buf_state;         /* VIGIL__BUF_* per buffer */
+    vigil__parked *buf_park;    /* per buffer: its place in a paused stream's queue (tcp.c) */
     uint32_t bufs_free;         /* buffers the kernel can receive into */
     uint32_t buf_current;       /* buffer in the current receive callback, or UINT32_MAX */
 

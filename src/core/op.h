@@ -176,7 +176,10 @@ typedef struct vigil__msgout { uint32_t namelen, controllen, payloadlen, flags; 
 #define VIGIL__CF_FROZEN     (1u << 12) /* its callback is stuck on a fenced thread: hold its events */
 #define VIGIL__CF_DISCARD    (1u << 13) /* broken after a fence: received bytes are dropped */
 
-typedef struct vigil__parked { uint32_t buf; uint32_t len; } vigil__parked;
+/* Bytes received while paused wait in their buffers, queued through this
+ * per-buffer link (loop->buf_park, one entry per pool buffer, made with the
+ * pool): parking never allocates, and a buffer is in one queue at most. */
+typedef struct vigil__parked { uint32_t next; uint32_t len; } vigil__parked; /* next: buffer id + 1 */
 
 typedef struct vigil__conn {
     uint32_t gen;
@@ -199,8 +202,7 @@ typedef struct vigil__conn {
     vigil_close_cb close_cb;
     void *close_ud;
     void *data;
-    vigil__parked *parked; /* receives that arrived while paused, in order */
-    uint32_t parked_pos, parked_n, parked_cap; /* [pos, n) still to deliver */
+    uint32_t parked_head, parked_tail; /* buffers received into while paused: id + 1 */
     int32_t parked_final;  /* final status behind the parked data */
     int32_t fail_status;   /* what the queued sends fail with once the stream broke */
 } vigil__conn;

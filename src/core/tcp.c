@@ -473,25 +473,29 @@ static void recv_deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, uint32
         vigil__buf_recycle(loop, id);
 }
 
-static int park(vigil__conn *c, uint32_t id, uint32_t len) {
-    if (c->parked_n == c->parked_cap && c->parked_pos) { /* reuse the delivered front */
-        c->parked_n -= c->parked_pos;
-        memmove(c->parked, c->parked + c->parked_pos, c->parked_n * sizeof(*c->parked));
-        c->parked_pos = 0;
-    }
-    if (c->parked_n == c->parked_cap) {
-        uint32_t cap = c->parked_cap ? c->parked_cap * 2 : 4;
-        vigil__parked *p = realloc(c->parked, cap * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        c->parked = p;
-        c->parked_cap = cap;
-    }
-    c->parked[c->parked_n++] = (vigil__parked){id, len};
-    return 0;
+/* Queues buffer id (len bytes) behind the connection's parked bytes:
+ * through the buffers' own links, so it never allocates (op.h). */
+static void park(vigil_loop *loop, vigil__conn *c, uint32_t id, uint32_t len) {
+    loop->buf_state[id] = VIGIL__BUF_PARKED;
+    loop->buf_park[id] = (vigil__parked){0, len};
+    if (c->parked_tail)
+        loop->buf_park[c->parked_tail - 1].next = id + 1;
+    else
+        c->parked_head = id + 1;
+    c->parked_tail = id + 1;
 }
 
-static uint32_t parked_pending(const vigil__conn *c) { return c->parked_n - c->parked_pos; }
+static bool parked_pending(const vigil__conn *c) { return c->parked_head != 0; }
+
+/* Takes the first parked buffer off the queue: its id, *len its bytes. */
+static uint32_t unpark(vigil_loop *loop, vigil__conn *c, uint32_t *len) {
+    uint32_t id = c->parked_head - 1;
+    *len = loop->buf_park[id].len;
+    c->parked_head = loop->buf_park[id].next;
+    if (!c->parked_head)
+        c->parked_tail = 0;
+    return id;
+}
 
 /* Delivers parked bytes in order; stops early if the user pauses again. Each
  * entry leaves the list before its callback, so a fence in one leaves the
@@ -501,10 +505,8 @@ static void flush_parked(vigil_loop *loop, vigil__op *op, vigil__conn *c, bool e
     while (parked_pending(c)) {
         if (!even_if_paused && (op->flags & VIGIL__OPF_PAUSED))
             break;
-        vigil__parked p = c->parked[c->parked_pos++];
-        if (c->parked_pos == c->parked_n)
-            c->parked_pos = c->parked_n = 0;
-        recv_deliver(loop, op, c, p.buf, p.len);
+        uint32_t len, id = unpark(loop, c, &len);
+        recv_deliver(loop, op, c, id, len);
         if (op->gen != gen || op->kind != VIGIL__OP_RECV)
             break;
     }
@@ -512,9 +514,9 @@ static void flush_parked(vigil_loop *loop, vigil__op *op, vigil__conn *c, bool e
 
 /* Received bytes nobody will take: the owner closed or cancelled the receive. */
 static void discard_parked(vigil_loop *loop, vigil__conn *c) {
+    uint32_t len;
     while (parked_pending(c))
-        vigil__buf_recycle(loop, c->parked[c->parked_pos++].buf);
-    c->parked_pos = c->parked_n = 0;
+        vigil__buf_recycle(loop, unpark(loop, c, &len));
     c->flags &= (uint16_t)~VIGIL__CF_EOF_PARKED;
 }
 
@@ -557,9 +559,7 @@ static void recv_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c, const
         } else {
             op->u.recv.last_ns = vigil__clock_ns();
             if (op->flags & VIGIL__OPF_PAUSED || parked_pending(c)) {
-                loop->buf_state[id] = VIGIL__BUF_PARKED;
-                if (park(c, id, (uint32_t)e->res) < 0)
-                    abort(); /* cannot keep the bytes and must not drop them */
+                park(loop, c, id, (uint32_t)e->res);
             } else {
                 uint32_t gen = op->gen;
                 recv_deliver(loop, op, c, id, (uint32_t)e->res);
@@ -1384,9 +1384,9 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
                 vigil__op_cancel_kernel(loop, op);
                 if (op->heap >= 0)
                     vigil__heap_remove(loop, op);
-                for (uint32_t i = c->parked_pos; i < c->parked_n; i++)
-                    vigil__buf_recycle(loop, c->parked[i].buf);
-                c->parked_n = c->parked_pos = 0;
+                uint32_t len;
+                while (parked_pending(c))
+                    vigil__buf_recycle(loop, unpark(loop, c, &len));
                 if (op->cb) /* no callback: the close's own drain */
                     VIGIL__CALLBACK(loop, ((vigil_recv_cb)op->cb), (loop, h, -ECANCELED, NULL, op->ud));
                 vigil__op_release(loop, op);
