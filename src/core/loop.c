@@ -197,6 +197,54 @@ void vigil__op_release(vigil_loop *loop, vigil__op *op) {
     loop->ops_free = op->self + 1;
 }
 
+/* ------------------------------------------------------------ queues */
+
+uint32_t *vigil__op_link(vigil_loop *loop, uint32_t slot1) { return &vigil__op_at(loop, slot1 - 1)->next; }
+uint32_t *vigil__conn_link(vigil_loop *loop, uint32_t slot1) { return &vigil__conn_at(loop, slot1)->next; }
+
+void vigil__queue_push(vigil_loop *loop, vigil__queue *q, uint32_t slot1, vigil__link_fn link) {
+    *link(loop, slot1) = 0;
+    if (q->tail)
+        *link(loop, q->tail) = slot1;
+    else
+        q->head = slot1;
+    q->tail = slot1;
+}
+
+uint32_t vigil__queue_pop(vigil_loop *loop, vigil__queue *q, vigil__link_fn link) {
+    uint32_t s1 = q->head;
+    if (!s1)
+        return 0;
+    uint32_t *next = link(loop, s1);
+    q->head = *next;
+    if (!q->head)
+        q->tail = 0;
+    *next = 0;
+    return s1;
+}
+
+/* Takes entry slot1 out of the middle of q; false if it is not there. */
+bool vigil__queue_remove(vigil_loop *loop, vigil__queue *q, uint32_t slot1, vigil__link_fn link) {
+    uint32_t prev = 0, cur = q->head;
+    while (cur && cur != slot1) {
+        prev = cur;
+        cur = *link(loop, cur);
+    }
+    if (!cur)
+        return false;
+    uint32_t *next = link(loop, cur);
+    if (prev)
+        *link(loop, prev) = *next;
+    else
+        q->head = *next;
+    if (q->tail == slot1)
+        q->tail = prev;
+    *next = 0;
+    return true;
+}
+
+/* ------------------------------------------------------- the later list */
+
 /* Queues op's final callback (status) for the next pass: callbacks never run
  * inside the API call that caused them. */
 void vigil__later(vigil_loop *loop, vigil__op *op, int status) {
@@ -204,12 +252,7 @@ void vigil__later(vigil_loop *loop, vigil__op *op, int status) {
         return;
     op->flags |= VIGIL__OPF_LATER;
     op->status = status;
-    op->next = 0;
-    if (loop->later_tail)
-        vigil__op_at(loop, loop->later_tail - 1)->next = op->self + 1;
-    else
-        loop->later_head = op->self + 1;
-    loop->later_tail = op->self + 1;
+    vigil__queue_push(loop, &loop->later, op->self + 1, vigil__op_link);
 }
 
 int vigil__op_cancel_kernel(vigil_loop *loop, vigil__op *op) {
@@ -368,19 +411,15 @@ static void run_later(vigil_loop *loop) {
     /* Take the list as it is now (callbacks may append to the live one), but
      * keep it in loop memory: after a fence the rebuild runs the rest. */
     if (!loop->later_run) {
-        loop->later_run = loop->later_head;
-        loop->later_head = loop->later_tail = 0;
+        loop->later_run = loop->later.head;
+        loop->later = (vigil__queue){0};
     }
     while (loop->later_run) {
         vigil__op *op = vigil__op_at(loop, loop->later_run - 1);
         loop->later_run = op->next;
         op->next = 0;
         if (vigil__later_is_frozen(loop, op)) { /* its callback is stuck: keep it for later */
-            if (loop->rb.held_later_tail)
-                vigil__op_at(loop, loop->rb.held_later_tail - 1)->next = op->self + 1;
-            else
-                loop->rb.held_later_head = op->self + 1;
-            loop->rb.held_later_tail = op->self + 1;
+            vigil__queue_push(loop, &loop->rb.held_later, op->self + 1, vigil__op_link);
             continue;
         }
         op->flags &= (uint16_t)~VIGIL__OPF_LATER;
@@ -392,25 +431,17 @@ void vigil__run_later(vigil_loop *loop) { run_later(loop); }
 
 /* A frozen connection moved over: its held later-list entries run again. */
 void vigil__unhold_later(vigil_loop *loop, uint32_t conn_slot1) {
-    uint32_t head = loop->rb.held_later_head, keep_head = 0, keep_tail = 0;
-    loop->rb.held_later_head = loop->rb.held_later_tail = 0;
-    while (head) {
-        vigil__op *op = vigil__op_at(loop, head - 1);
-        head = op->next;
-        op->next = 0;
+    vigil__queue held = loop->rb.held_later;
+    loop->rb.held_later = (vigil__queue){0};
+    for (uint32_t s1; (s1 = vigil__queue_pop(loop, &held, vigil__op_link));) {
+        vigil__op *op = vigil__op_at(loop, s1 - 1);
         if (op->conn == conn_slot1) {
             op->flags &= (uint16_t)~VIGIL__OPF_LATER;
             vigil__later(loop, op, op->status);
         } else {
-            if (keep_tail)
-                vigil__op_at(loop, keep_tail - 1)->next = op->self + 1;
-            else
-                keep_head = op->self + 1;
-            keep_tail = op->self + 1;
+            vigil__queue_push(loop, &loop->rb.held_later, s1, vigil__op_link);
         }
     }
-    loop->rb.held_later_head = keep_head;
-    loop->rb.held_later_tail = keep_tail;
 }
 
 /* ------------------------------------------------------ cross-thread */
@@ -659,7 +690,7 @@ void vigil__buf_recycle(vigil_loop *loop, uint32_t id) {
     loop->buf_state[id] = VIGIL__BUF_KERNEL;
     loop->bufs_free++;
     loop->be->buf_recycle(loop, id);
-    if (loop->buf_wait_head)
+    if (loop->buf_wait.head)
         vigil__tcp_buffers_freed(loop);
 }
 
@@ -905,7 +936,7 @@ int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out) {
 /* Work that keeps VIGIL_RUN_DEFAULT going. The wake read does not count. */
 static bool has_work(vigil_loop *loop) {
     uint64_t inflight = atomic_load_explicit(&loop->sv.stats.ops_in_flight, memory_order_relaxed);
-    return loop->live_conns || loop->live_listeners || loop->live_timers || loop->later_head ||
+    return loop->live_conns || loop->live_listeners || loop->live_timers || loop->later.head ||
            loop->rb.carry_n || inflight > 1;
 }
 
@@ -985,7 +1016,7 @@ static int run_passes(vigil_loop *loop, vigil_run_mode mode, int timeout_ms, boo
         vigil__fs_poll(loop); /* submits what callbacks asked for */
         /* Sleep only if nothing is ready, and in ONCE only until something ran. */
         bool ready = vigil__fs_ready(loop) ||
-                     (!loop->rb.gated && (loop->later_head || posts_waiting(loop)));
+                     (!loop->rb.gated && (loop->later.head || posts_waiting(loop)));
         bool may_sleep = mode == VIGIL_RUN_DEFAULT || (mode == VIGIL_RUN_ONCE && loop->callbacks == ran_before);
         int64_t t = may_sleep && !ready ? wait_timeout_ns(loop, vigil__clock_ns(), until) : 0;
         if (look_soon && (t < 0 || t > 10000000))

@@ -60,8 +60,8 @@ struct vigil_loop {
     uint32_t live_conns, live_listeners, live_timers;
 
     vigil__timers tm;           /* timer.c */
-    uint32_t later_head, later_tail;       /* ops whose final callback needs no completion */
-    uint32_t buf_wait_head, buf_wait_tail; /* connections waiting for receive buffers */
+    vigil__queue later;         /* ops whose final callback needs no completion */
+    vigil__queue buf_wait;      /* connections waiting for receive buffers */
 
     /* receive buffers: one mapping of buf_count * buf_size bytes */
     uint8_t *buf_base;

@@ -152,6 +152,18 @@ extern const vigil__op_class vigil__signal_class, vigil__sigread_class;  /* os/{
 extern const vigil__op_class vigil__resolve_class, vigil__dial_class;    /* resolve.c */
 extern const vigil__op_class vigil__udp_recv_class, vigil__udp_send_class, vigil__udp_wait_class; /* udp.c */
 
+/* A queue of table entries (ops or connections) linked through their own
+ * `next` field by slot + 1, 0 ending it: the later list, send queues, the
+ * connections waiting for buffers. No allocation, and an entry is in one
+ * queue at most (it has one `next`). */
+typedef struct vigil__queue { uint32_t head, tail; } vigil__queue;
+typedef uint32_t *(*vigil__link_fn)(vigil_loop *loop, uint32_t slot1); /* entry slot1's `next` */
+uint32_t *vigil__op_link(vigil_loop *loop, uint32_t slot1);
+uint32_t *vigil__conn_link(vigil_loop *loop, uint32_t slot1);
+void vigil__queue_push(vigil_loop *loop, vigil__queue *q, uint32_t slot1, vigil__link_fn link);
+uint32_t vigil__queue_pop(vigil_loop *loop, vigil__queue *q, vigil__link_fn link); /* slot + 1, or 0 */
+bool vigil__queue_remove(vigil_loop *loop, vigil__queue *q, uint32_t slot1, vigil__link_fn link);
+
 enum vigil__conn_kind { VIGIL__CONN_FREE = 0, VIGIL__CONN_STREAM, VIGIL__CONN_LISTENER, VIGIL__CONN_DGRAM };
 #define VIGIL__UDP_NAME_MAX 28 /* sizeof(struct sockaddr_in6): the address room in a receive buffer */
 /* The head of a datagram's buffer with OPF_MSGOUT, as io_uring's multishot
@@ -188,8 +200,7 @@ typedef struct vigil__conn {
     uint16_t flags;
     vigil_socket fd;
     uint32_t recv_op;   /* op slot + 1, or 0 */
-    uint32_t send_head; /* send queue: op slot + 1 */
-    uint32_t send_tail;
+    vigil__queue sendq; /* queued sends, in order (ops) */
     uint32_t io_op;     /* connect or accept op: slot + 1 */
     uint32_t close_op;  /* close op (holds the flush deadline): slot + 1 */
     uint32_t next;      /* free list / buffer wait list */

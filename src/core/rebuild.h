@@ -13,7 +13,7 @@ typedef struct vigil__rebuild_state {
     uint32_t carry_pos, carry_n, carry_cap;
     vigil__cqe *held;           /* completions for frozen connections, in order */
     uint32_t held_n, held_cap;
-    uint32_t held_later_head, held_later_tail; /* their later-list entries */
+    vigil__queue held_later;    /* their later-list entries */
     struct vigil__fence *fences;/* fenced threads not yet accounted for */
     bool gated;                 /* a fenced callback still runs: no other may */
     uint32_t gate_accepts;      /* connections accepted behind the gate */

@@ -405,12 +405,7 @@ static void recv_arm(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
         /* Every buffer is with the user or parked: wait for one to come back. */
         if (!(c->flags & VIGIL__CF_BUF_WAIT)) {
             c->flags |= VIGIL__CF_BUF_WAIT;
-            c->next = 0;
-            if (loop->buf_wait_tail)
-                vigil__conn_at(loop, loop->buf_wait_tail)->next = c->self + 1;
-            else
-                loop->buf_wait_head = c->self + 1;
-            loop->buf_wait_tail = c->self + 1;
+            vigil__queue_push(loop, &loop->buf_wait, c->self + 1, vigil__conn_link);
         }
         return;
     }
@@ -422,12 +417,8 @@ static void recv_arm(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
 }
 
 void vigil__tcp_buffers_freed(vigil_loop *loop) {
-    while (loop->buf_wait_head && loop->bufs_free) {
-        vigil__conn *c = vigil__conn_at(loop, loop->buf_wait_head);
-        loop->buf_wait_head = c->next;
-        if (!loop->buf_wait_head)
-            loop->buf_wait_tail = 0;
-        c->next = 0;
+    for (uint32_t s1; loop->bufs_free && (s1 = vigil__queue_pop(loop, &loop->buf_wait, vigil__conn_link));) {
+        vigil__conn *c = vigil__conn_at(loop, s1);
         c->flags &= (uint16_t)~VIGIL__CF_BUF_WAIT;
         vigil__op *op = op_of(loop, c->recv_op);
         if (c->kind == VIGIL__CONN_DGRAM)
@@ -442,20 +433,8 @@ void vigil__tcp_buffers_freed(vigil_loop *loop) {
 static void buf_wait_remove(vigil_loop *loop, vigil__conn *c) {
     if (!(c->flags & VIGIL__CF_BUF_WAIT))
         return;
-    uint32_t prev = 0, cur = loop->buf_wait_head;
-    while (cur && cur != c->self + 1) {
-        prev = cur;
-        cur = vigil__conn_at(loop, cur)->next;
-    }
-    if (!cur)
-        return;
-    if (prev)
-        vigil__conn_at(loop, prev)->next = c->next;
-    else
-        loop->buf_wait_head = c->next;
-    if (loop->buf_wait_tail == c->self + 1)
-        loop->buf_wait_tail = prev;
-    c->flags &= (uint16_t)~VIGIL__CF_BUF_WAIT;
+    if (vigil__queue_remove(loop, &loop->buf_wait, c->self + 1, vigil__conn_link))
+        c->flags &= (uint16_t)~VIGIL__CF_BUF_WAIT;
 }
 
 static void recv_deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, uint32_t id, uint32_t len) {
@@ -644,10 +623,7 @@ static void recv_stop(vigil_loop *loop, vigil__conn *c, int status) {
 /* ---------------------------------------------------------------- send */
 
 static void send_unlink_head(vigil_loop *loop, vigil__conn *c, vigil__op *op) {
-    c->send_head = op->next;
-    if (!c->send_head)
-        c->send_tail = 0;
-    op->next = 0;
+    vigil__queue_pop(loop, &c->sendq, vigil__op_link); /* op is the head */
     c->queued -= op->u.send.len - op->u.send.done;
 }
 
@@ -663,11 +639,8 @@ static void send_final(vigil_loop *loop, vigil__conn *c, vigil__op *op, int stat
  * went out. Returns false if a callback closed the connection. */
 static bool send_report_sent(vigil_loop *loop, vigil__conn *c) {
     uint64_t cid = vigil__conn_id(loop, c);
-    for (vigil__op *op; (op = op_of(loop, c->send_head)) && op->u.send.done == op->u.send.len;) {
-        c->send_head = op->next;
-        if (!c->send_head)
-            c->send_tail = 0;
-        op->next = 0;
+    for (vigil__op *op; (op = op_of(loop, c->sendq.head)) && op->u.send.done == op->u.send.len;) {
+        send_unlink_head(loop, c, op);
         send_final(loop, c, op, (int)op->u.send.len);
         if (!conn_alive(loop, c, cid))
             return false;
@@ -712,15 +685,15 @@ static void stream_broken(vigil_loop *loop, vigil__conn *c, int status) {
  * run from the loop (the connection lives on until they have). */
 static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status, bool later) {
     c->fail_status = status; /* for the rest, should a callback below be fenced */
-    vigil__op *head = op_of(loop, c->send_head);
+    vigil__op *head = op_of(loop, c->sendq.head);
     if (head && (head->flags & VIGIL__OPF_KERNEL)) {
         head->flags |= VIGIL__OPF_STOPPED;
         head->status = status;
         vigil__op_cancel_kernel(loop, head);
         return;
     }
-    while (c->send_head) {
-        vigil__op *op = op_of(loop, c->send_head);
+    while (c->sendq.head) {
+        vigil__op *op = op_of(loop, c->sendq.head);
         send_unlink_head(loop, c, op);
         if (later) {
             op->flags |= VIGIL__OPF_STOPPED;
@@ -734,7 +707,7 @@ static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status, bool lat
 }
 
 static void send_pump(vigil_loop *loop, vigil__conn *c) {
-    vigil__op *head = op_of(loop, c->send_head);
+    vigil__op *head = op_of(loop, c->sendq.head);
     if (c->flags & (VIGIL__CF_CONNECTING | VIGIL__CF_CLOSE_SENT))
         return;
     if (!head) {
@@ -828,7 +801,7 @@ static bool send_behind_gate(vigil_loop *loop, vigil__op *head, const vigil__cqe
         return false;
     if (n > 0)
         send_apply(loop, c, head, n);
-    for (vigil__op *op; (op = op_of(loop, c->send_head)) && op->u.send.done == op->u.send.len;) {
+    for (vigil__op *op; (op = op_of(loop, c->sendq.head)) && op->u.send.done == op->u.send.len;) {
         send_unlink_head(loop, c, op);
         op->flags |= VIGIL__OPF_CARRIED; /* its final callback waits in the held list */
         vigil__hold(loop, &(vigil__cqe){vigil__op_tag(loop, op), (int32_t)op->u.send.len,
@@ -866,11 +839,7 @@ int vigil_send(vigil_loop *loop, vigil_conn h, const void *data, size_t len, uin
         op->due_ns = vigil__clock_ns() + deadline_ms * 1000000ull;
         vigil__heap_push(loop, op);
     }
-    if (c->send_tail)
-        op_of(loop, c->send_tail)->next = op->self + 1;
-    else
-        c->send_head = op->self + 1;
-    c->send_tail = op->self + 1;
+    vigil__queue_push(loop, &c->sendq, op->self + 1, vigil__op_link);
     c->queued += len;
     if (oph)
         *oph = vigil__op_handle(loop, op);
@@ -994,9 +963,9 @@ static void conn_maybe_close(vigil_loop *loop, vigil__conn *c) {
         return;
     if (c->recv_op || c->io_op)
         return;
-    if (c->send_head && !(c->flags & (VIGIL__CF_ABORT | VIGIL__CF_BROKEN)))
+    if (c->sendq.head && !(c->flags & (VIGIL__CF_ABORT | VIGIL__CF_BROKEN)))
         return; /* still flushing */
-    if (c->send_head)
+    if (c->sendq.head)
         return; /* failing sends: waiting for the in-flight one */
     if (c->flags & (VIGIL__CF_ABORT | VIGIL__CF_BROKEN)) {
         vigil__socket_set_abortive(c->fd);
@@ -1124,20 +1093,8 @@ static void close_finish(vigil_loop *loop, vigil__op *op, int status) {
 
 /* Takes a queued send out of the middle of its connection's queue. */
 bool vigil__send_unlink(vigil_loop *loop, vigil__conn *c, vigil__op *op) {
-    uint32_t prev = 0, cur = c->send_head;
-    while (cur && cur != op->self + 1) {
-        prev = cur;
-        cur = op_of(loop, cur)->next;
-    }
-    if (!cur)
+    if (!vigil__queue_remove(loop, &c->sendq, op->self + 1, vigil__op_link))
         return false;
-    if (prev)
-        op_of(loop, prev)->next = op->next;
-    else
-        c->send_head = op->next;
-    if (c->send_tail == op->self + 1)
-        c->send_tail = prev;
-    op->next = 0;
     c->queued -= op->u.send.len;
     return true;
 }
@@ -1366,10 +1323,8 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
                 vigil__op_release(loop, op);
             }
             c->io_op = 0;
-            for (uint32_t s1 = c->send_head; s1;) {
+            for (uint32_t s1; (s1 = vigil__queue_pop(loop, &c->sendq, vigil__op_link));) {
                 op = op_of(loop, s1);
-                s1 = op->next;
-                op->next = 0;
                 op->flags |= VIGIL__OPF_USER_DONE;
                 vigil__op_cancel_kernel(loop, op);
                 if (op->heap >= 0)
@@ -1378,7 +1333,6 @@ void vigil__tcp_destroy_all(vigil_loop *loop) {
                     VIGIL__CALLBACK(loop, ((vigil_send_cb)op->cb), (loop, h, -ECANCELED, op->ud));
                 vigil__op_release(loop, op);
             }
-            c->send_head = c->send_tail = 0;
             if ((op = op_of(loop, c->recv_op)) && !(op->flags & VIGIL__OPF_USER_DONE)) {
                 op->flags |= VIGIL__OPF_USER_DONE;
                 vigil__op_cancel_kernel(loop, op);
@@ -1461,7 +1415,7 @@ void vigil__tcp_repair(vigil_loop *loop, vigil__conn *c) {
     }
     if (!send_report_sent(loop, c))
         return;
-    vigil__op *head = op_of(loop, c->send_head);
+    vigil__op *head = op_of(loop, c->sendq.head);
     if (c->flags & (VIGIL__CF_BROKEN | VIGIL__CF_ABORT)) {
         if (head && !(head->flags & VIGIL__OPF_KERNEL))
             send_fail_all(loop, c, c->fail_status ? c->fail_status : -ECANCELED, false);

@@ -106,7 +106,7 @@ int vigil_udp_port(vigil_loop *loop, vigil_udp h) {
 
 /* The socket goes once every op on it has had its final callback. */
 static void maybe_free(vigil_loop *loop, vigil__conn *c) {
-    if (!(c->flags & VIGIL__CF_CLOSING) || c->recv_op || c->io_op || c->send_head)
+    if (!(c->flags & VIGIL__CF_CLOSING) || c->recv_op || c->io_op || c->sendq.head)
         return;
     vigil__socket_close_now(c->fd); /* a UDP close never waits */
     vigil__conn_free(loop, c);
@@ -148,12 +148,7 @@ static void recv_arm(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
     if (!loop->bufs_free) { /* the pool is dry: wait for a buffer, losing nothing */
         if (!(c->flags & VIGIL__CF_BUF_WAIT)) {
             c->flags |= VIGIL__CF_BUF_WAIT;
-            c->next = 0;
-            if (loop->buf_wait_tail)
-                vigil__conn_at(loop, loop->buf_wait_tail)->next = vigil__conn_slot1(loop, c);
-            else
-                loop->buf_wait_head = vigil__conn_slot1(loop, c);
-            loop->buf_wait_tail = vigil__conn_slot1(loop, c);
+            vigil__queue_push(loop, &loop->buf_wait, vigil__conn_slot1(loop, c), vigil__conn_link);
         }
         return;
     }
@@ -305,8 +300,8 @@ static void send_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int stat
 /* Sends what the queue holds until the socket is full; each datagram's
  * callback comes from the later list. */
 static void pump(vigil_loop *loop, vigil__conn *c) {
-    while (c->send_head && !c->io_op) {
-        vigil__op *op = op_of(loop, c->send_head);
+    while (c->sendq.head && !c->io_op) {
+        vigil__op *op = op_of(loop, c->sendq.head);
         if (op->flags & VIGIL__OPF_LATER)
             return; /* already reported, waiting to run */
         int rc = loop->debug_udp_full ? (loop->debug_udp_full--, -EAGAIN)
@@ -327,9 +322,7 @@ static void pump(vigil_loop *loop, vigil__conn *c) {
                 return;
             }
         }
-        c->send_head = op->next;
-        if (!c->send_head)
-            c->send_tail = 0;
+        vigil__queue_pop(loop, &c->sendq, vigil__op_link); /* op is the head */
         c->queued -= op->u.send.len;
         vigil__later(loop, op, rc < 0 ? rc : (int)op->u.send.len);
     }
@@ -376,11 +369,7 @@ int vigil_udp_send(vigil_loop *loop, vigil_udp h, const vigil_peer *to, const vo
     op->cb = (void *)cb;
     op->ud = ud;
     op->conn = vigil__conn_slot1(loop, c);
-    if (c->send_tail)
-        op_of(loop, c->send_tail)->next = op->self + 1;
-    else
-        c->send_head = op->self + 1;
-    c->send_tail = op->self + 1;
+    vigil__queue_push(loop, &c->sendq, op->self + 1, vigil__op_link);
     c->queued += len;
     pump(loop, c);
     if (out)
@@ -452,13 +441,11 @@ static int udp_send_cancel(vigil_loop *loop, vigil__op *op) {
 }
 
 static void fail_queue(vigil_loop *loop, vigil__conn *c, int status) {
-    while (c->send_head) {
-        vigil__op *op = op_of(loop, c->send_head);
-        c->send_head = op->next;
+    for (uint32_t s1; (s1 = vigil__queue_pop(loop, &c->sendq, vigil__op_link));) {
+        vigil__op *op = op_of(loop, s1);
         op->flags |= VIGIL__OPF_STOPPED;
         vigil__later(loop, op, status);
     }
-    c->send_tail = 0;
     c->queued = 0;
 }
 
