@@ -61,7 +61,7 @@ void vigil__engine_started(vigil_loop *loop, vigil__op *op, uint32_t deadline_ms
  * Returns how many. */
 static uint32_t abandon_stuck(vigil_loop *loop) {
     uint32_t n = 0;
-    for (uint32_t slot = 0; slot < loop->ops_cap; slot++) {
+    for (uint32_t slot = 0; slot < loop->ops.cap; slot++) {
         vigil__op *op = vigil__op_at(loop, slot);
         const vigil__op_class *cls = vigil__class_of(op);
         bool in_engine = (op->flags & VIGIL__OPF_ENGINE) && (op->flags & VIGIL__OPF_KERNEL);
@@ -86,7 +86,7 @@ static uint32_t abandon_stuck(vigil_loop *loop) {
 void vigil__fs_destroy(vigil_loop *loop) {
     if (!loop->fs_ring && !loop->pool)
         return;
-    for (uint32_t slot = 0; slot < loop->ops_cap; slot++) {
+    for (uint32_t slot = 0; slot < loop->ops.cap; slot++) {
         vigil__op *op = vigil__op_at(loop, slot);
         if (!(op->flags & VIGIL__OPF_ENGINE) || (op->flags & (VIGIL__OPF_USER_DONE | VIGIL__OPF_STOPPED)))
             continue;

@@ -93,32 +93,40 @@ uint64_t vigil_now_ns(void) { return vigil__clock_ns(); }
 
 /* ------------------------------------------------------------ op table */
 
+void *vigil__table_grow(vigil__table *t, size_t elem) {
+    uint32_t chunk = t->cap >> VIGIL__CHUNK_SHIFT;
+    void *c = chunk < VIGIL__MAX_CHUNKS ? calloc(VIGIL__CHUNK, elem) : NULL;
+    if (c) {
+        t->chunks[chunk] = c;
+        t->cap += VIGIL__CHUNK;
+    }
+    return c;
+}
+
+void vigil__table_free(vigil__table *t) {
+    for (uint32_t i = 0; i < (t->cap >> VIGIL__CHUNK_SHIFT); i++)
+        free(t->chunks[i]);
+    t->cap = 0;
+}
+
 static int grow_ops(vigil_loop *loop) {
-    uint32_t chunk = loop->ops_cap >> VIGIL__CHUNK_SHIFT;
-    if (chunk >= VIGIL__MAX_CHUNKS)
+    uint32_t base = loop->ops.cap;
+    if (vigil__heap_reserve(loop, base + VIGIL__CHUNK) < 0) /* a deadline push never allocates */
         return -ENOMEM;
-    if (vigil__heap_reserve(loop, loop->ops_cap + VIGIL__CHUNK) < 0)
-        return -ENOMEM;
-    vigil__op *c = calloc(VIGIL__CHUNK, sizeof(*c));
+    vigil__op *c = vigil__table_grow(&loop->ops, sizeof(*c));
     if (!c)
         return -ENOMEM;
-    loop->ops[chunk] = c;
     /* push in reverse so low slots are used first */
     for (uint32_t i = VIGIL__CHUNK; i-- > 0;) {
-        c[i].self = loop->ops_cap + i;
+        c[i].self = base + i;
         c[i].heap = -1;
         c[i].next = loop->ops_free;
-        loop->ops_free = loop->ops_cap + i + 1;
+        loop->ops_free = base + i + 1;
     }
-    loop->ops_cap += VIGIL__CHUNK;
     return 0;
 }
 
-vigil__op *vigil__op_at(vigil_loop *loop, uint32_t slot) {
-    if (slot >= loop->ops_cap)
-        return NULL;
-    return &loop->ops[slot >> VIGIL__CHUNK_SHIFT][slot & (VIGIL__CHUNK - 1)];
-}
+vigil__op *vigil__op_at(vigil_loop *loop, uint32_t slot) { return VIGIL__TABLE_AT(&loop->ops, vigil__op, slot); }
 
 vigil__op *vigil__op_new(vigil_loop *loop, int kind) {
     if (!loop->ops_free && grow_ops(loop) < 0)
@@ -310,28 +318,22 @@ void vigil__send_free(vigil_loop *loop, void *p, size_t len) {
 /* ---------------------------------------------------- connection table */
 
 static int grow_conns(vigil_loop *loop) {
-    uint32_t chunk = loop->conns_cap >> VIGIL__CHUNK_SHIFT;
-    if (chunk >= VIGIL__MAX_CHUNKS)
-        return -ENOMEM;
-    vigil__conn *c = calloc(VIGIL__CHUNK, sizeof(*c));
+    uint32_t base = loop->conns.cap;
+    vigil__conn *c = vigil__table_grow(&loop->conns, sizeof(*c));
     if (!c)
         return -ENOMEM;
-    loop->conns[chunk] = c;
     for (uint32_t i = VIGIL__CHUNK; i-- > 0;) {
-        c[i].self = loop->conns_cap + i;
+        c[i].self = base + i;
         c[i].fd = -1;
         c[i].next = loop->conns_free;
-        loop->conns_free = loop->conns_cap + i + 1;
+        loop->conns_free = base + i + 1;
     }
-    loop->conns_cap += VIGIL__CHUNK;
     return 0;
 }
 
+/* by slot + 1: 0 names no connection */
 vigil__conn *vigil__conn_at(vigil_loop *loop, uint32_t slot1) {
-    if (!slot1 || slot1 > loop->conns_cap)
-        return NULL;
-    uint32_t s = slot1 - 1;
-    return &loop->conns[s >> VIGIL__CHUNK_SHIFT][s & (VIGIL__CHUNK - 1)];
+    return slot1 ? VIGIL__TABLE_AT(&loop->conns, vigil__conn, slot1 - 1) : NULL;
 }
 
 vigil__conn *vigil__conn_new(vigil_loop *loop, int kind, vigil_socket fd) {
@@ -1119,7 +1121,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
      * below, carried and held completions first, in order. */
     vigil__fences_poll(loop, vigil__clock_ns());
     vigil__run_carry(loop);
-    for (uint32_t s1 = 1; s1 <= loop->conns_cap; s1++) {
+    for (uint32_t s1 = 1; s1 <= loop->conns.cap; s1++) {
         vigil__conn *c = vigil__conn_at(loop, s1);
         if (c->flags & VIGIL__CF_FROZEN) {
             c->flags &= (uint16_t)~VIGIL__CF_FROZEN;
@@ -1152,7 +1154,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
     /* Let the kernel finish every op before any memory goes: completions
      * that still arrive find user-done ops and only free their slots. */
     uint64_t give_up = vigil__clock_ns() + 5000000000ull;
-    for (uint32_t i = 0; i < loop->ops_cap; i++) {
+    for (uint32_t i = 0; i < loop->ops.cap; i++) {
         vigil__op *op = vigil__op_at(loop, i);
         if (vigil__class_of(op)->flags & VIGIL__CLASS_STANDING)
             vigil__op_cancel_kernel(loop, op);
@@ -1175,16 +1177,10 @@ int vigil_loop_destroy(vigil_loop *loop) {
 #endif
     free(loop->buf_state);
     free(loop->buf_park);
-    for (uint32_t i = 0; i < (loop->ops_cap >> VIGIL__CHUNK_SHIFT); i++) {
-        vigil__op *chunk = loop->ops[i];
-        for (uint32_t j = 0; j < VIGIL__CHUNK; j++) {
-            free_extra(loop, &chunk[j]);
-        }
-        free(chunk);
-    }
-    for (uint32_t i = 0; i < (loop->conns_cap >> VIGIL__CHUNK_SHIFT); i++) {
-        free(loop->conns[i]);
-    }
+    for (uint32_t slot = 0; slot < loop->ops.cap; slot++)
+        free_extra(loop, vigil__op_at(loop, slot));
+    vigil__table_free(&loop->ops);
+    vigil__table_free(&loop->conns);
     for (int i = 0; i < 11; i++) {
         while (loop->send_cache[i]) {
             void *next = *(void **)loop->send_cache[i];

@@ -53,10 +53,8 @@ struct vigil_loop {
     bool destroying;
 
     /* the op and connection tables: chunks that never move */
-    vigil__op *ops[VIGIL__MAX_CHUNKS];
-    uint32_t ops_cap, ops_free; /* free list head: slot + 1 */
-    vigil__conn *conns[VIGIL__MAX_CHUNKS];
-    uint32_t conns_cap, conns_free;
+    vigil__table ops, conns;
+    uint32_t ops_free, conns_free; /* free list heads: slot + 1 */
     uint32_t live_conns, live_listeners, live_timers;
 
     vigil__timers tm;           /* timer.c */

@@ -226,6 +226,20 @@ typedef struct vigil__conn {
 #define VIGIL__BUF_CARRIED 4 /* named by a fenced backend's completion not yet applied */
 #define VIGIL__BUF_LENT   5 /* in a fenced thread's stuck callback */
 
+/* The op and connection tables: entries in chunks of VIGIL__CHUNK that
+ * never move once made, so a pointer to an entry stays valid while the
+ * table grows (callbacks start ops while the core holds pointers). */
+typedef struct vigil__table {
+    void *chunks[VIGIL__MAX_CHUNKS];
+    uint32_t cap; /* entries in the chunks made so far */
+} vigil__table;
+/* A new zeroed chunk of elem-sized entries (its first one), or NULL when
+ * the table is full or memory is out; t->cap grows by VIGIL__CHUNK. */
+void *vigil__table_grow(vigil__table *t, size_t elem);
+void vigil__table_free(vigil__table *t);
+#define VIGIL__TABLE_AT(t, type, slot)                                                      \
+    ((slot) < (t)->cap ? (type *)(t)->chunks[(slot) >> VIGIL__CHUNK_SHIFT] + ((slot) & (VIGIL__CHUNK - 1)) : NULL)
+
 /* op table (loop.c) */
 vigil__op *vigil__op_new(vigil_loop *loop, int kind);
 vigil__op *vigil__op_at(vigil_loop *loop, uint32_t slot);

@@ -343,7 +343,7 @@ reissue:
     atomic_store(&loop->sv.poll_fd, loop->be->poll_fd(loop));
 
     /* 6. Re-issue every op whose request died with the fenced backend. */
-    for (uint32_t slot = 0; slot < loop->ops_cap; slot++) {
+    for (uint32_t slot = 0; slot < loop->ops.cap; slot++) {
         vigil__op *op = vigil__op_at(loop, slot);
         if (op->kind != VIGIL__OP_FREE && (op->flags & VIGIL__OPF_KERNEL) &&
             !(op->flags & (VIGIL__OPF_CARRIED | VIGIL__OPF_ENGINE)) && op->req_epoch == old_epoch)
@@ -353,7 +353,7 @@ reissue:
      * only the fenced thread could have flushed: the streams that were
      * receiving cannot be trusted to be exact any more. Say so, loudly. */
     if (overflowed) {
-        for (uint32_t s1 = 1; s1 <= loop->conns_cap; s1++) {
+        for (uint32_t s1 = 1; s1 <= loop->conns.cap; s1++) {
             vigil__conn *c = vigil__conn_at(loop, s1);
             if (c->kind == VIGIL__CONN_STREAM && c->recv_op) {
                 c->flags |= VIGIL__CF_DISCARD;

@@ -1304,7 +1304,7 @@ const vigil__op_class vigil__close_class = {
 void vigil__tcp_destroy_all(vigil_loop *loop) {
     for (int pass = 0; pass < 2; pass++) {
         int want = pass == 0 ? VIGIL__CONN_LISTENER : VIGIL__CONN_STREAM;
-        for (uint32_t s = 1; s <= loop->conns_cap; s++) {
+        for (uint32_t s = 1; s <= loop->conns.cap; s++) {
             vigil__conn *c = vigil__conn_at(loop, s);
             if (c->kind != want)
                 continue;

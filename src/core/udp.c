@@ -467,7 +467,7 @@ int vigil_udp_close(vigil_loop *loop, vigil_udp h) {
 /* Destroy: every datagram socket's receive, then its queued sends, end
  * now (-ECANCELED); their sockets close once the kernel let go. */
 void vigil__udp_destroy_all(vigil_loop *loop) {
-    for (uint32_t s1 = 1; s1 <= loop->conns_cap; s1++) {
+    for (uint32_t s1 = 1; s1 <= loop->conns.cap; s1++) {
         vigil__conn *c = vigil__conn_at(loop, s1);
         if (c->kind != VIGIL__CONN_DGRAM || (c->flags & VIGIL__CF_CLOSING))
             continue;
