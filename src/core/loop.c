@@ -113,6 +113,8 @@ static int grow_ops(vigil_loop *loop) {
     uint32_t base = loop->ops.cap;
     if (vigil__heap_reserve(loop, base + VIGIL__CHUNK) < 0) /* a deadline push never allocates */
         return -ENOMEM;
+    if (loop->rb.held_cap && vigil__rebuild_reserve(loop, VIGIL__CHUNK, 0) < 0) /* nor a rebuild */
+        return -ENOMEM;
     vigil__op *c = vigil__table_grow(&loop->ops, sizeof(*c));
     if (!c)
         return -ENOMEM;
@@ -319,6 +321,8 @@ void vigil__send_free(vigil_loop *loop, void *p, size_t len) {
 
 static int grow_conns(vigil_loop *loop) {
     uint32_t base = loop->conns.cap;
+    if (loop->rb.held_cap && vigil__rebuild_reserve(loop, 0, VIGIL__CHUNK) < 0) /* rebuild.c */
+        return -ENOMEM;
     vigil__conn *c = vigil__table_grow(&loop->conns, sizeof(*c));
     if (!c)
         return -ENOMEM;

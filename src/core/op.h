@@ -138,6 +138,7 @@ typedef struct vigil__op_class {
                                           * gate; a rebuild drops it (the wake, test no-ops) */
 #define VIGIL__CLASS_REARMS   (1u << 1) /* a bare -EAGAIN only re-arms it: runs behind the gate */
 #define VIGIL__CLASS_STANDING (1u << 2) /* a standing request of the loop's: destroy cancels it */
+#define VIGIL__CLASS_NEW_FD   (1u << 3) /* a completion's res >= 0 is a new descriptor (accept) */
 
 extern const vigil__op_class *const vigil__op_classes[VIGIL__OP_KINDS];
 static inline const vigil__op_class *vigil__class_of(const vigil__op *op) { return vigil__op_classes[op->kind]; }

@@ -49,25 +49,72 @@ static bool frozen(vigil_loop *loop, const vigil__op *op) {
     return c && (c->flags & VIGIL__CF_FROZEN);
 }
 
+/* How many entries the held list and the carry may need at once: a
+ * completion holding a receive buffer each (the pool bounds them), a final
+ * completion or a re-issue answer and a finished-send marker per op, a
+ * repair or break marker or two per connection, accepted connections up
+ * to twice VIGIL__GATE_ACCEPTS_MAX (hold_op), and the rest of a batch. */
+static uint64_t room_needed(const vigil_loop *loop, uint32_t more_ops, uint32_t more_conns) {
+    return (uint64_t)loop->opts.buf_count + 2ull * (loop->ops.cap + more_ops) +
+           2ull * (loop->conns.cap + more_conns) + 2ull * VIGIL__GATE_ACCEPTS_MAX + VIGIL__REFUSED_MAX + 512;
+}
+
+static int grow_to(vigil__cqe **a, uint32_t *cap, uint64_t want) {
+    if (want <= *cap)
+        return 0;
+    if (want > UINT32_MAX / sizeof(vigil__cqe))
+        return -ENOMEM;
+    vigil__cqe *m = realloc(*a, (size_t)want * sizeof(**a));
+    if (!m)
+        return -ENOMEM;
+    *a = m;
+    *cap = (uint32_t)want;
+    return 0;
+}
+
+int vigil__rebuild_reserve(vigil_loop *loop, uint32_t more_ops, uint32_t more_conns) {
+    uint64_t want = room_needed(loop, more_ops, more_conns);
+    if (grow_to(&loop->rb.held, &loop->rb.held_cap, want) < 0 ||
+        grow_to(&loop->rb.carry, &loop->rb.carry_cap, want) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
 /* Keeps a completion (or a marker) in loop memory, in order, until its
- * connection thaws or the gate opens. */
-void vigil__hold(vigil_loop *loop, const vigil__cqe *c) {
-    if (loop->rb.held_n == loop->rb.held_cap) {
-        uint32_t cap = loop->rb.held_cap ? loop->rb.held_cap * 2 : 64;
-        vigil__cqe *h = realloc(loop->rb.held, cap * sizeof(*h));
-        if (!h)
-            abort(); /* cannot keep the completion, must not drop it */
-        loop->rb.held = h;
-        loop->rb.held_cap = cap;
-    }
+ * connection thaws or the gate opens; the room was reserved. False only for
+ * an accepted descriptor beyond that room, which the caller closes. */
+bool vigil__hold(vigil_loop *loop, const vigil__cqe *c) {
+    if (loop->rb.held_n == loop->rb.held_cap)
+        return false;
     loop->rb.held[loop->rb.held_n++] = *c;
     vigil__stat_add(&loop->sv.stats.events_held_total, 1);
     atomic_store_explicit(&loop->sv.stats.events_held, loop->rb.held_n, memory_order_relaxed);
+    return true;
 }
 
 /* An op's completion held: a final one marks the op, whose end now waits
  * in loop memory (neither issued again nor freed). */
 static void hold_op(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
+    bool new_fd = (vigil__class_of(op)->flags & VIGIL__CLASS_NEW_FD) && c->res >= 0;
+    /* Accepts held (behind the gate, or for a listener whose callback is
+     * stuck) stop at VIGIL__GATE_ACCEPTS_MAX: the accept is cancelled (its
+     * -ECANCELED re-arms it once it is let through) and the next connections
+     * wait in the backlog. The few already on their way when the cancel
+     * lands have room up to twice that; past it one is refused (reset). */
+    if (new_fd && loop->rb.held_accepts < 2 * VIGIL__GATE_ACCEPTS_MAX) {
+        if (++loop->rb.held_accepts == VIGIL__GATE_ACCEPTS_MAX && (c->flags & VIGIL__CQE_MORE))
+            vigil__op_cancel_kernel(loop, op);
+    } else if (new_fd) {
+        vigil__socket_close_now((vigil_socket)c->res);
+        vigil__stat_add(&loop->sv.stats.accept_emfile, 1);
+        if (c->flags & VIGIL__CQE_MORE)
+            return;
+        vigil__cqe e = *c;
+        e.res = -ECONNABORTED; /* its end still reaches the accept, in order */
+        op->flags |= VIGIL__OPF_CARRIED;
+        vigil__hold(loop, &e);
+        return;
+    }
     if (!(c->flags & VIGIL__CQE_MORE))
         op->flags |= VIGIL__OPF_CARRIED;
     vigil__hold(loop, c);
@@ -102,10 +149,9 @@ static void release_held(vigil_loop *loop, uint32_t slot1) {
         moved += held_for(loop, &loop->rb.held[i], slot1);
     if (!moved)
         return;
+    /* The carry's rest moves up behind them, within its reserved room. */
     uint32_t rest = loop->rb.carry_n - loop->rb.carry_pos;
-    vigil__cqe *m = malloc((size_t)(moved + rest + 256) * sizeof(*m));
-    if (!m)
-        abort(); /* received bytes: cannot drop them */
+    memmove(loop->rb.carry + moved, loop->rb.carry + loop->rb.carry_pos, rest * sizeof(vigil__cqe));
     uint32_t n = 0;
     for (uint32_t i = 0; i < loop->rb.held_n; i++) {
         vigil__cqe e = loop->rb.held[i];
@@ -115,16 +161,13 @@ static void release_held(vigil_loop *loop, uint32_t slot1) {
         }
         if (!(e.flags & (VIGIL__CQE_REPAIR | VIGIL__CQE_BREAK | VIGIL__CQE_FINISH)))
             e.flags |= VIGIL__CQE_HELD;
-        m[n++] = e;
+        loop->rb.carry[n++] = e;
     }
     loop->rb.held_n = keep;
-    if (rest)
-        memcpy(m + n, loop->rb.carry + loop->rb.carry_pos, rest * sizeof(*m));
-    free(loop->rb.carry);
-    loop->rb.carry = m;
+    if (!keep)
+        loop->rb.held_accepts = 0;
     loop->rb.carry_pos = 0;
     loop->rb.carry_n = n + rest;
-    loop->rb.carry_cap = moved + rest + 256;
     atomic_store_explicit(&loop->sv.stats.events_held, loop->rb.held_n, memory_order_relaxed);
 }
 
@@ -169,7 +212,6 @@ bool vigil__gate_holds(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
  * order it arrived (it is older than anything the carry still holds). */
 static void gate_open(vigil_loop *loop) {
     loop->rb.gated = false;
-    loop->rb.gate_accepts = 0;
     atomic_store_explicit(&loop->sv.gate_released, loop->rb.held_n, memory_order_relaxed);
     atomic_store_explicit(&loop->sv.gated, 0, memory_order_relaxed);
     atomic_store_explicit(&loop->sv.stats.gated, 0, memory_order_relaxed);
@@ -191,14 +233,12 @@ bool vigil__later_is_frozen(vigil_loop *loop, const vigil__op *op) { return froz
  * inside the rebuild itself and a fence in one of them is just another
  * fence. */
 static void carry_push(vigil_loop *loop, vigil__cqe e) {
-    if (loop->rb.carry_n == loop->rb.carry_cap) {
-        uint32_t cap = loop->rb.carry_cap ? loop->rb.carry_cap * 2 : 256;
-        vigil__cqe *m = realloc(loop->rb.carry, cap * sizeof(*m));
-        if (!m)
-            abort(); /* the only record of received bytes: cannot drop it */
-        loop->rb.carry = m;
-        loop->rb.carry_cap = cap;
+    if (loop->rb.carry_n == loop->rb.carry_cap && loop->rb.carry_pos) { /* what was applied goes */
+        loop->rb.carry_n -= loop->rb.carry_pos;
+        memmove(loop->rb.carry, loop->rb.carry + loop->rb.carry_pos, loop->rb.carry_n * sizeof(e));
+        loop->rb.carry_pos = 0;
     }
+    /* the room was reserved (vigil__rebuild_reserve): never full here */
     loop->rb.carry[loop->rb.carry_n++] = e;
 }
 
@@ -279,7 +319,9 @@ int vigil__move_backend(vigil_loop *loop, const vigil__backend *target) {
      * one: its handler ran), then what the fenced backend still holds. */
     uint8_t old_epoch = loop->epoch;
     const vigil__backend *old_be = loop->be;
-    int rc;
+    int rc = vigil__rebuild_reserve(loop, 0, 0); /* before anything moves */
+    if (rc < 0)
+        return rc;
     bool overflowed = loop->rb.debug_overflow; /* test hook: as if the CQ had overflowed */
     loop->rb.debug_overflow = false;
     if (old_be->handover && (!target || target == old_be)) {

@@ -1235,15 +1235,6 @@ static void connect_reissue(vigil_loop *loop, vigil__op *op) {
         vigil__later(loop, op, rc);
 }
 
-/* Behind the gate, accepts go on in the kernel until VIGIL__GATE_ACCEPTS_MAX
- * wait; then the accept is cancelled (its -ECANCELED re-arms it after the
- * gate) and the connections wait in the backlog. Held either way. */
-static bool accept_behind_gate(vigil_loop *loop, vigil__op *op, const vigil__cqe *e) {
-    if (e->res >= 0 && (e->flags & VIGIL__CQE_MORE) && ++loop->rb.gate_accepts > VIGIL__GATE_ACCEPTS_MAX)
-        vigil__op_cancel_kernel(loop, op);
-    return false;
-}
-
 static void connect_release(vigil_loop *loop, vigil__op *op) { free(op->u.connect.addr); }
 
 static void send_release(vigil_loop *loop, vigil__op *op) {
@@ -1252,12 +1243,11 @@ static void send_release(vigil_loop *loop, vigil__op *op) {
 
 const vigil__op_class vigil__accept_class = {
     .name = "accept",
-    .flags = VIGIL__CLASS_REARMS,
+    .flags = VIGIL__CLASS_REARMS | VIGIL__CLASS_NEW_FD,
     .complete = accept_on_completion,
     .finish = accept_finish,
     .deadline = accept_deadline, /* retries after EMFILE */
-    .reissue = vigil__reissue_again,
-    .behind_gate = accept_behind_gate,
+    .reissue = vigil__reissue_again, /* behind the gate: held, up to a cap (rebuild.c) */
 };
 
 const vigil__op_class vigil__recv_class = {

@@ -62,6 +62,10 @@ void *vigil__mem_map(size_t len);
 void vigil__mem_unmap(void *p, size_t len);
 void vigil__mem_guard(void *p, size_t len); /* make inaccessible */
 
+/* The most descriptors the process may hold open now (sockets on Windows):
+ * a bound on connections a listener can accept while its callback is stuck. */
+uint32_t vigil__fd_limit(void);
+
 /* Cross-thread wake primitive (eventfd): */
 int vigil__wakefd_open(int *out);
 int vigil__wakefd_signal(int fd);
