@@ -525,8 +525,10 @@ static vigil__op *completion_op(vigil_loop *loop, const vigil__cqe *c, bool any_
         (!in_kernel || (op->flags & VIGIL__OPF_KERNEL)))
         return op;
     vigil__stat_add(&loop->sv.stats.stale_completions, 1);
-    if (c->flags & VIGIL__CQE_BUF)
+    if (c->flags & VIGIL__CQE_BUF) {
+        loop->bufs_free--; /* the kernel had taken it, as a live op's would say (tcp.c) */
         vigil__buf_recycle(loop, c->flags >> 16);
+    }
     return NULL;
 }
 
