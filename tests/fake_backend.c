@@ -561,29 +561,20 @@ void fake_set_auto_cancel(bool on) {
     pthread_mutex_unlock(&lock);
 }
 
-uint32_t fake_queued(vigil_loop *loop) {
+/* What the script reads of the loop's current state (zeros: none). */
+typedef struct snapshot { uint32_t queued, nfree; int gen; } snapshot;
+
+static snapshot snap(vigil_loop *loop) {
     pthread_mutex_lock(&lock);
     fake_state *s = current(loop);
-    uint32_t n = s ? s->q_n - s->q_pos : 0;
+    snapshot x = s ? (snapshot){s->q_n - s->q_pos, s->nfree, s->gen} : (snapshot){0};
     pthread_mutex_unlock(&lock);
-    return n;
+    return x;
 }
 
-uint32_t fake_free_bufs(vigil_loop *loop) {
-    pthread_mutex_lock(&lock);
-    fake_state *s = current(loop);
-    uint32_t n = s ? s->nfree : 0;
-    pthread_mutex_unlock(&lock);
-    return n;
-}
-
-int fake_states(vigil_loop *loop) {
-    pthread_mutex_lock(&lock);
-    fake_state *s = current(loop);
-    int n = s ? s->gen : 0;
-    pthread_mutex_unlock(&lock);
-    return n;
-}
+uint32_t fake_queued(vigil_loop *loop) { return snap(loop).queued; }
+uint32_t fake_free_bufs(vigil_loop *loop) { return snap(loop).nfree; }
+int fake_states(vigil_loop *loop) { return snap(loop).gen; }
 
 uint64_t fake_harvested(void) {
     pthread_mutex_lock(&lock);
