@@ -21,5 +21,10 @@ int vigil__debug_overflow_at_fence(vigil_loop *loop);
 int vigil__debug_udp_full(vigil_loop *loop, uint32_t n);
 /* The loop thread spins ms in vigil's own code at its next pass (a library stall). */
 int vigil__debug_library_spin(vigil_loop *loop, uint32_t ms);
+/* Loops created from now on, in this process, run on be (a scripted backend
+ * of the suites': tests/fake_backend.c) instead of the one vigil would
+ * choose; a rebuild keeps it. NULL: choose as usual again. */
+struct vigil__backend;
+int vigil__debug_force_backend(const struct vigil__backend *be);
 
 #endif

@@ -561,8 +561,10 @@ static vigil__op *completion_op(vigil_loop *loop, const vigil__cqe *c, bool any_
         (!in_kernel || (op->flags & VIGIL__OPF_KERNEL)))
         return op;
     vigil__stat_add(&loop->sv.stats.stale_completions, 1);
-    if (c->flags & VIGIL__CQE_BUF)
+    if (c->flags & VIGIL__CQE_BUF) {
+        loop->bufs_free--; /* the kernel had taken it, as a live op's would say (tcp.c) */
         vigil__buf_recycle(loop, c->flags >> 16);
+    }
     return NULL;
 }
 
@@ -794,6 +796,20 @@ static int choose_backend(vigil_loop *loop) {
 #endif
 }
 
+/* Test hook (debug.h): the backend every loop created from now on runs on. */
+static _Atomic(const vigil__backend *) forced_backend;
+
+int vigil__debug_force_backend(const vigil__backend *be) {
+    atomic_store(&forced_backend, be);
+    return 0;
+}
+
+static int init_forced(vigil_loop *loop, const vigil__backend *be) {
+    loop->be = be;
+    snprintf(loop->reason, sizeof(loop->reason), "forced by a test hook: %s", be->name);
+    return be->init(loop);
+}
+
 int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     if (!out)
         return -EINVAL;
@@ -861,7 +877,8 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
         goto fail;
     loop->bufs_free = o.buf_count;
 
-    rc = choose_backend(loop);
+    const vigil__backend *forced = atomic_load(&forced_backend);
+    rc = forced ? init_forced(loop, forced) : choose_backend(loop);
     if (rc < 0)
         goto fail;
     atomic_store(&loop->sv.poll_fd, loop->be->poll_fd(loop));

@@ -533,8 +533,11 @@ static void recv_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c, const
     if (e->flags & VIGIL__CQE_BUF) {
         uint32_t id = e->flags >> 16;
         loop->bufs_free--;
-        if (e->res <= 0 || (op->flags & VIGIL__OPF_USER_DONE) || (c->flags & VIGIL__CF_DISCARD)) {
-            vigil__buf_recycle(loop, id); /* no bytes, nobody to take them, or reset after a fence */
+        if (e->res <= 0 || (op->flags & VIGIL__OPF_USER_DONE) || (c->flags & VIGIL__CF_DISCARD) ||
+            ((op->flags & VIGIL__OPF_STOPPED) && op->status == -ECANCELED)) {
+            /* no bytes, nobody to take them, its owner closed or cancelled it
+             * (no data callback after that: vigil.h), or reset after a fence */
+            vigil__buf_recycle(loop, id);
         } else {
             op->u.recv.last_ns = vigil__clock_ns();
             if (op->flags & VIGIL__OPF_PAUSED || parked_pending(c)) {
