@@ -31,10 +31,10 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "load.h"
 
 #ifndef VIGIL_BENCH_DIR
@@ -276,12 +276,6 @@ typedef struct child {
     char line[512];  /* its first stdout line */
 } child;
 
-static uint64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The last line or so of what the child wrote on stderr, for error messages. */
 static void child_stderr_tail(const child *c, char *buf, size_t len) {
     buf[0] = '\0';
@@ -304,7 +298,7 @@ static void child_stderr_tail(const child *c, char *buf, size_t len) {
 
 /* Waits up to ms for the child to exit; returns its wait status or -1. */
 static int child_wait(pid_t pid, int ms) {
-    uint64_t deadline = mono_ms() + (uint64_t)ms;
+    uint64_t deadline = now_ns() + (uint64_t)ms * NS_PER_MS;
     for (;;) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
@@ -312,7 +306,7 @@ static int child_wait(pid_t pid, int ms) {
             return st;
         if (r < 0 && errno != EINTR)
             return 0; /* not ours any more */
-        if (mono_ms() >= deadline)
+        if (now_ns() >= deadline)
             return -1;
         usleep(10000);
     }
@@ -414,9 +408,9 @@ static int child_start(char *const argv[], int cpu, child *c, char *err, size_t 
 
     /* read the first line; the rest of its stdout stays in the pipe, unread */
     size_t got = 0;
-    uint64_t deadline = mono_ms() + START_TIMEOUT_MS;
+    uint64_t deadline = now_ns() + START_TIMEOUT_MS * NS_PER_MS;
     while (!memchr(c->line, '\n', got)) {
-        uint64_t now = mono_ms();
+        uint64_t now = now_ns();
         if (atomic_load(&g_stop)) {
             snprintf(err, errlen, "interrupted");
             child_stop(c);
@@ -428,7 +422,7 @@ static int child_start(char *const argv[], int cpu, child *c, char *err, size_t 
             return -1;
         }
         struct pollfd p = {.fd = c->out_fd, .events = POLLIN};
-        int n = poll(&p, 1, (int)(deadline - now));
+        int n = poll(&p, 1, (int)((deadline - now) / NS_PER_MS + 1));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)

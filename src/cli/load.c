@@ -59,6 +59,7 @@
  */
 #include "load.h"
 #include "vigil.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -80,8 +81,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NS_PER_S 1000000000ull
-#define NS_PER_MS 1000000ull
 #define CONNECT_BATCH 256
 #define CONNECT_ATTEMPTS 5
 #define CONNECT_TIMEOUT_NS (3 * NS_PER_S)
@@ -184,12 +183,6 @@ struct run {
     bool go, abort;
     uint64_t t0, t_start, t_end;
 };
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
 
 static struct timespec to_ts(uint64_t t) {
     struct timespec ts = {.tv_sec = (time_t)(t / NS_PER_S), .tv_nsec = (long)(t % NS_PER_S)};

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "http.h"
 #include "http_conn.h"
 
@@ -148,7 +149,7 @@ char *metrics_render(const metrics_config *c, size_t *len) {
                 vigil_loop_id(c->loops[i].loop), st[i].last_rebuild_us / 1e6);
     family(f, "vigil_loop_progress_age_seconds", "gauge",
            "Time since the loop last passed through its kernel wait.");
-    uint64_t now = vigil_now_ns();
+    uint64_t now = now_ns();
     for (uint32_t i = 0; i < c->nloops; i++)
         put(f, "vigil_loop_progress_age_seconds{loop=\"%u\"} %.6f\n",
                 vigil_loop_id(c->loops[i].loop),
@@ -333,9 +334,9 @@ static void scrape_sweep(vigil_loop *loop, vigil_op t, int status, void *ud) {
     metrics_server *m = ud;
     if (status < 0)
         return;
-    uint64_t now = vigil_now_ns();
+    uint64_t now = now_ns();
     for (size_t i = m->nconns; i-- > 0;)
-        if (i < m->nconns && http_conn_overdue(&m->conns[i], now, m->cfg.request_ms * 1000000ull))
+        if (i < m->nconns && http_conn_overdue(&m->conns[i], now, m->cfg.request_ms * NS_PER_MS))
             http_conn_timeout(loop, &m->conns[i]);
 }
 

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "load.h"
 
 static void usage_profile(FILE *f) {
@@ -127,7 +128,7 @@ static void add_event(scenario *sc, int kind, const char *line) {
     }
     event *e = &sc->ev[sc->nev++];
     e->kind = kind;
-    e->at_ns = vigil_now_ns();
+    e->at_ns = now_ns();
     snprintf(e->text, sizeof(e->text), "%s", line);
     pthread_mutex_unlock(&sc->lock);
 }
@@ -248,8 +249,8 @@ static int server_start(child *c, scenario *sc) {
     /* its first line names the backend and the port */
     char line[512];
     size_t n = 0;
-    uint64_t deadline = vigil_now_ns() + 5000000000ull;
-    while (n < sizeof(line) - 1 && vigil_now_ns() < deadline) {
+    uint64_t deadline = now_ns() + 5 * NS_PER_S;
+    while (n < sizeof(line) - 1 && now_ns() < deadline) {
         ssize_t k = read(c->out_fd, line + n, 1);
         if (k <= 0)
             break;

@@ -31,6 +31,7 @@
 #endif
 
 #include "cli.h"
+#include "clock.h"
 #include "files.h"
 #include "http.h"
 #include "http_conn.h"
@@ -192,8 +193,8 @@ static entry *entry_of(server *s, vigil_loop *loop, vigil_conn c) {
  * report's backtrace names them. */
 __attribute__((noinline)) void serve_inject_spin(uint32_t ms);
 __attribute__((noinline)) void serve_inject_spin(uint32_t ms) {
-    uint64_t until = vigil_now_ns() + (uint64_t)ms * 1000000ull;
-    while (vigil_now_ns() < until)
+    uint64_t until = now_ns() + (uint64_t)ms * NS_PER_MS;
+    while (now_ns() < until)
         ;
 }
 
@@ -410,7 +411,7 @@ static void request_sweep(vigil_loop *loop, vigil_op t, int status, void *ud) {
     server *s = ud;
     if (status < 0)
         return;
-    uint64_t now = vigil_now_ns(), limit = (uint64_t)cfg.request_ms * 1000000ull;
+    uint64_t now = now_ns(), limit = (uint64_t)cfg.request_ms * NS_PER_MS;
     for (size_t i = s->n; i-- > 0;)
         if (i < s->n && s->conns[i].hc && http_conn_overdue(s->conns[i].hc, now, limit)) {
             s->request_timeouts++;
