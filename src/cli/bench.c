@@ -35,6 +35,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "escape.h"
 #include "load.h"
 
 #ifndef VIGIL_BENCH_DIR
@@ -669,42 +670,6 @@ static void run_server(const bench_opts *o, server *s, int round, run_rec *rec) 
 }
 
 /* ------------------------------------------------------------ output */
-
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
-static void csv_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s == '\n' ? ' ' : *s, f);
-    }
-    fputc('"', f);
-}
-
-static void xml_str(FILE *f, const char *s) {
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': fputs("&amp;", f); break;
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '"': fputs("&quot;", f); break;
-        default: fputc(*s, f);
-        }
-    }
-}
 
 static const char *mode_name(load_mode m) { return m == LOAD_PINGPONG ? "pingpong" : "stream"; }
 

@@ -31,6 +31,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "escape.h"
 #include "load.h"
 
 static void usage_profile(FILE *f) {
@@ -459,19 +460,6 @@ static void print_header(FILE *f) {
             "bytes", "before", "after");
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static void json_array(FILE *f, const double *v, size_t n) {
     fputc('[', f);
     for (size_t i = 0; i < n; i++)
@@ -644,8 +632,7 @@ static int write_svg(const scenario *sc, const char *path) {
                    "stroke-width=\"1.5\" stroke-dasharray=\"%s\"><title>%.3f s: ",
                 event_names[e->kind], X(e->t), T, X(e->t), top2 + PH, colors[e->kind],
                 e->kind == EV_STALL ? "none" : "4 3", e->t);
-        for (const char *c = e->text; *c; c++) /* escape for XML */
-            fputs(*c == '<' ? "&lt;" : *c == '>' ? "&gt;" : *c == '&' ? "&amp;" : (char[2]){*c, 0}, f);
+        xml_str(f, e->text);
         fprintf(f, "</title></line>\n");
     }
     for (size_t z = 0; z < r->nzombies; z++) {
