@@ -37,6 +37,7 @@
 #include "clock.h"
 #include "escape.h"
 #include "load.h"
+#include "opts.h"
 
 #ifndef VIGIL_BENCH_DIR
 #define VIGIL_BENCH_DIR "bench"
@@ -47,46 +48,17 @@
 #define START_TIMEOUT_MS 5000
 #define STOP_GRACE_MS 3000
 
-static void usage_bench(FILE *f) {
-    fprintf(f,
-            "usage: vigil bench [--target HOST:PORT] [--backend uring|epoll|auto]\n"
-            "                   [--mode pingpong|stream] [--conns N] [--size BYTES] [--window BYTES]\n"
-            "                   [--duration S] [--warmup S] [--drain S] [--threads T] [--server-cpu C]\n"
-            "                   [--client-cpu C] [--compare] [--rounds R] [--out DIR] [--peers DIR]\n"
-            "  --target H:P    load this echo server instead of starting `vigil serve`\n"
-            "                  (its CPU is then neither pinned nor measured)\n"
-            "  --backend B     backend of the vigil server started here (default auto)\n"
-            "  --mode M        pingpong (default: one SIZE message per round trip) or stream\n"
-            "                  (WINDOW bytes in flight in SIZE chunks)\n"
-            "  --conns N       connections (default 100)\n"
-            "  --size BYTES    message or chunk size (default 64; 1..262144)\n"
-            "  --window BYTES  stream: bytes in flight per connection (default 65536, >= size)\n"
-            "  --duration S    measured seconds (default 5)\n"
-            "  --warmup S      seconds before measuring (default 1)\n"
-            "  --drain S       at the end, seconds to wait for echoes still owed before\n"
-            "                  counting them lost (default 2)\n"
-            "  --threads T     client threads (default 1)\n"
-            "  --server-cpu C  pin the server to CPU C (default 0)\n"
-            "  --client-cpu C  pin the client threads to CPU C (default 1; -1 = no pinning)\n"
-            "  --compare       the same load against vigil on io_uring, vigil on epoll, the\n"
-            "                  raw baselines echo_uring and echo_epoll, and echo_libuv and\n"
-            "                  echo_libevent when built\n"
-            "  --rounds R      run the servers interleaved R times, report medians (default 1)\n"
-            "  --out DIR       write DIR/bench.json, bench.csv, bench.svg (default vigil-bench)\n"
-            "  --peers DIR     where the baseline servers are (default %s)\n"
-            "Every echoed byte is checked. Exit status 1 if a server failed to start, a\n"
-            "byte was lost or came back wrong, or a connection failed; 2 for bad flags.\n",
-            VIGIL_BENCH_DIR);
-}
-
 /* ------------------------------------------------------------ options */
+
+enum { BACKEND_URING, BACKEND_EPOLL, BACKEND_AUTO };
+static const char *const backend_names[] = {"uring", "epoll", "auto"};
 
 typedef struct bench_opts {
     const char *target;       /* NULL = start vigil serve */
     char target_host[256];
     uint16_t target_port;
-    const char *backend;      /* auto, uring, epoll */
-    load_mode mode;
+    int backend;              /* BACKEND_*, of the vigil server started here */
+    int mode;                 /* load_mode */
     long conns, size, window;
     bool window_set;
     double duration, warmup, drain;
@@ -99,32 +71,12 @@ typedef struct bench_opts {
     bool pin;                 /* false on a 1-CPU machine */
 } bench_opts;
 
-static int parse_long(const char *s, long min, long max, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || !*s || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* Seconds, 0..86400; zero only when zero_ok. */
-static int parse_secs(const char *s, bool zero_ok, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !*s || !(zero_ok ? v >= 0 : v > 0) || v > 86400)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* HOST:PORT, [V6]:PORT or V6 with the port after the last colon. */
-static int parse_target(const char *s, bench_opts *o) {
-    const char *colon = strrchr(s, ':');
-    long port;
-    if (!colon || colon == s || parse_long(colon + 1, 1, 65535, &port) < 0)
+static int parse_target(const char *s, void *dest) {
+    bench_opts *o = dest;
+    const char *arg = s, *colon = strrchr(s, ':');
+    long long port;
+    if (!colon || colon == s || num_ll(colon + 1, 1, 65535, &port) != NUM_OK)
         return -1;
     size_t n = (size_t)(colon - s);
     if (s[0] == '[' && n >= 2 && s[n - 1] == ']') {
@@ -136,111 +88,80 @@ static int parse_target(const char *s, bench_opts *o) {
     memcpy(o->target_host, s, n);
     o->target_host[n] = '\0';
     o->target_port = (uint16_t)port;
+    o->target = arg;
     return 0;
 }
 
-#define BAD(...)                                                                                   \
-    do {                                                                                           \
-        fprintf(stderr, "vigil bench: " __VA_ARGS__);                                              \
-        fputc('\n', stderr);                                                                       \
-        usage_bench(stderr);                                                                       \
-        return 2;                                                                                  \
-    } while (0)
+static const opt_choice backends[] = {
+    {"uring", BACKEND_URING}, {"epoll", BACKEND_EPOLL}, {"auto", BACKEND_AUTO}, {NULL}};
+static const opt_choice modes[] = {{"pingpong", LOAD_PINGPONG}, {"stream", LOAD_STREAM}, {NULL}};
 
-/* Returns -1 to go on, else the exit status. */
-static int parse_args(int argc, char **argv, bench_opts *o) {
-    long v;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage_bench(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--compare")) {
-            o->compare = true;
-            continue;
-        }
-        static const char *const with_value[] = {
-            "--target", "--backend", "--mode",       "--conns",      "--size",   "--window",
-            "--duration", "--warmup", "--drain", "--threads", "--server-cpu", "--client-cpu", "--rounds",
-            "--out",    "--peers",   NULL};
-        bool known = false;
-        for (int k = 0; with_value[k]; k++)
-            known = known || !strcmp(a, with_value[k]);
-        if (!known)
-            BAD("unknown option '%s'", a);
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!val)
-            BAD("%s needs a value", a);
-        i++;
-        if (!strcmp(a, "--target")) {
-            if (parse_target(val, o) < 0)
-                BAD("bad --target '%s' (HOST:PORT, port 1..65535)", val);
-            o->target = val;
-        } else if (!strcmp(a, "--backend")) {
-            if (strcmp(val, "uring") && strcmp(val, "epoll") && strcmp(val, "auto"))
-                BAD("bad --backend '%s' (uring, epoll or auto)", val);
-            o->backend = val;
-        } else if (!strcmp(a, "--mode")) {
-            if (!strcmp(val, "pingpong"))
-                o->mode = LOAD_PINGPONG;
-            else if (!strcmp(val, "stream"))
-                o->mode = LOAD_STREAM;
-            else
-                BAD("bad --mode '%s' (pingpong or stream)", val);
-        } else if (!strcmp(a, "--conns")) {
-            if (parse_long(val, 1, 1000000, &o->conns) < 0)
-                BAD("bad --conns '%s' (1..1000000)", val);
-        } else if (!strcmp(a, "--size")) {
-            if (parse_long(val, 1, 262144, &o->size) < 0)
-                BAD("bad --size '%s' (1..262144)", val);
-        } else if (!strcmp(a, "--window")) {
-            if (parse_long(val, 1, 1L << 30, &o->window) < 0)
-                BAD("bad --window '%s' (1..1073741824)", val);
-            o->window_set = true;
-        } else if (!strcmp(a, "--duration")) {
-            if (parse_secs(val, false, &o->duration) < 0)
-                BAD("bad --duration '%s' (seconds, > 0)", val);
-        } else if (!strcmp(a, "--warmup")) {
-            if (parse_secs(val, true, &o->warmup) < 0)
-                BAD("bad --warmup '%s' (seconds, >= 0)", val);
-        } else if (!strcmp(a, "--drain")) {
-            if (parse_secs(val, false, &o->drain) < 0 || o->drain > 3600)
-                BAD("bad --drain '%s' (seconds, > 0, up to 3600)", val);
-        } else if (!strcmp(a, "--threads")) {
-            if (parse_long(val, 1, 256, &v) < 0)
-                BAD("bad --threads '%s' (1..256)", val);
-            o->threads = (int)v;
-        } else if (!strcmp(a, "--server-cpu")) {
-            if (parse_long(val, 0, CPU_SETSIZE - 1, &v) < 0)
-                BAD("bad --server-cpu '%s' (a CPU number)", val);
-            o->server_cpu = (int)v;
-        } else if (!strcmp(a, "--client-cpu")) {
-            if (parse_long(val, -1, CPU_SETSIZE - 1, &v) < 0)
-                BAD("bad --client-cpu '%s' (a CPU number, or -1)", val);
-            o->client_cpu = (int)v;
-        } else if (!strcmp(a, "--rounds")) {
-            if (parse_long(val, 1, MAX_ROUNDS, &v) < 0)
-                BAD("bad --rounds '%s' (1..%d)", val, MAX_ROUNDS);
-            o->rounds = (int)v;
-        } else if (!strcmp(a, "--out")) {
-            if (!*val)
-                BAD("bad --out '' (a directory)");
-            o->out_dir = val;
-        } else if (!strcmp(a, "--peers")) {
-            if (!*val)
-                BAD("bad --peers '' (a directory)");
-            o->peers = val;
-        }
-    }
-    if (o->compare && o->target)
-        BAD("--compare starts its own servers: it cannot take --target");
-    if (o->mode == LOAD_STREAM && o->window_set && o->window < o->size)
-        BAD("bad --window %ld: below --size %ld", o->window, o->size);
-    if (o->window < o->size)
-        o->window = o->size; /* the default window, for big chunks */
+static bench_opts bopt = {
+    .backend = BACKEND_AUTO,
+    .mode = LOAD_PINGPONG,
+    .conns = 100,
+    .size = 64,
+    .window = 65536,
+    .duration = 5,
+    .warmup = 1,
+    .drain = 2,
+    .threads = 1,
+    .server_cpu = 0,
+    .client_cpu = 1,
+    .rounds = 1,
+    .out_dir = "vigil-bench",
+    .peers = VIGIL_BENCH_DIR,
+};
 
-    /* Pin only to CPUs this process may use; with one CPU there is nothing to separate. */
+static opt bench_opt_table[] = {
+    {"--target", 0, OPT_CUSTOM, &bopt, .meta = "H:P", .syn_meta = "HOST:PORT", .parse = parse_target,
+     .hint = "HOST:PORT, port 1..65535",
+     .help = "load this echo server instead of starting `vigil serve`\n"
+             "(its CPU is then neither pinned nor measured)"},
+    {"--backend", 0, OPT_ENUM, &bopt.backend, .meta = "B", .choices = backends,
+     .help = "backend of the vigil server started here (default {default})"},
+    {"--mode", 0, OPT_ENUM, &bopt.mode, .meta = "M", .choices = modes,
+     .help = "pingpong (default: one SIZE message per round trip) or stream\n"
+             "(WINDOW bytes in flight in SIZE chunks)"},
+    {"--conns", 0, OPT_LONG, &bopt.conns, 1, 1000000, "N", .help = "connections (default {default})"},
+    {"--size", 0, OPT_LONG, &bopt.size, 1, 262144, "BYTES",
+     .help = "message or chunk size (default {default}; {range})"},
+    {"--window", 0, OPT_LONG, &bopt.window, 1, 1L << 30, "BYTES", .given = &bopt.window_set,
+     .help = "stream: bytes in flight per connection (default {default}, >= size)"},
+    {"--duration", 0, OPT_DOUBLE, &bopt.duration, 0, 86400, "S", .unit = "s", .flags = OPT_OPEN_LO,
+     .help = "measured seconds (default {default})"},
+    {"--warmup", 0, OPT_DOUBLE, &bopt.warmup, 0, 86400, "S", .unit = "s",
+     .help = "seconds before measuring (default {default})"},
+    {"--drain", 0, OPT_DOUBLE, &bopt.drain, 0, 3600, "S", .unit = "s", .flags = OPT_OPEN_LO,
+     .help = "at the end, seconds to wait for echoes still owed before\n"
+             "counting them lost (default {default})"},
+    {"--threads", 0, OPT_INT, &bopt.threads, 1, 256, "T", .help = "client threads (default {default})"},
+    {"--server-cpu", 0, OPT_INT, &bopt.server_cpu, 0, CPU_SETSIZE - 1, "C", .hint = "a CPU number",
+     .help = "pin the server to CPU C (default {default})"},
+    {"--client-cpu", 0, OPT_INT, &bopt.client_cpu, -1, CPU_SETSIZE - 1, "C",
+     .hint = "a CPU number, or -1",
+     .help = "pin the client threads to CPU C (default {default}; -1 = no pinning)"},
+    {"--compare", 0, OPT_FLAG, &bopt.compare,
+     .help = "the same load against vigil on io_uring, vigil on epoll, the\n"
+             "raw baselines echo_uring and echo_epoll, and echo_libuv and\n"
+             "echo_libevent when built"},
+    {"--rounds", 0, OPT_INT, &bopt.rounds, 1, MAX_ROUNDS, "R",
+     .help = "run the servers interleaved R times, report medians (default {default})"},
+    {"--out", 0, OPT_STRING, &bopt.out_dir, .meta = "DIR", .flags = OPT_NONEMPTY,
+     .hint = "a directory",
+     .help = "write DIR/bench.json, bench.csv, bench.svg (default {default})"},
+    {"--peers", 0, OPT_STRING, &bopt.peers, .meta = "DIR", .flags = OPT_NONEMPTY,
+     .hint = "a directory", .help = "where the baseline servers are (default {default})"},
+};
+
+static opt_cmd bench_cmd = {
+    "bench", bench_opt_table, sizeof(bench_opt_table) / sizeof(bench_opt_table[0]), 18,
+    "Every echoed byte is checked. Exit status 1 if a server failed to start, a\n"
+    "byte was lost or came back wrong, or a connection failed; 2 for bad flags.\n"};
+
+/* Pins only to CPUs this process may use; with one CPU there is nothing to
+ * separate. Returns -1 to go on, else the exit status. */
+static int check_cpus(const opt_cmd *cmd, bench_opts *o) {
     cpu_set_t allowed;
     CPU_ZERO(&allowed);
     if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 || CPU_COUNT(&allowed) < 2) {
@@ -249,13 +170,27 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
     }
     o->pin = true;
     if (!o->target && !CPU_ISSET(o->server_cpu, &allowed))
-        BAD("bad --server-cpu %d: not a CPU this process may run on", o->server_cpu);
+        return opts_bad(cmd, "bad --server-cpu %d: not a CPU this process may run on", o->server_cpu);
     if (o->client_cpu >= 0 && !CPU_ISSET(o->client_cpu, &allowed))
-        BAD("bad --client-cpu %d: not a CPU this process may run on", o->client_cpu);
+        return opts_bad(cmd, "bad --client-cpu %d: not a CPU this process may run on", o->client_cpu);
     return -1;
 }
 
-#undef BAD
+/* Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv) {
+    const opt_cmd *cmd = &bench_cmd;
+    bench_opts *o = &bopt;
+    int rc = opts_parse(&bench_cmd, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (o->compare && o->target)
+        return opts_bad(cmd, "--compare starts its own servers: it cannot take --target");
+    if (o->mode == LOAD_STREAM && o->window_set && o->window < o->size)
+        return opts_bad(cmd, "bad --window %ld: below --size %ld", o->window, o->size);
+    if (o->window < o->size)
+        o->window = o->size; /* the default window, for big chunks */
+    return check_cpus(cmd, o);
+}
 
 /* ------------------------------------------------------------ children */
 
@@ -1062,24 +997,10 @@ static bool add_peer(server *sv, int *n, const char *peers, const char *prog, co
 /* ------------------------------------------------------------ cmd_bench */
 
 int cmd_bench(int argc, char **argv) {
-    bench_opts o = {
-        .backend = "auto",
-        .mode = LOAD_PINGPONG,
-        .conns = 100,
-        .size = 64,
-        .window = 65536,
-        .duration = 5,
-        .warmup = 1,
-        .threads = 1,
-        .server_cpu = 0,
-        .client_cpu = 1,
-        .rounds = 1,
-        .out_dir = "vigil-bench",
-        .peers = VIGIL_BENCH_DIR,
-    };
-    int rc = parse_args(argc, argv, &o);
+    int rc = parse_args(argc, argv);
     if (rc >= 0)
         return rc;
+    bench_opts o = bopt;
 
     static server sv[MAX_SERVERS]; /* big (per-round records): not on the stack */
     int n = 0;
@@ -1094,7 +1015,7 @@ int cmd_bench(int argc, char **argv) {
         server *s = add_server(sv, &n, o.target, NULL, false);
         snprintf(s->path, sizeof(s->path), "%s", o.target);
     } else {
-        add_vigil(sv, &n, o.backend);
+        add_vigil(sv, &n, backend_names[o.backend]);
     }
 
     if (mkdir_p(o.out_dir) != 0) {
