@@ -33,30 +33,7 @@
 #include "clock.h"
 #include "escape.h"
 #include "load.h"
-
-static void usage_profile(FILE *f) {
-    fprintf(f,
-            "usage: vigil profile [--backends uring,epoll] [--kinds spin,block,hang,zombie]\n"
-            "                     [--duration S] [--stalls N] [--stall-len MS] [--stall-ms MS]\n"
-            "                     [--conns N] [--mode pingpong|stream] [--size BYTES]\n"
-            "                     [--server-cpu C] [--client-cpu C] [--out DIR]\n"
-            "  --backends L  backends to profile (default uring,epoll)\n"
-            "  --kinds L     stall kinds (default spin,block,hang,zombie): spin busy-loops\n"
-            "                in a callback, block sleeps in one syscall, hang blocks in a\n"
-            "                read that never returns, zombie makes clients go silent\n"
-            "  --duration S  seconds of load per scenario (default 8, 2..600)\n"
-            "  --stalls N    stalls (or zombie rounds) per scenario (default 4, 1..100)\n"
-            "  --stall-len MS  how long each injected stall lasts (default 500)\n"
-            "  --stall-ms MS the supervisor's stall threshold (default 100; the idle\n"
-            "                deadline for zombies is 3x this)\n"
-            "  --conns N     client connections (default 200); --mode and --size as in\n"
-            "                vigil bench (default pingpong, 64 bytes)\n"
-            "  --server-cpu C, --client-cpu C  pinning (default 0 and 1; -1: none)\n"
-            "  --out DIR     where the report goes (default vigil-profile): index.html,\n"
-            "                profile.json, profile.csv and one SVG timeline per scenario\n"
-            "Prints one table row per scenario. Exits 1 if any scenario lost or corrupted\n"
-            "a byte, or its server failed.\n");
-}
+#include "opts.h"
 
 enum { KIND_SPIN, KIND_BLOCK, KIND_HANG, KIND_ZOMBIE, NKINDS };
 static const char *kind_names[] = {"spin", "block", "hang", "zombie"};
@@ -98,12 +75,14 @@ static struct {
     int stalls;
     uint32_t stall_len_ms, stall_ms;
     long conns, size;
-    load_mode mode;
+    int mode; /* load_mode */
     int server_cpu, client_cpu;
     const char *out;
     int tty;
-} opt = {.duration_s = 8, .stalls = 4, .stall_len_ms = 500, .stall_ms = 100, .conns = 200,
-         .size = 64, .server_cpu = 0, .client_cpu = 1, .out = "vigil-profile"};
+} cfg = {.backends = {0, 1}, .nbackends = 2, .kinds = {KIND_SPIN, KIND_BLOCK, KIND_HANG, KIND_ZOMBIE},
+         .nkinds = NKINDS, .duration_s = 8, .stalls = 4, .stall_len_ms = 500, .stall_ms = 100,
+         .conns = 200, .mode = LOAD_PINGPONG, .size = 64, .server_cpu = 0, .client_cpu = 1,
+         .out = "vigil-profile"};
 
 /* ------------------------------------------------------------ the server */
 
@@ -193,12 +172,12 @@ static void pin(int cpu) {
 /* Starts `vigil serve` for a scenario; returns its port, or -errno. */
 static int server_start(child *c, scenario *sc) {
     char inject[64], stall[16], idle[16];
-    snprintf(stall, sizeof(stall), "%u", opt.stall_ms);
-    snprintf(idle, sizeof(idle), "%u", opt.stall_ms * 3);
+    snprintf(stall, sizeof(stall), "%u", cfg.stall_ms);
+    snprintf(idle, sizeof(idle), "%u", cfg.stall_ms * 3);
     /* stalls every period, from one period in: the last leaves time to recover */
-    uint32_t period = (uint32_t)(opt.duration_s * 1000 * 0.7 / opt.stalls);
-    snprintf(inject, sizeof(inject), "%s:%u:%u:%d", kind_names[sc->kind], opt.stall_len_ms, period,
-             opt.stalls);
+    uint32_t period = (uint32_t)(cfg.duration_s * 1000 * 0.7 / cfg.stalls);
+    snprintf(inject, sizeof(inject), "%s:%u:%u:%d", kind_names[sc->kind], cfg.stall_len_ms, period,
+             cfg.stalls);
     char *argv[24];
     int a = 0;
     argv[a++] = "vigil";
@@ -236,7 +215,7 @@ static int server_start(child *c, scenario *sc) {
     if (pid == 0) {
         dup2(po[1], 1);
         dup2(pe[1], 2);
-        pin(opt.server_cpu);
+        pin(cfg.server_cpu);
         execv("/proc/self/exe", argv);
         _exit(127);
     }
@@ -295,7 +274,7 @@ static int progress_i, progress_n;
 static void on_progress(double elapsed, uint64_t requests, void *ud) {
     static uint64_t last_req;
     static double last_t;
-    if (!opt.tty)
+    if (!cfg.tty)
         return;
     if (elapsed < last_t)
         last_t = 0, last_req = 0;
@@ -303,7 +282,7 @@ static void on_progress(double elapsed, uint64_t requests, void *ud) {
     last_t = elapsed;
     last_req = requests;
     fprintf(stderr, "\r[%d/%d] %-14s %5.1f/%.0f s %9.0f req/s ", progress_i, progress_n,
-            progress_sc->name, elapsed, opt.duration_s + 0.5, rate);
+            progress_sc->name, elapsed, cfg.duration_s + 0.5, rate);
     fflush(stderr);
 }
 
@@ -327,7 +306,7 @@ static void analyse(scenario *sc) {
     const load_result *r = &sc->r;
     for (size_t i = 0; i < sc->nev; i++)
         sc->ev[i].t = ((double)sc->ev[i].at_ns - (double)r->t0_ns) / 1e9;
-    double end = WARMUP_S + opt.duration_s;
+    double end = WARMUP_S + cfg.duration_s;
     double first = end, last_event = 0;
     if (sc->kind == KIND_ZOMBIE) {
         for (size_t z = 0; z < r->nzombies && sc->ndetect < 128; z++)
@@ -377,13 +356,13 @@ static void analyse(scenario *sc) {
             sc->recovery_ms[sc->nrecovery++] = (b * BIN_S - t0) * 1000;
     }
     sc->ok = sc->load_rc == 0 && r->lost == 0 && r->mismatches == 0 && sc->server_status == 0 &&
-             r->connected == (uint64_t)opt.conns;
+             r->connected == (uint64_t)cfg.conns;
 }
 
 static void run_scenario(scenario *sc) {
     child c = {0};
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s.log", opt.out, sc->name);
+    snprintf(path, sizeof(path), "%s/%s.log", cfg.out, sc->name);
     c.log = fopen(path, "w");
     int port = server_start(&c, sc);
     if (port <= 0) {
@@ -395,18 +374,18 @@ static void run_scenario(scenario *sc) {
             fclose(c.log);
         return;
     }
-    load_config lc = {.port = (uint16_t)port, .conns = opt.conns, .mode = opt.mode, .size = opt.size,
-                      .window = opt.size * 4 > 65536 ? opt.size * 4 : 65536,
-                      .duration_s = opt.duration_s, .warmup_s = WARMUP_S, .threads = 1,
-                      .cpu = opt.client_cpu, .server_pid = c.pid, .bin_s = BIN_S,
+    load_config lc = {.port = (uint16_t)port, .conns = cfg.conns, .mode = cfg.mode, .size = cfg.size,
+                      .window = cfg.size * 4 > 65536 ? cfg.size * 4 : 65536,
+                      .duration_s = cfg.duration_s, .warmup_s = WARMUP_S, .threads = 1,
+                      .cpu = cfg.client_cpu, .server_pid = c.pid, .bin_s = BIN_S,
                       .progress = on_progress};
     if (sc->kind == KIND_ZOMBIE) {
-        int per = (int)(opt.conns / 20) ? (int)(opt.conns / 20) : 1;
-        if ((long)per * opt.stalls > opt.conns / 2)
-            per = (int)(opt.conns / 2 / opt.stalls) ? (int)(opt.conns / 2 / opt.stalls) : 1;
-        lc.zombie_rounds = opt.stalls;
+        int per = (int)(cfg.conns / 20) ? (int)(cfg.conns / 20) : 1;
+        if ((long)per * cfg.stalls > cfg.conns / 2)
+            per = (int)(cfg.conns / 2 / cfg.stalls) ? (int)(cfg.conns / 2 / cfg.stalls) : 1;
+        lc.zombie_rounds = cfg.stalls;
         lc.zombie_per_round = per;
-        lc.zombie_period_s = opt.duration_s * 0.7 / opt.stalls;
+        lc.zombie_period_s = cfg.duration_s * 0.7 / cfg.stalls;
         lc.zombie_first_s = WARMUP_S + lc.zombie_period_s;
     }
     sc->load_rc = load_run(&lc, &sc->r);
@@ -444,7 +423,7 @@ static void print_row(FILE *f, const scenario *sc) {
     if (!sc->load_rc)
         snprintf(gap, sizeof(gap), "%.0f/%.0f", r->gap_p50_ms, r->gap_p99_ms);
     char kept[48], result[200];
-    snprintf(kept, sizeof(kept), "%llu/%zu", (unsigned long long)r->kept, (size_t)opt.conns - r->nzombies);
+    snprintf(kept, sizeof(kept), "%llu/%zu", (unsigned long long)r->kept, (size_t)cfg.conns - r->nzombies);
     snprintf(result, sizeof(result), "%s", sc->ok ? "ok" : sc->load_rc ? r->error : "FAILED");
     if (sc->kind == KIND_ZOMBIE && !sc->load_rc)
         snprintf(result + strlen(result), sizeof(result) - strlen(result), ", %zu/%zu zombies reset",
@@ -474,8 +453,8 @@ static int write_json(scenario *scs, int n, const char *path) {
     fprintf(f, "{\"vigil\":\"%s\",\"duration_s\":%.1f,\"conns\":%ld,\"mode\":\"%s\",\"size\":%ld,"
                "\"stall_ms\":%u,\"stall_len_ms\":%u,\"stalls\":%d,\"server_cpu\":%d,\"client_cpu\":%d,"
                "\"bin_s\":%.2f,\"scenarios\":[",
-            vigil_version(), opt.duration_s, opt.conns, opt.mode == LOAD_STREAM ? "stream" : "pingpong",
-            opt.size, opt.stall_ms, opt.stall_len_ms, opt.stalls, opt.server_cpu, opt.client_cpu, BIN_S);
+            vigil_version(), cfg.duration_s, cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "pingpong",
+            cfg.size, cfg.stall_ms, cfg.stall_len_ms, cfg.stalls, cfg.server_cpu, cfg.client_cpu, BIN_S);
     for (int i = 0; i < n; i++) {
         scenario *sc = &scs[i];
         load_result *r = &sc->r;
@@ -494,7 +473,7 @@ static int write_json(scenario *scs, int n, const char *path) {
                    "\"unechoed_on_reset_bytes\":%llu,\"errors\":%llu,\"req_per_s\":%.1f,"
                    "\"req_per_s_before\":%.1f,\"req_per_s_after\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
                    "\"server_status\":%d,",
-                r->gap_p50_ms, r->gap_p99_ms, r->gap_max_ms, (unsigned long long)r->kept, opt.conns,
+                r->gap_p50_ms, r->gap_p99_ms, r->gap_max_ms, (unsigned long long)r->kept, cfg.conns,
                 r->nzombies, (unsigned long long)r->lost, (unsigned long long)r->mismatches,
                 (unsigned long long)r->unechoed_on_errors, (unsigned long long)r->errors, r->req_per_s,
                 sc->rps_before, sc->rps_after, r->p50_us, r->p99_us, sc->server_status);
@@ -535,7 +514,7 @@ static int write_csv(scenario *scs, int n, const char *path) {
                 sc->ndetect ? pct(sc->detect_ms, sc->ndetect, 0.99) : 0,
                 sc->nrecovery ? pct(sc->recovery_ms, sc->nrecovery, 0.5) : 0,
                 max_of(sc->recovery_ms, sc->nrecovery), r->gap_p50_ms, r->gap_p99_ms,
-                (unsigned long long)r->kept, opt.conns, r->nzombies,
+                (unsigned long long)r->kept, cfg.conns, r->nzombies,
                 sc->kind == KIND_ZOMBIE ? sc->ndetect : 0, (unsigned long long)r->lost,
                 (unsigned long long)r->mismatches, sc->rps_before, sc->rps_after);
     }
@@ -550,7 +529,7 @@ static int write_svg(const scenario *sc, const char *path) {
         return -errno;
     const load_result *r = &sc->r;
     const double W = 960, H = 520, L = 70, R = 20, T = 50, PH = 180, GAP = 60;
-    double span = WARMUP_S + opt.duration_s, pw = W - L - R;
+    double span = WARMUP_S + cfg.duration_s, pw = W - L - R;
     double ymax = 1;
     for (size_t b = 0; b < r->nbins; b++)
         if (r->bins[b].requests / BIN_S > ymax)
@@ -578,7 +557,7 @@ static int write_svg(const scenario *sc, const char *path) {
             L, sc->name, sc->backend_used ? sc->backend_used : "?", kind_names[sc->kind]);
     fprintf(f, "<text x=\"%.0f\" y=\"40\" fill=\"#555\">%ld connections, %s %ld B; bytes lost %llu; "
                "gap p50/p99 %.0f/%.0f ms; kept %llu</text>\n",
-            L, opt.conns, opt.mode == LOAD_STREAM ? "stream" : "ping-pong", opt.size,
+            L, cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
             (unsigned long long)(r->lost + r->mismatches), r->gap_p50_ms, r->gap_p99_ms,
             (unsigned long long)r->kept);
     double top2 = T + PH + GAP;
@@ -676,8 +655,8 @@ static int write_index(scenario *scs, int n, const char *path) {
                "<th>detect ms p50/p99</th><th>recover ms p50/max</th><th>gap ms p50/p99</th>"
                "<th>kept</th><th>bytes lost</th><th>req/s before</th><th>req/s after</th>"
                "<th>timeline</th><th>server log</th></tr>\n",
-            vigil_version(), opt.conns, opt.mode == LOAD_STREAM ? "stream" : "ping-pong", opt.size,
-            opt.duration_s, opt.stalls, opt.stall_len_ms, opt.stall_ms, opt.server_cpu, opt.client_cpu);
+            vigil_version(), cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
+            cfg.duration_s, cfg.stalls, cfg.stall_len_ms, cfg.stall_ms, cfg.server_cpu, cfg.client_cpu);
     for (int i = 0; i < n; i++) {
         scenario *sc = &scs[i];
         load_result *r = &sc->r;
@@ -690,7 +669,7 @@ static int write_index(scenario *scs, int n, const char *path) {
                     max_of(sc->recovery_ms, sc->nrecovery));
         fprintf(f, "</td><td>%.0f/%.0f</td><td>%llu/%ld</td><td>%llu</td><td>%.0f</td><td>%.0f</td>"
                    "<td><a href=\"%s.svg\">%s.svg</a></td><td><a href=\"%s.log\">%s.log</a></td></tr>\n",
-                r->gap_p50_ms, r->gap_p99_ms, (unsigned long long)r->kept, opt.conns,
+                r->gap_p50_ms, r->gap_p99_ms, (unsigned long long)r->kept, cfg.conns,
                 (unsigned long long)(r->lost + r->mismatches), sc->rps_before, sc->rps_after, sc->name,
                 sc->name, sc->name, sc->name);
     }
@@ -704,140 +683,94 @@ static int write_index(scenario *scs, int n, const char *path) {
 
 /* ------------------------------------------------------------ options */
 
-static int parse_list(const char *v, const char *const *names, int nnames, int *out, int *nout) {
-    char buf[128];
-    snprintf(buf, sizeof(buf), "%s", v);
-    *nout = 0;
-    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        int k = -1;
-        for (int i = 0; i < nnames; i++)
-            if (!strcmp(tok, names[i]))
-                k = i;
-        if (k < 0 || *nout >= nnames)
-            return -1;
-        for (int i = 0; i < *nout; i++)
-            if (out[i] == k)
-                return -1;
-        out[(*nout)++] = k;
-    }
-    return *nout ? 0 : -1;
-}
+static const opt_choice backend_choices[] = {{"uring", 0}, {"epoll", 1}, {NULL}};
+static const opt_choice kind_choices[] = {{"spin", KIND_SPIN}, {"block", KIND_BLOCK}, {"hang", KIND_HANG},
+                                          {"zombie", KIND_ZOMBIE}, {NULL}};
+static const opt_choice modes[] = {{"pingpong", LOAD_PINGPONG}, {"stream", LOAD_STREAM}, {NULL}};
 
-static int parse_num(const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
+static opt profile_opts[] = {
+    {"--backends", 0, OPT_LIST, cfg.backends, .meta = "L", .choices = backend_choices,
+     .count = &cfg.nbackends, .help = "backends to profile (default {default})"},
+    {"--kinds", 0, OPT_LIST, cfg.kinds, .meta = "L", .choices = kind_choices, .count = &cfg.nkinds,
+     .help = "stall kinds (default {default}): spin busy-loops\n"
+             "in a callback, block sleeps in one syscall, hang blocks in a\n"
+             "read that never returns, zombie makes clients go silent"},
+    {"--duration", 0, OPT_DOUBLE, &cfg.duration_s, 2, 600, "S", .unit = "s",
+     .help = "seconds of load per scenario (default {default}, {range})"},
+    {"--stalls", 0, OPT_INT, &cfg.stalls, 1, 100, "N",
+     .help = "stalls (or zombie rounds) per scenario (default {default}, {range})"},
+    {"--stall-len", 0, OPT_U32, &cfg.stall_len_ms, 1, 60000, "MS", .unit = "ms",
+     .help = "how long each injected stall lasts (default {default})"},
+    {"--stall-ms", 0, OPT_U32, &cfg.stall_ms, 10, 10000, "MS", .unit = "ms",
+     .help = "the supervisor's stall threshold (default {default}; the idle\n"
+             "deadline for zombies is 3x this)"},
+    {"--conns", 0, OPT_LONG, &cfg.conns, 2, 10000, "N",
+     .help = "client connections (default {default})"},
+    {"--mode", 0, OPT_ENUM, &cfg.mode, .meta = "M", .choices = modes,
+     .help = "pingpong or stream, as in vigil bench (default {default})"},
+    {"--size", 0, OPT_LONG, &cfg.size, 1, 262144, "BYTES", .unit = "bytes",
+     .help = "message or chunk size, as in vigil bench (default {default})"},
+    {"--server-cpu", 0, OPT_INT, &cfg.server_cpu, -1, CPU_SETSIZE - 1, "C",
+     .hint = "a CPU number, or -1", .help = "pin the server to CPU C (default {default}; -1: none)"},
+    {"--client-cpu", 0, OPT_INT, &cfg.client_cpu, -1, CPU_SETSIZE - 1, "C",
+     .hint = "a CPU number, or -1",
+     .help = "pin the clients to CPU C (default {default}; -1: none)"},
+    {"--out", 0, OPT_STRING, &cfg.out, .meta = "DIR", .flags = OPT_NONEMPTY, .hint = "a directory",
+     .help = "where the report goes (default {default}): index.html,\n"
+             "profile.json, profile.csv and one SVG timeline per scenario"},
+};
 
-#define BAD(...)                                                                                   \
-    do {                                                                                           \
-        fprintf(stderr, "vigil profile: " __VA_ARGS__);                                            \
-        fputc('\n', stderr);                                                                       \
-        usage_profile(stderr);                                                                     \
-        return 2;                                                                                  \
-    } while (0)
+static opt_cmd profile_cmd = {
+    "profile", profile_opts, sizeof(profile_opts) / sizeof(profile_opts[0]), 16,
+    "Prints one table row per scenario. Exits 1 if any scenario lost or corrupted\n"
+    "a byte, or its server failed.\n"};
 
-int cmd_profile(int argc, char **argv) {
-    opt.backends[0] = 0, opt.backends[1] = 1, opt.nbackends = 2;
-    for (int k = 0; k < NKINDS; k++)
-        opt.kinds[k] = k;
-    opt.nkinds = NKINDS;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        double d;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage_profile(stdout);
-            return 0;
-        }
-        if (!v || strncmp(a, "--", 2))
-            BAD("unknown or incomplete option '%s'", a);
-        i++;
-        if (!strcmp(a, "--backends")) {
-            if (parse_list(v, backend_names, 2, opt.backends, &opt.nbackends) < 0)
-                BAD("bad --backends '%s' (a list of uring, epoll)", v);
-        } else if (!strcmp(a, "--kinds")) {
-            if (parse_list(v, kind_names, NKINDS, opt.kinds, &opt.nkinds) < 0)
-                BAD("bad --kinds '%s' (a list of spin, block, hang, zombie)", v);
-        } else if (!strcmp(a, "--duration")) {
-            if (parse_num(v, 2, 600, &opt.duration_s) < 0)
-                BAD("bad --duration '%s' (2..600 s)", v);
-        } else if (!strcmp(a, "--stalls")) {
-            if (parse_num(v, 1, 100, &d) < 0 || d != floor(d))
-                BAD("bad --stalls '%s' (1..100)", v);
-            opt.stalls = (int)d;
-        } else if (!strcmp(a, "--stall-len")) {
-            if (parse_num(v, 1, 60000, &d) < 0 || d != floor(d))
-                BAD("bad --stall-len '%s' (1..60000 ms)", v);
-            opt.stall_len_ms = (uint32_t)d;
-        } else if (!strcmp(a, "--stall-ms")) {
-            if (parse_num(v, 10, 10000, &d) < 0 || d != floor(d))
-                BAD("bad --stall-ms '%s' (10..10000 ms)", v);
-            opt.stall_ms = (uint32_t)d;
-        } else if (!strcmp(a, "--conns")) {
-            if (parse_num(v, 2, 10000, &d) < 0 || d != floor(d))
-                BAD("bad --conns '%s' (2..10000)", v);
-            opt.conns = (long)d;
-        } else if (!strcmp(a, "--size")) {
-            if (parse_num(v, 1, 262144, &d) < 0 || d != floor(d))
-                BAD("bad --size '%s' (1..262144 bytes)", v);
-            opt.size = (long)d;
-        } else if (!strcmp(a, "--mode")) {
-            if (!strcmp(v, "pingpong"))
-                opt.mode = LOAD_PINGPONG;
-            else if (!strcmp(v, "stream"))
-                opt.mode = LOAD_STREAM;
-            else
-                BAD("bad --mode '%s' (pingpong or stream)", v);
-        } else if (!strcmp(a, "--server-cpu") || !strcmp(a, "--client-cpu")) {
-            if (parse_num(v, -1, CPU_SETSIZE - 1, &d) < 0 || d != floor(d))
-                BAD("bad %s '%s'", a, v);
-            *(a[2] == 's' ? &opt.server_cpu : &opt.client_cpu) = (int)d;
-        } else if (!strcmp(a, "--out")) {
-            if (!*v)
-                BAD("bad --out ''");
-            opt.out = v;
-        } else {
-            BAD("unknown option '%s'", a);
-        }
-    }
+/* Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv) {
+    int rc = opts_parse(&profile_cmd, argc, argv);
+    if (rc >= 0)
+        return rc;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 2) /* one CPU: pinning both to it would only add noise */
-        opt.server_cpu = opt.client_cpu = -1;
-    if (opt.server_cpu >= ncpu || opt.client_cpu >= ncpu) {
+        cfg.server_cpu = cfg.client_cpu = -1;
+    if (cfg.server_cpu >= ncpu || cfg.client_cpu >= ncpu) {
         fprintf(stderr, "vigil profile: this machine has %ld CPUs (0..%ld)\n", ncpu, ncpu - 1);
         return 2;
     }
-    if (mkdir(opt.out, 0755) < 0 && errno != EEXIST) {
-        fprintf(stderr, "vigil profile: cannot create %s: %s\n", opt.out, strerror(errno));
+    return -1;
+}
+
+int cmd_profile(int argc, char **argv) {
+    int rc = parse_args(argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (mkdir(cfg.out, 0755) < 0 && errno != EEXIST) {
+        fprintf(stderr, "vigil profile: cannot create %s: %s\n", cfg.out, strerror(errno));
         return 1;
     }
-    opt.tty = isatty(2);
+    cfg.tty = isatty(2);
     signal(SIGPIPE, SIG_IGN);
 
-    int n = opt.nbackends * opt.nkinds;
+    int n = cfg.nbackends * cfg.nkinds;
     scenario *scs = calloc((size_t)n, sizeof(*scs));
     if (!scs)
         return 1;
     printf("vigil profile: %d scenarios, %.0f s each: %ld connections (%s, %ld B), %d stalls of "
            "%u ms, supervisor at %u ms; server on CPU %d, clients on CPU %d\n",
-           n, opt.duration_s, opt.conns, opt.mode == LOAD_STREAM ? "stream" : "ping-pong", opt.size,
-           opt.stalls, opt.stall_len_ms, opt.stall_ms, opt.server_cpu, opt.client_cpu);
+           n, cfg.duration_s, cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
+           cfg.stalls, cfg.stall_len_ms, cfg.stall_ms, cfg.server_cpu, cfg.client_cpu);
     print_header(stdout);
     fflush(stdout);
     int failed = 0;
     for (int i = 0; i < n; i++) {
         scenario *sc = &scs[i];
-        sc->backend = opt.backends[i / opt.nkinds];
-        sc->kind = opt.kinds[i % opt.nkinds];
+        sc->backend = cfg.backends[i / cfg.nkinds];
+        sc->kind = cfg.kinds[i % cfg.nkinds];
         snprintf(sc->name, sizeof(sc->name), "%s-%s", backend_names[sc->backend], kind_names[sc->kind]);
         pthread_mutex_init(&sc->lock, NULL);
         progress_sc = sc, progress_i = i + 1, progress_n = n;
         run_scenario(sc);
-        if (opt.tty)
+        if (cfg.tty)
             fprintf(stderr, "\r%70s\r", "");
         print_row(stdout, sc);
         fflush(stdout);
@@ -845,24 +778,24 @@ int cmd_profile(int argc, char **argv) {
     }
     char path[4096];
     int wrc = 0;
-    snprintf(path, sizeof(path), "%s/profile.json", opt.out);
+    snprintf(path, sizeof(path), "%s/profile.json", cfg.out);
     wrc |= write_json(scs, n, path);
-    snprintf(path, sizeof(path), "%s/profile.csv", opt.out);
+    snprintf(path, sizeof(path), "%s/profile.csv", cfg.out);
     wrc |= write_csv(scs, n, path);
     for (int i = 0; i < n; i++) {
-        snprintf(path, sizeof(path), "%s/%s.svg", opt.out, scs[i].name);
+        snprintf(path, sizeof(path), "%s/%s.svg", cfg.out, scs[i].name);
         wrc |= write_svg(&scs[i], path);
     }
-    snprintf(path, sizeof(path), "%s/index.html", opt.out);
+    snprintf(path, sizeof(path), "%s/index.html", cfg.out);
     wrc |= write_index(scs, n, path);
     if (wrc)
-        fprintf(stderr, "vigil profile: could not write every file in %s\n", opt.out);
+        fprintf(stderr, "vigil profile: could not write every file in %s\n", cfg.out);
     uint64_t lost = 0;
     for (int i = 0; i < n; i++)
         lost += scs[i].r.lost + scs[i].r.mismatches;
     printf("vigil profile: %s: %llu bytes lost in all; report in %s/index.html (profile.json, "
            "profile.csv, %d SVG timelines)\n",
-           failed ? "FAILED" : "every byte came back exactly", (unsigned long long)lost, opt.out, n);
+           failed ? "FAILED" : "every byte came back exactly", (unsigned long long)lost, cfg.out, n);
     for (int i = 0; i < n; i++) {
         load_result_free(&scs[i].r);
         free(scs[i].ev);
