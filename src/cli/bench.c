@@ -7,19 +7,16 @@
  * io_uring and on epoll against the raw baselines of bench/ (and libuv and
  * libevent when built), interleaved over --rounds, medians reported.
  *
- * Children: started with fork+exec, their stdout is a pipe (the first line
- * carries the port), their stderr goes to an unlinked temporary file that is
- * shown only when they fail to start. Each is stopped with SIGINT, then
+ * Children (child.c): started with fork+exec, their stdout is a pipe (the
+ * first line carries the port), their stderr goes to an unlinked temporary
+ * file that is shown only when they fail to start. Each is stopped with SIGINT, then
  * SIGKILL after 3 s; PR_SET_PDEATHSIG kills it if vigil bench dies first, and
  * SIGINT/SIGTERM of vigil bench ends the running load early and stops the
  * child before exiting.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -28,13 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "cli.h"
-#include "clock.h"
 #include "escape.h"
 #include "load.h"
 #include "opts.h"
@@ -204,198 +199,27 @@ static void on_signal(int sig) {
         kill(c, SIGINT);
 }
 
-typedef struct child {
-    pid_t pid;
-    int out_fd;      /* read end of its stdout */
-    int err_fd;      /* its stderr (an unlinked temporary file) */
-    uint16_t port;
-    char line[512];  /* its first stdout line */
-} child;
-
-/* The last line or so of what the child wrote on stderr, for error messages. */
-static void child_stderr_tail(const child *c, char *buf, size_t len) {
-    buf[0] = '\0';
-    if (c->err_fd < 0)
-        return;
-    off_t end = lseek(c->err_fd, 0, SEEK_END);
-    if (end <= 0)
-        return;
-    off_t from = end > (off_t)len - 1 ? end - (off_t)len + 1 : 0;
-    ssize_t n = pread(c->err_fd, buf, len - 1, from);
-    if (n <= 0)
-        return;
-    buf[n] = '\0';
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    char *nl = strrchr(buf, '\n'); /* the last line is the one that says why */
-    if (nl)
-        memmove(buf, nl + 1, strlen(nl + 1) + 1);
-}
-
-/* Waits up to ms for the child to exit; returns its wait status or -1. */
-static int child_wait(pid_t pid, int ms) {
-    uint64_t deadline = now_ns() + (uint64_t)ms * NS_PER_MS;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return st;
-        if (r < 0 && errno != EINTR)
-            return 0; /* not ours any more */
-        if (now_ns() >= deadline)
-            return -1;
-        usleep(10000);
-    }
-}
-
 /* SIGINT, then SIGKILL after STOP_GRACE_MS: nothing is left running. */
-static void child_stop(child *c) {
-    if (c->pid > 0) {
-        kill(c->pid, SIGINT);
-        if (child_wait(c->pid, STOP_GRACE_MS) == -1) {
-            kill(c->pid, SIGKILL);
-            while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
-                ;
-        }
-        g_child = 0;
-        c->pid = 0;
-    }
-    if (c->out_fd >= 0)
-        close(c->out_fd);
-    if (c->err_fd >= 0)
-        close(c->err_fd);
-    c->out_fd = c->err_fd = -1;
+static void child_end(child *c) {
+    child_stop(c, SIGINT, STOP_GRACE_MS);
+    child_close(c);
 }
 
-/* The port: the number after the last ':' of the first line, else after "port". */
-static int parse_port_line(const char *line, uint16_t *port) {
-    const char *p = strrchr(line, ':');
-    long v;
-    char *end;
-    if (p) {
-        v = strtol(p + 1, &end, 10);
-        if (end != p + 1 && v > 0 && v < 65536) {
-            *port = (uint16_t)v;
-            return 0;
-        }
+/* Starts argv pinned to the server CPU (unless not pinning), reads its port
+ * from its first stdout line. Returns 0, or -1 with why in err (the child is
+ * then gone). */
+static int child_start(const bench_opts *o, char *const argv[], child *c, uint16_t *port,
+                       char *err, size_t errlen) {
+    child_opts co = {.cpu = o->pin ? o->server_cpu : -1, .pid_slot = &g_child};
+    int rc = child_spawn(c, argv[0], argv, &co, err, errlen);
+    if (rc == 0 && (rc = child_first_line(c, START_TIMEOUT_MS, &g_stop, err, errlen)) == 0 &&
+        !(*port = child_line_port(c->line))) {
+        snprintf(err, errlen, "%s: no port in its first line '%.200s'", argv[0], c->line);
+        rc = -1;
     }
-    p = strstr(line, "port ");
-    if (p) {
-        v = strtol(p + 5, &end, 10);
-        if (end != p + 5 && v > 0 && v < 65536) {
-            *port = (uint16_t)v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Starts argv pinned to cpu (-1: not pinned), reads its port from its first
- * stdout line. Returns 0, or -1 with why in err (the child is then gone). */
-static int child_start(char *const argv[], int cpu, child *c, char *err, size_t errlen) {
-    int pfd[2];
-    c->pid = 0;
-    c->out_fd = c->err_fd = -1;
-    c->line[0] = '\0';
-    FILE *tmp = tmpfile();
-    if (!tmp || pipe2(pfd, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "cannot start %s: %s", argv[0], strerror(errno));
-        if (tmp)
-            fclose(tmp);
-        return -1;
-    }
-    c->err_fd = dup(fileno(tmp));
-    fclose(tmp);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(err, errlen, "fork: %s", strerror(errno));
-        close(pfd[0]);
-        close(pfd[1]);
-        child_stop(c);
-        return -1;
-    }
-    if (pid == 0) {
-        /* a server outliving vigil bench would skew the next benchmark on this machine */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        dup2(pfd[1], STDOUT_FILENO);
-        dup2(c->err_fd, STDERR_FILENO);
-        if (cpu >= 0) {
-            cpu_set_t set;
-            CPU_ZERO(&set);
-            CPU_SET(cpu, &set);
-            if (sched_setaffinity(0, sizeof(set), &set) != 0) {
-                dprintf(STDERR_FILENO, "sched_setaffinity(%d): %s\n", cpu, strerror(errno));
-                _exit(127);
-            }
-        }
-        execv(argv[0], argv);
-        dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(pfd[1]);
-    c->pid = pid;
-    c->out_fd = pfd[0];
-    g_child = pid;
-
-    /* read the first line; the rest of its stdout stays in the pipe, unread */
-    size_t got = 0;
-    uint64_t deadline = now_ns() + START_TIMEOUT_MS * NS_PER_MS;
-    while (!memchr(c->line, '\n', got)) {
-        uint64_t now = now_ns();
-        if (atomic_load(&g_stop)) {
-            snprintf(err, errlen, "interrupted");
-            child_stop(c);
-            return -1;
-        }
-        if (now >= deadline || got + 1 >= sizeof(c->line)) {
-            snprintf(err, errlen, "%s printed no port within %d s", argv[0], START_TIMEOUT_MS / 1000);
-            child_stop(c);
-            return -1;
-        }
-        struct pollfd p = {.fd = c->out_fd, .events = POLLIN};
-        int n = poll(&p, 1, (int)((deadline - now) / NS_PER_MS + 1));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            continue;
-        ssize_t r = read(c->out_fd, c->line + got, sizeof(c->line) - 1 - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            /* stdout closed: it exited, or is about to */
-            char tail[200];
-            int st = child_wait(pid, 1000);
-            child_stderr_tail(c, tail, sizeof(tail));
-            if (st >= 0 && WIFEXITED(st))
-                snprintf(err, errlen, "%s exited with status %d%s%s", argv[0], WEXITSTATUS(st),
-                         tail[0] ? ": " : "", tail);
-            else if (st >= 0 && WIFSIGNALED(st))
-                snprintf(err, errlen, "%s killed by signal %d%s%s", argv[0], WTERMSIG(st),
-                         tail[0] ? ": " : "", tail);
-            else
-                snprintf(err, errlen, "%s closed its stdout%s%s", argv[0], tail[0] ? ": " : "",
-                         tail);
-            if (st >= 0)
-                c->pid = 0; /* already reaped */
-            g_child = c->pid;
-            child_stop(c);
-            return -1;
-        }
-        got += (size_t)r;
-        c->line[got] = '\0';
-    }
-    *strchr(c->line, '\n') = '\0';
-    if (parse_port_line(c->line, &c->port) < 0) {
-        snprintf(err, errlen, "%s: no port in its first line '%s'", argv[0], c->line);
-        child_stop(c);
-        return -1;
-    }
-    return 0;
+    if (rc != 0)
+        child_end(c);
+    return rc;
 }
 
 /* ------------------------------------------------------------ servers */
@@ -582,8 +406,9 @@ static void run_server(const bench_opts *o, server *s, int round, run_rec *rec) 
     argv[n] = NULL;
 
     child c;
+    uint16_t port = 0;
     memset(rec, 0, sizeof(*rec));
-    if (child_start(argv, o->pin ? o->server_cpu : -1, &c, rec->err, sizeof(rec->err)) < 0) {
+    if (child_start(o, argv, &c, &port, rec->err, sizeof(rec->err)) < 0) {
         rec->ok = false;
         return;
     }
@@ -600,8 +425,8 @@ static void run_server(const bench_opts *o, server *s, int round, run_rec *rec) 
     }
     progress_ctx pc = {.name = s->name, .round = round + 1, .rounds = o->rounds,
                        .total_s = o->warmup + o->duration};
-    run_load(o, "127.0.0.1", c.port, c.pid, &pc, rec);
-    child_stop(&c);
+    run_load(o, "127.0.0.1", port, c.pid, &pc, rec);
+    child_end(&c);
 }
 
 /* ------------------------------------------------------------ output */

@@ -16,7 +16,6 @@
 #include "vigil.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -26,9 +25,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "cli.h"
 #include "clock.h"
 #include "escape.h"
@@ -86,13 +85,13 @@ static struct {
 
 /* ------------------------------------------------------------ the server */
 
-typedef struct child {
-    pid_t pid;
-    int out_fd, err_fd;
-    pthread_t reader;
+typedef struct server {
+    child c;
+    pthread_t reader; /* reads c.err_fd */
+    bool reading;
     scenario *sc;
     FILE *log;
-} child;
+} server;
 
 static void add_event(scenario *sc, int kind, const char *line) {
     pthread_mutex_lock(&sc->lock);
@@ -131,11 +130,11 @@ static int classify(const char *line) {
 
 /* Reads the server's stderr line by line, stamping each line as it comes. */
 static void *reader_main(void *arg) {
-    child *c = arg;
+    server *c = arg;
     char buf[8192];
     size_t have = 0;
     for (;;) {
-        ssize_t n = read(c->err_fd, buf + have, sizeof(buf) - 1 - have);
+        ssize_t n = read(c->c.err_fd, buf + have, sizeof(buf) - 1 - have);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -160,25 +159,15 @@ static void *reader_main(void *arg) {
     return NULL;
 }
 
-static void pin(int cpu) {
-    if (cpu < 0)
-        return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    sched_setaffinity(0, sizeof(set), &set);
-}
-
-/* Starts `vigil serve` for a scenario; returns its port, or -errno. */
-static int server_start(child *c, scenario *sc) {
-    char inject[64], stall[16], idle[16];
-    snprintf(stall, sizeof(stall), "%u", cfg.stall_ms);
-    snprintf(idle, sizeof(idle), "%u", cfg.stall_ms * 3);
+/* The arguments of `vigil serve` for a scenario, into argv (room for 16),
+ * with its numbers written in buf. */
+static void server_args(const scenario *sc, char *argv[], char buf[3][64]) {
+    char *stall = buf[0], *idle = buf[1], *inject = buf[2];
+    snprintf(stall, 64, "%u", cfg.stall_ms);
+    snprintf(idle, 64, "%u", cfg.stall_ms * 3);
     /* stalls every period, from one period in: the last leaves time to recover */
     uint32_t period = (uint32_t)(cfg.duration_s * 1000 * 0.7 / cfg.stalls);
-    snprintf(inject, sizeof(inject), "%s:%u:%u:%d", kind_names[sc->kind], cfg.stall_len_ms, period,
-             cfg.stalls);
-    char *argv[24];
+    snprintf(inject, 64, "%s:%u:%u:%d", kind_names[sc->kind], cfg.stall_len_ms, period, cfg.stalls);
     int a = 0;
     argv[a++] = "vigil";
     argv[a++] = "serve";
@@ -190,80 +179,42 @@ static int server_start(child *c, scenario *sc) {
     argv[a++] = stall;
     argv[a++] = "--restart-budget";
     argv[a++] = "1000/10"; /* a profile stalls on purpose, often */
-    if (sc->kind == KIND_ZOMBIE) {
-        argv[a++] = "--idle-ms";
-        argv[a++] = idle;
-    } else {
-        argv[a++] = "--inject";
-        argv[a++] = inject;
-    }
+    argv[a++] = sc->kind == KIND_ZOMBIE ? "--idle-ms" : "--inject";
+    argv[a++] = sc->kind == KIND_ZOMBIE ? idle : inject;
     argv[a] = NULL;
-    int po[2], pe[2];
-    if (pipe2(po, O_CLOEXEC) < 0)
-        return -errno;
-    if (pipe2(pe, O_CLOEXEC) < 0) {
-        close(po[0]);
-        close(po[1]);
-        return -errno;
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = -errno;
-        close(po[0]), close(po[1]), close(pe[0]), close(pe[1]);
-        return e;
-    }
-    if (pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        pin(cfg.server_cpu);
-        execv("/proc/self/exe", argv);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    c->pid = pid;
-    c->out_fd = po[0];
-    c->err_fd = pe[0];
-    c->sc = sc;
-    pthread_create(&c->reader, NULL, reader_main, c);
-    /* its first line names the backend and the port */
-    char line[512];
-    size_t n = 0;
-    uint64_t deadline = now_ns() + 5 * NS_PER_S;
-    while (n < sizeof(line) - 1 && now_ns() < deadline) {
-        ssize_t k = read(c->out_fd, line + n, 1);
-        if (k <= 0)
-            break;
-        if (line[n++] == '\n')
-            break;
-    }
-    line[n] = 0;
-    char *p = strstr(line, " port ");
-    if (!p)
-        return -EIO;
-    snprintf(sc->backend_line, sizeof(sc->backend_line), "%.*s", (int)strcspn(line, "\n"), line);
-    sc->backend_used = strstr(line, "backend epoll") ? "epoll" : "io_uring";
-    return atoi(p + 6);
 }
 
-static void server_stop(child *c, scenario *sc) {
-    kill(c->pid, SIGINT);
-    int status = 0;
-    for (int i = 0; i < 100; i++) { /* 5 s, then it is killed */
-        if (waitpid(c->pid, &status, WNOHANG) == c->pid)
-            goto done;
-        nanosleep(&(struct timespec){0, 50000000}, NULL);
-    }
-    kill(c->pid, SIGKILL);
-    waitpid(c->pid, &status, 0);
-    sc->server_status = -1;
-    goto out;
-done:
-    sc->server_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-out:
-    pthread_join(c->reader, NULL);
-    close(c->out_fd);
-    close(c->err_fd);
+/* Starts `vigil serve` for a scenario; returns its port, or -errno. Its
+ * stderr is read (and stamped) from the start, by reader_main. */
+static int server_start(server *s, scenario *sc) {
+    char *argv[16], buf[3][64], err[160];
+    server_args(sc, argv, buf);
+    child_opts co = {.cpu = cfg.server_cpu, .err_pipe = true};
+    int rc = child_spawn(&s->c, "/proc/self/exe", argv, &co, err, sizeof(err));
+    if (rc < 0)
+        return rc;
+    s->sc = sc;
+    if ((rc = pthread_create(&s->reader, NULL, reader_main, s)) != 0)
+        return -rc;
+    s->reading = true;
+    /* its first line names the backend and the port */
+    uint16_t port = 0;
+    if (child_first_line(&s->c, 5000, NULL, err, sizeof(err)) < 0 ||
+        !(port = child_line_port(s->c.line)))
+        return -EIO;
+    snprintf(sc->backend_line, sizeof(sc->backend_line), "%.*s", (int)sizeof(sc->backend_line) - 1,
+             s->c.line);
+    sc->backend_used = strstr(s->c.line, "backend epoll") ? "epoll" : "io_uring";
+    return port;
+}
+
+/* SIGINT, then SIGKILL after 5 s; its exit status goes to sc (-1: killed). */
+static void server_stop(server *s, scenario *sc) {
+    int st = child_stop(&s->c, SIGINT, 5000);
+    sc->server_status = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (s->reading)
+        pthread_join(s->reader, NULL); /* it ends at EOF: the server is gone */
+    child_close(&s->c);
 }
 
 /* ------------------------------------------------------------ one scenario */
@@ -360,7 +311,7 @@ static void analyse(scenario *sc) {
 }
 
 static void run_scenario(scenario *sc) {
-    child c = {0};
+    server c = {0};
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s.log", cfg.out, sc->name);
     c.log = fopen(path, "w");
@@ -368,8 +319,7 @@ static void run_scenario(scenario *sc) {
     if (port <= 0) {
         sc->load_rc = port < 0 ? port : -EIO;
         snprintf(sc->r.error, sizeof(sc->r.error), "the server did not start (see %.100s)", path);
-        if (c.pid > 0)
-            server_stop(&c, sc);
+        server_stop(&c, sc);
         if (c.log)
             fclose(c.log);
         return;
@@ -377,7 +327,7 @@ static void run_scenario(scenario *sc) {
     load_config lc = {.port = (uint16_t)port, .conns = cfg.conns, .mode = cfg.mode, .size = cfg.size,
                       .window = cfg.size * 4 > 65536 ? cfg.size * 4 : 65536,
                       .duration_s = cfg.duration_s, .warmup_s = WARMUP_S, .threads = 1,
-                      .cpu = cfg.client_cpu, .server_pid = c.pid, .bin_s = BIN_S,
+                      .cpu = cfg.client_cpu, .server_pid = c.c.pid, .bin_s = BIN_S,
                       .progress = on_progress};
     if (sc->kind == KIND_ZOMBIE) {
         int per = (int)(cfg.conns / 20) ? (int)(cfg.conns / 20) : 1;
