@@ -819,35 +819,33 @@ static bool add_peer(server *sv, int *n, const char *peers, const char *prog, co
     return true;
 }
 
-/* ------------------------------------------------------------ cmd_bench */
-
-int cmd_bench(int argc, char **argv) {
-    int rc = parse_args(argc, argv);
-    if (rc >= 0)
-        return rc;
-    bench_opts o = bopt;
-
-    static server sv[MAX_SERVERS]; /* big (per-round records): not on the stack */
+/* The servers to load, into sv; returns how many. */
+static int list_servers(const bench_opts *o, server *sv) {
     int n = 0;
-    if (o.compare) {
+    if (o->compare) {
         add_vigil(sv, &n, "uring");
         add_vigil(sv, &n, "epoll");
-        add_peer(sv, &n, o.peers, "echo_uring", "raw-uring", "uring", true, NULL);
-        add_peer(sv, &n, o.peers, "echo_epoll", "raw-epoll", "epoll", true, NULL);
-        add_peer(sv, &n, o.peers, "echo_libuv", "libuv", "epoll", false, "libuv1-dev");
-        add_peer(sv, &n, o.peers, "echo_libevent", "libevent", "epoll", false, "libevent-dev");
-    } else if (o.target) {
-        server *s = add_server(sv, &n, o.target, NULL, false);
-        snprintf(s->path, sizeof(s->path), "%s", o.target);
+        add_peer(sv, &n, o->peers, "echo_uring", "raw-uring", "uring", true, NULL);
+        add_peer(sv, &n, o->peers, "echo_epoll", "raw-epoll", "epoll", true, NULL);
+        add_peer(sv, &n, o->peers, "echo_libuv", "libuv", "epoll", false, "libuv1-dev");
+        add_peer(sv, &n, o->peers, "echo_libevent", "libevent", "epoll", false, "libevent-dev");
+    } else if (o->target) {
+        server *s = add_server(sv, &n, o->target, NULL, false);
+        snprintf(s->path, sizeof(s->path), "%s", o->target);
     } else {
-        add_vigil(sv, &n, backend_names[o.backend]);
+        add_vigil(sv, &n, backend_names[o->backend]);
     }
+    return n;
+}
 
-    if (mkdir_p(o.out_dir) != 0) {
-        fprintf(stderr, "vigil bench: cannot create --out %s: %s\n", o.out_dir, strerror(errno));
+/* ------------------------------------------------------------ cmd_bench */
+
+/* The output directory, the signals, the header. Returns -1 to go on, else the exit status. */
+static int set_up(const bench_opts *o) {
+    if (mkdir_p(o->out_dir) != 0) {
+        fprintf(stderr, "vigil bench: cannot create --out %s: %s\n", o->out_dir, strerror(errno));
         return 1;
     }
-
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal; /* no SA_RESTART: waits for a child's line end early */
@@ -856,29 +854,41 @@ int cmd_bench(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
 
     char desc[512];
-    describe(&o, desc, sizeof(desc), false);
+    describe(o, desc, sizeof(desc), false);
     printf("vigil bench: %s\n", desc);
-    if (o.rounds > 1)
-        printf("vigil bench: %d rounds, servers interleaved; medians below\n", o.rounds);
+    if (o->rounds > 1)
+        printf("vigil bench: %d rounds, servers interleaved; medians below\n", o->rounds);
     fflush(stdout);
+    return -1;
+}
 
-    for (int r = 0; r < o.rounds && !atomic_load(&g_stop); r++) {
+/* One round of one server into its record. Returns -1 to go on, else the exit status. */
+static int run_one(const bench_opts *o, server *s, int r) {
+    run_rec *rec = &s->runs[r];
+    if (!o->target) {
+        run_server(o, s, r, rec);
+        if (!rec->ok && !atomic_load(&g_stop))
+            fprintf(stderr, "vigil bench: %s: %s\n", s->name, rec->err);
+        return -1;
+    }
+    memset(rec, 0, sizeof(*rec));
+    progress_ctx pc = {.name = s->name, .round = r + 1, .rounds = o->rounds,
+                       .total_s = o->warmup + o->duration};
+    run_load(o, o->target_host, o->target_port, 0, &pc, rec);
+    if (!rec->ok) {
+        fprintf(stderr, "vigil bench: cannot load %s: %s\n", o->target, rec->err);
+        return 1;
+    }
+    return -1;
+}
+
+/* Every round of every server, interleaved. Returns -1 to go on, else the exit status. */
+static int run_rounds(const bench_opts *o, server *sv, int n) {
+    for (int r = 0; r < o->rounds && !atomic_load(&g_stop); r++) {
         for (int i = 0; i < n && !atomic_load(&g_stop); i++) {
-            run_rec *rec = &sv[i].runs[r];
-            if (o.target) {
-                memset(rec, 0, sizeof(*rec));
-                progress_ctx pc = {.name = sv[i].name, .round = r + 1, .rounds = o.rounds,
-                                   .total_s = o.warmup + o.duration};
-                run_load(&o, o.target_host, o.target_port, 0, &pc, rec);
-                if (!rec->ok) {
-                    fprintf(stderr, "vigil bench: cannot load %s: %s\n", o.target, rec->err);
-                    return 1;
-                }
-            } else {
-                run_server(&o, &sv[i], r, rec);
-                if (!rec->ok && !atomic_load(&g_stop))
-                    fprintf(stderr, "vigil bench: %s: %s\n", sv[i].name, rec->err);
-            }
+            int rc = run_one(o, &sv[i], r);
+            if (rc >= 0)
+                return rc;
         }
     }
     if (atomic_load(&g_stop)) {
@@ -886,25 +896,29 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "vigil bench: interrupted; nothing written\n");
         return 130;
     }
+    return -1;
+}
 
+/* Medians, the table and the files. Returns the exit status. */
+static int report(const bench_opts *o, server *sv, int n) {
     bool all_ok = true;
     for (int i = 0; i < n; i++) {
-        compute_median(&sv[i], o.rounds);
-        for (int r = 0; r < o.rounds; r++)
-            if (!run_clean(&sv[i].runs[r], o.conns))
+        compute_median(&sv[i], o->rounds);
+        for (int r = 0; r < o->rounds; r++)
+            if (!run_clean(&sv[i].runs[r], o->conns))
                 all_ok = false;
     }
-    print_table(&o, sv, n);
+    print_table(o, sv, n);
 
     char jp[PATH_MAX], cp[PATH_MAX], gp[PATH_MAX];
-    snprintf(jp, sizeof(jp), "%s/bench.json", o.out_dir);
-    snprintf(cp, sizeof(cp), "%s/bench.csv", o.out_dir);
-    snprintf(gp, sizeof(gp), "%s/bench.svg", o.out_dir);
+    snprintf(jp, sizeof(jp), "%s/bench.json", o->out_dir);
+    snprintf(cp, sizeof(cp), "%s/bench.csv", o->out_dir);
+    snprintf(gp, sizeof(gp), "%s/bench.svg", o->out_dir);
     const char *paths[3] = {jp, cp, gp};
     int (*writers[3])(const char *, const bench_opts *, server *, int) = {write_json, write_csv,
                                                                           write_svg};
     for (int k = 0; k < 3; k++) {
-        if (writers[k](paths[k], &o, sv, n) != 0) {
+        if (writers[k](paths[k], o, sv, n) != 0) {
             fprintf(stderr, "vigil bench: cannot write %s: %s\n", paths[k], strerror(errno));
             return 1;
         }
@@ -914,4 +928,16 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "vigil bench: FAILED: a server did not start, or bytes were lost or "
                         "mismatched, or connections failed (see above)\n");
     return all_ok ? 0 : 1;
+}
+
+int cmd_bench(int argc, char **argv) {
+    static server sv[MAX_SERVERS]; /* big (per-round records): not on the stack */
+    const bench_opts *o = &bopt;
+    int rc = parse_args(argc, argv);
+    if (rc >= 0)
+        return rc;
+    int n = list_servers(o, sv);
+    if ((rc = set_up(o)) >= 0 || (rc = run_rounds(o, sv, n)) >= 0)
+        return rc;
+    return report(o, sv, n);
 }
