@@ -471,20 +471,27 @@ static int write_csv(scenario *scs, int n, const char *path) {
     return fclose(f) ? -errno : 0;
 }
 
-/* An SVG timeline: client throughput above, latency (p99 per bin, log scale)
- * below, and the server's events as marked vertical lines across both. */
-static int write_svg(const scenario *sc, const char *path) {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -errno;
-    const load_result *r = &sc->r;
-    const double W = 960, H = 520, L = 70, R = 20, T = 50, PH = 180, GAP = 60;
-    double span = WARMUP_S + cfg.duration_s, pw = W - L - R;
-    double ymax = 1;
+/* An SVG timeline's geometry: throughput in the panel at T, latency (p99
+ * per bin, log scale) in the one at top2, time across both. */
+typedef struct chart {
+    double W, H, L, T, PH, top2, pw, span;
+    double ymax;     /* the throughput axis' top, requests/s */
+    double llo, lhi; /* the latency axis' ends, log10 of us */
+} chart;
+
+static double chart_x(const chart *c, double t) { return c->L + t / c->span * c->pw; }
+
+static void chart_scale(const load_result *r, chart *c) {
+    const double R = 20, GAP = 60;
+    *c = (chart){.W = 960, .H = 520, .L = 70, .T = 50, .PH = 180};
+    c->top2 = c->T + c->PH + GAP;
+    c->span = WARMUP_S + cfg.duration_s;
+    c->pw = c->W - c->L - R;
+    c->ymax = 1;
     for (size_t b = 0; b < r->nbins; b++)
-        if (r->bins[b].requests / BIN_S > ymax)
-            ymax = r->bins[b].requests / BIN_S;
-    ymax *= 1.1;
+        if (r->bins[b].requests / BIN_S > c->ymax)
+            c->ymax = r->bins[b].requests / BIN_S;
+    c->ymax *= 1.1;
     double lmin = 1e9, lmax = 1;
     for (size_t b = 0; b < r->nbins; b++)
         if (r->bins[b].requests) {
@@ -493,74 +500,86 @@ static int write_svg(const scenario *sc, const char *path) {
         }
     if (lmin > lmax)
         lmin = 1;
-    double llo = floor(log10(lmin > 1 ? lmin : 1)), lhi = ceil(log10(lmax * 1.01));
-    if (lhi <= llo)
-        lhi = llo + 1;
-#define X(t) (L + (t) / span * pw)
+    c->llo = floor(log10(lmin > 1 ? lmin : 1));
+    c->lhi = ceil(log10(lmax * 1.01));
+    if (c->lhi <= c->llo)
+        c->lhi = c->llo + 1;
+}
+
+/* The titles, the two frames with their grids, and the axes' labels. */
+static void svg_frame(FILE *f, const scenario *sc, const chart *c) {
+    const load_result *r = &sc->r;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" "
                "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
                "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n",
-            W, H, W, H);
+            c->W, c->H, c->W, c->H);
     fprintf(f, "<text x=\"%.0f\" y=\"22\" font-size=\"16\" font-weight=\"bold\">vigil profile: %s "
                "(%s), %s</text>\n",
-            L, sc->name, sc->backend_used ? sc->backend_used : "?", kind_names[sc->kind]);
+            c->L, sc->name, sc->backend_used ? sc->backend_used : "?", kind_names[sc->kind]);
     fprintf(f, "<text x=\"%.0f\" y=\"40\" fill=\"#555\">%ld connections, %s %ld B; bytes lost %llu; "
                "gap p50/p99 %.0f/%.0f ms; kept %llu</text>\n",
-            L, cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
+            c->L, cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
             (unsigned long long)(r->lost + r->mismatches), r->gap_p50_ms, r->gap_p99_ms,
             (unsigned long long)r->kept);
-    double top2 = T + PH + GAP;
     for (int p = 0; p < 2; p++) { /* frames, grids, axes */
-        double y0 = p ? top2 : T;
+        double y0 = p ? c->top2 : c->T;
         fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
-                   "stroke=\"#888\"/>\n", L, y0, pw, PH);
-        for (int s = 0; s <= (int)span; s++)
+                   "stroke=\"#888\"/>\n", c->L, y0, c->pw, c->PH);
+        for (int s = 0; s <= (int)c->span; s++)
             fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#eee\"/>"
                        "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\" fill=\"#555\">%d s</text>\n",
-                    X(s), y0, X(s), y0 + PH, X(s), y0 + PH + 15, s);
+                    chart_x(c, s), y0, chart_x(c, s), y0 + c->PH, chart_x(c, s), y0 + c->PH + 15, s);
     }
     for (int k = 0; k <= 4; k++) {
-        double v = ymax * k / 4, y = T + PH - PH * k / 4;
-        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%.0fk</text>\n", L - 5,
-                y + 4, v / 1000);
+        double v = c->ymax * k / 4, y = c->T + c->PH - c->PH * k / 4;
+        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%.0fk</text>\n",
+                c->L - 5, y + 4, v / 1000);
     }
-    for (double e = llo; e <= lhi; e++) {
-        double y = top2 + PH - PH * (e - llo) / (lhi - llo);
+    for (double e = c->llo; e <= c->lhi; e++) {
+        double y = c->top2 + c->PH - c->PH * (e - c->llo) / (c->lhi - c->llo);
         double us = pow(10, e);
         fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#eee\"/>"
                    "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%g %s</text>\n",
-                L, y, L + pw, y, L - 5, y + 4, us >= 1000 ? us / 1000 : us, us >= 1000 ? "ms" : "us");
+                c->L, y, c->L + c->pw, y, c->L - 5, y + 4, us >= 1000 ? us / 1000 : us,
+                us >= 1000 ? "ms" : "us");
     }
     fprintf(f, "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" text-anchor=\"middle\">"
-               "requests/s</text>\n", T + PH / 2, T + PH / 2);
+               "requests/s</text>\n", c->T + c->PH / 2, c->T + c->PH / 2);
     fprintf(f, "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" text-anchor=\"middle\">"
-               "latency p99</text>\n", top2 + PH / 2, top2 + PH / 2);
-    /* throughput */
+               "latency p99</text>\n", c->top2 + c->PH / 2, c->top2 + c->PH / 2);
+}
+
+/* Throughput as a line; latency as a dot per bin where requests completed. */
+static void svg_data(FILE *f, const load_result *r, const chart *c) {
     fprintf(f, "<polyline class=\"throughput\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"");
     for (size_t b = 0; b < r->nbins; b++)
-        fprintf(f, "%.1f,%.1f ", X((b + 0.5) * BIN_S), T + PH - PH * (r->bins[b].requests / BIN_S) / ymax);
+        fprintf(f, "%.1f,%.1f ", chart_x(c, (b + 0.5) * BIN_S),
+                c->T + c->PH - c->PH * (r->bins[b].requests / BIN_S) / c->ymax);
     fprintf(f, "\"/>\n");
-    /* latency, where requests completed */
     fprintf(f, "<g class=\"latency\" fill=\"#d62728\">\n");
     for (size_t b = 0; b < r->nbins; b++) {
         if (!r->bins[b].requests)
             continue;
         double lv = log10(r->bins[b].p99_us > 1 ? r->bins[b].p99_us : 1);
-        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\"/>\n", X((b + 0.5) * BIN_S),
-                top2 + PH - PH * (lv - llo) / (lhi - llo));
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\"/>\n", chart_x(c, (b + 0.5) * BIN_S),
+                c->top2 + c->PH - c->PH * (lv - c->llo) / (c->lhi - c->llo));
     }
     fprintf(f, "</g>\n");
-    /* events */
+}
+
+/* The server's events and the zombies going silent, as marked vertical lines. */
+static void svg_marks(FILE *f, const scenario *sc, const chart *c) {
     static const char *colors[] = {"#d62728", "#ff7f0e", "#9467bd", "#2ca02c", "#8c564b", "#7f7f7f"};
+    const load_result *r = &sc->r;
     for (size_t i = 0; i < sc->nev; i++) {
         const event *e = &sc->ev[i];
-        if (e->kind == EV_OTHER || e->t < 0 || e->t > span)
+        if (e->kind == EV_OTHER || e->t < 0 || e->t > c->span)
             continue;
         fprintf(f, "<line class=\"mark %s\" x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"%s\" "
                    "stroke-width=\"1.5\" stroke-dasharray=\"%s\"><title>%.3f s: ",
-                event_names[e->kind], X(e->t), T, X(e->t), top2 + PH, colors[e->kind],
-                e->kind == EV_STALL ? "none" : "4 3", e->t);
+                event_names[e->kind], chart_x(c, e->t), c->T, chart_x(c, e->t), c->top2 + c->PH,
+                colors[e->kind], e->kind == EV_STALL ? "none" : "4 3", e->t);
         xml_str(f, e->text);
         fprintf(f, "</title></line>\n");
     }
@@ -569,24 +588,40 @@ static int write_svg(const scenario *sc, const char *path) {
             continue;
         fprintf(f, "<line class=\"mark zombie\" x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" "
                    "stroke=\"#7f7f7f\" stroke-width=\"1\"/>\n",
-                X(r->zombie_silent_s[z]), T, X(r->zombie_silent_s[z]), top2 + PH);
+                chart_x(c, r->zombie_silent_s[z]), c->T, chart_x(c, r->zombie_silent_s[z]),
+                c->top2 + c->PH);
     }
-    /* legend */
+}
+
+static void svg_legend(FILE *f, const chart *c) {
     static const struct {
         const char *label, *color, *dash;
     } legend[] = {{"stall injected", "#d62728", "none"}, {"report", "#ff7f0e", "4 3"},
                   {"fence", "#9467bd", "4 3"},           {"rebuild", "#2ca02c", "4 3"},
                   {"conn reset", "#8c564b", "4 3"},      {"zombie silent / reset", "#7f7f7f", "4 3"}};
-    double ly = H - 18;
-    double lx = L;
+    double ly = c->H - 18;
+    double lx = c->L;
     for (size_t k = 0; k < sizeof(legend) / sizeof(legend[0]); k++) {
         fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" stroke-width=\"2\" "
                    "stroke-dasharray=\"%s\"/><text x=\"%.0f\" y=\"%.0f\">%s</text>\n",
                 lx, ly - 4, lx + 20, ly - 4, legend[k].color, legend[k].dash, lx + 24, ly, legend[k].label);
         lx += 40 + 7 * strlen(legend[k].label);
     }
+}
+
+/* An SVG timeline: client throughput above, latency (p99 per bin, log scale)
+ * below, and the server's events as marked vertical lines across both. */
+static int write_svg(const scenario *sc, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    chart c;
+    chart_scale(&sc->r, &c);
+    svg_frame(f, sc, &c);
+    svg_data(f, &sc->r, &c);
+    svg_marks(f, sc, &c);
+    svg_legend(f, &c);
     fprintf(f, "</svg>\n");
-#undef X
     return fclose(f) ? -errno : 0;
 }
 
@@ -690,21 +725,30 @@ static int parse_args(int argc, char **argv) {
     return -1;
 }
 
-int cmd_profile(int argc, char **argv) {
-    int rc = parse_args(argc, argv);
-    if (rc >= 0)
-        return rc;
+/* The output directory; the scenarios, named, in order: backends outside,
+ * kinds inside. Returns them (n of them), or NULL with the exit status in *rc. */
+static scenario *set_up(int *n, int *rc) {
+    *rc = 1;
     if (mkdir(cfg.out, 0755) < 0 && errno != EEXIST) {
         fprintf(stderr, "vigil profile: cannot create %s: %s\n", cfg.out, strerror(errno));
-        return 1;
+        return NULL;
     }
     cfg.tty = isatty(2);
     signal(SIGPIPE, SIG_IGN);
+    *n = cfg.nbackends * cfg.nkinds;
+    scenario *scs = calloc((size_t)*n, sizeof(*scs));
+    for (int i = 0; scs && i < *n; i++) {
+        scenario *sc = &scs[i];
+        sc->backend = cfg.backends[i / cfg.nkinds];
+        sc->kind = cfg.kinds[i % cfg.nkinds];
+        snprintf(sc->name, sizeof(sc->name), "%s-%s", backend_names[sc->backend], kind_names[sc->kind]);
+        pthread_mutex_init(&sc->lock, NULL);
+    }
+    return scs;
+}
 
-    int n = cfg.nbackends * cfg.nkinds;
-    scenario *scs = calloc((size_t)n, sizeof(*scs));
-    if (!scs)
-        return 1;
+/* Every scenario, a table row each as it ends. Returns 1 if any failed. */
+static int run_all(scenario *scs, int n) {
     printf("vigil profile: %d scenarios, %.0f s each: %ld connections (%s, %ld B), %d stalls of "
            "%u ms, supervisor at %u ms; server on CPU %d, clients on CPU %d\n",
            n, cfg.duration_s, cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
@@ -714,10 +758,6 @@ int cmd_profile(int argc, char **argv) {
     int failed = 0;
     for (int i = 0; i < n; i++) {
         scenario *sc = &scs[i];
-        sc->backend = cfg.backends[i / cfg.nkinds];
-        sc->kind = cfg.kinds[i % cfg.nkinds];
-        snprintf(sc->name, sizeof(sc->name), "%s-%s", backend_names[sc->backend], kind_names[sc->kind]);
-        pthread_mutex_init(&sc->lock, NULL);
         progress_sc = sc, progress_i = i + 1, progress_n = n;
         run_scenario(sc);
         if (cfg.tty)
@@ -726,6 +766,11 @@ int cmd_profile(int argc, char **argv) {
         fflush(stdout);
         failed |= !sc->ok;
     }
+    return failed;
+}
+
+/* The files and the last line. Returns nonzero if a file could not be written. */
+static int report(scenario *scs, int n, int failed) {
     char path[4096];
     int wrc = 0;
     snprintf(path, sizeof(path), "%s/profile.json", cfg.out);
@@ -746,11 +791,27 @@ int cmd_profile(int argc, char **argv) {
     printf("vigil profile: %s: %llu bytes lost in all; report in %s/index.html (profile.json, "
            "profile.csv, %d SVG timelines)\n",
            failed ? "FAILED" : "every byte came back exactly", (unsigned long long)lost, cfg.out, n);
+    return wrc;
+}
+
+static void free_scenarios(scenario *scs, int n) {
     for (int i = 0; i < n; i++) {
         load_result_free(&scs[i].r);
         free(scs[i].ev);
         pthread_mutex_destroy(&scs[i].lock);
     }
     free(scs);
+}
+
+int cmd_profile(int argc, char **argv) {
+    int n, rc = parse_args(argc, argv);
+    if (rc >= 0)
+        return rc;
+    scenario *scs = set_up(&n, &rc);
+    if (!scs)
+        return rc;
+    int failed = run_all(scs, n);
+    int wrc = report(scs, n, failed);
+    free_scenarios(scs, n);
     return failed || wrc ? 1 : 0;
 }
