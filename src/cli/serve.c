@@ -783,10 +783,8 @@ static void print_totals(void) {
             (unsigned long long)total.stale);
 }
 
-int cmd_serve(int argc, char **argv) {
-    int prc = parse_args(argc, argv);
-    if (prc >= 0)
-        return prc;
+/* What every loop needs before the first is made. Returns -1 to go on, else the exit status. */
+static int prepare(void) {
     raise_nofile();
     int frc = cfg.root ? files_root(cfg.root) : 0;
     if (frc < 0) {
@@ -797,20 +795,17 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "vigil serve: out of memory\n");
         return 1;
     }
-
     if (cfg.stall_ms)
         /* a backend it can be rebuilt on exactly; and its connections share
          * nothing but atomic counters, so the rebuilt loop may serve them while
          * a fenced callback still runs (only the stuck connection waits) */
         cfg.loop_opts.flags |= VIGIL_LOOP_SUPERVISED | VIGIL_LOOP_INDEPENDENT_CALLBACKS;
-    servers = calloc(cfg.threads, sizeof(*servers));
-    vigil_loop **loops = calloc(cfg.threads, sizeof(*loops));
-    if (!servers || !loops) {
-        fprintf(stderr, "vigil serve: out of memory\n");
-        return 1;
-    }
-    /* Every loop is set up here, one after the other (loop 0 picks the port
-     * the others share), then vigil_serve runs each on a thread of its own. */
+    return -1;
+}
+
+/* Every loop is set up here, one after the other (loop 0 picks the port the
+ * others share), then vigil_serve runs each on a thread of its own. */
+static int setup_loops(vigil_loop **loops) {
     int rc = 0;
     for (; nservers < cfg.threads; nservers++) {
         server *s = &servers[nservers];
@@ -819,59 +814,76 @@ int cmd_serve(int argc, char **argv) {
             break;
         loops[nservers] = s->loop;
     }
-    if (rc == 0 && cfg.stall_ms) {
-        vigil_supervisor_options so = {.stall_ms = cfg.stall_ms, .grace_ms = cfg.grace_ms,
-                                       .budget_rebuilds = cfg.budget_r,
-                                       .budget_window_ms = cfg.budget_t * 1000,
-                                       .budget_action = cfg.budget_action};
-        rc = vigil_supervisor_start(&supervisor, &so);
-        for (uint32_t i = 0; rc == 0 && i < nservers; i++)
-            rc = vigil_supervisor_add(supervisor, servers[i].loop);
-        if (rc == -ENOTSUP && cfg.budget_action == VIGIL_BUDGET_EPOLL)
-            fprintf(stderr, "vigil serve: --on-budget epoll: this system has no epoll (Windows): "
-                            "use exit or report\n");
-        else if (rc < 0)
-            fprintf(stderr, "vigil serve: cannot supervise the loops: %s\n", vigil_strerror(rc));
-    }
-    metrics_server *metrics = NULL;
-    if (rc == 0 && cfg.metrics_port >= 0) {
-        metrics_config mc = {.port = (uint16_t)cfg.metrics_port, .supervisor = supervisor,
-                             .stall_ms = cfg.stall_ms, .nloops = nservers,
-                             .request_ms = cfg.request_ms};
-        metrics_loop *ml = calloc(nservers, sizeof(*ml));
-        for (uint32_t i = 0; ml && i < nservers; i++)
-            ml[i] = (metrics_loop){servers[i].loop, &servers[i].counters};
-        mc.loops = ml;
-        rc = ml ? metrics_start(&mc, &metrics) : -ENOMEM;
-        free(ml);
-        if (rc < 0)
-            fprintf(stderr, "vigil serve: cannot serve metrics on 127.0.0.1:%d: %s\n",
-                    cfg.metrics_port, vigil_strerror(rc));
-    }
-    if (rc == 0) {
-        print_banner();
-        if (metrics)
-            printf("vigil serve: metrics on http://127.0.0.1:%d/metrics\n", metrics_port(metrics));
-        fflush(stdout);
-        if (supervisor)
-            fprintf(stderr, "vigil serve: supervised: stall after %u ms, rebuild after %u ms more, "
-                            "budget %u rebuilds in %u s, then %s\n", cfg.stall_ms, cfg.stall_ms,
-                    cfg.budget_r, cfg.budget_t,
-                    cfg.budget_action == VIGIL_BUDGET_EPOLL    ? "epoll"
-                    : cfg.budget_action == VIGIL_BUDGET_REPORT ? "report only"
-                                                               : "exit");
-    }
-    /* Until SIGINT or SIGTERM (Ctrl-C): then each loop closes its connections
-     * (shutdown_now) and ends; what has not ended 5 s later is stopped. */
-    int end = 0;
-    if (rc == 0) {
-        vigil_serve_options so = {.stop_ms = 5000, .on_stop = shutdown_now};
-        end = vigil_serve(loops, nservers, &so);
-        if (end == -EDEADLK)
-            fprintf(stderr, "vigil serve: a callback is still stuck in a fenced thread; leaving it\n");
-        else if (end < 0)
-            fprintf(stderr, "vigil serve: the loops did not end: %s\n", vigil_strerror(end));
-    }
+    return rc;
+}
+
+/* With --stall-ms: the supervisor, watching every loop. */
+static int start_supervisor(void) {
+    if (!cfg.stall_ms)
+        return 0;
+    vigil_supervisor_options so = {.stall_ms = cfg.stall_ms, .grace_ms = cfg.grace_ms,
+                                   .budget_rebuilds = cfg.budget_r,
+                                   .budget_window_ms = cfg.budget_t * 1000,
+                                   .budget_action = (vigil_budget_action)cfg.budget_action};
+    int rc = vigil_supervisor_start(&supervisor, &so);
+    for (uint32_t i = 0; rc == 0 && i < nservers; i++)
+        rc = vigil_supervisor_add(supervisor, servers[i].loop);
+    if (rc == -ENOTSUP && cfg.budget_action == VIGIL_BUDGET_EPOLL)
+        fprintf(stderr, "vigil serve: --on-budget epoll: this system has no epoll (Windows): "
+                        "use exit or report\n");
+    else if (rc < 0)
+        fprintf(stderr, "vigil serve: cannot supervise the loops: %s\n", vigil_strerror(rc));
+    return rc;
+}
+
+/* With --metrics-port: the endpoint, on a loop and thread of its own. */
+static int start_metrics(metrics_server **metrics) {
+    if (cfg.metrics_port < 0)
+        return 0;
+    metrics_config mc = {.port = (uint16_t)cfg.metrics_port, .supervisor = supervisor,
+                         .stall_ms = cfg.stall_ms, .nloops = nservers,
+                         .request_ms = cfg.request_ms};
+    metrics_loop *ml = calloc(nservers, sizeof(*ml));
+    for (uint32_t i = 0; ml && i < nservers; i++)
+        ml[i] = (metrics_loop){servers[i].loop, &servers[i].counters};
+    mc.loops = ml;
+    int rc = ml ? metrics_start(&mc, metrics) : -ENOMEM;
+    free(ml);
+    if (rc < 0)
+        fprintf(stderr, "vigil serve: cannot serve metrics on 127.0.0.1:%d: %s\n",
+                cfg.metrics_port, vigil_strerror(rc));
+    return rc;
+}
+
+static void announce(metrics_server *metrics) {
+    print_banner();
+    if (metrics)
+        printf("vigil serve: metrics on http://127.0.0.1:%d/metrics\n", metrics_port(metrics));
+    fflush(stdout);
+    if (supervisor)
+        fprintf(stderr, "vigil serve: supervised: stall after %u ms, rebuild after %u ms more, "
+                        "budget %u rebuilds in %u s, then %s\n", cfg.stall_ms, cfg.stall_ms,
+                cfg.budget_r, cfg.budget_t,
+                cfg.budget_action == VIGIL_BUDGET_EPOLL    ? "epoll"
+                : cfg.budget_action == VIGIL_BUDGET_REPORT ? "report only"
+                                                           : "exit");
+}
+
+/* Until SIGINT or SIGTERM (Ctrl-C): then each loop closes its connections
+ * (shutdown_now) and ends; what has not ended 5 s later is stopped. */
+static int serve_loops(vigil_loop **loops) {
+    vigil_serve_options so = {.stop_ms = 5000, .on_stop = shutdown_now};
+    int end = vigil_serve(loops, nservers, &so);
+    if (end == -EDEADLK)
+        fprintf(stderr, "vigil serve: a callback is still stuck in a fenced thread; leaving it\n");
+    else if (end < 0)
+        fprintf(stderr, "vigil serve: the loops did not end: %s\n", vigil_strerror(end));
+    return end;
+}
+
+/* Everything down, the totals printed. Returns 1 if setting up failed;
+ * else exits (end: what vigil_serve returned). */
+static int finish(metrics_server *metrics, vigil_loop **loops, int rc, int end) {
     metrics_stop(metrics); /* before the loops it reads go */
     for (uint32_t i = 0; i < nservers; i++)
         server_close(&servers[i], end != -ETIMEDOUT);
@@ -885,4 +897,24 @@ int cmd_serve(int argc, char **argv) {
     /* a thread stuck for good in a fenced callback still runs: leave without it */
     fflush(stderr);
     exit(end == -ETIMEDOUT ? 1 : 0);
+}
+
+int cmd_serve(int argc, char **argv) {
+    int rc = parse_args(argc, argv);
+    if (rc >= 0 || (rc = prepare()) >= 0)
+        return rc;
+    servers = calloc(cfg.threads, sizeof(*servers));
+    vigil_loop **loops = calloc(cfg.threads, sizeof(*loops));
+    if (!servers || !loops) {
+        fprintf(stderr, "vigil serve: out of memory\n");
+        return 1;
+    }
+    metrics_server *metrics = NULL;
+    int end = 0;
+    if ((rc = setup_loops(loops)) == 0 && (rc = start_supervisor()) == 0 &&
+        (rc = start_metrics(&metrics)) == 0) {
+        announce(metrics);
+        end = serve_loops(loops);
+    }
+    return finish(metrics, loops, rc, end);
 }
