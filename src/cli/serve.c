@@ -558,25 +558,28 @@ static int split(char *buf, char sep, char **part, int max) {
     }
 }
 
+/* n whole numbers separated by sep, number i in lo[i]..hi[i], into *out[i]. */
+static int parse_fields(const char *v, char sep, int n, const uint32_t *lo, const uint32_t *hi,
+                        uint32_t *const *out) {
+    char buf[32], *part[4];
+    if (strlen(v) >= sizeof(buf) || split(strcpy(buf, v), sep, part, n) != n)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (num_u32(part[i], lo[i], hi[i], out[i]) != NUM_OK)
+            return -1;
+    return 0;
+}
+
 /* R/T: 1..1000000 rebuilds in 1..86400 s. */
 static int parse_budget(const char *v, void *dest) {
-    char buf[32], *part[2];
-    return strlen(v) < sizeof(buf) && split(strcpy(buf, v), '/', part, 2) == 2 &&
-                   num_u32(part[0], 1, 1000000, &cfg.budget_r) == NUM_OK &&
-                   num_u32(part[1], 1, 86400, &cfg.budget_t) == NUM_OK
-               ? 0
-               : -1;
+    return parse_fields(v, '/', 2, (const uint32_t[]){1, 1}, (const uint32_t[]){1000000, 86400},
+                        (uint32_t *const[]){&cfg.budget_r, &cfg.budget_t});
 }
 
 /* IDLE_S/INTERVAL_S/COUNT: 1..32767/1..32767/1..127 (what Linux takes). */
 static int parse_keepalive(const char *v, void *dest) {
-    char buf[32], *part[3];
-    return strlen(v) < sizeof(buf) && split(strcpy(buf, v), '/', part, 3) == 3 &&
-                   num_u32(part[0], 1, 32767, &cfg.ka_idle) == NUM_OK &&
-                   num_u32(part[1], 1, 32767, &cfg.ka_intvl) == NUM_OK &&
-                   num_u32(part[2], 1, 127, &cfg.ka_cnt) == NUM_OK
-               ? 0
-               : -1;
+    return parse_fields(v, '/', 3, (const uint32_t[]){1, 1, 1}, (const uint32_t[]){32767, 32767, 127},
+                        (uint32_t *const[]){&cfg.ka_idle, &cfg.ka_intvl, &cfg.ka_cnt});
 }
 
 /* KIND:DURATION_MS:PERIOD_MS[:COUNT], every number whole and in range. */
