@@ -880,44 +880,48 @@ static int fail(load_result *out, int err, const char *fmt, const char *arg) {
     return err;
 }
 
+/* A field of the config that is out of range: -EINVAL, and out->error says which. */
+static int bad_config(load_result *out, const char *field, const char *why) {
+    snprintf(out->error, sizeof(out->error), "bad config: %s (%s)", field, why);
+    return -EINVAL;
+}
+
 static int check_config(const load_config *cfg, load_result *out) {
-#define BAD(field, why) fail(out, -EINVAL, "bad config: %s " why, field)
     if (cfg->port == 0)
-        return BAD("port", "(must be 1..65535)");
+        return bad_config(out, "port", "must be 1..65535");
     if (cfg->conns < 1)
-        return BAD("conns", "(must be >= 1)");
+        return bad_config(out, "conns", "must be >= 1");
     if (cfg->mode != LOAD_PINGPONG && cfg->mode != LOAD_STREAM)
-        return BAD("mode", "(pingpong or stream)");
+        return bad_config(out, "mode", "pingpong or stream");
     if (cfg->size < 1 || cfg->size > MAX_SIZE)
-        return BAD("size", "(must be 1..262144)");
+        return bad_config(out, "size", "must be 1..262144");
     if (cfg->mode == LOAD_STREAM && (cfg->window < cfg->size || cfg->window > MAX_WINDOW))
-        return BAD("window", "(must be size..2^30 in stream mode)");
+        return bad_config(out, "window", "must be size..2^30 in stream mode");
     if (!(cfg->duration_s > 0) || cfg->duration_s > 1e6)
-        return BAD("duration_s", "(must be > 0)");
+        return bad_config(out, "duration_s", "must be > 0");
     if (!(cfg->warmup_s >= 0) || cfg->warmup_s > 1e6)
-        return BAD("warmup_s", "(must be >= 0)");
+        return bad_config(out, "warmup_s", "must be >= 0");
     if (!(cfg->drain_s >= 0) || cfg->drain_s > 3600)
-        return BAD("drain_s", "(must be 0..3600)");
+        return bad_config(out, "drain_s", "must be 0..3600");
     if (cfg->threads < 1 || cfg->threads > MAX_THREADS)
-        return BAD("threads", "(must be 1..1024)");
+        return bad_config(out, "threads", "must be 1..1024");
     if (cfg->cpu < -1 || cfg->cpu >= CPU_SETSIZE)
-        return BAD("cpu", "(must be -1 or a CPU number)");
+        return bad_config(out, "cpu", "must be -1 or a CPU number");
     if (!(cfg->bin_s >= 0))
-        return BAD("bin_s", "(must be >= 0)");
+        return bad_config(out, "bin_s", "must be >= 0");
     if (cfg->bin_s > 0 && (cfg->warmup_s + cfg->duration_s) / cfg->bin_s > MAX_BINS)
-        return BAD("bin_s", "(too small: more than 10000 bins)");
+        return bad_config(out, "bin_s", "too small: more than 10000 bins");
     if (cfg->zombie_rounds < 0)
-        return BAD("zombie_rounds", "(must be >= 0)");
+        return bad_config(out, "zombie_rounds", "must be >= 0");
     if (cfg->zombie_rounds > 0) {
         if (cfg->zombie_per_round < 1)
-            return BAD("zombie_per_round", "(must be >= 1 with zombie_rounds)");
+            return bad_config(out, "zombie_per_round", "must be >= 1 with zombie_rounds");
         if (!(cfg->zombie_first_s >= 0))
-            return BAD("zombie_first_s", "(must be >= 0)");
+            return bad_config(out, "zombie_first_s", "must be >= 0");
         if (cfg->zombie_rounds > 1 && !(cfg->zombie_period_s > 0))
-            return BAD("zombie_period_s", "(must be > 0 with more than one round)");
+            return bad_config(out, "zombie_period_s", "must be > 0 with more than one round");
     }
     return 0;
-#undef BAD
 }
 
 typedef struct lookup {
