@@ -114,7 +114,7 @@ static void default_text(const opt *o, char *buf, size_t len) {
     case OPT_U16: snprintf(buf, len, "%u", (unsigned)*(uint16_t *)o->dest); break;
     case OPT_U32: snprintf(buf, len, "%lu", (unsigned long)*(uint32_t *)o->dest); break;
     case OPT_DOUBLE: snprintf(buf, len, "%g", *(double *)o->dest); break;
-    case OPT_STRING: snprintf(buf, len, "%s", *(const char **)o->dest ? *(const char **)o->dest : ""); break;
+    case OPT_STRING: break; /* def_str */
     case OPT_ENUM: snprintf(buf, len, "%s", choice_name(o, *(int *)o->dest)); break;
     case OPT_LIST:
         for (int i = 0, n = 0; i < *o->count && n < (int)len; i++)
@@ -171,7 +171,7 @@ static void put_help(FILE *f, const opt *o, int col) {
     for (const char *p = o->help; *p; p++) {
         char r[64];
         if (!strncmp(p, "{default}", 9)) {
-            fputs(o->def, f);
+            fputs(o->def_str ? o->def_str : "", f);
             p += 8;
         } else if (!strncmp(p, "{range}", 7)) {
             range_text(o, r, sizeof(r));
@@ -313,8 +313,11 @@ static opt *find(const opt_cmd *cmd, const char *a) {
 }
 
 int opts_parse(opt_cmd *cmd, int argc, char **argv) {
-    for (size_t i = 0; i < cmd->nopts; i++)
-        default_text(&cmd->opts[i], cmd->opts[i].def, sizeof(cmd->opts[i].def));
+    for (size_t i = 0; i < cmd->nopts; i++) {
+        opt *o = &cmd->opts[i];
+        default_text(o, o->def, sizeof(o->def));
+        o->def_str = o->kind == OPT_STRING && *(const char **)o->dest ? *(const char **)o->dest : o->def;
+    }
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {

@@ -78,7 +78,10 @@ typedef struct opt {
     int *count;                /* OPT_LIST: how many values went to dest */
     int (*parse)(const char *value, void *dest); /* OPT_CUSTOM: 0, or -1 when bad */
     bool *given;               /* set when the option is given (may be NULL) */
-    char def[48];              /* filled by opts_parse: {default} */
+    /* {default}, filled in by opts_parse before it parses: a string option's
+     * value itself (a path may be long), any other's written out in def */
+    const char *def_str;
+    char def[48];
 } opt;
 
 typedef struct opt_cmd {
