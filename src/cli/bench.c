@@ -7,19 +7,16 @@
  * io_uring and on epoll against the raw baselines of bench/ (and libuv and
  * libevent when built), interleaved over --rounds, medians reported.
  *
- * Children: started with fork+exec, their stdout is a pipe (the first line
- * carries the port), their stderr goes to an unlinked temporary file that is
- * shown only when they fail to start. Each is stopped with SIGINT, then
+ * Children (child.c): started with fork+exec, their stdout is a pipe (the
+ * first line carries the port), their stderr goes to an unlinked temporary
+ * file that is shown only when they fail to start. Each is stopped with SIGINT, then
  * SIGKILL after 3 s; PR_SET_PDEATHSIG kills it if vigil bench dies first, and
  * SIGINT/SIGTERM of vigil bench ends the running load early and stops the
  * child before exiting.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -28,14 +25,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "cli.h"
+#include "escape.h"
 #include "load.h"
+#include "opts.h"
 
 #ifndef VIGIL_BENCH_DIR
 #define VIGIL_BENCH_DIR "bench"
@@ -46,46 +43,17 @@
 #define START_TIMEOUT_MS 5000
 #define STOP_GRACE_MS 3000
 
-static void usage_bench(FILE *f) {
-    fprintf(f,
-            "usage: vigil bench [--target HOST:PORT] [--backend uring|epoll|auto]\n"
-            "                   [--mode pingpong|stream] [--conns N] [--size BYTES] [--window BYTES]\n"
-            "                   [--duration S] [--warmup S] [--drain S] [--threads T] [--server-cpu C]\n"
-            "                   [--client-cpu C] [--compare] [--rounds R] [--out DIR] [--peers DIR]\n"
-            "  --target H:P    load this echo server instead of starting `vigil serve`\n"
-            "                  (its CPU is then neither pinned nor measured)\n"
-            "  --backend B     backend of the vigil server started here (default auto)\n"
-            "  --mode M        pingpong (default: one SIZE message per round trip) or stream\n"
-            "                  (WINDOW bytes in flight in SIZE chunks)\n"
-            "  --conns N       connections (default 100)\n"
-            "  --size BYTES    message or chunk size (default 64; 1..262144)\n"
-            "  --window BYTES  stream: bytes in flight per connection (default 65536, >= size)\n"
-            "  --duration S    measured seconds (default 5)\n"
-            "  --warmup S      seconds before measuring (default 1)\n"
-            "  --drain S       at the end, seconds to wait for echoes still owed before\n"
-            "                  counting them lost (default 2)\n"
-            "  --threads T     client threads (default 1)\n"
-            "  --server-cpu C  pin the server to CPU C (default 0)\n"
-            "  --client-cpu C  pin the client threads to CPU C (default 1; -1 = no pinning)\n"
-            "  --compare       the same load against vigil on io_uring, vigil on epoll, the\n"
-            "                  raw baselines echo_uring and echo_epoll, and echo_libuv and\n"
-            "                  echo_libevent when built\n"
-            "  --rounds R      run the servers interleaved R times, report medians (default 1)\n"
-            "  --out DIR       write DIR/bench.json, bench.csv, bench.svg (default vigil-bench)\n"
-            "  --peers DIR     where the baseline servers are (default %s)\n"
-            "Every echoed byte is checked. Exit status 1 if a server failed to start, a\n"
-            "byte was lost or came back wrong, or a connection failed; 2 for bad flags.\n",
-            VIGIL_BENCH_DIR);
-}
-
 /* ------------------------------------------------------------ options */
+
+enum { BACKEND_URING, BACKEND_EPOLL, BACKEND_AUTO };
+static const char *const backend_names[] = {"uring", "epoll", "auto"};
 
 typedef struct bench_opts {
     const char *target;       /* NULL = start vigil serve */
     char target_host[256];
     uint16_t target_port;
-    const char *backend;      /* auto, uring, epoll */
-    load_mode mode;
+    int backend;              /* BACKEND_*, of the vigil server started here */
+    int mode;                 /* load_mode */
     long conns, size, window;
     bool window_set;
     double duration, warmup, drain;
@@ -98,32 +66,12 @@ typedef struct bench_opts {
     bool pin;                 /* false on a 1-CPU machine */
 } bench_opts;
 
-static int parse_long(const char *s, long min, long max, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || !*s || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* Seconds, 0..86400; zero only when zero_ok. */
-static int parse_secs(const char *s, bool zero_ok, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !*s || !(zero_ok ? v >= 0 : v > 0) || v > 86400)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* HOST:PORT, [V6]:PORT or V6 with the port after the last colon. */
-static int parse_target(const char *s, bench_opts *o) {
-    const char *colon = strrchr(s, ':');
-    long port;
-    if (!colon || colon == s || parse_long(colon + 1, 1, 65535, &port) < 0)
+static int parse_target(const char *s, void *dest) {
+    bench_opts *o = dest;
+    const char *arg = s, *colon = strrchr(s, ':');
+    long long port;
+    if (!colon || colon == s || num_ll(colon + 1, 1, 65535, &port) != NUM_OK)
         return -1;
     size_t n = (size_t)(colon - s);
     if (s[0] == '[' && n >= 2 && s[n - 1] == ']') {
@@ -135,111 +83,80 @@ static int parse_target(const char *s, bench_opts *o) {
     memcpy(o->target_host, s, n);
     o->target_host[n] = '\0';
     o->target_port = (uint16_t)port;
+    o->target = arg;
     return 0;
 }
 
-#define BAD(...)                                                                                   \
-    do {                                                                                           \
-        fprintf(stderr, "vigil bench: " __VA_ARGS__);                                              \
-        fputc('\n', stderr);                                                                       \
-        usage_bench(stderr);                                                                       \
-        return 2;                                                                                  \
-    } while (0)
+static const opt_choice backends[] = {
+    {"uring", BACKEND_URING}, {"epoll", BACKEND_EPOLL}, {"auto", BACKEND_AUTO}, {NULL}};
+static const opt_choice modes[] = {{"pingpong", LOAD_PINGPONG}, {"stream", LOAD_STREAM}, {NULL}};
 
-/* Returns -1 to go on, else the exit status. */
-static int parse_args(int argc, char **argv, bench_opts *o) {
-    long v;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage_bench(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--compare")) {
-            o->compare = true;
-            continue;
-        }
-        static const char *const with_value[] = {
-            "--target", "--backend", "--mode",       "--conns",      "--size",   "--window",
-            "--duration", "--warmup", "--drain", "--threads", "--server-cpu", "--client-cpu", "--rounds",
-            "--out",    "--peers",   NULL};
-        bool known = false;
-        for (int k = 0; with_value[k]; k++)
-            known = known || !strcmp(a, with_value[k]);
-        if (!known)
-            BAD("unknown option '%s'", a);
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!val)
-            BAD("%s needs a value", a);
-        i++;
-        if (!strcmp(a, "--target")) {
-            if (parse_target(val, o) < 0)
-                BAD("bad --target '%s' (HOST:PORT, port 1..65535)", val);
-            o->target = val;
-        } else if (!strcmp(a, "--backend")) {
-            if (strcmp(val, "uring") && strcmp(val, "epoll") && strcmp(val, "auto"))
-                BAD("bad --backend '%s' (uring, epoll or auto)", val);
-            o->backend = val;
-        } else if (!strcmp(a, "--mode")) {
-            if (!strcmp(val, "pingpong"))
-                o->mode = LOAD_PINGPONG;
-            else if (!strcmp(val, "stream"))
-                o->mode = LOAD_STREAM;
-            else
-                BAD("bad --mode '%s' (pingpong or stream)", val);
-        } else if (!strcmp(a, "--conns")) {
-            if (parse_long(val, 1, 1000000, &o->conns) < 0)
-                BAD("bad --conns '%s' (1..1000000)", val);
-        } else if (!strcmp(a, "--size")) {
-            if (parse_long(val, 1, 262144, &o->size) < 0)
-                BAD("bad --size '%s' (1..262144)", val);
-        } else if (!strcmp(a, "--window")) {
-            if (parse_long(val, 1, 1L << 30, &o->window) < 0)
-                BAD("bad --window '%s' (1..1073741824)", val);
-            o->window_set = true;
-        } else if (!strcmp(a, "--duration")) {
-            if (parse_secs(val, false, &o->duration) < 0)
-                BAD("bad --duration '%s' (seconds, > 0)", val);
-        } else if (!strcmp(a, "--warmup")) {
-            if (parse_secs(val, true, &o->warmup) < 0)
-                BAD("bad --warmup '%s' (seconds, >= 0)", val);
-        } else if (!strcmp(a, "--drain")) {
-            if (parse_secs(val, false, &o->drain) < 0 || o->drain > 3600)
-                BAD("bad --drain '%s' (seconds, > 0, up to 3600)", val);
-        } else if (!strcmp(a, "--threads")) {
-            if (parse_long(val, 1, 256, &v) < 0)
-                BAD("bad --threads '%s' (1..256)", val);
-            o->threads = (int)v;
-        } else if (!strcmp(a, "--server-cpu")) {
-            if (parse_long(val, 0, CPU_SETSIZE - 1, &v) < 0)
-                BAD("bad --server-cpu '%s' (a CPU number)", val);
-            o->server_cpu = (int)v;
-        } else if (!strcmp(a, "--client-cpu")) {
-            if (parse_long(val, -1, CPU_SETSIZE - 1, &v) < 0)
-                BAD("bad --client-cpu '%s' (a CPU number, or -1)", val);
-            o->client_cpu = (int)v;
-        } else if (!strcmp(a, "--rounds")) {
-            if (parse_long(val, 1, MAX_ROUNDS, &v) < 0)
-                BAD("bad --rounds '%s' (1..%d)", val, MAX_ROUNDS);
-            o->rounds = (int)v;
-        } else if (!strcmp(a, "--out")) {
-            if (!*val)
-                BAD("bad --out '' (a directory)");
-            o->out_dir = val;
-        } else if (!strcmp(a, "--peers")) {
-            if (!*val)
-                BAD("bad --peers '' (a directory)");
-            o->peers = val;
-        }
-    }
-    if (o->compare && o->target)
-        BAD("--compare starts its own servers: it cannot take --target");
-    if (o->mode == LOAD_STREAM && o->window_set && o->window < o->size)
-        BAD("bad --window %ld: below --size %ld", o->window, o->size);
-    if (o->window < o->size)
-        o->window = o->size; /* the default window, for big chunks */
+static bench_opts bopt = {
+    .backend = BACKEND_AUTO,
+    .mode = LOAD_PINGPONG,
+    .conns = 100,
+    .size = 64,
+    .window = 65536,
+    .duration = 5,
+    .warmup = 1,
+    .drain = 2,
+    .threads = 1,
+    .server_cpu = 0,
+    .client_cpu = 1,
+    .rounds = 1,
+    .out_dir = "vigil-bench",
+    .peers = VIGIL_BENCH_DIR,
+};
 
-    /* Pin only to CPUs this process may use; with one CPU there is nothing to separate. */
+static opt bench_opt_table[] = {
+    {"--target", 0, OPT_CUSTOM, &bopt, .meta = "H:P", .syn_meta = "HOST:PORT", .parse = parse_target,
+     .hint = "HOST:PORT, port 1..65535",
+     .help = "load this echo server instead of starting `vigil serve`\n"
+             "(its CPU is then neither pinned nor measured)"},
+    {"--backend", 0, OPT_ENUM, &bopt.backend, .meta = "B", .choices = backends,
+     .help = "backend of the vigil server started here (default {default})"},
+    {"--mode", 0, OPT_ENUM, &bopt.mode, .meta = "M", .choices = modes,
+     .help = "pingpong (default: one SIZE message per round trip) or stream\n"
+             "(WINDOW bytes in flight in SIZE chunks)"},
+    {"--conns", 0, OPT_LONG, &bopt.conns, 1, 1000000, "N", .help = "connections (default {default})"},
+    {"--size", 0, OPT_LONG, &bopt.size, 1, 262144, "BYTES",
+     .help = "message or chunk size (default {default}; {range})"},
+    {"--window", 0, OPT_LONG, &bopt.window, 1, 1L << 30, "BYTES", .given = &bopt.window_set,
+     .help = "stream: bytes in flight per connection (default {default}, >= size)"},
+    {"--duration", 0, OPT_DOUBLE, &bopt.duration, 0, 86400, "S", .unit = "s", .flags = OPT_OPEN_LO,
+     .help = "measured seconds (default {default})"},
+    {"--warmup", 0, OPT_DOUBLE, &bopt.warmup, 0, 86400, "S", .unit = "s",
+     .help = "seconds before measuring (default {default})"},
+    {"--drain", 0, OPT_DOUBLE, &bopt.drain, 0, 3600, "S", .unit = "s", .flags = OPT_OPEN_LO,
+     .help = "at the end, seconds to wait for echoes still owed before\n"
+             "counting them lost (default {default})"},
+    {"--threads", 0, OPT_INT, &bopt.threads, 1, 256, "T", .help = "client threads (default {default})"},
+    {"--server-cpu", 0, OPT_INT, &bopt.server_cpu, 0, CPU_SETSIZE - 1, "C", .hint = "a CPU number",
+     .help = "pin the server to CPU C (default {default})"},
+    {"--client-cpu", 0, OPT_INT, &bopt.client_cpu, -1, CPU_SETSIZE - 1, "C",
+     .hint = "a CPU number, or -1",
+     .help = "pin the client threads to CPU C (default {default}; -1 = no pinning)"},
+    {"--compare", 0, OPT_FLAG, &bopt.compare,
+     .help = "the same load against vigil on io_uring, vigil on epoll, the\n"
+             "raw baselines echo_uring and echo_epoll, and echo_libuv and\n"
+             "echo_libevent when built"},
+    {"--rounds", 0, OPT_INT, &bopt.rounds, 1, MAX_ROUNDS, "R",
+     .help = "run the servers interleaved R times, report medians (default {default})"},
+    {"--out", 0, OPT_STRING, &bopt.out_dir, .meta = "DIR", .flags = OPT_NONEMPTY,
+     .hint = "a directory",
+     .help = "write DIR/bench.json, bench.csv, bench.svg (default {default})"},
+    {"--peers", 0, OPT_STRING, &bopt.peers, .meta = "DIR", .flags = OPT_NONEMPTY,
+     .hint = "a directory", .help = "where the baseline servers are (default {default})"},
+};
+
+static opt_cmd bench_cmd = {
+    "bench", bench_opt_table, sizeof(bench_opt_table) / sizeof(bench_opt_table[0]), 18,
+    "Every echoed byte is checked. Exit status 1 if a server failed to start, a\n"
+    "byte was lost or came back wrong, or a connection failed; 2 for bad flags.\n"};
+
+/* Pins only to CPUs this process may use; with one CPU there is nothing to
+ * separate. Returns -1 to go on, else the exit status. */
+static int check_cpus(const opt_cmd *cmd, bench_opts *o) {
     cpu_set_t allowed;
     CPU_ZERO(&allowed);
     if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 || CPU_COUNT(&allowed) < 2) {
@@ -248,13 +165,27 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
     }
     o->pin = true;
     if (!o->target && !CPU_ISSET(o->server_cpu, &allowed))
-        BAD("bad --server-cpu %d: not a CPU this process may run on", o->server_cpu);
+        return opts_bad(cmd, "bad --server-cpu %d: not a CPU this process may run on", o->server_cpu);
     if (o->client_cpu >= 0 && !CPU_ISSET(o->client_cpu, &allowed))
-        BAD("bad --client-cpu %d: not a CPU this process may run on", o->client_cpu);
+        return opts_bad(cmd, "bad --client-cpu %d: not a CPU this process may run on", o->client_cpu);
     return -1;
 }
 
-#undef BAD
+/* Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv) {
+    const opt_cmd *cmd = &bench_cmd;
+    bench_opts *o = &bopt;
+    int rc = opts_parse(&bench_cmd, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (o->compare && o->target)
+        return opts_bad(cmd, "--compare starts its own servers: it cannot take --target");
+    if (o->mode == LOAD_STREAM && o->window_set && o->window < o->size)
+        return opts_bad(cmd, "bad --window %ld: below --size %ld", o->window, o->size);
+    if (o->window < o->size)
+        o->window = o->size; /* the default window, for big chunks */
+    return check_cpus(cmd, o);
+}
 
 /* ------------------------------------------------------------ children */
 
@@ -268,204 +199,27 @@ static void on_signal(int sig) {
         kill(c, SIGINT);
 }
 
-typedef struct child {
-    pid_t pid;
-    int out_fd;      /* read end of its stdout */
-    int err_fd;      /* its stderr (an unlinked temporary file) */
-    uint16_t port;
-    char line[512];  /* its first stdout line */
-} child;
-
-static uint64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* The last line or so of what the child wrote on stderr, for error messages. */
-static void child_stderr_tail(const child *c, char *buf, size_t len) {
-    buf[0] = '\0';
-    if (c->err_fd < 0)
-        return;
-    off_t end = lseek(c->err_fd, 0, SEEK_END);
-    if (end <= 0)
-        return;
-    off_t from = end > (off_t)len - 1 ? end - (off_t)len + 1 : 0;
-    ssize_t n = pread(c->err_fd, buf, len - 1, from);
-    if (n <= 0)
-        return;
-    buf[n] = '\0';
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    char *nl = strrchr(buf, '\n'); /* the last line is the one that says why */
-    if (nl)
-        memmove(buf, nl + 1, strlen(nl + 1) + 1);
-}
-
-/* Waits up to ms for the child to exit; returns its wait status or -1. */
-static int child_wait(pid_t pid, int ms) {
-    uint64_t deadline = mono_ms() + (uint64_t)ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return st;
-        if (r < 0 && errno != EINTR)
-            return 0; /* not ours any more */
-        if (mono_ms() >= deadline)
-            return -1;
-        usleep(10000);
-    }
-}
-
 /* SIGINT, then SIGKILL after STOP_GRACE_MS: nothing is left running. */
-static void child_stop(child *c) {
-    if (c->pid > 0) {
-        kill(c->pid, SIGINT);
-        if (child_wait(c->pid, STOP_GRACE_MS) == -1) {
-            kill(c->pid, SIGKILL);
-            while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
-                ;
-        }
-        g_child = 0;
-        c->pid = 0;
-    }
-    if (c->out_fd >= 0)
-        close(c->out_fd);
-    if (c->err_fd >= 0)
-        close(c->err_fd);
-    c->out_fd = c->err_fd = -1;
+static void child_end(child *c) {
+    child_stop(c, SIGINT, STOP_GRACE_MS);
+    child_close(c);
 }
 
-/* The port: the number after the last ':' of the first line, else after "port". */
-static int parse_port_line(const char *line, uint16_t *port) {
-    const char *p = strrchr(line, ':');
-    long v;
-    char *end;
-    if (p) {
-        v = strtol(p + 1, &end, 10);
-        if (end != p + 1 && v > 0 && v < 65536) {
-            *port = (uint16_t)v;
-            return 0;
-        }
+/* Starts argv pinned to the server CPU (unless not pinning), reads its port
+ * from its first stdout line. Returns 0, or -1 with why in err (the child is
+ * then gone). */
+static int child_start(const bench_opts *o, char *const argv[], child *c, uint16_t *port,
+                       char *err, size_t errlen) {
+    child_opts co = {.cpu = o->pin ? o->server_cpu : -1, .pid_slot = &g_child};
+    int rc = child_spawn(c, argv[0], argv, &co, err, errlen);
+    if (rc == 0 && (rc = child_first_line(c, START_TIMEOUT_MS, &g_stop, err, errlen)) == 0 &&
+        !(*port = child_line_port(c->line))) {
+        snprintf(err, errlen, "%s: no port in its first line '%.200s'", argv[0], c->line);
+        rc = -1;
     }
-    p = strstr(line, "port ");
-    if (p) {
-        v = strtol(p + 5, &end, 10);
-        if (end != p + 5 && v > 0 && v < 65536) {
-            *port = (uint16_t)v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Starts argv pinned to cpu (-1: not pinned), reads its port from its first
- * stdout line. Returns 0, or -1 with why in err (the child is then gone). */
-static int child_start(char *const argv[], int cpu, child *c, char *err, size_t errlen) {
-    int pfd[2];
-    c->pid = 0;
-    c->out_fd = c->err_fd = -1;
-    c->line[0] = '\0';
-    FILE *tmp = tmpfile();
-    if (!tmp || pipe2(pfd, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "cannot start %s: %s", argv[0], strerror(errno));
-        if (tmp)
-            fclose(tmp);
-        return -1;
-    }
-    c->err_fd = dup(fileno(tmp));
-    fclose(tmp);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(err, errlen, "fork: %s", strerror(errno));
-        close(pfd[0]);
-        close(pfd[1]);
-        child_stop(c);
-        return -1;
-    }
-    if (pid == 0) {
-        /* a server outliving vigil bench would skew the next benchmark on this machine */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        dup2(pfd[1], STDOUT_FILENO);
-        dup2(c->err_fd, STDERR_FILENO);
-        if (cpu >= 0) {
-            cpu_set_t set;
-            CPU_ZERO(&set);
-            CPU_SET(cpu, &set);
-            if (sched_setaffinity(0, sizeof(set), &set) != 0) {
-                dprintf(STDERR_FILENO, "sched_setaffinity(%d): %s\n", cpu, strerror(errno));
-                _exit(127);
-            }
-        }
-        execv(argv[0], argv);
-        dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(pfd[1]);
-    c->pid = pid;
-    c->out_fd = pfd[0];
-    g_child = pid;
-
-    /* read the first line; the rest of its stdout stays in the pipe, unread */
-    size_t got = 0;
-    uint64_t deadline = mono_ms() + START_TIMEOUT_MS;
-    while (!memchr(c->line, '\n', got)) {
-        uint64_t now = mono_ms();
-        if (atomic_load(&g_stop)) {
-            snprintf(err, errlen, "interrupted");
-            child_stop(c);
-            return -1;
-        }
-        if (now >= deadline || got + 1 >= sizeof(c->line)) {
-            snprintf(err, errlen, "%s printed no port within %d s", argv[0], START_TIMEOUT_MS / 1000);
-            child_stop(c);
-            return -1;
-        }
-        struct pollfd p = {.fd = c->out_fd, .events = POLLIN};
-        int n = poll(&p, 1, (int)(deadline - now));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            continue;
-        ssize_t r = read(c->out_fd, c->line + got, sizeof(c->line) - 1 - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            /* stdout closed: it exited, or is about to */
-            char tail[200];
-            int st = child_wait(pid, 1000);
-            child_stderr_tail(c, tail, sizeof(tail));
-            if (st >= 0 && WIFEXITED(st))
-                snprintf(err, errlen, "%s exited with status %d%s%s", argv[0], WEXITSTATUS(st),
-                         tail[0] ? ": " : "", tail);
-            else if (st >= 0 && WIFSIGNALED(st))
-                snprintf(err, errlen, "%s killed by signal %d%s%s", argv[0], WTERMSIG(st),
-                         tail[0] ? ": " : "", tail);
-            else
-                snprintf(err, errlen, "%s closed its stdout%s%s", argv[0], tail[0] ? ": " : "",
-                         tail);
-            if (st >= 0)
-                c->pid = 0; /* already reaped */
-            g_child = c->pid;
-            child_stop(c);
-            return -1;
-        }
-        got += (size_t)r;
-        c->line[got] = '\0';
-    }
-    *strchr(c->line, '\n') = '\0';
-    if (parse_port_line(c->line, &c->port) < 0) {
-        snprintf(err, errlen, "%s: no port in its first line '%s'", argv[0], c->line);
-        child_stop(c);
-        return -1;
-    }
-    return 0;
+    if (rc != 0)
+        child_end(c);
+    return rc;
 }
 
 /* ------------------------------------------------------------ servers */
@@ -652,8 +406,9 @@ static void run_server(const bench_opts *o, server *s, int round, run_rec *rec) 
     argv[n] = NULL;
 
     child c;
+    uint16_t port = 0;
     memset(rec, 0, sizeof(*rec));
-    if (child_start(argv, o->pin ? o->server_cpu : -1, &c, rec->err, sizeof(rec->err)) < 0) {
+    if (child_start(o, argv, &c, &port, rec->err, sizeof(rec->err)) < 0) {
         rec->ok = false;
         return;
     }
@@ -670,47 +425,11 @@ static void run_server(const bench_opts *o, server *s, int round, run_rec *rec) 
     }
     progress_ctx pc = {.name = s->name, .round = round + 1, .rounds = o->rounds,
                        .total_s = o->warmup + o->duration};
-    run_load(o, "127.0.0.1", c.port, c.pid, &pc, rec);
-    child_stop(&c);
+    run_load(o, "127.0.0.1", port, c.pid, &pc, rec);
+    child_end(&c);
 }
 
 /* ------------------------------------------------------------ output */
-
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
-static void csv_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s == '\n' ? ' ' : *s, f);
-    }
-    fputc('"', f);
-}
-
-static void xml_str(FILE *f, const char *s) {
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': fputs("&amp;", f); break;
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '"': fputs("&quot;", f); break;
-        default: fputc(*s, f);
-        }
-    }
-}
 
 static const char *mode_name(load_mode m) { return m == LOAD_PINGPONG ? "pingpong" : "stream"; }
 
@@ -1100,49 +819,33 @@ static bool add_peer(server *sv, int *n, const char *peers, const char *prog, co
     return true;
 }
 
-/* ------------------------------------------------------------ cmd_bench */
-
-int cmd_bench(int argc, char **argv) {
-    bench_opts o = {
-        .backend = "auto",
-        .mode = LOAD_PINGPONG,
-        .conns = 100,
-        .size = 64,
-        .window = 65536,
-        .duration = 5,
-        .warmup = 1,
-        .threads = 1,
-        .server_cpu = 0,
-        .client_cpu = 1,
-        .rounds = 1,
-        .out_dir = "vigil-bench",
-        .peers = VIGIL_BENCH_DIR,
-    };
-    int rc = parse_args(argc, argv, &o);
-    if (rc >= 0)
-        return rc;
-
-    static server sv[MAX_SERVERS]; /* big (per-round records): not on the stack */
+/* The servers to load, into sv; returns how many. */
+static int list_servers(const bench_opts *o, server *sv) {
     int n = 0;
-    if (o.compare) {
+    if (o->compare) {
         add_vigil(sv, &n, "uring");
         add_vigil(sv, &n, "epoll");
-        add_peer(sv, &n, o.peers, "echo_uring", "raw-uring", "uring", true, NULL);
-        add_peer(sv, &n, o.peers, "echo_epoll", "raw-epoll", "epoll", true, NULL);
-        add_peer(sv, &n, o.peers, "echo_libuv", "libuv", "epoll", false, "libuv1-dev");
-        add_peer(sv, &n, o.peers, "echo_libevent", "libevent", "epoll", false, "libevent-dev");
-    } else if (o.target) {
-        server *s = add_server(sv, &n, o.target, NULL, false);
-        snprintf(s->path, sizeof(s->path), "%s", o.target);
+        add_peer(sv, &n, o->peers, "echo_uring", "raw-uring", "uring", true, NULL);
+        add_peer(sv, &n, o->peers, "echo_epoll", "raw-epoll", "epoll", true, NULL);
+        add_peer(sv, &n, o->peers, "echo_libuv", "libuv", "epoll", false, "libuv1-dev");
+        add_peer(sv, &n, o->peers, "echo_libevent", "libevent", "epoll", false, "libevent-dev");
+    } else if (o->target) {
+        server *s = add_server(sv, &n, o->target, NULL, false);
+        snprintf(s->path, sizeof(s->path), "%s", o->target);
     } else {
-        add_vigil(sv, &n, o.backend);
+        add_vigil(sv, &n, backend_names[o->backend]);
     }
+    return n;
+}
 
-    if (mkdir_p(o.out_dir) != 0) {
-        fprintf(stderr, "vigil bench: cannot create --out %s: %s\n", o.out_dir, strerror(errno));
+/* ------------------------------------------------------------ cmd_bench */
+
+/* The output directory, the signals, the header. Returns -1 to go on, else the exit status. */
+static int set_up(const bench_opts *o) {
+    if (mkdir_p(o->out_dir) != 0) {
+        fprintf(stderr, "vigil bench: cannot create --out %s: %s\n", o->out_dir, strerror(errno));
         return 1;
     }
-
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal; /* no SA_RESTART: waits for a child's line end early */
@@ -1151,29 +854,41 @@ int cmd_bench(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
 
     char desc[512];
-    describe(&o, desc, sizeof(desc), false);
+    describe(o, desc, sizeof(desc), false);
     printf("vigil bench: %s\n", desc);
-    if (o.rounds > 1)
-        printf("vigil bench: %d rounds, servers interleaved; medians below\n", o.rounds);
+    if (o->rounds > 1)
+        printf("vigil bench: %d rounds, servers interleaved; medians below\n", o->rounds);
     fflush(stdout);
+    return -1;
+}
 
-    for (int r = 0; r < o.rounds && !atomic_load(&g_stop); r++) {
+/* One round of one server into its record. Returns -1 to go on, else the exit status. */
+static int run_one(const bench_opts *o, server *s, int r) {
+    run_rec *rec = &s->runs[r];
+    if (!o->target) {
+        run_server(o, s, r, rec);
+        if (!rec->ok && !atomic_load(&g_stop))
+            fprintf(stderr, "vigil bench: %s: %s\n", s->name, rec->err);
+        return -1;
+    }
+    memset(rec, 0, sizeof(*rec));
+    progress_ctx pc = {.name = s->name, .round = r + 1, .rounds = o->rounds,
+                       .total_s = o->warmup + o->duration};
+    run_load(o, o->target_host, o->target_port, 0, &pc, rec);
+    if (!rec->ok) {
+        fprintf(stderr, "vigil bench: cannot load %s: %s\n", o->target, rec->err);
+        return 1;
+    }
+    return -1;
+}
+
+/* Every round of every server, interleaved. Returns -1 to go on, else the exit status. */
+static int run_rounds(const bench_opts *o, server *sv, int n) {
+    for (int r = 0; r < o->rounds && !atomic_load(&g_stop); r++) {
         for (int i = 0; i < n && !atomic_load(&g_stop); i++) {
-            run_rec *rec = &sv[i].runs[r];
-            if (o.target) {
-                memset(rec, 0, sizeof(*rec));
-                progress_ctx pc = {.name = sv[i].name, .round = r + 1, .rounds = o.rounds,
-                                   .total_s = o.warmup + o.duration};
-                run_load(&o, o.target_host, o.target_port, 0, &pc, rec);
-                if (!rec->ok) {
-                    fprintf(stderr, "vigil bench: cannot load %s: %s\n", o.target, rec->err);
-                    return 1;
-                }
-            } else {
-                run_server(&o, &sv[i], r, rec);
-                if (!rec->ok && !atomic_load(&g_stop))
-                    fprintf(stderr, "vigil bench: %s: %s\n", sv[i].name, rec->err);
-            }
+            int rc = run_one(o, &sv[i], r);
+            if (rc >= 0)
+                return rc;
         }
     }
     if (atomic_load(&g_stop)) {
@@ -1181,25 +896,29 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "vigil bench: interrupted; nothing written\n");
         return 130;
     }
+    return -1;
+}
 
+/* Medians, the table and the files. Returns the exit status. */
+static int report(const bench_opts *o, server *sv, int n) {
     bool all_ok = true;
     for (int i = 0; i < n; i++) {
-        compute_median(&sv[i], o.rounds);
-        for (int r = 0; r < o.rounds; r++)
-            if (!run_clean(&sv[i].runs[r], o.conns))
+        compute_median(&sv[i], o->rounds);
+        for (int r = 0; r < o->rounds; r++)
+            if (!run_clean(&sv[i].runs[r], o->conns))
                 all_ok = false;
     }
-    print_table(&o, sv, n);
+    print_table(o, sv, n);
 
     char jp[PATH_MAX], cp[PATH_MAX], gp[PATH_MAX];
-    snprintf(jp, sizeof(jp), "%s/bench.json", o.out_dir);
-    snprintf(cp, sizeof(cp), "%s/bench.csv", o.out_dir);
-    snprintf(gp, sizeof(gp), "%s/bench.svg", o.out_dir);
+    snprintf(jp, sizeof(jp), "%s/bench.json", o->out_dir);
+    snprintf(cp, sizeof(cp), "%s/bench.csv", o->out_dir);
+    snprintf(gp, sizeof(gp), "%s/bench.svg", o->out_dir);
     const char *paths[3] = {jp, cp, gp};
     int (*writers[3])(const char *, const bench_opts *, server *, int) = {write_json, write_csv,
                                                                           write_svg};
     for (int k = 0; k < 3; k++) {
-        if (writers[k](paths[k], &o, sv, n) != 0) {
+        if (writers[k](paths[k], o, sv, n) != 0) {
             fprintf(stderr, "vigil bench: cannot write %s: %s\n", paths[k], strerror(errno));
             return 1;
         }
@@ -1209,4 +928,16 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "vigil bench: FAILED: a server did not start, or bytes were lost or "
                         "mismatched, or connections failed (see above)\n");
     return all_ok ? 0 : 1;
+}
+
+int cmd_bench(int argc, char **argv) {
+    static server sv[MAX_SERVERS]; /* big (per-round records): not on the stack */
+    const bench_opts *o = &bopt;
+    int rc = parse_args(argc, argv);
+    if (rc >= 0)
+        return rc;
+    int n = list_servers(o, sv);
+    if ((rc = set_up(o)) >= 0 || (rc = run_rounds(o, sv, n)) >= 0)
+        return rc;
+    return report(o, sv, n);
 }

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+
 void http_conn_init(http_conn *hc, vigil_conn c, const http_conn_hooks *hooks, void *ud) {
     memset(hc, 0, sizeof(*hc));
     hc->c = c;
@@ -147,7 +149,7 @@ static void run(vigil_loop *loop, http_conn *hc, const uint8_t *d, size_t n) {
         return;
     if (receiving_request(&hc->hp)) {
         if (!hc->since_ns)
-            hc->since_ns = vigil_now_ns();
+            hc->since_ns = now_ns();
     } else {
         hc->since_ns = 0;
     }
@@ -167,7 +169,7 @@ static void run(vigil_loop *loop, http_conn *hc, const uint8_t *d, size_t n) {
         hc->paused = 0;
         vigil_recv_resume(loop, hc->c);
         if (hc->since_ns) /* its clock stopped while we held the peer back */
-            hc->since_ns = vigil_now_ns();
+            hc->since_ns = now_ns();
     }
 }
 
@@ -195,9 +197,9 @@ void http_conn_done(vigil_loop *loop, http_conn *hc) {
     run(loop, hc, NULL, 0);
 }
 
-int http_conn_overdue(http_conn *hc, uint64_t now_ns, uint64_t limit_ns) {
+int http_conn_overdue(http_conn *hc, uint64_t now, uint64_t limit_ns) {
     /* while we pause receiving, the peer cannot finish: not its delay */
-    return hc->since_ns && !hc->paused && now_ns - hc->since_ns > limit_ns;
+    return hc->since_ns && !hc->paused && now - hc->since_ns > limit_ns;
 }
 
 void http_conn_timeout(vigil_loop *loop, http_conn *hc) {

@@ -85,9 +85,10 @@ void http_conn_drained(vigil_loop *loop, http_conn *hc);
 /* A response the handler was producing (HTTP_BUSY) is queued. */
 void http_conn_done(vigil_loop *loop, http_conn *hc);
 
-/* A sweep, every so often: returns 1 when a request has been arriving for
- * longer than limit_ns (the caller answers 408 with http_conn_timeout). */
-int http_conn_overdue(http_conn *hc, uint64_t now_ns, uint64_t limit_ns);
+/* A sweep, every so often (now from now_ns, clock.h): returns 1 when a request
+ * has been arriving for longer than limit_ns (the caller answers 408 with
+ * http_conn_timeout). */
+int http_conn_overdue(http_conn *hc, uint64_t now, uint64_t limit_ns);
 /* Answers 408 Request Timeout and ends the connection. */
 void http_conn_timeout(vigil_loop *loop, http_conn *hc);
 

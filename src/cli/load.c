@@ -59,6 +59,7 @@
  */
 #include "load.h"
 #include "vigil.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -80,8 +81,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NS_PER_S 1000000000ull
-#define NS_PER_MS 1000000ull
 #define CONNECT_BATCH 256
 #define CONNECT_ATTEMPTS 5
 #define CONNECT_TIMEOUT_NS (3 * NS_PER_S)
@@ -164,6 +163,8 @@ struct worker {
     int conn_err;       /* last errno of a failed connect attempt */
     int fatal;          /* errno of a failed epoll_wait: the thread stopped early */
     const char *fatal_what;
+    bool stopping;      /* the measurement is over: draining */
+    uint64_t drain_deadline;
     int zround;         /* next zombie round */
     long zcursor;       /* first connection that may still become a zombie */
     /* Phase times, copied under run->mu when the run starts. */
@@ -184,12 +185,6 @@ struct run {
     bool go, abort;
     uint64_t t0, t_start, t_end;
 };
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
 
 static struct timespec to_ts(uint64_t t) {
     struct timespec ts = {.tv_sec = (time_t)(t / NS_PER_S), .tv_nsec = (long)(t % NS_PER_S)};
@@ -368,11 +363,48 @@ static void go_silent(struct worker *w, struct conn *c, uint64_t t) {
     c->silent_at = t;
 }
 
-/* Write as much as the mode allows; enables EPOLLOUT when the socket is full. */
-static void pump_send(struct worker *w, struct conn *c, bool stopping) {
+/* How many bytes the next write may take: the rest of the message
+ * (pingpong), or the whole chunks that fit in the window (stream); 0: none. */
+static inline uint64_t send_len(const struct worker *w, const struct conn *c, bool stopping) {
     const load_config *cfg = w->run->cfg;
     uint64_t S = (uint64_t)cfg->size;
 
+    if (cfg->mode == LOAD_PINGPONG)
+        return c->send_off < c->msg_end ? c->msg_end - c->send_off : 0;
+    uint64_t inflight = c->send_off - c->recv_off;
+    uint64_t window = (uint64_t)cfg->window;
+    uint64_t room = window > inflight ? window - inflight : 0;
+
+    if (stopping)
+        return 0;
+    /* finish the current chunk (one chunk may always be in flight) */
+    uint64_t len = S - (c->send_off % S);
+    if (inflight > 0 && len > room)
+        return 0;
+    /* coalesce further whole chunks that fit in the window */
+    while (len + S <= room && len + S <= WBUF_SIZE)
+        len += S;
+    return len;
+}
+
+/* n more bytes written: the wait for an echo, the chunks' write times. */
+static inline void sent(struct worker *w, struct conn *c, uint64_t n) {
+    uint64_t S = (uint64_t)w->run->cfg->size;
+    uint64_t before = c->send_off;
+    if (before == c->recv_off) /* nothing was outstanding: the wait starts now */
+        c->last_rx = now_ns();
+    c->send_off += n;
+    w->st.bytes_sent += n;
+    if (w->run->cfg->mode == LOAD_STREAM && c->send_off / S != before / S) {
+        /* chunks [before / S, send_off / S) are now fully written */
+        uint64_t t = now_ns();
+        for (uint64_t k = before / S; k < c->send_off / S; k++)
+            c->chunk_ts[k % w->chunk_cap] = t;
+    }
+}
+
+/* Write as much as the mode allows; enables EPOLLOUT when the socket is full. */
+static void pump_send(struct worker *w, struct conn *c, bool stopping) {
     if (c->dead)
         return;
     if (c->zombie) {
@@ -380,27 +412,9 @@ static void pump_send(struct worker *w, struct conn *c, bool stopping) {
         return;
     }
     for (;;) {
-        uint64_t len;
-
-        if (cfg->mode == LOAD_PINGPONG) {
-            if (c->send_off >= c->msg_end)
-                break;
-            len = c->msg_end - c->send_off;
-        } else {
-            uint64_t inflight = c->send_off - c->recv_off;
-            uint64_t window = (uint64_t)cfg->window;
-            uint64_t room = window > inflight ? window - inflight : 0;
-
-            if (stopping)
-                break;
-            /* finish the current chunk (one chunk may always be in flight) */
-            len = S - (c->send_off % S);
-            if (inflight > 0 && len > room)
-                break;
-            /* coalesce further whole chunks that fit in the window */
-            while (len + S <= room && len + S <= WBUF_SIZE)
-                len += S;
-        }
+        uint64_t len = send_len(w, c, stopping);
+        if (!len)
+            break;
         stream_fill(c->seed, c->send_off, w->wbuf, (size_t)len);
         /* MSG_NOSIGNAL: a reset connection must not SIGPIPE the caller's process */
         ssize_t n = send(c->fd, w->wbuf, (size_t)len, MSG_NOSIGNAL);
@@ -414,17 +428,7 @@ static void pump_send(struct worker *w, struct conn *c, bool stopping) {
             conn_kill(w, c, true);
             return;
         }
-        uint64_t before = c->send_off;
-        if (before == c->recv_off) /* nothing was outstanding: the wait starts now */
-            c->last_rx = now_ns();
-        c->send_off += (uint64_t)n;
-        w->st.bytes_sent += (uint64_t)n;
-        if (cfg->mode == LOAD_STREAM && c->send_off / S != before / S) {
-            /* chunks [before / S, send_off / S) are now fully written */
-            uint64_t t = now_ns();
-            for (uint64_t k = before / S; k < c->send_off / S; k++)
-                c->chunk_ts[k % w->chunk_cap] = t;
-        }
+        sent(w, c, (uint64_t)n);
         if ((uint64_t)n < len) {
             set_out(w, c, true);
             return;
@@ -455,10 +459,60 @@ static void record(struct worker *w, uint64_t done, uint64_t started) {
     }
 }
 
-static void on_readable(struct worker *w, struct conn *c, bool stopping) {
+/* Checks len bytes just read into rbuf against the stream at recv_off. */
+static inline void verify(struct worker *w, struct conn *c, size_t len) {
+    size_t valid = len;
+    if (c->recv_off + len > c->send_off) {
+        /* more came back than was ever sent */
+        valid = (size_t)(c->send_off - c->recv_off);
+        w->st.mismatches += len - valid;
+    }
+    stream_fill(c->seed, c->recv_off, w->cbuf, valid);
+    if (memcmp(w->cbuf, w->rbuf, valid) == 0) {
+        w->st.bytes_verified += valid;
+    } else {
+        for (size_t i = 0; i < valid; i++) {
+            if (w->cbuf[i] != w->rbuf[i])
+                w->st.mismatches++;
+            else
+                w->st.bytes_verified++;
+        }
+    }
+}
+
+/* len more bytes came back: the wait they end, the requests they complete. */
+static inline void received(struct worker *w, struct conn *c, size_t len, bool stopping) {
     const load_config *cfg = w->run->cfg;
     uint64_t S = (uint64_t)cfg->size;
+    uint64_t before = c->recv_off;
+    c->recv_off += len;
+    if (!stopping) {
+        uint64_t t = now_ns();
+        if (t - c->last_rx > c->max_gap)
+            c->max_gap = t - c->last_rx;
+        c->last_rx = t;
+    }
 
+    if (cfg->mode == LOAD_PINGPONG) {
+        if (c->recv_off >= c->msg_end && before < c->msg_end) {
+            uint64_t t = now_ns();
+            record(w, t, c->t_send);
+            if (!stopping && !c->zombie) {
+                c->msg_end = c->recv_off + S;
+                c->t_send = t;
+            }
+        }
+    } else if (c->recv_off / S != before / S) {
+        uint64_t t = now_ns();
+        uint64_t last = c->recv_off / S;
+        if (last > c->send_off / S)
+            last = c->send_off / S;
+        for (uint64_t k = before / S; k < last; k++)
+            record(w, t, c->chunk_ts[k % w->chunk_cap]);
+    }
+}
+
+static void on_readable(struct worker *w, struct conn *c, bool stopping) {
     for (;;) {
         ssize_t n = read(c->fd, w->rbuf, RBUF_SIZE);
 
@@ -473,51 +527,8 @@ static void on_readable(struct worker *w, struct conn *c, bool stopping) {
             conn_kill(w, c, true); /* server closed on us */
             return;
         }
-        /* verify */
-        size_t len = (size_t)n;
-        size_t valid = len;
-        if (c->recv_off + len > c->send_off) {
-            /* more came back than was ever sent */
-            valid = (size_t)(c->send_off - c->recv_off);
-            w->st.mismatches += len - valid;
-        }
-        stream_fill(c->seed, c->recv_off, w->cbuf, valid);
-        if (memcmp(w->cbuf, w->rbuf, valid) == 0) {
-            w->st.bytes_verified += valid;
-        } else {
-            for (size_t i = 0; i < valid; i++) {
-                if (w->cbuf[i] != w->rbuf[i])
-                    w->st.mismatches++;
-                else
-                    w->st.bytes_verified++;
-            }
-        }
-        uint64_t before = c->recv_off;
-        c->recv_off += len;
-        if (!stopping) {
-            uint64_t t = now_ns();
-            if (t - c->last_rx > c->max_gap)
-                c->max_gap = t - c->last_rx;
-            c->last_rx = t;
-        }
-
-        if (cfg->mode == LOAD_PINGPONG) {
-            if (c->recv_off >= c->msg_end && before < c->msg_end) {
-                uint64_t t = now_ns();
-                record(w, t, c->t_send);
-                if (!stopping && !c->zombie) {
-                    c->msg_end = c->recv_off + S;
-                    c->t_send = t;
-                }
-            }
-        } else if (c->recv_off / S != before / S) {
-            uint64_t t = now_ns();
-            uint64_t last = c->recv_off / S;
-            if (last > c->send_off / S)
-                last = c->send_off / S;
-            for (uint64_t k = before / S; k < last; k++)
-                record(w, t, c->chunk_ts[k % w->chunk_cap]);
-        }
+        verify(w, c, (size_t)n);
+        received(w, c, (size_t)n, stopping);
         if ((size_t)n < RBUF_SIZE)
             break;
     }
@@ -528,92 +539,110 @@ static void on_readable(struct worker *w, struct conn *c, bool stopping) {
     pump_send(w, c, stopping);
 }
 
+/* Starts a connect for each connection of the batch; returns how many are
+ * under way. A connection that could not even start one has fd -1. */
+static long connect_batch(struct worker *w, long nb) {
+    const struct addrinfo *target = w->run->target;
+    long pending = 0;
+    for (long i = 0; i < nb; i++) {
+        struct conn *c = &w->conns[w->batch[i]];
+
+        w->attempts[w->batch[i]]++;
+        int fd = socket(target->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            w->conn_err = errno;
+            c->fd = -1;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(fd, target->ai_addr, target->ai_addrlen) != 0 && errno != EINPROGRESS) {
+            w->conn_err = errno;
+            close(fd);
+            c->fd = -1;
+            continue;
+        }
+        c->fd = fd;
+        struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+        epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev);
+        pending++;
+    }
+    return pending;
+}
+
+/* Waits up to CONNECT_TIMEOUT_NS for the pending connects to finish; a
+ * connection that made it reads from now on and is marked want_out. */
+static void await_connects(struct worker *w, long pending) {
+    struct epoll_event *evs = w->evs; /* MAX_EVENTS >= CONNECT_BATCH */
+    uint64_t deadline = now_ns() + CONNECT_TIMEOUT_NS;
+    while (pending > 0) {
+        uint64_t t = now_ns();
+        if (t >= deadline)
+            break;
+        int n = epoll_wait(w->ep, evs, CONNECT_BATCH, (int)((deadline - t) / NS_PER_MS + 1));
+        if (n < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < n; i++) {
+            struct conn *c = evs[i].data.ptr;
+            int err = 0;
+            socklen_t sl = sizeof(err);
+
+            if (c->want_out) /* already resolved (cannot happen, defensive) */
+                continue;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl);
+            pending--;
+            if (err != 0) {
+                w->conn_err = err;
+                close(c->fd);
+                c->fd = -1;
+                continue;
+            }
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+            epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
+            c->want_out = true; /* marks "connected" during this phase */
+        }
+    }
+}
+
+/* The batch's connections that did not connect (timed out: closed) go back
+ * on the retry queue, or fail for good after CONNECT_ATTEMPTS. Returns the
+ * retry queue's new length. */
+static long retry_failed(struct worker *w, long nb, long nretry) {
+    for (long i = 0; i < nb; i++) {
+        long idx = w->batch[i];
+        struct conn *c = &w->conns[idx];
+
+        if (c->fd >= 0 && !c->want_out) {
+            w->conn_err = ETIMEDOUT;
+            close(c->fd); /* timed out */
+            c->fd = -1;
+        }
+        if (c->fd < 0) {
+            if (w->attempts[idx] < CONNECT_ATTEMPTS) {
+                w->retry[nretry++] = idx;
+            } else {
+                c->dead = true;
+                w->st.connect_failures++;
+            }
+        }
+    }
+    return nretry;
+}
+
 /* Connect all of this worker's connections in batches. */
 static void connect_all(struct worker *w) {
-    const struct addrinfo *target = w->run->target;
-    struct epoll_event *evs = w->evs; /* MAX_EVENTS >= CONNECT_BATCH */
     long next = 0, nretry = 0;
 
     /* retry queue: indexes that need another attempt, processed before new ones */
     while (next < w->nconns || nretry > 0) {
-        long nb = 0, pending = 0;
+        long nb = 0;
 
         while (nb < CONNECT_BATCH && nretry > 0)
             w->batch[nb++] = w->retry[--nretry];
         while (nb < CONNECT_BATCH && next < w->nconns)
             w->batch[nb++] = next++;
-
-        for (long i = 0; i < nb; i++) {
-            struct conn *c = &w->conns[w->batch[i]];
-
-            w->attempts[w->batch[i]]++;
-            int fd = socket(target->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-            if (fd < 0) {
-                w->conn_err = errno;
-                c->fd = -1;
-                continue;
-            }
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            if (connect(fd, target->ai_addr, target->ai_addrlen) != 0 && errno != EINPROGRESS) {
-                w->conn_err = errno;
-                close(fd);
-                c->fd = -1;
-                continue;
-            }
-            c->fd = fd;
-            struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
-            epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev);
-            pending++;
-        }
-
-        uint64_t deadline = now_ns() + CONNECT_TIMEOUT_NS;
-        while (pending > 0) {
-            uint64_t t = now_ns();
-            if (t >= deadline)
-                break;
-            int n = epoll_wait(w->ep, evs, CONNECT_BATCH, (int)((deadline - t) / NS_PER_MS + 1));
-            if (n < 0 && errno != EINTR)
-                break;
-            for (int i = 0; i < n; i++) {
-                struct conn *c = evs[i].data.ptr;
-                int err = 0;
-                socklen_t sl = sizeof(err);
-
-                if (c->want_out) /* already resolved (cannot happen, defensive) */
-                    continue;
-                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl);
-                pending--;
-                if (err != 0) {
-                    w->conn_err = err;
-                    close(c->fd);
-                    c->fd = -1;
-                    continue;
-                }
-                struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-                epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
-                c->want_out = true; /* marks "connected" during this phase */
-            }
-        }
-
-        for (long i = 0; i < nb; i++) {
-            long idx = w->batch[i];
-            struct conn *c = &w->conns[idx];
-
-            if (c->fd >= 0 && !c->want_out) {
-                w->conn_err = ETIMEDOUT;
-                close(c->fd); /* timed out */
-                c->fd = -1;
-            }
-            if (c->fd < 0) {
-                if (w->attempts[idx] < CONNECT_ATTEMPTS) {
-                    w->retry[nretry++] = idx;
-                } else {
-                    c->dead = true;
-                    w->st.connect_failures++;
-                }
-            }
-        }
+        await_connects(w, connect_batch(w, nb));
+        nretry = retry_failed(w, nb, nretry);
         if (nretry > 0)
             usleep(20000);
     }
@@ -663,36 +692,36 @@ static void zombie_detected(struct worker *w, struct conn *c, uint64_t t) {
 
 /* ---- the worker thread --------------------------------------------------- */
 
-static void *worker_main(void *arg) {
-    struct worker *w = arg;
+static void pin_thread(struct worker *w) {
+    int cpu = w->run->cfg->cpu;
+    if (cpu < 0)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0)
+        w->pin_err = errno;
+}
+
+/* Says this thread is connected, waits for every other, and takes the
+ * phases' times. Returns false when the run was called off. */
+static bool wait_go(struct worker *w) {
     struct run *run = w->run;
-    const load_config *cfg = run->cfg;
-    bool stopping = false, aborted;
-    uint64_t drain_deadline = 0;
-
-    if (cfg->cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cfg->cpu, &set);
-        if (sched_setaffinity(0, sizeof(set), &set) != 0)
-            w->pin_err = errno;
-    }
-    connect_all(w);
-
     pthread_mutex_lock(&run->mu);
     run->ready++;
     pthread_cond_signal(&run->to_main);
     while (!run->go)
         pthread_cond_wait(&run->to_workers, &run->mu);
-    aborted = run->abort;
+    bool aborted = run->abort;
     w->t0 = run->t0;
     w->t_start = run->t_start;
     w->t_end = run->t_end;
     pthread_mutex_unlock(&run->mu);
-    if (aborted)
-        goto out;
+    return !aborted;
+}
 
-    /* kick off */
+static void kick_off(struct worker *w) {
+    const load_config *cfg = w->run->cfg;
     for (long i = 0; i < w->nconns; i++) {
         struct conn *c = &w->conns[i];
         if (c->dead)
@@ -703,45 +732,79 @@ static void *worker_main(void *arg) {
         }
         pump_send(w, c, false);
     }
+}
 
+/* The measurement is over (or the caller said stop): no more writes, and
+ * the drain begins. */
+static void start_stopping(struct worker *w, uint64_t t) {
+    const load_config *cfg = w->run->cfg;
+    w->stopping = true;
+    w->drain_deadline = t + (cfg->drain_s > 0 ? (uint64_t)(cfg->drain_s * 1e9) : DRAIN_NS);
+    for (long i = 0; i < w->nconns; i++) {
+        struct conn *c = &w->conns[i];
+        set_out(w, c, false);
+        if (!c->dead && c->recv_off < c->send_off && t - c->last_rx > c->max_gap)
+            c->max_gap = t - c->last_rx; /* a wait still open at the end */
+    }
+}
+
+static bool drained(const struct worker *w) {
+    for (long i = 0; i < w->nconns; i++) {
+        const struct conn *c = &w->conns[i];
+        if (!c->dead && c->recv_off < c->send_off)
+            return false;
+    }
+    return true;
+}
+
+/* What is due at time t: zombie rounds, the switch to stopping, the drain's
+ * end. Returns how long the next wait may last (ms), or -1 when this
+ * thread's run is over. */
+static int turn(struct worker *w, uint64_t t) {
+    const load_config *cfg = w->run->cfg;
+    while (!w->stopping && w->zround < cfg->zombie_rounds && t >= zombie_time(w, w->zround))
+        zombie_round(w, w->zround++, t);
+    bool stop = cfg->stop && atomic_load_explicit(cfg->stop, memory_order_relaxed);
+    if (!w->stopping && (t >= w->t_end || stop))
+        start_stopping(w, t);
+    uint64_t until;
+    if (w->stopping) {
+        if (drained(w) || t >= w->drain_deadline)
+            return -1;
+        until = w->drain_deadline;
+    } else {
+        until = w->t_end;
+        if (w->zround < cfg->zombie_rounds && zombie_time(w, w->zround) < until)
+            until = zombie_time(w, w->zround);
+    }
+    uint64_t ms = (until - t) / NS_PER_MS + 1;
+    return ms > 100 ? 100 : (int)ms;
+}
+
+static void dispatch(struct worker *w, int n) {
+    for (int i = 0; i < n; i++) {
+        struct conn *c = w->evs[i].data.ptr;
+        uint32_t e = w->evs[i].events;
+
+        if (c->dead)
+            continue;
+        if (c->silent) {
+            if (e & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+                zombie_detected(w, c, now_ns());
+            continue;
+        }
+        if (e & (EPOLLIN | EPOLLERR | EPOLLHUP))
+            on_readable(w, c, w->stopping);
+        else if (e & EPOLLOUT)
+            pump_send(w, c, w->stopping);
+    }
+}
+
+static void event_loop(struct worker *w) {
     for (;;) {
-        uint64_t t = now_ns();
-        int timeout_ms;
-
-        while (!stopping && w->zround < cfg->zombie_rounds && t >= zombie_time(w, w->zround))
-            zombie_round(w, w->zround++, t);
-        bool stop = cfg->stop && atomic_load_explicit(cfg->stop, memory_order_relaxed);
-        if (!stopping && (t >= w->t_end || stop)) {
-            stopping = true;
-            drain_deadline = t + (cfg->drain_s > 0 ? (uint64_t)(cfg->drain_s * 1e9) : DRAIN_NS);
-            for (long i = 0; i < w->nconns; i++) {
-                struct conn *c = &w->conns[i];
-                set_out(w, c, false);
-                if (!c->dead && c->recv_off < c->send_off && t - c->last_rx > c->max_gap)
-                    c->max_gap = t - c->last_rx; /* a wait still open at the end */
-            }
-        }
-        if (stopping) {
-            bool drained = true;
-            for (long i = 0; i < w->nconns; i++) {
-                struct conn *c = &w->conns[i];
-                if (!c->dead && c->recv_off < c->send_off) {
-                    drained = false;
-                    break;
-                }
-            }
-            if (drained || t >= drain_deadline)
-                break;
-            timeout_ms = (int)((drain_deadline - t) / NS_PER_MS + 1);
-        } else {
-            uint64_t until = w->t_end;
-            if (w->zround < cfg->zombie_rounds && zombie_time(w, w->zround) < until)
-                until = zombie_time(w, w->zround);
-            timeout_ms = (int)((until - t) / NS_PER_MS + 1);
-        }
-        if (timeout_ms > 100)
-            timeout_ms = 100;
-
+        int timeout_ms = turn(w, now_ns());
+        if (timeout_ms < 0)
+            break;
         int n = epoll_wait(w->ep, w->evs, MAX_EVENTS, timeout_ms);
         if (n < 0) {
             if (errno == EINTR)
@@ -750,25 +813,12 @@ static void *worker_main(void *arg) {
             w->fatal_what = "epoll_wait";
             break;
         }
-        for (int i = 0; i < n; i++) {
-            struct conn *c = w->evs[i].data.ptr;
-            uint32_t e = w->evs[i].events;
-
-            if (c->dead)
-                continue;
-            if (c->silent) {
-                if (e & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
-                    zombie_detected(w, c, now_ns());
-                continue;
-            }
-            if (e & (EPOLLIN | EPOLLERR | EPOLLHUP))
-                on_readable(w, c, stopping);
-            else if (e & EPOLLOUT)
-                pump_send(w, c, stopping);
-        }
+        dispatch(w, n);
     }
+}
 
-out:
+/* What each connection left: bytes lost or unechoed, kept or not. */
+static void settle(struct worker *w) {
     for (long i = 0; i < w->nconns; i++) {
         struct conn *c = &w->conns[i];
         if (!c->zombie) {
@@ -781,6 +831,19 @@ out:
             close(c->fd);
         c->fd = -1;
     }
+}
+
+static void *worker_main(void *arg) {
+    struct worker *w = arg;
+    struct run *run = w->run;
+
+    pin_thread(w);
+    connect_all(w);
+    if (wait_go(w)) {
+        kick_off(w);
+        event_loop(w);
+    }
+    settle(w);
     pthread_mutex_lock(&run->mu);
     run->running--;
     pthread_cond_signal(&run->to_main);
@@ -817,44 +880,48 @@ static int fail(load_result *out, int err, const char *fmt, const char *arg) {
     return err;
 }
 
+/* A field of the config that is out of range: -EINVAL, and out->error says which. */
+static int bad_config(load_result *out, const char *field, const char *why) {
+    snprintf(out->error, sizeof(out->error), "bad config: %s (%s)", field, why);
+    return -EINVAL;
+}
+
 static int check_config(const load_config *cfg, load_result *out) {
-#define BAD(field, why) fail(out, -EINVAL, "bad config: %s " why, field)
     if (cfg->port == 0)
-        return BAD("port", "(must be 1..65535)");
+        return bad_config(out, "port", "must be 1..65535");
     if (cfg->conns < 1)
-        return BAD("conns", "(must be >= 1)");
+        return bad_config(out, "conns", "must be >= 1");
     if (cfg->mode != LOAD_PINGPONG && cfg->mode != LOAD_STREAM)
-        return BAD("mode", "(pingpong or stream)");
+        return bad_config(out, "mode", "pingpong or stream");
     if (cfg->size < 1 || cfg->size > MAX_SIZE)
-        return BAD("size", "(must be 1..262144)");
+        return bad_config(out, "size", "must be 1..262144");
     if (cfg->mode == LOAD_STREAM && (cfg->window < cfg->size || cfg->window > MAX_WINDOW))
-        return BAD("window", "(must be size..2^30 in stream mode)");
+        return bad_config(out, "window", "must be size..2^30 in stream mode");
     if (!(cfg->duration_s > 0) || cfg->duration_s > 1e6)
-        return BAD("duration_s", "(must be > 0)");
+        return bad_config(out, "duration_s", "must be > 0");
     if (!(cfg->warmup_s >= 0) || cfg->warmup_s > 1e6)
-        return BAD("warmup_s", "(must be >= 0)");
+        return bad_config(out, "warmup_s", "must be >= 0");
     if (!(cfg->drain_s >= 0) || cfg->drain_s > 3600)
-        return BAD("drain_s", "(must be 0..3600)");
+        return bad_config(out, "drain_s", "must be 0..3600");
     if (cfg->threads < 1 || cfg->threads > MAX_THREADS)
-        return BAD("threads", "(must be 1..1024)");
+        return bad_config(out, "threads", "must be 1..1024");
     if (cfg->cpu < -1 || cfg->cpu >= CPU_SETSIZE)
-        return BAD("cpu", "(must be -1 or a CPU number)");
+        return bad_config(out, "cpu", "must be -1 or a CPU number");
     if (!(cfg->bin_s >= 0))
-        return BAD("bin_s", "(must be >= 0)");
+        return bad_config(out, "bin_s", "must be >= 0");
     if (cfg->bin_s > 0 && (cfg->warmup_s + cfg->duration_s) / cfg->bin_s > MAX_BINS)
-        return BAD("bin_s", "(too small: more than 10000 bins)");
+        return bad_config(out, "bin_s", "too small: more than 10000 bins");
     if (cfg->zombie_rounds < 0)
-        return BAD("zombie_rounds", "(must be >= 0)");
+        return bad_config(out, "zombie_rounds", "must be >= 0");
     if (cfg->zombie_rounds > 0) {
         if (cfg->zombie_per_round < 1)
-            return BAD("zombie_per_round", "(must be >= 1 with zombie_rounds)");
+            return bad_config(out, "zombie_per_round", "must be >= 1 with zombie_rounds");
         if (!(cfg->zombie_first_s >= 0))
-            return BAD("zombie_first_s", "(must be >= 0)");
+            return bad_config(out, "zombie_first_s", "must be >= 0");
         if (cfg->zombie_rounds > 1 && !(cfg->zombie_period_s > 0))
-            return BAD("zombie_period_s", "(must be > 0 with more than one round)");
+            return bad_config(out, "zombie_period_s", "must be > 0 with more than one round");
     }
     return 0;
-#undef BAD
 }
 
 typedef struct lookup {
@@ -972,6 +1039,79 @@ static int cmp_zrec(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* One thread's counters and histogram into out and h; its connections'
+ * gaps onto gaps, its zombies onto z. */
+static void add_thread(const struct worker *w, load_result *out, struct hist *h, double *gaps,
+                       size_t *ngaps, struct zrec *z, size_t *nz) {
+    const struct stats *s = &w->st;
+    out->requests += s->requests;
+    out->bytes_sent += s->bytes_sent;
+    out->bytes_verified += s->bytes_verified;
+    out->mismatches += s->mismatches;
+    out->lost += s->lost;
+    out->unechoed_on_errors += s->unechoed_on_errors;
+    out->errors += s->errors;
+    out->connect_failures += s->connect_failures;
+    out->connected += s->connected;
+    out->kept += s->kept;
+    for (unsigned b = 0; b < HIST_BUCKETS; b++)
+        h->b[b] += s->hist.b[b];
+    for (long j = 0; j < w->nconns; j++) {
+        const struct conn *c = &w->conns[j];
+        if (!c->zombie) {
+            gaps[(*ngaps)++] = (double)c->max_gap / 1e6;
+            continue;
+        }
+        z[*nz].silent_at = c->silent ? c->silent_at : UINT64_MAX;
+        z[*nz].detect_ns = c->detect_ns;
+        (*nz)++;
+    }
+}
+
+/* The timeline: each bin merged over the threads. */
+static int merge_bins(const struct run *run, const struct worker *ws, load_result *out) {
+    struct tbin *m = calloc(1, sizeof(*m));
+    out->bins = calloc(run->nbins, sizeof(*out->bins));
+    if (!m || !out->bins) {
+        free(m);
+        return fail(out, -ENOMEM, "%s", "out of memory");
+    }
+    out->nbins = run->nbins;
+    for (size_t b = 0; b < run->nbins; b++) {
+        memset(m, 0, sizeof(*m));
+        for (int i = 0; i < run->nthreads; i++) {
+            const struct tbin *t = &ws[i].bins[b];
+            m->requests += t->requests;
+            if (t->max_ns > m->max_ns)
+                m->max_ns = t->max_ns;
+            for (unsigned k = 0; k < BIN_BUCKETS; k++)
+                m->b[k] += t->b[k];
+        }
+        out->bins[b].requests = m->requests;
+        out->bins[b].p50_us = bin_pct(m, 0.50) / 1000.0;
+        out->bins[b].p99_us = bin_pct(m, 0.99) / 1000.0;
+        out->bins[b].max_us = (double)m->max_ns / 1000.0;
+    }
+    free(m);
+    return 0;
+}
+
+/* The zombies, in the order they went silent. */
+static int zombie_results(const struct run *run, struct zrec *z, size_t nz, load_result *out) {
+    qsort(z, nz, sizeof(*z), cmp_zrec);
+    out->zombie_detect_ms = calloc(nz, sizeof(double));
+    out->zombie_silent_s = calloc(nz, sizeof(double));
+    if (!out->zombie_detect_ms || !out->zombie_silent_s)
+        return fail(out, -ENOMEM, "%s", "out of memory");
+    out->nzombies = nz;
+    for (size_t k = 0; k < nz; k++) {
+        bool silent = z[k].silent_at != UINT64_MAX;
+        out->zombie_silent_s[k] = silent ? (double)(z[k].silent_at - run->t0) / 1e9 : -1;
+        out->zombie_detect_ms[k] = z[k].detect_ns >= 0 ? (double)z[k].detect_ns / 1e6 : -1;
+    }
+    return 0;
+}
+
 /* Merge the threads' counters, histograms, gaps, bins and zombies into out. */
 static int collect(struct run *run, struct worker *ws, long long cpu0, long long cpu1,
                    load_result *out) {
@@ -986,31 +1126,8 @@ static int collect(struct run *run, struct worker *ws, long long cpu0, long long
         rc = fail(out, -ENOMEM, "%s", "out of memory");
         goto done;
     }
-    for (int i = 0; i < run->nthreads; i++) {
-        const struct stats *s = &ws[i].st;
-        out->requests += s->requests;
-        out->bytes_sent += s->bytes_sent;
-        out->bytes_verified += s->bytes_verified;
-        out->mismatches += s->mismatches;
-        out->lost += s->lost;
-        out->unechoed_on_errors += s->unechoed_on_errors;
-        out->errors += s->errors;
-        out->connect_failures += s->connect_failures;
-        out->connected += s->connected;
-        out->kept += s->kept;
-        for (unsigned b = 0; b < HIST_BUCKETS; b++)
-            h->b[b] += s->hist.b[b];
-        for (long j = 0; j < ws[i].nconns; j++) {
-            const struct conn *c = &ws[i].conns[j];
-            if (!c->zombie) {
-                gaps[ngaps++] = (double)c->max_gap / 1e6;
-                continue;
-            }
-            z[nz].silent_at = c->silent ? c->silent_at : UINT64_MAX;
-            z[nz].detect_ns = c->detect_ns;
-            nz++;
-        }
-    }
+    for (int i = 0; i < run->nthreads; i++)
+        add_thread(&ws[i], out, h, gaps, &ngaps, z, &nz);
     out->req_per_s = (double)out->requests / cfg->duration_s;
     out->p50_us = hist_pct(h, out->requests, 0.50) / 1000.0;
     out->p99_us = hist_pct(h, out->requests, 0.99) / 1000.0;
@@ -1025,49 +1142,10 @@ static int collect(struct run *run, struct worker *ws, long long cpu0, long long
         out->server_cpu_us = (double)(cpu1 - cpu0) * 1e6 / (double)sysconf(_SC_CLK_TCK);
         out->server_cpu_us_per_req = out->requests ? out->server_cpu_us / (double)out->requests : 0;
     }
-
-    if (run->nbins) {
-        struct tbin *m = calloc(1, sizeof(*m));
-        out->bins = calloc(run->nbins, sizeof(*out->bins));
-        if (!m || !out->bins) {
-            free(m);
-            rc = fail(out, -ENOMEM, "%s", "out of memory");
-            goto done;
-        }
-        out->nbins = run->nbins;
-        for (size_t b = 0; b < run->nbins; b++) {
-            memset(m, 0, sizeof(*m));
-            for (int i = 0; i < run->nthreads; i++) {
-                const struct tbin *t = &ws[i].bins[b];
-                m->requests += t->requests;
-                if (t->max_ns > m->max_ns)
-                    m->max_ns = t->max_ns;
-                for (unsigned k = 0; k < BIN_BUCKETS; k++)
-                    m->b[k] += t->b[k];
-            }
-            out->bins[b].requests = m->requests;
-            out->bins[b].p50_us = bin_pct(m, 0.50) / 1000.0;
-            out->bins[b].p99_us = bin_pct(m, 0.99) / 1000.0;
-            out->bins[b].max_us = (double)m->max_ns / 1000.0;
-        }
-        free(m);
-    }
-
-    if (nz) {
-        qsort(z, nz, sizeof(*z), cmp_zrec);
-        out->zombie_detect_ms = calloc(nz, sizeof(double));
-        out->zombie_silent_s = calloc(nz, sizeof(double));
-        if (!out->zombie_detect_ms || !out->zombie_silent_s) {
-            rc = fail(out, -ENOMEM, "%s", "out of memory");
-            goto done;
-        }
-        out->nzombies = nz;
-        for (size_t k = 0; k < nz; k++) {
-            bool silent = z[k].silent_at != UINT64_MAX;
-            out->zombie_silent_s[k] = silent ? (double)(z[k].silent_at - run->t0) / 1e9 : -1;
-            out->zombie_detect_ms[k] = z[k].detect_ns >= 0 ? (double)z[k].detect_ns / 1e6 : -1;
-        }
-    }
+    if (run->nbins && (rc = merge_bins(run, ws, out)) != 0)
+        goto done;
+    if (nz)
+        rc = zombie_results(run, z, nz, out);
 done:
     free(h);
     free(gaps);
@@ -1125,106 +1203,110 @@ static void supervise(struct run *run, struct worker *ws, long long *cpu0, long 
     pthread_mutex_unlock(&run->mu);
 }
 
-int load_run(const load_config *cfg, load_result *out) {
-    struct run run;
-    struct addrinfo *ai = NULL;
-    struct worker *ws = NULL;
-    long long cpu0 = -1, cpu1 = -1;
-    int started = 0, rc;
-
-    memset(out, 0, sizeof(*out));
-    if (!cfg)
-        return fail(out, -EINVAL, "%s", "bad config: NULL");
-    if ((rc = check_config(cfg, out)) != 0)
-        return rc;
-    pthread_once(&stream_once, stream_table_init);
-
-    /* thousands of connections need thousands of descriptors: the soft limit up to the hard one */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if ((rc = resolve(cfg, &ai, out)) != 0)
-        return rc;
-
-    memset(&run, 0, sizeof(run));
-    run.cfg = cfg;
-    run.target = ai;
-    run.nthreads = cfg->threads > cfg->conns ? (int)cfg->conns : cfg->threads;
+/* The state one load_run shares with its threads. */
+static void run_init(struct run *run, const load_config *cfg, const struct addrinfo *ai) {
+    memset(run, 0, sizeof(*run));
+    run->cfg = cfg;
+    run->target = ai;
+    run->nthreads = cfg->threads > cfg->conns ? (int)cfg->conns : cfg->threads;
     if (cfg->bin_s > 0) {
-        run.bin_ns = (uint64_t)(cfg->bin_s * 1e9);
-        if (run.bin_ns == 0)
-            run.bin_ns = 1;
+        run->bin_ns = (uint64_t)(cfg->bin_s * 1e9);
+        if (run->bin_ns == 0)
+            run->bin_ns = 1;
         uint64_t span = (uint64_t)((cfg->warmup_s + cfg->duration_s) * 1e9);
-        run.nbins = (size_t)((span + run.bin_ns - 1) / run.bin_ns);
+        run->nbins = (size_t)((span + run->bin_ns - 1) / run->bin_ns);
     }
-    pthread_mutex_init(&run.mu, NULL);
+    pthread_mutex_init(&run->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* timed waits use now_ns() deadlines */
-    pthread_cond_init(&run.to_main, &ca);
+    pthread_cond_init(&run->to_main, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_cond_init(&run.to_workers, NULL);
+    pthread_cond_init(&run->to_workers, NULL);
+}
 
-    ws = calloc((size_t)run.nthreads, sizeof(*ws));
-    if (!ws) {
-        rc = fail(out, -ENOMEM, "%s", "out of memory");
-        goto end;
-    }
-    for (int i = 0; i < run.nthreads; i++)
+static void run_destroy(struct run *run) {
+    pthread_cond_destroy(&run->to_main);
+    pthread_cond_destroy(&run->to_workers);
+    pthread_mutex_destroy(&run->mu);
+}
+
+/* Every worker, set up (free_workers frees them, set up or not). Returns 0 or -errno. */
+static int make_workers(struct run *run, struct worker **out_ws, load_result *out) {
+    struct worker *ws = calloc((size_t)run->nthreads, sizeof(*ws));
+    *out_ws = ws;
+    if (!ws)
+        return fail(out, -ENOMEM, "%s", "out of memory");
+    for (int i = 0; i < run->nthreads; i++)
         ws[i].ep = -1;
-    for (int i = 0; i < run.nthreads; i++) {
-        if ((rc = setup_worker(&ws[i], &run, i)) != 0) {
+    for (int i = 0; i < run->nthreads; i++) {
+        int rc = setup_worker(&ws[i], run, i);
+        if (rc != 0) {
             snprintf(out->error, sizeof(out->error), "setting up client thread %d: %s", i,
                      strerror(-rc));
-            goto end;
+            return rc;
         }
     }
+    return 0;
+}
 
-    uint64_t tc0 = now_ns();
-    for (; started < run.nthreads; started++) {
+/* Starts the threads; returns how many started, *rc -errno if one did not. */
+static int start_workers(struct run *run, struct worker *ws, load_result *out, int *rc) {
+    int started = 0;
+    for (; started < run->nthreads; started++) {
         int e = pthread_create(&ws[started].tid, NULL, worker_main, &ws[started]);
         if (e != 0) {
-            rc = -e;
+            *rc = -e;
             snprintf(out->error, sizeof(out->error), "pthread_create: %s", strerror(e));
             break;
         }
     }
+    return started;
+}
 
-    pthread_mutex_lock(&run.mu);
-    run.running = started;
-    while (run.ready < started)
-        pthread_cond_wait(&run.to_main, &run.mu);
+/* Waits until the started threads have connected, then sets time 0 and the
+ * phases and lets them go; they are called off when one thread did not
+ * start or nothing connected. Returns how many connected (*conn_err: the
+ * last connect error). */
+static uint64_t release_workers(struct run *run, struct worker *ws, int started, bool failed,
+                                uint64_t tc0, load_result *out, int *conn_err) {
+    const load_config *cfg = run->cfg;
+    pthread_mutex_lock(&run->mu);
+    run->running = started;
+    while (run->ready < started)
+        pthread_cond_wait(&run->to_main, &run->mu);
     /* the threads wrote their connect results before signalling ready (under mu) */
     uint64_t connected = 0;
-    int conn_err = 0;
     for (int i = 0; i < started; i++) {
         connected += ws[i].st.connected;
         if (ws[i].conn_err)
-            conn_err = ws[i].conn_err;
+            *conn_err = ws[i].conn_err;
     }
     uint64_t t0 = now_ns();
     out->connect_s = (double)(t0 - tc0) / 1e9;
     out->t0_ns = t0;
-    run.t0 = t0;
-    run.t_start = t0 + (uint64_t)(cfg->warmup_s * 1e9);
-    run.t_end = run.t_start + (uint64_t)(cfg->duration_s * 1e9);
-    run.abort = rc != 0 || connected == 0;
-    run.go = true;
-    pthread_cond_broadcast(&run.to_workers);
-    pthread_mutex_unlock(&run.mu);
+    run->t0 = t0;
+    run->t_start = t0 + (uint64_t)(cfg->warmup_s * 1e9);
+    run->t_end = run->t_start + (uint64_t)(cfg->duration_s * 1e9);
+    run->abort = failed || connected == 0;
+    run->go = true;
+    pthread_cond_broadcast(&run->to_workers);
+    pthread_mutex_unlock(&run->mu);
+    return connected;
+}
 
-    if (!run.abort)
-        supervise(&run, ws, &cpu0, &cpu1);
+static void join_workers(struct worker *ws, int started, load_result *out) {
     for (int i = 0; i < started; i++)
         pthread_join(ws[i].tid, NULL);
     for (int i = 0; i < started; i++)
         if (ws[i].pin_err && !out->cpu_pin_errno)
             out->cpu_pin_errno = ws[i].pin_err;
-    if (rc != 0)
-        goto end;
+}
 
+/* After the threads ended: the result, or why there is none. */
+static int results(struct run *run, struct worker *ws, int started, uint64_t connected,
+                   int conn_err, long long cpu0, long long cpu1, load_result *out) {
+    const load_config *cfg = run->cfg;
     if (connected == 0) {
         /* the counters still say what happened, so callers can print them */
         for (int i = 0; i < started; i++)
@@ -1234,10 +1316,9 @@ int load_run(const load_config *cfg, load_result *out) {
                  (unsigned)cfg->port);
         snprintf(out->error, sizeof(out->error), "connect to %s: %s (all %ld connections failed)",
                  where, strerror(conn_err ? conn_err : ECONNREFUSED), cfg->conns);
-        rc = -ECONNREFUSED;
-        goto end;
+        return -ECONNREFUSED;
     }
-    rc = collect(&run, ws, cpu0, cpu1, out);
+    int rc = collect(run, ws, cpu0, cpu1, out);
     for (int i = 0; rc == 0 && i < started; i++) {
         if (ws[i].fatal) {
             rc = -ws[i].fatal;
@@ -1245,12 +1326,48 @@ int load_run(const load_config *cfg, load_result *out) {
                      ws[i].fatal_what, strerror(ws[i].fatal));
         }
     }
+    return rc;
+}
 
-end:
+/* thousands of connections need thousands of descriptors: the soft limit up to the hard one */
+static void raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int load_run(const load_config *cfg, load_result *out) {
+    struct run run;
+    struct addrinfo *ai = NULL;
+    struct worker *ws = NULL;
+    long long cpu0 = -1, cpu1 = -1;
+    int rc, conn_err = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (!cfg)
+        return fail(out, -EINVAL, "%s", "bad config: NULL");
+    if ((rc = check_config(cfg, out)) != 0)
+        return rc;
+    pthread_once(&stream_once, stream_table_init);
+    raise_nofile();
+    if ((rc = resolve(cfg, &ai, out)) != 0)
+        return rc;
+
+    run_init(&run, cfg, ai);
+    if ((rc = make_workers(&run, &ws, out)) == 0) {
+        uint64_t tc0 = now_ns();
+        int started = start_workers(&run, ws, out, &rc);
+        uint64_t connected = release_workers(&run, ws, started, rc != 0, tc0, out, &conn_err);
+        if (!run.abort)
+            supervise(&run, ws, &cpu0, &cpu1);
+        join_workers(ws, started, out);
+        if (rc == 0)
+            rc = results(&run, ws, started, connected, conn_err, cpu0, cpu1, out);
+    }
     free_workers(ws, run.nthreads);
-    pthread_cond_destroy(&run.to_main);
-    pthread_cond_destroy(&run.to_workers);
-    pthread_mutex_destroy(&run.mu);
+    run_destroy(&run);
     freeaddrinfo(ai);
     return rc;
 }

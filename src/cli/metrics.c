@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "http.h"
 #include "http_conn.h"
 
@@ -102,14 +103,8 @@ static void histogram(text *f, const char *name, const char *help, const double 
 #define LOOP_FAMILY(name, type, help, field)                                                       \
     per_loop(f, c, st, "vigil_loop_" name, type, help, offsetof(vigil_loop_stats, field))
 
-char *metrics_render(const metrics_config *c, size_t *len) {
-    text out = {0}, *f = &out;
-    vigil_loop_stats *st = calloc(c->nloops ? c->nloops : 1, sizeof(*st));
-    if (!st)
-        return NULL;
-    for (uint32_t i = 0; i < c->nloops; i++)
-        vigil_loop_stats_get(c->loops[i].loop, &st[i]);
-
+/* The loops' own stats, a family each. */
+static void render_loops(text *f, const metrics_config *c, const vigil_loop_stats *st) {
     LOOP_FAMILY("iterations_total", "counter", "Passes through the loop.", iterations);
     LOOP_FAMILY("completions_total", "counter", "Kernel completions handled.", completions);
     LOOP_FAMILY("ops_in_flight", "gauge", "Kernel operations submitted and not yet finished.",
@@ -148,12 +143,15 @@ char *metrics_render(const metrics_config *c, size_t *len) {
                 vigil_loop_id(c->loops[i].loop), st[i].last_rebuild_us / 1e6);
     family(f, "vigil_loop_progress_age_seconds", "gauge",
            "Time since the loop last passed through its kernel wait.");
-    uint64_t now = vigil_now_ns();
+    uint64_t now = now_ns();
     for (uint32_t i = 0; i < c->nloops; i++)
         put(f, "vigil_loop_progress_age_seconds{loop=\"%u\"} %.6f\n",
                 vigil_loop_id(c->loops[i].loop),
                 now > st[i].last_progress_ns ? (now - st[i].last_progress_ns) / 1e9 : 0.0);
+}
 
+/* What vigil serve counts per loop. */
+static void render_served(text *f, const metrics_config *c) {
     static const struct {
         const char *name, *help;
         size_t off;
@@ -176,53 +174,68 @@ char *metrics_render(const metrics_config *c, size_t *len) {
                     (unsigned long long)v);
         }
     }
+}
 
+/* The supervisor's counters and histograms. */
+static void render_supervisor(text *f, const metrics_config *c) {
     vigil_supervisor_stats ss;
-    if (c->supervisor && vigil_supervisor_stats_get(c->supervisor, &ss) == 0) {
-        static const struct {
-            const char *name, *help;
-            size_t off;
-        } sup[] = {
-            {"stalls_total", "Stalls detected.", offsetof(vigil_supervisor_stats, stalls)},
-            {"reports_total", "Stall reports made.", offsetof(vigil_supervisor_stats, reports)},
-            {"reports_suppressed_total", "Stall reports left out by the report interval.",
-             offsetof(vigil_supervisor_stats, reports_suppressed)},
-            {"threads_unblocked_total", "Loop threads interrupted in a blocking syscall.",
-             offsetof(vigil_supervisor_stats, threads_unblocked)},
-            {"recoveries_total", "Stalls that ended without a rebuild.",
-             offsetof(vigil_supervisor_stats, recoveries)},
-            {"fences_total", "Loop threads fenced off.", offsetof(vigil_supervisor_stats, fences)},
-            {"rebuilds_total", "Loops rebuilt.", offsetof(vigil_supervisor_stats, rebuilds)},
-            {"rebuild_failures_total", "Rebuilds that failed.",
-             offsetof(vigil_supervisor_stats, rebuild_failures)},
-            {"budget_exceeded_total", "Times a loop used up its restart budget.",
-             offsetof(vigil_supervisor_stats, budget_exceeded)},
-            {"ticks_total", "Supervisor checks of its loops.", offsetof(vigil_supervisor_stats, ticks)},
-        };
-        for (size_t k = 0; k < sizeof(sup) / sizeof(sup[0]); k++) {
-            uint64_t v;
-            memcpy(&v, (const char *)&ss + sup[k].off, sizeof(v));
-            put(f, "# HELP vigil_supervisor_%s %s\n# TYPE vigil_supervisor_%s counter\n"
-                       "vigil_supervisor_%s %llu\n",
-                    sup[k].name, sup[k].help, sup[k].name, sup[k].name, (unsigned long long)v);
-        }
-        family(f, "vigil_supervisor_cpu_seconds_total", "counter",
-               "CPU time of the supervisor thread.");
-        put(f, "vigil_supervisor_cpu_seconds_total %.6f\n", ss.cpu_ns / 1e9);
-        static const double rebuild_le[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1};
-        histogram(f, "vigil_supervisor_rebuild_duration_seconds",
-                  "Rebuild time, from the fence to every operation issued again.", rebuild_le,
-                  ss.rebuild_hist, 8, ss.rebuild_us_sum / 1e6);
-        /* detection buckets are in quarters of stall_ms (see vigil.h) */
-        static const int quarters[] = {4, 5, 6, 8, 12, 16, 32};
-        double detect_le[7];
-        double unit = (c->stall_ms ? c->stall_ms : 100) / 4.0 / 1000.0;
-        for (int b = 0; b < 7; b++)
-            detect_le[b] = quarters[b] * unit;
-        histogram(f, "vigil_supervisor_detection_latency_seconds",
-                  "Time from the start of a stall to its report.", detect_le, ss.detect_hist, 8,
-                  ss.detect_ms_sum / 1e3);
+    if (!c->supervisor || vigil_supervisor_stats_get(c->supervisor, &ss) != 0)
+        return;
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } sup[] = {
+        {"stalls_total", "Stalls detected.", offsetof(vigil_supervisor_stats, stalls)},
+        {"reports_total", "Stall reports made.", offsetof(vigil_supervisor_stats, reports)},
+        {"reports_suppressed_total", "Stall reports left out by the report interval.",
+         offsetof(vigil_supervisor_stats, reports_suppressed)},
+        {"threads_unblocked_total", "Loop threads interrupted in a blocking syscall.",
+         offsetof(vigil_supervisor_stats, threads_unblocked)},
+        {"recoveries_total", "Stalls that ended without a rebuild.",
+         offsetof(vigil_supervisor_stats, recoveries)},
+        {"fences_total", "Loop threads fenced off.", offsetof(vigil_supervisor_stats, fences)},
+        {"rebuilds_total", "Loops rebuilt.", offsetof(vigil_supervisor_stats, rebuilds)},
+        {"rebuild_failures_total", "Rebuilds that failed.",
+         offsetof(vigil_supervisor_stats, rebuild_failures)},
+        {"budget_exceeded_total", "Times a loop used up its restart budget.",
+         offsetof(vigil_supervisor_stats, budget_exceeded)},
+        {"ticks_total", "Supervisor checks of its loops.", offsetof(vigil_supervisor_stats, ticks)},
+    };
+    for (size_t k = 0; k < sizeof(sup) / sizeof(sup[0]); k++) {
+        uint64_t v;
+        memcpy(&v, (const char *)&ss + sup[k].off, sizeof(v));
+        put(f, "# HELP vigil_supervisor_%s %s\n# TYPE vigil_supervisor_%s counter\n"
+                   "vigil_supervisor_%s %llu\n",
+                sup[k].name, sup[k].help, sup[k].name, sup[k].name, (unsigned long long)v);
     }
+    family(f, "vigil_supervisor_cpu_seconds_total", "counter",
+           "CPU time of the supervisor thread.");
+    put(f, "vigil_supervisor_cpu_seconds_total %.6f\n", ss.cpu_ns / 1e9);
+    static const double rebuild_le[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1};
+    histogram(f, "vigil_supervisor_rebuild_duration_seconds",
+              "Rebuild time, from the fence to every operation issued again.", rebuild_le,
+              ss.rebuild_hist, 8, ss.rebuild_us_sum / 1e6);
+    /* detection buckets are in quarters of stall_ms (see vigil.h) */
+    static const int quarters[] = {4, 5, 6, 8, 12, 16, 32};
+    double detect_le[7];
+    double unit = (c->stall_ms ? c->stall_ms : 100) / 4.0 / 1000.0;
+    for (int b = 0; b < 7; b++)
+        detect_le[b] = quarters[b] * unit;
+    histogram(f, "vigil_supervisor_detection_latency_seconds",
+              "Time from the start of a stall to its report.", detect_le, ss.detect_hist, 8,
+              ss.detect_ms_sum / 1e3);
+}
+
+char *metrics_render(const metrics_config *c, size_t *len) {
+    text out = {0}, *f = &out;
+    vigil_loop_stats *st = calloc(c->nloops ? c->nloops : 1, sizeof(*st));
+    if (!st)
+        return NULL;
+    for (uint32_t i = 0; i < c->nloops; i++)
+        vigil_loop_stats_get(c->loops[i].loop, &st[i]);
+    render_loops(f, c, st);
+    render_served(f, c);
+    render_supervisor(f, c);
     free(st);
     put(f, "%s", ""); /* NUL-terminated even when empty */
     if (out.failed) {
@@ -333,9 +346,9 @@ static void scrape_sweep(vigil_loop *loop, vigil_op t, int status, void *ud) {
     metrics_server *m = ud;
     if (status < 0)
         return;
-    uint64_t now = vigil_now_ns();
+    uint64_t now = now_ns();
     for (size_t i = m->nconns; i-- > 0;)
-        if (i < m->nconns && http_conn_overdue(&m->conns[i], now, m->cfg.request_ms * 1000000ull))
+        if (i < m->nconns && http_conn_overdue(&m->conns[i], now, m->cfg.request_ms * NS_PER_MS))
             http_conn_timeout(loop, &m->conns[i]);
 }
 

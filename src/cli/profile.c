@@ -16,7 +16,6 @@
 #include "vigil.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -26,35 +25,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "cli.h"
+#include "clock.h"
+#include "escape.h"
 #include "load.h"
-
-static void usage_profile(FILE *f) {
-    fprintf(f,
-            "usage: vigil profile [--backends uring,epoll] [--kinds spin,block,hang,zombie]\n"
-            "                     [--duration S] [--stalls N] [--stall-len MS] [--stall-ms MS]\n"
-            "                     [--conns N] [--mode pingpong|stream] [--size BYTES]\n"
-            "                     [--server-cpu C] [--client-cpu C] [--out DIR]\n"
-            "  --backends L  backends to profile (default uring,epoll)\n"
-            "  --kinds L     stall kinds (default spin,block,hang,zombie): spin busy-loops\n"
-            "                in a callback, block sleeps in one syscall, hang blocks in a\n"
-            "                read that never returns, zombie makes clients go silent\n"
-            "  --duration S  seconds of load per scenario (default 8, 2..600)\n"
-            "  --stalls N    stalls (or zombie rounds) per scenario (default 4, 1..100)\n"
-            "  --stall-len MS  how long each injected stall lasts (default 500)\n"
-            "  --stall-ms MS the supervisor's stall threshold (default 100; the idle\n"
-            "                deadline for zombies is 3x this)\n"
-            "  --conns N     client connections (default 200); --mode and --size as in\n"
-            "                vigil bench (default pingpong, 64 bytes)\n"
-            "  --server-cpu C, --client-cpu C  pinning (default 0 and 1; -1: none)\n"
-            "  --out DIR     where the report goes (default vigil-profile): index.html,\n"
-            "                profile.json, profile.csv and one SVG timeline per scenario\n"
-            "Prints one table row per scenario. Exits 1 if any scenario lost or corrupted\n"
-            "a byte, or its server failed.\n");
-}
+#include "opts.h"
 
 enum { KIND_SPIN, KIND_BLOCK, KIND_HANG, KIND_ZOMBIE, NKINDS };
 static const char *kind_names[] = {"spin", "block", "hang", "zombie"};
@@ -96,22 +74,24 @@ static struct {
     int stalls;
     uint32_t stall_len_ms, stall_ms;
     long conns, size;
-    load_mode mode;
+    int mode; /* load_mode */
     int server_cpu, client_cpu;
     const char *out;
     int tty;
-} opt = {.duration_s = 8, .stalls = 4, .stall_len_ms = 500, .stall_ms = 100, .conns = 200,
-         .size = 64, .server_cpu = 0, .client_cpu = 1, .out = "vigil-profile"};
+} cfg = {.backends = {0, 1}, .nbackends = 2, .kinds = {KIND_SPIN, KIND_BLOCK, KIND_HANG, KIND_ZOMBIE},
+         .nkinds = NKINDS, .duration_s = 8, .stalls = 4, .stall_len_ms = 500, .stall_ms = 100,
+         .conns = 200, .mode = LOAD_PINGPONG, .size = 64, .server_cpu = 0, .client_cpu = 1,
+         .out = "vigil-profile"};
 
 /* ------------------------------------------------------------ the server */
 
-typedef struct child {
-    pid_t pid;
-    int out_fd, err_fd;
-    pthread_t reader;
+typedef struct server {
+    child c;
+    pthread_t reader; /* reads c.err_fd */
+    bool reading;
     scenario *sc;
     FILE *log;
-} child;
+} server;
 
 static void add_event(scenario *sc, int kind, const char *line) {
     pthread_mutex_lock(&sc->lock);
@@ -127,7 +107,7 @@ static void add_event(scenario *sc, int kind, const char *line) {
     }
     event *e = &sc->ev[sc->nev++];
     e->kind = kind;
-    e->at_ns = vigil_now_ns();
+    e->at_ns = now_ns();
     snprintf(e->text, sizeof(e->text), "%s", line);
     pthread_mutex_unlock(&sc->lock);
 }
@@ -150,11 +130,11 @@ static int classify(const char *line) {
 
 /* Reads the server's stderr line by line, stamping each line as it comes. */
 static void *reader_main(void *arg) {
-    child *c = arg;
+    server *c = arg;
     char buf[8192];
     size_t have = 0;
     for (;;) {
-        ssize_t n = read(c->err_fd, buf + have, sizeof(buf) - 1 - have);
+        ssize_t n = read(c->c.err_fd, buf + have, sizeof(buf) - 1 - have);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -179,25 +159,15 @@ static void *reader_main(void *arg) {
     return NULL;
 }
 
-static void pin(int cpu) {
-    if (cpu < 0)
-        return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    sched_setaffinity(0, sizeof(set), &set);
-}
-
-/* Starts `vigil serve` for a scenario; returns its port, or -errno. */
-static int server_start(child *c, scenario *sc) {
-    char inject[64], stall[16], idle[16];
-    snprintf(stall, sizeof(stall), "%u", opt.stall_ms);
-    snprintf(idle, sizeof(idle), "%u", opt.stall_ms * 3);
+/* The arguments of `vigil serve` for a scenario, into argv (room for 16),
+ * with its numbers written in buf. */
+static void server_args(const scenario *sc, char *argv[], char buf[3][64]) {
+    char *stall = buf[0], *idle = buf[1], *inject = buf[2];
+    snprintf(stall, 64, "%u", cfg.stall_ms);
+    snprintf(idle, 64, "%u", cfg.stall_ms * 3);
     /* stalls every period, from one period in: the last leaves time to recover */
-    uint32_t period = (uint32_t)(opt.duration_s * 1000 * 0.7 / opt.stalls);
-    snprintf(inject, sizeof(inject), "%s:%u:%u:%d", kind_names[sc->kind], opt.stall_len_ms, period,
-             opt.stalls);
-    char *argv[24];
+    uint32_t period = (uint32_t)(cfg.duration_s * 1000 * 0.7 / cfg.stalls);
+    snprintf(inject, 64, "%s:%u:%u:%d", kind_names[sc->kind], cfg.stall_len_ms, period, cfg.stalls);
     int a = 0;
     argv[a++] = "vigil";
     argv[a++] = "serve";
@@ -209,80 +179,42 @@ static int server_start(child *c, scenario *sc) {
     argv[a++] = stall;
     argv[a++] = "--restart-budget";
     argv[a++] = "1000/10"; /* a profile stalls on purpose, often */
-    if (sc->kind == KIND_ZOMBIE) {
-        argv[a++] = "--idle-ms";
-        argv[a++] = idle;
-    } else {
-        argv[a++] = "--inject";
-        argv[a++] = inject;
-    }
+    argv[a++] = sc->kind == KIND_ZOMBIE ? "--idle-ms" : "--inject";
+    argv[a++] = sc->kind == KIND_ZOMBIE ? idle : inject;
     argv[a] = NULL;
-    int po[2], pe[2];
-    if (pipe2(po, O_CLOEXEC) < 0)
-        return -errno;
-    if (pipe2(pe, O_CLOEXEC) < 0) {
-        close(po[0]);
-        close(po[1]);
-        return -errno;
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = -errno;
-        close(po[0]), close(po[1]), close(pe[0]), close(pe[1]);
-        return e;
-    }
-    if (pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        pin(opt.server_cpu);
-        execv("/proc/self/exe", argv);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    c->pid = pid;
-    c->out_fd = po[0];
-    c->err_fd = pe[0];
-    c->sc = sc;
-    pthread_create(&c->reader, NULL, reader_main, c);
-    /* its first line names the backend and the port */
-    char line[512];
-    size_t n = 0;
-    uint64_t deadline = vigil_now_ns() + 5000000000ull;
-    while (n < sizeof(line) - 1 && vigil_now_ns() < deadline) {
-        ssize_t k = read(c->out_fd, line + n, 1);
-        if (k <= 0)
-            break;
-        if (line[n++] == '\n')
-            break;
-    }
-    line[n] = 0;
-    char *p = strstr(line, " port ");
-    if (!p)
-        return -EIO;
-    snprintf(sc->backend_line, sizeof(sc->backend_line), "%.*s", (int)strcspn(line, "\n"), line);
-    sc->backend_used = strstr(line, "backend epoll") ? "epoll" : "io_uring";
-    return atoi(p + 6);
 }
 
-static void server_stop(child *c, scenario *sc) {
-    kill(c->pid, SIGINT);
-    int status = 0;
-    for (int i = 0; i < 100; i++) { /* 5 s, then it is killed */
-        if (waitpid(c->pid, &status, WNOHANG) == c->pid)
-            goto done;
-        nanosleep(&(struct timespec){0, 50000000}, NULL);
-    }
-    kill(c->pid, SIGKILL);
-    waitpid(c->pid, &status, 0);
-    sc->server_status = -1;
-    goto out;
-done:
-    sc->server_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-out:
-    pthread_join(c->reader, NULL);
-    close(c->out_fd);
-    close(c->err_fd);
+/* Starts `vigil serve` for a scenario; returns its port, or -errno. Its
+ * stderr is read (and stamped) from the start, by reader_main. */
+static int server_start(server *s, scenario *sc) {
+    char *argv[16], buf[3][64], err[160];
+    server_args(sc, argv, buf);
+    child_opts co = {.cpu = cfg.server_cpu, .err_pipe = true};
+    int rc = child_spawn(&s->c, "/proc/self/exe", argv, &co, err, sizeof(err));
+    if (rc < 0)
+        return rc;
+    s->sc = sc;
+    if ((rc = pthread_create(&s->reader, NULL, reader_main, s)) != 0)
+        return -rc;
+    s->reading = true;
+    /* its first line names the backend and the port */
+    uint16_t port = 0;
+    if (child_first_line(&s->c, 5000, NULL, err, sizeof(err)) < 0 ||
+        !(port = child_line_port(s->c.line)))
+        return -EIO;
+    snprintf(sc->backend_line, sizeof(sc->backend_line), "%.*s", (int)sizeof(sc->backend_line) - 1,
+             s->c.line);
+    sc->backend_used = strstr(s->c.line, "backend epoll") ? "epoll" : "io_uring";
+    return port;
+}
+
+/* SIGINT, then SIGKILL after 5 s; its exit status goes to sc (-1: killed). */
+static void server_stop(server *s, scenario *sc) {
+    int st = child_stop(&s->c, SIGINT, 5000);
+    sc->server_status = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (s->reading)
+        pthread_join(s->reader, NULL); /* it ends at EOF: the server is gone */
+    child_close(&s->c);
 }
 
 /* ------------------------------------------------------------ one scenario */
@@ -293,7 +225,7 @@ static int progress_i, progress_n;
 static void on_progress(double elapsed, uint64_t requests, void *ud) {
     static uint64_t last_req;
     static double last_t;
-    if (!opt.tty)
+    if (!cfg.tty)
         return;
     if (elapsed < last_t)
         last_t = 0, last_req = 0;
@@ -301,7 +233,7 @@ static void on_progress(double elapsed, uint64_t requests, void *ud) {
     last_t = elapsed;
     last_req = requests;
     fprintf(stderr, "\r[%d/%d] %-14s %5.1f/%.0f s %9.0f req/s ", progress_i, progress_n,
-            progress_sc->name, elapsed, opt.duration_s + 0.5, rate);
+            progress_sc->name, elapsed, cfg.duration_s + 0.5, rate);
     fflush(stderr);
 }
 
@@ -325,7 +257,7 @@ static void analyse(scenario *sc) {
     const load_result *r = &sc->r;
     for (size_t i = 0; i < sc->nev; i++)
         sc->ev[i].t = ((double)sc->ev[i].at_ns - (double)r->t0_ns) / 1e9;
-    double end = WARMUP_S + opt.duration_s;
+    double end = WARMUP_S + cfg.duration_s;
     double first = end, last_event = 0;
     if (sc->kind == KIND_ZOMBIE) {
         for (size_t z = 0; z < r->nzombies && sc->ndetect < 128; z++)
@@ -375,36 +307,35 @@ static void analyse(scenario *sc) {
             sc->recovery_ms[sc->nrecovery++] = (b * BIN_S - t0) * 1000;
     }
     sc->ok = sc->load_rc == 0 && r->lost == 0 && r->mismatches == 0 && sc->server_status == 0 &&
-             r->connected == (uint64_t)opt.conns;
+             r->connected == (uint64_t)cfg.conns;
 }
 
 static void run_scenario(scenario *sc) {
-    child c = {0};
+    server c = {0};
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s.log", opt.out, sc->name);
+    snprintf(path, sizeof(path), "%s/%s.log", cfg.out, sc->name);
     c.log = fopen(path, "w");
     int port = server_start(&c, sc);
     if (port <= 0) {
         sc->load_rc = port < 0 ? port : -EIO;
         snprintf(sc->r.error, sizeof(sc->r.error), "the server did not start (see %.100s)", path);
-        if (c.pid > 0)
-            server_stop(&c, sc);
+        server_stop(&c, sc);
         if (c.log)
             fclose(c.log);
         return;
     }
-    load_config lc = {.port = (uint16_t)port, .conns = opt.conns, .mode = opt.mode, .size = opt.size,
-                      .window = opt.size * 4 > 65536 ? opt.size * 4 : 65536,
-                      .duration_s = opt.duration_s, .warmup_s = WARMUP_S, .threads = 1,
-                      .cpu = opt.client_cpu, .server_pid = c.pid, .bin_s = BIN_S,
+    load_config lc = {.port = (uint16_t)port, .conns = cfg.conns, .mode = cfg.mode, .size = cfg.size,
+                      .window = cfg.size * 4 > 65536 ? cfg.size * 4 : 65536,
+                      .duration_s = cfg.duration_s, .warmup_s = WARMUP_S, .threads = 1,
+                      .cpu = cfg.client_cpu, .server_pid = c.c.pid, .bin_s = BIN_S,
                       .progress = on_progress};
     if (sc->kind == KIND_ZOMBIE) {
-        int per = (int)(opt.conns / 20) ? (int)(opt.conns / 20) : 1;
-        if ((long)per * opt.stalls > opt.conns / 2)
-            per = (int)(opt.conns / 2 / opt.stalls) ? (int)(opt.conns / 2 / opt.stalls) : 1;
-        lc.zombie_rounds = opt.stalls;
+        int per = (int)(cfg.conns / 20) ? (int)(cfg.conns / 20) : 1;
+        if ((long)per * cfg.stalls > cfg.conns / 2)
+            per = (int)(cfg.conns / 2 / cfg.stalls) ? (int)(cfg.conns / 2 / cfg.stalls) : 1;
+        lc.zombie_rounds = cfg.stalls;
         lc.zombie_per_round = per;
-        lc.zombie_period_s = opt.duration_s * 0.7 / opt.stalls;
+        lc.zombie_period_s = cfg.duration_s * 0.7 / cfg.stalls;
         lc.zombie_first_s = WARMUP_S + lc.zombie_period_s;
     }
     sc->load_rc = load_run(&lc, &sc->r);
@@ -442,7 +373,7 @@ static void print_row(FILE *f, const scenario *sc) {
     if (!sc->load_rc)
         snprintf(gap, sizeof(gap), "%.0f/%.0f", r->gap_p50_ms, r->gap_p99_ms);
     char kept[48], result[200];
-    snprintf(kept, sizeof(kept), "%llu/%zu", (unsigned long long)r->kept, (size_t)opt.conns - r->nzombies);
+    snprintf(kept, sizeof(kept), "%llu/%zu", (unsigned long long)r->kept, (size_t)cfg.conns - r->nzombies);
     snprintf(result, sizeof(result), "%s", sc->ok ? "ok" : sc->load_rc ? r->error : "FAILED");
     if (sc->kind == KIND_ZOMBIE && !sc->load_rc)
         snprintf(result + strlen(result), sizeof(result) - strlen(result), ", %zu/%zu zombies reset",
@@ -456,19 +387,6 @@ static void print_header(FILE *f) {
             "gap ms", "kept", "lost", "req/s", "req/s");
     fprintf(f, "%-14s %11s %11s %11s %9s %5s %9s %9s\n", "", "p50/p99", "p50/max", "p50/p99", "conns",
             "bytes", "before", "after");
-}
-
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
 }
 
 static void json_array(FILE *f, const double *v, size_t n) {
@@ -485,8 +403,8 @@ static int write_json(scenario *scs, int n, const char *path) {
     fprintf(f, "{\"vigil\":\"%s\",\"duration_s\":%.1f,\"conns\":%ld,\"mode\":\"%s\",\"size\":%ld,"
                "\"stall_ms\":%u,\"stall_len_ms\":%u,\"stalls\":%d,\"server_cpu\":%d,\"client_cpu\":%d,"
                "\"bin_s\":%.2f,\"scenarios\":[",
-            vigil_version(), opt.duration_s, opt.conns, opt.mode == LOAD_STREAM ? "stream" : "pingpong",
-            opt.size, opt.stall_ms, opt.stall_len_ms, opt.stalls, opt.server_cpu, opt.client_cpu, BIN_S);
+            vigil_version(), cfg.duration_s, cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "pingpong",
+            cfg.size, cfg.stall_ms, cfg.stall_len_ms, cfg.stalls, cfg.server_cpu, cfg.client_cpu, BIN_S);
     for (int i = 0; i < n; i++) {
         scenario *sc = &scs[i];
         load_result *r = &sc->r;
@@ -505,7 +423,7 @@ static int write_json(scenario *scs, int n, const char *path) {
                    "\"unechoed_on_reset_bytes\":%llu,\"errors\":%llu,\"req_per_s\":%.1f,"
                    "\"req_per_s_before\":%.1f,\"req_per_s_after\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
                    "\"server_status\":%d,",
-                r->gap_p50_ms, r->gap_p99_ms, r->gap_max_ms, (unsigned long long)r->kept, opt.conns,
+                r->gap_p50_ms, r->gap_p99_ms, r->gap_max_ms, (unsigned long long)r->kept, cfg.conns,
                 r->nzombies, (unsigned long long)r->lost, (unsigned long long)r->mismatches,
                 (unsigned long long)r->unechoed_on_errors, (unsigned long long)r->errors, r->req_per_s,
                 sc->rps_before, sc->rps_after, r->p50_us, r->p99_us, sc->server_status);
@@ -546,27 +464,34 @@ static int write_csv(scenario *scs, int n, const char *path) {
                 sc->ndetect ? pct(sc->detect_ms, sc->ndetect, 0.99) : 0,
                 sc->nrecovery ? pct(sc->recovery_ms, sc->nrecovery, 0.5) : 0,
                 max_of(sc->recovery_ms, sc->nrecovery), r->gap_p50_ms, r->gap_p99_ms,
-                (unsigned long long)r->kept, opt.conns, r->nzombies,
+                (unsigned long long)r->kept, cfg.conns, r->nzombies,
                 sc->kind == KIND_ZOMBIE ? sc->ndetect : 0, (unsigned long long)r->lost,
                 (unsigned long long)r->mismatches, sc->rps_before, sc->rps_after);
     }
     return fclose(f) ? -errno : 0;
 }
 
-/* An SVG timeline: client throughput above, latency (p99 per bin, log scale)
- * below, and the server's events as marked vertical lines across both. */
-static int write_svg(const scenario *sc, const char *path) {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -errno;
-    const load_result *r = &sc->r;
-    const double W = 960, H = 520, L = 70, R = 20, T = 50, PH = 180, GAP = 60;
-    double span = WARMUP_S + opt.duration_s, pw = W - L - R;
-    double ymax = 1;
+/* An SVG timeline's geometry: throughput in the panel at T, latency (p99
+ * per bin, log scale) in the one at top2, time across both. */
+typedef struct chart {
+    double W, H, L, T, PH, top2, pw, span;
+    double ymax;     /* the throughput axis' top, requests/s */
+    double llo, lhi; /* the latency axis' ends, log10 of us */
+} chart;
+
+static double chart_x(const chart *c, double t) { return c->L + t / c->span * c->pw; }
+
+static void chart_scale(const load_result *r, chart *c) {
+    const double R = 20, GAP = 60;
+    *c = (chart){.W = 960, .H = 520, .L = 70, .T = 50, .PH = 180};
+    c->top2 = c->T + c->PH + GAP;
+    c->span = WARMUP_S + cfg.duration_s;
+    c->pw = c->W - c->L - R;
+    c->ymax = 1;
     for (size_t b = 0; b < r->nbins; b++)
-        if (r->bins[b].requests / BIN_S > ymax)
-            ymax = r->bins[b].requests / BIN_S;
-    ymax *= 1.1;
+        if (r->bins[b].requests / BIN_S > c->ymax)
+            c->ymax = r->bins[b].requests / BIN_S;
+    c->ymax *= 1.1;
     double lmin = 1e9, lmax = 1;
     for (size_t b = 0; b < r->nbins; b++)
         if (r->bins[b].requests) {
@@ -575,76 +500,87 @@ static int write_svg(const scenario *sc, const char *path) {
         }
     if (lmin > lmax)
         lmin = 1;
-    double llo = floor(log10(lmin > 1 ? lmin : 1)), lhi = ceil(log10(lmax * 1.01));
-    if (lhi <= llo)
-        lhi = llo + 1;
-#define X(t) (L + (t) / span * pw)
+    c->llo = floor(log10(lmin > 1 ? lmin : 1));
+    c->lhi = ceil(log10(lmax * 1.01));
+    if (c->lhi <= c->llo)
+        c->lhi = c->llo + 1;
+}
+
+/* The titles, the two frames with their grids, and the axes' labels. */
+static void svg_frame(FILE *f, const scenario *sc, const chart *c) {
+    const load_result *r = &sc->r;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" "
                "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
                "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n",
-            W, H, W, H);
+            c->W, c->H, c->W, c->H);
     fprintf(f, "<text x=\"%.0f\" y=\"22\" font-size=\"16\" font-weight=\"bold\">vigil profile: %s "
                "(%s), %s</text>\n",
-            L, sc->name, sc->backend_used ? sc->backend_used : "?", kind_names[sc->kind]);
+            c->L, sc->name, sc->backend_used ? sc->backend_used : "?", kind_names[sc->kind]);
     fprintf(f, "<text x=\"%.0f\" y=\"40\" fill=\"#555\">%ld connections, %s %ld B; bytes lost %llu; "
                "gap p50/p99 %.0f/%.0f ms; kept %llu</text>\n",
-            L, opt.conns, opt.mode == LOAD_STREAM ? "stream" : "ping-pong", opt.size,
+            c->L, cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
             (unsigned long long)(r->lost + r->mismatches), r->gap_p50_ms, r->gap_p99_ms,
             (unsigned long long)r->kept);
-    double top2 = T + PH + GAP;
     for (int p = 0; p < 2; p++) { /* frames, grids, axes */
-        double y0 = p ? top2 : T;
+        double y0 = p ? c->top2 : c->T;
         fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
-                   "stroke=\"#888\"/>\n", L, y0, pw, PH);
-        for (int s = 0; s <= (int)span; s++)
+                   "stroke=\"#888\"/>\n", c->L, y0, c->pw, c->PH);
+        for (int s = 0; s <= (int)c->span; s++)
             fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#eee\"/>"
                        "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\" fill=\"#555\">%d s</text>\n",
-                    X(s), y0, X(s), y0 + PH, X(s), y0 + PH + 15, s);
+                    chart_x(c, s), y0, chart_x(c, s), y0 + c->PH, chart_x(c, s), y0 + c->PH + 15, s);
     }
     for (int k = 0; k <= 4; k++) {
-        double v = ymax * k / 4, y = T + PH - PH * k / 4;
-        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%.0fk</text>\n", L - 5,
-                y + 4, v / 1000);
+        double v = c->ymax * k / 4, y = c->T + c->PH - c->PH * k / 4;
+        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%.0fk</text>\n",
+                c->L - 5, y + 4, v / 1000);
     }
-    for (double e = llo; e <= lhi; e++) {
-        double y = top2 + PH - PH * (e - llo) / (lhi - llo);
+    for (double e = c->llo; e <= c->lhi; e++) {
+        double y = c->top2 + c->PH - c->PH * (e - c->llo) / (c->lhi - c->llo);
         double us = pow(10, e);
         fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#eee\"/>"
                    "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%g %s</text>\n",
-                L, y, L + pw, y, L - 5, y + 4, us >= 1000 ? us / 1000 : us, us >= 1000 ? "ms" : "us");
+                c->L, y, c->L + c->pw, y, c->L - 5, y + 4, us >= 1000 ? us / 1000 : us,
+                us >= 1000 ? "ms" : "us");
     }
     fprintf(f, "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" text-anchor=\"middle\">"
-               "requests/s</text>\n", T + PH / 2, T + PH / 2);
+               "requests/s</text>\n", c->T + c->PH / 2, c->T + c->PH / 2);
     fprintf(f, "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" text-anchor=\"middle\">"
-               "latency p99</text>\n", top2 + PH / 2, top2 + PH / 2);
-    /* throughput */
+               "latency p99</text>\n", c->top2 + c->PH / 2, c->top2 + c->PH / 2);
+}
+
+/* Throughput as a line; latency as a dot per bin where requests completed. */
+static void svg_data(FILE *f, const load_result *r, const chart *c) {
     fprintf(f, "<polyline class=\"throughput\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"");
     for (size_t b = 0; b < r->nbins; b++)
-        fprintf(f, "%.1f,%.1f ", X((b + 0.5) * BIN_S), T + PH - PH * (r->bins[b].requests / BIN_S) / ymax);
+        fprintf(f, "%.1f,%.1f ", chart_x(c, (b + 0.5) * BIN_S),
+                c->T + c->PH - c->PH * (r->bins[b].requests / BIN_S) / c->ymax);
     fprintf(f, "\"/>\n");
-    /* latency, where requests completed */
     fprintf(f, "<g class=\"latency\" fill=\"#d62728\">\n");
     for (size_t b = 0; b < r->nbins; b++) {
         if (!r->bins[b].requests)
             continue;
         double lv = log10(r->bins[b].p99_us > 1 ? r->bins[b].p99_us : 1);
-        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\"/>\n", X((b + 0.5) * BIN_S),
-                top2 + PH - PH * (lv - llo) / (lhi - llo));
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\"/>\n", chart_x(c, (b + 0.5) * BIN_S),
+                c->top2 + c->PH - c->PH * (lv - c->llo) / (c->lhi - c->llo));
     }
     fprintf(f, "</g>\n");
-    /* events */
+}
+
+/* The server's events and the zombies going silent, as marked vertical lines. */
+static void svg_marks(FILE *f, const scenario *sc, const chart *c) {
     static const char *colors[] = {"#d62728", "#ff7f0e", "#9467bd", "#2ca02c", "#8c564b", "#7f7f7f"};
+    const load_result *r = &sc->r;
     for (size_t i = 0; i < sc->nev; i++) {
         const event *e = &sc->ev[i];
-        if (e->kind == EV_OTHER || e->t < 0 || e->t > span)
+        if (e->kind == EV_OTHER || e->t < 0 || e->t > c->span)
             continue;
         fprintf(f, "<line class=\"mark %s\" x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"%s\" "
                    "stroke-width=\"1.5\" stroke-dasharray=\"%s\"><title>%.3f s: ",
-                event_names[e->kind], X(e->t), T, X(e->t), top2 + PH, colors[e->kind],
-                e->kind == EV_STALL ? "none" : "4 3", e->t);
-        for (const char *c = e->text; *c; c++) /* escape for XML */
-            fputs(*c == '<' ? "&lt;" : *c == '>' ? "&gt;" : *c == '&' ? "&amp;" : (char[2]){*c, 0}, f);
+                event_names[e->kind], chart_x(c, e->t), c->T, chart_x(c, e->t), c->top2 + c->PH,
+                colors[e->kind], e->kind == EV_STALL ? "none" : "4 3", e->t);
+        xml_str(f, e->text);
         fprintf(f, "</title></line>\n");
     }
     for (size_t z = 0; z < r->nzombies; z++) {
@@ -652,24 +588,40 @@ static int write_svg(const scenario *sc, const char *path) {
             continue;
         fprintf(f, "<line class=\"mark zombie\" x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" "
                    "stroke=\"#7f7f7f\" stroke-width=\"1\"/>\n",
-                X(r->zombie_silent_s[z]), T, X(r->zombie_silent_s[z]), top2 + PH);
+                chart_x(c, r->zombie_silent_s[z]), c->T, chart_x(c, r->zombie_silent_s[z]),
+                c->top2 + c->PH);
     }
-    /* legend */
+}
+
+static void svg_legend(FILE *f, const chart *c) {
     static const struct {
         const char *label, *color, *dash;
     } legend[] = {{"stall injected", "#d62728", "none"}, {"report", "#ff7f0e", "4 3"},
                   {"fence", "#9467bd", "4 3"},           {"rebuild", "#2ca02c", "4 3"},
                   {"conn reset", "#8c564b", "4 3"},      {"zombie silent / reset", "#7f7f7f", "4 3"}};
-    double ly = H - 18;
-    double lx = L;
+    double ly = c->H - 18;
+    double lx = c->L;
     for (size_t k = 0; k < sizeof(legend) / sizeof(legend[0]); k++) {
         fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" stroke-width=\"2\" "
                    "stroke-dasharray=\"%s\"/><text x=\"%.0f\" y=\"%.0f\">%s</text>\n",
                 lx, ly - 4, lx + 20, ly - 4, legend[k].color, legend[k].dash, lx + 24, ly, legend[k].label);
         lx += 40 + 7 * strlen(legend[k].label);
     }
+}
+
+/* An SVG timeline: client throughput above, latency (p99 per bin, log scale)
+ * below, and the server's events as marked vertical lines across both. */
+static int write_svg(const scenario *sc, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    chart c;
+    chart_scale(&sc->r, &c);
+    svg_frame(f, sc, &c);
+    svg_data(f, &sc->r, &c);
+    svg_marks(f, sc, &c);
+    svg_legend(f, &c);
     fprintf(f, "</svg>\n");
-#undef X
     return fclose(f) ? -errno : 0;
 }
 
@@ -688,8 +640,8 @@ static int write_index(scenario *scs, int n, const char *path) {
                "<th>detect ms p50/p99</th><th>recover ms p50/max</th><th>gap ms p50/p99</th>"
                "<th>kept</th><th>bytes lost</th><th>req/s before</th><th>req/s after</th>"
                "<th>timeline</th><th>server log</th></tr>\n",
-            vigil_version(), opt.conns, opt.mode == LOAD_STREAM ? "stream" : "ping-pong", opt.size,
-            opt.duration_s, opt.stalls, opt.stall_len_ms, opt.stall_ms, opt.server_cpu, opt.client_cpu);
+            vigil_version(), cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
+            cfg.duration_s, cfg.stalls, cfg.stall_len_ms, cfg.stall_ms, cfg.server_cpu, cfg.client_cpu);
     for (int i = 0; i < n; i++) {
         scenario *sc = &scs[i];
         load_result *r = &sc->r;
@@ -702,7 +654,7 @@ static int write_index(scenario *scs, int n, const char *path) {
                     max_of(sc->recovery_ms, sc->nrecovery));
         fprintf(f, "</td><td>%.0f/%.0f</td><td>%llu/%ld</td><td>%llu</td><td>%.0f</td><td>%.0f</td>"
                    "<td><a href=\"%s.svg\">%s.svg</a></td><td><a href=\"%s.log\">%s.log</a></td></tr>\n",
-                r->gap_p50_ms, r->gap_p99_ms, (unsigned long long)r->kept, opt.conns,
+                r->gap_p50_ms, r->gap_p99_ms, (unsigned long long)r->kept, cfg.conns,
                 (unsigned long long)(r->lost + r->mismatches), sc->rps_before, sc->rps_after, sc->name,
                 sc->name, sc->name, sc->name);
     }
@@ -716,170 +668,150 @@ static int write_index(scenario *scs, int n, const char *path) {
 
 /* ------------------------------------------------------------ options */
 
-static int parse_list(const char *v, const char *const *names, int nnames, int *out, int *nout) {
-    char buf[128];
-    snprintf(buf, sizeof(buf), "%s", v);
-    *nout = 0;
-    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        int k = -1;
-        for (int i = 0; i < nnames; i++)
-            if (!strcmp(tok, names[i]))
-                k = i;
-        if (k < 0 || *nout >= nnames)
-            return -1;
-        for (int i = 0; i < *nout; i++)
-            if (out[i] == k)
-                return -1;
-        out[(*nout)++] = k;
-    }
-    return *nout ? 0 : -1;
-}
+static const opt_choice backend_choices[] = {{"uring", 0}, {"epoll", 1}, {NULL}};
+static const opt_choice kind_choices[] = {{"spin", KIND_SPIN}, {"block", KIND_BLOCK}, {"hang", KIND_HANG},
+                                          {"zombie", KIND_ZOMBIE}, {NULL}};
+static const opt_choice modes[] = {{"pingpong", LOAD_PINGPONG}, {"stream", LOAD_STREAM}, {NULL}};
 
-static int parse_num(const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
+static opt profile_opts[] = {
+    {"--backends", 0, OPT_LIST, cfg.backends, .meta = "L", .choices = backend_choices,
+     .count = &cfg.nbackends, .help = "backends to profile (default {default})"},
+    {"--kinds", 0, OPT_LIST, cfg.kinds, .meta = "L", .choices = kind_choices, .count = &cfg.nkinds,
+     .help = "stall kinds (default {default}): spin busy-loops\n"
+             "in a callback, block sleeps in one syscall, hang blocks in a\n"
+             "read that never returns, zombie makes clients go silent"},
+    {"--duration", 0, OPT_DOUBLE, &cfg.duration_s, 2, 600, "S", .unit = "s",
+     .help = "seconds of load per scenario (default {default}, {range})"},
+    {"--stalls", 0, OPT_INT, &cfg.stalls, 1, 100, "N",
+     .help = "stalls (or zombie rounds) per scenario (default {default}, {range})"},
+    {"--stall-len", 0, OPT_U32, &cfg.stall_len_ms, 1, 60000, "MS", .unit = "ms",
+     .help = "how long each injected stall lasts (default {default})"},
+    {"--stall-ms", 0, OPT_U32, &cfg.stall_ms, 10, 10000, "MS", .unit = "ms",
+     .help = "the supervisor's stall threshold (default {default}; the idle\n"
+             "deadline for zombies is 3x this)"},
+    {"--conns", 0, OPT_LONG, &cfg.conns, 2, 10000, "N",
+     .help = "client connections (default {default})"},
+    {"--mode", 0, OPT_ENUM, &cfg.mode, .meta = "M", .choices = modes,
+     .help = "pingpong or stream, as in vigil bench (default {default})"},
+    {"--size", 0, OPT_LONG, &cfg.size, 1, 262144, "BYTES", .unit = "bytes",
+     .help = "message or chunk size, as in vigil bench (default {default})"},
+    {"--server-cpu", 0, OPT_INT, &cfg.server_cpu, -1, CPU_SETSIZE - 1, "C",
+     .hint = "a CPU number, or -1", .help = "pin the server to CPU C (default {default}; -1: none)"},
+    {"--client-cpu", 0, OPT_INT, &cfg.client_cpu, -1, CPU_SETSIZE - 1, "C",
+     .hint = "a CPU number, or -1",
+     .help = "pin the clients to CPU C (default {default}; -1: none)"},
+    {"--out", 0, OPT_STRING, &cfg.out, .meta = "DIR", .flags = OPT_NONEMPTY, .hint = "a directory",
+     .help = "where the report goes (default {default}): index.html,\n"
+             "profile.json, profile.csv and one SVG timeline per scenario"},
+};
 
-#define BAD(...)                                                                                   \
-    do {                                                                                           \
-        fprintf(stderr, "vigil profile: " __VA_ARGS__);                                            \
-        fputc('\n', stderr);                                                                       \
-        usage_profile(stderr);                                                                     \
-        return 2;                                                                                  \
-    } while (0)
+static opt_cmd profile_cmd = {
+    "profile", profile_opts, sizeof(profile_opts) / sizeof(profile_opts[0]), 16,
+    "Prints one table row per scenario. Exits 1 if any scenario lost or corrupted\n"
+    "a byte, or its server failed.\n"};
 
-int cmd_profile(int argc, char **argv) {
-    opt.backends[0] = 0, opt.backends[1] = 1, opt.nbackends = 2;
-    for (int k = 0; k < NKINDS; k++)
-        opt.kinds[k] = k;
-    opt.nkinds = NKINDS;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        double d;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage_profile(stdout);
-            return 0;
-        }
-        if (!v || strncmp(a, "--", 2))
-            BAD("unknown or incomplete option '%s'", a);
-        i++;
-        if (!strcmp(a, "--backends")) {
-            if (parse_list(v, backend_names, 2, opt.backends, &opt.nbackends) < 0)
-                BAD("bad --backends '%s' (a list of uring, epoll)", v);
-        } else if (!strcmp(a, "--kinds")) {
-            if (parse_list(v, kind_names, NKINDS, opt.kinds, &opt.nkinds) < 0)
-                BAD("bad --kinds '%s' (a list of spin, block, hang, zombie)", v);
-        } else if (!strcmp(a, "--duration")) {
-            if (parse_num(v, 2, 600, &opt.duration_s) < 0)
-                BAD("bad --duration '%s' (2..600 s)", v);
-        } else if (!strcmp(a, "--stalls")) {
-            if (parse_num(v, 1, 100, &d) < 0 || d != floor(d))
-                BAD("bad --stalls '%s' (1..100)", v);
-            opt.stalls = (int)d;
-        } else if (!strcmp(a, "--stall-len")) {
-            if (parse_num(v, 1, 60000, &d) < 0 || d != floor(d))
-                BAD("bad --stall-len '%s' (1..60000 ms)", v);
-            opt.stall_len_ms = (uint32_t)d;
-        } else if (!strcmp(a, "--stall-ms")) {
-            if (parse_num(v, 10, 10000, &d) < 0 || d != floor(d))
-                BAD("bad --stall-ms '%s' (10..10000 ms)", v);
-            opt.stall_ms = (uint32_t)d;
-        } else if (!strcmp(a, "--conns")) {
-            if (parse_num(v, 2, 10000, &d) < 0 || d != floor(d))
-                BAD("bad --conns '%s' (2..10000)", v);
-            opt.conns = (long)d;
-        } else if (!strcmp(a, "--size")) {
-            if (parse_num(v, 1, 262144, &d) < 0 || d != floor(d))
-                BAD("bad --size '%s' (1..262144 bytes)", v);
-            opt.size = (long)d;
-        } else if (!strcmp(a, "--mode")) {
-            if (!strcmp(v, "pingpong"))
-                opt.mode = LOAD_PINGPONG;
-            else if (!strcmp(v, "stream"))
-                opt.mode = LOAD_STREAM;
-            else
-                BAD("bad --mode '%s' (pingpong or stream)", v);
-        } else if (!strcmp(a, "--server-cpu") || !strcmp(a, "--client-cpu")) {
-            if (parse_num(v, -1, CPU_SETSIZE - 1, &d) < 0 || d != floor(d))
-                BAD("bad %s '%s'", a, v);
-            *(a[2] == 's' ? &opt.server_cpu : &opt.client_cpu) = (int)d;
-        } else if (!strcmp(a, "--out")) {
-            if (!*v)
-                BAD("bad --out ''");
-            opt.out = v;
-        } else {
-            BAD("unknown option '%s'", a);
-        }
-    }
+/* Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv) {
+    int rc = opts_parse(&profile_cmd, argc, argv);
+    if (rc >= 0)
+        return rc;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 2) /* one CPU: pinning both to it would only add noise */
-        opt.server_cpu = opt.client_cpu = -1;
-    if (opt.server_cpu >= ncpu || opt.client_cpu >= ncpu) {
+        cfg.server_cpu = cfg.client_cpu = -1;
+    if (cfg.server_cpu >= ncpu || cfg.client_cpu >= ncpu) {
         fprintf(stderr, "vigil profile: this machine has %ld CPUs (0..%ld)\n", ncpu, ncpu - 1);
         return 2;
     }
-    if (mkdir(opt.out, 0755) < 0 && errno != EEXIST) {
-        fprintf(stderr, "vigil profile: cannot create %s: %s\n", opt.out, strerror(errno));
-        return 1;
-    }
-    opt.tty = isatty(2);
-    signal(SIGPIPE, SIG_IGN);
+    return -1;
+}
 
-    int n = opt.nbackends * opt.nkinds;
-    scenario *scs = calloc((size_t)n, sizeof(*scs));
-    if (!scs)
-        return 1;
+/* The output directory; the scenarios, named, in order: backends outside,
+ * kinds inside. Returns them (n of them), or NULL with the exit status in *rc. */
+static scenario *set_up(int *n, int *rc) {
+    *rc = 1;
+    if (mkdir(cfg.out, 0755) < 0 && errno != EEXIST) {
+        fprintf(stderr, "vigil profile: cannot create %s: %s\n", cfg.out, strerror(errno));
+        return NULL;
+    }
+    cfg.tty = isatty(2);
+    signal(SIGPIPE, SIG_IGN);
+    *n = cfg.nbackends * cfg.nkinds;
+    scenario *scs = calloc((size_t)*n, sizeof(*scs));
+    for (int i = 0; scs && i < *n; i++) {
+        scenario *sc = &scs[i];
+        sc->backend = cfg.backends[i / cfg.nkinds];
+        sc->kind = cfg.kinds[i % cfg.nkinds];
+        snprintf(sc->name, sizeof(sc->name), "%s-%s", backend_names[sc->backend], kind_names[sc->kind]);
+        pthread_mutex_init(&sc->lock, NULL);
+    }
+    return scs;
+}
+
+/* Every scenario, a table row each as it ends. Returns 1 if any failed. */
+static int run_all(scenario *scs, int n) {
     printf("vigil profile: %d scenarios, %.0f s each: %ld connections (%s, %ld B), %d stalls of "
            "%u ms, supervisor at %u ms; server on CPU %d, clients on CPU %d\n",
-           n, opt.duration_s, opt.conns, opt.mode == LOAD_STREAM ? "stream" : "ping-pong", opt.size,
-           opt.stalls, opt.stall_len_ms, opt.stall_ms, opt.server_cpu, opt.client_cpu);
+           n, cfg.duration_s, cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
+           cfg.stalls, cfg.stall_len_ms, cfg.stall_ms, cfg.server_cpu, cfg.client_cpu);
     print_header(stdout);
     fflush(stdout);
     int failed = 0;
     for (int i = 0; i < n; i++) {
         scenario *sc = &scs[i];
-        sc->backend = opt.backends[i / opt.nkinds];
-        sc->kind = opt.kinds[i % opt.nkinds];
-        snprintf(sc->name, sizeof(sc->name), "%s-%s", backend_names[sc->backend], kind_names[sc->kind]);
-        pthread_mutex_init(&sc->lock, NULL);
         progress_sc = sc, progress_i = i + 1, progress_n = n;
         run_scenario(sc);
-        if (opt.tty)
+        if (cfg.tty)
             fprintf(stderr, "\r%70s\r", "");
         print_row(stdout, sc);
         fflush(stdout);
         failed |= !sc->ok;
     }
+    return failed;
+}
+
+/* The files and the last line. Returns nonzero if a file could not be written. */
+static int report(scenario *scs, int n, int failed) {
     char path[4096];
     int wrc = 0;
-    snprintf(path, sizeof(path), "%s/profile.json", opt.out);
+    snprintf(path, sizeof(path), "%s/profile.json", cfg.out);
     wrc |= write_json(scs, n, path);
-    snprintf(path, sizeof(path), "%s/profile.csv", opt.out);
+    snprintf(path, sizeof(path), "%s/profile.csv", cfg.out);
     wrc |= write_csv(scs, n, path);
     for (int i = 0; i < n; i++) {
-        snprintf(path, sizeof(path), "%s/%s.svg", opt.out, scs[i].name);
+        snprintf(path, sizeof(path), "%s/%s.svg", cfg.out, scs[i].name);
         wrc |= write_svg(&scs[i], path);
     }
-    snprintf(path, sizeof(path), "%s/index.html", opt.out);
+    snprintf(path, sizeof(path), "%s/index.html", cfg.out);
     wrc |= write_index(scs, n, path);
     if (wrc)
-        fprintf(stderr, "vigil profile: could not write every file in %s\n", opt.out);
+        fprintf(stderr, "vigil profile: could not write every file in %s\n", cfg.out);
     uint64_t lost = 0;
     for (int i = 0; i < n; i++)
         lost += scs[i].r.lost + scs[i].r.mismatches;
     printf("vigil profile: %s: %llu bytes lost in all; report in %s/index.html (profile.json, "
            "profile.csv, %d SVG timelines)\n",
-           failed ? "FAILED" : "every byte came back exactly", (unsigned long long)lost, opt.out, n);
+           failed ? "FAILED" : "every byte came back exactly", (unsigned long long)lost, cfg.out, n);
+    return wrc;
+}
+
+static void free_scenarios(scenario *scs, int n) {
     for (int i = 0; i < n; i++) {
         load_result_free(&scs[i].r);
         free(scs[i].ev);
         pthread_mutex_destroy(&scs[i].lock);
     }
     free(scs);
+}
+
+int cmd_profile(int argc, char **argv) {
+    int n, rc = parse_args(argc, argv);
+    if (rc >= 0)
+        return rc;
+    scenario *scs = set_up(&n, &rc);
+    if (!scs)
+        return rc;
+    int failed = run_all(scs, n);
+    int wrc = report(scs, n, failed);
+    free_scenarios(scs, n);
     return failed || wrc ? 1 : 0;
 }

@@ -31,64 +31,12 @@
 #endif
 
 #include "cli.h"
+#include "clock.h"
 #include "files.h"
 #include "http.h"
 #include "http_conn.h"
 #include "metrics.h"
-
-static void usage_serve(FILE *f) {
-    fprintf(f,
-            "usage: vigil serve [--port P] [--host H] [--backend auto|uring|epoll]\n"
-            "                   [--mode echo|http] [--body-size N] [--root DIR] [--threads N]\n"
-            "                   [--metrics-port P]\n"
-            "                   [--stall-ms N] [--restart-budget R/T] [--on-budget exit|epoll|report]\n"
-            "                   [--grace-ms N] [--idle-ms N] [--request-ms N]\n"
-            "                   [--inject KIND:DURATION_MS:PERIOD_MS[:COUNT]]\n"
-            "                   [--user-timeout-ms N] [--keepalive IDLE_S/INTERVAL_S/COUNT]\n"
-            "  --port P      TCP port to listen on (default 7000; 0 = any free port)\n"
-            "  --host H      numeric IPv4/IPv6 address (default 127.0.0.1)\n"
-            "  --backend B   auto (default: io_uring, else epoll), uring or epoll\n"
-            "                (on Windows only auto: the IOCP backend)\n"
-            "  --mode M      echo (default: every byte back) or http (HTTP/1.1 keep-alive,\n"
-            "                pipelining; every request gets 200 with a fixed body)\n"
-            "  --body-size N bytes of that body (default 13, \"Hello, world!\"; 0..1048576)\n"
-            "  --root DIR    with --mode http: serve the files under DIR instead (GET and\n"
-            "                HEAD; 404 for what is missing or outside DIR; \"/\" is index.html),\n"
-            "                read through vigil's file calls, never blocking the loop\n"
-            "  --threads N   N loops on N threads, one listener each on the same port\n"
-            "                (SO_REUSEPORT), all supervised when --stall-ms is set (1..256;\n"
-            "                1 on Windows, which has no SO_REUSEPORT)\n"
-            "  --metrics-port P  serve counters and histograms in the Prometheus text\n"
-            "                format on 127.0.0.1:P (0 = any free port, printed at start)\n"
-            "  --stall-ms N  supervise the loops: report a stall after N ms, then interrupt\n"
-            "                a thread blocked in a syscall, and after N ms more fence a\n"
-            "                thread stuck in a callback and rebuild the loop on a new\n"
-            "                thread, carrying every connection over (each action: one\n"
-            "                line on stderr)\n"
-            "  --restart-budget R/T  at most R rebuilds in T seconds (default 5/10), then\n"
-            "                --on-budget exit (default; status 70), epoll (rebuild once\n"
-            "                more on epoll, with a fresh budget) or report (stop rebuilding)\n"
-            "  --grace-ms N  how long a stuck callback's connection waits for it to come\n"
-            "                back after a rebuild before it is reset (default 1000)\n"
-            "  --idle-ms N   reset connections where nothing moves for N ms: no byte\n"
-            "                received, none of the sent bytes taken (default: off)\n"
-            "  --request-ms N  HTTP: a request (head and body) must arrive whole within\n"
-            "                N ms of its first byte, else 408 and close (default 10000;\n"
-            "                also the metrics port)\n"
-            "  --user-timeout-ms N  drop connections whose sent data stays unacknowledged\n"
-            "                for N ms (TCP_USER_TIMEOUT; 1..2147483647): a vanished peer\n"
-            "  --keepalive I/V/C  probe a silent peer after I s, every V s, C times, then\n"
-            "                drop it (I and V 1..32767, C 1..127)\n"
-            "  --inject K:D:P[:C]  stall a loop on purpose, first after P ms, then every\n"
-            "                P ms (C times; default: no end), in the receive callback of\n"
-            "                the next connection with data, after it was answered: spin\n"
-            "                (busy-loop D ms), block (sleep D ms in one syscall, not\n"
-            "                retried when interrupted), hang (a read that never returns by\n"
-            "                itself: only a rebuild frees the loop; that connection is\n"
-            "                reset after --grace-ms)\n"
-            "Runs until SIGINT or SIGTERM (on Windows: Ctrl-C, Ctrl-Break, closing the console),\n"
-            "then closes every connection cleanly (queued bytes are flushed, then FIN).\n");
-}
+#include "opts.h"
 
 /* ------------------------------------------------------------ settings */
 
@@ -108,8 +56,9 @@ static struct {
     uint32_t threads;
     int metrics_port; /* -1: none */
     vigil_loop_options loop_opts;
+    int backend; /* vigil_backend, into loop_opts */
     uint32_t stall_ms, grace_ms, budget_r, budget_t;
-    vigil_budget_action budget_action;
+    int budget_action; /* vigil_budget_action */
     uint32_t idle_ms;
     uint32_t request_ms;                /* HTTP: a request must arrive within this */
     uint32_t user_timeout_ms;           /* 0 = kernel default */
@@ -192,8 +141,8 @@ static entry *entry_of(server *s, vigil_loop *loop, vigil_conn c) {
  * report's backtrace names them. */
 __attribute__((noinline)) void serve_inject_spin(uint32_t ms);
 __attribute__((noinline)) void serve_inject_spin(uint32_t ms) {
-    uint64_t until = vigil_now_ns() + (uint64_t)ms * 1000000ull;
-    while (vigil_now_ns() < until)
+    uint64_t until = now_ns() + (uint64_t)ms * NS_PER_MS;
+    while (now_ns() < until)
         ;
 }
 
@@ -410,7 +359,7 @@ static void request_sweep(vigil_loop *loop, vigil_op t, int status, void *ud) {
     server *s = ud;
     if (status < 0)
         return;
-    uint64_t now = vigil_now_ns(), limit = (uint64_t)cfg.request_ms * 1000000ull;
+    uint64_t now = now_ns(), limit = (uint64_t)cfg.request_ms * NS_PER_MS;
     for (size_t i = s->n; i-- > 0;)
         if (i < s->n && s->conns[i].hc && http_conn_overdue(s->conns[i].hc, now, limit)) {
             s->request_timeouts++;
@@ -595,58 +544,145 @@ static int server_setup(server *s) {
 
 /* ------------------------------------------------------------ options */
 
-static int parse_port(const char *s, uint16_t *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || !*s || v < 0 || v > 65535)
+/* Splits buf at each sep, in place: the number of parts, up to max + 1 (too many). */
+static int split(char *buf, char sep, char **part, int max) {
+    int n = 0;
+    for (char *p = buf;; p++) {
+        if (n == max)
+            return max + 1;
+        part[n++] = p;
+        p = strchr(p, sep);
+        if (!p)
+            return n;
+        *p = '\0';
+    }
+}
+
+/* n whole numbers separated by sep, number i in lo[i]..hi[i], into *out[i]. */
+static int parse_fields(const char *v, char sep, int n, const uint32_t *lo, const uint32_t *hi,
+                        uint32_t *const *out) {
+    char buf[32], *part[4];
+    if (strlen(v) >= sizeof(buf) || split(strcpy(buf, v), sep, part, n) != n)
         return -1;
-    *out = (uint16_t)v;
+    for (int i = 0; i < n; i++)
+        if (num_u32(part[i], lo[i], hi[i], out[i]) != NUM_OK)
+            return -1;
     return 0;
 }
 
-static int parse_u32(const char *s, uint32_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || !*s || *s == '-' || v > UINT32_MAX)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
+/* R/T: 1..1000000 rebuilds in 1..86400 s. */
+static int parse_budget(const char *v, void *dest) {
+    return parse_fields(v, '/', 2, (const uint32_t[]){1, 1}, (const uint32_t[]){1000000, 86400},
+                        (uint32_t *const[]){&cfg.budget_r, &cfg.budget_t});
+}
+
+/* IDLE_S/INTERVAL_S/COUNT: 1..32767/1..32767/1..127 (what Linux takes). */
+static int parse_keepalive(const char *v, void *dest) {
+    return parse_fields(v, '/', 3, (const uint32_t[]){1, 1, 1}, (const uint32_t[]){32767, 32767, 127},
+                        (uint32_t *const[]){&cfg.ka_idle, &cfg.ka_intvl, &cfg.ka_cnt});
 }
 
 /* KIND:DURATION_MS:PERIOD_MS[:COUNT], every number whole and in range. */
-static int parse_inject(const char *v) {
-    char buf[96];
+static int parse_inject(const char *v, void *dest) {
+    char buf[96], *part[4];
     if (strlen(v) >= sizeof(buf))
         return -1;
-    strcpy(buf, v);
-    char *part[5];
-    int n = 0;
-    for (char *p = buf; n < 5; n++) {
-        part[n] = p;
-        char *colon = strchr(p, ':');
-        if (!colon) {
-            n++;
-            break;
-        }
-        *colon = 0;
-        p = colon + 1;
-    }
-    uint32_t d, p, count = 0;
-    if (n < 3 || n > 4 || parse_u32(part[1], &d) < 0 || parse_u32(part[2], &p) < 0 ||
-        (n == 4 && (parse_u32(part[3], &count) < 0 || !count)) || !d || !p || d > 3600000 ||
-        p > 3600000)
+    int n = split(strcpy(buf, v), ':', part, 4);
+    cfg.inject_count = 0; /* no end */
+    if (n < 3 || n > 4 || num_u32(part[1], 1, 3600000, &cfg.inject_ms) != NUM_OK ||
+        num_u32(part[2], 1, 3600000, &cfg.inject_period_ms) != NUM_OK ||
+        (n == 4 && num_u32(part[3], 1, UINT32_MAX, &cfg.inject_count) != NUM_OK))
         return -1;
     cfg.inject_kind = !strcmp(part[0], "spin")    ? INJECT_SPIN
                       : !strcmp(part[0], "block") ? INJECT_BLOCK
                       : !strcmp(part[0], "hang")  ? INJECT_HANG
                                                   : INJECT_NONE;
-    cfg.inject_ms = d;
-    cfg.inject_period_ms = p;
-    cfg.inject_count = count;
     return cfg.inject_kind == INJECT_NONE ? -1 : 0;
 }
+
+static const opt_choice backends[] = {{"auto", VIGIL_BACKEND_AUTO},
+                                      {"uring", VIGIL_BACKEND_URING},
+                                      {"io_uring", VIGIL_BACKEND_URING},
+                                      {"epoll", VIGIL_BACKEND_EPOLL},
+                                      {NULL}};
+static const opt_choice modes[] = {{"echo", MODE_ECHO}, {"http", MODE_HTTP}, {NULL}};
+static const opt_choice budget_actions[] = {{"exit", VIGIL_BUDGET_EXIT},
+                                            {"epoll", VIGIL_BUDGET_EPOLL},
+                                            {"report", VIGIL_BUDGET_REPORT},
+                                            {NULL}};
+
+static opt serve_opts[] = {
+    {"--port", 0, OPT_U16, &cfg.port, 0, 65535, "P",
+     .help = "TCP port to listen on (default {default}; 0 = any free port)"},
+    {"--host", 0, OPT_STRING, &cfg.host, .meta = "H",
+     .help = "numeric IPv4/IPv6 address (default {default})"},
+    {"--backend", 0, OPT_ENUM, &cfg.backend, .meta = "B", .choices = backends,
+     .help = "auto (default: io_uring, else epoll), uring or epoll\n"
+             "(on Windows only auto: the IOCP backend)"},
+    {"--mode", 0, OPT_ENUM, &cfg.mode, .meta = "M", .choices = modes,
+     .help = "echo (default: every byte back) or http (HTTP/1.1 keep-alive,\n"
+             "pipelining; every request gets 200 with a fixed body)"},
+    {"--body-size", 0, OPT_U32, &cfg.body_size, 0, 1 << 20, "N",
+     .help = "bytes of that body (default {default}, \"Hello, world!\"; {range})"},
+    {"--root", 0, OPT_STRING, &cfg.root, .meta = "DIR",
+     .help = "with --mode http: serve the files under DIR instead (GET and\n"
+             "HEAD; 404 for what is missing or outside DIR; \"/\" is index.html),\n"
+             "read through vigil's file calls, never blocking the loop"},
+    {"--threads", 0, OPT_U32, &cfg.threads, 1, 256, "N",
+     .help = "N loops on N threads, one listener each on the same port\n"
+             "(SO_REUSEPORT), all supervised when --stall-ms is set ({range};\n"
+             "1 on Windows, which has no SO_REUSEPORT)"},
+    {"--metrics-port", 0, OPT_INT, &cfg.metrics_port, 0, 65535, "P",
+     .help = "serve counters and histograms in the Prometheus text\n"
+             "format on 127.0.0.1:P (0 = any free port, printed at start)"},
+    {"--stall-ms", 0, OPT_U32, &cfg.stall_ms, 1, UINT32_MAX, "N", .unit = "ms",
+     .help = "supervise the loops: report a stall after N ms, then interrupt\n"
+             "a thread blocked in a syscall, and after N ms more fence a\n"
+             "thread stuck in a callback and rebuild the loop on a new\n"
+             "thread, carrying every connection over (each action: one\n"
+             "line on stderr)"},
+    {"--restart-budget", 0, OPT_CUSTOM, NULL, .meta = "R/T", .parse = parse_budget,
+     .hint = "R/T: 1..1000000 rebuilds in 1..86400 s",
+     .help = "at most R rebuilds in T seconds (default 5/10), then what\n"
+             "--on-budget says"},
+    {"--on-budget", 0, OPT_ENUM, &cfg.budget_action, .meta = "A", .choices = budget_actions,
+     .help = "when the budget is spent: exit (default; status 70), epoll\n"
+             "(rebuild once more on epoll, with a fresh budget) or report\n"
+             "(stop rebuilding)"},
+    {"--grace-ms", 0, OPT_U32, &cfg.grace_ms, 1, 3600000, "N", .unit = "ms",
+     .help = "how long a stuck callback's connection waits for it to come\n"
+             "back after a rebuild before it is reset (default {default})"},
+    {"--idle-ms", 0, OPT_U32, &cfg.idle_ms, 1, UINT32_MAX, "N", .unit = "ms",
+     .help = "reset connections where nothing moves for N ms: no byte\n"
+             "received, none of the sent bytes taken (default: off)"},
+    {"--request-ms", 0, OPT_U32, &cfg.request_ms, 1, 3600000, "N", .unit = "ms",
+     .help = "HTTP: a request (head and body) must arrive whole within\n"
+             "N ms of its first byte, else 408 and close (default {default};\n"
+             "also the metrics port)"},
+    {"--user-timeout-ms", 0, OPT_U32, &cfg.user_timeout_ms, 1, INT_MAX, "N", .unit = "ms",
+     .help = "drop connections whose sent data stays unacknowledged\n"
+             "for N ms (TCP_USER_TIMEOUT; {range}): a vanished peer"},
+    {"--keepalive", 0, OPT_CUSTOM, NULL, .meta = "I/V/C", .syn_meta = "IDLE_S/INTERVAL_S/COUNT",
+     .parse = parse_keepalive, .hint = "IDLE_S/INTERVAL_S/COUNT: 1..32767/1..32767/1..127",
+     .help = "probe a silent peer after I s, every V s, C times, then\n"
+             "drop it (I and V 1..32767, C 1..127)"},
+    {"--inject", 0, OPT_CUSTOM, NULL, .meta = "K:D:P[:C]",
+     .syn_meta = "KIND:DURATION_MS:PERIOD_MS[:COUNT]", .parse = parse_inject,
+     .hint = "KIND:DURATION_MS:PERIOD_MS[:COUNT], KIND spin|block|hang, DURATION and PERIOD "
+             "1..3600000 ms, COUNT >= 1",
+     .help = "stall a loop on purpose, first after P ms, then every\n"
+             "P ms (C times; default: no end), in the receive callback of\n"
+             "the next connection with data, after it was answered: spin\n"
+             "(busy-loop D ms), block (sleep D ms in one syscall, not\n"
+             "retried when interrupted), hang (a read that never returns by\n"
+             "itself: only a rebuild frees the loop; that connection is\n"
+             "reset after --grace-ms)"},
+};
+
+static opt_cmd serve_cmd = {
+    "serve", serve_opts, sizeof(serve_opts) / sizeof(serve_opts[0]), 16,
+    "Runs until SIGINT or SIGTERM (on Windows: Ctrl-C, Ctrl-Break, closing the console),\n"
+    "then closes every connection cleanly (queued bytes are flushed, then FIN).\n"};
 
 /* ------------------------------------------------------------ the system */
 
@@ -664,108 +700,15 @@ static void raise_nofile(void) {
 }
 #endif
 
-#define BAD(...)                                                                                   \
-    do {                                                                                           \
-        fprintf(stderr, "vigil serve: " __VA_ARGS__);                                              \
-        fputc('\n', stderr);                                                                       \
-        usage_serve(stderr);                                                                       \
-        return 2;                                                                                  \
-    } while (0)
-
+/* Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv) {
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage_serve(stdout);
-            return 0;
-        }
-        if (!v || strncmp(a, "--", 2))
-            BAD("unknown or incomplete option '%s'", a);
-        i++;
-        if (!strcmp(a, "--port")) {
-            if (parse_port(v, &cfg.port) < 0)
-                BAD("bad port '%s'", v);
-        } else if (!strcmp(a, "--mode")) {
-            if (!strcmp(v, "echo"))
-                cfg.mode = MODE_ECHO;
-            else if (!strcmp(v, "http"))
-                cfg.mode = MODE_HTTP;
-            else
-                BAD("bad --mode '%s' (echo or http)", v);
-        } else if (!strcmp(a, "--body-size")) {
-            if (parse_u32(v, &cfg.body_size) < 0 || cfg.body_size > (1u << 20))
-                BAD("bad --body-size '%s' (0..1048576)", v);
-        } else if (!strcmp(a, "--root")) {
-            cfg.root = v;
-        } else if (!strcmp(a, "--threads")) {
-            if (parse_u32(v, &cfg.threads) < 0 || !cfg.threads || cfg.threads > 256)
-                BAD("bad --threads '%s' (1..256)", v);
-        } else if (!strcmp(a, "--metrics-port")) {
-            uint16_t p;
-            if (parse_port(v, &p) < 0)
-                BAD("bad --metrics-port '%s'", v);
-            cfg.metrics_port = p;
-        } else if (!strcmp(a, "--stall-ms")) {
-            if (parse_u32(v, &cfg.stall_ms) < 0 || !cfg.stall_ms)
-                BAD("bad --stall-ms '%s'", v);
-        } else if (!strcmp(a, "--restart-budget")) {
-            char r[16], t[16], extra;
-            if (sscanf(v, "%15[0-9]/%15[0-9]%c", r, t, &extra) != 2 || parse_u32(r, &cfg.budget_r) < 0 ||
-                parse_u32(t, &cfg.budget_t) < 0 || !cfg.budget_r || cfg.budget_r > 1000000 ||
-                !cfg.budget_t || cfg.budget_t > 86400)
-                BAD("bad --restart-budget '%s' (R/T: 1..1000000 rebuilds in 1..86400 s)", v);
-        } else if (!strcmp(a, "--on-budget")) {
-            if (!strcmp(v, "exit"))
-                cfg.budget_action = VIGIL_BUDGET_EXIT;
-            else if (!strcmp(v, "epoll"))
-                cfg.budget_action = VIGIL_BUDGET_EPOLL;
-            else if (!strcmp(v, "report"))
-                cfg.budget_action = VIGIL_BUDGET_REPORT;
-            else
-                BAD("bad --on-budget '%s' (exit, epoll or report)", v);
-        } else if (!strcmp(a, "--grace-ms")) {
-            if (parse_u32(v, &cfg.grace_ms) < 0 || !cfg.grace_ms || cfg.grace_ms > 3600000)
-                BAD("bad --grace-ms '%s'", v);
-        } else if (!strcmp(a, "--idle-ms")) {
-            if (parse_u32(v, &cfg.idle_ms) < 0 || !cfg.idle_ms)
-                BAD("bad --idle-ms '%s'", v);
-        } else if (!strcmp(a, "--request-ms")) {
-            if (parse_u32(v, &cfg.request_ms) < 0 || !cfg.request_ms || cfg.request_ms > 3600000)
-                BAD("bad --request-ms '%s' (1..3600000)", v);
-        } else if (!strcmp(a, "--user-timeout-ms")) {
-            if (parse_u32(v, &cfg.user_timeout_ms) < 0 || !cfg.user_timeout_ms ||
-                cfg.user_timeout_ms > INT_MAX)
-                BAD("bad --user-timeout-ms '%s'", v);
-        } else if (!strcmp(a, "--keepalive")) {
-            char idle[16], intvl[16], cnt[16], extra;
-            if (sscanf(v, "%15[0-9]/%15[0-9]/%15[0-9]%c", idle, intvl, cnt, &extra) != 3 ||
-                parse_u32(idle, &cfg.ka_idle) < 0 || parse_u32(intvl, &cfg.ka_intvl) < 0 ||
-                parse_u32(cnt, &cfg.ka_cnt) < 0 || !cfg.ka_idle || cfg.ka_idle > 32767 ||
-                !cfg.ka_intvl || cfg.ka_intvl > 32767 || !cfg.ka_cnt || cfg.ka_cnt > 127)
-                BAD("bad --keepalive '%s' (IDLE_S/INTERVAL_S/COUNT: 1..32767/1..32767/1..127)", v);
-        } else if (!strcmp(a, "--inject")) {
-            if (parse_inject(v) < 0)
-                BAD("bad --inject '%s' (KIND:DURATION_MS:PERIOD_MS[:COUNT], KIND spin|block|hang, "
-                    "DURATION and PERIOD 1..3600000 ms, COUNT >= 1)", v);
-        } else if (!strcmp(a, "--host")) {
-            cfg.host = v;
-        } else if (!strcmp(a, "--backend")) {
-            if (!strcmp(v, "auto"))
-                cfg.loop_opts.backend = VIGIL_BACKEND_AUTO;
-            else if (!strcmp(v, "uring") || !strcmp(v, "io_uring"))
-                cfg.loop_opts.backend = VIGIL_BACKEND_URING;
-            else if (!strcmp(v, "epoll"))
-                cfg.loop_opts.backend = VIGIL_BACKEND_EPOLL;
-            else
-                BAD("unknown backend '%s' (auto, uring or epoll)", v);
-        } else {
-            BAD("unknown option '%s'", a);
-        }
-    }
+    int rc = opts_parse(&serve_cmd, argc, argv);
+    if (rc >= 0)
+        return rc;
     if (cfg.root && cfg.mode != MODE_HTTP)
-        BAD("--root serves files over HTTP: it needs --mode http");
-    return -1; /* parsed: go on */
+        return opts_bad(&serve_cmd, "--root serves files over HTTP: it needs --mode http");
+    cfg.loop_opts.backend = (vigil_backend)cfg.backend;
+    return -1;
 }
 
 static int make_response(void) {
@@ -843,10 +786,8 @@ static void print_totals(void) {
             (unsigned long long)total.stale);
 }
 
-int cmd_serve(int argc, char **argv) {
-    int prc = parse_args(argc, argv);
-    if (prc >= 0)
-        return prc;
+/* What every loop needs before the first is made. Returns -1 to go on, else the exit status. */
+static int prepare(void) {
     raise_nofile();
     int frc = cfg.root ? files_root(cfg.root) : 0;
     if (frc < 0) {
@@ -857,20 +798,17 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "vigil serve: out of memory\n");
         return 1;
     }
-
     if (cfg.stall_ms)
         /* a backend it can be rebuilt on exactly; and its connections share
          * nothing but atomic counters, so the rebuilt loop may serve them while
          * a fenced callback still runs (only the stuck connection waits) */
         cfg.loop_opts.flags |= VIGIL_LOOP_SUPERVISED | VIGIL_LOOP_INDEPENDENT_CALLBACKS;
-    servers = calloc(cfg.threads, sizeof(*servers));
-    vigil_loop **loops = calloc(cfg.threads, sizeof(*loops));
-    if (!servers || !loops) {
-        fprintf(stderr, "vigil serve: out of memory\n");
-        return 1;
-    }
-    /* Every loop is set up here, one after the other (loop 0 picks the port
-     * the others share), then vigil_serve runs each on a thread of its own. */
+    return -1;
+}
+
+/* Every loop is set up here, one after the other (loop 0 picks the port the
+ * others share), then vigil_serve runs each on a thread of its own. */
+static int setup_loops(vigil_loop **loops) {
     int rc = 0;
     for (; nservers < cfg.threads; nservers++) {
         server *s = &servers[nservers];
@@ -879,59 +817,76 @@ int cmd_serve(int argc, char **argv) {
             break;
         loops[nservers] = s->loop;
     }
-    if (rc == 0 && cfg.stall_ms) {
-        vigil_supervisor_options so = {.stall_ms = cfg.stall_ms, .grace_ms = cfg.grace_ms,
-                                       .budget_rebuilds = cfg.budget_r,
-                                       .budget_window_ms = cfg.budget_t * 1000,
-                                       .budget_action = cfg.budget_action};
-        rc = vigil_supervisor_start(&supervisor, &so);
-        for (uint32_t i = 0; rc == 0 && i < nservers; i++)
-            rc = vigil_supervisor_add(supervisor, servers[i].loop);
-        if (rc == -ENOTSUP && cfg.budget_action == VIGIL_BUDGET_EPOLL)
-            fprintf(stderr, "vigil serve: --on-budget epoll: this system has no epoll (Windows): "
-                            "use exit or report\n");
-        else if (rc < 0)
-            fprintf(stderr, "vigil serve: cannot supervise the loops: %s\n", vigil_strerror(rc));
-    }
-    metrics_server *metrics = NULL;
-    if (rc == 0 && cfg.metrics_port >= 0) {
-        metrics_config mc = {.port = (uint16_t)cfg.metrics_port, .supervisor = supervisor,
-                             .stall_ms = cfg.stall_ms, .nloops = nservers,
-                             .request_ms = cfg.request_ms};
-        metrics_loop *ml = calloc(nservers, sizeof(*ml));
-        for (uint32_t i = 0; ml && i < nservers; i++)
-            ml[i] = (metrics_loop){servers[i].loop, &servers[i].counters};
-        mc.loops = ml;
-        rc = ml ? metrics_start(&mc, &metrics) : -ENOMEM;
-        free(ml);
-        if (rc < 0)
-            fprintf(stderr, "vigil serve: cannot serve metrics on 127.0.0.1:%d: %s\n",
-                    cfg.metrics_port, vigil_strerror(rc));
-    }
-    if (rc == 0) {
-        print_banner();
-        if (metrics)
-            printf("vigil serve: metrics on http://127.0.0.1:%d/metrics\n", metrics_port(metrics));
-        fflush(stdout);
-        if (supervisor)
-            fprintf(stderr, "vigil serve: supervised: stall after %u ms, rebuild after %u ms more, "
-                            "budget %u rebuilds in %u s, then %s\n", cfg.stall_ms, cfg.stall_ms,
-                    cfg.budget_r, cfg.budget_t,
-                    cfg.budget_action == VIGIL_BUDGET_EPOLL    ? "epoll"
-                    : cfg.budget_action == VIGIL_BUDGET_REPORT ? "report only"
-                                                               : "exit");
-    }
-    /* Until SIGINT or SIGTERM (Ctrl-C): then each loop closes its connections
-     * (shutdown_now) and ends; what has not ended 5 s later is stopped. */
-    int end = 0;
-    if (rc == 0) {
-        vigil_serve_options so = {.stop_ms = 5000, .on_stop = shutdown_now};
-        end = vigil_serve(loops, nservers, &so);
-        if (end == -EDEADLK)
-            fprintf(stderr, "vigil serve: a callback is still stuck in a fenced thread; leaving it\n");
-        else if (end < 0)
-            fprintf(stderr, "vigil serve: the loops did not end: %s\n", vigil_strerror(end));
-    }
+    return rc;
+}
+
+/* With --stall-ms: the supervisor, watching every loop. */
+static int start_supervisor(void) {
+    if (!cfg.stall_ms)
+        return 0;
+    vigil_supervisor_options so = {.stall_ms = cfg.stall_ms, .grace_ms = cfg.grace_ms,
+                                   .budget_rebuilds = cfg.budget_r,
+                                   .budget_window_ms = cfg.budget_t * 1000,
+                                   .budget_action = (vigil_budget_action)cfg.budget_action};
+    int rc = vigil_supervisor_start(&supervisor, &so);
+    for (uint32_t i = 0; rc == 0 && i < nservers; i++)
+        rc = vigil_supervisor_add(supervisor, servers[i].loop);
+    if (rc == -ENOTSUP && cfg.budget_action == VIGIL_BUDGET_EPOLL)
+        fprintf(stderr, "vigil serve: --on-budget epoll: this system has no epoll (Windows): "
+                        "use exit or report\n");
+    else if (rc < 0)
+        fprintf(stderr, "vigil serve: cannot supervise the loops: %s\n", vigil_strerror(rc));
+    return rc;
+}
+
+/* With --metrics-port: the endpoint, on a loop and thread of its own. */
+static int start_metrics(metrics_server **metrics) {
+    if (cfg.metrics_port < 0)
+        return 0;
+    metrics_config mc = {.port = (uint16_t)cfg.metrics_port, .supervisor = supervisor,
+                         .stall_ms = cfg.stall_ms, .nloops = nservers,
+                         .request_ms = cfg.request_ms};
+    metrics_loop *ml = calloc(nservers, sizeof(*ml));
+    for (uint32_t i = 0; ml && i < nservers; i++)
+        ml[i] = (metrics_loop){servers[i].loop, &servers[i].counters};
+    mc.loops = ml;
+    int rc = ml ? metrics_start(&mc, metrics) : -ENOMEM;
+    free(ml);
+    if (rc < 0)
+        fprintf(stderr, "vigil serve: cannot serve metrics on 127.0.0.1:%d: %s\n",
+                cfg.metrics_port, vigil_strerror(rc));
+    return rc;
+}
+
+static void announce(metrics_server *metrics) {
+    print_banner();
+    if (metrics)
+        printf("vigil serve: metrics on http://127.0.0.1:%d/metrics\n", metrics_port(metrics));
+    fflush(stdout);
+    if (supervisor)
+        fprintf(stderr, "vigil serve: supervised: stall after %u ms, rebuild after %u ms more, "
+                        "budget %u rebuilds in %u s, then %s\n", cfg.stall_ms, cfg.stall_ms,
+                cfg.budget_r, cfg.budget_t,
+                cfg.budget_action == VIGIL_BUDGET_EPOLL    ? "epoll"
+                : cfg.budget_action == VIGIL_BUDGET_REPORT ? "report only"
+                                                           : "exit");
+}
+
+/* Until SIGINT or SIGTERM (Ctrl-C): then each loop closes its connections
+ * (shutdown_now) and ends; what has not ended 5 s later is stopped. */
+static int serve_loops(vigil_loop **loops) {
+    vigil_serve_options so = {.stop_ms = 5000, .on_stop = shutdown_now};
+    int end = vigil_serve(loops, nservers, &so);
+    if (end == -EDEADLK)
+        fprintf(stderr, "vigil serve: a callback is still stuck in a fenced thread; leaving it\n");
+    else if (end < 0)
+        fprintf(stderr, "vigil serve: the loops did not end: %s\n", vigil_strerror(end));
+    return end;
+}
+
+/* Everything down, the totals printed. Returns 1 if setting up failed;
+ * else exits (end: what vigil_serve returned). */
+static int finish(metrics_server *metrics, vigil_loop **loops, int rc, int end) {
     metrics_stop(metrics); /* before the loops it reads go */
     for (uint32_t i = 0; i < nservers; i++)
         server_close(&servers[i], end != -ETIMEDOUT);
@@ -945,4 +900,24 @@ int cmd_serve(int argc, char **argv) {
     /* a thread stuck for good in a fenced callback still runs: leave without it */
     fflush(stderr);
     exit(end == -ETIMEDOUT ? 1 : 0);
+}
+
+int cmd_serve(int argc, char **argv) {
+    int rc = parse_args(argc, argv);
+    if (rc >= 0 || (rc = prepare()) >= 0)
+        return rc;
+    servers = calloc(cfg.threads, sizeof(*servers));
+    vigil_loop **loops = calloc(cfg.threads, sizeof(*loops));
+    if (!servers || !loops) {
+        fprintf(stderr, "vigil serve: out of memory\n");
+        return 1;
+    }
+    metrics_server *metrics = NULL;
+    int end = 0;
+    if ((rc = setup_loops(loops)) == 0 && (rc = start_supervisor()) == 0 &&
+        (rc = start_metrics(&metrics)) == 0) {
+        announce(metrics);
+        end = serve_loops(loops);
+    }
+    return finish(metrics, loops, rc, end);
 }
