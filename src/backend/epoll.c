@@ -156,17 +156,8 @@ static int push_pending(epoll_state *s, uint64_t tag, int kind, int fd, int32_t 
 /* The record of a new request of op slot tag's; NULL when out of memory. */
 static req *req_new(epoll_state *s, uint64_t tag, int fd) {
     uint32_t slot = (uint32_t)tag;
-    if (slot >= s->reqs_cap) {
-        uint32_t cap = s->reqs_cap ? s->reqs_cap : 1024;
-        while (cap <= slot)
-            cap *= 2;
-        req *n = realloc(s->reqs, cap * sizeof(*n));
-        if (!n)
-            return NULL;
-        memset(n + s->reqs_cap, 0, (cap - s->reqs_cap) * sizeof(*n));
-        s->reqs = n;
-        s->reqs_cap = cap;
-    }
+    if (!vigil__slot_array_fit((void **)&s->reqs, &s->reqs_cap, slot, sizeof(req)))
+        return NULL;
     req *r = &s->reqs[slot];
     free(r->send); /* an earlier request of the slot's: it completed */
     *r = (req){.tag = tag, .fd = fd};

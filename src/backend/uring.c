@@ -82,17 +82,8 @@ static void publish_buffers(uring_state *s) {
 /* The record of op slot tag's next request; NULL when out of memory. */
 static req *req_new(uring_state *s, uint64_t tag, uint8_t how) {
     uint32_t slot = (uint32_t)tag;
-    if (slot >= s->reqs_cap) {
-        uint32_t cap = s->reqs_cap ? s->reqs_cap : 1024;
-        while (cap <= slot)
-            cap *= 2;
-        req *n = realloc(s->reqs, cap * sizeof(*n));
-        if (!n)
-            return NULL;
-        memset(n + s->reqs_cap, 0, (cap - s->reqs_cap) * sizeof(*n));
-        s->reqs = n;
-        s->reqs_cap = cap;
-    }
+    if (!vigil__slot_array_fit((void **)&s->reqs, &s->reqs_cap, slot, sizeof(req)))
+        return NULL;
     req *r = &s->reqs[slot];
     free(r->mem); /* an earlier request of the slot's: its completion came */
     *r = (req){.tag = tag, .how = how};

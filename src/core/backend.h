@@ -114,5 +114,8 @@ void vigil__buf_recycle(vigil_loop *loop, uint32_t id); /* a receive buffer is f
 /* the op tag names still waits for its request's completion: a readiness
  * backend asks before it acts for it (loop.c) */
 bool vigil__tag_live(vigil_loop *loop, uint64_t tag);
+/* A backend's records of its requests, by op slot: grows *arr (zeroed
+ * entries of elem bytes) until entry slot exists; false when out of memory. */
+bool vigil__slot_array_fit(void **arr, uint32_t *cap, uint32_t slot, size_t elem);
 
 #endif

@@ -568,6 +568,21 @@ static vigil__op *completion_op(vigil_loop *loop, const vigil__cqe *c, bool any_
     return NULL;
 }
 
+bool vigil__slot_array_fit(void **arr, uint32_t *cap, uint32_t slot, size_t elem) {
+    if (slot < *cap)
+        return true;
+    uint32_t n = *cap ? *cap : 1024;
+    while (n <= slot)
+        n *= 2;
+    char *a = realloc(*arr, (size_t)n * elem);
+    if (!a)
+        return false;
+    memset(a + (size_t)*cap * elem, 0, (size_t)(n - *cap) * elem);
+    *arr = a;
+    *cap = n;
+    return true;
+}
+
 bool vigil__tag_live(vigil_loop *loop, uint64_t tag) {
     vigil__op *op = vigil__op_at(loop, (uint32_t)tag);
     return op && op->kind != VIGIL__OP_FREE && (op->flags & VIGIL__OPF_KERNEL) && vigil__op_tag(loop, op) == tag;
