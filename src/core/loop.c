@@ -800,10 +800,8 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     loop->buf_current = UINT32_MAX;
     loop->wake_fd = -1;
     loop->sig.fd = -1;
-#ifndef _WIN32
-    sigemptyset(&loop->sig.mask);
-    sigemptyset(&loop->serve_mask);
-#endif
+    vigil__sigset_empty(&loop->sig.mask);
+    vigil__sigset_empty(&loop->serve_mask);
     pthread_mutex_init(&loop->post_lock, NULL);
     pthread_mutex_init(&loop->owner_lock, NULL);
     pthread_cond_init(&loop->owner_cond, NULL);

@@ -114,9 +114,7 @@ struct vigil_loop {
     struct vigil__handoff *handoff; /* a destroy asked of that thread */
     bool rehome;                /* handed over: the next thread makes its backend anew */
     struct vigil__runner *retired; /* runners of threads that handed it over */
-#ifndef _WIN32
-    sigset_t serve_mask;        /* what vigil_serve waits for: blocked on vigil's threads */
-#endif
+    vigil__sigset serve_mask;   /* what vigil_serve waits for: blocked on vigil's threads */
 
     uint32_t debug_library_spin_ms; /* test hooks (debug.h) */
     uint32_t debug_udp_full;

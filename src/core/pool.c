@@ -14,13 +14,13 @@
  * closes it) and is detached at stop: it may outlive the pool.
  */
 #include "core/pool.h"
+#include "os/platform.h"
 
 #include <errno.h>
 #ifndef _WIN32
 #include <poll.h>
 #endif
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #ifndef _WIN32
@@ -151,19 +151,11 @@ static int start_worker_locked(vigil__pool *p) {
 #else
     w->cancel_fd = -1;
 #endif
-#ifndef _WIN32
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-#endif
-    int rc = pthread_create(&w->thread, NULL, worker_main, w);
-#ifndef _WIN32
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-#endif
-    if (rc) {
+    int rc = vigil__thread_start_unsignalled(&w->thread, worker_main, w); /* pool.h: every signal blocked */
+    if (rc < 0) {
         if (w->cancel_fd >= 0)
             close(w->cancel_fd);
-        return -rc;
+        return rc;
     }
     pthread_setname_np(w->thread, "vigil-pool");
     p->n++;

@@ -7,6 +7,7 @@
 #define VIGIL_PLATFORM_H
 
 #include "vigil.h"
+#include <pthread.h>
 #ifndef _WIN32
 #include <signal.h>
 #endif
@@ -66,6 +67,30 @@ void vigil__mem_guard(void *p, size_t len); /* make inaccessible */
 int vigil__wakefd_open(int *out);
 int vigil__wakefd_signal(int fd);
 void vigil__wakefd_close(int fd);
+
+/* Signal masks of vigil's threads (os/linux/threads.c, os/win/threads.c).
+ * A thread of vigil's that runs a loop blocks what the loop's signal
+ * watchers read from their signalfd and what vigil_serve waits for, and
+ * nothing else (the supervisor's signals must reach it); pool workers and
+ * the supervisor block every signal. Windows has no signals to mask: the
+ * set is empty there and these change nothing. */
+#ifdef _WIN32
+typedef struct vigil__sigset { char none; } vigil__sigset;
+#else
+typedef sigset_t vigil__sigset;
+#endif
+void vigil__sigset_empty(vigil__sigset *s);
+/* Adds what vigil__stop_requests_catch catches (SIGINT and SIGTERM). */
+void vigil__sigset_add_stop_requests(vigil__sigset *s);
+void vigil__sigset_union(vigil__sigset *out, const vigil__sigset *a, const vigil__sigset *b);
+/* The calling thread blocks s as well (block), or exactly s (mask). */
+void vigil__thread_signals_block(const vigil__sigset *s);
+void vigil__thread_signals_mask(const vigil__sigset *s);
+/* pthread_create of a thread that blocks every signal (blocked around the
+ * create, so the thread starts with them blocked), so that no
+ * process-directed signal, SIGINT say, and no supervisor signal lands on
+ * it: 0 or -errno. */
+int vigil__thread_start_unsignalled(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* Threads, for the supervisor. */
 int vigil__thread_id(void);

@@ -718,15 +718,7 @@ int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_option
     pthread_condattr_destroy(&ca);
     /* Its thread blocks every signal (set around the create, inherited), so
      * that a process-directed signal, SIGINT say, never lands on it. */
-#ifdef _WIN32
-    int created = pthread_create(&s->thread, NULL, supervisor_main, s);
-#else
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int created = pthread_create(&s->thread, NULL, supervisor_main, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-#endif
+    int created = vigil__thread_start_unsignalled(&s->thread, supervisor_main, s);
     if (created != 0) {
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->cond);
