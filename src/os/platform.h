@@ -92,6 +92,15 @@ void vigil__thread_signals_mask(const vigil__sigset *s);
  * it: 0 or -errno. */
 int vigil__thread_start_unsignalled(pthread_t *t, void *(*fn)(void *), void *arg);
 
+/* A pool worker's cancel fd (pool.c): a cancel of the job it runs signals
+ * it, and a job's wait for a pipe or socket waits for it too, so the cancel
+ * ends that wait. Linux: an eventfd (open: 0 or -errno); Windows: none,
+ * -1 (a running job there is never interrupted), and the rest do nothing. */
+int vigil__cancel_fd_open(int *out);
+void vigil__cancel_fd_signal(int fd);
+void vigil__cancel_fd_drain(int fd); /* a cancel meant for an earlier job */
+void vigil__cancel_fd_close(int fd);
+
 /* Threads, for the supervisor. */
 int vigil__thread_id(void);
 /* What thread tid of this process is doing: "running", or the system call

@@ -30,6 +30,23 @@
 
 /* ------------------------------------------------ the pool's side */
 
+/* Waits until fd is ready for events (POLLIN/POLLOUT): 0, or -ECANCELED
+ * when the job was cancelled (its worker's cancel_fd, pool.c). */
+static int wait_fd(int fd, short events, int cancel_fd) {
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = fd, .events = events}, {.fd = cancel_fd, .events = POLLIN}};
+        int n = poll(pf, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (pf[1].revents & POLLIN)
+            return -ECANCELED;
+        if (pf[0].revents)
+            return 0; /* ready, or an error the call itself will report */
+    }
+}
+
 /* Pipes, sockets and terminals can wait for ever: wait for them where a
  * cancel can interrupt, then move bytes without blocking. */
 static int pool_rw(vigil__fsjob *j, int cancel_fd) {
@@ -41,7 +58,7 @@ static int pool_rw(vigil__fsjob *j, int cancel_fd) {
     int nowait = waitable ? RWF_NOWAIT : 0;
     for (;;) {
         if (waitable) {
-            int rc = vigil__pool_wait_fd(j->fd, j->call == VIGIL__FS_READ ? POLLIN : POLLOUT, cancel_fd);
+            int rc = wait_fd(j->fd, j->call == VIGIL__FS_READ ? POLLIN : POLLOUT, cancel_fd);
             if (rc < 0)
                 return rc;
         }
