@@ -14,6 +14,7 @@
  * tables, ring or connections: the rebuild thread does, once it owns them.
  */
 #include "core/probe.h" /* with core/runner.h: all it may see of a loop */
+#include "os/backends.h"
 #include "os/platform.h"
 #ifndef _WIN32
 #include "os/stack.h"
@@ -685,9 +686,9 @@ int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_option
         return -EINVAL;
     if (o.budget_rebuilds > 1000000)
         return -EINVAL;
+    if (o.budget_action == VIGIL_BUDGET_EPOLL && !vigil__backend_fallback())
+        return -ENOTSUP; /* no epoll (Windows) */
 #ifdef _WIN32
-    if (o.budget_action == VIGIL_BUDGET_EPOLL)
-        return -ENOTSUP; /* no epoll on Windows */
     if (o.backtrace_signal || o.unblock_signal)
         return -ENOTSUP; /* no signals: threads are reached by suspension and APCs */
 #else
