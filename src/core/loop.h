@@ -89,10 +89,8 @@ struct vigil_loop {
     struct vigil__pool *pool;
     uint32_t engine_live;
     bool fs_chosen;
-#ifdef _WIN32
-    intptr_t *port_files;       /* by fd: the handle of a file bound to the port, or 0 */
-    uint32_t port_files_cap;
-#endif
+    intptr_t *port_files;       /* Windows (os/win/files.c): by fd, the handle of a file */
+    uint32_t port_files_cap;    /* bound to the port, or 0; unused elsewhere */
 
     vigil__signals sig;         /* os/linux/signal.c */
 

@@ -1,5 +1,5 @@
 /*
- * fs_linux.c: file calls on Linux (fs.h): the loop's file ring when the
+ * files.c: file calls on Linux (fs.h): the loop's file ring when the
  * loop runs on io_uring, its worker pool otherwise (epoll, or a kernel that
  * will not give one more ring), chosen at the first call.
  *
@@ -192,4 +192,26 @@ int vigil__fs_os_done(vigil_loop *loop, vigil__fsjob *j, int res) {
             .ctime_ns = ns_of(j->stx.stx_ctime)};
     }
     return res;
+}
+
+/* ------------------------------------------------ the file ring's pass */
+
+void vigil__fs_os_poll(vigil_loop *loop, int max) {
+    if (!loop->fs_ring)
+        return;
+    vigil__cqe c;
+    vigil__fs_ring_flush(loop->fs_ring);
+    for (int n = 0; n < max && vigil__fs_ring_take(loop->fs_ring, &c); n++)
+        vigil__dispatch_engine(loop, &c);
+}
+
+bool vigil__fs_os_ready(vigil_loop *loop) { return vigil__fs_ring_ready(loop->fs_ring); }
+
+bool vigil__fs_os_wait(vigil_loop *loop, int timeout_ms) {
+    return loop->fs_ring && vigil__fs_ring_wait(loop->fs_ring, timeout_ms) == 0;
+}
+
+void vigil__fs_os_free(vigil_loop *loop) {
+    vigil__fs_ring_free(loop->fs_ring);
+    loop->fs_ring = NULL;
 }
