@@ -1,7 +1,9 @@
 /*
  * platform.h: the operating-system calls the loop needs besides its backend:
- * clocks, sockets, addresses, memory. One implementation per OS
- * (posix.c here); every function returns 0/positive or a negative errno.
+ * clocks, sockets, addresses, memory, threads. One implementation per OS
+ * (os/linux, os/win); every function returns 0/positive or a negative
+ * errno. Where a type differs per OS it is defined here, so the core that
+ * uses it needs no #ifdef.
  */
 #ifndef VIGIL_PLATFORM_H
 #define VIGIL_PLATFORM_H
@@ -105,7 +107,7 @@ void vigil__cancel_fd_close(int fd);
 int vigil__thread_id(void);
 /* What thread tid of this process is doing: "running", or the system call
  * it waits in ("read(fd 5)", "clock_nanosleep"). Returns 0 or -errno. Linux:
- * stack_linux.c, which also reads a blocked thread's frames (stack.h). */
+ * os/linux/stack.c, which also reads a blocked thread's frames (stack.h). */
 int vigil__thread_syscall(int tid, char *buf, size_t len);
 /* CPU time of thread tid of this process, in ns (0 if unknown): exact from
  * schedstat where the kernel has it, else tick-sampled from stat. */
