@@ -1,7 +1,8 @@
 /*
  * engine.c: the ops that live outside the backend (engine.h), on every OS:
- * taking their completions each pass from the file ring (Linux, io_uring
- * loops) and from the worker pool, and ending them all at destroy.
+ * taking their completions each pass from the OS's file engine (the file
+ * ring of io_uring loops on Linux) and from the worker pool, and ending
+ * them all at destroy.
  */
 #include "core/engine.h"
 #include "os/platform.h"
@@ -16,29 +17,18 @@ int vigil__pool_get(vigil_loop *loop) {
 }
 
 void vigil__fs_poll(vigil_loop *loop) {
-    vigil__cqe c;
-#ifndef _WIN32
-    if (loop->fs_ring) {
-        vigil__fs_ring_flush(loop->fs_ring);
-        for (int n = 0; n < FS_TAKE_PER_PASS && vigil__fs_ring_take(loop->fs_ring, &c); n++)
-            vigil__dispatch_engine(loop, &c);
-    }
-#endif
+    vigil__fs_os_poll(loop, FS_TAKE_PER_PASS);
     if (loop->pool) {
         vigil__job *j;
         for (int n = 0; n < FS_TAKE_PER_PASS && (j = vigil__pool_take(loop->pool)); n++) {
-            c = (vigil__cqe){j->tag, j->res, 0};
+            vigil__cqe c = {j->tag, j->res, 0};
             vigil__dispatch_engine(loop, &c);
         }
     }
 }
 
 bool vigil__fs_ready(vigil_loop *loop) {
-#ifndef _WIN32
-    if (vigil__fs_ring_ready(loop->fs_ring))
-        return true;
-#endif
-    return loop->pool && vigil__pool_has_done(loop->pool);
+    return vigil__fs_os_ready(loop) || (loop->pool && vigil__pool_has_done(loop->pool));
 }
 
 void vigil__engine_started(vigil_loop *loop, vigil__op *op, uint32_t deadline_ms, vigil_op *out) {
@@ -106,14 +96,8 @@ void vigil__fs_destroy(vigil_loop *loop) {
             if (!loop->engine_live)
                 break; /* what still runs cannot be abandoned: joined below */
         }
-#ifndef _WIN32
-        if (loop->fs_ring && vigil__fs_ring_wait(loop->fs_ring, 10) == 0)
+        if (vigil__fs_os_wait(loop, 10))
             continue;
-#else
-        if (loop->be && loop->be->file_rw) /* overlapped reads and writes complete through the port */
-            loop->be->wait(loop, 10000000);
-        else
-#endif
         if (loop->pool)
             vigil__pool_wait_done(loop->pool, 10);
     }
@@ -124,14 +108,6 @@ void vigil__fs_destroy(vigil_loop *loop) {
         vigil__fs_poll(loop);
         vigil__pool_free(loop->pool);
     }
-#ifndef _WIN32
-    vigil__fs_ring_free(loop->fs_ring);
-#endif
-    loop->fs_ring = NULL;
     loop->pool = NULL;
-#ifdef _WIN32
-    free(loop->port_files);
-    loop->port_files = NULL;
-    loop->port_files_cap = 0;
-#endif
+    vigil__fs_os_free(loop);
 }

@@ -3,9 +3,9 @@
  * on every OS: the calls' checks, their ops and their final callbacks.
  *
  * Each call is an op of kind VIGIL__OP_FS that owns a job (fs.h). The OS's
- * side takes the job (fs_linux.c: the file ring when the loop runs on
- * io_uring, else the worker pool; fs_win.c: the loop's completion port for
- * reads and writes of files the loop opened, else the pool). The op is
+ * side takes the job (os/linux/files.c: the file ring when the loop runs
+ * on io_uring, else the worker pool; os/win/files.c: the loop's completion
+ * port for reads and writes of files the loop opened, else the pool). The op is
  * marked ENGINE: its request does not live in the backend's fenced state,
  * so a rebuild neither re-issues it nor treats its completion as stale.
  */

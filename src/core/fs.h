@@ -1,8 +1,8 @@
 /*
  * fs.h: file calls (fs.c, on every OS) and the OS's side of them: on Linux
- * (fs_linux.c) the loop's own file ring on io_uring (fs_uring.c) or the
- * loop's worker pool (pool.c); on Windows (fs_win.c) overlapped reads and
- * writes on the loop's completion port, the rest on the pool.
+ * (os/linux/files.c) the loop's own file ring on io_uring (fs_uring.c) or
+ * the loop's worker pool (pool.c); on Windows (os/win/files.c) overlapped
+ * reads and writes on the loop's completion port, the rest on the pool.
  *
  * Why an engine of the loop's own and not the backend's ring: a rebuild
  * abandons the fenced backend, and a file request in a fenced
@@ -19,15 +19,7 @@
 #define VIGIL_IO_FS_H
 
 #include "core/engine.h"
-
-#ifndef _WIN32
-#include <linux/openat2.h>
-#include <sys/stat.h>
-
-#ifndef STATX_BASIC_STATS
-#include <linux/stat.h>
-#endif
-#endif
+#include "os/files.h"
 
 #define VIGIL__FS_MAX_LEN 0x7ffff000u /* what one read or write moves at most, as Linux */
 
@@ -54,17 +46,12 @@ typedef struct vigil__fsjob {
     size_t len;
     int64_t offset;
     vigil_stat *st_out;
-#ifdef _WIN32
-    vigil_stat st;       /* stat: filled by the pool */
-    intptr_t handle;     /* open: the new file's handle (it joins the port) */
-#else
-    struct statx stx;
-    struct open_how how; /* open with beneath: for openat2 */
-#endif
+    VIGIL__FSJOB_OS      /* the OS's own fields (os/files.h) */
     char path[];
 } vigil__fsjob;
 
-/* The OS's side (fs_linux.c, fs_win.c), called by fs.c on the loop thread. */
+/* The OS's side (os/linux/files.c, os/win/files.c), called by fs.c on the
+ * loop thread; engine.h has its part of each pass and of destroy. */
 void vigil__fs_os_prepare(vigil__fsjob *j);   /* the job's fields in the OS's terms; sets job.run */
 /* hands the job to the engine: 0 (it completes through vigil__fs_complete) or -errno */
 int vigil__fs_os_submit(vigil_loop *loop, vigil__op *op, vigil__fsjob *j);
@@ -72,13 +59,12 @@ int vigil__fs_os_cancel(vigil_loop *loop, vigil__op *op, vigil__fsjob *j); /* as
 /* its result, on the loop thread, before the callback (stat's output, an fd's bookkeeping) */
 int vigil__fs_os_done(vigil_loop *loop, vigil__fsjob *j, int res);
 
-#ifndef _WIN32
-/* fs_uring.c: the file ring (the rest of it is in engine.h) */
+/* fs_uring.c (Linux; os/linux/files.c calls it): the file ring (the rest
+ * of it is in engine.h) */
 int vigil__fs_ring_new(vigil__fs_ring **out, int wake_fd);
 int vigil__fs_ring_submit(vigil__fs_ring *r, vigil__fsjob *j, uint64_t tag);
 /* An open on the ring returned fd: its close may run inline (not a socket). */
 void vigil__fs_ring_opened(vigil__fs_ring *r, int fd);
 int vigil__fs_ring_cancel(vigil__fs_ring *r, uint64_t tag);
-#endif
 
 #endif

@@ -12,6 +12,7 @@
  */
 #include "core/engine.h"
 #include "core/loop.h"
+#include "os/backends.h"
 #include "os/platform.h"
 
 #include <errno.h>
@@ -743,74 +744,6 @@ static uint32_t round_pow2(uint32_t v) {
     return p;
 }
 
-#ifndef _WIN32
-static const char *uring_unavailable(int rc) {
-    switch (rc) {
-    case -ENOSYS: return "ENOSYS: the kernel has no io_uring";
-    case -EPERM: return "EPERM: denied by a seccomp profile or kernel.io_uring_disabled";
-    case -EACCES: return "EACCES: denied by a security module";
-    case -EINVAL: return "EINVAL: the kernel rejected every ring setup tried";
-    case -ENOTSUP: return "ENOTSUP: a required feature is missing (buffer rings, NODROP, opcodes)";
-    default: return NULL; /* a real error (ENOMEM, EMFILE): no fallback */
-    }
-}
-#endif
-
-/* Picks and initialises the backend (see vigil_backend in vigil.h). */
-static int choose_backend(vigil_loop *loop) {
-#ifdef _WIN32
-    if (loop->opts.backend != VIGIL_BACKEND_AUTO)
-        return -ENOTSUP; /* io_uring and epoll are Linux's */
-    loop->be = &vigil__iocp_backend;
-    snprintf(loop->reason, sizeof(loop->reason), "windows: I/O completion port");
-    return loop->be->init(loop);
-#else
-    vigil_backend want = loop->opts.backend;
-    const char *how = "forced by option";
-    const char *env = getenv("VIGIL_BACKEND");
-    if (want == VIGIL_BACKEND_AUTO && env && *env) {
-        if (!strcmp(env, "uring") || !strcmp(env, "io_uring"))
-            want = VIGIL_BACKEND_URING;
-        else if (!strcmp(env, "epoll"))
-            want = VIGIL_BACKEND_EPOLL;
-        else if (strcmp(env, "auto") != 0)
-            return -EINVAL;
-        how = "forced by VIGIL_BACKEND";
-    }
-    if (want == VIGIL_BACKEND_EPOLL) {
-        loop->be = &vigil__epoll_backend;
-        snprintf(loop->reason, sizeof(loop->reason), "%s", how);
-        return loop->be->init(loop);
-    }
-    loop->be = &vigil__uring_backend;
-    int rc = loop->be->init(loop);
-    if (rc == 0 && want == VIGIL_BACKEND_AUTO && (loop->opts.flags & VIGIL_LOOP_SUPERVISED) &&
-        !(loop->info.features & VIGIL_FEATURE_DEFER_TASKRUN)) {
-        /* A stuck thread's ring without DEFER_TASKRUN keeps receiving into
-         * its buffers: no rebuild could be exact (kernel-facts.md). */
-        loop->be->fini(loop);
-        memset(&loop->info, 0, sizeof(loop->info));
-        loop->be = &vigil__epoll_backend;
-        snprintf(loop->reason, sizeof(loop->reason), "auto: supervised, and io_uring without "
-                 "DEFER_TASKRUN (%s) cannot be rebuilt exactly",
-                 (loop->opts.flags & VIGIL_LOOP_NO_DEFER_TASKRUN) ? "turned off" : "Linux < 6.1");
-        return loop->be->init(loop);
-    }
-    if (rc == 0) {
-        snprintf(loop->reason, sizeof(loop->reason), "%s",
-                 want == VIGIL_BACKEND_URING ? how : "auto: io_uring available");
-        return 0;
-    }
-    const char *why = uring_unavailable(rc);
-    if (want == VIGIL_BACKEND_URING || !why)
-        return rc;
-    memset(&loop->info, 0, sizeof(loop->info));
-    loop->be = &vigil__epoll_backend;
-    snprintf(loop->reason, sizeof(loop->reason), "auto: io_uring unavailable (%s)", why);
-    return loop->be->init(loop);
-#endif
-}
-
 /* Test hook (debug.h): the backend every loop created from now on runs on. */
 static _Atomic(const vigil__backend *) forced_backend;
 
@@ -872,10 +805,8 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     loop->buf_current = UINT32_MAX;
     loop->wake_fd = -1;
     loop->sig.fd = -1;
-#ifndef _WIN32
-    sigemptyset(&loop->sig.mask);
-    sigemptyset(&loop->serve_mask);
-#endif
+    vigil__sigset_empty(&loop->sig.mask);
+    vigil__sigset_empty(&loop->serve_mask);
     pthread_mutex_init(&loop->post_lock, NULL);
     pthread_mutex_init(&loop->owner_lock, NULL);
     pthread_cond_init(&loop->owner_cond, NULL);
@@ -893,7 +824,7 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     loop->bufs_free = o.buf_count;
 
     const vigil__backend *forced = atomic_load(&forced_backend);
-    rc = forced ? init_forced(loop, forced) : choose_backend(loop);
+    rc = forced ? init_forced(loop, forced) : vigil__backend_choose(loop); /* os/{linux,win}/backend.c */
     if (rc < 0)
         goto fail;
     atomic_store(&loop->sv.poll_fd, loop->be->poll_fd(loop));

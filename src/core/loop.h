@@ -88,10 +88,8 @@ struct vigil_loop {
     struct vigil__pool *pool;
     uint32_t engine_live;
     bool fs_chosen;
-#ifdef _WIN32
-    intptr_t *port_files;       /* by fd: the handle of a file bound to the port, or 0 */
-    uint32_t port_files_cap;
-#endif
+    intptr_t *port_files;       /* Windows (os/win/files.c): by fd, the handle of a file */
+    uint32_t port_files_cap;    /* bound to the port, or 0; unused elsewhere */
 
     vigil__signals sig;         /* os/linux/signal.c */
 
@@ -113,9 +111,7 @@ struct vigil_loop {
     struct vigil__handoff *handoff; /* a destroy asked of that thread */
     bool rehome;                /* handed over: the next thread makes its backend anew */
     struct vigil__runner *retired; /* runners of threads that handed it over */
-#ifndef _WIN32
-    sigset_t serve_mask;        /* what vigil_serve waits for: blocked on vigil's threads */
-#endif
+    vigil__sigset serve_mask;   /* what vigil_serve waits for: blocked on vigil's threads */
 
     uint32_t debug_library_spin_ms; /* test hooks (debug.h) */
     uint32_t debug_udp_full;

@@ -56,9 +56,7 @@ int vigil_loop_handover(vigil_loop *loop) {
 /* On the thread that takes a handed-over loop: the old backend goes (its
  * thread runs none of the loop's code any more), a new one is made here. */
 int vigil__rehome(vigil_loop *loop) {
-#ifndef _WIN32
-    pthread_sigmask(SIG_BLOCK, &loop->sig.mask, NULL); /* what the loop's watchers read */
-#endif
+    vigil__thread_signals_block(&loop->sig.mask); /* what the loop's watchers read */
     int rc = vigil__move_backend(loop, NULL);
     if (rc == 0)
         loop->rehome = false;
@@ -79,13 +77,9 @@ void vigil__owned_by_vigil(vigil_loop *loop) {
  * read from their signalfd and what vigil_serve waits for, and nothing else
  * (the supervisor's signals must reach it). */
 void vigil__loop_thread_signals(vigil_loop *loop) {
-#ifndef _WIN32
-    sigset_t m;
-    sigorset(&m, &loop->sig.mask, &loop->serve_mask);
-    pthread_sigmask(SIG_SETMASK, &m, NULL);
-#else
-    (void)loop;
-#endif
+    vigil__sigset m;
+    vigil__sigset_union(&m, &loop->sig.mask, &loop->serve_mask);
+    vigil__thread_signals_mask(&m);
 }
 
 /* A loop run by a thread of vigil's ended its run: say so to vigil_loop_join,
@@ -290,10 +284,7 @@ int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_options *o
         return rc;
     size_t started = 0;
     for (; started < n; started++) {
-#ifndef _WIN32
-        sigaddset(&loops[started]->serve_mask, SIGINT);
-        sigaddset(&loops[started]->serve_mask, SIGTERM);
-#endif
+        vigil__sigset_add_stop_requests(&loops[started]->serve_mask);
         if ((rc = vigil_loop_start(loops[started])) < 0)
             break;
     }

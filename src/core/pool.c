@@ -2,10 +2,11 @@
  * pool.c: worker threads for the blocking calls of one loop (see pool.h).
  *
  * One lock guards the queue, the done list and each job's state. A cancel
- * of a running job writes the worker's own eventfd; the worker empties that
- * eventfd before each job, so a cancel meant for one job never ends the next.
- * On Windows there is no eventfd (and no call of ours waits through one):
- * a running job there is never interrupted, cancel_fd is -1.
+ * of a running job signals the worker's own cancel fd (platform.h: an
+ * eventfd on Linux); the worker drains it before each job, so a cancel
+ * meant for one job never ends the next. On Windows there is none (and no
+ * call of ours would wait through one): a running job there is never
+ * interrupted, cancel_fd is -1.
  *
  * Abandoning (destroy, pool.h): the loop and a worker race for a running
  * job's hand with one compare-and-swap each, so exactly one of them ends
@@ -14,20 +15,13 @@
  * closes it) and is detached at stop: it may outlive the pool.
  */
 #include "core/pool.h"
+#include "os/platform.h"
 
 #include <errno.h>
-#ifndef _WIN32
-#include <poll.h>
-#endif
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#ifndef _WIN32
-#include <sys/eventfd.h>
-#endif
 #include <time.h>
-#include <unistd.h>
 
 typedef struct worker {
     vigil__pool *pool;
@@ -108,11 +102,7 @@ static void *worker_main(void *arg) {
         int cancel_fd = w->cancel_fd; /* a copy: once abandoned, w is not ours to read */
         pthread_mutex_unlock(&p->lock);
 
-#ifndef _WIN32
-        uint64_t stale;
-        while (read(cancel_fd, &stale, sizeof(stale)) > 0) /* a cancel for an earlier job */
-            ;
-#endif
+        vigil__cancel_fd_drain(cancel_fd); /* a cancel for an earlier job */
         int res = j->run(j, cancel_fd);
 
         int hand = VIGIL__JOB_RUNNING;
@@ -123,8 +113,7 @@ static void *worker_main(void *arg) {
             if (j->drop)
                 j->drop(j, res);
             free(j);
-            if (cancel_fd >= 0)
-                close(cancel_fd);
+            vigil__cancel_fd_close(cancel_fd);
             return NULL;
         }
 
@@ -144,26 +133,13 @@ static void *worker_main(void *arg) {
 static int start_worker_locked(vigil__pool *p) {
     worker *w = &p->w[p->n];
     w->pool = p;
-#ifndef _WIN32
-    w->cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (w->cancel_fd < 0)
-        return -errno;
-#else
-    w->cancel_fd = -1;
-#endif
-#ifndef _WIN32
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-#endif
-    int rc = pthread_create(&w->thread, NULL, worker_main, w);
-#ifndef _WIN32
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-#endif
-    if (rc) {
-        if (w->cancel_fd >= 0)
-            close(w->cancel_fd);
-        return -rc;
+    int rc = vigil__cancel_fd_open(&w->cancel_fd);
+    if (rc < 0)
+        return rc;
+    rc = vigil__thread_start_unsignalled(&w->thread, worker_main, w); /* pool.h: every signal blocked */
+    if (rc < 0) {
+        vigil__cancel_fd_close(w->cancel_fd);
+        return rc;
     }
     pthread_setname_np(w->thread, "vigil-pool");
     p->n++;
@@ -218,12 +194,8 @@ void vigil__pool_cancel(vigil__pool *p, vigil__job *j) {
     } else if (j->state == VIGIL__JOB_RUNNING && !j->cancel) {
         j->cancel = true;
         for (uint32_t i = 0; i < p->n; i++) {
-            if (p->w[i].job == j) {
-#ifndef _WIN32
-                uint64_t one = 1;
-                (void)!write(p->w[i].cancel_fd, &one, sizeof(one));
-#endif
-            }
+            if (p->w[i].job == j)
+                vigil__cancel_fd_signal(p->w[i].cancel_fd);
         }
     }
     pthread_mutex_unlock(&p->lock);
@@ -301,8 +273,7 @@ void vigil__pool_stop(vigil__pool *p) {
             continue;
         }
         pthread_join(p->w[i].thread, NULL);
-        if (p->w[i].cancel_fd >= 0)
-            close(p->w[i].cancel_fd);
+        vigil__cancel_fd_close(p->w[i].cancel_fd);
     }
     p->n = 0;
 }
@@ -317,20 +288,3 @@ void vigil__pool_free(vigil__pool *p) {
     free(p->w);
     free(p);
 }
-
-#ifndef _WIN32
-int vigil__pool_wait_fd(int fd, short events, int cancel_fd) {
-    for (;;) {
-        struct pollfd pf[2] = {{.fd = fd, .events = events}, {.fd = cancel_fd, .events = POLLIN}};
-        int n = poll(pf, 2, -1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (pf[1].revents & POLLIN)
-            return -ECANCELED;
-        if (pf[0].revents)
-            return 0; /* ready, or an error the call itself will report */
-    }
-}
-#endif

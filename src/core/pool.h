@@ -44,7 +44,8 @@ struct vigil__job {
      * without the lock: an abandoned worker may not take the pool's lock. */
     _Atomic int hand;
     /* Runs on a worker. A call that can wait for ever (a pipe, a socket)
-     * waits through vigil__pool_wait_fd so a cancel can interrupt it. */
+     * waits for cancel_fd too (os/linux/files.c), so a cancel can interrupt
+     * it; cancel_fd is -1 where there is none (Windows). */
     int (*run)(vigil__job *job, int cancel_fd);
     /* An abandoned job's result, which nobody will take (an fd to close);
      * on its worker, before the block is freed. May be NULL. */
@@ -67,7 +68,7 @@ int vigil__pool_new(vigil__pool **out, vigil_loop *loop, uint32_t threads, uint3
  * no worker could be started and none runs. */
 int vigil__pool_submit(vigil__pool *p, vigil__job *j);
 /* A queued job is done at once with -ECANCELED; a running one is asked to
- * stop (only waits through vigil__pool_wait_fd can be interrupted). */
+ * stop (only waits that include its cancel_fd can be interrupted). */
 void vigil__pool_cancel(vigil__pool *p, vigil__job *j);
 /* The next finished job, or NULL; whether one waits. */
 bool vigil__pool_has_done(vigil__pool *p);
@@ -86,9 +87,5 @@ uint32_t vigil__pool_running(vigil__pool *p);
 void vigil__pool_stop(vigil__pool *p);
 /* Frees it, after vigil__pool_stop and once every finished job was taken. */
 void vigil__pool_free(vigil__pool *p);
-
-/* For run functions: waits until fd is ready for events (POLLIN/POLLOUT):
- * 0, or -ECANCELED when the job was cancelled. */
-int vigil__pool_wait_fd(int fd, short events, int cancel_fd);
 
 #endif

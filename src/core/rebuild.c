@@ -22,6 +22,7 @@
  * generations, so every handle the application holds stays valid.
  */
 #include "core/loop.h"
+#include "os/backends.h"
 #include "os/platform.h"
 
 #include <errno.h>
@@ -364,12 +365,11 @@ int vigil__move_backend(vigil_loop *loop, const vigil__backend *target) {
     loop->info.buf_size = loop->opts.buf_size;
     loop->info.buf_count = loop->opts.buf_count;
     rc = loop->be->init(loop);
-#ifndef _WIN32
-    if (rc < 0 && !(loop->be->caps & VIGIL__CAP_FALLBACK)) { /* out of rings: epoll still serves */
-        loop->be = &vigil__epoll_backend;
+    const vigil__backend *fallback = vigil__backend_fallback(); /* epoll on Linux; none on Windows */
+    if (rc < 0 && fallback && !(loop->be->caps & VIGIL__CAP_FALLBACK)) { /* out of rings: epoll still serves */
+        loop->be = fallback;
         rc = loop->be->init(loop);
     }
-#endif
     if (rc == 0 && target && target != old_be)
         snprintf(loop->reason, sizeof(loop->reason), "rebuilt on %s: restart budget exhausted", target->name);
     vigil__publish_backend(loop);
@@ -595,11 +595,9 @@ static void *rebuilt_main(void *arg) {
 }
 
 int vigil__rebuild_start(vigil_loop *loop, int backend, uint32_t grace_ms) {
-    const vigil__backend *target = NULL;
-#ifndef _WIN32
-    if (backend == VIGIL_BACKEND_EPOLL)
-        target = &vigil__epoll_backend;
-#endif
+    const vigil__backend *target = NULL, *fallback = vigil__backend_fallback();
+    if (backend != VIGIL_BACKEND_AUTO && fallback && fallback->id == backend)
+        target = fallback; /* the restart budget's VIGIL_BUDGET_EPOLL (Linux) */
     if (backend != VIGIL_BACKEND_AUTO && !target)
         return -ENOTSUP;
     rebuild_job *j = malloc(sizeof(*j));

@@ -6,18 +6,13 @@
 #define VIGIL_CORE_SIGNAL_H
 
 #include "core/op.h"
-
-#ifndef _WIN32
-#include <signal.h>
-#endif
+#include "os/platform.h"
 
 /* The signals' part of a loop. Signals read and not yet delivered to every
  * watcher stay in loop memory, so a fence leaves the rest for the rebuild. */
 typedef struct vigil__signals {
     int fd;                    /* the signalfd, or -1 */
-#ifndef _WIN32
-    sigset_t mask;
-#endif
+    vigil__sigset mask;        /* the signals watched (empty on Windows) */
     uint32_t *watch;           /* watcher op slots + 1, in start order */
     uint32_t watch_n, watch_cap;
     uint32_t read;             /* the SIGREAD op: slot + 1, or 0 */

@@ -114,23 +114,7 @@ static void maybe_free(vigil_loop *loop, vigil__conn *c) {
 
 /* --------------------------------------------------------- receiving */
 
-#ifndef _WIN32
-typedef struct rx_state { /* one-shot recvmsg: the kernel writes the address here */
-    struct msghdr mh;
-    struct iovec iov;
-    struct sockaddr_storage name;
-} rx_state;
-#define RX_NAMELEN(rx) ((rx)->mh.msg_namelen)
-#define RX_FLAGS(rx) ((rx)->mh.msg_flags)
-#else
-typedef struct rx_state { /* WSARecvFrom writes the address and its length here */
-    SOCKADDR_STORAGE name;
-    int namelen;
-    unsigned long flags;
-} rx_state;
-#define RX_NAMELEN(rx) ((rx)->namelen)
-#define RX_FLAGS(rx) ((rx)->flags)
-#endif
+typedef vigil__dgram_rx rx_state; /* os/sockets.h */
 
 static void recv_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int status) {
     op->flags |= VIGIL__OPF_USER_DONE;
@@ -181,13 +165,7 @@ int vigil_udp_recv_start(vigil_loop *loop, vigil_udp h, vigil_udp_recv_cb cb, vo
         }
         return -ENOMEM;
     }
-#ifndef _WIN32
-    rx->mh.msg_name = &rx->name;
-    rx->mh.msg_iov = &rx->iov;
-    rx->mh.msg_iovlen = 1;
-    rx->iov.iov_len = loop->opts.buf_size;
-#endif
-    RX_NAMELEN(rx) = sizeof(rx->name);
+    vigil__dgram_rx_init(rx, loop->opts.buf_size);
     op->u.udp.rx = rx;
     op->cb = (void *)cb;
     op->ud = ud;
@@ -216,12 +194,12 @@ static void deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, const vigil
         buf.truncated = (o->flags & VIGIL__MSG_TRUNC) || o->payloadlen > room;
     } else {
         rx_state *rx = op->u.udp.rx;
-        from.len = (uint32_t)RX_NAMELEN(rx) < sizeof(from.bytes) ? (uint32_t)RX_NAMELEN(rx) : (uint32_t)sizeof(from.bytes);
+        from.len = (uint32_t)VIGIL__RX_NAMELEN(rx) < sizeof(from.bytes) ? (uint32_t)VIGIL__RX_NAMELEN(rx) : (uint32_t)sizeof(from.bytes);
         memcpy(from.bytes, &rx->name, from.len);
         buf.data = b;
         buf.len = (size_t)e->res;
-        buf.truncated = (RX_FLAGS(rx) & VIGIL__MSG_TRUNC) != 0;
-        RX_NAMELEN(rx) = sizeof(rx->name);
+        buf.truncated = (VIGIL__RX_FLAGS(rx) & VIGIL__MSG_TRUNC) != 0;
+        VIGIL__RX_NAMELEN(rx) = sizeof(rx->name);
     }
     loop->buf_state[id] = VIGIL__BUF_USER;
     loop->buf_current = id;
@@ -235,9 +213,9 @@ static void deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, const vigil
 static void deliver_empty(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
     rx_state *rx = op->u.udp.rx;
     vigil_peer from = {0};
-    from.len = (uint32_t)RX_NAMELEN(rx) < sizeof(from.bytes) ? (uint32_t)RX_NAMELEN(rx) : (uint32_t)sizeof(from.bytes);
+    from.len = (uint32_t)VIGIL__RX_NAMELEN(rx) < sizeof(from.bytes) ? (uint32_t)VIGIL__RX_NAMELEN(rx) : (uint32_t)sizeof(from.bytes);
     memcpy(from.bytes, &rx->name, from.len);
-    RX_NAMELEN(rx) = sizeof(rx->name);
+    VIGIL__RX_NAMELEN(rx) = sizeof(rx->name);
     vigil_buf buf = {.data = (const uint8_t *)"", .len = 0, .id = UINT32_MAX};
     vigil_udp_recv_cb cb = (vigil_udp_recv_cb)op->cb;
     VIGIL__CALLBACK(loop, cb, (loop, udp_handle(loop, c), 0, &buf, &from, op->ud));

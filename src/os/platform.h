@@ -1,12 +1,15 @@
 /*
  * platform.h: the operating-system calls the loop needs besides its backend:
- * clocks, sockets, addresses, memory. One implementation per OS
- * (posix.c here); every function returns 0/positive or a negative errno.
+ * clocks, sockets, addresses, memory, threads. One implementation per OS
+ * (os/linux, os/win); every function returns 0/positive or a negative
+ * errno. Where a type differs per OS it is defined here, so the core that
+ * uses it needs no #ifdef.
  */
 #ifndef VIGIL_PLATFORM_H
 #define VIGIL_PLATFORM_H
 
 #include "vigil.h"
+#include <pthread.h>
 #ifndef _WIN32
 #include <signal.h>
 #endif
@@ -62,20 +65,49 @@ void *vigil__mem_map(size_t len);
 void vigil__mem_unmap(void *p, size_t len);
 void vigil__mem_guard(void *p, size_t len); /* make inaccessible */
 
-/* The most descriptors the process may hold open now (sockets on Windows):
- * a bound on connections a listener can accept while its callback is stuck. */
-uint32_t vigil__fd_limit(void);
-
 /* Cross-thread wake primitive (eventfd): */
 int vigil__wakefd_open(int *out);
 int vigil__wakefd_signal(int fd);
 void vigil__wakefd_close(int fd);
 
+/* Signal masks of vigil's threads (os/linux/threads.c, os/win/threads.c).
+ * A thread of vigil's that runs a loop blocks what the loop's signal
+ * watchers read from their signalfd and what vigil_serve waits for, and
+ * nothing else (the supervisor's signals must reach it); pool workers and
+ * the supervisor block every signal. Windows has no signals to mask: the
+ * set is empty there and these change nothing. */
+#ifdef _WIN32
+typedef struct vigil__sigset { char none; } vigil__sigset;
+#else
+typedef sigset_t vigil__sigset;
+#endif
+void vigil__sigset_empty(vigil__sigset *s);
+/* Adds what vigil__stop_requests_catch catches (SIGINT and SIGTERM). */
+void vigil__sigset_add_stop_requests(vigil__sigset *s);
+void vigil__sigset_union(vigil__sigset *out, const vigil__sigset *a, const vigil__sigset *b);
+/* The calling thread blocks s as well (block), or exactly s (mask). */
+void vigil__thread_signals_block(const vigil__sigset *s);
+void vigil__thread_signals_mask(const vigil__sigset *s);
+/* pthread_create of a thread that blocks every signal (blocked around the
+ * create, so the thread starts with them blocked), so that no
+ * process-directed signal, SIGINT say, and no supervisor signal lands on
+ * it: 0 or -errno. */
+int vigil__thread_start_unsignalled(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/* A pool worker's cancel fd (pool.c): a cancel of the job it runs signals
+ * it, and a job's wait for a pipe or socket waits for it too, so the cancel
+ * ends that wait. Linux: an eventfd (open: 0 or -errno); Windows: none,
+ * -1 (a running job there is never interrupted), and the rest do nothing. */
+int vigil__cancel_fd_open(int *out);
+void vigil__cancel_fd_signal(int fd);
+void vigil__cancel_fd_drain(int fd); /* a cancel meant for an earlier job */
+void vigil__cancel_fd_close(int fd);
+
 /* Threads, for the supervisor. */
 int vigil__thread_id(void);
 /* What thread tid of this process is doing: "running", or the system call
  * it waits in ("read(fd 5)", "clock_nanosleep"). Returns 0 or -errno. Linux:
- * stack_linux.c, which also reads a blocked thread's frames (stack.h). */
+ * os/linux/stack.c, which also reads a blocked thread's frames (stack.h). */
 int vigil__thread_syscall(int tid, char *buf, size_t len);
 /* CPU time of thread tid of this process, in ns (0 if unknown): exact from
  * schedstat where the kernel has it, else tick-sampled from stat. */

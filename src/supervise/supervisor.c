@@ -7,34 +7,25 @@
  * The supervisor only reads what the loop publishes for it (atomics: the
  * runner's state, the op and connection being handled, the time of the last
  * progress, the next deadline, posts waiting, the backend's poll fd). Its
- * actions on a loop thread are two signals (a backtrace, whose handler
- * records frames into loop memory; an unblock, whose handler does nothing,
- * so that a blocked syscall fails with EINTR) and one compare-and-swap of
- * the runner's state from CALLBACK to FENCED. It never touches the loop's
- * tables, ring or connections: the rebuild thread does, once it owns them.
+ * actions on a loop thread are the OS's (os/supervise.h: on Linux two
+ * signals, a backtrace, whose handler records frames into loop memory, and
+ * an unblock, whose handler does nothing, so that a blocked syscall fails
+ * with EINTR; on Windows a suspension for a stack walk and an APC) and one
+ * compare-and-swap of the runner's state from CALLBACK to FENCED. It never
+ * touches the loop's tables, ring or connections: the rebuild thread does,
+ * once it owns them.
  */
 #include "core/probe.h" /* with core/runner.h: all it may see of a loop */
+#include "os/backends.h"
 #include "os/platform.h"
-#ifndef _WIN32
-#include "os/stack.h"
-#endif
+#include "os/supervise.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _WIN32
-#include <windows.h>
-#else
-#include <execinfo.h>
+#include <time.h>
 #include <unistd.h>
-#endif
-
-/* Windows: a thread's CPU time moves in steps of 10 ms or more (under wine),
- * so one tick of 25 ms cannot tell a spin from a wait; the window spans the
- * last CPU_SAMPLES ticks, a stall's length at the default tick. */
-#define CPU_SAMPLES 4
 
 typedef struct watched {
     vigil_loop *loop;
@@ -49,10 +40,7 @@ typedef struct watched {
     uint64_t *rebuilt_ns;  /* times of the last budget_rebuilds rebuilds, a ring */
     uint32_t timed_seen;   /* sv_rebuilds_timed last logged */
     uint32_t rebuilt_pos;
-    int cpu_tid;           /* Windows: the loop thread's CPU time at the last ticks, */
-    uint64_t cpu_ns[CPU_SAMPLES], cpu_at[CPU_SAMPLES];
-    unsigned cpu_n;        /* samples taken of cpu_tid (the oldest at cpu_n % CPU_SAMPLES) */
-    bool cpu_busy;         /* and whether it used a quarter of the time since the oldest */
+    vigil__thread_watch tw;   /* what the OS keeps of the loop thread between ticks */
     vigil__sched_files sched; /* Linux: the loop thread's schedstat and stat, kept open */
     uint64_t sched_at, sched_run; /* the last sample: when, and its CPU time then */
     uint64_t base_progress;   /* the stretch without progress being measured, */
@@ -79,45 +67,6 @@ struct vigil_supervisor {
     } st;
 };
 
-#ifndef _WIN32
-/* On Linux the supervisor reaches a loop thread with two signals; on
- * Windows it suspends the thread to walk its stack (which also makes its
- * writes visible) and queues an APC to end an alertable wait
- * (vigil__thread_inspect, vigil__thread_interrupt in win.c). */
-static void on_backtrace_signal(int sig) {
-    (void)sig;
-    vigil__runner *r = vigil__tls_runner;
-    if (r && atomic_load_explicit(&r->state, memory_order_acquire) == VIGIL__AT_FENCED) {
-        /* A fenced thread: what it wrote before now is visible to whoever
-         * reads acked; its loop may already be elsewhere, so touch nothing. */
-        atomic_store_explicit(&r->acked, 1, memory_order_release);
-        return;
-    }
-    vigil_loop *loop = vigil__tls_loop;
-    vigil__probe *pr = loop ? vigil__probe_of(loop) : NULL;
-    if (!loop || atomic_load_explicit(&pr->bt_n, memory_order_acquire) != -1)
-        return;
-    int n = backtrace(pr->bt_frames, (int)(sizeof(pr->bt_frames) / sizeof(pr->bt_frames[0])));
-    atomic_store_explicit(&pr->bt_n, n, memory_order_release);
-}
-
-static void on_unblock_signal(int sig) { (void)sig; /* its only job: EINTR */ }
-
-/* Installs a handler for sig unless the application has one. */
-static int install(int sig, void (*fn)(int), int flags) {
-    struct sigaction old, sa;
-    if (sigaction(sig, NULL, &old) < 0)
-        return -errno;
-    if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN && old.sa_handler != fn)
-        return -EBUSY; /* the application's own handler: leave it alone */
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = fn;
-    sa.sa_flags = flags;
-    sigemptyset(&sa.sa_mask);
-    return sigaction(sig, &sa, NULL) < 0 ? -errno : 0;
-}
-#endif
-
 static void log_line(vigil_supervisor *s, const char *line) {
     if (s->o.log)
         s->o.log(line, s->o.ud);
@@ -127,120 +76,15 @@ static void log_line(vigil_supervisor *s, const char *line) {
 
 static void stat_add(_Atomic uint64_t *c, uint64_t d) { atomic_fetch_add_explicit(c, d, memory_order_relaxed); }
 
-#ifndef _WIN32
-/* Asks a running loop thread for its backtrace (a signal whose handler calls
- * backtrace()); waits at most 50 ms. The frames after the handler's own two,
- * innermost first, into frames; returns how many (0: none came). */
-static int signal_backtrace(vigil_supervisor *s, vigil__probe *pr, vigil__runner *runner, void **frames,
-                            int max) {
-    atomic_store_explicit(&pr->bt_n, -1, memory_order_release);
-    if (pthread_kill(runner->thread, s->o.backtrace_signal) != 0)
-        return 0;
-    uint64_t until = vigil__clock_ns() + 50000000ull;
-    int n;
-    while ((n = atomic_load_explicit(&pr->bt_n, memory_order_acquire)) < 0 && vigil__clock_ns() < until) {
-        struct timespec ts = {0, 1000000}; /* 1 ms: the thread may first have to be scheduled */
-        nanosleep(&ts, NULL);
-    }
-    if (n <= 0) {
-        atomic_store_explicit(&pr->bt_n, 0, memory_order_release);
-        return 0;
-    }
-    int k = 0;
-    for (int i = 2; i < n && k < max; i++) /* frames 0-1: the handler and the signal trampoline */
-        frames[k++] = pr->bt_frames[i];
-    return k;
-}
-
-/* Where the loop thread is, without disturbing it more than it must: a
- * thread blocked in a system call is read from /proc and its stack
- * (stack_linux.c), never signalled, so the call it waits in goes on; only a
- * running thread is asked for a backtrace (unless they are off), which no
- * call of its can notice. In a callback, the scan stops at vigil's frame
- * that called it, so what it finds is the callback's own. */
-static void describe_thread(vigil_supervisor *s, vigil__probe *pr, vigil__runner *runner, int where,
-                            vigil_stall_report *r) {
-    struct vigil__thread_look lk;
-    uintptr_t limit = where == VIGIL__AT_CALLBACK ? atomic_load_explicit(&pr->cb_sp, memory_order_relaxed) : 0;
-    int rc = vigil__thread_look(runner->tid, limit, &lk);
-    snprintf(r->syscall, sizeof(r->syscall), "%s", lk.syscall);
-    void *frames[VIGIL__LOOK_FRAMES];
-    int n = 0;
-    const char *note = "";
-    (void)rc; /* what could be read is in lk: the call, and frames if it is blocked */
-    if (lk.nframes) {
-        memcpy(frames, lk.frames, (size_t)lk.nframes * sizeof(frames[0]));
-        n = lk.nframes;
-        note = "(read from its stack without stopping it: stale frames may be among these)\n";
-    } else if (!strcmp(lk.syscall, "running") && !(s->o.flags & VIGIL_SUPERVISOR_NO_BACKTRACE)) {
-        n = signal_backtrace(s, pr, runner, frames, VIGIL__LOOK_FRAMES);
-        if (!n)
-            note = "(no backtrace within 50 ms)\n";
-    }
-    size_t used = (size_t)snprintf(r->backtrace, sizeof(r->backtrace), "%s", note);
-    for (int i = 0; i < n && used + 2 < sizeof(r->backtrace); i++) {
-        char name[300];
-        vigil__frame_name(frames[i], name, sizeof(name));
-        int w = snprintf(r->backtrace + used, sizeof(r->backtrace) - used, "%s\n", name);
-        if (w < 0)
-            break;
-        used += (size_t)w < sizeof(r->backtrace) - used ? (size_t)w : sizeof(r->backtrace) - used - 1;
-    }
-    /* "at": the innermost frame outside libc and, in a callback, outside the
-     * vigil functions that callback called (vigil_now_ns in a spin, say):
-     * the program's own code, where the time goes. */
-    for (int i = 0; i < n && !r->at[0]; i++) {
-        if (vigil__frame_is_system(frames[i]))
-            continue;
-        char name[sizeof(r->at)];
-        vigil__frame_name(frames[i], name, sizeof(name));
-        if (where == VIGIL__AT_CALLBACK && !strncmp(name, "vigil_", 6))
-            continue;
-        memcpy(r->at, name, sizeof(r->at));
-    }
-    void *cb = atomic_load_explicit(&pr->cb, memory_order_relaxed);
-    if (where == VIGIL__AT_CALLBACK && cb)
-        vigil__frame_name(cb, r->callback, sizeof(r->callback));
-}
-#else
-/* Windows: the thread is stopped for as long as a stack walk takes
- * (vigil__thread_inspect), which no call of its can notice. */
-static void describe_thread(vigil_supervisor *s, vigil__probe *pr, vigil__runner *runner, int where,
-                            vigil_stall_report *r) {
-    (void)where;
-    if (s->o.flags & VIGIL_SUPERVISOR_NO_BACKTRACE)
-        return;
-    if (vigil__thread_inspect(runner->tid, r->backtrace, sizeof(r->backtrace), NULL, 0) < 0)
-        snprintf(r->backtrace, sizeof(r->backtrace), "(no backtrace: the thread could not be stopped)");
-    const char *nl = strchr(r->backtrace, '\n');
-    snprintf(r->at, sizeof(r->at), "%.*s", nl ? (int)(nl - r->backtrace) : (int)strlen(r->backtrace),
-             r->backtrace);
-    void *cb = atomic_load_explicit(&pr->cb, memory_order_relaxed);
-    if (cb)
-        snprintf(r->callback, sizeof(r->callback), "%p", cb);
-}
-#endif
-
 /* What the loop thread is doing, into sc ("running", or the call it waits
- * in); true if it waits in a system call. Linux reads it from /proc. On
- * Windows the stack says which call, but a thread spinning on a clock is
- * often caught inside one (under wine QueryPerformanceCounter is a system
- * call), so a thread counts as waiting only if it also used under a
- * quarter of the CPU time over the last CPU_SAMPLES ticks (sampled each tick). */
-static bool thread_waits(const watched *w, vigil__runner *runner, uint64_t now, char *sc, size_t len) {
+ * in); true if it waits in a system call (as the OS can tell:
+ * vigil__thread_in_syscall). */
+static bool thread_waits(const watched *w, vigil__runner *runner, char *sc, size_t len) {
     if (vigil__thread_syscall(runner->tid, sc, len) < 0) {
         snprintf(sc, len, "?");
         return false;
     }
-#ifdef _WIN32
-    (void)runner, (void)now;
-    if (w->cpu_busy)
-        snprintf(sc, len, "running");
-    return !w->cpu_busy;
-#else
-    (void)w, (void)now;
-    return strncmp(sc, "running", 7) != 0;
-#endif
+    return vigil__thread_in_syscall(&w->tw, sc, len);
 }
 
 static const char *where_name(int where) {
@@ -259,10 +103,7 @@ static void report(vigil_supervisor *s, watched *w, vigil__runner *runner, uint6
     r.where = where_name(where);
     r.op = vigil__op_kind_name(atomic_load_explicit(&pr->op_kind, memory_order_relaxed));
     r.conn.id = atomic_load_explicit(&pr->conn, memory_order_relaxed);
-    describe_thread(s, pr, runner, where, &r);
-#ifdef _WIN32
-    thread_waits(w, runner, now, r.syscall, sizeof(r.syscall));
-#endif
+    vigil__thread_describe(&s->o, &w->tw, pr, runner, where, &r);
     vigil_loop_stats ls;
     vigil_loop_stats_get(loop, &ls);
     r.ops_in_flight = ls.ops_in_flight;
@@ -352,23 +193,9 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
                                                  memory_order_acq_rel, memory_order_acquire))
         return; /* it left the callback meanwhile: it is not stuck there */
     stat_add(&s->st.fences, 1);
-    /* The fence signal makes what the stuck thread wrote so far visible to
-     * the rebuild (its handler publishes with a release store). A thread in
-     * a syscall that holds signals back may not run it: wait a little only. */
-#ifdef _WIN32
-    /* Stopping the thread for a look at it orders its writes before ours. */
-    if (vigil__thread_inspect(runner->tid, NULL, 0, NULL, 0) == 0)
-        atomic_store_explicit(&runner->acked, 1, memory_order_release);
-#else
-    if (pthread_kill(runner->thread, s->o.backtrace_signal) == 0) {
-        uint64_t until = vigil__clock_ns() + 20000000ull;
-        while (!atomic_load_explicit(&runner->acked, memory_order_acquire) &&
-               !atomic_load_explicit(&runner->returned, memory_order_acquire) && vigil__clock_ns() < until) {
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
-        }
-    }
-#endif
+    /* What the stuck thread wrote so far becomes visible to the rebuild
+     * (runner->acked says it did), as far as the OS can make it. */
+    vigil__thread_sync_writes(&s->o, runner);
     w->rebuilt_ns[w->rebuilt_pos] = now;
     w->rebuilt_pos = (w->rebuilt_pos + 1) % s->o.budget_rebuilds;
     atomic_store_explicit(&pr->rebuilt, 0, memory_order_relaxed);
@@ -495,20 +322,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
     vigil__runner *runner = atomic_load_explicit(&pr->runner, memory_order_acquire);
     if (!runner || !atomic_load_explicit(&pr->attached, memory_order_acquire))
         return;
-#ifdef _WIN32
-    uint64_t cpu = vigil__thread_cpu_ns(runner->tid);
-    if (w->cpu_tid != runner->tid) {
-        w->cpu_tid = runner->tid;
-        w->cpu_n = 0;
-    }
-    unsigned slot = w->cpu_n % CPU_SAMPLES; /* the oldest sample, replaced by this one */
-    unsigned first = w->cpu_n < CPU_SAMPLES ? 0 : slot;
-    w->cpu_busy = w->cpu_n == 0 || now <= w->cpu_at[first] ||
-                  (cpu - w->cpu_ns[first]) * 4 >= now - w->cpu_at[first];
-    w->cpu_ns[slot] = cpu;
-    w->cpu_at[slot] = now;
-    w->cpu_n++;
-#endif
+    vigil__thread_watch_tick(&w->tw, runner->tid, now);
     bool may_fence = s->o.fence_ms != UINT32_MAX && !w->no_rebuilds;
     if (may_fence && atomic_load_explicit(&pr->fence_request, memory_order_acquire) == runner &&
         atomic_load_explicit(&runner->state, memory_order_acquire) == VIGIL__AT_CALLBACK) {
@@ -599,7 +413,7 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
     if (!fence_due && !unblock_due)
         return; /* nothing to do yet: no need to read /proc */
     char sc[96];
-    bool in_syscall = thread_waits(w, runner, now, sc, sizeof(sc));
+    bool in_syscall = thread_waits(w, runner, sc, sizeof(sc));
     uint64_t tick_ns = (uint64_t)s->o.tick_ms * 1000000ull;
     if (fence_due &&
         atomic_load_explicit(&runner->state, memory_order_acquire) == VIGIL__AT_CALLBACK &&
@@ -616,23 +430,14 @@ static void check(vigil_supervisor *s, watched *w, uint64_t now) {
     if (!in_syscall)
         return; /* spinning: a signal would not help (a rebuild does) */
     w->unblocked_ns = now;
-#ifdef _WIN32
-    if (vigil__thread_interrupt(runner->tid) == 0) {
+    char how[32];
+    if (vigil__thread_unblock(&s->o, runner, how, sizeof(how)) == 0) {
         stat_add(&s->st.threads_unblocked, 1);
         char line[200];
-        snprintf(line, sizeof(line), "vigil: loop %u stalled %llu ms in %s: interrupting it (an APC)",
-                 pr->id, (unsigned long long)(age / 1000000), sc);
+        snprintf(line, sizeof(line), "vigil: loop %u stalled %llu ms in %s: interrupting it (%s)",
+                 pr->id, (unsigned long long)(age / 1000000), sc, how);
         log_line(s, line);
     }
-#else
-    if (pthread_kill(runner->thread, s->o.unblock_signal) == 0) {
-        stat_add(&s->st.threads_unblocked, 1);
-        char line[200];
-        snprintf(line, sizeof(line), "vigil: loop %u stalled %llu ms in %s: interrupting it (signal %d)",
-                 pr->id, (unsigned long long)(age / 1000000), sc, s->o.unblock_signal);
-        log_line(s, line);
-    }
-#endif
 }
 
 static void *supervisor_main(void *arg) {
@@ -685,28 +490,11 @@ int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_option
         return -EINVAL;
     if (o.budget_rebuilds > 1000000)
         return -EINVAL;
-#ifdef _WIN32
-    if (o.budget_action == VIGIL_BUDGET_EPOLL)
-        return -ENOTSUP; /* no epoll on Windows */
-    if (o.backtrace_signal || o.unblock_signal)
-        return -ENOTSUP; /* no signals: threads are reached by suspension and APCs */
-#else
-    if (!o.backtrace_signal)
-        o.backtrace_signal = SIGRTMIN + 1;
-    if (!o.unblock_signal)
-        o.unblock_signal = SIGRTMIN + 2;
-    if (o.backtrace_signal == o.unblock_signal || o.backtrace_signal <= 0 || o.unblock_signal <= 0 ||
-        o.backtrace_signal >= NSIG || o.unblock_signal >= NSIG)
-        return -EINVAL;
-    /* backtrace() may load libgcc on first use: never let that happen in the handler */
-    void *warm[2];
-    backtrace(warm, 2);
-    int rc = install(o.backtrace_signal, on_backtrace_signal, SA_RESTART);
-    if (rc == 0)
-        rc = install(o.unblock_signal, on_unblock_signal, 0); /* no SA_RESTART: EINTR */
+    if (o.budget_action == VIGIL_BUDGET_EPOLL && !vigil__backend_fallback())
+        return -ENOTSUP; /* no epoll (Windows) */
+    int rc = vigil__thread_reach_setup(&o); /* Linux: the two signals' handlers */
     if (rc < 0)
         return rc;
-#endif
     vigil_supervisor *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
@@ -718,15 +506,7 @@ int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_option
     pthread_condattr_destroy(&ca);
     /* Its thread blocks every signal (set around the create, inherited), so
      * that a process-directed signal, SIGINT say, never lands on it. */
-#ifdef _WIN32
-    int created = pthread_create(&s->thread, NULL, supervisor_main, s);
-#else
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int created = pthread_create(&s->thread, NULL, supervisor_main, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-#endif
+    int created = vigil__thread_start_unsignalled(&s->thread, supervisor_main, s);
     if (created != 0) {
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->cond);

@@ -1,5 +1,5 @@
 /*
- * fs_linux.c: file calls on Linux (fs.h): the loop's file ring when the
+ * files.c: file calls on Linux (fs.h): the loop's file ring when the
  * loop runs on io_uring, its worker pool otherwise (epoll, or a kernel that
  * will not give one more ring), chosen at the first call.
  *
@@ -30,6 +30,23 @@
 
 /* ------------------------------------------------ the pool's side */
 
+/* Waits until fd is ready for events (POLLIN/POLLOUT): 0, or -ECANCELED
+ * when the job was cancelled (its worker's cancel_fd, pool.c). */
+static int wait_fd(int fd, short events, int cancel_fd) {
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = fd, .events = events}, {.fd = cancel_fd, .events = POLLIN}};
+        int n = poll(pf, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (pf[1].revents & POLLIN)
+            return -ECANCELED;
+        if (pf[0].revents)
+            return 0; /* ready, or an error the call itself will report */
+    }
+}
+
 /* Pipes, sockets and terminals can wait for ever: wait for them where a
  * cancel can interrupt, then move bytes without blocking. */
 static int pool_rw(vigil__fsjob *j, int cancel_fd) {
@@ -41,7 +58,7 @@ static int pool_rw(vigil__fsjob *j, int cancel_fd) {
     int nowait = waitable ? RWF_NOWAIT : 0;
     for (;;) {
         if (waitable) {
-            int rc = vigil__pool_wait_fd(j->fd, j->call == VIGIL__FS_READ ? POLLIN : POLLOUT, cancel_fd);
+            int rc = wait_fd(j->fd, j->call == VIGIL__FS_READ ? POLLIN : POLLOUT, cancel_fd);
             if (rc < 0)
                 return rc;
         }
@@ -175,4 +192,26 @@ int vigil__fs_os_done(vigil_loop *loop, vigil__fsjob *j, int res) {
             .ctime_ns = ns_of(j->stx.stx_ctime)};
     }
     return res;
+}
+
+/* ------------------------------------------------ the file ring's pass */
+
+void vigil__fs_os_poll(vigil_loop *loop, int max) {
+    if (!loop->fs_ring)
+        return;
+    vigil__cqe c;
+    vigil__fs_ring_flush(loop->fs_ring);
+    for (int n = 0; n < max && vigil__fs_ring_take(loop->fs_ring, &c); n++)
+        vigil__dispatch_engine(loop, &c);
+}
+
+bool vigil__fs_os_ready(vigil_loop *loop) { return vigil__fs_ring_ready(loop->fs_ring); }
+
+bool vigil__fs_os_wait(vigil_loop *loop, int timeout_ms) {
+    return loop->fs_ring && vigil__fs_ring_wait(loop->fs_ring, timeout_ms) == 0;
+}
+
+void vigil__fs_os_free(vigil_loop *loop) {
+    vigil__fs_ring_free(loop->fs_ring);
+    loop->fs_ring = NULL;
 }

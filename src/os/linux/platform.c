@@ -17,7 +17,6 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <stddef.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -32,13 +31,6 @@ uint64_t vigil__clock_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint32_t vigil__fd_limit(void) {
-    struct rlimit r;
-    if (getrlimit(RLIMIT_NOFILE, &r) < 0 || r.rlim_cur == RLIM_INFINITY || r.rlim_cur > UINT32_MAX / 4)
-        return UINT32_MAX / 4;
-    return (uint32_t)r.rlim_cur;
 }
 
 _Static_assert(sizeof(struct sockaddr_storage) <= sizeof(((vigil__addr *)0)->bytes),

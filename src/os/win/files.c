@@ -1,5 +1,5 @@
 /*
- * fs_win.c: file calls on Windows (fs.h).
+ * files.c: file calls on Windows (fs.h).
  *
  * A file vigil_fs_open opens is a CreateFileW handle with
  * FILE_FLAG_OVERLAPPED behind a C runtime fd (_open_osfhandle; never
@@ -369,4 +369,24 @@ int vigil__fs_os_done(vigil_loop *loop, vigil__fsjob *j, int res) {
     else if (j->call == VIGIL__FS_STAT && res == 0)
         *j->st_out = j->st;
     return res;
+}
+
+/* ------------------------------------- the engine's pass and its end */
+
+/* Overlapped reads and writes complete through the port: the backend's
+ * wait hands them over, there is nothing to take here. */
+void vigil__fs_os_poll(vigil_loop *loop, int max) { (void)loop, (void)max; }
+bool vigil__fs_os_ready(vigil_loop *loop) { (void)loop; return false; }
+
+bool vigil__fs_os_wait(vigil_loop *loop, int timeout_ms) {
+    if (!loop->be || !loop->be->file_rw)
+        return false;
+    loop->be->wait(loop, (int64_t)timeout_ms * 1000000); /* overlapped reads and writes complete through the port */
+    return true;
+}
+
+void vigil__fs_os_free(vigil_loop *loop) {
+    free(loop->port_files);
+    loop->port_files = NULL;
+    loop->port_files_cap = 0;
 }

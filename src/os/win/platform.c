@@ -101,10 +101,6 @@ static int wsa(void) {
 
 /* ------------------------------------------------------------ clocks */
 
-/* Windows has no per-process socket limit to read: the most a process
- * keeps open in practice (its handle table grows to about 16 M). */
-uint32_t vigil__fd_limit(void) { return 1u << 16; }
-
 uint64_t vigil__clock_ns(void) {
     static LARGE_INTEGER freq;
     LARGE_INTEGER c;
