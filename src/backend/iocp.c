@@ -754,6 +754,7 @@ static int iocp_handover(vigil_loop *loop) {
 const vigil__backend vigil__iocp_backend = {
     .name = "iocp",
     .id = 0, /* no VIGIL_BACKEND_* value of its own: the only one on Windows */
+    .caps = VIGIL__CAP_HANDOVER | VIGIL__CAP_FILE_IO,
     .init = iocp_init,
     .attach = iocp_attach,
     .fini = iocp_fini,

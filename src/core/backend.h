@@ -35,6 +35,10 @@ typedef struct vigil__slice { const void *base; size_t len; } vigil__slice;
                                         * (engine.c) beside the loop's */
 #define VIGIL__CAP_FALLBACK  (1u << 1) /* the backend a rebuild falls back to when the
                                         * kernel refuses a new one of another kind */
+#define VIGIL__CAP_HANDOVER  (1u << 2) /* its kernel objects cannot be replaced: a rebuild
+                                        * takes them over (handover) */
+#define VIGIL__CAP_FILE_IO   (1u << 3) /* it reads and writes the loop's files itself
+                                        * (file_bind, file_rw) */
 
 /* The backend interface: completion-based and free of OS types. Each start
  * function queues one request tagged with the op; its completions come back
@@ -87,16 +91,17 @@ typedef struct vigil__backend {
     uint32_t (*harvest)(void *old_state, vigil__cqe *out, uint32_t max, bool *overflowed);
     /* tears an abandoned state down, from any thread */
     void (*abandon)(void *old_state);
-    /* Set where the kernel objects cannot be replaced (IOCP: a socket stays
-     * bound to its completion port for life): the new thread takes the
+    /* With VIGIL__CAP_HANDOVER, where the kernel objects cannot be replaced
+     * (IOCP: a socket stays bound to its completion port for life): the new thread takes the
      * fenced thread's state over as it is instead of harvest, abandon and
      * init. Every request still in flight gets the loop's new epoch (its op
      * is then not issued again) and what the fenced thread had dequeued and
      * not handled is handled by the next wait. */
     int (*handover)(vigil_loop *loop);
-    /* Windows (NULL elsewhere): a file the loop opened joins its port for
-     * life (file_bind, on the loop thread); a read or write of it is then an
-     * overlapped request at offset whose packet completes op (file_rw). */
+    /* With VIGIL__CAP_FILE_IO (IOCP): a file the loop opened joins the
+     * backend's kernel object for life (file_bind, on the loop thread); a
+     * read or write of it is then a request at offset that completes op
+     * (file_rw). Other backends leave file calls to the loop's engines. */
     int (*file_bind)(vigil_loop *loop, intptr_t handle);
     int (*file_rw)(vigil_loop *loop, vigil__op *op, intptr_t handle, void *buf, uint32_t len, int64_t offset,
                    bool write);

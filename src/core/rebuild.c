@@ -325,7 +325,7 @@ int vigil__move_backend(vigil_loop *loop, const vigil__backend *target) {
         return rc;
     bool overflowed = loop->rb.debug_overflow; /* test hook: as if the CQ had overflowed */
     loop->rb.debug_overflow = false;
-    if (old_be->handover && (!target || target == old_be)) {
+    if ((old_be->caps & VIGIL__CAP_HANDOVER) && (!target || target == old_be)) {
         /* 3-5 where the port cannot change (IOCP): the same state, a new epoch. */
         loop->epoch++;
         if ((rc = old_be->handover(loop)) < 0)

@@ -322,7 +322,7 @@ static intptr_t port_file(vigil_loop *loop, int fd, int64_t offset) {
 
 int vigil__fs_os_submit(vigil_loop *loop, vigil__op *op, vigil__fsjob *j) {
     intptr_t h = j->call == VIGIL__FS_READ || j->call == VIGIL__FS_WRITE ? port_file(loop, j->fd, j->offset) : 0;
-    if (h && loop->be->file_rw) {
+    if (h && (loop->be->caps & VIGIL__CAP_FILE_IO)) {
         uint32_t len = j->len > VIGIL__FS_MAX_LEN ? VIGIL__FS_MAX_LEN : (uint32_t)j->len;
         int rc = loop->be->file_rw(loop, op, h, j->buf, len, j->offset < 0 ? 0 : j->offset,
                                    j->call == VIGIL__FS_WRITE);
@@ -346,7 +346,7 @@ int vigil__fs_os_cancel(vigil_loop *loop, vigil__op *op, vigil__fsjob *j) {
 /* A file just opened joins the port, if it can (another loop's port would
  * refuse it: its calls then go to the pool). */
 static void bind_file(vigil_loop *loop, int fd, intptr_t h) {
-    if (!h || !loop->be->file_bind)
+    if (!h || !(loop->be->caps & VIGIL__CAP_FILE_IO))
         return;
     if ((uint32_t)fd >= loop->port_files_cap) {
         uint32_t cap = loop->port_files_cap ? loop->port_files_cap : 64;
@@ -379,7 +379,7 @@ void vigil__fs_os_poll(vigil_loop *loop, int max) { (void)loop, (void)max; }
 bool vigil__fs_os_ready(vigil_loop *loop) { (void)loop; return false; }
 
 bool vigil__fs_os_wait(vigil_loop *loop, int timeout_ms) {
-    if (!loop->be || !loop->be->file_rw)
+    if (!loop->be || !(loop->be->caps & VIGIL__CAP_FILE_IO))
         return false;
     loop->be->wait(loop, (int64_t)timeout_ms * 1000000); /* overlapped reads and writes complete through the port */
     return true;
