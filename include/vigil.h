@@ -50,13 +50,24 @@
 extern "C" {
 #endif
 
+/* Marks what the library exports. The shared library is built with hidden
+ * visibility (meson: gnu_symbol_visibility), so on ELF only these names are
+ * in its dynamic symbol table; elsewhere (mingw's static library) it is empty. */
+#ifndef VIGIL_API
+#if defined(__ELF__) && (defined(__GNUC__) || defined(__clang__))
+#define VIGIL_API __attribute__((visibility("default")))
+#else
+#define VIGIL_API
+#endif
+#endif
+
 #define VIGIL_VERSION_MAJOR 0
 #define VIGIL_VERSION_MINOR 1
 #define VIGIL_VERSION_PATCH 0
 #define VIGIL_VERSION_STRING "0.1.0"
 
 /* Returns VIGIL_VERSION_STRING of the library actually linked. */
-const char *vigil_version(void);
+VIGIL_API const char *vigil_version(void);
 
 /* An operating-system socket: an fd on POSIX, a SOCKET on Windows. */
 #ifdef _WIN32
@@ -132,7 +143,7 @@ typedef struct vigil_loop_info {
 /* Creates a loop. opts may be NULL. Returns 0 and sets *out, or -errno:
  * -ENOSYS/-EPERM/-ENOTSUP when io_uring was forced and is unavailable,
  * -EINVAL for bad options, -ENOMEM, -EMFILE. */
-int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts);
+VIGIL_API int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts);
 
 typedef enum vigil_run_mode {
     VIGIL_RUN_DEFAULT = 0, /* until vigil_loop_stop() or no work is left */
@@ -151,14 +162,14 @@ typedef enum vigil_run_mode {
  * DEFAULT waits until the loop, rebuilt on a thread of vigil's, has ended
  * there (as vigil_loop_join) and returns that run's result, or -EOWNERDEAD
  * if timeout_ms passed first. */
-int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms);
+VIGIL_API int vigil_loop_run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms);
 
 /* Makes vigil_loop_run() return soon. Safe from any thread and from signal
  * handlers that do not interrupt the loop thread itself. */
-int vigil_loop_stop(vigil_loop *loop);
+VIGIL_API int vigil_loop_stop(vigil_loop *loop);
 
 /* Wakes a sleeping loop without posting anything. Safe from any thread. */
-int vigil_loop_wake(vigil_loop *loop);
+VIGIL_API int vigil_loop_wake(vigil_loop *loop);
 
 /* Hands a loop that is not running over to another thread: the calling
  * thread, its owner, lets it go, and the next thread that calls into it owns
@@ -166,7 +177,7 @@ int vigil_loop_wake(vigil_loop *loop);
  * to one thread). So a loop can be created and set up on one thread and run
  * on another. 0 at once for a loop nobody owns yet; -EBUSY while it runs;
  * -EPERM from a thread that does not own it. */
-int vigil_loop_handover(vigil_loop *loop);
+VIGIL_API int vigil_loop_handover(vigil_loop *loop);
 
 /* Runs the loop on a thread of vigil's ("vigil-loopN") as
  * vigil_loop_run(VIGIL_RUN_DEFAULT) would: until vigil_loop_stop() or until
@@ -174,14 +185,14 @@ int vigil_loop_handover(vigil_loop *loop);
  * Then vigil_loop_join() waits for it and vigil_loop_destroy() may be called
  * from any thread. -EBUSY if a thread of vigil's runs it already; -EPERM
  * from a thread that does not own it. */
-int vigil_loop_start(vigil_loop *loop);
+VIGIL_API int vigil_loop_start(vigil_loop *loop);
 
 /* Waits until a loop run by a thread of vigil's (vigil_loop_start, or a
  * rebuild: see the supervisor) has ended, and no callback of it that the
  * supervisor fenced still runs (timeout_ms < 0: no limit; -ETIMEDOUT). 0 at
  * once for a loop that never ran on such a thread. Any thread, but not
  * while the loop is being destroyed. */
-int vigil_loop_join(vigil_loop *loop, int timeout_ms);
+VIGIL_API int vigil_loop_join(vigil_loop *loop, int timeout_ms);
 
 /* The main() of a program that must not go wrong (README): runs each loop on
  * a thread of vigil's (vigil_loop_start) and waits on the calling thread for
@@ -205,7 +216,7 @@ typedef struct vigil_serve_options {
                               waits like any callback); NULL: vigil_loop_stop */
     void *ud;              /* on_stop's arg */
 } vigil_serve_options;
-int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_options *opts);
+VIGIL_API int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_options *opts);
 
 /* Destroys the loop, which must not be running (-EBUSY; also while a
  * callback the supervisor fenced has not returned: it may still use what
@@ -224,9 +235,9 @@ int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_options *o
  * A rebuilt loop may be destroyed from any thread (the fenced one too, once
  * its vigil_loop_run returned): it is stopped, and its own thread runs the
  * final callbacks and then ends. */
-int vigil_loop_destroy(vigil_loop *loop);
+VIGIL_API int vigil_loop_destroy(vigil_loop *loop);
 
-int vigil_loop_info_get(const vigil_loop *loop, vigil_loop_info *out);
+VIGIL_API int vigil_loop_info_get(const vigil_loop *loop, vigil_loop_info *out);
 
 /* Progress counters, written by the loop thread, readable from any thread
  * without locks (each field is read atomically; the set is not a snapshot). */
@@ -257,14 +268,14 @@ typedef struct vigil_loop_stats {
     uint64_t events_held_total;/* ... held in all */
 } vigil_loop_stats;
 
-int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out);
+VIGIL_API int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out);
 
 /* A monotonic clock in nanoseconds (the one timers and deadlines use). */
-uint64_t vigil_now_ns(void);
+VIGIL_API uint64_t vigil_now_ns(void);
 
 /* Runs fn(loop, 0, arg) on the loop thread soon. Safe from any thread; wakes
  * the loop. If the loop is destroyed first, fn(loop, -ECANCELED, arg) runs. */
-int vigil_loop_post(vigil_loop *loop, vigil_post_cb fn, void *arg);
+VIGIL_API int vigil_loop_post(vigil_loop *loop, vigil_post_cb fn, void *arg);
 
 /* ---------------------------------------------------------------- timers */
 
@@ -275,8 +286,8 @@ typedef void (*vigil_timer_cb)(vigil_loop *loop, vigil_op timer, int status, voi
 
 /* Fires after delay_ms, then every repeat_ms if repeat_ms > 0. Timers due at
  * the same millisecond fire in the order they were started. */
-int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t repeat_ms,
-                      vigil_timer_cb cb, void *ud, vigil_op *out);
+VIGIL_API int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t repeat_ms,
+                                vigil_timer_cb cb, void *ud, vigil_op *out);
 
 /* Cancels any operation: a timer (callback -ECANCELED), a connect (its
  * callback -ECANCELED, the connection is closed), a receive (final callback
@@ -286,7 +297,7 @@ int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t repeat_ms,
  * called back), a lookup or connect by name, a signal watcher, a UDP receive
  * or a datagram still queued. -EBADF if op is not live. The callback runs
  * later, never inside vigil_cancel(). */
-int vigil_cancel(vigil_loop *loop, vigil_op op);
+VIGIL_API int vigil_cancel(vigil_loop *loop, vigil_op op);
 
 /* ------------------------------------------------------------------- TCP */
 
@@ -307,12 +318,12 @@ typedef struct vigil_listen_options {
 typedef void (*vigil_accept_cb)(vigil_loop *loop, vigil_listener l, int status,
                                 vigil_conn conn, void *ud);
 
-int vigil_listen(vigil_loop *loop, const vigil_listen_options *opts,
-                 vigil_accept_cb cb, void *ud, vigil_listener *out);
+VIGIL_API int vigil_listen(vigil_loop *loop, const vigil_listen_options *opts,
+                           vigil_accept_cb cb, void *ud, vigil_listener *out);
 /* Returns the bound port (> 0) or -errno. */
-int vigil_listener_port(vigil_loop *loop, vigil_listener l);
+VIGIL_API int vigil_listener_port(vigil_loop *loop, vigil_listener l);
 /* Stops accepting and closes the socket; the accept callback ends -ECANCELED. */
-int vigil_listener_close(vigil_loop *loop, vigil_listener l);
+VIGIL_API int vigil_listener_close(vigil_loop *loop, vigil_listener l);
 
 /* status 0: connected, and conn can be used. < 0 (final; the connection is
  * gone, its close callback does not run): -ECONNREFUSED, -ETIMEDOUT (the
@@ -322,31 +333,32 @@ typedef void (*vigil_connect_cb)(vigil_loop *loop, vigil_conn conn, int status, 
 /* Connects to host:port (numeric address). deadline_ms 0 = none. *out is
  * valid at once (for vigil_cancel on *op, or closing), usable after the
  * callback says 0. op may be NULL. */
-int vigil_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t deadline_ms,
-                  vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *op);
+VIGIL_API int vigil_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t deadline_ms,
+                            vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *op);
 
 /* Connects to the Unix-domain stream socket at path ("@name": abstract
  * namespace), as vigil_connect does otherwise. -ENAMETOOLONG if the path
  * does not fit (107 bytes). */
-int vigil_connect_unix(vigil_loop *loop, const char *path, uint32_t deadline_ms,
-                       vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *op);
+VIGIL_API int vigil_connect_unix(vigil_loop *loop, const char *path, uint32_t deadline_ms,
+                                 vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *op);
 
 /* Sockets the application already has (systemd socket activation's fd 3 on,
  * a socketpair, an inherited socket): vigil makes the socket non-blocking
  * and close-on-exec and owns it from then on; on an error it stays the
  * caller's. -ENOTSOCK, -EPROTOTYPE (not a stream socket), -EINVAL (not
  * listening, or listening when a connection was asked for), -ENOTCONN. */
-int vigil_listen_adopt(vigil_loop *loop, vigil_socket fd, vigil_accept_cb cb, void *ud,
-                       vigil_listener *out);
-int vigil_conn_adopt(vigil_loop *loop, vigil_socket fd, vigil_conn *out); /* usable at once */
+VIGIL_API int vigil_listen_adopt(vigil_loop *loop, vigil_socket fd, vigil_accept_cb cb, void *ud,
+                                 vigil_listener *out);
+VIGIL_API int vigil_conn_adopt(vigil_loop *loop, vigil_socket fd,
+                               vigil_conn *out); /* usable at once */
 
 /* Socket options. -EOPNOTSUPP for TCP options on a Unix socket, -EINVAL for
  * an unknown option or a negative value. */
 #define VIGIL_OPT_NODELAY 1 /* 1: small writes go out at once (vigil's default); 0: Nagle */
 #define VIGIL_OPT_SNDBUF 2  /* bytes; Linux doubles what it is given, and reports that */
 #define VIGIL_OPT_RCVBUF 3
-int vigil_conn_setopt(vigil_loop *loop, vigil_conn conn, int opt, int value);
-int vigil_conn_getopt(vigil_loop *loop, vigil_conn conn, int opt, int *value);
+VIGIL_API int vigil_conn_setopt(vigil_loop *loop, vigil_conn conn, int opt, int value);
+VIGIL_API int vigil_conn_getopt(vigil_loop *loop, vigil_conn conn, int opt, int *value);
 
 /* A received buffer, valid during the receive callback. */
 typedef struct vigil_buf {
@@ -374,8 +386,8 @@ typedef void (*vigil_recv_cb)(vigil_loop *loop, vigil_conn conn, int status,
  * -ETIMEDOUT and both directions are shut down (the peer sees FIN); close
  * or abort the connection to release it. op may be NULL. -EALREADY if a
  * receive is running. */
-int vigil_recv_start(vigil_loop *loop, vigil_conn conn, uint32_t idle_deadline_ms,
-                     vigil_recv_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_recv_start(vigil_loop *loop, vigil_conn conn, uint32_t idle_deadline_ms,
+                               vigil_recv_cb cb, void *ud, vigil_op *op);
 /* Backpressure: stop taking bytes from the socket (they wait in the kernel)
  * and resume. No callback for either; bytes already received are delivered
  * after resume, in order. A paused receive still ends when the stream breaks
@@ -384,14 +396,14 @@ int vigil_recv_start(vigil_loop *loop, vigil_conn conn, uint32_t idle_deadline_m
  * pause took hold; epoll none). Closing or cancelling it drops them: no data
  * callback comes after vigil_close. Both return -ENOTCONN once the receive
  * has ended (or none was started); after a break vigil_send is -EPIPE. */
-int vigil_recv_pause(vigil_loop *loop, vigil_conn conn);
-int vigil_recv_resume(vigil_loop *loop, vigil_conn conn);
+VIGIL_API int vigil_recv_pause(vigil_loop *loop, vigil_conn conn);
+VIGIL_API int vigil_recv_resume(vigil_loop *loop, vigil_conn conn);
 
 /* Keeps the buffer of the current receive callback past its return; give it
  * back with vigil_buf_release(). Kept buffers are not available to receive
  * into: keep few, or the loop runs out (it then waits, losing nothing). */
-int vigil_buf_keep(vigil_loop *loop, const vigil_buf *buf);
-int vigil_buf_release(vigil_loop *loop, uint32_t buf_id);
+VIGIL_API int vigil_buf_keep(vigil_loop *loop, const vigil_buf *buf);
+VIGIL_API int vigil_buf_release(vigil_loop *loop, uint32_t buf_id);
 
 /* status: bytes sent (the whole message) or -errno (-ECANCELED, -ETIMEDOUT,
  * -EPIPE, -ECONNRESET). Final. */
@@ -402,11 +414,11 @@ typedef void (*vigil_send_cb)(vigil_loop *loop, vigil_conn conn, int status, voi
  * deadline_ms > 0: if the message has not fully gone out by then, the
  * connection is aborted and every unsent message ends with -ETIMEDOUT (a
  * stream cannot skip bytes). op may be NULL. */
-int vigil_send(vigil_loop *loop, vigil_conn conn, const void *data, size_t len,
-               uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_send(vigil_loop *loop, vigil_conn conn, const void *data, size_t len,
+                         uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *op);
 
 /* Bytes queued and not yet confirmed sent on conn, or -errno. */
-int64_t vigil_send_queued(vigil_loop *loop, vigil_conn conn);
+VIGIL_API int64_t vigil_send_queued(vigil_loop *loop, vigil_conn conn);
 
 /* When the queue grows past high_bytes, vigil_send still queues (nothing is
  * refused) and returns 1 instead of 0; when it then drains to low_bytes or
@@ -414,14 +426,14 @@ int64_t vigil_send_queued(vigil_loop *loop, vigil_conn conn);
  * runs only if no receive is running (the receive's final callback says it
  * then; the sends' callbacks say it either way). high_bytes 0 turns this off. */
 typedef void (*vigil_drain_cb)(vigil_loop *loop, vigil_conn conn, void *ud);
-int vigil_send_watermark(vigil_loop *loop, vigil_conn conn, size_t high_bytes,
-                         size_t low_bytes, vigil_drain_cb cb, void *ud);
+VIGIL_API int vigil_send_watermark(vigil_loop *loop, vigil_conn conn, size_t high_bytes,
+                                   size_t low_bytes, vigil_drain_cb cb, void *ud);
 
 /* how: VIGIL_SHUT_WR sends FIN after the queued sends; VIGIL_SHUT_RD stops
  * the receive (final callback 0). */
 #define VIGIL_SHUT_RD 1
 #define VIGIL_SHUT_WR 2
-int vigil_shutdown(vigil_loop *loop, vigil_conn conn, int how);
+VIGIL_API int vigil_shutdown(vigil_loop *loop, vigil_conn conn, int how);
 
 /* Final callback of a connection, after every op on it ended. status: 0 for a
  * graceful close that flushed everything; -ETIMEDOUT if the flush deadline
@@ -435,10 +447,10 @@ typedef void (*vigil_close_cb)(vigil_loop *loop, vigil_conn conn, int status, vo
  * discards until the peer's FIN, for at most 2 s (within the deadline), and
  * closes: closing with unread bytes would send RST, which can destroy the
  * last bytes before the peer reads them. */
-int vigil_close(vigil_loop *loop, vigil_conn conn, uint32_t flush_deadline_ms,
-                vigil_close_cb cb, void *ud);
+VIGIL_API int vigil_close(vigil_loop *loop, vigil_conn conn, uint32_t flush_deadline_ms,
+                          vigil_close_cb cb, void *ud);
 /* Abort: discards queued sends (-ECANCELED), closes with RST. */
-int vigil_abort(vigil_loop *loop, vigil_conn conn, vigil_close_cb cb, void *ud);
+VIGIL_API int vigil_abort(vigil_loop *loop, vigil_conn conn, vigil_close_cb cb, void *ud);
 
 /* Half-open ("zombie") connections. Keepalive probes a silent peer after
  * idle_s, every interval_s, count times (0, 0, 0 turns it off). A user timeout
@@ -449,16 +461,16 @@ int vigil_abort(vigil_loop *loop, vigil_conn conn, vigil_close_cb cb, void *ud);
  * before 10 1709 (and under wine) the count is the system's, 10: another
  * count returns -ENOTSUP; a user timeout needs TCP_MAXRTMS (10 1703) or a
  * whole number of seconds (TCP_MAXRT), else -ENOTSUP. */
-int vigil_conn_keepalive(vigil_loop *loop, vigil_conn conn, uint32_t idle_s, uint32_t interval_s,
-                         uint32_t count);
-int vigil_conn_user_timeout(vigil_loop *loop, vigil_conn conn, uint32_t ms);
+VIGIL_API int vigil_conn_keepalive(vigil_loop *loop, vigil_conn conn, uint32_t idle_s,
+                                   uint32_t interval_s, uint32_t count);
+VIGIL_API int vigil_conn_user_timeout(vigil_loop *loop, vigil_conn conn, uint32_t ms);
 
 /* The connection's socket (for setsockopt and the like; do not close it). */
-vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn conn);
+VIGIL_API vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn conn);
 
 /* Attaches user data to a connection, returned by vigil_conn_data(). */
-int vigil_conn_set_data(vigil_loop *loop, vigil_conn conn, void *data);
-void *vigil_conn_data(vigil_loop *loop, vigil_conn conn);
+VIGIL_API int vigil_conn_set_data(vigil_loop *loop, vigil_conn conn, void *data);
+VIGIL_API void *vigil_conn_data(vigil_loop *loop, vigil_conn conn);
 
 /* ------------------------------------------------------------------- UDP */
 
@@ -466,8 +478,8 @@ typedef struct vigil_udp { uint64_t id; } vigil_udp; /* a datagram socket */
 
 /* A datagram's address: an IPv4 or IPv6 address and port (opaque bytes). */
 typedef struct vigil_peer { uint8_t bytes[28]; uint32_t len; } vigil_peer;
-int vigil_peer_set(vigil_peer *p, const char *host, uint16_t port); /* numeric; -EINVAL */
-int vigil_peer_text(const vigil_peer *p, char *host, size_t cap, uint16_t *port);
+VIGIL_API int vigil_peer_set(vigil_peer *p, const char *host, uint16_t port); /* numeric; -EINVAL */
+VIGIL_API int vigil_peer_text(const vigil_peer *p, char *host, size_t cap, uint16_t *port);
 
 typedef struct vigil_udp_options {
     const char *host; /* numeric address to bind; NULL = "127.0.0.1" */
@@ -476,8 +488,8 @@ typedef struct vigil_udp_options {
 } vigil_udp_options;
 
 /* A bound, non-blocking UDP socket. */
-int vigil_udp_open(vigil_loop *loop, const vigil_udp_options *opts, vigil_udp *out);
-int vigil_udp_port(vigil_loop *loop, vigil_udp u);
+VIGIL_API int vigil_udp_open(vigil_loop *loop, const vigil_udp_options *opts, vigil_udp *out);
+VIGIL_API int vigil_udp_port(vigil_loop *loop, vigil_udp u);
 
 /* status >= 0: a datagram of status bytes (0 is a datagram too) in buf, from
  * *from, both valid during the callback (buf can be kept as for TCP); a
@@ -489,17 +501,18 @@ typedef void (*vigil_udp_recv_cb)(vigil_loop *loop, vigil_udp u, int status, con
                                   const vigil_peer *from, void *ud);
 /* Receives with recvmsg into the loop's buffer pool (multishot where the
  * kernel has it). -EALREADY if a receive runs. */
-int vigil_udp_recv_start(vigil_loop *loop, vigil_udp u, vigil_udp_recv_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_udp_recv_start(vigil_loop *loop, vigil_udp u, vigil_udp_recv_cb cb, void *ud,
+                                   vigil_op *op);
 
 /* status: bytes sent (the whole datagram) or -errno. Final. */
 typedef void (*vigil_udp_send_cb)(vigil_loop *loop, vigil_udp u, int status, void *ud);
 /* Sends one datagram of len bytes (copied; at most 65507) to *to, in order
  * behind earlier ones; when the socket buffer is full it waits there (never
  * dropped by vigil). cb may be NULL; a queued datagram can be cancelled. */
-int vigil_udp_send(vigil_loop *loop, vigil_udp u, const vigil_peer *to, const void *data, size_t len,
-                   vigil_udp_send_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_udp_send(vigil_loop *loop, vigil_udp u, const vigil_peer *to, const void *data,
+                             size_t len, vigil_udp_send_cb cb, void *ud, vigil_op *op);
 /* Ends the receive and queued sends (-ECANCELED) and closes the socket. */
-int vigil_udp_close(vigil_loop *loop, vigil_udp u);
+VIGIL_API int vigil_udp_close(vigil_loop *loop, vigil_udp u);
 
 /* ----------------------------------------------------------------- names */
 
@@ -517,16 +530,16 @@ typedef void (*vigil_resolve_cb)(vigil_loop *loop, vigil_op op, int status,
                                  const char *const *addrs, void *ud);
 
 /* family: 0 any, 4 IPv4 only, 6 IPv6 only. At most 16 addresses. */
-int vigil_resolve(vigil_loop *loop, const char *name, int family, uint32_t deadline_ms,
-                  vigil_resolve_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_resolve(vigil_loop *loop, const char *name, int family, uint32_t deadline_ms,
+                            vigil_resolve_cb cb, void *ud, vigil_op *op);
 
 /* Looks name up, then connects to each address in turn until one answers,
  * all within deadline_ms (0 = none). The callback is vigil_connect's: conn
  * is valid when status is 0; else the last address's error, -ENOENT from
  * the lookup, -ETIMEDOUT or -ECANCELED (vigil_cancel on *op). A numeric
  * address works too. */
-int vigil_connect_name(vigil_loop *loop, const char *name, uint16_t port, uint32_t deadline_ms,
-                       vigil_connect_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_connect_name(vigil_loop *loop, const char *name, uint16_t port,
+                                 uint32_t deadline_ms, vigil_connect_cb cb, void *ud, vigil_op *op);
 
 /* ----------------------------------------------------------------- files */
 
@@ -576,17 +589,18 @@ typedef void (*vigil_fs_cb)(vigil_loop *loop, vigil_op op, int status, void *ud)
  * another process's lease fails -EAGAIN (its break has begun). Check the
  * type with vigil_fs_stat(loop, fd, "") to serve regular files only. On
  * Windows a named pipe with no free instance fails at once. */
-int vigil_fs_open(vigil_loop *loop, int dir_fd, const char *path, int flags, uint32_t mode,
-                  uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_fs_open(vigil_loop *loop, int dir_fd, const char *path, int flags,
+                            uint32_t mode, uint32_t deadline_ms, vigil_fs_cb cb, void *ud,
+                            vigil_op *op);
 /* Reads or writes len bytes at offset; offset -1 uses and moves the file
  * position (pipes, terminals). len is capped at 2 GiB - 4 KiB. */
-int vigil_fs_read(vigil_loop *loop, int fd, void *buf, size_t len, int64_t offset,
-                  uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
-int vigil_fs_write(vigil_loop *loop, int fd, const void *buf, size_t len, int64_t offset,
-                   uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_fs_read(vigil_loop *loop, int fd, void *buf, size_t len, int64_t offset,
+                            uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_fs_write(vigil_loop *loop, int fd, const void *buf, size_t len, int64_t offset,
+                             uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
 #define VIGIL_FSYNC_DATA 1u /* fdatasync: data, and only the metadata needed to read it */
-int vigil_fs_fsync(vigil_loop *loop, int fd, uint32_t flags, uint32_t deadline_ms,
-                   vigil_fs_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_fs_fsync(vigil_loop *loop, int fd, uint32_t flags, uint32_t deadline_ms,
+                             vigil_fs_cb cb, void *ud, vigil_op *op);
 
 typedef struct vigil_stat {
     uint64_t size, blocks, ino, dev, nlink;
@@ -595,10 +609,10 @@ typedef struct vigil_stat {
 } vigil_stat;
 /* Stats path relative to dir_fd, or dir_fd itself when path is "" (fstat).
  * Symlinks are followed. *out is written before the callback. */
-int vigil_fs_stat(vigil_loop *loop, int dir_fd, const char *path, vigil_stat *out,
-                  uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_fs_stat(vigil_loop *loop, int dir_fd, const char *path, vigil_stat *out,
+                            uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
 /* Closes fd. cb may be NULL (here and for every call but open). */
-int vigil_fs_close(vigil_loop *loop, int fd, vigil_fs_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_fs_close(vigil_loop *loop, int fd, vigil_fs_cb cb, void *ud, vigil_op *op);
 
 /* --------------------------------------------------------------- signals */
 
@@ -618,7 +632,8 @@ typedef void (*vigil_signal_cb)(vigil_loop *loop, vigil_op watcher, int status, 
  * (SIGKILL, SIGSTOP, and SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, which
  * belong to the thread that faults). Do not watch the supervisor's two
  * signals. The watcher keeps the loop running until cancelled. */
-int vigil_signal_start(vigil_loop *loop, int signo, vigil_signal_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_signal_start(vigil_loop *loop, int signo, vigil_signal_cb cb, void *ud,
+                                 vigil_op *op);
 
 /* ------------------------------------------------------------ supervisor */
 
@@ -728,26 +743,26 @@ typedef struct vigil_supervisor_stats {
 } vigil_supervisor_stats;
 
 /* Starts the supervisor thread. opts may be NULL. */
-int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_options *opts);
+VIGIL_API int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_options *opts);
 /* Watch or stop watching a loop. Any thread. remove returns once the
  * supervisor no longer touches the loop; destroy a loop only after that. */
-int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop);
-int vigil_supervisor_remove(vigil_supervisor *s, vigil_loop *loop);
-int vigil_supervisor_stats_get(vigil_supervisor *s, vigil_supervisor_stats *out);
+VIGIL_API int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop);
+VIGIL_API int vigil_supervisor_remove(vigil_supervisor *s, vigil_loop *loop);
+VIGIL_API int vigil_supervisor_stats_get(vigil_supervisor *s, vigil_supervisor_stats *out);
 /* Stops and joins the thread, frees it. Loops must have been removed. */
-int vigil_supervisor_stop(vigil_supervisor *s);
+VIGIL_API int vigil_supervisor_stop(vigil_supervisor *s);
 
 /* Marks progress from long cooperative work on the loop thread. */
-int vigil_loop_progress(vigil_loop *loop);
+VIGIL_API int vigil_loop_progress(vigil_loop *loop);
 /* A small number naming the loop in reports and logs. */
-uint32_t vigil_loop_id(const vigil_loop *loop);
+VIGIL_API uint32_t vigil_loop_id(const vigil_loop *loop);
 
 /* A short, static description of a negative errno value from vigil, true
  * for every way vigil returns it (the kernel's reasons included). */
-const char *vigil_strerror(int err);
+VIGIL_API const char *vigil_strerror(int err);
 /* Its name: "EINVAL" for -EINVAL, "OK" for 0, "EUNKNOWN" for what vigil
  * does not know by name. Static. */
-const char *vigil_err_name(int err);
+VIGIL_API const char *vigil_err_name(int err);
 
 #ifdef __cplusplus
 }

@@ -2,9 +2,10 @@
 # VIGIL_CLI_BUILD=DIR cli.sh: the vigil command as users run it: a short `vigil profile`
 # whose SVG is rendered by a real renderer (rsvg-convert) and checked, the
 # metrics endpoint validated by `promtool check metrics`, and bad flags.
-# Prints one line per check and a Criterion-style synthesis line for ./run.
+# Prints TAP (meson's suite cli): "ok - CHECK" or "not ok - CHECK" with the
+# end of what it said as "#" lines, then the plan. Exit status 0 if all passed.
 set -u
-BUILD=${VIGIL_CLI_BUILD:-build} # (arguments, such as --jobs from ./run, are ignored)
+BUILD=${VIGIL_CLI_BUILD:-build}
 VIGIL=$BUILD/src/cli/vigil
 HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d)
@@ -19,9 +20,9 @@ check() { # name, function: each check has 120 s
     wait $pid; rc=$?
     pkill -P $watchdog sleep 2>/dev/null; kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
     if [ $rc -eq 0 ]; then
-        PASS=$((PASS + 1)); echo "cli: $name: ok"
+        PASS=$((PASS + 1)); echo "ok - $name"
     else
-        FAIL=$((FAIL + 1)); echo "[FAIL] cli: $name"; sed 's/^/    /' "$T/out" | tail -20
+        FAIL=$((FAIL + 1)); echo "not ok - $name"; sed 's/^/#     /' "$T/out" | tail -20
     fi
 }
 
@@ -94,10 +95,12 @@ bad_flags() {
     done
 }
 
+echo "TAP version 13"
 check "profile: 4 scenarios, 0 bytes lost, every file written" profile_runs
 check "profile: SVG timelines render (rsvg-convert) and carry their marks" svg_renders
 check "serve --metrics-port: promtool check metrics" metrics_valid
 check "bench --target NAME:PORT looks the name up on a vigil loop" bench_by_name
 check "bad flags exit 2 with usage; --help" bad_flags
-echo "[====] Synthesis: Tested: $((PASS + FAIL)) | Passing: $PASS | Failing: $FAIL | Crashing: 0"
+echo "1..$((PASS + FAIL))"
+echo "# cli: $PASS passed, $FAIL failed"
 [ $FAIL -eq 0 ]

@@ -2,15 +2,16 @@
 """hostile.py: `vigil serve` against the clients a server on the internet meets.
 
     hostile.py --vigil PATH [--backend uring|epoll] [--soak S] [--only NAME]
-    (or VIGIL_EXE=PATH VIGIL_TEST_BACKEND=uring|epoll hostile.py, as ./run does)
+    (or VIGIL_EXE=PATH VIGIL_TEST_BACKEND=uring|epoll hostile.py, as meson's
+    suite hostile does: meson test -C BUILD --suite hostile --setup epoll)
 
 Each check starts its own `vigil serve` (loopback only), attacks it, and
 asserts what a deployer relies on: nothing leaks (fds back to where they
 were, the server exits 0, which under ASan means LeakSanitizer found
 nothing), memory stays within the documented per-connection bound, and a
 well-behaved client alongside is served. Every check has a time limit and
-every load loop a bound in time and count. Prints one line per check and a
-Criterion-style synthesis line for ./run.
+every load loop a bound in time and count. Prints TAP: "ok - CHECK (time)"
+or "not ok - CHECK" with the reason as "#" lines, then the plan.
 """
 import argparse, os, signal, socket, stat, subprocess, sys, tempfile, threading, time, traceback
 
@@ -24,6 +25,13 @@ RSS_SLACK = 48 * MIB
 
 
 STARTED = []  # every server, killed at the end if a failed check left it
+SAY = threading.Lock()  # two checks run at once: whole lines only
+
+
+def say(line):
+    with SAY:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 class Fail(Exception):
@@ -464,7 +472,7 @@ def soak(root):
         grew = srv.rss() - r0
         grown.append(grew)
         check(grew < RSS_SLACK, "RSS %d MiB above where it started" % (grew >> 20))
-    print("    soak: %d attacks in %.0f s; polite clients %d and %d answers, no error; "
+    say("#     soak: %d attacks in %.0f s; polite clients %d and %d answers, no error; "
           "fds back to baseline; RSS +%s KiB (http+metrics, files, echo)" %
           (attacks, ARGS.soak, polite[0].ok, polite[1].ok, "/".join(str(g >> 10) for g in grown)))
     for srv in servers:
@@ -478,7 +486,6 @@ def main():
     ap.add_argument("--backend", default=os.environ.get("VIGIL_TEST_BACKEND", "auto"))
     ap.add_argument("--soak", type=float, default=4)
     ap.add_argument("--only", default="")
-    ap.add_argument("--jobs", default="")  # ./run passes it to every suite
     ARGS = ap.parse_args()
     if not ARGS.vigil:
         ap.error("--vigil PATH (or VIGIL_EXE) is needed")
@@ -503,6 +510,7 @@ def main():
     ]
     # two at a time (each with its own servers), as the suites run with --jobs 2
     todo = [(n, f) for n, f in checks if not ARGS.only or ARGS.only in n]
+    say("TAP version 13")
     lock = threading.Lock()
     counts = {"passed": 0, "failed": 0}
 
@@ -524,11 +532,10 @@ def main():
         with lock:
             if result[0] is None:
                 counts["passed"] += 1
-                print("hostile: %s: ok (%.1f s)" % (name, time.time() - t0))
+                say("ok - %s (%.1f s)" % (name, time.time() - t0))
             else:
                 counts["failed"] += 1
-                print("[FAIL] hostile: %s: %s" % (name, result[0]))
-            sys.stdout.flush()
+                say("\n".join(["not ok - %s" % name] + ["#     " + l for l in str(result[0]).splitlines()]))
 
     def worker():
         while True:
@@ -549,7 +556,8 @@ def main():
             p.kill()
             p.wait()
     subprocess.run(["rm", "-rf", root])
-    print("[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: 0 " % (passed + failed, passed, failed))
+    say("1..%d" % (passed + failed))
+    say("# hostile: %d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
 

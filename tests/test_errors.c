@@ -1,5 +1,6 @@
 /* test_errors.c: bad arguments, dead handles, failed connects, stale completions. */
 #include "compat.h"
+#include "core/debug.h"
 #include "util.h"
 #include "vt.h"
 
@@ -8,10 +9,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-
-/* Internal test hook (src/core/loop.h): queues a no-op whose tag names a slot
- * generation that no longer exists. */
-int vigil__debug_stale_completion(vigil_loop *loop);
 
 static double ms_since(uint64_t t0) { return (double)(vigil_now_ns() - t0) / 1e6; }
 

@@ -161,8 +161,8 @@ static bool on_uring(void) {
 #ifdef _WIN32
     return false;
 #else
-    const char *b = getenv("VIGIL_TEST_BACKEND");
-    return !b || strncmp(b, "uring", 5) == 0;
+    vt_backend_id b = vt_backend();
+    return b == VT_BACKEND_DEFAULT || b == VT_BACKEND_URING || b == VT_BACKEND_URING_COMPAT;
 #endif
 }
 
@@ -527,10 +527,8 @@ VT_TEST(fs, destroy_ends_a_waiting_read, 20) {
 /* The pool takes pool_threads calls at a time and pool_queue more; past
  * that a call is refused with -EAGAIN, and the queued ones still run. */
 VT_TEST(fs, pool_queue_is_bounded, 20) {
-    if (on_uring()) {
-        VT_LOG("io_uring: file calls go to the file ring, not the pool");
-        return;
-    }
+    if (on_uring())
+        VT_SKIP("io_uring: file calls go to the file ring, not the pool");
     vigil_loop_options o = {.pool_threads = 1, .pool_queue = 2};
     vigil_loop *loop = vt_loop(&o);
     int p[2];
@@ -566,20 +564,9 @@ typedef struct fenced {
     _Atomic int fenced;
 } fenced;
 
-static void sv_quiet(const char *line, void *ud) {}
-
 VT_TEST(fs, rebuild_carries_a_read_in_flight, 30) {
-    const char *b = getenv("VIGIL_TEST_BACKEND");
-    if (b && !strcmp(b, "uring-compat")) {
-        VT_LOG("a ring without DEFER_TASKRUN is never rebuilt");
-        return;
-    }
-    vigil_loop_options o = {.flags = VIGIL_LOOP_SUPERVISED};
-    vigil_loop *loop = vt_loop(&o);
-    vigil_supervisor_options so = {.stall_ms = 1000, .tick_ms = 1, .log = sv_quiet};
     vigil_supervisor *sv;
-    VT_OK(vigil_supervisor_start(&sv, &so));
-    VT_OK(vigil_supervisor_add(sv, loop));
+    vigil_loop *loop = vt_fenceable_loop(&sv);
     int p[2];
     waiting_pipe(loop, p);
     char buf[64] = {0};

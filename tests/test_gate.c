@@ -196,8 +196,7 @@ static void server_start(server *s, uint32_t flags, uint64_t spin_ms, uint32_t g
     s->ch.loop = vt_supervised_loop(flags);
     s->ch.spin_ms = spin_ms;
     vigil_supervisor_options so = {.stall_ms = 100, .grace_ms = grace_ms, .log = quiet};
-    VT_OK(vigil_supervisor_start(&s->sv, &so));
-    VT_OK(vigil_supervisor_add(s->sv, s->ch.loop));
+    s->sv = vt_supervise(s->ch.loop, &so);
     VT_EQ(pthread_create(&s->thread, NULL, server_main, s), 0);
     while (!atomic_load(&s->port))
         sleep_ms(1);
@@ -434,8 +433,7 @@ static void proc_start(proc *p, const char *mode, bool sigint_ignored) {
     VT_ASSERT(p->pid >= 0);
     if (p->pid == 0) {
         /* the program's own choice is AUTO: the backend under test through the environment */
-        const char *b = getenv("VIGIL_TEST_BACKEND");
-        setenv("VIGIL_BACKEND", b && !strcmp(b, "epoll") ? "epoll" : "auto", 1);
+        setenv("VIGIL_BACKEND", vt_backend() == VT_BACKEND_EPOLL ? "epoll" : "auto", 1);
         /* ThreadSanitizer waits 1 s at exit for threads to finish by default */
         char tsan[512];
         snprintf(tsan, sizeof(tsan), "%s:atexit_sleep_ms=0", getenv("TSAN_OPTIONS") ? getenv("TSAN_OPTIONS") : "");

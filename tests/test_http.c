@@ -20,6 +20,7 @@
 #endif
 
 #include "cli/http.h"
+#include "util.h"
 #include "vt.h"
 
 typedef struct parsed {
@@ -423,11 +424,10 @@ static pid_t start_server_root(int *port, const char *root) {
     if (pid == 0) {
         dup2(out[1], 1);
         close(out[0]);
-        const char *b = getenv("VIGIL_TEST_BACKEND");
-        const char *backend = !b                       ? "auto"
-                              : !strcmp(b, "epoll")    ? "epoll"
-                              : !strncmp(b, "uring", 5) ? "uring" /* uring-compat too */
-                                                       : "auto";
+        vt_backend_id b = vt_backend();
+        const char *backend = b == VT_BACKEND_EPOLL                                  ? "epoll"
+                              : b == VT_BACKEND_URING || b == VT_BACKEND_URING_COMPAT ? "uring"
+                                                                                       : "auto";
         if (root)
             execl(VIGIL_EXE, "vigil", "serve", "--mode", "http", "--port", "0", "--backend", backend,
                   "--threads", "2", "--root", root, (char *)NULL);

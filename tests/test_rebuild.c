@@ -9,6 +9,7 @@
  * thread and the rebuilt one could both touch is atomic; everything else
  * belongs to one connection, whose events the rebuild holds back until its
  * stuck callback returned (or the grace period passed). */
+#include "core/debug.h"
 #include "util.h"
 #include "vt.h"
 
@@ -32,12 +33,6 @@
 #include <sys/wait.h>
 #endif
 
-/* test hooks of the library (not in the public header) */
-int vigil__debug_stale_completion(vigil_loop *loop);
-int vigil__debug_request_fence(vigil_loop *loop);
-int vigil__debug_fenced(vigil_loop *loop);
-int vigil__debug_overflow_at_fence(vigil_loop *loop);
-int vigil__debug_library_spin(vigil_loop *loop, uint32_t ms);
 
 static uint64_t ms_since(uint64_t t0) { return (vigil_now_ns() - t0) / 1000000ull; }
 
@@ -416,9 +411,7 @@ static void run_scenario(const scenario *sc, outcome *out) {
                                    .grace_ms = sc->grace_ms, .budget_rebuilds = sc->budget,
                                    .budget_window_ms = 60000, .budget_action = sc->action,
                                    .on_budget = on_budget, .log = quiet_log};
-    vigil_supervisor *sv;
-    VT_OK(vigil_supervisor_start(&sv, &so));
-    VT_OK(vigil_supervisor_add(sv, s.loop));
+    vigil_supervisor *sv = vt_supervise(s.loop, &so);
 
     app a = {.s = &s, .cs = &out->cs, .sc = sc, .sv = sv};
     pthread_t at, ct, st;
@@ -648,18 +641,14 @@ VT_TEST(rebuild, ring_without_defer_taskrun_is_never_rebuilt, 20) {
     vigil_loop_options lo = {.backend = VIGIL_BACKEND_URING, .flags = VIGIL_LOOP_NO_DEFER_TASKRUN};
     vigil_loop *loop;
     int rc = vigil_loop_create(&loop, &lo);
-    if (rc == -EPERM || rc == -ENOSYS || rc == -ENOTSUP) {
-        VT_LOG("io_uring unavailable here (%d): nothing to check", rc);
-        return;
-    }
+    if (rc == -EPERM || rc == -ENOSYS || rc == -ENOTSUP)
+        VT_SKIP("io_uring unavailable here (%d): nothing to check", rc);
     VT_OK(rc);
     static server s;
     memset(&s, 0, sizeof(s));
     s.loop = loop;
     vigil_supervisor_options so = {.stall_ms = 100, .log = inexact_log};
-    vigil_supervisor *sv;
-    VT_OK(vigil_supervisor_start(&sv, &so));
-    VT_OK(vigil_supervisor_add(sv, loop));
+    vigil_supervisor *sv = vt_supervise(loop, &so);
     VT_EQ(atomic_load(&inexact_lines), 1);
     int fired = 0;
     VT_OK(vigil_timer_start(loop, 10, 0, spin_timer, &s, NULL));
@@ -681,11 +670,9 @@ VT_TEST(rebuild, ring_without_defer_taskrun_is_never_rebuilt, 20) {
 /* Past the budget with the EPOLL action, an io_uring loop is rebuilt once
  * more, on epoll, and says why; every stream stays exact. */
 VT_TEST(rebuild, budget_moves_the_loop_to_epoll, 60) {
-    const char *b = getenv("VIGIL_TEST_BACKEND");
-    if (b && strcmp(b, "uring") != 0) {
-        VT_LOG("the loop starts on epoll here: the EPOLL action would mean exit");
-        return;
-    }
+    vt_backend_id b = vt_backend();
+    if (b != VT_BACKEND_URING && b != VT_BACKEND_DEFAULT)
+        VT_SKIP("the loop starts on epoll here: the EPOLL action would mean exit");
     scenario sc = {.conns = 16, .window = 32768, .stall_ms = 10000, .grace_ms = 2000, .budget = 2,
                    .action = VIGIL_BUDGET_EPOLL, .kind = STALL_FORCED, .every = 50, .want_rebuilds = 3};
     outcome o;
@@ -784,9 +771,7 @@ static void library_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
 VT_TEST(rebuild, library_stall_is_reported_never_fenced, 20) {
     vigil_loop *loop = supervised_loop();
     vigil_supervisor_options so = {.stall_ms = 100, .on_stall = library_stall, .log = quiet_log};
-    vigil_supervisor *sv;
-    VT_OK(vigil_supervisor_start(&sv, &so));
-    VT_OK(vigil_supervisor_add(sv, loop));
+    vigil_supervisor *sv = vt_supervise(loop, &so);
     VT_OK(vigil_timer_start(loop, 10, 0, library_timer, NULL, NULL));
     int fired = 0;
     VT_OK(vigil_timer_start(loop, 900, 0, spin_timer_done, &fired, NULL));

@@ -297,20 +297,9 @@ static void unix_stop_when_done(vigil_loop *loop, vigil_op t, int status, void *
         vigil_loop_stop(loop);
 }
 
-static void sv_quiet(const char *line, void *ud) {}
-
 VT_TEST(sockets, unix_streams_move_over_a_rebuild, 60) {
-    const char *b = getenv("VIGIL_TEST_BACKEND");
-    if (b && !strcmp(b, "uring-compat")) {
-        VT_LOG("a ring without DEFER_TASKRUN is never rebuilt");
-        return;
-    }
-    vigil_loop_options o = {.flags = VIGIL_LOOP_SUPERVISED};
-    vigil_loop *loop = vt_loop(&o);
-    vigil_supervisor_options so = {.stall_ms = 1000, .tick_ms = 1, .log = sv_quiet};
     vigil_supervisor *sv;
-    VT_OK(vigil_supervisor_start(&sv, &so));
-    VT_OK(vigil_supervisor_add(sv, loop));
+    vigil_loop *loop = vt_fenceable_loop(&sv);
     static unix_peer p;
     memset(&p, 0, sizeof(p));
     snprintf(p.path, sizeof(p.path), "/tmp/vigil-unix-rb-%d.sock", (int)getpid());

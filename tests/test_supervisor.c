@@ -454,10 +454,8 @@ VT_TEST(supervisor, report_only_does_not_shorten_a_sleep, 15) {
     pthread_mutex_init(&s.lock, NULL);
     vigil_supervisor_options o = {.stall_ms = 100, .unblock_ms = UINT32_MAX, .fence_ms = UINT32_MAX,
                                   .on_stall = on_stall, .log = on_log, .ud = &s};
-    vigil_supervisor *sv;
-    VT_OK(vigil_supervisor_start(&sv, &o));
     vigil_loop *loop = vt_loop(NULL);
-    VT_OK(vigil_supervisor_add(sv, loop));
+    vigil_supervisor *sv = vt_supervise(loop, &o);
     sleeper z = {0};
     VT_OK(vigil_timer_start(loop, 10, 0, vt_test_sleep_timer, &z, NULL));
     VT_ASSERT(vt_run_until(loop, &z.done, 5000));

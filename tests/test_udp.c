@@ -3,6 +3,7 @@
  * datagrams, cancel, close and destroy, addresses, and a rebuild with a
  * receive running. */
 #include "compat.h"
+#include "core/debug.h"
 #include "util.h"
 #include "vt.h"
 
@@ -12,8 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int vigil__debug_udp_full(vigil_loop *loop, uint32_t n);
 
 static vigil_udp open_udp(vigil_loop *loop, int *port) {
     vigil_udp u;
@@ -273,20 +272,9 @@ static void stop_when_done(vigil_loop *loop, vigil_op t, int status, void *ud) {
         vigil_loop_stop(loop);
 }
 
-static void quiet(const char *line, void *ud) {}
-
 VT_TEST(udp, rebuild_keeps_receiving, 30) {
-    const char *b = getenv("VIGIL_TEST_BACKEND");
-    if (b && !strcmp(b, "uring-compat")) {
-        VT_LOG("a ring without DEFER_TASKRUN is never rebuilt");
-        return;
-    }
-    vigil_loop_options lo = {.flags = VIGIL_LOOP_SUPERVISED};
-    vigil_loop *loop = vt_loop(&lo);
-    vigil_supervisor_options so = {.stall_ms = 1000, .tick_ms = 1, .log = quiet};
     vigil_supervisor *sv;
-    VT_OK(vigil_supervisor_start(&sv, &so));
-    VT_OK(vigil_supervisor_add(sv, loop));
+    vigil_loop *loop = vt_fenceable_loop(&sv);
     static peer_run p;
     memset(&p, 0, sizeof(p));
     vigil_udp u = open_udp(loop, &p.port);

@@ -1,5 +1,6 @@
 /* util.c: see util.h. */
 #include "util.h"
+#include "core/debug.h"
 #include "vt.h"
 
 #include <errno.h>
@@ -28,21 +29,37 @@
 #include <unistd.h>
 #endif
 
+vt_backend_id vt_backend(void) {
+    const char *b = getenv("VIGIL_TEST_BACKEND");
+    if (!b || !*b)
+        return VT_BACKEND_DEFAULT;
+    if (!strcmp(b, "uring") || !strcmp(b, "io_uring"))
+        return VT_BACKEND_URING;
+    if (!strcmp(b, "uring-compat"))
+        return VT_BACKEND_URING_COMPAT;
+    if (!strcmp(b, "epoll"))
+        return VT_BACKEND_EPOLL;
+    return VT_BACKEND_AUTO;
+}
+
 vigil_loop *vt_loop(const vigil_loop_options *extra) {
     vigil_loop_options o = {0};
     if (extra)
         o = *extra;
-    /* uring: io_uring with everything the kernel has; uring-compat: io_uring
-     * as on an older kernel (one-shot accept and receive, no DEFER_TASKRUN). */
-    const char *b = getenv("VIGIL_TEST_BACKEND");
-    if (b && (!strcmp(b, "uring") || !strcmp(b, "io_uring")))
+    switch (vt_backend()) {
+    case VT_BACKEND_URING:
         o.backend = VIGIL_BACKEND_URING;
-    if (b && !strcmp(b, "epoll"))
-        o.backend = VIGIL_BACKEND_EPOLL;
-    if (b && !strcmp(b, "uring-compat")) {
+        break;
+    case VT_BACKEND_URING_COMPAT:
         o.backend = VIGIL_BACKEND_URING;
         o.flags |= VIGIL_LOOP_NO_MULTISHOT_ACCEPT | VIGIL_LOOP_NO_MULTISHOT_RECV |
                    VIGIL_LOOP_NO_DEFER_TASKRUN;
+        break;
+    case VT_BACKEND_EPOLL:
+        o.backend = VIGIL_BACKEND_EPOLL;
+        break;
+    default: /* the caller's backend (AUTO unless it says otherwise) */
+        break;
     }
     vigil_loop *loop = NULL;
     int rc = vigil_loop_create(&loop, &o);
@@ -52,8 +69,7 @@ vigil_loop *vt_loop(const vigil_loop_options *extra) {
 
 vigil_loop *vt_supervised_loop(uint32_t flags) {
     vigil_loop_options o = {.flags = VIGIL_LOOP_SUPERVISED | flags};
-    const char *b = getenv("VIGIL_TEST_BACKEND");
-    if (!b || strcmp(b, "uring-compat"))
+    if (vt_backend() != VT_BACKEND_URING_COMPAT)
         return vt_loop(&o);
     /* Without DEFER_TASKRUN a rebuild could not be exact: AUTO picks epoll */
     o.flags |= VIGIL_LOOP_NO_MULTISHOT_ACCEPT | VIGIL_LOOP_NO_MULTISHOT_RECV | VIGIL_LOOP_NO_DEFER_TASKRUN;
@@ -64,6 +80,34 @@ vigil_loop *vt_supervised_loop(uint32_t flags) {
     vigil_loop_info_get(loop, &info);
     VT_ASSERT(!strcmp(info.backend, "epoll") && strstr(info.reason, "DEFER_TASKRUN"),
               "supervised without DEFER_TASKRUN: backend %s (%s)", info.backend, info.reason);
+    return loop;
+}
+
+vigil_supervisor *vt_supervise(vigil_loop *loop, const vigil_supervisor_options *opts) {
+    vigil_supervisor *sv = NULL;
+    int rc = vigil_supervisor_start(&sv, opts);
+    VT_ASSERT(rc == 0, "vigil_supervisor_start: %d (%s)", rc, vigil_strerror(rc));
+    rc = vigil_supervisor_add(sv, loop);
+    VT_ASSERT(rc == 0, "vigil_supervisor_add: %d (%s)", rc, vigil_strerror(rc));
+    return sv;
+}
+
+void vt_need_rebuilds(void) {
+    if (vt_backend() == VT_BACKEND_URING_COMPAT)
+        VT_SKIP("a ring without DEFER_TASKRUN is never rebuilt");
+}
+
+static void vt_quiet_log(const char *line, void *ud) {
+    (void)line;
+    (void)ud;
+}
+
+vigil_loop *vt_fenceable_loop(vigil_supervisor **sv) {
+    vt_need_rebuilds();
+    vigil_loop_options o = {.flags = VIGIL_LOOP_SUPERVISED};
+    vigil_loop *loop = vt_loop(&o);
+    vigil_supervisor_options so = {.stall_ms = 1000, .tick_ms = 1, .log = vt_quiet_log};
+    *sv = vt_supervise(loop, &so);
     return loop;
 }
 
@@ -103,9 +147,6 @@ size_t vt_check(const uint8_t *p, size_t n, uint32_t seed, uint64_t offset) {
             return i;
     return n;
 }
-
-int vigil__debug_request_fence(vigil_loop *loop); /* test hooks of the library */
-int vigil__debug_fenced(vigil_loop *loop);
 
 void vt_fence_timer(vigil_loop *loop, vigil_op timer, int status, void *ud) {
     if (status)

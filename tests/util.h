@@ -13,15 +13,44 @@
 
 #include "vigil.h"
 
-/* A loop on the backend under test (VIGIL_TEST_BACKEND: uring, uring-compat, epoll;
- * default auto), with
- * extra options (may be NULL). Asserts on failure. */
+/* The backend under test: VIGIL_TEST_BACKEND, read here and nowhere else.
+ * Unset (or empty) is DEFAULT: the library's own choice (AUTO: io_uring
+ * where it can, IOCP on Windows). uring (or io_uring): io_uring with
+ * everything the kernel has; uring-compat: io_uring as on an older kernel
+ * (one-shot accept and receive, no DEFER_TASKRUN); epoll; AUTO: auto asked
+ * for by name (the runs with io_uring denied, where it means epoll), and any
+ * other value. */
+typedef enum vt_backend_id {
+    VT_BACKEND_DEFAULT,
+    VT_BACKEND_URING,
+    VT_BACKEND_URING_COMPAT,
+    VT_BACKEND_EPOLL,
+    VT_BACKEND_AUTO,
+} vt_backend_id;
+vt_backend_id vt_backend(void);
+
+/* A loop on the backend under test (vt_backend), with extra options (may be
+ * NULL). Asserts on failure. */
 vigil_loop *vt_loop(const vigil_loop_options *extra);
 
 /* A loop to supervise, VIGIL_LOOP_SUPERVISED | flags, on the backend under
  * test; for uring-compat (no DEFER_TASKRUN, never rebuilt) AUTO, which picks
  * epoll, as it says. */
 vigil_loop *vt_supervised_loop(uint32_t flags);
+
+/* Starts a supervisor with opts (NULL: the defaults) and adds loop to it;
+ * asserts. */
+vigil_supervisor *vt_supervise(vigil_loop *loop, const vigil_supervisor_options *opts);
+
+/* Skips the test (VT_SKIP) where the loop under test is never rebuilt:
+ * uring-compat, a ring without DEFER_TASKRUN. */
+void vt_need_rebuilds(void);
+
+/* For a test that fences its loop (vt_fence_timer) and wants it rebuilt:
+ * skips where that never happens (vt_need_rebuilds), else returns a loop
+ * created with VIGIL_LOOP_SUPERVISED on the backend under test and watched
+ * by *sv, a quiet supervisor (stall_ms 1000, tick_ms 1). */
+vigil_loop *vt_fenceable_loop(vigil_supervisor **sv);
 
 /* Runs the loop until *flag becomes nonzero or timeout_ms passes. Returns
  * true if the flag was set. */

@@ -5,6 +5,13 @@
  * with "| Skipped: N" after it: a test that calls VT_SKIP exits with
  * VT_EXIT_SKIP and is counted there, not in Tested or Passing (as
  * Criterion counts them). VT_FILTER=suite/name (a prefix) picks tests.
+ *
+ * With --tap it also writes a TAP report on stdout, as Criterion's
+ * --tap=/dev/stdout does (meson's protocol : 'tap'): the plan, then one line
+ * per test, "ok - suite::name", "not ok - suite::name (why)", or
+ * "ok - suite::name # SKIP reason" (written by the child that skipped). A
+ * child's own stdout goes to stderr meanwhile, so nothing else lands in the
+ * report.
  */
 #ifdef _WIN32
 #define __USE_MINGW_ANSI_STDIO 1 /* C99 formats (%zu, %llu) whatever the CRT: see VT_PRINTF */
@@ -26,6 +33,7 @@
 
 static vt_case *head, *tail;
 static vt_case *current; /* in a child: the test it runs */
+static FILE *tap;        /* the TAP report (--tap), or NULL */
 
 #define VT_EXIT_SKIP 77 /* a child's exit code: the test skipped itself */
 
@@ -50,12 +58,15 @@ void vt_fail(const char *file, int line, const char *cond, const char *fmt, ...)
 }
 
 void vt_skip(const char *fmt, ...) {
-    fprintf(stderr, "[SKIP] %s::%s: ", current ? current->suite : "?", current ? current->name : "?");
+    const char *suite = current ? current->suite : "?", *name = current ? current->name : "?";
+    char why[512];
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n");
+    fprintf(stderr, "[SKIP] %s::%s: %s\n", suite, name, why);
+    if (tap) /* the parent prints nothing for a skipped test: only here is the reason */
+        fprintf(tap, "ok - %s::%s # SKIP %s\n", suite, name, why);
     fflush(NULL);
     _exit(VT_EXIT_SKIP);
 }
@@ -114,6 +125,8 @@ static void child_side(void) {
     const char *child = getenv("VT_CHILD");
     if (!child)
         return;
+    if (getenv("VT_TAP"))
+        tap = stdout;
     for (vt_case *c = head; c; c = c->next) {
         char id[256];
         snprintf(id, sizeof(id), "%s/%s", c->suite, c->name);
@@ -134,6 +147,11 @@ static int run_one(vt_case *c, const char *id, unsigned long *detail) {
     if (pid == 0) {
         alarm((unsigned)c->timeout_s);
         current = c;
+        if (tap) { /* the report keeps stdout; what the test prints goes to stderr */
+            int fd = dup(1);
+            tap = fd >= 0 ? fdopen(fd, "w") : NULL;
+            dup2(2, 1);
+        }
         c->fn();
         fflush(NULL);
         _exit(0);
@@ -149,19 +167,44 @@ static int run_one(vt_case *c, const char *id, unsigned long *detail) {
 static void child_side(void) {}
 #endif
 
-int main(void) {
+static int picked(const vt_case *c, const char *filter) {
+    char id[256];
+    snprintf(id, sizeof(id), "%s/%s", c->suite, c->name);
+    return !filter || strncmp(id, filter, strlen(filter)) == 0;
+}
+
+int main(int argc, char **argv) {
     child_side(); /* Windows: a child runs its one test here and does not return */
     const char *filter = getenv("VT_FILTER");
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--tap")) {
+            tap = stdout;
+#ifdef _WIN32
+            SetEnvironmentVariableA("VT_TAP", "1"); /* for the children, which skip themselves */
+#endif
+        } else {
+            fprintf(stderr, "usage: %s [--tap]   (VT_FILTER=suite/name picks tests)\n", argv[0]);
+            return 2;
+        }
+    }
+    if (tap) {
+        int n = 0;
+        for (vt_case *c = head; c; c = c->next)
+            n += picked(c, filter);
+        fprintf(tap, "TAP version 13\n1..%d\n", n);
+    }
     int tested = 0, passing = 0, failing = 0, crashing = 0, skipped = 0;
     for (vt_case *c = head; c; c = c->next) {
         char id[256];
         snprintf(id, sizeof(id), "%s/%s", c->suite, c->name);
-        if (filter && strncmp(id, filter, strlen(filter)) != 0)
+        if (!picked(c, filter))
             continue;
         tested++;
         fflush(NULL);
         unsigned long detail = 0;
-        switch (run_one(c, id, &detail)) {
+        char why[64] = "";
+        int result = run_one(c, id, &detail);
+        switch (result) {
         case VT_PASS:
             passing++;
             break;
@@ -176,11 +219,19 @@ int main(void) {
         case VT_TIMEOUT:
             crashing++;
             fprintf(stderr, "[FAIL] %s::%s: Timed out\n", c->suite, c->name);
+            snprintf(why, sizeof(why), " (timed out after %d s)", c->timeout_s);
             break;
         default:
             crashing++;
             fprintf(stderr, "[FAIL] %s::%s: CRASH! (%#lx)\n", c->suite, c->name, detail);
+            snprintf(why, sizeof(why), " (crashed: %#lx)", detail);
         }
+        if (tap && result == VT_PASS)
+            fprintf(tap, "ok - %s::%s\n", c->suite, c->name);
+        else if (tap && result != VT_SKIPPED)
+            fprintf(tap, "not ok - %s::%s%s\n", c->suite, c->name, why);
+        if (tap)
+            fflush(tap);
     }
     fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: %d | Skipped: %d\n",
             tested, passing, failing, crashing, skipped);

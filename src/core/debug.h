@@ -1,15 +1,18 @@
 /*
- * debug.h: test hooks, for the suites only (not in the public header and
- * not exported by the shared library).
+ * debug.h: the library's test hooks. Not in the public header (vigil.h) and
+ * not exported by the shared library (hidden visibility): the tests reach
+ * them through the static library (tests include "core/debug.h"). It needs
+ * vigil.h alone.
  */
 #ifndef VIGIL_CORE_DEBUG_H
 #define VIGIL_CORE_DEBUG_H
 
-#include "vigil.h"
-
 #include <stdint.h>
 
-/* Queues a no-op whose tag names a slot generation that is gone. */
+#include "vigil.h"
+
+/* Queues a no-op whose tag names a slot generation that no longer exists (a
+ * stale completion, counted and dropped). */
 int vigil__debug_stale_completion(vigil_loop *loop);
 /* From a callback: asks the supervisor to fence this thread now, as if it were
  * stuck; the callback then waits until vigil__debug_fenced() says so. */
