@@ -160,9 +160,9 @@ static int fake_init(vigil_loop *loop) {
         return -ENOMEM;
     s->loop = loop;
     s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    s->free_bufs = malloc(loop->opts.buf_count * sizeof(uint32_t));
-    s->buf_base = loop->buf_base;
-    s->buf_size = loop->opts.buf_size;
+    s->free_bufs = malloc(loop->env.opts->buf_count * sizeof(uint32_t));
+    s->buf_base = loop->env.buf_base;
+    s->buf_size = loop->env.opts->buf_size;
     if (s->evfd < 0 || !s->free_bufs) {
         if (s->evfd >= 0)
             close(s->evfd);
@@ -172,8 +172,8 @@ static int fake_init(vigil_loop *loop) {
     }
     /* low ids first; only those in the kernel's hands (after a rebuild some
      * hold bytes not delivered yet) */
-    for (uint32_t i = loop->opts.buf_count; i-- > 0;)
-        if (loop->buf_state[i] == VIGIL__BUF_KERNEL)
+    for (uint32_t i = loop->env.opts->buf_count; i-- > 0;)
+        if (loop->env.buf_state[i] == VIGIL__BUF_KERNEL)
             s->free_bufs[s->nfree++] = i;
     pthread_mutex_lock(&lock);
     s->gen = count_made(loop);
@@ -181,8 +181,8 @@ static int fake_init(vigil_loop *loop) {
     states = s;
     pthread_mutex_unlock(&lock);
     loop->be_state = s;
-    loop->info.features = 0;
-    loop->info.ring_entries = loop->info.cq_entries = 0;
+    loop->env.info->features = 0;
+    loop->env.info->ring_entries = loop->env.info->cq_entries = 0;
     return 0;
 }
 
@@ -190,7 +190,7 @@ static int fake_wake(vigil_loop *loop, vigil__op *op) {
     fake_state *s = st(loop);
     uint64_t tag = vigil__op_tag(loop, op);
     pthread_mutex_lock(&lock);
-    rec *r = record(s, tag, FAKE_WAKE, loop->wake_fd);
+    rec *r = record(s, tag, FAKE_WAKE, loop->env.wake_fd);
     if (r)
         s->wake_tag1 = tag + 1;
     pthread_mutex_unlock(&lock);
@@ -357,7 +357,7 @@ static int fake_wait(vigil_loop *loop, int64_t timeout_ns) {
     pthread_mutex_unlock(&lock);
     if (!queued && timeout_ns != 0) {
         struct pollfd p[2] = {{.fd = s->evfd, .events = POLLIN},
-                              {.fd = wake_armed ? loop->wake_fd : -1, .events = POLLIN}};
+                              {.fd = wake_armed ? loop->env.wake_fd : -1, .events = POLLIN}};
         int ms = timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000);
         vigil__wait_enter(loop);
         int rc = poll(p, 2, ms);
@@ -368,7 +368,7 @@ static int fake_wait(vigil_loop *loop, int64_t timeout_ns) {
     pthread_mutex_lock(&lock);
     if (s->wake_tag1) { /* the wake read, as epoll.c does it: one-shot, re-armed by the core */
         uint64_t v;
-        ssize_t r = read(loop->wake_fd, &v, sizeof(v));
+        ssize_t r = read(loop->env.wake_fd, &v, sizeof(v));
         if (r > 0) {
             uint64_t tag = s->wake_tag1 - 1;
             s->wake_tag1 = 0;
@@ -382,17 +382,17 @@ static int fake_wait(vigil_loop *loop, int64_t timeout_ns) {
         n = 256;
     /* Into loop memory, as io_uring's wait copies its CQ out: a fence in a
      * callback leaves the rest of the batch to the rebuild (rebuild.c). */
-    memcpy(loop->batch, s->q + s->q_pos, n * sizeof(vigil__cqe));
+    memcpy(loop->env.batch, s->q + s->q_pos, n * sizeof(vigil__cqe));
     s->q_pos += n;
     if (s->q_pos == s->q_n) {
         s->q_pos = s->q_n = 0;
         drain_evfd(s);
     }
     pthread_mutex_unlock(&lock);
-    loop->batch_len = n;
-    for (loop->batch_pos = 0; loop->batch_pos < n; loop->batch_pos++)
-        vigil__dispatch(loop, &loop->batch[loop->batch_pos]);
-    loop->batch_len = 0;
+    loop->env.batch_len = n;
+    for (loop->env.batch_pos = 0; loop->env.batch_pos < n; loop->env.batch_pos++)
+        vigil__dispatch(loop, &loop->env.batch[loop->env.batch_pos]);
+    loop->env.batch_len = 0;
     return (int)n;
 }
 

@@ -195,20 +195,20 @@ static int epoll_init(vigil_loop *loop) {
     s->epfd = -1;
     loop->be_state = s;
     int rc = -ENOMEM;
-    s->free_bufs = malloc(loop->opts.buf_count * sizeof(uint32_t));
+    s->free_bufs = malloc(loop->env.opts->buf_count * sizeof(uint32_t));
     if (!s->free_bufs)
         goto fail;
     /* low ids first; only free ones (after a rebuild some are in use) */
-    for (uint32_t i = loop->opts.buf_count; i-- > 0;)
-        if (loop->buf_state[i] == VIGIL__BUF_KERNEL)
+    for (uint32_t i = loop->env.opts->buf_count; i-- > 0;)
+        if (loop->env.buf_state[i] == VIGIL__BUF_KERNEL)
             s->free_bufs[s->nfree++] = i;
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (s->epfd < 0) {
         rc = -errno;
         goto fail;
     }
-    loop->info.features = 0;
-    loop->info.ring_entries = loop->info.cq_entries = 0;
+    loop->env.info->features = 0;
+    loop->env.info->ring_entries = loop->env.info->cq_entries = 0;
     return 0;
 fail:
     epoll_fini(loop);
@@ -302,7 +302,7 @@ static int epoll_recv_dgram(vigil_loop *loop, vigil__op *op, vigil_socket fd, vo
     return arm_read(loop, op, fd, RD_DGRAM);
 }
 
-static int epoll_wake(vigil_loop *loop, vigil__op *op) { return arm_read(loop, op, loop->wake_fd, RD_WAKE); }
+static int epoll_wake(vigil_loop *loop, vigil__op *op) { return arm_read(loop, op, loop->env.wake_fd, RD_WAKE); }
 
 static void wait_write(vigil_loop *loop, uint64_t tag, int fd, uint8_t how);
 
@@ -509,8 +509,8 @@ static void on_datagrams(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, u
             return;
         }
         uint32_t id = s->free_bufs[--s->nfree];
-        uint8_t *buf = loop->buf_base + (size_t)id * loop->opts.buf_size;
-        size_t room = loop->opts.buf_size - VIGIL__UDP_HEAD;
+        uint8_t *buf = loop->env.buf_base + (size_t)id * loop->env.opts->buf_size;
+        size_t room = loop->env.opts->buf_size - VIGIL__UDP_HEAD;
         struct iovec iov = {buf + VIGIL__UDP_HEAD, room};
         struct msghdr mh = {.msg_name = buf + sizeof(vigil__msgout), .msg_namelen = VIGIL__UDP_NAME_MAX,
                             .msg_iov = &iov, .msg_iovlen = 1};
@@ -604,12 +604,12 @@ static void on_stream(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, uint
             return;
         }
         uint32_t id = s->free_bufs[--s->nfree];
-        uint8_t *buf = loop->buf_base + (size_t)id * loop->opts.buf_size;
-        ssize_t n = recv(fd, buf, loop->opts.buf_size, 0);
+        uint8_t *buf = loop->env.buf_base + (size_t)id * loop->env.opts->buf_size;
+        ssize_t n = recv(fd, buf, loop->env.opts->buf_size, 0);
         if (n > 0) {
             complete(loop, tag, (int32_t)n, VIGIL__CQE_MORE | VIGIL__CQE_BUF | (id << 16));
             f = slot_of(s, fd);
-            if (f->rd_tag != tag + 1 || (size_t)n < loop->opts.buf_size)
+            if (f->rd_tag != tag + 1 || (size_t)n < loop->env.opts->buf_size)
                 return; /* stopped meanwhile, or the socket is drained */
             continue;
         }

@@ -146,13 +146,13 @@ static int iocp_init(vigil_loop *loop) {
     if (!s)
         return -ENOMEM;
     loop->be_state = s;
-    s->free_bufs = malloc(loop->opts.buf_count * sizeof(uint32_t));
+    s->free_bufs = malloc(loop->env.opts->buf_count * sizeof(uint32_t));
     if (!s->free_bufs) {
         iocp_fini(loop);
         return -ENOMEM;
     }
-    for (uint32_t i = loop->opts.buf_count; i-- > 0;)
-        if (loop->buf_state[i] == VIGIL__BUF_KERNEL)
+    for (uint32_t i = loop->env.opts->buf_count; i-- > 0;)
+        if (loop->env.buf_state[i] == VIGIL__BUF_KERNEL)
             s->free_bufs[s->nfree++] = i;
     s->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
     if (!s->port) {
@@ -161,13 +161,13 @@ static int iocp_init(vigil_loop *loop) {
         return rc;
     }
     /* the wake socket is the loop's: bound to this port for life */
-    if (!CreateIoCompletionPort((HANDLE)(uintptr_t)loop->wake_fd, s->port, 0, 0)) {
+    if (!CreateIoCompletionPort((HANDLE)(uintptr_t)loop->env.wake_fd, s->port, 0, 0)) {
         int rc = vigil__win_errno(GetLastError());
         iocp_fini(loop);
         return rc;
     }
-    loop->info.features = 0;
-    loop->info.ring_entries = loop->info.cq_entries = 0;
+    loop->env.info->features = 0;
+    loop->env.info->ring_entries = loop->env.info->cq_entries = 0;
     return 0;
 }
 
@@ -182,7 +182,7 @@ static bool packet_comes(int wsa_error) { return wsa_error == WSA_IO_PENDING || 
 /* A zero-byte receive on the wake socket: it completes when a wake arrives. */
 static int arm_wake(vigil_loop *loop, vigil__op *op) {
     iocp_state *s = st(loop);
-    SOCKET w = (SOCKET)(uintptr_t)loop->wake_fd;
+    SOCKET w = (SOCKET)(uintptr_t)loop->env.wake_fd;
     flight *f = flight_new(s, FL_WAKE, vigil__op_tag(loop, op), w);
     if (!f)
         return -ENOMEM;
@@ -528,8 +528,8 @@ static void on_datagrams(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET s
         uint32_t id;
         if (!next_buffer(loop, s, tag, &id))
             return;
-        uint8_t *buf = loop->buf_base + (size_t)id * loop->opts.buf_size;
-        int room = (int)(loop->opts.buf_size - VIGIL__UDP_HEAD);
+        uint8_t *buf = loop->env.buf_base + (size_t)id * loop->env.opts->buf_size;
+        int room = (int)(loop->env.opts->buf_size - VIGIL__UDP_HEAD);
         int namelen = VIGIL__UDP_NAME_MAX;
         struct sockaddr *name = (struct sockaddr *)(buf + sizeof(vigil__msgout));
         int n = recvfrom(sock, (char *)buf + VIGIL__UDP_HEAD, room, 0, name, &namelen);
@@ -559,11 +559,11 @@ static void on_readable(vigil_loop *loop, iocp_state *s, uint64_t tag, SOCKET so
         uint32_t id;
         if (!next_buffer(loop, s, tag, &id))
             return;
-        char *buf = (char *)loop->buf_base + (size_t)id * loop->opts.buf_size;
-        int n = recv(sock, buf, (int)loop->opts.buf_size, 0);
+        char *buf = (char *)loop->env.buf_base + (size_t)id * loop->env.opts->buf_size;
+        int n = recv(sock, buf, (int)loop->env.opts->buf_size, 0);
         if (n > 0) {
             complete(loop, tag, n, VIGIL__CQE_MORE | VIGIL__CQE_BUF | (id << 16));
-            if ((uint32_t)n < loop->opts.buf_size)
+            if ((uint32_t)n < loop->env.opts->buf_size)
                 break; /* drained, most likely: wait again */
             continue;
         }

@@ -127,7 +127,7 @@ static struct io_uring_sqe *get_sqe(uring_state *s) {
 }
 
 static int setup_ring(vigil_loop *loop, uring_state *s) {
-    const vigil_loop_options *o = &loop->opts;
+    const vigil_loop_options *o = loop->env.opts;
     uint32_t cq = o->ring_entries * 16;
     if (cq > 65536)
         cq = 65536;
@@ -152,12 +152,12 @@ static int setup_ring(vigil_loop *loop, uring_state *s) {
         rc = io_uring_queue_init_params(o->ring_entries, &s->ring, &p);
         if (rc == 0) {
             s->setup_flags = flags;
-            loop->info.ring_entries = p.sq_entries;
-            loop->info.cq_entries = p.cq_entries;
+            loop->env.info->ring_entries = p.sq_entries;
+            loop->env.info->cq_entries = p.cq_entries;
             if (p.features & IORING_FEAT_NODROP)
-                loop->info.features |= VIGIL_FEATURE_NODROP;
+                loop->env.info->features |= VIGIL_FEATURE_NODROP;
             if (p.features & IORING_FEAT_EXT_ARG)
-                loop->info.features |= VIGIL_FEATURE_EXT_ARG;
+                loop->env.info->features |= VIGIL_FEATURE_EXT_ARG;
             return 0;
         }
         if (rc != -EINVAL)
@@ -167,7 +167,7 @@ static int setup_ring(vigil_loop *loop, uring_state *s) {
 }
 
 static int setup_buffers(vigil_loop *loop, uring_state *s) {
-    uint32_t n = loop->opts.buf_count;
+    uint32_t n = loop->env.opts->buf_count;
     s->br_len = (size_t)n * sizeof(struct io_uring_buf);
     s->br = vigil__mem_map(s->br_len);
     if (!s->br)
@@ -186,11 +186,11 @@ static int setup_buffers(vigil_loop *loop, uring_state *s) {
      * parked, or named by completions of the fenced ring not yet applied. */
     int added = 0;
     for (uint32_t i = 0; i < n; i++)
-        if (loop->buf_state[i] == VIGIL__BUF_KERNEL)
-            io_uring_buf_ring_add(s->br, loop->buf_base + (size_t)i * loop->opts.buf_size,
-                                  loop->opts.buf_size, (unsigned short)i, (int)s->br_mask, added++);
+        if (loop->env.buf_state[i] == VIGIL__BUF_KERNEL)
+            io_uring_buf_ring_add(s->br, loop->env.buf_base + (size_t)i * loop->env.opts->buf_size,
+                                  loop->env.opts->buf_size, (unsigned short)i, (int)s->br_mask, added++);
     io_uring_buf_ring_advance(s->br, added);
-    loop->info.features |= VIGIL_FEATURE_BUF_RING;
+    loop->env.info->features |= VIGIL_FEATURE_BUF_RING;
     return 0;
 }
 
@@ -225,27 +225,27 @@ static int uring_init(vigil_loop *loop) {
         loop->be_state = NULL;
         return rc;
     }
-    if (!(loop->info.features & VIGIL_FEATURE_NODROP)) {
+    if (!(loop->env.info->features & VIGIL_FEATURE_NODROP)) {
         rc = -ENOTSUP; /* kernel before 5.5: completions could be lost */
         goto fail;
     }
     if ((rc = probe_opcodes(s)) < 0 || (rc = setup_buffers(loop, s)) < 0)
         goto fail;
-    loop->info.ring_flags = s->setup_flags;
+    loop->env.info->ring_flags = s->setup_flags;
     if (s->setup_flags & IORING_SETUP_DEFER_TASKRUN)
-        loop->info.features |= VIGIL_FEATURE_DEFER_TASKRUN;
+        loop->env.info->features |= VIGIL_FEATURE_DEFER_TASKRUN;
     if (s->setup_flags & IORING_SETUP_SINGLE_ISSUER)
-        loop->info.features |= VIGIL_FEATURE_SINGLE_ISSUER;
+        loop->env.info->features |= VIGIL_FEATURE_SINGLE_ISSUER;
     /* Opcodes are probed; multishot variants have no probe bit, so they are
      * tried and dropped on -EINVAL (quirk c). Cancel-by-fd came with 5.19, as
      * did buffer rings, which we already have. */
-    s->multishot_accept = !(loop->opts.flags & VIGIL_LOOP_NO_MULTISHOT_ACCEPT);
-    s->multishot_recv = !(loop->opts.flags & VIGIL_LOOP_NO_MULTISHOT_RECV);
-    loop->info.features |= VIGIL_FEATURE_CANCEL_FD;
+    s->multishot_accept = !(loop->env.opts->flags & VIGIL_LOOP_NO_MULTISHOT_ACCEPT);
+    s->multishot_recv = !(loop->env.opts->flags & VIGIL_LOOP_NO_MULTISHOT_RECV);
+    loop->env.info->features |= VIGIL_FEATURE_CANCEL_FD;
     if (s->multishot_accept)
-        loop->info.features |= VIGIL_FEATURE_MULTISHOT_ACCEPT;
+        loop->env.info->features |= VIGIL_FEATURE_MULTISHOT_ACCEPT;
     if (s->multishot_recv)
-        loop->info.features |= VIGIL_FEATURE_MULTISHOT_RECV;
+        loop->env.info->features |= VIGIL_FEATURE_MULTISHOT_RECV;
     return 0;
 fail:
     uring_fini(loop);
@@ -259,7 +259,7 @@ static int arm_wake(vigil_loop *loop, vigil__op *op) {
     struct io_uring_sqe *sqe = get_sqe(s);
     if (!sqe)
         return -EBUSY;
-    io_uring_prep_read(sqe, loop->wake_fd, &s->wake_buf, sizeof(s->wake_buf), 0);
+    io_uring_prep_read(sqe, loop->env.wake_fd, &s->wake_buf, sizeof(s->wake_buf), 0);
     return queue(loop, op, sqe);
 }
 
@@ -403,7 +403,7 @@ static int uring_recv(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
     if (s->multishot_recv)
         io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
     else
-        io_uring_prep_recv(sqe, fd, NULL, loop->opts.buf_size, 0);
+        io_uring_prep_recv(sqe, fd, NULL, loop->env.opts->buf_size, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
     return queue_as(loop, op, sqe, s->multishot_recv ? HOW_RECV_MULTI : HOW_OTHER, NULL);
@@ -488,16 +488,16 @@ static bool multishot_rejected(vigil_loop *loop, uring_state *s, uint8_t how, co
         return false;
     if (how == HOW_ACCEPT_MULTI && s->multishot_accept) {
         s->multishot_accept = false;
-        pthread_mutex_lock(&loop->owner_lock); /* vigil_loop_info_get reads it from anywhere */
-        loop->info.features &= ~VIGIL_FEATURE_MULTISHOT_ACCEPT;
-        pthread_mutex_unlock(&loop->owner_lock);
+        pthread_mutex_lock(loop->env.info_lock); /* vigil_loop_info_get reads it from anywhere */
+        loop->env.info->features &= ~VIGIL_FEATURE_MULTISHOT_ACCEPT;
+        pthread_mutex_unlock(loop->env.info_lock);
         return true;
     }
     if (how == HOW_RECV_MULTI && s->multishot_recv) {
         s->multishot_recv = false;
-        pthread_mutex_lock(&loop->owner_lock);
-        loop->info.features &= ~VIGIL_FEATURE_MULTISHOT_RECV;
-        pthread_mutex_unlock(&loop->owner_lock);
+        pthread_mutex_lock(loop->env.info_lock);
+        loop->env.info->features &= ~VIGIL_FEATURE_MULTISHOT_RECV;
+        pthread_mutex_unlock(loop->env.info_lock);
         return true;
     }
     return false;
@@ -522,22 +522,22 @@ static int uring_wait(vigil_loop *loop, int64_t timeout_ns) {
     int handled = 0;
     for (int round = 0; round < 8; round++) {
         if (IO_URING_READ_ONCE(*s->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
-            vigil__stat_add(&loop->sv.stats.cq_overflows, 1); /* peek flushes it (quirk e) */
+            vigil__stat_add(loop->env.cq_overflows, 1); /* peek flushes it (quirk e) */
         unsigned n = io_uring_peek_batch_cqe(&s->ring, s->cqes, 256);
         if (!n)
             break;
         /* Copy out and release the CQ slots first: the batch stays reachable
          * in loop memory while callbacks run. */
         for (unsigned i = 0; i < n; i++) {
-            vigil__cqe *e = &loop->batch[i];
+            vigil__cqe *e = &loop->env.batch[i];
             if (multishot_rejected(loop, s, cqe_take(s, s->cqes[i], e), e))
                 e->res = -EAGAIN; /* the core re-arms it as one-shot */
         }
         io_uring_cq_advance(&s->ring, n);
-        loop->batch_len = n;
-        for (loop->batch_pos = 0; loop->batch_pos < n; loop->batch_pos++)
-            vigil__dispatch(loop, &loop->batch[loop->batch_pos]);
-        loop->batch_len = 0;
+        loop->env.batch_len = n;
+        for (loop->env.batch_pos = 0; loop->env.batch_pos < n; loop->env.batch_pos++)
+            vigil__dispatch(loop, &loop->env.batch[loop->env.batch_pos]);
+        loop->env.batch_len = 0;
         handled += (int)n;
         publish_buffers(s);
         if (n < 256)
@@ -552,7 +552,7 @@ static int uring_poll_fd(vigil_loop *loop) { return st(loop)->ring.ring_fd; }
 
 static void uring_buf_recycle(vigil_loop *loop, uint32_t id) {
     uring_state *s = st(loop);
-    io_uring_buf_ring_add(s->br, loop->buf_base + (size_t)id * loop->opts.buf_size, loop->opts.buf_size,
+    io_uring_buf_ring_add(s->br, loop->env.buf_base + (size_t)id * loop->env.opts->buf_size, loop->env.opts->buf_size,
                           (unsigned short)id, (int)s->br_mask, (int)s->br_pending);
     s->br_pending++;
 }

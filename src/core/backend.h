@@ -9,6 +9,8 @@
 
 #include "core/op.h"
 
+#include <pthread.h>
+
 /* A completion as the core sees it, copied out of the kernel's queue so that
  * reaped-but-not-yet-handled completions stay reachable in loop memory. */
 typedef struct vigil__cqe {
@@ -39,6 +41,26 @@ typedef struct vigil__slice { const void *base; size_t len; } vigil__slice;
                                         * takes them over (handover) */
 #define VIGIL__CAP_FILE_IO   (1u << 3) /* it reads and writes the loop's files itself
                                         * (file_bind, file_rw) */
+
+/* All a backend may use of its loop's data (the calls below and in the
+ * rest of this file aside): the receive-buffer pool, the wake fd, the
+ * options the loop was made with, the info it reports, and the batch it
+ * dispatches from. Set once by vigil_loop_create; a rebuild keeps it. */
+typedef struct vigil__be_env {
+    const vigil_loop_options *opts;  /* buf_size, buf_count, ring_entries, flags */
+    uint8_t *buf_base;               /* buffer id's bytes: buf_base + id * opts->buf_size */
+    const uint8_t *buf_state;        /* init takes the buffers in state VIGIL__BUF_KERNEL */
+    int wake_fd;                     /* what wake() reads */
+    vigil_loop_info *info;           /* the backend fills in features and ring sizes in init */
+    pthread_mutex_t *info_lock;      /* ... and holds this to change them later (other threads read) */
+    _Atomic uint64_t *cq_overflows;  /* the loop's counter of completion-queue overflows */
+    /* The batch being dispatched: completions copied out of the kernel's
+     * queue, handed to vigil__dispatch in order; in loop memory so that a
+     * fence in a callback leaves the rest [batch_pos + 1, batch_len) for the
+     * rebuild to carry. */
+    vigil__cqe batch[256];
+    uint32_t batch_len, batch_pos;
+} vigil__be_env;
 
 /* The backend interface: completion-based and free of OS types. Each start
  * function queues one request tagged with the op; its completions come back

@@ -822,6 +822,9 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     if (!loop->buf_base || !loop->buf_state || !loop->buf_park)
         goto fail;
     loop->bufs_free = o.buf_count;
+    loop->env = (vigil__be_env){.opts = &loop->opts, .buf_base = loop->buf_base, .buf_state = loop->buf_state,
+                                .wake_fd = loop->wake_fd, .info = &loop->info, .info_lock = &loop->owner_lock,
+                                .cq_overflows = &loop->sv.stats.cq_overflows};
 
     const vigil__backend *forced = atomic_load(&forced_backend);
     rc = forced ? init_forced(loop, forced) : vigil__backend_choose(loop); /* os/{linux,win}/backend.c */

@@ -74,11 +74,9 @@ struct vigil_loop {
     void *send_cache[11];
     size_t send_cached;
 
-    /* the batch being dispatched, reachable from loop memory; later-list
-     * entries and posts taken for this pass and not yet run: a fence in one
-     * of their callbacks leaves the rest in loop memory */
-    vigil__cqe batch[256];
-    uint32_t batch_len, batch_pos;
+    vigil__be_env env;          /* all the backend may use of the loop (backend.h) */
+    /* later-list entries and posts taken for this pass and not yet run: a
+     * fence in one of their callbacks leaves the rest in loop memory */
     uint32_t later_run;
     struct vigil__post *posts_run;
 

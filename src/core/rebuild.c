@@ -341,9 +341,9 @@ int vigil__move_backend(vigil_loop *loop, const vigil__backend *target) {
     for (uint32_t i = 0; i < loop->rb.held_n; i++)
         if (loop->rb.held[i].flags & VIGIL__CQE_BUF)
             loop->buf_state[loop->rb.held[i].flags >> 16] = VIGIL__BUF_CARRIED;
-    for (uint32_t i = loop->batch_pos + 1; i < loop->batch_len; i++)
-        carry_take(loop, &loop->batch[i], old_epoch);
-    loop->batch_len = loop->batch_pos = 0;
+    for (uint32_t i = loop->env.batch_pos + 1; i < loop->env.batch_len; i++)
+        carry_take(loop, &loop->env.batch[i], old_epoch);
+    loop->env.batch_len = loop->env.batch_pos = 0;
     vigil__cqe got[256];
     uint32_t n;
     while ((n = loop->be->harvest(loop->be_state, got, 256, &overflowed)) > 0)
