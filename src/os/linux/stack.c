@@ -322,11 +322,19 @@ static bool after_call(pid_t pid, const span *code, uintptr_t ra) {
 }
 #endif
 
+/* At most this many frames of the system's libraries (libc, the
+ * sanitizers' runtimes, the unwinder) are kept from a scan: the words near
+ * a blocked thread's stack pointer hold many stale ones (under ASan, its
+ * interceptors' unwinding), which must not fill the list before the frames
+ * of the program that called into them. */
+#define SYSTEM_FRAMES_KEPT 12
+
 /* Scans [sp, limit) for return addresses, a chunk at a time, into out.
  * Only the first chunk must be readable: past it the stack simply ends. */
 static int scan(pid_t pid, const maps *m, uintptr_t sp, uintptr_t limit,
                 struct vigil__thread_look *out) {
     uintptr_t words[512];
+    int system_kept = 0;
     for (uintptr_t at = sp; at < limit && out->nframes < VIGIL__LOOK_FRAMES;) {
         size_t want = limit - at < sizeof(words) ? limit - at : sizeof(words);
         ssize_t got = read_mem(pid, at, words, want);
@@ -335,6 +343,8 @@ static int scan(pid_t pid, const maps *m, uintptr_t sp, uintptr_t limit,
         for (size_t i = 0; i < (size_t)got / sizeof(words[0]); i++) {
             const span *code = code_at(m, words[i]);
             if (code && after_call(pid, code, words[i])) {
+                if (vigil__frame_is_system((void *)words[i]) && system_kept++ >= SYSTEM_FRAMES_KEPT)
+                    continue;
                 out->frames[out->nframes++] = (void *)words[i];
                 if (out->nframes == VIGIL__LOOK_FRAMES)
                     break;
