@@ -39,11 +39,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef _WIN32
 #include <errno.h>
-#ifndef ESHUTDOWN /* mingw-w64's errno.h has the rest of what vigil returns */
-#define ESHUTDOWN 1058
-#endif
+#ifndef _WIN32
+#include <fcntl.h>
 #endif
 
 #ifdef __cplusplus
@@ -65,6 +63,15 @@ extern "C" {
 #define VIGIL_VERSION_MINOR 1
 #define VIGIL_VERSION_PATCH 0
 #define VIGIL_VERSION_STRING "0.1.0"
+
+/* What a call returns (negated) once its loop is being destroyed: ESHUTDOWN
+ * where the C library has it; Windows' C runtime lacks it, and vigil defines
+ * nothing in your namespace. */
+#ifdef ESHUTDOWN
+#define VIGIL_ESHUTDOWN ESHUTDOWN
+#else
+#define VIGIL_ESHUTDOWN 1058 /* WSAESHUTDOWN's number */
+#endif
 
 /* Returns VIGIL_VERSION_STRING of the library actually linked. */
 VIGIL_API const char *vigil_version(void);
@@ -237,7 +244,7 @@ VIGIL_API int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_
  * final callbacks and then ends. */
 VIGIL_API int vigil_loop_destroy(vigil_loop *loop);
 
-VIGIL_API int vigil_loop_info_get(const vigil_loop *loop, vigil_loop_info *out);
+VIGIL_API int vigil_loop_get_info(const vigil_loop *loop, vigil_loop_info *out);
 
 /* Progress counters, written by the loop thread, readable from any thread
  * without locks (each field is read atomically; the set is not a snapshot). */
@@ -268,7 +275,12 @@ typedef struct vigil_loop_stats {
     uint64_t events_held_total;/* ... held in all */
 } vigil_loop_stats;
 
-VIGIL_API int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out);
+VIGIL_API int vigil_loop_get_stats(const vigil_loop *loop, vigil_loop_stats *out);
+
+/* Attaches the program's data to a loop, returned by vigil_loop_get_data
+ * (NULL until set). Any thread (an atomic pointer). */
+VIGIL_API int vigil_loop_set_data(vigil_loop *loop, void *data);
+VIGIL_API void *vigil_loop_get_data(const vigil_loop *loop);
 
 /* A monotonic clock in nanoseconds (the one timers and deadlines use). */
 VIGIL_API uint64_t vigil_now_ns(void);
@@ -289,6 +301,12 @@ typedef void (*vigil_timer_cb)(vigil_loop *loop, vigil_op timer, int status, voi
 VIGIL_API int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t repeat_ms,
                                 vigil_timer_cb cb, void *ud, vigil_op *out);
 
+/* Starts a live timer over: it fires next delay_ms from now, then every
+ * repeat_ms (0: once), as if started now, with the same callback and
+ * handle. A one-shot timer that fired has ended: -EBADF (start a new one). */
+VIGIL_API int vigil_timer_restart(vigil_loop *loop, vigil_op timer, uint64_t delay_ms,
+                                  uint64_t repeat_ms);
+
 /* Cancels any operation: a timer (callback -ECANCELED), a connect (its
  * callback -ECANCELED, the connection is closed), a receive (final callback
  * -ECANCELED), a queued send that has not started (-ECANCELED). A send whose
@@ -296,20 +314,39 @@ VIGIL_API int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t re
  * the connection instead). Also a file call (see "files" for what cannot be
  * called back), a lookup or connect by name, a signal watcher, a UDP receive
  * or a datagram still queued. -EBADF if op is not live. The callback runs
- * later, never inside vigil_cancel(). */
-VIGIL_API int vigil_cancel(vigil_loop *loop, vigil_op op);
+ * later, never inside vigil_op_cancel(). */
+VIGIL_API int vigil_op_cancel(vigil_loop *loop, vigil_op op);
+
+/* Gives a file call or a lookup a deadline: ms from now it ends with
+ * -ETIMEDOUT as vigil_op_cancel would end it (see "files" for what cannot
+ * be called back). Setting it again replaces it; 0 removes it. -EINVAL for
+ * other ops (a connect, a send and a receive take theirs when started),
+ * -EBADF if op is not live. */
+VIGIL_API int vigil_op_set_deadline(vigil_loop *loop, vigil_op op, uint32_t ms);
+
+/* ------------------------------------------------------------- addresses */
+
+/* A socket address: IPv4 or IPv6 address and port, or a Unix socket's path
+ * (opaque bytes, as the kernel takes them). */
+typedef struct vigil_addr { uint8_t bytes[128]; uint32_t len; } vigil_addr;
+/* From a numeric host ("127.0.0.1", "::1") and a port; -EINVAL otherwise. */
+VIGIL_API int vigil_addr_parse(vigil_addr *addr, const char *host, uint16_t port);
+/* To text: the numeric host (a Unix socket: its path, "@name" for the
+ * abstract namespace; "" unnamed) and the port (0 for a Unix socket).
+ * -ENOSPC if cap is too small, -EAFNOSUPPORT for another family. */
+VIGIL_API int vigil_addr_format(const vigil_addr *addr, char *host, size_t cap, uint16_t *port);
 
 /* ------------------------------------------------------------------- TCP */
 
 /* Socket addresses are passed as text, "127.0.0.1" or "::1", and a port. */
-typedef struct vigil_listen_options {
+typedef struct vigil_listener_options {
     const char *host; /* numeric IPv4 or IPv6 address; NULL = "127.0.0.1" */
-    uint16_t port;    /* 0 = any free port; see vigil_listener_port() */
+    uint16_t port;    /* 0 = any free port; see vigil_listener_get_port() */
     int backlog;      /* 0 = SOMAXCONN */
     int reuseport;    /* nonzero: SO_REUSEPORT, for one listener per loop/thread */
     const char *path; /* non-NULL: a Unix-domain socket at this path instead ("@name":
                          Linux's abstract namespace); the file is not removed on close */
-} vigil_listen_options;
+} vigil_listener_options;
 
 /* conn is valid when status == 0. status < 0 is final: -ECANCELED after
  * vigil_listener_close() or on destroy, or a fatal accept error. Running out
@@ -318,10 +355,10 @@ typedef struct vigil_listen_options {
 typedef void (*vigil_accept_cb)(vigil_loop *loop, vigil_listener l, int status,
                                 vigil_conn conn, void *ud);
 
-VIGIL_API int vigil_listen(vigil_loop *loop, const vigil_listen_options *opts,
-                           vigil_accept_cb cb, void *ud, vigil_listener *out);
+VIGIL_API int vigil_listener_open(vigil_loop *loop, const vigil_listener_options *opts,
+                                  vigil_accept_cb cb, void *ud, vigil_listener *out);
 /* Returns the bound port (> 0) or -errno. */
-VIGIL_API int vigil_listener_port(vigil_loop *loop, vigil_listener l);
+VIGIL_API int vigil_listener_get_port(vigil_loop *loop, vigil_listener l);
 /* Stops accepting and closes the socket; the accept callback ends -ECANCELED. */
 VIGIL_API int vigil_listener_close(vigil_loop *loop, vigil_listener l);
 
@@ -330,25 +367,26 @@ VIGIL_API int vigil_listener_close(vigil_loop *loop, vigil_listener l);
  * deadline), -ECANCELED, ... */
 typedef void (*vigil_connect_cb)(vigil_loop *loop, vigil_conn conn, int status, void *ud);
 
-/* Connects to host:port (numeric address). deadline_ms 0 = none. *out is
- * valid at once (for vigil_cancel on *op, or closing), usable after the
- * callback says 0. op may be NULL. */
-VIGIL_API int vigil_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t deadline_ms,
-                            vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *op);
+/* Connects to host:port (numeric address). deadline_ms 0 = none. The
+ * callback brings the connection. *out, when out is not NULL, is valid at
+ * once (it may be closed or aborted before the connect ends), usable after
+ * the callback says 0. op may be NULL. */
+VIGIL_API int vigil_conn_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t deadline_ms,
+                                 vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *op);
 
 /* Connects to the Unix-domain stream socket at path ("@name": abstract
- * namespace), as vigil_connect does otherwise. -ENAMETOOLONG if the path
+ * namespace), as vigil_conn_connect does otherwise. -ENAMETOOLONG if the path
  * does not fit (107 bytes). */
-VIGIL_API int vigil_connect_unix(vigil_loop *loop, const char *path, uint32_t deadline_ms,
-                                 vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *op);
+VIGIL_API int vigil_conn_connect_unix(vigil_loop *loop, const char *path, uint32_t deadline_ms,
+                                      vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *op);
 
 /* Sockets the application already has (systemd socket activation's fd 3 on,
  * a socketpair, an inherited socket): vigil makes the socket non-blocking
  * and close-on-exec and owns it from then on; on an error it stays the
  * caller's. -ENOTSOCK, -EPROTOTYPE (not a stream socket), -EINVAL (not
  * listening, or listening when a connection was asked for), -ENOTCONN. */
-VIGIL_API int vigil_listen_adopt(vigil_loop *loop, vigil_socket fd, vigil_accept_cb cb, void *ud,
-                                 vigil_listener *out);
+VIGIL_API int vigil_listener_adopt(vigil_loop *loop, vigil_socket fd, vigil_accept_cb cb, void *ud,
+                                   vigil_listener *out);
 VIGIL_API int vigil_conn_adopt(vigil_loop *loop, vigil_socket fd,
                                vigil_conn *out); /* usable at once */
 
@@ -357,8 +395,8 @@ VIGIL_API int vigil_conn_adopt(vigil_loop *loop, vigil_socket fd,
 #define VIGIL_OPT_NODELAY 1 /* 1: small writes go out at once (vigil's default); 0: Nagle */
 #define VIGIL_OPT_SNDBUF 2  /* bytes; Linux doubles what it is given, and reports that */
 #define VIGIL_OPT_RCVBUF 3
-VIGIL_API int vigil_conn_setopt(vigil_loop *loop, vigil_conn conn, int opt, int value);
-VIGIL_API int vigil_conn_getopt(vigil_loop *loop, vigil_conn conn, int opt, int *value);
+VIGIL_API int vigil_conn_set_option(vigil_loop *loop, vigil_conn conn, int opt, int value);
+VIGIL_API int vigil_conn_get_option(vigil_loop *loop, vigil_conn conn, int opt, int *value);
 
 /* A received buffer, valid during the receive callback. */
 typedef struct vigil_buf {
@@ -370,7 +408,7 @@ typedef struct vigil_buf {
 
 /* status > 0: buf holds status bytes. 0: the peer closed (EOF). < 0: an error
  * (-ECONNRESET, -ETIMEDOUT after the receive deadline, -ECANCELED after
- * vigil_cancel or close). 0 and < 0 are final; buf is NULL then. The buffer
+ * vigil_op_cancel or close). 0 and < 0 are final; buf is NULL then. The buffer
  * goes back to the pool when the callback returns, unless it was kept. */
 typedef void (*vigil_recv_cb)(vigil_loop *loop, vigil_conn conn, int status,
                               const vigil_buf *buf, void *ud);
@@ -386,54 +424,70 @@ typedef void (*vigil_recv_cb)(vigil_loop *loop, vigil_conn conn, int status,
  * -ETIMEDOUT and both directions are shut down (the peer sees FIN); close
  * or abort the connection to release it. op may be NULL. -EALREADY if a
  * receive is running. */
-VIGIL_API int vigil_recv_start(vigil_loop *loop, vigil_conn conn, uint32_t idle_deadline_ms,
-                               vigil_recv_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_conn_recv_start(vigil_loop *loop, vigil_conn conn, uint32_t idle_deadline_ms,
+                                    vigil_recv_cb cb, void *ud, vigil_op *op);
 /* Backpressure: stop taking bytes from the socket (they wait in the kernel)
  * and resume. No callback for either; bytes already received are delivered
  * after resume, in order. A paused receive still ends when the stream breaks
  * (a send failed: the peer reset; a deadline passed), with that error, after
  * the bytes already received (io_uring may have received some before the
  * pause took hold; epoll none). Closing or cancelling it drops them: no data
- * callback comes after vigil_close. Both return -ENOTCONN once the receive
- * has ended (or none was started); after a break vigil_send is -EPIPE. */
-VIGIL_API int vigil_recv_pause(vigil_loop *loop, vigil_conn conn);
-VIGIL_API int vigil_recv_resume(vigil_loop *loop, vigil_conn conn);
+ * callback comes after vigil_conn_close. Both return -ENOTCONN once the receive
+ * has ended (or none was started); after a break vigil_conn_send is -EPIPE. */
+VIGIL_API int vigil_conn_recv_pause(vigil_loop *loop, vigil_conn conn);
+VIGIL_API int vigil_conn_recv_resume(vigil_loop *loop, vigil_conn conn);
 
 /* Keeps the buffer of the current receive callback past its return; give it
- * back with vigil_buf_release(). Kept buffers are not available to receive
+ * back with vigil_buf_release() and a copy of *buf. Kept buffers are not available to receive
  * into: keep few, or the loop runs out (it then waits, losing nothing). */
 VIGIL_API int vigil_buf_keep(vigil_loop *loop, const vigil_buf *buf);
-VIGIL_API int vigil_buf_release(vigil_loop *loop, uint32_t buf_id);
+VIGIL_API int vigil_buf_release(vigil_loop *loop, const vigil_buf *kept);
 
 /* status: bytes sent (the whole message) or -errno (-ECANCELED, -ETIMEDOUT,
  * -EPIPE, -ECONNRESET). Final. */
 typedef void (*vigil_send_cb)(vigil_loop *loop, vigil_conn conn, int status, void *ud);
 
 /* Queues len bytes (copied) behind earlier sends on this connection; they go
- * out in order, partial sends continue internally. cb may be NULL.
+ * out in order, partial sends continue internally. cb may be NULL. len 0 is
+ * a message too: its callback (status 0) comes once every earlier message
+ * went out.
  * deadline_ms > 0: if the message has not fully gone out by then, the
  * connection is aborted and every unsent message ends with -ETIMEDOUT (a
  * stream cannot skip bytes). op may be NULL. */
-VIGIL_API int vigil_send(vigil_loop *loop, vigil_conn conn, const void *data, size_t len,
-                         uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_conn_send(vigil_loop *loop, vigil_conn conn, const void *data, size_t len,
+                              uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *op);
+
+/* As vigil_conn_send, without the copy: data belongs to vigil until the
+ * callback (status or error): keep it valid and unchanged until then, a
+ * rebuild included. For large or long-lived buffers (a file's pages, a
+ * static response). */
+VIGIL_API int vigil_conn_send_nocopy(vigil_loop *loop, vigil_conn conn, const void *data,
+                                     size_t len, uint32_t deadline_ms, vigil_send_cb cb, void *ud,
+                                     vigil_op *op);
+
+/* As vigil_conn_send, of n pieces gathered (copied) into one message: one
+ * callback, no other message between the pieces. At most 1024 pieces. */
+typedef struct vigil_iov { const void *base; size_t len; } vigil_iov;
+VIGIL_API int vigil_conn_sendv(vigil_loop *loop, vigil_conn conn, const vigil_iov *iov, size_t n,
+                               uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *op);
 
 /* Bytes queued and not yet confirmed sent on conn, or -errno. */
-VIGIL_API int64_t vigil_send_queued(vigil_loop *loop, vigil_conn conn);
+VIGIL_API int64_t vigil_conn_send_queued(vigil_loop *loop, vigil_conn conn);
 
-/* When the queue grows past high_bytes, vigil_send still queues (nothing is
+/* When the queue grows past high_bytes, vigil_conn_send still queues (nothing is
  * refused) and returns 1 instead of 0; when it then drains to low_bytes or
  * less, cb runs once. When the queue empties because the stream broke, cb
  * runs only if no receive is running (the receive's final callback says it
  * then; the sends' callbacks say it either way). high_bytes 0 turns this off. */
 typedef void (*vigil_drain_cb)(vigil_loop *loop, vigil_conn conn, void *ud);
-VIGIL_API int vigil_send_watermark(vigil_loop *loop, vigil_conn conn, size_t high_bytes,
-                                   size_t low_bytes, vigil_drain_cb cb, void *ud);
+VIGIL_API int vigil_conn_set_watermark(vigil_loop *loop, vigil_conn conn, size_t high_bytes,
+                                       size_t low_bytes, vigil_drain_cb cb, void *ud);
 
 /* how: VIGIL_SHUT_WR sends FIN after the queued sends; VIGIL_SHUT_RD stops
  * the receive (final callback 0). */
 #define VIGIL_SHUT_RD 1
 #define VIGIL_SHUT_WR 2
-VIGIL_API int vigil_shutdown(vigil_loop *loop, vigil_conn conn, int how);
+VIGIL_API int vigil_conn_shutdown(vigil_loop *loop, vigil_conn conn, int how);
 
 /* Final callback of a connection, after every op on it ended. status: 0 for a
  * graceful close that flushed everything; -ETIMEDOUT if the flush deadline
@@ -447,58 +501,60 @@ typedef void (*vigil_close_cb)(vigil_loop *loop, vigil_conn conn, int status, vo
  * discards until the peer's FIN, for at most 2 s (within the deadline), and
  * closes: closing with unread bytes would send RST, which can destroy the
  * last bytes before the peer reads them. */
-VIGIL_API int vigil_close(vigil_loop *loop, vigil_conn conn, uint32_t flush_deadline_ms,
-                          vigil_close_cb cb, void *ud);
+VIGIL_API int vigil_conn_close(vigil_loop *loop, vigil_conn conn, uint32_t flush_deadline_ms,
+                               vigil_close_cb cb, void *ud);
 /* Abort: discards queued sends (-ECANCELED), closes with RST. */
-VIGIL_API int vigil_abort(vigil_loop *loop, vigil_conn conn, vigil_close_cb cb, void *ud);
+VIGIL_API int vigil_conn_abort(vigil_loop *loop, vigil_conn conn, vigil_close_cb cb, void *ud);
 
 /* Half-open ("zombie") connections. Keepalive probes a silent peer after
- * idle_s, every interval_s, count times (0, 0, 0 turns it off). A user timeout
+ * idle_ms, every interval_ms, count times (0, 0, 0 turns it off); Linux
+ * counts in whole seconds, so both are rounded up to one. A user timeout
  * bounds how long sent data may stay unacknowledged (TCP_USER_TIMEOUT; 0 =
  * the kernel's default): a vanished host then fails the connection with
  * -ETIMEDOUT. A live but stuck peer keeps acknowledging: only an idle
- * deadline catches it (vigil_recv_start's idle_deadline_ms). On Windows
+ * deadline catches it (vigil_conn_recv_start's idle_deadline_ms). On Windows
  * before 10 1709 (and under wine) the count is the system's, 10: another
  * count returns -ENOTSUP; a user timeout needs TCP_MAXRTMS (10 1703) or a
  * whole number of seconds (TCP_MAXRT), else -ENOTSUP. */
-VIGIL_API int vigil_conn_keepalive(vigil_loop *loop, vigil_conn conn, uint32_t idle_s,
-                                   uint32_t interval_s, uint32_t count);
-VIGIL_API int vigil_conn_user_timeout(vigil_loop *loop, vigil_conn conn, uint32_t ms);
+VIGIL_API int vigil_conn_set_keepalive(vigil_loop *loop, vigil_conn conn, uint32_t idle_ms,
+                                       uint32_t interval_ms, uint32_t count);
+VIGIL_API int vigil_conn_set_user_timeout(vigil_loop *loop, vigil_conn conn, uint32_t ms);
+
+/* The connection's addresses: its peer's and its own (getpeername and
+ * getsockname). -ENOTCONN once the peer is gone (a reset). */
+VIGIL_API int vigil_conn_get_peer(vigil_loop *loop, vigil_conn conn, vigil_addr *out);
+VIGIL_API int vigil_conn_get_local(vigil_loop *loop, vigil_conn conn, vigil_addr *out);
 
 /* The connection's socket (for setsockopt and the like; do not close it). */
-VIGIL_API vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn conn);
+VIGIL_API vigil_socket vigil_conn_get_socket(vigil_loop *loop, vigil_conn conn);
 
-/* Attaches user data to a connection, returned by vigil_conn_data(). */
+/* Attaches user data to a connection, returned by vigil_conn_get_data(). */
 VIGIL_API int vigil_conn_set_data(vigil_loop *loop, vigil_conn conn, void *data);
-VIGIL_API void *vigil_conn_data(vigil_loop *loop, vigil_conn conn);
+VIGIL_API void *vigil_conn_get_data(vigil_loop *loop, vigil_conn conn);
 
 /* ------------------------------------------------------------------- UDP */
 
 typedef struct vigil_udp { uint64_t id; } vigil_udp; /* a datagram socket */
 
-/* A datagram's address: an IPv4 or IPv6 address and port (opaque bytes). */
-typedef struct vigil_peer { uint8_t bytes[28]; uint32_t len; } vigil_peer;
-VIGIL_API int vigil_peer_set(vigil_peer *p, const char *host, uint16_t port); /* numeric; -EINVAL */
-VIGIL_API int vigil_peer_text(const vigil_peer *p, char *host, size_t cap, uint16_t *port);
 
 typedef struct vigil_udp_options {
     const char *host; /* numeric address to bind; NULL = "127.0.0.1" */
-    uint16_t port;    /* 0 = any free port (vigil_udp_port) */
+    uint16_t port;    /* 0 = any free port (vigil_udp_get_port) */
     int reuseport;
 } vigil_udp_options;
 
 /* A bound, non-blocking UDP socket. */
 VIGIL_API int vigil_udp_open(vigil_loop *loop, const vigil_udp_options *opts, vigil_udp *out);
-VIGIL_API int vigil_udp_port(vigil_loop *loop, vigil_udp u);
+VIGIL_API int vigil_udp_get_port(vigil_loop *loop, vigil_udp u);
 
 /* status >= 0: a datagram of status bytes (0 is a datagram too) in buf, from
  * *from, both valid during the callback (buf can be kept as for TCP); a
  * datagram longer than the loop's buf_size is cut, with buf->truncated set.
- * < 0, final: -ECANCELED after vigil_cancel or vigil_udp_close, or an error.
+ * < 0, final: -ECANCELED after vigil_op_cancel or vigil_udp_close, or an error.
  * Datagrams the kernel dropped (a full socket buffer) are not seen here:
  * count them with the peer's sequence numbers. */
 typedef void (*vigil_udp_recv_cb)(vigil_loop *loop, vigil_udp u, int status, const vigil_buf *buf,
-                                  const vigil_peer *from, void *ud);
+                                  const vigil_addr *from, void *ud);
 /* Receives with recvmsg into the loop's buffer pool (multishot where the
  * kernel has it). -EALREADY if a receive runs. */
 VIGIL_API int vigil_udp_recv_start(vigil_loop *loop, vigil_udp u, vigil_udp_recv_cb cb, void *ud,
@@ -509,17 +565,31 @@ typedef void (*vigil_udp_send_cb)(vigil_loop *loop, vigil_udp u, int status, voi
 /* Sends one datagram of len bytes (copied; at most 65507) to *to, in order
  * behind earlier ones; when the socket buffer is full it waits there (never
  * dropped by vigil). cb may be NULL; a queued datagram can be cancelled. */
-VIGIL_API int vigil_udp_send(vigil_loop *loop, vigil_udp u, const vigil_peer *to, const void *data,
+VIGIL_API int vigil_udp_send(vigil_loop *loop, vigil_udp u, const vigil_addr *to, const void *data,
                              size_t len, vigil_udp_send_cb cb, void *ud, vigil_op *op);
 /* Ends the receive and queued sends (-ECANCELED) and closes the socket. */
 VIGIL_API int vigil_udp_close(vigil_loop *loop, vigil_udp u);
+
+/* Socket options of a UDP socket; each applies to the socket's family
+ * (IPv6: hop limits). -EINVAL for an unknown option or a value out of range
+ * (TTLs 0-255, the others 0 or 1). */
+#define VIGIL_UDP_BROADCAST      1 /* 1: may send to broadcast addresses (IPv4) */
+#define VIGIL_UDP_TTL            2 /* hops for unicast datagrams */
+#define VIGIL_UDP_MULTICAST_TTL  3 /* hops for multicast datagrams; default 1 */
+#define VIGIL_UDP_MULTICAST_LOOP 4 /* 1 (default): this host's members get what it sends */
+VIGIL_API int vigil_udp_set_option(vigil_loop *loop, vigil_udp u, int opt, int value);
+/* Joins or leaves a multicast group (numeric address of the socket's
+ * family) on the interface with index ifindex (0: the system's choice).
+ * The socket must be bound to the group's port (vigil_udp_options). */
+VIGIL_API int vigil_udp_join(vigil_loop *loop, vigil_udp u, const char *group, uint32_t ifindex);
+VIGIL_API int vigil_udp_leave(vigil_loop *loop, vigil_udp u, const char *group, uint32_t ifindex);
 
 /* ----------------------------------------------------------------- names */
 
 /* Name lookups run getaddrinfo on the loop's worker pool (the one file calls
  * use on epoll; made on first use on every backend), so they see what the
  * system resolver sees: /etc/hosts, DNS per /etc/resolv.conf, nsswitch.
- * status > 0: that many addresses, numeric text for vigil_connect, valid
+ * status > 0: that many addresses, numeric text for vigil_conn_connect, valid
  * during the callback, in getaddrinfo's order; < 0: -ENOENT (no such name,
  * or none of that family), -EAGAIN (the name server did not answer),
  * -ETIMEDOUT (the deadline), -ECANCELED, -EIO. Final. getaddrinfo cannot be
@@ -529,17 +599,18 @@ VIGIL_API int vigil_udp_close(vigil_loop *loop, vigil_udp u);
 typedef void (*vigil_resolve_cb)(vigil_loop *loop, vigil_op op, int status,
                                  const char *const *addrs, void *ud);
 
-/* family: 0 any, 4 IPv4 only, 6 IPv6 only. At most 16 addresses. */
-VIGIL_API int vigil_resolve(vigil_loop *loop, const char *name, int family, uint32_t deadline_ms,
-                            vigil_resolve_cb cb, void *ud, vigil_op *op);
+/* family: 0 any, 4 IPv4 only, 6 IPv6 only. At most 16 addresses. A
+ * deadline: vigil_op_set_deadline on *op. */
+VIGIL_API int vigil_resolve_start(vigil_loop *loop, const char *name, int family,
+                                  vigil_resolve_cb cb, void *ud, vigil_op *op);
 
 /* Looks name up, then connects to each address in turn until one answers,
- * all within deadline_ms (0 = none). The callback is vigil_connect's: conn
- * is valid when status is 0; else the last address's error, -ENOENT from
- * the lookup, -ETIMEDOUT or -ECANCELED (vigil_cancel on *op). A numeric
+ * all within deadline_ms (0 = none). The callback is vigil_conn_connect's:
+ * it brings the connection, valid when status is 0 (there is none before); else the last address's error, -ENOENT from
+ * the lookup, -ETIMEDOUT or -ECANCELED (vigil_op_cancel on *op). A numeric
  * address works too. */
-VIGIL_API int vigil_connect_name(vigil_loop *loop, const char *name, uint16_t port,
-                                 uint32_t deadline_ms, vigil_connect_cb cb, void *ud, vigil_op *op);
+VIGIL_API int vigil_conn_connect_name(vigil_loop *loop, const char *name, uint16_t port,
+                                      uint32_t deadline_ms, vigil_connect_cb cb, void *ud, vigil_op *op);
 
 /* ----------------------------------------------------------------- files */
 
@@ -552,7 +623,7 @@ VIGIL_API int vigil_connect_name(vigil_loop *loop, const char *name, uint16_t po
  * fenced completes on the new thread. Paths are copied; buffers must stay
  * valid until the callback.
  *
- * status: open: the new fd (always O_CLOEXEC); read, write: bytes moved
+ * status: open: the new fd (never inherited by a child); read, write: bytes moved
  * (short counts happen, as with pread and pwrite); fsync, stat, close: 0;
  * or -errno. Final.
  *
@@ -570,17 +641,20 @@ typedef void (*vigil_fs_cb)(vigil_loop *loop, vigil_op op, int status, void *ud)
 #define VIGIL_FS_CWD (-100)          /* dir_fd: relative to the working directory */
 #define VIGIL_O_BENEATH 0x40000000   /* open flag: the path may not leave dir_fd (no
                                       * absolute paths, ".." or symlinks out): -EXDEV */
-#ifdef _WIN32 /* open(2) flags the C runtime lacks, as vigil_fs_open takes them there */
-#ifndef O_DIRECTORY
-#define O_DIRECTORY 0x200000         /* -ENOTDIR unless path is a directory */
-#endif
-#ifndef O_CLOEXEC
-#define O_CLOEXEC 0x80               /* _O_NOINHERIT: what vigil opens is never inherited */
-#endif
+/* Two open(2) flags, spelled so that one program builds on every OS (the
+ * rest are the C library's O_RDONLY, O_CREAT, ...; Windows' runtime lacks
+ * these two, and vigil defines nothing in your namespace). */
+#ifdef _WIN32
+#define VIGIL_O_DIRECTORY 0x200000   /* -ENOTDIR unless path is a directory */
+#define VIGIL_O_CLOEXEC 0            /* what vigil opens is never inherited there */
+#else
+#define VIGIL_O_DIRECTORY O_DIRECTORY
+#define VIGIL_O_CLOEXEC O_CLOEXEC
 #endif
 
 /* Opens path relative to dir_fd (VIGIL_FS_CWD, or a directory's fd) with
- * open(2) flags and mode. deadline_ms 0 = none. op may be NULL.
+ * open(2) flags and mode. op may be NULL (it is needed for a deadline:
+ * vigil_op_set_deadline, here and for every file call).
  * Never waits for a peer, on every backend: the open itself runs with
  * O_NONBLOCK, which the fd keeps only if flags has it. A FIFO opens at
  * once for reading (reads then wait for data, cancellably) and fails
@@ -590,17 +664,16 @@ typedef void (*vigil_fs_cb)(vigil_loop *loop, vigil_op op, int status, void *ud)
  * type with vigil_fs_stat(loop, fd, "") to serve regular files only. On
  * Windows a named pipe with no free instance fails at once. */
 VIGIL_API int vigil_fs_open(vigil_loop *loop, int dir_fd, const char *path, int flags,
-                            uint32_t mode, uint32_t deadline_ms, vigil_fs_cb cb, void *ud,
-                            vigil_op *op);
+                            uint32_t mode, vigil_fs_cb cb, void *ud, vigil_op *op);
 /* Reads or writes len bytes at offset; offset -1 uses and moves the file
  * position (pipes, terminals). len is capped at 2 GiB - 4 KiB. */
 VIGIL_API int vigil_fs_read(vigil_loop *loop, int fd, void *buf, size_t len, int64_t offset,
-                            uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
+                            vigil_fs_cb cb, void *ud, vigil_op *op);
 VIGIL_API int vigil_fs_write(vigil_loop *loop, int fd, const void *buf, size_t len, int64_t offset,
-                             uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
-#define VIGIL_FSYNC_DATA 1u /* fdatasync: data, and only the metadata needed to read it */
-VIGIL_API int vigil_fs_fsync(vigil_loop *loop, int fd, uint32_t flags, uint32_t deadline_ms,
                              vigil_fs_cb cb, void *ud, vigil_op *op);
+#define VIGIL_FSYNC_DATA 1u /* fdatasync: data, and only the metadata needed to read it */
+VIGIL_API int vigil_fs_fsync(vigil_loop *loop, int fd, uint32_t flags, vigil_fs_cb cb, void *ud,
+                             vigil_op *op);
 
 typedef struct vigil_stat {
     uint64_t size, blocks, ino, dev, nlink;
@@ -610,7 +683,7 @@ typedef struct vigil_stat {
 /* Stats path relative to dir_fd, or dir_fd itself when path is "" (fstat).
  * Symlinks are followed. *out is written before the callback. */
 VIGIL_API int vigil_fs_stat(vigil_loop *loop, int dir_fd, const char *path, vigil_stat *out,
-                            uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op);
+                            vigil_fs_cb cb, void *ud, vigil_op *op);
 /* Closes fd. cb may be NULL (here and for every call but open). */
 VIGIL_API int vigil_fs_close(vigil_loop *loop, int fd, vigil_fs_cb cb, void *ud, vigil_op *op);
 
@@ -618,7 +691,7 @@ VIGIL_API int vigil_fs_close(vigil_loop *loop, int fd, vigil_fs_cb cb, void *ud,
 
 /* status > 0: the signal arrived (once or more since the last callback:
  * Linux merges a standard signal that is already pending). < 0, final:
- * -ECANCELED after vigil_cancel or on destroy. */
+ * -ECANCELED after vigil_op_cancel or on destroy. */
 typedef void (*vigil_signal_cb)(vigil_loop *loop, vigil_op watcher, int status, void *ud);
 
 /* Delivers signo as a loop event, through a signalfd the loop reads, so the
@@ -641,7 +714,7 @@ VIGIL_API int vigil_signal_start(vigil_loop *loop, int signo, vigil_signal_cb cb
  * its thread has been away from the kernel wait for longer than stall_ms (in
  * a callback, or in library code), or waits there while work is ready that
  * it has not taken up. An idle loop is never stalled; long cooperative work
- * calls vigil_loop_progress() and is not stalled either.
+ * calls vigil_loop_mark_progress() and is not stalled either.
  *
  * On a stall the supervisor, on its own thread: reports it (a backtrace of
  * the loop thread, taken with a signal and a bounded wait; the syscall it is
@@ -680,7 +753,7 @@ VIGIL_API int vigil_signal_start(vigil_loop *loop, int signo, vigil_signal_cb cb
 typedef struct vigil_supervisor vigil_supervisor;
 
 typedef struct vigil_stall_report {
-    uint32_t loop_id;          /* vigil_loop_id() */
+    uint32_t loop_id;          /* vigil_loop_get_id() */
     uint64_t stalled_ms;       /* since the loop last made progress (time it waited
                                   for a CPU not counted) */
     const char *where;         /* "callback", "library" or "kernel wait" */
@@ -748,14 +821,14 @@ VIGIL_API int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervi
  * supervisor no longer touches the loop; destroy a loop only after that. */
 VIGIL_API int vigil_supervisor_add(vigil_supervisor *s, vigil_loop *loop);
 VIGIL_API int vigil_supervisor_remove(vigil_supervisor *s, vigil_loop *loop);
-VIGIL_API int vigil_supervisor_stats_get(vigil_supervisor *s, vigil_supervisor_stats *out);
+VIGIL_API int vigil_supervisor_get_stats(vigil_supervisor *s, vigil_supervisor_stats *out);
 /* Stops and joins the thread, frees it. Loops must have been removed. */
 VIGIL_API int vigil_supervisor_stop(vigil_supervisor *s);
 
 /* Marks progress from long cooperative work on the loop thread. */
-VIGIL_API int vigil_loop_progress(vigil_loop *loop);
+VIGIL_API int vigil_loop_mark_progress(vigil_loop *loop);
 /* A small number naming the loop in reports and logs. */
-VIGIL_API uint32_t vigil_loop_id(const vigil_loop *loop);
+VIGIL_API uint32_t vigil_loop_get_id(const vigil_loop *loop);
 
 /* A short, static description of a negative errno value from vigil, true
  * for every way vigil returns it (the kernel's reasons included). */

@@ -25,10 +25,10 @@ static void spin(int ms) {
 
 static void on_recv(vigil_loop *loop, vigil_conn conn, int status, const vigil_buf *buf, void *ud) {
     if (status <= 0) {
-        vigil_close(loop, conn, 1000, NULL, NULL);
+        vigil_conn_close(loop, conn, 1000, NULL, NULL);
         return;
     }
-    vigil_send(loop, conn, buf->data, buf->len, 0, NULL, NULL, NULL);
+    vigil_conn_send(loop, conn, buf->data, buf->len, 0, NULL, NULL, NULL);
     char line[64] = "";
     memcpy(line, buf->data, buf->len < sizeof(line) - 1 ? buf->len : sizeof(line) - 1);
     if (!strncmp(line, "spin ", 5)) {
@@ -44,16 +44,16 @@ static void on_recv(vigil_loop *loop, vigil_conn conn, int status, const vigil_b
 
 static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn conn, void *ud) {
     if (status == 0)
-        vigil_recv_start(loop, conn, 0, on_recv, NULL, NULL);
+        vigil_conn_recv_start(loop, conn, 0, on_recv, NULL, NULL);
 }
 
 static int start_echo(vigil_loop *loop) {
-    vigil_listen_options lo = {.host = "127.0.0.1"};
+    vigil_listener_options lo = {.host = "127.0.0.1"};
     vigil_listener l;
-    int rc = vigil_listen(loop, &lo, on_accept, NULL, &l);
+    int rc = vigil_listener_open(loop, &lo, on_accept, NULL, &l);
     if (rc < 0)
         return rc;
-    printf("port %d\n", vigil_listener_port(loop, l));
+    printf("port %d\n", vigil_listener_get_port(loop, l));
     fflush(stdout);
     return 0;
 }

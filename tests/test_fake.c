@@ -36,7 +36,7 @@ static vigil_loop *fake_loop(uint32_t flags) {
     vigil_loop *loop = NULL;
     VT_OK(vigil_loop_create(&loop, &o));
     vigil_loop_info info;
-    VT_OK(vigil_loop_info_get(loop, &info));
+    VT_OK(vigil_loop_get_info(loop, &info));
     VT_ASSERT(!strcmp(info.backend, "fake"), "backend %s (%s)", info.backend, info.reason);
     return loop;
 }
@@ -51,7 +51,7 @@ static vigil_conn pair(vigil_loop *loop, int *peer) {
     return c;
 }
 
-static int fd_of(vigil_loop *loop, vigil_conn c) { return (int)vigil_conn_socket(loop, c); }
+static int fd_of(vigil_loop *loop, vigil_conn c) { return (int)vigil_conn_get_socket(loop, c); }
 
 /* The receive request the fake holds for c now. */
 static fake_req live(vigil_loop *loop, int what, vigil_conn c) {
@@ -74,7 +74,7 @@ static void pump(vigil_loop *loop) {
 
 static uint64_t stale(vigil_loop *loop) {
     vigil_loop_stats ls;
-    VT_OK(vigil_loop_stats_get(loop, &ls));
+    VT_OK(vigil_loop_get_stats(loop, &ls));
     return ls.stale_completions;
 }
 
@@ -128,8 +128,8 @@ VT_TEST(fake, receives_follow_the_scripted_order, 20) {
     vigil_loop *loop = fake_loop(0);
     int pa, pb;
     vigil_conn a = pair(loop, &pa), b = pair(loop, &pb);
-    VT_OK(vigil_recv_start(loop, a, 0, on_recv, "A", NULL));
-    VT_OK(vigil_recv_start(loop, b, 0, on_recv, "B", NULL));
+    VT_OK(vigil_conn_recv_start(loop, a, 0, on_recv, "A", NULL));
+    VT_OK(vigil_conn_recv_start(loop, b, 0, on_recv, "B", NULL));
     uint64_t ta = live(loop, FAKE_RECV, a).tag, tb = live(loop, FAKE_RECV, b).tag;
     VT_ASSERT(ta != tb);
     fake_set_batch(3);
@@ -161,10 +161,10 @@ VT_TEST(fake, sends_confirmed_in_pieces_report_in_order, 20) {
     vigil_loop *loop = fake_loop(0);
     int p;
     vigil_conn c = pair(loop, &p);
-    VT_OK(vigil_send(loop, c, "hello", 5, 0, on_sent, "S1", NULL));
-    VT_OK(vigil_send(loop, c, "world!", 6, 0, on_sent, "S2", NULL));
-    VT_OK(vigil_send(loop, c, "xyz12", 5, 0, on_sent, "S3", NULL));
-    VT_EQ(vigil_send_queued(loop, c), 16);
+    VT_OK(vigil_conn_send(loop, c, "hello", 5, 0, on_sent, "S1", NULL));
+    VT_OK(vigil_conn_send(loop, c, "world!", 6, 0, on_sent, "S2", NULL));
+    VT_OK(vigil_conn_send(loop, c, "xyz12", 5, 0, on_sent, "S3", NULL));
+    VT_EQ(vigil_conn_send_queued(loop, c), 16);
     VT_EQ(fake_count(loop, FAKE_SEND), 1); /* one send in flight per connection */
 
     static const struct step {
@@ -190,7 +190,7 @@ VT_TEST(fake, sends_confirmed_in_pieces_report_in_order, 20) {
         VT_OK(fake_complete(loop, r.tag, s->confirm, 0));
         pump(loop);
         SEEN(s->then);
-        VT_EQ(vigil_send_queued(loop, c), s->queued);
+        VT_EQ(vigil_conn_send_queued(loop, c), s->queued);
     }
     VT_ASSERT(!fake_live(loop, FAKE_SEND, fd_of(loop, c), NULL), "nothing left to send");
     VT_EQ(fake_count(loop, FAKE_SEND), 5);
@@ -210,7 +210,7 @@ VT_TEST(fake, duplicated_finals_reach_nobody, 20) {
     vigil_conn a = pair(loop, &pa), b = pair(loop, &pb);
 
     /* a receive's end of stream, which used a buffer (io_uring may post one) */
-    VT_OK(vigil_recv_start(loop, a, 0, on_recv, "A", NULL));
+    VT_OK(vigil_conn_recv_start(loop, a, 0, on_recv, "A", NULL));
     uint64_t ta = live(loop, FAKE_RECV, a).tag;
     VT_OK(fake_recv_bytes(loop, ta, "abc", 3, true));
     VT_OK(fake_recv_bytes(loop, ta, NULL, 0, false));
@@ -223,19 +223,19 @@ VT_TEST(fake, duplicated_finals_reach_nobody, 20) {
 
     /* a send's last confirmation */
     seen[0] = 0;
-    VT_OK(vigil_send(loop, a, "ping", 4, 0, on_sent, "S", NULL));
+    VT_OK(vigil_conn_send(loop, a, "ping", 4, 0, on_sent, "S", NULL));
     VT_OK(fake_complete(loop, live(loop, FAKE_SEND, a).tag, 4, 0));
     VT_OK(fake_duplicate_last(loop));
     pump(loop);
     SEEN("S=4|");
     VT_EQ(stale(loop), 2);
-    VT_EQ(vigil_send_queued(loop, a), 0);
+    VT_EQ(vigil_conn_send_queued(loop, a), 0);
 
     /* a cancel's -ECANCELED */
     seen[0] = 0;
     vigil_op op;
-    VT_OK(vigil_recv_start(loop, b, 0, on_recv, "B", &op));
-    VT_OK(vigil_cancel(loop, op));
+    VT_OK(vigil_conn_recv_start(loop, b, 0, on_recv, "B", &op));
+    VT_OK(vigil_op_cancel(loop, op));
     VT_EQ(fake_queued(loop), 1); /* the fake answered the cancel */
     VT_OK(fake_duplicate_last(loop));
     pump(loop);
@@ -258,12 +258,12 @@ VT_TEST(fake, late_data_after_a_cancel_is_stale, 20) {
     int p;
     vigil_conn c = pair(loop, &p);
     vigil_op op;
-    VT_OK(vigil_recv_start(loop, c, 0, on_recv, "A", &op));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, on_recv, "A", &op));
     uint64_t tag = live(loop, FAKE_RECV, c).tag;
     VT_OK(fake_recv_bytes(loop, tag, "one", 3, true));
     pump(loop);
     SEEN("A:one|");
-    VT_OK(vigil_cancel(loop, op));
+    VT_OK(vigil_op_cancel(loop, op));
     fake_req r[64];
     int n = fake_requests(loop, r, 64);
     VT_ASSERT(n > 0 && r[n - 1].what == FAKE_CANCEL && r[n - 1].target == tag, "the cancel names the receive");
@@ -274,7 +274,7 @@ VT_TEST(fake, late_data_after_a_cancel_is_stale, 20) {
     SEEN("A:one|A=-125|");
     VT_EQ(stale(loop), 2);
     pool_is_whole(loop);
-    VT_EQ(vigil_cancel(loop, op), -EBADF); /* the handle is gone with its op */
+    VT_EQ(vigil_op_cancel(loop, op), -EBADF); /* the handle is gone with its op */
     VT_OK(vigil_loop_destroy(loop));
     close(p);
 }
@@ -282,12 +282,12 @@ VT_TEST(fake, late_data_after_a_cancel_is_stale, 20) {
 /* Closed from a receive callback while more data for it waits behind in
  * the same batch, ahead of the cancel's -ECANCELED (an io_uring multishot
  * receive posts what it got before the cancel took hold): no data callback
- * after vigil_close (vigil.h), the bytes' buffers go back, and the close
+ * after vigil_conn_close (vigil.h), the bytes' buffers go back, and the close
  * completes. */
 static void close_on_first(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
     on_recv(loop, c, status, b, ud);
     if (status > 0 && !strcmp(seen, "A:x1|"))
-        VT_OK(vigil_close(loop, c, 1000, on_closed, "A"));
+        VT_OK(vigil_conn_close(loop, c, 1000, on_closed, "A"));
 }
 
 VT_TEST(fake, no_data_callback_after_close, 20) {
@@ -296,7 +296,7 @@ VT_TEST(fake, no_data_callback_after_close, 20) {
     int p;
     vigil_conn c = pair(loop, &p);
     int fd = fd_of(loop, c);
-    VT_OK(vigil_recv_start(loop, c, 0, close_on_first, "A", NULL));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, close_on_first, "A", NULL));
     uint64_t tag = live(loop, FAKE_RECV, c).tag;
     VT_OK(fake_recv_bytes(loop, tag, "x1", 2, true));
     VT_OK(fake_recv_bytes(loop, tag, "x2", 2, true));
@@ -328,14 +328,14 @@ VT_TEST(fake, stale_tag_of_a_reused_slot_is_dropped, 20) {
     vigil_loop *loop = fake_loop(0);
     int p;
     vigil_conn c = pair(loop, &p);
-    VT_OK(vigil_recv_start(loop, c, 0, on_recv, "A", NULL));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, on_recv, "A", NULL));
     uint64_t old = live(loop, FAKE_RECV, c).tag;
     VT_OK(fake_complete(loop, old, 0, 0)); /* end of stream: the op ends */
     pump(loop);
     SEEN("A=0|");
 
     vigil_op h;
-    VT_OK(vigil_recv_start(loop, c, 0, on_recv, "B", &h));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, on_recv, "B", &h));
     uint64_t now = live(loop, FAKE_RECV, c).tag;
     VT_EQ(fake_tag_slot(now), fake_tag_slot(old)); /* the slot went to the new op */
     VT_ASSERT(fake_tag_gen(now) != fake_tag_gen(old), "a new generation");
@@ -460,8 +460,8 @@ VT_TEST(fake, rebuild_carries_what_the_fake_still_held, 60) {
     int p;
     vigil_conn c = pair(loop, &p);
     int fd = fd_of(loop, c);
-    VT_OK(vigil_recv_start(loop, c, 0, rb_recv, &a, NULL));
-    VT_OK(vigil_send(loop, c, "0123456789", 10, 0, rb_sent, &a, NULL));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, rb_recv, &a, NULL));
+    VT_OK(vigil_conn_send(loop, c, "0123456789", 10, 0, rb_sent, &a, NULL));
     uint64_t rtag = live(loop, FAKE_RECV, c).tag, stag = live(loop, FAKE_SEND, c).tag;
     uint8_t chunk[CHUNK];
     for (int i = 0; i < CHUNKS_BEFORE; i++) {
@@ -493,7 +493,7 @@ VT_TEST(fake, rebuild_carries_what_the_fake_still_held, 60) {
 
     /* The old state's tag is stale on the new one; the new tag delivers. */
     vigil_loop_stats ls;
-    VT_OK(vigil_loop_stats_get(loop, &ls));
+    VT_OK(vigil_loop_get_stats(loop, &ls));
     uint64_t stale_before = ls.stale_completions;
     VT_OK(fake_recv_bytes(loop, rtag, "stale", 5, true));
     for (int i = CHUNKS_BEFORE; i < CHUNKS_BEFORE + CHUNKS_AFTER; i++) {
@@ -514,7 +514,7 @@ VT_TEST(fake, rebuild_carries_what_the_fake_still_held, 60) {
     VT_EQ(a.sends, 1);
     VT_EQ(a.send_status, 10);
     pthread_mutex_unlock(&a.mu);
-    VT_OK(vigil_loop_stats_get(loop, &ls));
+    VT_OK(vigil_loop_get_stats(loop, &ls));
     VT_EQ(ls.rebuilds, 1);
     VT_EQ(ls.bytes_carried, (CHUNKS_BEFORE - 2) * CHUNK);
     VT_EQ(ls.stale_completions, stale_before + 1);

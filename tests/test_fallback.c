@@ -53,7 +53,7 @@ static vigil_loop *auto_loop(void) {
 static void expect_backend(vigil_loop *loop, vigil_loop_info *info) {
     const char *name;
     int denied = expected_denial(&name);
-    VT_OK(vigil_loop_info_get(loop, info));
+    VT_OK(vigil_loop_get_info(loop, info));
     VT_ASSERT(info->backend != NULL && info->reason != NULL, "info has no backend or reason");
     const char *want = denied ? "epoll" : "io_uring";
     VT_ASSERT(!strcmp(info->backend, want), "backend '%s' (reason '%s'), expected '%s' (%s)",
@@ -91,7 +91,7 @@ VT_TEST(fallback, forcing_uring_fails_clearly, 10) {
     }
     VT_ASSERT(rc == 0, "vigil_loop_create(URING): %d (%s)", rc, vigil_strerror(rc));
     vigil_loop_info info;
-    VT_OK(vigil_loop_info_get(loop, &info));
+    VT_OK(vigil_loop_get_info(loop, &info));
     VT_ASSERT(info.backend && !strcmp(info.backend, "io_uring"), "backend '%s'", info.backend);
     VT_OK(vigil_loop_destroy(loop));
 }
@@ -114,7 +114,7 @@ static void srv_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf
     srv *s = ud;
     if (status > 0) {
         s->bytes += (uint64_t)status;
-        if (vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL) < 0)
+        if (vigil_conn_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL) < 0)
             s->send_fail++;
         return;
     }
@@ -122,7 +122,7 @@ static void srv_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf
         s->eofs++;
     else
         s->errors++;
-    if (status != -ECANCELED && vigil_close(loop, c, 10000, srv_closed, s) < 0)
+    if (status != -ECANCELED && vigil_conn_close(loop, c, 10000, srv_closed, s) < 0)
         s->errors++;
 }
 
@@ -133,7 +133,7 @@ static void srv_accept(vigil_loop *loop, vigil_listener l, int status, vigil_con
         return;
     }
     s->accepted++;
-    if (vigil_recv_start(loop, c, 0, srv_recv, s, NULL) < 0)
+    if (vigil_conn_recv_start(loop, c, 0, srv_recv, s, NULL) < 0)
         s->errors++;
 }
 

@@ -175,7 +175,7 @@ static void waiting_pipe(vigil_loop *loop, int p[2]) {
     char path[160];
     result r;
     make_fifo(path, sizeof(path), NULL, &p[1]);
-    p[0] = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
+    p[0] = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, on_fs, &r, NULL));
     VT_ASSERT(p[0] >= 0, "open %s: %d", path, p[0]);
 #else
     (void)loop;
@@ -189,19 +189,19 @@ VT_TEST(fs, write_stat_read_close, 20) {
     make_dir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/a", dir);
     result r;
-    int fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_CREAT | O_RDWR | O_EXCL, 0640, 0,
+    int fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_CREAT | O_RDWR | O_EXCL, 0640,
                                          on_fs, &r, NULL));
     VT_ASSERT(fd >= 0, "open: %d", fd);
     VT_ASSERT(fd_cloexec(fd), "the fd must be close-on-exec");
     uint8_t out[100000], in[100000];
     vt_fill(out, sizeof(out), 7, 0);
     /* two writes at offsets, the second first */
-    VT_EQ(CALL(loop, r, vigil_fs_write(loop, fd, out + 50000, 50000, 50000, 0, on_fs, &r, NULL)), 50000);
-    VT_EQ(CALL(loop, r, vigil_fs_write(loop, fd, out, 50000, 0, 0, on_fs, &r, NULL)), 50000);
-    VT_EQ(CALL(loop, r, vigil_fs_fsync(loop, fd, 0, 0, on_fs, &r, NULL)), 0);
-    VT_EQ(CALL(loop, r, vigil_fs_fsync(loop, fd, VIGIL_FSYNC_DATA, 0, on_fs, &r, NULL)), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_write(loop, fd, out + 50000, 50000, 50000, on_fs, &r, NULL)), 50000);
+    VT_EQ(CALL(loop, r, vigil_fs_write(loop, fd, out, 50000, 0, on_fs, &r, NULL)), 50000);
+    VT_EQ(CALL(loop, r, vigil_fs_fsync(loop, fd, 0, on_fs, &r, NULL)), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_fsync(loop, fd, VIGIL_FSYNC_DATA, on_fs, &r, NULL)), 0);
     vigil_stat st;
-    VT_EQ(CALL(loop, r, vigil_fs_stat(loop, VIGIL_FS_CWD, path, &st, 0, on_fs, &r, NULL)), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_stat(loop, VIGIL_FS_CWD, path, &st, on_fs, &r, NULL)), 0);
     VT_EQ(st.size, sizeof(out));
 #ifdef _WIN32 /* no owner, group and others: writable or read-only */
     VT_ASSERT(S_ISREG(st.mode) && (st.mode & 0777) == 0666, "mode %o", st.mode);
@@ -216,14 +216,14 @@ VT_TEST(fs, write_stat_read_close, 20) {
     VT_EQ(st.dev, dev);
     /* fstat: the fd itself */
     vigil_stat st2;
-    VT_EQ(CALL(loop, r, vigil_fs_stat(loop, fd, "", &st2, 0, on_fs, &r, NULL)), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_stat(loop, fd, "", &st2, on_fs, &r, NULL)), 0);
     VT_EQ(st2.ino, st.ino);
     /* read back, then a read at the end */
-    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, in, sizeof(in), 0, 0, on_fs, &r, NULL)), (int)sizeof(in));
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, in, sizeof(in), 0, on_fs, &r, NULL)), (int)sizeof(in));
     VT_EQ(memcmp(in, out, sizeof(in)), 0);
-    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, in, 10, sizeof(out), 0, on_fs, &r, NULL)), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, in, 10, sizeof(out), on_fs, &r, NULL)), 0);
     /* offset -1: the file position, which the offset reads did not move */
-    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, in, 10, -1, 0, on_fs, &r, NULL)), 10);
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, in, 10, -1, on_fs, &r, NULL)), 10);
     VT_EQ(memcmp(in, out, 10), 0);
     VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
     VT_ASSERT(fd_closed(fd));
@@ -276,9 +276,9 @@ static void big_issue(big *b) {
         return;
     big_call *c = &calls[b->next / CHUNK];
     *c = (big_call){b, b->next};
-    int rc = b->reading ? vigil_fs_read(b->loop, b->fd, b->mem + c->off, CHUNK, (int64_t)c->off, 0,
+    int rc = b->reading ? vigil_fs_read(b->loop, b->fd, b->mem + c->off, CHUNK, (int64_t)c->off,
                                         big_done, c, NULL)
-                        : vigil_fs_write(b->loop, b->fd, b->mem + c->off, CHUNK, (int64_t)c->off, 0,
+                        : vigil_fs_write(b->loop, b->fd, b->mem + c->off, CHUNK, (int64_t)c->off,
                                          big_done, c, NULL);
     if (rc < 0)
         b->err = rc;
@@ -302,7 +302,7 @@ VT_TEST(fs, hundred_mib_round_trip_byte_for_byte, 90) {
     make_dir(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/big", dir);
     result r;
-    int fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_CREAT | O_RDWR | O_TRUNC, 0600, 0,
+    int fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_CREAT | O_RDWR | O_TRUNC, 0600,
                                          on_fs, &r, NULL));
     VT_ASSERT(fd >= 0, "open: %d", fd);
     big b = {.loop = loop, .fd = fd, .bad_at = SIZE_MAX};
@@ -310,10 +310,10 @@ VT_TEST(fs, hundred_mib_round_trip_byte_for_byte, 90) {
     VT_ASSERT(b.mem != NULL);
     vt_fill(b.mem, BIG, 42, 0);
     big_run(&b);
-    VT_EQ(CALL(loop, r, vigil_fs_fsync(loop, fd, 0, 0, on_fs, &r, NULL)), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_fsync(loop, fd, 0, on_fs, &r, NULL)), 0);
     /* the file as the kernel has it, read back through a second descriptor */
     memset(b.mem, 0, BIG);
-    int fd2 = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
+    int fd2 = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, on_fs, &r, NULL));
     VT_ASSERT(fd2 >= 0, "open: %d", fd2);
     b.fd = fd2;
     b.reading = true;
@@ -334,28 +334,28 @@ VT_TEST(fs, errors_are_negative_errno, 20) {
     uint8_t buf[16];
     vigil_stat st;
     /* refused at the call */
-    VT_EQ(vigil_fs_open(loop, VIGIL_FS_CWD, NULL, O_RDONLY, 0, 0, on_fs, &r, NULL), -EINVAL);
-    VT_EQ(vigil_fs_open(loop, VIGIL_FS_CWD, dir, O_RDONLY, 0, 0, NULL, NULL, NULL), -EINVAL);
-    VT_EQ(vigil_fs_read(loop, -1, buf, sizeof(buf), 0, 0, on_fs, &r, NULL), -EBADF);
-    VT_EQ(vigil_fs_read(loop, 0, NULL, 10, 0, 0, on_fs, &r, NULL), -EINVAL);
-    VT_EQ(vigil_fs_read(loop, 0, buf, sizeof(buf), -2, 0, on_fs, &r, NULL), -EINVAL);
-    VT_EQ(vigil_fs_write(loop, -5, buf, sizeof(buf), 0, 0, on_fs, &r, NULL), -EBADF);
-    VT_EQ(vigil_fs_fsync(loop, 0, 99, 0, on_fs, &r, NULL), -EINVAL);
-    VT_EQ(vigil_fs_stat(loop, VIGIL_FS_CWD, dir, NULL, 0, on_fs, &r, NULL), -EINVAL);
+    VT_EQ(vigil_fs_open(loop, VIGIL_FS_CWD, NULL, O_RDONLY, 0, on_fs, &r, NULL), -EINVAL);
+    VT_EQ(vigil_fs_open(loop, VIGIL_FS_CWD, dir, O_RDONLY, 0, NULL, NULL, NULL), -EINVAL);
+    VT_EQ(vigil_fs_read(loop, -1, buf, sizeof(buf), 0, on_fs, &r, NULL), -EBADF);
+    VT_EQ(vigil_fs_read(loop, 0, NULL, 10, 0, on_fs, &r, NULL), -EINVAL);
+    VT_EQ(vigil_fs_read(loop, 0, buf, sizeof(buf), -2, on_fs, &r, NULL), -EINVAL);
+    VT_EQ(vigil_fs_write(loop, -5, buf, sizeof(buf), 0, on_fs, &r, NULL), -EBADF);
+    VT_EQ(vigil_fs_fsync(loop, 0, 99, on_fs, &r, NULL), -EINVAL);
+    VT_EQ(vigil_fs_stat(loop, VIGIL_FS_CWD, dir, NULL, on_fs, &r, NULL), -EINVAL);
     VT_EQ(vigil_fs_close(loop, -1, on_fs, &r, NULL), -EBADF);
-    VT_EQ(vigil_cancel(loop, (vigil_op){12345}), -EBADF);
+    VT_EQ(vigil_op_cancel(loop, (vigil_op){12345}), -EBADF);
     /* reported by the kernel, through the callback */
     snprintf(path, sizeof(path), "%s/missing", dir);
-    VT_EQ(CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL)), -ENOENT);
-    VT_EQ(CALL(loop, r, vigil_fs_stat(loop, VIGIL_FS_CWD, path, &st, 0, on_fs, &r, NULL)), -ENOENT);
+    VT_EQ(CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, on_fs, &r, NULL)), -ENOENT);
+    VT_EQ(CALL(loop, r, vigil_fs_stat(loop, VIGIL_FS_CWD, path, &st, on_fs, &r, NULL)), -ENOENT);
     int bad = 1000 + (int)(getpid() % 1000); /* an fd number nobody holds */
     while (!fd_closed(bad))
         bad++;
-    VT_EQ(CALL(loop, r, vigil_fs_read(loop, bad, buf, sizeof(buf), 0, 0, on_fs, &r, NULL)), -EBADF);
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, bad, buf, sizeof(buf), 0, on_fs, &r, NULL)), -EBADF);
     VT_EQ(CALL(loop, r, vigil_fs_close(loop, bad, on_fs, &r, NULL)), -EBADF);
-    int dfd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, dir, O_RDONLY | O_DIRECTORY, 0, 0, on_fs, &r, NULL));
+    int dfd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, dir, O_RDONLY | VIGIL_O_DIRECTORY, 0, on_fs, &r, NULL));
     VT_ASSERT(dfd >= 0, "open dir: %d", dfd);
-    VT_EQ(CALL(loop, r, vigil_fs_read(loop, dfd, buf, sizeof(buf), 0, 0, on_fs, &r, NULL)), -EISDIR);
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, dfd, buf, sizeof(buf), 0, on_fs, &r, NULL)), -EISDIR);
     VT_EQ(CALL(loop, r, vigil_fs_close(loop, dfd, on_fs, &r, NULL)), 0);
     VT_OK(vigil_loop_destroy(loop));
     rm_dir(dir);
@@ -383,27 +383,34 @@ VT_TEST(fs, beneath_keeps_paths_inside_the_directory, 20) {
 #endif
     snprintf(path, sizeof(path), "%s/sub", dir);
     result r;
-    int root = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY | O_DIRECTORY, 0, 0, on_fs, &r, NULL));
+    int root = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY | VIGIL_O_DIRECTORY, 0, on_fs, &r, NULL));
     VT_ASSERT(root >= 0, "open root: %d", root);
-    int fd = CALL(loop, r, vigil_fs_open(loop, root, "in.txt", O_RDONLY | VIGIL_O_BENEATH, 0, 0, on_fs, &r, NULL));
+    int fd = CALL(loop, r, vigil_fs_open(loop, root, "in.txt", O_RDONLY | VIGIL_O_BENEATH, 0, on_fs, &r, NULL));
     VT_ASSERT(fd >= 0, "open in.txt beneath: %d", fd);
     char buf[16] = {0};
-    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, buf, sizeof(buf), 0, 0, on_fs, &r, NULL)), 6);
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, buf, sizeof(buf), 0, on_fs, &r, NULL)), 6);
     VT_EQ(strcmp(buf, "inside"), 0);
     VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
     const char *escapes[] = {"../sub/in.txt", "/etc/hostname", out_of_it, "./../../etc/passwd"};
     for (int i = 0; i < 4; i++) {
-        int rc = CALL(loop, r, vigil_fs_open(loop, root, escapes[i], O_RDONLY | VIGIL_O_BENEATH, 0, 0, on_fs,
+        int rc = CALL(loop, r, vigil_fs_open(loop, root, escapes[i], O_RDONLY | VIGIL_O_BENEATH, 0, on_fs,
                                              &r, NULL));
         VT_ASSERT(rc == -EXDEV, "%s opened beneath: %d", escapes[i], rc);
     }
     /* without the flag the same names resolve as usual */
-    fd = CALL(loop, r, vigil_fs_open(loop, root, "../sub/in.txt", O_RDONLY, 0, 0, on_fs, &r, NULL));
+    fd = CALL(loop, r, vigil_fs_open(loop, root, "../sub/in.txt", O_RDONLY, 0, on_fs, &r, NULL));
     VT_ASSERT(fd >= 0, "plain open: %d", fd);
     VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
     VT_EQ(CALL(loop, r, vigil_fs_close(loop, root, on_fs, &r, NULL)), 0);
     VT_OK(vigil_loop_destroy(loop));
     rm_dir(dir);
+}
+
+/* A read at the file position with a deadline (vigil_op_set_deadline). */
+static int read_within(vigil_loop *loop, int fd, char *buf, size_t len, uint32_t ms, result *r) {
+    vigil_op op;
+    int rc = vigil_fs_read(loop, fd, buf, len, -1, on_fs, r, &op);
+    return rc < 0 ? rc : vigil_op_set_deadline(loop, op, ms);
 }
 
 /* A read from a pipe waits until someone writes: cancel and a deadline end
@@ -415,26 +422,26 @@ VT_TEST(fs, waiting_read_is_cancelled_or_times_out, 20) {
     char buf[64];
     result r = {0};
     vigil_op op;
-    VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 0, on_fs, &r, &op));
+    VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, on_fs, &r, &op));
     vt_run_until(loop, &(int){0}, 100);
     VT_EQ(atomic_load(&r.done), 0);
-    VT_OK(vigil_cancel(loop, op));
-    VT_EQ(vigil_cancel(loop, op), -EBADF); /* once */
+    VT_OK(vigil_op_cancel(loop, op));
+    VT_EQ(vigil_op_cancel(loop, op), -EBADF); /* once */
     VT_ASSERT(vt_run_until(loop, (const volatile int *)&r.done, 5000));
     VT_EQ(atomic_load(&r.status), -ECANCELED);
-    VT_EQ(vigil_cancel(loop, op), -EBADF); /* finished */
+    VT_EQ(vigil_op_cancel(loop, op), -EBADF); /* finished */
 
     uint64_t t0 = vigil_now_ns();
-    VT_EQ(CALL(loop, r, vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 150, on_fs, &r, NULL)), -ETIMEDOUT);
+    VT_EQ(CALL(loop, r, read_within(loop, p[0], buf, sizeof(buf), 150, &r)), -ETIMEDOUT);
     uint64_t took_ms = (vigil_now_ns() - t0) / 1000000;
     VT_ASSERT(took_ms >= 140, "timed out after %llu ms", (unsigned long long)took_ms);
     vigil_loop_stats ls;
-    VT_OK(vigil_loop_stats_get(loop, &ls));
+    VT_OK(vigil_loop_get_stats(loop, &ls));
     VT_EQ(ls.deadlines_expired, 1);
 
     /* nothing was taken from the pipe: the next read gets every byte */
     VT_EQ(write(p[1], "abc", 3), 3);
-    VT_EQ(CALL(loop, r, vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 1000, on_fs, &r, NULL)), 3);
+    VT_EQ(CALL(loop, r, read_within(loop, p[0], buf, sizeof(buf), 1000, &r)), 3);
     VT_EQ(memcmp(buf, "abc", 3), 0);
     close(p[0]);
     close(p[1]);
@@ -450,14 +457,14 @@ typedef struct echo {
 
 static void echo_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
     if (status > 0)
-        vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
+        vigil_conn_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
     else
-        vigil_close(loop, c, 0, NULL, NULL);
+        vigil_conn_close(loop, c, 0, NULL, NULL);
 }
 
 static void echo_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
     if (status == 0)
-        vigil_recv_start(loop, c, 0, echo_recv, NULL, NULL);
+        vigil_conn_recv_start(loop, c, 0, echo_recv, NULL, NULL);
 }
 
 static void *echo_client(void *arg) {
@@ -483,11 +490,11 @@ VT_TEST(fs, loop_keeps_serving_while_a_read_is_stuck, 30) {
     int writer;
     make_fifo(path, sizeof(path), dir, &writer);
     result r;
-    int fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
+    int fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, on_fs, &r, NULL));
     VT_ASSERT(fd >= 0, "open fifo: %d", fd);
     char buf[64] = {0};
     result rd = {0};
-    VT_OK(vigil_fs_read(loop, fd, buf, sizeof(buf), -1, 0, on_fs, &rd, NULL));
+    VT_OK(vigil_fs_read(loop, fd, buf, sizeof(buf), -1, on_fs, &rd, NULL));
 
     echo e = {0};
     vt_listen(loop, echo_accept, NULL, &e.port);
@@ -515,7 +522,7 @@ VT_TEST(fs, destroy_ends_a_waiting_read, 20) {
     waiting_pipe(loop, p);
     char buf[8];
     result r = {0};
-    VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 0, on_fs, &r, NULL));
+    VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, on_fs, &r, NULL));
     vt_run_until(loop, &(int){0}, 50);
     VT_OK(vigil_loop_destroy(loop));
     VT_EQ(atomic_load(&r.calls), 1);
@@ -536,11 +543,11 @@ VT_TEST(fs, pool_queue_is_bounded, 20) {
     char buf[4][4];
     result r[4];
     memset(r, 0, sizeof(r));
-    VT_OK(vigil_fs_read(loop, p[0], buf[0], 1, -1, 0, on_fs, &r[0], NULL)); /* runs, waits */
+    VT_OK(vigil_fs_read(loop, p[0], buf[0], 1, -1, on_fs, &r[0], NULL)); /* runs, waits */
     usleep(50000);
-    VT_OK(vigil_fs_read(loop, p[0], buf[1], 1, -1, 0, on_fs, &r[1], NULL)); /* queued */
-    VT_OK(vigil_fs_read(loop, p[0], buf[2], 1, -1, 0, on_fs, &r[2], NULL)); /* queued */
-    VT_EQ(vigil_fs_read(loop, p[0], buf[3], 1, -1, 0, on_fs, &r[3], NULL), -EAGAIN);
+    VT_OK(vigil_fs_read(loop, p[0], buf[1], 1, -1, on_fs, &r[1], NULL)); /* queued */
+    VT_OK(vigil_fs_read(loop, p[0], buf[2], 1, -1, on_fs, &r[2], NULL)); /* queued */
+    VT_EQ(vigil_fs_read(loop, p[0], buf[3], 1, -1, on_fs, &r[3], NULL), -EAGAIN);
     VT_EQ(write(p[1], "xyz", 3), 3);
     VT_ASSERT(vt_run_until(loop, (const volatile int *)&r[2].done, 5000));
     for (int i = 0; i < 3; i++)
@@ -571,7 +578,7 @@ VT_TEST(fs, rebuild_carries_a_read_in_flight, 30) {
     waiting_pipe(loop, p);
     char buf[64] = {0};
     result r = {0};
-    VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, 0, on_fs, &r, NULL));
+    VT_OK(vigil_fs_read(loop, p[0], buf, sizeof(buf), -1, on_fs, &r, NULL));
     fenced f = {0};
     VT_OK(vigil_timer_start(loop, 20, 0, vt_fence_timer, &f.fenced, NULL));
     int rc = vt_run_until_fenced(loop, 10000);
@@ -589,7 +596,7 @@ VT_TEST(fs, rebuild_carries_a_read_in_flight, 30) {
     VT_ASSERT(!pthread_equal(r.thread, pthread_self()), "the callback ran on the fenced thread");
     VT_OK(vigil_loop_join(loop, 10000)); /* no work left: the rebuilt loop ends */
     vigil_loop_stats ls;
-    VT_OK(vigil_loop_stats_get(loop, &ls));
+    VT_OK(vigil_loop_get_stats(loop, &ls));
     VT_EQ(ls.rebuilds, 1);
     VT_EQ(atomic_load(&r.calls), 1);
     VT_OK(vigil_supervisor_remove(sv, loop));
@@ -621,9 +628,9 @@ VT_TEST(fs, fifo_open_never_waits_for_a_peer, 20) {
     int writer;
     result r;
     make_fifo(path, sizeof(path), NULL, &writer);
-    int fd = CALL_WITHIN(loop, r, 2000, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
+    int fd = CALL_WITHIN(loop, r, 2000, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, on_fs, &r, NULL));
     VT_ASSERT(fd >= 0, "open %s: %d", path, fd);
-    int busy = CALL_WITHIN(loop, r, 2000, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
+    int busy = CALL_WITHIN(loop, r, 2000, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, on_fs, &r, NULL));
     VT_ASSERT(busy < 0, "a second open of a one-instance pipe: %d", busy);
     VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
     _close(writer);
@@ -635,42 +642,42 @@ VT_TEST(fs, fifo_open_never_waits_for_a_peer, 20) {
     snprintf(path, sizeof(path), "%s/fifo", dir);
     VT_EQ(mkfifo(path, 0600), 0);
     result r;
-    int fd = CALL_WITHIN(loop, r, PROMPT_MS, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &r, NULL));
+    int fd = CALL_WITHIN(loop, r, PROMPT_MS, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, on_fs, &r, NULL));
     VT_ASSERT(fd >= 0, "open fifo for reading: %d", fd);
     VT_ASSERT(!fd_nonblock(fd), "O_NONBLOCK was not asked for");
     VT_ASSERT(fd_cloexec(fd));
     vigil_stat st;
-    VT_EQ(CALL(loop, r, vigil_fs_stat(loop, fd, "", &st, 0, on_fs, &r, NULL)), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_stat(loop, fd, "", &st, on_fs, &r, NULL)), 0);
     VT_ASSERT(S_ISFIFO(st.mode), "mode %o", st.mode);
     VT_EQ(CALL(loop, r, vigil_fs_close(loop, fd, on_fs, &r, NULL)), 0);
 
-    VT_EQ(CALL_WITHIN(loop, r, PROMPT_MS, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_WRONLY, 0, 0, on_fs, &r, NULL)),
+    VT_EQ(CALL_WITHIN(loop, r, PROMPT_MS, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_WRONLY, 0, on_fs, &r, NULL)),
           -ENXIO);
     /* beneath goes through openat2 on both engines */
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     VT_ASSERT(dfd >= 0);
     fd = CALL_WITHIN(loop, r, PROMPT_MS,
-                     vigil_fs_open(loop, dfd, "fifo", O_RDONLY | VIGIL_O_BENEATH, 0, 0, on_fs, &r, NULL));
+                     vigil_fs_open(loop, dfd, "fifo", O_RDONLY | VIGIL_O_BENEATH, 0, on_fs, &r, NULL));
     VT_ASSERT(fd >= 0, "open fifo beneath: %d", fd);
     VT_ASSERT(!fd_nonblock(fd));
     close(fd);
     fd = CALL_WITHIN(loop, r, PROMPT_MS,
-                     vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY | O_NONBLOCK, 0, 0, on_fs, &r, NULL));
+                     vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY | O_NONBLOCK, 0, on_fs, &r, NULL));
     VT_ASSERT(fd >= 0, "open fifo O_NONBLOCK: %d", fd);
     VT_ASSERT(fd_nonblock(fd), "O_NONBLOCK was asked for");
     close(fd);
     /* O_CREAT of an existing FIFO: the ring sends it straight to io-wq */
     fd = CALL_WITHIN(loop, r, PROMPT_MS,
-                     vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY | O_CREAT, 0600, 0, on_fs, &r, NULL));
+                     vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY | O_CREAT, 0600, on_fs, &r, NULL));
     VT_ASSERT(fd >= 0, "open fifo O_CREAT: %d", fd);
     close(fd);
 
     /* regular files: as asked, either way */
     snprintf(file, sizeof(file), "%s/plain", dir);
-    fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, file, O_CREAT | O_RDWR, 0600, 0, on_fs, &r, NULL));
+    fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, file, O_CREAT | O_RDWR, 0600, on_fs, &r, NULL));
     VT_ASSERT(fd >= 0 && !fd_nonblock(fd), "regular file: %d", fd);
     close(fd);
-    fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, file, O_RDWR | O_NONBLOCK, 0, 0, on_fs, &r, NULL));
+    fd = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, file, O_RDWR | O_NONBLOCK, 0, on_fs, &r, NULL));
     VT_ASSERT(fd >= 0 && fd_nonblock(fd), "regular file, O_NONBLOCK: %d", fd);
     close(fd);
     close(dfd);
@@ -695,18 +702,18 @@ VT_TEST(fs, fifo_opens_leave_the_pool_free, 20) {
     for (int i = 0; i < FIFOS; i++) {
         snprintf(path, sizeof(path), "%s/fifo%d", dir, i);
         VT_EQ(mkfifo(path, 0600), 0);
-        VT_OK(vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &rf[i], NULL));
+        VT_OK(vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, on_fs, &rf[i], NULL));
     }
     snprintf(path, sizeof(path), "%s/no-reader", dir); /* the others have readers by now, or soon */
     VT_EQ(mkfifo(path, 0600), 0);
-    VT_OK(vigil_fs_open(loop, VIGIL_FS_CWD, path, O_WRONLY, 0, 0, on_fs, &rf[FIFOS], NULL));
+    VT_OK(vigil_fs_open(loop, VIGIL_FS_CWD, path, O_WRONLY, 0, on_fs, &rf[FIFOS], NULL));
     snprintf(path, sizeof(path), "%s/index.html", dir);
     int w = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
     VT_ASSERT(w >= 0);
     VT_EQ(write(w, "hello", 5), 5);
     close(w);
     uint64_t t0 = vigil_now_ns();
-    VT_OK(vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, 0, on_fs, &rr, NULL));
+    VT_OK(vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY, 0, on_fs, &rr, NULL));
     VT_ASSERT(vt_run_until(loop, (const volatile int *)&rr.done, PROMPT_MS), "the regular file's open waited");
     for (int i = 0; i <= FIFOS; i++)
         VT_ASSERT(vt_run_until(loop, (const volatile int *)&rf[i].done, PROMPT_MS), "fifo open %d waited", i);
@@ -715,7 +722,7 @@ VT_TEST(fs, fifo_opens_leave_the_pool_free, 20) {
     VT_ASSERT(fd >= 0, "regular open: %d", fd);
     char buf[8];
     result r;
-    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, buf, sizeof(buf), 0, 0, on_fs, &r, NULL)), 5);
+    VT_EQ(CALL(loop, r, vigil_fs_read(loop, fd, buf, sizeof(buf), 0, on_fs, &r, NULL)), 5);
     close(fd);
     for (int i = 0; i < FIFOS; i++) {
         VT_EQ(atomic_load(&rf[i].calls), 1);

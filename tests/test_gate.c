@@ -57,7 +57,7 @@ static _Atomic uint64_t walked;
 
 static void on_sent(vigil_loop *loop, vigil_conn conn, int status, void *ud) {
     CALLBACK_BEGIN();
-    client *c = vigil_conn_data(loop, conn);
+    client *c = vigil_conn_get_data(loop, conn);
     if (c && status < 0)
         c->lines += 0; /* a real program would log it; the state is read here */
     CALLBACK_END();
@@ -87,7 +87,7 @@ static void handle_line(client *c, const char *line, size_t n) {
         spin_over_clients(ch);
         for (client *o = ch->head; o; o = o->next)
             if (o != c)
-                vigil_send(ch->loop, o->conn, "spun\n", 5, 0, on_sent, NULL, NULL);
+                vigil_conn_send(ch->loop, o->conn, "spun\n", 5, 0, on_sent, NULL, NULL);
         return;
     }
     for (client *o = ch->head; o; o = o->next) {
@@ -95,7 +95,7 @@ static void handle_line(client *c, const char *line, size_t n) {
             continue;
         char msg[600];
         int len = snprintf(msg, sizeof(msg), "%.*s\n", (int)n, line);
-        vigil_send(ch->loop, o->conn, msg, (size_t)len, 0, on_sent, NULL, NULL);
+        vigil_conn_send(ch->loop, o->conn, msg, (size_t)len, 0, on_sent, NULL, NULL);
     }
 }
 
@@ -120,7 +120,7 @@ static void on_recv(vigil_loop *loop, vigil_conn conn, int status, const vigil_b
     CALLBACK_BEGIN();
     client *c = ud;
     if (status <= 0) {
-        vigil_close(loop, conn, 1000, on_close, c);
+        vigil_conn_close(loop, conn, 1000, on_close, c);
         CALLBACK_END();
         return;
     }
@@ -148,7 +148,7 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
         ch->head = c;
         ch->nclients++;
         vigil_conn_set_data(loop, conn, c);
-        vigil_recv_start(loop, conn, 0, on_recv, c, NULL);
+        vigil_conn_recv_start(loop, conn, 0, on_recv, c, NULL);
     }
     CALLBACK_END();
 }
@@ -242,7 +242,7 @@ static void wait_fenced(vigil_loop *loop) {
     vigil_loop_stats ls;
     do {
         sleep_ms(5);
-        vigil_loop_stats_get(loop, &ls);
+        vigil_loop_get_stats(loop, &ls);
     } while (!ls.rebuilds && ms_since(t0) < 5000);
     VT_EQ(ls.rebuilds, 1);
 }
@@ -284,7 +284,7 @@ VT_TEST(gate, chat_broadcast_spin_while_peers_close, 30) {
     }
     sleep_ms(300);
     vigil_loop_stats mid;
-    VT_OK(vigil_loop_stats_get(s.ch.loop, &mid));
+    VT_OK(vigil_loop_get_stats(s.ch.loop, &mid));
     VT_EQ(atomic_load(&spin_done), 0); /* still walking: the above happened during the walk */
     VT_EQ(mid.gated, 1);
     VT_ASSERT(mid.events_held > 0, "nothing held behind the gate");
@@ -294,7 +294,7 @@ VT_TEST(gate, chat_broadcast_spin_while_peers_close, 30) {
     VT_OK(vt_sock_write_all(late, "newcomer\n", 9));
     sleep_ms(200);
     vigil_loop_stats mid2;
-    VT_OK(vigil_loop_stats_get(s.ch.loop, &mid2));
+    VT_OK(vigil_loop_get_stats(s.ch.loop, &mid2));
     VT_EQ(atomic_load(&spin_done), 0);
     VT_ASSERT(mid2.events_held >= mid.events_held + 1, "the newcomer was not accepted behind the gate: "
               "%llu events held, %llu before", (unsigned long long)mid2.events_held,
@@ -327,7 +327,7 @@ VT_TEST(gate, chat_broadcast_spin_while_peers_close, 30) {
     VT_EQ(atomic_load(&overlaps), 0); /* one callback at a time, always */
 
     vigil_loop_stats ls;
-    VT_OK(vigil_loop_stats_get(s.ch.loop, &ls));
+    VT_OK(vigil_loop_get_stats(s.ch.loop, &ls));
     VT_EQ(ls.rebuilds, 1);
     VT_EQ(ls.gated, 0);
     VT_EQ(ls.events_held, 0);
@@ -379,7 +379,7 @@ VT_TEST(gate, late_return_resets_the_streams_its_calls_named, 30) {
         VT_ASSERT(ms_since(t0) < 3000, "client %d heard nothing: a silent gap", i);
     }
     vigil_loop_stats ls;
-    VT_OK(vigil_loop_stats_get(s.ch.loop, &ls));
+    VT_OK(vigil_loop_get_stats(s.ch.loop, &ls));
     VT_EQ(ls.stuck_reset, 1);
     VT_ASSERT(ls.refused_calls >= 2, "refused calls %llu", (unsigned long long)ls.refused_calls);
     server_stop(&s);

@@ -50,9 +50,9 @@ typedef struct trec {
     int after_final; /* callbacks after a final one */
     int final_seen;
     int repeat;    /* a repeating timer (final is -ECANCELED only) */
-    int in_cancel_call; /* set while vigil_cancel runs */
+    int in_cancel_call; /* set while vigil_op_cancel runs */
     int cb_in_cancel;   /* a callback ran while in_cancel_call was set */
-    int cancel_returned;/* set right after vigil_cancel returned */
+    int cancel_returned;/* set right after vigil_op_cancel returned */
     int cancel_cb_saw_return; /* the -ECANCELED callback saw cancel_returned */
     vigil_op op;
 } trec;
@@ -93,7 +93,7 @@ VT_TEST(timer, oneshot_fires_once_with_status_0, 5) {
     VT_EQ(r.other, 0);
     VT_EQ(r.after_final, 0);
     /* finished: the handle is dead */
-    VT_EQ(vigil_cancel(loop, r.op), -EBADF);
+    VT_EQ(vigil_op_cancel(loop, r.op), -EBADF);
     VT_OK(vigil_loop_destroy(loop));
     VT_EQ(r.fired + r.canceled + r.other, 1);
 }
@@ -109,13 +109,13 @@ VT_TEST(timer, repeating_fires_until_cancel_then_one_ecanceled, 10) {
     VT_EQ(r.canceled, 0);
     int fired_at_cancel = r.fired;
     r.in_cancel_call = 1;
-    VT_EQ(vigil_cancel(loop, r.op), 0);
+    VT_EQ(vigil_op_cancel(loop, r.op), 0);
     r.in_cancel_call = 0;
     r.cancel_returned = 1;
-    VT_EQ(r.canceled, 0); /* not inside vigil_cancel */
+    VT_EQ(r.canceled, 0); /* not inside vigil_op_cancel */
     VT_EQ(r.cb_in_cancel, 0);
     /* a second cancel of the same op is rejected */
-    VT_EQ(vigil_cancel(loop, r.op), -EBADF);
+    VT_EQ(vigil_op_cancel(loop, r.op), -EBADF);
     VT_EQ(vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 2000), 0);
     /* run past several periods: nothing more */
     VT_EQ(vigil_loop_run(loop, VIGIL_RUN_ONCE, 50), 0);
@@ -133,7 +133,7 @@ static void cancel_self_cb(vigil_loop *loop, vigil_op t, int status, void *ud) {
     trec_cb(loop, t, status, ud);
     if (status == 0 && r->fired == 3) {
         r->in_cancel_call = 1;
-        int rc = vigil_cancel(loop, t);
+        int rc = vigil_op_cancel(loop, t);
         r->in_cancel_call = 0;
         r->cancel_returned = 1;
         VT_EQ(rc, 0);
@@ -159,10 +159,10 @@ VT_TEST(timer, oneshot_cancelled_before_firing_gets_only_ecanceled, 5) {
     VT_OK(vigil_timer_start(loop, 30, 0, trec_cb, &r, &r.op));
     VT_OK(vigil_loop_run(loop, VIGIL_RUN_NOWAIT, 0));
     r.in_cancel_call = 1;
-    VT_EQ(vigil_cancel(loop, r.op), 0);
+    VT_EQ(vigil_op_cancel(loop, r.op), 0);
     r.in_cancel_call = 0;
     r.cancel_returned = 1;
-    VT_EQ(r.canceled + r.fired, 0); /* the callback never runs inside vigil_cancel */
+    VT_EQ(r.canceled + r.fired, 0); /* the callback never runs inside vigil_op_cancel */
     uint64_t t0 = vigil_now_ns();
     /* wait well past the original deadline */
     while (ms_since(t0) < 100)
@@ -172,7 +172,7 @@ VT_TEST(timer, oneshot_cancelled_before_firing_gets_only_ecanceled, 5) {
     VT_EQ(r.other, 0);
     VT_EQ(r.cb_in_cancel, 0);
     VT_EQ(r.cancel_cb_saw_return, 1);
-    VT_EQ(vigil_cancel(loop, r.op), -EBADF);
+    VT_EQ(vigil_op_cancel(loop, r.op), -EBADF);
     VT_EQ(vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 1000), 0);
     VT_OK(vigil_loop_destroy(loop));
     VT_EQ(r.canceled, 1);
@@ -349,7 +349,7 @@ VT_TEST(loop, stop_from_timer_callback_returns_1, 5) {
     while (stop_fires < 4 && ms_since(t0) < 2000)
         VT_EQ(vigil_loop_run(loop, VIGIL_RUN_ONCE, 100), 1);
     VT_EQ(stop_fires, 4);
-    VT_OK(vigil_cancel(loop, t));
+    VT_OK(vigil_op_cancel(loop, t));
     VT_EQ(vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 2000), 0);
     VT_OK(vigil_loop_destroy(loop));
 }
@@ -562,7 +562,7 @@ VT_TEST(loop, destroy_final_callbacks_in_documented_order, 10) {
     vigil_loop *loop = vt_loop(NULL);
     int port;
     vt_listen(loop, d_accept, NULL, &port);
-    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)port, 0, d_connect, "A.connect", &dp.a, NULL));
+    VT_OK(vigil_conn_connect(loop, "127.0.0.1", (uint16_t)port, 0, d_connect, "A.connect", &dp.a, NULL));
     volatile int *flag = &dp.b_accepted;
     VT_ASSERT(vt_run_until(loop, flag, 3000), "no accept");
     flag = &dp.a_connected;
@@ -570,18 +570,18 @@ VT_TEST(loop, destroy_final_callbacks_in_documented_order, 10) {
     VT_OK(vigil_timer_start(loop, 10000, 0, d_timer, "T1", NULL));
     VT_OK(vigil_timer_start(loop, 5000, 0, d_timer, "T2", NULL));
     /* A: idle, receiving, two queued sends */
-    VT_OK(vigil_recv_start(loop, dp.a, 0, d_recv, "A.recv", NULL));
+    VT_OK(vigil_conn_recv_start(loop, dp.a, 0, d_recv, "A.recv", NULL));
     /* B: receiving, a queued send, then a graceful close (waits for the flush) */
-    VT_OK(vigil_recv_start(loop, dp.b, 0, d_recv, "B.recv", NULL));
+    VT_OK(vigil_conn_recv_start(loop, dp.b, 0, d_recv, "B.recv", NULL));
     VT_OK(vigil_loop_run(loop, VIGIL_RUN_NOWAIT, 0));
     logging = 1;
-    VT_OK(vigil_send(loop, dp.a, "a1", 2, 0, d_send, "A.send1", NULL));
-    VT_OK(vigil_send(loop, dp.a, "a2", 2, 0, d_send, "A.send2", NULL));
-    VT_OK(vigil_send(loop, dp.b, "b1", 2, 0, d_send, "B.send", NULL));
-    VT_OK(vigil_close(loop, dp.b, 10000, d_close, "B.close"));
+    VT_OK(vigil_conn_send(loop, dp.a, "a1", 2, 0, d_send, "A.send1", NULL));
+    VT_OK(vigil_conn_send(loop, dp.a, "a2", 2, 0, d_send, "A.send2", NULL));
+    VT_OK(vigil_conn_send(loop, dp.b, "b1", 2, 0, d_send, "B.send", NULL));
+    VT_OK(vigil_conn_close(loop, dp.b, 10000, d_close, "B.close"));
     /* C: connect not yet started, with a send queued behind it */
-    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)port, 0, d_connect, "C.connect", &dp.c, NULL));
-    VT_OK(vigil_send(loop, dp.c, "c1", 2, 0, d_send, "C.send", NULL));
+    VT_OK(vigil_conn_connect(loop, "127.0.0.1", (uint16_t)port, 0, d_connect, "C.connect", &dp.c, NULL));
+    VT_OK(vigil_conn_send(loop, dp.c, "c1", 2, 0, d_send, "C.send", NULL));
     VT_OK(vigil_loop_post(loop, d_post, "P1"));
     VT_OK(vigil_loop_post(loop, d_post, "P2"));
     VT_EQ(nev, 0); /* nothing ran inside the calls */
@@ -630,13 +630,13 @@ VT_TEST(loop, destroy_runs_close_callback_of_connection_being_closed, 5) {
     vigil_loop *loop = vt_loop(NULL);
     int port;
     vt_listen(loop, d_accept, NULL, &port);
-    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)port, 0, d_connect, "A.connect", &dp.a, NULL));
+    VT_OK(vigil_conn_connect(loop, "127.0.0.1", (uint16_t)port, 0, d_connect, "A.connect", &dp.a, NULL));
     volatile int *flag = &dp.a_connected;
     VT_ASSERT(vt_run_until(loop, flag, 3000), "no connect");
     flag = &dp.b_accepted;
     VT_ASSERT(vt_run_until(loop, flag, 3000), "no accept");
     /* nothing queued, no receive: the close goes straight to the fd close */
-    VT_OK(vigil_close(loop, dp.a, 1000, cs_close, NULL));
+    VT_OK(vigil_conn_close(loop, dp.a, 1000, cs_close, NULL));
     VT_EQ(cs_close_calls, 0);
     VT_OK(vigil_loop_destroy(loop));
     VT_EQ(cs_close_calls, 1);
@@ -662,24 +662,24 @@ static void *eperm_main(void *p) {
     vigil_op op;
     vigil_conn c;
     vigil_listener l;
-    vigil_listen_options lo = {0};
+    vigil_listener_options lo = {0};
     vigil_loop_stats s;
     r->timer = vigil_timer_start(loop, 1, 0, noop_timer, NULL, &op);
     r->run = vigil_loop_run(loop, VIGIL_RUN_NOWAIT, 0);
     r->destroy = vigil_loop_destroy(loop);
-    r->cancel = vigil_cancel(loop, r->op);
-    r->listen = vigil_listen(loop, &lo, d_accept, NULL, &l);
-    r->lport = vigil_listener_port(loop, r->l);
-    r->connect = vigil_connect(loop, "127.0.0.1", 9, 0, d_connect, "x", &c, NULL);
-    r->send = vigil_send(loop, r->conn, "x", 1, 0, NULL, NULL, NULL);
-    r->recv = vigil_recv_start(loop, r->conn, 0, d_recv, "x", NULL);
-    r->close = vigil_close(loop, r->conn, 0, NULL, NULL);
-    r->release = vigil_buf_release(loop, 0);
+    r->cancel = vigil_op_cancel(loop, r->op);
+    r->listen = vigil_listener_open(loop, &lo, d_accept, NULL, &l);
+    r->lport = vigil_listener_get_port(loop, r->l);
+    r->connect = vigil_conn_connect(loop, "127.0.0.1", 9, 0, d_connect, "x", &c, NULL);
+    r->send = vigil_conn_send(loop, r->conn, "x", 1, 0, NULL, NULL, NULL);
+    r->recv = vigil_conn_recv_start(loop, r->conn, 0, d_recv, "x", NULL);
+    r->close = vigil_conn_close(loop, r->conn, 0, NULL, NULL);
+    r->release = vigil_buf_release(loop, &(vigil_buf){.id = 0});
     vigil_buf b = {0};
     r->keep = vigil_buf_keep(loop, &b);
     r->post = vigil_loop_post(loop, eperm_post, NULL);
     r->wake = vigil_loop_wake(loop);
-    r->stats = vigil_loop_stats_get(loop, &s);
+    r->stats = vigil_loop_get_stats(loop, &s);
     return NULL;
 }
 
@@ -690,7 +690,7 @@ VT_TEST(loop, loop_thread_calls_from_other_thread_are_eperm, 5) {
     int port;
     r.l = vt_listen(loop, d_accept, NULL, &port);
     VT_OK(vigil_timer_start(loop, 10000, 0, noop_timer, NULL, &r.op));
-    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)port, 0, d_connect, "A.connect", &r.conn, NULL));
+    VT_OK(vigil_conn_connect(loop, "127.0.0.1", (uint16_t)port, 0, d_connect, "A.connect", &r.conn, NULL));
     volatile int *flag = &dp.a_connected;
     VT_ASSERT(vt_run_until(loop, flag, 3000), "no connect");
     pthread_t th;
@@ -712,10 +712,10 @@ VT_TEST(loop, loop_thread_calls_from_other_thread_are_eperm, 5) {
     VT_EQ(r.wake, 0);
     VT_EQ(r.stats, 0);
     /* the rejected calls changed nothing: the loop thread still owns it */
-    VT_EQ(vigil_listener_port(loop, r.l), port);
+    VT_EQ(vigil_listener_get_port(loop, r.l), port);
     VT_OK(vigil_loop_run(loop, VIGIL_RUN_ONCE, 50));
     VT_EQ(eperm_post_ran, 1);
-    VT_OK(vigil_cancel(loop, r.op));
+    VT_OK(vigil_op_cancel(loop, r.op));
     VT_OK(vigil_loop_destroy(loop));
 }
 
@@ -727,12 +727,12 @@ typedef struct stats_res {
 static void *stats_main(void *p) {
     stats_res *r = p;
     sleep_ms(50);
-    r->rc1 = vigil_loop_stats_get(r->loop, &r->s1);
+    r->rc1 = vigil_loop_get_stats(r->loop, &r->s1);
     for (int i = 0; i < 3; i++) {
         vigil_loop_wake(r->loop);
         sleep_ms(40);
     }
-    r->rc2 = vigil_loop_stats_get(r->loop, &r->s2);
+    r->rc2 = vigil_loop_get_stats(r->loop, &r->s2);
     r->stop = vigil_loop_stop(r->loop);
     return NULL;
 }
@@ -776,10 +776,10 @@ static void echo_server_close(vigil_loop *loop, vigil_conn c, int status, void *
 static void echo_client_close(vigil_loop *loop, vigil_conn c, int status, void *ud) { es.client_closed = 1; }
 static void echo_server_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
     if (status > 0) {
-        if (vigil_send(loop, c, buf->data, buf->len, 0, NULL, NULL, NULL) < 0)
+        if (vigil_conn_send(loop, c, buf->data, buf->len, 0, NULL, NULL, NULL) < 0)
             es.bad++;
     } else if (status == 0) {
-        if (vigil_close(loop, c, 1000, echo_server_close, NULL) < 0)
+        if (vigil_conn_close(loop, c, 1000, echo_server_close, NULL) < 0)
             es.bad++;
     } else {
         es.bad++;
@@ -788,7 +788,7 @@ static void echo_server_recv(vigil_loop *loop, vigil_conn c, int status, const v
 static void echo_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
     if (status == 0) {
         es.server = c;
-        if (vigil_recv_start(loop, c, 0, echo_server_recv, NULL, NULL) < 0)
+        if (vigil_conn_recv_start(loop, c, 0, echo_server_recv, NULL, NULL) < 0)
             es.bad++;
     } else {
         es.listener_done = 1;
@@ -799,7 +799,7 @@ static void echo_client_recv(vigil_loop *loop, vigil_conn c, int status, const v
         if (vt_check(buf->data, buf->len, 7, es.got) != buf->len)
             es.bad++;
         es.got += buf->len;
-        if (es.got == ECHO_MSGS * ECHO_LEN && vigil_close(loop, c, 1000, echo_client_close, NULL) < 0)
+        if (es.got == ECHO_MSGS * ECHO_LEN && vigil_conn_close(loop, c, 1000, echo_client_close, NULL) < 0)
             es.bad++;
     } else if (status != -ECANCELED) {
         es.bad++;
@@ -811,12 +811,12 @@ static void echo_connect(vigil_loop *loop, vigil_conn c, int status, void *ud) {
         return;
     }
     es.connected = 1;
-    if (vigil_recv_start(loop, c, 0, echo_client_recv, NULL, NULL) < 0)
+    if (vigil_conn_recv_start(loop, c, 0, echo_client_recv, NULL, NULL) < 0)
         es.bad++;
     uint8_t msg[ECHO_LEN];
     for (int i = 0; i < ECHO_MSGS; i++) {
         vt_fill(msg, ECHO_LEN, 7, (uint64_t)i * ECHO_LEN);
-        if (vigil_send(loop, c, msg, ECHO_LEN, 0, NULL, NULL, NULL) < 0)
+        if (vigil_conn_send(loop, c, msg, ECHO_LEN, 0, NULL, NULL, NULL) < 0)
             es.bad++;
     }
 }
@@ -824,10 +824,10 @@ static void echo_connect(vigil_loop *loop, vigil_conn c, int status, void *ud) {
 VT_TEST(loop, counters_after_echo_traffic, 10) {
     vigil_loop *loop = vt_loop(NULL);
     vigil_loop_stats s0, s1, s2;
-    VT_OK(vigil_loop_stats_get(loop, &s0));
+    VT_OK(vigil_loop_get_stats(loop, &s0));
     int port;
     vigil_listener l = vt_listen(loop, echo_accept, NULL, &port);
-    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)port, 0, echo_connect, NULL, &es.client, NULL));
+    VT_OK(vigil_conn_connect(loop, "127.0.0.1", (uint16_t)port, 0, echo_connect, NULL, &es.client, NULL));
     volatile int *flag = &es.client_closed;
     VT_ASSERT(vt_run_until(loop, flag, 5000), "echo did not finish: got %llu bytes",
               (unsigned long long)es.got);
@@ -835,13 +835,13 @@ VT_TEST(loop, counters_after_echo_traffic, 10) {
     VT_ASSERT(vt_run_until(loop, flag, 5000), "server side did not close");
     VT_EQ(es.bad, 0);
     VT_EQ(es.got, ECHO_MSGS * ECHO_LEN);
-    VT_OK(vigil_loop_stats_get(loop, &s1));
+    VT_OK(vigil_loop_get_stats(loop, &s1));
     VT_ASSERT(s1.completions > s0.completions, "completions did not grow");
     VT_ASSERT(s1.iterations > s0.iterations, "iterations did not grow");
     VT_OK(vigil_listener_close(loop, l));
     VT_EQ(vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 3000), 0);
     VT_EQ(es.listener_done, 1);
-    VT_OK(vigil_loop_stats_get(loop, &s2));
+    VT_OK(vigil_loop_get_stats(loop, &s2));
     VT_EQ(s2.connections, 0);
     VT_ASSERT(s2.ops_in_flight <= 1, "ops_in_flight %llu after everything closed",
               (unsigned long long)s2.ops_in_flight);
@@ -1023,10 +1023,10 @@ static void once_accept(vigil_loop *loop, vigil_listener l, int status, vigil_co
     once_ctx *c = ud;
     if (status != 0)
         return;
-    c->peer_err = vigil_recv_start(loop, conn, 0, once_tcp_recv, c, NULL);
+    c->peer_err = vigil_conn_recv_start(loop, conn, 0, once_tcp_recv, c, NULL);
     atomic_store(&c->ready, 1);
 }
-static void once_udp_recv(vigil_loop *loop, vigil_udp u, int status, const vigil_buf *buf, const vigil_peer *from,
+static void once_udp_recv(vigil_loop *loop, vigil_udp u, int status, const vigil_buf *buf, const vigil_addr *from,
                           void *ud) {
     if (status >= 0)
         once_done(ud, status);
@@ -1086,7 +1086,7 @@ static void once_fifo(once_ctx *c) {
 VT_TEST(loop, run_once_delivers_fs_open, 10) {
     once_ctx c = {.loop = vt_loop(NULL)};
     once_fifo(&c);
-    VT_OK(vigil_fs_open(c.loop, VIGIL_FS_CWD, c.path, ONCE_FIFO_FLAGS, 0600, 0, once_fs, &c, NULL));
+    VT_OK(vigil_fs_open(c.loop, VIGIL_FS_CWD, c.path, ONCE_FIFO_FLAGS, 0600, once_fs, &c, NULL));
     once_soon s;
     once_soon_start(&s, ONCE_EVENT_MS, once_do_fifo_open, &c);
     run_once_until(c.loop, &c.done, ONCE_TIMEOUT_MS, "vigil_fs_open of a FIFO");
@@ -1103,7 +1103,7 @@ VT_TEST(loop, run_once_delivers_fs_read, 10) {
     VT_EQ(pipe(p), 0);
     c.fd = p[0];
     c.peer_fd = p[1];
-    VT_OK(vigil_fs_read(c.loop, c.fd, c.buf, sizeof(c.buf), -1, 0, once_fs, &c, NULL));
+    VT_OK(vigil_fs_read(c.loop, c.fd, c.buf, sizeof(c.buf), -1, once_fs, &c, NULL));
     once_soon s;
     once_soon_start(&s, ONCE_EVENT_MS, once_do_pipe_write, &c);
     run_once_until(c.loop, &c.done, ONCE_TIMEOUT_MS, "vigil_fs_read of a pipe");
@@ -1122,8 +1122,8 @@ VT_TEST(loop, run_once_delivers_fs_read, 10) {
  * the kernel wait (so far always, without sanitizers). */
 VT_TEST(loop, run_once_delivers_resolve, 10) {
     once_ctx c = {.loop = vt_loop(NULL)};
-    VT_OK(vigil_resolve(c.loop, "localhost", 0, 0, once_resolved, &c, NULL));
-    run_once_until(c.loop, &c.done, ONCE_TIMEOUT_MS, "vigil_resolve(localhost)");
+    VT_OK(vigil_resolve_start(c.loop, "localhost", 0, once_resolved, &c, NULL));
+    run_once_until(c.loop, &c.done, ONCE_TIMEOUT_MS, "vigil_resolve_start(localhost)");
     VT_ASSERT(c.status > 0, "resolve: %d (%s)", c.status, vigil_strerror(c.status));
     VT_OK(vigil_loop_destroy(c.loop));
 }
@@ -1177,7 +1177,7 @@ VT_TEST(loop, run_once_delivers_udp_datagram, 10) {
     vigil_udp u;
     vigil_udp_options o = {.host = "127.0.0.1"};
     VT_OK(vigil_udp_open(c.loop, &o, &u));
-    c.port = vigil_udp_port(c.loop, u);
+    c.port = vigil_udp_get_port(c.loop, u);
     VT_ASSERT(c.port > 0, "port %d", c.port);
     VT_OK(vigil_udp_recv_start(c.loop, u, once_udp_recv, &c, NULL));
     once_soon s;
@@ -1222,7 +1222,7 @@ VT_TEST(loop, run_once_forever_returns_after_fs_open, 10) {
     once_fifo(&c);
     once_rescue r;
     once_rescue_start(&r, c.loop);
-    VT_OK(vigil_fs_open(c.loop, VIGIL_FS_CWD, c.path, ONCE_FIFO_FLAGS, 0600, 0, once_fs, &c, NULL));
+    VT_OK(vigil_fs_open(c.loop, VIGIL_FS_CWD, c.path, ONCE_FIFO_FLAGS, 0600, once_fs, &c, NULL));
     once_soon s;
     once_soon_start(&s, ONCE_EVENT_MS, once_do_fifo_open, &c);
     run_once_until(c.loop, &c.done, -1, "vigil_fs_open of a FIFO");
@@ -1249,7 +1249,7 @@ VT_TEST(loop, run_nowait_delivers_post_once_ready, 10) {
 VT_TEST(loop, run_nowait_delivers_fs_open_once_ready, 10) {
     once_ctx c = {.loop = vt_loop(NULL)};
     once_file(&c);
-    VT_OK(vigil_fs_open(c.loop, VIGIL_FS_CWD, c.path, O_RDONLY, 0, 0, once_fs, &c, NULL));
+    VT_OK(vigil_fs_open(c.loop, VIGIL_FS_CWD, c.path, O_RDONLY, 0, once_fs, &c, NULL));
     run_nowait_until(c.loop, &c.done, "vigil_fs_open");
     VT_ASSERT(c.status >= 0, "open: %d (%s)", c.status, vigil_strerror(c.status));
     close(c.status);
@@ -1259,8 +1259,8 @@ VT_TEST(loop, run_nowait_delivers_fs_open_once_ready, 10) {
 
 VT_TEST(loop, run_nowait_delivers_resolve_once_ready, 10) {
     once_ctx c = {.loop = vt_loop(NULL)};
-    VT_OK(vigil_resolve(c.loop, "localhost", 0, 0, once_resolved, &c, NULL));
-    run_nowait_until(c.loop, &c.done, "vigil_resolve(localhost)");
+    VT_OK(vigil_resolve_start(c.loop, "localhost", 0, once_resolved, &c, NULL));
+    run_nowait_until(c.loop, &c.done, "vigil_resolve_start(localhost)");
     VT_ASSERT(c.status > 0, "resolve: %d (%s)", c.status, vigil_strerror(c.status));
     VT_OK(vigil_loop_destroy(c.loop));
 }

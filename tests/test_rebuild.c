@@ -54,7 +54,7 @@ typedef struct server {
     vt_blocker hang;              /* hang: a wait that only the test ends */
 } server;
 
-static void srv_drain(vigil_loop *loop, vigil_conn c, void *ud) { vigil_recv_resume(loop, c); }
+static void srv_drain(vigil_loop *loop, vigil_conn c, void *ud) { vigil_conn_recv_resume(loop, c); }
 
 static void srv_closed(vigil_loop *loop, vigil_conn c, int status, void *ud) {}
 
@@ -114,12 +114,12 @@ static void srv_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf
             atomic_fetch_add(&s->io_errors, 1);
         if (getenv("VIGIL_TEST_VERBOSE"))
             fprintf(stderr, "server receive ended: %d\n", status);
-        vigil_abort(loop, c, srv_closed, NULL);
+        vigil_conn_abort(loop, c, srv_closed, NULL);
         return;
     }
-    int rc = vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
+    int rc = vigil_conn_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
     if (rc == 1)
-        vigil_recv_pause(loop, c); /* backpressure: resumed by srv_drain */
+        vigil_conn_recv_pause(loop, c); /* backpressure: resumed by srv_drain */
     else if (rc < 0) {
         atomic_fetch_add(rc == -EOWNERDEAD ? &s->owner_dead : &s->send_errs, 1);
         return; /* -EOWNERDEAD: fenced, touch nothing more */
@@ -133,9 +133,9 @@ static void srv_accept(vigil_loop *loop, vigil_listener l, int status, vigil_con
     if (status < 0)
         return;
     atomic_fetch_add(&s->accepted, 1);
-    vigil_send_watermark(loop, c, 1 << 20, 256 << 10, srv_drain, s);
-    if (vigil_recv_start(loop, c, 0, srv_recv, s, NULL) < 0)
-        vigil_abort(loop, c, srv_closed, NULL);
+    vigil_conn_set_watermark(loop, c, 1 << 20, 256 << 10, srv_drain, s);
+    if (vigil_conn_recv_start(loop, c, 0, srv_recv, s, NULL) < 0)
+        vigil_conn_abort(loop, c, srv_closed, NULL);
 }
 
 /* The loop under test. On uring-compat (no DEFER_TASKRUN) a supervised loop
@@ -334,10 +334,10 @@ typedef struct app {
 static void *app_main(void *arg) {
     app *a = arg;
     server *s = a->s;
-    vigil_listen_options lo = {.host = "127.0.0.1"};
-    a->setup_rc = vigil_listen(s->loop, &lo, srv_accept, s, &s->l);
+    vigil_listener_options lo = {.host = "127.0.0.1"};
+    a->setup_rc = vigil_listener_open(s->loop, &lo, srv_accept, s, &s->l);
     if (a->setup_rc == 0)
-        s->port = vigil_listener_port(s->loop, s->l);
+        s->port = vigil_listener_get_port(s->loop, s->l);
     atomic_store(&a->ready, 1);
     if (a->setup_rc < 0)
         return NULL;
@@ -349,7 +349,7 @@ static void *app_main(void *arg) {
     if (a->run_rc == -EOWNERDEAD && vigil_loop_join(s->loop, -1) == 0)
         a->run_rc = 1; /* fenced in a RUN_ONCE above: the loop ran on until it was stopped */
     vigil_loop_stats ls;
-    vigil_loop_stats_get(s->loop, &ls);
+    vigil_loop_get_stats(s->loop, &ls);
     if (ls.rebuilds) { /* this thread was fenced; the loop went on elsewhere */
         a->after_rc = vigil_loop_run(s->loop, VIGIL_RUN_ONCE, 0);
         a->join_rc = vigil_loop_join(s->loop, 60000);
@@ -358,9 +358,9 @@ static void *app_main(void *arg) {
         while (!atomic_load(&a->stopped)) /* nobody may touch a loop being destroyed */
             usleep(1000);
         vigil_loop_join(s->loop, 60000);
-        vigil_loop_stats_get(s->loop, &a->ls);
+        vigil_loop_get_stats(s->loop, &a->ls);
         vigil_loop_info info; /* its strings live as long as the loop: copy them */
-        vigil_loop_info_get(s->loop, &info);
+        vigil_loop_get_info(s->loop, &info);
         snprintf(a->backend, sizeof(a->backend), "%s", info.backend);
         snprintf(a->reason, sizeof(a->reason), "%s", info.reason);
         vigil_supervisor_remove(a->sv, s->loop);
@@ -377,7 +377,7 @@ static void *stopper_main(void *arg) {
         vigil_loop_stats ls;
         do {
             usleep(2000);
-            vigil_loop_stats_get(a->s->loop, &ls);
+            vigil_loop_get_stats(a->s->loop, &ls);
         } while (ls.rebuilds < sc->want_rebuilds && ms_since(t0) < 240000 &&
                  !(sc->stop_on_budget && atomic_load(&budget_calls)));
         atomic_store(&a->s->stall_kind, STALL_NONE); /* no more fences, then */
@@ -450,12 +450,12 @@ static void run_scenario(const scenario *sc, outcome *out) {
         snprintf(out->reason, sizeof(out->reason), "%s", a.reason);
     } else {
         vigil_loop_info info;
-        VT_OK(vigil_loop_stats_get(s.loop, &out->ls));
-        VT_OK(vigil_loop_info_get(s.loop, &info));
+        VT_OK(vigil_loop_get_stats(s.loop, &out->ls));
+        VT_OK(vigil_loop_get_info(s.loop, &info));
         snprintf(out->backend, sizeof(out->backend), "%s", info.backend);
         snprintf(out->reason, sizeof(out->reason), "%s", info.reason);
     }
-    VT_OK(vigil_supervisor_stats_get(sv, &out->ss));
+    VT_OK(vigil_supervisor_get_stats(sv, &out->ss));
     if (!sc->app_destroys) {
         VT_OK(vigil_supervisor_remove(sv, s.loop));
         VT_OK(vigil_loop_destroy(s.loop)); /* from this thread: the loop's own thread runs it */
@@ -657,7 +657,7 @@ VT_TEST(rebuild, ring_without_defer_taskrun_is_never_rebuilt, 20) {
         VT_OK(vigil_loop_run(loop, VIGIL_RUN_ONCE, 50)); /* never -EOWNERDEAD */
     (void)fired;
     vigil_supervisor_stats ss;
-    VT_OK(vigil_supervisor_stats_get(sv, &ss));
+    VT_OK(vigil_supervisor_get_stats(sv, &ss));
     VT_ASSERT(ss.stalls >= 1, "the spin was not seen");
     VT_EQ(ss.fences, 0);
     VT_EQ(ss.rebuilds, 0);
@@ -780,7 +780,7 @@ VT_TEST(rebuild, library_stall_is_reported_never_fenced, 20) {
         VT_OK(vigil_loop_run(loop, VIGIL_RUN_ONCE, 50)); /* never -EOWNERDEAD */
     VT_EQ(fired, 1); /* the loop went on */
     vigil_supervisor_stats ss;
-    VT_OK(vigil_supervisor_stats_get(sv, &ss));
+    VT_OK(vigil_supervisor_get_stats(sv, &ss));
     VT_ASSERT(ss.stalls >= 1, "the library stall was not seen");
     VT_ASSERT(atomic_load(&library_reports) >= 1, "no report said library");
     VT_EQ(ss.fences, 0);

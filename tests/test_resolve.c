@@ -176,8 +176,11 @@ static bool has(const answer *a, const char *addr) {
 static answer lookup(vigil_loop *loop, const char *name, int family, uint32_t deadline_ms) {
     answer a;
     memset(&a, 0, sizeof(a));
-    int rc = vigil_resolve(loop, name, family, deadline_ms, on_answer, &a, NULL);
-    CHECK(rc == 0, "vigil_resolve(%s): %d", name, rc);
+    vigil_op op;
+    int rc = vigil_resolve_start(loop, name, family, on_answer, &a, &op);
+    CHECK(rc == 0, "vigil_resolve_start(%s): %d", name, rc);
+    if (deadline_ms)
+        CHECK(vigil_op_set_deadline(loop, op, deadline_ms) == 0, "deadline");
     uint64_t until = vigil_now_ns() + 10000000000ull;
     while (!a.done && vigil_now_ns() < until)
         vigil_loop_run(loop, VIGIL_RUN_ONCE, 50);
@@ -228,14 +231,14 @@ static void body_deadline(void) {
     answer c;
     memset(&c, 0, sizeof(c));
     vigil_op op;
-    CHECK(vigil_resolve(loop, "blackhole.test", 0, 0, on_answer, &c, &op) == 0, "start");
-    CHECK(vigil_cancel(loop, op) == 0, "cancel");
-    CHECK(vigil_cancel(loop, op) == -EBADF, "cancel twice");
+    CHECK(vigil_resolve_start(loop, "blackhole.test", 0, on_answer, &c, &op) == 0, "start");
+    CHECK(vigil_op_cancel(loop, op) == 0, "cancel");
+    CHECK(vigil_op_cancel(loop, op) == -EBADF, "cancel twice");
     vigil_loop_run(loop, VIGIL_RUN_NOWAIT, 0);
     CHECK(c.done && c.status == -ECANCELED, "cancelled: %d", c.status);
-    vigil_cancel(loop, t);
+    vigil_op_cancel(loop, t);
     vigil_loop_stats ls;
-    vigil_loop_stats_get(loop, &ls);
+    vigil_loop_get_stats(loop, &ls);
     CHECK(ls.deadlines_expired == 1, "deadlines_expired %llu", (unsigned long long)ls.deadlines_expired);
     CHECK(vigil_loop_destroy(loop) == 0, "destroy"); /* waits for the stuck getaddrinfo */
     CHECK(c.calls == 1 && a.calls == 1, "one final each");
@@ -259,18 +262,18 @@ static void on_dialed(vigil_loop *loop, vigil_conn c, int status, void *ud) {
 
 static void srv_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
     if (status > 0)
-        vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
+        vigil_conn_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
 }
 
 static void srv_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
     if (status == 0)
-        vigil_recv_start(loop, c, 0, srv_recv, NULL, NULL);
+        vigil_conn_recv_start(loop, c, 0, srv_recv, NULL, NULL);
 }
 
 static dialed dial(vigil_loop *loop, const char *name, uint16_t port, uint32_t deadline_ms) {
     dialed d = {0};
-    int rc = vigil_connect_name(loop, name, port, deadline_ms, on_dialed, &d, NULL);
-    CHECK(rc == 0, "vigil_connect_name(%s): %d", name, rc);
+    int rc = vigil_conn_connect_name(loop, name, port, deadline_ms, on_dialed, &d, NULL);
+    CHECK(rc == 0, "vigil_conn_connect_name(%s): %d", name, rc);
     uint64_t until = vigil_now_ns() + 10000000000ull;
     while (!d.done && vigil_now_ns() < until) {
         int rc2 = vigil_loop_run(loop, VIGIL_RUN_ONCE, 50);
@@ -283,15 +286,15 @@ static dialed dial(vigil_loop *loop, const char *name, uint16_t port, uint32_t d
 static void body_dial(void) {
     vigil_loop *loop = vt_loop(NULL);
     vigil_listener l;
-    vigil_listen_options lo = {.host = "127.0.0.1"};
-    CHECK(vigil_listen(loop, &lo, srv_accept, NULL, &l) == 0, "listen");
-    uint16_t port = (uint16_t)vigil_listener_port(loop, l);
+    vigil_listener_options lo = {.host = "127.0.0.1"};
+    CHECK(vigil_listener_open(loop, &lo, srv_accept, NULL, &l) == 0, "listen");
+    uint16_t port = (uint16_t)vigil_listener_get_port(loop, l);
     /* vigil-local.test is 127.0.0.1 and ::1; only the first listens: either
      * order ends connected */
     dialed d = dial(loop, "vigil-local.test", port, 5000);
     CHECK(d.status == 0, "connect by name: %d", d.status);
-    CHECK(vigil_conn_socket(loop, d.c) >= 0, "a usable connection");
-    vigil_abort(loop, d.c, NULL, NULL);
+    CHECK(vigil_conn_get_socket(loop, d.c) >= 0, "a usable connection");
+    vigil_conn_abort(loop, d.c, NULL, NULL);
     d = dial(loop, "missing.test", port, 5000);
     CHECK(d.status == -ENOENT, "no such name: %d", d.status);
     d = dial(loop, "vigil-hosts.test", port, 300); /* 10.1.2.3 and fd00::7: no route here */
@@ -303,18 +306,18 @@ static void body_dial(void) {
     /* cancel while the lookup waits */
     dialed c = {0};
     vigil_op op;
-    CHECK(vigil_connect_name(loop, "blackhole.test", port, 0, on_dialed, &c, &op) == 0, "start");
+    CHECK(vigil_conn_connect_name(loop, "blackhole.test", port, 0, on_dialed, &c, &op) == 0, "start");
     vigil_loop_run(loop, VIGIL_RUN_NOWAIT, 0);
-    CHECK(vigil_cancel(loop, op) == 0, "cancel");
+    CHECK(vigil_op_cancel(loop, op) == 0, "cancel");
     for (int i = 0; i < 20 && !c.done; i++)
         vigil_loop_run(loop, VIGIL_RUN_ONCE, 10);
     CHECK(c.done == 1 && c.status == -ECANCELED, "cancelled dial: %d (%d calls)", c.status, c.done);
     /* refused at the call */
-    CHECK(vigil_connect_name(loop, NULL, port, 0, on_dialed, &c, NULL) == -EINVAL, "no name");
-    CHECK(vigil_connect_name(loop, "x.test", 0, 0, on_dialed, &c, NULL) == -EINVAL, "port 0");
-    CHECK(vigil_resolve(loop, "x.test", 5, 0, on_answer, &c, NULL) == -EINVAL, "family 5");
-    CHECK(vigil_resolve(loop, "", 0, 0, on_answer, &c, NULL) == -EINVAL, "empty");
-    CHECK(vigil_resolve(loop, "x.test", 0, 0, NULL, NULL, NULL) == -EINVAL, "no callback");
+    CHECK(vigil_conn_connect_name(loop, NULL, port, 0, on_dialed, &c, NULL) == -EINVAL, "no name");
+    CHECK(vigil_conn_connect_name(loop, "x.test", 0, 0, on_dialed, &c, NULL) == -EINVAL, "port 0");
+    CHECK(vigil_resolve_start(loop, "x.test", 5, on_answer, &c, NULL) == -EINVAL, "family 5");
+    CHECK(vigil_resolve_start(loop, "", 0, on_answer, &c, NULL) == -EINVAL, "empty");
+    CHECK(vigil_resolve_start(loop, "x.test", 0, NULL, NULL, NULL) == -EINVAL, "no callback");
     CHECK(vigil_loop_destroy(loop) == 0, "destroy");
 }
 
@@ -325,7 +328,7 @@ VT_TEST(resolve, localhost_here, 20) {
     vigil_loop *loop = vt_loop(NULL);
     answer a;
     memset(&a, 0, sizeof(a));
-    VT_OK(vigil_resolve(loop, "localhost", 4, 5000, on_answer, &a, NULL));
+    VT_OK(vigil_resolve_start(loop, "localhost", 4, on_answer, &a, NULL));
     VT_ASSERT(vt_run_until(loop, &a.done, 10000));
     VT_ASSERT(a.status >= 1 && has(&a, "127.0.0.1"), "localhost: %d", a.status);
     VT_OK(vigil_loop_destroy(loop));

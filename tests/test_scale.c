@@ -34,7 +34,7 @@ static void srv_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf
     server *s = g_srv;
     sconn *x = ud;
     if (status > 0) {
-        if (vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL) < 0)
+        if (vigil_conn_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL) < 0)
             s->send_fail++;
         return;
     }
@@ -43,7 +43,7 @@ static void srv_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf
     else
         s->errors++;
     if (status != -ECANCELED)
-        VT_OK(vigil_close(loop, c, 10000, srv_closed_side, x));
+        VT_OK(vigil_conn_close(loop, c, 10000, srv_closed_side, x));
 }
 
 static void srv_closed_side(vigil_loop *loop, vigil_conn c, int status, void *ud) {
@@ -66,7 +66,7 @@ static void srv_accept(vigil_loop *loop, vigil_listener l, int status, vigil_con
     s->accepted++;
     x->c = c;
     VT_OK(vigil_conn_set_data(loop, c, x));
-    VT_OK(vigil_recv_start(loop, c, 0, srv_recv, x, NULL));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, srv_recv, x, NULL));
 }
 
 typedef struct client {
@@ -101,10 +101,10 @@ static void cl_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) {
     if (status != 0)
         return;
     g_connected++;
-    VT_OK(vigil_recv_start(loop, c, 0, cl_recv, k, NULL));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, cl_recv, k, NULL));
     uint8_t msg[MSG];
     vt_fill(msg, MSG, k->seed, 0);
-    VT_EQ(vigil_send(loop, c, msg, MSG, 0, NULL, NULL, NULL), 0);
+    VT_EQ(vigil_conn_send(loop, c, msg, MSG, 0, NULL, NULL, NULL), 0);
 }
 
 static void cl_closed(vigil_loop *loop, vigil_conn c, int status, void *ud) {
@@ -130,8 +130,8 @@ VT_TEST(scale, thousands_of_connections_on_one_loop, 60) {
         for (int j = i; j < end; j++) {
             k[j].seed = (uint32_t)j;
             k[j].bad_at = SIZE_MAX;
-            int rc = vigil_connect(loop, "127.0.0.1", (uint16_t)port, 20000, cl_connected, &k[j], &k[j].c, NULL);
-            VT_ASSERT(rc == 0, "vigil_connect #%d: %d (%s)", j, rc, vigil_strerror(rc));
+            int rc = vigil_conn_connect(loop, "127.0.0.1", (uint16_t)port, 20000, cl_connected, &k[j], &k[j].c, NULL);
+            VT_ASSERT(rc == 0, "vigil_conn_connect #%d: %d (%s)", j, rc, vigil_strerror(rc));
         }
         VT_ASSERT(vt_run_until_count(loop, &g_connected, (uint64_t)end, 20000), "batch %d: %llu connected", i,
                   (unsigned long long)g_connected);
@@ -140,14 +140,14 @@ VT_TEST(scale, thousands_of_connections_on_one_loop, 60) {
     }
     VT_ASSERT(vt_run_until_count(loop, &g_done, N, 20000), "echoed %llu of %d", (unsigned long long)g_done, N);
     vigil_loop_stats st;
-    VT_OK(vigil_loop_stats_get(loop, &st));
+    VT_OK(vigil_loop_get_stats(loop, &st));
     VT_EQ(st.connections, 2 * N);
     for (int i = 0; i < N; i++) {
         VT_EQ(k[i].connect_cbs, 1);
         VT_EQ(k[i].connect_status, 0);
         VT_EQ(k[i].got, MSG);
         VT_EQ(k[i].bad_at, SIZE_MAX);
-        VT_OK(vigil_close(loop, k[i].c, 10000, cl_closed, &k[i]));
+        VT_OK(vigil_conn_close(loop, k[i].c, 10000, cl_closed, &k[i]));
     }
     VT_ASSERT(vt_run_until_count(loop, &g_closed, N, 20000), "client closes: %llu", (unsigned long long)g_closed);
     VT_ASSERT(vt_run_until_count(loop, &s.closed, N, 20000), "server closes: %llu", (unsigned long long)s.closed);
@@ -164,7 +164,7 @@ VT_TEST(scale, thousands_of_connections_on_one_loop, 60) {
     VT_EQ(s.errors, 0);
     VT_EQ(s.send_fail, 0);
     VT_EQ(s.close_nonzero, 0);
-    VT_OK(vigil_loop_stats_get(loop, &st));
+    VT_OK(vigil_loop_get_stats(loop, &st));
     VT_EQ(st.connections, 0);
     VT_OK(vigil_loop_destroy(loop));
     free(k);

@@ -107,14 +107,14 @@ VT_TEST(signal, cancel_ends_a_watcher, 20) {
     vigil_op wa, wb;
     VT_OK(vigil_signal_start(loop, SIGUSR1, on_signal, &a, &wa));
     VT_OK(vigil_signal_start(loop, SIGUSR1, on_signal, &b, &wb));
-    VT_OK(vigil_cancel(loop, wa));
-    VT_EQ(vigil_cancel(loop, wa), -EBADF);
+    VT_OK(vigil_op_cancel(loop, wa));
+    VT_EQ(vigil_op_cancel(loop, wa), -EBADF);
     VT_EQ(pthread_kill(pthread_self(), SIGUSR1), 0);
     VT_ASSERT(vt_run_until(loop, (const volatile int *)&b.count, 5000));
     VT_EQ(atomic_load(&a.count), 0);
     VT_EQ(atomic_load(&a.finals), 1);
     VT_EQ(atomic_load(&a.final), -ECANCELED);
-    VT_OK(vigil_cancel(loop, wb));
+    VT_OK(vigil_op_cancel(loop, wb));
     uint64_t t0 = vigil_now_ns();
     VT_EQ(vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 5000), 0);
     VT_ASSERT(vigil_now_ns() - t0 < 2000000000ull, "the loop kept running with no watcher");
@@ -144,7 +144,7 @@ VT_TEST(signal, bad_input_is_refused, 10) {
 static void child_term(vigil_loop *loop, vigil_op w, int status, void *ud) {
     if (status == SIGTERM) {
         *(int *)ud = 1;
-        vigil_cancel(loop, w);
+        vigil_op_cancel(loop, w);
     }
 }
 
@@ -184,7 +184,7 @@ static void child_usr1(vigil_loop *loop, vigil_op w, int status, void *ud) {
     if (status != SIGUSR1)
         return;
     atomic_store(&child_got, pthread_equal(pthread_self(), child_main_thread) ? 2 : 1);
-    vigil_cancel(loop, w); /* the rebuilt loop has nothing left and ends */
+    vigil_op_cancel(loop, w); /* the rebuilt loop has nothing left and ends */
 }
 
 static void quiet(const char *line, void *ud) {}

@@ -20,16 +20,16 @@
 /* An echo server: every byte back on the connection it came from. */
 static void echo_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
     if (status > 0)
-        VT_ASSERT(vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL) >= 0);
+        VT_ASSERT(vigil_conn_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL) >= 0);
     else
-        vigil_close(loop, c, 0, NULL, NULL);
+        vigil_conn_close(loop, c, 0, NULL, NULL);
 }
 
 static void echo_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
     if (status == 0) {
         if (ud)
             atomic_fetch_add((_Atomic int *)ud, 1);
-        VT_OK(vigil_recv_start(loop, c, 0, echo_recv, NULL, NULL));
+        VT_OK(vigil_conn_recv_start(loop, c, 0, echo_recv, NULL, NULL));
     }
 }
 
@@ -58,7 +58,7 @@ static void cl_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf 
         cl->bad_at = cl->got + bad;
     cl->got += b->len;
     if (cl->got == cl->total)
-        vigil_close(loop, c, 0, cl_closed, cl);
+        vigil_conn_close(loop, c, 0, cl_closed, cl);
 }
 
 static void cl_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) {
@@ -66,10 +66,10 @@ static void cl_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) {
     cl->connect_status = status ? status : 1;
     if (status)
         return;
-    VT_OK(vigil_recv_start(loop, c, 0, cl_recv, cl, NULL));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, cl_recv, cl, NULL));
     for (size_t off = 0; off < cl->total; off += 65536) {
         size_t n = cl->total - off < 65536 ? cl->total - off : 65536;
-        VT_ASSERT(vigil_send(loop, c, cl->out + off, n, 0, NULL, NULL, NULL) >= 0);
+        VT_ASSERT(vigil_conn_send(loop, c, cl->out + off, n, 0, NULL, NULL, NULL) >= 0);
     }
 }
 
@@ -96,17 +96,17 @@ VT_TEST(sockets, unix_stream_echo, 30) {
     snprintf(path, sizeof(path), "/tmp/vigil-unix-%d.sock", (int)getpid());
     unlink(path);
     vigil_listener l;
-    vigil_listen_options lo = {.path = path};
-    VT_OK(vigil_listen(loop, &lo, echo_accept, NULL, &l));
-    VT_EQ(vigil_listener_port(loop, l), -EAFNOSUPPORT);
-    VT_EQ(vigil_listen(loop, &lo, echo_accept, NULL, &l), -EADDRINUSE); /* the file is there */
+    vigil_listener_options lo = {.path = path};
+    VT_OK(vigil_listener_open(loop, &lo, echo_accept, NULL, &l));
+    VT_EQ(vigil_listener_get_port(loop, l), -EAFNOSUPPORT);
+    VT_EQ(vigil_listener_open(loop, &lo, echo_accept, NULL, &l), -EADDRINUSE); /* the file is there */
     client cl;
     client_init(&cl, 4u << 20);
-    VT_OK(vigil_connect_unix(loop, path, 5000, cl_connected, &cl, &cl.c, NULL));
+    VT_OK(vigil_conn_connect_unix(loop, path, 5000, cl_connected, &cl, &cl.c, NULL));
     client_check(loop, &cl);
     VT_EQ(cl.connect_status, 1);
     int v;
-    VT_EQ(vigil_conn_getopt(loop, cl.c, VIGIL_OPT_NODELAY, &v), -EBADF); /* closed */
+    VT_EQ(vigil_conn_get_option(loop, cl.c, VIGIL_OPT_NODELAY, &v), -EBADF); /* closed */
     VT_OK(vigil_listener_close(loop, l));
     VT_OK(vigil_loop_destroy(loop));
     unlink(path);
@@ -117,30 +117,30 @@ VT_TEST(sockets, unix_abstract_namespace_and_errors, 20) {
     char name[64];
     snprintf(name, sizeof(name), "@vigil-test-%d", (int)getpid());
     vigil_listener l;
-    vigil_listen_options lo = {.path = name};
-    VT_OK(vigil_listen(loop, &lo, echo_accept, NULL, &l));
+    vigil_listener_options lo = {.path = name};
+    VT_OK(vigil_listener_open(loop, &lo, echo_accept, NULL, &l));
     client cl;
     client_init(&cl, 100000);
-    VT_OK(vigil_connect_unix(loop, name, 5000, cl_connected, &cl, &cl.c, NULL));
+    VT_OK(vigil_conn_connect_unix(loop, name, 5000, cl_connected, &cl, &cl.c, NULL));
     client_check(loop, &cl);
 
     char longp[200];
     memset(longp, 'a', sizeof(longp) - 1);
     longp[0] = '/';
     longp[sizeof(longp) - 1] = 0;
-    vigil_listen_options bad = {.path = longp};
-    VT_EQ(vigil_listen(loop, &bad, echo_accept, NULL, &l), -ENAMETOOLONG);
-    vigil_listen_options empty = {.path = ""};
-    VT_EQ(vigil_listen(loop, &empty, echo_accept, NULL, &l), -EINVAL);
-    vigil_listen_options rp = {.path = "/tmp/vigil-never", .reuseport = 1};
-    VT_EQ(vigil_listen(loop, &rp, echo_accept, NULL, &l), -EINVAL);
+    vigil_listener_options bad = {.path = longp};
+    VT_EQ(vigil_listener_open(loop, &bad, echo_accept, NULL, &l), -ENAMETOOLONG);
+    vigil_listener_options empty = {.path = ""};
+    VT_EQ(vigil_listener_open(loop, &empty, echo_accept, NULL, &l), -EINVAL);
+    vigil_listener_options rp = {.path = "/tmp/vigil-never", .reuseport = 1};
+    VT_EQ(vigil_listener_open(loop, &rp, echo_accept, NULL, &l), -EINVAL);
     vigil_conn c;
-    VT_EQ(vigil_connect_unix(loop, longp, 0, cl_connected, &cl, &c, NULL), -ENAMETOOLONG);
-    VT_EQ(vigil_connect_unix(loop, NULL, 0, cl_connected, &cl, &c, NULL), -EINVAL);
+    VT_EQ(vigil_conn_connect_unix(loop, longp, 0, cl_connected, &cl, &c, NULL), -ENAMETOOLONG);
+    VT_EQ(vigil_conn_connect_unix(loop, NULL, 0, cl_connected, &cl, &c, NULL), -EINVAL);
     /* nobody at the path: the connect callback says so */
     client miss;
     memset(&miss, 0, sizeof(miss));
-    VT_OK(vigil_connect_unix(loop, "/tmp/vigil-nobody-here.sock", 0, cl_connected, &miss, &miss.c, NULL));
+    VT_OK(vigil_conn_connect_unix(loop, "/tmp/vigil-nobody-here.sock", 0, cl_connected, &miss, &miss.c, NULL));
     VT_ASSERT(vt_run_until(loop, &miss.connect_status, 5000));
     VT_EQ(miss.connect_status, -ENOENT);
     VT_OK(vigil_loop_destroy(loop));
@@ -159,13 +159,13 @@ VT_TEST(sockets, adopted_listener_serves, 20) {
     VT_EQ(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
     _Atomic int accepted = 0;
     vigil_listener l;
-    VT_OK(vigil_listen_adopt(loop, lfd, echo_accept, (void *)&accepted, &l));
+    VT_OK(vigil_listener_adopt(loop, lfd, echo_accept, (void *)&accepted, &l));
     VT_ASSERT(fcntl(lfd, F_GETFL) & O_NONBLOCK, "adopted listener is non-blocking");
     VT_ASSERT(fcntl(lfd, F_GETFD) & FD_CLOEXEC, "adopted listener is close-on-exec");
-    VT_EQ(vigil_listener_port(loop, l), ntohs(sa.sin_port));
+    VT_EQ(vigil_listener_get_port(loop, l), ntohs(sa.sin_port));
     client cl;
     client_init(&cl, 1u << 20);
-    VT_OK(vigil_connect(loop, "127.0.0.1", ntohs(sa.sin_port), 5000, cl_connected, &cl, &cl.c, NULL));
+    VT_OK(vigil_conn_connect(loop, "127.0.0.1", ntohs(sa.sin_port), 5000, cl_connected, &cl, &cl.c, NULL));
     client_check(loop, &cl);
     VT_EQ(atomic_load(&accepted), 1);
     VT_OK(vigil_listener_close(loop, l));
@@ -180,7 +180,7 @@ static void pair_sent(vigil_loop *loop, vigil_conn c, int status, void *ud) { *(
 
 static void pair_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
     if (status > 0)
-        VT_OK(vigil_send(loop, c, b->data, b->len, 0, pair_sent, ud, NULL));
+        VT_OK(vigil_conn_send(loop, c, b->data, b->len, 0, pair_sent, ud, NULL));
 }
 
 VT_TEST(sockets, adopted_connection_and_refusals, 20) {
@@ -190,7 +190,7 @@ VT_TEST(sockets, adopted_connection_and_refusals, 20) {
     vigil_conn c;
     VT_OK(vigil_conn_adopt(loop, sp[0], &c));
     int got = 0;
-    VT_OK(vigil_recv_start(loop, c, 0, pair_recv, &got, NULL));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, pair_recv, &got, NULL));
     VT_EQ(write(sp[1], "ping", 4), 4);
     uint64_t t0 = vigil_now_ns();
     while (got < 4 && vigil_now_ns() - t0 < 5000000000ull)
@@ -199,19 +199,19 @@ VT_TEST(sockets, adopted_connection_and_refusals, 20) {
     char back[4];
     VT_EQ(vt_sock_read_n(sp[1], back, 4, 5000), 4);
     VT_EQ(memcmp(back, "ping", 4), 0);
-    VT_EQ(vigil_conn_setopt(loop, c, VIGIL_OPT_NODELAY, 1), -EOPNOTSUPP);
+    VT_EQ(vigil_conn_set_option(loop, c, VIGIL_OPT_NODELAY, 1), -EOPNOTSUPP);
 
     /* what cannot be adopted stays the caller's, open */
     int p[2];
     VT_EQ(pipe(p), 0);
     vigil_listener l;
     VT_EQ(vigil_conn_adopt(loop, p[0], &c), -ENOTSOCK);
-    VT_EQ(vigil_listen_adopt(loop, p[0], echo_accept, NULL, &l), -ENOTSOCK);
+    VT_EQ(vigil_listener_adopt(loop, p[0], echo_accept, NULL, &l), -ENOTSOCK);
     int udp = socket(AF_INET, SOCK_DGRAM, 0);
     VT_EQ(vigil_conn_adopt(loop, udp, &c), -EPROTOTYPE);
     int fresh = socket(AF_INET, SOCK_STREAM, 0);
     VT_EQ(vigil_conn_adopt(loop, fresh, &c), -ENOTCONN);
-    VT_EQ(vigil_listen_adopt(loop, fresh, echo_accept, NULL, &l), -EINVAL); /* not listening */
+    VT_EQ(vigil_listener_adopt(loop, fresh, echo_accept, NULL, &l), -EINVAL); /* not listening */
     VT_EQ(vigil_conn_adopt(loop, -1, &c), -EBADF);
     int fds[] = {p[0], udp, fresh};
     for (int i = 0; i < 3; i++)
@@ -233,26 +233,26 @@ VT_TEST(sockets, tcp_options, 20) {
     vt_listen(loop, echo_accept, NULL, &port);
     int done = 0;
     vigil_conn c;
-    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)port, 5000, opt_connected, &done, &c, NULL));
+    VT_OK(vigil_conn_connect(loop, "127.0.0.1", (uint16_t)port, 5000, opt_connected, &done, &c, NULL));
     VT_ASSERT(vt_run_until(loop, &done, 5000));
     VT_EQ(done, 1);
     int v = -1;
-    VT_OK(vigil_conn_getopt(loop, c, VIGIL_OPT_NODELAY, &v));
+    VT_OK(vigil_conn_get_option(loop, c, VIGIL_OPT_NODELAY, &v));
     VT_EQ(v, 1); /* vigil's default */
-    VT_OK(vigil_conn_setopt(loop, c, VIGIL_OPT_NODELAY, 0));
-    VT_OK(vigil_conn_getopt(loop, c, VIGIL_OPT_NODELAY, &v));
+    VT_OK(vigil_conn_set_option(loop, c, VIGIL_OPT_NODELAY, 0));
+    VT_OK(vigil_conn_get_option(loop, c, VIGIL_OPT_NODELAY, &v));
     VT_EQ(v, 0);
-    VT_OK(vigil_conn_setopt(loop, c, VIGIL_OPT_SNDBUF, 65536));
-    VT_OK(vigil_conn_getopt(loop, c, VIGIL_OPT_SNDBUF, &v));
+    VT_OK(vigil_conn_set_option(loop, c, VIGIL_OPT_SNDBUF, 65536));
+    VT_OK(vigil_conn_get_option(loop, c, VIGIL_OPT_SNDBUF, &v));
     VT_ASSERT(v >= 65536, "SO_SNDBUF %d", v);
-    VT_OK(vigil_conn_setopt(loop, c, VIGIL_OPT_RCVBUF, 32768));
-    VT_OK(vigil_conn_getopt(loop, c, VIGIL_OPT_RCVBUF, &v));
+    VT_OK(vigil_conn_set_option(loop, c, VIGIL_OPT_RCVBUF, 32768));
+    VT_OK(vigil_conn_get_option(loop, c, VIGIL_OPT_RCVBUF, &v));
     VT_ASSERT(v >= 32768, "SO_RCVBUF %d", v);
-    VT_EQ(vigil_conn_setopt(loop, c, 99, 1), -EINVAL);
-    VT_EQ(vigil_conn_setopt(loop, c, VIGIL_OPT_SNDBUF, -1), -EINVAL);
-    VT_EQ(vigil_conn_getopt(loop, c, VIGIL_OPT_SNDBUF, NULL), -EINVAL);
-    VT_EQ(vigil_conn_setopt(loop, (vigil_conn){12345}, VIGIL_OPT_NODELAY, 1), -EBADF);
-    VT_OK(vigil_abort(loop, c, NULL, NULL));
+    VT_EQ(vigil_conn_set_option(loop, c, 99, 1), -EINVAL);
+    VT_EQ(vigil_conn_set_option(loop, c, VIGIL_OPT_SNDBUF, -1), -EINVAL);
+    VT_EQ(vigil_conn_get_option(loop, c, VIGIL_OPT_SNDBUF, NULL), -EINVAL);
+    VT_EQ(vigil_conn_set_option(loop, (vigil_conn){12345}, VIGIL_OPT_NODELAY, 1), -EBADF);
+    VT_OK(vigil_conn_abort(loop, c, NULL, NULL));
     VT_OK(vigil_loop_destroy(loop));
 }
 
@@ -305,8 +305,8 @@ VT_TEST(sockets, unix_streams_move_over_a_rebuild, 60) {
     snprintf(p.path, sizeof(p.path), "/tmp/vigil-unix-rb-%d.sock", (int)getpid());
     unlink(p.path);
     vigil_listener l;
-    vigil_listen_options lo = {.path = p.path};
-    VT_OK(vigil_listen(loop, &lo, echo_accept, NULL, &l));
+    vigil_listener_options lo = {.path = p.path};
+    VT_OK(vigil_listener_open(loop, &lo, echo_accept, NULL, &l));
     pthread_t t;
     VT_EQ(pthread_create(&t, NULL, unix_peer_main, &p), 0);
     VT_OK(vigil_timer_start(loop, 15, 0, vt_fence_timer, NULL, NULL));
@@ -318,7 +318,7 @@ VT_TEST(sockets, unix_streams_move_over_a_rebuild, 60) {
     VT_OK(vigil_loop_join(loop, 30000));
     pthread_join(t, NULL);
     vigil_loop_stats ls;
-    VT_OK(vigil_loop_stats_get(loop, &ls));
+    VT_OK(vigil_loop_get_stats(loop, &ls));
     VT_EQ(ls.rebuilds, 1);
     VT_EQ(ls.conns_migrated, 1);
     VT_EQ(p.got, 64u << 20);

@@ -96,7 +96,7 @@ VT_TEST(supervisor, spin_in_callback_is_reported_with_backtrace, 15) {
     VT_ASSERT(s.stall_lines >= 1, "no log line containing 'stall'");
     VT_ASSERT(!strcmp(s.first.where, "callback"), "where = %s", s.first.where);
     VT_ASSERT(!strcmp(s.first.op, "timer"), "op = %s", s.first.op);
-    VT_EQ(s.first.loop_id, vigil_loop_id(loop));
+    VT_EQ(s.first.loop_id, vigil_loop_get_id(loop));
     /* detected within stall_ms plus a tick (25 ms), with room for a loaded machine */
     VT_ASSERT(s.first.stalled_ms >= 100 && s.first.stalled_ms <= 100 + 25 + 100, "stalled_ms %llu",
               (unsigned long long)s.first.stalled_ms);
@@ -104,7 +104,7 @@ VT_TEST(supervisor, spin_in_callback_is_reported_with_backtrace, 15) {
     VT_ASSERT(strstr(s.first.backtrace, "vigil_test_spin_here") != NULL, "backtrace:\n%s", s.first.backtrace);
     pthread_mutex_unlock(&s.lock);
     vigil_supervisor_stats st;
-    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_OK(vigil_supervisor_get_stats(sv, &st));
     VT_EQ(st.stalls, 1);
     VT_EQ(st.threads_unblocked, 0); /* spinning in user code: a signal would not help */
     VT_ASSERT(st.detect_ms_max >= 100 && st.detect_ms_max <= 225, "detect_ms_max %llu",
@@ -152,7 +152,7 @@ VT_TEST(supervisor, blocked_syscall_is_interrupted, 15) {
     vigil_supervisor_stats st;
     uint64_t w0 = vigil_now_ns();
     do {
-        VT_OK(vigil_supervisor_stats_get(sv, &st));
+        VT_OK(vigil_supervisor_get_stats(sv, &st));
     } while (st.threads_unblocked == 0 && vigil_now_ns() - w0 < 1000000000ull && !usleep(1000));
     VT_ASSERT(st.threads_unblocked >= 1 && st.threads_unblocked <= 2, "threads_unblocked %llu",
               (unsigned long long)st.threads_unblocked);
@@ -171,13 +171,13 @@ VT_TEST(supervisor, idle_loop_is_never_stalled, 10) {
     int port, connected = 0;
     vt_listen(loop, idle_accept, NULL, &port);
     vigil_conn c;
-    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)port, 0, idle_connected, &connected, &c, NULL));
+    VT_OK(vigil_conn_connect(loop, "127.0.0.1", (uint16_t)port, 0, idle_connected, &connected, &c, NULL));
     VT_ASSERT(vt_run_until(loop, &connected, 2000));
     VT_OK(vigil_timer_start(loop, 60000, 0, spin_timer, &(job){0}, NULL));
     int never = 0;
     vt_run_until(loop, &never, 800); /* 8 stall periods with nothing to do */
     vigil_supervisor_stats st;
-    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_OK(vigil_supervisor_get_stats(sv, &st));
     VT_ASSERT(st.stalls == 0, "%llu stalls; the first in %s, op %s, thread %s, %llu ms",
               (unsigned long long)st.stalls, s.reports ? s.first.where : "-", s.reports ? s.first.op : "-",
               s.reports ? s.first.syscall : "-", (unsigned long long)(s.reports ? s.first.stalled_ms : 0));
@@ -199,7 +199,7 @@ static void busy_timer(vigil_loop *loop, vigil_op t, int status, void *ud) {
         /* 400 ms of work in one callback, marking progress as it goes */
         for (int i = 0; i < 40; i++) {
             vigil_test_spin_here(10);
-            vigil_loop_progress(loop);
+            vigil_loop_mark_progress(loop);
         }
         b->done = 1;
         return;
@@ -218,12 +218,12 @@ VT_TEST(supervisor, busy_but_progressing_loop_is_not_stalled, 15) {
     vigil_op t;
     VT_OK(vigil_timer_start(loop, 1, 1, busy_timer, &b, &t));
     VT_ASSERT(vt_run_until(loop, &b.done, 8000));
-    VT_OK(vigil_cancel(loop, t));
+    VT_OK(vigil_op_cancel(loop, t));
     busy c = {.cooperative = 1};
     VT_OK(vigil_timer_start(loop, 1, 0, busy_timer, &c, NULL));
     VT_ASSERT(vt_run_until(loop, &c.done, 8000));
     vigil_supervisor_stats st;
-    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_OK(vigil_supervisor_get_stats(sv, &st));
     VT_EQ(st.stalls, 0);
     finish(sv, loop);
 }
@@ -324,7 +324,7 @@ VT_TEST(supervisor, hang_is_reported_and_unblocking_does_not_free_it, 15) {
     VT_ASSERT(strstr(s.first.syscall, VT_BLOCK_CALL) != NULL, "syscall: %s", s.first.syscall);
     pthread_mutex_unlock(&s.lock);
     vigil_supervisor_stats st;
-    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_OK(vigil_supervisor_get_stats(sv, &st));
     VT_ASSERT(st.threads_unblocked >= 1, "no unblock attempt");
     vt_blocker_close(&h.bl);
     finish(sv, loop);
@@ -345,14 +345,14 @@ typedef struct sclient {
 
 static void s_echo_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
     if (status > 0)
-        VT_OK(vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL));
+        VT_OK(vigil_conn_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL));
     else
-        vigil_close(loop, c, 1000, NULL, NULL);
+        vigil_conn_close(loop, c, 1000, NULL, NULL);
 }
 
 static void s_echo_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
     if (status == 0)
-        VT_OK(vigil_recv_start(loop, c, 0, s_echo_recv, NULL, NULL));
+        VT_OK(vigil_conn_recv_start(loop, c, 0, s_echo_recv, NULL, NULL));
 }
 
 static void s_client_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
@@ -372,11 +372,11 @@ static void s_client_recv(vigil_loop *loop, vigil_conn c, int status, const vigi
 static void s_client_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) {
     sclient *k = ud;
     VT_EQ(status, 0);
-    VT_OK(vigil_recv_start(loop, c, 0, s_client_recv, k, NULL));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, s_client_recv, k, NULL));
     uint8_t chunk[CHUNK];
     while (k->sent < STREAM_BYTES) {
         vt_fill(chunk, CHUNK, k->seed, k->sent);
-        VT_ASSERT(vigil_send(loop, c, chunk, CHUNK, 0, NULL, NULL, NULL) >= 0);
+        VT_ASSERT(vigil_conn_send(loop, c, chunk, CHUNK, 0, NULL, NULL, NULL) >= 0);
         k->sent += CHUNK;
     }
 }
@@ -392,7 +392,7 @@ VT_TEST(supervisor, block_is_cured_while_100_streams_stay_exact, 30) {
     uint64_t ndone = 0;
     for (int i = 0; i < NSTREAM; i++) {
         k[i] = (sclient){.seed = 500 + (uint32_t)i, .bad_at = (size_t)-1, .ndone = &ndone};
-        VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)port, 0, s_client_connected, &k[i], &k[i].c, NULL));
+        VT_OK(vigil_conn_connect(loop, "127.0.0.1", (uint16_t)port, 0, s_client_connected, &k[i], &k[i].c, NULL));
     }
     vt_blocker bl;
     vt_blocker_open(&bl);
@@ -407,7 +407,7 @@ VT_TEST(supervisor, block_is_cured_while_100_streams_stay_exact, 30) {
         VT_EQ(k[i].bad_at, (size_t)-1);
     }
     vigil_supervisor_stats st;
-    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_OK(vigil_supervisor_get_stats(sv, &st));
     VT_ASSERT(st.threads_unblocked >= 1, "the block was not cured by the supervisor");
     vt_blocker_close(&bl);
     finish(sv, loop);
@@ -471,7 +471,7 @@ VT_TEST(supervisor, report_only_does_not_shorten_a_sleep, 15) {
 #endif
     pthread_mutex_unlock(&s.lock);
     vigil_supervisor_stats st;
-    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_OK(vigil_supervisor_get_stats(sv, &st));
     VT_EQ(st.threads_unblocked, 0);
     finish(sv, loop);
 }
@@ -508,16 +508,16 @@ static int pin_to(int cpu) {
 static void starve_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
     starve *z = ud;
     if (status <= 0) {
-        vigil_close(loop, c, 1000, NULL, NULL);
+        vigil_conn_close(loop, c, 1000, NULL, NULL);
         return;
     }
-    vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
+    vigil_conn_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
     atomic_fetch_add(&z->echoed, b->len);
 }
 
 static void starve_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
     if (status == 0)
-        vigil_recv_start(loop, c, 0, starve_recv, ud, NULL);
+        vigil_conn_recv_start(loop, c, 0, starve_recv, ud, NULL);
 }
 
 static void starve_check_stop(vigil_loop *loop, vigil_op t, int status, void *ud) {
@@ -599,9 +599,9 @@ VT_TEST(supervisor, starved_loop_is_not_a_stall, 30) {
     pthread_join(lt, NULL);
     vt_sock_close(fd);
     vigil_supervisor_stats st;
-    VT_OK(vigil_supervisor_stats_get(sv, &st));
+    VT_OK(vigil_supervisor_get_stats(sv, &st));
     vigil_loop_stats ls;
-    VT_OK(vigil_loop_stats_get(z.loop, &ls));
+    VT_OK(vigil_loop_get_stats(z.loop, &ls));
     VT_LOG("starved %llu times; %llu stalls, %llu fences; %llu bytes echoed",
            (unsigned long long)st.starved, (unsigned long long)st.stalls, (unsigned long long)st.fences,
            (unsigned long long)z.back);

@@ -140,8 +140,8 @@ static int send_pattern(vigil_loop *loop, vigil_conn c, size_t n, size_t chunk, 
     for (size_t done = 0; done < n;) {
         size_t k = n - done < chunk ? n - done : chunk;
         vt_fill(tmp, k, seed, off + done);
-        last = vigil_send(loop, c, tmp, k, deadline_ms, cb, ud, NULL);
-        VT_ASSERT(last >= 0, "vigil_send: %d (%s)", last, vigil_strerror(last));
+        last = vigil_conn_send(loop, c, tmp, k, deadline_ms, cb, ud, NULL);
+        VT_ASSERT(last >= 0, "vigil_conn_send: %d (%s)", last, vigil_strerror(last));
         done += k;
     }
     free(tmp);
@@ -169,7 +169,7 @@ static void echo_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_bu
     if (status > 0) {
         VT_ASSERT(b && b->len == (size_t)status, "buffer length %zu != status %d", b ? b->len : 0, status);
         s->bytes += (uint64_t)status;
-        int rc = vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
+        int rc = vigil_conn_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
         if (rc < 0)
             s->send_fail++;
         return;
@@ -182,7 +182,7 @@ static void echo_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_bu
         s->last_err = status;
     }
     if (status != -ECANCELED)
-        VT_OK(vigil_close(loop, c, 10000, echo_closed, s));
+        VT_OK(vigil_conn_close(loop, c, 10000, echo_closed, s));
 }
 
 static void echo_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
@@ -192,7 +192,7 @@ static void echo_accept(vigil_loop *loop, vigil_listener l, int status, vigil_co
         return;
     }
     s->accepted++;
-    VT_OK(vigil_recv_start(loop, c, 0, echo_recv, s, NULL));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, echo_recv, s, NULL));
 }
 
 static void echo_start(vigil_loop *loop, echo_srv *s) { s->l = vt_listen(loop, echo_accept, s, &s->port); }
@@ -255,7 +255,7 @@ static void vc_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) {
     v->connected = 1;
     if (v->connected_n)
         (*v->connected_n)++;
-    VT_OK(vigil_recv_start(loop, c, 0, vc_recv, v, NULL));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, vc_recv, v, NULL));
     if (!v->defer_send)
         vc_send_all(loop, v);
 }
@@ -277,8 +277,8 @@ static void vc_init(vclient *v, uint32_t seed, size_t len, size_t chunk) {
 }
 
 static void vc_start(vigil_loop *loop, vclient *v, int port) {
-    VT_OK(vigil_connect(loop, v->host ? v->host : "127.0.0.1", (uint16_t)port, 10000, vc_connected, v,
-                        &v->c, NULL));
+    VT_OK(vigil_conn_connect(loop, v->host ? v->host : "127.0.0.1", (uint16_t)port, 10000, vc_connected, v,
+                             &v->c, NULL));
 }
 
 /* ------------------------------------------------- a single server conn */
@@ -419,7 +419,7 @@ VT_TEST(tcp, both_vigil_echo_1mib, 25) {
     VT_EQ(v.sent_ok, MIB);
     VT_EQ(v.send_errs, 0);
     VT_EQ(s.bytes, MIB);
-    VT_OK(vigil_close(loop, v.c, 5000, vc_closed, &v));
+    VT_OK(vigil_conn_close(loop, v.c, 5000, vc_closed, &v));
     VT_ASSERT(vt_run_until_count(loop, &closed, 1, 5000));
     VT_ASSERT(vt_run_until_count(loop, &s.closed, 1, 5000));
     VT_EQ(v.close_status, 0);
@@ -427,7 +427,7 @@ VT_TEST(tcp, both_vigil_echo_1mib, 25) {
     VT_EQ(v.recv_status, -ECANCELED);
     VT_EQ(s.close_nonzero, 0);
     vigil_loop_stats st;
-    VT_OK(vigil_loop_stats_get(loop, &st));
+    VT_OK(vigil_loop_get_stats(loop, &st));
     VT_EQ(st.connections, 0);
     VT_OK(vigil_loop_destroy(loop));
 }
@@ -453,7 +453,7 @@ VT_TEST(tcp, concurrent_1000, 30) {
         VT_EQ(v[i].got, 4 * KIB);
         VT_EQ(v[i].bad_at, NONE);
         VT_EQ(v[i].sent_ok, 4 * KIB);
-        VT_OK(vigil_close(loop, v[i].c, 5000, vc_closed, &v[i]));
+        VT_OK(vigil_conn_close(loop, v[i].c, 5000, vc_closed, &v[i]));
     }
     VT_ASSERT(vt_run_until_count(loop, &closed, N, 10000));
     VT_ASSERT(vt_run_until_count(loop, &s.closed, N, 10000));
@@ -464,7 +464,7 @@ VT_TEST(tcp, concurrent_1000, 30) {
     VT_EQ(s.accepted, N);
     VT_EQ(s.close_nonzero, 0);
     vigil_loop_stats st;
-    VT_OK(vigil_loop_stats_get(loop, &st));
+    VT_OK(vigil_loop_get_stats(loop, &st));
     VT_EQ(st.connections, 0);
     VT_OK(vigil_loop_destroy(loop));
     free(v);
@@ -482,7 +482,7 @@ VT_TEST(tcp, peer_reset, 15) {
     one_srv s = {0};
     int port, fd = accept_one(loop, &s, &port);
     oplog g = {0};
-    VT_OK(vigil_recv_start(loop, s.c, 0, log_recv, &g, NULL));
+    VT_OK(vigil_conn_recv_start(loop, s.c, 0, log_recv, &g, NULL));
     run_for(loop, 50);
     vt_sock_reset(fd);
     VT_ASSERT(vt_run_until(loop, &g.recv_finals, 5000), "receive did not end after RST");
@@ -490,7 +490,7 @@ VT_TEST(tcp, peer_reset, 15) {
     VT_EQ(g.recv_finals, 1);
     VT_EQ(g.recv_status, -ECONNRESET);
     int sent[2] = {0, 0};
-    int rc = vigil_send(loop, s.c, "after reset", 11, 0, count_sent, sent, NULL);
+    int rc = vigil_conn_send(loop, s.c, "after reset", 11, 0, count_sent, sent, NULL);
     if (rc == -EPIPE) {
         run_for(loop, 100);
         VT_EQ(sent[0], 0);
@@ -501,7 +501,7 @@ VT_TEST(tcp, peer_reset, 15) {
         run_for(loop, 100);
         VT_EQ(sent[0], 1);
     }
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     run_for(loop, 100);
     VT_EQ(g.close_cbs, 1);
@@ -539,7 +539,7 @@ static void hc_reply_sent(vigil_loop *loop, vigil_conn c, int status, void *ud) 
     hc_srv *h = ud;
     h->reply_cbs++;
     h->reply_status = status;
-    VT_OK(vigil_close(loop, c, 5000, log_closed, &h->close));
+    VT_OK(vigil_conn_close(loop, c, 5000, log_closed, &h->close));
 }
 
 static void hc_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
@@ -568,7 +568,7 @@ VT_TEST(tcp, half_close, 20) {
     hc_peer p = {.fd = vt_sock_connect(port)};
     VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
     hc_srv h = {.bad_at = NONE};
-    VT_OK(vigil_recv_start(loop, s.c, 0, hc_recv, &h, NULL));
+    VT_OK(vigil_conn_recv_start(loop, s.c, 0, hc_recv, &h, NULL));
     pthread_t th;
     VT_EQ(pthread_create(&th, NULL, hc_peer_main, &p), 0);
     VT_ASSERT(vt_run_until(loop, &p.done, 15000), "peer did not finish");
@@ -590,7 +590,7 @@ VT_TEST(tcp, half_close, 20) {
     VT_OK(vigil_loop_destroy(loop));
 }
 
-/* 7. vigil_shutdown(WR) after queued sends: all bytes, then EOF. */
+/* 7. vigil_conn_shutdown(WR) after queued sends: all bytes, then EOF. */
 typedef struct rd_peer {
     int fd;
     size_t len;
@@ -630,10 +630,10 @@ VT_TEST(tcp, shutdown_wr_after_queued_sends, 20) {
     for (int i = 0; i < 8; i++) {
         refs[i] = (send_ref){&g, i};
         vt_fill(chunk, 128 * KIB, 13, (uint64_t)i * 128 * KIB);
-        VT_EQ(vigil_send(loop, s.c, chunk, 128 * KIB, 0, log_sent, &refs[i], NULL), 0);
+        VT_EQ(vigil_conn_send(loop, s.c, chunk, 128 * KIB, 0, log_sent, &refs[i], NULL), 0);
     }
     free(chunk);
-    VT_OK(vigil_shutdown(loop, s.c, VIGIL_SHUT_WR));
+    VT_OK(vigil_conn_shutdown(loop, s.c, VIGIL_SHUT_WR));
     pthread_t th;
     VT_EQ(pthread_create(&th, NULL, rd_peer_main, &p), 0);
     VT_ASSERT(vt_run_until(loop, &p.done, 15000));
@@ -646,7 +646,7 @@ VT_TEST(tcp, shutdown_wr_after_queued_sends, 20) {
         VT_EQ(g.send_status[i], 128 * KIB);
     }
     vt_sock_close(p.fd);
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     VT_EQ(g.close_status, 0);
     VT_OK(vigil_loop_destroy(loop));
@@ -661,7 +661,7 @@ static void queue_big(vigil_loop *loop, vigil_conn c, oplog *g, send_ref *refs, 
     for (int i = 0; i < BIG_N; i++) {
         refs[i] = (send_ref){g, i};
         vt_fill(chunk, BIG_CHUNK, seed, (uint64_t)i * BIG_CHUNK);
-        VT_EQ(vigil_send(loop, c, chunk, BIG_CHUNK, 0, log_sent, &refs[i], NULL), 0);
+        VT_EQ(vigil_conn_send(loop, c, chunk, BIG_CHUNK, 0, log_sent, &refs[i], NULL), 0);
     }
     free(chunk);
 }
@@ -679,9 +679,9 @@ VT_TEST(tcp, graceful_close_flushes, 25) {
     send_ref refs[BIG_N];
     queue_big(loop, s.c, &g, refs, 21);
     run_for(loop, 100);
-    int64_t q = vigil_send_queued(loop, s.c);
+    int64_t q = vigil_conn_send_queued(loop, s.c);
     VT_ASSERT(q > (int64_t)MIB, "expected most of 8 MiB still queued, have %lld", (long long)q);
-    VT_OK(vigil_close(loop, s.c, 10000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, s.c, 10000, log_closed, &g));
     pthread_t th;
     VT_EQ(pthread_create(&th, NULL, rd_peer_main, &p), 0);
     set_flag(&start);
@@ -719,10 +719,10 @@ VT_TEST(tcp, abort_discards, 20) {
     send_ref refs[BIG_N];
     queue_big(loop, s.c, &g, refs, 22);
     run_for(loop, 100);
-    int64_t q = vigil_send_queued(loop, s.c);
+    int64_t q = vigil_conn_send_queued(loop, s.c);
     VT_ASSERT(q > (int64_t)MIB, "expected most of 8 MiB still queued, have %lld", (long long)q);
     g.in_api = 1;
-    VT_OK(vigil_abort(loop, s.c, log_closed, &g));
+    VT_OK(vigil_conn_abort(loop, s.c, log_closed, &g));
     g.in_api = 0;
     VT_EQ(g.cb_in_api, 0);
     pthread_t th;
@@ -764,16 +764,16 @@ VT_TEST(tcp, close_with_ops_pending, 15) {
     send_ref refs[3];
     vigil_conn c;
     vigil_op cop;
-    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)s.port, 0, log_connected, &g, &c, &cop));
+    VT_OK(vigil_conn_connect(loop, "127.0.0.1", (uint16_t)s.port, 0, log_connected, &g, &c, &cop));
     g.in_api = 1;
     uint8_t data[4096];
     for (int i = 0; i < 3; i++) {
         refs[i] = (send_ref){&g, i};
         vt_fill(data, sizeof(data), 30, (uint64_t)i * sizeof(data));
-        VT_EQ(vigil_send(loop, c, data, sizeof(data), 0, log_sent, &refs[i], NULL), 0);
+        VT_EQ(vigil_conn_send(loop, c, data, sizeof(data), 0, log_sent, &refs[i], NULL), 0);
     }
     uint64_t t0 = vigil_now_ns();
-    VT_OK(vigil_close(loop, c, 10000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, c, 10000, log_closed, &g));
     g.in_api = 0;
     VT_EQ(g.cb_in_api, 0);
     bool ok = vt_run_until(loop, &g.close_cbs, 12000);
@@ -795,14 +795,14 @@ VT_TEST(tcp, close_with_ops_pending, 15) {
         VT_ASSERT(g.send_seq[i] < g.close_seq, "send %d after close callback", i);
     vigil_loop_stats st;
     run_for(loop, 100);
-    VT_OK(vigil_loop_stats_get(loop, &st));
+    VT_OK(vigil_loop_get_stats(loop, &st));
     VT_EQ(st.connections, s.accepted - s.closed);
     VT_OK(vigil_loop_destroy(loop));
 }
 
 /* 10b. Abort with sends queued that never reached the kernel (still
  * connecting): their callbacks (-ECANCELED) run from the loop afterwards,
- * never inside vigil_abort, which a program may call while it walks its own
+ * never inside vigil_conn_abort, which a program may call while it walks its own
  * lists; each once, in order, before the close callback. */
 VT_TEST(tcp, abort_runs_no_callback_inside_the_call, 15) {
     vigil_loop *loop = vt_loop(NULL);
@@ -811,14 +811,14 @@ VT_TEST(tcp, abort_runs_no_callback_inside_the_call, 15) {
     oplog g = {0};
     send_ref refs[3];
     vigil_conn c;
-    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)s.port, 0, log_connected, &g, &c, NULL));
+    VT_OK(vigil_conn_connect(loop, "127.0.0.1", (uint16_t)s.port, 0, log_connected, &g, &c, NULL));
     uint8_t data[512] = {0};
     for (int i = 0; i < 3; i++) {
         refs[i] = (send_ref){&g, i};
-        VT_EQ(vigil_send(loop, c, data, sizeof(data), 0, log_sent, &refs[i], NULL), 0);
+        VT_EQ(vigil_conn_send(loop, c, data, sizeof(data), 0, log_sent, &refs[i], NULL), 0);
     }
     g.in_api = 1;
-    VT_OK(vigil_abort(loop, c, log_closed, &g));
+    VT_OK(vigil_conn_abort(loop, c, log_closed, &g));
     g.in_api = 0;
     VT_EQ(g.cb_in_api, 0);
     for (int i = 0; i < 3; i++)
@@ -843,9 +843,9 @@ VT_TEST(tcp, connect_refused_fails_queued_sends, 15) {
     oplog g = {0};
     send_ref refs[2] = {{&g, 0}, {&g, 1}};
     vigil_conn c;
-    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)port, 0, log_connected, &g, &c, NULL));
-    VT_EQ(vigil_send(loop, c, "hello", 5, 0, log_sent, &refs[0], NULL), 0);
-    VT_EQ(vigil_send(loop, c, "world", 5, 0, log_sent, &refs[1], NULL), 0);
+    VT_OK(vigil_conn_connect(loop, "127.0.0.1", (uint16_t)port, 0, log_connected, &g, &c, NULL));
+    VT_EQ(vigil_conn_send(loop, c, "hello", 5, 0, log_sent, &refs[0], NULL), 0);
+    VT_EQ(vigil_conn_send(loop, c, "world", 5, 0, log_sent, &refs[1], NULL), 0);
     VT_ASSERT(vt_run_until(loop, &g.connect_cbs, 5000), "no connect callback");
     VT_EQ(g.connect_status, -ECONNREFUSED);
     uint64_t until = vigil_now_ns() + 3000000000ull;
@@ -858,7 +858,7 @@ VT_TEST(tcp, connect_refused_fails_queued_sends, 15) {
     }
     VT_EQ(g.close_cbs, 0);
     vigil_loop_stats st;
-    VT_OK(vigil_loop_stats_get(loop, &st));
+    VT_OK(vigil_loop_get_stats(loop, &st));
     VT_EQ(st.connections, 0);
     VT_EQ(vigil_loop_run(loop, VIGIL_RUN_NOWAIT, 0), 0); /* no work left */
     VT_OK(vigil_loop_destroy(loop));
@@ -874,13 +874,13 @@ static void cwp_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) 
     cwp *w = ud;
     log_connected(loop, c, status, &w->g);
     VT_EQ(status, 0);
-    VT_OK(vigil_recv_start(loop, c, 0, log_recv, &w->g, NULL));
+    VT_OK(vigil_conn_recv_start(loop, c, 0, log_recv, &w->g, NULL));
     for (int i = 0; i < 3; i++) {
         w->refs[i] = (send_ref){&w->g, i};
         send_pattern(loop, c, 64 * KIB, 64 * KIB, 31, (uint64_t)i * 64 * KIB, 0, log_sent, &w->refs[i]);
     }
     w->g.in_api = 1;
-    VT_OK(vigil_close(loop, c, 10000, log_closed, &w->g));
+    VT_OK(vigil_conn_close(loop, c, 10000, log_closed, &w->g));
     w->g.in_api = 0;
 }
 
@@ -890,7 +890,7 @@ VT_TEST(tcp, close_with_recv_and_sends_pending, 15) {
     echo_start(loop, &s);
     cwp w = {0};
     vigil_conn c;
-    VT_OK(vigil_connect(loop, "127.0.0.1", (uint16_t)s.port, 0, cwp_connected, &w, &c, NULL));
+    VT_OK(vigil_conn_connect(loop, "127.0.0.1", (uint16_t)s.port, 0, cwp_connected, &w, &c, NULL));
     VT_ASSERT(vt_run_until(loop, &w.g.close_cbs, 5000), "close callback never ran");
     run_for(loop, 200);
     VT_EQ(w.g.cb_in_api, 0);
@@ -933,15 +933,15 @@ static void bp_sent(vigil_loop *loop, vigil_conn c, int status, void *ud) {
 static void bp_write(vigil_loop *loop, bp *b) {
     while (b->queued_total < BP_TOTAL) {
         vt_fill(b->chunk, BP_CHUNK, 41, b->queued_total);
-        int rc = vigil_send(loop, b->c, b->chunk, BP_CHUNK, 0, bp_sent, b, NULL);
-        VT_ASSERT(rc == 0 || rc == 1, "vigil_send: %d", rc);
+        int rc = vigil_conn_send(loop, b->c, b->chunk, BP_CHUNK, 0, bp_sent, b, NULL);
+        VT_ASSERT(rc == 0 || rc == 1, "vigil_conn_send: %d", rc);
         b->queued_total += BP_CHUNK;
-        int64_t q = vigil_send_queued(loop, b->c);
+        int64_t q = vigil_conn_send_queued(loop, b->c);
         VT_ASSERT(q >= 0);
         if (q > b->max_queued)
             b->max_queued = q;
         if (rc == 1) {
-            VT_ASSERT(q > (int64_t)BP_HIGH, "vigil_send returned 1 with %lld queued", (long long)q);
+            VT_ASSERT(q > (int64_t)BP_HIGH, "vigil_conn_send returned 1 with %lld queued", (long long)q);
             b->ones++;
             return;
         }
@@ -951,7 +951,7 @@ static void bp_write(vigil_loop *loop, bp *b) {
 static void bp_drain(vigil_loop *loop, vigil_conn c, void *ud) {
     bp *b = ud;
     b->drains++;
-    if (vigil_send_queued(loop, c) > (int64_t)BP_LOW)
+    if (vigil_conn_send_queued(loop, c) > (int64_t)BP_LOW)
         b->drain_above_low++;
     bp_write(loop, b);
 }
@@ -964,7 +964,7 @@ VT_TEST(tcp, backpressure_slow_reader, 30) {
     rd_peer p = {.fd = vt_sock_connect(port), .len = BP_TOTAL, .seed = 41, .slow_us = 300};
     VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
     bp b = {.c = s.c, .chunk = malloc(BP_CHUNK)};
-    VT_OK(vigil_send_watermark(loop, s.c, BP_HIGH, BP_LOW, bp_drain, &b));
+    VT_OK(vigil_conn_set_watermark(loop, s.c, BP_HIGH, BP_LOW, bp_drain, &b));
     pthread_t th;
     VT_EQ(pthread_create(&th, NULL, rd_peer_main, &p), 0);
     bp_write(loop, &b);
@@ -973,7 +973,7 @@ VT_TEST(tcp, backpressure_slow_reader, 30) {
     VT_EQ(p.r.got, BP_TOTAL);
     VT_EQ(p.r.bad_at, NONE);
     VT_EQ(b.queued_total, BP_TOTAL);
-    VT_ASSERT(b.ones >= 1, "vigil_send never returned 1");
+    VT_ASSERT(b.ones >= 1, "vigil_conn_send never returned 1");
     VT_ASSERT(b.drains >= 1, "drain callback never ran");
     VT_EQ(b.drain_above_low, 0);
     VT_ASSERT(b.max_queued <= (int64_t)(BP_HIGH + BP_CHUNK), "queue reached %lld", (long long)b.max_queued);
@@ -983,7 +983,7 @@ VT_TEST(tcp, backpressure_slow_reader, 30) {
     VT_EQ(b.send_cbs, BP_TOTAL / BP_CHUNK);
     VT_EQ(b.send_bad, 0);
     oplog g = {0};
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     vt_sock_close(p.fd);
     free(b.chunk);
@@ -1036,7 +1036,7 @@ static void pr_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf 
         x->bad_at = x->got + k;
     x->got += b->len;
     if (x->cbs == 1) {
-        VT_OK(vigil_recv_pause(loop, c));
+        VT_OK(vigil_conn_recv_pause(loop, c));
         x->paused = 1;
     }
 }
@@ -1049,17 +1049,17 @@ VT_TEST(tcp, recv_pause_resume, 25) {
     wr_peer p = {.fd = vt_sock_connect(port), .len = 4 * MIB, .seed = 42};
     VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
     pr x = {.bad_at = NONE};
-    VT_OK(vigil_recv_start(loop, s.c, 0, pr_recv, &x, NULL));
+    VT_OK(vigil_conn_recv_start(loop, s.c, 0, pr_recv, &x, NULL));
     pthread_t th;
     VT_EQ(pthread_create(&th, NULL, wr_peer_main, &p), 0);
     VT_ASSERT(vt_run_until(loop, &x.paused, 5000), "no first receive callback");
     run_for(loop, 300);
     VT_EQ(x.cbs_while_paused, 0);
     int pending = 0;
-    VT_ASSERT((pending = vt_sock_pending((int)vigil_conn_socket(loop, s.c))) >= 0);
+    VT_ASSERT((pending = vt_sock_pending((int)vigil_conn_get_socket(loop, s.c))) >= 0);
     VT_ASSERT(pending > 0, "no bytes waiting in the socket while paused");
     x.paused = 0;
-    VT_OK(vigil_recv_resume(loop, s.c));
+    VT_OK(vigil_conn_recv_resume(loop, s.c));
     uint64_t deadline = vigil_now_ns() + 15000000000ull;
     while (x.got < 4 * MIB && vigil_now_ns() < deadline && !x.finals)
         run_for(loop, 20);
@@ -1072,7 +1072,7 @@ VT_TEST(tcp, recv_pause_resume, 25) {
     VT_ASSERT(vt_run_until(loop, &x.finals, 5000));
     VT_EQ(x.final_status, 0);
     oplog g = {0};
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     VT_OK(vigil_loop_destroy(loop));
 }
@@ -1095,9 +1095,9 @@ static void hw_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf 
         return;
     }
     static uint8_t big[256 << 10];
-    int rc = vigil_send(loop, c, big, sizeof(big), 0, NULL, NULL, NULL);
+    int rc = vigil_conn_send(loop, c, big, sizeof(big), 0, NULL, NULL, NULL);
     if (rc == 1 && !x->paused) {
-        VT_OK(vigil_recv_pause(loop, c));
+        VT_OK(vigil_conn_recv_pause(loop, c));
         x->paused = 1;
     }
 }
@@ -1109,8 +1109,8 @@ VT_TEST(tcp, paused_receive_learns_of_reset, 25) {
     one_srv s = {0};
     int port, fd = accept_one(loop, &s, &port);
     hw x = {0};
-    VT_OK(vigil_send_watermark(loop, s.c, 1 << 20, 256 << 10, hw_drain, &x));
-    VT_OK(vigil_recv_start(loop, s.c, 0, hw_recv, &x, NULL));
+    VT_OK(vigil_conn_set_watermark(loop, s.c, 1 << 20, 256 << 10, hw_drain, &x));
+    VT_OK(vigil_conn_recv_start(loop, s.c, 0, hw_recv, &x, NULL));
     static uint8_t req[64 << 10];
     for (int i = 0; i < 40 && !x.paused; i++) { /* each read is answered with 256 KiB */
         VT_EQ(vt_sock_write_all(fd, req, 1024), 0);
@@ -1118,16 +1118,16 @@ VT_TEST(tcp, paused_receive_learns_of_reset, 25) {
     }
     VT_ASSERT(x.paused, "the server never reached its high-water mark");
     run_for(loop, 100);
-    VT_ASSERT(vigil_send_queued(loop, s.c) > 0);
+    VT_ASSERT(vigil_conn_send_queued(loop, s.c) > 0);
     vt_sock_reset(fd);
     VT_ASSERT(vt_run_until(loop, &x.finals, 5000), "the paused receive never ended after a reset");
     VT_ASSERT(x.final_status == -ECONNRESET || x.final_status == -EPIPE, "status %d", x.final_status);
     VT_EQ(x.drains, 0);
-    VT_EQ(vigil_recv_resume(loop, s.c), -ENOTCONN);
-    VT_EQ(vigil_send(loop, s.c, "x", 1, 0, NULL, NULL, NULL), -EPIPE);
-    VT_EQ(vigil_send_queued(loop, s.c), 0);
+    VT_EQ(vigil_conn_recv_resume(loop, s.c), -ENOTCONN);
+    VT_EQ(vigil_conn_send(loop, s.c, "x", 1, 0, NULL, NULL, NULL), -EPIPE);
+    VT_EQ(vigil_conn_send_queued(loop, s.c), 0);
     oplog g = {0};
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     VT_EQ(g.close_status, x.final_status);
 
@@ -1137,17 +1137,17 @@ VT_TEST(tcp, paused_receive_learns_of_reset, 25) {
     fd = peer_connect(port, 16384);
     VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
     hw y = {0};
-    VT_OK(vigil_send_watermark(loop, s.c, 1 << 20, 256 << 10, hw_drain, &y));
+    VT_OK(vigil_conn_set_watermark(loop, s.c, 1 << 20, 256 << 10, hw_drain, &y));
     uint8_t *big = calloc(1, 64 * MIB);
-    VT_EQ(vigil_send(loop, s.c, big, 64 * MIB, 0, NULL, NULL, NULL), 1);
+    VT_EQ(vigil_conn_send(loop, s.c, big, 64 * MIB, 0, NULL, NULL, NULL), 1);
     free(big);
     run_for(loop, 200);
     VT_EQ(y.drains, 0);
     vt_sock_reset(fd);
     VT_ASSERT(vt_run_until(loop, &y.drains, 5000), "no drain callback after the reset");
-    VT_EQ(vigil_send_queued(loop, s.c), 0);
+    VT_EQ(vigil_conn_send_queued(loop, s.c), 0);
     oplog g2 = {0};
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g2));
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g2));
     VT_ASSERT(vt_run_until(loop, &g2.close_cbs, 5000));
     VT_ASSERT(g2.close_status == -ECONNRESET || g2.close_status == -EPIPE, "close %d", g2.close_status);
     VT_OK(vigil_loop_destroy(loop));
@@ -1170,7 +1170,7 @@ static void cp_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf 
     if (x->closed)
         x->data_after_close++;
     if (!x->paused) {
-        VT_OK(vigil_recv_pause(loop, c));
+        VT_OK(vigil_conn_recv_pause(loop, c));
         x->paused = 1;
     }
 }
@@ -1183,14 +1183,14 @@ VT_TEST(tcp, close_of_paused_receive_delivers_no_more_data, 25) {
     wr_peer p = {.fd = vt_sock_connect(port), .len = 8 * MIB, .seed = 42};
     VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
     cp x = {0};
-    VT_OK(vigil_recv_start(loop, s.c, 0, cp_recv, &x, NULL));
+    VT_OK(vigil_conn_recv_start(loop, s.c, 0, cp_recv, &x, NULL));
     pthread_t th;
     VT_EQ(pthread_create(&th, NULL, wr_peer_main, &p), 0);
     VT_ASSERT(vt_run_until(loop, &x.paused, 5000));
     run_for(loop, 200);
     x.closed = 1;
     oplog g = {0};
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     VT_EQ(x.data_after_close, 0);
     VT_EQ(x.finals, 1);
@@ -1208,14 +1208,14 @@ VT_TEST(tcp, idle_deadline_runs_while_paused, 25) {
     one_srv s = {0};
     int port, fd = accept_one(loop, &s, &port);
     hw x = {0};
-    VT_OK(vigil_recv_start(loop, s.c, 300, hw_recv, &x, NULL));
-    VT_OK(vigil_recv_pause(loop, s.c));
+    VT_OK(vigil_conn_recv_start(loop, s.c, 300, hw_recv, &x, NULL));
+    VT_OK(vigil_conn_recv_pause(loop, s.c));
     uint64_t t0 = vigil_now_ns();
     VT_ASSERT(vt_run_until(loop, &x.finals, 5000), "a paused, silent connection never timed out");
     VT_EQ(x.final_status, -ETIMEDOUT);
     VT_ASSERT(vigil_now_ns() - t0 >= 250000000ull, "timed out early");
     oplog g = {0};
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     VT_EQ(g.close_status, -ETIMEDOUT);
     vt_sock_close(fd);
@@ -1229,15 +1229,15 @@ VT_TEST(tcp, idle_deadline_runs_while_paused, 25) {
     VT_EQ(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
     VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
     hw y = {0};
-    VT_OK(vigil_recv_start(loop, s.c, 300, hw_recv, &y, NULL));
+    VT_OK(vigil_conn_recv_start(loop, s.c, 300, hw_recv, &y, NULL));
     static uint8_t big[4 << 20];
-    VT_EQ(vigil_send(loop, s.c, big, sizeof(big), 0, NULL, NULL, NULL), 0);
+    VT_EQ(vigil_conn_send(loop, s.c, big, sizeof(big), 0, NULL, NULL, NULL), 0);
     for (int i = 0; i < 15; i++) {
         run_for(loop, 100);
         VT_ASSERT(vt_sock_read_n(fd, big, 64 << 10, 1000) == 64 << 10, "read");
     }
     VT_EQ(y.finals, 0); /* 1.5 s without a byte received, and not idle */
-    VT_OK(vigil_abort(loop, s.c, NULL, NULL));
+    VT_OK(vigil_conn_abort(loop, s.c, NULL, NULL));
     run_for(loop, 50);
     vt_sock_close(fd);
 #endif
@@ -1251,18 +1251,18 @@ VT_TEST(tcp, cancel_recv, 15) {
     int port, fd = accept_one(loop, &s, &port);
     oplog g = {0};
     vigil_op op;
-    VT_OK(vigil_recv_start(loop, s.c, 0, log_recv, &g, &op));
+    VT_OK(vigil_conn_recv_start(loop, s.c, 0, log_recv, &g, &op));
     run_for(loop, 50);
     g.in_api = 1;
-    VT_EQ(vigil_cancel(loop, op), 0);
+    VT_EQ(vigil_op_cancel(loop, op), 0);
     g.in_api = 0;
     VT_EQ(g.cb_in_api, 0);
     VT_ASSERT(vt_run_until(loop, &g.recv_finals, 5000));
     run_for(loop, 200);
     VT_EQ(g.recv_finals, 1);
     VT_EQ(g.recv_status, -ECANCELED);
-    VT_EQ(vigil_cancel(loop, op), -EBADF);
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_EQ(vigil_op_cancel(loop, op), -EBADF);
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     VT_EQ(g.recv_finals, 1);
     vt_sock_close(fd);
@@ -1299,7 +1299,7 @@ typedef struct cs {
 static void cs_last_sent(vigil_loop *loop, vigil_conn c, int status, void *ud) {
     send_ref *r = ud;
     log_sent(loop, c, status, ud);
-    VT_OK(vigil_close(loop, c, 10000, log_closed, r->log));
+    VT_OK(vigil_conn_close(loop, c, 10000, log_closed, r->log));
 }
 
 VT_TEST(tcp, cancel_queued_send, 25) {
@@ -1318,20 +1318,20 @@ VT_TEST(tcp, cancel_queued_send, 25) {
     x.rc = (send_ref){&x.g, 2};
     uint8_t *tmp = malloc(A);
     vt_fill(tmp, A, 51, 0);
-    VT_EQ(vigil_send(loop, s.c, tmp, A, 0, log_sent, &x.ra, NULL), 0);
+    VT_EQ(vigil_conn_send(loop, s.c, tmp, A, 0, log_sent, &x.ra, NULL), 0);
     run_for(loop, 150);
-    VT_ASSERT(vigil_send_queued(loop, s.c) > (int64_t)MIB, "A should still be mostly queued");
+    VT_ASSERT(vigil_conn_send_queued(loop, s.c) > (int64_t)MIB, "A should still be mostly queued");
     vigil_op bop;
     vt_fill(tmp, B, 52, 0);
-    VT_EQ(vigil_send(loop, s.c, tmp, B, 0, log_sent, &x.rb, &bop), 0);
+    VT_EQ(vigil_conn_send(loop, s.c, tmp, B, 0, log_sent, &x.rb, &bop), 0);
     vt_fill(tmp, C, 53, 0);
-    VT_EQ(vigil_send(loop, s.c, tmp, C, 0, cs_last_sent, &x.rc, NULL), 0);
+    VT_EQ(vigil_conn_send(loop, s.c, tmp, C, 0, cs_last_sent, &x.rc, NULL), 0);
     free(tmp);
     x.g.in_api = 1;
-    int rc = vigil_cancel(loop, bop);
+    int rc = vigil_op_cancel(loop, bop);
     x.g.in_api = 0;
     VT_EQ(x.g.cb_in_api, 0);
-    VT_ASSERT(rc == 0 || rc == -EBUSY, "vigil_cancel on a queued send: %d", rc);
+    VT_ASSERT(rc == 0 || rc == -EBUSY, "vigil_op_cancel on a queued send: %d", rc);
     pthread_t th;
     VT_EQ(pthread_create(&th, NULL, all_peer_main, &p), 0);
     set_flag(&start);
@@ -1368,7 +1368,7 @@ VT_TEST(tcp, recv_idle_deadline_silent_peer, 10) {
     int port, fd = accept_one(loop, &s, &port);
     oplog g = {0};
     uint64_t t0 = vigil_now_ns();
-    VT_OK(vigil_recv_start(loop, s.c, 200, log_recv, &g, NULL));
+    VT_OK(vigil_conn_recv_start(loop, s.c, 200, log_recv, &g, NULL));
     VT_ASSERT(vt_run_until(loop, &g.recv_finals, 3000), "no timeout");
     uint64_t took = ms_since(t0);
     run_for(loop, 200);
@@ -1380,12 +1380,12 @@ VT_TEST(tcp, recv_idle_deadline_silent_peer, 10) {
     struct pollfd pf = {.fd = fd, .events = POLLIN};
     VT_EQ(vt_poll(&pf, 1, 2000), 1);
     VT_EQ(recv(fd, &byte, 1, 0), 0);
-    VT_EQ(vigil_send(loop, s.c, "x", 1, 0, NULL, NULL, NULL), -EPIPE);
+    VT_EQ(vigil_conn_send(loop, s.c, "x", 1, 0, NULL, NULL, NULL), -EPIPE);
     vigil_loop_stats ls;
-    VT_OK(vigil_loop_stats_get(loop, &ls));
+    VT_OK(vigil_loop_get_stats(loop, &ls));
     VT_EQ(ls.deadlines_expired, 1);
     VT_EQ(ls.deadline_shutdowns, 1);
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     vt_sock_close(fd);
     VT_OK(vigil_loop_destroy(loop));
@@ -1400,7 +1400,7 @@ VT_TEST(tcp, recv_idle_deadline_active_peer, 10) {
     wr_peer p = {.fd = vt_sock_connect(port), .len = 12, .seed = 60, .interval_ms = 50};
     VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
     oplog g = {0};
-    VT_OK(vigil_recv_start(loop, s.c, 200, log_recv, &g, NULL));
+    VT_OK(vigil_conn_recv_start(loop, s.c, 200, log_recv, &g, NULL));
     pthread_t th;
     VT_EQ(pthread_create(&th, NULL, wr_peer_main, &p), 0);
     run_for(loop, 600);
@@ -1412,7 +1412,7 @@ VT_TEST(tcp, recv_idle_deadline_active_peer, 10) {
     VT_ASSERT(vt_run_until(loop, &g.recv_finals, 3000));
     VT_EQ(g.recv_status, -ETIMEDOUT);
     VT_EQ(g.recv_data, 12);
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     vt_sock_close(p.fd);
     VT_OK(vigil_loop_destroy(loop));
@@ -1434,14 +1434,14 @@ VT_TEST(tcp, send_deadline, 15) {
     int fd = peer_connect(port, 64 * 1024);
     VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
     oplog g = {0};
-    VT_OK(vigil_recv_start(loop, s.c, 0, log_recv, &g, NULL)); /* learns of the break too */
+    VT_OK(vigil_conn_recv_start(loop, s.c, 0, log_recv, &g, NULL)); /* learns of the break too */
     send_ref r0 = {&g, 0}, r1 = {&g, 1};
     size_t big = 64 * MIB;
     uint8_t *tmp = malloc(big);
     vt_fill(tmp, big, 61, 0);
     uint64_t t0 = vigil_now_ns();
-    VT_EQ(vigil_send(loop, s.c, tmp, big, 300, sd_sent, &r0, NULL), 0);
-    VT_EQ(vigil_send(loop, s.c, tmp, 4096, 0, sd_sent, &r1, NULL), 0);
+    VT_EQ(vigil_conn_send(loop, s.c, tmp, big, 300, sd_sent, &r0, NULL), 0);
+    VT_EQ(vigil_conn_send(loop, s.c, tmp, 4096, 0, sd_sent, &r1, NULL), 0);
     free(tmp);
     uint64_t until = vigil_now_ns() + 5000000000ull;
     while ((g.send_cbs[0] == 0 || g.send_cbs[1] == 0) && vigil_now_ns() < until)
@@ -1456,7 +1456,7 @@ VT_TEST(tcp, send_deadline, 15) {
     VT_ASSERT(g.send_seq[0] < g.send_seq[1], "unsent messages fail in order");
     VT_EQ(g.recv_finals, 1);
     VT_EQ(g.recv_status, -ETIMEDOUT); /* not 0: the stream broke, it did not end */
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     VT_EQ(g.close_cbs, 1);
     VT_EQ(g.close_status, -ETIMEDOUT); /* what broke it, not a clean close */
@@ -1512,9 +1512,9 @@ VT_TEST(tcp, emfile_pauses_accept, 20) {
         close(fillers[--nfill]);
     vigil_loop_stats a, b;
     run_for(loop, 100);
-    VT_OK(vigil_loop_stats_get(loop, &a));
+    VT_OK(vigil_loop_get_stats(loop, &a));
     run_for(loop, 500);
-    VT_OK(vigil_loop_stats_get(loop, &b));
+    VT_OK(vigil_loop_get_stats(loop, &b));
     uint64_t accepted_low = s.accepted;
     while (nfill > 0)
         close(fillers[--nfill]);
@@ -1537,7 +1537,7 @@ VT_TEST(tcp, emfile_pauses_accept, 20) {
 
 static bool on_uring(vigil_loop *loop) {
     vigil_loop_info info;
-    VT_OK(vigil_loop_info_get(loop, &info));
+    VT_OK(vigil_loop_get_info(loop, &info));
     return strcmp(info.backend, "io_uring") == 0;
 }
 
@@ -1563,13 +1563,13 @@ VT_TEST(tcp, buffer_ring_exhaustion, 30) {
         VT_EQ(v[i].bad_at, NONE);
         VT_EQ(v[i].sent_ok, 4 * MIB);
         VT_EQ(v[i].recv_finals, 0);
-        VT_OK(vigil_close(loop, v[i].c, 5000, vc_closed, &v[i]));
+        VT_OK(vigil_conn_close(loop, v[i].c, 5000, vc_closed, &v[i]));
     }
     VT_ASSERT(vt_run_until_count(loop, &closed, N, 5000));
     VT_ASSERT(vt_run_until_count(loop, &s.closed, N, 5000));
     VT_EQ(s.bytes, N * 4 * MIB);
     vigil_loop_stats st;
-    VT_OK(vigil_loop_stats_get(loop, &st));
+    VT_OK(vigil_loop_get_stats(loop, &st));
     /* io_uring's buffer ring runs dry under this load; epoll reads one buffer
      * at a time and hands it back before the next read, so it need not. */
     if (on_uring(loop))
@@ -1617,7 +1617,7 @@ static void kr_release_one(vigil_loop *loop, kr *k) {
     int slot = k->head;
     if (vt_check(k->ptr[slot], k->len[slot], 70, k->off[slot]) != k->len[slot])
         k->corrupt++;
-    VT_OK(vigil_buf_release(loop, k->id[slot]));
+    VT_OK(vigil_buf_release(loop, &(vigil_buf){.id = k->id[slot]}));
     k->released_bytes += k->len[slot];
     k->head = (k->head + 1) % 8;
     k->n--;
@@ -1638,7 +1638,7 @@ VT_TEST(tcp, buf_keep_release, 20) {
     one_srv s = {0};
     int port, fd = accept_one(loop, &s, &port);
     kr k = {0};
-    VT_OK(vigil_recv_start(loop, s.c, 0, kr_recv, &k, NULL));
+    VT_OK(vigil_conn_recv_start(loop, s.c, 0, kr_recv, &k, NULL));
     VT_EQ(peer_write_pattern(fd, KR_TOTAL, 70, 0), 0);
     /* keep everything, release nothing: the loop stops at 4 */
     run_for(loop, 300);
@@ -1650,7 +1650,7 @@ VT_TEST(tcp, buf_keep_release, 20) {
     uint64_t until = vigil_now_ns() + 10000000000ull;
     while (k.got < KR_TOTAL && vigil_now_ns() < until)
         run_for(loop, 20);
-    VT_OK(vigil_cancel(loop, t));
+    VT_OK(vigil_op_cancel(loop, t));
     run_for(loop, 50);
     VT_EQ(k.got, KR_TOTAL);
     while (k.n)
@@ -1666,7 +1666,7 @@ VT_TEST(tcp, buf_keep_release, 20) {
     vt_sock_close(fd);
     VT_ASSERT(vt_run_until(loop, &k.finals, 5000));
     oplog g = {0};
-    VT_OK(vigil_close(loop, s.c, 1000, log_closed, &g));
+    VT_OK(vigil_conn_close(loop, s.c, 1000, log_closed, &g));
     VT_ASSERT(vt_run_until(loop, &g.close_cbs, 5000));
     VT_OK(vigil_loop_destroy(loop));
 }
@@ -1676,7 +1676,7 @@ VT_TEST(tcp, cq_overflow, 30) {
     vigil_loop_options o = {.ring_entries = 2};
     vigil_loop *loop = vt_loop(&o);
     vigil_loop_info info;
-    VT_OK(vigil_loop_info_get(loop, &info));
+    VT_OK(vigil_loop_get_info(loop, &info));
     if (on_uring(loop)) /* epoll has no completion queue: only the bytes are checked */
         VT_EQ(info.cq_entries, 32);
     echo_srv s = {0};
@@ -1701,12 +1701,12 @@ VT_TEST(tcp, cq_overflow, 30) {
         VT_EQ(v[i].got, 64 * KIB);
         VT_EQ(v[i].bad_at, NONE);
         VT_EQ(v[i].sent_ok, 64 * KIB);
-        VT_OK(vigil_close(loop, v[i].c, 5000, vc_closed, &v[i]));
+        VT_OK(vigil_conn_close(loop, v[i].c, 5000, vc_closed, &v[i]));
     }
     VT_ASSERT(vt_run_until_count(loop, &closed, N, 10000));
     VT_ASSERT(vt_run_until_count(loop, &s.closed, N, 10000));
     vigil_loop_stats st;
-    VT_OK(vigil_loop_stats_get(loop, &st));
+    VT_OK(vigil_loop_get_stats(loop, &st));
     if (on_uring(loop))
         VT_ASSERT(st.cq_overflows > 0, "the completion queue never overflowed");
     VT_EQ(st.connections, 0);
@@ -1717,9 +1717,9 @@ VT_TEST(tcp, cq_overflow, 30) {
 VT_TEST(tcp, ipv6_echo, 15) {
     vigil_loop *loop = vt_loop(NULL);
     echo_srv s = {0};
-    vigil_listen_options lo = {.host = "::1", .port = 0, .backlog = 128};
-    VT_OK(vigil_listen(loop, &lo, echo_accept, &s, &s.l));
-    s.port = vigil_listener_port(loop, s.l);
+    vigil_listener_options lo = {.host = "::1", .port = 0, .backlog = 128};
+    VT_OK(vigil_listener_open(loop, &lo, echo_accept, &s, &s.l));
+    s.port = vigil_listener_get_port(loop, s.l);
     VT_ASSERT(s.port > 0);
     uint64_t done = 0, closed = 0;
     vclient v;
@@ -1732,9 +1732,9 @@ VT_TEST(tcp, ipv6_echo, 15) {
     VT_EQ(v.bad_at, NONE);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    VT_ASSERT(getsockname(vigil_conn_socket(loop, v.c), (struct sockaddr *)&ss, &sl) == 0);
+    VT_ASSERT(getsockname(vigil_conn_get_socket(loop, v.c), (struct sockaddr *)&ss, &sl) == 0);
     VT_EQ(ss.ss_family, AF_INET6);
-    VT_OK(vigil_close(loop, v.c, 1000, vc_closed, &v));
+    VT_OK(vigil_conn_close(loop, v.c, 1000, vc_closed, &v));
     VT_ASSERT(vt_run_until_count(loop, &closed, 1, 5000));
     VT_ASSERT(vt_run_until_count(loop, &s.closed, 1, 5000));
     VT_EQ(v.close_status, 0);

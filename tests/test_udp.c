@@ -18,13 +18,13 @@ static vigil_udp open_udp(vigil_loop *loop, int *port) {
     vigil_udp u;
     vigil_udp_options o = {.host = "127.0.0.1"};
     VT_OK(vigil_udp_open(loop, &o, &u));
-    *port = vigil_udp_port(loop, u);
+    *port = vigil_udp_get_port(loop, u);
     VT_ASSERT(*port > 0, "port %d", *port);
     return u;
 }
 
 /* The server: every datagram back to whoever sent it. */
-static void echo_recv(vigil_loop *loop, vigil_udp u, int status, const vigil_buf *b, const vigil_peer *from,
+static void echo_recv(vigil_loop *loop, vigil_udp u, int status, const vigil_buf *b, const vigil_addr *from,
                       void *ud) {
     if (status >= 0)
         VT_OK(vigil_udp_send(loop, u, from, b->data, b->len, NULL, NULL, NULL));
@@ -37,7 +37,7 @@ static void echo_recv(vigil_loop *loop, vigil_udp u, int status, const vigil_buf
 typedef struct client {
     vigil_loop *loop;
     vigil_udp u;
-    vigil_peer server;
+    vigil_addr server;
     uint32_t next, got, bad, zero_len, sends_ok, sends_failed;
     uint8_t seen[DGRAMS];
 } client;
@@ -64,7 +64,7 @@ static void send_one(client *c) {
     VT_OK(vigil_udp_send(c->loop, c->u, &c->server, d, len, on_sent, c, NULL));
 }
 
-static void client_recv(vigil_loop *loop, vigil_udp u, int status, const vigil_buf *b, const vigil_peer *from,
+static void client_recv(vigil_loop *loop, vigil_udp u, int status, const vigil_buf *b, const vigil_addr *from,
                         void *ud) {
     client *c = ud;
     if (status < 0)
@@ -95,7 +95,7 @@ VT_TEST(udp, echo_of_10000_datagrams_with_loss_counted, 60) {
     memset(&c, 0, sizeof(c));
     c.loop = loop;
     c.u = open_udp(loop, &cport);
-    VT_OK(vigil_peer_set(&c.server, "127.0.0.1", (uint16_t)sport));
+    VT_OK(vigil_addr_parse(&c.server, "127.0.0.1", (uint16_t)sport));
     VT_OK(vigil_udp_recv_start(loop, c.u, client_recv, &c, NULL));
     for (int i = 0; i < WINDOW; i++)
         send_one(&c);
@@ -133,7 +133,7 @@ typedef struct one {
     uint16_t from_port;
 } one;
 
-static void one_recv(vigil_loop *loop, vigil_udp u, int status, const vigil_buf *b, const vigil_peer *from,
+static void one_recv(vigil_loop *loop, vigil_udp u, int status, const vigil_buf *b, const vigil_addr *from,
                      void *ud) {
     one *o = ud;
     if (status < 0) {
@@ -145,7 +145,7 @@ static void one_recv(vigil_loop *loop, vigil_udp u, int status, const vigil_buf 
     o->len = b->len;
     o->truncated = b->truncated;
     memcpy(o->data, b->data, b->len < sizeof(o->data) ? b->len : sizeof(o->data));
-    VT_OK(vigil_peer_text(from, o->from, sizeof(o->from), &o->from_port));
+    VT_OK(vigil_addr_format(from, o->from, sizeof(o->from), &o->from_port));
     o->done++;
 }
 
@@ -184,17 +184,17 @@ VT_TEST(udp, long_datagram_is_cut_and_says_so, 20) {
 }
 
 VT_TEST(udp, addresses_and_refusals, 20) {
-    vigil_peer p;
+    vigil_addr p;
     char host[64];
     uint16_t port = 0;
-    VT_OK(vigil_peer_set(&p, "::1", 5353));
-    VT_OK(vigil_peer_text(&p, host, sizeof(host), &port));
+    VT_OK(vigil_addr_parse(&p, "::1", 5353));
+    VT_OK(vigil_addr_format(&p, host, sizeof(host), &port));
     VT_EQ(strcmp(host, "::1"), 0);
     VT_EQ(port, 5353);
-    VT_EQ(vigil_peer_set(&p, "localhost", 1), -EINVAL); /* numeric only: names go through vigil_resolve */
-    VT_EQ(vigil_peer_set(NULL, "::1", 1), -EINVAL);
-    vigil_peer empty = {0};
-    VT_EQ(vigil_peer_text(&empty, host, sizeof(host), &port), -EAFNOSUPPORT);
+    VT_EQ(vigil_addr_parse(&p, "localhost", 1), -EINVAL); /* numeric only: names go through vigil_resolve_start */
+    VT_EQ(vigil_addr_parse(NULL, "::1", 1), -EINVAL);
+    vigil_addr empty = {0};
+    VT_EQ(vigil_addr_format(&empty, host, sizeof(host), &port), -EAFNOSUPPORT);
 
     vigil_loop *loop = vt_loop(NULL);
     int uport;
@@ -204,7 +204,7 @@ VT_TEST(udp, addresses_and_refusals, 20) {
     vigil_op r;
     VT_OK(vigil_udp_recv_start(loop, u, one_recv, &o, &r));
     VT_EQ(vigil_udp_recv_start(loop, u, one_recv, &o, NULL), -EALREADY);
-    VT_OK(vigil_peer_set(&p, "127.0.0.1", (uint16_t)uport));
+    VT_OK(vigil_addr_parse(&p, "127.0.0.1", (uint16_t)uport));
     static uint8_t huge[70000];
     VT_EQ(vigil_udp_send(loop, u, &p, huge, sizeof(huge), NULL, NULL, NULL), -EMSGSIZE);
     VT_EQ(vigil_udp_send(loop, u, NULL, "x", 1, NULL, NULL, NULL), -EINVAL);
@@ -215,14 +215,14 @@ VT_TEST(udp, addresses_and_refusals, 20) {
     vigil_udp_options bad = {.host = "not-an-address"};
     VT_EQ(vigil_udp_open(loop, &bad, &u2), -EINVAL);
     /* cancel ends the receive once; close ends the socket */
-    VT_OK(vigil_cancel(loop, r));
-    VT_EQ(vigil_cancel(loop, r), -EBADF);
+    VT_OK(vigil_op_cancel(loop, r));
+    VT_EQ(vigil_op_cancel(loop, r), -EBADF);
     vigil_loop_run(loop, VIGIL_RUN_NOWAIT, 0);
     VT_ASSERT(vt_run_until(loop, &o.finals, 2000));
     VT_EQ(o.final_status, -ECANCELED);
     VT_OK(vigil_udp_close(loop, u));
     VT_EQ(vigil_udp_close(loop, u), -EBADF);
-    VT_EQ(vigil_udp_port(loop, u), -EBADF);
+    VT_EQ(vigil_udp_get_port(loop, u), -EBADF);
     VT_EQ(vigil_loop_run(loop, VIGIL_RUN_DEFAULT, 2000), 0); /* nothing left to run */
     VT_OK(vigil_loop_destroy(loop));
     VT_EQ(o.finals, 1);
@@ -289,7 +289,7 @@ VT_TEST(udp, rebuild_keeps_receiving, 30) {
     VT_OK(vigil_loop_join(loop, 20000)); /* the rebuilt loop stops when the peer is done */
     pthread_join(t, NULL);
     vigil_loop_stats ls;
-    VT_OK(vigil_loop_stats_get(loop, &ls));
+    VT_OK(vigil_loop_get_stats(loop, &ls));
     VT_EQ(ls.rebuilds, 1);
     VT_LOG("udp across a rebuild: %d sent, %d back, %d wrong", atomic_load(&p.sent), atomic_load(&p.back),
            atomic_load(&p.bad));
@@ -326,8 +326,8 @@ VT_TEST(udp, full_socket_waits_and_keeps_order, 20) {
     VT_EQ(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
     socklen_t ml = sizeof(me);
     getsockname(fd, (struct sockaddr *)&me, &ml);
-    vigil_peer to;
-    VT_OK(vigil_peer_set(&to, "127.0.0.1", ntohs(me.sin_port)));
+    vigil_addr to;
+    VT_OK(vigil_addr_parse(&to, "127.0.0.1", ntohs(me.sin_port)));
     VT_OK(vigil__debug_udp_full(loop, 3));
     sent_log l = {0, 1, 0};
     vigil_op second;
@@ -336,7 +336,7 @@ VT_TEST(udp, full_socket_waits_and_keeps_order, 20) {
         snprintf(d, sizeof(d), "dg%02d", i);
         VT_OK(vigil_udp_send(loop, u, &to, d, 5, logged, &l, i == 1 ? &second : NULL));
     }
-    VT_OK(vigil_cancel(loop, second)); /* still queued: it never goes out */
+    VT_OK(vigil_op_cancel(loop, second)); /* still queued: it never goes out */
     uint64_t t0 = vigil_now_ns();
     while (l.n < 9 && vigil_now_ns() - t0 < 5000000000ull)
         vigil_loop_run(loop, VIGIL_RUN_ONCE, 50);

@@ -111,12 +111,12 @@ static void pair_accept(vigil_loop *loop, vigil_listener l, int status, vigil_co
     if (status < 0)
         return;
     if (p->accepted) { /* only one connection is expected */
-        vigil_abort(loop, c, NULL, NULL);
+        vigil_conn_abort(loop, c, NULL, NULL);
         return;
     }
     p->srv = c;
     p->accepted = 1;
-    if (vigil_recv_start(loop, c, p->srv_idle_ms, srv_recv, p, NULL) < 0)
+    if (vigil_conn_recv_start(loop, c, p->srv_idle_ms, srv_recv, p, NULL) < 0)
         p->srv_done = 1;
 }
 
@@ -145,23 +145,23 @@ static bool run_until_both(vigil_loop *loop, const volatile int *a, const volati
 /* Listens on 127.0.0.1 and connects to it. Returns 0, or a negative errno
  * with what failed in *what. */
 static int pair_open(vigil_loop *loop, pair *p, const char **what) {
-    vigil_listen_options lo = {.host = "127.0.0.1", .port = 0};
-    int rc = vigil_listen(loop, &lo, pair_accept, p, &p->l);
+    vigil_listener_options lo = {.host = "127.0.0.1", .port = 0};
+    int rc = vigil_listener_open(loop, &lo, pair_accept, p, &p->l);
     if (rc < 0)
-        return *what = "vigil_listen", rc;
-    int port = vigil_listener_port(loop, p->l);
+        return *what = "vigil_listener_open", rc;
+    int port = vigil_listener_get_port(loop, p->l);
     if (port <= 0)
-        return *what = "vigil_listener_port", port < 0 ? port : -EINVAL;
-    rc = vigil_connect(loop, "127.0.0.1", (uint16_t)port, 5000, pair_connected, p, &p->cli, NULL);
+        return *what = "vigil_listener_get_port", port < 0 ? port : -EINVAL;
+    rc = vigil_conn_connect(loop, "127.0.0.1", (uint16_t)port, 5000, pair_connected, p, &p->cli, NULL);
     if (rc < 0)
-        return *what = "vigil_connect", rc;
+        return *what = "vigil_conn_connect", rc;
     if (!run_until_both(loop, &p->accepted, &p->connected, 5000))
         return *what = "connect and accept within 5 s", -ETIMEDOUT;
     if (p->connect_status < 0)
         return *what = "connect callback", p->connect_status;
-    rc = vigil_recv_start(loop, p->cli, 0, cli_recv, p, NULL);
+    rc = vigil_conn_recv_start(loop, p->cli, 0, cli_recv, p, NULL);
     if (rc < 0)
-        return *what = "vigil_recv_start (client)", rc;
+        return *what = "vigil_conn_recv_start (client)", rc;
     return 0;
 }
 
@@ -175,8 +175,8 @@ typedef struct thread_call {
 
 static void *call_off_thread(void *arg) {
     thread_call *t = arg;
-    t->ka = vigil_conn_keepalive(t->loop, t->c, 5, 2, 3);
-    t->ut = vigil_conn_user_timeout(t->loop, t->c, 1000);
+    t->ka = vigil_conn_set_keepalive(t->loop, t->c, 5000, 2000, 3);
+    t->ut = vigil_conn_set_user_timeout(t->loop, t->c, 1000);
     return NULL;
 }
 
@@ -199,51 +199,56 @@ VT_TEST(zombie, options_apply_and_validate, 20) {
     vigil_conn conns[2] = {p.cli, p.srv}; /* connected and accepted sockets alike */
     for (int i = 0; i < 2; i++) {
         vigil_conn c = conns[i];
-        int fd = vigil_conn_socket(loop, c);
-        VT_ASSERT(fd >= 0, "vigil_conn_socket: %d", fd);
+        int fd = vigil_conn_get_socket(loop, c);
+        VT_ASSERT(fd >= 0, "vigil_conn_get_socket: %d", fd);
         VT_EQ(sockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 0);
 
-        VT_EQ(vigil_conn_keepalive(loop, c, 5, 2, 3), 0);
+        VT_EQ(vigil_conn_set_keepalive(loop, c, 5000, 2000, 3), 0);
         check_keepalive(fd, 1, 5, 2, 3);
-        VT_EQ(vigil_conn_keepalive(loop, c, 32767, 32767, 127), 0); /* the kernel's maxima */
+        VT_EQ(vigil_conn_set_keepalive(loop, c, 32767000, 32767000, 127), 0); /* the kernel's maxima */
         check_keepalive(fd, 1, 32767, 32767, 127);
-        VT_EQ(vigil_conn_keepalive(loop, c, 7, 3, 4), 0);
+        VT_EQ(vigil_conn_set_keepalive(loop, c, 7000, 3000, 4), 0);
         check_keepalive(fd, 1, 7, 3, 4);
 
         /* some but not all zero; values the kernel rejects: -EINVAL, nothing changes */
-        const uint32_t bad[][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {1, 1, 0}, {0, 1, 1}, {1, 0, 1},
-                                   {32768, 1, 1}, {1, 32768, 1}, {1, 1, 128}, {UINT32_MAX, 1, 1},
-                                   {1, UINT32_MAX, 1}, {1, 1, UINT32_MAX}, {0x80000000u, 1, 1}};
+        const uint32_t bad[][3] = {{1000, 0, 0}, {0, 1000, 0}, {0, 0, 1}, {1000, 1000, 0},
+                                   {0, 1000, 1}, {1000, 0, 1}, {32768000, 1000, 1},
+                                   {1000, 32768000, 1}, {1000, 1000, 128}, {UINT32_MAX, 1000, 1},
+                                   {1000, UINT32_MAX, 1}, {1000, 1000, UINT32_MAX},
+                                   {0x80000000u, 1000, 1}};
         for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
-            int r = vigil_conn_keepalive(loop, c, bad[k][0], bad[k][1], bad[k][2]);
+            int r = vigil_conn_set_keepalive(loop, c, bad[k][0], bad[k][1], bad[k][2]);
             VT_ASSERT(r == -EINVAL, "keepalive(%u, %u, %u): %d, want -EINVAL", bad[k][0], bad[k][1],
                       bad[k][2], r);
             check_keepalive(fd, 1, 7, 3, 4);
         }
 
-        VT_EQ(vigil_conn_keepalive(loop, c, 0, 0, 0), 0); /* off */
+        VT_EQ(vigil_conn_set_keepalive(loop, c, 0, 0, 0), 0); /* off */
         check_keepalive(fd, 0, 7, 3, 4);
-        VT_EQ(vigil_conn_keepalive(loop, c, 0, 0, 0), 0); /* off again: still fine */
+        VT_EQ(vigil_conn_set_keepalive(loop, c, 0, 0, 0), 0); /* off again: still fine */
         check_keepalive(fd, 0, -1, -1, -1);
-        VT_EQ(vigil_conn_keepalive(loop, c, 1, 1, 1), 0); /* the minima */
+        VT_EQ(vigil_conn_set_keepalive(loop, c, 1000, 1000, 1), 0); /* the minima */
         check_keepalive(fd, 1, 1, 1, 1);
+        VT_EQ(vigil_conn_set_keepalive(loop, c, 1, 1500, 1), 0); /* milliseconds round up */
+        check_keepalive(fd, 1, 1, 2, 1);
+        VT_EQ(vigil_conn_set_keepalive(loop, c, 1000, 1000, 1), 0);
 
         VT_EQ(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
-        VT_EQ(vigil_conn_user_timeout(loop, c, 1500), 0);
+        VT_EQ(vigil_conn_set_user_timeout(loop, c, 1500), 0);
         VT_EQ(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 1500);
-        VT_EQ(vigil_conn_user_timeout(loop, c, 1), 0);
+        VT_EQ(vigil_conn_set_user_timeout(loop, c, 1), 0);
         VT_EQ(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 1);
-        VT_EQ(vigil_conn_user_timeout(loop, c, INT32_MAX), 0);
+        VT_EQ(vigil_conn_set_user_timeout(loop, c, INT32_MAX), 0);
         VT_EQ(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), INT32_MAX);
-        VT_EQ(vigil_conn_user_timeout(loop, c, (uint32_t)INT32_MAX + 1u), -EINVAL);
-        VT_EQ(vigil_conn_user_timeout(loop, c, UINT32_MAX), -EINVAL);
+        VT_EQ(vigil_conn_set_user_timeout(loop, c, (uint32_t)INT32_MAX + 1u), -EINVAL);
+        VT_EQ(vigil_conn_set_user_timeout(loop, c, UINT32_MAX), -EINVAL);
         VT_EQ(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), INT32_MAX);
-        VT_EQ(vigil_conn_user_timeout(loop, c, 0), 0); /* the kernel's default */
+        VT_EQ(vigil_conn_set_user_timeout(loop, c, 0), 0); /* the kernel's default */
         VT_EQ(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
     }
 
     /* off the loop thread: -EPERM, and nothing changes */
-    int cfd = vigil_conn_socket(loop, p.cli);
+    int cfd = vigil_conn_get_socket(loop, p.cli);
     thread_call t = {.loop = loop, .c = p.cli};
     pthread_t th;
     VT_EQ(pthread_create(&th, NULL, call_off_thread, &t), 0);
@@ -255,26 +260,26 @@ VT_TEST(zombie, options_apply_and_validate, 20) {
 
     /* handles that are not live connections: -EBADF */
     vigil_conn never = {0}, junk = {0x00ffffff00001234ull}, lis = {p.l.id};
-    VT_EQ(vigil_conn_keepalive(loop, never, 1, 1, 1), -EBADF);
-    VT_EQ(vigil_conn_user_timeout(loop, never, 100), -EBADF);
-    VT_EQ(vigil_conn_keepalive(loop, junk, 1, 1, 1), -EBADF);
-    VT_EQ(vigil_conn_user_timeout(loop, junk, 100), -EBADF);
-    VT_EQ(vigil_conn_keepalive(loop, lis, 1, 1, 1), -EBADF); /* a listener is no connection */
-    VT_EQ(vigil_conn_user_timeout(loop, lis, 100), -EBADF);
+    VT_EQ(vigil_conn_set_keepalive(loop, never, 1000, 1000, 1), -EBADF);
+    VT_EQ(vigil_conn_set_user_timeout(loop, never, 100), -EBADF);
+    VT_EQ(vigil_conn_set_keepalive(loop, junk, 1000, 1000, 1), -EBADF);
+    VT_EQ(vigil_conn_set_user_timeout(loop, junk, 100), -EBADF);
+    VT_EQ(vigil_conn_set_keepalive(loop, lis, 1000, 1000, 1), -EBADF); /* a listener is no connection */
+    VT_EQ(vigil_conn_set_user_timeout(loop, lis, 100), -EBADF);
     /* the handle check comes before the value check */
-    VT_EQ(vigil_conn_keepalive(loop, never, 1, 0, 0), -EBADF);
+    VT_EQ(vigil_conn_set_keepalive(loop, never, 1000, 0, 0), -EBADF);
 
     /* closed connections */
-    VT_OK(vigil_abort(loop, p.cli, pair_closed, &p));
-    VT_OK(vigil_close(loop, p.srv, 2000, pair_closed, &p));
+    VT_OK(vigil_conn_abort(loop, p.cli, pair_closed, &p));
+    VT_OK(vigil_conn_close(loop, p.srv, 2000, pair_closed, &p));
     uint64_t t0 = vigil_now_ns();
     while (p.closed < 2 && ms_since(t0) < 5000)
         VT_OK(vigil_loop_run(loop, VIGIL_RUN_ONCE, 50));
     VT_EQ(p.closed, 2);
-    VT_EQ(vigil_conn_keepalive(loop, p.cli, 1, 1, 1), -EBADF);
-    VT_EQ(vigil_conn_user_timeout(loop, p.cli, 100), -EBADF);
-    VT_EQ(vigil_conn_keepalive(loop, p.srv, 0, 0, 0), -EBADF);
-    VT_EQ(vigil_conn_user_timeout(loop, p.srv, 0), -EBADF);
+    VT_EQ(vigil_conn_set_keepalive(loop, p.cli, 1000, 1000, 1), -EBADF);
+    VT_EQ(vigil_conn_set_user_timeout(loop, p.cli, 100), -EBADF);
+    VT_EQ(vigil_conn_set_keepalive(loop, p.srv, 0, 0, 0), -EBADF);
+    VT_EQ(vigil_conn_set_user_timeout(loop, p.srv, 0), -EBADF);
 
     VT_OK(vigil_listener_close(loop, p.l));
     VT_OK(vigil_loop_destroy(loop));
@@ -342,12 +347,12 @@ VT_TEST(zombie, stopped_peer_is_caught_by_idle_deadline, 20) {
      * alone sees nothing wrong: the send completes and nothing stays unacked. */
     uint8_t chunk[4096];
     vt_fill(chunk, sizeof(chunk), 7, 0);
-    VT_OK(vigil_send(loop, p.srv, chunk, sizeof(chunk), 0, NULL, NULL, NULL));
+    VT_OK(vigil_conn_send(loop, p.srv, chunk, sizeof(chunk), 0, NULL, NULL, NULL));
     t0 = vigil_now_ns();
-    while (vigil_send_queued(loop, p.srv) > 0 && !p.srv_done && ms_since(t0) < 2000)
+    while (vigil_conn_send_queued(loop, p.srv) > 0 && !p.srv_done && ms_since(t0) < 2000)
         VT_OK(vigil_loop_run(loop, VIGIL_RUN_ONCE, 10));
-    VT_EQ(vigil_send_queued(loop, p.srv), 0);
-    int sfd = vigil_conn_socket(loop, p.srv);
+    VT_EQ(vigil_conn_send_queued(loop, p.srv), 0);
+    int sfd = vigil_conn_get_socket(loop, p.srv);
     struct tcp_info ti;
     socklen_t tl = sizeof(ti);
     for (int i = 0; i < 100 && !p.srv_done; i++) { /* until the ACK is in (well before 300 ms) */
@@ -387,7 +392,7 @@ VT_TEST(zombie, stopped_peer_is_caught_by_idle_deadline, 20) {
     VT_EQ(waitpid(pid, &st, 0), pid);
     VT_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "peer status %#x", st);
 
-    VT_OK(vigil_abort(loop, p.srv, pair_closed, &p));
+    VT_OK(vigil_conn_abort(loop, p.srv, pair_closed, &p));
     VT_OK(vigil_listener_close(loop, p.l));
     t0 = vigil_now_ns();
     while (p.closed < 1 && ms_since(t0) < 5000)
@@ -517,7 +522,7 @@ static void keep_sending(vigil_loop *loop, vigil_op t, int status, void *ud) {
         return;
     uint8_t chunk[1024];
     vt_fill(chunk, sizeof(chunk), 3, p->sends_ok);
-    vigil_send(loop, p->cli, chunk, sizeof(chunk), 0, cli_sent, p, NULL);
+    vigil_conn_send(loop, p->cli, chunk, sizeof(chunk), 0, cli_sent, p, NULL);
 }
 
 enum { VANISH_USER_TIMEOUT, VANISH_KEEPALIVE };
@@ -536,9 +541,9 @@ static void vanish_scenario(int mode, ns_result *r) {
         goto out;
     }
     if (mode == VANISH_USER_TIMEOUT)
-        rc = vigil_conn_user_timeout(loop, p.cli, 500);
+        rc = vigil_conn_set_user_timeout(loop, p.cli, 500);
     else
-        rc = vigil_conn_keepalive(loop, p.cli, 1, 1, 2);
+        rc = vigil_conn_set_keepalive(loop, p.cli, 1000, 1000, 2);
     if (rc < 0) {
         snprintf(r->msg, sizeof(r->msg), "setting the option: %d (%s)", rc, vigil_strerror(rc));
         goto out;
@@ -546,7 +551,7 @@ static void vanish_scenario(int mode, ns_result *r) {
     /* the path works before the drop */
     uint8_t hello[100];
     vt_fill(hello, sizeof(hello), 1, 0);
-    vigil_send(loop, p.cli, hello, sizeof(hello), 0, cli_sent, &p, NULL);
+    vigil_conn_send(loop, p.cli, hello, sizeof(hello), 0, cli_sent, &p, NULL);
     uint64_t t0 = vigil_now_ns();
     while (p.srv_bytes < sizeof(hello) && !p.cli_failed && ms_since(t0) < 5000)
         vigil_loop_run(loop, VIGIL_RUN_ONCE, 50);
@@ -571,7 +576,7 @@ static void vanish_scenario(int mode, ns_result *r) {
     while (!p.cli_failed && ms_since(t0) < 10000)
         vigil_loop_run(loop, VIGIL_RUN_ONCE, 50);
     if (p.keep_timer.id)
-        vigil_cancel(loop, p.keep_timer);
+        vigil_op_cancel(loop, p.keep_timer);
     if (!p.cli_failed) {
         snprintf(r->msg, sizeof(r->msg), "the client saw nothing for 10 s after the drop "
                  "(%llu sends completed)", (unsigned long long)p.sends_ok);

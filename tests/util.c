@@ -77,7 +77,7 @@ vigil_loop *vt_supervised_loop(uint32_t flags) {
     int rc = vigil_loop_create(&loop, &o);
     VT_ASSERT(rc == 0, "vigil_loop_create: %d (%s)", rc, vigil_strerror(rc));
     vigil_loop_info info;
-    vigil_loop_info_get(loop, &info);
+    vigil_loop_get_info(loop, &info);
     VT_ASSERT(!strcmp(info.backend, "epoll") && strstr(info.reason, "DEFER_TASKRUN"),
               "supervised without DEFER_TASKRUN: backend %s (%s)", info.backend, info.reason);
     return loop;
@@ -168,12 +168,12 @@ int vt_run_until_fenced(vigil_loop *loop, int timeout_ms) {
 }
 
 vigil_listener vt_listen(vigil_loop *loop, vigil_accept_cb cb, void *ud, int *port) {
-    vigil_listen_options lo = {.host = "127.0.0.1", .port = 0, .backlog = 4096};
+    vigil_listener_options lo = {.host = "127.0.0.1", .port = 0, .backlog = 4096};
     vigil_listener l;
-    int rc = vigil_listen(loop, &lo, cb, ud, &l);
-    VT_ASSERT(rc == 0, "vigil_listen: %d", rc);
-    int p = vigil_listener_port(loop, l);
-    VT_ASSERT(p > 0, "vigil_listener_port: %d", p);
+    int rc = vigil_listener_open(loop, &lo, cb, ud, &l);
+    VT_ASSERT(rc == 0, "vigil_listener_open: %d", rc);
+    int p = vigil_listener_get_port(loop, l);
+    VT_ASSERT(p > 0, "vigil_listener_get_port: %d", p);
     if (port)
         *port = p;
     return l;

@@ -488,7 +488,7 @@ static bool multishot_rejected(vigil_loop *loop, uring_state *s, uint8_t how, co
         return false;
     if (how == HOW_ACCEPT_MULTI && s->multishot_accept) {
         s->multishot_accept = false;
-        pthread_mutex_lock(loop->env.info_lock); /* vigil_loop_info_get reads it from anywhere */
+        pthread_mutex_lock(loop->env.info_lock); /* vigil_loop_get_info reads it from anywhere */
         loop->env.info->features &= ~VIGIL_FEATURE_MULTISHOT_ACCEPT;
         pthread_mutex_unlock(loop->env.info_lock);
         return true;

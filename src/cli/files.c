@@ -129,7 +129,7 @@ static const char *content_type(const char *path) {
 
 /* Sends; 0, or -1 when the connection had to go. */
 static int put(vigil_loop *loop, files_conn *fc, const void *data, size_t len) {
-    int rc = vigil_send(loop, fc->c, data, len, 0, NULL, NULL, NULL);
+    int rc = vigil_conn_send(loop, fc->c, data, len, 0, NULL, NULL, NULL);
     if (rc >= 0) {
         http_conn_sent(fc->hc, rc); /* over the mark: no next request until it drains */
         return 0;
@@ -194,8 +194,11 @@ static void on_read(vigil_loop *loop, vigil_op op, int status, void *ud);
 
 static void read_next(vigil_loop *loop, files_conn *fc) {
     uint64_t want = fc->size - fc->off < CHUNK ? fc->size - fc->off : CHUNK;
-    int rc = vigil_fs_read(loop, fc->fd, fc->buf + HEAD_ROOM, (size_t)want, (int64_t)fc->off,
-                           FILE_DEADLINE_MS, on_read, fc, NULL);
+    vigil_op op;
+    int rc = vigil_fs_read(loop, fc->fd, fc->buf + HEAD_ROOM, (size_t)want, (int64_t)fc->off, on_read,
+                           fc, &op);
+    if (rc == 0)
+        vigil_op_set_deadline(loop, op, FILE_DEADLINE_MS);
     if (rc < 0) {
         if (fc->off == 0)
             answer_status(loop, fc, status_of(rc));
@@ -244,7 +247,7 @@ static void on_read(vigil_loop *loop, vigil_op op, int status, void *ud) {
         finish(loop, fc, 1);
         return;
     }
-    if (vigil_send_queued(loop, fc->c) > (int64_t)CHUNK)
+    if (vigil_conn_send_queued(loop, fc->c) > (int64_t)CHUNK)
         fc->wait_drain = 1; /* files_drained goes on */
     else
         read_next(loop, fc);
@@ -296,7 +299,10 @@ static void on_open(vigil_loop *loop, vigil_op op, int status, void *ud) {
         answer_status(loop, fc, status_of(status));
         return;
     }
-    int rc = vigil_fs_stat(loop, fc->fd, "", &fc->st, FILE_DEADLINE_MS, on_stat, fc, NULL);
+    vigil_op stat_op;
+    int rc = vigil_fs_stat(loop, fc->fd, "", &fc->st, on_stat, fc, &stat_op);
+    if (rc == 0)
+        vigil_op_set_deadline(loop, stat_op, FILE_DEADLINE_MS);
     if (rc < 0)
         answer_status(loop, fc, status_of(rc));
 }
@@ -316,8 +322,10 @@ static void start(vigil_loop *loop, files_conn *fc) {
         answer_status(loop, fc, rc == -ENAMETOOLONG ? 414 : 400);
         return;
     }
-    rc = vigil_fs_open(loop, root_fd, fc->path, OPEN_FLAGS, 0, FILE_DEADLINE_MS,
-                       on_open, fc, NULL);
+    vigil_op op;
+    rc = vigil_fs_open(loop, root_fd, fc->path, OPEN_FLAGS, 0, on_open, fc, &op);
+    if (rc == 0)
+        vigil_op_set_deadline(loop, op, FILE_DEADLINE_MS);
     if (rc < 0)
         answer_status(loop, fc, status_of(rc));
 }

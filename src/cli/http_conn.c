@@ -7,7 +7,7 @@
  * reads would otherwise make the server queue responses without end (one read
  * of 64 KiB holds a thousand small GETs). Checking the send queue between
  * requests, not only between reads, is what bounds a connection. The check
- * is the watermark's own protocol: vigil_send says 1 when the queue went over
+ * is the watermark's own protocol: vigil_conn_send says 1 when the queue went over
  * (http_conn_sent), the drain callback says it is low again; no call per
  * request.
  *
@@ -55,7 +55,7 @@ static void end_after_flush(vigil_loop *loop, http_conn *hc) {
 static void say_and_end(vigil_loop *loop, http_conn *hc, const char *resp, size_t len) {
     if (flush(loop, hc) < 0)
         return;
-    if (http_conn_sent(hc, vigil_send(loop, hc->c, resp, len, 0, NULL, NULL, NULL)) < 0)
+    if (http_conn_sent(hc, vigil_conn_send(loop, hc->c, resp, len, 0, NULL, NULL, NULL)) < 0)
         hc->hooks->end(loop, hc->c, 1, hc->ud);
     else
         hc->hooks->end(loop, hc->c, 0, hc->ud);
@@ -164,10 +164,10 @@ static void run(vigil_loop *loop, http_conn *hc, const uint8_t *d, size_t n) {
     waiting |= hc->full;
     if (waiting && !hc->paused) {
         hc->paused = 1;
-        vigil_recv_pause(loop, hc->c);
+        vigil_conn_recv_pause(loop, hc->c);
     } else if (!waiting && hc->paused) {
         hc->paused = 0;
-        vigil_recv_resume(loop, hc->c);
+        vigil_conn_recv_resume(loop, hc->c);
         if (hc->since_ns) /* its clock stopped while we held the peer back */
             hc->since_ns = now_ns();
     }

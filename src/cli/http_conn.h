@@ -52,7 +52,7 @@ typedef struct http_conn {
     uint8_t *inbox;        /* bytes not taken yet: [in_pos, in_len) */
     uint32_t in_pos, in_len, in_cap;
     uint64_t since_ns;     /* when the request being received was first seen; 0: none */
-    uint8_t full;          /* a send said the queue is over its high-water mark (vigil_send 1) */
+    uint8_t full;          /* a send said the queue is over its high-water mark (vigil_conn_send 1) */
     uint8_t paused;        /* receiving paused by us */
     uint8_t busy;          /* a response is being produced (HTTP_BUSY) */
     uint8_t peer_done;     /* the peer sent EOF: end once everything is answered */
@@ -61,7 +61,7 @@ typedef struct http_conn {
 } http_conn;
 
 /* Sets up hc for connection c (hc is the owner's memory, zeroed or reused).
- * The connection's send watermark is the owner's to set (vigil_send_watermark),
+ * The connection's send watermark is the owner's to set (vigil_conn_set_watermark),
  * with its drain callback calling http_conn_drained. */
 void http_conn_init(http_conn *hc, vigil_conn c, const http_conn_hooks *hooks, void *ud);
 /* Frees what hc holds (not hc itself). */
@@ -72,7 +72,7 @@ void http_conn_data(vigil_loop *loop, http_conn *hc, const uint8_t *data, size_t
 /* The peer will send nothing more: requests received whole are still
  * answered, then the connection ends gracefully. */
 void http_conn_eof(vigil_loop *loop, http_conn *hc);
-/* Every send of a response goes through here: vigil_send's result, which is
+/* Every send of a response goes through here: vigil_conn_send's result, which is
  * 1 when the queue went over the high-water mark (no request is taken then
  * until http_conn_drained). Returns rc. */
 static inline int http_conn_sent(http_conn *hc, int rc) {

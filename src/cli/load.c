@@ -950,8 +950,11 @@ static int resolve(const load_config *cfg, struct addrinfo **ai, load_result *ou
     lookup l = {0};
     vigil_loop *loop = NULL;
     int rc = vigil_loop_create(&loop, NULL);
+    vigil_op op;
     if (rc == 0)
-        rc = vigil_resolve(loop, host, 0, 5000, on_lookup, &l, NULL);
+        rc = vigil_resolve_start(loop, host, 0, on_lookup, &l, &op);
+    if (rc == 0)
+        rc = vigil_op_set_deadline(loop, op, 5000);
     while (rc == 0 && !l.done)
         if ((rc = vigil_loop_run(loop, VIGIL_RUN_ONCE, 100)) > 0)
             rc = 0;

@@ -82,7 +82,7 @@ static void per_loop(text *f, const metrics_config *c, const vigil_loop_stats *s
     for (uint32_t i = 0; i < c->nloops; i++) {
         uint64_t v;
         memcpy(&v, (const char *)&st[i] + offset, sizeof(v));
-        put(f, "%s{loop=\"%u\"} %llu\n", name, vigil_loop_id(c->loops[i].loop), (unsigned long long)v);
+        put(f, "%s{loop=\"%u\"} %llu\n", name, vigil_loop_get_id(c->loops[i].loop), (unsigned long long)v);
     }
 }
 
@@ -140,13 +140,13 @@ static void render_loops(text *f, const metrics_config *c, const vigil_loop_stat
            "Time the last rebuild took, fence excluded.");
     for (uint32_t i = 0; i < c->nloops; i++)
         put(f, "vigil_loop_last_rebuild_seconds{loop=\"%u\"} %.6f\n",
-                vigil_loop_id(c->loops[i].loop), st[i].last_rebuild_us / 1e6);
+                vigil_loop_get_id(c->loops[i].loop), st[i].last_rebuild_us / 1e6);
     family(f, "vigil_loop_progress_age_seconds", "gauge",
            "Time since the loop last passed through its kernel wait.");
     uint64_t now = now_ns();
     for (uint32_t i = 0; i < c->nloops; i++)
         put(f, "vigil_loop_progress_age_seconds{loop=\"%u\"} %.6f\n",
-                vigil_loop_id(c->loops[i].loop),
+                vigil_loop_get_id(c->loops[i].loop),
                 now > st[i].last_progress_ns ? (now - st[i].last_progress_ns) / 1e9 : 0.0);
 }
 
@@ -170,7 +170,7 @@ static void render_served(text *f, const metrics_config *c) {
             uint64_t v = sc ? atomic_load_explicit((_Atomic uint64_t *)((char *)sc + served[k].off),
                                                    memory_order_relaxed)
                             : 0;
-            put(f, "%s{loop=\"%u\"} %llu\n", served[k].name, vigil_loop_id(c->loops[i].loop),
+            put(f, "%s{loop=\"%u\"} %llu\n", served[k].name, vigil_loop_get_id(c->loops[i].loop),
                     (unsigned long long)v);
         }
     }
@@ -179,7 +179,7 @@ static void render_served(text *f, const metrics_config *c) {
 /* The supervisor's counters and histograms. */
 static void render_supervisor(text *f, const metrics_config *c) {
     vigil_supervisor_stats ss;
-    if (!c->supervisor || vigil_supervisor_stats_get(c->supervisor, &ss) != 0)
+    if (!c->supervisor || vigil_supervisor_get_stats(c->supervisor, &ss) != 0)
         return;
     static const struct {
         const char *name, *help;
@@ -232,7 +232,7 @@ char *metrics_render(const metrics_config *c, size_t *len) {
     if (!st)
         return NULL;
     for (uint32_t i = 0; i < c->nloops; i++)
-        vigil_loop_stats_get(c->loops[i].loop, &st[i]);
+        vigil_loop_get_stats(c->loops[i].loop, &st[i]);
     render_loops(f, c, st);
     render_served(f, c);
     render_supervisor(f, c);
@@ -258,12 +258,12 @@ char *metrics_render(const metrics_config *c, size_t *len) {
 static void on_closed(vigil_loop *loop, vigil_conn c, int status, void *ud) {}
 
 static http_conn *scrape_of(metrics_server *m, vigil_loop *loop, vigil_conn c) {
-    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
+    uintptr_t i1 = (uintptr_t)vigil_conn_get_data(loop, c);
     return i1 && i1 <= m->nconns ? &m->conns[i1 - 1] : NULL;
 }
 
 static void scrape_forget(metrics_server *m, vigil_loop *loop, vigil_conn c) {
-    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
+    uintptr_t i1 = (uintptr_t)vigil_conn_get_data(loop, c);
     if (!i1 || i1 > m->nconns)
         return;
     size_t i = i1 - 1;
@@ -277,9 +277,9 @@ static void scrape_forget(metrics_server *m, vigil_loop *loop, vigil_conn c) {
 static void scrape_end(vigil_loop *loop, vigil_conn c, int abortive, void *ud) {
     scrape_forget(ud, loop, c);
     if (abortive)
-        vigil_abort(loop, c, on_closed, NULL);
+        vigil_conn_abort(loop, c, on_closed, NULL);
     else
-        vigil_close(loop, c, 2000, on_closed, NULL);
+        vigil_conn_close(loop, c, 2000, on_closed, NULL);
 }
 
 static int scrape_request(vigil_loop *loop, vigil_conn c, const http_request *req, void *ud) {
@@ -289,9 +289,9 @@ static int scrape_request(vigil_loop *loop, vigil_conn c, const http_request *re
     char head[256];
     int h = body ? http_response_head(head, sizeof(head), blen, "text/plain; version=0.0.4", req) : -1;
     http_conn *hc = scrape_of(m, loop, c);
-    int rc = h > 0 ? vigil_send(loop, c, head, (size_t)h, 5000, NULL, NULL, NULL) : -ENOMEM;
+    int rc = h > 0 ? vigil_conn_send(loop, c, head, (size_t)h, 5000, NULL, NULL, NULL) : -ENOMEM;
     if (rc >= 0 && !req->head)
-        rc = vigil_send(loop, c, body, blen, 5000, NULL, NULL, NULL);
+        rc = vigil_conn_send(loop, c, body, blen, 5000, NULL, NULL, NULL);
     if (hc)
         http_conn_sent(hc, rc);
     free(body);
@@ -330,14 +330,14 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
     if (status < 0)
         return;
     if (m->nconns == METRICS_CONNS) { /* a scraper or two is what this port is for */
-        vigil_abort(loop, c, on_closed, NULL);
+        vigil_conn_abort(loop, c, on_closed, NULL);
         return;
     }
     http_conn *hc = &m->conns[m->nconns++];
     http_conn_init(hc, c, &scrape_hooks, m);
     vigil_conn_set_data(loop, c, (void *)(uintptr_t)m->nconns);
-    if (vigil_send_watermark(loop, c, METRICS_HWM, METRICS_HWM / 4, on_drain, m) < 0 ||
-        vigil_recv_start(loop, c, METRICS_IDLE_MS, on_recv, m, NULL) < 0)
+    if (vigil_conn_set_watermark(loop, c, METRICS_HWM, METRICS_HWM / 4, on_drain, m) < 0 ||
+        vigil_conn_recv_start(loop, c, METRICS_IDLE_MS, on_recv, m, NULL) < 0)
         scrape_end(loop, c, 1, m);
 }
 
@@ -364,10 +364,10 @@ static void *metrics_thread(void *arg) {
     vigil_loop_options o = {.ring_entries = 64, .buf_count = 16};
     int rc = vigil_loop_create(&m->loop, &o);
     if (rc == 0) {
-        vigil_listen_options lo = {.host = "127.0.0.1", .port = m->cfg.port};
-        rc = vigil_listen(m->loop, &lo, on_accept, m, &m->listener);
+        vigil_listener_options lo = {.host = "127.0.0.1", .port = m->cfg.port};
+        rc = vigil_listener_open(m->loop, &lo, on_accept, m, &m->listener);
         if (rc == 0) {
-            m->port = vigil_listener_port(m->loop, m->listener);
+            m->port = vigil_listener_get_port(m->loop, m->listener);
             uint32_t every = m->cfg.request_ms / 4 < 1000 ? m->cfg.request_ms / 4 + 1 : 1000;
             vigil_timer_start(m->loop, every, every, scrape_sweep, m, NULL);
         } else

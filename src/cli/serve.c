@@ -110,7 +110,7 @@ static void count_add(_Atomic uint64_t *c, uint64_t v) {
 }
 
 static void conn_forget(server *s, vigil_loop *loop, vigil_conn c) {
-    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
+    uintptr_t i1 = (uintptr_t)vigil_conn_get_data(loop, c);
     if (!i1 || i1 > s->n)
         return;
     size_t i = i1 - 1;
@@ -130,10 +130,10 @@ static void conn_forget(server *s, vigil_loop *loop, vigil_conn c) {
 
 static void on_closed(vigil_loop *loop, vigil_conn c, int status, void *ud) {}
 
-static void on_drain(vigil_loop *loop, vigil_conn c, void *ud) { vigil_recv_resume(loop, c); }
+static void on_drain(vigil_loop *loop, vigil_conn c, void *ud) { vigil_conn_recv_resume(loop, c); }
 
 static entry *entry_of(server *s, vigil_loop *loop, vigil_conn c) {
-    uintptr_t i1 = (uintptr_t)vigil_conn_data(loop, c);
+    uintptr_t i1 = (uintptr_t)vigil_conn_get_data(loop, c);
     return i1 && i1 <= s->n ? &s->conns[i1 - 1] : NULL;
 }
 
@@ -186,7 +186,7 @@ static void inject_now(server *s, vigil_loop *loop) {
     s->inject_due = 0;
     s->injected++;
     if (cfg.inject_count && s->injected >= cfg.inject_count && s->inject_op.id) {
-        vigil_cancel(loop, s->inject_op);
+        vigil_op_cancel(loop, s->inject_op);
         s->inject_op.id = 0;
     }
     fprintf(stderr, "vigil serve: injecting %s for %u ms\n",
@@ -209,7 +209,7 @@ static int recv_ended(server *s, vigil_loop *loop, vigil_conn c, int status) {
         fprintf(stderr, "vigil serve: conn %#llx was reset: its callback stayed stuck\n",
                 (unsigned long long)c.id);
         conn_forget(s, loop, c);
-        vigil_abort(loop, c, on_closed, NULL);
+        vigil_conn_abort(loop, c, on_closed, NULL);
     } else if (status == -ETIMEDOUT) { /* --idle-ms: the peer went quiet (or, from the
                                         * kernel, --user-timeout-ms / --keepalive) */
         s->idle_closed++;
@@ -220,10 +220,10 @@ static int recv_ended(server *s, vigil_loop *loop, vigil_conn c, int status) {
             fprintf(stderr, "vigil serve: conn %#llx timed out (idle deadline, user timeout or "
                             "keepalive): reset\n", (unsigned long long)c.id);
         conn_forget(s, loop, c);
-        vigil_abort(loop, c, on_closed, NULL);
+        vigil_conn_abort(loop, c, on_closed, NULL);
     } else { /* EOF or error: flush what is queued, then close */
         conn_forget(s, loop, c);
-        vigil_close(loop, c, 5000, on_closed, NULL);
+        vigil_conn_close(loop, c, 5000, on_closed, NULL);
     }
     return 1;
 }
@@ -231,12 +231,12 @@ static int recv_ended(server *s, vigil_loop *loop, vigil_conn c, int status) {
 /* Sends; returns 0, 1 when the queue is over its high-water mark, or -1 when
  * the connection was dropped or this thread fenced. */
 static int answer(server *s, vigil_loop *loop, vigil_conn c, const void *data, size_t len) {
-    int rc = vigil_send(loop, c, data, len, 0, NULL, NULL, NULL);
+    int rc = vigil_conn_send(loop, c, data, len, 0, NULL, NULL, NULL);
     if (rc == -EOWNERDEAD)
         return -1; /* this thread was fenced off: the loop went on elsewhere */
     if (rc < 0) {
         conn_forget(s, loop, c);
-        vigil_abort(loop, c, on_closed, NULL);
+        vigil_conn_abort(loop, c, on_closed, NULL);
         return -1;
     }
     return rc;
@@ -251,7 +251,7 @@ static void on_recv_echo(vigil_loop *loop, vigil_conn c, int status, const vigil
     if (rc < 0)
         return;
     if (rc == 1)
-        vigil_recv_pause(loop, c); /* the peer reads slower than it writes: on_drain resumes */
+        vigil_conn_recv_pause(loop, c); /* the peer reads slower than it writes: on_drain resumes */
     if (s->inject_due)
         inject_now(s, loop); /* after the echo: a stall, not a lost message */
 }
@@ -313,9 +313,9 @@ static int on_request_files(vigil_loop *loop, vigil_conn c, const http_request *
 static void http_end(vigil_loop *loop, vigil_conn c, int abortive, void *ud) {
     conn_forget(ud, loop, c);
     if (abortive)
-        vigil_abort(loop, c, on_closed, NULL);
+        vigil_conn_abort(loop, c, on_closed, NULL);
     else
-        vigil_close(loop, c, 5000, on_closed, NULL);
+        vigil_conn_close(loop, c, 5000, on_closed, NULL);
 }
 
 static const http_conn_hooks fixed_hooks = {on_request_fixed, flush_batch, http_end};
@@ -390,7 +390,7 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
         size_t cap = s->cap ? s->cap * 2 : 1024;
         entry *p = realloc(s->conns, cap * sizeof(*p));
         if (!p) {
-            vigil_abort(loop, c, on_closed, NULL);
+            vigil_conn_abort(loop, c, on_closed, NULL);
             return;
         }
         s->conns = p;
@@ -407,7 +407,7 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
         fc = hc && cfg.root ? files_conn_new(c, hc, &file_hooks, s) : NULL;
         if (!hc || (cfg.root && !fc)) {
             free(hc);
-            vigil_abort(loop, c, on_closed, NULL);
+            vigil_conn_abort(loop, c, on_closed, NULL);
             return;
         }
         http_conn_init(hc, c, cfg.root ? &files_hooks_http : &fixed_hooks, s);
@@ -416,23 +416,24 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
     vigil_conn_set_data(loop, c, (void *)(uintptr_t)s->n);
     count_add(&s->counters.accepted, 1);
     if (hc)
-        vigil_send_watermark(loop, c, hwm, hwm / 4, on_drain_http, s);
+        vigil_conn_set_watermark(loop, c, hwm, hwm / 4, on_drain_http, s);
     else
-        vigil_send_watermark(loop, c, hwm, hwm / 4, on_drain, NULL);
-    int zrc = cfg.user_timeout_ms ? vigil_conn_user_timeout(loop, c, cfg.user_timeout_ms) : 0;
+        vigil_conn_set_watermark(loop, c, hwm, hwm / 4, on_drain, NULL);
+    int zrc = cfg.user_timeout_ms ? vigil_conn_set_user_timeout(loop, c, cfg.user_timeout_ms) : 0;
     if (zrc == 0 && cfg.ka_idle)
-        zrc = vigil_conn_keepalive(loop, c, cfg.ka_idle, cfg.ka_intvl, cfg.ka_cnt);
+        zrc = vigil_conn_set_keepalive(loop, c, cfg.ka_idle * 1000u, cfg.ka_intvl * 1000u,
+                                       cfg.ka_cnt); /* the flag is in seconds */
     if (zrc < 0) {
         fprintf(stderr, "vigil serve: cannot set --user-timeout-ms/--keepalive: %s\n",
                 vigil_strerror(zrc));
         conn_forget(s, loop, c);
-        vigil_abort(loop, c, on_closed, NULL);
+        vigil_conn_abort(loop, c, on_closed, NULL);
         return;
     }
     vigil_recv_cb cb = cfg.mode == MODE_HTTP ? on_recv_http : on_recv_echo;
-    if (vigil_recv_start(loop, c, cfg.idle_ms, cb, s, NULL) < 0) {
+    if (vigil_conn_recv_start(loop, c, cfg.idle_ms, cb, s, NULL) < 0) {
         conn_forget(s, loop, c);
-        vigil_abort(loop, c, on_closed, NULL);
+        vigil_conn_abort(loop, c, on_closed, NULL);
     }
 }
 
@@ -444,9 +445,9 @@ static void shutdown_tick(vigil_loop *loop, vigil_op t, int status, void *ud) {
     if (status < 0)
         return;
     vigil_loop_stats st;
-    vigil_loop_stats_get(loop, &st);
+    vigil_loop_get_stats(loop, &st);
     if (st.connections == 0 || ++s->shutdown_ticks >= 150) {
-        vigil_cancel(loop, t);
+        vigil_op_cancel(loop, t);
         vigil_loop_stop(loop);
     }
 }
@@ -460,16 +461,16 @@ static void shutdown_now(vigil_loop *loop, int status, void *arg) {
         return;
     s->open_at_stop = s->n;
     if (s->inject_op.id)
-        vigil_cancel(loop, s->inject_op);
+        vigil_op_cancel(loop, s->inject_op);
     if (s->sweep_op.id)
-        vigil_cancel(loop, s->sweep_op);
+        vigil_op_cancel(loop, s->sweep_op);
     if (s->trim_op.id)
-        vigil_cancel(loop, s->trim_op);
+        vigil_op_cancel(loop, s->trim_op);
     vigil_listener_close(loop, s->listener);
     while (s->n) {
         vigil_conn c = s->conns[s->n - 1].c;
         conn_forget(s, loop, c);
-        vigil_close(loop, c, 2000, on_closed, NULL);
+        vigil_conn_close(loop, c, 2000, on_closed, NULL);
     }
     vigil_timer_start(loop, 20, 20, shutdown_tick, s, NULL);
 }
@@ -486,7 +487,7 @@ static void server_close(server *s, bool destroy) {
     if (supervisor)
         vigil_supervisor_remove(supervisor, s->loop);
     vigil_loop_stats st;
-    vigil_loop_stats_get(s->loop, &st);
+    vigil_loop_get_stats(s->loop, &st);
     total.accepted += atomic_load(&s->counters.accepted);
     total.bytes += atomic_load(&s->counters.bytes);
     total.requests += atomic_load(&s->counters.requests);
@@ -516,8 +517,8 @@ static int server_setup(server *s) {
     }
     /* loop 0 picks the port (0: any); the others share it */
     uint16_t port = s->index ? (uint16_t)servers[0].port : cfg.port;
-    vigil_listen_options lo = {.host = cfg.host, .port = port, .reuseport = cfg.threads > 1};
-    rc = vigil_listen(s->loop, &lo, on_accept, s, &s->listener);
+    vigil_listener_options lo = {.host = cfg.host, .port = port, .reuseport = cfg.threads > 1};
+    rc = vigil_listener_open(s->loop, &lo, on_accept, s, &s->listener);
     if (rc < 0) {
         if (rc == -ENOTSUP && lo.reuseport)
             fprintf(stderr, "vigil serve: --threads %u needs SO_REUSEPORT (one listener per loop on "
@@ -530,7 +531,7 @@ static int server_setup(server *s) {
         s->loop = NULL;
         return rc;
     }
-    s->port = vigil_listener_port(s->loop, s->listener);
+    s->port = vigil_listener_get_port(s->loop, s->listener);
     uint32_t sweep_ms = cfg.request_ms / 4 < 1000 ? cfg.request_ms / 4 + 1 : 1000;
     if (cfg.mode == MODE_HTTP)
         vigil_timer_start(s->loop, sweep_ms, sweep_ms, request_sweep, s, &s->sweep_op);
@@ -730,7 +731,7 @@ static int make_response(void) {
 
 static void print_banner(void) {
     vigil_loop_info info;
-    vigil_loop_info_get(servers[0].loop, &info);
+    vigil_loop_get_info(servers[0].loop, &info);
     int bound = servers[0].port;
     const char *fmt = strchr(cfg.host, ':') ? "[%s]:%d" : "%s:%d";
     char where[80];
@@ -756,7 +757,7 @@ static void print_banner(void) {
 static void print_totals(void) {
     if (supervisor) {
         vigil_supervisor_stats ss;
-        vigil_supervisor_stats_get(supervisor, &ss);
+        vigil_supervisor_get_stats(supervisor, &ss);
         uint64_t injected = 0;
         for (uint32_t i = 0; i < cfg.threads; i++)
             injected += servers[i].injected;

@@ -43,7 +43,7 @@ static const err_text texts[] = {
 #if EOPNOTSUPP != ENOTSUP
     {EOPNOTSUPP, "EOPNOTSUPP", "not supported on this socket"},
 #endif
-    {ESHUTDOWN, "ESHUTDOWN", "the loop is being destroyed"},
+    {VIGIL_ESHUTDOWN, "ESHUTDOWN", "the loop is being destroyed"},
     {EALREADY, "EALREADY", "already under way"},
     {ENOTCONN, "ENOTCONN", "not connected"},
     {EADDRINUSE, "EADDRINUSE", "address already in use"},

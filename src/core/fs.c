@@ -72,12 +72,12 @@ static vigil__fsjob *job_new(int call, const char *path) {
     return j;
 }
 
-static int fs_start(vigil_loop *loop, vigil__fsjob *j, uint32_t deadline_ms, vigil_fs_cb cb, void *ud,
+static int fs_start(vigil_loop *loop, vigil__fsjob *j, vigil_fs_cb cb, void *ud,
                     vigil_op *out) {
     vigil__op *op = loop->destroying ? NULL : vigil__op_new(loop, VIGIL__OP_FS);
     if (!op) {
         free(j);
-        return loop->destroying ? -ESHUTDOWN : -ENOMEM;
+        return loop->destroying ? -VIGIL_ESHUTDOWN : -ENOMEM;
     }
     op->cb = (void *)cb;
     op->ud = ud;
@@ -91,12 +91,12 @@ static int fs_start(vigil_loop *loop, vigil__fsjob *j, uint32_t deadline_ms, vig
         vigil__op_release(loop, op);
         return rc;
     }
-    vigil__engine_started(loop, op, deadline_ms, out);
+    vigil__engine_started(loop, op, 0, out); /* a deadline: vigil_op_set_deadline */
     return 0;
 }
 
 int vigil_fs_open(vigil_loop *loop, int dir_fd, const char *path, int flags, uint32_t mode,
-                  uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op) {
+                  vigil_fs_cb cb, void *ud, vigil_op *op) {
     VIGIL__API(loop, 0);
     if (!path || !cb) /* without a callback the fd would be lost */
         return -EINVAL;
@@ -107,11 +107,11 @@ int vigil_fs_open(vigil_loop *loop, int dir_fd, const char *path, int flags, uin
     j->beneath = (flags & VIGIL_O_BENEATH) != 0;
     j->flags = flags & ~VIGIL_O_BENEATH;
     j->mode = mode;
-    return fs_start(loop, j, deadline_ms, cb, ud, op);
+    return fs_start(loop, j, cb, ud, op);
 }
 
 static int fs_rw(vigil_loop *loop, int call, int fd, void *buf, size_t len, int64_t offset,
-                 uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op) {
+                 vigil_fs_cb cb, void *ud, vigil_op *op) {
     if (fd < 0)
         return -EBADF;
     if ((!buf && len) || offset < -1)
@@ -123,23 +123,23 @@ static int fs_rw(vigil_loop *loop, int call, int fd, void *buf, size_t len, int6
     j->buf = buf;
     j->len = len;
     j->offset = offset;
-    return fs_start(loop, j, deadline_ms, cb, ud, op);
+    return fs_start(loop, j, cb, ud, op);
 }
 
-int vigil_fs_read(vigil_loop *loop, int fd, void *buf, size_t len, int64_t offset,
-                  uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op) {
+int vigil_fs_read(vigil_loop *loop, int fd, void *buf, size_t len, int64_t offset, vigil_fs_cb cb,
+                  void *ud, vigil_op *op) {
     VIGIL__API(loop, 0);
-    return fs_rw(loop, VIGIL__FS_READ, fd, buf, len, offset, deadline_ms, cb, ud, op);
+    return fs_rw(loop, VIGIL__FS_READ, fd, buf, len, offset, cb, ud, op);
 }
 
 int vigil_fs_write(vigil_loop *loop, int fd, const void *buf, size_t len, int64_t offset,
-                   uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op) {
+                   vigil_fs_cb cb, void *ud, vigil_op *op) {
     VIGIL__API(loop, 0);
-    return fs_rw(loop, VIGIL__FS_WRITE, fd, (void *)buf, len, offset, deadline_ms, cb, ud, op);
+    return fs_rw(loop, VIGIL__FS_WRITE, fd, (void *)buf, len, offset, cb, ud, op);
 }
 
-int vigil_fs_fsync(vigil_loop *loop, int fd, uint32_t flags, uint32_t deadline_ms, vigil_fs_cb cb,
-                   void *ud, vigil_op *op) {
+int vigil_fs_fsync(vigil_loop *loop, int fd, uint32_t flags, vigil_fs_cb cb, void *ud,
+                   vigil_op *op) {
     VIGIL__API(loop, 0);
     if (fd < 0)
         return -EBADF;
@@ -150,11 +150,11 @@ int vigil_fs_fsync(vigil_loop *loop, int fd, uint32_t flags, uint32_t deadline_m
         return -ENOMEM;
     j->fd = fd;
     j->flags = (int)flags;
-    return fs_start(loop, j, deadline_ms, cb, ud, op);
+    return fs_start(loop, j, cb, ud, op);
 }
 
-int vigil_fs_stat(vigil_loop *loop, int dir_fd, const char *path, vigil_stat *out,
-                  uint32_t deadline_ms, vigil_fs_cb cb, void *ud, vigil_op *op) {
+int vigil_fs_stat(vigil_loop *loop, int dir_fd, const char *path, vigil_stat *out, vigil_fs_cb cb,
+                  void *ud, vigil_op *op) {
     VIGIL__API(loop, 0);
     if (!path || !out)
         return -EINVAL;
@@ -163,7 +163,7 @@ int vigil_fs_stat(vigil_loop *loop, int dir_fd, const char *path, vigil_stat *ou
         return -ENOMEM;
     j->fd = dir_fd; /* with path "": the file itself */
     j->st_out = out;
-    return fs_start(loop, j, deadline_ms, cb, ud, op);
+    return fs_start(loop, j, cb, ud, op);
 }
 
 int vigil_fs_close(vigil_loop *loop, int fd, vigil_fs_cb cb, void *ud, vigil_op *op) {
@@ -174,7 +174,7 @@ int vigil_fs_close(vigil_loop *loop, int fd, vigil_fs_cb cb, void *ud, vigil_op 
     if (!j)
         return -ENOMEM;
     j->fd = fd;
-    return fs_start(loop, j, 0, cb, ud, op);
+    return fs_start(loop, j, cb, ud, op);
 }
 
 

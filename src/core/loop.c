@@ -89,7 +89,7 @@ const char *vigil__op_kind_name(int kind) {
     return kind >= 0 && kind < VIGIL__OP_KINDS ? vigil__op_classes[kind]->name : "";
 }
 
-uint32_t vigil_loop_id(const vigil_loop *loop) { return loop ? loop->id : 0; }
+uint32_t vigil_loop_get_id(const vigil_loop *loop) { return loop ? loop->id : 0; }
 uint64_t vigil_now_ns(void) { return vigil__clock_ns(); }
 
 /* ------------------------------------------------------------ op table */
@@ -391,13 +391,33 @@ void vigil__conn_free(vigil_loop *loop, vigil__conn *c) {
     loop->conns_free = c->self + 1;
 }
 
-int vigil_cancel(vigil_loop *loop, vigil_op h) {
+int vigil_op_cancel(vigil_loop *loop, vigil_op h) {
     VIGIL__API(loop, 0);
     vigil__op *op = vigil__op_from_handle(loop, h);
     if (!op || (op->flags & (VIGIL__OPF_USER_DONE | VIGIL__OPF_LATER | VIGIL__OPF_STOPPED)))
         return -EBADF;
     const vigil__op_class *cls = vigil__class_of(op);
     return cls->cancel ? cls->cancel(loop, op) : -EBADF; /* internal ops have no public handle */
+}
+
+int vigil_op_set_deadline(vigil_loop *loop, vigil_op h, uint32_t ms) {
+    VIGIL__API(loop, 0);
+    vigil__op *op = vigil__op_from_handle(loop, h);
+    if (!op || (op->flags & (VIGIL__OPF_USER_DONE | VIGIL__OPF_LATER | VIGIL__OPF_STOPPED)))
+        return -EBADF;
+    /* Only the engine's calls (files, lookups) end at a deadline as a
+     * cancel would; the others' deadlines mean more (a send's aborts its
+     * stream) and are given when they start. */
+    if (!(op->flags & VIGIL__OPF_ENGINE))
+        return -EINVAL;
+    if (op->heap >= 0)
+        vigil__heap_remove(loop, op);
+    op->due_ns = 0;
+    if (ms) {
+        op->due_ns = vigil__clock_ns() + (uint64_t)ms * 1000000ull;
+        vigil__heap_push(loop, op);
+    }
+    return 0;
 }
 
 /* An op's final status reaches its class (an op with no final callback of
@@ -466,7 +486,7 @@ int vigil_loop_post(vigil_loop *loop, vigil_post_cb fn, void *arg) {
     if (loop->destroying && loop->running < 0) { /* gone past the last drain */
         pthread_mutex_unlock(&loop->post_lock);
         free(p);
-        return -ESHUTDOWN;
+        return -VIGIL_ESHUTDOWN;
     }
     if (loop->post_tail)
         loop->post_tail->next = p;
@@ -542,7 +562,7 @@ void vigil__note_progress(vigil_loop *loop) {
     vigil__stamp(loop);
 }
 
-int vigil_loop_progress(vigil_loop *loop) {
+int vigil_loop_mark_progress(vigil_loop *loop) {
     VIGIL__API(loop, 0);
     vigil__stamp(loop);
     return 0;
@@ -727,12 +747,23 @@ int vigil_buf_keep(vigil_loop *loop, const vigil_buf *buf) {
     return 0;
 }
 
-int vigil_buf_release(vigil_loop *loop, uint32_t id) {
+int vigil_buf_release(vigil_loop *loop, const vigil_buf *kept) {
     VIGIL__API(loop, 0);
-    if (id >= loop->opts.buf_count || loop->buf_state[id] != VIGIL__BUF_KEPT)
+    if (!kept || kept->id >= loop->opts.buf_count || loop->buf_state[kept->id] != VIGIL__BUF_KEPT)
         return -EINVAL;
-    vigil__buf_recycle(loop, id);
+    vigil__buf_recycle(loop, kept->id);
     return 0;
+}
+
+int vigil_loop_set_data(vigil_loop *loop, void *data) {
+    if (!loop)
+        return -EINVAL;
+    atomic_store_explicit(&loop->user_data, data, memory_order_release);
+    return 0;
+}
+
+void *vigil_loop_get_data(const vigil_loop *loop) {
+    return loop ? atomic_load_explicit(&((vigil_loop *)loop)->user_data, memory_order_acquire) : NULL;
 }
 
 /* --------------------------------------------------------- lifecycle */
@@ -864,7 +895,7 @@ void vigil__publish_backend(vigil_loop *loop) {
 
 vigil__probe *vigil__probe_of(vigil_loop *loop) { return &loop->sv; }
 
-int vigil_loop_info_get(const vigil_loop *loop, vigil_loop_info *out) {
+int vigil_loop_get_info(const vigil_loop *loop, vigil_loop_info *out) {
     if (!loop || !out)
         return -EINVAL;
     vigil_loop *l = (vigil_loop *)loop;
@@ -874,7 +905,7 @@ int vigil_loop_info_get(const vigil_loop *loop, vigil_loop_info *out) {
     return 0;
 }
 
-int vigil_loop_stats_get(const vigil_loop *loop, vigil_loop_stats *out) {
+int vigil_loop_get_stats(const vigil_loop *loop, vigil_loop_stats *out) {
     if (!loop || !out)
         return -EINVAL;
     vigil_loop *l = (vigil_loop *)loop;

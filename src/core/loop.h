@@ -94,6 +94,7 @@ struct vigil_loop {
     /* cross-thread */
     pthread_mutex_t post_lock;
     vigil__post *post_head, *post_tail;
+    _Atomic(void *) user_data;  /* vigil_loop_set_data: any thread */
     atomic_int wake_pending;
     atomic_int stop_requested;
     int wake_fd;                /* the loop's, not a backend's: it outlives rebuilds */

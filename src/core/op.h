@@ -116,7 +116,7 @@ typedef struct vigil__op_class {
     void (*complete)(vigil_loop *loop, vigil__op *op, const struct vigil__cqe *c);
     /* its final status, from the later list; NULL: the slot is freed */
     void (*finish)(vigil_loop *loop, vigil__op *op, int status);
-    /* vigil_cancel on its handle; NULL: not the user's to cancel (-EBADF) */
+    /* vigil_op_cancel on its handle; NULL: not the user's to cancel (-EBADF) */
     int (*cancel)(vigil_loop *loop, vigil__op *op);
     /* its due time (a timer's, or a deadline) came; it is out of the heap
      * and op->due_ns is 0 */
@@ -175,7 +175,7 @@ typedef struct vigil__msgout { uint32_t namelen, controllen, payloadlen, flags; 
 
 /* conn->flags */
 #define VIGIL__CF_CONNECTING (1u << 0)
-#define VIGIL__CF_CLOSING    (1u << 1) /* vigil_close/abort called */
+#define VIGIL__CF_CLOSING    (1u << 1) /* vigil_conn_close/abort called */
 #define VIGIL__CF_ABORT      (1u << 2) /* discard and RST */
 #define VIGIL__CF_BROKEN     (1u << 3) /* a send failed: later sends fail too */
 #define VIGIL__CF_SHUT_WR    (1u << 4) /* FIN requested after the queue */

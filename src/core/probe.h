@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 typedef struct vigil__probe {
-    uint32_t id;                     /* the loop's (vigil_loop_id) */
+    uint32_t id;                     /* the loop's (vigil_loop_get_id) */
     _Atomic(vigil__runner *) runner; /* the loop thread's; a rebuild replaces it (acquire) */
     atomic_int attached;             /* 0 until a thread owns the loop (acquire) */
     _Atomic int backend;             /* VIGIL_BACKEND_URING or _EPOLL; 0 on Windows */

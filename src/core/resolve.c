@@ -28,7 +28,7 @@ typedef struct vigil__resjob {
     vigil__job job; /* first: the pool's part */
     int family;
     int n;
-    char addrs[RESOLVE_MAX_ADDRS][46]; /* numeric, as vigil_connect takes them */
+    char addrs[RESOLVE_MAX_ADDRS][46]; /* numeric, as vigil_conn_connect takes them */
     char name[];
 } vigil__resjob;
 
@@ -130,7 +130,7 @@ static int resolve_start(vigil_loop *loop, const char *name, int family, uint32_
     if (len == 0 || len > 253)
         return -EINVAL;
     if (loop->destroying)
-        return -ESHUTDOWN;
+        return -VIGIL_ESHUTDOWN;
     int rc = vigil__pool_get(loop);
     if (rc < 0)
         return rc;
@@ -158,10 +158,10 @@ static int resolve_start(vigil_loop *loop, const char *name, int family, uint32_
     return 0;
 }
 
-int vigil_resolve(vigil_loop *loop, const char *name, int family, uint32_t deadline_ms,
-                  vigil_resolve_cb cb, void *ud, vigil_op *op) {
+int vigil_resolve_start(vigil_loop *loop, const char *name, int family, vigil_resolve_cb cb, void *ud,
+                        vigil_op *op) {
     VIGIL__API(loop, 0);
-    return resolve_start(loop, name, family, deadline_ms, cb, ud, op);
+    return resolve_start(loop, name, family, 0, cb, ud, op);
 }
 
 /* -------------------------------------------------- connect by name */
@@ -210,8 +210,8 @@ static void dial_next(vigil_loop *loop, vigil__op *op) {
         if ((op->flags & VIGIL__OPF_STOPPED) || left < 0)
             break;
         vigil_conn c;
-        int rc = vigil_connect(loop, d->addrs[d->next++], d->port, (uint32_t)left, dial_connected,
-                               handle_ud(loop, op), &c, &d->stage);
+        int rc = vigil_conn_connect(loop, d->addrs[d->next++], d->port, (uint32_t)left, dial_connected,
+                                    handle_ud(loop, op), &c, &d->stage);
         if (rc == 0)
             return; /* its callback goes on */
         d->last_err = rc;
@@ -228,7 +228,7 @@ static void dial_connected(vigil_loop *loop, vigil_conn c, int status, void *ud)
     vigil__op *op = dial_of(loop, ud);
     if (!op) { /* cannot happen: a dial ends only after its stage */
         if (status == 0)
-            vigil_abort(loop, c, NULL, NULL);
+            vigil_conn_abort(loop, c, NULL, NULL);
         return;
     }
     if (status == 0) {
@@ -261,17 +261,17 @@ static void dial_resolved(vigil_loop *loop, vigil_op r, int status, const char *
 
 static int dial_cancel(vigil_loop *loop, vigil__op *op) {
     op->flags |= VIGIL__OPF_STOPPED;
-    int rc = vigil_cancel(loop, op->u.dial.d->stage); /* its callback ends the dial */
+    int rc = vigil_op_cancel(loop, op->u.dial.d->stage); /* its callback ends the dial */
     return rc == -EBADF ? 0 : rc;
 }
 
-int vigil_connect_name(vigil_loop *loop, const char *name, uint16_t port, uint32_t deadline_ms,
-                       vigil_connect_cb cb, void *ud, vigil_op *out) {
+int vigil_conn_connect_name(vigil_loop *loop, const char *name, uint16_t port, uint32_t deadline_ms,
+                            vigil_connect_cb cb, void *ud, vigil_op *out) {
     VIGIL__API(loop, 0);
     if (!name || !cb || port == 0)
         return -EINVAL;
     if (loop->destroying)
-        return -ESHUTDOWN;
+        return -VIGIL_ESHUTDOWN;
     vigil__dial *d = calloc(1, sizeof(*d));
     vigil__op *op = d ? vigil__op_new(loop, VIGIL__OP_DIAL) : NULL;
     if (!op) {

@@ -95,14 +95,14 @@ static int listener_new(vigil_loop *loop, vigil_socket fd, vigil_accept_cb cb, v
     return 0;
 }
 
-int vigil_listen(vigil_loop *loop, const vigil_listen_options *opts, vigil_accept_cb cb,
-                 void *ud, vigil_listener *out) {
+int vigil_listener_open(vigil_loop *loop, const vigil_listener_options *opts, vigil_accept_cb cb,
+                        void *ud, vigil_listener *out) {
     VIGIL__API(loop, 0);
     int rc;
     if (!opts || !cb || !out || opts->backlog < 0)
         return -EINVAL;
     if (loop->destroying)
-        return -ESHUTDOWN;
+        return -VIGIL_ESHUTDOWN;
     vigil__addr addr;
     rc = opts->path ? vigil__addr_unix(opts->path, &addr)
                     : vigil__addr_parse(opts->host ? opts->host : "127.0.0.1", opts->port, &addr);
@@ -120,13 +120,13 @@ int vigil_listen(vigil_loop *loop, const vigil_listen_options *opts, vigil_accep
     return listener_new(loop, fd, cb, ud, out);
 }
 
-int vigil_listen_adopt(vigil_loop *loop, vigil_socket fd, vigil_accept_cb cb, void *ud,
-                       vigil_listener *out) {
+int vigil_listener_adopt(vigil_loop *loop, vigil_socket fd, vigil_accept_cb cb, void *ud,
+                         vigil_listener *out) {
     VIGIL__API(loop, 0);
     if (!cb || !out)
         return -EINVAL;
     if (loop->destroying)
-        return -ESHUTDOWN;
+        return -VIGIL_ESHUTDOWN;
     int rc = vigil__socket_adopt(fd, true);
     if (rc < 0)
         return rc;
@@ -139,7 +139,7 @@ int vigil_conn_adopt(vigil_loop *loop, vigil_socket fd, vigil_conn *out) {
     if (!out)
         return -EINVAL;
     if (loop->destroying)
-        return -ESHUTDOWN;
+        return -VIGIL_ESHUTDOWN;
     int rc = vigil__socket_adopt(fd, false);
     if (rc < 0)
         return rc;
@@ -150,7 +150,7 @@ int vigil_conn_adopt(vigil_loop *loop, vigil_socket fd, vigil_conn *out) {
     return 0;
 }
 
-int vigil_listener_port(vigil_loop *loop, vigil_listener h) {
+int vigil_listener_get_port(vigil_loop *loop, vigil_listener h) {
     VIGIL__API(loop, h.id);
     vigil__conn *l = vigil__conn_from_id(loop, h.id);
     if (!l || l->kind != VIGIL__CONN_LISTENER)
@@ -300,31 +300,32 @@ static int connect_to(vigil_loop *loop, const vigil__addr *addr, uint32_t deadli
     rc = loop->be->connect(loop, op, fd, a, addr->len);
     if (rc < 0)
         vigil__later(loop, op, rc);
-    *out = conn_handle(loop, c);
+    if (out)
+        *out = conn_handle(loop, c);
     if (oph)
         *oph = vigil__op_handle(loop, op);
     return 0;
 }
 
-int vigil_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t deadline_ms,
-                  vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *oph) {
+int vigil_conn_connect(vigil_loop *loop, const char *host, uint16_t port, uint32_t deadline_ms,
+                       vigil_connect_cb cb, void *ud, vigil_conn *out, vigil_op *oph) {
     VIGIL__API(loop, 0);
-    if (!host || !cb || !out || port == 0)
+    if (!host || !cb || port == 0)
         return -EINVAL;
     if (loop->destroying)
-        return -ESHUTDOWN;
+        return -VIGIL_ESHUTDOWN;
     vigil__addr addr;
     int rc = vigil__addr_parse(host, port, &addr);
     return rc < 0 ? rc : connect_to(loop, &addr, deadline_ms, cb, ud, out, oph);
 }
 
-int vigil_connect_unix(vigil_loop *loop, const char *path, uint32_t deadline_ms, vigil_connect_cb cb,
-                       void *ud, vigil_conn *out, vigil_op *oph) {
+int vigil_conn_connect_unix(vigil_loop *loop, const char *path, uint32_t deadline_ms, vigil_connect_cb cb,
+                            void *ud, vigil_conn *out, vigil_op *oph) {
     VIGIL__API(loop, 0);
-    if (!path || !cb || !out)
+    if (!path || !cb)
         return -EINVAL;
     if (loop->destroying)
-        return -ESHUTDOWN;
+        return -VIGIL_ESHUTDOWN;
     vigil__addr addr;
     int rc = vigil__addr_unix(path, &addr);
     return rc < 0 ? rc : connect_to(loop, &addr, deadline_ms, cb, ud, out, oph);
@@ -370,13 +371,13 @@ static void connect_final(vigil_loop *loop, vigil__op *op, vigil__conn *c, int s
 
 /* ------------------------------------------------------------- receive */
 
-int vigil_recv_start(vigil_loop *loop, vigil_conn h, uint32_t idle_deadline_ms, vigil_recv_cb cb,
-                     void *ud, vigil_op *oph) {
+int vigil_conn_recv_start(vigil_loop *loop, vigil_conn h, uint32_t idle_deadline_ms, vigil_recv_cb cb,
+                          void *ud, vigil_op *oph) {
     ENTER_STREAM(loop, h, c);
     if (!cb)
         return -EINVAL;
     if (c->flags & (VIGIL__CF_CLOSING | VIGIL__CF_BROKEN))
-        return -ESHUTDOWN;
+        return -VIGIL_ESHUTDOWN;
     if (c->flags & VIGIL__CF_CONNECTING)
         return -ENOTCONN;
     if (c->recv_op)
@@ -572,7 +573,7 @@ static void recv_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c, const
     recv_final(loop, op, c, res);
 }
 
-int vigil_recv_pause(vigil_loop *loop, vigil_conn h) {
+int vigil_conn_recv_pause(vigil_loop *loop, vigil_conn h) {
     ENTER_STREAM(loop, h, c);
     vigil__op *op = live_recv(loop, c);
     if (!op)
@@ -586,7 +587,7 @@ int vigil_recv_pause(vigil_loop *loop, vigil_conn h) {
     return vigil__op_cancel_kernel(loop, op);
 }
 
-int vigil_recv_resume(vigil_loop *loop, vigil_conn h) {
+int vigil_conn_recv_resume(vigil_loop *loop, vigil_conn h) {
     ENTER_STREAM(loop, h, c);
     vigil__op *op = live_recv(loop, c);
     if (!op)
@@ -736,7 +737,7 @@ static void send_pump(vigil_loop *loop, vigil__conn *c) {
     if (rc < 0) {
         /* Could not even queue it (out of memory): the stream cannot go on. */
         c->flags |= VIGIL__CF_BROKEN;
-        send_fail_all(loop, c, rc, true); /* send_pump may run inside vigil_send */
+        send_fail_all(loop, c, rc, true); /* send_pump may run inside vigil_conn_send */
     }
 }
 
@@ -814,38 +815,34 @@ static bool send_behind_gate(vigil_loop *loop, vigil__op *head, const vigil__cqe
     return true;
 }
 
-int vigil_send(vigil_loop *loop, vigil_conn h, const void *data, size_t len, uint32_t deadline_ms,
-               vigil_send_cb cb, void *ud, vigil_op *oph) {
-    ENTER_STREAM(loop, h, c);
-    if (!data || !len)
-        return -EINVAL;
-    if (len > INT32_MAX)
-        return -EMSGSIZE;
-    if (c->flags & (VIGIL__CF_CLOSING | VIGIL__CF_SHUT_WR | VIGIL__CF_BROKEN))
-        return -EPIPE;
+/* One message, queued behind the connection's others. data is the message
+ * itself: vigil's copy (copied), or the caller's memory until the callback. */
+static int send_queue(vigil_loop *loop, vigil__conn *c, uint8_t *data, size_t len, bool copied,
+                      uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *oph) {
     vigil__op *op = vigil__op_new(loop, VIGIL__OP_SEND);
-    uint8_t *copy = op ? vigil__send_alloc(loop, len) : NULL;
-    if (!copy) {
-        if (op) {
-            op->flags |= VIGIL__OPF_USER_DONE;
-            vigil__op_release(loop, op);
-        }
+    if (!op) {
+        if (copied)
+            vigil__send_free(loop, data, len ? len : 1);
         return -ENOMEM;
     }
-    memcpy(copy, data, len);
-    op->u.send.data = copy;
+    op->u.send.data = data;
     op->u.send.len = (uint32_t)len;
+    op->u.send.block = copied ? data : NULL; /* what send_release frees */
     op->cb = (void *)cb;
     op->ud = ud;
     op->conn = vigil__conn_slot1(loop, c);
+    if (oph)
+        *oph = vigil__op_handle(loop, op);
+    if (len == 0 && !c->sendq.head) { /* nothing before it: it has gone out */
+        vigil__later(loop, op, 0);
+        return 0;
+    }
     if (deadline_ms) {
         op->due_ns = vigil__clock_ns() + deadline_ms * 1000000ull;
         vigil__heap_push(loop, op);
     }
     vigil__queue_push(loop, &c->sendq, op->self + 1, vigil__op_link);
     c->queued += len;
-    if (oph)
-        *oph = vigil__op_handle(loop, op);
     send_pump(loop, c);
     if (c->hwm && c->queued > c->hwm) {
         c->flags |= VIGIL__CF_OVER_HWM;
@@ -854,14 +851,62 @@ int vigil_send(vigil_loop *loop, vigil_conn h, const void *data, size_t len, uin
     return 0;
 }
 
-int64_t vigil_send_queued(vigil_loop *loop, vigil_conn h) {
+static int send_check(const vigil__conn *c, size_t len) {
+    if (len > INT32_MAX)
+        return -EMSGSIZE;
+    if (c->flags & (VIGIL__CF_CLOSING | VIGIL__CF_SHUT_WR | VIGIL__CF_BROKEN))
+        return -EPIPE;
+    return 0;
+}
+
+int vigil_conn_send(vigil_loop *loop, vigil_conn h, const void *data, size_t len, uint32_t deadline_ms,
+                    vigil_send_cb cb, void *ud, vigil_op *oph) {
+    vigil_iov one = {data, len};
+    return vigil_conn_sendv(loop, h, &one, 1, deadline_ms, cb, ud, oph);
+}
+
+int vigil_conn_send_nocopy(vigil_loop *loop, vigil_conn h, const void *data, size_t len,
+                           uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *oph) {
+    ENTER_STREAM(loop, h, c);
+    int rc = !data && len ? -EINVAL : send_check(c, len);
+    return rc < 0 ? rc : send_queue(loop, c, (uint8_t *)data, len, false, deadline_ms, cb, ud, oph);
+}
+
+#define SENDV_MAX 1024
+
+int vigil_conn_sendv(vigil_loop *loop, vigil_conn h, const vigil_iov *iov, size_t n,
+                     uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *oph) {
+    ENTER_STREAM(loop, h, c);
+    if ((!iov && n) || n > SENDV_MAX)
+        return -EINVAL;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!iov[i].base && iov[i].len)
+            return -EINVAL;
+        if (iov[i].len > (size_t)INT32_MAX - len)
+            return -EMSGSIZE;
+        len += iov[i].len;
+    }
+    int rc = send_check(c, len);
+    if (rc < 0)
+        return rc;
+    uint8_t *copy = vigil__send_alloc(loop, len ? len : 1); /* a 0-byte message is one too */
+    if (!copy)
+        return -ENOMEM;
+    for (size_t i = 0, at = 0; i < n; at += iov[i].len, i++)
+        if (iov[i].len)
+            memcpy(copy + at, iov[i].base, iov[i].len);
+    return send_queue(loop, c, copy, len, true, deadline_ms, cb, ud, oph);
+}
+
+int64_t vigil_conn_send_queued(vigil_loop *loop, vigil_conn h) {
     VIGIL__API(loop, h.id);
     vigil__conn *c = stream_from(loop, h);
     return c ? (int64_t)c->queued : -EBADF;
 }
 
-int vigil_send_watermark(vigil_loop *loop, vigil_conn h, size_t high, size_t low,
-                         vigil_drain_cb cb, void *ud) {
+int vigil_conn_set_watermark(vigil_loop *loop, vigil_conn h, size_t high, size_t low,
+                             vigil_drain_cb cb, void *ud) {
     ENTER_STREAM(loop, h, c);
     if (high && (low > high || !cb))
         return -EINVAL;
@@ -876,7 +921,7 @@ int vigil_send_watermark(vigil_loop *loop, vigil_conn h, size_t high, size_t low
 
 /* ------------------------------------------------------ shutdown/close */
 
-int vigil_shutdown(vigil_loop *loop, vigil_conn h, int how) {
+int vigil_conn_shutdown(vigil_loop *loop, vigil_conn h, int how) {
     ENTER_STREAM(loop, h, c);
     if (how < VIGIL_SHUT_RD || how > (VIGIL_SHUT_RD | VIGIL_SHUT_WR))
         return -EINVAL;
@@ -929,12 +974,12 @@ static int close_common(vigil_loop *loop, vigil_conn h, bool abortive, uint32_t 
     return 0;
 }
 
-int vigil_close(vigil_loop *loop, vigil_conn h, uint32_t flush_deadline_ms, vigil_close_cb cb,
-                void *ud) {
+int vigil_conn_close(vigil_loop *loop, vigil_conn h, uint32_t flush_deadline_ms, vigil_close_cb cb,
+                     void *ud) {
     return close_common(loop, h, false, flush_deadline_ms, cb, ud);
 }
 
-int vigil_abort(vigil_loop *loop, vigil_conn h, vigil_close_cb cb, void *ud) {
+int vigil_conn_abort(vigil_loop *loop, vigil_conn h, vigil_close_cb cb, void *ud) {
     return close_common(loop, h, true, 0, cb, ud);
 }
 
@@ -1241,7 +1286,8 @@ static void connect_reissue(vigil_loop *loop, vigil__op *op) {
 static void connect_release(vigil_loop *loop, vigil__op *op) { free(op->u.connect.addr); }
 
 static void send_release(vigil_loop *loop, vigil__op *op) {
-    vigil__send_free(loop, op->u.send.data, op->u.send.len);
+    if (op->u.send.block) /* NULL: the caller's memory (vigil_conn_send_nocopy) */
+        vigil__send_free(loop, op->u.send.block, op->u.send.len ? op->u.send.len : 1);
 }
 
 const vigil__op_class vigil__accept_class = {
@@ -1450,7 +1496,7 @@ void vigil__tcp_break(vigil_loop *loop, vigil__conn *c, int status) {
 
 /* ------------------------------------------------------------ accessors */
 
-vigil_socket vigil_conn_socket(vigil_loop *loop, vigil_conn h) {
+vigil_socket vigil_conn_get_socket(vigil_loop *loop, vigil_conn h) {
     VIGIL__API_OR(loop, h.id, (vigil_socket)-1);
     vigil__conn *c = stream_from(loop, h);
     return c ? c->fd : (vigil_socket)-1;
@@ -1462,7 +1508,7 @@ int vigil_conn_set_data(vigil_loop *loop, vigil_conn h, void *data) {
     return 0;
 }
 
-void *vigil_conn_data(vigil_loop *loop, vigil_conn h) {
+void *vigil_conn_get_data(vigil_loop *loop, vigil_conn h) {
     VIGIL__API_OR(loop, h.id, NULL);
     vigil__conn *c = stream_from(loop, h);
     return c ? c->data : NULL;
@@ -1477,25 +1523,39 @@ void *vigil_conn_data(vigil_loop *loop, vigil_conn h) {
     if (c->flags & VIGIL__CF_CLOSE_SENT)                                                    \
     return -EBADF
 
-int vigil_conn_keepalive(vigil_loop *loop, vigil_conn h, uint32_t idle_s, uint32_t interval_s,
-                         uint32_t count) {
+/* Linux counts keepalive in whole seconds: a part of one rounds up, so
+ * that a non-zero setting never becomes "off". */
+static uint32_t ms_to_s_up(uint32_t ms) { return ms / 1000 + (ms % 1000 != 0); }
+
+int vigil_conn_set_keepalive(vigil_loop *loop, vigil_conn h, uint32_t idle_ms, uint32_t interval_ms,
+                             uint32_t count) {
     ENTER_ZOMBIE(loop, h, c);
-    return vigil__socket_keepalive(c->fd, idle_s, interval_s, count);
+    return vigil__socket_keepalive(c->fd, ms_to_s_up(idle_ms), ms_to_s_up(interval_ms), count);
 }
 
-int vigil_conn_setopt(vigil_loop *loop, vigil_conn h, int opt, int value) {
+int vigil_conn_get_peer(vigil_loop *loop, vigil_conn h, vigil_addr *out) {
+    ENTER_ZOMBIE(loop, h, c);
+    return out ? vigil__socket_name(c->fd, true, out->bytes, &out->len) : -EINVAL;
+}
+
+int vigil_conn_get_local(vigil_loop *loop, vigil_conn h, vigil_addr *out) {
+    ENTER_ZOMBIE(loop, h, c);
+    return out ? vigil__socket_name(c->fd, false, out->bytes, &out->len) : -EINVAL;
+}
+
+int vigil_conn_set_option(vigil_loop *loop, vigil_conn h, int opt, int value) {
     VIGIL__API(loop, h.id);
     vigil__conn *c = stream_from(loop, h);
     return c ? vigil__socket_setopt(c->fd, opt, value) : -EBADF;
 }
 
-int vigil_conn_getopt(vigil_loop *loop, vigil_conn h, int opt, int *value) {
+int vigil_conn_get_option(vigil_loop *loop, vigil_conn h, int opt, int *value) {
     VIGIL__API(loop, h.id);
     vigil__conn *c = stream_from(loop, h);
     return c ? vigil__socket_getopt(c->fd, opt, value) : -EBADF;
 }
 
-int vigil_conn_user_timeout(vigil_loop *loop, vigil_conn h, uint32_t ms) {
+int vigil_conn_set_user_timeout(vigil_loop *loop, vigil_conn h, uint32_t ms) {
     ENTER_ZOMBIE(loop, h, c);
     return vigil__socket_user_timeout(c->fd, ms);
 }

@@ -100,7 +100,7 @@ int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t repeat_ms,
     if (!cb || delay_ms > UINT64_MAX / 2000000 || repeat_ms > UINT64_MAX / 2000000)
         return -EINVAL;
     if (loop->destroying)
-        return -ESHUTDOWN;
+        return -VIGIL_ESHUTDOWN;
     vigil__op *op = vigil__op_new(loop, VIGIL__OP_TIMER);
     if (!op)
         return -ENOMEM;
@@ -112,6 +112,21 @@ int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t repeat_ms,
     loop->live_timers++;
     if (out)
         *out = vigil__op_handle(loop, op);
+    return 0;
+}
+
+int vigil_timer_restart(vigil_loop *loop, vigil_op h, uint64_t delay_ms, uint64_t repeat_ms) {
+    VIGIL__API(loop, 0);
+    if (delay_ms > UINT64_MAX / 2000000 || repeat_ms > UINT64_MAX / 2000000)
+        return -EINVAL;
+    vigil__op *op = vigil__op_from_handle(loop, h);
+    if (!op || op->kind != VIGIL__OP_TIMER ||
+        (op->flags & (VIGIL__OPF_USER_DONE | VIGIL__OPF_LATER | VIGIL__OPF_STOPPED)))
+        return -EBADF; /* a one-shot timer that fired, or one being cancelled */
+    vigil__heap_remove(loop, op);
+    op->due_ns = vigil__clock_ns() + delay_ms * 1000000ull;
+    op->u.timer.repeat_ns = repeat_ms * 1000000ull;
+    vigil__heap_push(loop, op);
     return 0;
 }
 

@@ -36,9 +36,9 @@ static vigil__op *op_of(vigil_loop *loop, uint32_t slot1) {
 
 static vigil_udp udp_handle(vigil_loop *loop, vigil__conn *c) { return (vigil_udp){vigil__conn_id(loop, c)}; }
 
-/* ------------------------------------------------------------ peers */
+/* -------------------------------------------------------- addresses */
 
-int vigil_peer_set(vigil_peer *p, const char *host, uint16_t port) {
+int vigil_addr_parse(vigil_addr *p, const char *host, uint16_t port) {
     vigil__addr a;
     if (!p)
         return -EINVAL;
@@ -51,7 +51,7 @@ int vigil_peer_set(vigil_peer *p, const char *host, uint16_t port) {
     return 0;
 }
 
-int vigil_peer_text(const vigil_peer *p, char *host, size_t cap, uint16_t *port) {
+int vigil_addr_format(const vigil_addr *p, char *host, size_t cap, uint16_t *port) {
     if (!p || !host || !cap)
         return -EINVAL;
     const struct sockaddr *sa = (const struct sockaddr *)p->bytes;
@@ -71,7 +71,9 @@ int vigil_peer_text(const vigil_peer *p, char *host, size_t cap, uint16_t *port)
             *port = ntohs(v6->sin6_port);
         return 0;
     }
-    return -EAFNOSUPPORT;
+    if (port)
+        *port = 0;
+    return vigil__addr_unix_text(p->bytes, p->len, host, cap);
 }
 
 /* ------------------------------------------------------------ sockets */
@@ -81,7 +83,7 @@ int vigil_udp_open(vigil_loop *loop, const vigil_udp_options *o, vigil_udp *out)
     if (!o || !out)
         return -EINVAL;
     if (loop->destroying)
-        return -ESHUTDOWN;
+        return -VIGIL_ESHUTDOWN;
     vigil__addr a;
     int rc = vigil__addr_parse(o->host ? o->host : "127.0.0.1", o->port, &a);
     if (rc < 0)
@@ -98,7 +100,7 @@ int vigil_udp_open(vigil_loop *loop, const vigil_udp_options *o, vigil_udp *out)
     return 0;
 }
 
-int vigil_udp_port(vigil_loop *loop, vigil_udp h) {
+int vigil_udp_get_port(vigil_loop *loop, vigil_udp h) {
     VIGIL__API(loop, h.id);
     vigil__conn *c = dgram_from(loop, h);
     return c ? vigil__socket_port(c->fd) : -EBADF;
@@ -181,7 +183,7 @@ int vigil_udp_recv_start(vigil_loop *loop, vigil_udp h, vigil_udp_recv_cb cb, vo
 static void deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, const vigil__cqe *e) {
     uint32_t id = e->flags >> 16;
     uint8_t *b = loop->buf_base + (size_t)id * loop->opts.buf_size;
-    vigil_peer from = {0};
+    vigil_addr from = {0};
     vigil_buf buf = {.id = id};
     if (e->flags & VIGIL__CQE_MSGOUT) {
         const vigil__msgout *o = (const void *)b;
@@ -212,7 +214,7 @@ static void deliver(vigil_loop *loop, vigil__op *op, vigil__conn *c, const vigil
 
 static void deliver_empty(vigil_loop *loop, vigil__op *op, vigil__conn *c) {
     rx_state *rx = op->u.udp.rx;
-    vigil_peer from = {0};
+    vigil_addr from = {0};
     from.len = (uint32_t)VIGIL__RX_NAMELEN(rx) < sizeof(from.bytes) ? (uint32_t)VIGIL__RX_NAMELEN(rx) : (uint32_t)sizeof(from.bytes);
     memcpy(from.bytes, &rx->name, from.len);
     VIGIL__RX_NAMELEN(rx) = sizeof(rx->name);
@@ -318,7 +320,7 @@ static void udp_wait_complete(vigil_loop *loop, vigil__op *w, const vigil__cqe *
     pump(loop, c);
 }
 
-int vigil_udp_send(vigil_loop *loop, vigil_udp h, const vigil_peer *to, const void *data, size_t len,
+int vigil_udp_send(vigil_loop *loop, vigil_udp h, const vigil_addr *to, const void *data, size_t len,
                    vigil_udp_send_cb cb, void *ud, vigil_op *out) {
     VIGIL__API(loop, h.id);
     vigil__conn *c = dgram_from(loop, h);
@@ -472,7 +474,7 @@ static void udp_recv_release(vigil_loop *loop, vigil__op *op) { free(op->u.udp.r
 
 /* one block: the peer, then the bytes */
 static void udp_send_release(vigil_loop *loop, vigil__op *op) {
-    vigil__send_free(loop, op->u.send.block, op->u.send.len + sizeof(vigil_peer));
+    vigil__send_free(loop, op->u.send.block, op->u.send.len + sizeof(vigil_addr));
 }
 
 const vigil__op_class vigil__udp_recv_class = {
@@ -500,3 +502,26 @@ const vigil__op_class vigil__udp_wait_class = {
     .complete = udp_wait_complete,
     .reissue = vigil__reissue_again,
 };
+
+int vigil_udp_set_option(vigil_loop *loop, vigil_udp h, int opt, int value) {
+    VIGIL__API(loop, h.id);
+    vigil__conn *c = dgram_from(loop, h);
+    return c ? vigil__udp_setopt(c->fd, opt, value) : -EBADF;
+}
+
+static int membership(vigil_loop *loop, vigil_udp h, const char *group, uint32_t ifindex, bool join) {
+    vigil__conn *c = dgram_from(loop, h);
+    if (!c)
+        return -EBADF;
+    return group ? vigil__udp_membership(c->fd, group, ifindex, join) : -EINVAL;
+}
+
+int vigil_udp_join(vigil_loop *loop, vigil_udp h, const char *group, uint32_t ifindex) {
+    VIGIL__API(loop, h.id);
+    return membership(loop, h, group, ifindex, true);
+}
+
+int vigil_udp_leave(vigil_loop *loop, vigil_udp h, const char *group, uint32_t ifindex) {
+    VIGIL__API(loop, h.id);
+    return membership(loop, h, group, ifindex, false);
+}

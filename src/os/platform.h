@@ -28,6 +28,9 @@ int vigil__addr_parse(const char *host, uint16_t port, vigil__addr *out);
 /* A Unix-domain address: a path, or "@name" for Linux's abstract namespace.
  * -ENAMETOOLONG when it does not fit, -EINVAL when empty. */
 int vigil__addr_unix(const char *path, vigil__addr *out);
+/* A Unix socket address as text (its path; "@name" abstract, "" unnamed):
+ * -EAFNOSUPPORT for any other family, -ENOSPC if it does not fit. */
+int vigil__addr_unix_text(const uint8_t *bytes, uint32_t len, char *out, size_t cap);
 
 /* A non-blocking, close-on-exec stream socket for the address's family
  * (TCP with TCP_NODELAY, or Unix-domain). */
@@ -40,6 +43,13 @@ int vigil__udp_sendto(vigil_socket fd, const void *data, size_t len, const void 
 /* Binds and listens; returns 0 or -errno. */
 int vigil__tcp_bind_listen(vigil_socket fd, const vigil__addr *a, int backlog, int reuseport);
 int vigil__socket_port(vigil_socket fd);
+/* The peer's address (getpeername) or its own (getsockname) into out
+ * (128 bytes); *len its length. */
+int vigil__socket_name(vigil_socket fd, bool peer, uint8_t *out, uint32_t *len);
+/* UDP options (VIGIL_UDP_*) and multicast membership (group: a numeric
+ * address of the socket's family). */
+int vigil__udp_setopt(vigil_socket fd, int opt, int value);
+int vigil__udp_membership(vigil_socket fd, const char *group, uint32_t ifindex, bool join);
 /* Makes the sockets non-blocking and close-on-exec (accepted sockets). */
 int vigil__socket_prepare_accepted(vigil_socket fd);
 int vigil__socket_shutdown(vigil_socket fd, int how); /* VIGIL_SHUT_* */

@@ -105,7 +105,7 @@ static void report(vigil_supervisor *s, watched *w, vigil__runner *runner, uint6
     r.conn.id = atomic_load_explicit(&pr->conn, memory_order_relaxed);
     vigil__thread_describe(&s->o, &w->tw, pr, runner, where, &r);
     vigil_loop_stats ls;
-    vigil_loop_stats_get(loop, &ls);
+    vigil_loop_get_stats(loop, &ls);
     r.ops_in_flight = ls.ops_in_flight;
     r.completions = ls.completions;
     r.iterations = ls.iterations;
@@ -242,13 +242,13 @@ static void rebuild_timed(vigil_supervisor *s, watched *w) {
     vigil__probe *pr = w->p;
     char line[300];
     vigil_loop_stats ls;
-    vigil_loop_stats_get(loop, &ls);
+    vigil_loop_get_stats(loop, &ls);
     stat_add(&s->st.rebuild_us_sum, ls.last_rebuild_us);
     if (ls.last_rebuild_us > atomic_load(&s->st.rebuild_us_max))
         atomic_store(&s->st.rebuild_us_max, ls.last_rebuild_us);
     hist_add(s->st.rebuild_hist, ls.last_rebuild_us);
     vigil_loop_info info; /* a rebuild writes it under the loop's lock */
-    vigil_loop_info_get(loop, &info);
+    vigil_loop_get_info(loop, &info);
     snprintf(line, sizeof(line), "vigil: loop %u rebuilt on %s in %.1f ms: %llu connections carried "
              "over (%llu in all), %llu bytes received and not yet delivered carried, %llu ops "
              "re-issued in all%s", pr->id, info.backend, ls.last_rebuild_us / 1000.0,
@@ -582,7 +582,7 @@ int vigil_supervisor_remove(vigil_supervisor *s, vigil_loop *loop) {
     return rc;
 }
 
-int vigil_supervisor_stats_get(vigil_supervisor *s, vigil_supervisor_stats *out) {
+int vigil_supervisor_get_stats(vigil_supervisor *s, vigil_supervisor_stats *out) {
     if (!s || !out)
         return -EINVAL;
 #define LD(f) out->f = atomic_load_explicit(&s->st.f, memory_order_relaxed)

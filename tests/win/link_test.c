@@ -25,16 +25,16 @@ typedef struct echo_run {
 
 static void srv_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
     if (status > 0)
-        vigil_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
+        vigil_conn_send(loop, c, b->data, b->len, 0, NULL, NULL, NULL);
     else
-        vigil_close(loop, c, 5000, NULL, NULL);
+        vigil_conn_close(loop, c, 5000, NULL, NULL);
 }
 
 static void srv_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
     echo_run *r = ud;
     if (status == 0) {
         r->accepted++;
-        vigil_recv_start(loop, c, 0, srv_recv, NULL, NULL);
+        vigil_conn_recv_start(loop, c, 0, srv_recv, NULL, NULL);
     }
 }
 
@@ -52,7 +52,7 @@ static void cl_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf 
         r->bad += b->data[i] != pat(r->got + i);
     r->got += b->len;
     if (r->got == TOTAL)
-        vigil_close(loop, c, 5000, cl_closed, r);
+        vigil_conn_close(loop, c, 5000, cl_closed, r);
 }
 
 static void cl_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) {
@@ -60,12 +60,12 @@ static void cl_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) {
     r->connected = status ? status : 1;
     if (status)
         return;
-    vigil_recv_start(loop, c, 0, cl_recv, r, NULL);
+    vigil_conn_recv_start(loop, c, 0, cl_recv, r, NULL);
     static uint8_t piece[65536];
     for (size_t off = 0; off < TOTAL; off += sizeof(piece)) {
         for (size_t i = 0; i < sizeof(piece); i++)
             piece[i] = pat(off + i);
-        vigil_send(loop, c, piece, sizeof(piece), 0, NULL, NULL, NULL);
+        vigil_conn_send(loop, c, piece, sizeof(piece), 0, NULL, NULL, NULL);
     }
 }
 
@@ -77,11 +77,11 @@ static void tcp_echo(void) {
     }
     echo_run r = {0};
     vigil_listener l;
-    vigil_listen_options lo = {.host = "127.0.0.1"};
-    int rc = vigil_listen(loop, &lo, srv_accept, &r, &l);
-    int port = rc == 0 ? vigil_listener_port(loop, l) : rc;
+    vigil_listener_options lo = {.host = "127.0.0.1"};
+    int rc = vigil_listener_open(loop, &lo, srv_accept, &r, &l);
+    int port = rc == 0 ? vigil_listener_get_port(loop, l) : rc;
     if (port > 0)
-        rc = vigil_connect(loop, "127.0.0.1", (uint16_t)port, 5000, cl_connected, &r, &r.client, NULL);
+        rc = vigil_conn_connect(loop, "127.0.0.1", (uint16_t)port, 5000, cl_connected, &r, &r.client, NULL);
     uint64_t until = vigil_now_ns() + 20000000000ull;
     while (rc == 0 && !r.closed && vigil_now_ns() < until && r.connected >= 0)
         vigil_loop_run(loop, VIGIL_RUN_ONCE, 100);
@@ -105,7 +105,7 @@ int main(void) {
     rc = vigil_loop_create(&loop, NULL);
     vigil_loop_info info = {0};
     if (rc == 0)
-        vigil_loop_info_get(loop, &info);
+        vigil_loop_get_info(loop, &info);
     check("a loop is created on the completion port", rc == 0 && info.backend && !strncmp(info.backend, "iocp", 4),
           "%d, %s (%s)", rc, info.backend ? info.backend : "-", info.reason ? info.reason : "-");
     if (rc == 0)
@@ -115,11 +115,11 @@ int main(void) {
     check("bad options are refused first", vigil_loop_create(&loop, &bad) == -EINVAL, "");
     check("calls on no loop are refused", vigil_loop_run(NULL, VIGIL_RUN_ONCE, 0) == -EINVAL &&
           vigil_loop_destroy(NULL) == -EINVAL, "");
-    vigil_peer p;
+    vigil_addr p;
     char host[64];
     uint16_t port = 0;
-    int pr = vigil_peer_set(&p, "::1", 9);
-    int tr = pr == 0 ? vigil_peer_text(&p, host, sizeof(host), &port) : pr;
+    int pr = vigil_addr_parse(&p, "::1", 9);
+    int tr = pr == 0 ? vigil_addr_format(&p, host, sizeof(host), &port) : pr;
     check("addresses round-trip", pr == 0 && tr == 0 && !strcmp(host, "::1") && port == 9, "%d %d %s", pr, tr,
           host);
     return check_done();

@@ -82,6 +82,23 @@ int vigil__addr_unix(const char *path, vigil__addr *out) {
     return 0;
 }
 
+int vigil__addr_unix_text(const uint8_t *bytes, uint32_t len, char *out, size_t cap) {
+    const struct sockaddr_un *un = (const void *)bytes;
+    size_t at = offsetof(struct sockaddr_un, sun_path);
+    if (len < sizeof(sa_family_t) || un->sun_family != AF_UNIX)
+        return -EAFNOSUPPORT;
+    size_t n = len > at ? len - at : 0;
+    if (n && un->sun_path[0]) /* a path: up to its NUL */
+        n = strnlen(un->sun_path, n);
+    if (n + 1 > cap)
+        return -ENOSPC;
+    memcpy(out, un->sun_path, n);
+    if (n && !un->sun_path[0])
+        out[0] = '@'; /* abstract */
+    out[n] = 0;
+    return 0;
+}
+
 int vigil__tcp_socket(const vigil__addr *a, vigil_socket *out) {
     int family = ((const struct sockaddr *)a->bytes)->sa_family;
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, family == AF_UNIX ? 0 : IPPROTO_TCP);
@@ -147,6 +164,59 @@ int vigil__socket_port(vigil_socket fd) {
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return -EAFNOSUPPORT;
+}
+
+int vigil__socket_name(vigil_socket fd, bool peer, uint8_t *out, uint32_t *len) {
+    socklen_t n = 128;
+    int rc = peer ? getpeername(fd, (struct sockaddr *)out, &n) : getsockname(fd, (struct sockaddr *)out, &n);
+    if (rc < 0)
+        return -errno;
+    *len = n;
+    return 0;
+}
+
+static int socket_family(int fd) {
+    struct sockaddr_storage ss;
+    socklen_t n = sizeof(ss);
+    return getsockname(fd, (struct sockaddr *)&ss, &n) < 0 ? -errno : ss.ss_family;
+}
+
+int vigil__udp_setopt(vigil_socket fd, int opt, int value) {
+    int fam = socket_family(fd);
+    if (fam < 0)
+        return fam;
+    bool v6 = fam == AF_INET6;
+    int level = v6 ? IPPROTO_IPV6 : IPPROTO_IP, name;
+    switch (opt) {
+    case VIGIL_UDP_BROADCAST: level = SOL_SOCKET, name = SO_BROADCAST; break;
+    case VIGIL_UDP_TTL: name = v6 ? IPV6_UNICAST_HOPS : IP_TTL; break;
+    case VIGIL_UDP_MULTICAST_TTL: name = v6 ? IPV6_MULTICAST_HOPS : IP_MULTICAST_TTL; break;
+    case VIGIL_UDP_MULTICAST_LOOP: name = v6 ? IPV6_MULTICAST_LOOP : IP_MULTICAST_LOOP; break;
+    default: return -EINVAL;
+    }
+    bool ttl = opt == VIGIL_UDP_TTL || opt == VIGIL_UDP_MULTICAST_TTL;
+    if (value < 0 || value > (ttl ? 255 : 1) || (opt == VIGIL_UDP_TTL && value == 0))
+        return -EINVAL;
+    return setsockopt(fd, level, name, &value, sizeof(value)) < 0 ? -errno : 0;
+}
+
+int vigil__udp_membership(vigil_socket fd, const char *group, uint32_t ifindex, bool join) {
+    int fam = socket_family(fd);
+    if (fam < 0)
+        return fam;
+    if (fam == AF_INET6) {
+        struct ipv6_mreq m = {.ipv6mr_interface = ifindex};
+        if (inet_pton(AF_INET6, group, &m.ipv6mr_multiaddr) != 1 || !IN6_IS_ADDR_MULTICAST(&m.ipv6mr_multiaddr))
+            return -EINVAL;
+        return setsockopt(fd, IPPROTO_IPV6, join ? IPV6_ADD_MEMBERSHIP : IPV6_DROP_MEMBERSHIP, &m,
+                          sizeof(m)) < 0 ? -errno : 0;
+    }
+    struct ip_mreqn m = {.imr_ifindex = (int)ifindex};
+    if (inet_pton(AF_INET, group, &m.imr_multiaddr) != 1 || !IN_MULTICAST(ntohl(m.imr_multiaddr.s_addr)))
+        return -EINVAL;
+    return setsockopt(fd, IPPROTO_IP, join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP, &m, sizeof(m)) < 0
+               ? -errno
+               : 0;
 }
 
 int vigil__socket_prepare_accepted(vigil_socket fd) {

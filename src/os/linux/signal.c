@@ -77,7 +77,7 @@ int vigil_signal_start(vigil_loop *loop, int signo, vigil_signal_cb cb, void *ud
     if (!cb || !watchable(signo))
         return -EINVAL;
     if (loop->destroying)
-        return -ESHUTDOWN;
+        return -VIGIL_ESHUTDOWN;
     if (loop->sig.watch_n == loop->sig.watch_cap) {
         uint32_t cap = loop->sig.watch_cap ? loop->sig.watch_cap * 2 : 8;
         uint32_t *m = realloc(loop->sig.watch, cap * sizeof(*m));

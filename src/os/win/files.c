@@ -149,7 +149,7 @@ static int win_open(vigil__fsjob *j) {
     BY_HANDLE_FILE_INFORMATION fi;
     bool is_dir = GetFileInformationByHandle(h, &fi) && (fi.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY);
     rc = 0;
-    if ((j->flags & O_DIRECTORY) && !is_dir)
+    if ((j->flags & VIGIL_O_DIRECTORY) && !is_dir)
         rc = -ENOTDIR;
     else if (is_dir && acc != O_RDONLY)
         rc = -EISDIR;

@@ -144,6 +144,11 @@ int vigil__addr_unix(const char *path, vigil__addr *out) {
     return -EAFNOSUPPORT; /* AF_UNIX exists on Windows 10 1803+, not under wine: not offered */
 }
 
+int vigil__addr_unix_text(const uint8_t *bytes, uint32_t len, char *out, size_t cap) {
+    (void)bytes, (void)len, (void)out, (void)cap;
+    return -EAFNOSUPPORT; /* no Unix sockets here (vigil__addr_unix) */
+}
+
 /* ------------------------------------------------------------- sockets */
 
 static int prepare(SOCKET s, bool nodelay) {
@@ -224,6 +229,62 @@ int vigil__socket_port(vigil_socket fd) {
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return -EAFNOSUPPORT;
+}
+
+int vigil__socket_name(vigil_socket fd, bool peer, uint8_t *out, uint32_t *len) {
+    int n = 128;
+    int rc = peer ? getpeername((SOCKET)fd, (struct sockaddr *)out, &n)
+                  : getsockname((SOCKET)fd, (struct sockaddr *)out, &n);
+    if (rc)
+        return wsa_err();
+    *len = (uint32_t)n;
+    return 0;
+}
+
+static int socket_family(SOCKET s) {
+    SOCKADDR_STORAGE ss;
+    int n = sizeof(ss);
+    return getsockname(s, (struct sockaddr *)&ss, &n) ? wsa_err() : ss.ss_family;
+}
+
+int vigil__udp_setopt(vigil_socket fd, int opt, int value) {
+    int fam = socket_family((SOCKET)fd);
+    if (fam < 0)
+        return fam;
+    bool v6 = fam == AF_INET6;
+    int level = v6 ? IPPROTO_IPV6 : IPPROTO_IP, name;
+    switch (opt) {
+    case VIGIL_UDP_BROADCAST: level = SOL_SOCKET, name = SO_BROADCAST; break;
+    case VIGIL_UDP_TTL: name = v6 ? IPV6_UNICAST_HOPS : IP_TTL; break;
+    case VIGIL_UDP_MULTICAST_TTL: name = v6 ? IPV6_MULTICAST_HOPS : IP_MULTICAST_TTL; break;
+    case VIGIL_UDP_MULTICAST_LOOP: name = v6 ? IPV6_MULTICAST_LOOP : IP_MULTICAST_LOOP; break;
+    default: return -EINVAL;
+    }
+    bool ttl = opt == VIGIL_UDP_TTL || opt == VIGIL_UDP_MULTICAST_TTL;
+    if (value < 0 || value > (ttl ? 255 : 1) || (opt == VIGIL_UDP_TTL && value == 0))
+        return -EINVAL;
+    DWORD v = (DWORD)value;
+    return setsockopt((SOCKET)fd, level, name, (const char *)&v, sizeof(v)) ? wsa_err() : 0;
+}
+
+int vigil__udp_membership(vigil_socket fd, const char *group, uint32_t ifindex, bool join) {
+    int fam = socket_family((SOCKET)fd);
+    if (fam < 0)
+        return fam;
+    if (fam == AF_INET6) {
+        struct ipv6_mreq m = {.ipv6mr_interface = ifindex};
+        if (inet_pton(AF_INET6, group, &m.ipv6mr_multiaddr) != 1 || m.ipv6mr_multiaddr.s6_addr[0] != 0xff)
+            return -EINVAL;
+        return setsockopt((SOCKET)fd, IPPROTO_IPV6, join ? IPV6_ADD_MEMBERSHIP : IPV6_DROP_MEMBERSHIP,
+                          (const char *)&m, sizeof(m)) ? wsa_err() : 0;
+    }
+    /* An interface index goes in imr_interface as 0.0.0.index (Windows'
+     * convention for the IPv4 interface options). */
+    struct ip_mreq m = {.imr_interface.s_addr = htonl(ifindex)};
+    if (inet_pton(AF_INET, group, &m.imr_multiaddr) != 1 || (ntohl(m.imr_multiaddr.s_addr) >> 28) != 0xe)
+        return -EINVAL;
+    return setsockopt((SOCKET)fd, IPPROTO_IP, join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP,
+                      (const char *)&m, sizeof(m)) ? wsa_err() : 0;
 }
 
 int vigil__socket_prepare_accepted(vigil_socket fd) { return prepare((SOCKET)fd, true); }
