@@ -612,6 +612,47 @@ VIGIL_API int vigil_resolve_start(vigil_loop *loop, const char *name, int family
 VIGIL_API int vigil_conn_connect_name(vigil_loop *loop, const char *name, uint16_t port,
                                       uint32_t deadline_ms, vigil_connect_cb cb, void *ud, vigil_op *op);
 
+/* ---------------------------------------------------------- fd readiness */
+
+/* Watches an fd the loop does not own (a socket of libcurl's, c-ares', a
+ * database client's; on Linux also a pipe, an eventfd, a terminal) and
+ * calls back while it is ready, as poll(2) would say: status > 0 is the
+ * VIGIL_POLL_* of events that are ready now (an error or hang-up shows as
+ * ready: the next read or write says which); the program does the reading
+ * or writing. Level-triggered: while the fd stays ready, a callback comes
+ * each pass of the loop. < 0, final: -ECANCELED after vigil_op_cancel or on
+ * destroy; an error of the fd's. events 0 watches nothing until updated.
+ * On Linux vigil watches a duplicate of fd of its own: closing fd does not
+ * end the watcher, which goes on watching the open file until cancelled
+ * (cancel it first). On Windows fd must be a socket, watched itself: cancel
+ * the watcher before closing it. The watcher keeps the loop running, and
+ * outlives a rebuild. */
+#define VIGIL_POLL_READABLE 1u
+#define VIGIL_POLL_WRITABLE 2u
+typedef void (*vigil_poll_cb)(vigil_loop *loop, vigil_op watcher, int status, void *ud);
+VIGIL_API int vigil_poll_start(vigil_loop *loop, vigil_socket fd, uint32_t events, vigil_poll_cb cb,
+                               void *ud, vigil_op *op);
+/* Changes what the watcher waits for (0: nothing, for now). */
+VIGIL_API int vigil_poll_update(vigil_loop *loop, vigil_op watcher, uint32_t events);
+
+/* ------------------------------------------------------------------ work */
+
+/* The program's own blocking or CPU-heavy work, off the loop thread: work
+ * runs on a thread of the loop's pool (the one lookups and, on epoll, file
+ * calls use: vigil_loop_options.pool_threads; -EAGAIN once pool_queue items
+ * wait), then done runs on the loop thread with work's return value as
+ * status, or -ECANCELED if the item was cancelled before a pool thread took
+ * it up. Work that has started runs to its end (vigil_op_cancel: -EBUSY),
+ * and done always comes after it returned, so ud may be freed in done. A
+ * rebuild leaves the pool alone: done then runs on the loop's new thread.
+ * vigil_loop_destroy cancels what has not started and waits, without a
+ * limit, for what runs. work runs on another thread: of vigil it may call
+ * only what any thread may (vigil_loop_post, _wake, _stop). */
+typedef int (*vigil_work_fn)(void *ud);
+typedef void (*vigil_work_cb)(vigil_loop *loop, vigil_op op, int status, void *ud);
+VIGIL_API int vigil_work_queue(vigil_loop *loop, vigil_work_fn work, vigil_work_cb done, void *ud,
+                               vigil_op *op);
+
 /* ----------------------------------------------------------------- files */
 
 /* File calls that never block the loop thread. On io_uring they run on a

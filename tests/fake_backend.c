@@ -269,7 +269,7 @@ static int fake_resume_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd)
     return plain_request(loop, op, FAKE_RESUME_CONNECT, fd);
 }
 
-static int fake_poll(vigil_loop *loop, vigil__op *op, vigil_socket fd, bool out) {
+static int fake_poll(vigil_loop *loop, vigil__op *op, vigil_socket fd, uint32_t events) {
     return plain_request(loop, op, FAKE_POLL, fd);
 }
 

@@ -88,6 +88,7 @@ typedef struct epoll_state {
     pending *run;   /* the requests being carried out now, [run_pos, run_n) still to do: */
     uint32_t run_pos, run_n, cap_run; /* in state memory, so a fence in a callback leaves them */
     struct epoll_event events[MAX_EVENTS];
+    uint32_t cur_ev;    /* the epoll bits of the event being handled */
     req *reqs;          /* by op slot */
     uint32_t reqs_cap;
 } epoll_state;
@@ -306,15 +307,53 @@ static int epoll_wake(vigil_loop *loop, vigil__op *op) { return arm_read(loop, o
 
 static void wait_write(vigil_loop *loop, uint64_t tag, int fd, uint8_t how);
 
-static int epoll_poll(vigil_loop *loop, vigil__op *op, int fd, bool out) {
-    if (!out)
-        return arm_read(loop, op, fd, RD_READY);
+/* Readiness: one request may wait for both directions (an fd watcher); it
+ * then holds the fd's read and write waits with one tag, and whichever
+ * comes first completes it with both that are ready. */
+static int epoll_poll(vigil_loop *loop, vigil__op *op, int fd, uint32_t events) {
+    epoll_state *s = st(loop);
     uint64_t tag = vigil__op_tag(loop, op);
-    if (!req_new(st(loop), tag, fd))
+    fd_slot *f = slot_of(s, fd);
+    if (!(events & (VIGIL__POLL_IN | VIGIL__POLL_OUT)))
+        return -EINVAL;
+    if (!f || !req_new(s, tag, fd))
         return -ENOMEM;
+    if (events & VIGIL__POLL_IN) {
+        f->rd_tag = tag + 1;
+        f->rd_how = RD_READY;
+    }
+    if (events & VIGIL__POLL_OUT) {
+        f->wr_tag = tag + 1;
+        f->wr_how = WR_READY;
+    }
+    int rc = sync_interest(s, fd, f);
+    if (rc < 0) {
+        if (f->rd_tag == tag + 1)
+            f->rd_tag = 0;
+        if (f->wr_tag == tag + 1)
+            f->wr_tag = 0;
+        return rc;
+    }
     vigil__op_kernel_started(loop, op);
-    wait_write(loop, tag, fd, WR_READY);
     return 0;
+}
+
+/* A readiness request is done: both of its waits go, and the completion
+ * says which directions the event showed (ev: epoll's bits). */
+static void ready_done(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f, uint64_t tag, uint32_t ev) {
+    int32_t res = 0;
+    if (f->rd_tag == tag + 1) {
+        f->rd_tag = 0;
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+            res |= VIGIL__POLL_IN;
+    }
+    if (f->wr_tag == tag + 1) {
+        f->wr_tag = 0;
+        if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+            res |= VIGIL__POLL_OUT;
+    }
+    sync_interest(s, fd, f);
+    complete(loop, tag, res, 0);
 }
 
 /* Queues a request for the next wait; its record is r (set up by the caller). */
@@ -380,7 +419,7 @@ static int epoll_cancel(vigil_loop *loop, vigil__op *op) {
     if (f && (f->rd_tag == tag + 1 || f->wr_tag == tag + 1)) {
         if (f->rd_tag == tag + 1)
             f->rd_tag = 0;
-        else
+        if (f->wr_tag == tag + 1) /* a readiness request may hold both */
             f->wr_tag = 0;
         sync_interest(s, fd, f);
         return push_pending(s, tag, PEND_DONE, -1, -ECANCELED);
@@ -551,9 +590,7 @@ static void on_readable(vigil_loop *loop, epoll_state *s, int fd, fd_slot *f) {
         on_wake(loop, s, fd, f, tag);
         return;
     case RD_READY: /* readiness only: the core reads */
-        f->rd_tag = 0;
-        sync_interest(s, fd, f);
-        complete(loop, tag, POLLIN, 0);
+        ready_done(loop, s, fd, f, tag, s->cur_ev);
         return;
     case RD_ACCEPT:
         on_accepts(loop, s, fd, f, tag);
@@ -628,9 +665,7 @@ static void on_writable(vigil_loop *loop, int fd, fd_slot *f) {
     if (!vigil__tag_live(loop, tag))
         return;
     if (f->wr_how == WR_READY) { /* readiness only: the core writes */
-        f->wr_tag = 0;
-        sync_interest(st(loop), fd, f);
-        complete(loop, tag, POLLOUT, 0);
+        ready_done(loop, st(loop), fd, f, tag, st(loop)->cur_ev);
         return;
     }
     if (f->wr_how == WR_CONNECT) {
@@ -671,6 +706,7 @@ static int epoll_wait_be(vigil_loop *loop, int64_t timeout_ns) {
         if (!f || f->gen != (uint32_t)(d >> 32))
             continue; /* the fd was closed since: drop the event (quirk f) */
         uint32_t ev = s->events[i].events;
+        s->cur_ev = ev;
         if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) && f->rd_tag)
             on_readable(loop, s, fd, f);
         f = slot_of(s, fd);

@@ -55,7 +55,7 @@ typedef struct flight {
     char addrs[2 * ADDR_ROOM];
     int nbufs;     /* send: the slices */
     WSABUF bufs[16];
-    bool out;      /* poll: for writability */
+    uint8_t want;  /* poll: VIGIL__POLL_* asked for */
     struct afd_poll { /* poll: IOCTL_AFD_POLL's in and out (AFD_POLL_INFO) */
         LARGE_INTEGER timeout;
         ULONG count, exclusive;
@@ -352,7 +352,10 @@ static int nt_errno(iocp_state *s, LONG status) {
  * handle, so the port it is bound to gets the packet; the core does the
  * sending. An error or hang-up on the socket counts as ready too, as an
  * epoll event would: the core's next call finds the error. */
-static int iocp_poll(vigil_loop *loop, vigil__op *op, vigil_socket fd, bool out) {
+static int iocp_poll(vigil_loop *loop, vigil__op *op, vigil_socket fd, uint32_t events) {
+    events &= VIGIL__POLL_IN | VIGIL__POLL_OUT;
+    if (!events)
+        return -EINVAL;
     iocp_state *s = st(loop);
     SOCKET sock = (SOCKET)fd;
     if (!s->nt_ioctl) {
@@ -366,12 +369,12 @@ static int iocp_poll(vigil_loop *loop, vigil__op *op, vigil_socket fd, bool out)
     flight *f = flight_new(s, FL_POLL, vigil__op_tag(loop, op), sock);
     if (!f)
         return -ENOMEM;
-    f->out = out;
+    f->want = (uint8_t)events;
     f->poll.timeout.QuadPart = INT64_MAX; /* none */
     f->poll.count = 1;
     f->poll.h[0].handle = (HANDLE)sock;
-    f->poll.h[0].events = (out ? AFD_POLL_SEND : AFD_POLL_RECEIVE | AFD_POLL_DISCONNECT) | AFD_POLL_ABORT |
-                          AFD_POLL_CONNECT_FAIL;
+    f->poll.h[0].events = ((events & VIGIL__POLL_IN) ? AFD_POLL_RECEIVE | AFD_POLL_DISCONNECT : 0) |
+                          ((events & VIGIL__POLL_OUT) ? AFD_POLL_SEND : 0) | AFD_POLL_ABORT | AFD_POLL_CONNECT_FAIL;
     f->ov.Internal = OV_PENDING; /* the status block is the OVERLAPPED's, written at the end */
     LONG rc = s->nt_ioctl((HANDLE)sock, NULL, NULL, &f->ov, &f->ov, IOCTL_AFD_POLL, &f->poll, sizeof(f->poll),
                           &f->poll, sizeof(f->poll));
@@ -384,11 +387,24 @@ static int iocp_poll(vigil_loop *loop, vigil__op *op, vigil_socket fd, bool out)
 }
 
 /* What a poll's packet says: ready (> 0) or -errno. */
+/* Which asked directions the poll found ready (AFD writes the events back
+ * into the same block); an abort or failed connect makes all of them. */
+static int32_t poll_mask(const flight *f) {
+    ULONG ev = f->poll.count ? f->poll.h[0].events : 0;
+    uint32_t m = 0;
+    if (ev & (AFD_POLL_RECEIVE | AFD_POLL_DISCONNECT | AFD_POLL_ABORT | AFD_POLL_CONNECT_FAIL))
+        m |= VIGIL__POLL_IN;
+    if (ev & (AFD_POLL_SEND | AFD_POLL_ABORT | AFD_POLL_CONNECT_FAIL))
+        m |= VIGIL__POLL_OUT;
+    m &= f->want;
+    return (int32_t)(m ? m : f->want);
+}
+
 static int32_t poll_result(iocp_state *s, const flight *f) {
     LONG status = (LONG)f->ov.Internal;
     if (status != 0)
         return nt_errno(s, status);
-    return f->out ? POLLOUT : POLLIN;
+    return poll_mask(f);
 }
 
 /* Closing a socket never waits here (no linger unless abortive, which is
@@ -626,7 +642,7 @@ static void handle(vigil_loop *loop, iocp_state *s, flight *f, DWORD bytes, ULON
     else if (kind == FL_RECV || kind == FL_WAKE || kind == FL_UDP)
         res = 0;
     else if (status == 0)
-        res = kind == FL_POLL ? (f->out ? POLLOUT : POLLIN) : (int32_t)bytes;
+        res = kind == FL_POLL ? poll_mask(f) : (int32_t)bytes;
     else
         res = -EIO;
     retire(s, f);

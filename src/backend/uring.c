@@ -48,7 +48,8 @@
 #define BGID 0
 
 /* What this backend remembers of a request (quirk h), by op slot. */
-enum { HOW_OTHER = 0, HOW_ACCEPT_MULTI, HOW_RECV_MULTI, HOW_DGRAM_MULTI };
+enum { HOW_OTHER = 0, HOW_ACCEPT_MULTI, HOW_RECV_MULTI, HOW_DGRAM_MULTI,
+       HOW_POLL_IN, HOW_POLL_OUT, HOW_POLL_INOUT }; /* HOW_POLL_IN - 1 + VIGIL__POLL_* */
 typedef struct req {
     uint64_t tag;  /* the request's; a completion with another is not its */
     uint8_t how;
@@ -94,6 +95,18 @@ static req *req_new(uring_state *s, uint64_t tag, uint8_t how) {
  * (quirk h); the record's memory goes with the final completion, before
  * the core sees it (it may issue the slot's next request at once).
  * Returns how the request was made. */
+/* A poll's revents as the core takes them: which of the asked directions
+ * are ready; an error or hang-up makes all of them (the next call says). */
+static int32_t poll_mask(int32_t revents, uint32_t asked) {
+    uint32_t m = 0;
+    if (revents & (POLLIN | POLLPRI | POLLRDHUP | POLLERR | POLLHUP))
+        m |= VIGIL__POLL_IN;
+    if (revents & (POLLOUT | POLLERR | POLLHUP))
+        m |= VIGIL__POLL_OUT;
+    m &= asked;
+    return (int32_t)(m ? m : asked);
+}
+
 static uint8_t cqe_take(uring_state *s, const struct io_uring_cqe *c, vigil__cqe *e) {
     e->tag = c->user_data;
     e->res = c->res;
@@ -108,6 +121,8 @@ static uint8_t cqe_take(uring_state *s, const struct io_uring_cqe *c, vigil__cqe
     req *r = &s->reqs[slot];
     if (r->how == HOW_DGRAM_MULTI)
         e->flags |= VIGIL__CQE_MSGOUT;
+    if (r->how >= HOW_POLL_IN && e->res > 0)
+        e->res = poll_mask(e->res, (uint32_t)(r->how - HOW_POLL_IN + 1));
     if (!(e->flags & VIGIL__CQE_MORE)) {
         free(r->mem);
         r->mem = NULL;
@@ -352,12 +367,16 @@ static int uring_resume_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd
 }
 
 /* One-shot readiness (the signalfd, a full UDP socket): the core does the rest. */
-static int uring_poll(vigil_loop *loop, vigil__op *op, int fd, bool out) {
+static int uring_poll(vigil_loop *loop, vigil__op *op, int fd, uint32_t events) {
+    events &= VIGIL__POLL_IN | VIGIL__POLL_OUT;
+    if (!events)
+        return -EINVAL;
     struct io_uring_sqe *sqe = get_sqe(st(loop));
     if (!sqe)
         return -EBUSY;
-    io_uring_prep_poll_add(sqe, fd, out ? POLLOUT : POLLIN);
-    return queue(loop, op, sqe);
+    io_uring_prep_poll_add(sqe, fd, ((events & VIGIL__POLL_IN) ? POLLIN | POLLRDHUP : 0) |
+                                        ((events & VIGIL__POLL_OUT) ? POLLOUT : 0));
+    return queue_as(loop, op, sqe, (uint8_t)(HOW_POLL_IN - 1 + events), NULL);
 }
 
 _Static_assert(sizeof(vigil__msgout) == sizeof(struct io_uring_recvmsg_out), "the datagram head");

@@ -29,6 +29,11 @@ typedef struct vigil__cqe {
 #define VIGIL__CQE_FINISH (1u << 5) /* not a completion: the final callback of op `tag`
                                      * (status res), held behind the gate */
 
+/* Readiness, as a poll request asks for it and its completion reports it
+ * (the values of VIGIL_POLL_READABLE and _WRITABLE). */
+#define VIGIL__POLL_IN  1u
+#define VIGIL__POLL_OUT 2u
+
 /* One piece of a send, in the backend's terms. */
 typedef struct vigil__slice { const void *base; size_t len; } vigil__slice;
 
@@ -104,9 +109,10 @@ typedef struct vigil__backend {
     /* waits for an orphaned connect's socket to become writable (a connect
      * the fenced backend started); completes with >= 0, then SO_ERROR decides */
     int (*resume_connect)(vigil_loop *loop, vigil__op *op, vigil_socket fd);
-    /* one completion (res > 0) when fd polls readable (out: writable); the
+    /* one completion when fd is ready for one of events (VIGIL__POLL_*):
+     * res > 0 is which of them (an error or hang-up: all of them); the
      * core does the reading or writing */
-    int (*poll)(vigil_loop *loop, vigil__op *op, vigil_socket fd, bool out);
+    int (*poll)(vigil_loop *loop, vigil__op *op, vigil_socket fd, uint32_t events);
     /* copies up to max completions that an abandoned state still holds (the
      * fenced ring's CQ, queued results) into out; returns how many; call
      * until it returns 0. *overflowed: some were lost in the kernel. */

@@ -20,5 +20,6 @@ void vigil__buf_recycle(vigil_loop *loop, uint32_t id);
 void vigil__udp_rearm(vigil_loop *loop, vigil__conn *c);  /* a buffer came back */
 void vigil__udp_repair(vigil_loop *loop, vigil__conn *c); /* after a fence */
 void vigil__udp_destroy_all(vigil_loop *loop);
+void vigil__polls_destroy(vigil_loop *loop); /* poll.c: fd watchers */
 
 #endif

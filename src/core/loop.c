@@ -77,6 +77,8 @@ const vigil__op_class *const vigil__op_classes[VIGIL__OP_KINDS] = {
     [VIGIL__OP_UDP_RECV] = &vigil__udp_recv_class,
     [VIGIL__OP_UDP_SEND] = &vigil__udp_send_class,
     [VIGIL__OP_UDP_WAIT] = &vigil__udp_wait_class,
+    [VIGIL__OP_WORK] = &vigil__work_class,
+    [VIGIL__OP_POLL] = &vigil__poll_class,
 };
 /* a kind added to the enum without a class here leaves a hole, which
  * vigil_loop_create refuses; a class here without a kind does not compile */
@@ -408,8 +410,8 @@ int vigil_op_set_deadline(vigil_loop *loop, vigil_op h, uint32_t ms) {
     /* Only the engine's calls (files, lookups) end at a deadline as a
      * cancel would; the others' deadlines mean more (a send's aborts its
      * stream) and are given when they start. */
-    if (!(op->flags & VIGIL__OPF_ENGINE))
-        return -EINVAL;
+    if (!(op->flags & VIGIL__OPF_ENGINE) || !vigil__class_of(op)->deadline)
+        return -EINVAL; /* work: a deadline could not end it */
     if (op->heap >= 0)
         vigil__heap_remove(loop, op);
     op->due_ns = 0;
@@ -939,7 +941,7 @@ int vigil_loop_get_stats(const vigil_loop *loop, vigil_loop_stats *out) {
 /* Work that keeps VIGIL_RUN_DEFAULT going. The wake read does not count. */
 static bool has_work(vigil_loop *loop) {
     uint64_t inflight = atomic_load_explicit(&loop->sv.stats.ops_in_flight, memory_order_relaxed);
-    return loop->live_conns || loop->live_listeners || loop->live_timers || loop->later.head ||
+    return loop->live_conns || loop->live_listeners || loop->live_timers || loop->live_polls || loop->later.head ||
            loop->rb.carry_n || inflight > 1;
 }
 
@@ -1139,8 +1141,10 @@ int vigil_loop_destroy(vigil_loop *loop) {
     vigil__timers_destroy(loop);
     /* timers already cancelled and waiting on the later list */
     run_later(loop);
-    /* 2. signal watchers */
+    /* 2. signal watchers, then fd watchers */
     vigil__signals_destroy(loop);
+    run_later(loop);
+    vigil__polls_destroy(loop);
     run_later(loop);
     /* 3, 4: listeners, then connections, each op's final callback now */
     vigil__tcp_destroy_all(loop);

@@ -55,7 +55,7 @@ struct vigil_loop {
     /* the op and connection tables: chunks that never move */
     vigil__table ops, conns;
     uint32_t ops_free, conns_free; /* free list heads: slot + 1 */
-    uint32_t live_conns, live_listeners, live_timers;
+    uint32_t live_conns, live_listeners, live_timers, live_polls;
 
     vigil__timers tm;           /* timer.c */
     vigil__queue later;         /* ops whose final callback needs no completion */

@@ -55,6 +55,8 @@ enum vigil__op_kind {
     VIGIL__OP_UDP_RECV,/* receiving datagrams (udp.c) */
     VIGIL__OP_UDP_SEND,/* a queued datagram: never in the kernel (sendto does not wait) */
     VIGIL__OP_UDP_WAIT,/* a full UDP socket: waiting for it to take more */
+    VIGIL__OP_WORK,    /* the program's work on the pool (work.c) */
+    VIGIL__OP_POLL,    /* an fd watcher: readiness of an fd the loop does not own (poll.c) */
     VIGIL__OP_KINDS
 };
 
@@ -98,6 +100,8 @@ typedef struct vigil__op {
         struct { int signo; } signal;
         struct { void *rx; } udp;
         struct { struct vigil__resjob *job; } resolve;
+        struct { struct vigil__workjob *job; } work;
+        struct { vigil_socket fd; uint8_t events, armed; bool owned; } poll; /* armed: in flight */
         struct { struct vigil__dial *d; } dial;
     } u;
 } vigil__op;
@@ -152,6 +156,8 @@ extern const vigil__op_class vigil__fs_class;                            /* fs.c
 extern const vigil__op_class vigil__signal_class, vigil__sigread_class;  /* os/{linux,win}/signal.c */
 extern const vigil__op_class vigil__resolve_class, vigil__dial_class;    /* resolve.c */
 extern const vigil__op_class vigil__udp_recv_class, vigil__udp_send_class, vigil__udp_wait_class; /* udp.c */
+extern const vigil__op_class vigil__work_class; /* work.c */
+extern const vigil__op_class vigil__poll_class; /* poll.c */
 
 /* A queue of table entries (ops or connections) linked through their own
  * `next` field by slot + 1, 0 ending it: the later list, send queues, the

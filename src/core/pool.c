@@ -173,25 +173,43 @@ int vigil__pool_submit(vigil__pool *p, vigil__job *j) {
     return 0;
 }
 
+/* Takes j out of the queue, done with -ECANCELED, if it is there. Under
+ * the lock. */
+static bool unqueue_locked(vigil__pool *p, vigil__job *j) {
+    if (j->state != VIGIL__JOB_QUEUED)
+        return false;
+    vigil__job **pp = &p->queue_head, *prev = NULL;
+    while (*pp && *pp != j) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!*pp)
+        return false;
+    *pp = j->next;
+    if (p->queue_tail == j)
+        p->queue_tail = prev;
+    p->queued--;
+    finish_locked(p, j, -ECANCELED);
+    return true;
+}
+
+bool vigil__pool_cancel_queued(vigil__pool *p, vigil__job *j) {
+    pthread_mutex_lock(&p->lock);
+    bool done = unqueue_locked(p, j);
+    pthread_mutex_unlock(&p->lock);
+    if (done)
+        vigil_loop_wake(p->loop);
+    return done;
+}
+
 void vigil__pool_cancel(vigil__pool *p, vigil__job *j) {
     pthread_mutex_lock(&p->lock);
-    if (j->state == VIGIL__JOB_QUEUED) {
-        vigil__job **pp = &p->queue_head, *prev = NULL;
-        while (*pp && *pp != j) {
-            prev = *pp;
-            pp = &(*pp)->next;
-        }
-        if (*pp) {
-            *pp = j->next;
-            if (p->queue_tail == j)
-                p->queue_tail = prev;
-            p->queued--;
-            finish_locked(p, j, -ECANCELED);
-            pthread_mutex_unlock(&p->lock);
-            vigil_loop_wake(p->loop);
-            return;
-        }
-    } else if (j->state == VIGIL__JOB_RUNNING && !j->cancel) {
+    if (unqueue_locked(p, j)) {
+        pthread_mutex_unlock(&p->lock);
+        vigil_loop_wake(p->loop);
+        return;
+    }
+    if (j->state == VIGIL__JOB_RUNNING && !j->cancel) {
         j->cancel = true;
         for (uint32_t i = 0; i < p->n; i++) {
             if (p->w[i].job == j)

@@ -70,6 +70,8 @@ int vigil__pool_submit(vigil__pool *p, vigil__job *j);
 /* A queued job is done at once with -ECANCELED; a running one is asked to
  * stop (only waits that include its cancel_fd can be interrupted). */
 void vigil__pool_cancel(vigil__pool *p, vigil__job *j);
+/* Only if j is still queued: done at once with -ECANCELED, true. */
+bool vigil__pool_cancel_queued(vigil__pool *p, vigil__job *j);
 /* The next finished job, or NULL; whether one waits. */
 bool vigil__pool_has_done(vigil__pool *p);
 vigil__job *vigil__pool_take(vigil__pool *p);

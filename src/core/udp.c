@@ -291,7 +291,7 @@ static void pump(vigil_loop *loop, vigil__conn *c) {
             vigil__op *w = vigil__op_new(loop, VIGIL__OP_UDP_WAIT);
             if (w)
                 w->conn = vigil__conn_slot1(loop, c); /* before the request: the backend may look */
-            if (!w || loop->be->poll(loop, w, c->fd, true) < 0) {
+            if (!w || loop->be->poll(loop, w, c->fd, VIGIL__POLL_OUT) < 0) {
                 if (w) {
                     w->flags |= VIGIL__OPF_USER_DONE;
                     vigil__op_release(loop, w);

@@ -43,6 +43,12 @@ int vigil__udp_sendto(vigil_socket fd, const void *data, size_t len, const void 
 /* Binds and listens; returns 0 or -errno. */
 int vigil__tcp_bind_listen(vigil_socket fd, const vigil__addr *a, int backlog, int reuseport);
 int vigil__socket_port(vigil_socket fd);
+/* What an fd watcher waits on (vigil_poll_start): on Linux a duplicate of
+ * fd of its own (*owned: close it when the watcher ends), so that the
+ * caller may close fd, and a reused number is never mistaken for it; on
+ * Windows the socket itself (a SOCKET cannot be duplicated for the same
+ * process). -EBADF, -ENOTSOCK (Windows), -EMFILE. */
+int vigil__watch_fd(vigil_socket fd, vigil_socket *out, bool *owned);
 /* The peer's address (getpeername) or its own (getsockname) into out
  * (128 bytes); *len its length. */
 int vigil__socket_name(vigil_socket fd, bool peer, uint8_t *out, uint32_t *len);

@@ -166,6 +166,15 @@ int vigil__socket_port(vigil_socket fd) {
     return -EAFNOSUPPORT;
 }
 
+int vigil__watch_fd(vigil_socket fd, vigil_socket *out, bool *owned) {
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0)
+        return -errno;
+    *out = d;
+    *owned = true;
+    return 0;
+}
+
 int vigil__socket_name(vigil_socket fd, bool peer, uint8_t *out, uint32_t *len) {
     socklen_t n = 128;
     int rc = peer ? getpeername(fd, (struct sockaddr *)out, &n) : getsockname(fd, (struct sockaddr *)out, &n);

@@ -62,7 +62,7 @@ static int arm(vigil_loop *loop) {
     vigil__op *op = vigil__op_new(loop, VIGIL__OP_SIGREAD);
     if (!op)
         return -ENOMEM;
-    int rc = loop->be->poll(loop, op, loop->sig.fd, false);
+    int rc = loop->be->poll(loop, op, loop->sig.fd, VIGIL__POLL_IN);
     if (rc < 0) {
         op->flags |= VIGIL__OPF_USER_DONE;
         vigil__op_release(loop, op);
@@ -180,7 +180,7 @@ static void signal_ready(vigil_loop *loop, vigil__op *op, const vigil__cqe *c) {
         end_all(loop, op, c->res);
         return;
     }
-    int rc = loop->be->poll(loop, op, loop->sig.fd, false); /* re-armed first: nothing is missed */
+    int rc = loop->be->poll(loop, op, loop->sig.fd, VIGIL__POLL_IN); /* re-armed first: nothing is missed */
     if (loop->sig.q_n == 0) { /* else a delivery cut by a fence goes first; the rest waits */
         struct signalfd_siginfo si[32];
         ssize_t n = read(loop->sig.fd, si, sizeof(si));

@@ -231,6 +231,15 @@ int vigil__socket_port(vigil_socket fd) {
     return -EAFNOSUPPORT;
 }
 
+int vigil__watch_fd(vigil_socket fd, vigil_socket *out, bool *owned) {
+    int type, len = sizeof(type);
+    if (getsockopt((SOCKET)fd, SOL_SOCKET, SO_TYPE, (char *)&type, &len))
+        return WSAGetLastError() == WSAENOTSOCK ? -ENOTSOCK : wsa_err();
+    *out = fd;
+    *owned = false;
+    return 0;
+}
+
 int vigil__socket_name(vigil_socket fd, bool peer, uint8_t *out, uint32_t *len) {
     int n = 128;
     int rc = peer ? getpeername((SOCKET)fd, (struct sockaddr *)out, &n)
