@@ -2,6 +2,13 @@
  * vigil.h: the whole public API of vigil, a completion-based event loop.
  *
  * Conventions
+ * - Names: vigil_<object>_<verb> (vigil_conn_send, vigil_timer_start); getters
+ *   and setters are _get_<what> and _set_<what>. Durations are milliseconds
+ *   (_ms), times from vigil_now_ns nanoseconds.
+ * - Option structs: zero-initialise and set what you need (0 is the
+ *   default); their reserved tail must stay zero, so that fields added later
+ *   keep old programs working. Result structs (info, stats) are zeroed
+ *   whole, reserved tail included, before they are filled.
  * - Every call that can fail returns a negative errno (-EINVAL, -EBADF, ...);
  *   0 or a positive value means success. No call sets errno.
  * - Handles (vigil_conn, vigil_listener, vigil_op, vigil_udp) are small
@@ -111,6 +118,7 @@ typedef struct vigil_loop_options {
     uint32_t flags;        /* VIGIL_LOOP_* below */
     uint32_t pool_threads; /* file calls on epoll: threads; default 4, at most 64 */
     uint32_t pool_queue;   /* ... and calls waiting for one; default 1024 (then -EAGAIN) */
+    uint64_t reserved[4];  /* zero: room for options to come (else -EINVAL) */
 } vigil_loop_options;
 
 /* Turn off kernel features, to exercise the degraded paths (tests, diagnosis). */
@@ -136,6 +144,7 @@ typedef struct vigil_loop_info {
     uint32_t ring_flags;  /* setup flags that were accepted by the kernel */
     uint32_t features;    /* VIGIL_FEATURE_* in use */
     uint32_t ring_entries, cq_entries, buf_size, buf_count;
+    uint64_t reserved[4];  /* zeroed: room for what is to come */
 } vigil_loop_info;
 
 #define VIGIL_FEATURE_MULTISHOT_ACCEPT (1u << 0)
@@ -222,6 +231,7 @@ typedef struct vigil_serve_options {
     vigil_post_cb on_stop; /* posted to each loop at a stop request (a post: behind the gate it
                               waits like any callback); NULL: vigil_loop_stop */
     void *ud;              /* on_stop's arg */
+    uint64_t reserved[4];  /* zero (else -EINVAL) */
 } vigil_serve_options;
 VIGIL_API int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_options *opts);
 
@@ -273,6 +283,7 @@ typedef struct vigil_loop_stats {
     uint64_t gated;            /* 1 while the loop's callbacks wait for a fenced one */
     uint64_t events_held;      /* completions and events waiting behind the gate now */
     uint64_t events_held_total;/* ... held in all */
+    uint64_t reserved[8];      /* zeroed: room for counters to come */
 } vigil_loop_stats;
 
 VIGIL_API int vigil_loop_get_stats(const vigil_loop *loop, vigil_loop_stats *out);
@@ -306,6 +317,8 @@ VIGIL_API int vigil_timer_start(vigil_loop *loop, uint64_t delay_ms, uint64_t re
  * handle. A one-shot timer that fired has ended: -EBADF (start a new one). */
 VIGIL_API int vigil_timer_restart(vigil_loop *loop, vigil_op timer, uint64_t delay_ms,
                                   uint64_t repeat_ms);
+
+/* ------------------------------------------------------------ operations */
 
 /* Cancels any operation: a timer (callback -ECANCELED), a connect (its
  * callback -ECANCELED, the connection is closed), a receive (final callback
@@ -346,6 +359,7 @@ typedef struct vigil_listener_options {
     int reuseport;    /* nonzero: SO_REUSEPORT, for one listener per loop/thread */
     const char *path; /* non-NULL: a Unix-domain socket at this path instead ("@name":
                          Linux's abstract namespace); the file is not removed on close */
+    uint64_t reserved[4]; /* zero (else -EINVAL) */
 } vigil_listener_options;
 
 /* conn is valid when status == 0. status < 0 is final: -ECANCELED after
@@ -541,6 +555,7 @@ typedef struct vigil_udp_options {
     const char *host; /* numeric address to bind; NULL = "127.0.0.1" */
     uint16_t port;    /* 0 = any free port (vigil_udp_get_port) */
     int reuseport;
+    uint64_t reserved[4]; /* zero (else -EINVAL) */
 } vigil_udp_options;
 
 /* A bound, non-blocking UDP socket. */
@@ -838,6 +853,7 @@ typedef struct vigil_supervisor_options {
     void (*on_budget)(uint32_t loop_id, void *ud); /* before budget_action */
     void (*log)(const char *line, void *ud); /* NULL: stderr */
     void *ud;
+    uint64_t reserved[4];        /* zero (else -EINVAL) */
 } vigil_supervisor_options;
 
 /* Reports take no backtrace of a running thread (no signal is sent to it):
@@ -854,6 +870,7 @@ typedef struct vigil_supervisor_stats {
     uint64_t detect_hist[8]; /* detection latency in units of stall_ms/4: <=4, 5, 6, 8, 12, 16, 32, more */
     uint64_t cpu_ns;         /* the supervisor thread's own CPU time */
     uint64_t starved;        /* times a loop was late only for want of a CPU: not stalls */
+    uint64_t reserved[8];    /* zeroed: room for counters to come */
 } vigil_supervisor_stats;
 
 /* Starts the supervisor thread. opts may be NULL. */
@@ -870,6 +887,8 @@ VIGIL_API int vigil_supervisor_stop(vigil_supervisor *s);
 VIGIL_API int vigil_loop_mark_progress(vigil_loop *loop);
 /* A small number naming the loop in reports and logs. */
 VIGIL_API uint32_t vigil_loop_get_id(const vigil_loop *loop);
+
+/* ---------------------------------------------------------------- errors */
 
 /* A short, static description of a negative errno value from vigil, true
  * for every way vigil returns it (the kernel's reasons included). */

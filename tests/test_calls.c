@@ -88,6 +88,35 @@ VT_TEST(calls, loop_data_from_any_thread, 10) {
     VT_OK(vigil_loop_destroy(loop));
 }
 
+/* Option structs can grow: their reserved tail must be zero (what a later
+ * version puts there is never taken for a setting); result structs come back
+ * zeroed whole. */
+VT_TEST(calls, option_structs_keep_room_to_grow, 10) {
+    vigil_loop *loop = NULL;
+    vigil_loop_options o = {.reserved[3] = 1};
+    VT_EQ(vigil_loop_create(&loop, &o), -EINVAL);
+    loop = vt_loop(NULL);
+    vigil_listener_options lo = {.host = "127.0.0.1", .reserved[0] = 1};
+    vigil_listener l;
+    VT_EQ(vigil_listener_open(loop, &lo, pair_accept, NULL, &l), -EINVAL);
+    vigil_udp_options uo = {.reserved[1] = 7};
+    vigil_udp u;
+    VT_EQ(vigil_udp_open(loop, &uo, &u), -EINVAL);
+    vigil_supervisor *sv = NULL;
+    vigil_supervisor_options so = {.reserved[2] = 1};
+    VT_EQ(vigil_supervisor_start(&sv, &so), -EINVAL);
+    vigil_loop_stats st;
+    memset(&st, 0xa5, sizeof(st));
+    VT_OK(vigil_loop_get_stats(loop, &st));
+    for (size_t i = 0; i < sizeof(st.reserved) / sizeof(st.reserved[0]); i++)
+        VT_EQ(st.reserved[i], 0);
+    vigil_loop_info info;
+    memset(&info, 0xa5, sizeof(info));
+    VT_OK(vigil_loop_get_info(loop, &info));
+    VT_EQ(info.reserved[0], 0);
+    VT_OK(vigil_loop_destroy(loop));
+}
+
 typedef struct ticks {
     int fired, final;
     uint64_t at_ns[8];

@@ -801,8 +801,9 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
     vigil_loop_options o = {0};
     if (opts)
         o = *opts;
-    if (o.backend != VIGIL_BACKEND_AUTO && o.backend != VIGIL_BACKEND_URING &&
-        o.backend != VIGIL_BACKEND_EPOLL)
+    if ((o.backend != VIGIL_BACKEND_AUTO && o.backend != VIGIL_BACKEND_URING &&
+         o.backend != VIGIL_BACKEND_EPOLL) ||
+        !VIGIL__RESERVED_ZERO(o))
         return -EINVAL;
     if (o.buf_count && (o.buf_count & (o.buf_count - 1)))
         return -EINVAL; /* the kernel's buffer ring wants a power of two */
@@ -911,6 +912,7 @@ int vigil_loop_get_stats(const vigil_loop *loop, vigil_loop_stats *out) {
     if (!loop || !out)
         return -EINVAL;
     vigil_loop *l = (vigil_loop *)loop;
+    memset(out, 0, sizeof(*out)); /* the reserved tail too */
 #define LD(f) out->f = atomic_load_explicit(&l->sv.stats.f, memory_order_relaxed)
     LD(iterations);
     LD(completions);

@@ -274,6 +274,8 @@ int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_options *o
     vigil_serve_options o = {0};
     if (opts)
         o = *opts;
+    if (!VIGIL__RESERVED_ZERO(o))
+        return -EINVAL;
     if (!o.stop_ms)
         o.stop_ms = 2000;
     /* Stop requests are taken here, and blocked on the threads started

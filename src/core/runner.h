@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* The thread that runs a loop, as the supervisor sees it (docs/supervisor.md,
@@ -81,6 +82,16 @@ void vigil__api_leave(vigil__api_scope *scope);
     if (api_rc_ < 0)                                                                        \
         return fail
 #define VIGIL__API(loop, conn_id) VIGIL__API_OR(loop, conn_id, api_rc_)
+
+/* The other entry check: an option struct's reserved tail is zero, so that
+ * what a later version puts there is never mistaken for a setting. */
+static inline bool vigil__zero(const uint64_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+#define VIGIL__RESERVED_ZERO(opts) vigil__zero((opts).reserved, sizeof((opts).reserved) / sizeof(uint64_t))
 
 void vigil__run_later(vigil_loop *loop); /* the later list, now */
 

@@ -99,7 +99,7 @@ int vigil_listener_open(vigil_loop *loop, const vigil_listener_options *opts, vi
                         void *ud, vigil_listener *out) {
     VIGIL__API(loop, 0);
     int rc;
-    if (!opts || !cb || !out || opts->backlog < 0)
+    if (!opts || !cb || !out || opts->backlog < 0 || !VIGIL__RESERVED_ZERO(*opts))
         return -EINVAL;
     if (loop->destroying)
         return -VIGIL_ESHUTDOWN;

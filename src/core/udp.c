@@ -80,7 +80,7 @@ int vigil_addr_format(const vigil_addr *p, char *host, size_t cap, uint16_t *por
 
 int vigil_udp_open(vigil_loop *loop, const vigil_udp_options *o, vigil_udp *out) {
     VIGIL__API(loop, 0);
-    if (!o || !out)
+    if (!o || !out || !VIGIL__RESERVED_ZERO(*o))
         return -EINVAL;
     if (loop->destroying)
         return -VIGIL_ESHUTDOWN;

@@ -469,6 +469,8 @@ int vigil_supervisor_start(vigil_supervisor **out, const vigil_supervisor_option
     vigil_supervisor_options o = {0};
     if (opts)
         o = *opts;
+    if (!VIGIL__RESERVED_ZERO(o))
+        return -EINVAL;
     if (!o.stall_ms)
         o.stall_ms = 100;
     if (!o.tick_ms)
@@ -585,6 +587,7 @@ int vigil_supervisor_remove(vigil_supervisor *s, vigil_loop *loop) {
 int vigil_supervisor_get_stats(vigil_supervisor *s, vigil_supervisor_stats *out) {
     if (!s || !out)
         return -EINVAL;
+    memset(out, 0, sizeof(*out)); /* the reserved tail too */
 #define LD(f) out->f = atomic_load_explicit(&s->st.f, memory_order_relaxed)
     LD(ticks);
     LD(stalls);
