@@ -475,11 +475,24 @@ static int write_csv(scenario *scs, int n, const char *path) {
  * per bin, log scale) in the one at top2, time across both. */
 typedef struct chart {
     double W, H, L, T, PH, top2, pw, span;
-    double ymax;     /* the throughput axis' top, requests/s */
-    double llo, lhi; /* the latency axis' ends, log10 of us */
+    double ymax, ystep; /* the throughput axis' top and tick step, requests/s */
+    double tstep;       /* the time axis' tick step, s */
+    double llo, lhi;    /* the latency axis' ends, log10 of us */
 } chart;
 
 static double chart_x(const chart *c, double t) { return c->L + t / c->span * c->pw; }
+
+/* The smallest of 1, 2, 2.5 and 5 x 10^n that is at least x (> 0): ticks a
+ * reader can count along (75k, 150k), not a quarter of the data's maximum
+ * (75.3k, 150.6k). */
+static double nice_step(double x) {
+    static const double m[] = {1, 2, 2.5, 5, 10};
+    double p = pow(10, floor(log10(x)));
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if (m[i] * p >= x * (1 - 1e-9))
+            return m[i] * p;
+    return 10 * p;
+}
 
 static void chart_scale(const load_result *r, chart *c) {
     const double R = 20, GAP = 60;
@@ -491,7 +504,10 @@ static void chart_scale(const load_result *r, chart *c) {
     for (size_t b = 0; b < r->nbins; b++)
         if (r->bins[b].requests / BIN_S > c->ymax)
             c->ymax = r->bins[b].requests / BIN_S;
-    c->ymax *= 1.1;
+    /* 3 to 6 ticks, the top one a whole step above the data's peak or on it */
+    c->ystep = nice_step(c->ymax * 1.05 / 6);
+    c->ymax = ceil(c->ymax * 1.05 / c->ystep) * c->ystep;
+    c->tstep = nice_step(c->span / 10);
     double lmin = 1e9, lmax = 1;
     for (size_t b = 0; b < r->nbins; b++)
         if (r->bins[b].requests) {
@@ -526,23 +542,29 @@ static void svg_frame(FILE *f, const scenario *sc, const chart *c) {
         double y0 = p ? c->top2 : c->T;
         fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
                    "stroke=\"#888\"/>\n", c->L, y0, c->pw, c->PH);
-        for (int s = 0; s <= (int)c->span; s++)
+        for (int k = 0; k * c->tstep <= c->span * (1 + 1e-9); k++) {
+            double s = k * c->tstep;
             fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#eee\"/>"
-                       "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\" fill=\"#555\">%d s</text>\n",
+                       "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\" fill=\"#555\">%g s</text>\n",
                     chart_x(c, s), y0, chart_x(c, s), y0 + c->PH, chart_x(c, s), y0 + c->PH + 15, s);
+        }
     }
-    for (int k = 0; k <= 4; k++) {
-        double v = c->ymax * k / 4, y = c->T + c->PH - c->PH * k / 4;
-        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%.0fk</text>\n",
-                c->L - 5, y + 4, v / 1000);
+    int nticks = (int)lround(c->ymax / c->ystep);
+    for (int k = 0; k <= nticks; k++) {
+        double v = k * c->ystep, y = c->T + c->PH - c->PH * k / nticks;
+        if (k > 0 && k < nticks)
+            fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#eee\"/>", c->L,
+                    y, c->L + c->pw, y);
+        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%g%s</text>\n",
+                c->L - 5, y + 4, v >= 1000 ? v / 1000 : v, v >= 1000 ? "k" : "");
     }
     for (double e = c->llo; e <= c->lhi; e++) {
         double y = c->top2 + c->PH - c->PH * (e - c->llo) / (c->lhi - c->llo);
         double us = pow(10, e);
         fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#eee\"/>"
                    "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%g %s</text>\n",
-                c->L, y, c->L + c->pw, y, c->L - 5, y + 4, us >= 1000 ? us / 1000 : us,
-                us >= 1000 ? "ms" : "us");
+                c->L, y, c->L + c->pw, y, c->L - 5, y + 4,
+                us >= 1e6 ? us / 1e6 : us >= 1000 ? us / 1000 : us, us >= 1e6 ? "s" : us >= 1000 ? "ms" : "us");
     }
     fprintf(f, "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" text-anchor=\"middle\">"
                "requests/s</text>\n", c->T + c->PH / 2, c->T + c->PH / 2);
