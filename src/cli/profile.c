@@ -471,14 +471,48 @@ static int write_csv(scenario *scs, int n, const char *path) {
     return fclose(f) ? -errno : 0;
 }
 
-/* An SVG timeline's geometry: throughput in the panel at T, latency (p99
- * per bin, log scale) in the one at top2, time across both. */
+/* What a timeline marks: the server's events, a kind each, and the zombies
+ * going silent (seen by the clients, so no server line). Each kind has a
+ * lane of its own above the charts: a fence and its rebuild come within a
+ * few ms of each other, a pixel or two apart at this scale, and on one line
+ * one would hide the other and its hover text. */
+enum { MARK_SILENT = EV_OTHER /* never drawn: its index is free */, NMARKS };
+static const struct mark_style {
+    const char *cls, *lane, *legend, *color, *dash;
+} mark_styles[NMARKS] = {
+    [EV_STALL] = {"stall", "stall", "stall injected", "#d62728", "none"},
+    [EV_REPORT] = {"report", "report", "stall report", "#ff7f0e", "4 3"},
+    [EV_FENCE] = {"fence", "fence", "thread fenced", "#9467bd", "4 3"},
+    [EV_REBUILD] = {"rebuild", "rebuild", "loop rebuilt", "#2ca02c", "4 3"},
+    [EV_RESET] = {"reset", "reset", "conn reset: callback stuck", "#8c564b", "4 3"},
+    [EV_ZOMBIE_RESET] = {"zombie-reset", "reset", "zombie reset: idle deadline", "#17becf", "4 3"},
+    [MARK_SILENT] = {"zombie", "silent", "client went silent (zombie)", "#7f7f7f", "none"},
+};
+/* the lanes top to bottom, in the order things happen */
+static const int lane_order[NMARKS] = {EV_STALL,    EV_REPORT,   EV_FENCE,       EV_REBUILD,
+                                       MARK_SILENT, EV_RESET,    EV_ZOMBIE_RESET};
+
+typedef struct mark {
+    int kind;
+    double t;
+    const char *text; /* the server's line; NULL for MARK_SILENT */
+} mark;
+
+/* An SVG timeline's geometry: the marks' lanes from lanes_top, throughput in
+ * the panel at T, latency (p99 per bin, log scale) in the one at top2, time
+ * across both, the legend's rows at the bottom. */
 typedef struct chart {
     double W, H, L, T, PH, top2, pw, span;
     double ymax, ystep; /* the throughput axis' top and tick step, requests/s */
     double tstep;       /* the time axis' tick step, s */
     double llo, lhi;    /* the latency axis' ends, log10 of us */
+    double lanes_top;
+    int lane[NMARKS];   /* each kind's lane, -1 when the scenario has no such mark */
+    int nlanes, legend_rows;
 } chart;
+
+#define LANE_H 14.0
+#define CLUSTER_PX 8.0 /* marks of a kind closer than this share one marker */
 
 static double chart_x(const chart *c, double t) { return c->L + t / c->span * c->pw; }
 
@@ -494,12 +528,57 @@ static double nice_step(double x) {
     return 10 * p;
 }
 
-static void chart_scale(const load_result *r, chart *c) {
+static int mark_cmp(const void *a, const void *b) {
+    const mark *x = a, *y = b;
+    if (x->kind != y->kind)
+        return x->kind - y->kind;
+    return (x->t > y->t) - (x->t < y->t);
+}
+
+/* The marks within [0, span], by kind, then time: *n of them (NULL when
+ * none, or out of memory: a timeline without marks). */
+static mark *marks_of(const scenario *sc, double span, size_t *n) {
+    const load_result *r = &sc->r;
+    mark *m = malloc((sc->nev + r->nzombies + 1) * sizeof(*m));
+    *n = 0;
+    if (!m)
+        return NULL;
+    for (size_t i = 0; i < sc->nev; i++)
+        if (sc->ev[i].kind != EV_OTHER && sc->ev[i].t >= 0 && sc->ev[i].t <= span)
+            m[(*n)++] = (mark){sc->ev[i].kind, sc->ev[i].t, sc->ev[i].text};
+    for (size_t z = 0; z < r->nzombies; z++)
+        if (r->zombie_silent_s[z] >= 0 && r->zombie_silent_s[z] <= span)
+            m[(*n)++] = (mark){MARK_SILENT, r->zombie_silent_s[z], NULL};
+    qsort(m, *n, sizeof(*m), mark_cmp);
+    return m;
+}
+
+/* A legend entry's width: its sample line and its label, about 7 px a letter. */
+static double legend_w(int kind) { return 40 + 7 * strlen(mark_styles[kind].legend); }
+
+static void chart_scale(const load_result *r, const mark *m, size_t nm, chart *c) {
     const double R = 20, GAP = 60;
-    *c = (chart){.W = 960, .H = 520, .L = 70, .T = 50, .PH = 180};
-    c->top2 = c->T + c->PH + GAP;
-    c->span = WARMUP_S + cfg.duration_s;
+    *c = (chart){.W = 960, .L = 80, .lanes_top = 50, .PH = 180};
     c->pw = c->W - c->L - R;
+    /* a lane for each kind that occurs, and a legend entry; its rows wrap */
+    bool has[NMARKS] = {0};
+    for (size_t i = 0; i < nm; i++)
+        has[m[i].kind] = true;
+    double lx = c->L;
+    c->legend_rows = 1;
+    for (int k = 0; k < NMARKS; k++) {
+        int kind = lane_order[k];
+        c->lane[kind] = has[kind] ? c->nlanes++ : -1;
+        if (!has[kind])
+            continue;
+        if (lx > c->L && lx + legend_w(kind) > c->W)
+            c->legend_rows++, lx = c->L;
+        lx += legend_w(kind);
+    }
+    c->T = c->lanes_top + c->nlanes * LANE_H + (c->nlanes ? 8 : 0);
+    c->top2 = c->T + c->PH + GAP;
+    c->H = c->top2 + c->PH + 32 + 18 * c->legend_rows;
+    c->span = WARMUP_S + cfg.duration_s;
     c->ymax = 1;
     for (size_t b = 0; b < r->nbins; b++)
         if (r->bins[b].requests / BIN_S > c->ymax)
@@ -590,44 +669,66 @@ static void svg_data(FILE *f, const load_result *r, const chart *c) {
     fprintf(f, "</g>\n");
 }
 
-/* The server's events and the zombies going silent, as marked vertical lines. */
-static void svg_marks(FILE *f, const scenario *sc, const chart *c) {
-    static const char *colors[] = {"#d62728", "#ff7f0e", "#9467bd", "#2ca02c", "#8c564b", "#7f7f7f"};
-    const load_result *r = &sc->r;
-    for (size_t i = 0; i < sc->nev; i++) {
-        const event *e = &sc->ev[i];
-        if (e->kind == EV_OTHER || e->t < 0 || e->t > c->span)
-            continue;
-        fprintf(f, "<line class=\"mark %s\" x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"%s\" "
-                   "stroke-width=\"1.5\" stroke-dasharray=\"%s\"><title>%.3f s: ",
-                event_names[e->kind], chart_x(c, e->t), c->T, chart_x(c, e->t), c->top2 + c->PH,
-                colors[e->kind], e->kind == EV_STALL ? "none" : "4 3", e->t);
-        xml_str(f, e->text);
-        fprintf(f, "</title></line>\n");
+/* One marker for marks [from, to) (of one kind, within CLUSTER_PX): a
+ * box in the kind's lane, a vertical line from it across both charts per
+ * mark, and the hover text (<title>) of the group: the server's lines. */
+static void svg_marker(FILE *f, const mark *m, size_t from, size_t to, const chart *c) {
+    const struct mark_style *st = &mark_styles[m[from].kind];
+    double y = c->lanes_top + c->lane[m[from].kind] * LANE_H + LANE_H / 2, x0 = chart_x(c, m[from].t);
+    fprintf(f, "<g class=\"mark %s\"><title>", st->cls);
+    if (to - from > 1)
+        fprintf(f, "%zu x %s, %.3f to %.3f s:\n", to - from, st->legend, m[from].t, m[to - 1].t);
+    for (size_t i = from; i < to && i < from + 12; i++) {
+        fprintf(f, "%s%.3f s: ", i > from ? "\n" : "", m[i].t);
+        xml_str(f, m[i].text ? m[i].text : "a client stopped reading and writing (a zombie peer)");
     }
-    for (size_t z = 0; z < r->nzombies; z++) {
-        if (r->zombie_silent_s[z] < 0)
-            continue;
-        fprintf(f, "<line class=\"mark zombie\" x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" "
-                   "stroke=\"#7f7f7f\" stroke-width=\"1\"/>\n",
-                chart_x(c, r->zombie_silent_s[z]), c->T, chart_x(c, r->zombie_silent_s[z]),
-                c->top2 + c->PH);
+    if (to - from > 12)
+        fprintf(f, "\n... and %zu more (profile.json has them all)", to - from - 12);
+    fprintf(f, "</title>\n");
+    for (size_t i = from; i < to; i++)
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"%s\" "
+                   "stroke-width=\"1.5\" stroke-dasharray=\"%s\"/>\n",
+                chart_x(c, m[i].t), y, chart_x(c, m[i].t), c->top2 + c->PH, st->color, st->dash);
+    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"8\" height=\"10\" fill=\"%s\"/>", x0 - 4, y - 5,
+            st->color);
+    if (to - from > 1)
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"%s\">%zu</text>", x0 + 6,
+                y + 4, st->color, to - from);
+    fprintf(f, "</g>\n");
+}
+
+/* The marks (sorted by marks_of): lanes labelled on the left, a marker per
+ * kind and cluster. */
+static void svg_marks(FILE *f, const mark *m, size_t nm, const chart *c) {
+    for (int kind = 0; kind < NMARKS; kind++)
+        if (c->lane[kind] >= 0)
+            fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"10\" "
+                       "fill=\"#555\">%s</text>\n",
+                    c->L - 6, c->lanes_top + c->lane[kind] * LANE_H + LANE_H / 2 + 3.5,
+                    mark_styles[kind].lane);
+    for (size_t i = 0; i < nm;) {
+        size_t j = i + 1;
+        while (j < nm && m[j].kind == m[i].kind && chart_x(c, m[j].t) - chart_x(c, m[i].t) < CLUSTER_PX)
+            j++;
+        svg_marker(f, m, i, j, c);
+        i = j;
     }
 }
 
+/* The kinds of mark this timeline has, no others. */
 static void svg_legend(FILE *f, const chart *c) {
-    static const struct {
-        const char *label, *color, *dash;
-    } legend[] = {{"stall injected", "#d62728", "none"}, {"report", "#ff7f0e", "4 3"},
-                  {"fence", "#9467bd", "4 3"},           {"rebuild", "#2ca02c", "4 3"},
-                  {"conn reset", "#8c564b", "4 3"},      {"zombie silent / reset", "#7f7f7f", "4 3"}};
-    double ly = c->H - 18;
-    double lx = c->L;
-    for (size_t k = 0; k < sizeof(legend) / sizeof(legend[0]); k++) {
+    double ly = c->top2 + c->PH + 32, lx = c->L;
+    for (int k = 0; k < NMARKS; k++) {
+        int kind = lane_order[k];
+        if (c->lane[kind] < 0)
+            continue;
+        if (lx > c->L && lx + legend_w(kind) > c->W)
+            ly += 18, lx = c->L;
+        const struct mark_style *st = &mark_styles[kind];
         fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" stroke-width=\"2\" "
                    "stroke-dasharray=\"%s\"/><text x=\"%.0f\" y=\"%.0f\">%s</text>\n",
-                lx, ly - 4, lx + 20, ly - 4, legend[k].color, legend[k].dash, lx + 24, ly, legend[k].label);
-        lx += 40 + 7 * strlen(legend[k].label);
+                lx, ly - 4, lx + 20, ly - 4, st->color, st->dash, lx + 24, ly, st->legend);
+        lx += legend_w(kind);
     }
 }
 
@@ -638,12 +739,15 @@ static int write_svg(const scenario *sc, const char *path) {
     if (!f)
         return -errno;
     chart c;
-    chart_scale(&sc->r, &c);
+    size_t nm;
+    mark *m = marks_of(sc, WARMUP_S + cfg.duration_s, &nm);
+    chart_scale(&sc->r, m, nm, &c);
     svg_frame(f, sc, &c);
     svg_data(f, &sc->r, &c);
-    svg_marks(f, sc, &c);
+    svg_marks(f, m, nm, &c);
     svg_legend(f, &c);
     fprintf(f, "</svg>\n");
+    free(m);
     return fclose(f) ? -errno : 0;
 }
 
