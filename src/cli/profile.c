@@ -601,11 +601,13 @@ static void chart_scale(const load_result *r, const mark *m, size_t nm, chart *c
         c->lhi = c->llo + 1;
 }
 
-/* The titles, the two frames with their grids, and the axes' labels. */
-static void svg_frame(FILE *f, const scenario *sc, const chart *c) {
+/* The titles, the two frames with their grids, and the axes' labels. A
+ * standalone file starts with the XML declaration; inside HTML there is none. */
+static void svg_frame(FILE *f, const scenario *sc, const chart *c, bool standalone) {
     const load_result *r = &sc->r;
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" "
+    if (standalone)
+        fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" "
                "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
                "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n",
             c->W, c->H, c->W, c->H);
@@ -734,20 +736,24 @@ static void svg_legend(FILE *f, const chart *c) {
 
 /* An SVG timeline: client throughput above, latency (p99 per bin, log scale)
  * below, and the server's events as marked vertical lines across both. */
-static int write_svg(const scenario *sc, const char *path) {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -errno;
+static void svg_timeline(FILE *f, const scenario *sc, bool standalone) {
     chart c;
     size_t nm;
     mark *m = marks_of(sc, WARMUP_S + cfg.duration_s, &nm);
     chart_scale(&sc->r, m, nm, &c);
-    svg_frame(f, sc, &c);
+    svg_frame(f, sc, &c, standalone);
     svg_data(f, &sc->r, &c);
     svg_marks(f, m, nm, &c);
     svg_legend(f, &c);
     fprintf(f, "</svg>\n");
     free(m);
+}
+
+static int write_svg(const scenario *sc, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    svg_timeline(f, sc, true);
     return fclose(f) ? -errno : 0;
 }
 
@@ -758,7 +764,8 @@ static int write_index(scenario *scs, int n, const char *path) {
     fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>vigil profile</title>\n"
                "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
                "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-               "td:first-child{text-align:left}.bad{color:#b00}</style></head><body>\n"
+               "td:first-child{text-align:left}.bad{color:#b00}figure{margin:0 0 2em}"
+               "svg{max-width:100%%;height:auto}figcaption{color:#555}</style></head><body>\n"
                "<h1>vigil profile</h1>\n<p>vigil %s; %ld connections, %s %ld B, %.0f s per scenario, "
                "%d stalls of %u ms each, supervisor stall threshold %u ms; server on CPU %d, clients "
                "on CPU %d. Data: <a href=\"profile.json\">profile.json</a>, "
@@ -779,15 +786,21 @@ static int write_index(scenario *scs, int n, const char *path) {
             fprintf(f, "%.0f/%.0f", pct(sc->recovery_ms, sc->nrecovery, 0.5),
                     max_of(sc->recovery_ms, sc->nrecovery));
         fprintf(f, "</td><td>%.0f/%.0f</td><td>%llu/%ld</td><td>%llu</td><td>%.0f</td><td>%.0f</td>"
-                   "<td><a href=\"%s.svg\">%s.svg</a></td><td><a href=\"%s.log\">%s.log</a></td></tr>\n",
+                   "<td><a href=\"#%s\">%s</a></td><td><a href=\"%s.log\">%s.log</a></td></tr>\n",
                 r->gap_p50_ms, r->gap_p99_ms, (unsigned long long)r->kept, cfg.conns,
                 (unsigned long long)(r->lost + r->mismatches), sc->rps_before, sc->rps_after, sc->name,
                 sc->name, sc->name, sc->name);
     }
     fprintf(f, "</table>\n");
-    for (int i = 0; i < n; i++)
-        fprintf(f, "<h2>%s</h2>\n<img src=\"%s.svg\" alt=\"timeline of %s\">\n", scs[i].name, scs[i].name,
-                scs[i].name);
+    /* Inline, not <img>: an SVG shown as an image is a picture, its <title>
+     * hover texts (the server's lines) never show. */
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "<h2 id=\"%s\">%s</h2>\n<figure>\n", scs[i].name, scs[i].name);
+        svg_timeline(f, &scs[i], false);
+        fprintf(f, "<figcaption><a href=\"%s.svg\">%s.svg</a>, <a href=\"%s.log\">%s.log</a>: hover a "
+                   "mark for the server's line</figcaption>\n</figure>\n",
+                scs[i].name, scs[i].name, scs[i].name, scs[i].name);
+    }
     fprintf(f, "</body></html>\n");
     return fclose(f) ? -errno : 0;
 }
