@@ -360,6 +360,38 @@ static double max_of(const double *v, size_t n) {
     return m;
 }
 
+/* Zombies the server reset or closed: its idle deadline's job, all of them. */
+static size_t zombies_reset(const load_result *r) {
+    size_t n = 0;
+    for (size_t z = 0; z < r->nzombies; z++)
+        n += r->zombie_detect_ms[z] >= 0;
+    return n;
+}
+
+/* Connections reset because their callback stayed stuck past the grace: a
+ * hang's, one per stall. */
+static size_t stuck_resets(const scenario *sc) {
+    size_t n = 0;
+    for (size_t i = 0; i < sc->nev; i++)
+        n += sc->ev[i].kind == EV_RESET;
+    return n;
+}
+
+/* What the server reset on purpose, in words ("" when nothing). kept counts
+ * the connections meant to stay, so that 160 of 200 kept in a zombie
+ * scenario does not read as 40 lost: these say where the others went. */
+static void designed_resets(const scenario *sc, char *buf, size_t size) {
+    size_t n;
+    if (sc->kind == KIND_ZOMBIE)
+        snprintf(buf, size, "%zu/%zu zombies reset by the idle deadline%s", zombies_reset(&sc->r),
+                 sc->r.nzombies, zombies_reset(&sc->r) == sc->r.nzombies ? ", as intended" : "");
+    else if ((n = stuck_resets(sc)))
+        snprintf(buf, size, "%zu conn%s reset, callback stuck past the grace, as intended", n,
+                 n == 1 ? "" : "s");
+    else
+        buf[0] = 0;
+}
+
 static void print_row(FILE *f, const scenario *sc) {
     const load_result *r = &sc->r;
     char det[32] = "-", rec[32] = "-";
@@ -375,9 +407,10 @@ static void print_row(FILE *f, const scenario *sc) {
     char kept[48], result[200];
     snprintf(kept, sizeof(kept), "%llu/%zu", (unsigned long long)r->kept, (size_t)cfg.conns - r->nzombies);
     snprintf(result, sizeof(result), "%s", sc->ok ? "ok" : sc->load_rc ? r->error : "FAILED");
-    if (sc->kind == KIND_ZOMBIE && !sc->load_rc)
-        snprintf(result + strlen(result), sizeof(result) - strlen(result), ", %zu/%zu zombies reset",
-                 sc->ndetect, r->nzombies);
+    char resets[100];
+    designed_resets(sc, resets, sizeof(resets));
+    if (!sc->load_rc && resets[0])
+        snprintf(result + strlen(result), sizeof(result) - strlen(result), "; %s", resets);
     fprintf(f, "%-14s %11s %11s %11s %9s %5llu %9.0f %9.0f  %s\n", sc->name, det, rec, gap, kept,
             (unsigned long long)(r->lost + r->mismatches), sc->rps_before, sc->rps_after, result);
 }
@@ -419,13 +452,13 @@ static int write_json(scenario *scs, int n, const char *path) {
         fprintf(f, ",\"recovery_ms\":");
         json_array(f, sc->recovery_ms, sc->nrecovery);
         fprintf(f, ",\"gap_p50_ms\":%.1f,\"gap_p99_ms\":%.1f,\"gap_max_ms\":%.1f,\"kept\":%llu,"
-                   "\"conns\":%ld,\"zombies\":%zu,\"lost_bytes\":%llu,\"mismatched_bytes\":%llu,"
+                   "\"conns\":%ld,\"zombies\":%zu,\"zombies_reset\":%zu,\"stuck_resets\":%zu,\"lost_bytes\":%llu,\"mismatched_bytes\":%llu,"
                    "\"unechoed_on_reset_bytes\":%llu,\"errors\":%llu,\"req_per_s\":%.1f,"
                    "\"req_per_s_before\":%.1f,\"req_per_s_after\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
                    "\"server_status\":%d,",
                 r->gap_p50_ms, r->gap_p99_ms, r->gap_max_ms, (unsigned long long)r->kept, cfg.conns,
-                r->nzombies, (unsigned long long)r->lost, (unsigned long long)r->mismatches,
-                (unsigned long long)r->unechoed_on_errors, (unsigned long long)r->errors, r->req_per_s,
+                r->nzombies, zombies_reset(r), stuck_resets(sc), (unsigned long long)r->lost,
+                (unsigned long long)r->mismatches, (unsigned long long)r->unechoed_on_errors, (unsigned long long)r->errors, r->req_per_s,
                 sc->rps_before, sc->rps_after, r->p50_us, r->p99_us, sc->server_status);
         fprintf(f, "\"events\":[");
         int first = 1;
@@ -465,7 +498,7 @@ static int write_csv(scenario *scs, int n, const char *path) {
                 sc->nrecovery ? pct(sc->recovery_ms, sc->nrecovery, 0.5) : 0,
                 max_of(sc->recovery_ms, sc->nrecovery), r->gap_p50_ms, r->gap_p99_ms,
                 (unsigned long long)r->kept, cfg.conns, r->nzombies,
-                sc->kind == KIND_ZOMBIE ? sc->ndetect : 0, (unsigned long long)r->lost,
+                zombies_reset(r), (unsigned long long)r->lost,
                 (unsigned long long)r->mismatches, sc->rps_before, sc->rps_after);
     }
     return fclose(f) ? -errno : 0;
@@ -614,11 +647,13 @@ static void svg_frame(FILE *f, const scenario *sc, const chart *c, bool standalo
     fprintf(f, "<text x=\"%.0f\" y=\"22\" font-size=\"16\" font-weight=\"bold\">vigil profile: %s "
                "(%s), %s</text>\n",
             c->L, sc->name, sc->backend_used ? sc->backend_used : "?", kind_names[sc->kind]);
+    char resets[100];
+    designed_resets(sc, resets, sizeof(resets));
     fprintf(f, "<text x=\"%.0f\" y=\"40\" fill=\"#555\">%ld connections, %s %ld B; bytes lost %llu; "
-               "gap p50/p99 %.0f/%.0f ms; kept %llu</text>\n",
+               "gap p50/p99 %.0f/%.0f ms; kept %llu/%zu%s%s</text>\n",
             c->L, cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
             (unsigned long long)(r->lost + r->mismatches), r->gap_p50_ms, r->gap_p99_ms,
-            (unsigned long long)r->kept);
+            (unsigned long long)r->kept, (size_t)cfg.conns - r->nzombies, resets[0] ? "; " : "", resets);
     for (int p = 0; p < 2; p++) { /* frames, grids, axes */
         double y0 = p ? c->top2 : c->T;
         fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
@@ -757,6 +792,35 @@ static int write_svg(const scenario *sc, const char *path) {
     return fclose(f) ? -errno : 0;
 }
 
+/* What the table's columns mean, under it. */
+static void write_notes(FILE *f) {
+    fprintf(f, "<dl class=\"notes\">\n"
+               "<dt>detect ms p50/p99</dt><dd>How long the supervisor took to report a stall: from the "
+               "server's \"injecting\" line to its stall report, both stamped as they arrive on its "
+               "stderr; the median and 99th percentile over the stalls. In zombie scenarios: from a "
+               "client going silent to the server resetting it (its idle deadline is %u ms).</dd>\n"
+               "<dt>recover ms p50/max</dt><dd>From each stall's start to the first %.0f ms bin in which "
+               "the clients' throughput is back to half its rate before the first stall; the median "
+               "and the slowest.</dd>\n"
+               "<dt>gap ms p50/p99</dt><dd>Each connection's longest wait: the longest time it had "
+               "bytes outstanding and none coming back; the median and 99th percentile over the "
+               "connections (zombies left out). A client caught in a stall waits about as long as the "
+               "stall lasts.</dd>\n"
+               "<dt>kept</dt><dd>Connections still open and healthy at the end, of those meant to stay: "
+               "all of them but the zombies.</dd>\n"
+               "<dt>reset as designed</dt><dd>Connections the server reset on purpose, not losses: in "
+               "zombie scenarios the clients made to go silent (a round of them per stall), reset by "
+               "the server's idle deadline, as they should all be; in hang scenarios the connection "
+               "whose callback stayed stuck past the grace, one per stall.</dd>\n"
+               "<dt>bytes lost</dt><dd>Bytes sent on connections still open that never came back, "
+               "and bytes that came back different: must be 0. A row in red failed: bytes lost or "
+               "wrong, a client that could not connect, or a server that did not exit cleanly.</dd>\n"
+               "<dt>req/s before, after</dt><dd>The clients' mean throughput from the end of the "
+               "warm-up (%.1f s) to the first stall or zombie, and from 0.5 s after the server's last "
+               "event to the end.</dd>\n</dl>\n",
+            cfg.stall_ms * 3, BIN_S * 1000, WARMUP_S);
+}
+
 static int write_index(scenario *scs, int n, const char *path) {
     FILE *f = fopen(path, "w");
     if (!f)
@@ -764,15 +828,16 @@ static int write_index(scenario *scs, int n, const char *path) {
     fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>vigil profile</title>\n"
                "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
                "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-               "td:first-child{text-align:left}.bad{color:#b00}figure{margin:0 0 2em}"
+               "td{white-space:nowrap}td:first-child{text-align:left}.bad{color:#b00}"
+               "dt{font-weight:bold}dd{margin:0 0 .5em 1.5em;max-width:60em}figure{margin:0 0 2em}"
                "svg{max-width:100%%;height:auto}figcaption{color:#555}</style></head><body>\n"
                "<h1>vigil profile</h1>\n<p>vigil %s; %ld connections, %s %ld B, %.0f s per scenario, "
                "%d stalls of %u ms each, supervisor stall threshold %u ms; server on CPU %d, clients "
                "on CPU %d. Data: <a href=\"profile.json\">profile.json</a>, "
                "<a href=\"profile.csv\">profile.csv</a>.</p>\n<table>\n<tr><th>scenario</th>"
                "<th>detect ms p50/p99</th><th>recover ms p50/max</th><th>gap ms p50/p99</th>"
-               "<th>kept</th><th>bytes lost</th><th>req/s before</th><th>req/s after</th>"
-               "<th>timeline</th><th>server log</th></tr>\n",
+               "<th>kept</th><th>reset as designed</th><th>bytes lost</th><th>req/s before</th>"
+               "<th>req/s after</th><th>timeline</th><th>server log</th></tr>\n",
             vigil_version(), cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
             cfg.duration_s, cfg.stalls, cfg.stall_len_ms, cfg.stall_ms, cfg.server_cpu, cfg.client_cpu);
     for (int i = 0; i < n; i++) {
@@ -785,13 +850,24 @@ static int write_index(scenario *scs, int n, const char *path) {
         if (sc->nrecovery)
             fprintf(f, "%.0f/%.0f", pct(sc->recovery_ms, sc->nrecovery, 0.5),
                     max_of(sc->recovery_ms, sc->nrecovery));
-        fprintf(f, "</td><td>%.0f/%.0f</td><td>%llu/%ld</td><td>%llu</td><td>%.0f</td><td>%.0f</td>"
-                   "<td><a href=\"#%s\">%s</a></td><td><a href=\"%s.log\">%s.log</a></td></tr>\n",
-                r->gap_p50_ms, r->gap_p99_ms, (unsigned long long)r->kept, cfg.conns,
+        /* kept: of the connections meant to stay; the zombies and a hang's
+         * stuck connection are in the next column, where they went */
+        size_t stuck = stuck_resets(sc);
+        fprintf(f, "</td><td>%.0f/%.0f</td><td>%llu/%zu</td><td>", r->gap_p50_ms, r->gap_p99_ms,
+                (unsigned long long)r->kept, (size_t)cfg.conns - r->nzombies);
+        if (sc->kind == KIND_ZOMBIE)
+            fprintf(f, "%zu/%zu zombies (idle deadline)", zombies_reset(r), r->nzombies);
+        else if (stuck)
+            fprintf(f, "%zu (callback stuck)", stuck);
+        else
+            fprintf(f, "0");
+        fprintf(f, "</td><td>%llu</td><td>%.0f</td><td>%.0f</td><td><a href=\"#%s\">%s</a></td>"
+                   "<td><a href=\"%s.log\">%s.log</a></td></tr>\n",
                 (unsigned long long)(r->lost + r->mismatches), sc->rps_before, sc->rps_after, sc->name,
                 sc->name, sc->name, sc->name);
     }
     fprintf(f, "</table>\n");
+    write_notes(f);
     /* Inline, not <img>: an SVG shown as an image is a picture, its <title>
      * hover texts (the server's lines) never show. */
     for (int i = 0; i < n; i++) {
