@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # VIGIL_CLI_BUILD=DIR cli.sh: the vigil command as users run it: a short `vigil profile`
-# whose SVG is rendered by a real renderer (rsvg-convert) and checked, the
-# metrics endpoint validated by `promtool check metrics`, and bad flags.
+# whose SVG is rendered by a real renderer (rsvg-convert) and checked, whose
+# index.html is loaded in headless Chromium (browser_check.py), the metrics
+# endpoint validated by `promtool check metrics`, and bad flags.
 # Prints TAP (meson's suite cli): "ok - CHECK" or "not ok - CHECK" with the
-# end of what it said as "#" lines, then the plan. Exit status 0 if all passed.
+# end of what it said as "#" lines, or "ok - CHECK # SKIP why" for a check
+# that exited 77, then the plan. Exit status 0 if none failed.
 set -u
 BUILD=${VIGIL_CLI_BUILD:-build}
 VIGIL=$BUILD/src/cli/vigil
@@ -11,8 +13,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d)
 SPID=
 trap '[ -n "$SPID" ] && kill -9 $SPID 2>/dev/null; rm -rf "$T"' EXIT
-PASS=0 FAIL=0
-check() { # name, function: each check has 120 s
+PASS=0 FAIL=0 SKIP=0
+check() { # name, function: each check has 120 s; exit 77: skipped, its last line says why
     local name=$1; shift
     ( "$@" ) >"$T/out" 2>&1 &
     local pid=$! rc
@@ -21,6 +23,8 @@ check() { # name, function: each check has 120 s
     pkill -P $watchdog sleep 2>/dev/null; kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
     if [ $rc -eq 0 ]; then
         PASS=$((PASS + 1)); echo "ok - $name"
+    elif [ $rc -eq 77 ]; then
+        SKIP=$((SKIP + 1)); echo "ok - $name # SKIP $(tail -1 "$T/out")"
     else
         FAIL=$((FAIL + 1)); echo "not ok - $name"; sed 's/^/#     /' "$T/out" | tail -20
     fi
@@ -44,6 +48,17 @@ svg_renders() {
         python3 "$HERE/png_check.py" "$T/$s.png" || return 1
     done
     grep -q 'class="mark zombie"' "$T/prof/uring-zombie.svg" || { echo "no zombie mark"; return 1; }
+}
+# What a person opens: index.html in a real browser. No console error (a
+# broken page is loaded first to show that errors are caught), every
+# timeline inline with its marks titled by the server's lines and each one
+# hoverable, legends and ticks right, and a screenshot that is a picture.
+report_in_browser() {
+    [ -s "$T/prof/index.html" ] || { echo "no report (the profile check failed)"; return 1; }
+    python3 "$HERE/browser_check.py" "$T/prof/index.html" --screenshot "$T/report.png"
+    local rc=$?
+    [ $rc -eq 0 ] || return $rc
+    python3 "$HERE/png_check.py" "$T/report.png"
 }
 metrics_valid() {
     "$VIGIL" serve --port 0 --metrics-port 0 --stall-ms 100 --inject spin:400:300:1 --threads 2 \
@@ -98,9 +113,11 @@ bad_flags() {
 echo "TAP version 13"
 check "profile: 4 scenarios, 0 bytes lost, every file written" profile_runs
 check "profile: SVG timelines render (rsvg-convert) and carry their marks" svg_renders
+check "profile: index.html in headless Chromium: no console error, timelines inline, marks hoverable" \
+    report_in_browser
 check "serve --metrics-port: promtool check metrics" metrics_valid
 check "bench --target NAME:PORT looks the name up on a vigil loop" bench_by_name
 check "bad flags exit 2 with usage; --help" bad_flags
-echo "1..$((PASS + FAIL))"
-echo "# cli: $PASS passed, $FAIL failed"
+echo "1..$((PASS + FAIL + SKIP))"
+echo "# cli: $PASS passed, $FAIL failed, $SKIP skipped"
 [ $FAIL -eq 0 ]

@@ -671,7 +671,8 @@ static void svg_frame(FILE *f, const scenario *sc, const chart *c, bool standalo
         if (k > 0 && k < nticks)
             fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#eee\"/>", c->L,
                     y, c->L + c->pw, y);
-        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%g%s</text>\n",
+        fprintf(f, "<text class=\"ytick\" x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">"
+                   "%g%s</text>\n",
                 c->L - 5, y + 4, v >= 1000 ? v / 1000 : v, v >= 1000 ? "k" : "");
     }
     for (double e = c->llo; e <= c->lhi; e++) {
@@ -680,7 +681,8 @@ static void svg_frame(FILE *f, const scenario *sc, const chart *c, bool standalo
         fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#eee\"/>"
                    "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%g %s</text>\n",
                 c->L, y, c->L + c->pw, y, c->L - 5, y + 4,
-                us >= 1e6 ? us / 1e6 : us >= 1000 ? us / 1000 : us, us >= 1e6 ? "s" : us >= 1000 ? "ms" : "us");
+                us >= 1e6 ? us / 1e6 : us >= 1000 ? us / 1000 : us,
+                us >= 1e6 ? "s" : us >= 1000 ? "ms" : "us");
     }
     fprintf(f, "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" text-anchor=\"middle\">"
                "requests/s</text>\n", c->T + c->PH / 2, c->T + c->PH / 2);
@@ -762,9 +764,10 @@ static void svg_legend(FILE *f, const chart *c) {
         if (lx > c->L && lx + legend_w(kind) > c->W)
             ly += 18, lx = c->L;
         const struct mark_style *st = &mark_styles[kind];
-        fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" stroke-width=\"2\" "
-                   "stroke-dasharray=\"%s\"/><text x=\"%.0f\" y=\"%.0f\">%s</text>\n",
-                lx, ly - 4, lx + 20, ly - 4, st->color, st->dash, lx + 24, ly, st->legend);
+        fprintf(f, "<g class=\"legend %s\"><line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
+                   "stroke=\"%s\" stroke-width=\"2\" stroke-dasharray=\"%s\"/><text x=\"%.0f\" "
+                   "y=\"%.0f\">%s</text></g>\n",
+                st->cls, lx, ly - 4, lx + 20, ly - 4, st->color, st->dash, lx + 24, ly, st->legend);
         lx += legend_w(kind);
     }
 }
