@@ -160,6 +160,9 @@ static void render_served(text *f, const metrics_config *c) {
          offsetof(serve_counters, accepted)},
         {"vigil_serve_received_bytes_total", "Bytes received from clients.",
          offsetof(serve_counters, bytes)},
+        {"vigil_serve_sent_bytes_total",
+         "Bytes queued to send to clients (a connection that broke may not have sent them all).",
+         offsetof(serve_counters, sent)},
         {"vigil_serve_http_requests_total", "HTTP requests answered.",
          offsetof(serve_counters, requests)},
     };

@@ -11,9 +11,11 @@
 #include "vigil.h"
 
 /* What vigil serve counts per loop, beside the loop's own stats. Written by
- * the loop's thread, read here: relaxed atomics. */
+ * the loop's thread, read here: relaxed atomics. bytes: received, as the
+ * receive callbacks get them; sent: as handed to vigil_conn_send (queued:
+ * what a connection that breaks had not sent yet is counted too). */
 typedef struct serve_counters {
-    _Atomic uint64_t accepted, bytes, requests;
+    _Atomic uint64_t accepted, bytes, requests, sent;
 } serve_counters;
 
 typedef struct metrics_loop {
