@@ -73,12 +73,45 @@ metrics_valid() {
     [ -n "$mp" ] && [ -n "$p" ] || { echo "no ports"; cat "$T/serve.err"; return 1; }
     # traffic, so that a stall is injected and the loop rebuilt
     "$BUILD/bench/loadgen" --port "$p" --conns 20 --duration 1.5 --warmup 0.2 >/dev/null 2>&1
-    curl -sf "http://127.0.0.1:$mp/metrics" >"$T/metrics" || { echo "scrape failed"; return 1; }
+    curl -sf -D "$T/metrics.head" "http://127.0.0.1:$mp/metrics" >"$T/metrics" ||
+        { echo "scrape failed"; return 1; }
+    local fds now
+    fds=$(ls "/proc/$SPID/fd" | wc -l) now=$(date +%s)
     kill -INT $SPID; wait $SPID || { echo "vigil serve exited $?"; cat "$T/serve.err"; SPID=; return 1; }; SPID=
     promtool check metrics <"$T/metrics" || return 1
     grep -q '^vigil_supervisor_rebuilds_total [1-9]' "$T/metrics" || { echo "no rebuild counted"; return 1; }
     grep -q '^vigil_supervisor_detection_latency_seconds_count [1-9]' "$T/metrics" || return 1
     grep -q '^vigil_loop_iterations_total{loop="2"} [1-9]' "$T/metrics" || return 1
+    grep -qi '^content-type: text/plain; version=0.0.4; charset=utf-8'$'\r''$' "$T/metrics.head" ||
+        { echo "Content-Type:"; grep -i content-type "$T/metrics.head"; return 1; }
+    # the version and the backend (as the banner names it), once
+    local version backend
+    version=$("$VIGIL" version | awk '{print $2}')
+    backend=$(sed -n 's/^vigil serve: backend \([a-z_]*\) .*/\1/p' "$T/serve.out")
+    [ "$(grep -c '^vigil_build_info' "$T/metrics")" -eq 1 ] &&
+        grep -qx "vigil_build_info{version=\"$version\",backend=\"$backend\"} 1" "$T/metrics" &&
+        grep -qx '# TYPE vigil_build_info gauge' "$T/metrics" ||
+        { echo "vigil_build_info:"; grep build_info "$T/metrics"; return 1; }
+    # echo: every byte received was sent back, counted the same way
+    awk '/^vigil_serve_received_bytes_total/ {r += $2} /^vigil_serve_sent_bytes_total/ {s += $2}
+         END {if (r > 0 && s == r) exit 0; print "received " r ", sent " s; exit 1}' "$T/metrics" || return 1
+    grep -qx '# TYPE vigil_serve_sent_bytes_total counter' "$T/metrics" || return 1
+    # the process_* families, each typed and with a value that fits this process
+    local fam
+    for fam in process_cpu_seconds_total:counter process_resident_memory_bytes:gauge \
+        process_virtual_memory_bytes:gauge process_open_fds:gauge process_max_fds:gauge \
+        process_start_time_seconds:gauge; do
+        grep -qx "# TYPE ${fam%:*} ${fam#*:}" "$T/metrics" &&
+            grep -Eq "^${fam%:*} [0-9.]+(e\+[0-9]+)?\$" "$T/metrics" || { echo "no ${fam%:*}"; return 1; }
+    done
+    awk -v fds="$fds" -v now="$now" '
+        $1 == "process_cpu_seconds_total" && $2 <= 0 {print "cpu " $2; bad = 1}
+        $1 == "process_resident_memory_bytes" && ($2 < 1e6 || $2 > 1e10) {print "rss " $2; bad = 1}
+        $1 == "process_virtual_memory_bytes" && $2 < 1e6 {print "vsize " $2; bad = 1}
+        $1 == "process_open_fds" && ($2 < fds - 3 || $2 > fds + 3) {print "fds " $2 ", /proc: " fds; bad = 1}
+        $1 == "process_max_fds" && $2 < fds {print "max fds " $2; bad = 1}
+        $1 == "process_start_time_seconds" && ($2 > now + 1 || $2 < now - 120) {print "start " $2; bad = 1}
+        END {exit bad}' "$T/metrics" || return 1
 }
 bench_by_name() {
     "$VIGIL" serve --port 0 >"$T/serve2.out" 2>&1 &

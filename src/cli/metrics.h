@@ -34,6 +34,9 @@ typedef struct metrics_config {
 
 typedef struct metrics_server metrics_server;
 
+/* The exposition's media type: the text format, version 0.0.4, in UTF-8. */
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
 /* Starts serving. Returns 0 or -errno (-EADDRINUSE, ...). */
 int metrics_start(const metrics_config *cfg, metrics_server **out);
 /* The bound port. */
