@@ -452,13 +452,15 @@ static int write_json(scenario *scs, int n, const char *path) {
         fprintf(f, ",\"recovery_ms\":");
         json_array(f, sc->recovery_ms, sc->nrecovery);
         fprintf(f, ",\"gap_p50_ms\":%.1f,\"gap_p99_ms\":%.1f,\"gap_max_ms\":%.1f,\"kept\":%llu,"
-                   "\"conns\":%ld,\"zombies\":%zu,\"zombies_reset\":%zu,\"stuck_resets\":%zu,\"lost_bytes\":%llu,\"mismatched_bytes\":%llu,"
-                   "\"unechoed_on_reset_bytes\":%llu,\"errors\":%llu,\"req_per_s\":%.1f,"
+                   "\"conns\":%ld,\"zombies\":%zu,\"zombies_reset\":%zu,\"stuck_resets\":%zu,"
+                   "\"lost_bytes\":%llu,\"mismatched_bytes\":%llu,\"unechoed_on_reset_bytes\":%llu,"
+                   "\"errors\":%llu,\"req_per_s\":%.1f,"
                    "\"req_per_s_before\":%.1f,\"req_per_s_after\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
                    "\"server_status\":%d,",
                 r->gap_p50_ms, r->gap_p99_ms, r->gap_max_ms, (unsigned long long)r->kept, cfg.conns,
                 r->nzombies, zombies_reset(r), stuck_resets(sc), (unsigned long long)r->lost,
-                (unsigned long long)r->mismatches, (unsigned long long)r->unechoed_on_errors, (unsigned long long)r->errors, r->req_per_s,
+                (unsigned long long)r->mismatches, (unsigned long long)r->unechoed_on_errors,
+                (unsigned long long)r->errors, r->req_per_s,
                 sc->rps_before, sc->rps_after, r->p50_us, r->p99_us, sc->server_status);
         fprintf(f, "\"events\":[");
         int first = 1;
@@ -522,8 +524,8 @@ static const struct mark_style {
     [MARK_SILENT] = {"zombie", "silent", "client went silent (zombie)", "#7f7f7f", "none"},
 };
 /* the lanes top to bottom, in the order things happen */
-static const int lane_order[NMARKS] = {EV_STALL,    EV_REPORT,   EV_FENCE,       EV_REBUILD,
-                                       MARK_SILENT, EV_RESET,    EV_ZOMBIE_RESET};
+static const int lane_order[NMARKS] = {EV_STALL,    EV_REPORT, EV_FENCE,       EV_REBUILD,
+                                       MARK_SILENT, EV_RESET,  EV_ZOMBIE_RESET};
 
 typedef struct mark {
     int kind;
@@ -653,7 +655,8 @@ static void svg_frame(FILE *f, const scenario *sc, const chart *c, bool standalo
                "gap p50/p99 %.0f/%.0f ms; kept %llu/%zu%s%s</text>\n",
             c->L, cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
             (unsigned long long)(r->lost + r->mismatches), r->gap_p50_ms, r->gap_p99_ms,
-            (unsigned long long)r->kept, (size_t)cfg.conns - r->nzombies, resets[0] ? "; " : "", resets);
+            (unsigned long long)r->kept, (size_t)cfg.conns - r->nzombies, resets[0] ? "; " : "",
+            resets);
     for (int p = 0; p < 2; p++) { /* frames, grids, axes */
         double y0 = p ? c->top2 : c->T;
         fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
@@ -713,7 +716,8 @@ static void svg_data(FILE *f, const load_result *r, const chart *c) {
  * mark, and the hover text (<title>) of the group: the server's lines. */
 static void svg_marker(FILE *f, const mark *m, size_t from, size_t to, const chart *c) {
     const struct mark_style *st = &mark_styles[m[from].kind];
-    double y = c->lanes_top + c->lane[m[from].kind] * LANE_H + LANE_H / 2, x0 = chart_x(c, m[from].t);
+    double y = c->lanes_top + c->lane[m[from].kind] * LANE_H + LANE_H / 2;
+    double x0 = chart_x(c, m[from].t);
     fprintf(f, "<g class=\"mark %s\"><title>", st->cls);
     if (to - from > 1)
         fprintf(f, "%zu x %s, %.3f to %.3f s:\n", to - from, st->legend, m[from].t, m[to - 1].t);
@@ -747,7 +751,8 @@ static void svg_marks(FILE *f, const mark *m, size_t nm, const chart *c) {
                     mark_styles[kind].lane);
     for (size_t i = 0; i < nm;) {
         size_t j = i + 1;
-        while (j < nm && m[j].kind == m[i].kind && chart_x(c, m[j].t) - chart_x(c, m[i].t) < CLUSTER_PX)
+        while (j < nm && m[j].kind == m[i].kind &&
+               chart_x(c, m[j].t) - chart_x(c, m[i].t) < CLUSTER_PX)
             j++;
         svg_marker(f, m, i, j, c);
         i = j;
