@@ -32,7 +32,7 @@ check() { # name, function: each check has 120 s; exit 77: skipped, its last lin
 
 profile_runs() {
     "$VIGIL" profile --backends uring,epoll --kinds spin,zombie --duration 3 --stalls 1 \
-        --conns 50 --out "$T/prof" || return 1
+        --conns 50 --out "$T/prof" >"$T/profile.out" || { cat "$T/profile.out"; return 1; }
     for f in index.html profile.json profile.csv uring-spin.svg epoll-spin.svg uring-zombie.svg \
         epoll-zombie.svg; do
         [ -s "$T/prof/$f" ] || { echo "missing $f"; return 1; }
@@ -47,7 +47,8 @@ svg_renders() {
         rsvg-convert -o "$T/$s.png" "$T/prof/$s.svg" || return 1
         python3 "$HERE/png_check.py" "$T/$s.png" || return 1
     done
-    grep -q 'class="mark zombie"' "$T/prof/uring-zombie.svg" || { echo "no zombie mark"; return 1; }
+    grep -q 'class="mark zombie"' "$T/prof/uring-zombie.svg" ||
+        { echo "no zombie mark"; grep zombie "$T/profile.out"; return 1; }
 }
 # What a person opens: index.html in a real browser. No console error (a
 # broken page is loaded first to show that errors are caught), every

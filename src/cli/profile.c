@@ -382,9 +382,10 @@ static size_t stuck_resets(const scenario *sc) {
  * scenario does not read as 40 lost: these say where the others went. */
 static void designed_resets(const scenario *sc, char *buf, size_t size) {
     size_t n;
-    if (sc->kind == KIND_ZOMBIE)
+    if (sc->kind == KIND_ZOMBIE) /* "as intended" only when there were some, all reset */
         snprintf(buf, size, "%zu/%zu zombies reset by the idle deadline%s", zombies_reset(&sc->r),
-                 sc->r.nzombies, zombies_reset(&sc->r) == sc->r.nzombies ? ", as intended" : "");
+                 sc->r.nzombies,
+                 sc->r.nzombies && zombies_reset(&sc->r) == sc->r.nzombies ? ", as intended" : "");
     else if ((n = stuck_resets(sc)))
         snprintf(buf, size, "%zu conn%s reset, callback stuck past the grace, as intended", n,
                  n == 1 ? "" : "s");
@@ -570,19 +571,19 @@ static int mark_cmp(const void *a, const void *b) {
     return (x->t > y->t) - (x->t < y->t);
 }
 
-/* The marks within [0, span], by kind, then time: *n of them (NULL when
- * none, or out of memory: a timeline without marks). */
-static mark *marks_of(const scenario *sc, double span, size_t *n) {
+/* The marks from time 0 on, by kind, then time: *n of them (NULL when none,
+ * or out of memory: a timeline without marks). */
+static mark *marks_of(const scenario *sc, size_t *n) {
     const load_result *r = &sc->r;
     mark *m = malloc((sc->nev + r->nzombies + 1) * sizeof(*m));
     *n = 0;
     if (!m)
         return NULL;
     for (size_t i = 0; i < sc->nev; i++)
-        if (sc->ev[i].kind != EV_OTHER && sc->ev[i].t >= 0 && sc->ev[i].t <= span)
+        if (sc->ev[i].kind != EV_OTHER && sc->ev[i].t >= 0)
             m[(*n)++] = (mark){sc->ev[i].kind, sc->ev[i].t, sc->ev[i].text};
     for (size_t z = 0; z < r->nzombies; z++)
-        if (r->zombie_silent_s[z] >= 0 && r->zombie_silent_s[z] <= span)
+        if (r->zombie_silent_s[z] >= 0)
             m[(*n)++] = (mark){MARK_SILENT, r->zombie_silent_s[z], NULL};
     qsort(m, *n, sizeof(*m), mark_cmp);
     return m;
@@ -613,7 +614,11 @@ static void chart_scale(const load_result *r, const mark *m, size_t nm, chart *c
     c->T = c->lanes_top + c->nlanes * LANE_H + (c->nlanes ? 8 : 0);
     c->top2 = c->T + c->PH + GAP;
     c->H = c->top2 + c->PH + 32 + 18 * c->legend_rows;
+    /* the measured part, or more when the server said something during the
+     * drain after it (a loaded machine): shown, not dropped */
     c->span = WARMUP_S + cfg.duration_s;
+    for (size_t i = 0; i < nm; i++)
+        c->span = m[i].t > c->span ? m[i].t : c->span;
     c->ymax = 1;
     for (size_t b = 0; b < r->nbins; b++)
         if (r->bins[b].requests / BIN_S > c->ymax)
@@ -782,7 +787,7 @@ static void svg_legend(FILE *f, const chart *c) {
 static void svg_timeline(FILE *f, const scenario *sc, bool standalone) {
     chart c;
     size_t nm;
-    mark *m = marks_of(sc, WARMUP_S + cfg.duration_s, &nm);
+    mark *m = marks_of(sc, &nm);
     chart_scale(&sc->r, m, nm, &c);
     svg_frame(f, sc, &c, standalone);
     svg_data(f, &sc->r, &c);
