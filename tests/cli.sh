@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # VIGIL_CLI_BUILD=DIR cli.sh: the vigil command as users run it: a short `vigil profile`
-# whose SVG is rendered by a real renderer (rsvg-convert) and checked, the
-# metrics endpoint validated by `promtool check metrics`, and bad flags.
+# whose SVG is rendered by a real renderer (rsvg-convert) and checked, whose
+# index.html is loaded in headless Chromium (browser_check.py), the metrics
+# endpoint validated by `promtool check metrics`, and bad flags.
 # Prints TAP (meson's suite cli): "ok - CHECK" or "not ok - CHECK" with the
-# end of what it said as "#" lines, then the plan. Exit status 0 if all passed.
+# end of what it said as "#" lines, or "ok - CHECK # SKIP why" for a check
+# that exited 77, then the plan. Exit status 0 if none failed.
 set -u
 BUILD=${VIGIL_CLI_BUILD:-build}
 VIGIL=$BUILD/src/cli/vigil
@@ -11,8 +13,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d)
 SPID=
 trap '[ -n "$SPID" ] && kill -9 $SPID 2>/dev/null; rm -rf "$T"' EXIT
-PASS=0 FAIL=0
-check() { # name, function: each check has 120 s
+PASS=0 FAIL=0 SKIP=0
+check() { # name, function: each check has 120 s; exit 77: skipped, its last line says why
     local name=$1; shift
     ( "$@" ) >"$T/out" 2>&1 &
     local pid=$! rc
@@ -21,6 +23,8 @@ check() { # name, function: each check has 120 s
     pkill -P $watchdog sleep 2>/dev/null; kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
     if [ $rc -eq 0 ]; then
         PASS=$((PASS + 1)); echo "ok - $name"
+    elif [ $rc -eq 77 ]; then
+        SKIP=$((SKIP + 1)); echo "ok - $name # SKIP $(tail -1 "$T/out")"
     else
         FAIL=$((FAIL + 1)); echo "not ok - $name"; sed 's/^/#     /' "$T/out" | tail -20
     fi
@@ -28,7 +32,7 @@ check() { # name, function: each check has 120 s
 
 profile_runs() {
     "$VIGIL" profile --backends uring,epoll --kinds spin,zombie --duration 3 --stalls 1 \
-        --conns 50 --out "$T/prof" || return 1
+        --conns 50 --out "$T/prof" >"$T/profile.out" || { cat "$T/profile.out"; return 1; }
     for f in index.html profile.json profile.csv uring-spin.svg epoll-spin.svg uring-zombie.svg \
         epoll-zombie.svg; do
         [ -s "$T/prof/$f" ] || { echo "missing $f"; return 1; }
@@ -43,7 +47,19 @@ svg_renders() {
         rsvg-convert -o "$T/$s.png" "$T/prof/$s.svg" || return 1
         python3 "$HERE/png_check.py" "$T/$s.png" || return 1
     done
-    grep -q 'class="mark zombie"' "$T/prof/uring-zombie.svg" || { echo "no zombie mark"; return 1; }
+    grep -q 'class="mark zombie"' "$T/prof/uring-zombie.svg" ||
+        { echo "no zombie mark"; grep zombie "$T/profile.out"; return 1; }
+}
+# What a person opens: index.html in a real browser. No console error (a
+# broken page is loaded first to show that errors are caught), every
+# timeline inline with its marks titled by the server's lines and each one
+# hoverable, legends and ticks right, and a screenshot that is a picture.
+report_in_browser() {
+    [ -s "$T/prof/index.html" ] || { echo "no report (the profile check failed)"; return 1; }
+    python3 "$HERE/browser_check.py" "$T/prof/index.html" --screenshot "$T/report.png"
+    local rc=$?
+    [ $rc -eq 0 ] || return $rc
+    python3 "$HERE/png_check.py" "$T/report.png"
 }
 metrics_valid() {
     "$VIGIL" serve --port 0 --metrics-port 0 --stall-ms 100 --inject spin:400:300:1 --threads 2 \
@@ -58,12 +74,45 @@ metrics_valid() {
     [ -n "$mp" ] && [ -n "$p" ] || { echo "no ports"; cat "$T/serve.err"; return 1; }
     # traffic, so that a stall is injected and the loop rebuilt
     "$BUILD/bench/loadgen" --port "$p" --conns 20 --duration 1.5 --warmup 0.2 >/dev/null 2>&1
-    curl -sf "http://127.0.0.1:$mp/metrics" >"$T/metrics" || { echo "scrape failed"; return 1; }
+    curl -sf -D "$T/metrics.head" "http://127.0.0.1:$mp/metrics" >"$T/metrics" ||
+        { echo "scrape failed"; return 1; }
+    local fds now
+    fds=$(ls "/proc/$SPID/fd" | wc -l) now=$(date +%s)
     kill -INT $SPID; wait $SPID || { echo "vigil serve exited $?"; cat "$T/serve.err"; SPID=; return 1; }; SPID=
     promtool check metrics <"$T/metrics" || return 1
     grep -q '^vigil_supervisor_rebuilds_total [1-9]' "$T/metrics" || { echo "no rebuild counted"; return 1; }
     grep -q '^vigil_supervisor_detection_latency_seconds_count [1-9]' "$T/metrics" || return 1
     grep -q '^vigil_loop_iterations_total{loop="2"} [1-9]' "$T/metrics" || return 1
+    grep -qi '^content-type: text/plain; version=0.0.4; charset=utf-8'$'\r''$' "$T/metrics.head" ||
+        { echo "Content-Type:"; grep -i content-type "$T/metrics.head"; return 1; }
+    # the version and the backend (as the banner names it), once
+    local version backend
+    version=$("$VIGIL" version | awk '{print $2}')
+    backend=$(sed -n 's/^vigil serve: backend \([a-z_]*\) .*/\1/p' "$T/serve.out")
+    [ "$(grep -c '^vigil_build_info' "$T/metrics")" -eq 1 ] &&
+        grep -qx "vigil_build_info{version=\"$version\",backend=\"$backend\"} 1" "$T/metrics" &&
+        grep -qx '# TYPE vigil_build_info gauge' "$T/metrics" ||
+        { echo "vigil_build_info:"; grep build_info "$T/metrics"; return 1; }
+    # echo: every byte received was sent back, counted the same way
+    awk '/^vigil_serve_received_bytes_total/ {r += $2} /^vigil_serve_sent_bytes_total/ {s += $2}
+         END {if (r > 0 && s == r) exit 0; print "received " r ", sent " s; exit 1}' "$T/metrics" || return 1
+    grep -qx '# TYPE vigil_serve_sent_bytes_total counter' "$T/metrics" || return 1
+    # the process_* families, each typed and with a value that fits this process
+    local fam
+    for fam in process_cpu_seconds_total:counter process_resident_memory_bytes:gauge \
+        process_virtual_memory_bytes:gauge process_open_fds:gauge process_max_fds:gauge \
+        process_start_time_seconds:gauge; do
+        grep -qx "# TYPE ${fam%:*} ${fam#*:}" "$T/metrics" &&
+            grep -Eq "^${fam%:*} [0-9.]+(e\+[0-9]+)?\$" "$T/metrics" || { echo "no ${fam%:*}"; return 1; }
+    done
+    awk -v fds="$fds" -v now="$now" '
+        $1 == "process_cpu_seconds_total" && $2 <= 0 {print "cpu " $2; bad = 1}
+        $1 == "process_resident_memory_bytes" && ($2 < 1e6 || $2 > 1e10) {print "rss " $2; bad = 1}
+        $1 == "process_virtual_memory_bytes" && $2 < 1e6 {print "vsize " $2; bad = 1}
+        $1 == "process_open_fds" && ($2 < fds - 3 || $2 > fds + 3) {print "fds " $2 ", /proc: " fds; bad = 1}
+        $1 == "process_max_fds" && $2 < fds {print "max fds " $2; bad = 1}
+        $1 == "process_start_time_seconds" && ($2 > now + 1 || $2 < now - 120) {print "start " $2; bad = 1}
+        END {exit bad}' "$T/metrics" || return 1
 }
 bench_by_name() {
     "$VIGIL" serve --port 0 >"$T/serve2.out" 2>&1 &
@@ -98,9 +147,11 @@ bad_flags() {
 echo "TAP version 13"
 check "profile: 4 scenarios, 0 bytes lost, every file written" profile_runs
 check "profile: SVG timelines render (rsvg-convert) and carry their marks" svg_renders
+check "profile: index.html in headless Chromium: no console error, timelines inline, marks hoverable" \
+    report_in_browser
 check "serve --metrics-port: promtool check metrics" metrics_valid
 check "bench --target NAME:PORT looks the name up on a vigil loop" bench_by_name
 check "bad flags exit 2 with usage; --help" bad_flags
-echo "1..$((PASS + FAIL))"
-echo "# cli: $PASS passed, $FAIL failed"
+echo "1..$((PASS + FAIL + SKIP))"
+echo "# cli: $PASS passed, $FAIL failed, $SKIP skipped"
 [ $FAIL -eq 0 ]

@@ -131,6 +131,7 @@ static const char *content_type(const char *path) {
 static int put(vigil_loop *loop, files_conn *fc, const void *data, size_t len) {
     int rc = vigil_conn_send(loop, fc->c, data, len, 0, NULL, NULL, NULL);
     if (rc >= 0) {
+        fc->hooks->sent(fc->ud, len);
         http_conn_sent(fc->hc, rc); /* over the mark: no next request until it drains */
         return 0;
     }

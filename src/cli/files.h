@@ -22,6 +22,7 @@ typedef struct files_conn files_conn;
 typedef struct files_hooks {
     void (*requests)(void *ud, uint64_t n);                  /* requests answered */
     void (*drop)(vigil_loop *loop, vigil_conn c, int abortive, void *ud); /* close it */
+    void (*sent)(void *ud, uint64_t bytes);                  /* bytes queued to send */
 } files_hooks;
 
 /* Opens DIR for serving (O_PATH): 0 or -errno. Once, before any loop runs. */

@@ -3,7 +3,10 @@
  *
  * Every scrape renders fresh numbers: the loops' and the supervisor's stats
  * may be read from any thread without locks, so nothing here ever waits for a
- * served loop, stalled or not. Any path answers with the metrics.
+ * served loop, stalled or not. Any path answers with the metrics. The
+ * process_* families are read from /proc/self on this thread, like any
+ * client library's process collector: procfs answers from the kernel's
+ * memory, it never waits on a disk or on another thread.
  */
 #include "metrics.h"
 
@@ -14,6 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#endif
 
 #include "clock.h"
 #include "http.h"
@@ -160,6 +168,9 @@ static void render_served(text *f, const metrics_config *c) {
          offsetof(serve_counters, accepted)},
         {"vigil_serve_received_bytes_total", "Bytes received from clients.",
          offsetof(serve_counters, bytes)},
+        {"vigil_serve_sent_bytes_total",
+         "Bytes queued to send to clients (a connection that broke may not have sent them all).",
+         offsetof(serve_counters, sent)},
         {"vigil_serve_http_requests_total", "HTTP requests answered.",
          offsetof(serve_counters, requests)},
     };
@@ -226,6 +237,105 @@ static void render_supervisor(text *f, const metrics_config *c) {
               ss.detect_ms_sum / 1e3);
 }
 
+/* A label value: \, " and newline escaped, as the text format wants. */
+static void label_value(text *f, const char *s) {
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            put(f, "\\%c", *s);
+        else if (*s == '\n')
+            put(f, "\\n");
+        else
+            put(f, "%c", *s);
+    }
+}
+
+/* What runs: the library's version, and the loops' backend (a series per
+ * backend in use: loops that auto chose for may differ). */
+static void render_build_info(text *f, const metrics_config *c) {
+    family(f, "vigil_build_info", "gauge",
+           "The vigil library's version and the loops' backend; always 1.");
+    const char *seen[8]; /* static strings (vigil.h); there are fewer backends */
+    int nseen = 0;
+    for (uint32_t i = 0; i < c->nloops; i++) {
+        vigil_loop_info info;
+        if (vigil_loop_get_info(c->loops[i].loop, &info) != 0 || !info.backend)
+            continue;
+        int dup = 0;
+        for (int k = 0; k < nseen; k++)
+            dup |= !strcmp(seen[k], info.backend);
+        if (dup || nseen == (int)(sizeof(seen) / sizeof(seen[0])))
+            continue;
+        seen[nseen++] = info.backend;
+        put(f, "vigil_build_info{version=\"");
+        label_value(f, vigil_version());
+        put(f, "\",backend=\"");
+        label_value(f, info.backend);
+        put(f, "\"} 1\n");
+    }
+}
+
+#ifdef __linux__
+/* The standard process_* families, from /proc/self (proc(5)); a figure that
+ * cannot be read is left out, its family with it. */
+static void render_process(text *f) {
+    double ticks = (double)sysconf(_SC_CLK_TCK), page = (double)sysconf(_SC_PAGESIZE);
+    unsigned long long utime = 0, stime = 0, start = 0, vsize = 0, rss = 0, btime = 0;
+    int have_stat = 0, have_btime = 0;
+    char buf[1024];
+    FILE *p = fopen("/proc/self/stat", "r");
+    if (p) {
+        size_t n = fread(buf, 1, sizeof(buf) - 1, p);
+        buf[n] = 0;
+        fclose(p);
+        /* after the command's ")": field 3 (state) on; utime is 14, stime 15,
+         * starttime 22, vsize 23, rss 24 */
+        const char *q = strrchr(buf, ')');
+        have_stat = q && sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d "
+                                       "%*d %*d %*d %*d %llu %llu %llu",
+                                &utime, &stime, &start, &vsize, &rss) == 5;
+    }
+    if ((p = fopen("/proc/stat", "r"))) {
+        while (!have_btime && fgets(buf, sizeof(buf), p))
+            have_btime = sscanf(buf, "btime %llu", &btime) == 1;
+        fclose(p);
+    }
+    if (have_stat && ticks > 0) {
+        family(f, "process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
+        put(f, "process_cpu_seconds_total %.2f\n", (double)(utime + stime) / ticks);
+        family(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+        put(f, "process_resident_memory_bytes %.0f\n", (double)rss * page);
+        family(f, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+        put(f, "process_virtual_memory_bytes %llu\n", vsize);
+        if (have_btime) {
+            family(f, "process_start_time_seconds", "gauge",
+                   "Start time of the process since the Unix epoch in seconds.");
+            put(f, "process_start_time_seconds %.2f\n", (double)btime + (double)start / ticks);
+        }
+    }
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        long fds = -1; /* the directory's own descriptor is listed too */
+        struct dirent *e;
+        while ((e = readdir(d)))
+            fds += e->d_name[0] != '.';
+        closedir(d);
+        family(f, "process_open_fds", "gauge", "Number of open file descriptors.");
+        put(f, "process_open_fds %ld\n", fds);
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        family(f, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+        if (rl.rlim_cur == RLIM_INFINITY)
+            put(f, "process_max_fds +Inf\n");
+        else
+            put(f, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+    }
+}
+#else
+/* No /proc (Windows): the process_* families are left out. */
+static void render_process(text *f) { (void)f; }
+#endif
+
 char *metrics_render(const metrics_config *c, size_t *len) {
     text out = {0}, *f = &out;
     vigil_loop_stats *st = calloc(c->nloops ? c->nloops : 1, sizeof(*st));
@@ -236,6 +346,8 @@ char *metrics_render(const metrics_config *c, size_t *len) {
     render_loops(f, c, st);
     render_served(f, c);
     render_supervisor(f, c);
+    render_build_info(f, c);
+    render_process(f);
     free(st);
     put(f, "%s", ""); /* NUL-terminated even when empty */
     if (out.failed) {
@@ -287,7 +399,7 @@ static int scrape_request(vigil_loop *loop, vigil_conn c, const http_request *re
     size_t blen = 0;
     char *body = metrics_render(&m->cfg, &blen);
     char head[256];
-    int h = body ? http_response_head(head, sizeof(head), blen, "text/plain; version=0.0.4", req) : -1;
+    int h = body ? http_response_head(head, sizeof(head), blen, METRICS_CONTENT_TYPE, req) : -1;
     http_conn *hc = scrape_of(m, loop, c);
     int rc = h > 0 ? vigil_conn_send(loop, c, head, (size_t)h, 5000, NULL, NULL, NULL) : -ENOMEM;
     if (rc >= 0 && !req->head)

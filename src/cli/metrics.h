@@ -11,9 +11,11 @@
 #include "vigil.h"
 
 /* What vigil serve counts per loop, beside the loop's own stats. Written by
- * the loop's thread, read here: relaxed atomics. */
+ * the loop's thread, read here: relaxed atomics. bytes: received, as the
+ * receive callbacks get them; sent: as handed to vigil_conn_send (queued:
+ * what a connection that breaks had not sent yet is counted too). */
 typedef struct serve_counters {
-    _Atomic uint64_t accepted, bytes, requests;
+    _Atomic uint64_t accepted, bytes, requests, sent;
 } serve_counters;
 
 typedef struct metrics_loop {
@@ -31,6 +33,9 @@ typedef struct metrics_config {
 } metrics_config;
 
 typedef struct metrics_server metrics_server;
+
+/* The exposition's media type: the text format, version 0.0.4, in UTF-8. */
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /* Starts serving. Returns 0 or -errno (-EADDRINUSE, ...). */
 int metrics_start(const metrics_config *cfg, metrics_server **out);

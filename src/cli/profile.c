@@ -360,6 +360,39 @@ static double max_of(const double *v, size_t n) {
     return m;
 }
 
+/* Zombies the server reset or closed: its idle deadline's job, all of them. */
+static size_t zombies_reset(const load_result *r) {
+    size_t n = 0;
+    for (size_t z = 0; z < r->nzombies; z++)
+        n += r->zombie_detect_ms[z] >= 0;
+    return n;
+}
+
+/* Connections reset because their callback stayed stuck past the grace: a
+ * hang's, one per stall. */
+static size_t stuck_resets(const scenario *sc) {
+    size_t n = 0;
+    for (size_t i = 0; i < sc->nev; i++)
+        n += sc->ev[i].kind == EV_RESET;
+    return n;
+}
+
+/* What the server reset on purpose, in words ("" when nothing). kept counts
+ * the connections meant to stay, so that 160 of 200 kept in a zombie
+ * scenario does not read as 40 lost: these say where the others went. */
+static void designed_resets(const scenario *sc, char *buf, size_t size) {
+    size_t n;
+    if (sc->kind == KIND_ZOMBIE) /* "as intended" only when there were some, all reset */
+        snprintf(buf, size, "%zu/%zu zombies reset by the idle deadline%s", zombies_reset(&sc->r),
+                 sc->r.nzombies,
+                 sc->r.nzombies && zombies_reset(&sc->r) == sc->r.nzombies ? ", as intended" : "");
+    else if ((n = stuck_resets(sc)))
+        snprintf(buf, size, "%zu conn%s reset, callback stuck past the grace, as intended", n,
+                 n == 1 ? "" : "s");
+    else
+        buf[0] = 0;
+}
+
 static void print_row(FILE *f, const scenario *sc) {
     const load_result *r = &sc->r;
     char det[32] = "-", rec[32] = "-";
@@ -375,9 +408,10 @@ static void print_row(FILE *f, const scenario *sc) {
     char kept[48], result[200];
     snprintf(kept, sizeof(kept), "%llu/%zu", (unsigned long long)r->kept, (size_t)cfg.conns - r->nzombies);
     snprintf(result, sizeof(result), "%s", sc->ok ? "ok" : sc->load_rc ? r->error : "FAILED");
-    if (sc->kind == KIND_ZOMBIE && !sc->load_rc)
-        snprintf(result + strlen(result), sizeof(result) - strlen(result), ", %zu/%zu zombies reset",
-                 sc->ndetect, r->nzombies);
+    char resets[100];
+    designed_resets(sc, resets, sizeof(resets));
+    if (!sc->load_rc && resets[0])
+        snprintf(result + strlen(result), sizeof(result) - strlen(result), "; %s", resets);
     fprintf(f, "%-14s %11s %11s %11s %9s %5llu %9.0f %9.0f  %s\n", sc->name, det, rec, gap, kept,
             (unsigned long long)(r->lost + r->mismatches), sc->rps_before, sc->rps_after, result);
 }
@@ -419,13 +453,15 @@ static int write_json(scenario *scs, int n, const char *path) {
         fprintf(f, ",\"recovery_ms\":");
         json_array(f, sc->recovery_ms, sc->nrecovery);
         fprintf(f, ",\"gap_p50_ms\":%.1f,\"gap_p99_ms\":%.1f,\"gap_max_ms\":%.1f,\"kept\":%llu,"
-                   "\"conns\":%ld,\"zombies\":%zu,\"lost_bytes\":%llu,\"mismatched_bytes\":%llu,"
-                   "\"unechoed_on_reset_bytes\":%llu,\"errors\":%llu,\"req_per_s\":%.1f,"
+                   "\"conns\":%ld,\"zombies\":%zu,\"zombies_reset\":%zu,\"stuck_resets\":%zu,"
+                   "\"lost_bytes\":%llu,\"mismatched_bytes\":%llu,\"unechoed_on_reset_bytes\":%llu,"
+                   "\"errors\":%llu,\"req_per_s\":%.1f,"
                    "\"req_per_s_before\":%.1f,\"req_per_s_after\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
                    "\"server_status\":%d,",
                 r->gap_p50_ms, r->gap_p99_ms, r->gap_max_ms, (unsigned long long)r->kept, cfg.conns,
-                r->nzombies, (unsigned long long)r->lost, (unsigned long long)r->mismatches,
-                (unsigned long long)r->unechoed_on_errors, (unsigned long long)r->errors, r->req_per_s,
+                r->nzombies, zombies_reset(r), stuck_resets(sc), (unsigned long long)r->lost,
+                (unsigned long long)r->mismatches, (unsigned long long)r->unechoed_on_errors,
+                (unsigned long long)r->errors, r->req_per_s,
                 sc->rps_before, sc->rps_after, r->p50_us, r->p99_us, sc->server_status);
         fprintf(f, "\"events\":[");
         int first = 1;
@@ -465,33 +501,132 @@ static int write_csv(scenario *scs, int n, const char *path) {
                 sc->nrecovery ? pct(sc->recovery_ms, sc->nrecovery, 0.5) : 0,
                 max_of(sc->recovery_ms, sc->nrecovery), r->gap_p50_ms, r->gap_p99_ms,
                 (unsigned long long)r->kept, cfg.conns, r->nzombies,
-                sc->kind == KIND_ZOMBIE ? sc->ndetect : 0, (unsigned long long)r->lost,
+                zombies_reset(r), (unsigned long long)r->lost,
                 (unsigned long long)r->mismatches, sc->rps_before, sc->rps_after);
     }
     return fclose(f) ? -errno : 0;
 }
 
-/* An SVG timeline's geometry: throughput in the panel at T, latency (p99
- * per bin, log scale) in the one at top2, time across both. */
+/* What a timeline marks: the server's events, a kind each, and the zombies
+ * going silent (seen by the clients, so no server line). Each kind has a
+ * lane of its own above the charts: a fence and its rebuild come within a
+ * few ms of each other, a pixel or two apart at this scale, and on one line
+ * one would hide the other and its hover text. */
+enum { MARK_SILENT = EV_OTHER /* never drawn: its index is free */, NMARKS };
+static const struct mark_style {
+    const char *cls, *lane, *legend, *color, *dash;
+} mark_styles[NMARKS] = {
+    [EV_STALL] = {"stall", "stall", "stall injected", "#d62728", "none"},
+    [EV_REPORT] = {"report", "report", "stall report", "#ff7f0e", "4 3"},
+    [EV_FENCE] = {"fence", "fence", "thread fenced", "#9467bd", "4 3"},
+    [EV_REBUILD] = {"rebuild", "rebuild", "loop rebuilt", "#2ca02c", "4 3"},
+    [EV_RESET] = {"reset", "reset", "conn reset: callback stuck", "#8c564b", "4 3"},
+    [EV_ZOMBIE_RESET] = {"zombie-reset", "reset", "zombie reset: idle deadline", "#17becf", "4 3"},
+    [MARK_SILENT] = {"zombie", "silent", "client went silent (zombie)", "#7f7f7f", "none"},
+};
+/* the lanes top to bottom, in the order things happen */
+static const int lane_order[NMARKS] = {EV_STALL,    EV_REPORT, EV_FENCE,       EV_REBUILD,
+                                       MARK_SILENT, EV_RESET,  EV_ZOMBIE_RESET};
+
+typedef struct mark {
+    int kind;
+    double t;
+    const char *text; /* the server's line; NULL for MARK_SILENT */
+} mark;
+
+/* An SVG timeline's geometry: the marks' lanes from lanes_top, throughput in
+ * the panel at T, latency (p99 per bin, log scale) in the one at top2, time
+ * across both, the legend's rows at the bottom. */
 typedef struct chart {
     double W, H, L, T, PH, top2, pw, span;
-    double ymax;     /* the throughput axis' top, requests/s */
-    double llo, lhi; /* the latency axis' ends, log10 of us */
+    double ymax, ystep; /* the throughput axis' top and tick step, requests/s */
+    double tstep;       /* the time axis' tick step, s */
+    double llo, lhi;    /* the latency axis' ends, log10 of us */
+    double lanes_top;
+    int lane[NMARKS];   /* each kind's lane, -1 when the scenario has no such mark */
+    int nlanes, legend_rows;
 } chart;
+
+#define LANE_H 14.0
+#define CLUSTER_PX 8.0 /* marks of a kind closer than this share one marker */
 
 static double chart_x(const chart *c, double t) { return c->L + t / c->span * c->pw; }
 
-static void chart_scale(const load_result *r, chart *c) {
+/* The smallest of 1, 2, 2.5 and 5 x 10^n that is at least x (> 0): ticks a
+ * reader can count along (75k, 150k), not a quarter of the data's maximum
+ * (75.3k, 150.6k). */
+static double nice_step(double x) {
+    static const double m[] = {1, 2, 2.5, 5, 10};
+    double p = pow(10, floor(log10(x)));
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if (m[i] * p >= x * (1 - 1e-9))
+            return m[i] * p;
+    return 10 * p;
+}
+
+static int mark_cmp(const void *a, const void *b) {
+    const mark *x = a, *y = b;
+    if (x->kind != y->kind)
+        return x->kind - y->kind;
+    return (x->t > y->t) - (x->t < y->t);
+}
+
+/* The marks from time 0 on, by kind, then time: *n of them (NULL when none,
+ * or out of memory: a timeline without marks). */
+static mark *marks_of(const scenario *sc, size_t *n) {
+    const load_result *r = &sc->r;
+    mark *m = malloc((sc->nev + r->nzombies + 1) * sizeof(*m));
+    *n = 0;
+    if (!m)
+        return NULL;
+    for (size_t i = 0; i < sc->nev; i++)
+        if (sc->ev[i].kind != EV_OTHER && sc->ev[i].t >= 0)
+            m[(*n)++] = (mark){sc->ev[i].kind, sc->ev[i].t, sc->ev[i].text};
+    for (size_t z = 0; z < r->nzombies; z++)
+        if (r->zombie_silent_s[z] >= 0)
+            m[(*n)++] = (mark){MARK_SILENT, r->zombie_silent_s[z], NULL};
+    qsort(m, *n, sizeof(*m), mark_cmp);
+    return m;
+}
+
+/* A legend entry's width: its sample line and its label, about 7 px a letter. */
+static double legend_w(int kind) { return 40 + 7 * strlen(mark_styles[kind].legend); }
+
+static void chart_scale(const load_result *r, const mark *m, size_t nm, chart *c) {
     const double R = 20, GAP = 60;
-    *c = (chart){.W = 960, .H = 520, .L = 70, .T = 50, .PH = 180};
-    c->top2 = c->T + c->PH + GAP;
-    c->span = WARMUP_S + cfg.duration_s;
+    *c = (chart){.W = 960, .L = 80, .lanes_top = 50, .PH = 180};
     c->pw = c->W - c->L - R;
+    /* a lane for each kind that occurs, and a legend entry; its rows wrap */
+    bool has[NMARKS] = {0};
+    for (size_t i = 0; i < nm; i++)
+        has[m[i].kind] = true;
+    double lx = c->L;
+    c->legend_rows = 1;
+    for (int k = 0; k < NMARKS; k++) {
+        int kind = lane_order[k];
+        c->lane[kind] = has[kind] ? c->nlanes++ : -1;
+        if (!has[kind])
+            continue;
+        if (lx > c->L && lx + legend_w(kind) > c->W)
+            c->legend_rows++, lx = c->L;
+        lx += legend_w(kind);
+    }
+    c->T = c->lanes_top + c->nlanes * LANE_H + (c->nlanes ? 8 : 0);
+    c->top2 = c->T + c->PH + GAP;
+    c->H = c->top2 + c->PH + 32 + 18 * c->legend_rows;
+    /* the measured part, or more when the server said something during the
+     * drain after it (a loaded machine): shown, not dropped */
+    c->span = WARMUP_S + cfg.duration_s;
+    for (size_t i = 0; i < nm; i++)
+        c->span = m[i].t > c->span ? m[i].t : c->span;
     c->ymax = 1;
     for (size_t b = 0; b < r->nbins; b++)
         if (r->bins[b].requests / BIN_S > c->ymax)
             c->ymax = r->bins[b].requests / BIN_S;
-    c->ymax *= 1.1;
+    /* 3 to 6 ticks, the top one a whole step above the data's peak or on it */
+    c->ystep = nice_step(c->ymax * 1.05 / 6);
+    c->ymax = ceil(c->ymax * 1.05 / c->ystep) * c->ystep;
+    c->tstep = nice_step(c->span / 10);
     double lmin = 1e9, lmax = 1;
     for (size_t b = 0; b < r->nbins; b++)
         if (r->bins[b].requests) {
@@ -506,43 +641,56 @@ static void chart_scale(const load_result *r, chart *c) {
         c->lhi = c->llo + 1;
 }
 
-/* The titles, the two frames with their grids, and the axes' labels. */
-static void svg_frame(FILE *f, const scenario *sc, const chart *c) {
+/* The titles, the two frames with their grids, and the axes' labels. A
+ * standalone file starts with the XML declaration; inside HTML there is none. */
+static void svg_frame(FILE *f, const scenario *sc, const chart *c, bool standalone) {
     const load_result *r = &sc->r;
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" "
+    if (standalone)
+        fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" "
                "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
                "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n",
             c->W, c->H, c->W, c->H);
     fprintf(f, "<text x=\"%.0f\" y=\"22\" font-size=\"16\" font-weight=\"bold\">vigil profile: %s "
                "(%s), %s</text>\n",
             c->L, sc->name, sc->backend_used ? sc->backend_used : "?", kind_names[sc->kind]);
+    char resets[100];
+    designed_resets(sc, resets, sizeof(resets));
     fprintf(f, "<text x=\"%.0f\" y=\"40\" fill=\"#555\">%ld connections, %s %ld B; bytes lost %llu; "
-               "gap p50/p99 %.0f/%.0f ms; kept %llu</text>\n",
+               "gap p50/p99 %.0f/%.0f ms; kept %llu/%zu%s%s</text>\n",
             c->L, cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
             (unsigned long long)(r->lost + r->mismatches), r->gap_p50_ms, r->gap_p99_ms,
-            (unsigned long long)r->kept);
+            (unsigned long long)r->kept, (size_t)cfg.conns - r->nzombies, resets[0] ? "; " : "",
+            resets);
     for (int p = 0; p < 2; p++) { /* frames, grids, axes */
         double y0 = p ? c->top2 : c->T;
         fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
                    "stroke=\"#888\"/>\n", c->L, y0, c->pw, c->PH);
-        for (int s = 0; s <= (int)c->span; s++)
+        for (int k = 0; k * c->tstep <= c->span * (1 + 1e-9); k++) {
+            double s = k * c->tstep;
             fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#eee\"/>"
-                       "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\" fill=\"#555\">%d s</text>\n",
+                       "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\" fill=\"#555\">%g s</text>\n",
                     chart_x(c, s), y0, chart_x(c, s), y0 + c->PH, chart_x(c, s), y0 + c->PH + 15, s);
+        }
     }
-    for (int k = 0; k <= 4; k++) {
-        double v = c->ymax * k / 4, y = c->T + c->PH - c->PH * k / 4;
-        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%.0fk</text>\n",
-                c->L - 5, y + 4, v / 1000);
+    int nticks = (int)lround(c->ymax / c->ystep);
+    for (int k = 0; k <= nticks; k++) {
+        double v = k * c->ystep, y = c->T + c->PH - c->PH * k / nticks;
+        if (k > 0 && k < nticks)
+            fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#eee\"/>", c->L,
+                    y, c->L + c->pw, y);
+        fprintf(f, "<text class=\"ytick\" x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">"
+                   "%g%s</text>\n",
+                c->L - 5, y + 4, v >= 1000 ? v / 1000 : v, v >= 1000 ? "k" : "");
     }
     for (double e = c->llo; e <= c->lhi; e++) {
         double y = c->top2 + c->PH - c->PH * (e - c->llo) / (c->lhi - c->llo);
         double us = pow(10, e);
         fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#eee\"/>"
                    "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%g %s</text>\n",
-                c->L, y, c->L + c->pw, y, c->L - 5, y + 4, us >= 1000 ? us / 1000 : us,
-                us >= 1000 ? "ms" : "us");
+                c->L, y, c->L + c->pw, y, c->L - 5, y + 4,
+                us >= 1e6 ? us / 1e6 : us >= 1000 ? us / 1000 : us,
+                us >= 1e6 ? "s" : us >= 1000 ? "ms" : "us");
     }
     fprintf(f, "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" text-anchor=\"middle\">"
                "requests/s</text>\n", c->T + c->PH / 2, c->T + c->PH / 2);
@@ -568,61 +716,122 @@ static void svg_data(FILE *f, const load_result *r, const chart *c) {
     fprintf(f, "</g>\n");
 }
 
-/* The server's events and the zombies going silent, as marked vertical lines. */
-static void svg_marks(FILE *f, const scenario *sc, const chart *c) {
-    static const char *colors[] = {"#d62728", "#ff7f0e", "#9467bd", "#2ca02c", "#8c564b", "#7f7f7f"};
-    const load_result *r = &sc->r;
-    for (size_t i = 0; i < sc->nev; i++) {
-        const event *e = &sc->ev[i];
-        if (e->kind == EV_OTHER || e->t < 0 || e->t > c->span)
-            continue;
-        fprintf(f, "<line class=\"mark %s\" x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"%s\" "
-                   "stroke-width=\"1.5\" stroke-dasharray=\"%s\"><title>%.3f s: ",
-                event_names[e->kind], chart_x(c, e->t), c->T, chart_x(c, e->t), c->top2 + c->PH,
-                colors[e->kind], e->kind == EV_STALL ? "none" : "4 3", e->t);
-        xml_str(f, e->text);
-        fprintf(f, "</title></line>\n");
+/* One marker for marks [from, to) (of one kind, within CLUSTER_PX): a
+ * box in the kind's lane, a vertical line from it across both charts per
+ * mark, and the hover text (<title>) of the group: the server's lines. */
+static void svg_marker(FILE *f, const mark *m, size_t from, size_t to, const chart *c) {
+    const struct mark_style *st = &mark_styles[m[from].kind];
+    double y = c->lanes_top + c->lane[m[from].kind] * LANE_H + LANE_H / 2;
+    double x0 = chart_x(c, m[from].t);
+    fprintf(f, "<g class=\"mark %s\"><title>", st->cls);
+    if (to - from > 1)
+        fprintf(f, "%zu x %s, %.3f to %.3f s:\n", to - from, st->legend, m[from].t, m[to - 1].t);
+    for (size_t i = from; i < to && i < from + 12; i++) {
+        fprintf(f, "%s%.3f s: ", i > from ? "\n" : "", m[i].t);
+        xml_str(f, m[i].text ? m[i].text : "a client stopped reading and writing (a zombie peer)");
     }
-    for (size_t z = 0; z < r->nzombies; z++) {
-        if (r->zombie_silent_s[z] < 0)
-            continue;
-        fprintf(f, "<line class=\"mark zombie\" x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" "
-                   "stroke=\"#7f7f7f\" stroke-width=\"1\"/>\n",
-                chart_x(c, r->zombie_silent_s[z]), c->T, chart_x(c, r->zombie_silent_s[z]),
-                c->top2 + c->PH);
+    if (to - from > 12)
+        fprintf(f, "\n... and %zu more (profile.json has them all)", to - from - 12);
+    fprintf(f, "</title>\n");
+    for (size_t i = from; i < to; i++)
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"%s\" "
+                   "stroke-width=\"1.5\" stroke-dasharray=\"%s\"/>\n",
+                chart_x(c, m[i].t), y, chart_x(c, m[i].t), c->top2 + c->PH, st->color, st->dash);
+    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"8\" height=\"10\" fill=\"%s\"/>", x0 - 4, y - 5,
+            st->color);
+    if (to - from > 1)
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"%s\">%zu</text>", x0 + 6,
+                y + 4, st->color, to - from);
+    fprintf(f, "</g>\n");
+}
+
+/* The marks (sorted by marks_of): lanes labelled on the left, a marker per
+ * kind and cluster. */
+static void svg_marks(FILE *f, const mark *m, size_t nm, const chart *c) {
+    for (int kind = 0; kind < NMARKS; kind++)
+        if (c->lane[kind] >= 0)
+            fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"10\" "
+                       "fill=\"#555\">%s</text>\n",
+                    c->L - 6, c->lanes_top + c->lane[kind] * LANE_H + LANE_H / 2 + 3.5,
+                    mark_styles[kind].lane);
+    for (size_t i = 0; i < nm;) {
+        size_t j = i + 1;
+        while (j < nm && m[j].kind == m[i].kind &&
+               chart_x(c, m[j].t) - chart_x(c, m[i].t) < CLUSTER_PX)
+            j++;
+        svg_marker(f, m, i, j, c);
+        i = j;
     }
 }
 
+/* The kinds of mark this timeline has, no others. */
 static void svg_legend(FILE *f, const chart *c) {
-    static const struct {
-        const char *label, *color, *dash;
-    } legend[] = {{"stall injected", "#d62728", "none"}, {"report", "#ff7f0e", "4 3"},
-                  {"fence", "#9467bd", "4 3"},           {"rebuild", "#2ca02c", "4 3"},
-                  {"conn reset", "#8c564b", "4 3"},      {"zombie silent / reset", "#7f7f7f", "4 3"}};
-    double ly = c->H - 18;
-    double lx = c->L;
-    for (size_t k = 0; k < sizeof(legend) / sizeof(legend[0]); k++) {
-        fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" stroke-width=\"2\" "
-                   "stroke-dasharray=\"%s\"/><text x=\"%.0f\" y=\"%.0f\">%s</text>\n",
-                lx, ly - 4, lx + 20, ly - 4, legend[k].color, legend[k].dash, lx + 24, ly, legend[k].label);
-        lx += 40 + 7 * strlen(legend[k].label);
+    double ly = c->top2 + c->PH + 32, lx = c->L;
+    for (int k = 0; k < NMARKS; k++) {
+        int kind = lane_order[k];
+        if (c->lane[kind] < 0)
+            continue;
+        if (lx > c->L && lx + legend_w(kind) > c->W)
+            ly += 18, lx = c->L;
+        const struct mark_style *st = &mark_styles[kind];
+        fprintf(f, "<g class=\"legend %s\"><line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
+                   "stroke=\"%s\" stroke-width=\"2\" stroke-dasharray=\"%s\"/><text x=\"%.0f\" "
+                   "y=\"%.0f\">%s</text></g>\n",
+                st->cls, lx, ly - 4, lx + 20, ly - 4, st->color, st->dash, lx + 24, ly, st->legend);
+        lx += legend_w(kind);
     }
 }
 
 /* An SVG timeline: client throughput above, latency (p99 per bin, log scale)
  * below, and the server's events as marked vertical lines across both. */
+static void svg_timeline(FILE *f, const scenario *sc, bool standalone) {
+    chart c;
+    size_t nm;
+    mark *m = marks_of(sc, &nm);
+    chart_scale(&sc->r, m, nm, &c);
+    svg_frame(f, sc, &c, standalone);
+    svg_data(f, &sc->r, &c);
+    svg_marks(f, m, nm, &c);
+    svg_legend(f, &c);
+    fprintf(f, "</svg>\n");
+    free(m);
+}
+
 static int write_svg(const scenario *sc, const char *path) {
     FILE *f = fopen(path, "w");
     if (!f)
         return -errno;
-    chart c;
-    chart_scale(&sc->r, &c);
-    svg_frame(f, sc, &c);
-    svg_data(f, &sc->r, &c);
-    svg_marks(f, sc, &c);
-    svg_legend(f, &c);
-    fprintf(f, "</svg>\n");
+    svg_timeline(f, sc, true);
     return fclose(f) ? -errno : 0;
+}
+
+/* What the table's columns mean, under it. */
+static void write_notes(FILE *f) {
+    fprintf(f, "<dl class=\"notes\">\n"
+               "<dt>detect ms p50/p99</dt><dd>How long the supervisor took to report a stall: from the "
+               "server's \"injecting\" line to its stall report, both stamped as they arrive on its "
+               "stderr; the median and 99th percentile over the stalls. In zombie scenarios: from a "
+               "client going silent to the server resetting it (its idle deadline is %u ms).</dd>\n"
+               "<dt>recover ms p50/max</dt><dd>From each stall's start to the first %.0f ms bin in which "
+               "the clients' throughput is back to half its rate before the first stall; the median "
+               "and the slowest.</dd>\n"
+               "<dt>gap ms p50/p99</dt><dd>Each connection's longest wait: the longest time it had "
+               "bytes outstanding and none coming back; the median and 99th percentile over the "
+               "connections (zombies left out). A client caught in a stall waits about as long as the "
+               "stall lasts.</dd>\n"
+               "<dt>kept</dt><dd>Connections still open and healthy at the end, of those meant to stay: "
+               "all of them but the zombies.</dd>\n"
+               "<dt>reset as designed</dt><dd>Connections the server reset on purpose, not losses: in "
+               "zombie scenarios the clients made to go silent (a round of them per stall), reset by "
+               "the server's idle deadline, as they should all be; in hang scenarios the connection "
+               "whose callback stayed stuck past the grace, one per stall.</dd>\n"
+               "<dt>bytes lost</dt><dd>Bytes sent on connections still open that never came back, "
+               "and bytes that came back different: must be 0. A row in red failed: bytes lost or "
+               "wrong, a client that could not connect, or a server that did not exit cleanly.</dd>\n"
+               "<dt>req/s before, after</dt><dd>The clients' mean throughput from the end of the "
+               "warm-up (%.1f s) to the first stall or zombie, and from 0.5 s after the server's last "
+               "event to the end.</dd>\n</dl>\n",
+            cfg.stall_ms * 3, BIN_S * 1000, WARMUP_S);
 }
 
 static int write_index(scenario *scs, int n, const char *path) {
@@ -632,14 +841,16 @@ static int write_index(scenario *scs, int n, const char *path) {
     fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>vigil profile</title>\n"
                "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
                "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-               "td:first-child{text-align:left}.bad{color:#b00}</style></head><body>\n"
+               "td{white-space:nowrap}td:first-child{text-align:left}.bad{color:#b00}"
+               "dt{font-weight:bold}dd{margin:0 0 .5em 1.5em;max-width:60em}figure{margin:0 0 2em}"
+               "svg{max-width:100%%;height:auto}figcaption{color:#555}</style></head><body>\n"
                "<h1>vigil profile</h1>\n<p>vigil %s; %ld connections, %s %ld B, %.0f s per scenario, "
                "%d stalls of %u ms each, supervisor stall threshold %u ms; server on CPU %d, clients "
                "on CPU %d. Data: <a href=\"profile.json\">profile.json</a>, "
                "<a href=\"profile.csv\">profile.csv</a>.</p>\n<table>\n<tr><th>scenario</th>"
                "<th>detect ms p50/p99</th><th>recover ms p50/max</th><th>gap ms p50/p99</th>"
-               "<th>kept</th><th>bytes lost</th><th>req/s before</th><th>req/s after</th>"
-               "<th>timeline</th><th>server log</th></tr>\n",
+               "<th>kept</th><th>reset as designed</th><th>bytes lost</th><th>req/s before</th>"
+               "<th>req/s after</th><th>timeline</th><th>server log</th></tr>\n",
             vigil_version(), cfg.conns, cfg.mode == LOAD_STREAM ? "stream" : "ping-pong", cfg.size,
             cfg.duration_s, cfg.stalls, cfg.stall_len_ms, cfg.stall_ms, cfg.server_cpu, cfg.client_cpu);
     for (int i = 0; i < n; i++) {
@@ -652,16 +863,33 @@ static int write_index(scenario *scs, int n, const char *path) {
         if (sc->nrecovery)
             fprintf(f, "%.0f/%.0f", pct(sc->recovery_ms, sc->nrecovery, 0.5),
                     max_of(sc->recovery_ms, sc->nrecovery));
-        fprintf(f, "</td><td>%.0f/%.0f</td><td>%llu/%ld</td><td>%llu</td><td>%.0f</td><td>%.0f</td>"
-                   "<td><a href=\"%s.svg\">%s.svg</a></td><td><a href=\"%s.log\">%s.log</a></td></tr>\n",
-                r->gap_p50_ms, r->gap_p99_ms, (unsigned long long)r->kept, cfg.conns,
+        /* kept: of the connections meant to stay; the zombies and a hang's
+         * stuck connection are in the next column, where they went */
+        size_t stuck = stuck_resets(sc);
+        fprintf(f, "</td><td>%.0f/%.0f</td><td>%llu/%zu</td><td>", r->gap_p50_ms, r->gap_p99_ms,
+                (unsigned long long)r->kept, (size_t)cfg.conns - r->nzombies);
+        if (sc->kind == KIND_ZOMBIE)
+            fprintf(f, "%zu/%zu zombies (idle deadline)", zombies_reset(r), r->nzombies);
+        else if (stuck)
+            fprintf(f, "%zu (callback stuck)", stuck);
+        else
+            fprintf(f, "0");
+        fprintf(f, "</td><td>%llu</td><td>%.0f</td><td>%.0f</td><td><a href=\"#%s\">%s</a></td>"
+                   "<td><a href=\"%s.log\">%s.log</a></td></tr>\n",
                 (unsigned long long)(r->lost + r->mismatches), sc->rps_before, sc->rps_after, sc->name,
                 sc->name, sc->name, sc->name);
     }
     fprintf(f, "</table>\n");
-    for (int i = 0; i < n; i++)
-        fprintf(f, "<h2>%s</h2>\n<img src=\"%s.svg\" alt=\"timeline of %s\">\n", scs[i].name, scs[i].name,
-                scs[i].name);
+    write_notes(f);
+    /* Inline, not <img>: an SVG shown as an image is a picture, its <title>
+     * hover texts (the server's lines) never show. */
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "<h2 id=\"%s\">%s</h2>\n<figure>\n", scs[i].name, scs[i].name);
+        svg_timeline(f, &scs[i], false);
+        fprintf(f, "<figcaption><a href=\"%s.svg\">%s.svg</a>, <a href=\"%s.log\">%s.log</a>: hover a "
+                   "mark for the server's line</figcaption>\n</figure>\n",
+                scs[i].name, scs[i].name, scs[i].name, scs[i].name);
+    }
     fprintf(f, "</body></html>\n");
     return fclose(f) ? -errno : 0;
 }

@@ -239,6 +239,7 @@ static int answer(server *s, vigil_loop *loop, vigil_conn c, const void *data, s
         vigil_conn_abort(loop, c, on_closed, NULL);
         return -1;
     }
+    count_add(&s->counters.sent, len);
     return rc;
 }
 
@@ -340,8 +341,9 @@ static void on_recv_http(vigil_loop *loop, vigil_conn c, int status, const vigil
 
 /* --root: files answers the requests; these are its hooks back. */
 static void files_requests(void *ud, uint64_t n) { count_add(&((server *)ud)->counters.requests, n); }
+static void files_sent(void *ud, uint64_t n) { count_add(&((server *)ud)->counters.sent, n); }
 
-static const files_hooks file_hooks = {files_requests, http_end};
+static const files_hooks file_hooks = {files_requests, http_end, files_sent};
 
 static void on_drain_http(vigil_loop *loop, vigil_conn c, void *ud) {
     entry *e = entry_of(ud, loop, c);

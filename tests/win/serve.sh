@@ -129,6 +129,9 @@ if start --mode http --metrics-port 0 --idle-ms 500; then
     if timeout 10 curl -sf "http://127.0.0.1:$MPORT/metrics" >"$T/metrics" &&
         grep -q '^vigil_serve_http_requests_total{loop="1"} 2$' "$T/metrics" &&
         grep -q '^vigil_loop_iterations_total{loop="1"} [1-9]' "$T/metrics" &&
+        grep -q '^vigil_serve_sent_bytes_total{loop="1"} [1-9]' "$T/metrics" &&
+        grep -q '^vigil_build_info{version="[^"]*",backend="iocp"} 1$' "$T/metrics" &&
+        ! grep -q '^process_' "$T/metrics" && # no /proc: left out, not made up
         { ! command -v promtool >/dev/null || promtool check metrics <"$T/metrics" >/dev/null 2>&1; }; then
         ok "--metrics-port: scraped from Linux$(command -v promtool >/dev/null && echo ", promtool check metrics")"
     else fail "--metrics-port: scraped from Linux" "$(head -c 300 "$T/metrics" 2>/dev/null)"; fi
