@@ -39,6 +39,10 @@
 #include "load.h"
 #include "opts.h"
 
+#ifndef VIGIL_HAVE_URING /* meson defines it: 1 with liburing, 0 without */
+#define VIGIL_HAVE_URING 1
+#endif
+
 #ifndef VIGIL_BENCH_DIR
 #define VIGIL_BENCH_DIR "bench"
 #endif
@@ -1162,9 +1166,15 @@ static bool add_peer(server *sv, int *n, const char *peers, const char *prog, co
 static int list_servers(const bench_opts *o, server *sv) {
     int n = 0;
     if (o->compare) {
+#if VIGIL_HAVE_URING
         add_vigil(sv, &n, "uring");
         add_vigil(sv, &n, "epoll");
         add_peer(sv, &n, o->peers, "echo_uring", "raw-uring", "uring", true, NULL);
+#else
+        printf("vigil bench: skipping vigil-uring and raw-uring: this vigil was built without "
+               "io_uring (-During=disabled, or no liburing)\n");
+        add_vigil(sv, &n, "epoll");
+#endif
         add_peer(sv, &n, o->peers, "echo_epoll", "raw-epoll", "epoll", true, NULL);
         add_peer(sv, &n, o->peers, "echo_libuv", "libuv", "epoll", false, "libuv1-dev");
         add_peer(sv, &n, o->peers, "echo_libevent", "libevent", "epoll", false, "libevent-dev");
