@@ -43,9 +43,16 @@
 #define VIGIL_HAVE_URING 1
 #endif
 
-#ifndef VIGIL_BENCH_DIR
-#define VIGIL_BENCH_DIR "bench"
+/* Where the peer servers of --compare are, relative to the directory of
+ * this vigil (or absolute): an installed copy's in LIBEXECDIR/vigil
+ * (src/cli/meson.build works out the path from BINDIR), a build tree's in
+ * BUILD/bench, two up from BUILD/src/cli/vigil. No path of the build is
+ * baked in: a moved build tree or install prefix finds its own peers. */
+#ifndef VIGIL_PEERS_INSTALLED
+#define VIGIL_PEERS_INSTALLED "../libexec/vigil"
 #endif
+#define VIGIL_PEERS_BUILD "../../bench"
+#define PEER_MARK "echo_epoll" /* built wherever the peers are */
 
 #define MAX_ROUNDS 100
 #define MAX_SERVERS 8
@@ -71,7 +78,8 @@ typedef struct bench_opts {
     bool compare;
     int rounds;
     const char *out_dir;
-    const char *peers;
+    const char *peers;        /* --peers, else found by find_peers (NULL: none found) */
+    bool peers_given;
     bool pin;                 /* false on a 1-CPU machine */
     int ncpus;                /* CPUs this process may run on */
 } bench_opts;
@@ -115,7 +123,6 @@ static bench_opts bopt = {
     .client_cpu = 1,
     .rounds = 3,
     .out_dir = "vigil-bench",
-    .peers = VIGIL_BENCH_DIR,
 };
 
 static opt bench_opt_table[] = {
@@ -157,13 +164,75 @@ static opt bench_opt_table[] = {
      .hint = "a directory",
      .help = "write DIR/bench.json, bench.csv, bench.svg (default {default})"},
     {"--peers", 0, OPT_STRING, &bopt.peers, .meta = "DIR", .flags = OPT_NONEMPTY,
-     .hint = "a directory", .help = "where the baseline servers are (default {default})"},
+     .hint = "a directory", .given = &bopt.peers_given,
+     .help = "where the peer servers of --compare are (default {default}:\n"
+             "looked for next to this vigil, in " VIGIL_PEERS_INSTALLED " or " VIGIL_PEERS_BUILD ")"},
 };
 
 static opt_cmd bench_cmd = {
     "bench", bench_opt_table, sizeof(bench_opt_table) / sizeof(bench_opt_table[0]), 18,
     "Every echoed byte is checked. Exit status 1 if a server failed to start, a\n"
     "byte was lost or came back wrong, or a connection failed; 2 for bad flags.\n"};
+
+/* ------------------------------------------------------------ peers */
+
+static char peers_looked[2][PATH_MAX]; /* where find_peers looked, in order */
+static const char peers_none[] = "none found"; /* --help's default when there are none */
+static int npeers_looked;
+
+/* dir/rel with "." and ".." taken out, so that the path printed is the one
+ * a user would type (rel may be absolute: then it alone). */
+static void join_path(char *out, size_t len, const char *dir, const char *rel) {
+    char buf[PATH_MAX];
+    int w = rel[0] == '/' ? snprintf(buf, sizeof(buf), "%s", rel)
+                          : snprintf(buf, sizeof(buf), "%s/%s", dir, rel);
+    if (w < 0 || w >= (int)sizeof(buf))
+        buf[0] = '\0'; /* too long to be a path: "/", where nothing is found */
+    size_t n = 0;
+    out[0] = '\0';
+    for (char *save = NULL, *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        if (!strcmp(c, "."))
+            continue;
+        if (!strcmp(c, "..")) {
+            char *slash = strrchr(out, '/');
+            n = slash ? (size_t)(slash - out) : 0;
+            out[n] = '\0';
+            continue;
+        }
+        n += (size_t)snprintf(out + n, n < len ? len - n : 0, "/%s", c);
+        if (n >= len)
+            n = len - 1;
+    }
+    if (!out[0])
+        snprintf(out, len, "/");
+}
+
+/* The peers' directory next to this vigil (/proc/self/exe, symlinks
+ * resolved): the installed place first, then the build tree's; NULL when
+ * neither has them (peers_looked says where it looked). */
+static const char *find_peers(void) {
+    static char found[PATH_MAX];
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (len <= 0)
+        return NULL;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    const char *rel[2] = {VIGIL_PEERS_INSTALLED, VIGIL_PEERS_BUILD};
+    npeers_looked = 0;
+    for (int i = 0; i < 2; i++) {
+        char *dir = peers_looked[npeers_looked++], mark[PATH_MAX + 16];
+        join_path(dir, PATH_MAX, exe, rel[i]);
+        snprintf(mark, sizeof(mark), "%s/" PEER_MARK, dir);
+        if (access(mark, X_OK) == 0) {
+            snprintf(found, sizeof(found), "%s", dir);
+            return found;
+        }
+    }
+    return NULL;
+}
 
 /* Pins only to CPUs this process may use; with one CPU there is nothing to
  * separate. Returns -1 to go on, else the exit status. */
@@ -190,6 +259,8 @@ static int parse_args(int argc, char **argv) {
     int rc = opts_parse(&bench_cmd, argc, argv);
     if (rc >= 0)
         return rc;
+    if (o->peers == peers_none)
+        o->peers = NULL;
     if (o->compare && o->target)
         return opts_bad(cmd, "--compare starts its own servers: it cannot take --target");
     if (o->mode == LOAD_STREAM && o->window_set && o->window < o->size)
@@ -1129,7 +1200,8 @@ static void add_vigil(server *sv, int *n, const char *backend) {
     s->args[4] = backend;
 }
 
-/* A peer from --peers; prints why and returns false when it is not there. */
+/* A peer from the peers' directory; prints why and returns false when it
+ * is not there. */
 static bool add_peer(server *sv, int *n, const char *peers, const char *prog, const char *name,
                      const char *mech, bool raw, const char *package) {
     char path[PATH_MAX];
@@ -1138,19 +1210,22 @@ static bool add_peer(server *sv, int *n, const char *peers, const char *prog, co
         len--;
     snprintf(path, sizeof(path), "%.*s/%s", (int)len, peers, prog);
     if (access(path, X_OK) != 0) {
-        /* the peers live in BUILD/bench: name the build directory in the hint */
+        /* a build tree's peers live in BUILD/bench: name the build directory
+         * in the hint; installed ones come from a build installed again */
         char build[PATH_MAX];
-        if (len > 6 && !strncmp(peers + len - 6, "/bench", 6))
+        bool in_build = len > 6 && !strncmp(peers + len - 6, "/bench", 6);
+        if (in_build)
             snprintf(build, sizeof(build), "%.*s", (int)(len - 6), peers);
         else
             snprintf(build, sizeof(build), "BUILD");
+        const char *then = in_build ? "" : " && meson install -C BUILD";
         if (package)
             printf("vigil bench: skipping %s: %s is not built; install the Debian package %s "
-                   "(apt-get install %s), then meson setup --reconfigure %s && ninja -C %s\n",
-                   name, path, package, package, build, build);
+                   "(apt-get install %s), then meson setup --reconfigure %s && ninja -C %s%s\n",
+                   name, path, package, package, build, build, then);
         else
-            printf("vigil bench: skipping %s: %s not found (ninja -C %s builds it)\n", name, path,
-                   build);
+            printf("vigil bench: skipping %s: %s not found (ninja -C %s%s builds it)\n", name, path,
+                   build, then);
         return false;
     }
     server *s = add_server(sv, n, name, mech, raw);
@@ -1162,22 +1237,37 @@ static bool add_peer(server *sv, int *n, const char *peers, const char *prog, co
     return true;
 }
 
+/* The peer servers of --compare, when their directory is known. */
+static void add_peers(const bench_opts *o, server *sv, int *n) {
+    if (!o->peers) {
+        printf("vigil bench: skipping the peer servers (raw-uring, raw-epoll, libuv, libevent): no "
+               PEER_MARK " next to this vigil in %s", peers_looked[0]);
+        for (int i = 1; i < npeers_looked; i++)
+            printf(" or %s", peers_looked[i]);
+        printf("; build them (ninja -C BUILD), install them (meson install -C BUILD), or name "
+               "their directory with --peers DIR\n");
+        return;
+    }
+#if VIGIL_HAVE_URING
+    add_peer(sv, n, o->peers, "echo_uring", "raw-uring", "uring", true, NULL);
+#endif
+    add_peer(sv, n, o->peers, "echo_epoll", "raw-epoll", "epoll", true, NULL);
+    add_peer(sv, n, o->peers, "echo_libuv", "libuv", "epoll", false, "libuv1-dev");
+    add_peer(sv, n, o->peers, "echo_libevent", "libevent", "epoll", false, "libevent-dev");
+}
+
 /* The servers to load, into sv; returns how many. */
 static int list_servers(const bench_opts *o, server *sv) {
     int n = 0;
     if (o->compare) {
 #if VIGIL_HAVE_URING
         add_vigil(sv, &n, "uring");
-        add_vigil(sv, &n, "epoll");
-        add_peer(sv, &n, o->peers, "echo_uring", "raw-uring", "uring", true, NULL);
 #else
         printf("vigil bench: skipping vigil-uring and raw-uring: this vigil was built without "
                "io_uring (-During=disabled, or no liburing)\n");
-        add_vigil(sv, &n, "epoll");
 #endif
-        add_peer(sv, &n, o->peers, "echo_epoll", "raw-epoll", "epoll", true, NULL);
-        add_peer(sv, &n, o->peers, "echo_libuv", "libuv", "epoll", false, "libuv1-dev");
-        add_peer(sv, &n, o->peers, "echo_libevent", "libevent", "epoll", false, "libevent-dev");
+        add_vigil(sv, &n, "epoll");
+        add_peers(o, sv, &n);
     } else if (o->target) {
         server *s = add_server(sv, &n, o->target, NULL, false);
         snprintf(s->path, sizeof(s->path), "%s", o->target);
@@ -1286,6 +1376,9 @@ static int report(const bench_opts *o, server *sv, int n) {
 int cmd_bench(int argc, char **argv) {
     static server sv[MAX_SERVERS]; /* big (per-round records): not on the stack */
     const bench_opts *o = &bopt;
+    bopt.peers = find_peers(); /* before parsing: --help shows it */
+    if (!bopt.peers)
+        bopt.peers = peers_none;
     int rc = parse_args(argc, argv);
     if (rc >= 0)
         return rc;
