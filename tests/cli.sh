@@ -102,9 +102,10 @@ listening() { # PID
     awk -v want="$(echo $inodes)" 'BEGIN { n = split(want, a, " "); for (i = 1; i <= n; i++) w[a[i]] = 1 }
         $4 == "0A" && ($10 in w) { f = 1 } END { exit !f }' /proc/net/tcp /proc/net/tcp6
 }
-# CPU seconds the machine spent busy (user, nice, system, irq, softirq, steal: /proc/stat),
-# and those of this shell's children that have ended (bash's times).
-machine_cpu_s() { awk '/^cpu / { printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / 100 }' /proc/stat; }
+# CPU seconds the machine spent busy (user, nice, system, and steal: time the hypervisor
+# gave to others; /proc/stat), and those of this shell's children that have ended (bash's
+# times). Interrupts are left out: bench's own loopback traffic can be much of them.
+machine_cpu_s() { awk '/^cpu / { printf "%.2f\n", ($2 + $3 + $4 + $9) / 100 }' /proc/stat; }
 children_cpu_s() { # into the variable named $1 (not in a $(...): a subshell has its own children)
     times >"$T/times"
     printf -v "$1" '%s' "$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } print t }' "$T/times")"
