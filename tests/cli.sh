@@ -2,13 +2,16 @@
 # VIGIL_CLI_BUILD=DIR cli.sh: the vigil command as users run it: a short `vigil profile`
 # whose SVG is rendered by a real renderer (rsvg-convert) and checked, whose
 # index.html is loaded in headless Chromium (browser_check.py), the metrics
-# endpoint validated by `promtool check metrics`, and bad flags.
+# endpoint validated by `promtool check metrics`, bench's spread and its
+# starved-round warning, and bad flags.
 # Prints TAP (meson's suite cli): "ok - CHECK" or "not ok - CHECK" with the
 # end of what it said as "#" lines, or "ok - CHECK # SKIP why" for a check
 # that exited 77, then the plan. Exit status 0 if none failed.
 set -u
 BUILD=${VIGIL_CLI_BUILD:-build}
 VIGIL=$BUILD/src/cli/vigil
+# a build without io_uring (-During=disabled) profiles epoll alone
+if [ "${VIGIL_CLI_URING:-1}" = 1 ]; then BACKENDS="uring epoll"; else BACKENDS="epoll"; fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d)
 SPID=
@@ -31,23 +34,31 @@ check() { # name, function: each check has 120 s; exit 77: skipped, its last lin
 }
 
 profile_runs() {
-    "$VIGIL" profile --backends uring,epoll --kinds spin,zombie --duration 3 --stalls 1 \
+    local b f
+    "$VIGIL" profile --backends "${BACKENDS// /,}" --kinds spin,zombie --duration 3 --stalls 1 \
         --conns 50 --out "$T/prof" >"$T/profile.out" || { cat "$T/profile.out"; return 1; }
-    for f in index.html profile.json profile.csv uring-spin.svg epoll-spin.svg uring-zombie.svg \
-        epoll-zombie.svg; do
+    for f in index.html profile.json profile.csv; do
         [ -s "$T/prof/$f" ] || { echo "missing $f"; return 1; }
+    done
+    for b in $BACKENDS; do
+        for f in $b-spin.svg $b-zombie.svg; do
+            [ -s "$T/prof/$f" ] || { echo "missing $f"; return 1; }
+        done
     done
     grep -q '"lost_bytes":0,' "$T/prof/profile.json" || { echo "bytes lost"; return 1; }
     ! grep -q '"lost_bytes":[1-9]' "$T/prof/profile.json" || { echo "bytes lost"; return 1; }
 }
 svg_renders() {
-    for s in uring-spin epoll-spin; do
+    local b s
+    for b in $BACKENDS; do
+        s=$b-spin
         grep -q 'class="mark stall"' "$T/prof/$s.svg" || { echo "$s: no stall mark"; return 1; }
         grep -q 'class="mark rebuild"' "$T/prof/$s.svg" || { echo "$s: no rebuild mark"; return 1; }
         rsvg-convert -o "$T/$s.png" "$T/prof/$s.svg" || return 1
         python3 "$HERE/png_check.py" "$T/$s.png" || return 1
     done
-    grep -q 'class="mark zombie"' "$T/prof/uring-zombie.svg" ||
+    set -- $BACKENDS
+    grep -q 'class="mark zombie"' "$T/prof/$1-zombie.svg" ||
         { echo "no zombie mark"; grep zombie "$T/profile.out"; return 1; }
 }
 # What a person opens: index.html in a real browser. No console error (a
@@ -130,6 +141,88 @@ bench_by_name() {
     [ $? -eq 1 ] && grep -q 'resolving no-such-name.invalid' "$T/bench2.out" || { cat "$T/bench2.out"; return 1; }
     kill -INT $SPID; wait $SPID; SPID=
 }
+# A listening TCP socket among the process's descriptors (/proc/net/tcp{,6}, state 0A).
+listening() { # PID
+    local inodes
+    inodes=$(find "/proc/$1/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n')
+    [ -n "$inodes" ] || return 1
+    awk -v want="$(echo $inodes)" 'BEGIN { n = split(want, a, " "); for (i = 1; i <= n; i++) w[a[i]] = 1 }
+        $4 == "0A" && ($10 in w) { f = 1 } END { exit !f }' /proc/net/tcp /proc/net/tcp6
+}
+# CPU seconds the machine spent busy (user, nice, system, and steal: time the hypervisor
+# gave to others; /proc/stat), and those of this shell's children that have ended (bash's
+# times). Interrupts are left out: bench's own loopback traffic can be much of them.
+machine_cpu_s() { awk '/^cpu / { printf "%.2f\n", ($2 + $3 + $4 + $9) / 100 }' /proc/stat; }
+children_cpu_s() { # into the variable named $1 (not in a $(...): a subshell has its own children)
+    times >"$T/times"
+    printf -v "$1" '%s' "$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } print t }' "$T/times")"
+}
+# Two short rounds: the medians come with min, max and spread (bench.json, bench.csv),
+# the chart has p99 latency and whiskers, and a sound round is not called starved.
+bench_spread() {
+    local try m0 c0 c1 w0 other=0
+    for try in 1 2 3; do
+        m0=$(machine_cpu_s) w0=$(date +%s.%N)
+        children_cpu_s c0
+        "$VIGIL" bench --rounds 2 --duration 0.5 --warmup 0.2 --conns 10 --out "$T/bsp" \
+            >"$T/bsp.out" 2>&1 || { cat "$T/bsp.out"; return 1; }
+        grep -q 'looks starved' "$T/bsp.out" || break
+        # Other work on the machine can starve a round for real (bench then says so
+        # rightly): what it used, in CPUs, besides bench and its server.
+        children_cpu_s c1
+        other=$(awk -v m0="$m0" -v m1="$(machine_cpu_s)" -v c0="$c0" -v c1="$c1" \
+            -v w0="$w0" -v w1="$(date +%s.%N)" 'BEGIN { printf "%.2f", ((m1 - m0) - (c1 - c0)) / (w1 - w0) }')
+        awk -v o="$other" 'BEGIN { exit !(o > 0.25) }' || break # a quiet machine: a real failure
+    done
+    python3 - "$T/bsp/bench.json" <<'PY' || return 1
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = d["servers"][0]
+for k in ("median", "min", "max", "spread", "noisy", "starved_rounds", "rounds"):
+    assert k in s, "no %s in %s" % (k, sorted(s))
+assert s["min"]["req_per_s"] <= s["median"]["req_per_s"] <= s["max"]["req_per_s"], s
+assert s["spread"]["req_per_s"] >= 0 and "server_cpu_us_per_req" in s["spread"], s["spread"]
+assert len(s["rounds"]) == 2 and all(r["starved"] in (True, False) for r in s["rounds"]), s["rounds"]
+assert all(0 <= r["server_busy"] and 0 < r["client_busy"] for r in s["rounds"]), s["rounds"]
+assert "trustworthy" in d and isinstance(d["warnings"], list), sorted(d)
+assert d["trustworthy"] == (not d["warnings"]), d["warnings"]
+PY
+    grep -q '^"vigil-[a-z]*",min,' "$T/bsp/bench.csv" && grep -q '^"vigil-[a-z]*",max,' "$T/bsp/bench.csv" ||
+        { echo "no min/max rows in bench.csv"; cat "$T/bsp/bench.csv"; return 1; }
+    grep -q 'p99 latency' "$T/bsp/bench.svg" || { echo "no p99 panel in bench.svg"; return 1; }
+    grep -q 'class="whisker"' "$T/bsp/bench.svg" || { echo "no whiskers in bench.svg"; return 1; }
+    rsvg-convert -o "$T/bsp.png" "$T/bsp/bench.svg" && python3 "$HERE/png_check.py" "$T/bsp.png" || return 1
+    if grep -q 'looks starved' "$T/bsp.out"; then
+        echo "a normal run called starved:"; cat "$T/bsp.out"
+        if awk -v o="$other" 'BEGIN { exit !(o > 0.25) }'; then
+            echo "other processes kept $other CPUs busy in 3 tries: no sound round to judge"
+            return 77
+        fi
+        return 1
+    fi
+    grep -q '"starved":false' "$T/bsp/bench.json" && grep -q '"starved_rounds":\[\]' "$T/bsp/bench.json" ||
+        { cat "$T/bsp/bench.json"; return 1; }
+}
+# The server bench started is stopped (SIGSTOP) from before the measured part to
+# after it: the round is called starved, in the output and in bench.json. The
+# --drain covers the stop, so no byte is lost and bench exits 0.
+bench_starved() {
+    "$VIGIL" bench --rounds 1 --conns 10 --warmup 0.3 --duration 1 --drain 5 --out "$T/bst" \
+        >"$T/bst.out" 2>&1 &
+    local bp=$! c="" i
+    for i in $(seq 100); do # its server, once listening (before: it would not start)
+        c=$(pgrep -P $bp | head -1)
+        [ -n "$c" ] && listening "$c" && break
+        c=""; sleep 0.05
+    done
+    [ -n "$c" ] || { echo "bench started no server"; kill $bp; wait $bp; cat "$T/bst.out"; return 1; }
+    kill -STOP "$c"; sleep 2; kill -CONT "$c"
+    wait $bp || { echo "bench exited $?"; cat "$T/bst.out"; return 1; }
+    grep -q 'WARNING: vigil-[a-z]* looks starved in 1 of 1 round (round 1: ' "$T/bst.out" ||
+        { echo "no starved warning"; cat "$T/bst.out"; return 1; }
+    grep -q '"starved":true' "$T/bst/bench.json" && grep -q '"starved_rounds":\[1\]' "$T/bst/bench.json" &&
+        grep -q '"trustworthy":false' "$T/bst/bench.json" || { cat "$T/bst/bench.json"; return 1; }
+}
 bad_flags() {
     local rc
     for args in "profile --duration 0" "profile --kinds nap" "profile --bogus 1" "bench --conns 0" \
@@ -151,6 +244,8 @@ check "profile: index.html in headless Chromium: no console error, timelines inl
     report_in_browser
 check "serve --metrics-port: promtool check metrics" metrics_valid
 check "bench --target NAME:PORT looks the name up on a vigil loop" bench_by_name
+check "bench --rounds 2: min, max and spread in bench.json and .csv; p99 and whiskers in the SVG" bench_spread
+check "bench: a server stopped over the measured part is called starved" bench_starved
 check "bad flags exit 2 with usage; --help" bad_flags
 echo "1..$((PASS + FAIL + SKIP))"
 echo "# cli: $PASS passed, $FAIL failed, $SKIP skipped"

@@ -1,7 +1,8 @@
 /* test_fallback.c: backend selection when io_uring is denied. Meant to run
  * three times (tests/fallback.sh does it): plainly, and under
  * `deny_uring eperm` / `deny_uring enosys` with VIGIL_EXPECT_DENIED=EPERM or
- * ENOSYS. Without VIGIL_EXPECT_DENIED every test expects io_uring. The loops
+ * ENOSYS. Without VIGIL_EXPECT_DENIED every test expects io_uring, except in
+ * a build without it (-During=disabled: epoll, and -ENOTSUP when forced). The loops
  * here are created with an explicit backend (not vt_loop), since the choice
  * is what is under test; VIGIL_BACKEND is cleared so AUTO really is auto. */
 #include "util.h"
@@ -55,9 +56,10 @@ static void expect_backend(vigil_loop *loop, vigil_loop_info *info) {
     int denied = expected_denial(&name);
     VT_OK(vigil_loop_get_info(loop, info));
     VT_ASSERT(info->backend != NULL && info->reason != NULL, "info has no backend or reason");
-    const char *want = denied ? "epoll" : "io_uring";
+    const char *want = denied || !vt_have_uring() ? "epoll" : "io_uring";
     VT_ASSERT(!strcmp(info->backend, want), "backend '%s' (reason '%s'), expected '%s' (%s)",
-              info->backend, info->reason, want, denied ? name : "io_uring not denied");
+              info->backend, info->reason, want,
+              denied ? name : vt_have_uring() ? "io_uring not denied" : "io_uring not built in");
 }
 
 VT_TEST(fallback, auto_picks_epoll_and_says_why, 10) {
@@ -70,6 +72,9 @@ VT_TEST(fallback, auto_picks_epoll_and_says_why, 10) {
     if (denied)
         VT_ASSERT(strstr(info.reason, name) != NULL,
                   "reason '%s' does not name the denied errno %s", info.reason, name);
+    if (!vt_have_uring()) /* -During=disabled: AUTO must say why it is epoll */
+        VT_ASSERT(strstr(info.reason, "not built in") != NULL,
+                  "reason '%s' does not say io_uring is not built in", info.reason);
     VT_OK(vigil_loop_destroy(loop));
 }
 
@@ -80,6 +85,12 @@ VT_TEST(fallback, forcing_uring_fails_clearly, 10) {
     vigil_loop_options o = {.backend = VIGIL_BACKEND_URING};
     vigil_loop *loop = (vigil_loop *)&o; /* must be reset to NULL on failure */
     int rc = vigil_loop_create(&loop, &o);
+    if (!vt_have_uring()) { /* -During=disabled: asked for by name, io_uring is not supported */
+        VT_ASSERT(rc == -ENOTSUP, "vigil_loop_create(URING) without io_uring built in: %d (%s), "
+                  "expected %d", rc, vigil_strerror(rc), -ENOTSUP);
+        VT_ASSERT(loop == NULL, "failed create left *out set");
+        return;
+    }
     if (denied) {
         VT_ASSERT(rc == -denied, "vigil_loop_create(URING) under %s: %d (%s), expected %d", name,
                   rc, vigil_strerror(rc), -denied);

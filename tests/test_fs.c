@@ -162,7 +162,8 @@ static bool on_uring(void) {
     return false;
 #else
     vt_backend_id b = vt_backend();
-    return b == VT_BACKEND_DEFAULT || b == VT_BACKEND_URING || b == VT_BACKEND_URING_COMPAT;
+    return (b == VT_BACKEND_DEFAULT && vt_have_uring()) || b == VT_BACKEND_URING ||
+           b == VT_BACKEND_URING_COMPAT;
 #endif
 }
 

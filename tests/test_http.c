@@ -417,6 +417,8 @@ VT_TEST(http, target_path, 10) {
 #ifndef _WIN32
 
 static pid_t start_server_root(int *port, const char *root) {
+    vt_need_backend_built();
+    vt_backend_id b = vt_backend();
     int out[2];
     VT_ASSERT(pipe(out) == 0, "pipe");
     pid_t pid = fork();
@@ -424,7 +426,6 @@ static pid_t start_server_root(int *port, const char *root) {
     if (pid == 0) {
         dup2(out[1], 1);
         close(out[0]);
-        vt_backend_id b = vt_backend();
         const char *backend = b == VT_BACKEND_EPOLL                                  ? "epoll"
                               : b == VT_BACKEND_URING || b == VT_BACKEND_URING_COMPAT ? "uring"
                                                                                        : "auto";

@@ -135,6 +135,7 @@ static void start_dns(void) {
 
 /* Runs body in a child inside the namespace; the test passes if it exits 0. */
 static void in_namespace(void (*body)(void)) {
+    vt_need_backend_built();
     pid_t pid = fork();
     VT_ASSERT(pid >= 0);
     if (pid == 0) {

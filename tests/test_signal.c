@@ -149,6 +149,7 @@ static void child_term(vigil_loop *loop, vigil_op w, int status, void *ud) {
 }
 
 VT_TEST(signal, sigterm_to_the_process_stops_the_loop, 20) {
+    vt_need_backend_built(); /* the loop is the child's */
     int ready[2];
     VT_EQ(pipe(ready), 0);
     pid_t pid = fork();
@@ -191,6 +192,7 @@ static void quiet(const char *line, void *ud) {}
 
 VT_TEST(signal, rebuilt_loop_keeps_its_watchers, 30) {
     vt_need_rebuilds();
+    vt_need_backend_built(); /* the loop is the child's */
     pid_t pid = fork();
     VT_ASSERT(pid >= 0);
     if (pid == 0) {

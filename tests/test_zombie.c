@@ -596,6 +596,7 @@ out:
 
 /* Runs vanish_scenario(mode) in a child and returns its report. */
 static ns_result run_vanish(int mode) {
+    vt_need_backend_built(); /* the loop is the child's */
     int pp[2];
     VT_ASSERT(pipe2(pp, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
     pid_t parent = getpid();

@@ -29,6 +29,20 @@
 #include <unistd.h>
 #endif
 
+bool vt_have_uring(void) {
+#if defined(VIGIL_HAVE_URING) && !VIGIL_HAVE_URING
+    return false;
+#else
+    return true;
+#endif
+}
+
+void vt_need_backend_built(void) {
+    vt_backend_id b = vt_backend();
+    if (!vt_have_uring() && (b == VT_BACKEND_URING || b == VT_BACKEND_URING_COMPAT))
+        VT_SKIP("io_uring is not built in (-During=disabled, or no liburing)");
+}
+
 vt_backend_id vt_backend(void) {
     const char *b = getenv("VIGIL_TEST_BACKEND");
     if (!b || !*b)
@@ -61,6 +75,7 @@ vigil_loop *vt_loop(const vigil_loop_options *extra) {
     default: /* the caller's backend (AUTO unless it says otherwise) */
         break;
     }
+    vt_need_backend_built();
     vigil_loop *loop = NULL;
     int rc = vigil_loop_create(&loop, &o);
     VT_ASSERT(rc == 0, "vigil_loop_create: %d (%s)", rc, vigil_strerror(rc));

@@ -29,6 +29,15 @@ typedef enum vt_backend_id {
 } vt_backend_id;
 vt_backend_id vt_backend(void);
 
+/* Whether this build has io_uring (VIGIL_HAVE_URING: -During=disabled, or
+ * no liburing, builds on epoll alone). Where it has not, DEFAULT and AUTO
+ * mean epoll, and a test on uring or uring-compat is skipped. */
+bool vt_have_uring(void);
+/* Skips the test where the backend under test is not built in. vt_loop
+ * calls it; a test that makes its loops in a child process calls it first
+ * (a skip in the child would not end the test). */
+void vt_need_backend_built(void);
+
 /* A loop on the backend under test (vt_backend), with extra options (may be
  * NULL). Asserts on failure. */
 vigil_loop *vt_loop(const vigil_loop_options *extra);

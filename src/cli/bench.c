@@ -5,7 +5,12 @@
  * per server: vigil's own `serve` (started here, pinned to a CPU, its CPU
  * time read from /proc), any server at --target, or with --compare, vigil on
  * io_uring and on epoll against the raw baselines of bench/ (and libuv and
- * libevent when built), interleaved over --rounds, medians reported.
+ * libevent when built), interleaved over --rounds (3 by default: one run
+ * alone can be off by a factor of 30 on a busy machine and look fine),
+ * medians reported with the spread between rounds. A round where neither
+ * the server nor the client was busy is called starved (judge_round), and
+ * rounds that disagree by more than NOISY_SPREAD are called noisy: both are
+ * warned about after the table and listed in bench.json.
  *
  * Children (child.c): started with fork+exec, their stdout is a pipe (the
  * first line carries the port), their stderr goes to an unlinked temporary
@@ -34,9 +39,20 @@
 #include "load.h"
 #include "opts.h"
 
-#ifndef VIGIL_BENCH_DIR
-#define VIGIL_BENCH_DIR "bench"
+#ifndef VIGIL_HAVE_URING /* meson defines it: 1 with liburing, 0 without */
+#define VIGIL_HAVE_URING 1
 #endif
+
+/* Where the peer servers of --compare are, relative to the directory of
+ * this vigil (or absolute): an installed copy's in LIBEXECDIR/vigil
+ * (src/cli/meson.build works out the path from BINDIR), a build tree's in
+ * BUILD/bench, two up from BUILD/src/cli/vigil. No path of the build is
+ * baked in: a moved build tree or install prefix finds its own peers. */
+#ifndef VIGIL_PEERS_INSTALLED
+#define VIGIL_PEERS_INSTALLED "../libexec/vigil"
+#endif
+#define VIGIL_PEERS_BUILD "../../bench"
+#define PEER_MARK "echo_epoll" /* built wherever the peers are */
 
 #define MAX_ROUNDS 100
 #define MAX_SERVERS 8
@@ -62,8 +78,10 @@ typedef struct bench_opts {
     bool compare;
     int rounds;
     const char *out_dir;
-    const char *peers;
+    const char *peers;        /* --peers, else found by find_peers (NULL: none found) */
+    bool peers_given;
     bool pin;                 /* false on a 1-CPU machine */
+    int ncpus;                /* CPUs this process may run on */
 } bench_opts;
 
 /* HOST:PORT, [V6]:PORT or V6 with the port after the last colon. */
@@ -103,9 +121,8 @@ static bench_opts bopt = {
     .threads = 1,
     .server_cpu = 0,
     .client_cpu = 1,
-    .rounds = 1,
+    .rounds = 3,
     .out_dir = "vigil-bench",
-    .peers = VIGIL_BENCH_DIR,
 };
 
 static opt bench_opt_table[] = {
@@ -141,12 +158,15 @@ static opt bench_opt_table[] = {
              "raw baselines echo_uring and echo_epoll, and echo_libuv and\n"
              "echo_libevent when built"},
     {"--rounds", 0, OPT_INT, &bopt.rounds, 1, MAX_ROUNDS, "R",
-     .help = "run the servers interleaved R times, report medians (default {default})"},
+     .help = "run the servers interleaved R times, report medians and the\n"
+             "spread between rounds (default {default}; 1: one run, no spread)"},
     {"--out", 0, OPT_STRING, &bopt.out_dir, .meta = "DIR", .flags = OPT_NONEMPTY,
      .hint = "a directory",
      .help = "write DIR/bench.json, bench.csv, bench.svg (default {default})"},
     {"--peers", 0, OPT_STRING, &bopt.peers, .meta = "DIR", .flags = OPT_NONEMPTY,
-     .hint = "a directory", .help = "where the baseline servers are (default {default})"},
+     .hint = "a directory", .given = &bopt.peers_given,
+     .help = "where the peer servers of --compare are (default {default}:\n"
+             "looked for next to this vigil, in " VIGIL_PEERS_INSTALLED " or " VIGIL_PEERS_BUILD ")"},
 };
 
 static opt_cmd bench_cmd = {
@@ -154,12 +174,73 @@ static opt_cmd bench_cmd = {
     "Every echoed byte is checked. Exit status 1 if a server failed to start, a\n"
     "byte was lost or came back wrong, or a connection failed; 2 for bad flags.\n"};
 
+/* ------------------------------------------------------------ peers */
+
+static char peers_looked[2][PATH_MAX]; /* where find_peers looked, in order */
+static const char peers_none[] = "none found"; /* --help's default when there are none */
+static int npeers_looked;
+
+/* dir/rel with "." and ".." taken out, so that the path printed is the one
+ * a user would type (rel may be absolute: then it alone). */
+static void join_path(char *out, size_t len, const char *dir, const char *rel) {
+    char buf[PATH_MAX];
+    int w = rel[0] == '/' ? snprintf(buf, sizeof(buf), "%s", rel)
+                          : snprintf(buf, sizeof(buf), "%s/%s", dir, rel);
+    if (w < 0 || w >= (int)sizeof(buf))
+        buf[0] = '\0'; /* too long to be a path: "/", where nothing is found */
+    size_t n = 0;
+    out[0] = '\0';
+    for (char *save = NULL, *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        if (!strcmp(c, "."))
+            continue;
+        if (!strcmp(c, "..")) {
+            char *slash = strrchr(out, '/');
+            n = slash ? (size_t)(slash - out) : 0;
+            out[n] = '\0';
+            continue;
+        }
+        n += (size_t)snprintf(out + n, n < len ? len - n : 0, "/%s", c);
+        if (n >= len)
+            n = len - 1;
+    }
+    if (!out[0])
+        snprintf(out, len, "/");
+}
+
+/* The peers' directory next to this vigil (/proc/self/exe, symlinks
+ * resolved): the installed place first, then the build tree's; NULL when
+ * neither has them (peers_looked says where it looked). */
+static const char *find_peers(void) {
+    static char found[PATH_MAX];
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (len <= 0)
+        return NULL;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    const char *rel[2] = {VIGIL_PEERS_INSTALLED, VIGIL_PEERS_BUILD};
+    npeers_looked = 0;
+    for (int i = 0; i < 2; i++) {
+        char *dir = peers_looked[npeers_looked++], mark[PATH_MAX + 16];
+        join_path(dir, PATH_MAX, exe, rel[i]);
+        snprintf(mark, sizeof(mark), "%s/" PEER_MARK, dir);
+        if (access(mark, X_OK) == 0) {
+            snprintf(found, sizeof(found), "%s", dir);
+            return found;
+        }
+    }
+    return NULL;
+}
+
 /* Pins only to CPUs this process may use; with one CPU there is nothing to
  * separate. Returns -1 to go on, else the exit status. */
 static int check_cpus(const opt_cmd *cmd, bench_opts *o) {
     cpu_set_t allowed;
     CPU_ZERO(&allowed);
-    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 || CPU_COUNT(&allowed) < 2) {
+    o->ncpus = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 1;
+    if (o->ncpus < 2) {
         o->pin = false;
         return -1;
     }
@@ -178,6 +259,8 @@ static int parse_args(int argc, char **argv) {
     int rc = opts_parse(&bench_cmd, argc, argv);
     if (rc >= 0)
         return rc;
+    if (o->peers == peers_none)
+        o->peers = NULL;
     if (o->compare && o->target)
         return opts_bad(cmd, "--compare starts its own servers: it cannot take --target");
     if (o->mode == LOAD_STREAM && o->window_set && o->window < o->size)
@@ -229,6 +312,12 @@ typedef struct run_rec {
     char err[240];
     double rps, p50, p99, p999, cpu_per_req;
     bool have_cpu;
+    /* How busy each side was over the measured part: the server in cores
+     * (its CPU time / wall time), the client as a fraction of what its
+     * threads could use (client_capacity). starved: see judge_round. */
+    double server_busy, client_busy;
+    bool have_busy;       /* both known: the round was judged */
+    bool starved;
     uint64_t requests, bytes_sent, bytes_verified, lost, mismatches, errors, connect_failures;
     uint64_t connected;
 } run_rec;
@@ -242,8 +331,27 @@ typedef struct server {
     const char *args[8];  /* after path */
     run_rec runs[MAX_ROUNDS];
     run_rec med;          /* medians (rates, latencies, CPU) and sums (bytes, errors) */
-    int nok;
+    run_rec lo, hi;       /* the lowest and highest of each figure over the rounds that ran */
+    /* (max - min) / median over the rounds: how far one round's figure can
+     * be from another's; 0 with fewer than two rounds */
+    double spread_rps, spread_p99, spread_cpu;
+    bool noisy;           /* spread_rps or spread_cpu above NOISY_SPREAD */
+    int nok, nstarved;
 } server;
+
+/* Rounds of one server further apart than this (relative to their median,
+ * in req/s or CPU per request) are no steady figure: bench says so. Two
+ * quiet back-to-back runs on a pinned pair of CPUs agree within a few %. */
+#define NOISY_SPREAD 0.10
+
+/* A round is starved (judge_round) when neither side was busy: the client
+ * used less than STARVED_CLIENT of what its threads could, and the server
+ * less than STARVED_SERVER of a core (STARVED_SERVER_SERIAL where each
+ * client thread has a single ping-pong connection, every request waiting
+ * for two wake-ups in turn). */
+#define STARVED_CLIENT 0.50
+#define STARVED_SERVER 0.50
+#define STARVED_SERVER_SERIAL 0.20
 
 static int cmp_dbl(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -257,11 +365,19 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-static void compute_median(server *s, int rounds) {
+static double spread_of(double lo, double hi, double med) { return med > 0 ? (hi - lo) / med : 0; }
+
+/* Medians, sums, the lowest and highest figures and their spread, over the
+ * rounds of s that ran; flags s noisy when the rounds disagree. */
+static void compute_stats(server *s, int rounds) {
     double rps[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], p999[MAX_ROUNDS], cpu[MAX_ROUNDS];
-    int n = 0, ncpu = 0;
-    run_rec *m = &s->med;
+    double sbusy[MAX_ROUNDS], cbusy[MAX_ROUNDS];
+    int n = 0, ncpu = 0, nbusy = 0;
+    run_rec *m = &s->med, *lo = &s->lo, *hi = &s->hi;
     memset(m, 0, sizeof(*m));
+    memset(lo, 0, sizeof(*lo));
+    memset(hi, 0, sizeof(*hi));
+    s->nstarved = 0;
     for (int r = 0; r < rounds; r++) {
         const run_rec *x = &s->runs[r];
         if (!x->ok) {
@@ -276,6 +392,11 @@ static void compute_median(server *s, int rounds) {
         n++;
         if (x->have_cpu)
             cpu[ncpu++] = x->cpu_per_req;
+        if (x->have_busy) {
+            sbusy[nbusy] = x->server_busy;
+            cbusy[nbusy++] = x->client_busy;
+        }
+        s->nstarved += x->starved;
         m->requests += x->requests;
         m->bytes_sent += x->bytes_sent;
         m->bytes_verified += x->bytes_verified;
@@ -286,12 +407,36 @@ static void compute_median(server *s, int rounds) {
     }
     s->nok = n;
     m->ok = n == rounds;
+    /* median() sorts: the lowest is [0] and the highest [n-1] after it */
     m->rps = median(rps, n);
     m->p50 = median(p50, n);
     m->p99 = median(p99, n);
     m->p999 = median(p999, n);
     m->have_cpu = ncpu > 0;
     m->cpu_per_req = median(cpu, ncpu);
+    m->have_busy = nbusy > 0;
+    m->server_busy = median(sbusy, nbusy);
+    m->client_busy = median(cbusy, nbusy);
+    lo->ok = hi->ok = n > 0;
+    if (n > 0) {
+        lo->rps = rps[0], hi->rps = rps[n - 1];
+        lo->p50 = p50[0], hi->p50 = p50[n - 1];
+        lo->p99 = p99[0], hi->p99 = p99[n - 1];
+        lo->p999 = p999[0], hi->p999 = p999[n - 1];
+    }
+    lo->have_cpu = hi->have_cpu = ncpu > 0;
+    if (ncpu > 0)
+        lo->cpu_per_req = cpu[0], hi->cpu_per_req = cpu[ncpu - 1];
+    lo->have_busy = hi->have_busy = nbusy > 0;
+    if (nbusy > 0) {
+        lo->server_busy = sbusy[0], hi->server_busy = sbusy[nbusy - 1];
+        lo->client_busy = cbusy[0], hi->client_busy = cbusy[nbusy - 1];
+    }
+    s->spread_rps = spread_of(lo->rps, hi->rps, m->rps);
+    s->spread_p99 = spread_of(lo->p99, hi->p99, m->p99);
+    s->spread_cpu = m->have_cpu ? spread_of(lo->cpu_per_req, hi->cpu_per_req, m->cpu_per_req) : 0;
+    /* p99 is left out: a tail moves more from round to round than a rate */
+    s->noisy = n >= 2 && (s->spread_rps > NOISY_SPREAD || s->spread_cpu > NOISY_SPREAD);
 }
 
 static bool run_clean(const run_rec *r, long conns) {
@@ -347,7 +492,7 @@ static void fill_rec(run_rec *rec, const load_result *r) {
     rec->p50 = r->p50_us;
     rec->p99 = r->p99_us;
     rec->p999 = r->p999_us;
-    rec->have_cpu = r->have_cpu;
+    rec->have_cpu = r->have_cpu && r->requests > 0; /* no requests: no CPU per request */
     rec->cpu_per_req = r->server_cpu_us_per_req;
     rec->requests = r->requests;
     rec->bytes_sent = r->bytes_sent;
@@ -357,6 +502,55 @@ static void fill_rec(run_rec *rec, const load_result *r) {
     rec->errors = r->errors;
     rec->connect_failures = r->connect_failures;
     rec->connected = r->connected;
+}
+
+/* How many CPUs the client threads can keep busy: one when they are all
+ * pinned to --client-cpu, else one per thread up to the CPUs there are. */
+static double client_capacity(const bench_opts *o) {
+    if (o->pin && o->client_cpu >= 0)
+        return 1;
+    long t = o->threads < o->conns ? o->threads : o->conns;
+    return (double)(t < o->ncpus ? t : o->ncpus > 0 ? o->ncpus : 1);
+}
+
+/*
+ * How busy each side was, and whether the round measured the server at all.
+ *
+ * The load is a closed loop: every connection sends its next request the
+ * moment the echo of the last one is back (stream: as soon as its window
+ * has room), so nothing paces it but the two ends. With more than one
+ * request in flight per client thread, one end is the bottleneck and runs
+ * close to flat out: the server near a whole core (its loop thread is
+ * pinned and handles all it is given), or the client near all the CPU its
+ * threads can use. A round where both used under half (STARVED_SERVER,
+ * STARVED_CLIENT) had no bottleneck of its own: the requests spent their
+ * time waiting on something else. The server was not running though it had
+ * work (another task on its CPU, a cgroup's CPU quota, SIGSTOP, paging),
+ * or the network held the bytes (delayed ACKs). Its req/s then measures
+ * that wait, not the server: "starved".
+ *
+ * With one ping-pong connection per client thread the two ends take turns,
+ * each waking the other, and neither runs flat out: there only a server
+ * under STARVED_SERVER_SERIAL (20 %) of a core counts as starved.
+ *
+ * Measured here (2 CPUs, server on one, client on the other, 1 s rounds):
+ * 4 to 100 connections, one side at 95-100 % (stream mode: the client at
+ * 99 %, the server 60 %); 1 connection, the server at 55 % and the client
+ * at 50 %; rounds that shared the CPUs with a compile, both sides at
+ * 30-45 %; the server stopped (SIGSTOP) over the measured part, both at 0.
+ * CPU time is utime+stime of /proc/PID/stat (every thread) in ticks of
+ * 10 ms: 1 % of a core over a 1 s round. Not judged for --target (its
+ * CPU is not measured).
+ */
+static void judge_round(const bench_opts *o, run_rec *rec, const load_result *r) {
+    rec->have_busy = r->have_cpu && r->have_client_cpu && r->cpu_window_s > 0;
+    if (!rec->have_busy)
+        return;
+    rec->server_busy = r->server_cpu_us / 1e6 / r->cpu_window_s;
+    rec->client_busy = r->client_cpu_us / 1e6 / r->cpu_window_s / client_capacity(o);
+    bool serial = o->mode == LOAD_PINGPONG && o->conns <= o->threads;
+    double server_min = serial ? STARVED_SERVER_SERIAL : STARVED_SERVER;
+    rec->starved = rec->server_busy < server_min && rec->client_busy < STARVED_CLIENT;
 }
 
 /* Runs the load against host:port; the result goes to rec. */
@@ -382,6 +576,7 @@ static void run_load(const bench_opts *o, const char *host, uint16_t port, long 
     } else {
         rec->ok = true;
         fill_rec(rec, &r);
+        judge_round(o, rec, &r);
         if (r.resolved[0] && pc->round == 1) /* a name, looked up on a vigil loop */
             fprintf(stderr, "vigil bench: %s is %s\n", host, r.resolved);
         if (r.cpu_pin_errno)
@@ -475,9 +670,18 @@ static int baseline_of(server *sv, int n, int i) {
     return -1;
 }
 
+/* A spread as a percentage, "-" with fewer than two rounds to compare. */
+static void fmt_spread(char *buf, size_t len, const server *s, double spread) {
+    if (s->nok < 2)
+        snprintf(buf, len, "-");
+    else
+        snprintf(buf, len, "%.1f%%%s", spread * 100, spread > NOISY_SPREAD ? "!" : "");
+}
+
 static void print_table(const bench_opts *o, server *sv, int n) {
-    printf("%-12s %11s %9s %9s %11s %10s %10s %10s %10s %7s\n", "server", "req/s", "p50 us",
-           "p99 us", "CPU us/req", "req/s x1st", "CPU x raw", "lost B", "mismatch B", "errors");
+    printf("%-12s %11s %7s %9s %9s %11s %7s %10s %10s %10s %10s %7s\n", "server", "req/s", "spread",
+           "p50 us", "p99 us", "CPU us/req", "spread", "req/s x1st", "CPU x raw", "lost B",
+           "mismatch B", "errors");
     double first = sv[0].nok > 0 ? sv[0].med.rps : 0;
     for (int i = 0; i < n; i++) {
         const run_rec *m = &sv[i].med;
@@ -485,30 +689,93 @@ static void print_table(const bench_opts *o, server *sv, int n) {
             printf("%-12s failed: %s\n", sv[i].name, m->err);
             continue;
         }
-        char cpu[32] = "-", r1[32] = "-", rc[32] = "-";
-        if (m->have_cpu)
+        char cpu[32] = "-", r1[32] = "-", rc[32] = "-", sr[16], sc[16] = "-";
+        if (m->have_cpu) {
             snprintf(cpu, sizeof(cpu), "%.3f", m->cpu_per_req);
+            fmt_spread(sc, sizeof(sc), &sv[i], sv[i].spread_cpu);
+        }
+        fmt_spread(sr, sizeof(sr), &sv[i], sv[i].spread_rps);
         if (first > 0)
             snprintf(r1, sizeof(r1), "%.2fx", m->rps / first);
         int b = baseline_of(sv, n, i);
         if (b >= 0 && m->have_cpu && sv[b].med.cpu_per_req > 0)
             snprintf(rc, sizeof(rc), "%.2fx", m->cpu_per_req / sv[b].med.cpu_per_req);
-        printf("%-12s %11.1f %9.1f %9.1f %11s %10s %10s %10llu %10llu %7llu\n", sv[i].name, m->rps,
-               m->p50, m->p99, cpu, r1, rc, (unsigned long long)m->lost,
+        printf("%-12s %11.1f %7s %9.1f %9.1f %11s %7s %10s %10s %10llu %10llu %7llu\n", sv[i].name,
+               m->rps, sr, m->p50, m->p99, cpu, sc, r1, rc, (unsigned long long)m->lost,
                (unsigned long long)m->mismatches, (unsigned long long)m->errors);
         if (sv[i].nok < o->rounds)
             printf("%-12s %d of %d rounds failed: %s\n", "", o->rounds - sv[i].nok, o->rounds,
                    m->err);
     }
+    if (o->rounds > 1)
+        printf("spread: (max - min) / median over the %d rounds (! above %.0f%%); min and max in "
+               "bench.json and bench.csv\n", o->rounds, NOISY_SPREAD * 100);
 }
 
-static void json_rec(FILE *f, const run_rec *r) {
+/* ------------------------------------------------------------ warnings */
+
+/* What makes a result untrustworthy, one line each: printed after the
+ * table, listed in bench.json ("warnings", "trustworthy") and under the chart. */
+#define MAX_WARNINGS (2 * MAX_SERVERS)
+static char warns[MAX_WARNINGS][1024];
+static int nwarn;
+
+static void find_warnings(const bench_opts *o, server *sv, int n) {
+    nwarn = 0;
+    for (int i = 0; i < n; i++) {
+        const server *s = &sv[i];
+        if (s->nstarved > 0) {
+            char *w = warns[nwarn++];
+            size_t len = sizeof(warns[0]);
+            int at = snprintf(w, len, "%.63s looks starved in %d of %d round%s (", s->name,
+                              s->nstarved, o->rounds, o->rounds == 1 ? "" : "s");
+            for (int r = 0, k = 0; r < o->rounds; r++) {
+                const run_rec *x = &s->runs[r];
+                if (!x->ok || !x->starved || at >= (int)len)
+                    continue;
+                at += snprintf(w + at, len - (size_t)at,
+                               "%sround %d: %.0f req/s, the server used %.1f%% of a core and the "
+                               "client %.1f%% of its CPU", k++ ? "; " : "", r + 1, x->rps,
+                               x->server_busy * 100, x->client_busy * 100);
+            }
+            if (at < (int)len)
+                snprintf(w + at, len - (size_t)at,
+                         "): neither side was busy, so req/s measured waiting, not the server "
+                         "(another task on the server's CPU, a CPU quota, a stopped or paging "
+                         "process?)");
+        }
+        if (s->noisy) {
+            char cpu[160] = "";
+            if (s->med.have_cpu)
+                snprintf(cpu, sizeof(cpu), ", CPU us/req %.3f..%.3f (spread %.1f%%)",
+                         s->lo.cpu_per_req, s->hi.cpu_per_req, s->spread_cpu * 100);
+            snprintf(warns[nwarn++], sizeof(warns[0]),
+                     "%.63s's %d rounds disagree: req/s %.0f..%.0f around a median of %.0f (spread "
+                     "%.1f%%)%s; more than %.0f%% apart, its median is no steady figure (rerun "
+                     "on a quieter machine, or with more --rounds)",
+                     s->name, s->nok, s->lo.rps, s->hi.rps, s->med.rps, s->spread_rps * 100, cpu,
+                     NOISY_SPREAD * 100);
+        }
+    }
+}
+
+/* A fraction (4 decimals), or null when not known. */
+static void json_frac(FILE *f, const char *key, bool have, double v) {
+    if (have)
+        fprintf(f, "\"%s\":%.4f,", key, v);
+    else
+        fprintf(f, "\"%s\":null,", key);
+}
+
+/* A round (round true: with its verdict) or the medians. */
+static void json_rec(FILE *f, const run_rec *r, bool round) {
     fprintf(f, "{\"ok\":%s,\"req_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,",
             r->ok ? "true" : "false", r->rps, r->p50, r->p99, r->p999);
-    if (r->have_cpu)
-        fprintf(f, "\"server_cpu_us_per_req\":%.4f,", r->cpu_per_req);
-    else
-        fprintf(f, "\"server_cpu_us_per_req\":null,");
+    json_frac(f, "server_cpu_us_per_req", r->have_cpu, r->cpu_per_req);
+    json_frac(f, "server_busy", r->have_busy, r->server_busy);
+    json_frac(f, "client_busy", r->have_busy, r->client_busy);
+    if (round)
+        fprintf(f, "\"starved\":%s,", !r->have_busy ? "null" : r->starved ? "true" : "false");
     fprintf(f,
             "\"requests\":%llu,\"bytes_sent\":%llu,\"bytes_verified\":%llu,\"lost\":%llu,"
             "\"mismatches\":%llu,\"errors\":%llu,\"connect_failures\":%llu",
@@ -521,6 +788,18 @@ static void json_rec(FILE *f, const run_rec *r) {
         json_str(f, r->err);
     }
     fputc('}', f);
+}
+
+/* The lowest or highest figures over the rounds. */
+static void json_range(FILE *f, const run_rec *r) {
+    fprintf(f, "{\"req_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,", r->rps,
+            r->p50, r->p99, r->p999);
+    json_frac(f, "server_busy", r->have_busy, r->server_busy);
+    json_frac(f, "client_busy", r->have_busy, r->client_busy);
+    if (r->have_cpu)
+        fprintf(f, "\"server_cpu_us_per_req\":%.4f}", r->cpu_per_req);
+    else
+        fprintf(f, "\"server_cpu_us_per_req\":null}");
 }
 
 static int write_json(const char *path, const bench_opts *o, server *sv, int n) {
@@ -563,46 +842,90 @@ static int write_json(const char *path, const bench_opts *o, server *sv, int n) 
             json_str(f, sv[b].name);
         else
             fputs("null", f);
+        const server *s = &sv[i];
         fprintf(f, ",\n     \"median\":");
-        json_rec(f, &sv[i].med);
-        fprintf(f, ",\n     \"rounds\":[");
+        json_rec(f, &s->med, false);
+        fprintf(f, ",\n     \"min\":");
+        json_range(f, &s->lo);
+        fprintf(f, ",\n     \"max\":");
+        json_range(f, &s->hi);
+        fprintf(f, ",\n     \"spread\":{\"req_per_s\":%.4f,\"p99_us\":%.4f,", s->spread_rps,
+                s->spread_p99);
+        json_frac(f, "server_cpu_us_per_req", s->med.have_cpu, s->spread_cpu);
+        fprintf(f, "\"rounds_ok\":%d},\n     \"noisy\":%s,\"starved_rounds\":[", s->nok,
+                s->noisy ? "true" : "false");
+        for (int r = 0, k = 0; r < o->rounds; r++)
+            if (s->runs[r].ok && s->runs[r].starved)
+                fprintf(f, "%s%d", k++ ? "," : "", r + 1);
+        fprintf(f, "],\n     \"rounds\":[");
         for (int r = 0; r < o->rounds; r++) {
             fprintf(f, "%s\n       ", r ? "," : "");
-            json_rec(f, &sv[i].runs[r]);
+            json_rec(f, &s->runs[r], true);
         }
         fprintf(f, "]}");
     }
-    fprintf(f, "\n  ]\n}\n");
+    fprintf(f, "\n  ],\n  \"trustworthy\":%s,\"warnings\":[", nwarn ? "false" : "true");
+    for (int k = 0; k < nwarn; k++) {
+        fprintf(f, "%s\n    ", k ? "," : "");
+        json_str(f, warns[k]);
+    }
+    fprintf(f, "%s]\n}\n", nwarn ? "\n  " : "");
     return fclose(f) == 0 ? 0 : -1;
 }
 
-static void csv_rec(FILE *f, const char *name, const char *round, const run_rec *r) {
-    csv_str(f, name);
+/* A fraction, or an empty field. */
+static void csv_frac(FILE *f, bool have, double v) {
+    fputc(',', f);
+    if (have)
+        fprintf(f, "%.4f", v);
+}
+
+/* A row: a round, the medians (with the spreads), or the lowest or highest
+ * figures (kind "min", "max": the counters are left empty, they are sums
+ * in the median row). */
+static void csv_rec(FILE *f, const server *s, const char *round, const run_rec *r, bool round_row) {
+    bool range = !strcmp(round, "min") || !strcmp(round, "max");
+    csv_str(f, s->name);
     fprintf(f, ",%s,%s,%.1f,%.1f,%.1f,%.1f,", round, r->ok ? "ok" : "failed", r->rps, r->p50,
             r->p99, r->p999);
     if (r->have_cpu)
         fprintf(f, "%.4f", r->cpu_per_req);
-    fprintf(f, ",%llu,%llu,%llu,%llu,%llu,%llu,%llu,", (unsigned long long)r->requests,
-            (unsigned long long)r->bytes_sent, (unsigned long long)r->bytes_verified,
-            (unsigned long long)r->lost, (unsigned long long)r->mismatches,
-            (unsigned long long)r->errors, (unsigned long long)r->connect_failures);
-    csv_str(f, r->err);
-    fputc('\n', f);
+    if (range)
+        fprintf(f, ",,,,,,,,");
+    else
+        fprintf(f, ",%llu,%llu,%llu,%llu,%llu,%llu,%llu,", (unsigned long long)r->requests,
+                (unsigned long long)r->bytes_sent, (unsigned long long)r->bytes_verified,
+                (unsigned long long)r->lost, (unsigned long long)r->mismatches,
+                (unsigned long long)r->errors, (unsigned long long)r->connect_failures);
+    csv_str(f, range ? "" : r->err);
+    csv_frac(f, r->have_busy, r->server_busy);
+    csv_frac(f, r->have_busy, r->client_busy);
+    fprintf(f, ",%s", round_row && r->have_busy ? (r->starved ? "yes" : "no") : "");
+    bool med = !strcmp(round, "median");
+    csv_frac(f, med && s->nok >= 2, s->spread_rps);
+    csv_frac(f, med && s->nok >= 2 && s->med.have_cpu, s->spread_cpu);
+    fprintf(f, ",%s\n", med && s->nok >= 2 ? (s->noisy ? "yes" : "no") : "");
 }
 
 static int write_csv(const char *path, const bench_opts *o, server *sv, int n) {
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
+    /* the columns after error are newer: a reader by position still finds the old ones */
     fprintf(f, "server,round,status,req_per_s,p50_us,p99_us,p999_us,server_cpu_us_per_req,"
-               "requests,bytes_sent,bytes_verified,lost,mismatches,errors,connect_failures,error\n");
+               "requests,bytes_sent,bytes_verified,lost,mismatches,errors,connect_failures,error,"
+               "server_busy,client_busy,starved,spread_req_per_s,spread_cpu_us_per_req,noisy\n");
     for (int i = 0; i < n; i++) {
         for (int r = 0; r < o->rounds; r++) {
             char rn[16];
             snprintf(rn, sizeof(rn), "%d", r + 1);
-            csv_rec(f, sv[i].name, rn, &sv[i].runs[r]);
+            csv_rec(f, &sv[i], rn, &sv[i].runs[r], true);
         }
-        csv_rec(f, sv[i].name, "median", &sv[i].med);
+        csv_rec(f, &sv[i], "median", &sv[i].med, false);
+        if (sv[i].nok > 0) {
+            csv_rec(f, &sv[i], "min", &sv[i].lo, false);
+            csv_rec(f, &sv[i], "max", &sv[i].hi, false);
+        }
     }
     return fclose(f) == 0 ? 0 : -1;
 }
@@ -635,15 +958,25 @@ static const char *bar_color(const server *s) {
     return "#e0892b";
 }
 
-/* One bar panel at x0: values v (NAN = no bar) with a y axis and ticks. */
+/* One panel's figures per server: the bar (the median; NAN = no bar) and
+ * its whisker, the lowest and highest round (NAN = none: one round). */
+typedef struct bars {
+    double v[MAX_SERVERS], lo[MAX_SERVERS], hi[MAX_SERVERS];
+} bars;
+
+/* One bar panel at x0: a bar per server with a y axis and ticks. */
 static void svg_panel(FILE *f, double x0, double y0, double w, double h, const char *title,
-                      server *sv, int n, const double *v) {
+                      server *sv, int n, const bars *b) {
     const double left = 64, bottom = 40, top = 30;
+    const double *v = b->v;
     double px = x0 + left, pw = w - left - 16, py = y0 + top, ph = h - top - bottom;
     double vmax = 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (!isnan(v[i]) && v[i] > vmax)
             vmax = v[i];
+        if (!isnan(v[i]) && !isnan(b->hi[i]) && b->hi[i] > vmax)
+            vmax = b->hi[i]; /* the whisker fits too */
+    }
     fprintf(f, "  <text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" font-weight=\"bold\">", x0 + 8,
             y0 + 16);
     xml_str(f, title);
@@ -686,9 +1019,69 @@ static void svg_panel(FILE *f, double x0, double y0, double w, double h, const c
         fmt_num(lab, sizeof(lab), v[i], false);
         fprintf(f, "  <rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n",
                 cx - bw / 2, py + ph - bh, bw, bh, bar_color(&sv[i]));
+        double label_y = py + ph - bh - 4;
+        if (!isnan(b->lo[i]) && !isnan(b->hi[i])) {
+            /* min-max over the rounds: a vertical line with caps; the label
+             * moves right of it so the two do not overlap */
+            double ylo = py + ph - b->lo[i] / ymax * ph, yhi = py + ph - b->hi[i] / ymax * ph;
+            double cap = bw * 0.18;
+            fprintf(f, "  <g class=\"whisker\" stroke=\"#222\" stroke-width=\"1.2\">"
+                       "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
+                       "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
+                       "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/></g>\n",
+                    cx, ylo, cx, yhi, cx - cap, ylo, cx + cap, ylo, cx - cap, yhi, cx + cap, yhi);
+            if (yhi - 4 < label_y)
+                label_y = yhi - 4;
+        }
         fprintf(f, "  <text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%s</text>\n",
-                cx, py + ph - bh - 4, lab);
+                cx, label_y, lab);
     }
+}
+
+/* A panel's bars from a figure of the medians and of the lowest and highest rounds. */
+static void fill_bars(bars *b, server *sv, int n, int rounds, double (*get)(const run_rec *)) {
+    for (int i = 0; i < n; i++) {
+        const server *s = &sv[i];
+        bool have = s->nok > 0 && !isnan(get(&s->med));
+        b->v[i] = have ? get(&s->med) : NAN;
+        b->lo[i] = have && rounds > 1 && s->nok > 1 ? get(&s->lo) : NAN;
+        b->hi[i] = have && rounds > 1 && s->nok > 1 ? get(&s->hi) : NAN;
+    }
+}
+
+static double get_rps(const run_rec *r) { return r->rps; }
+static double get_p99(const run_rec *r) { return r->p99; }
+static double get_cpu(const run_rec *r) { return r->have_cpu ? r->cpu_per_req : NAN; }
+
+/* Text in lines of at most width characters, broken at spaces, from y
+ * down by 18 each (f NULL: only counted). Returns how many lines. */
+static int svg_wrapped(FILE *f, double y, size_t width, const char *cls, const char *color,
+                       const char *text) {
+    int lines = 0;
+    char buf[sizeof(warns[0])];
+    const char *p = text;
+    while (*p) {
+        size_t len = strlen(p);
+        if (len > width) {
+            len = width;
+            while (len > 0 && p[len] != ' ')
+                len--;
+            if (len == 0)
+                len = width; /* no space: cut the word */
+        }
+        if (f) {
+            snprintf(buf, sizeof(buf), "%.*s", (int)len, p);
+            fprintf(f, "  <text class=\"%s\" x=\"%d\" y=\"%.1f\" font-size=\"12\" fill=\"%s\">", cls,
+                    lines ? 30 : 16, y + 18.0 * lines, color);
+            xml_str(f, buf);
+            fprintf(f, "</text>\n");
+        }
+        lines++;
+        p += len;
+        while (*p == ' ')
+            p++;
+    }
+    return lines;
 }
 
 static int write_svg(const char *path, const bench_opts *o, server *sv, int n) {
@@ -698,12 +1091,18 @@ static int write_svg(const char *path, const bench_opts *o, server *sv, int n) {
     double panel_w = 90.0 * n + 100;
     if (panel_w < 380)
         panel_w = 380;
-    double W = 2 * panel_w + 20, H = 420;
-    double rps[MAX_SERVERS], cpu[MAX_SERVERS];
-    for (int i = 0; i < n; i++) {
-        rps[i] = sv[i].nok ? sv[i].med.rps : NAN;
-        cpu[i] = sv[i].nok && sv[i].med.have_cpu ? sv[i].med.cpu_per_req : NAN;
-    }
+    /* three panels side by side; the notes (what the whiskers are, the
+     * warnings) below them, a line each */
+    double W = 3 * panel_w + 40, panels_h = 420;
+    size_t width = (size_t)((W - 40) / 6.8); /* characters of 12 px DejaVu Sans a line holds */
+    int notes = 1;
+    for (int k = 0; k < nwarn; k++)
+        notes += svg_wrapped(NULL, 0, width, "", "", warns[k]);
+    double H = panels_h + 12 + 18.0 * notes;
+    bars rps, p99, cpu;
+    fill_bars(&rps, sv, n, o->rounds, get_rps);
+    fill_bars(&p99, sv, n, o->rounds, get_p99);
+    fill_bars(&cpu, sv, n, o->rounds, get_cpu);
     char desc[512], title[640];
     describe(o, desc, sizeof(desc), true);
     snprintf(title, sizeof(title), "vigil bench: %s", desc);
@@ -726,11 +1125,26 @@ static int write_svg(const char *path, const bench_opts *o, server *sv, int n) {
         xml_str(f, title);
     }
     fprintf(f, "</text>\n");
-    svg_panel(f, 0, 56, panel_w, H - 56, "Requests per second (higher is better)", sv, n, rps);
-    svg_panel(f, panel_w + 20, 56, panel_w, H - 56,
+    svg_panel(f, 0, 56, panel_w, panels_h - 56, "Requests per second (higher is better)", sv, n,
+              &rps);
+    svg_panel(f, panel_w + 20, 56, panel_w, panels_h - 56,
+              "p99 latency, \xc2\xb5s (lower is better)", sv, n, &p99);
+    svg_panel(f, 2 * (panel_w + 20), 56, panel_w, panels_h - 56,
               o->target ? "Server CPU per request, \xc2\xb5s (not measured: external server)"
                         : "Server CPU per request, \xc2\xb5s (lower is better)",
-              sv, n, cpu);
+              sv, n, &cpu);
+    double y = panels_h + 12;
+    fprintf(f, "  <text x=\"16\" y=\"%.1f\" font-size=\"12\" fill=\"#444\">", y);
+    if (o->rounds > 1)
+        fprintf(f, "Bars: medians of %d rounds; whiskers: the lowest and highest round.", o->rounds);
+    else
+        fprintf(f, "One round: no spread to show (--rounds 2 or more for whiskers).");
+    fprintf(f, "</text>\n");
+    for (int k = 0; k < nwarn; k++) {
+        char line[sizeof(warns[0]) + 8];
+        snprintf(line, sizeof(line), "\xe2\x9a\xa0 %.1023s", warns[k]);
+        y += 18 * svg_wrapped(f, y + 18, width, "warning", "#b00", line);
+    }
     fprintf(f, "</svg>\n");
     return fclose(f) == 0 ? 0 : -1;
 }
@@ -786,7 +1200,8 @@ static void add_vigil(server *sv, int *n, const char *backend) {
     s->args[4] = backend;
 }
 
-/* A peer from --peers; prints why and returns false when it is not there. */
+/* A peer from the peers' directory; prints why and returns false when it
+ * is not there. */
 static bool add_peer(server *sv, int *n, const char *peers, const char *prog, const char *name,
                      const char *mech, bool raw, const char *package) {
     char path[PATH_MAX];
@@ -795,19 +1210,22 @@ static bool add_peer(server *sv, int *n, const char *peers, const char *prog, co
         len--;
     snprintf(path, sizeof(path), "%.*s/%s", (int)len, peers, prog);
     if (access(path, X_OK) != 0) {
-        /* the peers live in BUILD/bench: name the build directory in the hint */
+        /* a build tree's peers live in BUILD/bench: name the build directory
+         * in the hint; installed ones come from a build installed again */
         char build[PATH_MAX];
-        if (len > 6 && !strncmp(peers + len - 6, "/bench", 6))
+        bool in_build = len > 6 && !strncmp(peers + len - 6, "/bench", 6);
+        if (in_build)
             snprintf(build, sizeof(build), "%.*s", (int)(len - 6), peers);
         else
             snprintf(build, sizeof(build), "BUILD");
+        const char *then = in_build ? "" : " && meson install -C BUILD";
         if (package)
             printf("vigil bench: skipping %s: %s is not built; install the Debian package %s "
-                   "(apt-get install %s), then meson setup --reconfigure %s && ninja -C %s\n",
-                   name, path, package, package, build, build);
+                   "(apt-get install %s), then meson setup --reconfigure %s && ninja -C %s%s\n",
+                   name, path, package, package, build, build, then);
         else
-            printf("vigil bench: skipping %s: %s not found (ninja -C %s builds it)\n", name, path,
-                   build);
+            printf("vigil bench: skipping %s: %s not found (ninja -C %s%s builds it)\n", name, path,
+                   build, then);
         return false;
     }
     server *s = add_server(sv, n, name, mech, raw);
@@ -819,16 +1237,37 @@ static bool add_peer(server *sv, int *n, const char *peers, const char *prog, co
     return true;
 }
 
+/* The peer servers of --compare, when their directory is known. */
+static void add_peers(const bench_opts *o, server *sv, int *n) {
+    if (!o->peers) {
+        printf("vigil bench: skipping the peer servers (raw-uring, raw-epoll, libuv, libevent): no "
+               PEER_MARK " next to this vigil in %s", peers_looked[0]);
+        for (int i = 1; i < npeers_looked; i++)
+            printf(" or %s", peers_looked[i]);
+        printf("; build them (ninja -C BUILD), install them (meson install -C BUILD), or name "
+               "their directory with --peers DIR\n");
+        return;
+    }
+#if VIGIL_HAVE_URING
+    add_peer(sv, n, o->peers, "echo_uring", "raw-uring", "uring", true, NULL);
+#endif
+    add_peer(sv, n, o->peers, "echo_epoll", "raw-epoll", "epoll", true, NULL);
+    add_peer(sv, n, o->peers, "echo_libuv", "libuv", "epoll", false, "libuv1-dev");
+    add_peer(sv, n, o->peers, "echo_libevent", "libevent", "epoll", false, "libevent-dev");
+}
+
 /* The servers to load, into sv; returns how many. */
 static int list_servers(const bench_opts *o, server *sv) {
     int n = 0;
     if (o->compare) {
+#if VIGIL_HAVE_URING
         add_vigil(sv, &n, "uring");
+#else
+        printf("vigil bench: skipping vigil-uring and raw-uring: this vigil was built without "
+               "io_uring (-During=disabled, or no liburing)\n");
+#endif
         add_vigil(sv, &n, "epoll");
-        add_peer(sv, &n, o->peers, "echo_uring", "raw-uring", "uring", true, NULL);
-        add_peer(sv, &n, o->peers, "echo_epoll", "raw-epoll", "epoll", true, NULL);
-        add_peer(sv, &n, o->peers, "echo_libuv", "libuv", "epoll", false, "libuv1-dev");
-        add_peer(sv, &n, o->peers, "echo_libevent", "libevent", "epoll", false, "libevent-dev");
+        add_peers(o, sv, &n);
     } else if (o->target) {
         server *s = add_server(sv, &n, o->target, NULL, false);
         snprintf(s->path, sizeof(s->path), "%s", o->target);
@@ -903,12 +1342,13 @@ static int run_rounds(const bench_opts *o, server *sv, int n) {
 static int report(const bench_opts *o, server *sv, int n) {
     bool all_ok = true;
     for (int i = 0; i < n; i++) {
-        compute_median(&sv[i], o->rounds);
+        compute_stats(&sv[i], o->rounds);
         for (int r = 0; r < o->rounds; r++)
             if (!run_clean(&sv[i].runs[r], o->conns))
                 all_ok = false;
     }
     print_table(o, sv, n);
+    find_warnings(o, sv, n);
 
     char jp[PATH_MAX], cp[PATH_MAX], gp[PATH_MAX];
     snprintf(jp, sizeof(jp), "%s/bench.json", o->out_dir);
@@ -924,6 +1364,9 @@ static int report(const bench_opts *o, server *sv, int n) {
         }
     }
     printf("wrote %s %s %s\n", jp, cp, gp);
+    fflush(stdout);
+    for (int k = 0; k < nwarn; k++)
+        fprintf(stderr, "vigil bench: WARNING: %s\n", warns[k]);
     if (!all_ok)
         fprintf(stderr, "vigil bench: FAILED: a server did not start, or bytes were lost or "
                         "mismatched, or connections failed (see above)\n");
@@ -933,6 +1376,9 @@ static int report(const bench_opts *o, server *sv, int n) {
 int cmd_bench(int argc, char **argv) {
     static server sv[MAX_SERVERS]; /* big (per-round records): not on the stack */
     const bench_opts *o = &bopt;
+    bopt.peers = find_peers(); /* before parsing: --help shows it */
+    if (!bopt.peers)
+        bopt.peers = peers_none;
     int rc = parse_args(argc, argv);
     if (rc >= 0)
         return rc;

@@ -873,6 +873,26 @@ static long long proc_cpu_ticks(long pid) {
     return (long long)(utime + stime);
 }
 
+/* This process's CPU time in ns (every thread's), or -1. */
+static long long self_cpu_ns(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+        return -1;
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The two sides' CPU at the edges of the measured part (supervise). */
+struct cpu_sample {
+    long long server_ticks, self_ns; /* -1: not read */
+    uint64_t at;                     /* now_ns() of the sample; 0: not taken */
+};
+
+static void cpu_sample_take(struct cpu_sample *s, long server_pid) {
+    s->server_ticks = server_pid > 0 ? proc_cpu_ticks(server_pid) : -1;
+    s->self_ns = self_cpu_ns();
+    s->at = now_ns();
+}
+
 /* ---- load_run ----------------------------------------------------------- */
 
 static int fail(load_result *out, int err, const char *fmt, const char *arg) {
@@ -1116,8 +1136,8 @@ static int zombie_results(const struct run *run, struct zrec *z, size_t nz, load
 }
 
 /* Merge the threads' counters, histograms, gaps, bins and zombies into out. */
-static int collect(struct run *run, struct worker *ws, long long cpu0, long long cpu1,
-                   load_result *out) {
+static int collect(struct run *run, struct worker *ws, const struct cpu_sample *c0,
+                   const struct cpu_sample *c1, load_result *out) {
     const load_config *cfg = run->cfg;
     struct hist *h = calloc(1, sizeof(*h));
     double *gaps = calloc((size_t)cfg->conns + 1, sizeof(double));
@@ -1140,11 +1160,17 @@ static int collect(struct run *run, struct worker *ws, long long cpu0, long long
     out->gap_p99_ms = load_percentile(gaps, ngaps, 0.99);
     out->gap_max_ms = load_percentile(gaps, ngaps, 1.0);
 
-    out->have_cpu = cfg->server_pid > 0 && cpu0 >= 0 && cpu1 >= 0;
+    out->have_cpu = cfg->server_pid > 0 && c0->server_ticks >= 0 && c1->server_ticks >= 0;
     if (out->have_cpu) {
-        out->server_cpu_us = (double)(cpu1 - cpu0) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+        out->server_cpu_us = (double)(c1->server_ticks - c0->server_ticks) * 1e6 /
+                             (double)sysconf(_SC_CLK_TCK);
         out->server_cpu_us_per_req = out->requests ? out->server_cpu_us / (double)out->requests : 0;
     }
+    out->have_client_cpu = c0->self_ns >= 0 && c1->self_ns >= 0 && c0->at && c1->at > c0->at;
+    if (out->have_client_cpu)
+        out->client_cpu_us = (double)(c1->self_ns - c0->self_ns) / 1e3;
+    if (c0->at && c1->at > c0->at)
+        out->cpu_window_s = (double)(c1->at - c0->at) / 1e9;
     if (run->nbins && (rc = merge_bins(run, ws, out)) != 0)
         goto done;
     if (nz)
@@ -1156,22 +1182,25 @@ done:
     return rc;
 }
 
-/* Waits for the threads to finish, sampling the server's CPU at the edges of
+/* Waits for the threads to finish, sampling both sides' CPU at the edges of
  * the measured part and calling the progress callback every PROGRESS_NS. */
-static void supervise(struct run *run, struct worker *ws, long long *cpu0, long long *cpu1) {
+static void supervise(struct run *run, struct worker *ws, struct cpu_sample *cpu0,
+                      struct cpu_sample *cpu1) {
     const load_config *cfg = run->cfg;
-    bool want_cpu = cfg->server_pid > 0, have0 = false, have1 = false;
+    /* sampled even without a server_pid: the client's own CPU tells bench
+     * whether the client was the bottleneck */
+    bool have0 = false, have1 = false;
     uint64_t next_tick = run->t0 + PROGRESS_NS;
 
     pthread_mutex_lock(&run->mu);
     for (;;) {
         uint64_t t = now_ns();
-        if (want_cpu && !have0 && t >= run->t_start) {
-            *cpu0 = proc_cpu_ticks(cfg->server_pid);
+        if (!have0 && t >= run->t_start) {
+            cpu_sample_take(cpu0, cfg->server_pid);
             have0 = true;
         }
-        if (want_cpu && !have1 && t >= run->t_end) {
-            *cpu1 = proc_cpu_ticks(cfg->server_pid);
+        if (!have1 && t >= run->t_end) {
+            cpu_sample_take(cpu1, cfg->server_pid);
             have1 = true;
         }
         if (cfg->progress && t >= next_tick) {
@@ -1190,9 +1219,9 @@ static void supervise(struct run *run, struct worker *ws, long long *cpu0, long 
             break;
         /* wake for the next CPU sample or progress tick, or when a thread ends */
         uint64_t wake = UINT64_MAX;
-        if (want_cpu && !have0)
+        if (!have0)
             wake = run->t_start;
-        else if (want_cpu && !have1)
+        else if (!have1)
             wake = run->t_end;
         if (cfg->progress && next_tick < wake)
             wake = next_tick;
@@ -1308,7 +1337,8 @@ static void join_workers(struct worker *ws, int started, load_result *out) {
 
 /* After the threads ended: the result, or why there is none. */
 static int results(struct run *run, struct worker *ws, int started, uint64_t connected,
-                   int conn_err, long long cpu0, long long cpu1, load_result *out) {
+                   int conn_err, const struct cpu_sample *cpu0, const struct cpu_sample *cpu1,
+                   load_result *out) {
     const load_config *cfg = run->cfg;
     if (connected == 0) {
         /* the counters still say what happened, so callers can print them */
@@ -1345,7 +1375,7 @@ int load_run(const load_config *cfg, load_result *out) {
     struct run run;
     struct addrinfo *ai = NULL;
     struct worker *ws = NULL;
-    long long cpu0 = -1, cpu1 = -1;
+    struct cpu_sample cpu0 = {-1, -1, 0}, cpu1 = {-1, -1, 0};
     int rc, conn_err = 0;
 
     memset(out, 0, sizeof(*out));
@@ -1367,7 +1397,7 @@ int load_run(const load_config *cfg, load_result *out) {
             supervise(&run, ws, &cpu0, &cpu1);
         join_workers(ws, started, out);
         if (rc == 0)
-            rc = results(&run, ws, started, connected, conn_err, cpu0, cpu1, out);
+            rc = results(&run, ws, started, connected, conn_err, &cpu0, &cpu1, out);
     }
     free_workers(ws, run.nthreads);
     run_destroy(&run);

@@ -72,6 +72,12 @@ typedef struct load_result {
     double gap_p50_ms, gap_p90_ms, gap_p99_ms, gap_max_ms; /* longest wait per connection */
     int have_cpu;               /* server_pid was given and /proc was readable */
     double server_cpu_us, server_cpu_us_per_req;
+    /* This process's CPU (the client threads, all but idle otherwise) over
+     * the same measured part, sampled at the same two instants as the
+     * server's, and the wall time between them: how busy each side was. */
+    int have_client_cpu;
+    double client_cpu_us;
+    double cpu_window_s;        /* between the two samples; 0 when not sampled */
     double connect_s;           /* time it took to connect them all */
     uint64_t t0_ns;             /* CLOCK_MONOTONIC of time 0 (same clock as vigil_now_ns) */
     load_bin *bins;             /* bin i covers [i*bin_s, (i+1)*bin_s) from time 0 */

@@ -901,9 +901,13 @@ static const opt_choice kind_choices[] = {{"spin", KIND_SPIN}, {"block", KIND_BL
                                           {"zombie", KIND_ZOMBIE}, {NULL}};
 static const opt_choice modes[] = {{"pingpong", LOAD_PINGPONG}, {"stream", LOAD_STREAM}, {NULL}};
 
+static bool backends_given;
+
 static opt profile_opts[] = {
     {"--backends", 0, OPT_LIST, cfg.backends, .meta = "L", .choices = backend_choices,
-     .count = &cfg.nbackends, .help = "backends to profile (default {default})"},
+     .count = &cfg.nbackends, .given = &backends_given,
+     .help = "backends to profile (default {default}; epoll alone in a build\n"
+             "without io_uring)"},
     {"--kinds", 0, OPT_LIST, cfg.kinds, .meta = "L", .choices = kind_choices, .count = &cfg.nkinds,
      .help = "stall kinds (default {default}): spin busy-loops\n"
              "in a callback, block sleeps in one syscall, hang blocks in a\n"
@@ -943,6 +947,12 @@ static int parse_args(int argc, char **argv) {
     int rc = opts_parse(&profile_cmd, argc, argv);
     if (rc >= 0)
         return rc;
+#if defined(VIGIL_HAVE_URING) && !VIGIL_HAVE_URING
+    if (!backends_given) { /* io_uring is not built in: a uring scenario could only fail */
+        cfg.backends[0] = 1;
+        cfg.nbackends = 1;
+    }
+#endif
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 2) /* one CPU: pinning both to it would only add noise */
         cfg.server_cpu = cfg.client_cpu = -1;

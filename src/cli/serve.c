@@ -27,7 +27,12 @@
 #else
 #include <sys/resource.h>
 #include <unistd.h>
+#if defined(VIGIL_HAVE_URING) && !VIGIL_HAVE_URING
+#define BACKEND_HINT "this vigil was built without io_uring (-During=disabled, or no liburing); " \
+                     "use --backend auto or epoll"
+#else
 #define BACKEND_HINT "use --backend auto or epoll"
+#endif
 #endif
 
 #include "cli.h"

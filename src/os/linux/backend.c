@@ -1,6 +1,8 @@
 /*
  * backend.c: the backends Linux has (os/backends.h): io_uring, and epoll
- * where io_uring is missing, refused, or cannot be rebuilt exactly.
+ * where io_uring is missing, refused, or cannot be rebuilt exactly. A build
+ * without io_uring (VIGIL_HAVE_URING 0: -During=disabled, or no liburing)
+ * has epoll alone.
  */
 #include "core/loop.h"
 #include "os/backends.h"
@@ -10,6 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef VIGIL_HAVE_URING /* meson defines it: 1 with liburing, 0 without */
+#define VIGIL_HAVE_URING 1
+#endif
+
+#if VIGIL_HAVE_URING
 static const char *uring_unavailable(int rc) {
     switch (rc) {
     case -ENOSYS: return "ENOSYS: the kernel has no io_uring";
@@ -20,6 +27,7 @@ static const char *uring_unavailable(int rc) {
     default: return NULL; /* a real error (ENOMEM, EMFILE): no fallback */
     }
 }
+#endif
 
 int vigil__backend_choose(vigil_loop *loop) {
     vigil_backend want = loop->opts.backend;
@@ -39,6 +47,16 @@ int vigil__backend_choose(vigil_loop *loop) {
         snprintf(loop->reason, sizeof(loop->reason), "%s", how);
         return loop->be->init(loop);
     }
+#if !VIGIL_HAVE_URING
+    /* Asked for by name, io_uring fails as a kernel without the features
+     * vigil needs does (-ENOTSUP); AUTO takes epoll and says why. */
+    if (want == VIGIL_BACKEND_URING)
+        return -ENOTSUP;
+    loop->be = &vigil__epoll_backend;
+    snprintf(loop->reason, sizeof(loop->reason),
+             "auto: io_uring not built in (vigil was built with -During=disabled or without liburing)");
+    return loop->be->init(loop);
+#else
     loop->be = &vigil__uring_backend;
     int rc = loop->be->init(loop);
     if (rc == 0 && want == VIGIL_BACKEND_AUTO && (loop->opts.flags & VIGIL_LOOP_SUPERVISED) &&
@@ -65,6 +83,7 @@ int vigil__backend_choose(vigil_loop *loop) {
     loop->be = &vigil__epoll_backend;
     snprintf(loop->reason, sizeof(loop->reason), "auto: io_uring unavailable (%s)", why);
     return loop->be->init(loop);
+#endif
 }
 
 /* Out of rings (a limit, memory): epoll still serves. */
