@@ -67,9 +67,9 @@ extern "C" {
 #endif
 
 #define VIGIL_VERSION_MAJOR 0
-#define VIGIL_VERSION_MINOR 1
+#define VIGIL_VERSION_MINOR 2
 #define VIGIL_VERSION_PATCH 0
-#define VIGIL_VERSION_STRING "0.1.0"
+#define VIGIL_VERSION_STRING "0.2.0"
 
 /* What a call returns (negated) once its loop is being destroyed: ESHUTDOWN
  * where the C library has it; Windows' C runtime lacks it, and vigil defines
