@@ -16,22 +16,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d)
 SPID=
 trap '[ -n "$SPID" ] && kill -9 $SPID 2>/dev/null; rm -rf "$T"' EXIT
-PASS=0 FAIL=0 SKIP=0
-check() { # name, function: each check has 120 s; exit 77: skipped, its last line says why
-    local name=$1; shift
-    ( "$@" ) >"$T/out" 2>&1 &
-    local pid=$! rc
-    ( sleep 120; kill -9 $pid ) >/dev/null 2>&1 & local watchdog=$!
-    wait $pid; rc=$?
-    pkill -P $watchdog sleep 2>/dev/null; kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
-    if [ $rc -eq 0 ]; then
-        PASS=$((PASS + 1)); echo "ok - $name"
-    elif [ $rc -eq 77 ]; then
-        SKIP=$((SKIP + 1)); echo "ok - $name # SKIP $(tail -1 "$T/out")"
-    else
-        FAIL=$((FAIL + 1)); echo "not ok - $name"; sed 's/^/#     /' "$T/out" | tail -20
-    fi
-}
+. "$(dirname "$0")/tap.sh"
 
 profile_runs() {
     local b f
@@ -247,6 +232,4 @@ check "bench --target NAME:PORT looks the name up on a vigil loop" bench_by_name
 check "bench --rounds 2: min, max and spread in bench.json and .csv; p99 and whiskers in the SVG" bench_spread
 check "bench: a server stopped over the measured part is called starved" bench_starved
 check "bad flags exit 2 with usage; --help" bad_flags
-echo "1..$((PASS + FAIL + SKIP))"
-echo "# cli: $PASS passed, $FAIL failed, $SKIP skipped"
-[ $FAIL -eq 0 ]
+tap_end "cli"

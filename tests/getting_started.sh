@@ -13,20 +13,8 @@ PAGE=$SRC/docs/getting-started.md
 T=$(mktemp -d)
 SPID=
 trap '[ -n "$SPID" ] && kill -9 $SPID 2>/dev/null; rm -rf "$T"' EXIT
-PASS=0 FAIL=0
-check() {
-    local name=$1; shift
-    ( "$@" ) >"$T/out" 2>&1 &
-    local pid=$! rc
-    ( sleep 60; kill -9 $pid ) >/dev/null 2>&1 & local watchdog=$!
-    wait $pid; rc=$?
-    pkill -P $watchdog sleep 2>/dev/null; kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
-    if [ $rc -eq 0 ]; then
-        PASS=$((PASS + 1)); echo "ok - $name"
-    else
-        FAIL=$((FAIL + 1)); echo "not ok - $name"; sed 's/^/#     /' "$T/out" | tail -20
-    fi
-}
+CHECK_SECONDS=60
+. "$(dirname "$0")/tap.sh"
 
 builds() {
     awk '/^```c$/{f=1;next} /^```$/{f=0} f' "$PAGE" >"$T/echo.c"
@@ -64,6 +52,4 @@ runs_as_shown() {
 echo "TAP version 13"
 check "docs/getting-started.md: its echo.c builds warning-free" builds
 check "docs/getting-started.md: its commands run as the page says" runs_as_shown
-echo "1..$((PASS + FAIL))"
-echo "# getting started: $PASS passed, $FAIL failed"
-[ $FAIL -eq 0 ]
+tap_end "getting started"

@@ -17,20 +17,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 PROGRAMS=(${VIGIL_INSTALL_PROGRAMS:-"$SRC"/tests/install/*.c})
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-PASS=0 FAIL=0
-check() { # name, function: each check has 120 s
-    local name=$1; shift
-    ( "$@" ) >"$T/out" 2>&1 &
-    local pid=$! rc
-    ( sleep 120; kill -9 $pid ) >/dev/null 2>&1 & local watchdog=$!
-    wait $pid; rc=$?
-    pkill -P $watchdog sleep 2>/dev/null; kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
-    if [ $rc -eq 0 ]; then
-        PASS=$((PASS + 1)); echo "ok - $name"
-    else
-        FAIL=$((FAIL + 1)); echo "not ok - $name"; sed 's/^/#     /' "$T/out" | tail -20
-    fi
-}
+. "$(dirname "$0")/tap.sh"
 
 # The build's directories, as meson install lays them out under the prefix.
 option() { # name
@@ -169,6 +156,4 @@ if [ $FAIL -eq 0 ]; then
     check "the installed vigil bench --compare runs the peers installed beside it" bench_finds_peers
     check "without them, vigil bench says where it looked; --peers DIR" bench_says_where
 fi
-echo "1..$((PASS + FAIL))"
-echo "# install: $PASS passed, $FAIL failed"
-[ $FAIL -eq 0 ]
+tap_end "install"

@@ -140,6 +140,15 @@ VT_TEST(errors, null_loop_and_null_pointers_are_einval, 5) {
     VT_EQ(vigil_conn_abort(NULL, c, NULL, NULL), -EINVAL);
     VT_EQ(vigil_conn_set_data(NULL, c, NULL), -EINVAL);
     VT_EQ(vigil_conn_get_socket(NULL, c), (vigil_socket)-1);
+    vigil_addr addr;
+    VT_EQ(vigil_conn_send_nocopy(NULL, c, "x", 1, 0, NULL, NULL, NULL), -EINVAL);
+    VT_EQ(vigil_conn_sendv(NULL, c, &(vigil_iov){"x", 1}, 1, 0, NULL, NULL, NULL), -EINVAL);
+    VT_EQ(vigil_conn_get_peer(NULL, c, &addr), -EINVAL);
+    VT_EQ(vigil_conn_get_local(NULL, c, &addr), -EINVAL);
+    VT_EQ(vigil_op_set_deadline(NULL, (vigil_op){0}, 1), -EINVAL);
+    VT_EQ(vigil_timer_restart(NULL, (vigil_op){0}, 1, 0), -EINVAL);
+    VT_EQ(vigil_poll_update(NULL, (vigil_op){0}, 0), -EINVAL);
+    VT_EQ(vigil_poll_start(NULL, 0, 0, NULL, NULL, NULL), -EINVAL);
     VT_ASSERT(vigil_conn_get_data(NULL, c) == NULL, "vigil_conn_get_data(NULL)");
 
     /* NULL out pointers and callbacks on a real loop */
@@ -210,6 +219,11 @@ VT_TEST(errors, zero_and_made_up_handles_are_ebadf, 5) {
         VT_EQ(vigil_conn_abort(loop, c, NULL, NULL), -EBADF);
         VT_EQ(vigil_conn_set_data(loop, c, (void *)1), -EBADF);
         VT_EQ(vigil_conn_get_socket(loop, c), (vigil_socket)-1);
+        vigil_addr addr;
+        VT_EQ(vigil_conn_send_nocopy(loop, c, "x", 1, 0, NULL, NULL, NULL), -EBADF);
+        VT_EQ(vigil_conn_sendv(loop, c, &(vigil_iov){"x", 1}, 1, 0, NULL, NULL, NULL), -EBADF);
+        VT_EQ(vigil_conn_get_peer(loop, c, &addr), -EBADF);
+        VT_EQ(vigil_conn_get_local(loop, c, &addr), -EBADF);
         VT_ASSERT(vigil_conn_get_data(loop, c) == NULL, "vigil_conn_get_data of a bad handle");
     }
     /* slot 0, generation 0: the loop's internal wake op, which has no public

@@ -42,6 +42,15 @@ void vigil__engine_started(vigil_loop *loop, vigil__op *op, uint32_t deadline_ms
         *out = vigil__op_handle(loop, op);
 }
 
+void vigil__engine_release(vigil_loop *loop, vigil__op *op) { free(op->u.engine.job); }
+
+vigil__job *vigil__engine_job(vigil__op *op, bool forget) {
+    vigil__job *j = op->u.engine.job;
+    if (forget)
+        op->u.engine.job = NULL;
+    return j;
+}
+
 /* ---------------------------------------------------------- destroy */
 
 /* Destroy gives up on pool workers still stuck in a call past the bound

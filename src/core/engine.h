@@ -32,6 +32,10 @@ void vigil__fs_poll(vigil_loop *loop);     /* each pass: submit, take what finis
 bool vigil__fs_ready(vigil_loop *loop);    /* completions wait: do not sleep */
 void vigil__fs_destroy(vigil_loop *loop);  /* final callbacks of every engine op, engines gone */
 int vigil__pool_get(vigil_loop *loop);     /* the loop's pool, made on first use */
+/* The op class members of every op whose job runs on the pool (file calls,
+ * lookups, work): its job block is freed with the op; destroy may take it. */
+void vigil__engine_release(vigil_loop *loop, vigil__op *op);
+struct vigil__job *vigil__engine_job(vigil__op *op, bool forget);
 /* an engine op was handed over: in flight, counted, its deadline set */
 void vigil__engine_started(vigil_loop *loop, vigil__op *op, uint32_t deadline_ms, vigil_op *out);
 

@@ -13,6 +13,7 @@
 #include "os/platform.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,14 +181,7 @@ int vigil_fs_close(vigil_loop *loop, int fd, vigil_fs_cb cb, void *ud, vigil_op 
 
 /* ------------------------------------------------------ the op class */
 
-static void fs_release(vigil_loop *loop, vigil__op *op) { free(op->u.fs.job); }
-
-static vigil__job *fs_job(vigil__op *op, bool forget) {
-    vigil__job *j = op->u.fs.job ? &op->u.fs.job->job : NULL;
-    if (forget)
-        op->u.fs.job = NULL;
-    return j;
-}
+_Static_assert(offsetof(vigil__fsjob, job) == 0, "the engine frees a job by its pool part");
 
 /* Its request is in the loop's file engine, not the backend (OPF_ENGINE):
  * a rebuild leaves it where it is. */
@@ -196,6 +190,6 @@ const vigil__op_class vigil__fs_class = {
     .complete = fs_complete,
     .cancel = fs_cancel,
     .deadline = fs_deadline,
-    .release = fs_release,
-    .job = fs_job,
+    .release = vigil__engine_release,
+    .job = vigil__engine_job,
 };

@@ -101,6 +101,9 @@ typedef struct vigil__op {
         struct { void *rx; } udp;
         struct { struct vigil__resjob *job; } resolve;
         struct { struct vigil__workjob *job; } work;
+        /* fs, resolve and work alike: each job block starts with its pool
+         * part, so the engine's class members reach any of them (engine.c) */
+        struct { struct vigil__job *job; } engine;
         struct { vigil_socket fd; uint8_t events, armed; bool owned; } poll; /* armed: in flight */
         struct { struct vigil__dial *d; } dial;
     } u;

@@ -18,6 +18,7 @@
 #include "os/sockets.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,14 +303,7 @@ static void resolve_deadline(vigil_loop *loop, vigil__op *op, uint64_t due, uint
     resolve_cancel(loop, op);
 }
 
-static void resolve_release(vigil_loop *loop, vigil__op *op) { free(op->u.resolve.job); }
-
-static vigil__job *resolve_job(vigil__op *op, bool forget) {
-    vigil__job *j = op->u.resolve.job ? &op->u.resolve.job->job : NULL;
-    if (forget)
-        op->u.resolve.job = NULL;
-    return j;
-}
+_Static_assert(offsetof(vigil__resjob, job) == 0, "the engine frees a job by its pool part");
 
 /* a lookup on the loop's pool (OPF_ENGINE: a rebuild leaves it there) */
 const vigil__op_class vigil__resolve_class = {
@@ -318,8 +312,8 @@ const vigil__op_class vigil__resolve_class = {
     .finish = resolve_finish,
     .cancel = resolve_cancel,
     .deadline = resolve_deadline,
-    .release = resolve_release,
-    .job = resolve_job,
+    .release = vigil__engine_release,
+    .job = vigil__engine_job,
 };
 
 static void dial_release(vigil_loop *loop, vigil__op *op) { free(op->u.dial.d); }

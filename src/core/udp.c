@@ -506,7 +506,13 @@ const vigil__op_class vigil__udp_wait_class = {
 int vigil_udp_set_option(vigil_loop *loop, vigil_udp h, int opt, int value) {
     VIGIL__API(loop, h.id);
     vigil__conn *c = dgram_from(loop, h);
-    return c ? vigil__udp_setopt(c->fd, opt, value) : -EBADF;
+    if (!c)
+        return -EBADF;
+    bool ttl = opt == VIGIL_UDP_TTL || opt == VIGIL_UDP_MULTICAST_TTL;
+    if (opt < VIGIL_UDP_BROADCAST || opt > VIGIL_UDP_MULTICAST_LOOP || value < 0 ||
+        value > (ttl ? 255 : 1) || (opt == VIGIL_UDP_TTL && value == 0))
+        return -EINVAL;
+    return vigil__udp_setopt(c->fd, opt, value);
 }
 
 static int membership(vigil_loop *loop, vigil_udp h, const char *group, uint32_t ifindex, bool join) {

@@ -12,6 +12,7 @@
 #include "core/engine.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 typedef struct vigil__workjob {
@@ -87,14 +88,7 @@ static int work_cancel(vigil_loop *loop, vigil__op *op) {
     return 0;
 }
 
-static void work_release(vigil_loop *loop, vigil__op *op) { free(op->u.work.job); }
-
-static vigil__job *work_job(vigil__op *op, bool forget) {
-    vigil__job *j = op->u.work.job ? &op->u.work.job->job : NULL;
-    if (forget)
-        op->u.work.job = NULL;
-    return j;
-}
+_Static_assert(offsetof(vigil__workjob, job) == 0, "the engine frees a job by its pool part");
 
 /* on the loop's pool (OPF_ENGINE: a rebuild leaves it there); no deadline:
  * vigil_op_set_deadline refuses it, as it could not end the work */
@@ -102,6 +96,6 @@ const vigil__op_class vigil__work_class = {
     .name = "work",
     .complete = work_complete,
     .cancel = work_cancel,
-    .release = work_release,
-    .job = work_job,
+    .release = vigil__engine_release,
+    .job = vigil__engine_job,
 };

@@ -52,8 +52,8 @@ int vigil__watch_fd(vigil_socket fd, vigil_socket *out, bool *owned);
 /* The peer's address (getpeername) or its own (getsockname) into out
  * (128 bytes); *len its length. */
 int vigil__socket_name(vigil_socket fd, bool peer, uint8_t *out, uint32_t *len);
-/* UDP options (VIGIL_UDP_*) and multicast membership (group: a numeric
- * address of the socket's family). */
+/* UDP options (VIGIL_UDP_*, values checked by the caller) and multicast
+ * membership (group: a numeric address of the socket's family). */
 int vigil__udp_setopt(vigil_socket fd, int opt, int value);
 int vigil__udp_membership(vigil_socket fd, const char *group, uint32_t ifindex, bool join);
 /* Makes the sockets non-blocking and close-on-exec (accepted sockets). */

@@ -203,9 +203,6 @@ int vigil__udp_setopt(vigil_socket fd, int opt, int value) {
     case VIGIL_UDP_MULTICAST_LOOP: name = v6 ? IPV6_MULTICAST_LOOP : IP_MULTICAST_LOOP; break;
     default: return -EINVAL;
     }
-    bool ttl = opt == VIGIL_UDP_TTL || opt == VIGIL_UDP_MULTICAST_TTL;
-    if (value < 0 || value > (ttl ? 255 : 1) || (opt == VIGIL_UDP_TTL && value == 0))
-        return -EINVAL;
     return setsockopt(fd, level, name, &value, sizeof(value)) < 0 ? -errno : 0;
 }
 

@@ -269,9 +269,6 @@ int vigil__udp_setopt(vigil_socket fd, int opt, int value) {
     case VIGIL_UDP_MULTICAST_LOOP: name = v6 ? IPV6_MULTICAST_LOOP : IP_MULTICAST_LOOP; break;
     default: return -EINVAL;
     }
-    bool ttl = opt == VIGIL_UDP_TTL || opt == VIGIL_UDP_MULTICAST_TTL;
-    if (value < 0 || value > (ttl ? 255 : 1) || (opt == VIGIL_UDP_TTL && value == 0))
-        return -EINVAL;
     DWORD v = (DWORD)value;
     return setsockopt((SOCKET)fd, level, name, (const char *)&v, sizeof(v)) ? wsa_err() : 0;
 }
