@@ -15,6 +15,14 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 # "ok" last when all went well. The one place that lists them
 # (VIGIL_INSTALL_PROGRAMS: others, separated by spaces).
 PROGRAMS=(${VIGIL_INSTALL_PROGRAMS:-"$SRC"/tests/install/*.c})
+# The examples (servers and clients: tests/examples.sh runs them) are built
+# against the installed copy too, with each way of linking; curl_poll.c also
+# wants libcurl, and is left out where that is not installed.
+EXAMPLES=()
+for e in "$SRC"/examples/*.c; do
+    [ "$(basename "$e")" = curl_poll.c ] && ! pkg-config --exists libcurl && continue
+    EXAMPLES+=("$e")
+done
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/tap.sh"
@@ -72,6 +80,13 @@ with_pkg_config() {
         cc -std=c11 -Wall -Werror -o "$T/pc-$name" "$p" $flags || return 1
         runs_ok "$T/pc-$name" shared || return 1
     done
+    for p in "${EXAMPLES[@]}"; do
+        name=$(basename "$p" .c)
+        local extra=""
+        [ "$name" = curl_poll ] && extra=$(pkg-config --cflags --libs libcurl)
+        cc -std=c11 -Wall -Werror -o "$T/pc-ex-$name" "$p" $flags $extra || return 1
+    done
+    echo "built ${#EXAMPLES[@]} examples"
 }
 
 # find_package(vigil VERSION REQUIRED) with CMAKE_PREFIX_PATH, vigil::vigil
@@ -94,10 +109,21 @@ foreach(src IN LISTS PROGRAMS)
   add_executable(\${name}-static "\${src}")
   target_link_libraries(\${name}-static PRIVATE vigil::vigil_static)
 endforeach()
+foreach(src IN LISTS EXAMPLES)
+  get_filename_component(name "\${src}" NAME_WE)
+  add_executable(ex-\${name} "\${src}")
+  target_link_libraries(ex-\${name} PRIVATE vigil::vigil)
+  if(name STREQUAL "curl_poll")
+    find_package(CURL REQUIRED)
+    target_link_libraries(ex-\${name} PRIVATE CURL::libcurl)
+  endif()
+endforeach()
 EOF
-    local list
+    local list examples
     list=$(IFS=';'; echo "${PROGRAMS[*]}")
+    examples=$(IFS=';'; echo "${EXAMPLES[*]}")
     cmake -S "$T/cm" -B "$T/cm/build" -G Ninja -DCMAKE_PREFIX_PATH="$PREFIX" -DPROGRAMS="$list" \
+        -DEXAMPLES="$examples" \
         >"$T/cmake.log" 2>&1 || { cat "$T/cmake.log"; return 1; }
     cmake --build "$T/cm/build" >"$T/cmake-build.log" 2>&1 || { cat "$T/cmake-build.log"; return 1; }
     for p in "${PROGRAMS[@]}"; do
@@ -151,8 +177,8 @@ bench_says_where() {
 echo "TAP version 13"
 check "meson install into a temporary prefix: library, header, vigil.pc, CMake package, vigil, peers" installs
 if [ $FAIL -eq 0 ]; then
-    check "pkg-config: ${#PROGRAMS[@]} program(s) built and run against the installed vigil" with_pkg_config
-    check "CMake find_package(vigil): ${#PROGRAMS[@]} program(s), vigil::vigil and vigil::vigil_static" with_cmake
+    check "pkg-config: ${#PROGRAMS[@]} program(s) built and run, ${#EXAMPLES[@]} examples built, against the installed vigil" with_pkg_config
+    check "CMake find_package(vigil): ${#PROGRAMS[@]} program(s), vigil::vigil and vigil::vigil_static; ${#EXAMPLES[@]} examples" with_cmake
     check "the installed vigil bench --compare runs the peers installed beside it" bench_finds_peers
     check "without them, vigil bench says where it looked; --peers DIR" bench_says_where
 fi
