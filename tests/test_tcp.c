@@ -1741,3 +1741,67 @@ VT_TEST(tcp, ipv6_echo, 15) {
     VT_OK(vigil_listener_close(loop, s.l));
     VT_OK(vigil_loop_destroy(loop));
 }
+
+/* A peer that resets while messages wait to go out: whichever side sees the
+ * reset first (io_uring: often a send; epoll: the receive), the stream is
+ * broken both ways. Every unsent message fails with -ECONNRESET, the receive
+ * ends with it, and the close that follows reports it, not a clean close
+ * (found by an example written from vigil.h: on epoll the close said 0). */
+typedef struct reset_seen {
+    vigil_conn c;
+    int accepted, recv_final, close_status, closed, sent_ok, sent_reset, sent_other;
+} reset_seen;
+
+static void rs_sent(vigil_loop *loop, vigil_conn c, int status, void *ud) {
+    reset_seen *r = ud;
+    if (status >= 0)
+        r->sent_ok++;
+    else if (status == -ECONNRESET)
+        r->sent_reset++;
+    else
+        r->sent_other++;
+}
+static void rs_closed(vigil_loop *loop, vigil_conn c, int status, void *ud) {
+    reset_seen *r = ud;
+    r->close_status = status;
+    r->closed = 1;
+}
+static void rs_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
+    reset_seen *r = ud;
+    if (status > 0)
+        return;
+    r->recv_final = status;
+    VT_OK(vigil_conn_close(loop, c, 1000, rs_closed, r));
+}
+static void rs_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
+    reset_seen *r = ud;
+    if (status < 0 || r->accepted)
+        return;
+    r->c = c;
+    r->accepted = 1;
+    VT_OK(vigil_conn_recv_start(loop, c, 0, rs_recv, r, NULL));
+    static uint8_t chunk[1 << 20];
+    for (int i = 0; i < 8; i++)
+        VT_ASSERT(vigil_conn_send(loop, c, chunk, sizeof(chunk), 0, rs_sent, r, NULL) >= 0, "send");
+}
+
+VT_TEST(tcp, peer_reset_fails_unsent_messages_and_the_close_says_so, 20) {
+    vigil_loop *loop = vt_loop(NULL);
+    static reset_seen r;
+    memset(&r, 0, sizeof(r));
+    int port;
+    vigil_listener l = vt_listen(loop, rs_accept, &r, &port);
+    int fd = vt_sock_connect(port); /* reads nothing: the messages pile up */
+    VT_ASSERT(vt_run_until(loop, &r.accepted, 3000), "accept");
+    for (int i = 0; i < 10; i++)
+        vigil_loop_run(loop, VIGIL_RUN_ONCE, 20); /* what fits goes out */
+    vt_sock_reset(fd);
+    VT_ASSERT(vt_run_until(loop, &r.closed, 5000), "closed");
+    VT_EQ(r.recv_final, -ECONNRESET);
+    VT_EQ(r.close_status, -ECONNRESET);
+    VT_EQ(r.sent_other, 0);
+    VT_EQ(r.sent_ok + r.sent_reset, 8);
+    VT_ASSERT(r.sent_reset >= 1, "%d of 8 messages failed", r.sent_reset);
+    VT_OK(vigil_listener_close(loop, l));
+    VT_OK(vigil_loop_destroy(loop));
+}

@@ -26,6 +26,7 @@ static void send_pump(vigil_loop *loop, vigil__conn *c);
 static void send_fail_all(vigil_loop *loop, vigil__conn *c, int status, bool later);
 static int conn_drain(vigil_loop *loop, vigil__conn *c);
 static void recv_arm(vigil_loop *loop, vigil__op *op, vigil__conn *c);
+static void stream_broken(vigil_loop *loop, vigil__conn *c, int status);
 
 static vigil__conn *stream_from(vigil_loop *loop, vigil_conn h) {
     vigil__conn *c = vigil__conn_from_id(loop, h.id);
@@ -570,6 +571,14 @@ static void recv_complete(vigil_loop *loop, vigil__op *op, vigil__conn *c, const
             recv_arm(loop, op, c);
         return;
     }
+    if (res < 0 && !(op->flags & (VIGIL__OPF_STOPPED | VIGIL__OPF_TIMED_OUT))) {
+        /* The socket failed (a reset, TCP's own timeout): the stream cannot
+         * go on in either direction, whichever side saw it first (io_uring
+         * often a send, epoll the receive). Unsent messages fail with the
+         * same error, then the receive says it, and a close reports it. */
+        stream_broken(loop, c, res);
+        return;
+    }
     recv_final(loop, op, c, res);
 }
 
@@ -963,7 +972,8 @@ static int close_common(vigil_loop *loop, vigil_conn h, bool abortive, uint32_t 
         c->flags |= VIGIL__CF_ABORT;
         /* a broken stream reports what broke it, not a clean close */
         c->close_status = abortive ? -ECONNABORTED : c->fail_status ? c->fail_status : -ECONNRESET;
-        send_fail_all(loop, c, -ECANCELED, true);
+        /* an abort discards them; after a break they fail with what broke it */
+        send_fail_all(loop, c, abortive || !c->fail_status ? -ECANCELED : c->fail_status, true);
     } else {
         op->due_ns = vigil__clock_ns() + (flush_ms ? flush_ms : 30000) * 1000000ull;
         vigil__heap_push(loop, op);
