@@ -6,6 +6,7 @@
  * never blocks on the disk. A server silent for IDLE_MS ends the fetch. Prints
  * the status line and the body's size; exits 0 on 200, 1 otherwise. */
 #define _POSIX_C_SOURCE 200809L /* O_CLOEXEC (VIGIL_O_CLOEXEC) is POSIX 2008 */
+#include <fcntl.h> /* O_WRONLY, O_CREAT, O_TRUNC */
 #include <vigil.h>
 #include <stdio.h>
 #include <stdlib.h>

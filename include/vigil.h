@@ -19,9 +19,11 @@
  *   one that runs it or calls into it after create, the next one after
  *   vigil_loop_handover(), or a thread of vigil's (vigil_loop_start(),
  *   vigil_serve(), a rebuild). Only vigil_loop_post(), vigil_loop_wake(),
- *   vigil_loop_stop(), vigil_loop_join(), the stats and info calls may be
- *   called from other threads, and vigil_loop_destroy() of a loop run by a
- *   thread of vigil's; any other call from another thread returns -EPERM.
+ *   vigil_loop_stop(), vigil_loop_join(), the get_stats, get_info, get_id,
+ *   set_data and get_data calls of a loop or supervisor, and the calls that
+ *   take no loop (vigil_now_ns, vigil_strerror, vigil_addr_*) may be called
+ *   from other threads, and vigil_loop_destroy() of a loop run by a thread
+ *   of vigil's; any other call from another thread returns -EPERM.
  * - Callbacks (every one in this header but the supervisor's) run on the
  *   loop's owner thread, inside vigil_loop_run() or vigil_loop_destroy(),
  *   never two at once: after a rebuild on vigil's new thread for the loop,
@@ -35,8 +37,9 @@
  * - A supervised loop may be rebuilt on a thread of vigil's own when its
  *   thread is stuck (see the supervisor below): the loop, its handles and
  *   its connections go on there, and the stuck thread is fenced off. Every
- *   vigil call a fenced thread makes fails with -EOWNERDEAD and changes
- *   nothing; a callback that sees -EOWNERDEAD should return at once.
+ *   call on the loop that a fenced thread makes fails with -EOWNERDEAD and
+ *   changes nothing (calls that take no loop, like vigil_now_ns, work as
+ *   ever); a callback that sees -EOWNERDEAD should return at once.
  * - fork(): a loop does not survive fork(). The child must not use or
  *   destroy a loop inherited from the parent; it may create new ones.
  */
@@ -47,9 +50,6 @@
 #include <stdint.h>
 
 #include <errno.h>
-#ifndef _WIN32
-#include <fcntl.h>
-#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -71,7 +71,10 @@ extern "C" {
 #define VIGIL_VERSION_PATCH 0
 #define VIGIL_VERSION_STRING "0.2.0"
 
-/* What a call returns (negated) once its loop is being destroyed: ESHUTDOWN
+/* What a call that would start something new on a loop (a timer, a
+ * listener, a connect, a file call, a lookup, work, a watcher) returns,
+ * negated, from a final callback while the loop is being destroyed; what
+ * acts on what exists (a send, a close) follows its own rules. ESHUTDOWN
  * where the C library has it; Windows' C runtime lacks it, and vigil defines
  * nothing in your namespace. */
 #ifdef ESHUTDOWN
@@ -116,8 +119,9 @@ typedef struct vigil_loop_options {
     uint32_t buf_size;     /* bytes per receive buffer; default 16384 */
     uint32_t buf_count;    /* receive buffers (a power of two); default 1024 */
     uint32_t flags;        /* VIGIL_LOOP_* below */
-    uint32_t pool_threads; /* file calls on epoll: threads; default 4, at most 64 */
-    uint32_t pool_queue;   /* ... and calls waiting for one; default 1024 (then -EAGAIN) */
+    uint32_t pool_threads; /* the loop's pool (lookups, vigil_work_queue, file calls on
+                              epoll): threads; default 4, at most 64 */
+    uint32_t pool_queue;   /* ... and jobs waiting for one; default 1024 (then -EAGAIN) */
     uint64_t reserved[4];  /* zero: room for options to come (else -EINVAL) */
 } vigil_loop_options;
 
@@ -219,7 +223,7 @@ VIGIL_API int vigil_loop_join(vigil_loop *loop, int timeout_ms);
  * second request, each loop is stopped where it is. Returns once every loop
  * has ended: the signal that stopped them (SIGINT, SIGTERM), 0 if they ended
  * by themselves, or -errno: -EDEADLK if a callback the supervisor fenced did
- * not return (within 250 ms of its loop's end, and stop_ms), -ETIMEDOUT if a
+ * not return (it gets 250 ms at most once its loop ended, within stop_ms), -ETIMEDOUT if a
  * loop did not end within stop_ms + 100 ms (its thread is stuck and was not
  * fenced); do not destroy the loops then: end the process (the README's
  * main() does). SIGINT and SIGTERM are blocked on the calling
@@ -239,13 +243,14 @@ VIGIL_API int vigil_serve(vigil_loop *const *loops, size_t n, const vigil_serve_
  * callback the supervisor fenced has not returned: it may still use what
  * the final callbacks free; end the process instead). Everything still open gets
  * its final callback, in this order:
- *   1. timers (status -ECANCELED), in deadline order, then signal watchers;
+ *   1. timers (status -ECANCELED), in deadline order, then signal watchers,
+ *      then fd watchers;
  *   2. listeners (accept callback, status -ECANCELED);
  *   3. each connection: its connect, then its sends in queue order, then its
  *      receive, each with -ECANCELED; then its close callback; then each
  *      UDP socket's receive and queued datagrams (-ECANCELED);
- *   4. file calls (-ECANCELED, or their result if they could not be
- *      called back);
+ *   4. file calls, lookups and work (-ECANCELED, or their result if they
+ *      could not be called back: work that runs is waited for);
  *   5. posted callbacks not yet run (status -ECANCELED), in post order.
  * The kernel is then given time to finish every op before memory is freed.
  * Returns 0 or -errno (-EBUSY when called from a callback or while running).
@@ -446,8 +451,11 @@ VIGIL_API int vigil_conn_recv_start(vigil_loop *loop, vigil_conn conn, uint32_t 
  * (a send failed: the peer reset; a deadline passed), with that error, after
  * the bytes already received (io_uring may have received some before the
  * pause took hold; epoll none). Closing or cancelling it drops them: no data
- * callback comes after vigil_conn_close. Both return -ENOTCONN once the receive
- * has ended (or none was started); after a break vigil_conn_send is -EPIPE. */
+ * callback comes after vigil_conn_close. Pausing a paused receive or resuming
+ * a running one does nothing (0). Both return -ENOTCONN once the receive has
+ * ended (or none was started); after a break vigil_conn_send is -EPIPE. A
+ * receive's end does not close the connection: it stays the program's until
+ * vigil_conn_close or vigil_conn_abort. */
 VIGIL_API int vigil_conn_recv_pause(vigil_loop *loop, vigil_conn conn);
 VIGIL_API int vigil_conn_recv_resume(vigil_loop *loop, vigil_conn conn);
 
@@ -466,8 +474,10 @@ typedef void (*vigil_send_cb)(vigil_loop *loop, vigil_conn conn, int status, voi
  * a message too: its callback (status 0) comes once every earlier message
  * went out.
  * deadline_ms > 0: if the message has not fully gone out by then, the
- * connection is aborted and every unsent message ends with -ETIMEDOUT (a
- * stream cannot skip bytes). op may be NULL. */
+ * stream is broken (the socket is shut down both ways, and the peer may
+ * see a reset): every unsent message ends with -ETIMEDOUT (a stream cannot
+ * skip bytes), and the handle stays valid until the program closes it.
+ * op may be NULL. */
 VIGIL_API int vigil_conn_send(vigil_loop *loop, vigil_conn conn, const void *data, size_t len,
                               uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *op);
 
@@ -489,8 +499,9 @@ VIGIL_API int vigil_conn_sendv(vigil_loop *loop, vigil_conn conn, const vigil_io
 VIGIL_API int64_t vigil_conn_send_queued(vigil_loop *loop, vigil_conn conn);
 
 /* When the queue grows past high_bytes, vigil_conn_send still queues (nothing is
- * refused) and returns 1 instead of 0; when it then drains to low_bytes or
- * less, cb runs once. When the queue empties because the stream broke, cb
+ * refused) and returns 1 instead of 0, each time while it stays past; when
+ * it then drains to low_bytes or less, cb runs once. No drain callback comes
+ * after the close callback. When the queue empties because the stream broke, cb
  * runs only if no receive is running (the receive's final callback says it
  * then; the sends' callbacks say it either way). high_bytes 0 turns this off. */
 typedef void (*vigil_drain_cb)(vigil_loop *loop, vigil_conn conn, void *ud);
@@ -507,14 +518,16 @@ VIGIL_API int vigil_conn_shutdown(vigil_loop *loop, vigil_conn conn, int how);
  * graceful close that flushed everything; -ETIMEDOUT if the flush deadline
  * passed and the rest was discarded; -ECONNABORTED after an abort; the error
  * that broke the stream before the close (-ECONNRESET, -EPIPE, -ETIMEDOUT
- * after a deadline). */
+ * after a deadline); -ECANCELED when vigil_loop_destroy ended it. */
 typedef void (*vigil_close_cb)(vigil_loop *loop, vigil_conn conn, int status, void *ud);
 
 /* Graceful: stops receiving (receive ends -ECANCELED), sends what is queued
  * (bounded by flush_deadline_ms; 0 = 30000), then FIN. It then reads and
  * discards until the peer's FIN, for at most 2 s (within the deadline), and
  * closes: closing with unread bytes would send RST, which can destroy the
- * last bytes before the peer reads them. */
+ * last bytes before the peer reads them. cb may be NULL (here and for
+ * abort). Until the close callback the handle is still the connection's: a
+ * send then fails with -EPIPE, another close or an abort with -EBADF. */
 VIGIL_API int vigil_conn_close(vigil_loop *loop, vigil_conn conn, uint32_t flush_deadline_ms,
                                vigil_close_cb cb, void *ud);
 /* Abort: discards queued sends (-ECANCELED), closes with RST. */
@@ -636,7 +649,8 @@ VIGIL_API int vigil_conn_connect_name(vigil_loop *loop, const char *name, uint16
  * ready: the next read or write says which); the program does the reading
  * or writing. Level-triggered: while the fd stays ready, a callback comes
  * each pass of the loop. < 0, final: -ECANCELED after vigil_op_cancel or on
- * destroy; an error of the fd's. events 0 watches nothing until updated.
+ * destroy; an error of the fd's. After vigil_op_cancel no readiness
+ * callback comes, only the final one (a library may close the fd at once). events 0 watches nothing until updated.
  * On Linux vigil watches a duplicate of fd of its own: closing fd does not
  * end the watcher, which goes on watching the open file until cancelled
  * (cancel it first). On Windows fd must be a socket, watched itself: cancel
@@ -661,7 +675,8 @@ VIGIL_API int vigil_poll_update(vigil_loop *loop, vigil_op watcher, uint32_t eve
  * and done always comes after it returned, so ud may be freed in done. A
  * rebuild leaves the pool alone: done then runs on the loop's new thread.
  * vigil_loop_destroy cancels what has not started and waits, without a
- * limit, for what runs. work runs on another thread: of vigil it may call
+ * limit, for what runs. work may start before vigil_work_queue returns: set
+ * up all it uses first. work runs on another thread: of vigil it may call
  * only what any thread may (vigil_loop_post, _wake, _stop). */
 typedef int (*vigil_work_fn)(void *ud);
 typedef void (*vigil_work_cb)(vigil_loop *loop, vigil_op op, int status, void *ud);
@@ -697,16 +712,12 @@ typedef void (*vigil_fs_cb)(vigil_loop *loop, vigil_op op, int status, void *ud)
 #define VIGIL_FS_CWD (-100)          /* dir_fd: relative to the working directory */
 #define VIGIL_O_BENEATH 0x40000000   /* open flag: the path may not leave dir_fd (no
                                       * absolute paths, ".." or symlinks out): -EXDEV */
-/* Two open(2) flags, spelled so that one program builds on every OS (the
- * rest are the C library's O_RDONLY, O_CREAT, ...; Windows' runtime lacks
- * these two, and vigil defines nothing in your namespace). */
-#ifdef _WIN32
-#define VIGIL_O_DIRECTORY 0x200000   /* -ENOTDIR unless path is a directory */
-#define VIGIL_O_CLOEXEC 0            /* what vigil opens is never inherited there */
-#else
-#define VIGIL_O_DIRECTORY O_DIRECTORY
-#define VIGIL_O_CLOEXEC O_CLOEXEC
-#endif
+/* Two open flags of vigil's own, so that one program builds on every OS and
+ * under strict -std=c11 (the rest are the C library's O_RDONLY, O_CREAT,
+ * ...; Windows' runtime lacks O_DIRECTORY and O_CLOEXEC, and vigil defines
+ * nothing in your namespace). */
+#define VIGIL_O_DIRECTORY 0x20000000 /* -ENOTDIR unless path is a directory */
+#define VIGIL_O_CLOEXEC 0            /* what vigil opens is never inherited anyway */
 
 /* Opens path relative to dir_fd (VIGIL_FS_CWD, or a directory's fd) with
  * open(2) flags and mode. op may be NULL (it is needed for a deadline:

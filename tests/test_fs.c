@@ -358,6 +358,14 @@ VT_TEST(fs, errors_are_negative_errno, 20) {
     VT_ASSERT(dfd >= 0, "open dir: %d", dfd);
     VT_EQ(CALL(loop, r, vigil_fs_read(loop, dfd, buf, sizeof(buf), 0, on_fs, &r, NULL)), -EISDIR);
     VT_EQ(CALL(loop, r, vigil_fs_close(loop, dfd, on_fs, &r, NULL)), 0);
+    /* VIGIL_O_DIRECTORY, vigil's own bit, means O_DIRECTORY on every OS */
+    snprintf(path, sizeof(path), "%s/plain", dir);
+    int pf = CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_CREAT | O_WRONLY, 0600, on_fs, &r, NULL));
+    VT_ASSERT(pf >= 0, "create: %d", pf);
+    VT_EQ(CALL(loop, r, vigil_fs_close(loop, pf, on_fs, &r, NULL)), 0);
+    VT_EQ(CALL(loop, r, vigil_fs_open(loop, VIGIL_FS_CWD, path, O_RDONLY | VIGIL_O_DIRECTORY, 0, on_fs, &r,
+                                      NULL)), -ENOTDIR);
+    VT_EQ(unlink(path), 0);
     VT_OK(vigil_loop_destroy(loop));
     rm_dir(dir);
 }

@@ -106,7 +106,9 @@ int vigil_fs_open(vigil_loop *loop, int dir_fd, const char *path, int flags, uin
         return -ENOMEM;
     j->fd = dir_fd;
     j->beneath = (flags & VIGIL_O_BENEATH) != 0;
-    j->flags = flags & ~VIGIL_O_BENEATH;
+    j->flags = flags & ~(VIGIL_O_BENEATH | VIGIL_O_DIRECTORY);
+    if (flags & VIGIL_O_DIRECTORY)
+        j->flags |= vigil__o_directory;
     j->mode = mode;
     return fs_start(loop, j, cb, ud, op);
 }

@@ -28,6 +28,9 @@ int vigil__addr_parse(const char *host, uint16_t port, vigil__addr *out);
 /* A Unix-domain address: a path, or "@name" for Linux's abstract namespace.
  * -ENAMETOOLONG when it does not fit, -EINVAL when empty. */
 int vigil__addr_unix(const char *path, vigil__addr *out);
+/* What VIGIL_O_DIRECTORY becomes in an open's flags: the OS's O_DIRECTORY,
+ * or itself where the C runtime has none (Windows: files.c checks it). */
+extern const int vigil__o_directory;
 /* A Unix socket address as text (its path; "@name" abstract, "" unnamed):
  * -EAFNOSUPPORT for any other family, -ENOSPC if it does not fit. */
 int vigil__addr_unix_text(const uint8_t *bytes, uint32_t len, char *out, size_t cap);

@@ -82,6 +82,8 @@ int vigil__addr_unix(const char *path, vigil__addr *out) {
     return 0;
 }
 
+const int vigil__o_directory = O_DIRECTORY;
+
 int vigil__addr_unix_text(const uint8_t *bytes, uint32_t len, char *out, size_t cap) {
     const struct sockaddr_un *un = (const void *)bytes;
     size_t at = offsetof(struct sockaddr_un, sun_path);

@@ -144,6 +144,8 @@ int vigil__addr_unix(const char *path, vigil__addr *out) {
     return -EAFNOSUPPORT; /* AF_UNIX exists on Windows 10 1803+, not under wine: not offered */
 }
 
+const int vigil__o_directory = VIGIL_O_DIRECTORY;
+
 int vigil__addr_unix_text(const uint8_t *bytes, uint32_t len, char *out, size_t cap) {
     (void)bytes, (void)len, (void)out, (void)cap;
     return -EAFNOSUPPORT; /* no Unix sockets here (vigil__addr_unix) */
