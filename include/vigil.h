@@ -802,7 +802,13 @@ VIGIL_API int vigil_signal_start(vigil_loop *loop, int signo, vigil_signal_cb cb
  * thread keeps the kernel side going (sends go out, receives fill the
  * buffer pool, connections are accepted) and delivers everything, in order,
  * once it returned. VIGIL_LOOP_INDEPENDENT_CALLBACKS lets them run beside
- * it. If the stuck callback does not return within grace_ms of the fence,
+ * it. The fenced thread, still spinning perhaps, gets the least CPU the OS
+ * gives (Linux: SCHED_IDLE; Windows: idle thread priority) so that it does
+ * not halve the rebuilt loop on a shared CPU, and its own scheduling back
+ * when its callback returns (on Linux only where a thread may raise itself
+ * again: CAP_SYS_NICE or an RLIMIT_NICE of 20; else it stays idle). The
+ * fence's log line says that it yielded.
+ * If the stuck callback does not return within grace_ms of the fence,
  * its connection is reset (RST to the peer, -EOWNERDEAD to its receive and unsent
  * messages). The stuck thread is never killed. Reports describe a thread
  * blocked in a system call from /proc and its stack, without a signal, so

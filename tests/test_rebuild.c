@@ -815,3 +815,35 @@ VT_TEST(rebuild, bad_options_and_calls, 10) {
     VT_EQ((intptr_t)rc, -EPERM); /* not rebuilt: only its own thread may destroy it */
     VT_OK(vigil_loop_destroy(loop));
 }
+
+#ifndef _WIN32
+#include <sched.h>
+/* A fenced callback that still spins yields its CPU to the rebuilt loop
+ * (idle scheduling, never killed) and has its scheduling back once it
+ * returns: on a pinned server the spinner would otherwise halve the loop. */
+static atomic_int yield_policy_fenced, yield_fenced;
+
+static void spin_until_idle(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    vt_fence_timer(loop, t, status, (void *)&yield_fenced);
+    int policy = sched_getscheduler(0);
+    for (uint64_t t0 = vigil_now_ns(); policy != SCHED_IDLE && vigil_now_ns() - t0 < 2000000000ull;)
+        policy = sched_getscheduler(0); /* the supervisor lowers it just after the fence */
+    atomic_store(&yield_policy_fenced, policy);
+}
+
+VT_TEST(rebuild, fenced_spinner_yields_its_cpu_until_it_returns, 30) {
+    vigil_supervisor *sv;
+    vigil_loop *loop = vt_fenceable_loop(&sv);
+    int before = sched_getscheduler(0);
+    VT_OK(vigil_timer_start(loop, 10, 0, spin_until_idle, NULL, NULL));
+    VT_EQ(vt_run_until_fenced(loop, 10000), -EOWNERDEAD);
+    VT_EQ(atomic_load(&yield_fenced), 1);
+    VT_EQ(atomic_load(&yield_policy_fenced), SCHED_IDLE);
+    VT_EQ(sched_getscheduler(0), before); /* back, once the callback returned */
+    vigil_loop_stop(loop);
+    VT_OK(vigil_loop_join(loop, 10000));
+    VT_OK(vigil_supervisor_remove(sv, loop));
+    VT_OK(vigil_supervisor_stop(sv));
+    VT_OK(vigil_loop_destroy(loop));
+}
+#endif

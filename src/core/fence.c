@@ -32,12 +32,29 @@ vigil__runner *vigil__runner_new(vigil_loop *loop) {
     r->loop_id = loop->id;
     r->thread = pthread_self();
     r->tid = vigil__thread_id();
+    pthread_mutex_init(&r->sched_lock, NULL);
     return r;
 }
 
+/* The supervisor, just after the fence: the fenced thread gets the least
+ * CPU the OS gives, unless its callback returned already (then it has put
+ * nothing back, and nothing is taken). */
+int vigil__runner_yield_cpu(vigil__runner *r) {
+    int rc = 0;
+    pthread_mutex_lock(&r->sched_lock);
+    if (atomic_load_explicit(&r->returned, memory_order_acquire))
+        rc = -ESRCH;
+    else if ((rc = vigil__thread_sched_lower(r->tid, &r->sched_saved)) == 0)
+        r->sched_lowered = true;
+    pthread_mutex_unlock(&r->sched_lock);
+    return rc;
+}
+
 void vigil__runner_unref(vigil__runner *r) {
-    if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
+    if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_destroy(&r->sched_lock);
         free(r);
+    }
 }
 
 int vigil__runner_state(const vigil_loop *loop) {
@@ -47,7 +64,14 @@ int vigil__runner_state(const vigil_loop *loop) {
 
 _Noreturn void vigil__bail(vigil__runner *r) {
     tls_fenced_from = r->loop_id; /* the loop itself may be gone: never touched */
+    pthread_mutex_lock(&r->sched_lock);
     atomic_store_explicit(&r->returned, 1, memory_order_release);
+    if (r->sched_lowered) { /* the supervisor made this thread yield its CPU: back to what it was */
+        r->sched_lowered = false;
+        atomic_store_explicit(&r->sched_restore_rc, vigil__thread_sched_restore(&r->sched_saved),
+                              memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&r->sched_lock);
     longjmp(*r->bail, 1);
 }
 

@@ -7,6 +7,7 @@
 #define VIGIL_CORE_RUNNER_H
 
 #include "vigil.h"
+#include "os/platform.h" /* vigil__sched_saved */
 
 #include <pthread.h>
 #include <setjmp.h>
@@ -42,6 +43,13 @@ typedef struct vigil__runner {
     jmp_buf *bail;                 /* in this thread's vigil_loop_run frame */
     struct vigil__runner *outer;   /* an enclosing vigil_loop_run's runner on this thread */
     struct vigil__runner *retired_next; /* the loop's list of runners let go by a hand-over */
+    /* A fenced thread's scheduling, lowered by the supervisor and put back
+     * by the thread when its callback returns, under sched_lock (whichever
+     * comes second sees what the first did). */
+    pthread_mutex_t sched_lock;
+    bool sched_lowered;
+    vigil__sched_saved sched_saved;
+    _Atomic int sched_restore_rc;  /* the put back's result: 0 or -errno */
     _Atomic uint32_t refused_n;    /* calls refused after the fence, and the connections */
     _Atomic uint64_t refused[VIGIL__REFUSED_MAX]; /* they named (0: none) */
 } vigil__runner;
@@ -49,6 +57,9 @@ typedef struct vigil__runner {
 /* fence.c: the runner state machine */
 void vigil__cb_return(vigil__runner *r);     /* CALLBACK -> LIBRARY, or leave if fenced */
 _Noreturn void vigil__bail(vigil__runner *r); /* a fenced thread leaves for vigil_loop_run */
+/* the supervisor, after a fence: the thread yields its CPU (0 or -errno;
+ * -ESRCH when its callback had returned already) */
+int vigil__runner_yield_cpu(vigil__runner *r);
 void vigil__wait_enter(vigil_loop *loop);    /* LIBRARY -> WAIT before the kernel wait */
 void vigil__wait_leave(vigil_loop *loop);    /* WAIT -> LIBRARY after it, or leave */
 vigil__runner *vigil__runner_new(vigil_loop *loop);

@@ -138,6 +138,16 @@ uint64_t vigil__thread_cpu_ns(int tid);
 typedef struct vigil__sched_files { int schedstat, stat, tid; } vigil__sched_files;
 int vigil__thread_sched(int tid, vigil__sched_files *f, uint64_t *run_ns, bool *runnable);
 void vigil__sched_files_close(vigil__sched_files *f);
+/* A fenced thread's CPU share (issue 19): the supervisor lowers a fenced
+ * thread's scheduling to the least there is, so that a callback that still
+ * spins leaves its CPU to the rebuilt loop (Linux: SCHED_IDLE; Windows:
+ * THREAD_PRIORITY_IDLE), saving what it had in *saved; the thread itself
+ * puts that back when its callback returns. lower: 0 or -errno. restore
+ * (on the thread itself): 0, or -errno when the OS refuses a thread to raise
+ * itself again (Linux: EPERM without CAP_SYS_NICE or a RLIMIT_NICE of 20). */
+typedef struct vigil__sched_saved { int policy, priority; } vigil__sched_saved;
+int vigil__thread_sched_lower(int tid, vigil__sched_saved *saved);
+int vigil__thread_sched_restore(const vigil__sched_saved *saved);
 /* 1 if fd polls readable now, 0 if not, -errno. */
 int vigil__fd_readable(int fd);
 

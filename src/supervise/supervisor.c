@@ -196,6 +196,9 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
     /* What the stuck thread wrote so far becomes visible to the rebuild
      * (runner->acked says it did), as far as the OS can make it. */
     vigil__thread_sync_writes(&s->o, runner);
+    /* A callback that still spins would halve the rebuilt loop, on the same
+     * CPU: the stuck thread yields it (never killed), until it returns. */
+    int yielded = vigil__runner_yield_cpu(runner);
     w->rebuilt_ns[w->rebuilt_pos] = now;
     w->rebuilt_pos = (w->rebuilt_pos + 1) % s->o.budget_rebuilds;
     atomic_store_explicit(&pr->rebuilt, 0, memory_order_relaxed);
@@ -214,9 +217,15 @@ static void fence(vigil_supervisor *s, watched *w, vigil__runner *runner, uint64
         give_up(s, line);
     }
     w->rebuilding = true;
+    char yield[96] = "";
+    if (yielded == 0)
+        snprintf(yield, sizeof(yield), "; the stuck thread yields its CPU (idle priority) until it returns");
+    else if (yielded != -ESRCH)
+        snprintf(yield, sizeof(yield), "; the stuck thread's priority could not be lowered (%s)",
+                 vigil_err_name(yielded));
     snprintf(line, sizeof(line), "vigil: loop %u stuck %llu ms %s (op %s, conn %#llx): fenced; "
-             "rebuilding it on a new thread%s", pr->id, (unsigned long long)(age / 1000000), why, op,
-             conn, target == VIGIL_BACKEND_EPOLL ? " on epoll" : "");
+             "rebuilding it on a new thread%s%s", pr->id, (unsigned long long)(age / 1000000), why, op,
+             conn, target == VIGIL_BACKEND_EPOLL ? " on epoll" : "", yield);
     log_line(s, line);
 }
 

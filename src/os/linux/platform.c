@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -410,6 +411,22 @@ static int pread_text(const char *what, int tid, int *fd, char *buf, size_t len)
         return n < 0 ? -errno : -EIO;
     buf[n] = 0;
     return 0;
+}
+
+int vigil__thread_sched_lower(int tid, vigil__sched_saved *saved) {
+    struct sched_param p = {0};
+    int policy = sched_getscheduler(tid);
+    if (policy < 0 || sched_getparam(tid, &p) < 0)
+        return -errno;
+    saved->policy = policy;
+    saved->priority = p.sched_priority;
+    struct sched_param idle = {0};
+    return sched_setscheduler(tid, SCHED_IDLE, &idle) < 0 ? -errno : 0;
+}
+
+int vigil__thread_sched_restore(const vigil__sched_saved *saved) {
+    struct sched_param p = {.sched_priority = saved->priority};
+    return sched_setscheduler(0, saved->policy, &p) < 0 ? -errno : 0;
 }
 
 int vigil__thread_sched(int tid, vigil__sched_files *f, uint64_t *run_ns, bool *runnable) {

@@ -233,6 +233,24 @@ int vigil__socket_port(vigil_socket fd) {
     return -EAFNOSUPPORT;
 }
 
+int vigil__thread_sched_lower(int tid, vigil__sched_saved *saved) {
+    HANDLE h = OpenThread(THREAD_SET_INFORMATION | THREAD_QUERY_INFORMATION, FALSE, (DWORD)tid);
+    if (!h)
+        return vigil__win_errno(GetLastError());
+    int prio = GetThreadPriority(h);
+    int rc = 0;
+    if (prio == THREAD_PRIORITY_ERROR_RETURN || !SetThreadPriority(h, THREAD_PRIORITY_IDLE))
+        rc = vigil__win_errno(GetLastError());
+    else
+        saved->priority = prio;
+    CloseHandle(h);
+    return rc;
+}
+
+int vigil__thread_sched_restore(const vigil__sched_saved *saved) {
+    return SetThreadPriority(GetCurrentThread(), saved->priority) ? 0 : vigil__win_errno(GetLastError());
+}
+
 int vigil__watch_fd(vigil_socket fd, vigil_socket *out, bool *owned) {
     int type, len = sizeof(type);
     if (getsockopt((SOCKET)fd, SOL_SOCKET, SO_TYPE, (char *)&type, &len))
