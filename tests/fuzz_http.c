@@ -158,6 +158,9 @@ static void same(const outcome *a, const outcome *b, const char *mode) {
             fail("a request with different fields", mode);
         if (memcmp(x->target, y->target, sizeof(x->target)))
             fail("a request with a different target", mode);
+        /* the conditional fields too: kept or ignored alike whatever the split */
+        if (memcmp(&x->cond, &y->cond, sizeof(x->cond)))
+            fail("a request with different preconditions or range", mode);
     }
 }
 

@@ -409,6 +409,107 @@ VT_TEST(http, target_path, 10) {
     VT_EQ(http_target_path("/0123456789012345678901/", out, sizeof(out)), -ENAMETOOLONG);
 }
 
+/* The one request of s, parsed whole. */
+static http_request one_request(const char *s) {
+    http_parser p = {0};
+    http_request req;
+    size_t used;
+    int st;
+    VT_EQ(http_parse(&p, (const uint8_t *)s, strlen(s), &used, &req, &st), 1);
+    return req;
+}
+
+/* Preconditions and Range are kept as sent; what cannot be read whole (too
+ * long, cut off, or sent twice) is ignored with what depends on it. */
+VT_TEST(http, conditional_fields_kept_or_ignored, 10) {
+    http_request r = one_request("GET /f HTTP/1.1\r\nIf-None-Match:  \"a\", W/\"b\" \r\n"
+                                 "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+                                 "Range: bytes=0-9\r\nIf-Range: \"a\"\r\n\r\n");
+    VT_ASSERT(!strcmp(r.cond.if_none_match, "\"a\", W/\"b\""), "'%s'", r.cond.if_none_match);
+    VT_ASSERT(!strcmp(r.cond.if_modified_since, "Sun, 06 Nov 1994 08:49:37 GMT"), "'%s'",
+              r.cond.if_modified_since);
+    VT_ASSERT(!strcmp(r.cond.range, "bytes=0-9") && !strcmp(r.cond.if_range, "\"a\""), "'%s' '%s'",
+              r.cond.range, r.cond.if_range);
+    /* a second If-None-Match: both preconditions ignored (a full answer) */
+    r = one_request("GET /f HTTP/1.1\r\nIf-None-Match: \"a\"\r\nIf-Modified-Since: Sun, 06 Nov "
+                    "1994 08:49:37 GMT\r\nif-none-match: \"b\"\r\n\r\n");
+    VT_ASSERT(!r.cond.if_none_match[0] && !r.cond.if_modified_since[0], "kept '%s'",
+              r.cond.if_none_match);
+    /* a Range too long to keep: ignored; an If-Range cut off: the Range too */
+    char big[400];
+    snprintf(big, sizeof(big), "GET /f HTTP/1.1\r\nRange: bytes=%0100d-\r\n\r\n", 1);
+    r = one_request(big);
+    VT_ASSERT(!r.cond.range[0], "kept '%s'", r.cond.range);
+    snprintf(big, sizeof(big), "GET /f HTTP/1.1\r\nRange: bytes=1-\r\nIf-Range: \"%0200d\"\r\n\r\n", 1);
+    r = one_request(big);
+    VT_ASSERT(!r.cond.range[0] && !r.cond.if_range[0], "kept '%s'", r.cond.range);
+    /* and the next request starts clean */
+    http_parser p = {0};
+    const char two[] = "GET /a HTTP/1.1\r\nRange: bytes=1-2\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+    size_t used, off = 0;
+    int st;
+    VT_EQ(http_parse(&p, (const uint8_t *)two, strlen(two), &used, &r, &st), 1);
+    off += used;
+    VT_EQ(http_parse(&p, (const uint8_t *)two + off, strlen(two) - off, &used, &r, &st), 1);
+    VT_ASSERT(!r.cond.range[0] && !strcmp(r.target, "/b"), "second request '%s' range '%s'", r.target,
+              r.cond.range);
+}
+
+/* HTTP-dates: formatted as IMF-fixdate, read in all three forms. */
+VT_TEST(http, dates, 10) {
+    char d[30];
+    http_date(d, 784111777);
+    VT_ASSERT(!strcmp(d, "Sun, 06 Nov 1994 08:49:37 GMT"), "'%s'", d);
+    http_date(d, 0);
+    VT_ASSERT(!strcmp(d, "Thu, 01 Jan 1970 00:00:00 GMT"), "'%s'", d);
+    http_date(d, 951782400); /* a leap day */
+    VT_ASSERT(!strcmp(d, "Tue, 29 Feb 2000 00:00:00 GMT"), "'%s'", d);
+    http_date(d, 1796457600);
+    VT_ASSERT(!strcmp(d, "Sat, 05 Dec 2026 08:00:00 GMT"), "'%s'", d);
+    VT_EQ(http_date_parse("Sun, 06 Nov 1994 08:49:37 GMT"), 784111777);
+    VT_EQ(http_date_parse("Sunday, 06-Nov-94 08:49:37 GMT"), 784111777);
+    VT_EQ(http_date_parse("Sun Nov  6 08:49:37 1994"), 784111777);
+    VT_EQ(http_date_parse("Tue, 29 Feb 2000 00:00:00 GMT"), 951782400);
+    for (int64_t t = 0; t < 4102444800; t += 86400 * 37 + 3671) { /* to 2100, both ways */
+        http_date(d, t);
+        VT_EQ(http_date_parse(d), t);
+    }
+    const char *bad[] = {"", "Sun", "Sun, 06 Nov 1994 08:49:37", "Sun, 06 Nov 1994 08:49:37 UTC",
+                         "Sun, 6 Nov 1994 08:49:37 GMT", "Sun, 06 Nob 1994 08:49:37 GMT",
+                         "Sun, 31 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 24:00:00 GMT",
+                         "Sun, 06 Nov 1994 08:49:37 GMT ", "Sun Nov 6 08:49:37 1994", "1994-11-06"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        VT_ASSERT(http_date_parse(bad[i]) == -1, "'%s' read as a date", bad[i]);
+}
+
+/* If-None-Match lists (weak comparison) and byte ranges. */
+VT_TEST(http, etags_and_ranges, 10) {
+    VT_EQ(http_etag_listed("\"x\"", "\"x\""), 1);
+    VT_EQ(http_etag_listed("W/\"x\"", "\"x\""), 1);
+    VT_EQ(http_etag_listed("\"a\", \"b\",W/\"x\"", "\"x\""), 1);
+    VT_EQ(http_etag_listed("*", "\"x\""), 1);
+    VT_EQ(http_etag_listed("\"xy\"", "\"x\""), 0);
+    VT_EQ(http_etag_listed("x", "\"x\""), 0);
+    VT_EQ(http_etag_listed("\"a\", \"x", "\"x\""), 0);
+    static const struct { const char *v; uint64_t size; int rc; uint64_t first, last; } cases[] = {
+        {"bytes=0-9", 100, 1, 0, 9},      {"bytes=90-", 100, 1, 90, 99},
+        {"bytes=-10", 100, 1, 90, 99},    {"bytes=-1000", 100, 1, 0, 99},
+        {"bytes=50-1000", 100, 1, 50, 99}, {"BYTES=5-5", 100, 1, 5, 5},
+        {"bytes=100-", 100, -1, 0, 0},    {"bytes=-0", 100, -1, 0, 0},
+        {"bytes=0-", 0, -1, 0, 0},        {"bytes=-5", 0, -1, 0, 0},
+        {"bytes=9-1", 100, 0, 0, 0},      {"bytes=0-1,5-6", 100, 0, 0, 0},
+        {"items=0-1", 100, 0, 0, 0},      {"bytes=a-", 100, 0, 0, 0},
+        {"bytes=-", 100, 0, 0, 0},        {"bytes=99999999999999999999-", 100, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t first = 0, last = 0;
+        int rc = http_range(cases[i].v, cases[i].size, &first, &last);
+        VT_ASSERT(rc == cases[i].rc && (rc != 1 || (first == cases[i].first && last == cases[i].last)),
+                  "'%s' of %llu: %d [%llu, %llu]", cases[i].v, (unsigned long long)cases[i].size, rc,
+                  (unsigned long long)first, (unsigned long long)last);
+    }
+}
+
 /* ------------------------------------------------------------ through the server */
 
 /* Linux only: these fork and exec `vigil serve --threads 2` (SO_REUSEPORT).

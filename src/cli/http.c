@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* Where in its line the parser is; a request line, then header lines. */
 enum { L_METHOD = 0, L_TARGET, L_VERSION, L_NAME, L_VALUE };
@@ -97,6 +98,22 @@ static int content_length(const char *v, const char *e, uint64_t *out) {
     return 0;
 }
 
+/* Keeps a conditional field's value v (trailing whitespace dropped) in
+ * out. Returns 1 when it cannot be read whole (cut off by line[], too long
+ * for out, or a second one: a list split over two lines), so that what
+ * depends on it is ignored rather than judged on a part. */
+static int keep_field(const http_parser *p, const char *v, char *out, size_t cap) {
+    const char *e = p->line + p->line_len;
+    while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    size_t n = (size_t)(e - v);
+    if (p->truncated || out[0] || n == 0 || n >= cap)
+        return 1;
+    memcpy(out, v, n);
+    out[n] = 0;
+    return 0;
+}
+
 /* A whole header line, its bytes already checked: what its value means, for
  * the few fields that matter here. The line's start is in p->line. */
 static int header_line(http_parser *p) {
@@ -122,6 +139,15 @@ static int header_line(http_parser *p) {
         p->body_left = len;
     } else if (nl == 17 && !strncasecmp(line, "transfer-encoding", nl)) {
         p->chunked = 1;
+    } else if (nl == 13 && !strncasecmp(line, "if-none-match", nl)) {
+        p->cond.cond_off |= keep_field(p, v, p->cond.if_none_match, sizeof(p->cond.if_none_match));
+    } else if (nl == 17 && !strncasecmp(line, "if-modified-since", nl)) {
+        p->cond.cond_off |=
+            keep_field(p, v, p->cond.if_modified_since, sizeof(p->cond.if_modified_since));
+    } else if (nl == 8 && !strncasecmp(line, "if-range", nl)) {
+        p->cond.range_off |= keep_field(p, v, p->cond.if_range, sizeof(p->cond.if_range));
+    } else if (nl == 5 && !strncasecmp(line, "range", nl)) {
+        p->cond.range_off |= keep_field(p, v, p->cond.range, sizeof(p->cond.range));
     }
     return 0;
 }
@@ -329,6 +355,11 @@ done:
     req->method = p->method;
     req->target_long = p->target_long;
     memcpy(req->target, p->target, sizeof(req->target));
+    req->cond = p->cond;
+    if (req->cond.cond_off)
+        req->cond.if_none_match[0] = req->cond.if_modified_since[0] = 0;
+    if (req->cond.range_off)
+        req->cond.range[0] = req->cond.if_range[0] = 0;
     reset(p);
     *used = pos;
     return 1;
@@ -416,4 +447,225 @@ int http_target_path(const char *target, char *out, size_t cap) {
         memcpy(out + o, idx, strlen(idx) + 1);
     }
     return 0;
+}
+
+/* ------------------------------------------------------------ dates */
+
+static const char wdays[7][4] = {"Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"}; /* 1970-01-01: Thu */
+static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+/* Days since 1970-01-01 of a proleptic Gregorian date, and back (the
+ * era-based method: 400-year eras of 146097 days), so that no time zone,
+ * locale or platform's gmtime is involved. */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+void http_date(char out[30], int64_t t) {
+    if (t < 0)
+        t = 0;
+    if (t > 253402300799) /* 9999-12-31T23:59:59: four digits of year */
+        t = 253402300799;
+    int64_t days = t / 86400, secs = t % 86400, y;
+    int m, d;
+    civil_from_days(days, &y, &m, &d);
+    int fields[] = {d, (int)(y / 100), (int)(y % 100), (int)(secs / 3600), (int)(secs / 60 % 60),
+                    (int)(secs % 60)};
+    static const uint8_t at[] = {5, 12, 14, 17, 20, 23}; /* where each two digits go */
+    memcpy(out, "Thu, 01 Jan 1970 00:00:00 GMT", 30);
+    memcpy(out, wdays[days % 7], 3);
+    memcpy(out + 8, months[m - 1], 3);
+    for (int i = 0; i < 6; i++) {
+        out[at[i]] = (char)('0' + fields[i] / 10);
+        out[at[i] + 1] = (char)('0' + fields[i] % 10);
+    }
+}
+
+const char *http_date_now(void) {
+    static _Thread_local int64_t shown = -1;
+    static _Thread_local char now[30];
+    int64_t t = (int64_t)time(NULL);
+    if (t != shown) {
+        http_date(now, t);
+        shown = t;
+    }
+    return now;
+}
+
+/* Reads n digits at *s (exactly n), moving *s past them; -1 if not digits. */
+static int digits(const char **s, int n) {
+    int v = 0;
+    for (int i = 0; i < n; i++, (*s)++) {
+        if (**s < '0' || **s > '9')
+            return -1;
+        v = v * 10 + (**s - '0');
+    }
+    return v;
+}
+
+static int month_of(const char **s) {
+    for (int i = 0; i < 12; i++)
+        if (!strncmp(*s, months[i], 3)) {
+            *s += 3;
+            return i + 1;
+        }
+    return -1;
+}
+
+/* "HH:MM:SS" */
+static int64_t clock_of(const char **s) {
+    int h = digits(s, 2);
+    if (h < 0 || *(*s)++ != ':')
+        return -1;
+    int mi = digits(s, 2);
+    if (mi < 0 || *(*s)++ != ':')
+        return -1;
+    int se = digits(s, 2);
+    if (se < 0 || h > 23 || mi > 59 || se > 60)
+        return -1;
+    return h * 3600 + mi * 60 + (se == 60 ? 59 : se);
+}
+
+static int64_t date_of(int64_t y, int m, int d, int64_t secs) {
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m < 1 || d < 1 || d > mdays[m - 1] || secs < 0 || y < 1970)
+        return -1;
+    return days_from_civil(y, m, d) * 86400 + secs;
+}
+
+int64_t http_date_parse(const char *s) {
+    const char *w = s;
+    while ((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z'))
+        s++;
+    if (s - w < 3)
+        return -1;
+    int64_t y;
+    int m, d;
+    if (*s == ',') { /* IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT" or RFC 850 "Sunday, 06-Nov-94 ..." */
+        if (*++s != ' ')
+            return -1;
+        s++;
+        if ((d = digits(&s, 2)) < 0)
+            return -1;
+        int rfc850 = *s == '-';
+        if (*s++ != (rfc850 ? '-' : ' ') || (m = month_of(&s)) < 0 || *s++ != (rfc850 ? '-' : ' '))
+            return -1;
+        int yy = digits(&s, rfc850 ? 2 : 4);
+        if (yy < 0)
+            return -1;
+        y = rfc850 ? (yy < 70 ? 2000 + yy : 1900 + yy) : yy;
+        if (*s++ != ' ')
+            return -1;
+        int64_t secs = clock_of(&s);
+        if (strcmp(s, " GMT"))
+            return -1;
+        return date_of(y, m, d, secs);
+    }
+    /* asctime "Sun Nov  6 08:49:37 1994" */
+    if (*s++ != ' ' || (m = month_of(&s)) < 0 || *s++ != ' ')
+        return -1;
+    if (*s == ' ')
+        s++, d = digits(&s, 1);
+    else
+        d = digits(&s, 2);
+    if (d < 0 || *s++ != ' ')
+        return -1;
+    int64_t secs = clock_of(&s);
+    if (secs < 0 || *s++ != ' ' || (y = digits(&s, 4)) < 0 || *s)
+        return -1;
+    return date_of(y, m, d, secs);
+}
+
+/* ------------------------------------------------------------ validators, ranges */
+
+int http_etag_listed(const char *list, const char *etag) {
+    size_t el = strlen(etag);
+    const char *s = list;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (s[0] == '*' && (s[1] == 0 || s[1] == ' ' || s[1] == '\t'))
+        return 1;
+    while (*s) {
+        while (*s == ' ' || *s == '\t' || *s == ',')
+            s++;
+        if (!strncmp(s, "W/", 2)) /* weak comparison: W/ does not matter */
+            s += 2;
+        if (*s != '"')
+            return 0; /* not a list of entity-tags: nothing matches */
+        const char *e = strchr(s + 1, '"');
+        if (!e)
+            return 0;
+        if ((size_t)(e + 1 - s) == el && !strncmp(s, etag, el))
+            return 1;
+        s = e + 1;
+    }
+    return 0;
+}
+
+/* A decimal number at *s, moving past it; -1 when there is none or it overflows. */
+static int64_t number(const char **s) {
+    if (**s < '0' || **s > '9')
+        return -1;
+    int64_t v = 0;
+    for (; **s >= '0' && **s <= '9'; (*s)++) {
+        if (v > (INT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (**s - '0');
+    }
+    return v;
+}
+
+int http_range(const char *v, uint64_t size, uint64_t *first, uint64_t *last) {
+    if (strncasecmp(v, "bytes=", 6))
+        return 0;
+    const char *s = v + 6;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    int64_t a = -1, b = -1;
+    if (*s == '-') { /* the last b bytes */
+        s++;
+        if ((b = number(&s)) < 0)
+            return 0;
+    } else {
+        if ((a = number(&s)) < 0 || *s++ != '-')
+            return 0;
+        if (*s >= '0' && *s <= '9' && (b = number(&s)) < 0)
+            return 0;
+        if (b >= 0 && b < a)
+            return 0; /* invalid: ignored, as the RFC allows */
+    }
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s) /* a list, or trailing bytes: only one range is served */
+        return 0;
+    if (a < 0) {
+        if (b == 0 || size == 0)
+            return -1;
+        *first = (uint64_t)b >= size ? 0 : size - (uint64_t)b;
+        *last = size - 1;
+        return 1;
+    }
+    if ((uint64_t)a >= size)
+        return -1;
+    *first = (uint64_t)a;
+    *last = b < 0 || (uint64_t)b >= size ? size - 1 : (uint64_t)b;
+    return 1;
 }

@@ -5,8 +5,8 @@
  * (a request may end in the middle of a read, a read may hold many pipelined
  * requests), keeps no copy of them, and reports each complete request once
  * its head and its body (Content-Length) have gone by. It looks only at what
- * a fixed-response server needs: the request line, Connection, and how long
- * the body is.
+ * vigil serve needs: the request line, Connection, how long the body is,
+ * and for files the preconditions and Range (http_conditions).
  *
  * It is strict about framing (RFC 9112), because vigil may sit behind a
  * proxy: a request that two parsers could read differently (where it ends,
@@ -31,6 +31,20 @@
 
 #define HTTP_MAX_HEAD 8192 /* request line and headers; longer: 431 */
 
+/* The fields a file server answers conditionally (RFC 9110 13, 14), as
+ * sent. A field that does not fit, or comes twice, is not guessed at: the
+ * preconditions (or the range) are then ignored and the whole file is sent,
+ * which is always a correct answer. "" when absent. */
+#define HTTP_FIELD_MAX 88
+typedef struct http_conditions {
+    char if_none_match[HTTP_FIELD_MAX];
+    char if_modified_since[40];
+    char if_range[HTTP_FIELD_MAX];
+    char range[HTTP_FIELD_MAX];
+    uint8_t cond_off;  /* ignore If-None-Match and If-Modified-Since */
+    uint8_t range_off; /* ignore Range */
+} http_conditions;
+
 typedef struct http_parser {
     uint32_t head_len;   /* bytes of the current head seen so far, empty lines before it too */
     uint32_t line_len;   /* bytes of the current line kept in line[] (no CR, no LF) */
@@ -47,6 +61,7 @@ typedef struct http_parser {
     char target[120];    /* the request target, as sent (at most 119 bytes) */
     int truncated;       /* the current line is longer than line[] */
     char line[128];      /* the start of the current line; the rest is only checked */
+    http_conditions cond;/* the request's preconditions and range, so far */
 } http_parser;
 
 enum { HTTP_OTHER = 0, HTTP_GET, HTTP_HEAD };
@@ -58,6 +73,7 @@ typedef struct http_request {
     int method;     /* HTTP_GET, HTTP_HEAD, HTTP_OTHER */
     int target_long;/* the target was longer than target[] holds: answer 414 */
     char target[120];
+    http_conditions cond; /* with cond_off and range_off already applied */
 } http_request;
 
 /* Parses from data[0..len). Returns 1 when a whole request ended at
@@ -93,5 +109,21 @@ int http_status_response(char *buf, size_t cap, int status, const http_request *
  * -ENAMETOOLONG (answer 414: the path does not fit cap). ".." is left to the
  * opener (VIGIL_O_BENEATH refuses it). */
 int http_target_path(const char *target, char *out, size_t cap);
+
+/* An HTTP-date (IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT") of unix_s:
+ * 29 characters and a NUL. */
+void http_date(char out[30], int64_t unix_s);
+/* The current time as an HTTP-date, formatted once a second per thread. */
+const char *http_date_now(void);
+/* Parses an HTTP-date in any of the three forms a recipient must accept
+ * (IMF-fixdate, RFC 850, asctime): seconds since 1970, or -1. */
+int64_t http_date_parse(const char *s);
+/* Does If-None-Match's list (weak comparison) hold etag, or is it "*"? */
+int http_etag_listed(const char *list, const char *etag);
+/* A Range of a representation of size bytes: 1 and [*first, *last] for one
+ * satisfiable byte range; -1 when no byte of it can be served (answer 416);
+ * 0 to ignore it and send everything (not "bytes=", malformed, or more
+ * than one range: a server may always ignore Range). */
+int http_range(const char *v, uint64_t size, uint64_t *first, uint64_t *last);
 
 #endif
