@@ -1,16 +1,34 @@
 /*
  * files.c: static files for `vigil serve --mode http --root DIR` (files.h).
  *
- * A request goes open -> stat -> read ... -> close, each a vigil file call
- * whose callback starts the next. The response head goes out with the first
- * chunk of the body, in one send; a file larger than one chunk is read again
- * only once the send queue has drained below the low-water mark, so a slow
- * client holds one chunk per connection, not the whole file. Between two
- * chunks no file call is in flight: a connection that goes then is freed at
- * once (nothing else would ever come back for it).
+ * A request is answered from the loop's open-file cache (file_cache.h) when
+ * it holds the file and checked it less than FILE_CACHE_VALID_MS ago: no
+ * file call, the response head made from the entry's fixed fields and the
+ * current Date, and a small body sent with it in one send. Otherwise the
+ * file is looked at first, each step a vigil file call whose callback starts
+ * the next: open beneath DIR -> stat -> (the entry still matches: use it;
+ * else a new entry, its small body read into memory or its large body
+ * mapped) -> answer.
+ *
+ * The answer honours If-None-Match / If-Modified-Since (304) and a single
+ * byte Range (206, or 416), If-Range included; several ranges get the whole
+ * file, as the RFC allows.
+ *
+ * A large body goes out in MAP_CHUNK pieces straight from the mapping, with
+ * no copy by vigil (vigil_conn_send_nocopy; each piece holds the entry until
+ * its callback). Before a piece is sent its pages are checked to be in
+ * memory (mincore); if they are not, they are faulted in on the loop's pool
+ * first (MADV_POPULATE_READ), so a cold disk stalls a pool thread, never the
+ * loop. The next piece waits until the send queue has drained below its
+ * low-water mark whenever a send said it went over the high one. Where the
+ * file cannot be mapped (Windows), the pieces are read into a buffer
+ * through the entry's fd instead. Between two pieces no call is in flight:
+ * a connection that goes then is freed at once.
  */
 #include "files.h"
+#include "file_cache.h"
 #include "http.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,15 +36,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef _WIN32
 #include <io.h>
 #include <windows.h>
+#else
+#include <sys/mman.h>
 #endif
 
-#define CHUNK (256u << 10)    /* file bytes read per call */
-#define HEAD_ROOM 512         /* the response head goes in front of the first chunk */
+#define MAP_CHUNK (1u << 20)  /* bytes of a mapped body per send */
+#define READ_CHUNK (256u << 10) /* bytes read per call where a body is not mapped */
 #define FILE_DEADLINE_MS 10000
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14; older kernels say -EINVAL */
+#endif
 
 static int root_fd = -1;
 
@@ -35,17 +59,22 @@ struct files_conn {
     http_conn *hc;
     const files_hooks *hooks;
     void *ud;
-    int busy;          /* a response is being produced: a file call may be in flight */
+    file_cache *cache;
+    int busy;          /* a response is being produced: a call may be in flight */
     int gone;          /* the connection was dropped: free when the call in flight ends */
-    int wait_drain;    /* a large file waits for the send queue to drain (no call in flight) */
+    int wait_drain;    /* a large body waits for the send queue to drain (no call in flight) */
     int in_request;    /* inside files_request: an answer given at once is returned, not told */
     int outcome;       /* that answer: HTTP_NEXT, HTTP_CLOSE or HTTP_GONE */
     http_request req;
     char path[512];    /* the request's file, relative to DIR */
-    int fd;
-    uint64_t size, off;
+    int fd;            /* opened to look at the file; closed by finish unless an entry took it */
     vigil_stat st;
-    uint8_t *buf;      /* HEAD_ROOM + CHUNK */
+    file_entry *fill;  /* a new entry whose small body is being read (held) */
+    uint64_t got;      /* ... bytes of it so far */
+    file_entry *e;     /* the entry a large body is being sent from (held) */
+    uint64_t off, end; /* ... its bytes [off, end) not yet queued */
+    int populated;     /* the piece at off was just faulted in on the pool */
+    uint8_t *buf;      /* READ_CHUNK, for a body read through an fd */
 };
 
 #ifdef _WIN32
@@ -81,12 +110,15 @@ int files_root(const char *dir) {
 }
 #endif
 
-files_conn *files_conn_new(vigil_conn c, http_conn *hc, const files_hooks *hooks, void *ud) {
+
+files_conn *files_conn_new(vigil_conn c, http_conn *hc, file_cache *cache, const files_hooks *hooks,
+                           void *ud) {
     files_conn *fc = calloc(1, sizeof(*fc));
     if (!fc)
         return NULL;
     fc->c = c;
     fc->hc = hc;
+    fc->cache = cache;
     fc->hooks = hooks;
     fc->ud = ud;
     fc->fd = -1;
@@ -104,7 +136,7 @@ void files_conn_gone(vigil_loop *loop, files_conn *fc) {
     fc->gone = 1;
     if (fc->in_request)
         return; /* files_request frees it on the way out */
-    if (fc->busy && fc->wait_drain) { /* between two chunks: no call will come back */
+    if (fc->busy && fc->wait_drain) { /* between two pieces: no call will come back */
         fc->wait_drain = 0;
         finish(loop, fc, 0);
     } else if (!fc->busy) {
@@ -127,12 +159,12 @@ static const char *content_type(const char *path) {
     return "application/octet-stream";
 }
 
-/* Sends; 0, or -1 when the connection had to go. */
-static int put(vigil_loop *loop, files_conn *fc, const void *data, size_t len) {
-    int rc = vigil_conn_send(loop, fc->c, data, len, 0, NULL, NULL, NULL);
+/* A send's result: 0, or -1 when the connection had to go. Over the
+ * high-water mark (1) no next request is taken until it drains. */
+static int sent(vigil_loop *loop, files_conn *fc, int rc, size_t len) {
     if (rc >= 0) {
         fc->hooks->sent(fc->ud, len);
-        http_conn_sent(fc->hc, rc); /* over the mark: no next request until it drains */
+        http_conn_sent(fc->hc, rc);
         return 0;
     }
     if (rc != -EOWNERDEAD) /* fenced: the loop went on elsewhere, touch nothing */
@@ -140,20 +172,32 @@ static int put(vigil_loop *loop, files_conn *fc, const void *data, size_t len) {
     return -1;
 }
 
-static void file_closed(vigil_loop *loop, vigil_op op, int status, void *ud) {}
+static int put(vigil_loop *loop, files_conn *fc, const void *data, size_t len) {
+    return sent(loop, fc, vigil_conn_send(loop, fc->c, data, len, 0, NULL, NULL, NULL), len);
+}
+
+static void closed_quietly(vigil_loop *loop, vigil_op op, int status, void *ud) {}
 
 /* The response is out (queued), or the connection went: the next request,
  * the end, or freeing. */
 static void finish(vigil_loop *loop, files_conn *fc, int ok) {
     if (fc->fd >= 0) {
-        vigil_fs_close(loop, fc->fd, file_closed, NULL, NULL);
+        vigil_fs_close(loop, fc->fd, closed_quietly, NULL, NULL);
         fc->fd = -1;
+    }
+    if (fc->fill) {
+        file_entry_release(fc->fill, loop);
+        fc->fill = NULL;
+    }
+    if (fc->e) {
+        file_entry_release(fc->e, loop);
+        fc->e = NULL;
     }
     free(fc->buf);
     fc->buf = NULL;
     fc->busy = 0;
     fc->wait_drain = 0;
-    if (fc->gone || !ok) { /* (!ok: put() dropped it, so it is gone too) */
+    if (fc->gone || !ok) { /* (!ok: the connection was dropped, so it is gone too) */
         fc->outcome = HTTP_GONE;
         if (!fc->in_request && fc->gone)
             conn_free(fc);
@@ -168,6 +212,12 @@ static void finish(vigil_loop *loop, files_conn *fc, int ok) {
         fc->hooks->drop(loop, fc->c, 0, fc->ud);
     else
         http_conn_done(loop, fc->hc);
+}
+
+/* Mid-body nothing can be said any more: the connection is reset. */
+static void cut(vigil_loop *loop, files_conn *fc) {
+    fc->hooks->drop(loop, fc->c, 1, fc->ud);
+    finish(loop, fc, 0);
 }
 
 static void answer_status(vigil_loop *loop, files_conn *fc, int status) {
@@ -191,24 +241,170 @@ static int status_of(int err) {
     }
 }
 
-static void on_read(vigil_loop *loop, vigil_op op, int status, void *ud);
+/* ------------------------------------------------------------ answering from an entry */
 
-static void read_next(vigil_loop *loop, files_conn *fc) {
-    uint64_t want = fc->size - fc->off < CHUNK ? fc->size - fc->off : CHUNK;
-    vigil_op op;
-    int rc = vigil_fs_read(loop, fc->fd, fc->buf + HEAD_ROOM, (size_t)want, (int64_t)fc->off, on_read,
-                           fc, &op);
-    if (rc == 0)
-        vigil_op_set_deadline(loop, op, FILE_DEADLINE_MS);
-    if (rc < 0) {
-        if (fc->off == 0)
-            answer_status(loop, fc, status_of(rc));
-        else { /* mid-body: the response cannot be mended */
-            fc->hooks->drop(loop, fc->c, 1, fc->ud);
-            finish(loop, fc, 0);
-        }
-    }
+static const char *connection_field(const http_request *req) {
+    return !req->keep_alive ? "Connection: close\r\n" : req->http10 ? "Connection: keep-alive\r\n" : "";
 }
+
+static size_t append(char *buf, size_t at, const char *s, size_t n) {
+    memcpy(buf + at, s, n);
+    return at + n;
+}
+
+/* The head of a 200 from e's fixed fields: a few copies, no formatting. */
+static size_t head_200(char *buf, const file_entry *e, const http_request *req) {
+    static const char start[] = "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: ";
+    const char *conn = connection_field(req);
+    size_t n = append(buf, 0, start, sizeof(start) - 1);
+    n = append(buf, n, http_date_now(), 29);
+    n = append(buf, n, "\r\n", 2);
+    n = append(buf, n, e->fields, e->fields_len);
+    n = append(buf, n, conn, strlen(conn));
+    return append(buf, n, "\r\n", 2);
+}
+
+/* 206, 304 and 416: rarer, formatted. */
+static int head_other(char *buf, size_t cap, int status, const file_entry *e, uint64_t first,
+                      uint64_t last, const http_request *req) {
+    const char *conn = connection_field(req);
+    unsigned long long size = (unsigned long long)e->st.size;
+    if (status == 304) /* the validators, no length: the client has the body */
+        return snprintf(buf, cap,
+                        "HTTP/1.1 304 Not Modified\r\nServer: vigil\r\nDate: %s\r\nLast-Modified: %s\r\n"
+                        "ETag: %s\r\n%s\r\n",
+                        http_date_now(), e->last_modified, e->etag, conn);
+    if (status == 416)
+        return snprintf(buf, cap,
+                        "HTTP/1.1 416 Range Not Satisfiable\r\nServer: vigil\r\nDate: %s\r\n"
+                        "Content-Range: bytes */%llu\r\nContent-Length: 0\r\n%s\r\n",
+                        http_date_now(), size, conn);
+    return snprintf(buf, cap,
+                    "HTTP/1.1 206 Partial Content\r\nServer: vigil\r\nDate: %s\r\n"
+                    "Content-Range: bytes %llu-%llu/%llu\r\nContent-Length: %llu\r\n"
+                    "Content-Type: %s\r\nLast-Modified: %s\r\nETag: %s\r\n%s\r\n",
+                    http_date_now(), (unsigned long long)first, (unsigned long long)last, size,
+                    (unsigned long long)(last - first + 1), e->type, e->last_modified, e->etag, conn);
+}
+
+/* RFC 9110 13.2.2: If-None-Match first (If-Modified-Since is then not
+ * looked at); 304 for GET and HEAD when the client's copy is current. */
+static int not_modified(const http_conditions *cd, const file_entry *e) {
+    if (cd->if_none_match[0])
+        return http_etag_listed(cd->if_none_match, e->etag);
+    if (cd->if_modified_since[0]) {
+        int64_t t = http_date_parse(cd->if_modified_since);
+        return t >= 0 && e->st.mtime_ns / 1000000000 <= t;
+    }
+    return 0;
+}
+
+/* If-Range: the range only if the client's validator is still ours (an
+ * ETag compared strongly, or exactly our Last-Modified). */
+static int range_applies(const http_conditions *cd, const file_entry *e) {
+    if (!cd->if_range[0])
+        return 1;
+    if (cd->if_range[0] == '"')
+        return !strcmp(cd->if_range, e->etag);
+    int64_t t = http_date_parse(cd->if_range);
+    return t >= 0 && t == e->st.mtime_ns / 1000000000;
+}
+
+static void send_body(vigil_loop *loop, files_conn *fc);
+
+static void answer(vigil_loop *loop, files_conn *fc, file_entry *e) {
+    const http_request *req = &fc->req;
+    uint64_t size = e->st.size, first = 0, last = size ? size - 1 : 0;
+    int status = 200;
+    if (not_modified(&req->cond, e))
+        status = 304;
+    else if (req->cond.range[0] && req->method == HTTP_GET && range_applies(&req->cond, e)) {
+        int r = http_range(req->cond.range, size, &first, &last);
+        status = r > 0 ? 206 : r < 0 ? 416 : 200;
+    }
+    char head[768];
+    int h = status == 200 ? (int)head_200(head, e, req)
+                          : head_other(head, sizeof(head), status, e, first, last, req);
+    if (h < 0 || (size_t)h >= sizeof(head)) {
+        answer_status(loop, fc, 500);
+        return;
+    }
+    uint64_t len = (status == 200 || status == 206) && !req->head && size ? last - first + 1 : 0;
+    if (len == 0) {
+        finish(loop, fc, put(loop, fc, head, (size_t)h) == 0);
+        return;
+    }
+    if (e->body && !e->mapped) { /* small: head and body in one send */
+        vigil_iov iov[2] = {{head, (size_t)h}, {e->body + first, (size_t)len}};
+        int rc = vigil_conn_sendv(loop, fc->c, iov, 2, 0, NULL, NULL, NULL);
+        finish(loop, fc, sent(loop, fc, rc, (size_t)h + (size_t)len) == 0);
+        return;
+    }
+    if (put(loop, fc, head, (size_t)h) < 0) {
+        finish(loop, fc, 0);
+        return;
+    }
+    file_entry_hold(e);
+    fc->e = e;
+    fc->off = first;
+    fc->end = last + 1;
+    send_body(loop, fc);
+}
+
+/* ------------------------------------------------------------ a large body */
+
+static void piece_sent(vigil_loop *loop, vigil_conn c, int status, void *ud) {
+    file_entry_release(ud, loop); /* a failure broke the stream: the receive says so */
+}
+
+#ifndef _WIN32
+/* Are the pages of [p, p + n) of a mapping in memory? (mincore: no wait.) */
+static int resident(const uint8_t *p, size_t n) {
+    static size_t page;
+    if (!page)
+        page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    size_t pages = ((uintptr_t)p + n - a + page - 1) / page;
+    unsigned char vec[MAP_CHUNK / 4096 + 2];
+    if (pages > sizeof(vec) || mincore((void *)a, pages * page, vec) < 0)
+        return 0;
+    for (size_t i = 0; i < pages; i++)
+        if (!(vec[i] & 1))
+            return 0;
+    return 1;
+}
+
+/* On a pool thread: fault the next piece in (a truncated file: -EFAULT). */
+static int populate(void *ud) {
+    files_conn *fc = ud;
+    static size_t page;
+    if (!page)
+        page = (size_t)sysconf(_SC_PAGESIZE);
+    uint64_t n = fc->end - fc->off < MAP_CHUNK ? fc->end - fc->off : MAP_CHUNK;
+    uintptr_t p = (uintptr_t)(fc->e->body + fc->off), a = p & ~(uintptr_t)(page - 1);
+    if (madvise((void *)a, (size_t)(p + n - a), MADV_POPULATE_READ) == 0)
+        return 0;
+    if (errno == EINVAL) { /* before Linux 5.14: read-ahead, then it is sent anyway */
+        madvise((void *)a, (size_t)(p + n - a), MADV_WILLNEED);
+        return 0;
+    }
+    return -errno;
+}
+
+static void on_populated(vigil_loop *loop, vigil_op op, int status, void *ud) {
+    files_conn *fc = ud;
+    if (fc->gone || status == -EOWNERDEAD) {
+        finish(loop, fc, 0);
+        return;
+    }
+    if (status < 0) { /* the file shrank, or the pool is full: the body cannot go on */
+        cut(loop, fc);
+        return;
+    }
+    fc->populated = 1;
+    send_body(loop, fc);
+}
+#endif
 
 static void on_read(vigil_loop *loop, vigil_op op, int status, void *ud) {
     files_conn *fc = ud;
@@ -216,49 +412,138 @@ static void on_read(vigil_loop *loop, vigil_op op, int status, void *ud) {
         finish(loop, fc, 0);
         return;
     }
-    if (status <= 0) { /* an error, or the file shrank under us */
-        if (fc->off == 0) {
-            answer_status(loop, fc, status < 0 ? status_of(status) : 500);
-        } else {
-            fc->hooks->drop(loop, fc->c, 1, fc->ud);
-            finish(loop, fc, 0);
-        }
+    uint64_t want = fc->end - fc->off < READ_CHUNK ? fc->end - fc->off : READ_CHUNK;
+    if (status < 0 || (uint64_t)status != want) { /* an error, or the file shrank under us */
+        cut(loop, fc);
         return;
     }
-    uint8_t *from = fc->buf + HEAD_ROOM;
-    size_t len = (size_t)status;
-    if (fc->off == 0) { /* the head, right in front of the first bytes */
-        char head[HEAD_ROOM];
-        int h = http_response_head(head, sizeof(head), (size_t)fc->size, content_type(fc->path),
-                                   &fc->req);
-        if (h < 0) {
-            answer_status(loop, fc, 500);
-            return;
-        }
-        from -= h;
-        memcpy(from, head, (size_t)h);
-        len += (size_t)h;
-    }
-    fc->off += (uint64_t)status;
-    if (put(loop, fc, from, len) < 0) {
+    int rc = vigil_conn_send(loop, fc->c, fc->buf, want, 0, NULL, NULL, NULL);
+    if (sent(loop, fc, rc, want) < 0) {
         finish(loop, fc, 0);
         return;
     }
-    if (fc->off >= fc->size) {
-        finish(loop, fc, 1);
-        return;
-    }
-    if (vigil_conn_send_queued(loop, fc->c) > (int64_t)CHUNK)
+    fc->off += want;
+    if (fc->off < fc->end && rc == 1)
         fc->wait_drain = 1; /* files_drained goes on */
     else
-        read_next(loop, fc);
+        send_body(loop, fc);
+}
+
+/* Queues the body's next pieces while the send queue takes them; each is
+ * either sent at once (mapped and in memory), or after a call (faulted in
+ * on the pool; read through the fd). */
+static void send_body(vigil_loop *loop, files_conn *fc) {
+    file_entry *e = fc->e;
+    while (fc->off < fc->end) {
+        if (!e->mapped) {
+            uint64_t want = fc->end - fc->off < READ_CHUNK ? fc->end - fc->off : READ_CHUNK;
+            vigil_op op;
+            int rc = fc->buf || (fc->buf = malloc(READ_CHUNK)) ? 0 : -ENOMEM;
+            if (rc == 0)
+                rc = vigil_fs_read(loop, e->fd, fc->buf, (size_t)want, (int64_t)fc->off, on_read, fc, &op);
+            if (rc == 0)
+                vigil_op_set_deadline(loop, op, FILE_DEADLINE_MS);
+            else
+                cut(loop, fc);
+            return;
+        }
+        size_t n = fc->end - fc->off < MAP_CHUNK ? (size_t)(fc->end - fc->off) : MAP_CHUNK;
+#ifndef _WIN32
+        if (!fc->populated && !resident(e->body + fc->off, n)) {
+            int rc = vigil_work_queue(loop, populate, on_populated, fc, NULL);
+            if (rc < 0)
+                cut(loop, fc);
+            return;
+        }
+#endif
+        fc->populated = 0;
+        file_entry_hold(e); /* until the piece's callback */
+        int rc = vigil_conn_send_nocopy(loop, fc->c, e->body + fc->off, n, 0, piece_sent, e, NULL);
+        if (rc < 0)
+            file_entry_release(e, loop);
+        if (sent(loop, fc, rc, n) < 0) {
+            finish(loop, fc, 0);
+            return;
+        }
+        fc->off += n;
+        if (fc->off < fc->end && rc == 1) {
+            fc->wait_drain = 1; /* files_drained goes on */
+            return;
+        }
+    }
+    finish(loop, fc, 1);
 }
 
 void files_drained(vigil_loop *loop, files_conn *fc) {
     if (fc->wait_drain && !fc->gone) {
         fc->wait_drain = 0;
-        read_next(loop, fc);
+        send_body(loop, fc);
     }
+}
+
+/* ------------------------------------------------------------ looking at the file */
+
+/* May an entry made from st be used without looking again for a while?
+ * Not while the file is this second's: a write in the same clock tick as
+ * our look leaves its mtime as it was. */
+static uint64_t checked_stamp(const vigil_stat *st) {
+    int64_t now_s = (int64_t)time(NULL), mtime_s = st->mtime_ns / 1000000000;
+    return now_s - mtime_s >= 2 ? now_ns() : 0;
+}
+
+/* The new entry is complete: into the cache, and answered from. */
+static void install(vigil_loop *loop, files_conn *fc, file_entry *e) {
+    e->checked_ns = checked_stamp(&e->st);
+    file_cache_put(fc->cache, loop, e);
+    answer(loop, fc, e);
+    file_entry_release(e, loop); /* the cache and the answer hold it as they need */
+}
+
+static void fill_next(vigil_loop *loop, files_conn *fc);
+
+static void on_fill(vigil_loop *loop, vigil_op op, int status, void *ud) {
+    files_conn *fc = ud;
+    if (fc->gone || status == -EOWNERDEAD) {
+        finish(loop, fc, 0);
+        return;
+    }
+    if (status <= 0) { /* an error, or the file shrank under us */
+        answer_status(loop, fc, status < 0 ? status_of(status) : 503);
+        return;
+    }
+    fc->got += (uint64_t)status;
+    if (fc->got < fc->fill->st.size) {
+        fill_next(loop, fc);
+        return;
+    }
+    file_entry *e = fc->fill;
+    fc->fill = NULL;
+    install(loop, fc, e);
+}
+
+static void fill_next(vigil_loop *loop, files_conn *fc) {
+    vigil_op op;
+    int rc = vigil_fs_read(loop, fc->fd, fc->fill->body + fc->got, (size_t)(fc->fill->st.size - fc->got),
+                           (int64_t)fc->got, on_fill, fc, &op);
+    if (rc == 0)
+        vigil_op_set_deadline(loop, op, FILE_DEADLINE_MS);
+    else
+        answer_status(loop, fc, status_of(rc));
+}
+
+/* A large body: mapped (the mapping outlives the fd), else read through the
+ * fd, which the entry then keeps. */
+static void keep_large(vigil_loop *loop, files_conn *fc, file_entry *e) {
+#ifndef _WIN32
+    void *m = mmap(NULL, (size_t)e->st.size, PROT_READ, MAP_SHARED, fc->fd, 0);
+    if (m != MAP_FAILED) {
+        e->body = m;
+        e->mapped = 1;
+        return;
+    }
+#endif
+    e->fd = fc->fd;
+    fc->fd = -1;
 }
 
 static void on_stat(vigil_loop *loop, vigil_op op, int status, void *ud) {
@@ -267,36 +552,53 @@ static void on_stat(vigil_loop *loop, vigil_op op, int status, void *ud) {
         finish(loop, fc, 0);
         return;
     }
-    if (status < 0 || !S_ISREG(fc->st.mode)) {
-        answer_status(loop, fc, status < 0 ? status_of(status) : 404); /* a directory, a device */
+    file_entry *e = file_cache_find(fc->cache, fc->path);
+    if (status < 0 || !S_ISREG(fc->st.mode)) { /* a directory, a device: gone from the cache too */
+        if (e)
+            file_cache_drop(fc->cache, loop, e);
+        answer_status(loop, fc, status < 0 ? status_of(status) : 404);
         return;
     }
-    fc->size = fc->st.size;
-    fc->off = 0;
-    if (fc->req.head || fc->size == 0) {
-        char head[HEAD_ROOM];
-        int h = http_response_head(head, sizeof(head), (size_t)fc->size, content_type(fc->path),
-                                   &fc->req);
-        finish(loop, fc, h > 0 && put(loop, fc, head, (size_t)h) == 0);
+    if (e && file_entry_same(e, &fc->st)) { /* unchanged: the entry goes on */
+        e->checked_ns = checked_stamp(&e->st);
+        answer(loop, fc, e);
         return;
     }
-    size_t cap = HEAD_ROOM + (fc->size < CHUNK ? (size_t)fc->size : CHUNK);
-    if (!(fc->buf = malloc(cap))) {
+    if (!(e = file_entry_new(fc->path, &fc->st, content_type(fc->path)))) {
         answer_status(loop, fc, 500);
         return;
     }
-    read_next(loop, fc);
+    if (e->st.size > FILE_SMALL || (uint64_t)(size_t)e->st.size != e->st.size) {
+        keep_large(loop, fc, e);
+        install(loop, fc, e);
+        return;
+    }
+    if (e->st.size == 0) {
+        install(loop, fc, e);
+        return;
+    }
+    if (!(e->body = malloc((size_t)e->st.size))) {
+        file_entry_release(e, loop);
+        answer_status(loop, fc, 500);
+        return;
+    }
+    fc->fill = e;
+    fc->got = 0;
+    fill_next(loop, fc);
 }
 
 static void on_open(vigil_loop *loop, vigil_op op, int status, void *ud) {
     files_conn *fc = ud;
     if (status >= 0)
-        fc->fd = status; /* closed by finish, whatever comes next */
+        fc->fd = status; /* closed by finish unless an entry keeps it */
     if (fc->gone || status == -EOWNERDEAD) {
         finish(loop, fc, 0);
         return;
     }
-    if (status < 0) {
+    if (status < 0) { /* gone, or no longer ours to serve: out of the cache */
+        file_entry *e = file_cache_find(fc->cache, fc->path);
+        if (e)
+            file_cache_drop(fc->cache, loop, e);
         answer_status(loop, fc, status_of(status));
         return;
     }
@@ -308,7 +610,8 @@ static void on_open(vigil_loop *loop, vigil_op op, int status, void *ud) {
         answer_status(loop, fc, status_of(rc));
 }
 
-/* One request, parsed: answered at once (an error) or through file calls. */
+/* One request, parsed: answered at once (from the cache, or an error) or
+ * after file calls. */
 static void start(vigil_loop *loop, files_conn *fc) {
     if (fc->req.target_long) {
         answer_status(loop, fc, 414);
@@ -321,6 +624,11 @@ static void start(vigil_loop *loop, files_conn *fc) {
     int rc = http_target_path(fc->req.target, fc->path, sizeof(fc->path));
     if (rc < 0) { /* too long for a path, or a bad escape */
         answer_status(loop, fc, rc == -ENAMETOOLONG ? 414 : 400);
+        return;
+    }
+    file_entry *e = file_cache_find(fc->cache, fc->path);
+    if (e && e->checked_ns && now_ns() - e->checked_ns < FILE_CACHE_VALID_MS * NS_PER_MS) {
+        answer(loop, fc, e);
         return;
     }
     vigil_op op;
@@ -338,7 +646,7 @@ int files_request(vigil_loop *loop, files_conn *fc, const http_request *req) {
     start(loop, fc);
     fc->in_request = 0;
     if (fc->busy)
-        return HTTP_BUSY; /* a file call is in flight: http_conn_done follows */
+        return HTTP_BUSY; /* a call is in flight: http_conn_done follows */
     if (fc->gone) {
         conn_free(fc);
         return HTTP_GONE;

@@ -1,17 +1,20 @@
 /*
  * files.h: static files for `vigil serve --mode http --root DIR`.
  *
- * A connection's requests come from http_conn one at a time: a request opens
- * its file beneath DIR (VIGIL_O_BENEATH: no "..", absolute path or symlink
- * leads out; a FIFO or device is refused without waiting), stats it, reads
- * it in chunks and sends them, all through vigil's file calls, so a
- * slow disk never stalls the loop.
+ * A connection's requests come from http_conn one at a time. Each is
+ * answered from the loop's open-file cache (file_cache.h) when it can be,
+ * else after looking at the file through vigil's file calls (open beneath
+ * DIR: VIGIL_O_BENEATH, so no "..", absolute path or symlink leads out; a
+ * FIFO or device is refused without waiting), so a slow disk never stalls
+ * the loop. Conditional requests (ETag, Last-Modified) and single byte
+ * ranges are answered as RFC 9110 says (files.c).
  */
 #ifndef VIGIL_CLI_FILES_H
 #define VIGIL_CLI_FILES_H
 
 #include "vigil.h"
 #include "http_conn.h"
+#include "file_cache.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -28,8 +31,10 @@ typedef struct files_hooks {
 /* Opens DIR for serving (O_PATH): 0 or -errno. Once, before any loop runs. */
 int files_root(const char *dir);
 
-/* hc: the connection's request side, told when an answer is out. */
-files_conn *files_conn_new(vigil_conn c, http_conn *hc, const files_hooks *hooks, void *ud);
+/* hc: the connection's request side, told when an answer is out; cache:
+ * its loop's. */
+files_conn *files_conn_new(vigil_conn c, http_conn *hc, file_cache *cache, const files_hooks *hooks,
+                           void *ud);
 /* One request (http_conn's handler): HTTP_NEXT, HTTP_BUSY, HTTP_CLOSE or HTTP_GONE. */
 int files_request(vigil_loop *loop, files_conn *fc, const http_request *req);
 /* The send queue drained below the low-water mark: go on with a large file. */

@@ -100,6 +100,7 @@ typedef struct server {
     int port; /* the bound port */
     vigil_op sweep_op; /* HTTP: the request deadline's sweep */
     vigil_op trim_op;  /* loop 0: memory back to the system */
+    file_cache *files; /* --root: this loop's open-file cache */
     /* HTTP: responses to pipelined requests, batched into one send per read */
     char out[65536];
     size_t olen;
@@ -411,7 +412,7 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
     size_t hwm = cfg.root ? HWM_FILES : HWM;
     if (cfg.mode == MODE_HTTP) {
         hc = malloc(sizeof(*hc));
-        fc = hc && cfg.root ? files_conn_new(c, hc, &file_hooks, s) : NULL;
+        fc = hc && cfg.root ? files_conn_new(c, hc, s->files, &file_hooks, s) : NULL;
         if (!hc || (cfg.root && !fc)) {
             free(hc);
             vigil_conn_abort(loop, c, on_closed, NULL);
@@ -506,8 +507,8 @@ static void server_close(server *s, bool destroy) {
     total.carried += st.bytes_carried;
     total.returned += st.stuck_returned;
     total.reset += st.stuck_reset;
-    if (destroy)
-        vigil_loop_destroy(s->loop); /* -EBUSY while a fenced callback still runs: left to the exit */
+    if (destroy && vigil_loop_destroy(s->loop) == 0) /* -EBUSY while a fenced callback still runs: left to the exit */
+        file_cache_free(s->files, NULL); /* after the loop: its last sends held entries */
 }
 
 static int server_setup(server *s) {
@@ -537,6 +538,12 @@ static int server_setup(server *s) {
         vigil_loop_destroy(s->loop);
         s->loop = NULL;
         return rc;
+    }
+    if (cfg.root && !(s->files = file_cache_new())) {
+        fprintf(stderr, "vigil serve: out of memory\n");
+        vigil_loop_destroy(s->loop);
+        s->loop = NULL;
+        return -ENOMEM;
     }
     s->port = vigil_listener_get_port(s->loop, s->listener);
     uint32_t sweep_ms = cfg.request_ms / 4 < 1000 ? cfg.request_ms / 4 + 1 : 1000;
