@@ -397,6 +397,158 @@ def half_close_gets_the_answer(root):
     srv.stop()
 
 
+def fetch(port, path, headers=(), method="GET", secs=5):
+    """One request with extra header lines: (status, {name: value}, body)."""
+    s = conn(port, timeout=secs)
+    extra = "".join("%s\r\n" % h for h in headers)
+    s.sendall(("%s %s HTTP/1.1\r\nHost: t\r\n%sConnection: close\r\n\r\n" % (method, path, extra)).encode())
+    r = read_until_close(s, secs=secs)
+    s.close()
+    check(r.startswith(b"HTTP/1.1 "), "%s: no response (%r)" % (path, r[:80]))
+    hdr, _, body = r.partition(b"\r\n\r\n")
+    fields = {}
+    for line in hdr.decode("latin-1").split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        fields[k.strip().lower()] = v.strip()
+    return int(r[9:12]), fields, body
+
+
+def files_answer_conditionally(root):
+    """Issue 19: validators, 304, single ranges (206/416), If-Range; what
+    every static server answers, checked byte for byte."""
+    srv = Server(root=root)
+    mid = open(os.path.join(root, "mid.bin"), "rb").read()
+    small = b"hello, hostile\n"
+    for path, data in (("/small.txt", small), ("/mid.bin", mid)):
+        st, h, body = fetch(srv.port, path)
+        check(st == 200 and body == data, "%s: %d, %d bytes" % (path, st, len(body)))
+        etag, lm = h.get("etag", ""), h.get("last-modified", "")
+        check(etag.startswith('"') and lm.endswith(" GMT") and h.get("accept-ranges") == "bytes" and
+              h.get("date", "").endswith(" GMT"), "%s: validators %r" % (path, h))
+        for cond in ("If-None-Match: %s" % etag, "If-None-Match: \"x\", W/%s" % etag, "If-None-Match: *",
+                     "If-Modified-Since: %s" % lm):
+            st, h2, body = fetch(srv.port, path, [cond])
+            check(st == 304 and body == b"" and h2.get("etag") == etag, "%s with %s: %d" % (path, cond, st))
+        for cond in ("If-None-Match: \"other\"", "If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT",
+                     "If-None-Match: \"other\"\r\nIf-Modified-Since: %s" % lm):  # INM decides
+            st, _, body = fetch(srv.port, path, [cond])
+            check(st == 200 and body == data, "%s with %r: %d" % (path, cond, st))
+        n = len(data)
+        for rng, lo, hi in (("0-4", 0, 4), ("5-", 5, n - 1), ("-7", n - 7, n - 1), ("3-999999999", 3, n - 1)):
+            st, h2, body = fetch(srv.port, path, ["Range: bytes=" + rng])
+            check(st == 206 and body == data[lo:hi + 1] and
+                  h2.get("content-range") == "bytes %d-%d/%d" % (lo, hi, n),
+                  "%s Range %s: %d, %r, %d bytes" % (path, rng, st, h2.get("content-range"), len(body)))
+        st, h2, body = fetch(srv.port, path, ["Range: bytes=%d-" % n])
+        check(st == 416 and h2.get("content-range") == "bytes */%d" % n and body == b"", "%s past the end: %d" % (path, st))
+        for extra in (["Range: bytes=0-1,3-4"], ["Range: bytes=0-4", "If-Range: \"other\""]):
+            st, _, body = fetch(srv.port, path, extra)
+            check(st == 200 and body == data, "%s with %r: %d, not the whole file" % (path, extra, st))
+        st, _, body = fetch(srv.port, path, ["Range: bytes=1-2", "If-Range: %s" % etag])
+        check(st == 206 and body == data[1:3], "%s If-Range current: %d" % (path, st))
+        st, h2, body = fetch(srv.port, path, ["Range: bytes=1-2"], method="HEAD")
+        check(st == 200 and body == b"" and h2.get("content-length") == str(n), "%s HEAD with Range: %d" % (path, st))
+    srv.stop()
+
+
+def files_changes_are_seen_within_a_second():
+    """Issue 19: the open-file cache never answers from a file that changed,
+    was replaced or was deleted more than FILE_CACHE_VALID_MS (1 s) ago."""
+    d = tempfile.mkdtemp(prefix="vigil-cache-")
+    os.chmod(d, 0o755)
+    past = time.time() - 3600
+
+    def put(name, data, old=True):
+        tmp = os.path.join(d, ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # clean pages, then out of memory: the server
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)  # faults them in on its pool
+        if old:
+            os.utime(tmp, (past, past))
+        os.replace(tmp, os.path.join(d, name))  # a new inode under the name
+
+    small, big = b"version one\n", os.urandom(3 * MIB)
+    put("s.txt", small)
+    put("b.bin", big)
+    srv = Server(root=d)
+    for path, data in (("/s.txt", small), ("/b.bin", big)):
+        for _ in range(3):  # cached now, and answered from the cache
+            st, _, body = fetch(srv.port, path)
+            check(st == 200 and body == data, "%s before: %d" % (path, st))
+
+    def seen(path, want_status, want_body, what):
+        t0 = time.time()
+        while True:
+            st, _, body = fetch(srv.port, path)
+            if st == want_status and (want_body is None or body == want_body):
+                return time.time() - t0
+            check(time.time() - t0 < 1.5, "%s %s: still %d (%d bytes) after %.1f s" % (path, what, st, len(body), time.time() - t0))
+            time.sleep(0.05)
+
+    # in place, same size, mtime now: within the window, then every time
+    with open(os.path.join(d, "s.txt"), "r+b") as f:
+        f.write(b"version two\n")
+    waits = [seen("/s.txt", 200, b"version two\n", "changed in place")]
+    for _ in range(5):
+        st, _, body = fetch(srv.port, "/s.txt")
+        check(body == b"version two\n", "the old version came back")
+    big2 = os.urandom(2 * MIB)  # replaced by a shorter file
+    put("b.bin", big2)
+    waits.append(seen("/b.bin", 200, big2, "replaced"))
+    os.unlink(os.path.join(d, "s.txt"))
+    waits.append(seen("/s.txt", 404, None, "deleted"))
+    os.unlink(os.path.join(d, "b.bin"))
+    waits.append(seen("/b.bin", 404, None, "deleted"))
+    say("#     files: changes seen after %s s (the window is 1 s; polled every 50 ms)" % "/".join("%.2f" % w for w in waits))
+    srv.stop()
+    subprocess.run(["rm", "-rf", d])
+
+
+def rebuild_during_downloads_keeps_every_byte(root):
+    """Issue 19: a loop rebuilt (spun callbacks, supervised) while clients
+    download a 12 MiB mapped file slowly: every byte arrives, in order."""
+    srv = Server("--stall-ms", "100", "--inject", "spin:400:600:3", "--restart-budget", "20/10", root=root)
+    want = open(os.path.join(root, "big.bin"), "rb").read()
+    results, errors = [], []
+
+    def client(i):
+        try:
+            end = time.time() + 4
+            while time.time() < end:
+                s = conn(srv.port, rcvbuf=32768, timeout=10)
+                s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+                buf = bytearray()
+                while b"\r\n\r\n" not in buf:
+                    b = s.recv(65536)
+                    check(b, "closed before the head")
+                    buf += b
+                hdr, _, body = bytes(buf).partition(b"\r\n\r\n")
+                body = bytearray(body)
+                while len(body) < len(want):
+                    b = s.recv(min(65536, len(want) - len(body)))
+                    check(b, "closed after %d bytes" % len(body))
+                    body += b
+                    time.sleep(0.001)  # a slow reader: the download spans stalls
+                s.close()
+                results.append(hdr.startswith(b"HTTP/1.1 200") and bytes(body) == want)
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    err = srv.stop()
+    rebuilt = err.count(" rebuilt on ")
+    check(not errors, "a download failed: %s" % errors[:2])
+    check(results and all(results), "%d of %d downloads differ" % (results.count(False), len(results)))
+    check(rebuilt >= 1, "no rebuild happened:\n%s" % err[-1500:])
+    say("#     rebuilds: %d during %d downloads of 12 MiB, every byte checked" % (rebuilt, len(results)))
+
+
 def bad_inject_flags_are_refused():
     """Item 9: --inject with a negative number, junk or a zero."""
     for bad in ("spin:-1:100", "spin:100:100junk", "block:100:-5", "hang:0:100", "spin:100:100:0",
@@ -507,6 +659,9 @@ def main():
         ("special_files_are_refused", lambda: special_files_are_refused(root)),
         ("half_close_gets_the_answer", lambda: half_close_gets_the_answer(root)),
         ("bad_inject_flags_are_refused", bad_inject_flags_are_refused),
+        ("files_answer_conditionally", lambda: files_answer_conditionally(root)),
+        ("files_changes_are_seen_within_a_second", files_changes_are_seen_within_a_second),
+        ("rebuild_during_downloads_keeps_every_byte", lambda: rebuild_during_downloads_keeps_every_byte(root)),
     ]
     # two at a time (each with its own servers), as the suites run with --jobs 2
     todo = [(n, f) for n, f in checks if not ARGS.only or ARGS.only in n]
