@@ -121,8 +121,9 @@ void vigil__run_later(vigil_loop *loop); /* the later list, now */
 int vigil__run(vigil_loop *loop, vigil_run_mode mode, int timeout_ms);
 /* vigil_loop_join, and how the loop's run ended there (*result: 0, 1 or -errno) */
 int vigil__join(vigil_loop *loop, int timeout_ms, int *result);
-void vigil__note_progress(vigil_loop *loop);
+/* The supervisor's progress stamp: now, or at a time just read. */
 void vigil__stamp(vigil_loop *loop);
+void vigil__stamp_at(vigil_loop *loop, uint64_t now);
 /* the backend's identity and features, for vigil_loop_info and the probe
  * (under owner_lock) */
 void vigil__publish_backend(vigil_loop *loop);
