@@ -506,6 +506,47 @@ def files_changes_are_seen_within_a_second():
     subprocess.run(["rm", "-rf", d])
 
 
+def truncated_while_sent_is_cut_not_fatal():
+    """Issue 19: a large body goes out from a mapping of the file; a file
+    truncated under a download must cut that download (a reset or an early
+    close), never kill the server (a SIGBUS) or hang it; the next request
+    gets the file as it is now."""
+    d = tempfile.mkdtemp(prefix="vigil-trunc-")
+    os.chmod(d, 0o755)
+    path = os.path.join(d, "t.bin")
+    data = os.urandom(8 * MIB)
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o644)
+    srv = Server(root=d)
+    socks = []
+    for _ in range(4):  # slow readers: most of the file still to send when it shrinks
+        s = conn(srv.port, rcvbuf=16384, timeout=5)
+        s.sendall(b"GET /t.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        s.recv(4096)
+        socks.append(s)
+    with open(path, "r+b") as f:
+        f.truncate(100 << 10)
+    for s in socks:
+        got, t0 = 0, time.time()
+        while True:
+            try:
+                b = s.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not b:
+                break
+            got += len(b)
+        check(got < len(data), "a whole 8 MiB body came from a file of 100 KiB (%d bytes)" % got)
+        check(time.time() - t0 < 5, "a cut download hung %.1f s" % (time.time() - t0))
+        s.close()
+    time.sleep(1.1)  # the cache's window
+    st, _, body = fetch(srv.port, "/t.bin")
+    check(st == 200 and body == data[:100 << 10], "after the truncation: %d, %d bytes" % (st, len(body)))
+    srv.stop()  # exit 0: no signal killed it
+    subprocess.run(["rm", "-rf", d])
+
+
 def rebuild_during_downloads_keeps_every_byte(root):
     """Issue 19: a loop rebuilt (spun callbacks, supervised) while clients
     download a 12 MiB mapped file slowly: every byte arrives, in order."""
@@ -662,6 +703,7 @@ def main():
         ("files_answer_conditionally", lambda: files_answer_conditionally(root)),
         ("files_changes_are_seen_within_a_second", files_changes_are_seen_within_a_second),
         ("rebuild_during_downloads_keeps_every_byte", lambda: rebuild_during_downloads_keeps_every_byte(root)),
+        ("truncated_while_sent_is_cut_not_fatal", truncated_while_sent_is_cut_not_fatal),
     ]
     # two at a time (each with its own servers), as the suites run with --jobs 2
     todo = [(n, f) for n, f in checks if not ARGS.only or ARGS.only in n]
