@@ -18,7 +18,8 @@
 # each measurement, one `curl -si` checks the server answers 200 with
 # Content-Length N and a body of N bytes. The server's CPU time (utime + stime
 # from /proc/PID/stat, all threads) is read just before and just after wrk, and
-# divided by wrk's request count. Raw lines go to DIR/http-results.txt; a
+# divided by wrk's request count; so is wrk's own CPU time (a client at 100 % of
+# its core, not the server, then sets req/s). Raw lines go to DIR/http-results.txt; a
 # Markdown table (medians over rounds, and the medians of the per-round
 # vigil/nginx ratios) is printed at the end. The exit status is non-zero if a
 # server fails to start, dies, answers the check wrongly, or wrk fails or reports
@@ -344,7 +345,7 @@ echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) conns=$CONNS wrk_threads=$THREADS duratio
 
 SERVERS="nginx vigil"
 [ -n "$ROOT" ] && [ -n "$H2O" ] && SERVERS="nginx h2o vigil"
-declare -A RPS P50 P99 CPU FAILS RUNS
+declare -A RPS P50 P99 CPU WCPU FAILS RUNS
 for s in $SERVERS; do RPS[$s]="" P50[$s]="" P99[$s]="" CPU[$s]="" FAILS[$s]=0 RUNS[$s]=0; done
 declare -A ROUND_VAL # "$s.$r.metric" -> value, for the paired ratios
 FAILED=0
@@ -375,9 +376,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		fi
 		pid=$SERVER_PID
 		t0=$(cpu_ticks "$pid")
-		taskset -c "$CLIENT_CPU" wrk -t "$THREADS" -c "$CONNS" -d "${DURATION}s" --latency \
+		# in a subshell, whose waited-for children's CPU (cutime + cstime,
+		# fields 16 and 17 of /proc/PID/stat) is then wrk's own
+		(taskset -c "$CLIENT_CPU" wrk -t "$THREADS" -c "$CONNS" -d "${DURATION}s" --latency \
 			"http://127.0.0.1:$PORT$URL_PATH" >"$TMP/wrk.out" 2>&1
 		rc=$?
+		awk '{ sub(/^.*\) /, ""); print $14 + $15 }' "/proc/$BASHPID/stat" >"$TMP/wrk.cpu"
+		exit $rc)
+		rc=$?
+		wrk_ticks=$(cat "$TMP/wrk.cpu" 2>/dev/null)
 		t1=$(cpu_ticks "$pid")
 		alive=1
 		kill -0 "$pid" 2>/dev/null || alive=0
@@ -392,12 +399,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
 			if (v ~ /^[0-9]+$/) n += v } print n; exit }' "$w")
 		non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF; exit }' "$w")
 		sockerr=${sockerr:-0} non2xx=${non2xx:-0}
-		cpu_us="" cpu_req=""
+		cpu_us="" cpu_req="" wrk_req=""
 		if [ -n "$t0" ] && [ -n "$t1" ] && [ -n "$reqs" ] && [ "$reqs" -gt 0 ]; then
 			cpu_us=$(((t1 - t0) * 1000000 / CLK_TCK))
 			cpu_req=$(awk -v c="$cpu_us" -v n="$reqs" 'BEGIN { printf "%.3f", c / n }')
+			[ -n "$wrk_ticks" ] && wrk_req=$(awk -v t="$wrk_ticks" -v hz="$CLK_TCK" -v n="$reqs" \
+				'BEGIN { printf "%.3f", t * 1000000 / hz / n }')
 		fi
-		echo "round=$r server=$s rc=$rc alive=$alive content_length=$cl requests=${reqs:-} req_per_s=${rps:-} p50_us=${p50:-} p99_us=${p99:-} socket_errors=$sockerr non2xx=$non2xx server_cpu_ticks=$((${t1:-0} - ${t0:-0})) server_cpu_us=${cpu_us:-} server_cpu_us_per_req=${cpu_req:-}" >>"$RESULTS"
+		echo "round=$r server=$s rc=$rc alive=$alive content_length=$cl requests=${reqs:-} req_per_s=${rps:-} p50_us=${p50:-} p99_us=${p99:-} socket_errors=$sockerr non2xx=$non2xx server_cpu_ticks=$((${t1:-0} - ${t0:-0})) server_cpu_us=${cpu_us:-} server_cpu_us_per_req=${cpu_req:-} wrk_cpu_us_per_req=${wrk_req:-}" >>"$RESULTS"
 		sed 's/^/#   /' "$w" >>"$RESULTS"
 		printf 'round %d %-5s rc=%d req/s=%s p50_us=%s p99_us=%s cpu_us/req=%s socket_errors=%s non2xx=%s\n' \
 			"$r" "$s" "$rc" "${rps:-?}" "${p50:-?}" "${p99:-?}" "${cpu_req:-?}" "$sockerr" "$non2xx" >&2
@@ -407,7 +416,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 			FAILS[$s]=$((FAILS[$s] + 1)) FAILED=1
 			continue
 		fi
-		RPS[$s]+="$rps " P50[$s]+="$p50 " P99[$s]+="$p99 " CPU[$s]+="$cpu_req "
+		RPS[$s]+="$rps " P50[$s]+="$p50 " P99[$s]+="$p99 " CPU[$s]+="$cpu_req " WCPU[$s]+="${wrk_req:-} "
 		ROUND_VAL[$s.$r.rps]=$rps ROUND_VAL[$s.$r.p50]=$p50 ROUND_VAL[$s.$r.p99]=$p99 ROUND_VAL[$s.$r.cpu]=$cpu_req
 	done
 done
@@ -425,17 +434,17 @@ echo
 echo "wrk -t $THREADS -c $CONNS -d ${DURATION}s, ${ROOT:+a file of }$BODY bytes, $ROUNDS interleaved rounds (medians;" \
 	"servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; vigil backend ${VIGIL_BACKEND:-?})"
 echo
-echo "| server | requests/s | latency p50 ms | latency p99 ms | server CPU us/request | failed runs |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| server | requests/s | latency p50 ms | latency p99 ms | server CPU us/request | wrk CPU us/request | failed runs |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for s in $SERVERS; do
-	printf '| %s | %s | %s | %s | %s | %s/%s |\n' "$s" \
+	printf '| %s | %s | %s | %s | %s | %s | %s/%s |\n' "$s" \
 		"$(fmt "$(med "${RPS[$s]}")" '%.0f')" \
 		"$(ms "$(med "${P50[$s]}")")" "$(ms "$(med "${P99[$s]}")")" \
-		"$(fmt "$(med "${CPU[$s]}")" '%.3f')" "${FAILS[$s]}" "${RUNS[$s]}"
+		"$(fmt "$(med "${CPU[$s]}")" '%.3f')" "$(fmt "$(med "${WCPU[$s]:-}")" '%.3f')" "${FAILS[$s]}" "${RUNS[$s]}"
 done
 for peer in $SERVERS; do
 	[ "$peer" = vigil ] && continue
-	printf '| vigil/%s (median of per-round ratios) | %s | %s | %s | %s | |\n' "$peer" \
+	printf '| vigil/%s (median of per-round ratios) | %s | %s | %s | %s | | |\n' "$peer" \
 		"$(fmt "$(paired rps "$peer")" '%.2fx')" "$(fmt "$(paired p50 "$peer")" '%.2fx')" \
 		"$(fmt "$(paired p99 "$peer")" '%.2fx')" "$(fmt "$(paired cpu "$peer")" '%.2fx')"
 done

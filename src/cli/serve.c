@@ -641,8 +641,10 @@ static opt serve_opts[] = {
      .help = "bytes of that body (default {default}, \"Hello, world!\"; {range})"},
     {"--root", 0, OPT_STRING, &cfg.root, .meta = "DIR",
      .help = "with --mode http: serve the files under DIR instead (GET and\n"
-             "HEAD; 404 for what is missing or outside DIR; \"/\" is index.html),\n"
-             "read through vigil's file calls, never blocking the loop"},
+             "HEAD; 404 for what is missing or outside DIR; \"/\" is index.html;\n"
+             "ETag, Last-Modified, 304, single ranges), looked at through\n"
+             "vigil's file calls, never blocking the loop, and cached per loop:\n"
+             "a file changed or deleted is seen within 1 s"},
     {"--threads", 0, OPT_U32, &cfg.threads, 1, 256, "N",
      .help = "N loops on N threads, one listener each on the same port\n"
              "(SO_REUSEPORT), all supervised when --stall-ms is set ({range};\n"
