@@ -547,6 +547,62 @@ def truncated_while_sent_is_cut_not_fatal():
     subprocess.run(["rm", "-rf", d])
 
 
+def cache_churn_is_exact():
+    """Issue 19: more files than the open-file cache holds (1,024 a loop):
+    entries are evicted while a large body is still being sent from one of
+    them (it holds its entry), and every body is exact."""
+    d = tempfile.mkdtemp(prefix="vigil-churn-")
+    os.chmod(d, 0o755)
+    past = time.time() - 3600
+    big = os.urandom(4 * MIB)
+    files = {"big.bin": big}
+    for i in range(1100):
+        files["f%d.txt" % i] = ("file %d " % i).encode() * (i % 7 + 1)
+    for name, data in files.items():
+        p = os.path.join(d, name)
+        with open(p, "wb") as f:
+            f.write(data)
+        os.chmod(p, 0o644)
+        os.utime(p, (past, past))  # settled: cached, not looked at again within a second
+    srv = Server(root=d)
+    slow = conn(srv.port, rcvbuf=16384, timeout=10)
+    slow.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+    first = slow.recv(65536)
+    # one keep-alive connection walks every small file twice, pipelined 50 at a time
+    s = conn(srv.port, timeout=10)
+    names = ["f%d.txt" % i for i in range(1100)] * 2
+    buf = b""
+    for at in range(0, len(names), 50):
+        batch = names[at:at + 50]
+        s.sendall(b"".join(b"GET /%s HTTP/1.1\r\nHost: t\r\n\r\n" % n.encode() for n in batch))
+        for n in batch:
+            while b"\r\n\r\n" not in buf:
+                b = s.recv(65536)
+                check(b, "closed while answering /%s" % n)
+                buf += b
+            hdr, _, buf = buf.partition(b"\r\n\r\n")
+            length = int(hdr.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(buf) < length:
+                b = s.recv(65536)
+                check(b, "closed mid-body of /%s" % n)
+                buf += b
+            body, buf = buf[:length], buf[length:]
+            check(hdr.startswith(b"HTTP/1.1 200") and body == files[n], "/%s: %r, %d bytes" % (n, hdr[:20], len(body)))
+    s.close()
+    rest = bytearray(first)  # the big body, its entry long evicted meanwhile
+    while True:
+        b = slow.recv(65536)
+        if not b:
+            break
+        rest += b
+        if b"\r\n\r\n" in rest and len(rest.partition(b"\r\n\r\n")[2]) >= len(big):
+            break
+    slow.close()
+    check(rest.partition(b"\r\n\r\n")[2] == big, "the large body sent across 2,200 evictions differs")
+    srv.stop()
+    subprocess.run(["rm", "-rf", d])
+
+
 def rebuild_during_downloads_keeps_every_byte(root):
     """Issue 19: a loop rebuilt (spun callbacks, supervised) while clients
     download a 12 MiB mapped file slowly: every byte arrives, in order."""
@@ -704,6 +760,7 @@ def main():
         ("files_changes_are_seen_within_a_second", files_changes_are_seen_within_a_second),
         ("rebuild_during_downloads_keeps_every_byte", lambda: rebuild_during_downloads_keeps_every_byte(root)),
         ("truncated_while_sent_is_cut_not_fatal", truncated_while_sent_is_cut_not_fatal),
+        ("cache_churn_is_exact", cache_churn_is_exact),
     ]
     # two at a time (each with its own servers), as the suites run with --jobs 2
     todo = [(n, f) for n, f in checks if not ARGS.only or ARGS.only in n]

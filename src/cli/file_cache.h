@@ -18,9 +18,10 @@
  * for at most FILE_CACHE_VALID_MS after it was last checked (open by path
  * and stat: the same device, inode, size, mtime and ctime, else it is
  * replaced). So a file changed, replaced or deleted is answered as it was
- * for at most that long. A file modified less than a second before the
- * check is checked again on every use until it is older: a write within
- * the same clock tick as the check would not change its mtime.
+ * for at most that long. An entry made from a file modified less than a
+ * second before is never trusted: each use opens, stats and reads the file
+ * again until it is older, since a write within the same clock tick as the
+ * read would not change its mtime.
  *
  * Bounds: FILE_CACHE_ENTRIES entries and FILE_CACHE_BYTES of small bodies
  * (mapped bytes are the page cache's, not counted), least recently used
@@ -49,7 +50,7 @@ struct file_entry {
     int fd;              /* open when bytes are read per request, else -1 */
     uint8_t *body;       /* size bytes, or NULL: read through fd */
     vigil_stat st;       /* what the file was when last checked */
-    uint64_t checked_ns; /* then (clock.h's now_ns); 0: check before every use */
+    uint64_t checked_ns; /* then (clock.h's now_ns); 0: never trusted, made from a file this second's */
     const char *type;    /* Content-Type */
     char etag[48];       /* "\"mtime.ns-size\"" in hex, nginx's with nanoseconds */
     char last_modified[30];

@@ -559,7 +559,10 @@ static void on_stat(vigil_loop *loop, vigil_op op, int status, void *ud) {
         answer_status(loop, fc, status < 0 ? status_of(status) : 404);
         return;
     }
-    if (e && file_entry_same(e, &fc->st)) { /* unchanged: the entry goes on */
+    /* Unchanged: the entry goes on. Not an entry made while the file was
+     * this second's (checked_ns 0): a write in the same clock tick as its
+     * read would leave stat as it was, so its bytes are read again. */
+    if (e && e->checked_ns && file_entry_same(e, &fc->st)) {
         e->checked_ns = checked_stamp(&e->st);
         answer(loop, fc, e);
         return;
