@@ -18,8 +18,8 @@
  * for at most FILE_CACHE_VALID_MS after it was last checked (open by path
  * and stat: the same device, inode, size, mtime and ctime, else it is
  * replaced). So a file changed, replaced or deleted is answered as it was
- * for at most that long. An entry made from a file modified less than a
- * second before is never trusted: each use opens, stats and reads the file
+ * for at most that long. An entry made from a file modified less than 2 s
+ * before is never trusted: each use opens, stats and reads the file
  * again until it is older, since a write within the same clock tick as the
  * read would not change its mtime.
  *
