@@ -243,10 +243,6 @@ static int status_of(int err) {
 
 /* ------------------------------------------------------------ answering from an entry */
 
-static const char *connection_field(const http_request *req) {
-    return !req->keep_alive ? "Connection: close\r\n" : req->http10 ? "Connection: keep-alive\r\n" : "";
-}
-
 static size_t append(char *buf, size_t at, const char *s, size_t n) {
     memcpy(buf + at, s, n);
     return at + n;
@@ -255,7 +251,7 @@ static size_t append(char *buf, size_t at, const char *s, size_t n) {
 /* The head of a 200 from e's fixed fields: a few copies, no formatting. */
 static size_t head_200(char *buf, const file_entry *e, const http_request *req) {
     static const char start[] = "HTTP/1.1 200 OK\r\nServer: vigil\r\nDate: ";
-    const char *conn = connection_field(req);
+    const char *conn = http_connection_field(req);
     size_t n = append(buf, 0, start, sizeof(start) - 1);
     n = append(buf, n, http_date_now(), 29);
     n = append(buf, n, "\r\n", 2);
@@ -267,7 +263,7 @@ static size_t head_200(char *buf, const file_entry *e, const http_request *req) 
 /* 206, 304 and 416: rarer, formatted. */
 static int head_other(char *buf, size_t cap, int status, const file_entry *e, uint64_t first,
                       uint64_t last, const http_request *req) {
-    const char *conn = connection_field(req);
+    const char *conn = http_connection_field(req);
     unsigned long long size = (unsigned long long)e->st.size;
     if (status == 304) /* the validators, no length: the client has the body */
         return snprintf(buf, cap,
@@ -358,11 +354,16 @@ static void piece_sent(vigil_loop *loop, vigil_conn c, int status, void *ud) {
 }
 
 #ifndef _WIN32
-/* Are the pages of [p, p + n) of a mapping in memory? (mincore: no wait.) */
-static int resident(const uint8_t *p, size_t n) {
+static size_t page_size(void) {
     static size_t page;
     if (!page)
         page = (size_t)sysconf(_SC_PAGESIZE);
+    return page;
+}
+
+/* Are the pages of [p, p + n) of a mapping in memory? (mincore: no wait.) */
+static int resident(const uint8_t *p, size_t n) {
+    size_t page = page_size();
     uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
     size_t pages = ((uintptr_t)p + n - a + page - 1) / page;
     unsigned char vec[MAP_CHUNK / 4096 + 2];
@@ -377,9 +378,7 @@ static int resident(const uint8_t *p, size_t n) {
 /* On a pool thread: fault the next piece in (a truncated file: -EFAULT). */
 static int populate(void *ud) {
     files_conn *fc = ud;
-    static size_t page;
-    if (!page)
-        page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t page = page_size();
     uint64_t n = fc->end - fc->off < MAP_CHUNK ? fc->end - fc->off : MAP_CHUNK;
     uintptr_t p = (uintptr_t)(fc->e->body + fc->off), a = p & ~(uintptr_t)(page - 1);
     if (madvise((void *)a, (size_t)(p + n - a), MADV_POPULATE_READ) == 0)
@@ -546,22 +545,28 @@ static void keep_large(vigil_loop *loop, files_conn *fc, file_entry *e) {
     fc->fd = -1;
 }
 
+/* The request's file is not what the cache says any more. */
+static void forget(vigil_loop *loop, files_conn *fc) {
+    file_entry *e = file_cache_find(fc->cache, fc->path);
+    if (e)
+        file_cache_drop(fc->cache, loop, e);
+}
+
 static void on_stat(vigil_loop *loop, vigil_op op, int status, void *ud) {
     files_conn *fc = ud;
     if (fc->gone || status == -EOWNERDEAD) {
         finish(loop, fc, 0);
         return;
     }
-    file_entry *e = file_cache_find(fc->cache, fc->path);
     if (status < 0 || !S_ISREG(fc->st.mode)) { /* a directory, a device: gone from the cache too */
-        if (e)
-            file_cache_drop(fc->cache, loop, e);
+        forget(loop, fc);
         answer_status(loop, fc, status < 0 ? status_of(status) : 404);
         return;
     }
     /* Unchanged: the entry goes on. Not an entry made while the file was
      * this second's (checked_ns 0): a write in the same clock tick as its
      * read would leave stat as it was, so its bytes are read again. */
+    file_entry *e = file_cache_find(fc->cache, fc->path);
     if (e && e->checked_ns && file_entry_same(e, &fc->st)) {
         e->checked_ns = checked_stamp(&e->st);
         answer(loop, fc, e);
@@ -599,9 +604,7 @@ static void on_open(vigil_loop *loop, vigil_op op, int status, void *ud) {
         return;
     }
     if (status < 0) { /* gone, or no longer ours to serve: out of the cache */
-        file_entry *e = file_cache_find(fc->cache, fc->path);
-        if (e)
-            file_cache_drop(fc->cache, loop, e);
+        forget(loop, fc);
         answer_status(loop, fc, status_of(status));
         return;
     }

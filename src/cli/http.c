@@ -102,7 +102,8 @@ static int content_length(const char *v, const char *e, uint64_t *out) {
  * out. Returns 1 when it cannot be read whole (cut off by line[], too long
  * for out, or a second one: a list split over two lines), so that what
  * depends on it is ignored rather than judged on a part. */
-static int keep_field(const http_parser *p, const char *v, char *out, size_t cap) {
+static int keep_field(http_parser *p, const char *v, char *out, size_t cap) {
+    p->has_cond = 1;
     const char *e = p->line + p->line_len;
     while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
         e--;
@@ -355,21 +356,29 @@ done:
     req->method = p->method;
     req->target_long = p->target_long;
     memcpy(req->target, p->target, sizeof(req->target));
-    req->cond = p->cond;
-    if (req->cond.cond_off)
+    if (p->has_cond) { /* (most requests have none: no copy of the fields then) */
+        req->cond = p->cond;
+        if (req->cond.cond_off)
+            req->cond.if_none_match[0] = req->cond.if_modified_since[0] = 0;
+        if (req->cond.range_off)
+            req->cond.range[0] = req->cond.if_range[0] = 0;
+    } else {
         req->cond.if_none_match[0] = req->cond.if_modified_since[0] = 0;
-    if (req->cond.range_off)
         req->cond.range[0] = req->cond.if_range[0] = 0;
+        req->cond.cond_off = req->cond.range_off = 0;
+    }
     reset(p);
     *used = pos;
     return 1;
 }
 
+const char *http_connection_field(const http_request *req) {
+    return !req->keep_alive ? "Connection: close\r\n" : req->http10 ? "Connection: keep-alive\r\n" : "";
+}
+
 int http_response_head(char *buf, size_t cap, size_t body_size, const char *content_type,
                        const http_request *req) {
-    const char *conn = !req->keep_alive ? "Connection: close\r\n"
-                       : req->http10    ? "Connection: keep-alive\r\n"
-                                        : "";
+    const char *conn = http_connection_field(req);
     int n = snprintf(buf, cap,
                      "HTTP/1.1 200 OK\r\nServer: vigil\r\nContent-Type: %s\r\n"
                      "Content-Length: %zu\r\n%s\r\n",
@@ -404,9 +413,7 @@ static const char *reason_of(int status) {
 
 int http_status_response(char *buf, size_t cap, int status, const http_request *req) {
     const char *reason = reason_of(status);
-    const char *conn = !req->keep_alive ? "Connection: close\r\n"
-                       : req->http10    ? "Connection: keep-alive\r\n"
-                                        : "";
+    const char *conn = http_connection_field(req);
     const char *allow = status == 405 ? "Allow: GET, HEAD\r\n" : "";
     int n = snprintf(buf, cap,
                      "HTTP/1.1 %d %s\r\nServer: vigil\r\nContent-Type: text/plain\r\n"

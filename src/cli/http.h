@@ -62,6 +62,7 @@ typedef struct http_parser {
     int truncated;       /* the current line is longer than line[] */
     char line[128];      /* the start of the current line; the rest is only checked */
     http_conditions cond;/* the request's preconditions and range, so far */
+    int has_cond;        /* ... any of them seen (else cond is not copied out) */
 } http_parser;
 
 enum { HTTP_OTHER = 0, HTTP_GET, HTTP_HEAD };
@@ -93,6 +94,9 @@ int http_parse(http_parser *p, const uint8_t *data, size_t len, size_t *used, ht
  * or -ENOSPC. */
 int http_response_head(char *buf, size_t cap, size_t body_size, const char *content_type,
                        const http_request *req);
+
+/* The Connection field a response to req needs ("" for HTTP/1.1 keep-alive). */
+const char *http_connection_field(const http_request *req);
 
 /* An error response with Connection: close, or -ENOSPC. */
 int http_error_response(char *buf, size_t cap, int status);
