@@ -470,7 +470,10 @@ VIGIL_API int vigil_buf_release(vigil_loop *loop, const vigil_buf *kept);
 typedef void (*vigil_send_cb)(vigil_loop *loop, vigil_conn conn, int status, void *ud);
 
 /* Queues len bytes (copied) behind earlier sends on this connection; they go
- * out in order, partial sends continue internally. cb may be NULL. len 0 is
+ * out in order, partial sends continue internally. Called from a callback,
+ * the send starts when the loop is about to wait, with every other message
+ * the pass queued on this connection (one vectored send for a head and its
+ * body); called outside the loop's run, at once. cb may be NULL. len 0 is
  * a message too: its callback (status 0) comes once every earlier message
  * went out.
  * deadline_ms > 0: if the message has not fully gone out by then, the

@@ -199,6 +199,64 @@ VT_TEST(fake, sends_confirmed_in_pieces_report_in_order, 20) {
     close(p);
 }
 
+/* Each message received is answered with a head and a body, as a server
+ * answers a request. */
+static void recv_answer(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
+    if (status <= 0)
+        return;
+    VT_OK(vigil_conn_send(loop, c, "head:", 5, 0, on_sent, "H", NULL));
+    VT_OK(vigil_conn_send(loop, c, b->data, b->len, 0, on_sent, "B", NULL));
+}
+
+/* What the callbacks of one pass queue on a connection leaves in one
+ * vectored send, started before the wait: here two answers of two messages
+ * each (four slices, one request); what they queue while it is in flight
+ * follows it in the next. Outside the loop's run a send starts at once. */
+VT_TEST(fake, what_a_pass_queues_leaves_in_one_send, 20) {
+    seen[0] = 0;
+    vigil_loop *loop = fake_loop(0);
+    int p;
+    vigil_conn c = pair(loop, &p);
+    VT_OK(vigil_conn_recv_start(loop, c, 0, recv_answer, NULL, NULL));
+    uint64_t rt = live(loop, FAKE_RECV, c).tag;
+    VT_OK(fake_recv_bytes(loop, rt, "one", 3, true));
+    VT_OK(fake_recv_bytes(loop, rt, "two", 3, true));
+    pump(loop);
+    VT_EQ(fake_count(loop, FAKE_SEND), 1);
+    fake_req r = live(loop, FAKE_SEND, c);
+    VT_EQ(r.slices, 4);
+    VT_EQ(r.len, 16);
+    VT_ASSERT(!memcmp(r.data, "head:onehead:two", 16), "the send asks for \"%.*s\"", (int)r.len,
+              (const char *)r.data);
+
+    /* answers queued while that send is in flight go together after it */
+    VT_OK(fake_recv_bytes(loop, rt, "3", 1, true));
+    VT_OK(fake_recv_bytes(loop, rt, "4", 1, true));
+    pump(loop);
+    VT_EQ(fake_count(loop, FAKE_SEND), 1);
+    VT_OK(fake_complete(loop, r.tag, 16, 0));
+    pump(loop);
+    SEEN("H=5|B=3|H=5|B=3|");
+    VT_EQ(fake_count(loop, FAKE_SEND), 2);
+    r = live(loop, FAKE_SEND, c);
+    VT_EQ(r.slices, 4);
+    VT_ASSERT(r.len == 12 && !memcmp(r.data, "head:3head:4", 12), "the send asks for \"%.*s\"",
+              (int)r.len, (const char *)r.data);
+    VT_OK(fake_complete(loop, r.tag, 12, 0));
+    pump(loop);
+    SEEN("H=5|B=3|H=5|B=3|H=5|B=1|H=5|B=1|");
+
+    /* outside the run: at once */
+    VT_OK(vigil_conn_send(loop, c, "now", 3, 0, on_sent, "N", NULL));
+    VT_EQ(fake_count(loop, FAKE_SEND), 3);
+    VT_OK(fake_complete(loop, live(loop, FAKE_SEND, c).tag, 3, 0));
+    pump(loop);
+    VT_EQ(vigil_conn_send_queued(loop, c), 0);
+    VT_EQ(stale(loop), 0);
+    VT_OK(vigil_loop_destroy(loop));
+    close(p);
+}
+
 /* ---------------------------------------------------------- duplicated */
 
 /* A final completion delivered twice: one callback, the duplicate counted

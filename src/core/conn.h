@@ -14,6 +14,7 @@ void vigil__tcp_repair(vigil_loop *loop, vigil__conn *c); /* after a fence */
 void vigil__tcp_break(vigil_loop *loop, vigil__conn *c, int status);
 void vigil__tcp_reset_now(vigil_loop *loop, vigil__conn *c); /* RST, the callbacks later */
 bool vigil__send_unlink(vigil_loop *loop, vigil__conn *c, vigil__op *op); /* false: not queued */
+void vigil__tcp_pump_soon_run(vigil_loop *loop); /* before the wait: sends queued in this pass */
 void vigil__buf_recycle(vigil_loop *loop, uint32_t id);
 
 /* udp.c */

@@ -1022,6 +1022,7 @@ static int run_passes(vigil_loop *loop, vigil_run_mode mode, int timeout_ms, boo
         if (mode == VIGIL_RUN_DEFAULT && !has_work(loop) && !posts_waiting(loop))
             break;
         vigil__fs_poll(loop); /* submits what callbacks asked for */
+        vigil__tcp_pump_soon_run(loop); /* starts the sends they queued */
         /* Sleep only if nothing is ready, and in ONCE only until something ran. */
         bool ready = vigil__fs_ready(loop) ||
                      (!loop->rb.gated && (loop->later.head || posts_waiting(loop)));
@@ -1070,6 +1071,7 @@ static int run_passes(vigil_loop *loop, vigil_run_mode mode, int timeout_ms, boo
         if (now >= until)
             break;
     }
+    vigil__tcp_pump_soon_run(loop); /* what the last pass's callbacks queued */
     loop->running = 0;
     loop->cur_runner = NULL;
     atomic_store_explicit(&r->state, VIGIL__AT_OUTSIDE, memory_order_release);
@@ -1199,6 +1201,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
             loop->send_cache[i] = next;
         }
     }
+    free(loop->pump_ids);
     free(loop->tm.heap);
     free(loop->rb.held);
     free(loop->rb.carry);

@@ -73,6 +73,9 @@ struct vigil_loop {
      * busy stream does not malloc/free (and page-fault) every message */
     void *send_cache[11];
     size_t send_cached;
+    /* connections (ids) whose queued sends start before the wait (tcp.c) */
+    uint64_t *pump_ids;
+    uint32_t pump_n, pump_cap;
 
     vigil__be_env env;          /* all the backend may use of the loop (backend.h) */
     /* later-list entries and posts taken for this pass and not yet run: a

@@ -197,6 +197,7 @@ typedef struct vigil__msgout { uint32_t namelen, controllen, payloadlen, flags; 
 #define VIGIL__CF_DRAINED    (1u << 11)
 #define VIGIL__CF_FROZEN     (1u << 12) /* its callback is stuck on a fenced thread: hold its events */
 #define VIGIL__CF_DISCARD    (1u << 13) /* broken after a fence: received bytes are dropped */
+#define VIGIL__CF_PUMP_SOON  (1u << 14) /* on the loop's list of sends to start before the wait */
 
 /* Bytes received while paused wait in their buffers, queued through this
  * per-buffer link (loop->buf_park, one entry per pool buffer, made with the

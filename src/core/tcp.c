@@ -750,6 +750,44 @@ static void send_pump(vigil_loop *loop, vigil__conn *c) {
     }
 }
 
+/* A message a callback queues while nothing is in flight on its connection
+ * starts at the end of the pass, before the wait, not at once: everything
+ * the pass's callbacks queue on a connection (an HTTP head and its body, the answers
+ * to pipelined requests) then leaves in one vectored send, and one
+ * completion. It costs no latency: both Linux backends hand sends to the
+ * kernel at the wait anyway. */
+static void send_pump_soon(vigil_loop *loop, vigil__conn *c) {
+    if (!loop->in_callback) {
+        send_pump(loop, c); /* called outside the loop's run: no pass to end */
+        return;
+    }
+    if (c->flags & VIGIL__CF_PUMP_SOON)
+        return;
+    if (loop->pump_n == loop->pump_cap) {
+        uint32_t cap = loop->pump_cap ? loop->pump_cap * 2 : 64;
+        uint64_t *ids = realloc(loop->pump_ids, cap * sizeof(*ids));
+        if (!ids) {
+            send_pump(loop, c); /* no room on the list: at once, as it was */
+            return;
+        }
+        loop->pump_ids = ids;
+        loop->pump_cap = cap;
+    }
+    c->flags |= VIGIL__CF_PUMP_SOON;
+    loop->pump_ids[loop->pump_n++] = vigil__conn_id(loop, c);
+}
+
+void vigil__tcp_pump_soon_run(vigil_loop *loop) {
+    for (uint32_t i = 0; i < loop->pump_n; i++) {
+        vigil__conn *c = vigil__conn_from_id(loop, loop->pump_ids[i]); /* NULL: gone since */
+        if (!c || !(c->flags & VIGIL__CF_PUMP_SOON))
+            continue;
+        c->flags &= (uint16_t)~VIGIL__CF_PUMP_SOON;
+        send_pump(loop, c); /* runs no callback: failures go to the later list */
+    }
+    loop->pump_n = 0;
+}
+
 /* n bytes a send confirmed, applied to the queue from head on, in order. */
 static void send_apply(vigil_loop *loop, vigil__conn *c, vigil__op *head, int64_t n) {
     vigil__op *r = op_of(loop, c->recv_op);
@@ -852,7 +890,7 @@ static int send_queue(vigil_loop *loop, vigil__conn *c, uint8_t *data, size_t le
     }
     vigil__queue_push(loop, &c->sendq, op->self + 1, vigil__op_link);
     c->queued += len;
-    send_pump(loop, c);
+    send_pump_soon(loop, c);
     if (c->hwm && c->queued > c->hwm) {
         c->flags |= VIGIL__CF_OVER_HWM;
         return 1;
