@@ -752,10 +752,10 @@ static void send_pump(vigil_loop *loop, vigil__conn *c) {
 
 /* A message a callback queues while nothing is in flight on its connection
  * starts at the end of the pass, before the wait, not at once: everything
- * the pass's callbacks queue on a connection (an HTTP head and its body, the answers
- * to pipelined requests) then leaves in one vectored send, and one
- * completion. It costs no latency: both Linux backends hand sends to the
- * kernel at the wait anyway. */
+ * the pass's callbacks queue on a connection (an HTTP head and its body,
+ * the answers to pipelined requests) then leaves in one vectored send, with
+ * one completion. It costs no latency: both Linux backends hand sends to
+ * the kernel at the wait anyway. */
 static void send_pump_soon(vigil_loop *loop, vigil__conn *c) {
     if (!loop->in_callback) {
         send_pump(loop, c); /* called outside the loop's run: no pass to end */
