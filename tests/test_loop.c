@@ -42,6 +42,55 @@ static double ms_since(uint64_t t0) { return (double)(vigil_now_ns() - t0) / 1e6
 
 /* ------------------------------------------------------------- timers */
 
+/* The wait's timeout is a standing kernel timer, armed for the next due
+ * time and left across waits: a timer started later that is due sooner
+ * must not wait for the one already armed (here: armed for 3 s while the
+ * loop sleeps, then a post from another thread starts a 50 ms timer), and
+ * a timer cancelled before its time (its standing timer then wakes the loop
+ * for nothing) changes nothing else. */
+static uint64_t fired_at_ns, started_at_ns;
+static void note_fire_time(vigil_loop *loop, vigil_op t, int status, void *ud) {
+    if (status == 0) {
+        fired_at_ns = vigil_now_ns();
+        on_timer(loop, t, status, ud);
+        vigil_loop_stop(loop);
+    }
+}
+
+static void start_sooner_timer(vigil_loop *loop, int status, void *arg) {
+    if (status == 0) {
+        started_at_ns = vigil_now_ns();
+        VT_OK(vigil_timer_start(loop, 50, 0, note_fire_time, (void *)1, NULL));
+    }
+}
+
+static void *post_after_100ms(void *loop) {
+    sleep_ms(100);
+    VT_OK(vigil_loop_post(loop, start_sooner_timer, NULL));
+    return NULL;
+}
+
+VT_TEST(loop, a_sooner_timer_is_not_held_by_the_armed_one, 20) {
+    vigil_loop *loop = vt_loop(NULL);
+    norder = 0;
+    fired_at_ns = started_at_ns = 0;
+    vigil_op later, early;
+    VT_OK(vigil_timer_start(loop, 3000, 0, on_timer, (void *)9, &later));
+    VT_OK(vigil_timer_start(loop, 20, 0, on_timer, (void *)8, &early));
+    VT_EQ(vigil_loop_run(loop, VIGIL_RUN_NOWAIT, 0), 1);
+    VT_OK(vigil_op_cancel(loop, early)); /* a standing timer may be armed for 20 ms: nothing due then */
+    pthread_t poster;
+    VT_EQ(pthread_create(&poster, NULL, post_after_100ms, loop), 0);
+    VT_EQ(vigil_loop_run(loop, VIGIL_RUN_DEFAULT, -1), 1); /* stopped by the 50 ms timer */
+    VT_EQ(pthread_join(poster, NULL), 0);
+    VT_EQ(norder, 1);
+    VT_EQ(order[0], 1); /* not the 3 s one, not the cancelled one */
+    double waited_ms = (double)(fired_at_ns - started_at_ns) / 1e6;
+    VT_ASSERT(waited_ms >= 49 && waited_ms < 2000, "the 50 ms timer fired after %.1f ms", waited_ms);
+    VT_OK(vigil_op_cancel(loop, later));
+    VT_OK(vigil_loop_destroy(loop));
+}
+
 /* A record of every callback a timer got. */
 typedef struct trec {
     int fired;     /* status 0 callbacks */

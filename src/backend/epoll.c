@@ -32,6 +32,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -91,7 +92,15 @@ typedef struct epoll_state {
     uint32_t cur_ev;    /* the epoll bits of the event being handled */
     req *reqs;          /* by op slot */
     uint32_t reqs_cap;
+    /* The standing timer: a timerfd in the epoll set, set to the next timer's
+     * due time only when that changes, so that epoll_wait needs no timeout of
+     * its own (each one would start and cancel a kernel timer). -1: none. */
+    int tmo_fd;
+    uint64_t tmo_due;   /* what it is set to, 0: nothing (or it fired) */
 } epoll_state;
+
+/* The timerfd's epoll data: never an fd's (gen << 32 | fd). */
+#define TMO_DATA UINT64_MAX
 
 static epoll_state *st(vigil_loop *loop) { return loop->be_state; }
 
@@ -194,6 +203,7 @@ static int epoll_init(vigil_loop *loop) {
     if (!s)
         return -ENOMEM;
     s->epfd = -1;
+    s->tmo_fd = -1;
     loop->be_state = s;
     int rc = -ENOMEM;
     s->free_bufs = malloc(loop->env.opts->buf_count * sizeof(uint32_t));
@@ -207,6 +217,13 @@ static int epoll_init(vigil_loop *loop) {
     if (s->epfd < 0) {
         rc = -errno;
         goto fail;
+    }
+    /* without it (no timerfd): each wait passes its own timeout */
+    s->tmo_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct epoll_event tev = {.events = EPOLLIN, .data.u64 = TMO_DATA};
+    if (s->tmo_fd >= 0 && epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->tmo_fd, &tev) < 0) {
+        close(s->tmo_fd);
+        s->tmo_fd = -1;
     }
     loop->env.info->features = 0;
     loop->env.info->ring_entries = loop->env.info->cq_entries = 0;
@@ -231,6 +248,8 @@ static void epoll_abandon(void *state) {
         return;
     if (s->epfd >= 0)
         close(s->epfd); /* epoll holds no socket references: nothing else to undo */
+    if (s->tmo_fd >= 0)
+        close(s->tmo_fd);
     free(s->fds);
     free(s->free_bufs);
     free(s->pend);
@@ -684,13 +703,29 @@ static void on_writable(vigil_loop *loop, int fd, fd_slot *f) {
         wait_write(loop, tag, fd, WR_SEND);
 }
 
+/* Sets the standing timer for until (a vigil__clock_ns: CLOCK_MONOTONIC)
+ * unless it ends no later already (one that ends sooner only wakes the loop
+ * early). False: the wait must pass its own timeout. */
+static bool standing_timer(epoll_state *s, uint64_t until) {
+    if (s->tmo_fd < 0 || !until)
+        return false;
+    if (s->tmo_due && s->tmo_due <= until)
+        return true;
+    struct itimerspec its = {.it_value = {.tv_sec = (time_t)(until / 1000000000u),
+                                          .tv_nsec = (long)(until % 1000000000u)}};
+    if (timerfd_settime(s->tmo_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+        return false;
+    s->tmo_due = until;
+    return true;
+}
+
 static int epoll_wait_be(vigil_loop *loop, int64_t timeout_ns) {
     epoll_state *s = st(loop);
     int handled = drain_pending(loop);
     int timeout_ms;
     if (handled || s->npend || timeout_ns == 0)
         timeout_ms = 0;
-    else if (timeout_ns < 0)
+    else if (timeout_ns < 0 || standing_timer(s, loop->env.wait_until_ns))
         timeout_ms = -1;
     else /* round up: waking early would spin until the deadline */
         timeout_ms = (int)((timeout_ns + 999999) / 1000000);
@@ -701,6 +736,14 @@ static int epoll_wait_be(vigil_loop *loop, int64_t timeout_ns) {
         return errno == EINTR ? handled : -errno;
     for (int i = 0; i < n; i++) {
         uint64_t d = s->events[i].data.u64;
+        if (d == TMO_DATA) { /* the standing timer fired: the loop runs what is due */
+            uint64_t expirations;
+            ssize_t r = read(s->tmo_fd, &expirations, sizeof(expirations)); /* EAGAIN: none */
+            (void)r;
+            s->tmo_due = 0;
+            handled--; /* not a completion */
+            continue;
+        }
         int fd = (int)(uint32_t)d;
         fd_slot *f = slot_of(s, fd);
         if (!f || f->gen != (uint32_t)(d >> 32))

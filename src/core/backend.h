@@ -59,6 +59,10 @@ typedef struct vigil__be_env {
     vigil_loop_info *info;           /* the backend fills in features and ring sizes in init */
     pthread_mutex_t *info_lock;      /* ... and holds this to change them later (other threads read) */
     _Atomic uint64_t *cq_overflows;  /* the loop's counter of completion-queue overflows */
+    /* When wait() is given a timeout from the loop's run: the vigil__clock_ns
+     * it ends at (the next timer's due time, mostly the same from one wait to
+     * the next); 0 otherwise. */
+    uint64_t wait_until_ns;
     /* The batch being dispatched: completions copied out of the kernel's
      * queue, handed to vigil__dispatch in order; in loop memory so that a
      * fence in a callback leaves the rest [batch_pos + 1, batch_len) for the

@@ -1053,7 +1053,9 @@ static int run_passes(vigil_loop *loop, vigil_run_mode mode, int timeout_ms, boo
                               memory_order_relaxed);
         vigil__stamp_at(loop, before);
         /* the backend marks its kernel wait (vigil__wait_enter/leave) */
+        loop->env.wait_until_ns = t > 0 ? before + (uint64_t)t : 0;
         rc = loop->be->wait(loop, t);
+        loop->env.wait_until_ns = 0;
         now = vigil__clock_ns();
         vigil__stat_add(&loop->sv.stats.iterations, 1);
         vigil__stamp_at(loop, now);
