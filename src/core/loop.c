@@ -7,8 +7,11 @@
  *   1. expired timers and deadlines, in (due time, start order);
  *   2. the later list: final callbacks that need no kernel completion;
  *   3. posted callbacks, in post order;
- *   4. the backend waits (not at all if 1-3 left work) and dispatches
- *      completions in the order the kernel posted them.
+ *   4. the sends the pass's callbacks queued start, all of a connection's
+ *      in one vectored send (tcp.c);
+ *   5. the backend waits (not at all if 1-3 left work; with a timer pending,
+ *      until a standing kernel timer the backend keeps for its due time)
+ *      and dispatches completions in the order the kernel posted them.
  */
 #include "core/engine.h"
 #include "core/loop.h"
