@@ -1608,13 +1608,73 @@ VT_TEST(tcp, one_message_at_a_time_reuses_few_buffers, 30) {
     VT_OK(vigil_conn_recv_start(loop, s.c, 0, ids_recv, &x, NULL));
     enum { ROUNDS = 1000 };
     for (uint64_t i = 1; i <= ROUNDS; i++) {
-        VT_EQ(write(fd, "ping", 4), 4);
+        VT_OK(vt_sock_write_all(fd, "ping", 4));
         VT_ASSERT(vt_run_until_count(loop, &x.recvs, i, 5000), "message %llu not received",
                   (unsigned long long)i);
     }
     VT_ASSERT(x.distinct <= 64, "%d distinct buffers for %d one-message receives", x.distinct,
               ROUNDS);
     vt_sock_close(fd);
+    VT_OK(vigil_loop_destroy(loop));
+}
+
+/* 17c. Streams on several connections at once: a pass then takes many
+ * buffers (a multishot receive empties its socket into as many buffers as
+ * it needs), so the shallow ring (io_uring) must grow to what a pass takes;
+ * one that stayed at its first depth would run dry pass after pass. */
+typedef struct burst_srv {
+    uint64_t accepted, bytes;
+} burst_srv;
+
+static void burst_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
+    (void)loop;
+    (void)c;
+    if (status > 0)
+        ((burst_srv *)ud)->bytes += b->len;
+}
+
+static void burst_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn c, void *ud) {
+    (void)l;
+    burst_srv *s = ud;
+    if (status == 0 && vigil_conn_recv_start(loop, c, 0, burst_recv, s, NULL) == 0)
+        s->accepted++;
+}
+
+VT_TEST(tcp, streams_grow_the_shallow_ring, 60) {
+    vigil_loop_options o = {.buf_count = 1024, .buf_size = 4096};
+    vigil_loop *loop = vt_loop(&o);
+    burst_srv s = {0};
+    int port;
+    vt_listen(loop, burst_accept, &s, &port);
+    enum { N = 8 };
+    const uint64_t per_conn = 8 * MIB, total = N * per_conn;
+    int fd[N];
+    uint64_t sent[N] = {0};
+    for (int i = 0; i < N; i++) {
+        fd[i] = vt_sock_connect(port);
+        vt_sock_nonblock(fd[i]);
+    }
+    VT_ASSERT(vt_run_until_count(loop, &s.accepted, N, 5000));
+    static uint8_t chunk[256 * KIB];
+    memset(chunk, 's', sizeof(chunk));
+    uint64_t t_end = vigil_now_ns() + 30000000000ull;
+    while (s.bytes < total && vigil_now_ns() < t_end) {
+        for (int i = 0; i < N; i++) {
+            size_t want = per_conn - sent[i] < sizeof(chunk) ? (size_t)(per_conn - sent[i]) : sizeof(chunk);
+            ssize_t w = want ? send(fd[i], (const char *)chunk, (int)want, MSG_NOSIGNAL) : 0;
+            if (w > 0)
+                sent[i] += (uint64_t)w;
+        }
+        VT_ASSERT(vigil_loop_run(loop, VIGIL_RUN_ONCE, 10) >= 0);
+    }
+    VT_EQ(s.bytes, total);
+    vigil_loop_stats st;
+    VT_OK(vigil_loop_get_stats(loop, &st));
+    VT_LOG("%llu receives re-armed after a dry ring while %d streams sent %llu MiB",
+           (unsigned long long)st.enobufs_rearms, N, (unsigned long long)(total / MIB));
+    VT_ASSERT(st.enobufs_rearms < 64, "the ring ran dry %llu times", (unsigned long long)st.enobufs_rearms);
+    for (int i = 0; i < N; i++)
+        vt_sock_close(fd[i]);
     VT_OK(vigil_loop_destroy(loop));
 }
 

@@ -73,6 +73,7 @@ typedef struct uring_state {
     unsigned br_depth;   /* how many br_in is topped up to */
     unsigned br_low;     /* the fewest br_in seen at a top-up this window */
     unsigned br_topups;  /* top-ups this window */
+    bool br_dry;         /* a receive found the ring empty since the last top-up */
     uint16_t *spare;     /* free buffer ids not in the ring: a stack */
     uint32_t nspare;
     uint64_t wake_buf;
@@ -110,11 +111,15 @@ static void ring_add(vigil_loop *loop, uring_state *s, uint32_t id) {
 }
 
 /* Refills the ring to br_depth from the spare stack's top, adapting the
- * depth to what the passes take: doubled when one left under a quarter,
- * halved when a whole window never took a quarter. */
+ * depth to what the passes take: doubled when a receive found it empty or
+ * it was left under a quarter full, halved when a whole window never took
+ * a quarter. (A pass's completions come in batches, each followed by a
+ * top-up, so the level alone can miss a ring that ran dry mid-pass.) */
 static void top_up(vigil_loop *loop, uring_state *s) {
     uint32_t n = loop->env.opts->buf_count;
-    if (s->br_in < s->br_depth / 4 && s->br_depth < n) {
+    bool dry = s->br_dry && s->nspare;
+    s->br_dry = false;
+    if ((dry || s->br_in < s->br_depth / 4) && s->br_depth < n) {
         s->br_depth = s->br_depth * 2 < n ? s->br_depth * 2 : n;
         s->br_low = UINT32_MAX;
         s->br_topups = 0;
@@ -179,6 +184,8 @@ static uint8_t cqe_take(uring_state *s, const struct io_uring_cqe *c, vigil__cqe
     if (c->flags & IORING_CQE_F_BUFFER) {
         e->flags |= VIGIL__CQE_BUF | ((c->flags >> IORING_CQE_BUFFER_SHIFT) << 16);
         s->br_in--;
+    } else if (c->res == -ENOBUFS) {
+        s->br_dry = true;
     }
     uint32_t slot = (uint32_t)e->tag;
     if (e->tag == VIGIL__TAG_IGNORE || slot >= s->reqs_cap || s->reqs[slot].tag != e->tag)
