@@ -337,16 +337,26 @@ def reset_storm_gives_memory_back():
     stop.set()
     for t in ths:
         t.join()
-    peak = srv.rss()
+    # The server works through the storm's accept backlog after the storm
+    # (each connection holding up to its bound: about 2 GiB at the top here),
+    # slowly on a busy host or under ASan; once the connections are gone the
+    # memory must go back within 6 s (the trim runs every 2 s).
+    t0 = time.time()
+    peak = max(srv.rss(), 0)
+    n = srv.fds()
+    while n > srv.fds0 and time.time() < t0 + 30:
+        peak = max(peak, srv.rss())
+        time.sleep(0.05)
+        n = srv.fds()
+    check(n <= srv.fds0, "fds %d 30 s after the storm, %d before" % (n, srv.fds0))
+    gone = time.time() - t0
     end = time.time() + 6
     while srv.rss() - rss0 > RSS_SLACK and time.time() < end:
         time.sleep(0.2)
     grew = srv.rss() - rss0
     if "ASAN_OPTIONS" not in os.environ:  # ASan's allocator keeps what it had: only leaks count there
-        check(grew < RSS_SLACK, "RSS %d MiB above the start 6 s after a reset storm (%d MiB during it)" %
-              (grew >> 20, (peak - rss0) >> 20))
-    n = srv.wait_fds(srv.fds0, 20)  # under ASan, epoll works through the backlog slowly
-    check(n <= srv.fds0, "fds %d 20 s after the storm, %d before" % (n, srv.fds0))
+        check(grew < RSS_SLACK, "RSS %d MiB above the start 6 s after the storm's last connection went "
+              "(%.1f s after the storm; %d MiB at the top)" % (grew >> 20, gone, (peak - rss0) >> 20))
     srv.stop()
 
 
