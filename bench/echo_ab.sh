@@ -56,20 +56,13 @@ done
 
 python3 - "$T" "$ROUNDS" "$CONNS" "$@" <<'EOF'
 import math, statistics, sys
+sys.dont_write_bytecode = True  # no __pycache__ in the tree
+sys.path.insert(0, 'bench')
+from perf_stat import counts
 d, rounds, conns = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 names = [a.split('=', 1)[0] for a in sys.argv[4:]]
 def per_request(path):  # task-clock us per request, NaN when the turn failed
-    c = {}
-    try:
-        for line in open(path):
-            f = line.strip().split(',')
-            if len(f) > 2 and f[0] and not f[0].startswith('#'):
-                try:
-                    c[f[2]] = float(f[0])
-                except ValueError:
-                    pass
-    except OSError:
-        pass
+    c = counts(path)
     req = c.get('skb:skb_copy_datagram_iovec', 0)
     return c['task-clock'] * 1000 / req if req > 0 and 'task-clock' in c else math.nan
 us = {n: [per_request(f'{d}/{n}.{r}') for r in range(1, rounds + 1)] for n in names}

@@ -62,17 +62,10 @@ done
 
 python3 - "$T" "$ROUNDS" "$BACKEND" "$CONNS" <<'EOF'
 import statistics, sys
+sys.dont_write_bytecode = True  # no __pycache__ in the tree
+sys.path.insert(0, 'bench')
+from perf_stat import counts
 d, rounds, backend, conns = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-def counts(path):
-    c = {}
-    for line in open(path):
-        f = line.strip().split(',')
-        if len(f) > 2 and f[0] and not f[0].startswith('#'):
-            try:
-                c[f[2]] = float(f[0])
-            except ValueError:
-                pass
-    return c
 per = {}
 for name in ('vigil', 'raw'):
     rows = []
