@@ -1594,8 +1594,10 @@ static void ids_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf
     ids_seen *x = ud;
     if (status <= 0 || b->id >= sizeof(x->seen))
         return;
-    if (!x->seen[b->id]++)
+    if (!x->seen[b->id]) {
+        x->seen[b->id] = 1;
         x->distinct++;
+    }
     x->recvs++;
 }
 
