@@ -498,6 +498,24 @@ typedef struct vigil_iov { const void *base; size_t len; } vigil_iov;
 VIGIL_API int vigil_conn_sendv(vigil_loop *loop, vigil_conn conn, const vigil_iov *iov, size_t n,
                                uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *op);
 
+/* As vigil_conn_send_nocopy, of len bytes of the file fd from offset: they
+ * go from the file to the socket without passing through your memory or a
+ * copy of vigil's. Windows: TransmitFile. Linux: a read-only mapping of the
+ * range that the kernel sends from; pages not in memory are read in on the
+ * loop's pool first, so a cold disk never stalls the loop thread. Ordered
+ * with the connection's other messages, carried across a rebuild, one
+ * callback. Keep fd open and the range in the file until the callback.
+ * fd: a regular file open for reading (Windows: a C runtime fd, as
+ * vigil_fs_open returns). -EBADF: fd is not open; -ENODEV: not a regular
+ * file; -EACCES: not open for reading; -EINVAL: offset < 0; -EMSGSIZE: len
+ * > INT32_MAX (send a larger file as several messages). If the file ends
+ * before offset + len (it was cut short), the message fails with -ENODATA
+ * and the stream breaks (the peer gets a reset): a stream cannot skip
+ * bytes. Windows' client editions run two TransmitFile calls at a time,
+ * system-wide (the rest wait); its server editions have no such limit. */
+VIGIL_API int vigil_conn_send_file(vigil_loop *loop, vigil_conn conn, int fd, int64_t offset, size_t len,
+                                   uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *op);
+
 /* Bytes queued and not yet confirmed sent on conn, or -errno. */
 VIGIL_API int64_t vigil_conn_send_queued(vigil_loop *loop, vigil_conn conn);
 

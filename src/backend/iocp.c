@@ -6,7 +6,8 @@
  * its completions are dispatched (the epoll backend's rule, so a rebuild
  * can take the rest). Accepts are AcceptEx, one outstanding per listener,
  * re-posted after each; connects are ConnectEx on a socket bound to the
- * wildcard address; sends are one WSASend of the queued slices. Receives
+ * wildcard address; sends are one WSASend of the queued slices, a file
+ * message one TransmitFile from its file offset. Receives
  * are readiness, as on epoll: a zero-byte WSARecv (100 bytes of kernel
  * state per idle connection, docs/windows.md) completes when data is
  * there, then non-blocking recv() fills pool buffers until
@@ -89,6 +90,7 @@ typedef struct iocp_state {
     uint32_t got_pos, got_n;
     LPFN_ACCEPTEX accept_ex;
     LPFN_CONNECTEX connect_ex;
+    LPFN_TRANSMITFILE transmit_file;
     nt_ioctl_fn nt_ioctl;         /* ntdll's NtDeviceIoControlFile, at the first poll */
     nt_dos_error_fn nt_dos_error; /* and RtlNtStatusToDosError */
 } iocp_state;
@@ -332,6 +334,31 @@ static int iocp_send(vigil_loop *loop, vigil__op *op, vigil_socket fd, const vig
     for (int i = 0; i < f->nbufs; i++)
         f->bufs[i] = (WSABUF){(ULONG)sl[i].len, (char *)sl[i].base};
     return started(loop, op, s, f, WSASend(sock, f->bufs, (DWORD)f->nbufs, NULL, 0, &f->ov, NULL));
+}
+
+/* len bytes of a file from offset, read by the kernel itself (the core
+ * keeps it alone in flight). A file that ends first completes with fewer
+ * bytes; asked again from its end, with 0. */
+static int iocp_send_file(vigil_loop *loop, vigil__op *op, vigil_socket fd, intptr_t file, int64_t offset,
+                          uint32_t len) {
+    iocp_state *s = st(loop);
+    SOCKET sock = (SOCKET)fd;
+    bind_port(loop, s, op, sock);
+    if (!s->transmit_file) {
+        GUID g = WSAID_TRANSMITFILE;
+        DWORD n = 0;
+        WSAIoctl(sock, SIO_GET_EXTENSION_FUNCTION_POINTER, &g, sizeof(g), &s->transmit_file,
+                 sizeof(s->transmit_file), &n, NULL, NULL);
+        if (!s->transmit_file)
+            return -ENOTSUP;
+    }
+    flight *f = flight_new(s, FL_SEND, vigil__op_tag(loop, op), sock);
+    if (!f)
+        return -ENOMEM;
+    f->ov.Offset = (DWORD)offset;
+    f->ov.OffsetHigh = (DWORD)((uint64_t)offset >> 32);
+    BOOL ok = s->transmit_file(sock, (HANDLE)file, len, 0, &f->ov, NULL, 0);
+    return started(loop, op, s, f, ok ? 0 : SOCKET_ERROR);
 }
 
 /* A connect a fenced state had started: judged by the socket (rebuilds on
@@ -779,6 +806,7 @@ const vigil__backend vigil__iocp_backend = {
     .recv_dgram = iocp_recv_dgram,
     .wake = arm_wake,
     .send = iocp_send,
+    .send_file = iocp_send_file,
     .connect = iocp_connect,
     .close = iocp_close,
     .cancel = iocp_cancel,

@@ -98,6 +98,12 @@ typedef struct vigil__backend {
     /* the loop's cross-thread wake: completes once wake_fd was signalled */
     int (*wake)(vigil_loop *loop, vigil__op *op);
     int (*send)(vigil_loop *loop, vigil__op *op, vigil_socket fd, const vigil__slice *s, int n);
+    /* len bytes of a file from offset, read by the kernel itself (IOCP:
+     * TransmitFile; file is the handle); completes with the bytes sent, 0
+     * when the file ended first. NULL: the core sends files from a mapping
+     * with send (send_file.c). */
+    int (*send_file)(vigil_loop *loop, vigil__op *op, vigil_socket fd, intptr_t file, int64_t offset,
+                     uint32_t len);
     int (*connect)(vigil_loop *loop, vigil__op *op, vigil_socket fd, const void *addr, uint32_t len);
     int (*close)(vigil_loop *loop, vigil__op *op, vigil_socket fd);
     int (*cancel)(vigil_loop *loop, vigil__op *op);

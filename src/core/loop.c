@@ -82,6 +82,7 @@ const vigil__op_class *const vigil__op_classes[VIGIL__OP_KINDS] = {
     [VIGIL__OP_UDP_WAIT] = &vigil__udp_wait_class,
     [VIGIL__OP_WORK] = &vigil__work_class,
     [VIGIL__OP_POLL] = &vigil__poll_class,
+    [VIGIL__OP_FILL] = &vigil__fill_class,
 };
 /* a kind added to the enum without a class here leaves a hole, which
  * vigil_loop_create refuses; a class here without a kind does not compile */

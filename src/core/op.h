@@ -57,6 +57,7 @@ enum vigil__op_kind {
     VIGIL__OP_UDP_WAIT,/* a full UDP socket: waiting for it to take more */
     VIGIL__OP_WORK,    /* the program's work on the pool (work.c) */
     VIGIL__OP_POLL,    /* an fd watcher: readiness of an fd the loop does not own (poll.c) */
+    VIGIL__OP_FILL,    /* a file message's next pages read in on the pool (send_file.c) */
     VIGIL__OP_KINDS
 };
 
@@ -75,6 +76,8 @@ enum vigil__op_kind {
                                          * must be neither issued again nor freed */
 #define VIGIL__OPF_ENGINE    (1u << 10) /* its request is in the loop's file engine, not the
                                          * backend: a rebuild leaves it where it is */
+#define VIGIL__OPF_FILE      (1u << 11) /* send: a file message; block is its
+                                         * vigil__file_msg (send_file.c) */
 
 typedef struct vigil__op {
     uint32_t gen;
@@ -93,7 +96,8 @@ typedef struct vigil__op {
     union {
         struct { uint64_t repeat_ns; } timer;
         struct { uint64_t idle_ns; uint64_t last_ns; int64_t unsent; } recv; /* unsent: for the idle check */
-        struct { uint8_t *data; uint32_t len; uint32_t done; void *block; } send; /* block: udp.c */
+        /* block: vigil's copy of the bytes, or (OPF_FILE) the file message */
+        struct { uint8_t *data; uint32_t len; uint32_t done; void *block; } send;
         struct { void *addr; uint32_t addrlen; } connect;
         struct { uint32_t retry_pending; } accept;
         struct { struct vigil__fsjob *job; } fs;
@@ -161,6 +165,7 @@ extern const vigil__op_class vigil__resolve_class, vigil__dial_class;    /* reso
 extern const vigil__op_class vigil__udp_recv_class, vigil__udp_send_class, vigil__udp_wait_class; /* udp.c */
 extern const vigil__op_class vigil__work_class; /* work.c */
 extern const vigil__op_class vigil__poll_class; /* poll.c */
+extern const vigil__op_class vigil__fill_class; /* send_file.c */
 
 /* A queue of table entries (ops or connections) linked through their own
  * `next` field by slot + 1, 0 ending it: the later list, send queues, the

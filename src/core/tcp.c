@@ -734,15 +734,31 @@ static void send_pump(vigil_loop *loop, vigil__conn *c) {
     }
     if (head->flags & (VIGIL__OPF_KERNEL | VIGIL__OPF_CARRIED))
         return; /* one send in flight per connection (a rebuild may hold its completion) */
-    vigil__slice s[SEND_BATCH];
-    int n = 0;
-    for (vigil__op *op = head; op && n < SEND_BATCH; op = op_of(loop, op->next)) {
-        s[n].base = op->u.send.data + op->u.send.done;
-        s[n].len = op->u.send.len - op->u.send.done;
-        op->flags |= VIGIL__OPF_STARTED; /* part of a send the kernel may carry out */
-        n++;
+    bool own_files = loop->be->send_file != NULL;
+    int rc;
+    if ((head->flags & VIGIL__OPF_FILE) && own_files) {
+        head->flags |= VIGIL__OPF_STARTED;
+        rc = vigil__file_msg_transmit(loop, c, head); /* a file goes alone there */
+    } else {
+        vigil__slice s[SEND_BATCH];
+        int n = 0;
+        for (vigil__op *op = head; op && n < SEND_BATCH; op = op_of(loop, op->next)) {
+            uint32_t left = op->u.send.len - op->u.send.done;
+            if (op->flags & VIGIL__OPF_FILE) {
+                /* what of the file is in memory: the batch ends where it stops */
+                if (own_files || !vigil__file_msg_window(loop, c, op, &s[n]))
+                    break;
+            } else {
+                s[n] = (vigil__slice){op->u.send.data + op->u.send.done, left};
+            }
+            op->flags |= VIGIL__OPF_STARTED; /* part of a send the kernel may carry out */
+            if (s[n++].len < left)
+                break;
+        }
+        if (n == 0)
+            return; /* the head is a file whose next pages are being read in */
+        rc = loop->be->send(loop, head, c->fd, s, n);
     }
-    int rc = loop->be->send(loop, head, c->fd, s, n);
     if (rc < 0) {
         /* Could not even queue it (out of memory): the stream cannot go on. */
         c->flags |= VIGIL__CF_BROKEN;
@@ -777,6 +793,8 @@ static void send_pump_soon(vigil_loop *loop, vigil__conn *c) {
     loop->pump_ids[loop->pump_n++] = vigil__conn_id(loop, c);
 }
 
+void vigil__tcp_pump(vigil_loop *loop, vigil__conn *c) { send_pump(loop, c); }
+
 void vigil__tcp_pump_soon_run(vigil_loop *loop) {
     for (uint32_t i = 0; i < loop->pump_n; i++) {
         vigil__conn *c = vigil__conn_from_id(loop, loop->pump_ids[i]); /* NULL: gone since */
@@ -802,12 +820,24 @@ static void send_apply(vigil_loop *loop, vigil__conn *c, vigil__op *head, int64_
     }
 }
 
+/* A send that began with file message head says the file ended before the
+ * message: the mapping faulted at its first byte (a send fails -EFAULT only
+ * when nothing went; a fault later in it sends what came before), or the
+ * backend's own file send found nothing more to read. */
+static bool file_ended(vigil_loop *loop, const vigil__op *head, int64_t n) {
+    return n == -EFAULT || (n == 0 && loop->be->send_file && head->u.send.done < head->u.send.len);
+}
+
 static void send_complete(vigil_loop *loop, vigil__op *head, vigil__conn *c, const vigil__cqe *e) {
     uint64_t cid = vigil__conn_id(loop, c);
     bool stopped = head->flags & VIGIL__OPF_STOPPED;
     int stop_status = head->status ? head->status : -ECANCELED;
     head->flags &= (uint16_t)~VIGIL__OPF_STOPPED;
     int64_t n = e->res;
+    if (!stopped && (head->flags & VIGIL__OPF_FILE) && file_ended(loop, head, n)) {
+        vigil__tcp_break(loop, c, -ENODATA);
+        return;
+    }
     if (n > 0) {
         /* Apply every confirmed byte to the queue first, then report the
          * messages that went out: whatever a callback does (a fence
@@ -863,18 +893,24 @@ static bool send_behind_gate(vigil_loop *loop, vigil__op *head, const vigil__cqe
 }
 
 /* One message, queued behind the connection's others. data is the message
- * itself: vigil's copy (copied), or the caller's memory until the callback. */
+ * itself: vigil's copy (copied), or the caller's memory until the callback;
+ * or file, a file message (send_file.c), data its mapping if it has one. */
 static int send_queue(vigil_loop *loop, vigil__conn *c, uint8_t *data, size_t len, bool copied,
-                      uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *oph) {
+                      vigil__file_msg *file, uint32_t deadline_ms, vigil_send_cb cb, void *ud,
+                      vigil_op *oph) {
     vigil__op *op = vigil__op_new(loop, VIGIL__OP_SEND);
     if (!op) {
         if (copied)
             vigil__send_free(loop, data, len ? len : 1);
+        if (file)
+            vigil__file_msg_free(file);
         return -ENOMEM;
     }
     op->u.send.data = data;
     op->u.send.len = (uint32_t)len;
-    op->u.send.block = copied ? data : NULL; /* what send_release frees */
+    op->u.send.block = copied ? (void *)data : file; /* what send_release frees */
+    if (file)
+        op->flags |= VIGIL__OPF_FILE;
     op->cb = (void *)cb;
     op->ud = ud;
     op->conn = vigil__conn_slot1(loop, c);
@@ -916,7 +952,23 @@ int vigil_conn_send_nocopy(vigil_loop *loop, vigil_conn h, const void *data, siz
                            uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *oph) {
     ENTER_STREAM(loop, h, c);
     int rc = !data && len ? -EINVAL : send_check(c, len);
-    return rc < 0 ? rc : send_queue(loop, c, (uint8_t *)data, len, false, deadline_ms, cb, ud, oph);
+    return rc < 0 ? rc : send_queue(loop, c, (uint8_t *)data, len, false, NULL, deadline_ms, cb, ud, oph);
+}
+
+int vigil_conn_send_file(vigil_loop *loop, vigil_conn h, int fd, int64_t offset, size_t len,
+                         uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *oph) {
+    ENTER_STREAM(loop, h, c);
+    if (fd < 0)
+        return -EBADF;
+    if (offset < 0)
+        return -EINVAL;
+    int rc = send_check(c, len);
+    vigil__file_msg *m = NULL;
+    if (rc == 0)
+        rc = vigil__file_msg_new(fd, offset, len, &m);
+    if (rc < 0)
+        return rc;
+    return send_queue(loop, c, vigil__file_msg_data(m), len, false, m, deadline_ms, cb, ud, oph);
 }
 
 #define SENDV_MAX 1024
@@ -943,7 +995,7 @@ int vigil_conn_sendv(vigil_loop *loop, vigil_conn h, const vigil_iov *iov, size_
     for (size_t i = 0, at = 0; i < n; at += iov[i].len, i++)
         if (iov[i].len)
             memcpy(copy + at, iov[i].base, iov[i].len);
-    return send_queue(loop, c, copy, len, true, deadline_ms, cb, ud, oph);
+    return send_queue(loop, c, copy, len, true, NULL, deadline_ms, cb, ud, oph);
 }
 
 int64_t vigil_conn_send_queued(vigil_loop *loop, vigil_conn h) {
@@ -1334,7 +1386,9 @@ static void connect_reissue(vigil_loop *loop, vigil__op *op) {
 static void connect_release(vigil_loop *loop, vigil__op *op) { free(op->u.connect.addr); }
 
 static void send_release(vigil_loop *loop, vigil__op *op) {
-    if (op->u.send.block) /* NULL: the caller's memory (vigil_conn_send_nocopy) */
+    if (op->flags & VIGIL__OPF_FILE)
+        vigil__file_msg_free(op->u.send.block);
+    else if (op->u.send.block) /* NULL: the caller's memory (vigil_conn_send_nocopy) */
         vigil__send_free(loop, op->u.send.block, op->u.send.len ? op->u.send.len : 1);
 }
 

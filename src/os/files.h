@@ -9,6 +9,7 @@
 
 #include "vigil.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef _WIN32
@@ -27,5 +28,25 @@
     struct statx stx;                                                                      \
     struct open_how how; /* open with beneath: for openat2 */
 #endif
+
+/* Where a file message's bytes come from (core/send_file.c,
+ * vigil_conn_send_file), in the OS's terms. */
+typedef struct vigil__file_src {
+    int fd;
+    intptr_t handle; /* Windows: fd's handle, which TransmitFile reads */
+    uint8_t *map;    /* Linux: [offset rounded down to a page, offset + len) mapped read-only */
+    size_t map_len;
+    uint8_t *data;   /* Linux: the message's first byte in the mapping */
+} vigil__file_src;
+/* Takes hold of len bytes of fd from offset (len 0: checks fd only): 0, or
+ * -EBADF, -ENODEV (not a regular file), -EACCES (not open for reading). */
+int vigil__file_src_open(vigil__file_src *s, int fd, int64_t offset, size_t len);
+void vigil__file_src_close(vigil__file_src *s);
+/* Of the n bytes at p in a mapping, how many from p on are in memory now
+ * (whole pages; no wait). */
+size_t vigil__file_resident(const uint8_t *p, size_t n);
+/* On a pool thread: reads the pages of [p, p + n) into memory. -EFAULT: the
+ * file ends before p + n; -EIO and others as the kernel says. */
+int vigil__file_populate(const uint8_t *p, size_t n);
 
 #endif

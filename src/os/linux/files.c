@@ -215,3 +215,71 @@ void vigil__fs_os_free(vigil_loop *loop) {
     vigil__fs_ring_free(loop->fs_ring);
     loop->fs_ring = NULL;
 }
+
+/* ------------------------------------------------ a file message's source */
+
+#include <sys/mman.h>
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14; older kernels say -EINVAL */
+#endif
+#define RESIDENT_PAGES_MAX 512 /* pages one look covers: the send window (send_file.c) */
+
+static size_t page_size(void) {
+    static size_t page;
+    if (!page)
+        page = (size_t)sysconf(_SC_PAGESIZE);
+    return page;
+}
+
+/* The range is mapped, not read: mmap reads nothing, so it does not wait
+ * for the disk, and a range past the end of the file maps too (its pages
+ * fail when populated: -EFAULT, never a SIGBUS, as only the kernel touches
+ * them). A pipe, socket or directory cannot be mapped: -ENODEV. */
+int vigil__file_src_open(vigil__file_src *s, int fd, int64_t offset, size_t len) {
+    *s = (vigil__file_src){.fd = fd};
+    if (len == 0)
+        return fcntl(fd, F_GETFD) < 0 ? -errno : 0;
+    size_t lead = (size_t)offset & (page_size() - 1);
+    void *m = mmap(NULL, lead + len, PROT_READ, MAP_SHARED, fd, (off_t)(offset - (int64_t)lead));
+    if (m == MAP_FAILED)
+        return errno == EINVAL || errno == ENODEV ? -ENODEV : -errno;
+    s->map = m;
+    s->map_len = lead + len;
+    s->data = s->map + lead;
+    return 0;
+}
+
+void vigil__file_src_close(vigil__file_src *s) {
+    if (s->map)
+        munmap(s->map, s->map_len);
+    s->map = NULL;
+}
+
+size_t vigil__file_resident(const uint8_t *p, size_t n) {
+    size_t page = page_size();
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    size_t pages = ((uintptr_t)p + n - a + page - 1) / page;
+    unsigned char vec[RESIDENT_PAGES_MAX];
+    if (pages > RESIDENT_PAGES_MAX)
+        pages = RESIDENT_PAGES_MAX;
+    if (mincore((void *)a, pages * page, vec) < 0)
+        return 0;
+    size_t in = 0;
+    while (in < pages && (vec[in] & 1))
+        in++;
+    size_t bytes = in * page - ((uintptr_t)p - a);
+    return in == 0 ? 0 : bytes < n ? bytes : n;
+}
+
+int vigil__file_populate(const uint8_t *p, size_t n) {
+    size_t page = page_size();
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    if (madvise((void *)a, (uintptr_t)p + n - a, MADV_POPULATE_READ) == 0)
+        return 0;
+    if (errno == EINVAL) { /* before Linux 5.14: read-ahead, and the send may still wait a little */
+        madvise((void *)a, (uintptr_t)p + n - a, MADV_WILLNEED);
+        return 0;
+    }
+    return -errno;
+}

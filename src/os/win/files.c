@@ -390,3 +390,23 @@ void vigil__fs_os_free(vigil_loop *loop) {
     loop->port_files = NULL;
     loop->port_files_cap = 0;
 }
+
+/* ------------------------------------------------ a file message's source */
+
+/* TransmitFile reads the file itself (iocp.c): the handle is all it needs.
+ * Nothing is mapped, so the two calls below are never asked. */
+int vigil__file_src_open(vigil__file_src *s, int fd, int64_t offset, size_t len) {
+    (void)offset, (void)len;
+    *s = (vigil__file_src){.fd = fd};
+    HANDLE h = handle_of(fd);
+    if (h == INVALID_HANDLE_VALUE)
+        return -EBADF;
+    if (GetFileType(h) != FILE_TYPE_DISK)
+        return -ENODEV;
+    s->handle = (intptr_t)h;
+    return 0;
+}
+
+void vigil__file_src_close(vigil__file_src *s) { (void)s; }
+size_t vigil__file_resident(const uint8_t *p, size_t n) { (void)p; return n; }
+int vigil__file_populate(const uint8_t *p, size_t n) { (void)p, (void)n; return 0; }
