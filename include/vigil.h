@@ -500,19 +500,24 @@ VIGIL_API int vigil_conn_sendv(vigil_loop *loop, vigil_conn conn, const vigil_io
 
 /* As vigil_conn_send_nocopy, of len bytes of the file fd from offset: they
  * go from the file to the socket without passing through your memory or a
- * copy of vigil's. Windows: TransmitFile. Linux: a read-only mapping of the
- * range that the kernel sends from; pages not in memory are read in on the
- * loop's pool first, so a cold disk never stalls the loop thread. Ordered
- * with the connection's other messages, carried across a rebuild, one
- * callback. Keep fd open and the range in the file until the callback.
+ * copy of vigil's. Windows: TransmitFile. Linux: sent from a read-only
+ * mapping of the file; pages not in memory are read in on the loop's pool
+ * first, so a cold disk never stalls the loop thread. The loop keeps a
+ * file's mapping for its next messages until about a second after the last
+ * one ends (at most 64 unused), so a file deleted meanwhile frees its disk
+ * space that much later. Ordered with the connection's other messages,
+ * carried across a rebuild, one callback. Keep fd open until the callback.
  * fd: a regular file open for reading (Windows: a C runtime fd, as
- * vigil_fs_open returns). -EBADF: fd is not open; -ENODEV: not a regular
- * file; -EACCES: not open for reading; -EINVAL: offset < 0; -EMSGSIZE: len
- * > INT32_MAX (send a larger file as several messages). If the file ends
- * before offset + len (it was cut short), the message fails with -ENODATA
- * and the stream breaks (the peer gets a reset): a stream cannot skip
- * bytes. Windows' client editions run two TransmitFile calls at a time,
- * system-wide (the rest wait); its server editions have no such limit. */
+ * vigil_fs_open returns). At once: -EBADF, fd is not open; -ENODEV, not a
+ * regular file; -EACCES, not open for reading; -EINVAL, offset < 0;
+ * -EMSGSIZE, len > INT32_MAX (send a larger file as several messages);
+ * -ENODATA, the file is shorter than offset + len. If it is cut short
+ * later, before its bytes went, the message fails with -ENODATA and the
+ * stream breaks (the peer gets a reset): a stream cannot skip bytes. The
+ * checks and the mapping run on the loop thread without reading the file
+ * (on a network file system they may wait for the server). Windows' client
+ * editions run two TransmitFile calls at a time, system-wide (the rest
+ * wait); its server editions have no such limit. */
 VIGIL_API int vigil_conn_send_file(vigil_loop *loop, vigil_conn conn, int fd, int64_t offset, size_t len,
                                    uint32_t deadline_ms, vigil_send_cb cb, void *ud, vigil_op *op);
 

@@ -67,8 +67,9 @@ class Server:
             m = self.p.stdout.readline()
             self.metrics = int(m.rsplit(":", 1)[1].split("/")[0])
         self.pid = self.p.pid  # (setpriv execs vigil in its own process)
-        if root:  # the first file call makes what file calls keep (a ring, a pool)
-            get(self.port, "/small.txt")
+        if root:  # the first file calls make what file calls keep (a ring, a pool, and the
+            for path in ("/small.txt", "/m64.bin", "/mid.bin", "/big.bin"):  # cache's fd of each large file)
+                get(self.port, path)
         time.sleep(0.1)
         self.fds0 = self.fds()
 
@@ -609,6 +610,30 @@ def cache_churn_is_exact():
     subprocess.run(["rm", "-rf", d])
 
 
+def large_files_hold_bounded_fds():
+    """The open-file cache keeps a large file's fd (its body is sent from the
+    file) for at most 128 large files a loop: a client walking 300 of them
+    leaves the server with that many more fds, not 300."""
+    d = tempfile.mkdtemp(prefix="vigil-fds-")
+    os.chmod(d, 0o755)
+    past = time.time() - 3600
+    for i in range(300):
+        p = os.path.join(d, "l%d.bin" % i)
+        with open(p, "wb") as f:
+            f.write(bytes([i & 255]) * (40 << 10))  # over FILE_SMALL (32 KiB): sent from the file
+        os.chmod(p, 0o644)
+        os.utime(p, (past, past))  # settled: cached
+    srv = Server(root=d)
+    for i in range(300):
+        st, body = get(srv.port, "/l%d.bin" % i)
+        check(st == 200 and body == bytes([i & 255]) * (40 << 10), "/l%d.bin: %d, %d bytes" % (i, st, len(body)))
+    time.sleep(0.2)
+    n = srv.fds()
+    check(srv.fds0 + 100 <= n <= srv.fds0 + 128, "fds %d after 300 large files, %d before" % (n, srv.fds0))
+    srv.stop()
+    subprocess.run(["rm", "-rf", d])
+
+
 def rebuild_during_downloads_keeps_every_byte(root):
     """Issue 19: a loop rebuilt (spun callbacks, supervised) while clients
     download a 12 MiB mapped file slowly: every byte arrives, in order."""
@@ -767,6 +792,7 @@ def main():
         ("rebuild_during_downloads_keeps_every_byte", lambda: rebuild_during_downloads_keeps_every_byte(root)),
         ("truncated_while_sent_is_cut_not_fatal", truncated_while_sent_is_cut_not_fatal),
         ("cache_churn_is_exact", cache_churn_is_exact),
+        ("large_files_hold_bounded_fds", large_files_hold_bounded_fds),
     ]
     # two at a time (each with its own servers), as the suites run with --jobs 2
     todo = [(n, f) for n, f in checks if not ARGS.only or ARGS.only in n]

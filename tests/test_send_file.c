@@ -265,6 +265,8 @@ VT_TEST(send_file, bad_arguments_fail_at_once, 20) {
     VT_EQ(vigil_conn_send_file(loop, s.c, -1, 0, 10, 0, NULL, NULL, NULL), -EBADF);
     VT_EQ(vigil_conn_send_file(loop, s.c, fd, -1, 10, 0, NULL, NULL, NULL), -EINVAL);
     VT_EQ(vigil_conn_send_file(loop, s.c, fd, 0, (size_t)INT32_MAX + 1, 0, NULL, NULL, NULL), -EMSGSIZE);
+    VT_EQ(vigil_conn_send_file(loop, s.c, fd, 4000, 97, 0, NULL, NULL, NULL), -ENODATA); /* 4096 bytes */
+    VT_EQ(vigil_conn_send_file(loop, s.c, fd, 5000, 0, 0, NULL, NULL, NULL), -ENODATA);
     VT_EQ(vigil_conn_send_file(loop, (vigil_conn){0}, fd, 0, 10, 0, NULL, NULL, NULL), -EBADF);
     int pp[2];
 #ifdef _WIN32
@@ -499,6 +501,92 @@ VT_TEST(send_file, rebuild_mid_file_carries_every_byte, 60) {
     free(p.buf);
     vt_sock_close(p.fd);
     close(fd); /* the loop is gone: a plain close */
+    VT_OK(vigil_loop_destroy(loop));
+    remove(path);
+}
+
+/* The loop keeps a file's mapping between messages (Linux), and that never
+ * sends stale bytes: a file that grew is mapped again for the new range, a
+ * file replaced under its path (a new inode) is its own; and a mapping no
+ * message used for a while is let go, so a deleted file's space comes back
+ * (its "(deleted)" mapping leaves /proc/self/maps). */
+static void send_range(vigil_loop *loop, vigil_conn c, int pfd, int fd, size_t off, size_t len, uint32_t seed) {
+    sent_log g = {0};
+    msg_ref r = {&g, 0};
+    VT_OK(vigil_conn_send_file(loop, c, fd, (int64_t)off, len, 0, on_sent, &r, NULL));
+    VT_ASSERT(run_until_sent(loop, &g, 1, 5000));
+    VT_EQ(g.status[0], (int)len);
+    uint8_t *got = malloc(len);
+    VT_EQ(vt_sock_read_n(pfd, got, len, 5000), len);
+    VT_EQ(vt_check(got, len, seed, off), len);
+    free(got);
+}
+
+#ifndef _WIN32
+static int mapped_deleted(const char *path) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int n = 0;
+    while (f && fgets(line, sizeof(line), f))
+        n += strstr(line, path) && strstr(line, "(deleted)");
+    if (f)
+        fclose(f);
+    return n;
+}
+#endif
+
+VT_TEST(send_file, kept_mappings_follow_the_file, 30) {
+    vigil_loop *loop = vt_loop(NULL);
+    char path[128];
+    make_file(path, sizeof(path), "grow", 64 * KIB);
+    int fd = open_file(loop, path);
+    srv s = {0};
+    int port;
+    s.l = vt_listen(loop, on_accept, &s, &port);
+    int pfd = vt_sock_connect(port);
+    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    send_range(loop, s.c, pfd, fd, 1000, 60000, FILE_SEED);
+    /* it grows: the new bytes, pattern continued */
+    FILE *f = fopen(path, "ab");
+    uint8_t *more = malloc(MIB);
+    vt_fill(more, MIB, FILE_SEED, 64 * KIB);
+    VT_EQ(fwrite(more, 1, MIB, f), MIB);
+    VT_EQ(fclose(f), 0);
+    free(more);
+    send_range(loop, s.c, pfd, fd, 60 * KIB, MIB, FILE_SEED);
+    /* replaced: another file at the path, another fd; the old fd still the old file */
+    char tmp[160];
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    FILE *g = fopen(tmp, "wb");
+    uint8_t *other = malloc(128 * KIB);
+    vt_fill(other, 128 * KIB, 11, 0);
+    VT_EQ(fwrite(other, 1, 128 * KIB, g), 128 * KIB);
+    VT_EQ(fclose(g), 0);
+    free(other);
+#ifndef _WIN32
+    VT_EQ(rename(tmp, path), 0);
+    int fd2 = open_file(loop, path);
+    send_range(loop, s.c, pfd, fd2, 5, 100 * KIB, 11);
+    send_range(loop, s.c, pfd, fd, 3, 50 * KIB, FILE_SEED);
+    /* both deleted and closed: their mappings go once unused for a second */
+    VT_EQ(unlink(path), 0);
+    close_file(loop, fd2);
+    close_file(loop, fd);
+    fd = -1;
+    VT_ASSERT(mapped_deleted(path) >= 1, "no mapping of the file was kept");
+    uint64_t t0 = vigil_now_ns();
+    while (mapped_deleted(path) && vigil_now_ns() - t0 < 5000000000ull)
+        vigil_loop_run(loop, VIGIL_RUN_ONCE, 50);
+    VT_EQ(mapped_deleted(path), 0);
+    VT_ASSERT(vigil_now_ns() - t0 >= 500000000ull, "let go after %llu ms: sooner than kept",
+              (unsigned long long)((vigil_now_ns() - t0) / 1000000));
+#else
+    remove(tmp);
+#endif
+    if (fd >= 0)
+        close_file(loop, fd);
+    vt_sock_close(pfd);
+    vigil_listener_close(loop, s.l);
     VT_OK(vigil_loop_destroy(loop));
     remove(path);
 }

@@ -14,7 +14,6 @@
 #ifdef _WIN32
 #include <io.h>
 #else
-#include <sys/mman.h>
 #include <unistd.h>
 #endif
 
@@ -25,6 +24,7 @@ struct file_cache {
     file_entry *bucket[BUCKETS];
     file_entry lru;   /* sentinel: lru.lru_next is the most recently used */
     size_t n, bytes;  /* entries, and bytes of small bodies, in the table */
+    size_t fds;       /* entries of large files, each holding its fd */
 };
 
 static uint32_t hash_of(const char *s) { /* FNV-1a */
@@ -41,17 +41,12 @@ file_cache *file_cache_new(void) {
     return fc;
 }
 
-static size_t body_bytes(const file_entry *e) { return e->body && !e->mapped ? (size_t)e->st.size : 0; }
+static size_t body_bytes(const file_entry *e) { return e->body ? (size_t)e->st.size : 0; }
 
 void file_entry_release(file_entry *e, vigil_loop *loop) {
     if (--e->refs)
         return;
-#ifndef _WIN32
-    if (e->mapped)
-        munmap(e->body, (size_t)e->st.size);
-    else
-#endif
-        free(e->body);
+    free(e->body);
     if (e->fd >= 0) {
         if (!loop || vigil_fs_close(loop, e->fd, NULL, NULL, NULL) < 0)
             close(e->fd);
@@ -69,6 +64,7 @@ static void unlink_entry(file_cache *fc, vigil_loop *loop, file_entry *e) {
     e->in_table = 0;
     fc->n--;
     fc->bytes -= body_bytes(e);
+    fc->fds -= e->fd >= 0;
     file_entry_release(e, loop);
 }
 
@@ -149,7 +145,8 @@ void file_cache_put(file_cache *fc, vigil_loop *loop, file_entry *e) {
     if (old)
         unlink_entry(fc, loop, old);
     size_t b = body_bytes(e);
-    while (fc->n && (fc->n >= FILE_CACHE_ENTRIES || fc->bytes + b > FILE_CACHE_BYTES))
+    while (fc->n && (fc->n >= FILE_CACHE_ENTRIES || fc->bytes + b > FILE_CACHE_BYTES ||
+                     (e->fd >= 0 && fc->fds >= FILE_CACHE_FDS)))
         unlink_entry(fc, loop, fc->lru.lru_prev); /* the least recently used */
     file_entry **head = &fc->bucket[e->hash & (BUCKETS - 1)];
     e->hash_next = *head;
@@ -162,4 +159,5 @@ void file_cache_put(file_cache *fc, vigil_loop *loop, file_entry *e) {
     e->refs++;
     fc->n++;
     fc->bytes += b;
+    fc->fds += e->fd >= 0;
 }

@@ -7,12 +7,9 @@
  * Last-Modified), the fixed part of its response head, and its bytes:
  * - up to FILE_SMALL bytes, copied into memory, sent with the head in one
  *   send;
- * - larger, on Linux, mapped: only the kernel reads the mapping (a send
- *   without a copy by vigil), so a file truncated meanwhile makes a send
- *   fail with -EFAULT instead of a SIGBUS in the server, and a page not in
- *   memory is faulted in on the pool first (files.c), never on the loop;
- * - larger, where it cannot be mapped (Windows), read per request through
- *   the entry's fd.
+ * - larger, its open fd, which each response sends from
+ *   (vigil_conn_send_file: no copy through the server's memory; a file cut
+ *   short meanwhile ends the response with a reset, never a crash).
  *
  * How stale an answer can be: an entry is used without looking at the file
  * for at most FILE_CACHE_VALID_MS after it was last checked (open by path
@@ -23,8 +20,8 @@
  * again until it is older, since a write within the same clock tick as the
  * read would not change its mtime.
  *
- * Bounds: FILE_CACHE_ENTRIES entries and FILE_CACHE_BYTES of small bodies
- * (mapped bytes are the page cache's, not counted), least recently used
+ * Bounds: FILE_CACHE_ENTRIES entries, FILE_CACHE_FDS of them large (an fd
+ * each) and FILE_CACHE_BYTES of small bodies, least recently used
  * out first. An entry leaves the table when evicted or replaced and is
  * freed when its last user, a response still being sent from it, lets go.
  */
@@ -39,6 +36,7 @@
 #define FILE_SMALL (32u << 10)
 #define FILE_CACHE_ENTRIES 1024
 #define FILE_CACHE_BYTES (64u << 20)
+#define FILE_CACHE_FDS 128
 #define FILE_CACHE_VALID_MS 1000
 
 typedef struct file_entry file_entry;
@@ -46,9 +44,8 @@ struct file_entry {
     file_entry *hash_next, *lru_prev, *lru_next;
     uint32_t refs;       /* the table's (while in it) + each response using it */
     uint8_t in_table;
-    uint8_t mapped;      /* body is a mapping of the file (else malloc'd, or NULL) */
-    int fd;              /* open when bytes are read per request, else -1 */
-    uint8_t *body;       /* size bytes, or NULL: read through fd */
+    int fd;              /* a large body's file, sent from per request; else -1 */
+    uint8_t *body;       /* a small body's size bytes (malloc'd), or NULL */
     vigil_stat st;       /* what the file was when last checked */
     uint64_t checked_ns; /* then (clock.h's now_ns); 0: never trusted, made from a file this second's */
     const char *type;    /* Content-Type */

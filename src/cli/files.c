@@ -7,23 +7,18 @@
  * current Date, and a small body sent with it in one send. Otherwise the
  * file is looked at first, each step a vigil file call whose callback starts
  * the next: open beneath DIR -> stat -> (the entry still matches: use it;
- * else a new entry, its small body read into memory or its large body
- * mapped) -> answer.
+ * else a new entry, its small body read into memory, or for a large body
+ * the fd kept) -> answer.
  *
  * The answer honours If-None-Match / If-Modified-Since (304) and a single
  * byte Range (206, or 416), If-Range included; several ranges get the whole
  * file, as the RFC allows.
  *
- * A large body goes out in MAP_CHUNK pieces straight from the mapping, with
- * no copy by vigil (vigil_conn_send_nocopy; each piece holds the entry until
- * its callback). Before a piece is sent its pages are checked to be in
- * memory (mincore); if they are not, they are faulted in on the loop's pool
- * first (MADV_POPULATE_READ), so a cold disk stalls a pool thread, never the
- * loop. The next piece waits until the send queue has drained below its
- * low-water mark whenever a send said it went over the high one. Where the
- * file cannot be mapped (Windows), the pieces are read into a buffer
- * through the entry's fd instead. Between two pieces no call is in flight:
- * a connection that goes then is freed at once.
+ * A large body is one file message behind its head (vigil_conn_send_file:
+ * TransmitFile on Windows, sent from a mapping on Linux with cold pages
+ * read in on the loop's pool), holding the entry, and so its fd, until its
+ * callback. The response is then out as far as files.c is concerned: the
+ * send queue's watermark holds the next request back until it drains.
  */
 #include "files.h"
 #include "file_cache.h"
@@ -41,16 +36,10 @@
 #ifdef _WIN32
 #include <io.h>
 #include <windows.h>
-#else
-#include <sys/mman.h>
 #endif
 
-#define MAP_CHUNK (1u << 20)  /* bytes of a mapped body per send */
-#define READ_CHUNK (256u << 10) /* bytes read per call where a body is not mapped */
 #define FILE_DEADLINE_MS 10000
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22 /* Linux 5.14; older kernels say -EINVAL */
-#endif
+#define FILE_MESSAGE_MAX (1u << 30) /* bytes of a body per file message (one is at most 2 GiB) */
 
 static int root_fd = -1;
 
@@ -62,7 +51,6 @@ struct files_conn {
     file_cache *cache;
     int busy;          /* a response is being produced: a call may be in flight */
     int gone;          /* the connection was dropped: free when the call in flight ends */
-    int wait_drain;    /* a large body waits for the send queue to drain (no call in flight) */
     int in_request;    /* inside files_request: an answer given at once is returned, not told */
     int outcome;       /* that answer: HTTP_NEXT, HTTP_CLOSE or HTTP_GONE */
     http_request req;
@@ -71,10 +59,6 @@ struct files_conn {
     vigil_stat st;
     file_entry *fill;  /* a new entry whose small body is being read (held) */
     uint64_t got;      /* ... bytes of it so far */
-    file_entry *e;     /* the entry a large body is being sent from (held) */
-    uint64_t off, end; /* ... its bytes [off, end) not yet queued */
-    int populated;     /* the piece at off was just faulted in on the pool */
-    uint8_t *buf;      /* READ_CHUNK, for a body read through an fd */
 };
 
 #ifdef _WIN32
@@ -125,10 +109,7 @@ files_conn *files_conn_new(vigil_conn c, http_conn *hc, file_cache *cache, const
     return fc;
 }
 
-static void conn_free(files_conn *fc) {
-    free(fc->buf);
-    free(fc);
-}
+static void conn_free(files_conn *fc) { free(fc); }
 
 static void finish(vigil_loop *loop, files_conn *fc, int ok);
 
@@ -136,12 +117,8 @@ void files_conn_gone(vigil_loop *loop, files_conn *fc) {
     fc->gone = 1;
     if (fc->in_request)
         return; /* files_request frees it on the way out */
-    if (fc->busy && fc->wait_drain) { /* between two pieces: no call will come back */
-        fc->wait_drain = 0;
-        finish(loop, fc, 0);
-    } else if (!fc->busy) {
+    if (!fc->busy)
         conn_free(fc);
-    }
 }
 
 static const char *content_type(const char *path) {
@@ -189,14 +166,7 @@ static void finish(vigil_loop *loop, files_conn *fc, int ok) {
         file_entry_release(fc->fill, loop);
         fc->fill = NULL;
     }
-    if (fc->e) {
-        file_entry_release(fc->e, loop);
-        fc->e = NULL;
-    }
-    free(fc->buf);
-    fc->buf = NULL;
     fc->busy = 0;
-    fc->wait_drain = 0;
     if (fc->gone || !ok) { /* (!ok: the connection was dropped, so it is gone too) */
         fc->outcome = HTTP_GONE;
         if (!fc->in_request && fc->gone)
@@ -212,12 +182,6 @@ static void finish(vigil_loop *loop, files_conn *fc, int ok) {
         fc->hooks->drop(loop, fc->c, 0, fc->ud);
     else
         http_conn_done(loop, fc->hc);
-}
-
-/* Mid-body nothing can be said any more: the connection is reset. */
-static void cut(vigil_loop *loop, files_conn *fc) {
-    fc->hooks->drop(loop, fc->c, 1, fc->ud);
-    finish(loop, fc, 0);
 }
 
 static void answer_status(vigil_loop *loop, files_conn *fc, int status) {
@@ -306,7 +270,25 @@ static int range_applies(const http_conditions *cd, const file_entry *e) {
     return t >= 0 && t == e->st.mtime_ns / 1000000000;
 }
 
-static void send_body(vigil_loop *loop, files_conn *fc);
+static void body_sent(vigil_loop *loop, vigil_conn c, int status, void *ud) {
+    file_entry_release(ud, loop); /* a failure broke the stream: the receive says so */
+}
+
+/* The large body [first, first + len) of e behind its head, as file
+ * messages; 0 or -1 (the connection had to go). */
+static int send_large(vigil_loop *loop, files_conn *fc, file_entry *e, uint64_t first, uint64_t len) {
+    for (uint64_t at = first, end = first + len; at < end;) {
+        size_t n = end - at < FILE_MESSAGE_MAX ? (size_t)(end - at) : FILE_MESSAGE_MAX;
+        file_entry_hold(e); /* its fd stays open until the message's callback */
+        int rc = vigil_conn_send_file(loop, fc->c, e->fd, (int64_t)at, n, 0, body_sent, e, NULL);
+        if (rc < 0)
+            file_entry_release(e, loop);
+        if (sent(loop, fc, rc, n) < 0)
+            return -1;
+        at += n;
+    }
+    return 0;
+}
 
 static void answer(vigil_loop *loop, files_conn *fc, file_entry *e) {
     const http_request *req = &fc->req;
@@ -330,154 +312,13 @@ static void answer(vigil_loop *loop, files_conn *fc, file_entry *e) {
         finish(loop, fc, put(loop, fc, head, (size_t)h) == 0);
         return;
     }
-    if (e->body && !e->mapped) { /* small: head and body in one send */
+    if (e->body) { /* small: head and body in one send */
         vigil_iov iov[2] = {{head, (size_t)h}, {e->body + first, (size_t)len}};
         int rc = vigil_conn_sendv(loop, fc->c, iov, 2, 0, NULL, NULL, NULL);
         finish(loop, fc, sent(loop, fc, rc, (size_t)h + (size_t)len) == 0);
         return;
     }
-    if (put(loop, fc, head, (size_t)h) < 0) {
-        finish(loop, fc, 0);
-        return;
-    }
-    file_entry_hold(e);
-    fc->e = e;
-    fc->off = first;
-    fc->end = last + 1;
-    send_body(loop, fc);
-}
-
-/* ------------------------------------------------------------ a large body */
-
-static void piece_sent(vigil_loop *loop, vigil_conn c, int status, void *ud) {
-    file_entry_release(ud, loop); /* a failure broke the stream: the receive says so */
-}
-
-#ifndef _WIN32
-static size_t page_size(void) {
-    static size_t page;
-    if (!page)
-        page = (size_t)sysconf(_SC_PAGESIZE);
-    return page;
-}
-
-/* Are the pages of [p, p + n) of a mapping in memory? (mincore: no wait.) */
-static int resident(const uint8_t *p, size_t n) {
-    size_t page = page_size();
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
-    size_t pages = ((uintptr_t)p + n - a + page - 1) / page;
-    unsigned char vec[MAP_CHUNK / 4096 + 2];
-    if (pages > sizeof(vec) || mincore((void *)a, pages * page, vec) < 0)
-        return 0;
-    for (size_t i = 0; i < pages; i++)
-        if (!(vec[i] & 1))
-            return 0;
-    return 1;
-}
-
-/* On a pool thread: fault the next piece in (a truncated file: -EFAULT). */
-static int populate(void *ud) {
-    files_conn *fc = ud;
-    size_t page = page_size();
-    uint64_t n = fc->end - fc->off < MAP_CHUNK ? fc->end - fc->off : MAP_CHUNK;
-    uintptr_t p = (uintptr_t)(fc->e->body + fc->off), a = p & ~(uintptr_t)(page - 1);
-    if (madvise((void *)a, (size_t)(p + n - a), MADV_POPULATE_READ) == 0)
-        return 0;
-    if (errno == EINVAL) { /* before Linux 5.14: read-ahead, then it is sent anyway */
-        madvise((void *)a, (size_t)(p + n - a), MADV_WILLNEED);
-        return 0;
-    }
-    return -errno;
-}
-
-static void on_populated(vigil_loop *loop, vigil_op op, int status, void *ud) {
-    files_conn *fc = ud;
-    if (fc->gone || status == -EOWNERDEAD) {
-        finish(loop, fc, 0);
-        return;
-    }
-    if (status < 0) { /* the file shrank, or the pool is full: the body cannot go on */
-        cut(loop, fc);
-        return;
-    }
-    fc->populated = 1;
-    send_body(loop, fc);
-}
-#endif
-
-static void on_read(vigil_loop *loop, vigil_op op, int status, void *ud) {
-    files_conn *fc = ud;
-    if (fc->gone || status == -EOWNERDEAD) {
-        finish(loop, fc, 0);
-        return;
-    }
-    uint64_t want = fc->end - fc->off < READ_CHUNK ? fc->end - fc->off : READ_CHUNK;
-    if (status < 0 || (uint64_t)status != want) { /* an error, or the file shrank under us */
-        cut(loop, fc);
-        return;
-    }
-    int rc = vigil_conn_send(loop, fc->c, fc->buf, want, 0, NULL, NULL, NULL);
-    if (sent(loop, fc, rc, want) < 0) {
-        finish(loop, fc, 0);
-        return;
-    }
-    fc->off += want;
-    if (fc->off < fc->end && rc == 1)
-        fc->wait_drain = 1; /* files_drained goes on */
-    else
-        send_body(loop, fc);
-}
-
-/* Queues the body's next pieces while the send queue takes them; each is
- * either sent at once (mapped and in memory), or after a call (faulted in
- * on the pool; read through the fd). */
-static void send_body(vigil_loop *loop, files_conn *fc) {
-    file_entry *e = fc->e;
-    while (fc->off < fc->end) {
-        if (!e->mapped) {
-            uint64_t want = fc->end - fc->off < READ_CHUNK ? fc->end - fc->off : READ_CHUNK;
-            vigil_op op;
-            int rc = fc->buf || (fc->buf = malloc(READ_CHUNK)) ? 0 : -ENOMEM;
-            if (rc == 0)
-                rc = vigil_fs_read(loop, e->fd, fc->buf, (size_t)want, (int64_t)fc->off, on_read, fc, &op);
-            if (rc == 0)
-                vigil_op_set_deadline(loop, op, FILE_DEADLINE_MS);
-            else
-                cut(loop, fc);
-            return;
-        }
-        size_t n = fc->end - fc->off < MAP_CHUNK ? (size_t)(fc->end - fc->off) : MAP_CHUNK;
-#ifndef _WIN32
-        if (!fc->populated && !resident(e->body + fc->off, n)) {
-            int rc = vigil_work_queue(loop, populate, on_populated, fc, NULL);
-            if (rc < 0)
-                cut(loop, fc);
-            return;
-        }
-#endif
-        fc->populated = 0;
-        file_entry_hold(e); /* until the piece's callback */
-        int rc = vigil_conn_send_nocopy(loop, fc->c, e->body + fc->off, n, 0, piece_sent, e, NULL);
-        if (rc < 0)
-            file_entry_release(e, loop);
-        if (sent(loop, fc, rc, n) < 0) {
-            finish(loop, fc, 0);
-            return;
-        }
-        fc->off += n;
-        if (fc->off < fc->end && rc == 1) {
-            fc->wait_drain = 1; /* files_drained goes on */
-            return;
-        }
-    }
-    finish(loop, fc, 1);
-}
-
-void files_drained(vigil_loop *loop, files_conn *fc) {
-    if (fc->wait_drain && !fc->gone) {
-        fc->wait_drain = 0;
-        send_body(loop, fc);
-    }
+    finish(loop, fc, put(loop, fc, head, (size_t)h) == 0 && send_large(loop, fc, e, first, len) == 0);
 }
 
 /* ------------------------------------------------------------ looking at the file */
@@ -530,17 +371,8 @@ static void fill_next(vigil_loop *loop, files_conn *fc) {
         answer_status(loop, fc, status_of(rc));
 }
 
-/* A large body: mapped (the mapping outlives the fd), else read through the
- * fd, which the entry then keeps. */
+/* A large body is sent from the file: the entry keeps its fd. */
 static void keep_large(vigil_loop *loop, files_conn *fc, file_entry *e) {
-#ifndef _WIN32
-    void *m = mmap(NULL, (size_t)e->st.size, PROT_READ, MAP_SHARED, fc->fd, 0);
-    if (m != MAP_FAILED) {
-        e->body = m;
-        e->mapped = 1;
-        return;
-    }
-#endif
     e->fd = fc->fd;
     fc->fd = -1;
 }

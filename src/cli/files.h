@@ -37,8 +37,6 @@ files_conn *files_conn_new(vigil_conn c, http_conn *hc, file_cache *cache, const
                            void *ud);
 /* One request (http_conn's handler): HTTP_NEXT, HTTP_BUSY, HTTP_CLOSE or HTTP_GONE. */
 int files_request(vigil_loop *loop, files_conn *fc, const http_request *req);
-/* The send queue drained below the low-water mark: go on with a large file. */
-void files_drained(vigil_loop *loop, files_conn *fc);
 /* The connection is gone: fc is freed now, or when its file call in flight ends. */
 void files_conn_gone(vigil_loop *loop, files_conn *fc);
 

@@ -353,9 +353,7 @@ static const files_hooks file_hooks = {files_requests, http_end, files_sent};
 
 static void on_drain_http(vigil_loop *loop, vigil_conn c, void *ud) {
     entry *e = entry_of(ud, loop, c);
-    if (e && e->fc)
-        files_drained(loop, e->fc); /* the next chunk of a large file */
-    if ((e = entry_of(ud, loop, c)) && e->hc)
+    if (e && e->hc)
         http_conn_drained(loop, e->hc);
 }
 

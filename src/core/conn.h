@@ -22,9 +22,9 @@ void vigil__tcp_pump(vigil_loop *loop, vigil__conn *c); /* sends what can go now
 
 /* send_file.c: file messages (vigil_conn_send_file) */
 typedef struct vigil__file_msg vigil__file_msg;
-int vigil__file_msg_new(int fd, int64_t offset, size_t len, vigil__file_msg **out);
+int vigil__file_msg_new(vigil_loop *loop, int fd, int64_t offset, size_t len, vigil__file_msg **out);
 uint8_t *vigil__file_msg_data(vigil__file_msg *m); /* its first byte in the mapping; NULL: none */
-void vigil__file_msg_free(vigil__file_msg *m);
+void vigil__file_msg_free(vigil_loop *loop, vigil__file_msg *m);
 /* What of the file message op can go out now from its mapping: bytes from
  * its next unsent one, as *s; 0 while its pages are read in on the pool. */
 size_t vigil__file_msg_window(vigil_loop *loop, vigil__conn *c, vigil__op *op, vigil__slice *s);

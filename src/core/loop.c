@@ -16,6 +16,7 @@
 #include "core/engine.h"
 #include "core/loop.h"
 #include "os/backends.h"
+#include "os/files.h"
 #include "os/platform.h"
 
 #include <errno.h>
@@ -1027,6 +1028,7 @@ static int run_passes(vigil_loop *loop, vigil_run_mode mode, int timeout_ms, boo
             break;
         vigil__fs_poll(loop); /* submits what callbacks asked for */
         vigil__tcp_pump_soon_run(loop); /* starts the sends they queued */
+        vigil__file_maps_sweep(loop, now);
         /* Sleep only if nothing is ready, and in ONCE only until something ran. */
         bool ready = vigil__fs_ready(loop) ||
                      (!loop->rb.gated && (loop->later.head || posts_waiting(loop)));
@@ -1198,6 +1200,7 @@ int vigil_loop_destroy(vigil_loop *loop) {
     free(loop->buf_park);
     for (uint32_t slot = 0; slot < loop->ops.cap; slot++)
         free_extra(loop, vigil__op_at(loop, slot));
+    vigil__file_maps_free(loop); /* every file message is gone */
     vigil__table_free(&loop->ops);
     vigil__table_free(&loop->conns);
     for (int i = 0; i < 11; i++) {

@@ -91,6 +91,7 @@ struct vigil_loop {
     bool fs_chosen;
     intptr_t *port_files;       /* Windows (os/win/files.c): by fd, the handle of a file */
     uint32_t port_files_cap;    /* bound to the port, or 0; unused elsewhere */
+    struct vigil__file_maps *file_maps; /* Linux (os/linux/files.c): files mapped for file messages */
 
     vigil__signals sig;         /* os/linux/signal.c */
 

@@ -7,8 +7,9 @@
  *
  * Where the backend sends files itself (IOCP: TransmitFile), the message
  * goes out alone, as one request for the rest of it from its next unsent
- * byte. Elsewhere (io_uring, epoll) its range is mapped read-only when it
- * is queued, and the pump sends from the mapping as from any buffer: the
+ * byte. Elsewhere (io_uring, epoll) its file is mapped read-only (the
+ * loop keeps the mapping for the file's next messages: os/linux/files.c)
+ * and the pump sends from the mapping as from any buffer: the
  * kernel copies from the page cache into the socket, the one copy a send
  * from a buffer of ours would make too, after a read into it. A page not in
  * memory would make that send wait for the disk on the loop thread, so
@@ -42,11 +43,11 @@ struct vigil__file_msg {
     bool filled;    /* ... and came back: that window goes without another look */
 };
 
-int vigil__file_msg_new(int fd, int64_t offset, size_t len, vigil__file_msg **out) {
+int vigil__file_msg_new(vigil_loop *loop, int fd, int64_t offset, size_t len, vigil__file_msg **out) {
     vigil__file_msg *m = calloc(1, sizeof(*m));
     if (!m)
         return -ENOMEM;
-    int rc = vigil__file_src_open(&m->src, fd, offset, len);
+    int rc = vigil__file_src_open(loop, &m->src, fd, offset, len);
     if (rc < 0) {
         free(m);
         return rc;
@@ -56,10 +57,10 @@ int vigil__file_msg_new(int fd, int64_t offset, size_t len, vigil__file_msg **ou
     return 0;
 }
 
-uint8_t *vigil__file_msg_data(vigil__file_msg *m) { return m->src.data; }
+uint8_t *vigil__file_msg_data(vigil__file_msg *m) { return (uint8_t *)m->src.data; }
 
-void vigil__file_msg_free(vigil__file_msg *m) {
-    vigil__file_src_close(&m->src);
+void vigil__file_msg_free(vigil_loop *loop, vigil__file_msg *m) {
+    vigil__file_src_close(loop, &m->src);
     free(m);
 }
 

@@ -903,7 +903,7 @@ static int send_queue(vigil_loop *loop, vigil__conn *c, uint8_t *data, size_t le
         if (copied)
             vigil__send_free(loop, data, len ? len : 1);
         if (file)
-            vigil__file_msg_free(file);
+            vigil__file_msg_free(loop, file);
         return -ENOMEM;
     }
     op->u.send.data = data;
@@ -965,7 +965,7 @@ int vigil_conn_send_file(vigil_loop *loop, vigil_conn h, int fd, int64_t offset,
     int rc = send_check(c, len);
     vigil__file_msg *m = NULL;
     if (rc == 0)
-        rc = vigil__file_msg_new(fd, offset, len, &m);
+        rc = vigil__file_msg_new(loop, fd, offset, len, &m);
     if (rc < 0)
         return rc;
     return send_queue(loop, c, vigil__file_msg_data(m), len, false, m, deadline_ms, cb, ud, oph);
@@ -1387,7 +1387,7 @@ static void connect_release(vigil_loop *loop, vigil__op *op) { free(op->u.connec
 
 static void send_release(vigil_loop *loop, vigil__op *op) {
     if (op->flags & VIGIL__OPF_FILE)
-        vigil__file_msg_free(op->u.send.block);
+        vigil__file_msg_free(loop, op->u.send.block);
     else if (op->u.send.block) /* NULL: the caller's memory (vigil_conn_send_nocopy) */
         vigil__send_free(loop, op->u.send.block, op->u.send.len ? op->u.send.len : 1);
 }

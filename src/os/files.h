@@ -31,17 +31,21 @@
 
 /* Where a file message's bytes come from (core/send_file.c,
  * vigil_conn_send_file), in the OS's terms. */
+typedef struct vigil__file_map vigil__file_map; /* Linux: one file mapped, shared (os/linux/files.c) */
 typedef struct vigil__file_src {
     int fd;
-    intptr_t handle; /* Windows: fd's handle, which TransmitFile reads */
-    uint8_t *map;    /* Linux: [offset rounded down to a page, offset + len) mapped read-only */
-    size_t map_len;
-    uint8_t *data;   /* Linux: the message's first byte in the mapping */
+    intptr_t handle;      /* Windows: fd's handle, which TransmitFile reads */
+    vigil__file_map *map; /* Linux: the file's mapping, held until close */
+    const uint8_t *data;  /* Linux: the message's first byte in it */
 } vigil__file_src;
-/* Takes hold of len bytes of fd from offset (len 0: checks fd only): 0, or
- * -EBADF, -ENODEV (not a regular file), -EACCES (not open for reading). */
-int vigil__file_src_open(vigil__file_src *s, int fd, int64_t offset, size_t len);
-void vigil__file_src_close(vigil__file_src *s);
+/* Takes hold of len bytes of fd from offset, on the loop thread, without
+ * reading them: 0, or -EBADF, -ENODEV (not a regular file), -EACCES (not
+ * open for reading), -ENODATA (the file is shorter than offset + len). */
+int vigil__file_src_open(vigil_loop *loop, vigil__file_src *s, int fd, int64_t offset, size_t len);
+void vigil__file_src_close(vigil_loop *loop, vigil__file_src *s);
+/* Before a wait: lets go of mappings no message used for a while. */
+void vigil__file_maps_sweep(vigil_loop *loop, uint64_t now_ns);
+void vigil__file_maps_free(vigil_loop *loop); /* destroy, every message gone */
 /* Of the n bytes at p in a mapping, how many from p on are in memory now
  * (whole pages; no wait). */
 size_t vigil__file_resident(const uint8_t *p, size_t n);

@@ -151,7 +151,8 @@ else
     stop
 fi
 
-# --- --root: static files through the file calls (overlapped reads on the port), the
+# --- --root: static files through the file calls (open and stat on the pool, a small body read
+# overlapped on the port, a large one sent by TransmitFile: vigil_conn_send_file), the
 # directory given as wine sees the Linux one (Z: is /)
 mkdir -p "$T/www/sub" && printf 'hello file' >"$T/www/sub/a.txt" && head -c 3000000 /dev/urandom >"$T/www/big.bin"
 if start --mode http --root "Z:$T/www"; then

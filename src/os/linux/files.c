@@ -218,12 +218,45 @@ void vigil__fs_os_free(vigil_loop *loop) {
 
 /* ------------------------------------------------ a file message's source */
 
+/*
+ * A file message is sent from a read-only mapping of its file. Mapping and
+ * unmapping per message costs as much as the send itself (a 256 KiB body:
+ * mmap, a fault per 16 pages, munmap and its TLB flush, 1.5x the CPU of a
+ * response from a kept mapping), so each loop keeps the mappings of the
+ * files it sent from, one per file (device and inode, from fstat; a kept
+ * mapping holds the inode, so its number cannot name another file while
+ * kept). A file that grew past its mapping is mapped again. A mapping no
+ * message uses goes FILE_MAP_LINGER_NS later (when the loop next runs), or
+ * when more than FILE_MAPS_IDLE_MAX are idle: a deleted file's disk space
+ * is freed that much later. Only the kernel reads a mapping (sends, mincore,
+ * MADV_POPULATE_READ), so a file cut short is an -EFAULT, never a SIGBUS.
+ */
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22 /* Linux 5.14; older kernels say -EINVAL */
 #endif
 #define RESIDENT_PAGES_MAX 512 /* pages one look covers: the send window (send_file.c) */
+#define FILE_MAPS_IDLE_MAX 64
+#define FILE_MAP_LINGER_NS 1000000000ull
+#define FILE_MAPS_SWEEP_NS 250000000ull
+
+struct vigil__file_map {
+    vigil__file_map *next; /* the loop's list, most recently used first */
+    dev_t dev;
+    ino_t ino;
+    uint8_t *base;
+    size_t len;            /* [0, len) of the file */
+    uint32_t refs;         /* messages sending from it */
+    bool dropped;          /* out of the list (mapped again larger): unmapped at its last release */
+    uint64_t idle_ns;      /* when refs last went to 0 */
+};
+
+typedef struct vigil__file_maps {
+    vigil__file_map *head;
+    uint64_t next_sweep_ns;
+} vigil__file_maps;
 
 static size_t page_size(void) {
     static size_t page;
@@ -232,28 +265,120 @@ static size_t page_size(void) {
     return page;
 }
 
-/* The range is mapped, not read: mmap reads nothing, so it does not wait
- * for the disk, and a range past the end of the file maps too (its pages
- * fail when populated: -EFAULT, never a SIGBUS, as only the kernel touches
- * them). A pipe, socket or directory cannot be mapped: -ENODEV. */
-int vigil__file_src_open(vigil__file_src *s, int fd, int64_t offset, size_t len) {
+static void map_free(vigil__file_map *m) {
+    munmap(m->base, m->len);
+    free(m);
+}
+
+/* Unlinks *at (refs 0) and unmaps it. */
+static void map_drop(vigil__file_map **at) {
+    vigil__file_map *m = *at;
+    *at = m->next;
+    map_free(m);
+}
+
+/* The loop's mapping of the file fd names, holding [0, need), found or
+ * made; NULL with *err. */
+static vigil__file_map *map_get(vigil_loop *loop, int fd, const struct stat *st, uint64_t need, int *err) {
+    vigil__file_maps *t = loop->file_maps;
+    if (!t && !(t = loop->file_maps = calloc(1, sizeof(*t)))) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    for (vigil__file_map **at = &t->head; *at; at = &(*at)->next) {
+        vigil__file_map *m = *at;
+        if (m->dev != st->st_dev || m->ino != st->st_ino)
+            continue;
+        *at = m->next; /* to the front, or out: the file grew past it */
+        if (m->len >= need) {
+            m->next = t->head;
+            t->head = m;
+            return m;
+        }
+        if (m->refs)
+            m->dropped = true;
+        else
+            map_free(m);
+        break;
+    }
+    vigil__file_map *m = calloc(1, sizeof(*m));
+    void *base = m ? mmap(NULL, (size_t)st->st_size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    if (base == MAP_FAILED) {
+        *err = !m ? -ENOMEM : errno == EINVAL || errno == ENODEV ? -ENODEV : -errno;
+        free(m);
+        return NULL;
+    }
+    *m = (vigil__file_map){.next = t->head, .dev = st->st_dev, .ino = st->st_ino, .base = base,
+                           .len = (size_t)st->st_size};
+    t->head = m;
+    uint32_t idle = 0; /* the bound: the least recently used idle ones go */
+    for (vigil__file_map **at = &t->head; *at;) {
+        if (!(*at)->refs && ++idle > FILE_MAPS_IDLE_MAX)
+            map_drop(at);
+        else
+            at = &(*at)->next;
+    }
+    return m;
+}
+
+int vigil__file_src_open(vigil_loop *loop, vigil__file_src *s, int fd, int64_t offset, size_t len) {
     *s = (vigil__file_src){.fd = fd};
+    struct stat st;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fstat(fd, &st) < 0)
+        return -errno;
+    if (fl & O_PATH)
+        return -EBADF;
+    if (!S_ISREG(st.st_mode))
+        return -ENODEV;
+    if ((fl & O_ACCMODE) == O_WRONLY)
+        return -EACCES; /* checked here: a kept mapping would not ask */
+    if ((uint64_t)offset > (uint64_t)st.st_size || len > (uint64_t)st.st_size - (uint64_t)offset)
+        return -ENODATA;
     if (len == 0)
-        return fcntl(fd, F_GETFD) < 0 ? -errno : 0;
-    size_t lead = (size_t)offset & (page_size() - 1);
-    void *m = mmap(NULL, lead + len, PROT_READ, MAP_SHARED, fd, (off_t)(offset - (int64_t)lead));
-    if (m == MAP_FAILED)
-        return errno == EINVAL || errno == ENODEV ? -ENODEV : -errno;
+        return 0;
+    int err = 0;
+    vigil__file_map *m = map_get(loop, fd, &st, (uint64_t)offset + len, &err);
+    if (!m)
+        return err;
+    m->refs++;
     s->map = m;
-    s->map_len = lead + len;
-    s->data = s->map + lead;
+    s->data = m->base + offset;
     return 0;
 }
 
-void vigil__file_src_close(vigil__file_src *s) {
-    if (s->map)
-        munmap(s->map, s->map_len);
+void vigil__file_src_close(vigil_loop *loop, vigil__file_src *s) {
+    vigil__file_map *m = s->map;
     s->map = NULL;
+    if (!m || --m->refs)
+        return;
+    if (m->dropped)
+        map_free(m);
+    else
+        m->idle_ns = vigil__clock_ns();
+}
+
+void vigil__file_maps_sweep(vigil_loop *loop, uint64_t now_ns) {
+    vigil__file_maps *t = loop->file_maps;
+    if (!t || now_ns < t->next_sweep_ns)
+        return;
+    t->next_sweep_ns = now_ns + FILE_MAPS_SWEEP_NS;
+    for (vigil__file_map **at = &t->head; *at;) {
+        if (!(*at)->refs && now_ns - (*at)->idle_ns >= FILE_MAP_LINGER_NS)
+            map_drop(at);
+        else
+            at = &(*at)->next;
+    }
+}
+
+void vigil__file_maps_free(vigil_loop *loop) {
+    vigil__file_maps *t = loop->file_maps;
+    if (!t)
+        return;
+    while (t->head)
+        map_drop(&t->head);
+    free(t);
+    loop->file_maps = NULL;
 }
 
 size_t vigil__file_resident(const uint8_t *p, size_t n) {

@@ -394,19 +394,24 @@ void vigil__fs_os_free(vigil_loop *loop) {
 /* ------------------------------------------------ a file message's source */
 
 /* TransmitFile reads the file itself (iocp.c): the handle is all it needs.
- * Nothing is mapped, so the two calls below are never asked. */
-int vigil__file_src_open(vigil__file_src *s, int fd, int64_t offset, size_t len) {
-    (void)offset, (void)len;
+ * Nothing is mapped, so the mapping calls are never asked. */
+int vigil__file_src_open(vigil_loop *loop, vigil__file_src *s, int fd, int64_t offset, size_t len) {
+    (void)loop;
     *s = (vigil__file_src){.fd = fd};
     HANDLE h = handle_of(fd);
     if (h == INVALID_HANDLE_VALUE)
         return -EBADF;
-    if (GetFileType(h) != FILE_TYPE_DISK)
-        return -ENODEV;
+    LARGE_INTEGER size;
+    if (GetFileType(h) != FILE_TYPE_DISK || !GetFileSizeEx(h, &size))
+        return -ENODEV; /* a pipe, a device; a directory has no size */
+    if ((uint64_t)offset > (uint64_t)size.QuadPart || len > (uint64_t)size.QuadPart - (uint64_t)offset)
+        return -ENODATA;
     s->handle = (intptr_t)h;
     return 0;
 }
 
-void vigil__file_src_close(vigil__file_src *s) { (void)s; }
+void vigil__file_src_close(vigil_loop *loop, vigil__file_src *s) { (void)loop, (void)s; }
+void vigil__file_maps_sweep(vigil_loop *loop, uint64_t now_ns) { (void)loop, (void)now_ns; }
+void vigil__file_maps_free(vigil_loop *loop) { (void)loop; }
 size_t vigil__file_resident(const uint8_t *p, size_t n) { (void)p; return n; }
 int vigil__file_populate(const uint8_t *p, size_t n) { (void)p, (void)n; return 0; }
