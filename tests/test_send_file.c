@@ -149,6 +149,25 @@ static void on_accept(vigil_loop *loop, vigil_listener l, int status, vigil_conn
     }
 }
 
+/* A listener and a plain blocking client, accepted: the client's fd. */
+static int plain_peer(vigil_loop *loop, srv *s) {
+    int port;
+    s->l = vt_listen(loop, on_accept, s, &port);
+    int pfd = vt_sock_connect(port);
+    VT_ASSERT(vt_run_until(loop, &s->accepted, 5000));
+    return pfd;
+}
+
+/* The end of a test: the peer, the file, the listener, the loop. */
+static void end_test(vigil_loop *loop, srv *s, peer *p, int fd, const char *path) {
+    free(p->buf);
+    vt_sock_close(p->fd);
+    close_file(loop, fd);
+    vigil_listener_close(loop, s->l);
+    VT_OK(vigil_loop_destroy(loop));
+    remove(path);
+}
+
 /* Each message's callbacks, in order. */
 typedef struct sent_log {
     _Atomic int n;       /* callbacks so far */
@@ -241,12 +260,7 @@ VT_TEST(send_file, file_and_memory_messages_keep_their_order, 60) {
     VT_EQ(vt_check(b + A + F1, B, 2, 0), B);
     VT_EQ(vt_check(b + A + F1 + B, F2, FILE_SEED, F2_OFF), F2);
     VT_EQ(vt_check(b + A + F1 + B + F2, C, 3, 0), C);
-    free(p.buf);
-    vt_sock_close(p.fd);
-    close_file(loop, fd);
-    vigil_listener_close(loop, s.l);
-    VT_OK(vigil_loop_destroy(loop));
-    remove(path);
+    end_test(loop, &s, &p, fd, path);
 }
 
 /* Bad arguments fail at once with a clear error, and leave the connection
@@ -257,10 +271,7 @@ VT_TEST(send_file, bad_arguments_fail_at_once, 20) {
     make_file(path, sizeof(path), "bad", 4096);
     int fd = open_file(loop, path);
     srv s = {0};
-    int port;
-    s.l = vt_listen(loop, on_accept, &s, &port);
-    int pfd = vt_sock_connect(port);
-    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    int pfd = plain_peer(loop, &s);
 
     VT_EQ(vigil_conn_send_file(loop, s.c, -1, 0, 10, 0, NULL, NULL, NULL), -EBADF);
     VT_EQ(vigil_conn_send_file(loop, s.c, fd, -1, 10, 0, NULL, NULL, NULL), -EINVAL);
@@ -346,12 +357,7 @@ VT_TEST(send_file, file_cut_short_breaks_the_stream, 40) {
     VT_OK(vigil_conn_close(loop, s.c, 5000, on_closed, &g));
     VT_ASSERT(vt_run_until(loop, (const volatile int *)&g.closed, 10000));
     VT_EQ(g.close_status, -ENODATA);
-    free(p.buf);
-    vt_sock_close(p.fd);
-    close_file(loop, fd);
-    vigil_listener_close(loop, s.l);
-    VT_OK(vigil_loop_destroy(loop));
-    remove(path);
+    end_test(loop, &s, &p, fd, path);
 }
 
 /* Linux: pages of the file that are not in memory are read in on the
@@ -541,10 +547,7 @@ VT_TEST(send_file, kept_mappings_follow_the_file, 30) {
     make_file(path, sizeof(path), "grow", 64 * KIB);
     int fd = open_file(loop, path);
     srv s = {0};
-    int port;
-    s.l = vt_listen(loop, on_accept, &s, &port);
-    int pfd = vt_sock_connect(port);
-    VT_ASSERT(vt_run_until(loop, &s.accepted, 5000));
+    int pfd = plain_peer(loop, &s);
     send_range(loop, s.c, pfd, fd, 1000, 60000, FILE_SEED);
     /* it grows: the new bytes, pattern continued */
     FILE *f = fopen(path, "ab");

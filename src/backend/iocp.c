@@ -266,18 +266,21 @@ static int iocp_recv_dgram(vigil_loop *loop, vigil__op *op, vigil_socket fd, voi
     return zero_read(loop, op, (SOCKET)fd, FL_UDP);
 }
 
+/* Winsock's extension function g (AcceptEx, ConnectEx, TransmitFile), looked
+ * up through a socket the first time: false where the provider has none. */
+static bool extension(SOCKET sock, GUID g, void **fn) {
+    DWORD n = 0;
+    if (!*fn)
+        WSAIoctl(sock, SIO_GET_EXTENSION_FUNCTION_POINTER, &g, sizeof(g), fn, sizeof(*fn), &n, NULL, NULL);
+    return *fn != NULL;
+}
+
 static int iocp_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
     iocp_state *s = st(loop);
     SOCKET l = (SOCKET)fd;
     bind_port(loop, s, op, l);
-    if (!s->accept_ex) {
-        GUID g = WSAID_ACCEPTEX;
-        DWORD n = 0;
-        WSAIoctl(l, SIO_GET_EXTENSION_FUNCTION_POINTER, &g, sizeof(g), &s->accept_ex, sizeof(s->accept_ex), &n,
-                 NULL, NULL);
-        if (!s->accept_ex)
-            return -ENOTSUP;
-    }
+    if (!extension(l, (GUID)WSAID_ACCEPTEX, (void **)&s->accept_ex))
+        return -ENOTSUP;
     WSAPROTOCOL_INFOW pi;
     int pl = sizeof(pi);
     if (getsockopt(l, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&pi, &pl))
@@ -300,14 +303,8 @@ static int iocp_accept(vigil_loop *loop, vigil__op *op, vigil_socket fd) {
 static int iocp_connect(vigil_loop *loop, vigil__op *op, vigil_socket fd, const void *addr, uint32_t len) {
     iocp_state *s = st(loop);
     SOCKET sock = (SOCKET)fd;
-    if (!s->connect_ex) {
-        GUID g = WSAID_CONNECTEX;
-        DWORD n = 0;
-        WSAIoctl(sock, SIO_GET_EXTENSION_FUNCTION_POINTER, &g, sizeof(g), &s->connect_ex, sizeof(s->connect_ex),
-                 &n, NULL, NULL);
-        if (!s->connect_ex)
-            return -ENOTSUP;
-    }
+    if (!extension(sock, (GUID)WSAID_CONNECTEX, (void **)&s->connect_ex))
+        return -ENOTSUP;
     /* ConnectEx wants a bound socket: the wildcard address of its family */
     SOCKADDR_STORAGE any;
     memset(&any, 0, sizeof(any));
@@ -344,14 +341,8 @@ static int iocp_send_file(vigil_loop *loop, vigil__op *op, vigil_socket fd, intp
     iocp_state *s = st(loop);
     SOCKET sock = (SOCKET)fd;
     bind_port(loop, s, op, sock);
-    if (!s->transmit_file) {
-        GUID g = WSAID_TRANSMITFILE;
-        DWORD n = 0;
-        WSAIoctl(sock, SIO_GET_EXTENSION_FUNCTION_POINTER, &g, sizeof(g), &s->transmit_file,
-                 sizeof(s->transmit_file), &n, NULL, NULL);
-        if (!s->transmit_file)
-            return -ENOTSUP;
-    }
+    if (!extension(sock, (GUID)WSAID_TRANSMITFILE, (void **)&s->transmit_file))
+        return -ENOTSUP;
     flight *f = flight_new(s, FL_SEND, vigil__op_tag(loop, op), sock);
     if (!f)
         return -ENOMEM;
