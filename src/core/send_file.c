@@ -144,8 +144,8 @@ static void fill_complete(vigil_loop *loop, vigil__op *f, const vigil__cqe *e) {
         return; /* the message ended meanwhile */
     vigil__file_msg *m = op->u.send.block;
     m->filling = false;
-    if (e->res == -ECANCELED || loop->destroying)
-        return;
+    if (e->res == -ECANCELED || loop->destroying || (op->flags & VIGIL__OPF_STOPPED))
+        return; /* (stopped: cancelled or failed, its callback on the way) */
     if (e->res == -EFAULT || e->res == -EIO) { /* the file ended before the message, or the disk failed */
         vigil__tcp_break(loop, c, e->res == -EFAULT ? -ENODATA : -EIO);
         return;
