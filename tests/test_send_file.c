@@ -103,6 +103,7 @@ static void *peer_main(void *arg) {
         int k = (int)recv(p->fd, (char *)p->buf + p->got, n, 0);
         if (k == 0) {
             p->eof = 1;
+            shutdown(p->fd, SHUT_WR); /* our FIN too: the server's graceful close need not wait for it */
             break;
         }
         if (k < 0) {
