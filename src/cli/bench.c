@@ -38,6 +38,7 @@
 #include "escape.h"
 #include "load.h"
 #include "opts.h"
+#include "vigil.h"
 
 #ifndef VIGIL_HAVE_URING /* meson defines it: 1 with liburing, 0 without */
 #define VIGIL_HAVE_URING 1
@@ -82,6 +83,17 @@ typedef struct bench_opts {
     bool peers_given;
     bool pin;                 /* false on a 1-CPU machine */
     int ncpus;                /* CPUs this process may run on */
+    /* --http URL: an HTTP server (http_load.c) instead of an echo server */
+    const char *http;         /* the URL; its host and port are target_host, target_port */
+    char http_path[1024];
+    const char *method, *body, *expect_file;
+    const char *headers[16];
+    int nheaders;
+    int pipeline, expect_status, client_backend;
+    double rate;
+    long pid;                 /* the server's pid, for its CPU (--target, --http) */
+    uint8_t *request, *expect; /* built from the above by parse_args */
+    size_t request_len, expect_len;
 } bench_opts;
 
 /* HOST:PORT, [V6]:PORT or V6 with the port after the last colon. */
@@ -105,6 +117,39 @@ static int parse_target(const char *s, void *dest) {
     return 0;
 }
 
+/* http://HOST[:PORT][/PATH] (no https: the load is plain TCP). */
+static int parse_url(const char *s, void *dest) {
+    bench_opts *o = dest;
+    if (strncmp(s, "http://", 7))
+        return -1;
+    const char *h = s + 7, *slash = strchr(h, '/');
+    size_t hl = slash ? (size_t)(slash - h) : strlen(h);
+    char hostport[300];
+    if (hl == 0 || hl >= sizeof(hostport) - 6)
+        return -1;
+    memcpy(hostport, h, hl);
+    hostport[hl] = '\0';
+    const char *colon = strrchr(hostport, ':');
+    if (!colon || (hostport[0] == '[' && colon < strchr(hostport, ']')))
+        strcat(hostport, ":80");
+    if (parse_target(hostport, o) != 0)
+        return -1;
+    if (snprintf(o->http_path, sizeof(o->http_path), "%s", slash ? slash : "/") >= (int)sizeof(o->http_path))
+        return -1;
+    o->http = s;
+    o->target = s;
+    return 0;
+}
+
+static int parse_header(const char *s, void *dest) {
+    bench_opts *o = dest;
+    const char *colon = strchr(s, ':');
+    if (!colon || colon == s || strpbrk(s, "\r\n") || o->nheaders == 16)
+        return -1;
+    o->headers[o->nheaders++] = s;
+    return 0;
+}
+
 static const opt_choice backends[] = {
     {"uring", BACKEND_URING}, {"epoll", BACKEND_EPOLL}, {"auto", BACKEND_AUTO}, {NULL}};
 static const opt_choice modes[] = {{"pingpong", LOAD_PINGPONG}, {"stream", LOAD_STREAM}, {NULL}};
@@ -123,6 +168,9 @@ static bench_opts bopt = {
     .client_cpu = 1,
     .rounds = 3,
     .out_dir = "vigil-bench",
+    .method = "GET",
+    .pipeline = 1,
+    .client_backend = BACKEND_AUTO,
 };
 
 static opt bench_opt_table[] = {
@@ -130,6 +178,28 @@ static opt bench_opt_table[] = {
      .hint = "HOST:PORT, port 1..65535",
      .help = "load this echo server instead of starting `vigil serve`\n"
              "(its CPU is then neither pinned nor measured)"},
+    {"--http", 0, OPT_CUSTOM, &bopt, .meta = "URL", .syn_meta = "http://HOST[:PORT][/PATH]", .parse = parse_url,
+     .hint = "http://HOST[:PORT][/PATH]",
+     .help = "load this HTTP/1.1 server: keep-alive connections, every response's\n"
+             "status and framing checked (and its body, with --expect-body)"},
+    {"--method", 0, OPT_STRING, &bopt.method, .meta = "M", .flags = OPT_NONEMPTY,
+     .help = "--http: the request's method (default {default})"},
+    {"--header", 0, OPT_CUSTOM, &bopt, .meta = "H", .syn_meta = "'NAME: VALUE'", .parse = parse_header,
+     .hint = "'NAME: VALUE', at most 16", .help = "--http: a request header (again for more)"},
+    {"--body", 0, OPT_STRING, &bopt.body, .meta = "TEXT", .help = "--http: the request's body"},
+    {"--expect-body", 0, OPT_STRING, &bopt.expect_file, .meta = "FILE", .flags = OPT_NONEMPTY,
+     .help = "--http: every response's body must be FILE's bytes"},
+    {"--expect-status", 0, OPT_INT, &bopt.expect_status, 100, 599, "N",
+     .help = "--http: every response's status must be N (default: any 2xx)"},
+    {"--pipeline", 0, OPT_INT, &bopt.pipeline, 1, 1024, "N",
+     .help = "--http: requests in flight per connection (default {default})"},
+    {"--rate", 0, OPT_DOUBLE, &bopt.rate, 0, 1e9, "R",
+     .help = "--http: open loop, R requests/s over all connections on a fixed\n"
+             "schedule, latency counted from when each was due (default: closed loop)"},
+    {"--client-backend", 0, OPT_ENUM, &bopt.client_backend, .meta = "B", .choices = backends,
+     .help = "--http: backend of the client's vigil loops (default {default})"},
+    {"--pid", 0, OPT_LONG, &bopt.pid, 1, 4194304, "PID",
+     .help = "the pid of the --target or --http server: its CPU per request"},
     {"--backend", 0, OPT_ENUM, &bopt.backend, .meta = "B", .choices = backends,
      .help = "backend of the vigil server started here (default {default})"},
     {"--mode", 0, OPT_ENUM, &bopt.mode, .meta = "M", .choices = modes,
@@ -252,6 +322,43 @@ static int check_cpus(const opt_cmd *cmd, bench_opts *o) {
     return -1;
 }
 
+/* The bytes of --http's request, and of --expect-body. Returns -1 to go
+ * on, else the exit status. */
+static int build_request(const opt_cmd *cmd, bench_opts *o) {
+    size_t cap = 4096 + strlen(o->http_path) + (o->body ? strlen(o->body) : 0);
+    for (int i = 0; i < o->nheaders; i++)
+        cap += strlen(o->headers[i]) + 2;
+    char *r = malloc(cap);
+    if (!r)
+        return opts_bad(cmd, "out of memory");
+    bool v6 = strchr(o->target_host, ':') != NULL;
+    int n = snprintf(r, cap, "%s %s HTTP/1.1\r\nHost: %s%s%s:%u\r\n", o->method, o->http_path, v6 ? "[" : "",
+                     o->target_host, v6 ? "]" : "", (unsigned)o->target_port);
+    for (int i = 0; i < o->nheaders; i++)
+        n += snprintf(r + n, cap - (size_t)n, "%s\r\n", o->headers[i]);
+    if (o->body)
+        n += snprintf(r + n, cap - (size_t)n, "Content-Length: %zu\r\n", strlen(o->body));
+    n += snprintf(r + n, cap - (size_t)n, "\r\n%s", o->body ? o->body : "");
+    o->request = (uint8_t *)r;
+    o->request_len = (size_t)n;
+    if (!o->expect_file)
+        return -1;
+    FILE *f = fopen(o->expect_file, "rb");
+    if (!f)
+        return opts_bad(cmd, "bad --expect-body %s: %s", o->expect_file, strerror(errno));
+    size_t got = 0, room = 0;
+    for (size_t k = 1; k > 0; got += k) {
+        if (got == room && !(o->expect = realloc(o->expect, room = room ? room * 2 : 65536))) {
+            fclose(f);
+            return opts_bad(cmd, "--expect-body %s: out of memory", o->expect_file);
+        }
+        k = fread(o->expect + got, 1, room - got, f);
+    }
+    fclose(f);
+    o->expect_len = got;
+    return -1;
+}
+
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv) {
     const opt_cmd *cmd = &bench_cmd;
@@ -262,7 +369,9 @@ static int parse_args(int argc, char **argv) {
     if (o->peers == peers_none)
         o->peers = NULL;
     if (o->compare && o->target)
-        return opts_bad(cmd, "--compare starts its own servers: it cannot take --target");
+        return opts_bad(cmd, "--compare starts its own servers: it cannot take --target or --http");
+    if (o->http && (rc = build_request(cmd, o)) >= 0)
+        return rc;
     if (o->mode == LOAD_STREAM && o->window_set && o->window < o->size)
         return opts_bad(cmd, "bad --window %ld: below --size %ld", o->window, o->size);
     if (o->window < o->size)
@@ -311,6 +420,7 @@ typedef struct run_rec {
     bool ok;
     char err[240];
     double rps, p50, p99, p999, cpu_per_req;
+    double p90, max, client_cpu_per_req; /* client_cpu_per_req: 0 when not measured */
     bool have_cpu;
     /* How busy each side was over the measured part: the server in cores
      * (its CPU time / wall time), the client as a fraction of what its
@@ -320,6 +430,7 @@ typedef struct run_rec {
     bool starved;
     uint64_t requests, bytes_sent, bytes_verified, lost, mismatches, errors, connect_failures;
     uint64_t connected;
+    uint64_t bad_status, bad_framing; /* --http */
 } run_rec;
 
 typedef struct server {
@@ -371,8 +482,8 @@ static double spread_of(double lo, double hi, double med) { return med > 0 ? (hi
  * rounds of s that ran; flags s noisy when the rounds disagree. */
 static void compute_stats(server *s, int rounds) {
     double rps[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], p999[MAX_ROUNDS], cpu[MAX_ROUNDS];
-    double sbusy[MAX_ROUNDS], cbusy[MAX_ROUNDS];
-    int n = 0, ncpu = 0, nbusy = 0;
+    double sbusy[MAX_ROUNDS], cbusy[MAX_ROUNDS], p90[MAX_ROUNDS], mx[MAX_ROUNDS], ccpu[MAX_ROUNDS];
+    int n = 0, ncpu = 0, nbusy = 0, nccpu = 0;
     run_rec *m = &s->med, *lo = &s->lo, *hi = &s->hi;
     memset(m, 0, sizeof(*m));
     memset(lo, 0, sizeof(*lo));
@@ -389,7 +500,11 @@ static void compute_stats(server *s, int rounds) {
         p50[n] = x->p50;
         p99[n] = x->p99;
         p999[n] = x->p999;
+        p90[n] = x->p90;
+        mx[n] = x->max;
         n++;
+        if (x->client_cpu_per_req > 0)
+            ccpu[nccpu++] = x->client_cpu_per_req;
         if (x->have_cpu)
             cpu[ncpu++] = x->cpu_per_req;
         if (x->have_busy) {
@@ -404,6 +519,8 @@ static void compute_stats(server *s, int rounds) {
         m->mismatches += x->mismatches;
         m->errors += x->errors;
         m->connect_failures += x->connect_failures;
+        m->bad_status += x->bad_status;
+        m->bad_framing += x->bad_framing;
     }
     s->nok = n;
     m->ok = n == rounds;
@@ -412,6 +529,9 @@ static void compute_stats(server *s, int rounds) {
     m->p50 = median(p50, n);
     m->p99 = median(p99, n);
     m->p999 = median(p999, n);
+    m->p90 = median(p90, n);
+    m->max = median(mx, n);
+    m->client_cpu_per_req = median(ccpu, nccpu);
     m->have_cpu = ncpu > 0;
     m->cpu_per_req = median(cpu, ncpu);
     m->have_busy = nbusy > 0;
@@ -440,8 +560,8 @@ static void compute_stats(server *s, int rounds) {
 }
 
 static bool run_clean(const run_rec *r, long conns) {
-    return r->ok && r->lost == 0 && r->mismatches == 0 && r->errors == 0 &&
-           r->connect_failures == 0 && r->connected == (uint64_t)conns;
+    return r->ok && r->lost == 0 && r->mismatches == 0 && r->errors == 0 && r->bad_status == 0 &&
+           r->bad_framing == 0 && r->connect_failures == 0 && r->connected == (uint64_t)conns;
 }
 
 /* ------------------------------------------------------------ progress */
@@ -492,6 +612,11 @@ static void fill_rec(run_rec *rec, const load_result *r) {
     rec->p50 = r->p50_us;
     rec->p99 = r->p99_us;
     rec->p999 = r->p999_us;
+    rec->p90 = r->p90_us;
+    rec->max = r->max_us;
+    rec->client_cpu_per_req = r->have_client_cpu && r->requests ? r->client_cpu_us / (double)r->requests : 0;
+    rec->bad_status = r->bad_status;
+    rec->bad_framing = r->bad_framing;
     rec->have_cpu = r->have_cpu && r->requests > 0; /* no requests: no CPU per request */
     rec->cpu_per_req = r->server_cpu_us_per_req;
     rec->requests = r->requests;
@@ -567,7 +692,19 @@ static void run_load(const bench_opts *o, const char *host, uint16_t port, long 
         cfg.progress = on_progress;
         cfg.ud = pc;
     }
-    int rc = load_run(&cfg, &r);
+    int rc;
+    if (o->http) {
+        http_load_target t = {.request = o->request, .request_len = o->request_len,
+                              .head = !strcmp(o->method, "HEAD"), .pipeline = o->pipeline, .rate = o->rate,
+                              .expect = o->expect, .expect_len = o->expect_len,
+                              .expect_status = o->expect_status};
+        t.backend = o->client_backend == BACKEND_URING ? VIGIL_BACKEND_URING
+                    : o->client_backend == BACKEND_EPOLL ? VIGIL_BACKEND_EPOLL
+                                                         : VIGIL_BACKEND_AUTO;
+        rc = http_load_run(&cfg, &t, &r);
+    } else {
+        rc = load_run(&cfg, &r);
+    }
     if (tty)
         fprintf(stderr, "\r\033[K");
     if (rc != 0) {
@@ -582,7 +719,14 @@ static void run_load(const bench_opts *o, const char *host, uint16_t port, long 
         if (r.cpu_pin_errno)
             fprintf(stderr, "vigil bench: pinning the client to CPU %d: %s\n", o->client_cpu,
                     strerror(r.cpu_pin_errno));
-        if (!run_clean(rec, o->conns))
+        if (!run_clean(rec, o->conns) && o->http)
+            snprintf(rec->err, sizeof(rec->err),
+                     "%llu requests unanswered, %llu bodies differ, %llu bad statuses, %llu broken "
+                     "framings, %llu connection errors, %llu of %ld connected; first: %s",
+                     (unsigned long long)r.lost, (unsigned long long)r.mismatches,
+                     (unsigned long long)r.bad_status, (unsigned long long)r.bad_framing,
+                     (unsigned long long)r.errors, (unsigned long long)r.connected, o->conns, r.what);
+        else if (!run_clean(rec, o->conns))
             snprintf(rec->err, sizeof(rec->err),
                      "%llu bytes lost, %llu mismatched, %llu connection errors, %llu of %ld connected",
                      (unsigned long long)r.lost, (unsigned long long)r.mismatches,
@@ -631,7 +775,9 @@ static const char *mode_name(load_mode m) { return m == LOAD_PINGPONG ? "pingpon
 /* One line describing the load, used in the header, the JSON and the chart title. */
 static void describe(const bench_opts *o, char *buf, size_t len, bool short_form) {
     char pin[160];
-    if (o->target)
+    if (o->target && o->pid)
+        snprintf(pin, sizeof(pin), "external server %s (pid %ld, not pinned)", o->target, o->pid);
+    else if (o->target)
         snprintf(pin, sizeof(pin), "external server %s (CPU not measured, not pinned)", o->target);
     else if (!o->pin)
         snprintf(pin, sizeof(pin), "1 CPU: server and client not pinned");
@@ -642,8 +788,13 @@ static void describe(const bench_opts *o, char *buf, size_t len, bool short_form
         snprintf(client, sizeof(client), ", client on CPU %d", o->client_cpu);
     else if (o->pin)
         snprintf(client, sizeof(client), ", client not pinned");
-    char mode[96];
-    if (o->mode == LOAD_PINGPONG)
+    char mode[160];
+    if (o->http && o->rate > 0)
+        snprintf(mode, sizeof(mode), "HTTP %s, open loop at %g requests/s, up to %d in flight a connection",
+                 o->method, o->rate, o->pipeline);
+    else if (o->http)
+        snprintf(mode, sizeof(mode), "HTTP %s, closed loop, %d in flight a connection", o->method, o->pipeline);
+    else if (o->mode == LOAD_PINGPONG)
         snprintf(mode, sizeof(mode), "%ld-byte ping-pong", o->size);
     else
         snprintf(mode, sizeof(mode), "stream of %ld-byte chunks, %ld bytes in flight", o->size,
@@ -678,7 +829,13 @@ static void fmt_spread(char *buf, size_t len, const server *s, double spread) {
         snprintf(buf, len, "%.1f%%%s", spread * 100, spread > NOISY_SPREAD ? "!" : "");
 }
 
+static void print_http_table(const bench_opts *o, server *sv, int n);
+
 static void print_table(const bench_opts *o, server *sv, int n) {
+    if (o->http) {
+        print_http_table(o, sv, n);
+        return;
+    }
     printf("%-12s %11s %7s %9s %9s %11s %7s %10s %10s %10s %10s %7s\n", "server", "req/s", "spread",
            "p50 us", "p99 us", "CPU us/req", "spread", "req/s x1st", "CPU x raw", "lost B",
            "mismatch B", "errors");
@@ -710,6 +867,35 @@ static void print_table(const bench_opts *o, server *sv, int n) {
     if (o->rounds > 1)
         printf("spread: (max - min) / median over the %d rounds (! above %.0f%%); min and max in "
                "bench.json and bench.csv\n", o->rounds, NOISY_SPREAD * 100);
+}
+
+/* --http: latency to p99.9 and max, both sides' CPU, and what was wrong. */
+static void print_http_table(const bench_opts *o, server *sv, int n) {
+    printf("%-12s %10s %7s %8s %8s %8s %9s %9s %10s %10s %9s %9s %9s %9s %7s\n", "server", "req/s", "spread",
+           "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "server us", "client us", "unanswrd",
+           "bad body", "bad stat", "bad frame", "errors");
+    for (int i = 0; i < n; i++) {
+        const run_rec *m = &sv[i].med;
+        if (sv[i].nok == 0) {
+            printf("%-12s failed: %s\n", sv[i].name, m->err);
+            continue;
+        }
+        char cpu[32] = "-", ccpu[32] = "-", sr[16];
+        if (m->have_cpu)
+            snprintf(cpu, sizeof(cpu), "%.3f", m->cpu_per_req);
+        if (m->client_cpu_per_req > 0)
+            snprintf(ccpu, sizeof(ccpu), "%.3f", m->client_cpu_per_req);
+        fmt_spread(sr, sizeof(sr), &sv[i], sv[i].spread_rps);
+        printf("%-12s %10.1f %7s %8.1f %8.1f %8.1f %9.1f %9.1f %10s %10s %9llu %9llu %9llu %9llu %7llu\n",
+               sv[i].name, m->rps, sr, m->p50, m->p90, m->p99, m->p999, m->max, cpu, ccpu,
+               (unsigned long long)m->lost, (unsigned long long)m->mismatches,
+               (unsigned long long)m->bad_status, (unsigned long long)m->bad_framing,
+               (unsigned long long)m->errors);
+        if (sv[i].nok < o->rounds || m->err[0])
+            printf("%-12s %d of %d rounds failed: %s\n", "", o->rounds - sv[i].nok, o->rounds, m->err);
+    }
+    printf("server us, client us: CPU per request (server: with --pid); latency %s\n",
+           o->rate > 0 ? "from when each request was due (open loop)" : "from each request's send");
 }
 
 /* ------------------------------------------------------------ warnings */
@@ -772,6 +958,9 @@ static void json_rec(FILE *f, const run_rec *r, bool round) {
     fprintf(f, "{\"ok\":%s,\"req_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,",
             r->ok ? "true" : "false", r->rps, r->p50, r->p99, r->p999);
     json_frac(f, "server_cpu_us_per_req", r->have_cpu, r->cpu_per_req);
+    json_frac(f, "client_cpu_us_per_req", r->client_cpu_per_req > 0, r->client_cpu_per_req);
+    fprintf(f, "\"p90_us\":%.1f,\"max_us\":%.1f,\"bad_status\":%llu,\"bad_framing\":%llu,", r->p90, r->max,
+            (unsigned long long)r->bad_status, (unsigned long long)r->bad_framing);
     json_frac(f, "server_busy", r->have_busy, r->server_busy);
     json_frac(f, "client_busy", r->have_busy, r->client_busy);
     if (round)
@@ -904,7 +1093,10 @@ static void csv_rec(FILE *f, const server *s, const char *round, const run_rec *
     bool med = !strcmp(round, "median");
     csv_frac(f, med && s->nok >= 2, s->spread_rps);
     csv_frac(f, med && s->nok >= 2 && s->med.have_cpu, s->spread_cpu);
-    fprintf(f, ",%s\n", med && s->nok >= 2 ? (s->noisy ? "yes" : "no") : "");
+    fprintf(f, ",%s", med && s->nok >= 2 ? (s->noisy ? "yes" : "no") : "");
+    csv_frac(f, r->client_cpu_per_req > 0, r->client_cpu_per_req);
+    fprintf(f, ",%.1f,%.1f,%llu,%llu\n", r->p90, r->max, (unsigned long long)r->bad_status,
+            (unsigned long long)r->bad_framing);
 }
 
 static int write_csv(const char *path, const bench_opts *o, server *sv, int n) {
@@ -914,7 +1106,8 @@ static int write_csv(const char *path, const bench_opts *o, server *sv, int n) {
     /* the columns after error are newer: a reader by position still finds the old ones */
     fprintf(f, "server,round,status,req_per_s,p50_us,p99_us,p999_us,server_cpu_us_per_req,"
                "requests,bytes_sent,bytes_verified,lost,mismatches,errors,connect_failures,error,"
-               "server_busy,client_busy,starved,spread_req_per_s,spread_cpu_us_per_req,noisy\n");
+               "server_busy,client_busy,starved,spread_req_per_s,spread_cpu_us_per_req,noisy,"
+               "client_cpu_us_per_req,p90_us,max_us,bad_status,bad_framing\n");
     for (int i = 0; i < n; i++) {
         for (int r = 0; r < o->rounds; r++) {
             char rn[16];
@@ -1313,7 +1506,7 @@ static int run_one(const bench_opts *o, server *s, int r) {
     memset(rec, 0, sizeof(*rec));
     progress_ctx pc = {.name = s->name, .round = r + 1, .rounds = o->rounds,
                        .total_s = o->warmup + o->duration};
-    run_load(o, o->target_host, o->target_port, 0, &pc, rec);
+    run_load(o, o->target_host, o->target_port, o->pid, &pc, rec);
     if (!rec->ok) {
         fprintf(stderr, "vigil bench: cannot load %s: %s\n", o->target, rec->err);
         return 1;

@@ -34,7 +34,7 @@
  * drain); gap_p50/p90/p99/max_ms are percentiles of that over connections,
  * so gap_p90_ms <= 300 means 90 % of connections never waited over 300 ms.
  *
- * Latency histogram: log-linear, 2^SUB_BITS linear sub-buckets per power of
+ * Latency histogram: log-linear, 2^LOAD_HIST_SUB_BITS linear sub-buckets per power of
  * two of nanoseconds (< 1.6% bucket width); percentiles report the bucket
  * midpoint.  Timeline bins use the same layout with 2^BIN_SUB_BITS
  * sub-buckets (< 12.5% width) so that thousands of bins stay small.
@@ -94,8 +94,6 @@
 #define MAX_THREADS 1024
 #define MAX_BINS 10000
 
-#define SUB_BITS 6
-#define HIST_BUCKETS (64u << SUB_BITS)
 #define BIN_SUB_BITS 3
 #define BIN_BUCKETS (64u << BIN_SUB_BITS)
 
@@ -117,10 +115,6 @@ struct conn {
     int64_t detect_ns;  /* zombie: silent -> server closed it; -1 = not (yet) */
 };
 
-struct hist {
-    uint64_t b[HIST_BUCKETS];
-};
-
 /* One timeline bin of one thread. */
 struct tbin {
     uint64_t requests;
@@ -139,7 +133,7 @@ struct stats {
     uint64_t connect_failures;
     uint64_t connected;
     uint64_t kept;
-    struct hist hist;
+    load_hist hist;
 };
 
 struct run;
@@ -283,16 +277,18 @@ static uint64_t hist_rank(uint64_t total, double p) {
     return rank < 1 ? 1 : rank;
 }
 
-static double hist_pct(const struct hist *h, uint64_t total, double p) {
+void load_hist_add(load_hist *h, uint64_t ns) { h->b[hist_index(ns, LOAD_HIST_SUB_BITS)]++; }
+
+double load_hist_pct(const load_hist *h, uint64_t total, double p) {
     if (total == 0)
         return 0.0;
     uint64_t rank = hist_rank(total, p), acc = 0;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+    for (unsigned i = 0; i < LOAD_HIST_BUCKETS; i++) {
         acc += h->b[i];
         if (acc >= rank)
-            return hist_mid(i, SUB_BITS);
+            return hist_mid(i, LOAD_HIST_SUB_BITS);
     }
-    return hist_mid(HIST_BUCKETS - 1, SUB_BITS);
+    return hist_mid(LOAD_HIST_BUCKETS - 1, LOAD_HIST_SUB_BITS);
 }
 
 static double bin_pct(const struct tbin *bn, double p) {
@@ -455,7 +451,7 @@ static void record(struct worker *w, uint64_t done, uint64_t started) {
     }
     if (done >= w->t_start && done < w->t_end) {
         w->st.requests++;
-        w->st.hist.b[hist_index(lat, SUB_BITS)]++;
+        load_hist_add(&w->st.hist, lat);
     }
 }
 
@@ -881,16 +877,36 @@ static long long self_cpu_ns(void) {
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* The two sides' CPU at the edges of the measured part (supervise). */
-struct cpu_sample {
-    long long server_ticks, self_ns; /* -1: not read */
-    uint64_t at;                     /* now_ns() of the sample; 0: not taken */
-};
-
-static void cpu_sample_take(struct cpu_sample *s, long server_pid) {
+void load_cpu_take(load_cpu *s, long server_pid) {
     s->server_ticks = server_pid > 0 ? proc_cpu_ticks(server_pid) : -1;
     s->self_ns = self_cpu_ns();
     s->at = now_ns();
+}
+
+void load_cpu_result(long server_pid, const load_cpu *c0, const load_cpu *c1, load_result *out) {
+    out->have_cpu = server_pid > 0 && c0->server_ticks >= 0 && c1->server_ticks >= 0;
+    if (out->have_cpu) {
+        out->server_cpu_us = (double)(c1->server_ticks - c0->server_ticks) * 1e6 /
+                             (double)sysconf(_SC_CLK_TCK);
+        out->server_cpu_us_per_req = out->requests ? out->server_cpu_us / (double)out->requests : 0;
+    }
+    out->have_client_cpu = c0->self_ns >= 0 && c1->self_ns >= 0 && c0->at && c1->at > c0->at;
+    if (out->have_client_cpu)
+        out->client_cpu_us = (double)(c1->self_ns - c0->self_ns) / 1e3;
+    if (c0->at && c1->at > c0->at)
+        out->cpu_window_s = (double)(c1->at - c0->at) / 1e9;
+}
+
+void load_hist_result(const load_hist *h, load_result *out) {
+    out->p50_us = load_hist_pct(h, out->requests, 0.50) / 1000.0;
+    out->p90_us = load_hist_pct(h, out->requests, 0.90) / 1000.0;
+    out->p99_us = load_hist_pct(h, out->requests, 0.99) / 1000.0;
+    out->p999_us = load_hist_pct(h, out->requests, 0.999) / 1000.0;
+    for (unsigned i = LOAD_HIST_BUCKETS; i-- > 0;)
+        if (h->b[i]) {
+            out->max_us = hist_mid(i, LOAD_HIST_SUB_BITS) / 1000.0;
+            break;
+        }
 }
 
 /* ---- load_run ----------------------------------------------------------- */
@@ -1064,7 +1080,7 @@ static int cmp_zrec(const void *a, const void *b) {
 
 /* One thread's counters and histogram into out and h; its connections'
  * gaps onto gaps, its zombies onto z. */
-static void add_thread(const struct worker *w, load_result *out, struct hist *h, double *gaps,
+static void add_thread(const struct worker *w, load_result *out, load_hist *h, double *gaps,
                        size_t *ngaps, struct zrec *z, size_t *nz) {
     const struct stats *s = &w->st;
     out->requests += s->requests;
@@ -1077,7 +1093,7 @@ static void add_thread(const struct worker *w, load_result *out, struct hist *h,
     out->connect_failures += s->connect_failures;
     out->connected += s->connected;
     out->kept += s->kept;
-    for (unsigned b = 0; b < HIST_BUCKETS; b++)
+    for (unsigned b = 0; b < LOAD_HIST_BUCKETS; b++)
         h->b[b] += s->hist.b[b];
     for (long j = 0; j < w->nconns; j++) {
         const struct conn *c = &w->conns[j];
@@ -1136,10 +1152,10 @@ static int zombie_results(const struct run *run, struct zrec *z, size_t nz, load
 }
 
 /* Merge the threads' counters, histograms, gaps, bins and zombies into out. */
-static int collect(struct run *run, struct worker *ws, const struct cpu_sample *c0,
-                   const struct cpu_sample *c1, load_result *out) {
+static int collect(struct run *run, struct worker *ws, const load_cpu *c0, const load_cpu *c1,
+                   load_result *out) {
     const load_config *cfg = run->cfg;
-    struct hist *h = calloc(1, sizeof(*h));
+    load_hist *h = calloc(1, sizeof(*h));
     double *gaps = calloc((size_t)cfg->conns + 1, sizeof(double));
     struct zrec *z = calloc((size_t)cfg->conns + 1, sizeof(*z));
     size_t ngaps = 0, nz = 0;
@@ -1152,25 +1168,13 @@ static int collect(struct run *run, struct worker *ws, const struct cpu_sample *
     for (int i = 0; i < run->nthreads; i++)
         add_thread(&ws[i], out, h, gaps, &ngaps, z, &nz);
     out->req_per_s = (double)out->requests / cfg->duration_s;
-    out->p50_us = hist_pct(h, out->requests, 0.50) / 1000.0;
-    out->p99_us = hist_pct(h, out->requests, 0.99) / 1000.0;
-    out->p999_us = hist_pct(h, out->requests, 0.999) / 1000.0;
+    load_hist_result(h, out);
     out->gap_p50_ms = load_percentile(gaps, ngaps, 0.50);
     out->gap_p90_ms = load_percentile(gaps, ngaps, 0.90);
     out->gap_p99_ms = load_percentile(gaps, ngaps, 0.99);
     out->gap_max_ms = load_percentile(gaps, ngaps, 1.0);
 
-    out->have_cpu = cfg->server_pid > 0 && c0->server_ticks >= 0 && c1->server_ticks >= 0;
-    if (out->have_cpu) {
-        out->server_cpu_us = (double)(c1->server_ticks - c0->server_ticks) * 1e6 /
-                             (double)sysconf(_SC_CLK_TCK);
-        out->server_cpu_us_per_req = out->requests ? out->server_cpu_us / (double)out->requests : 0;
-    }
-    out->have_client_cpu = c0->self_ns >= 0 && c1->self_ns >= 0 && c0->at && c1->at > c0->at;
-    if (out->have_client_cpu)
-        out->client_cpu_us = (double)(c1->self_ns - c0->self_ns) / 1e3;
-    if (c0->at && c1->at > c0->at)
-        out->cpu_window_s = (double)(c1->at - c0->at) / 1e9;
+    load_cpu_result(cfg->server_pid, c0, c1, out);
     if (run->nbins && (rc = merge_bins(run, ws, out)) != 0)
         goto done;
     if (nz)
@@ -1184,8 +1188,7 @@ done:
 
 /* Waits for the threads to finish, sampling both sides' CPU at the edges of
  * the measured part and calling the progress callback every PROGRESS_NS. */
-static void supervise(struct run *run, struct worker *ws, struct cpu_sample *cpu0,
-                      struct cpu_sample *cpu1) {
+static void supervise(struct run *run, struct worker *ws, load_cpu *cpu0, load_cpu *cpu1) {
     const load_config *cfg = run->cfg;
     /* sampled even without a server_pid: the client's own CPU tells bench
      * whether the client was the bottleneck */
@@ -1196,11 +1199,11 @@ static void supervise(struct run *run, struct worker *ws, struct cpu_sample *cpu
     for (;;) {
         uint64_t t = now_ns();
         if (!have0 && t >= run->t_start) {
-            cpu_sample_take(cpu0, cfg->server_pid);
+            load_cpu_take(cpu0, cfg->server_pid);
             have0 = true;
         }
         if (!have1 && t >= run->t_end) {
-            cpu_sample_take(cpu1, cfg->server_pid);
+            load_cpu_take(cpu1, cfg->server_pid);
             have1 = true;
         }
         if (cfg->progress && t >= next_tick) {
@@ -1337,7 +1340,7 @@ static void join_workers(struct worker *ws, int started, load_result *out) {
 
 /* After the threads ended: the result, or why there is none. */
 static int results(struct run *run, struct worker *ws, int started, uint64_t connected,
-                   int conn_err, const struct cpu_sample *cpu0, const struct cpu_sample *cpu1,
+                   int conn_err, const load_cpu *cpu0, const load_cpu *cpu1,
                    load_result *out) {
     const load_config *cfg = run->cfg;
     if (connected == 0) {
@@ -1375,7 +1378,7 @@ int load_run(const load_config *cfg, load_result *out) {
     struct run run;
     struct addrinfo *ai = NULL;
     struct worker *ws = NULL;
-    struct cpu_sample cpu0 = {-1, -1, 0}, cpu1 = {-1, -1, 0};
+    load_cpu cpu0 = {-1, -1, 0}, cpu1 = {-1, -1, 0};
     int rc, conn_err = 0;
 
     memset(out, 0, sizeof(*out));

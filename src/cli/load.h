@@ -60,9 +60,13 @@ typedef struct load_bin {
 
 typedef struct load_result {
     uint64_t requests;          /* completed in the measured part */
-    double req_per_s, p50_us, p99_us, p999_us;
+    double req_per_s, p50_us, p90_us, p99_us, p999_us, max_us;
     uint64_t bytes_sent, bytes_verified; /* whole run */
-    uint64_t mismatches;        /* bytes that came back different */
+    uint64_t mismatches;        /* bytes that came back different (http: bodies that differ) */
+    uint64_t responses;         /* http: responses in all phases */
+    uint64_t bad_status;        /* http: responses whose status was not the one expected */
+    uint64_t bad_framing;       /* http: responses whose framing was broken (each ended its connection) */
+    char what[64];              /* http: the first thing that went wrong, named; "" if none */
     uint64_t lost;              /* bytes sent, not echoed, on connections still open: must be 0 */
     uint64_t unechoed_on_errors;/* bytes not echoed on connections the server reset (failed loudly; zombies excluded) */
     uint64_t errors;            /* connections that ended with an error or EOF (zombies excluded) */
@@ -97,9 +101,44 @@ typedef struct load_result {
  * (-ECONNREFUSED, whatever the errno was; out->error has it) the counters
  * are still set: connected 0, connect_failures = conns. */
 int load_run(const load_config *cfg, load_result *out);
+
+/* HTTP (http_load.c): what each connection sends and what it expects back.
+ * cfg's mode, size, window, bin_s and zombies are not used. */
+typedef struct http_load_target {
+    const uint8_t *request;  /* the bytes of one request, sent as they are */
+    size_t request_len;
+    int head;                /* the request is HEAD: its responses have no body */
+    int pipeline;            /* requests in flight per connection, 1..1024 */
+    double rate;             /* 0: closed loop; > 0: open loop, requests/s over all connections */
+    const uint8_t *expect;   /* when not NULL: every body must be these expect_len bytes */
+    size_t expect_len;
+    int expect_status;       /* 0: any 2xx */
+    int backend;             /* the client loops' vigil_backend (VIGIL_BACKEND_AUTO: io_uring) */
+} http_load_target;
+/* As load_run; lost counts the requests sent on connections still open
+ * and never answered. */
+int http_load_run(const load_config *cfg, const http_load_target *t, load_result *out);
 void load_result_free(load_result *r);
 
 /* Percentile (0..1) of n values (sorted in place). */
 double load_percentile(double *v, size_t n, double p);
+
+/* Shared by the load engines (load.c, http_load.c). Latency histograms:
+ * log-linear, 2^LOAD_HIST_SUB_BITS sub-buckets per power of two of ns
+ * (< 1.6 % wide); percentiles are bucket midpoints. */
+#define LOAD_HIST_SUB_BITS 6
+#define LOAD_HIST_BUCKETS (64u << LOAD_HIST_SUB_BITS)
+typedef struct load_hist { uint64_t b[LOAD_HIST_BUCKETS]; } load_hist;
+void load_hist_add(load_hist *h, uint64_t ns);
+double load_hist_pct(const load_hist *h, uint64_t total, double p); /* ns */
+void load_hist_result(const load_hist *h, load_result *out); /* p50..max of out->requests */
+/* Both sides' CPU at the edges of the measured part: the server's from
+ * /proc (server_pid > 0), this process's, and when. */
+typedef struct load_cpu {
+    long long server_ticks, self_ns; /* -1: not read */
+    uint64_t at;                     /* now_ns() of the sample; 0: not taken */
+} load_cpu;
+void load_cpu_take(load_cpu *s, long server_pid);
+void load_cpu_result(long server_pid, const load_cpu *c0, const load_cpu *c1, load_result *out);
 
 #endif

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""bench_http.py: `vigil bench --http` as its users run it, against servers
+that answer right and servers that do not.
+
+    bench_http.py --vigil PATH   (or VIGIL_EXE=PATH, as meson's suite cli does)
+
+- against `vigil serve --mode http`: every response checked (status,
+  framing, the body against --expect-body), exit 0, bench.json with the
+  client's CPU per request;
+- against servers of this script's own that get one thing wrong each (a
+  status, a Content-Length past the body, a body cut by the close, a
+  different body): each is counted under its own name and the exit status
+  is 1, never a silent pass;
+- open loop (--rate) at a rate well below capacity against a server that
+  stalls once for 1 s: the p99 counts from when requests were due, so it
+  includes the stall, as a closed loop's does not.
+
+Each check has a time limit; the servers bind 127.0.0.1 only. Prints TAP.
+"""
+import argparse, json, os, socket, subprocess, sys, tempfile, threading, time, traceback
+
+ARGS = None
+BODY = b"hello, bench\n"
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+class Server:
+    """A tiny keep-alive HTTP/1.1 server on a thread: reads requests, answers
+    each with respond(n) (n: the request's number), bytes as they are, or
+    (bytes, True) to close the connection after them."""
+
+    def __init__(self, respond):
+        self.respond = respond
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(128)
+        self.port = self.ls.getsockname()[1]
+        self.n = 0
+        self.lock = threading.Lock()
+        self.stop = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.stop:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        buf = b""
+        try:
+            while not self.stop:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                _, _, buf = buf.partition(b"\r\n\r\n")
+                with self.lock:
+                    self.n += 1
+                    n = self.n
+                out = self.respond(n)  # bytes, or (bytes, True): then close
+                if isinstance(out, tuple):
+                    c.sendall(out[0])
+                    return
+                c.sendall(out)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.stop = True
+        self.ls.close()
+
+
+def ok_response(body=BODY, status=b"200 OK", length=None):
+    n = len(body) if length is None else length
+    return b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(n).encode() + b"\r\n\r\n" + body
+
+
+def bench(port, *args, path="/", timeout=60):
+    out = tempfile.mkdtemp(prefix="vigil-bench-http-")
+    cmd = [ARGS.vigil, "bench", "--http", "http://127.0.0.1:%d%s" % (port, path), "--rounds", "1",
+           "--warmup", "0.2", "--duration", "1", "--drain", "1", "--out", out, *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    data = None
+    try:
+        with open(os.path.join(out, "bench.json")) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        pass
+    subprocess.run(["rm", "-rf", out])
+    return p, data
+
+
+def median(data):
+    return data["servers"][0]["median"]
+
+
+# ------------------------------------------------------------------ checks
+
+def against_vigil_serve():
+    """vigil serve --mode http: all answered, all checked, exit 0."""
+    body_file = tempfile.NamedTemporaryFile(delete=False)  # the body serve answers, fetched below
+    body_file.close()
+    srv = subprocess.Popen([ARGS.vigil, "serve", "--mode", "http", "--port", "0"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = srv.stdout.readline()
+        check(" port " in line, "no banner: %r" % line)
+        port = int(line.rsplit(" port ", 1)[1])
+        got = socket.create_connection(("127.0.0.1", port))
+        got.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        resp = b""
+        while b"\r\n\r\n" not in resp:
+            resp += got.recv(65536)
+        head, _, rest = resp.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(rest) < length:
+            rest += got.recv(65536)
+        got.close()
+        with open(body_file.name, "wb") as f:
+            f.write(rest[:length])
+        p, data = bench(port, "--conns", "20", "--expect-body", body_file.name, "--pid", str(srv.pid))
+        check(p.returncode == 0, "exit %d: %s %s" % (p.returncode, p.stdout, p.stderr))
+        m = median(data)
+        check(m["requests"] > 100, "only %d requests" % m["requests"])
+        check(m["mismatches"] == 0 and m["bad_status"] == 0 and m["bad_framing"] == 0 and m["errors"] == 0,
+              "errors in a clean run: %r" % m)
+        check(m["client_cpu_us_per_req"] and m["client_cpu_us_per_req"] > 0, "no client CPU: %r" % m)
+        check(m["server_cpu_us_per_req"] and m["server_cpu_us_per_req"] > 0, "no server CPU (--pid): %r" % m)
+        check(m["p50_us"] <= m["p90_us"] <= m["p99_us"] <= m["max_us"], "percentiles out of order: %r" % m)
+        # the same run with a body it does not get: every response counted as differing
+        with open(body_file.name, "wb") as f:
+            f.write(b"#" + rest[1:length])  # one byte off
+        p, data = bench(port, "--conns", "4", "--expect-body", body_file.name)
+        check(p.returncode == 1, "a wrong body passed: exit %d" % p.returncode)
+        m = median(data)
+        check(m["mismatches"] > 0 and m["mismatches"] >= m["requests"], "bodies differing: %r" % m)
+    finally:
+        srv.terminate()
+        srv.wait(10)
+        os.unlink(body_file.name)
+
+
+def wrong_servers_are_named():
+    """Each kind of wrong answer is counted as what it is, and fails the run."""
+    cases = [
+        ("status", lambda n: ok_response(status=b"500 Oops") if n % 3 == 0 else ok_response(), "bad_status"),
+        # one request at a time: the response that promises more than it sends
+        # looks like a slow one until the end, then it is a request unanswered
+        ("length past the body", lambda n: ok_response(length=len(BODY) + 5) if n == 7 else ok_response(),
+         "lost"),
+        ("cut by the close", lambda n: (ok_response()[:-4], True) if n == 5 else ok_response(), "bad_framing"),
+        ("body differs", lambda n: ok_response(body=b"hello, BENCH\n") if n % 2 else ok_response(),
+         "mismatches"),
+        ("bad status line", lambda n: b"HTTP/1.1 2x0 OK\r\n\r\n" if n == 3 else ok_response(), "bad_framing"),
+    ]
+    exp = tempfile.NamedTemporaryFile(delete=False)
+    exp.write(BODY)
+    exp.close()
+    try:
+        for name, fn, field in cases:
+            srv = Server(fn)
+            try:
+                p, data = bench(srv.port, "--conns", "4", "--expect-body", exp.name)
+                check(p.returncode == 1, "%s: exit %d, not 1" % (name, p.returncode))
+                check(data is not None, "%s: no bench.json" % name)
+                m = median(data)
+                check(m[field] > 0, "%s: %s not counted: %r" % (name, field, m))
+            finally:
+                srv.close()
+    finally:
+        os.unlink(exp.name)
+
+
+def open_loop_counts_the_stall():
+    """A server that stops for 1 s once, loaded at 200 requests/s (far below
+    what it can do): the open loop's p99 includes the second (requests due
+    during it are counted from when they were due); the closed loop's
+    median stays small."""
+    t_stall = [None]
+
+    def respond(n):
+        if n == 150:  # 0.75 s in at 200/s
+            t_stall[0] = time.time()
+            time.sleep(1.0)
+        return ok_response()
+
+    srv = Server(respond)
+    try:
+        p, data = bench(srv.port, "--conns", "4", "--rate", "200", "--warmup", "0.1", "--duration", "3")
+        check(p.returncode == 0, "exit %d: %s %s" % (p.returncode, p.stdout, p.stderr))
+        m = median(data)
+        check(t_stall[0] is not None, "the stall never happened")
+        # at 200/s on 4 connections, a 1 s stall of one connection delays its
+        # 50 requests due meanwhile, ~8 % of the 600 measured
+        check(m["p99_us"] >= 500000, "open loop p99 %.0f us: the 1 s stall is not in it" % m["p99_us"])
+        check(m["max_us"] >= 900000, "open loop max %.0f us: the 1 s stall is not in it" % m["max_us"])
+        check(m["p50_us"] < 100000, "open loop p50 %.0f us: the server is fast outside the stall" % m["p50_us"])
+        check(550 <= m["requests"] <= 650, "open loop: %d requests measured at 200/s for 3 s" % m["requests"])
+        say_note("open loop 200/s with a 1 s stall: p50 %.0f us, p99 %.0f us, max %.0f us" %
+                 (m["p50_us"], m["p99_us"], m["max_us"]))
+    finally:
+        srv.close()
+
+
+NOTES = []
+
+
+def say_note(s):
+    NOTES.append(s)
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vigil", default=os.environ.get("VIGIL_EXE"))
+    ARGS = ap.parse_args()
+    if not ARGS.vigil:
+        ap.error("--vigil PATH (or VIGIL_EXE) is needed")
+    checks = [against_vigil_serve, wrong_servers_are_named, open_loop_counts_the_stall]
+    print("TAP version 13")
+    failed = 0
+    for fn in checks:
+        t0 = time.time()
+        try:
+            fn()
+            print("ok - %s (%.1f s)" % (fn.__name__, time.time() - t0))
+        except Exception as e:  # noqa: BLE001
+            failed += 1
+            print("not ok - %s" % fn.__name__)
+            msg = str(e) if isinstance(e, Fail) else traceback.format_exc()
+            for line in msg.splitlines():
+                print("#     " + line)
+        for n in NOTES:
+            print("#     " + n)
+        NOTES.clear()
+        sys.stdout.flush()
+    print("1..%d" % len(checks))
+    print("# bench_http: %d passed, %d failed" % (len(checks) - failed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
