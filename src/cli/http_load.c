@@ -49,12 +49,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #define CONNECT_DEADLINE_MS 5000
 #define DRAIN_NS (2 * NS_PER_S)
-#define PROGRESS_NS (200 * NS_PER_MS)
 #define TICK_MS 10 /* longest wait of a closed-loop thread: how soon it sees the phases change */
 #define MAX_THREADS 256
 #define MAX_PIPELINE 1024
@@ -287,17 +285,6 @@ static void on_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) {
 
 /* ---- a thread ----------------------------------------------------------- */
 
-static void pin(hworker *w) {
-    int cpu = w->run->cfg->cpu;
-    if (cpu < 0)
-        return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof(set), &set) != 0)
-        w->pin_err = errno;
-}
-
 /* Connects its share; true when the run goes on. */
 static bool connect_all(hworker *w) {
     struct hrun *run = w->run;
@@ -413,7 +400,7 @@ static void settle(hworker *w) {
 static void *worker_main(void *arg) {
     hworker *w = arg;
     struct hrun *run = w->run;
-    pin(w);
+    w->pin_err = load_pin(run->cfg->cpu);
     if (connect_all(w)) {
         kick_off(w);
         run_load(w);
@@ -466,49 +453,12 @@ static int check(const load_config *cfg, const http_load_target *t, load_result 
     return 0;
 }
 
-/* Waits for the threads, sampling both sides' CPU at the edges of the
- * measured part (the threads may end right at its end: a closed loop owes
- * nothing then, so the last sample is taken on the way out if need be) and
- * calling the progress callback. */
-static void supervise(struct hrun *run, hworker *ws, load_cpu *c0, load_cpu *c1) {
-    const load_config *cfg = run->cfg;
-    bool have0 = false, have1 = false;
-    uint64_t next_tick = run->t0 + PROGRESS_NS;
-    pthread_mutex_lock(&run->mu);
-    while (run->running > 0) {
-        uint64_t t = now_ns();
-        if (!have0 && t >= run->t_start) {
-            load_cpu_take(c0, cfg->server_pid);
-            have0 = true;
-        }
-        if (!have1 && t >= run->t_end) {
-            load_cpu_take(c1, cfg->server_pid);
-            have1 = true;
-        }
-        if (cfg->progress && t >= next_tick) {
-            uint64_t done = 0;
-            for (int i = 0; i < run->nthreads; i++)
-                done += atomic_load_explicit(&ws[i].done, memory_order_relaxed);
-            pthread_mutex_unlock(&run->mu); /* the callback may take its time printing */
-            cfg->progress((double)(t - run->t0) / 1e9, done, cfg->ud);
-            pthread_mutex_lock(&run->mu);
-            next_tick = t + PROGRESS_NS;
-        }
-        uint64_t wake = !have0 ? run->t_start : !have1 ? run->t_end : UINT64_MAX;
-        if (cfg->progress && next_tick < wake)
-            wake = next_tick;
-        if (wake == UINT64_MAX) {
-            pthread_cond_wait(&run->to_main, &run->mu);
-        } else {
-            struct timespec ts = {(time_t)(wake / NS_PER_S), (long)(wake % NS_PER_S)};
-            pthread_cond_timedwait(&run->to_main, &run->mu, &ts);
-        }
-    }
-    pthread_mutex_unlock(&run->mu);
-    if (!have0)
-        load_cpu_take(c0, cfg->server_pid);
-    if (!have1)
-        load_cpu_take(c1, cfg->server_pid);
+static uint64_t responses_done(void *ud) {
+    const hworker *ws = ud;
+    uint64_t done = 0;
+    for (int i = 0; i < ws[0].run->nthreads; i++)
+        done += atomic_load_explicit(&ws[i].done, memory_order_relaxed);
+    return done;
 }
 
 static void collect(struct hrun *run, hworker *ws, const load_cpu *c0, const load_cpu *c1, load_result *out,
@@ -617,7 +567,9 @@ int http_load_run(const load_config *cfg, const http_load_target *t, load_result
     pthread_cond_broadcast(&run.to_workers);
     pthread_mutex_unlock(&run.mu);
     if (started)
-        supervise(&run, ws, &c0, &c1);
+        load_supervise(cfg, &(load_watch){&run.mu, &run.to_main, &run.running, run.t0, run.t_start, run.t_end,
+                                          responses_done, ws},
+                       &c0, &c1);
     for (int i = 0; i < started; i++)
         pthread_join(ws[i].tid, NULL);
     if (rc == 0)

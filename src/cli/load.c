@@ -688,16 +688,16 @@ static void zombie_detected(struct worker *w, struct conn *c, uint64_t t) {
 
 /* ---- the worker thread --------------------------------------------------- */
 
-static void pin_thread(struct worker *w) {
-    int cpu = w->run->cfg->cpu;
+int load_pin(int cpu) {
     if (cpu < 0)
-        return;
+        return 0;
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof(set), &set) != 0)
-        w->pin_err = errno;
+    return sched_setaffinity(0, sizeof(set), &set) != 0 ? errno : 0;
 }
+
+static void pin_thread(struct worker *w) { w->pin_err = load_pin(w->run->cfg->cpu); }
 
 /* Says this thread is connected, waits for every other, and takes the
  * phases' times. Returns false when the run was called off. */
@@ -1186,56 +1186,69 @@ done:
     return rc;
 }
 
-/* Waits for the threads to finish, sampling both sides' CPU at the edges of
- * the measured part and calling the progress callback every PROGRESS_NS. */
-static void supervise(struct run *run, struct worker *ws, load_cpu *cpu0, load_cpu *cpu1) {
-    const load_config *cfg = run->cfg;
+/* Waits until *w->running is 0 (under w->mu, woken through w->cond),
+ * sampling both sides' CPU at the edges of the measured part (the threads
+ * may end right at its end: a closed loop that owes nothing then, so a
+ * sample still missing is taken on the way out) and calling the progress
+ * callback every PROGRESS_NS with w->done(w->ud). */
+void load_supervise(const load_config *cfg, const load_watch *w, load_cpu *cpu0, load_cpu *cpu1) {
     /* sampled even without a server_pid: the client's own CPU tells bench
      * whether the client was the bottleneck */
     bool have0 = false, have1 = false;
-    uint64_t next_tick = run->t0 + PROGRESS_NS;
+    uint64_t next_tick = w->t0 + PROGRESS_NS;
 
-    pthread_mutex_lock(&run->mu);
+    pthread_mutex_lock(w->mu);
     for (;;) {
         uint64_t t = now_ns();
-        if (!have0 && t >= run->t_start) {
+        if (!have0 && t >= w->t_start) {
             load_cpu_take(cpu0, cfg->server_pid);
             have0 = true;
         }
-        if (!have1 && t >= run->t_end) {
+        if (!have1 && t >= w->t_end) {
             load_cpu_take(cpu1, cfg->server_pid);
             have1 = true;
         }
         if (cfg->progress && t >= next_tick) {
-            uint64_t done = 0;
-            for (int i = 0; i < run->nthreads; i++)
-                done += atomic_load_explicit(&ws[i].done, memory_order_relaxed);
+            uint64_t done = w->done(w->ud);
             /* not under the lock: the callback may take its time printing */
-            pthread_mutex_unlock(&run->mu);
-            cfg->progress((double)(t - run->t0) / 1e9, done, cfg->ud);
-            pthread_mutex_lock(&run->mu);
+            pthread_mutex_unlock(w->mu);
+            cfg->progress((double)(t - w->t0) / 1e9, done, cfg->ud);
+            pthread_mutex_lock(w->mu);
             next_tick += PROGRESS_NS;
             if (next_tick <= t)
                 next_tick = t + PROGRESS_NS;
         }
-        if (run->running == 0)
+        if (*w->running == 0)
             break;
         /* wake for the next CPU sample or progress tick, or when a thread ends */
         uint64_t wake = UINT64_MAX;
         if (!have0)
-            wake = run->t_start;
+            wake = w->t_start;
         else if (!have1)
-            wake = run->t_end;
+            wake = w->t_end;
         if (cfg->progress && next_tick < wake)
             wake = next_tick;
         if (wake == UINT64_MAX) {
-            pthread_cond_wait(&run->to_main, &run->mu);
+            pthread_cond_wait(w->cond, w->mu);
         } else {
             struct timespec ts = to_ts(wake);
-            pthread_cond_timedwait(&run->to_main, &run->mu, &ts);
+            pthread_cond_timedwait(w->cond, w->mu, &ts);
         }
     }
-    pthread_mutex_unlock(&run->mu);
+    pthread_mutex_unlock(w->mu);
+    if (!have0)
+        load_cpu_take(cpu0, cfg->server_pid);
+    if (!have1)
+        load_cpu_take(cpu1, cfg->server_pid);
+}
+
+static uint64_t requests_done(void *ud) {
+    const struct run *run = ((const struct worker *)ud)->run;
+    const struct worker *ws = ud;
+    uint64_t done = 0;
+    for (int i = 0; i < run->nthreads; i++)
+        done += atomic_load_explicit(&ws[i].done, memory_order_relaxed);
+    return done;
 }
 
 /* The state one load_run shares with its threads. */
@@ -1397,7 +1410,9 @@ int load_run(const load_config *cfg, load_result *out) {
         int started = start_workers(&run, ws, out, &rc);
         uint64_t connected = release_workers(&run, ws, started, rc != 0, tc0, out, &conn_err);
         if (!run.abort)
-            supervise(&run, ws, &cpu0, &cpu1);
+            load_supervise(cfg, &(load_watch){&run.mu, &run.to_main, &run.running, run.t0, run.t_start,
+                                              run.t_end, requests_done, ws},
+                           &cpu0, &cpu1);
         join_workers(ws, started, out);
         if (rc == 0)
             rc = results(&run, ws, started, connected, conn_err, &cpu0, &cpu1, out);

@@ -21,6 +21,7 @@
 #ifndef VIGIL_CLI_LOAD_H
 #define VIGIL_CLI_LOAD_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -139,6 +140,18 @@ typedef struct load_cpu {
     uint64_t at;                     /* now_ns() of the sample; 0: not taken */
 } load_cpu;
 void load_cpu_take(load_cpu *s, long server_pid);
+int load_pin(int cpu); /* the calling thread to cpu (-1: not at all): 0 or the errno */
+/* The calling thread's part of a run: waits for the client threads, taking
+ * the two CPU samples and calling cfg->progress (load.c: load_supervise). */
+typedef struct load_watch {
+    pthread_mutex_t *mu;
+    pthread_cond_t *cond;    /* signalled when a thread ends; its clock CLOCK_MONOTONIC */
+    const int *running;      /* threads still running, under mu */
+    uint64_t t0, t_start, t_end;
+    uint64_t (*done)(void *ud); /* requests so far, all phases */
+    void *ud;
+} load_watch;
+void load_supervise(const load_config *cfg, const load_watch *w, load_cpu *c0, load_cpu *c1);
 void load_cpu_result(long server_pid, const load_cpu *c0, const load_cpu *c1, load_result *out);
 
 #endif
