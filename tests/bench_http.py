@@ -17,7 +17,7 @@ that answer right and servers that do not.
 
 Each check has a time limit; the servers bind 127.0.0.1 only. Prints TAP.
 """
-import argparse, json, os, socket, subprocess, sys, tempfile, threading, time, traceback
+import argparse, json, os, shutil, socket, subprocess, sys, tempfile, threading, time, traceback
 
 ARGS = None
 BODY = b"hello, bench\n"
@@ -90,10 +90,11 @@ def ok_response(body=BODY, status=b"200 OK", length=None):
     return b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(n).encode() + b"\r\n\r\n" + body
 
 
-def bench(port, *args, path="/", timeout=60):
+def bench(port, *args, path="/", timeout=60, http=True):
     out = tempfile.mkdtemp(prefix="vigil-bench-http-")
-    cmd = [ARGS.vigil, "bench", "--http", "http://127.0.0.1:%d%s" % (port, path), "--rounds", "1",
-           "--warmup", "0.2", "--duration", "1", "--drain", "1", "--out", out, *args]
+    target = ["--http", "http://127.0.0.1:%d%s" % (port, path)] if http else ["--target", "127.0.0.1:%d" % port]
+    cmd = [ARGS.vigil, "bench", *target, "--rounds", "1", "--warmup", "0.2", "--duration", "1", "--drain", "1",
+           "--out", out, *args]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     data = None
     try:
@@ -101,7 +102,7 @@ def bench(port, *args, path="/", timeout=60):
             data = json.load(f)
     except (OSError, ValueError):
         pass
-    subprocess.run(["rm", "-rf", out])
+    shutil.rmtree(out, ignore_errors=True)
     return p, data
 
 
@@ -217,6 +218,31 @@ def open_loop_counts_the_stall():
         srv.close()
 
 
+def other_clients_take_turns():
+    """--compare-clients: wrk and h2load, where installed, load the same URL
+    as rows of their own with their req/s and CPU per request; where not,
+    a line says how to install them."""
+    srv = Server(lambda n: ok_response())
+    try:
+        p, data = bench(srv.port, "--conns", "4", "--compare-clients")
+        check(p.returncode == 0, "exit %d: %s %s" % (p.returncode, p.stdout, p.stderr))
+        rows = {sv["name"]: sv for sv in data["servers"]}
+        check("vigil-bench" in rows, "no vigil-bench row: %r" % list(rows))
+        for prog, pkg in (("wrk", "wrk"), ("h2load", "nghttp2-client")):
+            installed = any(os.access(os.path.join(d, prog), os.X_OK) for d in os.environ["PATH"].split(":"))
+            if installed:
+                m = rows[prog]["median"] if prog in rows else None
+                check(m and m["req_per_s"] > 0 and m["client_cpu_us_per_req"] > 0, "%s: %r" % (prog, m))
+            else:
+                check(prog not in rows and ("skipping %s: not installed (apt-get install %s)" % (prog, pkg)) in p.stdout,
+                      "%s missing, and not said: %s" % (prog, p.stdout))
+        p, _ = bench(srv.port, "--compare-clients", http=False)
+        check(p.returncode == 2 and "--compare-clients needs --http" in p.stderr, "without --http: %d %s" %
+              (p.returncode, p.stderr))
+    finally:
+        srv.close()
+
+
 NOTES = []
 
 
@@ -231,7 +257,7 @@ def main():
     ARGS = ap.parse_args()
     if not ARGS.vigil:
         ap.error("--vigil PATH (or VIGIL_EXE) is needed")
-    checks = [against_vigil_serve, wrong_servers_are_named, open_loop_counts_the_stall]
+    checks = [against_vigil_serve, wrong_servers_are_named, open_loop_counts_the_stall, other_clients_take_turns]
     print("TAP version 13")
     failed = 0
     for fn in checks:

@@ -30,7 +30,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -92,6 +94,7 @@ typedef struct bench_opts {
     int pipeline, expect_status, client_backend;
     double rate;
     long pid;                 /* the server's pid, for its CPU (--target, --http) */
+    bool compare_clients;     /* --http: wrk and h2load too, taking turns */
     uint8_t *request, *expect; /* built from the above by parse_args */
     size_t request_len, expect_len;
 } bench_opts;
@@ -198,6 +201,9 @@ static opt bench_opt_table[] = {
              "schedule, latency counted from when each was due (default: closed loop)"},
     {"--client-backend", 0, OPT_ENUM, &bopt.client_backend, .meta = "B", .choices = backends,
      .help = "--http: backend of the client's vigil loops (default {default})"},
+    {"--compare-clients", 0, OPT_FLAG, &bopt.compare_clients,
+     .help = "--http: also load the URL with wrk and h2load (when installed),\n"
+             "taking turns, and show their req/s and client CPU per request"},
     {"--pid", 0, OPT_LONG, &bopt.pid, 1, 4194304, "PID",
      .help = "the pid of the --target or --http server: its CPU per request"},
     {"--backend", 0, OPT_ENUM, &bopt.backend, .meta = "B", .choices = backends,
@@ -370,6 +376,8 @@ static int parse_args(int argc, char **argv) {
         o->peers = NULL;
     if (o->compare && o->target)
         return opts_bad(cmd, "--compare starts its own servers: it cannot take --target or --http");
+    if (o->compare_clients && !o->http)
+        return opts_bad(cmd, "--compare-clients needs --http");
     if (o->http && (rc = build_request(cmd, o)) >= 0)
         return rc;
     if (o->mode == LOAD_STREAM && o->window_set && o->window < o->size)
@@ -438,6 +446,7 @@ typedef struct server {
     const char *mech;     /* "uring" or "epoll": which raw baseline its CPU compares to */
     bool raw;             /* it is a raw baseline */
     char path[PATH_MAX];  /* what is exec'ed */
+    const char *client;   /* --compare-clients: "wrk" or "h2load", a client row (path: where it is) */
     char shown[PATH_MAX]; /* the program, for bench.json */
     const char *args[8];  /* after path */
     run_rec runs[MAX_ROUNDS];
@@ -880,14 +889,17 @@ static void print_http_table(const bench_opts *o, server *sv, int n) {
             printf("%-12s failed: %s\n", sv[i].name, m->err);
             continue;
         }
-        char cpu[32] = "-", ccpu[32] = "-", sr[16];
+        char cpu[32] = "-", ccpu[32] = "-", sr[16], lat[5][24];
+        const double lv[5] = {m->p50, m->p90, m->p99, m->p999, m->max};
+        for (int k = 0; k < 5; k++) /* what a client's report does not give: - */
+            snprintf(lat[k], sizeof(lat[k]), lv[k] > 0 ? "%.1f" : "-", lv[k]);
         if (m->have_cpu)
             snprintf(cpu, sizeof(cpu), "%.3f", m->cpu_per_req);
         if (m->client_cpu_per_req > 0)
             snprintf(ccpu, sizeof(ccpu), "%.3f", m->client_cpu_per_req);
         fmt_spread(sr, sizeof(sr), &sv[i], sv[i].spread_rps);
-        printf("%-12s %10.1f %7s %8.1f %8.1f %8.1f %9.1f %9.1f %10s %10s %9llu %9llu %9llu %9llu %7llu\n",
-               sv[i].name, m->rps, sr, m->p50, m->p90, m->p99, m->p999, m->max, cpu, ccpu,
+        printf("%-12s %10.1f %7s %8s %8s %8s %9s %9s %10s %10s %9llu %9llu %9llu %9llu %7llu\n",
+               sv[i].name, m->rps, sr, lat[0], lat[1], lat[2], lat[3], lat[4], cpu, ccpu,
                (unsigned long long)m->lost, (unsigned long long)m->mismatches,
                (unsigned long long)m->bad_status, (unsigned long long)m->bad_framing,
                (unsigned long long)m->errors);
@@ -1449,6 +1461,35 @@ static void add_peers(const bench_opts *o, server *sv, int *n) {
     add_peer(sv, n, o->peers, "echo_libevent", "libevent", "epoll", false, "libevent-dev");
 }
 
+/* The path of prog on PATH, into out; false when it is not there. */
+static bool on_path(const char *prog, char *out, size_t len) {
+    const char *path = getenv("PATH");
+    char dirs[4096];
+    snprintf(dirs, sizeof(dirs), "%s", path ? path : "/usr/bin:/bin");
+    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        snprintf(out, len, "%s/%s", d, prog);
+        if (access(out, X_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* --compare-clients: the other load generators, as rows of their own. */
+static void add_clients(server *sv, int *n) {
+    static const char *const clients[][2] = {{"wrk", "wrk"}, {"h2load", "nghttp2-client"}};
+    for (size_t i = 0; i < 2; i++) {
+        char path[PATH_MAX];
+        if (!on_path(clients[i][0], path, sizeof(path))) {
+            printf("vigil bench: skipping %s: not installed (apt-get install %s)\n", clients[i][0], clients[i][1]);
+            continue;
+        }
+        server *s = add_server(sv, n, clients[i][0], NULL, false);
+        snprintf(s->path, sizeof(s->path), "%s", path);
+        snprintf(s->shown, sizeof(s->shown), "%s", path);
+        s->client = clients[i][0];
+    }
+}
+
 /* The servers to load, into sv; returns how many. */
 static int list_servers(const bench_opts *o, server *sv) {
     int n = 0;
@@ -1462,8 +1503,10 @@ static int list_servers(const bench_opts *o, server *sv) {
         add_vigil(sv, &n, "epoll");
         add_peers(o, sv, &n);
     } else if (o->target) {
-        server *s = add_server(sv, &n, o->target, NULL, false);
+        server *s = add_server(sv, &n, o->http ? "vigil-bench" : o->target, NULL, false);
         snprintf(s->path, sizeof(s->path), "%s", o->target);
+        if (o->compare_clients)
+            add_clients(sv, &n);
     } else {
         add_vigil(sv, &n, backend_names[o->backend]);
     }
@@ -1494,9 +1537,111 @@ static int set_up(const bench_opts *o) {
     return -1;
 }
 
+/* A number after key in text (wrk's and h2load's reports), scaled by its
+ * unit when it has one of us, ms or s (to us); -1 when absent. */
+static double after(const char *text, const char *key, bool time) {
+    const char *p = strstr(text, key);
+    if (!p)
+        return -1;
+    char *end;
+    double v = strtod(p + strlen(key), &end);
+    if (end == p + strlen(key))
+        return -1;
+    if (time)
+        v *= !strncmp(end, "us", 2) ? 1 : !strncmp(end, "ms", 2) ? 1e3 : !strncmp(end, "s", 1) ? 1e6 : 1;
+    return v;
+}
+
+/* --compare-clients: wrk or h2load against the same URL, pinned where the
+ * client threads are, for --duration seconds (no warm-up: neither has one
+ * that leaves its CPU out), its req/s, requests and latency from its
+ * report, its CPU over its whole run from the kernel (wait4). */
+static void run_client(const bench_opts *o, server *s, run_rec *rec) {
+    char conns[32], threads[32], dur[32], *argv[16];
+    int n = 0;
+    snprintf(conns, sizeof(conns), "%ld", o->conns);
+    snprintf(threads, sizeof(threads), "%d", o->threads);
+    snprintf(dur, sizeof(dur), "%lds", o->duration < 1 ? 1 : lround(o->duration)); /* whole seconds only */
+    argv[n++] = s->path;
+    if (!strcmp(s->client, "wrk")) {
+        char *a[] = {"-t", threads, "-c", conns, "-d", dur, "--latency", (char *)o->http};
+        for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++)
+            argv[n++] = a[i];
+    } else {
+        char *a[] = {"--h1", "-t", threads, "-c", conns, "-D", dur, (char *)o->http};
+        for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++)
+            argv[n++] = a[i];
+    }
+    argv[n] = NULL;
+    child c;
+    child_opts co = {.cpu = o->pin ? o->client_cpu : -1, .pid_slot = &g_child};
+    load_cpu c0, c1; /* the server's, with --pid, over the client's whole run */
+    load_cpu_take(&c0, o->pid);
+    if (child_spawn(&c, s->path, argv, &co, rec->err, sizeof(rec->err)) != 0) {
+        rec->ok = false;
+        return;
+    }
+    char out[16384];
+    size_t got = 0;
+    for (ssize_t k; got < sizeof(out) - 1 && (k = read(c.out_fd, out + got, sizeof(out) - 1 - got)) != 0;)
+        if (k > 0)
+            got += (size_t)k;
+        else if (errno != EINTR)
+            break;
+    out[got] = '\0';
+    int status = 0;
+    struct rusage ru;
+    pid_t pid = c.pid;
+    if (wait4(pid, &status, 0, &ru) == pid)
+        c.pid = 0;
+    child_close(&c);
+    load_cpu_take(&c1, o->pid);
+    const char *fin = strstr(out, "finished in "); /* h2load: "finished in 2.00s, 123.4 req/s" */
+    double rps = !strcmp(s->client, "wrk") ? after(out, "Requests/sec:", false) : fin ? after(fin, "s, ", false) : -1;
+    double reqs = !strcmp(s->client, "wrk") ? -1 : after(out, "requests: ", false);
+    double ok2xx = !strcmp(s->client, "wrk") ? -1 : after(out, "status codes: ", false);
+    if (!strcmp(s->client, "wrk")) {
+        const char *in = strstr(out, " requests in ");
+        if (in) {
+            const char *b = in;
+            while (b > out && b[-1] != '\n' && b[-1] != ' ')
+                b--;
+            reqs = strtod(b, NULL);
+        }
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || rps <= 0 || reqs <= 0) {
+        rec->ok = false;
+        snprintf(rec->err, sizeof(rec->err), "%s failed (status %d): %.160s", s->client, status, out);
+        return;
+    }
+    rec->ok = true;
+    rec->rps = rps;
+    rec->requests = (uint64_t)reqs;
+    rec->p50 = after(out, " 50%", true);
+    rec->p90 = after(out, " 90%", true);
+    rec->p99 = after(out, " 99%", true);
+    rec->connected = (uint64_t)o->conns;
+    double cpu_us = (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec +
+                    (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec;
+    rec->client_cpu_per_req = cpu_us / reqs; /* its whole run: its warm-up too (h2load) */
+    rec->have_cpu = o->pid > 0 && c0.server_ticks >= 0 && c1.server_ticks >= 0;
+    if (rec->have_cpu) /* over its warm-up too, as its CPU: an estimate beside vigil bench's */
+        rec->cpu_per_req = (double)(c1.server_ticks - c0.server_ticks) * 1e6 / (double)sysconf(_SC_CLK_TCK) / reqs;
+    double bad = !strcmp(s->client, "wrk") ? after(out, "Non-2xx or 3xx responses:", false) : reqs - ok2xx;
+    if (bad > 0)
+        rec->bad_status = (uint64_t)bad;
+}
+
 /* One round of one server into its record. Returns -1 to go on, else the exit status. */
 static int run_one(const bench_opts *o, server *s, int r) {
     run_rec *rec = &s->runs[r];
+    if (s->client) {
+        memset(rec, 0, sizeof(*rec));
+        run_client(o, s, rec);
+        if (!rec->ok && !atomic_load(&g_stop))
+            fprintf(stderr, "vigil bench: %s: %s\n", s->name, rec->err);
+        return -1;
+    }
     if (!o->target) {
         run_server(o, s, r, rec);
         if (!rec->ok && !atomic_load(&g_stop))
