@@ -93,7 +93,7 @@ VT_TEST(calls, loop_data_from_any_thread, 10) {
  * zeroed whole. */
 VT_TEST(calls, option_structs_keep_room_to_grow, 10) {
     vigil_loop *loop = NULL;
-    vigil_loop_options o = {.reserved[3] = 1};
+    vigil_loop_options o = {.reserved[2] = 1};
     VT_EQ(vigil_loop_create(&loop, &o), -EINVAL);
     loop = vt_loop(NULL);
     vigil_listener_options lo = {.host = "127.0.0.1", .reserved[0] = 1};
@@ -128,6 +128,64 @@ static void tick(vigil_loop *loop, vigil_op t, int status, void *ud) {
         k->at_ns[k->fired++] = vigil_now_ns();
     else if (status < 0)
         k->final = status;
+}
+
+/* Batched waits: with the kernel's minimum wait (io_uring, Linux 6.12) a
+ * wait settles for fewer than wait_batch completions only wait_batch_us
+ * after it began, so one connection's ping-pong takes that long a round
+ * trip (the proof that the batching is in force), while an idle loop still
+ * sleeps until its timer, not until the batch fills. Elsewhere the option
+ * is taken and ignored: round trips as fast as without it. Bad values:
+ * -EINVAL. */
+static int hops; /* one-byte messages received, by both sides */
+
+static void pong_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
+    if (status > 0 && ++hops < 40)
+        VT_OK(vigil_conn_send(loop, c, "x", 1, 0, NULL, NULL, NULL)); /* back the way it came */
+}
+
+VT_TEST(calls, batched_waits, 20) {
+    vigil_loop *bad;
+    vigil_loop_options b1 = {.wait_batch = 8}, b2 = {.wait_batch_us = 100}, b3 = {.wait_batch = 1, .wait_batch_us = 100},
+                       b4 = {.wait_batch = 8, .wait_batch_us = 100001};
+    VT_EQ(vigil_loop_create(&bad, &b1), -EINVAL);
+    VT_EQ(vigil_loop_create(&bad, &b2), -EINVAL);
+    VT_EQ(vigil_loop_create(&bad, &b3), -EINVAL);
+    VT_EQ(vigil_loop_create(&bad, &b4), -EINVAL);
+
+    vigil_loop_options o = {.wait_batch = 64, .wait_batch_us = 20000};
+    vigil_loop *loop = vt_loop(&o);
+    vigil_loop_info info;
+    VT_OK(vigil_loop_get_info(loop, &info));
+    bool batched = info.features & VIGIL_FEATURE_BATCH_WAIT;
+    pair p;
+    make_pair(loop, &p);
+    VT_OK(vigil_conn_recv_start(loop, p.a, 0, pong_recv, NULL, NULL));
+    VT_OK(vigil_conn_recv_start(loop, p.b, 0, pong_recv, NULL, NULL));
+    uint64_t t0 = vigil_now_ns();
+    VT_OK(vigil_conn_send(loop, p.a, "x", 1, 0, NULL, NULL, NULL));
+    while (hops < 40 && vigil_now_ns() - t0 < 15000000000ull)
+        VT_ASSERT(vigil_loop_run(loop, VIGIL_RUN_ONCE, 100) >= 0);
+    uint64_t ms = (vigil_now_ns() - t0) / 1000000;
+    VT_LOG("%s: 40 one-byte hops took %llu ms", batched ? "batched waits" : "no batched waits (kernel or backend)",
+           (unsigned long long)ms);
+    VT_EQ(hops, 40);
+    if (batched) /* each hop: a wait that settles for one completion after 20 ms */
+        VT_ASSERT(ms >= 600 && ms < 4000, "40 hops in %llu ms with 20 ms batched waits", (unsigned long long)ms);
+    else
+        VT_ASSERT(ms < 600, "40 hops in %llu ms without batching", (unsigned long long)ms);
+    /* idle but for a timer: it fires when due, not after the batch */
+    ticks k = {0};
+    t0 = vigil_now_ns();
+    VT_OK(vigil_timer_start(loop, 150, 0, tick, &k, NULL));
+    while (!k.fired && vigil_now_ns() - t0 < 5000000000ull)
+        VT_ASSERT(vigil_loop_run(loop, VIGIL_RUN_ONCE, 1000) >= 0);
+    uint64_t late = (k.at_ns[0] - t0) / 1000000;
+    VT_ASSERT(k.fired && late >= 150 && late < 400, "the 150 ms timer fired after %llu ms", (unsigned long long)late);
+    vigil_conn_abort(loop, p.a, NULL, NULL);
+    vigil_conn_abort(loop, p.b, NULL, NULL);
+    vigil_listener_close(loop, p.l);
+    VT_OK(vigil_loop_destroy(loop));
 }
 
 VT_TEST(calls, timer_restart, 10) {

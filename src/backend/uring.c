@@ -41,6 +41,9 @@
 #ifndef IORING_SETUP_DEFER_TASKRUN
 #define IORING_SETUP_DEFER_TASKRUN (1U << 13)
 #endif
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15) /* Linux 6.12: getevents_arg.min_wait_usec */
+#endif
 #ifndef IORING_FEAT_NODROP
 #define IORING_FEAT_NODROP (1U << 1)
 #endif
@@ -81,6 +84,7 @@ typedef struct uring_state {
     struct msghdr udp_mh; /* the template of multishot recvmsg: room for an IPv6 address */
     uint32_t setup_flags;
     bool multishot_accept, multishot_recv;
+    bool batch_wait; /* the kernel has the minimum wait, and the loop asked for it */
     struct io_uring_cqe *cqes[256];
     req *reqs;             /* by op slot */
     uint32_t reqs_cap;
@@ -247,6 +251,10 @@ static int setup_ring(vigil_loop *loop, uring_state *s) {
             if (p.features & IORING_FEAT_EXT_ARG) {
                 loop->env.info->features |= VIGIL_FEATURE_EXT_ARG;
                 s->tmo_ok = true;
+            }
+            if ((p.features & IORING_FEAT_MIN_TIMEOUT) && o->wait_batch) {
+                loop->env.info->features |= VIGIL_FEATURE_BATCH_WAIT;
+                s->batch_wait = true;
             }
             return 0;
         }
@@ -627,6 +635,20 @@ static bool standing_timeout(uring_state *s, uint64_t until) {
     return true;
 }
 
+/* A wait for wait_batch completions that settles for one after
+ * wait_batch_us (Linux 6.12: the min_wait_usec of io_uring_getevents_arg,
+ * which liburing 2.3 calls pad). With DEFER_TASKRUN the kernel then wakes
+ * the thread once per batch, not once per completion. */
+static int batch_wait(uring_state *s, const vigil_loop_options *o, struct __kernel_timespec *ts) {
+    int rc = io_uring_submit(&s->ring);
+    if (rc < 0)
+        return rc;
+    struct io_uring_getevents_arg arg = {.sigmask_sz = _NSIG / 8, .pad = o->wait_batch_us,
+                                         .ts = (uint64_t)(uintptr_t)ts};
+    return io_uring_enter2((unsigned)s->ring.ring_fd, 0, o->wait_batch, /* -errno, as liburing's calls */
+                           IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&arg, sizeof(arg));
+}
+
 static int uring_wait(vigil_loop *loop, int64_t timeout_ns) {
     uring_state *s = st(loop);
     top_up(loop, s);
@@ -641,7 +663,10 @@ static int uring_wait(vigil_loop *loop, int64_t timeout_ns) {
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
                                        .tv_nsec = timeout_ns % 1000000000};
-        rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, timeout_ns < 0 ? NULL : &ts, NULL);
+        if (s->batch_wait)
+            rc = batch_wait(s, loop->env.opts, timeout_ns < 0 ? NULL : &ts);
+        else
+            rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, timeout_ns < 0 ? NULL : &ts, NULL);
     }
     vigil__wait_leave(loop); /* out of the kernel: a fenced thread leaves here */
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)

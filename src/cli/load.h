@@ -115,6 +115,7 @@ typedef struct http_load_target {
     size_t expect_len;
     int expect_status;       /* 0: any 2xx */
     int backend;             /* the client loops' vigil_backend (VIGIL_BACKEND_AUTO: io_uring) */
+    uint32_t wait_batch, wait_batch_us; /* the client loops' batched waits (vigil_loop_options); 0: none */
 } http_load_target;
 /* As load_run; lost counts the requests sent on connections still open
  * and never answered. */

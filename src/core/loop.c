@@ -825,6 +825,9 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
         o.buf_count = 1024;
     if (o.pool_threads > VIGIL__POOL_THREADS_MAX || o.pool_queue > (1u << 20))
         return -EINVAL;
+    if (!o.wait_batch != !o.wait_batch_us || o.wait_batch == 1 || o.wait_batch > 4096 ||
+        o.wait_batch_us > 100000)
+        return -EINVAL;
     if (!o.pool_threads)
         o.pool_threads = VIGIL__POOL_THREADS_DEFAULT;
     if (!o.pool_queue)
