@@ -128,8 +128,10 @@ typedef struct vigil_loop_options {
      * loop still sleeps until its first one. Fewer wake-ups for a thread
      * handling many connections (a load generator: 0.6-0.75x the CPU per
      * request, bench/README.md), at the price of up to wait_batch_us of
-     * delay on each completion. Both 0 (default: each completion wakes the
-     * loop) or both set: wait_batch 2..4096, wait_batch_us 1..100000. */
+     * delay on each completion (keep it well under a supervisor's stall_ms:
+     * completions left waiting that long look like a stall). Both 0
+     * (default: each completion wakes the loop) or both set: wait_batch
+     * 2..4096, wait_batch_us 1..100000. */
     uint32_t wait_batch;
     uint32_t wait_batch_us;
     uint64_t reserved[3];  /* zero: room for options to come (else -EINVAL) */

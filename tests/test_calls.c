@@ -17,6 +17,7 @@
 #ifndef _WIN32
 #include <fcntl.h>
 #include <net/if.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 #endif
 
@@ -158,6 +159,13 @@ VT_TEST(calls, batched_waits, 20) {
     vigil_loop_info info;
     VT_OK(vigil_loop_get_info(loop, &info));
     bool batched = info.features & VIGIL_FEATURE_BATCH_WAIT;
+#ifndef _WIN32
+    struct utsname u; /* io_uring on 6.12 or later has the minimum wait: it must be found */
+    int major = 0, minor = 0;
+    if (!strcmp(info.backend, "io_uring") && uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+        (major > 6 || (major == 6 && minor >= 12)))
+        VT_ASSERT(batched, "io_uring on Linux %s: no batched waits", u.release);
+#endif
     pair p;
     make_pair(loop, &p);
     VT_OK(vigil_conn_recv_start(loop, p.a, 0, pong_recv, NULL, NULL));
