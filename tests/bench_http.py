@@ -187,6 +187,63 @@ def wrong_servers_are_named():
         os.unlink(exp.name)
 
 
+class Limited(Server):
+    """Closes each connection after its 25th response: with a Connection:
+    close on it (announce), as nginx does at its keepalive_requests, or
+    without a word."""
+
+    def __init__(self, announce):
+        self.announce = announce
+        super().__init__(lambda n: ok_response())
+
+    def serve(self, c):
+        buf, k = b"", 0
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                _, _, buf = buf.partition(b"\r\n\r\n")
+                k += 1
+                if k == 25:
+                    c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 13\r\n\r\n" + BODY
+                              if self.announce else ok_response())
+                    return
+                c.sendall(ok_response())
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+def keep_alive_limits_reconnect():
+    """Servers that close each connection after 25 responses, saying so or
+    not: new connections take their places, counted as reconnects, not
+    errors, in closed and open loop; a GET in flight at a silent close is
+    sent again on the new connection, a POST is not (the close is then an
+    error)."""
+    for name, announce in (("Connection: close", True), ("silent close", False)):
+        srv = Limited(announce)
+        try:
+            for mode in ([], ["--rate", "2000"]):
+                p, data = bench(srv.port, "--conns", "4", *mode)
+                check(data is not None, "%s %s: no bench.json: %s" % (name, mode, p.stderr))
+                m = median(data)
+                check(p.returncode == 0 and m["errors"] == 0 and m["reconnects"] > 10 and m["requests"] > 100,
+                      "%s %s: exit %d, %r" % (name, mode, p.returncode, m))
+        finally:
+            srv.close()
+    srv = Limited(False)
+    try:
+        p, data = bench(srv.port, "--conns", "4", "--method", "POST", "--body", "x")
+        m = median(data)
+        check(p.returncode == 1 and m["errors"] > 0, "POST after a silent close: exit %d, %r" % (p.returncode, m))
+    finally:
+        srv.close()
+
+
 def open_loop_counts_the_stall():
     """A server that stops for 1 s once, loaded at 200 requests/s (far below
     what it can do): the open loop's p99 includes the second (requests due
@@ -257,7 +314,8 @@ def main():
     ARGS = ap.parse_args()
     if not ARGS.vigil:
         ap.error("--vigil PATH (or VIGIL_EXE) is needed")
-    checks = [against_vigil_serve, wrong_servers_are_named, open_loop_counts_the_stall, other_clients_take_turns]
+    checks = [against_vigil_serve, wrong_servers_are_named, keep_alive_limits_reconnect, open_loop_counts_the_stall,
+              other_clients_take_turns]
     print("TAP version 13")
     failed = 0
     for fn in checks:

@@ -448,7 +448,7 @@ typedef struct run_rec {
     bool starved;
     uint64_t requests, bytes_sent, bytes_verified, lost, mismatches, errors, connect_failures;
     uint64_t connected;
-    uint64_t bad_status, bad_framing; /* --http */
+    uint64_t bad_status, bad_framing, reconnects; /* --http */
 } run_rec;
 
 typedef struct server {
@@ -540,6 +540,7 @@ static void compute_stats(server *s, int rounds) {
         m->connect_failures += x->connect_failures;
         m->bad_status += x->bad_status;
         m->bad_framing += x->bad_framing;
+        m->reconnects += x->reconnects;
     }
     s->nok = n;
     m->ok = n == rounds;
@@ -636,6 +637,7 @@ static void fill_rec(run_rec *rec, const load_result *r) {
     rec->client_cpu_per_req = r->have_client_cpu && r->requests ? r->client_cpu_us / (double)r->requests : 0;
     rec->bad_status = r->bad_status;
     rec->bad_framing = r->bad_framing;
+    rec->reconnects = r->reconnects;
     rec->have_cpu = r->have_cpu && r->requests > 0; /* no requests: no CPU per request */
     rec->cpu_per_req = r->server_cpu_us_per_req;
     rec->requests = r->requests;
@@ -697,6 +699,15 @@ static void judge_round(const bench_opts *o, run_rec *rec, const load_result *r)
     rec->starved = rec->server_busy < server_min && rec->client_busy < STARVED_CLIENT;
 }
 
+/* RFC 9110 9.2.2: a request of these may be sent again after a close. */
+static int idempotent(const char *m) {
+    static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (!strcmp(m, ok[i]))
+            return 1;
+    return 0;
+}
+
 /* Runs the load against host:port; the result goes to rec. */
 static void run_load(const bench_opts *o, const char *host, uint16_t port, long server_pid,
                      progress_ctx *pc, run_rec *rec) {
@@ -715,6 +726,7 @@ static void run_load(const bench_opts *o, const char *host, uint16_t port, long 
     if (o->http) {
         http_load_target t = {.request = o->request, .request_len = o->request_len,
                               .head = !strcmp(o->method, "HEAD"), .pipeline = o->pipeline, .rate = o->rate,
+                              .idempotent = idempotent(o->method),
                               .expect = o->expect, .expect_len = o->expect_len,
                               .expect_status = o->expect_status};
         if (o->rate == 0 && o->client_batch > 1) { /* an open loop sends on time: no batching there */
@@ -922,6 +934,9 @@ static void print_http_table(const bench_opts *o, server *sv, int n) {
                (unsigned long long)m->errors);
         if (sv[i].nok < o->rounds || m->err[0])
             printf("%-12s %d of %d rounds failed: %s\n", "", o->rounds - sv[i].nok, o->rounds, m->err);
+        if (m->reconnects)
+            printf("%-12s %llu connections the server closed between responses were replaced (keep-alive limits)\n",
+                   "", (unsigned long long)m->reconnects);
     }
     printf("server us, client us: CPU per request (server: with --pid); latency %s\n",
            o->rate > 0 ? "from when each request was due (open loop)" : "from each request's send");
@@ -988,8 +1003,9 @@ static void json_rec(FILE *f, const run_rec *r, bool round) {
             r->ok ? "true" : "false", r->rps, r->p50, r->p99, r->p999);
     json_frac(f, "server_cpu_us_per_req", r->have_cpu, r->cpu_per_req);
     json_frac(f, "client_cpu_us_per_req", r->client_cpu_per_req > 0, r->client_cpu_per_req);
-    fprintf(f, "\"p90_us\":%.1f,\"max_us\":%.1f,\"bad_status\":%llu,\"bad_framing\":%llu,", r->p90, r->max,
-            (unsigned long long)r->bad_status, (unsigned long long)r->bad_framing);
+    fprintf(f, "\"p90_us\":%.1f,\"max_us\":%.1f,\"bad_status\":%llu,\"bad_framing\":%llu,\"reconnects\":%llu,",
+            r->p90, r->max, (unsigned long long)r->bad_status, (unsigned long long)r->bad_framing,
+            (unsigned long long)r->reconnects);
     json_frac(f, "server_busy", r->have_busy, r->server_busy);
     json_frac(f, "client_busy", r->have_busy, r->client_busy);
     if (round)

@@ -75,12 +75,14 @@ typedef struct hconn {
     uint64_t last_rx;   /* its last response, or when it began to wait */
     uint64_t max_gap;
     bool connected, dead, closing;
+    bool reconnecting; /* a new connection takes the place of one the server closed */
 } hconn;
 
 typedef struct hstats {
     uint64_t requests; /* answered in the measured part */
     uint64_t responses, bytes_sent, bytes_received;
     uint64_t mismatches, bad_status, bad_framing, errors, connect_failures, connected, kept, lost;
+    uint64_t reconnects;
     load_hist hist;
     char what[64]; /* the first thing that went wrong, named */
 } hstats;
@@ -180,7 +182,7 @@ static void send_request(hworker *w, hconn *h, uint64_t t, uint64_t now) {
 /* Open loop: what of its schedule is due, as far as the pipeline allows. */
 static void send_due(hworker *w, hconn *h, uint64_t now) {
     uint32_t depth = (uint32_t)w->run->t->pipeline;
-    while (!h->dead && !h->closing && h->next_due <= now && h->n < depth) {
+    while (h->connected && !h->dead && !h->closing && h->next_due <= now && h->n < depth) {
         send_request(w, h, h->next_due, now);
         h->next_due += w->run->interval_ns;
     }
@@ -230,6 +232,38 @@ static void answered(hworker *w, hconn *h, uint64_t now) {
         send_request(w, h, now, now);
 }
 
+static void on_connected(vigil_loop *loop, vigil_conn c, int status, void *ud);
+static void kick_conn(hworker *w, hconn *h, uint64_t now);
+
+static void parser_init(hconn *h) {
+    const http_load_target *t = h->w->run->t;
+    http_resp_init(&h->p, t->expect, t->expect_len);
+    http_resp_expect_head(&h->p, t->head);
+}
+
+/* The server closed a connection between two responses: after one that
+ * said Connection: close, or at a keep-alive limit (nginx closes a
+ * connection after 1,000 requests by default) or an idle timeout, maybe
+ * with requests already sent on it. A new connection takes its place,
+ * counted as a reconnect, not an error, and the requests still owed are
+ * sent again on it when they may be (RFC 9112 9.3.1: idempotent methods;
+ * else the close is an error), their latency still counted from their
+ * first send; an open loop's requests due meanwhile wait for it and count
+ * from when they were due. */
+static void reconnect(hworker *w, hconn *h) {
+    w->st.reconnects++;
+    w->closing++;
+    if (vigil_conn_abort(w->loop, h->c, on_closed, w) < 0)
+        w->closing--;
+    h->connected = h->closing = false;
+    h->reconnecting = true;
+    parser_init(h);
+    int rc = vigil_conn_connect(w->loop, w->run->host, w->run->cfg->port, CONNECT_DEADLINE_MS, on_connected, h,
+                                &h->c, NULL);
+    if (rc < 0)
+        on_connected(w->loop, h->c, rc, h);
+}
+
 static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
     hconn *h = ud;
     hworker *w = h->w;
@@ -243,8 +277,10 @@ static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf 
         if (ev == HTTP_RESP_ERROR) {
             w->st.bad_framing++;
             conn_end(h, "a response cut short");
-        } else if (h->closing && h->n == 0) {
-            conn_end(h, NULL); /* closed after a Connection: close response: said */
+        } else if (status == 0 && ev == HTTP_RESP_MORE && !w->stopping && (h->n == 0 || w->run->t->idempotent)) {
+            reconnect(w, h); /* it said Connection: close, or closed between responses: as wrk does */
+        } else if (status == 0 && h->n == 0) {
+            conn_end(h, NULL); /* the run is over: nothing was owed */
         } else {
             conn_end(h, status == 0 ? "the server closed a connection" : "a connection was reset");
         }
@@ -274,6 +310,31 @@ static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf 
 static void on_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) {
     hconn *h = ud;
     hworker *w = h->w;
+    if (h->reconnecting) {
+        h->reconnecting = false;
+        if (h->dead) /* the run ended meanwhile (settle): destroy cancelled it */
+            return;
+        if (status < 0) {
+            h->dead = true;
+            w->st.errors++;
+            note(&w->st, "a reconnect failed");
+            return;
+        }
+        h->connected = true;
+        if (vigil_conn_recv_start(loop, c, 0, on_recv, h, NULL) < 0) {
+            conn_end(h, "could not receive");
+            return;
+        }
+        const http_load_target *t = w->run->t;
+        for (uint32_t k = 0; k < h->n; k++) /* the requests still owed, again */
+            if (vigil_conn_send_nocopy(loop, c, t->request, t->request_len, 0, NULL, NULL, NULL) < 0) {
+                conn_end(h, "a send failed");
+                return;
+            }
+        if (!w->stopping)
+            kick_conn(w, h, now_ns());
+        return;
+    }
     w->connecting--;
     if (status < 0) {
         h->dead = true;
@@ -297,8 +358,7 @@ static bool connect_all(hworker *w) {
     for (long i = 0; i < w->n; i++) {
         hconn *h = &w->conns[i];
         h->w = w;
-        http_resp_init(&h->p, run->t->expect, run->t->expect_len);
-        http_resp_expect_head(&h->p, run->t->head);
+        parser_init(h);
         w->connecting++;
         int rc = vigil_conn_connect(w->loop, run->host, run->cfg->port, CONNECT_DEADLINE_MS, on_connected, h,
                                     &h->c, NULL);
@@ -321,21 +381,26 @@ static bool connect_all(hworker *w) {
     return go;
 }
 
+/* A connection's first requests: the pipeline filled, or what is due. */
+static void kick_conn(hworker *w, hconn *h, uint64_t now) {
+    if (w->run->interval_ns)
+        send_due(w, h, now);
+    else
+        for (int k = (int)h->n; k < w->run->t->pipeline && !h->dead; k++)
+            send_request(w, h, now, now);
+}
+
 static void kick_off(hworker *w) {
     struct hrun *run = w->run;
     uint64_t now = now_ns();
-    long conns = run->cfg->conns;
     for (long i = 0; i < w->n; i++) {
         hconn *h = &w->conns[i];
         if (h->dead)
             continue;
-        if (run->interval_ns) { /* the schedules spread evenly over one interval */
-            h->next_due = w->t0 + (uint64_t)((double)run->interval_ns * (double)(w->first + i) / (double)conns);
-            send_due(w, h, now);
-        } else {
-            for (int k = 0; k < run->t->pipeline && !h->dead; k++)
-                send_request(w, h, now, now);
-        }
+        if (run->interval_ns) /* the schedules spread evenly over one interval */
+            h->next_due =
+                w->t0 + (uint64_t)((double)run->interval_ns * (double)(w->first + i) / (double)run->cfg->conns);
+        kick_conn(w, h, now);
     }
 }
 
@@ -344,7 +409,7 @@ static uint64_t next_due(const hworker *w) {
     uint64_t t = UINT64_MAX;
     for (long i = 0; i < w->n; i++) {
         const hconn *h = &w->conns[i];
-        if (!h->dead && !h->closing && h->n < (uint32_t)w->run->t->pipeline && h->next_due < t)
+        if (h->connected && !h->dead && !h->closing && h->n < (uint32_t)w->run->t->pipeline && h->next_due < t)
             t = h->next_due;
     }
     return t;
@@ -386,6 +451,8 @@ static void run_load(hworker *w) {
 static void settle(hworker *w) {
     for (long i = 0; i < w->n; i++) {
         hconn *h = &w->conns[i];
+        if (h->reconnecting)
+            h->dead = true; /* its connect ends with the loop, owing nothing */
         if (h->dead || !h->connected)
             continue;
         w->st.lost += h->n;
@@ -485,6 +552,7 @@ static void collect(struct hrun *run, hworker *ws, const load_cpu *c0, const loa
         out->connected += s->connected;
         out->kept += s->kept;
         out->lost += s->lost;
+        out->reconnects += s->reconnects;
         if (!out->what[0] && s->what[0])
             snprintf(out->what, sizeof(out->what), "%s", s->what);
         for (unsigned b = 0; h && b < LOAD_HIST_BUCKETS; b++)

@@ -68,6 +68,7 @@ typedef struct load_result {
     uint64_t bad_status;        /* http: responses whose status was not the one expected */
     uint64_t bad_framing;       /* http: responses whose framing was broken (each ended its connection) */
     char what[64];              /* http: the first thing that went wrong, named; "" if none */
+    uint64_t reconnects;        /* http: connections the server closed between responses, replaced */
     uint64_t lost;              /* bytes sent, not echoed, on connections still open: must be 0 */
     uint64_t unechoed_on_errors;/* bytes not echoed on connections the server reset (failed loudly; zombies excluded) */
     uint64_t errors;            /* connections that ended with an error or EOF (zombies excluded) */
@@ -109,6 +110,7 @@ typedef struct http_load_target {
     const uint8_t *request;  /* the bytes of one request, sent as they are */
     size_t request_len;
     int head;                /* the request is HEAD: its responses have no body */
+    int idempotent;          /* it may be sent again on a new connection (GET, HEAD, ...) */
     int pipeline;            /* requests in flight per connection, 1..1024 */
     double rate;             /* 0: closed loop; > 0: open loop, requests/s over all connections */
     const uint8_t *expect;   /* when not NULL: every body must be these expect_len bytes */
