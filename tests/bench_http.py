@@ -57,16 +57,21 @@ class Server:
                 return
             threading.Thread(target=self.serve, args=(c,), daemon=True).start()
 
-    def serve(self, c):
+    def requests(self, c):
+        """Yields once per request head read from c (bodies: none sent here)."""
         buf = b""
+        while not self.stop:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            _, _, buf = buf.partition(b"\r\n\r\n")
+            yield
+
+    def serve(self, c):
         try:
-            while not self.stop:
-                while b"\r\n\r\n" not in buf:
-                    d = c.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                _, _, buf = buf.partition(b"\r\n\r\n")
+            for _ in self.requests(c):
                 with self.lock:
                     self.n += 1
                     n = self.n
@@ -197,16 +202,8 @@ class Limited(Server):
         super().__init__(lambda n: ok_response())
 
     def serve(self, c):
-        buf, k = b"", 0
         try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    d = c.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                _, _, buf = buf.partition(b"\r\n\r\n")
-                k += 1
+            for k, _ in enumerate(self.requests(c), 1):
                 if k == 25:
                     c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 13\r\n\r\n" + BODY
                               if self.announce else ok_response())

@@ -244,7 +244,7 @@ static void parser_init(hconn *h) {
 /* The server closed a connection between two responses: after one that
  * said Connection: close, or at a keep-alive limit (nginx closes a
  * connection after 1,000 requests by default) or an idle timeout, maybe
- * with requests already sent on it. A new connection takes its place,
+ * with requests already sent on it (which then may meet a reset). A new connection takes its place,
  * counted as a reconnect, not an error, and the requests still owed are
  * sent again on it when they may be (RFC 9112 9.3.1: idempotent methods;
  * else the close is an error), their latency still counted from their
@@ -277,8 +277,11 @@ static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf 
         if (ev == HTTP_RESP_ERROR) {
             w->st.bad_framing++;
             conn_end(h, "a response cut short");
-        } else if (status == 0 && ev == HTTP_RESP_MORE && !w->stopping && (h->n == 0 || w->run->t->idempotent)) {
-            reconnect(w, h); /* it said Connection: close, or closed between responses: as wrk does */
+        } else if ((status == 0 || status == -ECONNRESET || status == -EPIPE) && ev == HTTP_RESP_MORE &&
+                   !w->stopping && (h->n == 0 || w->run->t->idempotent)) {
+            /* it said Connection: close, or closed between responses (a reset, when a
+             * request reached the closed socket first): as wrk does */
+            reconnect(w, h);
         } else if (status == 0 && h->n == 0) {
             conn_end(h, NULL); /* the run is over: nothing was owed */
         } else {
