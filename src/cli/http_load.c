@@ -48,6 +48,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -117,9 +118,15 @@ struct hworker {
     uint64_t t0, t_start, t_end, drain_deadline;
 };
 
-static void note(hstats *st, const char *what) {
-    if (!st->what[0])
-        snprintf(st->what, sizeof(st->what), "%s", what);
+/* The first thing that went wrong, formatted only then (a server that
+ * answers every request wrongly must not cost a format each). */
+__attribute__((format(printf, 2, 3))) static void note(hstats *st, const char *fmt, ...) {
+    if (st->what[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->what, sizeof(st->what), fmt, ap);
+    va_end(ap);
 }
 
 /* ---- a connection ------------------------------------------------------- */
@@ -137,7 +144,7 @@ static void conn_end(hconn *h, const char *what) {
     h->n = 0;
     if (!w->stopping || what) {
         w->st.errors++;
-        note(&w->st, what ? what : "the server closed a connection");
+        note(&w->st, "%s", what ? what : "the server closed a connection");
     }
     w->closing++;
     if (vigil_conn_abort(w->loop, h->c, on_closed, w) < 0)
@@ -205,9 +212,7 @@ static void answered(hworker *w, hconn *h, uint64_t now) {
     bool status_ok = tg->expect_status ? h->p.status == tg->expect_status : h->p.status / 100 == 2;
     if (!status_ok) {
         w->st.bad_status++;
-        char what[64];
-        snprintf(what, sizeof(what), "status %d", h->p.status);
-        note(&w->st, what);
+        note(&w->st, "status %d", h->p.status);
     }
     if (h->p.mismatch) {
         w->st.mismatches++;
@@ -342,9 +347,7 @@ static void on_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) {
     if (status < 0) {
         h->dead = true;
         w->st.connect_failures++;
-        char what[64];
-        snprintf(what, sizeof(what), "connect: %s", vigil_strerror(status));
-        note(&w->st, what);
+        note(&w->st, "connect: %s", vigil_strerror(status));
         return;
     }
     h->connected = true;
