@@ -45,6 +45,8 @@ class Server:
         self.ls.listen(128)
         self.port = self.ls.getsockname()[1]
         self.n = 0
+        self.accepted = 0
+        self.heads = []  # the first 50 request heads
         self.lock = threading.Lock()
         self.stop = False
         threading.Thread(target=self.accept, daemon=True).start()
@@ -55,6 +57,8 @@ class Server:
                 c, _ = self.ls.accept()
             except OSError:
                 return
+            with self.lock:
+                self.accepted += 1
             threading.Thread(target=self.serve, args=(c,), daemon=True).start()
 
     def requests(self, c):
@@ -66,7 +70,10 @@ class Server:
                 if not d:
                     return
                 buf += d
-            _, _, buf = buf.partition(b"\r\n\r\n")
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            with self.lock:
+                if len(self.heads) < 50:
+                    self.heads.append(head)
             yield
 
     def serve(self, c):
@@ -297,6 +304,90 @@ def other_clients_take_turns():
         srv.close()
 
 
+class EchoServer(Server):
+    """Echoes what it reads; counts its connections."""
+
+    def __init__(self):
+        super().__init__(None)
+
+    def serve(self, c):
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    return
+                c.sendall(d)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+def thread_cpus(pid):
+    """The CPUs each thread of pid may run on, as /proc says them (\"0\", \"0-1\")."""
+    out = []
+    try:
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                for line in f:
+                    if line.startswith("Cpus_allowed_list:"):
+                        out.append(line.split()[1])
+    except OSError:
+        pass
+    return out
+
+
+def targets_and_client_cpus():
+    """--target A,B: the connections go to each in turn, echo and HTTP (where
+    the URL still names the Host field); --client-cpu 0,1 with two threads:
+    one thread on each CPU while the load runs."""
+    a, b = Server(lambda n: ok_response()), Server(lambda n: ok_response())
+    e1, e2 = EchoServer(), EchoServer()
+    out = tempfile.mkdtemp(prefix="vigil-bench-http-")
+    try:
+        two_cpus = len(os.sched_getaffinity(0)) >= 2 and {0, 1} <= os.sched_getaffinity(0)
+        pin = ["--threads", "2", "--client-cpu", "0,1"] if two_cpus else []
+        cmd = [ARGS.vigil, "bench", "--http", "http://app.example:8080/x", "--target",
+               "127.0.0.1:%d,127.0.0.1:%d" % (a.port, b.port), "--conns", "6", "--rounds", "1", "--warmup", "0.5",
+               "--duration", "1.5", "--out", out, *pin]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen = set()
+        deadline = time.time() + 30
+        while p.poll() is None and time.time() < deadline:
+            seen.update(thread_cpus(p.pid))
+            time.sleep(0.05)
+        so, se = p.communicate(timeout=30)
+        check(p.returncode == 0, "exit %d: %s %s" % (p.returncode, so, se))
+        check(a.accepted == 3 and b.accepted == 3, "6 connections over 2 servers: %d and %d" %
+              (a.accepted, b.accepted))
+        heads = a.heads + b.heads
+        check(heads and all(b"\r\nHost: app.example:8080" in h for h in heads), "Host field: %r" % heads[:2])
+        with open(os.path.join(out, "bench.json")) as f:
+            data = json.load(f)
+        if two_cpus:
+            check({"0", "1"} <= seen, "threads on CPUs %r, not one on 0 and one on 1" % sorted(seen))
+            check(data["client_cpus"] == [0, 1], "client_cpus %r" % data["client_cpus"])
+            check("client on CPUs 0,1" in so, "no CPUs in the banner: %s" % so)
+        else:
+            say_note("one CPU: --client-cpu 0,1 not tried")
+        # (bench() gives --target e1 first; the list after it is the one that counts)
+        p, _ = bench(e1.port, "--target", "127.0.0.1:%d,127.0.0.1:%d" % (e1.port, e2.port), "--conns", "5",
+                     http=False)
+        check(p.returncode == 0, "echo: exit %d: %s %s" % (p.returncode, p.stdout, p.stderr))
+        check(e1.accepted == 3 and e2.accepted == 2, "echo: 5 connections: %d and %d" % (e1.accepted, e2.accepted))
+        for bad in ("127.0.0.1:1,", "127.0.0.1:0", ",".join(["127.0.0.1:9"] * 65)):
+            p, _ = bench(e1.port, "--target", bad, http=False)
+            check(p.returncode == 2 and "bad --target" in p.stderr, "--target %.30s: %d %s" % (bad, p.returncode, p.stderr))
+        for bad in ("1-", "a", "3-1", "1,,2"):
+            p, _ = bench(a.port, "--client-cpu", bad)
+            check(p.returncode == 2 and "bad --client-cpu" in p.stderr, "--client-cpu %s: %d %s" %
+                  (bad, p.returncode, p.stderr))
+    finally:
+        for s in (a, b, e1, e2):
+            s.close()
+        shutil.rmtree(out, ignore_errors=True)
+
+
 NOTES = []
 
 
@@ -312,7 +403,7 @@ def main():
     if not ARGS.vigil:
         ap.error("--vigil PATH (or VIGIL_EXE) is needed")
     checks = [against_vigil_serve, wrong_servers_are_named, keep_alive_limits_reconnect, open_loop_counts_the_stall,
-              other_clients_take_turns]
+              other_clients_take_turns, targets_and_client_cpus]
     print("TAP version 13")
     failed = 0
     for fn in checks:

@@ -67,17 +67,23 @@
 enum { BACKEND_URING, BACKEND_EPOLL, BACKEND_AUTO };
 static const char *const backend_names[] = {"uring", "epoll", "auto"};
 
+#define MAX_CLIENT_CPUS 256
+
 typedef struct bench_opts {
-    const char *target;       /* NULL = start vigil serve */
-    char target_host[256];
-    uint16_t target_port;
+    const char *target;       /* NULL = start vigil serve; else --target's argument, or --http's URL */
+    const char *target_arg;   /* --target H:P[,H:P...] */
+    char target_hosts[LOAD_MAX_ADDRS][256];
+    load_addr targets[LOAD_MAX_ADDRS]; /* connection i goes to targets[i % ntargets] */
+    int ntargets;
     int backend;              /* BACKEND_*, of the vigil server started here */
     int mode;                 /* load_mode */
     long conns, size, window;
     bool window_set;
     double duration, warmup, drain;
     int threads;
-    int server_cpu, client_cpu;
+    int server_cpu, client_cpu; /* client_cpu: the first of client_cpus, or -1 */
+    int client_cpus[MAX_CLIENT_CPUS]; /* --client-cpu C[,C...]: client thread i on client_cpus[i % n] */
+    int nclient_cpus;
     bool compare;
     int rounds;
     const char *out_dir;
@@ -86,7 +92,9 @@ typedef struct bench_opts {
     bool pin;                 /* false on a 1-CPU machine */
     int ncpus;                /* CPUs this process may run on */
     /* --http URL: an HTTP server (http_load.c) instead of an echo server */
-    const char *http;         /* the URL; its host and port are target_host, target_port */
+    const char *http;         /* the URL: where to connect unless --target says otherwise */
+    char http_host[256];      /* the URL's host and port: the Host field */
+    uint16_t http_port;
     char http_path[1024];
     const char *method, *body, *expect_file;
     const char *headers[16];
@@ -100,24 +108,52 @@ typedef struct bench_opts {
     size_t request_len, expect_len;
 } bench_opts;
 
-/* HOST:PORT, [V6]:PORT or V6 with the port after the last colon. */
+/* HOST:PORT, [V6]:PORT or V6 with the port after the last colon, into host
+ * (without the brackets) and port. Returns 0 or -1. */
+static int parse_hostport(const char *s, size_t n, char *host, size_t cap, uint16_t *port) {
+    const char *colon = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == ':')
+            colon = s + i;
+    char digits[8];
+    size_t nd = colon ? n - (size_t)(colon + 1 - s) : 0;
+    long long p;
+    if (!colon || colon == s || nd == 0 || nd >= sizeof(digits))
+        return -1;
+    memcpy(digits, colon + 1, nd);
+    digits[nd] = '\0';
+    if (num_ll(digits, 1, 65535, &p) != NUM_OK)
+        return -1;
+    size_t hl = (size_t)(colon - s);
+    if (s[0] == '[' && hl >= 2 && s[hl - 1] == ']') {
+        s++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= cap)
+        return -1;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+/* --target HOST:PORT[,HOST:PORT...]: the connections spread over them in turn. */
 static int parse_target(const char *s, void *dest) {
     bench_opts *o = dest;
-    const char *arg = s, *colon = strrchr(s, ':');
-    long long port;
-    if (!colon || colon == s || num_ll(colon + 1, 1, 65535, &port) != NUM_OK)
-        return -1;
-    size_t n = (size_t)(colon - s);
-    if (s[0] == '[' && n >= 2 && s[n - 1] == ']') {
-        s++;
-        n -= 2;
+    int n = 0;
+    for (const char *p = s;; n++) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == LOAD_MAX_ADDRS ||
+            parse_hostport(p, len, o->target_hosts[n], sizeof(o->target_hosts[n]), &o->targets[n].port) != 0)
+            return -1;
+        o->targets[n].host = o->target_hosts[n];
+        if (!comma)
+            break;
+        p = comma + 1;
     }
-    if (n == 0 || n >= sizeof(o->target_host))
-        return -1;
-    memcpy(o->target_host, s, n);
-    o->target_host[n] = '\0';
-    o->target_port = (uint16_t)port;
-    o->target = arg;
+    o->ntargets = n + 1;
+    o->target_arg = s;
     return 0;
 }
 
@@ -136,12 +172,46 @@ static int parse_url(const char *s, void *dest) {
     const char *colon = strrchr(hostport, ':');
     if (!colon || (hostport[0] == '[' && colon < strchr(hostport, ']')))
         strcat(hostport, ":80");
-    if (parse_target(hostport, o) != 0)
+    if (parse_hostport(hostport, strlen(hostport), o->http_host, sizeof(o->http_host), &o->http_port) != 0)
         return -1;
     if (snprintf(o->http_path, sizeof(o->http_path), "%s", slash ? slash : "/") >= (int)sizeof(o->http_path))
         return -1;
     o->http = s;
-    o->target = s;
+    return 0;
+}
+
+/* --client-cpu C[,C...] with ranges A-B, or -1 for no pinning. */
+static int parse_cpus(const char *s, void *dest) {
+    bench_opts *o = dest;
+    if (!strcmp(s, "-1")) {
+        o->nclient_cpus = 0;
+        o->client_cpu = -1;
+        return 0;
+    }
+    int n = 0;
+    for (const char *p = s;;) {
+        char *end;
+        if (*p < '0' || *p > '9')
+            return -1;
+        long a = strtol(p, &end, 10), b = a;
+        if (*end == '-') {
+            if (end[1] < '0' || end[1] > '9')
+                return -1;
+            b = strtol(end + 1, &end, 10);
+        }
+        if (a < 0 || b < a || b >= CPU_SETSIZE || (*end && *end != ','))
+            return -1;
+        for (long c = a; c <= b; c++) {
+            if (n == MAX_CLIENT_CPUS)
+                return -1;
+            o->client_cpus[n++] = (int)c;
+        }
+        if (!*end)
+            break;
+        p = end + 1;
+    }
+    o->nclient_cpus = n;
+    o->client_cpu = o->client_cpus[0];
     return 0;
 }
 
@@ -170,6 +240,8 @@ static bench_opts bopt = {
     .threads = 1,
     .server_cpu = 0,
     .client_cpu = 1,
+    .client_cpus = {1},
+    .nclient_cpus = 1,
     .rounds = 3,
     .out_dir = "vigil-bench",
     .method = "GET",
@@ -180,10 +252,12 @@ static bench_opts bopt = {
 };
 
 static opt bench_opt_table[] = {
-    {"--target", 0, OPT_CUSTOM, &bopt, .meta = "H:P", .syn_meta = "HOST:PORT", .parse = parse_target,
-     .hint = "HOST:PORT, port 1..65535",
-     .help = "load this echo server instead of starting `vigil serve`\n"
-             "(its CPU is then neither pinned nor measured)"},
+    {"--target", 0, OPT_CUSTOM, &bopt, .meta = "H:P", .syn_meta = "HOST:PORT[,HOST:PORT...]", .parse = parse_target,
+     .hint = "HOST:PORT, port 1..65535, at most 64 comma-separated",
+     .help = "load this echo server instead of starting `vigil serve` (its CPU\n"
+             "is then neither pinned nor measured); with several, connection i\n"
+             "goes to the i-th in turn. With --http: where to connect instead of\n"
+             "the URL's host (the URL still gives the path and the Host field)"},
     {"--http", 0, OPT_CUSTOM, &bopt, .meta = "URL", .syn_meta = "http://HOST[:PORT][/PATH]", .parse = parse_url,
      .hint = "http://HOST[:PORT][/PATH]",
      .help = "load this HTTP/1.1 server: keep-alive connections, every response's\n"
@@ -236,9 +310,10 @@ static opt bench_opt_table[] = {
     {"--threads", 0, OPT_INT, &bopt.threads, 1, 256, "T", .help = "client threads (default {default})"},
     {"--server-cpu", 0, OPT_INT, &bopt.server_cpu, 0, CPU_SETSIZE - 1, "C", .hint = "a CPU number",
      .help = "pin the server to CPU C (default {default})"},
-    {"--client-cpu", 0, OPT_INT, &bopt.client_cpu, -1, CPU_SETSIZE - 1, "C",
-     .hint = "a CPU number, or -1",
-     .help = "pin the client threads to CPU C (default {default}; -1 = no pinning)"},
+    {"--client-cpu", 0, OPT_CUSTOM, &bopt, .meta = "C", .syn_meta = "C[,C...]", .parse = parse_cpus,
+     .hint = "CPU numbers or ranges A-B, comma-separated, or -1",
+     .help = "pin the client threads to these CPUs, thread i to the i-th\n"
+             "(0-3 is 0,1,2,3; default 1; -1 = no pinning)"},
     {"--compare", 0, OPT_FLAG, &bopt.compare,
      .help = "the same load against vigil on io_uring, vigil on epoll, the\n"
              "raw baselines echo_uring and echo_epoll, and echo_libuv and\n"
@@ -333,8 +408,9 @@ static int check_cpus(const opt_cmd *cmd, bench_opts *o) {
     o->pin = true;
     if (!o->target && !CPU_ISSET(o->server_cpu, &allowed))
         return opts_bad(cmd, "bad --server-cpu %d: not a CPU this process may run on", o->server_cpu);
-    if (o->client_cpu >= 0 && !CPU_ISSET(o->client_cpu, &allowed))
-        return opts_bad(cmd, "bad --client-cpu %d: not a CPU this process may run on", o->client_cpu);
+    for (int i = 0; i < o->nclient_cpus; i++)
+        if (!CPU_ISSET(o->client_cpus[i], &allowed))
+            return opts_bad(cmd, "bad --client-cpu %d: not a CPU this process may run on", o->client_cpus[i]);
     return -1;
 }
 
@@ -347,9 +423,9 @@ static int build_request(const opt_cmd *cmd, bench_opts *o) {
     char *r = malloc(cap);
     if (!r)
         return opts_bad(cmd, "out of memory");
-    bool v6 = strchr(o->target_host, ':') != NULL;
+    bool v6 = strchr(o->http_host, ':') != NULL;
     int n = snprintf(r, cap, "%s %s HTTP/1.1\r\nHost: %s%s%s:%u\r\n", o->method, o->http_path, v6 ? "[" : "",
-                     o->target_host, v6 ? "]" : "", (unsigned)o->target_port);
+                     o->http_host, v6 ? "]" : "", (unsigned)o->http_port);
     for (int i = 0; i < o->nheaders; i++)
         n += snprintf(r + n, cap - (size_t)n, "%s\r\n", o->headers[i]);
     if (o->body)
@@ -384,10 +460,18 @@ static int parse_args(int argc, char **argv) {
         return rc;
     if (o->peers == peers_none)
         o->peers = NULL;
-    if (o->compare && o->target)
+    if (o->compare && (o->target_arg || o->http))
         return opts_bad(cmd, "--compare starts its own servers: it cannot take --target or --http");
     if (o->compare_clients && !o->http)
         return opts_bad(cmd, "--compare-clients needs --http");
+    if (o->compare_clients && o->target_arg)
+        return opts_bad(cmd, "--compare-clients: wrk and h2load load the URL's host, so it cannot take --target");
+    o->target = o->target_arg ? o->target_arg : o->http;
+    if (o->http && !o->target_arg) { /* the URL's host */
+        memcpy(o->target_hosts[0], o->http_host, sizeof(o->http_host)); /* the same size */
+        o->targets[0] = (load_addr){o->target_hosts[0], o->http_port};
+        o->ntargets = 1;
+    }
     if (o->http && (rc = build_request(cmd, o)) >= 0)
         return rc;
     if (o->mode == LOAD_STREAM && o->window_set && o->window < o->size)
@@ -623,7 +707,11 @@ static void load_base(const bench_opts *o, load_config *cfg) {
     cfg->warmup_s = o->warmup;
     cfg->drain_s = o->drain;
     cfg->threads = o->threads;
-    cfg->cpu = o->pin ? o->client_cpu : -1;
+    cfg->cpu = -1;
+    if (o->pin) {
+        cfg->cpus = o->client_cpus;
+        cfg->ncpus = o->nclient_cpus;
+    }
     cfg->stop = &g_stop;
 }
 
@@ -650,12 +738,17 @@ static void fill_rec(run_rec *rec, const load_result *r) {
     rec->connected = r->connected;
 }
 
-/* How many CPUs the client threads can keep busy: one when they are all
- * pinned to --client-cpu, else one per thread up to the CPUs there are. */
+/* How many CPUs the client threads can keep busy: one per thread, up to
+ * the CPUs of --client-cpu they are pinned to, or up to the CPUs there are. */
 static double client_capacity(const bench_opts *o) {
-    if (o->pin && o->client_cpu >= 0)
-        return 1;
     long t = o->threads < o->conns ? o->threads : o->conns;
+    if (o->pin && o->nclient_cpus > 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        for (long i = 0; i < t; i++)
+            CPU_SET(o->client_cpus[i % o->nclient_cpus], &set);
+        return CPU_COUNT(&set);
+    }
     return (double)(t < o->ncpus ? t : o->ncpus > 0 ? o->ncpus : 1);
 }
 
@@ -708,14 +801,14 @@ static int idempotent(const char *m) {
     return 0;
 }
 
-/* Runs the load against host:port; the result goes to rec. */
-static void run_load(const bench_opts *o, const char *host, uint16_t port, long server_pid,
+/* Runs the load against the servers at addrs; the result goes to rec. */
+static void run_load(const bench_opts *o, const load_addr *addrs, int naddrs, long server_pid,
                      progress_ctx *pc, run_rec *rec) {
     load_config cfg;
     load_result r;
     load_base(o, &cfg);
-    cfg.host = host;
-    cfg.port = port;
+    cfg.addrs = addrs;
+    cfg.naddrs = naddrs;
     cfg.server_pid = server_pid;
     bool tty = isatty(STDERR_FILENO);
     if (tty) {
@@ -750,10 +843,10 @@ static void run_load(const bench_opts *o, const char *host, uint16_t port, long 
         fill_rec(rec, &r);
         judge_round(o, rec, &r);
         if (r.resolved[0] && pc->round == 1) /* a name, looked up on a vigil loop */
-            fprintf(stderr, "vigil bench: %s is %s\n", host, r.resolved);
+            fprintf(stderr, "vigil bench: %s is %s\n", addrs[0].host, r.resolved);
         if (r.cpu_pin_errno)
-            fprintf(stderr, "vigil bench: pinning the client to CPU %d: %s\n", o->client_cpu,
-                    strerror(r.cpu_pin_errno));
+            fprintf(stderr, "vigil bench: pinning the client to CPU %d%s: %s\n", o->client_cpu,
+                    o->nclient_cpus > 1 ? " and the others" : "", strerror(r.cpu_pin_errno));
         if (!run_clean(rec, o->conns) && o->http)
             snprintf(rec->err, sizeof(rec->err),
                      "%llu requests unanswered, %llu bodies differ, %llu bad statuses, %llu broken "
@@ -799,13 +892,21 @@ static void run_server(const bench_opts *o, server *s, int round, run_rec *rec) 
     }
     progress_ctx pc = {.name = s->name, .round = round + 1, .rounds = o->rounds,
                        .total_s = o->warmup + o->duration};
-    run_load(o, "127.0.0.1", port, c.pid, &pc, rec);
+    run_load(o, &(load_addr){"127.0.0.1", port}, 1, c.pid, &pc, rec);
     child_end(&c);
 }
 
 /* ------------------------------------------------------------ output */
 
 static const char *mode_name(load_mode m) { return m == LOAD_PINGPONG ? "pingpong" : "stream"; }
+
+/* --client-cpu's CPUs as given, comma-separated ("1", "1,2,3"). */
+static void cpu_list(const bench_opts *o, char *buf, size_t len) {
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < o->nclient_cpus && n < len; i++)
+        n += (size_t)snprintf(buf + n, len - n, "%s%d", i ? "," : "", o->client_cpus[i]);
+}
 
 /* One line describing the load, used in the header, the JSON and the chart title. */
 static void describe(const bench_opts *o, char *buf, size_t len, bool short_form) {
@@ -818,9 +919,10 @@ static void describe(const bench_opts *o, char *buf, size_t len, bool short_form
         snprintf(pin, sizeof(pin), "1 CPU: server and client not pinned");
     else
         snprintf(pin, sizeof(pin), "server on CPU %d", o->server_cpu);
-    char client[64] = "";
-    if (o->pin && o->client_cpu >= 0)
-        snprintf(client, sizeof(client), ", client on CPU %d", o->client_cpu);
+    char client[96] = "", cpus[64];
+    cpu_list(o, cpus, sizeof(cpus));
+    if (o->pin && o->nclient_cpus > 0)
+        snprintf(client, sizeof(client), ", client on CPU%s %s", o->nclient_cpus > 1 ? "s" : "", cpus);
     else if (o->pin)
         snprintf(client, sizeof(client), ", client not pinned");
     char mode[160];
@@ -1060,10 +1162,14 @@ static int write_json(const char *path, const bench_opts *o, server *sv, int n) 
         else
             fprintf(f, "\"server_cpu\":null,");
     }
-    if (o->pin && o->client_cpu >= 0)
-        fprintf(f, "\"client_cpu\":%d,\n", o->client_cpu);
-    else
-        fprintf(f, "\"client_cpu\":null,\n");
+    if (o->pin && o->nclient_cpus > 0) {
+        fprintf(f, "\"client_cpu\":%d,\"client_cpus\":[", o->client_cpus[0]);
+        for (int i = 0; i < o->nclient_cpus; i++)
+            fprintf(f, "%s%d", i ? "," : "", o->client_cpus[i]);
+        fprintf(f, "],\n");
+    } else {
+        fprintf(f, "\"client_cpu\":null,\"client_cpus\":[],\n");
+    }
     fprintf(f, "  \"servers\":[");
     for (int i = 0; i < n; i++) {
         fprintf(f, "%s\n    {\"name\":", i ? "," : "");
@@ -1607,7 +1713,8 @@ static void run_client(const bench_opts *o, server *s, run_rec *rec) {
     }
     argv[n] = NULL;
     child c;
-    child_opts co = {.cpu = o->pin ? o->client_cpu : -1, .pid_slot = &g_child};
+    child_opts co = {.cpu = -1, .cpus = o->client_cpus, .ncpus = o->pin ? o->nclient_cpus : 0,
+                     .pid_slot = &g_child};
     load_cpu c0, c1; /* the server's, with --pid, over the client's whole run */
     load_cpu_take(&c0, o->pid);
     if (child_spawn(&c, s->path, argv, &co, rec->err, sizeof(rec->err)) != 0) {
@@ -1684,7 +1791,7 @@ static int run_one(const bench_opts *o, server *s, int r) {
     memset(rec, 0, sizeof(*rec));
     progress_ctx pc = {.name = s->name, .round = r + 1, .rounds = o->rounds,
                        .total_s = o->warmup + o->duration};
-    run_load(o, o->target_host, o->target_port, o->pid, &pc, rec);
+    run_load(o, o->targets, o->ntargets, o->pid, &pc, rec);
     if (!rec->ok) {
         fprintf(stderr, "vigil bench: cannot load %s: %s\n", o->target, rec->err);
         return 1;

@@ -66,12 +66,17 @@ static void exec_child(const char *path, char *const argv[], const child_opts *o
     signal(SIGTERM, SIG_DFL);
     if (dup2(out_fd, STDOUT_FILENO) < 0 || dup2(err_fd, STDERR_FILENO) < 0)
         _exit(127);
-    if (o->cpu >= 0) {
+    if (o->cpu >= 0 || o->ncpus > 0) {
         cpu_set_t set;
         CPU_ZERO(&set);
-        CPU_SET(o->cpu, &set);
+        if (o->ncpus > 0)
+            for (int i = 0; i < o->ncpus; i++)
+                CPU_SET(o->cpus[i], &set);
+        else
+            CPU_SET(o->cpu, &set);
         if (sched_setaffinity(0, sizeof(set), &set) != 0) {
-            dprintf(STDERR_FILENO, "sched_setaffinity(%d): %s\n", o->cpu, strerror(errno));
+            dprintf(STDERR_FILENO, "sched_setaffinity(%d...): %s\n", o->ncpus > 0 ? o->cpus[0] : o->cpu,
+                    strerror(errno));
             _exit(127);
         }
     }

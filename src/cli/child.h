@@ -21,6 +21,8 @@
 
 typedef struct child_opts {
     int cpu;       /* pin it to this CPU; -1: not pinned */
+    const int *cpus; /* ncpus > 0: pin it to these CPUs instead (cpu not used) */
+    int ncpus;
     bool err_pipe; /* stderr into a pipe the caller reads (err_fd); else a temporary file */
     /* Holds its pid while it runs (0 otherwise), for a signal handler that
      * passes a signal on; may be NULL. */

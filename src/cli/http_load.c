@@ -69,6 +69,7 @@ typedef struct hworker hworker;
 typedef struct hconn {
     hworker *w;
     vigil_conn c;
+    int addr;           /* its server: run->addr[addr] */
     http_resp p;
     uint64_t *sent;     /* ring: when each request in flight was sent (open loop: due) */
     uint32_t cap, head, n;
@@ -91,7 +92,8 @@ typedef struct hstats {
 struct hrun {
     const load_config *cfg;
     const http_load_target *t;
-    char host[64];
+    struct { char host[64]; uint16_t port; } addr[LOAD_MAX_ADDRS]; /* numeric: connection i goes to i % naddrs */
+    int naddrs;
     int nthreads;
     uint64_t interval_ns; /* open loop: between two requests of one connection */
     pthread_mutex_t mu;
@@ -240,6 +242,15 @@ static void answered(hworker *w, hconn *h, uint64_t now) {
 static void on_connected(vigil_loop *loop, vigil_conn c, int status, void *ud);
 static void kick_conn(hworker *w, hconn *h, uint64_t now);
 
+/* A connect to its server; on_connected is called either way. */
+static void connect_conn(hworker *w, hconn *h) {
+    const struct hrun *run = w->run;
+    int rc = vigil_conn_connect(w->loop, run->addr[h->addr].host, run->addr[h->addr].port, CONNECT_DEADLINE_MS,
+                                on_connected, h, &h->c, NULL);
+    if (rc < 0)
+        on_connected(w->loop, h->c, rc, h);
+}
+
 static void parser_init(hconn *h) {
     const http_load_target *t = h->w->run->t;
     http_resp_init(&h->p, t->expect, t->expect_len);
@@ -263,10 +274,7 @@ static void reconnect(hworker *w, hconn *h) {
     h->connected = h->closing = false;
     h->reconnecting = true;
     parser_init(h);
-    int rc = vigil_conn_connect(w->loop, w->run->host, w->run->cfg->port, CONNECT_DEADLINE_MS, on_connected, h,
-                                &h->c, NULL);
-    if (rc < 0)
-        on_connected(w->loop, h->c, rc, h);
+    connect_conn(w, h);
 }
 
 static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
@@ -364,12 +372,10 @@ static bool connect_all(hworker *w) {
     for (long i = 0; i < w->n; i++) {
         hconn *h = &w->conns[i];
         h->w = w;
+        h->addr = (int)((w->first + i) % run->naddrs);
         parser_init(h);
         w->connecting++;
-        int rc = vigil_conn_connect(w->loop, run->host, run->cfg->port, CONNECT_DEADLINE_MS, on_connected, h,
-                                    &h->c, NULL);
-        if (rc < 0)
-            on_connected(w->loop, h->c, rc, h);
+        connect_conn(w, h);
     }
     while (w->connecting > 0)
         if (vigil_loop_run(w->loop, VIGIL_RUN_ONCE, 100) < 0)
@@ -479,7 +485,7 @@ static void settle(hworker *w) {
 static void *worker_main(void *arg) {
     hworker *w = arg;
     struct hrun *run = w->run;
-    w->pin_err = load_pin(run->cfg->cpu);
+    w->pin_err = load_pin(load_thread_cpu(run->cfg, w->id));
     if (connect_all(w)) {
         kick_off(w);
         run_load(w);
@@ -501,9 +507,9 @@ static int fail(load_result *out, int err, const char *what) {
     return err;
 }
 
-/* A numeric address for the host (the loops connect to numbers). */
-static int numeric_host(const load_config *cfg, char *dst, size_t cap, load_result *out) {
-    const char *host = cfg->host ? cfg->host : "127.0.0.1";
+/* A numeric address for a host (the loops connect to numbers). */
+static int numeric_host(load_addr a, char *dst, size_t cap, load_result *out) {
+    const char *host = a.host ? a.host : "127.0.0.1";
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &ai);
     if (rc != 0 || !ai) {
@@ -514,15 +520,18 @@ static int numeric_host(const load_config *cfg, char *dst, size_t cap, load_resu
     freeaddrinfo(ai);
     if (rc != 0)
         return fail(out, -EINVAL, "no numeric address");
-    if (strcmp(dst, host))
+    if (strcmp(dst, host) && !out->resolved[0]) /* the first name's */
         snprintf(out->resolved, sizeof(out->resolved), "%s", dst);
     return 0;
 }
 
 static int check(const load_config *cfg, const http_load_target *t, load_result *out) {
-    if (cfg->port == 0 || cfg->conns < 1 || !(cfg->duration_s > 0) || !(cfg->warmup_s >= 0) ||
-        cfg->threads < 1 || cfg->threads > MAX_THREADS || cfg->cpu < -1 || cfg->cpu >= CPU_SETSIZE)
-        return fail(out, -EINVAL, "bad config: port, conns, duration, warmup, threads or cpu out of range");
+    int rc = load_check_where(cfg, out);
+    if (rc != 0)
+        return rc;
+    if (cfg->conns < 1 || !(cfg->duration_s > 0) || !(cfg->warmup_s >= 0) || cfg->threads < 1 ||
+        cfg->threads > MAX_THREADS)
+        return fail(out, -EINVAL, "bad config: conns, duration, warmup or threads out of range");
     if (!t->request || t->request_len == 0)
         return fail(out, -EINVAL, "bad config: no request");
     if (t->pipeline < 1 || t->pipeline > MAX_PIPELINE)
@@ -584,8 +593,12 @@ int http_load_run(const load_config *cfg, const http_load_target *t, load_result
     memset(out, 0, sizeof(*out));
     int rc = check(cfg, t, out);
     struct hrun run = {.cfg = cfg, .t = t};
-    if (rc == 0)
-        rc = numeric_host(cfg, run.host, sizeof(run.host), out);
+    for (int i = 0; rc == 0 && i < (cfg->naddrs > 0 ? cfg->naddrs : 1); i++) {
+        load_addr a = load_conn_addr(cfg, i);
+        rc = numeric_host(a, run.addr[i].host, sizeof(run.addr[i].host), out);
+        run.addr[i].port = a.port;
+        run.naddrs++;
+    }
     if (rc != 0)
         return rc;
     struct rlimit rl; /* many connections: as many fds as allowed */

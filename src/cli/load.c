@@ -168,7 +168,8 @@ struct worker {
 /* State shared by one load_run call and its threads. */
 struct run {
     const load_config *cfg;
-    const struct addrinfo *target;
+    struct addrinfo *targets[LOAD_MAX_ADDRS]; /* connection i goes to targets[i % ntargets] */
+    int ntargets;
     int nthreads;
     uint64_t bin_ns;
     size_t nbins;
@@ -538,10 +539,12 @@ static void on_readable(struct worker *w, struct conn *c, bool stopping) {
 /* Starts a connect for each connection of the batch; returns how many are
  * under way. A connection that could not even start one has fd -1. */
 static long connect_batch(struct worker *w, long nb) {
-    const struct addrinfo *target = w->run->target;
+    const struct run *run = w->run;
     long pending = 0;
     for (long i = 0; i < nb; i++) {
         struct conn *c = &w->conns[w->batch[i]];
+        long global = w->batch[i] * run->nthreads + w->id; /* as setup_worker numbers them */
+        const struct addrinfo *target = run->targets[global % run->ntargets];
 
         w->attempts[w->batch[i]]++;
         int fd = socket(target->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -688,6 +691,8 @@ static void zombie_detected(struct worker *w, struct conn *c, uint64_t t) {
 
 /* ---- the worker thread --------------------------------------------------- */
 
+static int bad_config(load_result *out, const char *field, const char *why);
+
 int load_pin(int cpu) {
     if (cpu < 0)
         return 0;
@@ -697,7 +702,35 @@ int load_pin(int cpu) {
     return sched_setaffinity(0, sizeof(set), &set) != 0 ? errno : 0;
 }
 
-static void pin_thread(struct worker *w) { w->pin_err = load_pin(w->run->cfg->cpu); }
+int load_thread_cpu(const load_config *cfg, int thread) {
+    return cfg->ncpus > 0 ? cfg->cpus[thread % cfg->ncpus] : cfg->cpu;
+}
+
+load_addr load_conn_addr(const load_config *cfg, long conn) {
+    if (cfg->naddrs > 0)
+        return cfg->addrs[conn % cfg->naddrs];
+    return (load_addr){cfg->host, cfg->port};
+}
+
+int load_check_where(const load_config *cfg, load_result *out) {
+    if (cfg->naddrs < 0 || cfg->naddrs > LOAD_MAX_ADDRS || (cfg->naddrs > 0 && !cfg->addrs))
+        return bad_config(out, "addrs", "at most 64");
+    for (int i = 0; i < cfg->naddrs; i++)
+        if (cfg->addrs[i].port == 0)
+            return bad_config(out, "addrs", "a port must be 1..65535");
+    if (cfg->naddrs == 0 && cfg->port == 0)
+        return bad_config(out, "port", "must be 1..65535");
+    if (cfg->ncpus < 0 || (cfg->ncpus > 0 && !cfg->cpus))
+        return bad_config(out, "cpus", "ncpus without cpus");
+    for (int i = 0; i < cfg->ncpus; i++)
+        if (cfg->cpus[i] < 0 || cfg->cpus[i] >= CPU_SETSIZE)
+            return bad_config(out, "cpus", "must be CPU numbers");
+    if (cfg->cpu < -1 || cfg->cpu >= CPU_SETSIZE)
+        return bad_config(out, "cpu", "must be -1 or a CPU number");
+    return 0;
+}
+
+static void pin_thread(struct worker *w) { w->pin_err = load_pin(load_thread_cpu(w->run->cfg, w->id)); }
 
 /* Says this thread is connected, waits for every other, and takes the
  * phases' times. Returns false when the run was called off. */
@@ -923,8 +956,9 @@ static int bad_config(load_result *out, const char *field, const char *why) {
 }
 
 static int check_config(const load_config *cfg, load_result *out) {
-    if (cfg->port == 0)
-        return bad_config(out, "port", "must be 1..65535");
+    int rc = load_check_where(cfg, out);
+    if (rc != 0)
+        return rc;
     if (cfg->conns < 1)
         return bad_config(out, "conns", "must be >= 1");
     if (cfg->mode != LOAD_PINGPONG && cfg->mode != LOAD_STREAM)
@@ -941,8 +975,6 @@ static int check_config(const load_config *cfg, load_result *out) {
         return bad_config(out, "drain_s", "must be 0..3600");
     if (cfg->threads < 1 || cfg->threads > MAX_THREADS)
         return bad_config(out, "threads", "must be 1..1024");
-    if (cfg->cpu < -1 || cfg->cpu >= CPU_SETSIZE)
-        return bad_config(out, "cpu", "must be -1 or a CPU number");
     if (!(cfg->bin_s >= 0))
         return bad_config(out, "bin_s", "must be >= 0");
     if (cfg->bin_s > 0 && (cfg->warmup_s + cfg->duration_s) / cfg->bin_s > MAX_BINS)
@@ -976,11 +1008,11 @@ static void on_lookup(vigil_loop *loop, vigil_op op, int status, const char *con
 /* A name goes through vigil's own resolver (the loop's pool, 5 s deadline);
  * the address it gives, or a numeric host, becomes a sockaddr without any
  * lookup. The first address is used. */
-static int resolve(const load_config *cfg, struct addrinfo **ai, load_result *out) {
-    const char *host = cfg->host ? cfg->host : "127.0.0.1";
+static int resolve(load_addr a, struct addrinfo **ai, load_result *out) {
+    const char *host = a.host ? a.host : "127.0.0.1";
     char port[8];
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
-    snprintf(port, sizeof(port), "%u", (unsigned)cfg->port);
+    snprintf(port, sizeof(port), "%u", (unsigned)a.port);
     if (getaddrinfo(host, port, &hints, ai) == 0)
         return 0;
     lookup l = {0};
@@ -1001,7 +1033,8 @@ static int resolve(const load_config *cfg, struct addrinfo **ai, load_result *ou
     if (rc == 0 && (rc = getaddrinfo(l.addr, port, &hints, ai)) != 0)
         rc = -EINVAL;
     if (rc == 0) {
-        snprintf(out->resolved, sizeof(out->resolved), "%s", l.addr);
+        if (!out->resolved[0]) /* the first name's */
+            snprintf(out->resolved, sizeof(out->resolved), "%s", l.addr);
         return 0;
     }
     snprintf(out->error, sizeof(out->error), "resolving %s: %s", host, vigil_strerror(rc));
@@ -1252,10 +1285,9 @@ static uint64_t requests_done(void *ud) {
 }
 
 /* The state one load_run shares with its threads. */
-static void run_init(struct run *run, const load_config *cfg, const struct addrinfo *ai) {
+static void run_init(struct run *run, const load_config *cfg) {
     memset(run, 0, sizeof(*run));
     run->cfg = cfg;
-    run->target = ai;
     run->nthreads = cfg->threads > cfg->conns ? (int)cfg->conns : cfg->threads;
     if (cfg->bin_s > 0) {
         run->bin_ns = (uint64_t)(cfg->bin_s * 1e9);
@@ -1360,9 +1392,11 @@ static int results(struct run *run, struct worker *ws, int started, uint64_t con
         /* the counters still say what happened, so callers can print them */
         for (int i = 0; i < started; i++)
             out->connect_failures += ws[i].st.connect_failures;
-        char where[96];
-        snprintf(where, sizeof(where), "%s port %u", cfg->host ? cfg->host : "127.0.0.1",
-                 (unsigned)cfg->port);
+        char where[112];
+        load_addr a = load_conn_addr(cfg, 0);
+        int n = snprintf(where, sizeof(where), "%s port %u", a.host ? a.host : "127.0.0.1", (unsigned)a.port);
+        if (cfg->naddrs > 1)
+            snprintf(where + n, sizeof(where) - (size_t)n, " and %d more", cfg->naddrs - 1);
         snprintf(out->error, sizeof(out->error), "connect to %s: %s (all %ld connections failed)",
                  where, strerror(conn_err ? conn_err : ECONNREFUSED), cfg->conns);
         return -ECONNREFUSED;
@@ -1389,7 +1423,6 @@ static void raise_nofile(void) {
 
 int load_run(const load_config *cfg, load_result *out) {
     struct run run;
-    struct addrinfo *ai = NULL;
     struct worker *ws = NULL;
     load_cpu cpu0 = {-1, -1, 0}, cpu1 = {-1, -1, 0};
     int rc, conn_err = 0;
@@ -1401,11 +1434,11 @@ int load_run(const load_config *cfg, load_result *out) {
         return rc;
     pthread_once(&stream_once, stream_table_init);
     raise_nofile();
-    if ((rc = resolve(cfg, &ai, out)) != 0)
-        return rc;
-
-    run_init(&run, cfg, ai);
-    if ((rc = make_workers(&run, &ws, out)) == 0) {
+    run_init(&run, cfg);
+    for (int i = 0; rc == 0 && i < (cfg->naddrs > 0 ? cfg->naddrs : 1); i++)
+        if ((rc = resolve(load_conn_addr(cfg, i), &run.targets[i], out)) == 0)
+            run.ntargets++;
+    if (rc == 0 && (rc = make_workers(&run, &ws, out)) == 0) {
         uint64_t tc0 = now_ns();
         int started = start_workers(&run, ws, out, &rc);
         uint64_t connected = release_workers(&run, ws, started, rc != 0, tc0, out, &conn_err);
@@ -1418,8 +1451,9 @@ int load_run(const load_config *cfg, load_result *out) {
             rc = results(&run, ws, started, connected, conn_err, &cpu0, &cpu1, out);
     }
     free_workers(ws, run.nthreads);
+    for (int i = 0; i < run.ntargets; i++)
+        freeaddrinfo(run.targets[i]);
     run_destroy(&run);
-    freeaddrinfo(ai);
     return rc;
 }
 

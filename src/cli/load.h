@@ -28,9 +28,19 @@
 
 typedef enum load_mode { LOAD_PINGPONG = 0, LOAD_STREAM } load_mode;
 
+/* A server's address: a numeric address or a name, and a port. */
+typedef struct load_addr {
+    const char *host; /* NULL = "127.0.0.1" */
+    uint16_t port;
+} load_addr;
+
 typedef struct load_config {
     const char *host;   /* numeric address or name; NULL = "127.0.0.1" */
     uint16_t port;
+    /* Several servers: when naddrs > 0, connection i goes to addrs[i % naddrs]
+     * (host and port are then not used), at most LOAD_MAX_ADDRS. */
+    const load_addr *addrs;
+    int naddrs;
     long conns;         /* >= 1 */
     load_mode mode;
     long size;          /* bytes per message or chunk, 1 .. 262144 */
@@ -40,6 +50,8 @@ typedef struct load_config {
     double drain_s;     /* after the load: how long to wait for echoes still owed; 0 = 2 s */
     int threads;        /* client threads, >= 1 (capped at conns) */
     int cpu;            /* pin the client threads to this CPU; -1 = no pinning */
+    const int *cpus;    /* ncpus > 0: client thread i is pinned to cpus[i % ncpus] (cpu not used) */
+    int ncpus;
     long server_pid;    /* > 0: sample its CPU time (/proc) over the measured part */
     double bin_s;       /* timeline bin width in seconds; 0 = no timeline */
     int zombie_rounds, zombie_per_round;
@@ -144,6 +156,11 @@ typedef struct load_cpu {
 } load_cpu;
 void load_cpu_take(load_cpu *s, long server_pid);
 int load_pin(int cpu); /* the calling thread to cpu (-1: not at all): 0 or the errno */
+int load_thread_cpu(const load_config *cfg, int thread); /* where thread i is pinned: a CPU or -1 */
+load_addr load_conn_addr(const load_config *cfg, long conn); /* where connection i goes */
+/* cfg's addresses and CPUs in range: 0, or -EINVAL with out->error saying which */
+int load_check_where(const load_config *cfg, load_result *out);
+#define LOAD_MAX_ADDRS 64
 /* The calling thread's part of a run: waits for the client threads, taking
  * the two CPU samples and calling cfg->progress (load.c: load_supervise). */
 typedef struct load_watch {
