@@ -37,8 +37,9 @@ class Server:
     each with respond(n) (n: the request's number), bytes as they are, or
     (bytes, True) to close the connection after them."""
 
-    def __init__(self, respond):
+    def __init__(self, respond, with_head=False):
         self.respond = respond
+        self.with_head = with_head  # respond(n, head) then
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.ls.bind(("127.0.0.1", 0))
@@ -62,7 +63,7 @@ class Server:
             threading.Thread(target=self.serve, args=(c,), daemon=True).start()
 
     def requests(self, c):
-        """Yields once per request head read from c (bodies: none sent here)."""
+        """Yields each request head read from c, its body (by Content-Length) skipped."""
         buf = b""
         while not self.stop:
             while b"\r\n\r\n" not in buf:
@@ -71,18 +72,29 @@ class Server:
                     return
                 buf += d
             head, _, buf = buf.partition(b"\r\n\r\n")
+            length = 0
+            for field in head.split(b"\r\n")[1:]:
+                name, _, value = field.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(buf) < length:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            buf = buf[length:]
             with self.lock:
                 if len(self.heads) < 50:
                     self.heads.append(head)
-            yield
+            yield head
 
     def serve(self, c):
         try:
-            for _ in self.requests(c):
+            for head in self.requests(c):
                 with self.lock:
                     self.n += 1
                     n = self.n
-                out = self.respond(n)  # bytes, or (bytes, True): then close
+                out = self.respond(n, head) if self.with_head else self.respond(n)  # bytes, or (bytes, True): close
                 if isinstance(out, tuple):
                     c.sendall(out[0])
                     return
@@ -388,6 +400,58 @@ def targets_and_client_cpus():
         shutil.rmtree(out, ignore_errors=True)
 
 
+def requests_file_in_turn():
+    """--requests FILE: the connections go through the file's requests in
+    turn (a HEAD among them, whose response has a Content-Length and no
+    body, pipelined), each with the URL's Host added where it has none; a
+    bad file is refused before any load."""
+    seen, order = {}, {}  # order: each connection's (thread's) requests, in order
+    lock = threading.Lock()
+
+    def respond(n, head):
+        line = head.split(b"\r\n")[0]
+        with lock:
+            seen[line] = seen.get(line, 0) + 1
+            order.setdefault(threading.get_ident(), []).append(line)
+        if line.startswith(b"HEAD "):
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n"
+        body = line.split(b" ")[1]
+        return ok_response(body=body)
+
+    srv = Server(respond, with_head=True)
+    d = tempfile.mkdtemp(prefix="vigil-bench-reqs-")
+    try:
+        f = os.path.join(d, "reqs")
+        with open(f, "wb") as fh:
+            fh.write(b"GET /a HTTP/1.1\n\nHEAD /b HTTP/1.1\r\nX-Try: 1\r\n\r\n\n"
+                     b"POST /c HTTP/1.1\nHost: other\nContent-Length: 5\n\nab\r\nc\n")
+        p, data = bench(srv.port, "--requests", f, "--conns", "3", "--pipeline", "4")
+        check(p.returncode == 0, "exit %d: %s %s" % (p.returncode, p.stdout, p.stderr))
+        m = median(data)
+        check(m["requests"] > 300 and m["bad_framing"] == 0 and m["errors"] == 0, "%r" % m)
+        lines = {b"GET /a HTTP/1.1", b"HEAD /b HTTP/1.1", b"POST /c HTTP/1.1"}
+        check(set(seen) == lines, "requests seen: %r" % seen)
+        check(len(order) == 3, "%d connections" % len(order))
+        for seq in order.values():
+            check(all(seq[i] != seq[i + 1] for i in range(len(seq) - 1)), "not in turn: %r" % seq[:6])
+        heads = srv.heads
+        check(any(h.startswith(b"GET /a") and b"\r\nHost: 127.0.0.1:%d" % srv.port in h for h in heads),
+              "no Host added: %r" % heads[:3])
+        check(any(h.startswith(b"POST /c") and b"\r\nHost: other\r\n" in h and b"Host: 127" not in h
+                  for h in heads), "its own Host not kept: %r" % heads[:3])
+        with open(f, "wb") as fh:
+            fh.write(b"GET / HTTP/1.1\nTransfer-Encoding: chunked\n\n")
+        p, _ = bench(srv.port, "--requests", f)
+        check(p.returncode == 2 and "request 1 (line 2): Transfer-Encoding is refused" in p.stderr,
+              "chunked request: %d %s" % (p.returncode, p.stderr))
+        p, _ = bench(srv.port, "--requests", f, "--method", "PUT")
+        check(p.returncode == 2 and "cannot take --method" in p.stderr, "with --method: %d %s" %
+              (p.returncode, p.stderr))
+    finally:
+        srv.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 NOTES = []
 
 
@@ -403,7 +467,7 @@ def main():
     if not ARGS.vigil:
         ap.error("--vigil PATH (or VIGIL_EXE) is needed")
     checks = [against_vigil_serve, wrong_servers_are_named, keep_alive_limits_reconnect, open_loop_counts_the_stall,
-              other_clients_take_turns, targets_and_client_cpus]
+              other_clients_take_turns, targets_and_client_cpus, requests_file_in_turn]
     print("TAP version 13")
     failed = 0
     for fn in checks:

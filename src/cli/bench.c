@@ -38,6 +38,7 @@
 #include "child.h"
 #include "cli.h"
 #include "escape.h"
+#include "http_reqs.h"
 #include "load.h"
 #include "opts.h"
 #include "vigil.h"
@@ -104,8 +105,13 @@ typedef struct bench_opts {
     long pid;                 /* the server's pid, for its CPU (--target, --http) */
     bool compare_clients;     /* --http: wrk and h2load too, taking turns */
     int client_batch, client_batch_us; /* --http, closed loop: the client loops' batched waits */
-    uint8_t *request, *expect; /* built from the above by parse_args */
-    size_t request_len, expect_len;
+    const char *requests_file; /* --requests FILE */
+    bool method_given;
+    http_reqs file_reqs;      /* what --requests FILE holds */
+    http_load_req *reqs;      /* built from the above by parse_args: the requests to send */
+    size_t nreqs;
+    uint8_t *expect;
+    size_t expect_len;
 } bench_opts;
 
 /* HOST:PORT, [V6]:PORT or V6 with the port after the last colon, into host
@@ -262,11 +268,15 @@ static opt bench_opt_table[] = {
      .hint = "http://HOST[:PORT][/PATH]",
      .help = "load this HTTP/1.1 server: keep-alive connections, every response's\n"
              "status and framing checked (and its body, with --expect-body)"},
-    {"--method", 0, OPT_STRING, &bopt.method, .meta = "M", .flags = OPT_NONEMPTY,
+    {"--method", 0, OPT_STRING, &bopt.method, .meta = "M", .flags = OPT_NONEMPTY, .given = &bopt.method_given,
      .help = "--http: the request's method (default {default})"},
     {"--header", 0, OPT_CUSTOM, &bopt, .meta = "H", .syn_meta = "'NAME: VALUE'", .parse = parse_header,
      .hint = "'NAME: VALUE', at most 16", .help = "--http: a request header (again for more)"},
     {"--body", 0, OPT_STRING, &bopt.body, .meta = "TEXT", .help = "--http: the request's body"},
+    {"--requests", 0, OPT_STRING, &bopt.requests_file, .meta = "FILE", .flags = OPT_NONEMPTY,
+     .help = "--http: send the whole HTTP/1.1 requests in FILE instead, each\n"
+             "connection going through them in turn (blank lines between them;\n"
+             "a body by Content-Length; the URL's Host added where none)"},
     {"--expect-body", 0, OPT_STRING, &bopt.expect_file, .meta = "FILE", .flags = OPT_NONEMPTY,
      .help = "--http: every response's body must be FILE's bytes"},
     {"--expect-status", 0, OPT_INT, &bopt.expect_status, 100, 599, "N",
@@ -414,40 +424,120 @@ static int check_cpus(const opt_cmd *cmd, bench_opts *o) {
     return -1;
 }
 
-/* The bytes of --http's request, and of --expect-body. Returns -1 to go
- * on, else the exit status. */
+/* A whole file into *buf (malloc'd), at most max bytes: 0, or an errno. */
+static int read_file(const char *path, size_t max, uint8_t **buf, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno;
+    size_t got = 0, room = 0;
+    int err = 0;
+    uint8_t *b = NULL;
+    for (size_t k = 1; k > 0 && !err; got += k) {
+        if (got > max) {
+            err = EFBIG;
+            break;
+        }
+        if (got == room) {
+            uint8_t *bigger = realloc(b, room = room ? room * 2 : 65536);
+            if (!bigger) {
+                err = ENOMEM;
+                break;
+            }
+            b = bigger;
+        }
+        k = fread(b + got, 1, room - got, f);
+        if (k == 0 && ferror(f))
+            err = EIO;
+    }
+    fclose(f);
+    if (err) {
+        free(b);
+        return err;
+    }
+    *buf = b;
+    *len = got;
+    return 0;
+}
+
+/* The Host field of the requests: the URL's host and port. */
+static void host_field(const bench_opts *o, char *buf, size_t len) {
+    bool v6 = strchr(o->http_host, ':') != NULL;
+    snprintf(buf, len, "%s%s%s:%u", v6 ? "[" : "", o->http_host, v6 ? "]" : "", (unsigned)o->http_port);
+}
+
+/* RFC 9110 9.2.2: a request of these may be sent again after a close. */
+static bool idempotent(const char *m) {
+    static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (!strcmp(m, ok[i]))
+            return true;
+    return false;
+}
+
+/* --http's one request, from the URL, --method, --header and --body. */
 static int build_request(const opt_cmd *cmd, bench_opts *o) {
-    size_t cap = 4096 + strlen(o->http_path) + (o->body ? strlen(o->body) : 0);
+    char host[300];
+    host_field(o, host, sizeof(host));
+    size_t cap = 4096 + strlen(o->http_path) + strlen(o->method) + (o->body ? strlen(o->body) : 0);
     for (int i = 0; i < o->nheaders; i++)
         cap += strlen(o->headers[i]) + 2;
     char *r = malloc(cap);
-    if (!r)
+    o->reqs = calloc(1, sizeof(*o->reqs));
+    if (!r || !o->reqs) {
+        free(r);
         return opts_bad(cmd, "out of memory");
-    bool v6 = strchr(o->http_host, ':') != NULL;
-    int n = snprintf(r, cap, "%s %s HTTP/1.1\r\nHost: %s%s%s:%u\r\n", o->method, o->http_path, v6 ? "[" : "",
-                     o->http_host, v6 ? "]" : "", (unsigned)o->http_port);
+    }
+    int n = snprintf(r, cap, "%s %s HTTP/1.1\r\nHost: %s\r\n", o->method, o->http_path, host);
     for (int i = 0; i < o->nheaders; i++)
         n += snprintf(r + n, cap - (size_t)n, "%s\r\n", o->headers[i]);
     if (o->body)
         n += snprintf(r + n, cap - (size_t)n, "Content-Length: %zu\r\n", strlen(o->body));
     n += snprintf(r + n, cap - (size_t)n, "\r\n%s", o->body ? o->body : "");
-    o->request = (uint8_t *)r;
-    o->request_len = (size_t)n;
-    if (!o->expect_file)
-        return -1;
-    FILE *f = fopen(o->expect_file, "rb");
-    if (!f)
-        return opts_bad(cmd, "bad --expect-body %s: %s", o->expect_file, strerror(errno));
-    size_t got = 0, room = 0;
-    for (size_t k = 1; k > 0; got += k) {
-        if (got == room && !(o->expect = realloc(o->expect, room = room ? room * 2 : 65536))) {
-            fclose(f);
-            return opts_bad(cmd, "--expect-body %s: out of memory", o->expect_file);
-        }
-        k = fread(o->expect + got, 1, room - got, f);
+    o->reqs[0] = (http_load_req){(uint8_t *)r, (size_t)n, !strcmp(o->method, "HEAD"), idempotent(o->method)};
+    o->nreqs = 1;
+    return -1;
+}
+
+/* --requests FILE: whole requests, checked by http_reqs.c, which adds the
+ * URL's Host field to those without one. */
+static int read_requests(const opt_cmd *cmd, bench_opts *o) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int err = read_file(o->requests_file, HTTP_REQS_MAX_FILE, &buf, &len);
+    if (err == EFBIG)
+        return opts_bad(cmd, "bad --requests %s: over %zu MiB", o->requests_file, HTTP_REQS_MAX_FILE >> 20);
+    if (err)
+        return opts_bad(cmd, "bad --requests %s: %s", o->requests_file, strerror(err));
+    char host[300], why[256];
+    host_field(o, host, sizeof(host));
+    int rc = http_reqs_parse(buf, len, host, &o->file_reqs, why, sizeof(why));
+    free(buf);
+    if (rc < 0)
+        return opts_bad(cmd, "bad --requests %s: %s", o->requests_file, why);
+    o->reqs = calloc(o->file_reqs.n, sizeof(*o->reqs));
+    if (!o->reqs)
+        return opts_bad(cmd, "--requests %s: out of memory", o->requests_file);
+    for (size_t i = 0; i < o->file_reqs.n; i++) {
+        const http_req *q = &o->file_reqs.req[i];
+        o->reqs[i] = (http_load_req){o->file_reqs.bytes + q->off, q->len, q->head, q->idempotent};
     }
-    fclose(f);
-    o->expect_len = got;
+    o->nreqs = o->file_reqs.n;
+    return -1;
+}
+
+/* The requests of --http, and the bytes of --expect-body. Returns -1 to go
+ * on, else the exit status. */
+static int build_requests(const opt_cmd *cmd, bench_opts *o) {
+    if (o->requests_file && (o->method_given || o->nheaders || o->body))
+        return opts_bad(cmd, "--requests gives whole requests: it cannot take --method, --header or --body");
+    if (o->requests_file && o->compare_clients)
+        return opts_bad(cmd, "--compare-clients: wrk and h2load load the URL alone, so it cannot take --requests");
+    int rc = o->requests_file ? read_requests(cmd, o) : build_request(cmd, o);
+    if (rc >= 0 || !o->expect_file)
+        return rc;
+    int err = read_file(o->expect_file, (size_t)1 << 30, &o->expect, &o->expect_len);
+    if (err)
+        return opts_bad(cmd, "bad --expect-body %s: %s", o->expect_file, strerror(err));
     return -1;
 }
 
@@ -472,7 +562,7 @@ static int parse_args(int argc, char **argv) {
         o->targets[0] = (load_addr){o->target_hosts[0], o->http_port};
         o->ntargets = 1;
     }
-    if (o->http && (rc = build_request(cmd, o)) >= 0)
+    if (o->http && (rc = build_requests(cmd, o)) >= 0)
         return rc;
     if (o->mode == LOAD_STREAM && o->window_set && o->window < o->size)
         return opts_bad(cmd, "bad --window %ld: below --size %ld", o->window, o->size);
@@ -792,15 +882,6 @@ static void judge_round(const bench_opts *o, run_rec *rec, const load_result *r)
     rec->starved = rec->server_busy < server_min && rec->client_busy < STARVED_CLIENT;
 }
 
-/* RFC 9110 9.2.2: a request of these may be sent again after a close. */
-static int idempotent(const char *m) {
-    static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
-        if (!strcmp(m, ok[i]))
-            return 1;
-    return 0;
-}
-
 /* Runs the load against the servers at addrs; the result goes to rec. */
 static void run_load(const bench_opts *o, const load_addr *addrs, int naddrs, long server_pid,
                      progress_ctx *pc, run_rec *rec) {
@@ -817,9 +898,7 @@ static void run_load(const bench_opts *o, const load_addr *addrs, int naddrs, lo
     }
     int rc;
     if (o->http) {
-        http_load_target t = {.request = o->request, .request_len = o->request_len,
-                              .head = !strcmp(o->method, "HEAD"), .pipeline = o->pipeline, .rate = o->rate,
-                              .idempotent = idempotent(o->method),
+        http_load_target t = {.reqs = o->reqs, .nreqs = o->nreqs, .pipeline = o->pipeline, .rate = o->rate,
                               .expect = o->expect, .expect_len = o->expect_len,
                               .expect_status = o->expect_status};
         if (o->rate == 0 && o->client_batch > 1) { /* an open loop sends on time: no batching there */
@@ -925,15 +1004,20 @@ static void describe(const bench_opts *o, char *buf, size_t len, bool short_form
         snprintf(client, sizeof(client), ", client on CPU%s %s", o->nclient_cpus > 1 ? "s" : "", cpus);
     else if (o->pin)
         snprintf(client, sizeof(client), ", client not pinned");
-    char mode[160];
+    char mode[320], what[200];
+    if (o->requests_file)
+        snprintf(what, sizeof(what), "%zu request%s of %.120s in turn", o->nreqs, o->nreqs == 1 ? "" : "s",
+                 o->requests_file);
+    else
+        snprintf(what, sizeof(what), "%s", o->method);
     if (o->http && o->rate > 0)
         snprintf(mode, sizeof(mode), "HTTP %s, open loop at %g requests/s, up to %d in flight a connection",
-                 o->method, o->rate, o->pipeline);
+                 what, o->rate, o->pipeline);
     else if (o->http && o->client_batch > 1)
         snprintf(mode, sizeof(mode), "HTTP %s, closed loop, %d in flight a connection, client waits batched (%d, %d us)",
-                 o->method, o->pipeline, o->client_batch, o->client_batch_us);
+                 what, o->pipeline, o->client_batch, o->client_batch_us);
     else if (o->http)
-        snprintf(mode, sizeof(mode), "HTTP %s, closed loop, %d in flight a connection", o->method, o->pipeline);
+        snprintf(mode, sizeof(mode), "HTTP %s, closed loop, %d in flight a connection", what, o->pipeline);
     else if (o->mode == LOAD_PINGPONG)
         snprintf(mode, sizeof(mode), "%ld-byte ping-pong", o->size);
     else
@@ -1142,7 +1226,7 @@ static int write_json(const char *path, const bench_opts *o, server *sv, int n) 
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
-    char desc[512];
+    char desc[1024];
     describe(o, desc, sizeof(desc), false);
     fprintf(f, "{\n  \"description\":");
     json_str(f, desc);
@@ -1667,7 +1751,7 @@ static int set_up(const bench_opts *o) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    char desc[512];
+    char desc[1024];
     describe(o, desc, sizeof(desc), false);
     printf("vigil bench: %s\n", desc);
     if (o->rounds > 1)

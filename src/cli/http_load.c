@@ -4,8 +4,9 @@
  *
  * Client threads, each running a vigil loop of its own (io_uring unless
  * asked otherwise) with its share of the connections: keep-alive
- * connections that send one fixed request (the bytes of t->request, sent
- * without a copy) and read every response with http_resp.c, which checks
+ * connections that send fixed requests (t->reqs, each sent without a copy;
+ * with several, each connection goes through them in turn from its own
+ * starting point) and read every response with http_resp.c, which checks
  * its framing and, when an expected body is given, every byte of it. A
  * response whose status is not the one expected, whose body differs, or
  * whose framing is broken is counted and named, never taken as an answer
@@ -66,13 +67,20 @@
 
 typedef struct hworker hworker;
 
+/* A request in flight: which one, and when it was sent (open loop: due). */
+typedef struct inflight {
+    uint64_t t;
+    uint32_t req;
+} inflight;
+
 typedef struct hconn {
     hworker *w;
     vigil_conn c;
     int addr;           /* its server: run->addr[addr] */
     http_resp p;
-    uint64_t *sent;     /* ring: when each request in flight was sent (open loop: due) */
+    inflight *fl;       /* ring: the requests in flight, oldest first */
     uint32_t cap, head, n;
+    uint32_t next_req;  /* the request it sends next: t->reqs[next_req] */
     uint64_t next_due;  /* open loop: when its next request is due */
     uint64_t last_rx;   /* its last response, or when it began to wait */
     uint64_t max_gap;
@@ -153,39 +161,54 @@ static void conn_end(hconn *h, const char *what) {
         w->closing--;
 }
 
-static bool ring_push(hconn *h, uint64_t t) {
+static bool ring_push(hconn *h, inflight f) {
     if (h->n == h->cap) {
         uint32_t cap = h->cap ? h->cap * 2 : 4;
-        uint64_t *r = malloc(cap * sizeof(*r));
+        inflight *r = malloc(cap * sizeof(*r));
         if (!r)
             return false;
         for (uint32_t i = 0; i < h->n; i++)
-            r[i] = h->sent[(h->head + i) % h->cap];
-        free(h->sent);
-        h->sent = r;
+            r[i] = h->fl[(h->head + i) % h->cap];
+        free(h->fl);
+        h->fl = r;
         h->cap = cap;
         h->head = 0;
     }
-    h->sent[(h->head + h->n++) % h->cap] = t;
+    h->fl[(h->head + h->n++) % h->cap] = f;
     return true;
+}
+
+/* The k-th request in flight (0: the one whose response comes next). */
+static const http_load_req *owed(const hconn *h, uint32_t k) {
+    return &h->w->run->t->reqs[h->fl[(h->head + k) % h->cap].req];
+}
+
+/* The parser must know whether the response it reads next answers a HEAD. */
+static void expect_next(hconn *h) {
+    if (h->n > 0)
+        http_resp_expect_head(&h->p, owed(h, 0)->head);
 }
 
 /* One request, counted from t (its send, or when it was due). */
 static void send_request(hworker *w, hconn *h, uint64_t t, uint64_t now) {
     const http_load_target *tg = w->run->t;
-    if (!ring_push(h, t)) {
+    const http_load_req *rq = &tg->reqs[h->next_req];
+    if (!ring_push(h, (inflight){t, h->next_req})) {
         conn_end(h, "out of memory");
         return;
     }
-    if (h->n == 1)
+    h->next_req = h->next_req + 1 == tg->nreqs ? 0 : h->next_req + 1;
+    if (h->n == 1) {
         h->last_rx = now; /* it waits from now */
+        expect_next(h);
+    }
     w->in_flight++;
-    int rc = vigil_conn_send_nocopy(w->loop, h->c, tg->request, tg->request_len, 0, NULL, NULL, NULL);
+    int rc = vigil_conn_send_nocopy(w->loop, h->c, rq->data, rq->len, 0, NULL, NULL, NULL);
     if (rc < 0) {
         conn_end(h, "a send failed");
         return;
     }
-    w->st.bytes_sent += tg->request_len;
+    w->st.bytes_sent += rq->len;
 }
 
 /* Open loop: what of its schedule is due, as far as the pipeline allows. */
@@ -207,10 +230,11 @@ static void answered(hworker *w, hconn *h, uint64_t now) {
         conn_end(h, "a response to no request");
         return;
     }
-    uint64_t sent = h->sent[h->head];
+    uint64_t sent = h->fl[h->head].t;
     h->head = (h->head + 1) % h->cap;
     h->n--;
     w->in_flight--;
+    expect_next(h);
     bool status_ok = tg->expect_status ? h->p.status == tg->expect_status : h->p.status / 100 == 2;
     if (!status_ok) {
         w->st.bad_status++;
@@ -254,7 +278,15 @@ static void connect_conn(hworker *w, hconn *h) {
 static void parser_init(hconn *h) {
     const http_load_target *t = h->w->run->t;
     http_resp_init(&h->p, t->expect, t->expect_len);
-    http_resp_expect_head(&h->p, t->head);
+    expect_next(h);
+}
+
+/* Whether every request still owed may be sent again (RFC 9112 9.3.1). */
+static bool owed_idempotent(const hconn *h) {
+    for (uint32_t k = 0; k < h->n; k++)
+        if (!owed(h, k)->idempotent)
+            return false;
+    return true;
 }
 
 /* The server closed a connection between two responses: after one that
@@ -291,7 +323,7 @@ static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf 
             w->st.bad_framing++;
             conn_end(h, "a response cut short");
         } else if ((status == 0 || status == -ECONNRESET || status == -EPIPE) && ev == HTTP_RESP_MORE &&
-                   !w->stopping && (h->n == 0 || w->run->t->idempotent)) {
+                   !w->stopping && owed_idempotent(h)) {
             /* it said Connection: close, or closed between responses (a reset, when a
              * request reached the closed socket first): as wrk does */
             reconnect(w, h);
@@ -341,9 +373,8 @@ static void on_connected(vigil_loop *loop, vigil_conn c, int status, void *ud) {
             conn_end(h, "could not receive");
             return;
         }
-        const http_load_target *t = w->run->t;
         for (uint32_t k = 0; k < h->n; k++) /* the requests still owed, again */
-            if (vigil_conn_send_nocopy(loop, c, t->request, t->request_len, 0, NULL, NULL, NULL) < 0) {
+            if (vigil_conn_send_nocopy(loop, c, owed(h, k)->data, owed(h, k)->len, 0, NULL, NULL, NULL) < 0) {
                 conn_end(h, "a send failed");
                 return;
             }
@@ -373,6 +404,7 @@ static bool connect_all(hworker *w) {
         hconn *h = &w->conns[i];
         h->w = w;
         h->addr = (int)((w->first + i) % run->naddrs);
+        h->next_req = (uint32_t)((size_t)(w->first + i) % run->t->nreqs);
         parser_init(h);
         w->connecting++;
         connect_conn(w, h);
@@ -532,8 +564,11 @@ static int check(const load_config *cfg, const http_load_target *t, load_result 
     if (cfg->conns < 1 || !(cfg->duration_s > 0) || !(cfg->warmup_s >= 0) || cfg->threads < 1 ||
         cfg->threads > MAX_THREADS)
         return fail(out, -EINVAL, "bad config: conns, duration, warmup or threads out of range");
-    if (!t->request || t->request_len == 0)
+    if (!t->reqs || t->nreqs == 0 || t->nreqs > UINT32_MAX)
         return fail(out, -EINVAL, "bad config: no request");
+    for (size_t i = 0; i < t->nreqs; i++)
+        if (!t->reqs[i].data || t->reqs[i].len == 0)
+            return fail(out, -EINVAL, "bad config: an empty request");
     if (t->pipeline < 1 || t->pipeline > MAX_PIPELINE)
         return fail(out, -EINVAL, "bad config: pipeline must be 1..1024");
     if (!(t->rate >= 0) || t->rate > 1e9)
@@ -669,7 +704,7 @@ int http_load_run(const load_config *cfg, const http_load_target *t, load_result
         collect(&run, ws, &c0, &c1, out, gaps);
     for (int i = 0; ws && i < run.nthreads; i++) {
         for (long j = 0; ws[i].conns && j < ws[i].n; j++)
-            free(ws[i].conns[j].sent);
+            free(ws[i].conns[j].fl);
         free(ws[i].conns);
         if (ws[i].loop)
             vigil_loop_destroy(ws[i].loop);

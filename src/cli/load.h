@@ -22,6 +22,7 @@
 #define VIGIL_CLI_LOAD_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -118,11 +119,15 @@ int load_run(const load_config *cfg, load_result *out);
 
 /* HTTP (http_load.c): what each connection sends and what it expects back.
  * cfg's mode, size, window, bin_s and zombies are not used. */
+typedef struct http_load_req {
+    const uint8_t *data;     /* the bytes of one request, sent as they are */
+    size_t len;
+    bool head;               /* HEAD: its response has no body */
+    bool idempotent;         /* it may be sent again on a new connection (GET, HEAD, ...) */
+} http_load_req;
 typedef struct http_load_target {
-    const uint8_t *request;  /* the bytes of one request, sent as they are */
-    size_t request_len;
-    int head;                /* the request is HEAD: its responses have no body */
-    int idempotent;          /* it may be sent again on a new connection (GET, HEAD, ...) */
+    const http_load_req *reqs; /* nreqs >= 1: connection i sends reqs[i % nreqs] first, then the next in turn */
+    size_t nreqs;
     int pipeline;            /* requests in flight per connection, 1..1024 */
     double rate;             /* 0: closed loop; > 0: open loop, requests/s over all connections */
     const uint8_t *expect;   /* when not NULL: every body must be these expect_len bytes */
