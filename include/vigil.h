@@ -131,7 +131,8 @@ typedef struct vigil_loop_options {
      * delay on each completion (keep it well under a supervisor's stall_ms:
      * completions left waiting that long look like a stall). Both 0
      * (default: each completion wakes the loop) or both set: wait_batch
-     * 2..4096, wait_batch_us 1..100000. */
+     * 2..4096, wait_batch_us 1..100000. vigil_loop_set_wait_batch changes
+     * them as the loop runs. */
     uint32_t wait_batch;
     uint32_t wait_batch_us;
     uint64_t reserved[3];  /* zero: room for options to come (else -EINVAL) */
@@ -171,7 +172,7 @@ typedef struct vigil_loop_info {
 #define VIGIL_FEATURE_DEFER_TASKRUN    (1u << 5)
 #define VIGIL_FEATURE_SINGLE_ISSUER    (1u << 6)
 #define VIGIL_FEATURE_EXT_ARG          (1u << 7)
-#define VIGIL_FEATURE_BATCH_WAIT       (1u << 8) /* wait_batch is in use (the kernel's minimum wait) */
+#define VIGIL_FEATURE_BATCH_WAIT       (1u << 8) /* wait_batch works here (the kernel's minimum wait) */
 
 /* Creates a loop. opts may be NULL. Returns 0 and sets *out, or -errno:
  * -ENOSYS/-EPERM/-ENOTSUP when io_uring was forced and is unavailable,
@@ -305,6 +306,15 @@ typedef struct vigil_loop_stats {
 } vigil_loop_stats;
 
 VIGIL_API int vigil_loop_get_stats(const vigil_loop *loop, vigil_loop_stats *out);
+
+/* Changes the loop's batched waits (vigil_loop_options.wait_batch and
+ * wait_batch_us, the same values; both 0: off), from its own thread. A
+ * wait for more completions than can come sits out all of wait_batch_us
+ * each time: a program that knows how many it awaits keeps wait_batch
+ * below that (vigil bench --http: half the requests in flight, and off
+ * under 4). Where batched waits do not work (no VIGIL_FEATURE_BATCH_WAIT)
+ * the values are kept and change nothing. 0 or -EINVAL. */
+VIGIL_API int vigil_loop_set_wait_batch(vigil_loop *loop, uint32_t wait_batch, uint32_t wait_batch_us);
 
 /* Attaches the program's data to a loop, returned by vigil_loop_get_data
  * (NULL until set). Any thread (an atomic pointer). */

@@ -137,12 +137,24 @@ static void tick(vigil_loop *loop, vigil_op t, int status, void *ud) {
  * trip (the proof that the batching is in force), while an idle loop still
  * sleeps until its timer, not until the batch fills. Elsewhere the option
  * is taken and ignored: round trips as fast as without it. Bad values:
- * -EINVAL. */
+ * -EINVAL. vigil_loop_set_wait_batch turns it off and on again as the
+ * loop runs. */
 static int hops; /* one-byte messages received, by both sides */
 
 static void pong_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *b, void *ud) {
     if (status > 0 && ++hops < 40)
         VT_OK(vigil_conn_send(loop, c, "x", 1, 0, NULL, NULL, NULL)); /* back the way it came */
+}
+
+/* 40 one-byte hops between a and b: how long they took, in ms. */
+static uint64_t forty_hops(vigil_loop *loop, const pair *p) {
+    hops = 0;
+    uint64_t t0 = vigil_now_ns();
+    VT_OK(vigil_conn_send(loop, p->a, "x", 1, 0, NULL, NULL, NULL));
+    while (hops < 40 && vigil_now_ns() - t0 < 15000000000ull)
+        VT_ASSERT(vigil_loop_run(loop, VIGIL_RUN_ONCE, 100) >= 0);
+    VT_EQ(hops, 40);
+    return (vigil_now_ns() - t0) / 1000000;
 }
 
 VT_TEST(calls, batched_waits, 20) {
@@ -166,25 +178,36 @@ VT_TEST(calls, batched_waits, 20) {
         (major > 6 || (major == 6 && minor >= 12)))
         VT_ASSERT(batched, "io_uring on Linux %s: no batched waits", u.release);
 #endif
+    VT_EQ(vigil_loop_set_wait_batch(NULL, 0, 0), -EINVAL);
+    VT_EQ(vigil_loop_set_wait_batch(loop, 8, 0), -EINVAL);
+    VT_EQ(vigil_loop_set_wait_batch(loop, 1, 100), -EINVAL);
+    VT_EQ(vigil_loop_set_wait_batch(loop, 4097, 100), -EINVAL);
+    VT_EQ(vigil_loop_set_wait_batch(loop, 8, 100001), -EINVAL);
     pair p;
     make_pair(loop, &p);
     VT_OK(vigil_conn_recv_start(loop, p.a, 0, pong_recv, NULL, NULL));
     VT_OK(vigil_conn_recv_start(loop, p.b, 0, pong_recv, NULL, NULL));
-    uint64_t t0 = vigil_now_ns();
-    VT_OK(vigil_conn_send(loop, p.a, "x", 1, 0, NULL, NULL, NULL));
-    while (hops < 40 && vigil_now_ns() - t0 < 15000000000ull)
-        VT_ASSERT(vigil_loop_run(loop, VIGIL_RUN_ONCE, 100) >= 0);
-    uint64_t ms = (vigil_now_ns() - t0) / 1000000;
-    VT_LOG("%s: 40 one-byte hops took %llu ms", batched ? "batched waits" : "no batched waits (kernel or backend)",
-           (unsigned long long)ms);
-    VT_EQ(hops, 40);
-    if (batched) /* each hop: a wait that settles for one completion after 20 ms */
-        VT_ASSERT(ms >= 600 && ms < 4000, "40 hops in %llu ms with 20 ms batched waits", (unsigned long long)ms);
-    else
-        VT_ASSERT(ms < 600, "40 hops in %llu ms without batching", (unsigned long long)ms);
+    /* as created, then off, then on again */
+    const struct {
+        uint32_t n, us;
+        bool slow;
+    } steps[] = {{64, 20000, batched}, {0, 0, false}, {64, 20000, batched}};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        if (i > 0)
+            VT_OK(vigil_loop_set_wait_batch(loop, steps[i].n, steps[i].us));
+        uint64_t ms = forty_hops(loop, &p);
+        VT_LOG("%s, batch %u: 40 one-byte hops took %llu ms",
+               batched ? "batched waits" : "no batched waits (kernel or backend)", steps[i].n,
+               (unsigned long long)ms);
+        if (steps[i].slow) /* each hop: a wait that settles for one completion after 20 ms */
+            VT_ASSERT(ms >= 600 && ms < 4000, "step %zu: 40 hops in %llu ms with 20 ms batched waits", i,
+                      (unsigned long long)ms);
+        else
+            VT_ASSERT(ms < 600, "step %zu: 40 hops in %llu ms without batching", i, (unsigned long long)ms);
+    }
     /* idle but for a timer: it fires when due, not after the batch */
     ticks k = {0};
-    t0 = vigil_now_ns();
+    uint64_t t0 = vigil_now_ns();
     VT_OK(vigil_timer_start(loop, 150, 0, tick, &k, NULL));
     while (!k.fired && vigil_now_ns() - t0 < 5000000000ull)
         VT_ASSERT(vigil_loop_run(loop, VIGIL_RUN_ONCE, 1000) >= 0);

@@ -84,7 +84,7 @@ typedef struct uring_state {
     struct msghdr udp_mh; /* the template of multishot recvmsg: room for an IPv6 address */
     uint32_t setup_flags;
     bool multishot_accept, multishot_recv;
-    bool batch_wait; /* the kernel has the minimum wait, and the loop asked for it */
+    bool min_wait;   /* the kernel has the minimum wait: batched waits work (opts->wait_batch) */
     struct io_uring_cqe *cqes[256];
     req *reqs;             /* by op slot */
     uint32_t reqs_cap;
@@ -252,9 +252,9 @@ static int setup_ring(vigil_loop *loop, uring_state *s) {
                 loop->env.info->features |= VIGIL_FEATURE_EXT_ARG;
                 s->tmo_ok = true;
             }
-            if ((p.features & IORING_FEAT_MIN_TIMEOUT) && o->wait_batch) {
+            if (p.features & IORING_FEAT_MIN_TIMEOUT) {
                 loop->env.info->features |= VIGIL_FEATURE_BATCH_WAIT;
-                s->batch_wait = true;
+                s->min_wait = true;
             }
             return 0;
         }
@@ -663,7 +663,7 @@ static int uring_wait(vigil_loop *loop, int64_t timeout_ns) {
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
                                        .tv_nsec = timeout_ns % 1000000000};
-        if (s->batch_wait)
+        if (s->min_wait && loop->env.opts->wait_batch)
             rc = batch_wait(s, loop->env.opts, timeout_ns < 0 ? NULL : &ts);
         else
             rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, timeout_ns < 0 ? NULL : &ts, NULL);

@@ -759,6 +759,20 @@ int vigil_buf_release(vigil_loop *loop, const vigil_buf *kept) {
     return 0;
 }
 
+/* Both off, or a batch of 2..4096 within 1 us..100 ms. */
+static bool wait_batch_ok(uint32_t n, uint32_t us) {
+    return !n == !us && n != 1 && n <= 4096 && us <= 100000;
+}
+
+int vigil_loop_set_wait_batch(vigil_loop *loop, uint32_t wait_batch, uint32_t wait_batch_us) {
+    VIGIL__API(loop, 0);
+    if (!wait_batch_ok(wait_batch, wait_batch_us))
+        return -EINVAL;
+    loop->opts.wait_batch = wait_batch; /* the backend reads them at each wait */
+    loop->opts.wait_batch_us = wait_batch_us;
+    return 0;
+}
+
 int vigil_loop_set_data(vigil_loop *loop, void *data) {
     if (!loop)
         return -EINVAL;
@@ -825,8 +839,7 @@ int vigil_loop_create(vigil_loop **out, const vigil_loop_options *opts) {
         o.buf_count = 1024;
     if (o.pool_threads > VIGIL__POOL_THREADS_MAX || o.pool_queue > (1u << 20))
         return -EINVAL;
-    if (!o.wait_batch != !o.wait_batch_us || o.wait_batch == 1 || o.wait_batch > 4096 ||
-        o.wait_batch_us > 100000)
+    if (!wait_batch_ok(o.wait_batch, o.wait_batch_us))
         return -EINVAL;
     if (!o.pool_threads)
         o.pool_threads = VIGIL__POOL_THREADS_DEFAULT;
