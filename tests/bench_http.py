@@ -212,18 +212,19 @@ def wrong_servers_are_named():
 
 
 class Limited(Server):
-    """Closes each connection after its 25th response: with a Connection:
-    close on it (announce), as nginx does at its keepalive_requests, or
-    without a word."""
+    """Closes each connection after its 25th response (or after): with a
+    Connection: close on it (announce), as nginx does at its
+    keepalive_requests, or without a word."""
 
-    def __init__(self, announce):
+    def __init__(self, announce, after=25):
         self.announce = announce
+        self.after = after
         super().__init__(lambda n: ok_response())
 
     def serve(self, c):
         try:
             for k, _ in enumerate(self.requests(c), 1):
-                if k == 25:
+                if k == self.after:
                     c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 13\r\n\r\n" + BODY
                               if self.announce else ok_response())
                     return
@@ -248,9 +249,20 @@ def keep_alive_limits_reconnect():
                 check(data is not None, "%s %s: no bench.json: %s" % (name, mode, p.stderr))
                 m = median(data)
                 check(p.returncode == 0 and m["errors"] == 0 and m["reconnects"] > 10 and m["requests"] > 100,
-                      "%s %s: exit %d, %r" % (name, mode, p.returncode, m))
+                      "%s %s: exit %d, %r, %s" % (name, mode, p.returncode, m, p.stderr[-300:]))
         finally:
             srv.close()
+    # a close after every response: some request is always crossing a close,
+    # the last ones too, as the run ends (sent again then too: not errors)
+    srv = Limited(False, after=1)
+    try:
+        for _ in range(3):
+            p, data = bench(srv.port, "--conns", "4")
+            m = median(data)
+            check(p.returncode == 0 and m["errors"] == 0 and m["reconnects"] > 10,
+                  "a close after each response: exit %d, %r, %s" % (p.returncode, m, p.stderr[-300:]))
+    finally:
+        srv.close()
     srv = Limited(False)
     try:
         p, data = bench(srv.port, "--conns", "4", "--method", "POST", "--body", "x")
@@ -452,6 +464,22 @@ def requests_file_in_turn():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def batch_follows_in_flight():
+    """Batched client waits never wait for more responses than are owed: 4
+    connections with --client-batch 64 --client-batch-us 100000 would get
+    4 answers per 100 ms wait (40/s) if the batch did not follow the
+    requests in flight; it is off there, so the run goes at full speed."""
+    srv = Server(lambda n: ok_response())
+    try:
+        p, data = bench(srv.port, "--conns", "4", "--client-batch", "64", "--client-batch-us", "100000")
+        check(p.returncode == 0, "exit %d: %s %s" % (p.returncode, p.stdout, p.stderr))
+        m = median(data)
+        check(m["requests"] > 1000, "%d requests in 1 s: the waits sat out 100 ms for a batch that cannot come"
+              % m["requests"])
+    finally:
+        srv.close()
+
+
 NOTES = []
 
 
@@ -467,7 +495,7 @@ def main():
     if not ARGS.vigil:
         ap.error("--vigil PATH (or VIGIL_EXE) is needed")
     checks = [against_vigil_serve, wrong_servers_are_named, keep_alive_limits_reconnect, open_loop_counts_the_stall,
-              other_clients_take_turns, targets_and_client_cpus, requests_file_in_turn]
+              other_clients_take_turns, targets_and_client_cpus, requests_file_in_turn, batch_follows_in_flight]
     print("TAP version 13")
     failed = 0
     for fn in checks:

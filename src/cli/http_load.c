@@ -31,7 +31,8 @@
  * option of that name), waking once for many responses instead of once
  * for each: about two thirds of the client CPU per request, at the price
  * of up to wait_batch_us added to a response's measured latency when
- * fewer than wait_batch come within that time.
+ * fewer than the batch come within that time. The batch follows the
+ * requests in flight (follow_in_flight).
  *
  * Time 0 is when every connection has connected (or failed to); responses
  * count from warmup_s to warmup_s + duration_s; then no request is sent and
@@ -64,6 +65,7 @@
 #define TICK_MS 10 /* longest wait of a closed-loop thread: how soon it sees the phases change */
 #define MAX_THREADS 256
 #define MAX_PIPELINE 1024
+#define MIN_BATCH 16 /* batched waits from 32 requests in flight a thread (follow_in_flight) */
 
 typedef struct hworker hworker;
 
@@ -121,6 +123,7 @@ struct hworker {
     long connecting;   /* connects not yet called back */
     long closing;      /* closes not yet called back */
     uint64_t in_flight;
+    uint32_t batch;    /* the wait_batch its loop has now */
     hstats st;
     _Atomic uint64_t done; /* responses in all phases: read by the progress loop */
     int pin_err, fatal;
@@ -323,9 +326,11 @@ static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf 
             w->st.bad_framing++;
             conn_end(h, "a response cut short");
         } else if ((status == 0 || status == -ECONNRESET || status == -EPIPE) && ev == HTTP_RESP_MORE &&
-                   !w->stopping && owed_idempotent(h)) {
+                   owed_idempotent(h) && (h->n > 0 || !w->stopping)) {
             /* it said Connection: close, or closed between responses (a reset, when a
-             * request reached the closed socket first): as wrk does */
+             * request reached the closed socket first): as wrk does. Also while the
+             * run drains, for the requests still owed (one sent just before the end
+             * may have crossed the close). */
             reconnect(w, h);
         } else if (status == 0 && h->n == 0) {
             conn_end(h, NULL); /* the run is over: nothing was owed */
@@ -459,6 +464,25 @@ static uint64_t next_due(const hworker *w) {
     return t;
 }
 
+/* A batched wait for more responses than are owed would sit out all of
+ * wait_batch_us each time, and the server would idle: the batch follows
+ * the requests in flight, half of them (the server works on the other half
+ * meanwhile), at most t->wait_batch. Below MIN_BATCH it is off: a few
+ * responses a wake-up save less than the wait's timer costs (h2o, 13 B,
+ * 10 connections: 7.5 against 6.5 us of client CPU a request, and 8 %
+ * fewer requests; 100 connections: 5.2 against 6.8 us). */
+static void follow_in_flight(hworker *w) {
+    const http_load_target *t = w->run->t;
+    if (!t->wait_batch)
+        return;
+    uint64_t half = w->in_flight / 2;
+    uint32_t n = half < t->wait_batch ? (uint32_t)half : t->wait_batch;
+    if (n < MIN_BATCH)
+        n = 0;
+    if (n != w->batch && vigil_loop_set_wait_batch(w->loop, n, n ? t->wait_batch_us : 0) == 0)
+        w->batch = n;
+}
+
 static void run_load(hworker *w) {
     struct hrun *run = w->run;
     const load_config *cfg = run->cfg;
@@ -482,6 +506,7 @@ static void run_load(hworker *w) {
             if (timeout > TICK_MS)
                 timeout = TICK_MS;
         }
+        follow_in_flight(w);
         int rc = vigil_loop_run(w->loop, timeout ? VIGIL_RUN_ONCE : VIGIL_RUN_NOWAIT, timeout);
         if (rc < 0) {
             w->fatal = rc;
@@ -655,7 +680,7 @@ int http_load_run(const load_config *cfg, const http_load_target *t, load_result
     double *gaps = calloc((size_t)cfg->conns + 1, sizeof(double));
     int started = 0;
     rc = ws && gaps ? 0 : -ENOMEM;
-    vigil_loop_options lo = {.backend = t->backend, .wait_batch = t->wait_batch, .wait_batch_us = t->wait_batch_us};
+    vigil_loop_options lo = {.backend = t->backend}; /* batched waits: follow_in_flight */
     for (int i = 0; rc == 0 && i < run.nthreads; i++) {
         hworker *w = &ws[i];
         w->id = i;
