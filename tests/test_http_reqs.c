@@ -17,10 +17,10 @@
 #include "vt.h"
 
 /* The bytes the heap holds, under ASan, to see that a parse frees all it
- * took (on the error paths above all). Not LeakSanitizer: Criterion's frame
- * is under every allocation of a test, so tests/lsan.supp's
- * leak:libcriterion.so would hide any leak here. Without ASan nothing is
- * counted (glibc's own counts keep freed chunks in its caches). */
+ * took (on the error paths above all), at the call that took it; the leak
+ * check at the end of every test (vt.h) would find a leak too, but not
+ * which of a test's many parses made it. Without ASan nothing is counted
+ * (glibc's own counts keep freed chunks in its caches). */
 #if defined(__SANITIZE_ADDRESS__)
 #define HAVE_ASAN 1
 #elif defined(__has_feature)

@@ -16,8 +16,17 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
-/* A test with a time limit in seconds. */
-#define VT_TEST(suite, name, seconds) Test(suite, name, .timeout = (seconds))
+/* A test with a time limit in seconds. Under AddressSanitizer each test
+ * ends with a leak check of its own process (util.c: vt_leak_check): what
+ * the test or the library left unreachable fails the test. */
+void vt_leak_check(void);
+#define VT_TEST(suite, name, seconds)                                                       \
+    static void vt_fn_##suite##_##name(void);                                               \
+    Test(suite, name, .timeout = (seconds)) {                                               \
+        vt_fn_##suite##_##name();                                                           \
+        vt_leak_check();                                                                    \
+    }                                                                                       \
+    static void vt_fn_##suite##_##name(void)
 #define VT_ASSERT(cond, ...) cr_assert(cond, __VA_ARGS__)
 #define VT_LOG(...) cr_log_info(__VA_ARGS__)
 /* Ends the test as skipped, with the reason (a printf format): Criterion
