@@ -124,6 +124,8 @@ def bench(port, *args, path="/", timeout=60, http=True):
     try:
         with open(os.path.join(out, "bench.json")) as f:
             data = json.load(f)
+        with open(os.path.join(out, "bench.svg")) as f:
+            data["_svg"] = f.read()  # the chart, for the checks that read it
     except (OSError, ValueError):
         pass
     shutil.rmtree(out, ignore_errors=True)
@@ -318,9 +320,16 @@ def other_clients_take_turns():
             if installed:
                 m = rows[prog]["median"] if prog in rows else None
                 check(m and m["req_per_s"] > 0 and m["client_cpu_us_per_req"] > 0, "%s: %r" % (prog, m))
+                # what its report does not give is null, never a number made up (0, -1)
+                check(m["p999_us"] is None and m["max_us"] is None, "%s: p99.9/max %r" % (prog, m))
+                if prog == "h2load":
+                    check(m["p50_us"] is None and m["p99_us"] is None, "h2load percentiles: %r" % m)
             else:
                 check(prog not in rows and ("skipping %s: not installed (apt-get install %s)" % (prog, pkg)) in p.stdout,
                       "%s missing, and not said: %s" % (prog, p.stdout))
+        svg = data["_svg"]
+        check("Client CPU per request" in svg and "Server CPU per request (no --pid)" in svg and
+              ">-1" not in svg and "pingpong" not in svg, "the chart of an HTTP run: %s" % svg[:400])
         p, _ = bench(srv.port, "--compare-clients", http=False)
         check(p.returncode == 2 and "--compare-clients needs --http" in p.stderr, "without --http: %d %s" %
               (p.returncode, p.stderr))

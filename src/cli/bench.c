@@ -741,6 +741,8 @@ static void compute_stats(server *s, int rounds) {
     lo->have_cpu = hi->have_cpu = ncpu > 0;
     if (ncpu > 0)
         lo->cpu_per_req = cpu[0], hi->cpu_per_req = cpu[ncpu - 1];
+    if (nccpu > 0)
+        lo->client_cpu_per_req = ccpu[0], hi->client_cpu_per_req = ccpu[nccpu - 1];
     lo->have_busy = hi->have_busy = nbusy > 0;
     if (nbusy > 0) {
         lo->server_busy = sbusy[0], hi->server_busy = sbusy[nbusy - 1];
@@ -1026,9 +1028,14 @@ static void describe(const bench_opts *o, char *buf, size_t len, bool short_form
     char med[48] = "";
     if (o->rounds > 1)
         snprintf(med, sizeof(med), ", medians of %d rounds", o->rounds);
+    char brief[240];
+    if (o->http)
+        snprintf(brief, sizeof(brief), "HTTP %s%s", what, o->rate > 0 ? ", open loop" : "");
+    else
+        snprintf(brief, sizeof(brief), "%s %ld B", mode_name(o->mode), o->size);
     if (short_form)
-        snprintf(buf, len, "%ld conns, %s %ld B, %g s (+%g s warmup)%s; %s%s", o->conns,
-                 mode_name(o->mode), o->size, o->duration, o->warmup, med, pin, client);
+        snprintf(buf, len, "%ld conns, %s, %g s (+%g s warmup)%s; %s%s", o->conns, brief, o->duration,
+                 o->warmup, med, pin, client);
     else
         snprintf(buf, len, "%ld connections, %s, %g s after %g s warmup, %d client thread%s; %s%s",
                  o->conns, mode, o->duration, o->warmup, o->threads, o->threads == 1 ? "" : "s",
@@ -1183,14 +1190,28 @@ static void json_frac(FILE *f, const char *key, bool have, double v) {
         fprintf(f, "\"%s\":null,", key);
 }
 
+/* A latency in us, or null when there is none (no requests, or a client
+ * whose report does not give it: wrk has no p99.9 nor max, h2load no
+ * percentiles). */
+static void json_lat(FILE *f, const char *key, double v) {
+    if (v > 0)
+        fprintf(f, "\"%s\":%.1f,", key, v);
+    else
+        fprintf(f, "\"%s\":null,", key);
+}
+
 /* A round (round true: with its verdict) or the medians. */
 static void json_rec(FILE *f, const run_rec *r, bool round) {
-    fprintf(f, "{\"ok\":%s,\"req_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,",
-            r->ok ? "true" : "false", r->rps, r->p50, r->p99, r->p999);
+    fprintf(f, "{\"ok\":%s,\"req_per_s\":%.1f,", r->ok ? "true" : "false", r->rps);
+    json_lat(f, "p50_us", r->p50);
+    json_lat(f, "p99_us", r->p99);
+    json_lat(f, "p999_us", r->p999);
     json_frac(f, "server_cpu_us_per_req", r->have_cpu, r->cpu_per_req);
     json_frac(f, "client_cpu_us_per_req", r->client_cpu_per_req > 0, r->client_cpu_per_req);
-    fprintf(f, "\"p90_us\":%.1f,\"max_us\":%.1f,\"bad_status\":%llu,\"bad_framing\":%llu,\"reconnects\":%llu,",
-            r->p90, r->max, (unsigned long long)r->bad_status, (unsigned long long)r->bad_framing,
+    json_lat(f, "p90_us", r->p90);
+    json_lat(f, "max_us", r->max);
+    fprintf(f, "\"bad_status\":%llu,\"bad_framing\":%llu,\"reconnects\":%llu,",
+            (unsigned long long)r->bad_status, (unsigned long long)r->bad_framing,
             (unsigned long long)r->reconnects);
     json_frac(f, "server_busy", r->have_busy, r->server_busy);
     json_frac(f, "client_busy", r->have_busy, r->client_busy);
@@ -1212,10 +1233,13 @@ static void json_rec(FILE *f, const run_rec *r, bool round) {
 
 /* The lowest or highest figures over the rounds. */
 static void json_range(FILE *f, const run_rec *r) {
-    fprintf(f, "{\"req_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,", r->rps,
-            r->p50, r->p99, r->p999);
+    fprintf(f, "{\"req_per_s\":%.1f,", r->rps);
+    json_lat(f, "p50_us", r->p50);
+    json_lat(f, "p99_us", r->p99);
+    json_lat(f, "p999_us", r->p999);
     json_frac(f, "server_busy", r->have_busy, r->server_busy);
     json_frac(f, "client_busy", r->have_busy, r->client_busy);
+    json_frac(f, "client_cpu_us_per_req", r->client_cpu_per_req > 0, r->client_cpu_per_req);
     if (r->have_cpu)
         fprintf(f, "\"server_cpu_us_per_req\":%.4f}", r->cpu_per_req);
     else
@@ -1304,14 +1328,24 @@ static void csv_frac(FILE *f, bool have, double v) {
         fprintf(f, "%.4f", v);
 }
 
+/* A latency, or empty (json_lat). */
+static void csv_lat(FILE *f, double v) {
+    fputc(',', f);
+    if (v > 0)
+        fprintf(f, "%.1f", v);
+}
+
 /* A row: a round, the medians (with the spreads), or the lowest or highest
  * figures (kind "min", "max": the counters are left empty, they are sums
  * in the median row). */
 static void csv_rec(FILE *f, const server *s, const char *round, const run_rec *r, bool round_row) {
     bool range = !strcmp(round, "min") || !strcmp(round, "max");
     csv_str(f, s->name);
-    fprintf(f, ",%s,%s,%.1f,%.1f,%.1f,%.1f,", round, r->ok ? "ok" : "failed", r->rps, r->p50,
-            r->p99, r->p999);
+    fprintf(f, ",%s,%s,%.1f", round, r->ok ? "ok" : "failed", r->rps);
+    csv_lat(f, r->p50);
+    csv_lat(f, r->p99);
+    csv_lat(f, r->p999);
+    fputc(',', f);
     if (r->have_cpu)
         fprintf(f, "%.4f", r->cpu_per_req);
     if (range)
@@ -1330,8 +1364,9 @@ static void csv_rec(FILE *f, const server *s, const char *round, const run_rec *
     csv_frac(f, med && s->nok >= 2 && s->med.have_cpu, s->spread_cpu);
     fprintf(f, ",%s", med && s->nok >= 2 ? (s->noisy ? "yes" : "no") : "");
     csv_frac(f, r->client_cpu_per_req > 0, r->client_cpu_per_req);
-    fprintf(f, ",%.1f,%.1f,%llu,%llu\n", r->p90, r->max, (unsigned long long)r->bad_status,
-            (unsigned long long)r->bad_framing);
+    csv_lat(f, r->p90);
+    csv_lat(f, r->max);
+    fprintf(f, ",%llu,%llu\n", (unsigned long long)r->bad_status, (unsigned long long)r->bad_framing);
 }
 
 static int write_csv(const char *path, const bench_opts *o, server *sv, int n) {
@@ -1478,8 +1513,9 @@ static void fill_bars(bars *b, server *sv, int n, int rounds, double (*get)(cons
 }
 
 static double get_rps(const run_rec *r) { return r->rps; }
-static double get_p99(const run_rec *r) { return r->p99; }
+static double get_p99(const run_rec *r) { return r->p99 > 0 ? r->p99 : NAN; }
 static double get_cpu(const run_rec *r) { return r->have_cpu ? r->cpu_per_req : NAN; }
+static double get_client_cpu(const run_rec *r) { return r->client_cpu_per_req > 0 ? r->client_cpu_per_req : NAN; }
 
 /* Text in lines of at most width characters, broken at spaces, from y
  * down by 18 each (f NULL: only counted). Returns how many lines. */
@@ -1519,18 +1555,20 @@ static int write_svg(const char *path, const bench_opts *o, server *sv, int n) {
     double panel_w = 90.0 * n + 100;
     if (panel_w < 380)
         panel_w = 380;
-    /* three panels side by side; the notes (what the whiskers are, the
-     * warnings) below them, a line each */
-    double W = 3 * panel_w + 40, panels_h = 420;
+    /* the panels side by side (--http: the client's CPU too); the notes
+     * (what the whiskers are, the warnings) below them, a line each */
+    int npanels = o->http ? 4 : 3;
+    double W = npanels * panel_w + 20 * (npanels - 1), panels_h = 420;
     size_t width = (size_t)((W - 40) / 6.8); /* characters of 12 px DejaVu Sans a line holds */
     int notes = 1;
     for (int k = 0; k < nwarn; k++)
         notes += svg_wrapped(NULL, 0, width, "", "", warns[k]);
     double H = panels_h + 12 + 18.0 * notes;
-    bars rps, p99, cpu;
+    bars rps, p99, cpu, ccpu;
     fill_bars(&rps, sv, n, o->rounds, get_rps);
     fill_bars(&p99, sv, n, o->rounds, get_p99);
     fill_bars(&cpu, sv, n, o->rounds, get_cpu);
+    fill_bars(&ccpu, sv, n, o->rounds, get_client_cpu);
     char desc[512], title[640];
     describe(o, desc, sizeof(desc), true);
     snprintf(title, sizeof(title), "vigil bench: %s", desc);
@@ -1557,9 +1595,15 @@ static int write_svg(const char *path, const bench_opts *o, server *sv, int n) {
               &rps);
     svg_panel(f, panel_w + 20, 56, panel_w, panels_h - 56,
               "p99 latency, \xc2\xb5s (lower is better)", sv, n, &p99);
-    svg_panel(f, 2 * (panel_w + 20), 56, panel_w, panels_h - 56,
-              o->target ? "Server CPU per request, \xc2\xb5s (not measured: external server)"
-                        : "Server CPU per request, \xc2\xb5s (lower is better)",
+    double x = 2 * (panel_w + 20);
+    if (o->http) {
+        svg_panel(f, x, 56, panel_w, panels_h - 56, "Client CPU per request, \xc2\xb5s (lower is better)", sv, n,
+                  &ccpu);
+        x += panel_w + 20;
+    }
+    svg_panel(f, x, 56, panel_w, panels_h - 56,
+              o->target && !o->pid ? "Server CPU per request (no --pid)"
+                                   : "Server CPU per request, \xc2\xb5s (lower is better)",
               sv, n, &cpu);
     double y = panels_h + 12;
     fprintf(f, "  <text x=\"16\" y=\"%.1f\" font-size=\"12\" fill=\"#444\">", y);
