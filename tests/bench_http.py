@@ -194,6 +194,9 @@ def wrong_servers_are_named():
         ("body differs", lambda n: ok_response(body=b"hello, BENCH\n") if n % 2 else ok_response(),
          "mismatches"),
         ("bad status line", lambda n: b"HTTP/1.1 2x0 OK\r\n\r\n" if n == 3 else ok_response(), "bad_framing"),
+        # answers ahead of the requests: each would seem to answer a request the
+        # moment it is sent (and, without end, pile requests up unsent)
+        ("answers ahead", lambda n: ok_response() * 50 if n == 4 else ok_response(), "bad_framing"),
     ]
     exp = tempfile.NamedTemporaryFile(delete=False)
     exp.write(BODY)

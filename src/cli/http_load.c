@@ -342,12 +342,21 @@ static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf 
     const uint8_t *d = buf->data;
     size_t n = buf->len;
     w->st.bytes_received += n;
+    /* These bytes all came before this callback began: a response in them
+     * answers a request sent before it, never one this callback sends as it
+     * goes (else a server that floods responses would seem to answer each
+     * request the moment it is sent, and the requests would pile up). */
+    uint32_t answerable = h->n;
     while (n > 0 && !h->dead) {
         http_resp_event ev;
         size_t k = http_resp_feed(&h->p, d, n, &ev);
         d += k;
         n -= k;
-        if (ev == HTTP_RESP_DONE) {
+        if (ev == HTTP_RESP_DONE && answerable == 0) {
+            w->st.bad_framing++;
+            conn_end(h, "a response to no request sent before it");
+        } else if (ev == HTTP_RESP_DONE) {
+            answerable--;
             answered(w, h, now);
         } else if (ev == HTTP_RESP_ERROR) {
             w->st.bad_framing++;
