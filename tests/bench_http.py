@@ -492,6 +492,31 @@ def batch_follows_in_flight():
         srv.close()
 
 
+def started_server():
+    """--http /PATH: vigil bench starts `vigil serve --mode http` itself, on
+    each backend asked, and measures its CPU per request as it does for echo."""
+    for backend in ("uring", "epoll"):
+        out = tempfile.mkdtemp(prefix="vigil-bench-http-")
+        try:
+            p = subprocess.run([ARGS.vigil, "bench", "--http", "/started", "--backend", backend, "--conns", "8",
+                                "--rounds", "1", "--warmup", "0.2", "--duration", "1", "--out", out],
+                               capture_output=True, text=True, timeout=60)
+            check(p.returncode == 0, "%s: exit %d: %s %s" % (backend, p.returncode, p.stdout, p.stderr))
+            with open(os.path.join(out, "bench.json")) as f:
+                data = json.load(f)
+            m = median(data)
+            check(m["requests"] > 100 and m["server_cpu_us_per_req"] and m["server_cpu_us_per_req"] > 0 and
+                  m["client_cpu_us_per_req"] > 0, "%s: %r" % (backend, m))
+            check(data["target"] is None and data["servers"][0]["name"] == "vigil-" + backend, "%s: %r" %
+                  (backend, [data["target"], data["servers"][0]["name"]]))
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+    for args, why in ((["--compare-clients"], "cannot take --target or --compare-clients"),
+                      (["--target", "127.0.0.1:9"], "cannot take --target or --compare-clients")):
+        p = subprocess.run([ARGS.vigil, "bench", "--http", "/x", *args], capture_output=True, text=True, timeout=30)
+        check(p.returncode == 2 and why in p.stderr, "%s: %d %s" % (args, p.returncode, p.stderr))
+
+
 NOTES = []
 
 
@@ -507,7 +532,7 @@ def main():
     if not ARGS.vigil:
         ap.error("--vigil PATH (or VIGIL_EXE) is needed")
     checks = [against_vigil_serve, wrong_servers_are_named, keep_alive_limits_reconnect, open_loop_counts_the_stall,
-              other_clients_take_turns, targets_and_client_cpus, requests_file_in_turn, batch_follows_in_flight]
+              other_clients_take_turns, targets_and_client_cpus, requests_file_in_turn, batch_follows_in_flight, started_server]
     print("TAP version 13")
     failed = 0
     for fn in checks:

@@ -93,7 +93,8 @@ typedef struct bench_opts {
     bool pin;                 /* false on a 1-CPU machine */
     int ncpus;                /* CPUs this process may run on */
     /* --http URL: an HTTP server (http_load.c) instead of an echo server */
-    const char *http;         /* the URL: where to connect unless --target says otherwise */
+    const char *http;         /* the URL: where to connect unless --target says otherwise; or a path */
+    bool http_started;        /* --http /PATH: load `vigil serve --mode http`, started here */
     char http_host[256];      /* the URL's host and port: the Host field */
     uint16_t http_port;
     char http_path[1024];
@@ -163,9 +164,20 @@ static int parse_target(const char *s, void *dest) {
     return 0;
 }
 
-/* http://HOST[:PORT][/PATH] (no https: the load is plain TCP). */
+/* http://HOST[:PORT][/PATH] (no https: the load is plain TCP), or /PATH
+ * alone: `vigil serve --mode http` started here, as the echo load does. */
 static int parse_url(const char *s, void *dest) {
     bench_opts *o = dest;
+    if (s[0] == '/') {
+        if (snprintf(o->http_path, sizeof(o->http_path), "%s", s) >= (int)sizeof(o->http_path) || strpbrk(s, " \r\n"))
+            return -1;
+        snprintf(o->http_host, sizeof(o->http_host), "127.0.0.1");
+        o->http_port = 0; /* its port is known once it runs: the Host field goes without */
+        o->http = s;
+        o->http_started = true;
+        return 0;
+    }
+    o->http_started = false;
     if (strncmp(s, "http://", 7))
         return -1;
     const char *h = s + 7, *slash = strchr(h, '/');
@@ -264,10 +276,12 @@ static opt bench_opt_table[] = {
              "is then neither pinned nor measured); with several, connection i\n"
              "goes to the i-th in turn. With --http: where to connect instead of\n"
              "the URL's host (the URL still gives the path and the Host field)"},
-    {"--http", 0, OPT_CUSTOM, &bopt, .meta = "URL", .syn_meta = "http://HOST[:PORT][/PATH]", .parse = parse_url,
-     .hint = "http://HOST[:PORT][/PATH]",
+    {"--http", 0, OPT_CUSTOM, &bopt, .meta = "URL", .syn_meta = "http://HOST[:PORT][/PATH] | /PATH", .parse = parse_url,
+     .hint = "http://HOST[:PORT][/PATH], or /PATH",
      .help = "load this HTTP/1.1 server: keep-alive connections, every response's\n"
-             "status and framing checked (and its body, with --expect-body)"},
+             "status and framing checked (and its body, with --expect-body); a\n"
+             "/PATH alone loads `vigil serve --mode http` started here, pinned\n"
+             "to --server-cpu, its CPU per request measured"},
     {"--method", 0, OPT_STRING, &bopt.method, .meta = "M", .flags = OPT_NONEMPTY, .given = &bopt.method_given,
      .help = "--http: the request's method (default {default})"},
     {"--header", 0, OPT_CUSTOM, &bopt, .meta = "H", .syn_meta = "'NAME: VALUE'", .parse = parse_header,
@@ -459,10 +473,13 @@ static int read_file(const char *path, size_t max, uint8_t **buf, size_t *len) {
     return 0;
 }
 
-/* The Host field of the requests: the URL's host and port. */
+/* The Host field of the requests: the URL's host and port (no port: the
+ * server started here, whose port is not known yet). */
 static void host_field(const bench_opts *o, char *buf, size_t len) {
     bool v6 = strchr(o->http_host, ':') != NULL;
-    snprintf(buf, len, "%s%s%s:%u", v6 ? "[" : "", o->http_host, v6 ? "]" : "", (unsigned)o->http_port);
+    int n = snprintf(buf, len, "%s%s%s", v6 ? "[" : "", o->http_host, v6 ? "]" : "");
+    if (o->http_port && n >= 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, ":%u", (unsigned)o->http_port);
 }
 
 /* RFC 9110 9.2.2: a request of these may be sent again after a close. */
@@ -556,8 +573,11 @@ static int parse_args(int argc, char **argv) {
         return opts_bad(cmd, "--compare-clients needs --http");
     if (o->compare_clients && o->target_arg)
         return opts_bad(cmd, "--compare-clients: wrk and h2load load the URL's host, so it cannot take --target");
-    o->target = o->target_arg ? o->target_arg : o->http;
-    if (o->http && !o->target_arg) { /* the URL's host */
+    if (o->http_started && (o->target_arg || o->compare_clients))
+        return opts_bad(cmd, "--http /PATH starts vigil serve here: it cannot take --target or --compare-clients "
+                             "(give a URL for those)");
+    o->target = o->target_arg ? o->target_arg : o->http_started ? NULL : o->http;
+    if (o->http && !o->http_started && !o->target_arg) { /* the URL's host */
         memcpy(o->target_hosts[0], o->http_host, sizeof(o->http_host)); /* the same size */
         o->targets[0] = (load_addr){o->target_hosts[0], o->http_port};
         o->ntargets = 1;
@@ -1131,7 +1151,7 @@ static void print_http_table(const bench_opts *o, server *sv, int n) {
             printf("%-12s %llu connections the server closed between responses were replaced (keep-alive limits)\n",
                    "", (unsigned long long)m->reconnects);
     }
-    printf("server us, client us: CPU per request (server: with --pid); latency %s\n",
+    printf("server us, client us: CPU per request (server: with --pid, or started here); latency %s\n",
            o->rate > 0 ? "from when each request was due (open loop)" : "from each request's send");
 }
 
@@ -1658,7 +1678,7 @@ static server *add_server(server *sv, int *n, const char *name, const char *mech
     return s;
 }
 
-static void add_vigil(server *sv, int *n, const char *backend) {
+static server *add_vigil(server *sv, int *n, const char *backend) {
     char name[32];
     snprintf(name, sizeof(name), "vigil-%s", backend);
     server *s = add_server(sv, n, name, strcmp(backend, "auto") ? backend : NULL, false);
@@ -1670,6 +1690,7 @@ static void add_vigil(server *sv, int *n, const char *backend) {
     s->args[2] = "0";
     s->args[3] = "--backend";
     s->args[4] = backend;
+    return s;
 }
 
 /* A peer from the peers' directory; prints why and returns false when it
@@ -1775,7 +1796,11 @@ static int list_servers(const bench_opts *o, server *sv) {
         if (o->compare_clients)
             add_clients(sv, &n);
     } else {
-        add_vigil(sv, &n, backend_names[o->backend]);
+        server *s = add_vigil(sv, &n, backend_names[o->backend]);
+        if (o->http) { /* --http /PATH */
+            s->args[5] = "--mode";
+            s->args[6] = "http";
+        }
     }
     return n;
 }
