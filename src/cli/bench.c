@@ -304,7 +304,8 @@ static opt bench_opt_table[] = {
      .help = "--http: backend of the client's vigil loops (default {default})"},
     {"--client-batch", 0, OPT_INT, &bopt.client_batch, 0, 4096, "N",
      .help = "--http, closed loop: a client thread's wait ends once N responses\n"
-             "are in, or --client-batch-us after it began with at least one (io_uring,\n"
+             "are in (at most: half its requests in flight, no batching under 32),\n"
+             "or --client-batch-us after it began with at least one (io_uring,\n"
              "Linux 6.12+): fewer wake-ups, less client CPU; 0 = wake for each\n"
              "(default {default})"},
     {"--client-batch-us", 0, OPT_INT, &bopt.client_batch_us, 1, 100000, "US",
