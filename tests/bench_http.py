@@ -169,6 +169,11 @@ def against_vigil_serve():
         check(m["client_cpu_us_per_req"] and m["client_cpu_us_per_req"] > 0, "no client CPU: %r" % m)
         check(m["server_cpu_us_per_req"] and m["server_cpu_us_per_req"] > 0, "no server CPU (--pid): %r" % m)
         check(m["p50_us"] <= m["p90_us"] <= m["p99_us"] <= m["max_us"], "percentiles out of order: %r" % m)
+        # the per-connection view: each one's longest wait, and all 20 to the end
+        check(0 < m["gap_p50_ms"] <= m["gap_p90_ms"] <= m["gap_p99_ms"] <= m["gap_max_ms"] < 1000 and
+              m["connections"] == 20 and m["connections_kept"] == 20, "per connection: %r" % m)
+        check("per connection, its longest wait: p50 " in p.stdout and "20 of 20 connections to the end" in p.stdout,
+              "no per-connection line: %s" % p.stdout)
         # the same run with a body it does not get: every response counted as differing
         with open(body_file.name, "wb") as f:
             f.write(b"#" + rest[1:length])  # one byte off
@@ -210,6 +215,8 @@ def wrong_servers_are_named():
                 check(data is not None, "%s: no bench.json" % name)
                 m = median(data)
                 check(m[field] > 0, "%s: %s not counted: %r" % (name, field, m))
+                if field == "bad_framing":  # broken framing ends its connection: not kept to the end
+                    check(m["connections_kept"] < m["connections"], "%s: all kept: %r" % (name, m))
             finally:
                 srv.close()
     finally:
@@ -300,6 +307,8 @@ def open_loop_counts_the_stall():
         # 50 requests due meanwhile, ~8 % of the 600 measured
         check(m["p99_us"] >= 500000, "open loop p99 %.0f us: the 1 s stall is not in it" % m["p99_us"])
         check(m["max_us"] >= 900000, "open loop max %.0f us: the 1 s stall is not in it" % m["max_us"])
+        check(m["gap_max_ms"] >= 900, "the longest wait of a connection, %.0f ms: the stall is not in it" %
+              m["gap_max_ms"])
         check(m["p50_us"] < 100000, "open loop p50 %.0f us: the server is fast outside the stall" % m["p50_us"])
         check(550 <= m["requests"] <= 650, "open loop: %d requests measured at 200/s for 3 s" % m["requests"])
         say_note("open loop 200/s with a 1 s stall: p50 %.0f us, p99 %.0f us, max %.0f us" %

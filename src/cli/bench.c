@@ -644,6 +644,12 @@ typedef struct run_rec {
     uint64_t requests, bytes_sent, bytes_verified, lost, mismatches, errors, connect_failures;
     uint64_t connected;
     uint64_t bad_status, bad_framing, reconnects; /* --http */
+    /* Each connection's longest wait with requests in flight and no answer
+     * coming, percentiles over the connections (ms), and the connections
+     * still open and healthy at the end: vigil bench's rows only. */
+    bool have_gaps;
+    double gap_p50, gap_p90, gap_p99, gap_max;
+    uint64_t kept;
 } run_rec;
 
 typedef struct server {
@@ -697,7 +703,8 @@ static double spread_of(double lo, double hi, double med) { return med > 0 ? (hi
 static void compute_stats(server *s, int rounds) {
     double rps[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], p999[MAX_ROUNDS], cpu[MAX_ROUNDS];
     double sbusy[MAX_ROUNDS], cbusy[MAX_ROUNDS], p90[MAX_ROUNDS], mx[MAX_ROUNDS], ccpu[MAX_ROUNDS];
-    int n = 0, ncpu = 0, nbusy = 0, nccpu = 0;
+    double g50[MAX_ROUNDS], g90[MAX_ROUNDS], g99[MAX_ROUNDS], gmax[MAX_ROUNDS];
+    int n = 0, ncpu = 0, nbusy = 0, nccpu = 0, ngap = 0;
     run_rec *m = &s->med, *lo = &s->lo, *hi = &s->hi;
     memset(m, 0, sizeof(*m));
     memset(lo, 0, sizeof(*lo));
@@ -719,6 +726,14 @@ static void compute_stats(server *s, int rounds) {
         n++;
         if (x->client_cpu_per_req > 0)
             ccpu[nccpu++] = x->client_cpu_per_req;
+        if (x->have_gaps) {
+            g50[ngap] = x->gap_p50;
+            g90[ngap] = x->gap_p90;
+            g99[ngap] = x->gap_p99;
+            gmax[ngap++] = x->gap_max;
+        }
+        m->connected += x->connected;
+        m->kept += x->kept;
         if (x->have_cpu)
             cpu[ncpu++] = x->cpu_per_req;
         if (x->have_busy) {
@@ -747,6 +762,11 @@ static void compute_stats(server *s, int rounds) {
     m->p90 = median(p90, n);
     m->max = median(mx, n);
     m->client_cpu_per_req = median(ccpu, nccpu);
+    m->have_gaps = ngap > 0;
+    m->gap_p50 = median(g50, ngap);
+    m->gap_p90 = median(g90, ngap);
+    m->gap_p99 = median(g99, ngap);
+    m->gap_max = median(gmax, ngap);
     m->have_cpu = ncpu > 0;
     m->cpu_per_req = median(cpu, ncpu);
     m->have_busy = nbusy > 0;
@@ -849,6 +869,12 @@ static void fill_rec(run_rec *rec, const load_result *r) {
     rec->errors = r->errors;
     rec->connect_failures = r->connect_failures;
     rec->connected = r->connected;
+    rec->kept = r->kept;
+    rec->have_gaps = r->connected > 0;
+    rec->gap_p50 = r->gap_p50_ms;
+    rec->gap_p90 = r->gap_p90_ms;
+    rec->gap_p99 = r->gap_p99_ms;
+    rec->gap_max = r->gap_max_ms;
 }
 
 /* How many CPUs the client threads can keep busy: one per thread, up to
@@ -1083,6 +1109,18 @@ static void fmt_spread(char *buf, size_t len, const server *s, double spread) {
 
 static void print_http_table(const bench_opts *o, server *sv, int n);
 
+/* The per-connection view of a row: each connection's longest wait, and
+ * how many made it to the end (medians and sums over the rounds). */
+static void print_connections(const server *s) {
+    const run_rec *m = &s->med;
+    if (!m->have_gaps)
+        return;
+    printf("%-12s per connection, its longest wait: p50 %.2f ms, p90 %.2f, p99 %.2f, max %.2f; "
+           "%llu of %llu connections to the end, %.1f MB checked (%d round%s)\n",
+           "", m->gap_p50, m->gap_p90, m->gap_p99, m->gap_max, (unsigned long long)m->kept,
+           (unsigned long long)m->connected, (double)m->bytes_verified / 1e6, s->nok, s->nok == 1 ? "" : "s");
+}
+
 static void print_table(const bench_opts *o, server *sv, int n) {
     if (o->http) {
         print_http_table(o, sv, n);
@@ -1115,6 +1153,7 @@ static void print_table(const bench_opts *o, server *sv, int n) {
         if (sv[i].nok < o->rounds)
             printf("%-12s %d of %d rounds failed: %s\n", "", o->rounds - sv[i].nok, o->rounds,
                    m->err);
+        print_connections(&sv[i]);
     }
     if (o->rounds > 1)
         printf("spread: (max - min) / median over the %d rounds (! above %.0f%%); min and max in "
@@ -1148,6 +1187,7 @@ static void print_http_table(const bench_opts *o, server *sv, int n) {
                (unsigned long long)m->errors);
         if (sv[i].nok < o->rounds || m->err[0])
             printf("%-12s %d of %d rounds failed: %s\n", "", o->rounds - sv[i].nok, o->rounds, m->err);
+        print_connections(&sv[i]);
         if (m->reconnects)
             printf("%-12s %llu connections the server closed between responses were replaced (keep-alive limits)\n",
                    "", (unsigned long long)m->reconnects);
@@ -1234,6 +1274,15 @@ static void json_rec(FILE *f, const run_rec *r, bool round) {
     fprintf(f, "\"bad_status\":%llu,\"bad_framing\":%llu,\"reconnects\":%llu,",
             (unsigned long long)r->bad_status, (unsigned long long)r->bad_framing,
             (unsigned long long)r->reconnects);
+    json_frac(f, "gap_p50_ms", r->have_gaps, r->gap_p50);
+    json_frac(f, "gap_p90_ms", r->have_gaps, r->gap_p90);
+    json_frac(f, "gap_p99_ms", r->have_gaps, r->gap_p99);
+    json_frac(f, "gap_max_ms", r->have_gaps, r->gap_max);
+    if (r->have_gaps)
+        fprintf(f, "\"connections\":%llu,\"connections_kept\":%llu,", (unsigned long long)r->connected,
+                (unsigned long long)r->kept);
+    else
+        fprintf(f, "\"connections\":null,\"connections_kept\":null,");
     json_frac(f, "server_busy", r->have_busy, r->server_busy);
     json_frac(f, "client_busy", r->have_busy, r->client_busy);
     if (round)
@@ -1387,7 +1436,15 @@ static void csv_rec(FILE *f, const server *s, const char *round, const run_rec *
     csv_frac(f, r->client_cpu_per_req > 0, r->client_cpu_per_req);
     csv_lat(f, r->p90);
     csv_lat(f, r->max);
-    fprintf(f, ",%llu,%llu\n", (unsigned long long)r->bad_status, (unsigned long long)r->bad_framing);
+    fprintf(f, ",%llu,%llu", (unsigned long long)r->bad_status, (unsigned long long)r->bad_framing);
+    csv_frac(f, r->have_gaps, r->gap_p50);
+    csv_frac(f, r->have_gaps, r->gap_p90);
+    csv_frac(f, r->have_gaps, r->gap_p99);
+    csv_frac(f, r->have_gaps, r->gap_max);
+    if (r->have_gaps && !range)
+        fprintf(f, ",%llu,%llu\n", (unsigned long long)r->connected, (unsigned long long)r->kept);
+    else
+        fprintf(f, ",,\n");
 }
 
 static int write_csv(const char *path, const bench_opts *o, server *sv, int n) {
@@ -1398,7 +1455,8 @@ static int write_csv(const char *path, const bench_opts *o, server *sv, int n) {
     fprintf(f, "server,round,status,req_per_s,p50_us,p99_us,p999_us,server_cpu_us_per_req,"
                "requests,bytes_sent,bytes_verified,lost,mismatches,errors,connect_failures,error,"
                "server_busy,client_busy,starved,spread_req_per_s,spread_cpu_us_per_req,noisy,"
-               "client_cpu_us_per_req,p90_us,max_us,bad_status,bad_framing\n");
+               "client_cpu_us_per_req,p90_us,max_us,bad_status,bad_framing,gap_p50_ms,gap_p90_ms,gap_p99_ms,"
+               "gap_max_ms,connections,connections_kept\n");
     for (int i = 0; i < n; i++) {
         for (int r = 0; r < o->rounds; r++) {
             char rn[16];
