@@ -336,6 +336,12 @@ def other_clients_take_turns():
                 check(m["p999_us"] is None and m["max_us"] is None, "%s: p99.9/max %r" % (prog, m))
                 if prog == "h2load":
                     check(m["p50_us"] is None and m["p99_us"] is None, "h2load percentiles: %r" % m)
+                # vigil bench against it, round by round
+                ratio = [r for r in data["client_ratios"] if r["client"] == prog]
+                check(len(ratio) == 1 and ratio[0]["rounds"] == 1 and ratio[0]["req_per_s"] > 0 and
+                      ratio[0]["client_cpu_us_per_req"] > 0 and
+                      ("vigil-bench / %s, medians of per-round ratios (1 round): req/s " % prog) in p.stdout,
+                      "%s: no ratio: %r %s" % (prog, data["client_ratios"], p.stdout))
             else:
                 check(prog not in rows and ("skipping %s: not installed (apt-get install %s)" % (prog, pkg)) in p.stdout,
                       "%s missing, and not said: %s" % (prog, p.stdout))

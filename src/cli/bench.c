@@ -1160,6 +1160,41 @@ static void print_table(const bench_opts *o, server *sv, int n) {
                "bench.json and bench.csv\n", o->rounds, NOISY_SPREAD * 100);
 }
 
+/* --compare-clients: vigil bench (row 0) against client row i, as medians
+ * of the ratios of rounds taken minutes apart at most (the rows take turns
+ * in each round): on a machine whose speed drifts, steadier than the ratio
+ * of two medians, which may come from rounds far apart. Returns the rounds
+ * both ran (0: none); *cpu is NAN when neither measured its CPU. */
+static int client_ratio(const bench_opts *o, server *sv, int i, double *rps, double *cpu) {
+    double r[MAX_ROUNDS], c[MAX_ROUNDS];
+    int nr = 0, nc = 0;
+    for (int k = 0; k < o->rounds; k++) {
+        const run_rec *v = &sv[0].runs[k], *x = &sv[i].runs[k];
+        if (!v->ok || !x->ok || x->rps <= 0)
+            continue;
+        r[nr++] = v->rps / x->rps;
+        if (v->client_cpu_per_req > 0 && x->client_cpu_per_req > 0)
+            c[nc++] = v->client_cpu_per_req / x->client_cpu_per_req;
+    }
+    *rps = nr ? median(r, nr) : NAN;
+    *cpu = nc ? median(c, nc) : NAN;
+    return nr;
+}
+
+static void print_client_ratios(const bench_opts *o, server *sv, int n) {
+    for (int i = 1; i < n; i++) {
+        double rps, cpu;
+        int nr = sv[i].client ? client_ratio(o, sv, i, &rps, &cpu) : 0;
+        if (nr == 0)
+            continue;
+        printf("%s / %s, medians of per-round ratios (%d round%s): req/s %.3fx", sv[0].name, sv[i].name, nr,
+               nr == 1 ? "" : "s", rps);
+        if (!isnan(cpu))
+            printf(", client CPU per request %.3fx", cpu);
+        printf("\n");
+    }
+}
+
 /* --http: latency to p99.9 and max, both sides' CPU, and what was wrong. */
 static void print_http_table(const bench_opts *o, server *sv, int n) {
     printf("%-12s %10s %7s %8s %8s %8s %9s %9s %10s %10s %9s %9s %9s %9s %7s\n", "server", "req/s", "spread",
@@ -1194,6 +1229,7 @@ static void print_http_table(const bench_opts *o, server *sv, int n) {
     }
     printf("server us, client us: CPU per request (server: with --pid, or started here); latency %s\n",
            o->rate > 0 ? "from when each request was due (open loop)" : "from each request's send");
+    print_client_ratios(o, sv, n);
 }
 
 /* ------------------------------------------------------------ warnings */
@@ -1348,7 +1384,22 @@ static int write_json(const char *path, const bench_opts *o, server *sv, int n) 
     } else {
         fprintf(f, "\"client_cpu\":null,\"client_cpus\":[],\n");
     }
-    fprintf(f, "  \"servers\":[");
+    fprintf(f, "  \"client_ratios\":["); /* --compare-clients: print_client_ratios */
+    for (int i = 1, first = 1; i < n; i++) {
+        double rps, cpu;
+        int nr = sv[i].client ? client_ratio(o, sv, i, &rps, &cpu) : 0;
+        if (nr == 0)
+            continue;
+        fprintf(f, "%s{\"client\":", first ? "" : ",");
+        json_str(f, sv[i].name);
+        fprintf(f, ",\"rounds\":%d,\"req_per_s\":%.4f,", nr, rps);
+        json_frac(f, "client_cpu_us_per_req", !isnan(cpu), cpu);
+        fprintf(f, "\"of\":");
+        json_str(f, sv[0].name);
+        fprintf(f, "}");
+        first = 0;
+    }
+    fprintf(f, "],\n  \"servers\":[");
     for (int i = 0; i < n; i++) {
         fprintf(f, "%s\n    {\"name\":", i ? "," : "");
         json_str(f, sv[i].name);
