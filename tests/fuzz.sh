@@ -1,8 +1,11 @@
 #!/bin/sh
-# tests/fuzz.sh [SECONDS]: fuzzes the HTTP request parser of `vigil serve`
-# (tests/fuzz_http.c, libFuzzer) for SECONDS (default 20), starting from the
-# seeds in tests/fuzz/http/, and ends with "fuzz.sh: ok" or "fuzz.sh: FAIL"
-# (meson's suite fuzz reads the exit status).
+# tests/fuzz.sh [SECONDS] [TARGET]: fuzzes a parser with libFuzzer for
+# SECONDS (default 20), starting from the seeds in tests/fuzz/TARGET/, and
+# ends with "fuzz.sh: ok" or "fuzz.sh: FAIL" (meson's suite fuzz reads the
+# exit status). TARGET is tests/fuzz_TARGET.c, which fuzzes src/cli/TARGET.c:
+#   http       the HTTP request parser of `vigil serve` (the default)
+#   http_resp  the response parser of `vigil bench --http`
+#   http_reqs  the request files of `vigil bench --http --requests`
 #
 # Needs clang with libFuzzer (Debian: apt-get install clang); installs
 # nothing. Everything it writes goes to a directory of its own under
@@ -13,8 +16,13 @@
 set -u
 
 seconds=${1:-20}
+target=${2:-http}
 case $seconds in
-'' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;;
+'' | *[!0-9]*) echo "usage: $0 [SECONDS] [http|http_resp|http_reqs]" >&2; exit 2 ;;
+esac
+case $target in
+http | http_resp | http_reqs) ;;
+*) echo "usage: $0 [SECONDS] [http|http_resp|http_reqs]" >&2; exit 2 ;;
 esac
 src=$(cd "$(dirname "$0")/.." && pwd)
 cc=${CLANG:-clang}
@@ -23,16 +31,16 @@ verdict() { # ok|FAIL
     echo "fuzz.sh: $1"
 }
 
-work=$(mktemp -d "${VIGIL_FUZZ_OUT:-/tmp}/vigil-fuzz-http.XXXXXX") || { verdict FAIL; exit 1; }
+work=$(mktemp -d "${VIGIL_FUZZ_OUT:-/tmp}/vigil-fuzz-$target.XXXXXX") || { verdict FAIL; exit 1; }
 if ! command -v "$cc" >/dev/null 2>&1; then
     echo "fuzz.sh: no $cc (apt-get install clang)" >&2
     rm -rf "$work"
     verdict FAIL
     exit 1
 fi
-if ! "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -I "$src/src/cli" -I "$src/include" "$src/tests/fuzz_http.c" "$src/src/cli/http.c" \
-    -o "$work/fuzz_http" 2>"$work/build.log"; then
+if ! "$cc" -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -I "$src/src/cli" -I "$src/include" "$src/tests/fuzz_$target.c" "$src/src/cli/$target.c" \
+    -o "$work/fuzz" 2>"$work/build.log"; then
     cat "$work/build.log" >&2
     echo "fuzz.sh: the build failed (kept in $work)" >&2
     verdict FAIL
@@ -40,9 +48,9 @@ if ! "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=unde
 fi
 
 mkdir "$work/corpus" "$work/artifacts"
-cp "$src"/tests/fuzz/http/* "$work/corpus/"
+cp "$src"/tests/fuzz/"$target"/* "$work/corpus/"
 # run from the work directory: libFuzzer drops files in the current one
-(cd "$work" && ./fuzz_http -max_total_time="$seconds" -timeout=5 -rss_limit_mb=1024 \
+(cd "$work" && ./fuzz -max_total_time="$seconds" -timeout=5 -rss_limit_mb=1024 \
     -max_len=4096 -print_final_stats=1 -artifact_prefix="$work/artifacts/" corpus \
     >"$work/fuzz.log" 2>&1)
 rc=$?
@@ -57,7 +65,7 @@ if [ $rc -eq 0 ] && [ -z "$crash" ]; then
 fi
 
 # what failed, and on which input, escaped so that CRs and NULs show
-grep -E 'fuzz_http:|ERROR:|runtime error|SUMMARY' "$work/fuzz.log" | head -n 20 >&2
+grep -E 'fuzz_http[a-z_]*:|ERROR:|runtime error|SUMMARY' "$work/fuzz.log" | head -n 20 >&2
 if [ -n "$crash" ]; then
     echo "fuzz.sh: input ($(wc -c <"$crash") bytes, $crash):" >&2
     od -A d -c "$crash" | head -n 64 >&2
