@@ -98,9 +98,12 @@ static void run(const uint8_t *data, size_t len, uint8_t flags, uint32_t seed, s
 static void same(const outcome *a, const outcome *b, const char *mode) {
     if (a->n != b->n)
         fail("a different number of responses", mode);
-    for (size_t i = 0; i < a->n; i++)
-        if (memcmp(&a->r[i], &b->r[i], sizeof(a->r[i])))
+    for (size_t i = 0; i < a->n; i++) { /* field by field: padding is not compared */
+        const seen *x = &a->r[i], *y = &b->r[i];
+        if (x->status != y->status || x->body_len != y->body_len || x->mismatch_at != y->mismatch_at ||
+            x->close != y->close || x->mismatch != y->mismatch)
             fail("a response read differently", mode);
+    }
     if (a->last != b->last || a->error != b->error)
         fail("a different last event or error", mode);
     if (a->used != b->used)
