@@ -82,7 +82,7 @@ typedef struct bench_opts {
     bool window_set;
     double duration, warmup, drain;
     int threads;
-    int server_cpu, client_cpu; /* client_cpu: the first of client_cpus, or -1 */
+    int server_cpu;
     int client_cpus[MAX_CLIENT_CPUS]; /* --client-cpu C[,C...]: client thread i on client_cpus[i % n] */
     int nclient_cpus;
     bool compare;
@@ -203,7 +203,6 @@ static int parse_cpus(const char *s, void *dest) {
     bench_opts *o = dest;
     if (!strcmp(s, "-1")) {
         o->nclient_cpus = 0;
-        o->client_cpu = -1;
         return 0;
     }
     int n = 0;
@@ -229,7 +228,6 @@ static int parse_cpus(const char *s, void *dest) {
         p = end + 1;
     }
     o->nclient_cpus = n;
-    o->client_cpu = o->client_cpus[0];
     return 0;
 }
 
@@ -257,7 +255,6 @@ static bench_opts bopt = {
     .drain = 2,
     .threads = 1,
     .server_cpu = 0,
-    .client_cpu = 1,
     .client_cpus = {1},
     .nclient_cpus = 1,
     .rounds = 3,
@@ -483,15 +480,6 @@ static void host_field(const bench_opts *o, char *buf, size_t len) {
         snprintf(buf + n, len - (size_t)n, ":%u", (unsigned)o->http_port);
 }
 
-/* RFC 9110 9.2.2: a request of these may be sent again after a close. */
-static bool idempotent(const char *m) {
-    static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
-        if (!strcmp(m, ok[i]))
-            return true;
-    return false;
-}
-
 /* --http's one request, from the URL, --method, --header and --body. */
 static int build_request(const opt_cmd *cmd, bench_opts *o) {
     char host[300];
@@ -511,7 +499,8 @@ static int build_request(const opt_cmd *cmd, bench_opts *o) {
     if (o->body)
         n += snprintf(r + n, cap - (size_t)n, "Content-Length: %zu\r\n", strlen(o->body));
     n += snprintf(r + n, cap - (size_t)n, "\r\n%s", o->body ? o->body : "");
-    o->reqs[0] = (http_load_req){(uint8_t *)r, (size_t)n, !strcmp(o->method, "HEAD"), idempotent(o->method)};
+    o->reqs[0] = (http_load_req){(uint8_t *)r, (size_t)n, !strcmp(o->method, "HEAD"),
+                                http_method_idempotent((const uint8_t *)o->method, strlen(o->method))};
     o->nreqs = 1;
     return -1;
 }
@@ -973,7 +962,7 @@ static void run_load(const bench_opts *o, const load_addr *addrs, int naddrs, lo
         if (r.resolved[0] && pc->round == 1) /* a name, looked up on a vigil loop */
             fprintf(stderr, "vigil bench: %s is %s\n", addrs[0].host, r.resolved);
         if (r.cpu_pin_errno)
-            fprintf(stderr, "vigil bench: pinning the client to CPU %d%s: %s\n", o->client_cpu,
+            fprintf(stderr, "vigil bench: pinning the client to CPU %d%s: %s\n", o->client_cpus[0],
                     o->nclient_cpus > 1 ? " and the others" : "", strerror(r.cpu_pin_errno));
         if (!run_clean(rec, o->conns) && o->http)
             snprintf(rec->err, sizeof(rec->err),

@@ -180,6 +180,14 @@ static bool same_name(const uint8_t *s, size_t len, const char *lower) {
     return true;
 }
 
+bool http_method_idempotent(const uint8_t *m, size_t len) {
+    static const char *const idempotent[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
+    for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
+        if (same_bytes(m, len, idempotent[i]))
+            return true;
+    return false;
+}
+
 /* What a request line says that the rest of the parse needs. */
 typedef struct request_line {
     bool http11, head, idempotent;
@@ -217,12 +225,8 @@ static int read_request_line(reader *r, const line *l, request_line *rl) {
     /* the connection would carry a tunnel after the response, not HTTP */
     if (same_bytes(s, method_len, "CONNECT"))
         return refuse(r, l->no, "CONNECT is refused: the connection would stop speaking HTTP");
-    static const char *const idempotent[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
     rl->head = same_bytes(s, method_len, "HEAD");
-    rl->idempotent = false;
-    for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
-        if (same_bytes(s, method_len, idempotent[i]))
-            rl->idempotent = true;
+    rl->idempotent = http_method_idempotent(s, method_len);
     return 0;
 }
 

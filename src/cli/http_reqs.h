@@ -75,6 +75,10 @@ typedef struct http_reqs {
 int http_reqs_parse(const uint8_t *buf, size_t len, const char *host, http_reqs *out, char *err,
                     size_t errcap);
 
+/* RFC 9110 9.2.2: GET HEAD PUT DELETE OPTIONS TRACE (case-sensitive), the
+ * methods whose requests may be sent again on a new connection. */
+bool http_method_idempotent(const uint8_t *m, size_t len);
+
 /* Frees what http_reqs_parse gave out, and empties it (a second call does
  * nothing). */
 void http_reqs_free(http_reqs *r);
