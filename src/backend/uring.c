@@ -638,14 +638,22 @@ static bool standing_timeout(uring_state *s, uint64_t until) {
 /* A wait for wait_batch completions that settles for one after
  * wait_batch_us (Linux 6.12: the min_wait_usec of io_uring_getevents_arg,
  * which liburing 2.3 calls pad). With DEFER_TASKRUN the kernel then wakes
- * the thread once per batch, not once per completion. */
+ * the thread once per batch, not once per completion. The batch counts
+ * completions that come during the wait: the kernel counts all those in
+ * the CQ, and the submit just before posts one for each send done at once
+ * (nearly all of them), which would end the wait before anything had come
+ * and take two passes for each batch (a load generator: 3 % more CPU a
+ * request). */
 static int batch_wait(uring_state *s, const vigil_loop_options *o, struct __kernel_timespec *ts) {
     int rc = io_uring_submit(&s->ring);
     if (rc < 0)
         return rc;
+    unsigned want = io_uring_cq_ready(&s->ring) + o->wait_batch;
+    if (want > *s->ring.cq.kring_entries)
+        want = *s->ring.cq.kring_entries;
     struct io_uring_getevents_arg arg = {.sigmask_sz = _NSIG / 8, .pad = o->wait_batch_us,
                                          .ts = (uint64_t)(uintptr_t)ts};
-    return io_uring_enter2((unsigned)s->ring.ring_fd, 0, o->wait_batch, /* -errno, as liburing's calls */
+    return io_uring_enter2((unsigned)s->ring.ring_fd, 0, want, /* -errno, as liburing's calls */
                            IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&arg, sizeof(arg));
 }
 
