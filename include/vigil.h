@@ -124,8 +124,10 @@ typedef struct vigil_loop_options {
     uint32_t pool_queue;   /* ... and jobs waiting for one; default 1024 (then -EAGAIN) */
     /* Batched waits (io_uring on Linux 6.12 and later; elsewhere ignored, see
      * VIGIL_FEATURE_BATCH_WAIT): a wait returns once wait_batch completions
-     * are there, or wait_batch_us after it began if at least one is; an idle
-     * loop still sleeps until its first one. Fewer wake-ups for a thread
+     * have come since it began (those already there, such as the sends it
+     * has just submitted, are handled with them), or wait_batch_us after it
+     * began if at least one is there; an idle loop still sleeps until its
+     * first one. Fewer wake-ups for a thread
      * handling many connections (a load generator: 0.6-0.75x the CPU per
      * request, bench/README.md), at the price of up to wait_batch_us of
      * delay on each completion (keep it well under a supervisor's stall_ms:
