@@ -13,7 +13,7 @@
 #include "cli/http_resp.h"
 #include "vt.h"
 
-#define MAX_RESPONSES 8
+#define MAX_RESPONSES 16
 
 /* How a connection is read: the expected body (NULL: none), whether the
  * requests were HEAD, and whether the connection ends after the bytes. */
@@ -193,6 +193,53 @@ VT_TEST(http_resp, pipelined_split_every_way, 30) {
     VT_EQ(o.mismatch[1], 1);
     VT_EQ(o.mismatch_at[1], 7);
     VT_EQ(o.mismatch[2], 0); /* a 204 has no body to compare */
+}
+
+/* A head that came whole is remembered, and the same bytes again are taken
+ * as they were read then (http_resp.h). What its lines said comes back with
+ * it (length, chunked, Connection: close, interim or final), heads that
+ * differ in a byte are read afresh, and every split (none of them sees a
+ * head whole twice) reports the same. */
+#define R_CLOSE "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 13\r\n\r\nHello, World!"
+#define R_INTERIM "HTTP/1.1 100 Continue\r\n\r\n"
+VT_TEST(http_resp, a_head_seen_again, 30) {
+    static const char buf[] = R_LENGTH R_LENGTH R_CHUNKED R_CHUNKED R_CLOSE R_CLOSE R_LENGTH
+        R_INTERIM R_LENGTH R_INTERIM R_LENGTH R_NO_CONTENT R_NO_CONTENT;
+    const setup checked = {.expect = "Hello, World!"};
+    outcome o = every_way(BYTES(buf), &checked);
+    VT_EQ(o.responses, 11);
+    VT_EQ(o.used, sizeof(buf) - 1);
+    for (int i = 0; i < 11; i++) {
+        bool no_content = i >= 9, closes = i == 4 || i == 5 || no_content;
+        VT_EQ(o.status[i], no_content ? 204 : 200);
+        VT_EQ(o.body_len[i], no_content ? 0 : 13);
+        VT_EQ(o.close[i], closes);
+        VT_EQ(o.mismatch[i], 0);
+    }
+    VT_EQ(o.end[1], 2 * (sizeof(R_LENGTH) - 1));
+    /* the same head, now answering a HEAD request: no body this time */
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+    static const char get[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    http_resp p;
+    http_resp_init(&p, NULL, 0);
+    http_resp_event ev;
+    VT_EQ(http_resp_feed(&p, (const uint8_t *)get, sizeof(get) - 1, &ev), sizeof(get) - 1);
+    VT_EQ(ev, HTTP_RESP_DONE);
+    VT_EQ(p.body_len, 5);
+    http_resp_expect_head(&p, true);
+    VT_EQ(http_resp_feed(&p, (const uint8_t *)head, sizeof(head) - 1, &ev), sizeof(head) - 1);
+    VT_EQ(ev, HTTP_RESP_DONE);
+    VT_EQ(p.body_len, 0);
+    http_resp_expect_head(&p, false);
+    VT_EQ(http_resp_feed(&p, (const uint8_t *)get, sizeof(get) - 1, &ev), sizeof(get) - 1);
+    VT_EQ(ev, HTTP_RESP_DONE);
+    VT_EQ(p.body_len, 5);
+    VT_EQ(p.status, 200);
+    /* one byte more in the head than the remembered one: read, and refused */
+    static const char longer[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\r\nhello";
+    http_resp_feed(&p, (const uint8_t *)longer, sizeof(longer) - 1, &ev);
+    VT_EQ(ev, HTTP_RESP_ERROR);
+    VT_EQ(p.error, HTTP_RESP_BAD_HEADER);
 }
 
 VT_TEST(http_resp, head_response_has_no_body, 10) {

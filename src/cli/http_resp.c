@@ -456,6 +456,35 @@ static http_resp_event chunk_size_line(http_resp *p, const line *l) {
     return HTTP_RESP_MORE;
 }
 
+/* A head that began in this call's bytes ended: what its lines said is
+ * kept for when the same bytes come again (its bytes are kept by
+ * http_resp_feed, which knows where the head ended). */
+static void head_said(http_resp *p) {
+    p->seen_len = 0; /* until the bytes that go with it are there */
+    p->seen_said.status = p->status;
+    p->seen_said.http10 = p->http10;
+    p->seen_said.conn_close = p->conn_close;
+    p->seen_said.conn_keep_alive = p->conn_keep_alive;
+    p->seen_said.has_length = p->has_length;
+    p->seen_said.has_te = p->has_te;
+    p->seen_said.te_chunked = p->te_chunked;
+    p->seen_said.length = p->length;
+    p->seen_ended = true;
+}
+
+/* The remembered head again: its lines are taken as they were read. */
+static http_resp_event head_again(http_resp *p) {
+    p->status = p->seen_said.status;
+    p->http10 = p->seen_said.http10;
+    p->conn_close = p->seen_said.conn_close;
+    p->conn_keep_alive = p->seen_said.conn_keep_alive;
+    p->has_length = p->seen_said.has_length;
+    p->has_te = p->seen_said.has_te;
+    p->te_chunked = p->seen_said.te_chunked;
+    p->length = p->seen_said.length;
+    return head_end(p);
+}
+
 /* A whole line, in the state that reads it. */
 static http_resp_event on_line(http_resp *p, const line *l) {
     http_resp_error e;
@@ -466,8 +495,11 @@ static http_resp_event on_line(http_resp *p, const line *l) {
         p->state = S_FIELDS;
         return HTTP_RESP_MORE;
     case S_FIELDS:
-        if (!l->len)
+        if (!l->len) {
+            if (p->head_from)
+                head_said(p);
             return head_end(p);
+        }
         e = field_line(p, l, true);
         return e ? fail(p, e) : HTTP_RESP_MORE;
     case S_CHUNK_SIZE:
@@ -498,6 +530,7 @@ size_t http_resp_feed(http_resp *p, const uint8_t *data, size_t n, http_resp_eve
     if (p->done)
         clear_result(p);
     p->started = true;
+    p->head_from = NULL; /* the last call's bytes are gone */
     size_t pos = 0;
     while (pos < n) {
         switch (p->state) {
@@ -522,6 +555,20 @@ size_t http_resp_feed(http_resp *p, const uint8_t *data, size_t n, http_resp_eve
             pos = n;
             break;
         default: {
+            http_resp_event e;
+            if (p->state == S_STATUS && p->budget == HTTP_RESP_MAX_HEAD && !p->line_len && !p->pending_cr) {
+                /* A head begins here, read from the same state as any other. */
+                if (p->seen_len && n - pos >= p->seen_len && !memcmp(data + pos, p->seen, p->seen_len)) {
+                    pos += p->seen_len;
+                    e = head_again(p);
+                    if (e != HTTP_RESP_MORE) {
+                        *ev = e;
+                        return pos;
+                    }
+                    break;
+                }
+                p->head_from = data + pos;
+            }
             line l;
             int r = next_line(p, data, n, &pos, &l);
             if (r == LINE_MORE)
@@ -530,7 +577,16 @@ size_t http_resp_feed(http_resp *p, const uint8_t *data, size_t n, http_resp_eve
                 *ev = fail(p, r == LINE_BAD_CR ? bad_cr_error[p->state] : too_long_error[p->state]);
                 return pos;
             }
-            http_resp_event e = on_line(p, &l);
+            e = on_line(p, &l);
+            if (p->seen_ended) { /* the head that began at head_from ended at pos */
+                size_t len = (size_t)(data + pos - p->head_from);
+                p->seen_ended = false;
+                p->head_from = NULL;
+                if (len <= HTTP_RESP_SEEN_MAX) {
+                    memcpy(p->seen, data + pos - len, len);
+                    p->seen_len = (uint16_t)len;
+                }
+            }
             if (e != HTTP_RESP_MORE) {
                 *ev = e;
                 return pos;

@@ -42,6 +42,9 @@
 #define HTTP_RESP_MAX_LINE 256
 /* A chunk-size line, its extensions included. */
 #define HTTP_RESP_MAX_CHUNK_LINE 4096
+/* The longest head the parser remembers, to know it again (see
+ * http_resp_feed). */
+#define HTTP_RESP_SEEN_MAX 512
 
 typedef enum http_resp_event {
     HTTP_RESP_MORE = 0, /* all bytes taken, no response complete yet */
@@ -91,6 +94,17 @@ typedef struct http_resp {
     uint64_t left;      /* bytes of the body or of the current chunk still to come */
     uint64_t length;    /* Content-Length */
     uint8_t line[HTTP_RESP_MAX_LINE]; /* the start of a line a read cut in two */
+    /* The last head read whole from one call's bytes, and what its lines
+     * said (before its empty line was acted on). */
+    const uint8_t *head_from; /* where the head being read began in this call's bytes, or NULL */
+    bool seen_ended;          /* such a head just ended: its bytes are to be kept */
+    uint16_t seen_len;        /* its bytes in seen; 0: none */
+    struct {
+        int status;
+        bool http10, conn_close, conn_keep_alive, has_length, has_te, te_chunked;
+        uint64_t length;
+    } seen_said;
+    uint8_t seen[HTTP_RESP_SEEN_MAX];
 } http_resp;
 
 /* Ready for a new connection. expect: when not NULL, every body must be
@@ -110,7 +124,13 @@ void http_resp_expect_head(http_resp *p, bool head);
  * data[returned - 1] (call again with the rest), HTTP_RESP_MORE when all n
  * were taken and no response is complete yet, HTTP_RESP_ERROR when the
  * framing is broken: the count then runs up to the byte found wrong (the
- * LF of a line that is wrong), and every later call returns 0 and ERROR. */
+ * LF of a line that is wrong), and every later call returns 0 and ERROR.
+ * A head that came whole in one call is remembered (up to
+ * HTTP_RESP_SEEN_MAX bytes); when the next head begins with the same bytes
+ * they are taken as they were read then, not line by line: a server's
+ * heads differ in the Date line once a second, and reading the lines was
+ * most of the parser's time. The verdicts are the same either way: the
+ * same bytes, read from the same state (a head's start). */
 size_t http_resp_feed(http_resp *p, const uint8_t *data, size_t n, http_resp_event *ev);
 
 /* The connection ended. HTTP_RESP_DONE when that completes a body
