@@ -317,6 +317,14 @@ static void reconnect(hworker *w, hconn *h) {
     connect_conn(w, h);
 }
 
+/* One call into the loop: a pass's callbacks all run in it, so the time
+ * its first response read is forgotten after it. */
+static int run_pass(hworker *w, vigil_run_mode mode, int timeout_ms) {
+    int rc = vigil_loop_run(w->loop, mode, timeout_ms);
+    w->pass_now_read = false;
+    return rc;
+}
+
 static void on_recv(vigil_loop *loop, vigil_conn c, int status, const vigil_buf *buf, void *ud) {
     hconn *h = ud;
     hworker *w = h->w;
@@ -433,7 +441,7 @@ static bool connect_all(hworker *w) {
         connect_conn(w, h);
     }
     while (w->connecting > 0)
-        if (vigil_loop_run(w->loop, VIGIL_RUN_ONCE, 100) < 0)
+        if (run_pass(w, VIGIL_RUN_ONCE, 100) < 0)
             return false;
     pthread_mutex_lock(&run->mu);
     run->ready++;
@@ -525,8 +533,7 @@ static void run_load(hworker *w) {
                 timeout = TICK_MS;
         }
         follow_in_flight(w);
-        int rc = vigil_loop_run(w->loop, timeout ? VIGIL_RUN_ONCE : VIGIL_RUN_NOWAIT, timeout);
-        w->pass_now_read = false; /* a pass's callbacks all ran in that call */
+        int rc = run_pass(w, timeout ? VIGIL_RUN_ONCE : VIGIL_RUN_NOWAIT, timeout);
         if (rc < 0) {
             w->fatal = rc;
             return;
@@ -554,7 +561,7 @@ static void settle(hworker *w) {
     }
     uint64_t until = now_ns() + 2 * NS_PER_S;
     while (w->closing > 0 && now_ns() < until)
-        if (vigil_loop_run(w->loop, VIGIL_RUN_ONCE, 50) < 0)
+        if (run_pass(w, VIGIL_RUN_ONCE, 50) < 0)
             break;
 }
 
