@@ -191,9 +191,7 @@ static int next_line(http_resp *p, const uint8_t *data, size_t n, size_t *pos, l
 static void start_head(http_resp *p) {
     p->state = S_STATUS;
     p->budget = HTTP_RESP_MAX_HEAD;
-    p->http10 = p->conn_close = p->conn_keep_alive = false;
-    p->has_length = p->has_te = p->te_chunked = false;
-    p->length = 0;
+    memset(&p->said, 0, sizeof(p->said));
 }
 
 void http_resp_init(http_resp *p, const uint8_t *expect, size_t expect_len) {
@@ -269,7 +267,7 @@ static bool status_line(http_resp *p, const line *l) {
     if ((l->len > 12 && s[12] != ' ') || status < 100 || status > 599)
         return false;
     p->status = status;
-    p->http10 = s[7] == '0';
+    p->said.http10 = s[7] == '0';
     return true;
 }
 
@@ -349,10 +347,10 @@ static http_resp_error field_line(http_resp *p, const line *l, bool in_head) {
         if (!content_length(v, n, &len))
             return HTTP_RESP_BAD_LENGTH;
         /* two that disagree: which one frames the body is anyone's guess */
-        if (p->has_length && len != p->length)
+        if (p->said.has_length && len != p->said.length)
             return HTTP_RESP_BAD_LENGTH;
-        p->has_length = true;
-        p->length = len;
+        p->said.has_length = true;
+        p->said.length = len;
         break;
     }
     case TE: {
@@ -364,15 +362,15 @@ static http_resp_error field_line(http_resp *p, const line *l, bool in_head) {
             chunked = same_word(el, el_len, "chunked", 7);
         }
         if (any) {
-            p->has_te = true;
-            p->te_chunked = chunked;
+            p->said.has_te = true;
+            p->said.te_chunked = chunked;
         }
         break;
     }
     case CONNECTION:
         while (next_element(v, n, &at, &el, &el_len)) {
-            p->conn_close |= same_word(el, el_len, "close", 5);
-            p->conn_keep_alive |= same_word(el, el_len, "keep-alive", 10);
+            p->said.conn_close |= same_word(el, el_len, "close", 5);
+            p->said.conn_keep_alive |= same_word(el, el_len, "keep-alive", 10);
         }
         break;
     default:
@@ -391,23 +389,24 @@ static http_resp_event head_end(http_resp *p) {
     }
     /* HTTP/1.0 with Transfer-Encoding: the framing is suspect, and the
      * RFC (6.1) has the connection closed after it. */
-    p->close = p->conn_close || (p->http10 && (!p->conn_keep_alive || p->has_te)) || status == 101;
+    const http_resp_said *h = &p->said;
+    p->close = h->conn_close || (h->http10 && (!h->conn_keep_alive || h->has_te)) || status == 101;
     if (p->head_request || status == 204 || status == 304 || status == 101)
         return finish(p);
     p->compare_body = p->expect != NULL;
-    if (p->has_te) {
-        if (p->te_chunked) {
+    if (h->has_te) {
+        if (h->te_chunked) {
             p->state = S_CHUNK_SIZE;
             p->budget = HTTP_RESP_MAX_CHUNK_LINE;
         } else {
             p->state = S_BODY_EOF;
             p->close = true;
         }
-    } else if (p->has_length) {
-        if (!p->length)
+    } else if (h->has_length) {
+        if (!h->length)
             return finish(p);
         p->state = S_BODY;
-        p->left = p->length;
+        p->left = h->length;
     } else {
         p->state = S_BODY_EOF;
         p->close = true;
@@ -461,27 +460,15 @@ static http_resp_event chunk_size_line(http_resp *p, const line *l) {
  * http_resp_feed, which knows where the head ended). */
 static void head_said(http_resp *p) {
     p->seen_len = 0; /* until the bytes that go with it are there */
-    p->seen_said.status = p->status;
-    p->seen_said.http10 = p->http10;
-    p->seen_said.conn_close = p->conn_close;
-    p->seen_said.conn_keep_alive = p->conn_keep_alive;
-    p->seen_said.has_length = p->has_length;
-    p->seen_said.has_te = p->has_te;
-    p->seen_said.te_chunked = p->te_chunked;
-    p->seen_said.length = p->length;
+    p->seen_status = p->status;
+    p->seen_said = p->said;
     p->seen_ended = true;
 }
 
 /* The remembered head again: its lines are taken as they were read. */
 static http_resp_event head_again(http_resp *p) {
-    p->status = p->seen_said.status;
-    p->http10 = p->seen_said.http10;
-    p->conn_close = p->seen_said.conn_close;
-    p->conn_keep_alive = p->seen_said.conn_keep_alive;
-    p->has_length = p->seen_said.has_length;
-    p->has_te = p->seen_said.has_te;
-    p->te_chunked = p->seen_said.te_chunked;
-    p->length = p->seen_said.length;
+    p->status = p->seen_status;
+    p->said = p->seen_said;
     return head_end(p);
 }
 

@@ -67,6 +67,13 @@ typedef enum http_resp_error {
 /* A short name for reports: "bad status line", "truncated response"... */
 const char *http_resp_error_name(http_resp_error e);
 
+/* What a head's status line and fields said of its framing, before its
+ * empty line was acted on (the status itself is http_resp.status). */
+typedef struct http_resp_said {
+    bool http10, conn_close, conn_keep_alive, has_length, has_te, te_chunked;
+    uint64_t length; /* Content-Length */
+} http_resp_said;
+
 typedef struct http_resp {
     /* The last response reported with HTTP_RESP_DONE, valid until the next
      * call that feeds bytes. */
@@ -88,22 +95,18 @@ typedef struct http_resp {
     bool started;       /* some byte of the current response was taken */
     uint8_t state;
     bool pending_cr;    /* the line so far ends with a CR: the next byte must be LF */
-    bool http10, conn_close, conn_keep_alive, has_length, has_te, te_chunked;
+    http_resp_said said; /* of the head being read */
     uint32_t budget;    /* bytes the current line may still take (LF included) */
     uint32_t line_len;  /* bytes of the current line taken so far, when a read cut it */
     uint64_t left;      /* bytes of the body or of the current chunk still to come */
-    uint64_t length;    /* Content-Length */
     uint8_t line[HTTP_RESP_MAX_LINE]; /* the start of a line a read cut in two */
     /* The last head read whole from one call's bytes, and what its lines
      * said (before its empty line was acted on). */
     const uint8_t *head_from; /* where the head being read began in this call's bytes, or NULL */
     bool seen_ended;          /* such a head just ended: its bytes are to be kept */
     uint16_t seen_len;        /* its bytes in seen; 0: none */
-    struct {
-        int status;
-        bool http10, conn_close, conn_keep_alive, has_length, has_te, te_chunked;
-        uint64_t length;
-    } seen_said;
+    int seen_status;
+    http_resp_said seen_said;
     uint8_t seen[HTTP_RESP_SEEN_MAX];
 } http_resp;
 
