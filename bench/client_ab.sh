@@ -13,12 +13,17 @@
 #   bench/client_ab.sh /tmp/old/vigil build/src/cli/vigil http://127.0.0.1:7490/f13.bin 6 \
 #       -- --expect-body /tmp/www/f13.bin
 set -euo pipefail
-A=${1:?usage: bench/client_ab.sh VIGIL_A VIGIL_B URL [ROUNDS] [-- BENCH_ARGS...]}
-B=${2:?usage: bench/client_ab.sh VIGIL_A VIGIL_B URL [ROUNDS] [-- BENCH_ARGS...]}
-URL=${3:?usage: bench/client_ab.sh VIGIL_A VIGIL_B URL [ROUNDS] [-- BENCH_ARGS...]}
+usage() {
+    echo "usage: bench/client_ab.sh VIGIL_A VIGIL_B URL [ROUNDS] [-- BENCH_ARGS...]" >&2
+    exit 2
+}
+[ $# -ge 3 ] || usage
+A=$1 B=$2 URL=$3
 shift 3
 ROUNDS=6
 if [ $# -gt 0 ] && [ "$1" != "--" ]; then ROUNDS=$1; shift; fi
+case $ROUNDS in '' | *[!0-9]* | 0) usage ;; esac
+for bin in "$A" "$B"; do [ -x "$bin" ] || { echo "client_ab.sh: $bin: not an executable" >&2; exit 2; }; done
 [ "${1:-}" = "--" ] && shift
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
